@@ -1,0 +1,267 @@
+"""The one audio type, the one file reader/writer and the one resampler.
+
+Every part of Backline passes audio as `Audio`: float32 samples shaped `[channels, frames]` plus a sample
+rate. Files are read with `pedalboard.io.AudioFile` (wav/flac/ogg/mp3/aiff) and written as wav or flac,
+atomically (a temp file in the same folder, then `os.replace`), and never over an existing file unless the
+caller says `overwrite=True`. Resampling is torchaudio's windowed-sinc resampler, imported lazily so that
+the bridge and the host can use this module without loading torch.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from backline.engines.errors import AudioFileError, AudioFormatError, FileExistsRefusal
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+READ_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff")
+WRITE_EXTENSIONS = (".wav", ".flac")
+#: Refuse to load more than this into memory at once; longer files must be streamed with `iter_audio_chunks`.
+MAX_IN_MEMORY_SECONDS = 60 * 60
+
+
+@dataclass(frozen=True)
+class Audio:
+    """Float32 samples `[channels, frames]` at `sample_rate` Hz."""
+
+    samples: np.ndarray
+    sample_rate: int
+
+    def __post_init__(self) -> None:
+        samples = np.asarray(self.samples)
+        if samples.ndim == 1:
+            samples = samples[None, :]
+        if samples.ndim != 2:
+            raise AudioFormatError(f"audio must be [channels, frames], got shape {samples.shape}")
+        if samples.dtype != np.float32:
+            samples = samples.astype(np.float32)
+        if int(self.sample_rate) <= 0:
+            raise AudioFormatError(f"sample rate must be positive, got {self.sample_rate}")
+        object.__setattr__(self, "samples", samples)
+        object.__setattr__(self, "sample_rate", int(self.sample_rate))
+
+    @property
+    def channels(self) -> int:
+        return int(self.samples.shape[0])
+
+    @property
+    def frames(self) -> int:
+        return int(self.samples.shape[1])
+
+    @property
+    def seconds(self) -> float:
+        return self.frames / self.sample_rate
+
+    @classmethod
+    def silence(cls, frames: int, sample_rate: int, channels: int = 2) -> Audio:
+        return cls(np.zeros((channels, frames), np.float32), sample_rate)
+
+    @classmethod
+    def from_tensor(cls, tensor: torch.Tensor, sample_rate: int) -> Audio:
+        return cls(tensor.detach().float().cpu().numpy(), sample_rate)
+
+    def to_tensor(self) -> torch.Tensor:
+        import torch
+
+        return torch.from_numpy(np.ascontiguousarray(self.samples))
+
+    def slice(self, start: int, stop: int) -> Audio:
+        """Frames `[start, stop)`, zero-padded where the range runs past either end (keeps alignment)."""
+        if stop < start:
+            raise AudioFormatError(f"slice end {stop} is before its start {start}")
+        out = np.zeros((self.channels, stop - start), np.float32)
+        lo, hi = max(start, 0), min(stop, self.frames)
+        if hi > lo:
+            out[:, lo - start : hi - start] = self.samples[:, lo:hi]
+        return Audio(out, self.sample_rate)
+
+    def with_channels(self, channels: int) -> Audio:
+        """Mono↔stereo by duplication or averaging; any count → mono by averaging.
+
+        Other up/down-mixes (e.g. 5.1 → stereo) have no single right answer, so they are refused with a
+        message rather than guessed.
+        """
+        if channels == self.channels:
+            return self
+        if channels == 1:
+            return Audio(self.samples.mean(axis=0, keepdims=True), self.sample_rate)
+        if self.channels == 1:
+            return Audio(np.repeat(self.samples, channels, axis=0), self.sample_rate)
+        raise AudioFormatError(
+            f"cannot turn {self.channels}-channel audio into {channels} channels",
+            fix="export a mono or stereo mix from your DAW",
+        )
+
+    def resampled(self, sample_rate: int) -> Audio:
+        if sample_rate == self.sample_rate:
+            return self
+        return Audio(resample(self.samples, self.sample_rate, sample_rate), sample_rate)
+
+    def peak(self) -> float:
+        return float(np.abs(self.samples).max()) if self.frames else 0.0
+
+    def rms(self) -> float:
+        return float(np.sqrt(np.mean(np.square(self.samples, dtype=np.float64)))) if self.frames else 0.0
+
+
+def resample(samples: np.ndarray | torch.Tensor, orig_rate: int, new_rate: int):
+    """Resample along the last axis with torchaudio (Kaiser-windowed sinc). Returns the input's type."""
+    if orig_rate <= 0 or new_rate <= 0:
+        raise AudioFormatError(f"cannot resample from {orig_rate} Hz to {new_rate} Hz")
+    if orig_rate == new_rate:
+        return samples
+    import torch
+    import torchaudio.functional as taf
+
+    is_numpy = isinstance(samples, np.ndarray)
+    tensor = torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32)) if is_numpy else samples
+    out = taf.resample(tensor, int(orig_rate), int(new_rate), lowpass_filter_width=16, rolloff=0.95,
+                       resampling_method="sinc_interp_kaiser", beta=8.555)
+    return out.numpy() if is_numpy else out
+
+
+def _check_readable(path: Path) -> None:
+    if not path.exists():
+        raise AudioFileError("file not found", path=path, fix="check the path")
+    if path.is_dir():
+        raise AudioFileError("is a folder, not an audio file", path=path)
+    if path.suffix.lower() not in READ_EXTENSIONS:
+        raise AudioFileError(
+            f"unsupported extension '{path.suffix}'", path=path, fix=f"use one of {', '.join(READ_EXTENSIONS)}"
+        )
+    if path.stat().st_size == 0:
+        raise AudioFileError("file is empty (0 bytes)", path=path, fix="re-export it from your DAW")
+
+
+def audio_info(path: str | Path) -> tuple[int, int, int]:
+    """(sample_rate, channels, frames) without reading the samples."""
+    from pedalboard.io import AudioFile
+
+    path = Path(path)
+    _check_readable(path)
+    try:
+        with AudioFile(str(path)) as f:
+            return int(f.samplerate), int(f.num_channels), int(f.frames)
+    except (OSError, RuntimeError, ValueError) as err:
+        raise AudioFileError(f"cannot be decoded ({err})", path=path, fix="re-export it as WAV or FLAC") from err
+
+
+def read_audio(
+    path: str | Path,
+    *,
+    sample_rate: int | None = None,
+    channels: int | None = None,
+    start: int = 0,
+    frames: int | None = None,
+) -> Audio:
+    """Read `frames` frames from `start` (in the file's own rate), then convert rate/channels if asked."""
+    from pedalboard.io import AudioFile
+
+    path = Path(path)
+    _check_readable(path)
+    try:
+        with AudioFile(str(path)) as f:
+            file_rate, total = int(f.samplerate), int(f.frames)
+            count = total - start if frames is None else frames
+            if count / max(file_rate, 1) > MAX_IN_MEMORY_SECONDS:
+                raise AudioFileError(
+                    f"is {count / file_rate / 3600:.1f} h long, too long to load at once",
+                    path=path, fix="process it in chunks with iter_audio_chunks or pick a region",
+                )
+            if start:
+                f.seek(min(start, total))
+            data = f.read(max(0, min(count, total - start)))
+    except AudioFileError:
+        raise
+    except (OSError, RuntimeError, ValueError) as err:
+        raise AudioFileError(f"cannot be decoded ({err})", path=path, fix="re-export it as WAV or FLAC") from err
+    if frames is not None and data.shape[1] < frames:  # keep the requested length (alignment)
+        data = np.pad(data, ((0, 0), (0, frames - data.shape[1])))
+    if not np.all(np.isfinite(data)):
+        data = np.nan_to_num(data, nan=0.0, posinf=1.0, neginf=-1.0)
+    audio = Audio(data, file_rate)
+    if channels is not None:
+        audio = audio.with_channels(channels)
+    if sample_rate is not None:
+        audio = audio.resampled(sample_rate)
+    return audio
+
+
+def iter_audio_chunks(path: str | Path, chunk_frames: int) -> Iterator[Audio]:
+    """Stream a file of any length in chunks of `chunk_frames` (last may be shorter); bounded memory."""
+    from pedalboard.io import AudioFile
+
+    path = Path(path)
+    _check_readable(path)
+    try:
+        with AudioFile(str(path)) as f:
+            rate = int(f.samplerate)
+            while f.tell() < f.frames:
+                yield Audio(f.read(chunk_frames), rate)
+    except (OSError, RuntimeError, ValueError) as err:
+        raise AudioFileError(f"cannot be decoded ({err})", path=path) from err
+
+
+def atomic_output(path: str | Path, *, overwrite: bool = False) -> tuple[Path, Path]:
+    """Check `path` may be written and return (final path, temp path in the same folder).
+
+    Callers write the temp file, then `os.replace(temp, final)`: a crash never leaves half a file under
+    the final name, and an existing file is only replaced when `overwrite=True`.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsRefusal("already exists; Backline never overwrites your files", path=path,
+                                fix="choose another name or folder, or pass overwrite")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".partial{path.suffix}", dir=path.parent)
+    os.close(fd)
+    return path, Path(tmp)
+
+
+def write_audio(path: str | Path, audio: Audio, *, overwrite: bool = False, bit_depth: int = 24) -> Path:
+    """Write wav (float32) or flac (16/24-bit) atomically. Returns the final path."""
+    from pedalboard.io import AudioFile
+
+    path = Path(path)
+    if path.suffix.lower() not in WRITE_EXTENSIONS:
+        raise AudioFileError(f"cannot write '{path.suffix}'", path=path, fix="write .wav or .flac")
+    if audio.frames == 0:
+        raise AudioFileError("refusing to write an empty (0-frame) file", path=path)
+    final, tmp = atomic_output(path, overwrite=overwrite)
+    try:
+        kwargs = {"bit_depth": bit_depth} if path.suffix.lower() == ".flac" else {"bit_depth": 32}
+        samples = audio.samples if path.suffix.lower() == ".wav" else np.clip(audio.samples, -1.0, 1.0)
+        with AudioFile(str(tmp), "w", samplerate=audio.sample_rate, num_channels=audio.channels, **kwargs) as f:
+            f.write(np.ascontiguousarray(samples))
+        os.replace(tmp, final)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise AudioFileError(f"could not be written ({err.strerror or err})", path=path,
+                             fix="check free disk space and permissions") from err
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return final
+
+
+def write_bytes_atomic(path: str | Path, data: bytes, *, overwrite: bool = False) -> Path:
+    """Atomic write for non-audio outputs (MIDI, JSON reports), same never-overwrite rule."""
+    final, tmp = atomic_output(path, overwrite=overwrite)
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, final)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        from backline.engines.errors import BacklineError
+
+        raise BacklineError(f"could not be written ({err.strerror or err})", path=path,
+                            fix="check free disk space and permissions") from err
+    return final

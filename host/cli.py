@@ -1,0 +1,139 @@
+"""`backline` — the command line.
+
+Commands live in their own modules and are imported only when run, so `backline --help` is instant and
+does not load torch. Each command module provides:
+
+    HELP: str                                   one line for the listing
+    configure(parser: argparse.ArgumentParser)  add its arguments
+    run(args: argparse.Namespace) -> int        do the work, return an exit code
+
+Adding a command is one line in `COMMANDS`; commands whose module is not in this install are not listed.
+Errors the user can fix (`BacklineError`) are printed as one line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from importlib.util import find_spec
+
+from backline.engines.errors import BacklineError
+
+# (group, name) -> module; name "" means the group is itself the command.
+COMMANDS: dict[tuple[str, str], str] = {
+    ("demo", ""): "backline.engines.data.demo",
+    ("data", "synth"): "backline.engines.data.synth_cli",
+    ("data", "encode"): "backline.engines.codec.encode_cli",
+    ("train", "codec"): "backline.engines.codec.train",
+    ("train", "bass"): "backline.engines.bass.train",
+    ("train", "drums"): "backline.engines.drums.train",
+    ("train", "musicoder"): "backline.engines.analysis.train_musicoder",
+    ("train", "simclr"): "backline.engines.analysis.train_simclr",
+    ("train", "tagger"): "backline.engines.analysis.train_tagger",
+    ("generate", "bass"): "backline.engines.bass.cli",
+    ("generate", "drums"): "backline.engines.drums.cli",
+    ("analyze", ""): "backline.engines.analysis.analyze_cli",
+    ("score", ""): "backline.engines.analysis.score_cli",
+    ("bridge", ""): "backline.bridge.cli",
+    ("bridge", "calibrate"): "backline.bridge.calibrate_cli",
+    ("host", ""): "backline.host.app",
+}
+
+GROUP_HELP = {
+    "demo": "render the bundled demo song into stems and a mix (the default job)",
+    "data": "build and encode training corpora (Slakh2100 layout)",
+    "train": "train a model (runs unchanged under torchrun)",
+    "generate": "generate a part for a mix or a MIDI session",
+    "analyze": "say which instruments a mix holds and which parts are missing",
+    "score": "how well a stem fits a mix",
+    "bridge": "connect to the DAW: live transport, capture, calibration",
+    "host": "start the desktop app",
+}
+
+DESCRIPTION = """Backline listens to your DAW session and plays the rest of the band.
+
+It generates a bass line grounded in a reference style, accompaniment stems and drum patterns with
+fills, and hands them back as stems and MIDI you drag onto your timeline."""
+
+
+def _present(module: str) -> bool:
+    try:
+        return find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def _available() -> dict[tuple[str, str], str]:
+    return {key: mod for key, mod in COMMANDS.items() if _present(mod)}
+
+
+def _module_help(module: str) -> str:
+    """Read HELP without importing the module (it may import torch): look for the HELP assignment."""
+    spec = find_spec(module)
+    if spec is None or not spec.origin:
+        return ""
+    with open(spec.origin, encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("HELP = "):
+                return line.split("=", 1)[1].strip().strip("\"'")
+    return ""
+
+
+def _top_parser(available: dict[tuple[str, str], str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="backline", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version="backline 0.1.0")
+    sub = parser.add_subparsers(dest="group", metavar="COMMAND")
+    for group in dict.fromkeys(g for g, _ in available):
+        names = [n for g, n in available if g == group and n]
+        listing = "".join(f"\n  {n:<12} {_module_help(available[(group, n)])}" for n in names)
+        epilog = f"commands:{listing}" if names else None
+        sub.add_parser(group, help=GROUP_HELP.get(group, ""), description=GROUP_HELP.get(group, ""),
+                       epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter, add_help=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    available = _available()
+    top = _top_parser(available)
+    if not argv or argv[0] in ("-h", "--help", "--version"):
+        if not argv:
+            top.print_help()
+            return 0
+        top.parse_args(argv)  # prints help/version and exits
+        return 0
+    group = argv[0]
+    groups = {g for g, _ in available}
+    if group not in groups:
+        top.error(f"unknown command {group!r}; choose from {', '.join(sorted(groups))}")
+    rest = argv[1:]
+    name = rest[0] if rest and (group, rest[0]) in available else ""
+    if name:
+        rest = rest[1:]
+    if (group, name) not in available:
+        names = sorted(n for g, n in available if g == group and n)
+        if rest and rest[0] in ("-h", "--help") or not rest:
+            print(f"usage: backline {group} {{{','.join(names)}}} ...\n\n{GROUP_HELP.get(group, '')}\n")
+            for n in names:
+                print(f"  {n:<12} {_module_help(available[(group, n)])}")
+            return 0 if rest else 2
+        top.error(f"unknown {group} command {rest[0]!r}; choose from {', '.join(names)}")
+    module = importlib.import_module(available[(group, name)])
+    prog = f"backline {group}" + (f" {name}" if name else "")
+    parser = argparse.ArgumentParser(prog=prog, description=getattr(module, "HELP", ""))
+    module.configure(parser)
+    args = parser.parse_args(rest)
+    try:
+        return int(module.run(args) or 0)
+    except BacklineError as err:
+        print(f"backline: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("backline: cancelled; nothing partial was written", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
