@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+
 from backline.engines.errors import AudioFileError, AudioFormatError, FileExistsRefusal
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+
 from backline.engines.audio import Audio, audio_info, iter_audio_chunks, read_audio, resample, write_audio
 from backline.engines.errors import AudioFileError, AudioFormatError, FileExistsRefusal
 

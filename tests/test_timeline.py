@@ -1,4 +1,5 @@
 import pytest
+
 from backline.bridge.timeline import BBT, TempoMap, Timeline, check_bpm, parse_bar_range
 from backline.engines.errors import TimelineError
 
