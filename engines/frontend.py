@@ -1,0 +1,189 @@
+"""The one spectral front end (STFT, iSTFT, log-magnitude, mel) and the spectral metrics every benchmark uses.
+
+Everything that looks at a spectrogram in Backline goes through these functions, so a codec trained on
+`log_magnitude` sees exactly what a critic, a tagger or a benchmark sees. All functions take tensors shaped
+`[..., time]` (any leading batch/channel axes) and work on CPU and CUDA; windows and mel filterbanks are cached
+per (size, device, dtype).
+
+Conventions (chosen once, here):
+- `stft` is `torch.stft` with a periodic Hann window, `center=True`, reflect padding where the input is long
+  enough (zero padding otherwise, so 1-sample inputs still work) and *no* normalisation, as in paper 000.
+  Frames = `T // hop + 1`.
+- `log_magnitude` is paper 000's "log-magnitude spectrogram" s = log(|STFT|² + ε), ε = 1e-5 (log power; it is
+  2·log|X| up to ε, the paper's definition).
+- `log_mel` defaults to 128 HTK mel bins (paper 000's mel critic) but every parameter is open so the tagger
+  (64 bins, 16 kHz) and the SimCLR encoder (96 HTK bins, 25 ms window, FFT 2048) use the same code.
+
+Metrics (lower is better, all averaged over leading axes):
+- `mr_stft_distance`: multi-resolution STFT distance (spectral convergence + L1 of log-magnitudes) averaged over
+  FFT sizes 512/1024/2048 (hop = FFT/4), the usual auraloss/Parallel-WaveGAN definition.
+- `log_spectral_distance`: LSD in dB, sqrt(mean_f (10·log10 P − 10·log10 P̂)²) averaged over frames.
+- `mel_l1`: mean |log-mel − log-mel̂| with natural log, 128 bins, FFT 2048, hop 512.
+- `multiscale_spectral_distance`: paper 000's training loss L_mssd = Σ_h mean|STFT_h(w)² − STFT_h(ŵ)²| with
+  hops {2^5..2^9, 2^11, 2^12} and window 4·hop (unnormalised power, mean over bins per scale, summed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+if TYPE_CHECKING:  # pragma: no cover
+    from backline.engines.audio import Audio
+
+LOG_EPS = 1e-5
+MSSD_HOPS: tuple[int, ...] = (2**5, 2**6, 2**7, 2**8, 2**9, 2**11, 2**12)
+MR_STFT_FFTS: tuple[int, ...] = (512, 1024, 2048)
+
+
+@lru_cache(maxsize=64)
+def _hann(win_length: int, device: str, dtype: torch.dtype) -> torch.Tensor:
+    return torch.hann_window(win_length, periodic=True, dtype=dtype, device=torch.device(device))
+
+
+def hann_window(win_length: int, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Cached periodic Hann window (the only analysis window in Backline)."""
+    return _hann(int(win_length), str(device), dtype)
+
+
+def as_tensor(x: torch.Tensor | np.ndarray | Audio) -> torch.Tensor:
+    """Accept a tensor, a numpy array or an `Audio` and return a float tensor `[..., time]`."""
+    if isinstance(x, torch.Tensor):
+        return x if x.is_floating_point() else x.float()
+    samples = getattr(x, "samples", x)
+    return torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32))
+
+
+def stft(x: torch.Tensor, n_fft: int = 1024, hop: int = 256, win_length: int | None = None) -> torch.Tensor:
+    """Complex STFT `[..., n_fft//2+1, T//hop+1]` of `x [..., T]` (centred, Hann, unnormalised)."""
+    win_length = win_length or n_fft
+    shape = x.shape
+    flat = x.reshape(-1, shape[-1])
+    if flat.dtype not in (torch.float32, torch.float64):
+        flat = flat.float()  # torch.stft has no bf16/fp16 kernels on CPU
+    pad_mode = "reflect" if shape[-1] > n_fft // 2 else "constant"
+    spec = torch.stft(flat, n_fft, hop_length=hop, win_length=win_length,
+                      window=hann_window(win_length, flat.device, flat.dtype), center=True, pad_mode=pad_mode,
+                      normalized=False, onesided=True, return_complex=True)
+    return spec.reshape(*shape[:-1], *spec.shape[-2:])
+
+
+def istft(spec: torch.Tensor, n_fft: int = 1024, hop: int = 256, length: int | None = None,
+          win_length: int | None = None) -> torch.Tensor:
+    """Inverse of `stft` (overlap-add with the same window); `length` trims/pads to an exact sample count."""
+    win_length = win_length or n_fft
+    shape = spec.shape
+    flat = spec.reshape(-1, *shape[-2:])
+    real_dtype = torch.float64 if flat.dtype == torch.complex128 else torch.float32
+    if flat.dtype not in (torch.complex64, torch.complex128):
+        flat = flat.to(torch.complex64)
+    wav = torch.istft(flat, n_fft, hop_length=hop, win_length=win_length,
+                      window=hann_window(win_length, flat.device, real_dtype), center=True,
+                      normalized=False, onesided=True, length=length)
+    return wav.reshape(*shape[:-2], wav.shape[-1])
+
+
+def log_magnitude(x: torch.Tensor, n_fft: int = 1024, hop: int = 256, eps: float = LOG_EPS) -> torch.Tensor:
+    """Paper 000's log-magnitude spectrogram log(|STFT|² + ε) `[..., F, frames]` of a waveform `[..., T]`."""
+    return log_power(stft(x, n_fft, hop), eps)
+
+
+def log_power(spec: torch.Tensor, eps: float = LOG_EPS) -> torch.Tensor:
+    """log(|X|² + ε) of an already computed complex spectrogram."""
+    return torch.log(spec.real.square() + spec.imag.square() + eps)
+
+
+@lru_cache(maxsize=32)
+def _mel_fb(n_freqs: int, f_min: float, f_max: float, n_mels: int, sample_rate: int, mel_scale: str,
+            norm: str | None, device: str) -> torch.Tensor:
+    import torchaudio.functional as taf
+
+    fb = taf.melscale_fbanks(n_freqs, f_min, f_max, n_mels, sample_rate, norm=norm, mel_scale=mel_scale)
+    return fb.to(torch.device(device))  # [n_freqs, n_mels]
+
+
+def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int = 128, f_min: float = 0.0, f_max: float | None = None,
+                   mel_scale: str = "htk", norm: str | None = None, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Cached torchaudio mel filterbank `[n_fft//2+1, n_mels]`."""
+    f_max = float(sample_rate) / 2 if f_max is None else float(f_max)
+    return _mel_fb(n_fft // 2 + 1, float(f_min), f_max, int(n_mels), int(sample_rate), mel_scale, norm, str(device))
+
+
+def mel_spectrogram(x: torch.Tensor, sample_rate: int, n_fft: int = 2048, hop: int = 512, n_mels: int = 128,
+                    win_length: int | None = None, f_min: float = 0.0, f_max: float | None = None,
+                    mel_scale: str = "htk", norm: str | None = None, power: float = 2.0) -> torch.Tensor:
+    """Mel power (or magnitude, power=1) spectrogram `[..., n_mels, frames]`."""
+    spec = stft(x, n_fft, hop, win_length).abs()
+    if power != 1.0:
+        spec = spec.pow(power)
+    fb = mel_filterbank(sample_rate, n_fft, n_mels, f_min, f_max, mel_scale, norm, spec.device).to(spec.dtype)
+    return torch.matmul(spec.transpose(-1, -2), fb).transpose(-1, -2)
+
+
+def log_mel(x: torch.Tensor, sample_rate: int, n_fft: int = 2048, hop: int = 512, n_mels: int = 128,
+            win_length: int | None = None, f_min: float = 0.0, f_max: float | None = None, mel_scale: str = "htk",
+            norm: str | None = None, eps: float = LOG_EPS) -> torch.Tensor:
+    """log(mel power + ε) `[..., n_mels, frames]` — the critic's, the tagger's and the metrics' mel."""
+    return torch.log(mel_spectrogram(x, sample_rate, n_fft, hop, n_mels, win_length, f_min, f_max, mel_scale, norm) + eps)
+
+
+# --- losses and metrics ----------------------------------------------------------------------------------------
+
+def multiscale_spectral_distance(ref: torch.Tensor, est: torch.Tensor, hops: Sequence[int] = MSSD_HOPS) -> torch.Tensor:
+    """Paper 000's L_mssd: Σ_h mean |STFT_h(w)² − STFT_h(ŵ)²| with window 4·hop (differentiable)."""
+    total = ref.new_zeros(())
+    for hop in hops:
+        n_fft = 4 * hop
+        a = stft(ref, n_fft, hop).abs().square()
+        b = stft(est, n_fft, hop).abs().square()
+        total = total + (a - b).abs().mean()
+    return total
+
+
+def _pair(ref, est) -> tuple[torch.Tensor, torch.Tensor]:
+    ref, est = as_tensor(ref).float(), as_tensor(est).float()
+    if ref.shape != est.shape:
+        raise ValueError(f"reference and estimate differ in shape: {tuple(ref.shape)} vs {tuple(est.shape)}")
+    return ref, est.to(ref.device)
+
+
+def mr_stft_distance(ref, est, ffts: Sequence[int] = MR_STFT_FFTS, eps: float = 1e-7) -> float:
+    """Multi-resolution STFT distance: mean over FFT sizes of spectral convergence + mean |log|X| − log|X̂||."""
+    ref, est = _pair(ref, est)
+    total = 0.0
+    with torch.no_grad():
+        for n_fft in ffts:
+            a = stft(ref, n_fft, n_fft // 4).abs()
+            b = stft(est, n_fft, n_fft // 4).abs()
+            sc = torch.linalg.vector_norm(a - b) / torch.linalg.vector_norm(a).clamp_min(eps)
+            mag = (torch.log(a + eps) - torch.log(b + eps)).abs().mean()
+            total += float(sc) + float(mag)
+    return total / len(ffts)
+
+
+def log_spectral_distance(ref, est, n_fft: int = 2048, hop: int = 512, eps: float = 1e-10) -> float:
+    """LSD in dB: per frame sqrt(mean over bins of (10·log10 P − 10·log10 P̂)²), averaged over frames/channels."""
+    ref, est = _pair(ref, est)
+    with torch.no_grad():
+        p = stft(ref, n_fft, hop).abs().square()
+        q = stft(est, n_fft, hop).abs().square()
+        diff = 10 * torch.log10(p + eps) - 10 * torch.log10(q + eps)
+        return float(diff.square().mean(dim=-2).sqrt().mean())
+
+
+def mel_l1(ref, est, sample_rate: int = 44100, n_mels: int = 128, n_fft: int = 2048, hop: int = 512) -> float:
+    """Mean absolute difference of natural-log mel power spectrograms (ε = 1e-5)."""
+    ref, est = _pair(ref, est)
+    with torch.no_grad():
+        return float((log_mel(ref, sample_rate, n_fft, hop, n_mels) - log_mel(est, sample_rate, n_fft, hop, n_mels))
+                     .abs().mean())
+
+
+def spectral_metrics(ref, est, sample_rate: int = 44100) -> dict[str, float]:
+    """All three benchmark figures at once: {'mr_stft', 'lsd_db', 'mel_l1'}."""
+    return {"mr_stft": mr_stft_distance(ref, est), "lsd_db": log_spectral_distance(ref, est),
+            "mel_l1": mel_l1(ref, est, sample_rate)}
