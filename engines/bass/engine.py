@@ -1,0 +1,467 @@
+"""The bass engine (paper 000): mix → mix-codec latents → conditional latent diffusion (DDIM, CFG with rescale,
+style grounding) → stem-codec decode → render chain → WAV, plus a MIDI transcription of the generated line.
+
+Timing and alignment: the request's mix is the DAW region [region_start, region_stop) at the DAW's rate. It is
+resampled to the codec's 44.1 kHz, encoded (latent frame i = samples [4096 i, 4096 (i+1))), the bass latents are
+generated frame-aligned with it, decoded to exactly the resampled length and resampled back to the DAW rate
+and trimmed/padded to the region's exact sample count, so the stem starts at `region_start` to the sample.
+The MIDI is written on the request's timeline with the region's offset, so it lands at the same bar.
+
+Any length from one latent frame to a whole song runs in one pass (the U-Net is convolutional and its attention
+uses Dynamic Positional Bias). If the GPU runs out of memory we retry with the variations one at a time, then
+in overlapping time chunks, then on the CPU, and the report says which fallback ran.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from backline.engines.audio import Audio, read_audio, write_audio, write_bytes_atomic
+from backline.engines.diffusion import classifier_free, ddim_sample, style_grounding
+from backline.engines.errors import (
+    AudioFormatError,
+    Cancelled,
+    ConfigError,
+    DeviceError,
+    FileExistsRefusal,
+    WeightsError,
+)
+from backline.engines.protocol import (
+    Control,
+    EngineDescription,
+    GenerationRequest,
+    GenerationResult,
+    ProgressFn,
+    Take,
+    check_cancel,
+)
+
+NAME = "bass"
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+KIND = "bass-diffusion"
+FORMAT_VERSION = 1
+QUANTISE = {"off": None, "1/8": 2, "1/16": 4, "1/16T": 6}
+#: A mix quieter than this peak (dBFS) is treated as silence.
+SILENT_MIX_DB = -70.0
+#: Time chunk (latent frames) and overlap for the out-of-memory fallback.
+OOM_CHUNK, OOM_OVERLAP = 512, 32
+
+CONTROLS = (
+    Control("steps", "int", 64, "DDIM steps", 1, 1000, 1, help="denoising steps K (paper: 64 gives the best FAD)"),
+    Control("cfg", "float", 2.0, "Guidance λ", 0.0, 20.0, 0.1,
+            help="classifier-free guidance weight: 1 = conditional only, higher follows the mix more closely"),
+    Control("rescale", "float", 0.7, "Rescale φ", 0.0, 1.0, 0.05,
+            help="Lin et al. std rescale of the guided output (helps at λ > 2.5)"),
+    Control("strength", "float", 1.0, "Style strength", 0.0, 4.0, 0.05,
+            help="style grounding: 1 = paper (pull weighted by β²), 0 = off, >1 holds the style longer"),
+    Control("quantise", "choice", "off", "MIDI grid", choices=tuple(QUANTISE),
+            help="quantise the transcribed MIDI to the DAW grid"),
+    Control("preset", "preset", "finger", "Preset", help="a bass style from presets/bass"),
+    Control("reference", "audio", "", "Style reference", help="a solo bass recording to copy the sound of"),
+)
+
+
+def codec_fingerprint(codec) -> str:
+    """A stable id of a codec's weights, for the style-mean caches (sha256 over its parameters)."""
+    cached = getattr(codec, "_backline_fingerprint", None)
+    if cached:
+        return cached
+    h = hashlib.sha256(json.dumps(codec.config.to_dict(), sort_keys=True).encode())
+    for name, tensor in sorted(codec.model.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().float().cpu().numpy().tobytes())
+    value = f"{codec.role}-{h.hexdigest()[:16]}"
+    codec._backline_fingerprint = value
+    return value
+
+
+@dataclass
+class Sampling:
+    """Resolved controls for one generation."""
+
+    steps: int = 64
+    cfg: float = 2.0
+    rescale: float = 0.7
+    strength: float = 1.0
+    eta: float = 0.0
+
+    def check(self) -> Sampling:
+        if not isinstance(self.steps, int) or self.steps <= 0:
+            raise ConfigError(f"steps={self.steps} must be a positive whole number", fix="use e.g. --steps 64")
+        if not math.isfinite(self.cfg) or self.cfg < 0:
+            raise ConfigError(f"CFG weight {self.cfg} must be >= 0", fix="use e.g. --cfg 2.0 (1.0 = no guidance)")
+        if not 0.0 <= self.rescale <= 1.0:
+            raise ConfigError(f"rescale φ={self.rescale} must be within 0–1", fix="use e.g. --rescale 0.7")
+        if not math.isfinite(self.strength) or self.strength < 0:
+            raise ConfigError(f"strength {self.strength} must be >= 0", fix="0 = no grounding, 1 = paper")
+        return self
+
+
+@dataclass
+class LatentResult:
+    latents: torch.Tensor  # [V, stem_dim, frames] in the codec's latent space
+    device: str
+    fallbacks: list[str] = field(default_factory=list)
+
+
+class BassEngine:
+    name = NAME
+
+    def __init__(self, model, mix_codec, stem_codec, *, device: str = "cpu", config: str = "shipped",
+                 meta: dict[str, Any] | None = None) -> None:
+        self.model = model.to(device).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.mix_codec = mix_codec
+        self.stem_codec = stem_codec
+        self.device = str(device)
+        self.config = config
+        self.meta = meta or {}
+        self.compiled = None  # set by enable_compile() on CUDA
+
+    # --- protocol ---------------------------------------------------------------------------------------
+    def describe(self) -> EngineDescription:
+        from backline.engines.bass.presets import list_presets
+
+        controls = tuple(
+            Control(c.name, "choice", c.default, c.label, choices=tuple(list_presets()), help=c.help)
+            if c.name == "preset" else c for c in CONTROLS)
+        training = self.meta.get("training", {})
+        weights = f"bass diffusion ({self.config}); " + (
+            f"{training.get('steps', '?')} steps on {training.get('data', '?')}" if training else "untrained")
+        return EngineDescription(NAME, "Bass (latent diffusion, paper 000)", controls, inputs=("mix",),
+                                 outputs=("audio", "midi"), weights=weights, device=self.device)
+
+    def generate(self, request: GenerationRequest, *, progress: ProgressFn | None = None,
+                 cancel: threading.Event | None = None) -> GenerationResult:
+        t_start = time.perf_counter()
+        progress = progress or (lambda f, m: None)
+        timings: dict[str, float] = {}
+        controls = dict(request.controls)
+        from backline.engines.bass.presets import load_preset
+
+        preset_name = request.preset if request.reference is None else None
+        if preset_name is None and request.reference is None:
+            preset_name = "finger"
+        preset = load_preset(preset_name) if preset_name else None
+        defaults = {"steps": 64, "cfg": 2.0, "rescale": 0.7, "strength": 1.0, "quantise": "off"}
+        if preset:
+            defaults |= preset.controls
+        merged = defaults | {k: v for k, v in controls.items() if v is not None}
+        unknown = set(merged) - set(defaults)
+        if unknown:
+            raise ConfigError(f"unknown control(s) {', '.join(sorted(unknown))} for bass",
+                              fix=f"known: {', '.join(defaults)}")
+        sampling = Sampling(int(merged["steps"]) if float(merged["steps"]).is_integer() else merged["steps"],
+                            float(merged["cfg"]), float(merged["rescale"]), float(merged["strength"])).check()
+        quantise = merged["quantise"]
+        if quantise not in QUANTISE:
+            raise ConfigError(f"quantise={quantise!r} is not a grid", fix=f"use one of {', '.join(QUANTISE)}")
+        if request.variations < 1:
+            raise ConfigError(f"variations={request.variations} must be >= 1")
+        mix = self._check_mix(request.mix)
+        out_dir = Path(request.out_dir)
+        seeds = [int(request.seed) + k for k in range(request.variations)]
+        names = [f"bass_seed{s}" for s in seeds]
+        targets = [out_dir / f"{n}{ext}" for n in names for ext in (".wav", ".mid")] + [out_dir / "bass_report.json"]
+        clash = [p for p in targets if p.exists()]
+        if clash:  # refuse before a minute of sampling, not after
+            raise FileExistsRefusal("already exists; Backline never overwrites your files", path=clash[0],
+                                    fix="choose another --out folder or --seed")
+
+        # style
+        t0 = time.perf_counter()
+        mu_style, style_info = self._style(preset, request.reference)
+        timings["style_s"] = time.perf_counter() - t0
+        progress(0.02, "encoding the mix")
+
+        # mix → latents
+        t0 = time.perf_counter()
+        sr_codec = self.mix_codec.sample_rate
+        mix44 = mix.resampled(sr_codec)
+        cond = self.mix_codec.encode(mix44, cancel=cancel)  # [64, F]
+        timings["encode_s"] = time.perf_counter() - t0
+        check_cancel(cancel)
+
+        # sampling
+        t0 = time.perf_counter()
+
+        def on_step(state: dict[str, Any]) -> None:
+            progress(0.05 + 0.8 * (state["i"] + 1) / state["steps"], f"step {state['i'] + 1}/{state['steps']}")
+
+        result = self.sample_latents(cond, seeds, sampling, mu_style, callback=on_step, cancel=cancel)
+        timings["sample_s"] = time.perf_counter() - t0
+
+        # decode, render, transcribe — all in memory; files are written only once everything succeeded
+        t0 = time.perf_counter()
+        dries: list[Audio] = []
+        for v in range(len(seeds)):
+            check_cancel(cancel)
+            progress(0.86 + 0.04 * v / len(seeds), "decoding")
+            dry = self.stem_codec.decode(result.latents[v].cpu(), mix44.frames, channels=2)
+            dries.append(dry.resampled(mix.sample_rate).slice(0, mix.frames))  # exact region length
+        timings["decode_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        from backline.engines.effects import render
+
+        rendered = []
+        for dry in dries:
+            check_cancel(cancel)
+            chain = preset.chain if preset else ()
+            lufs = preset.loudness_lufs if preset else -18.0
+            wet, level = render(dry, chain, target_lufs=lufs, where=f"{preset.name} chain" if preset else "chain")
+            rendered.append((dry, wet, level))
+        timings["render_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        from backline.engines.transcribe import notes_to_midi, transcribe_monophonic
+
+        midis = []
+        offset_s = request.region_start / request.timeline.sample_rate
+        program = (preset.gm_program if preset else 34) - 1
+        for dry, _, _ in rendered:
+            check_cancel(cancel)
+            progress(0.92, "transcribing to MIDI")
+            notes = transcribe_monophonic(dry)
+            midis.append((notes, notes_to_midi(notes, request.timeline, quantise=QUANTISE[quantise], program=program,
+                                               offset_seconds=offset_s, name="Backline bass")))
+        timings["transcribe_s"] = time.perf_counter() - t0
+        check_cancel(cancel)  # last chance: after this, files appear
+
+        takes: list[Take] = []
+        written: list[Path] = []
+        try:
+            for seed, name, (_dry, wet, level), (notes, mid) in zip(seeds, names, rendered, midis):
+                wav_path = write_audio(out_dir / f"{name}.wav", wet)
+                written.append(wav_path)
+                midi_path = _write_midi(out_dir / f"{name}.mid", mid)
+                written.append(midi_path)
+                takes.append(Take(seed=seed, stems={"bass": wav_path}, midi=midi_path, start_sample=request.region_start,
+                                  report={"notes": len(notes), "peak": round(wet.peak(), 4), "level": level,
+                                          "frames": wet.frames}))
+            timings["total_s"] = time.perf_counter() - t_start
+            report = {
+                "engine": NAME, "config": self.config, "device": result.device, "fallbacks": result.fallbacks,
+                "weights": self.describe().weights,
+                "settings": {"steps": sampling.steps, "cfg": sampling.cfg, "rescale": sampling.rescale,
+                             "strength": sampling.strength, "quantise": quantise, "variations": len(seeds)},
+                "seeds": seeds, "style": style_info,
+                "region": {"start_sample": request.region_start, "frames": mix.frames,
+                           "sample_rate": mix.sample_rate, "bpm": request.timeline.bpm,
+                           "start_bar": round(request.timeline.samples_to_bar(request.region_start), 4)},
+                "latent_frames": int(cond.shape[-1]),
+                "takes": [{"seed": t.seed, "wav": str(t.stems["bass"]), "midi": str(t.midi)} | t.report for t in takes],
+                "timings_s": {k: round(v, 3) for k, v in timings.items()},
+            }
+            report_path = write_bytes_atomic(out_dir / "bass_report.json", json.dumps(report, indent=2).encode())
+            written.append(report_path)
+        except BaseException:
+            for p in written:  # all or nothing
+                p.unlink(missing_ok=True)
+            raise
+        progress(1.0, "done")
+        return GenerationResult(takes, report | {"report_path": str(report_path)})
+
+    # --- pieces (also used by benchmarks and training) --------------------------------------------------
+    def _check_mix(self, mix: Audio | None) -> Audio:
+        if mix is None:
+            raise ConfigError("the bass engine needs a mix to listen to", fix="give --mix MIX.wav")
+        hop = getattr(self.mix_codec, "hop", 4096)
+        min_frames = math.ceil(hop * mix.sample_rate / self.mix_codec.sample_rate)
+        if mix.frames < min_frames:
+            raise AudioFormatError(f"the mix is {mix.frames} samples long, shorter than one latent frame "
+                                   f"({min_frames} samples = {min_frames / mix.sample_rate * 1000:.0f} ms)",
+                                   fix="give at least a bar of music")
+        if not np.all(np.isfinite(mix.samples)):
+            mix = Audio(np.nan_to_num(mix.samples, nan=0.0, posinf=1.0, neginf=-1.0), mix.sample_rate)
+        if mix.peak() <= 10 ** (SILENT_MIX_DB / 20):
+            raise AudioFormatError("the mix is silent, there is nothing to play along to",
+                                   fix="check the region/bars, or that the DAW export is not muted")
+        return mix
+
+    def _style(self, preset, reference: Path | None) -> tuple[np.ndarray, dict[str, Any]]:
+        from backline.engines.bass.presets import (
+            check_bass_reference,
+            file_sha256,
+            preset_style_mean,
+            style_mean_of_audio,
+        )
+
+        if reference is not None:
+            reference = Path(reference)
+            audio = read_audio(reference)
+            share = check_bass_reference(audio, reference)
+            mu = style_mean_of_audio(audio, self.stem_codec)
+            return mu, {"reference": str(reference), "sha256": file_sha256(reference), "bass_share": round(share, 3)}
+        mu, info = preset_style_mean(preset, self.stem_codec, codec_fingerprint(self.stem_codec))
+        return mu, {"preset": preset.name, "reference": str(preset.reference)} | info
+
+    def sample_latents(self, cond: torch.Tensor, seeds: list[int], sampling: Sampling,
+                       mu_style: np.ndarray | torch.Tensor | None, *, callback=None,
+                       cancel: threading.Event | None = None) -> LatentResult:
+        """Mix latents [64, F] (codec space) → bass latents [V, 32, F] (codec space), one per seed."""
+        sampling.check()
+        frames = cond.shape[-1]
+        noise = torch.stack([torch.randn(self.model.cfg.stem_dim, frames, generator=torch.Generator().manual_seed(s))
+                             for s in seeds])
+        cond_n = self.model.norm_mix(cond.float().to(self._param_device()))
+        mu_n = None
+        if mu_style is not None and sampling.strength > 0:
+            mu = torch.as_tensor(np.asarray(mu_style), dtype=torch.float32).to(self._param_device())
+            mu_n = (mu - self.model.stem_shift) / self.model.stem_scale
+        fallbacks: list[str] = []
+        device = self._param_device()
+        try:
+            x = self._run(noise, cond_n, sampling, mu_n, callback, cancel, device)
+        except Exception as err:  # noqa: BLE001 - only out-of-memory is handled; everything else re-raises
+            if not _is_oom(err):
+                raise
+            x, device = self._oom_fallback(noise, cond_n, sampling, mu_n, callback, cancel, fallbacks)
+        return LatentResult(self.model.denorm_stem(x.float().to(self.model.stem_shift.device)), str(device), fallbacks)
+
+    def _param_device(self) -> torch.device:
+        return self.model.stem_shift.device
+
+    def _model_fn(self):
+        fn = self.compiled or self.model
+        if self._param_device().type == "cuda":
+            def run(x, t, c):
+                with torch.autocast("cuda", dtype=torch.bfloat16):
+                    return fn(x, t, c).float()
+            return run
+        return fn
+
+    def _run(self, noise, cond_n, sampling: Sampling, mu_n, callback, cancel, device) -> torch.Tensor:
+        cond_b = cond_n.to(device)[None].expand(noise.shape[0], -1, -1)
+        fn = classifier_free(self._model_fn(), cond_b, scale=sampling.cfg, rescale=sampling.rescale)
+        transforms = [style_grounding(mu_n.to(device), sampling.strength)] if mu_n is not None else []
+        return ddim_sample(fn, noise.to(device), steps=sampling.steps, transforms=transforms, callback=callback,
+                           cancel=cancel, eta=sampling.eta)
+
+    def _oom_fallback(self, noise, cond_n, sampling, mu_n, callback, cancel, fallbacks):
+        """Out of memory: variations one at a time → overlapping time chunks → the CPU."""
+        device = self._param_device()
+        _empty_cache()
+        if noise.shape[0] > 1:
+            fallbacks.append("out of memory: generated the variations one at a time")
+            try:
+                outs = [self._run(noise[v: v + 1], cond_n, sampling, mu_n, callback, cancel, device)
+                        for v in range(noise.shape[0])]
+                return torch.cat(outs), device
+            except Exception as err:  # noqa: BLE001
+                if not _is_oom(err):
+                    raise
+                _empty_cache()
+        if noise.shape[-1] > OOM_CHUNK:
+            fallbacks.append(f"out of memory: generated in {OOM_CHUNK}-frame chunks with {OOM_OVERLAP}-frame crossfades")
+            try:
+                return self._chunked(noise, cond_n, sampling, mu_n, callback, cancel, device), device
+            except Exception as err:  # noqa: BLE001
+                if not _is_oom(err):
+                    raise
+                _empty_cache()
+        if device.type == "cpu":
+            raise DeviceError("ran out of memory even on the CPU", fix="generate fewer bars or fewer variations")
+        fallbacks.append("out of memory on the GPU: generated on the CPU (slower)")
+        self.model.to("cpu")
+        try:
+            return self._run(noise, cond_n.cpu(), sampling, mu_n.cpu() if mu_n is not None else None, callback,
+                             cancel, torch.device("cpu")), torch.device("cpu")
+        finally:
+            self.model.to(device)
+
+    def _chunked(self, noise, cond_n, sampling, mu_n, callback, cancel, device) -> torch.Tensor:
+        """Independent overlapping windows, linearly crossfaded in latent space (memory bound, seams possible)."""
+        frames = noise.shape[-1]
+        out = torch.zeros_like(noise, device=device)
+        weight = torch.zeros(frames, device=device)
+        step = OOM_CHUNK - OOM_OVERLAP
+        for a in range(0, frames, step):
+            b = min(frames, a + OOM_CHUNK)
+            x = self._run(noise[..., a:b], cond_n[..., a:b], sampling, mu_n, callback, cancel, device)
+            w = torch.ones(b - a, device=device)
+            ramp = min(OOM_OVERLAP, b - a)
+            if a > 0:
+                w[:ramp] = torch.linspace(0, 1, ramp + 2, device=device)[1:-1]
+            if b < frames:
+                w[-ramp:] = torch.minimum(w[-ramp:], torch.linspace(1, 0, ramp + 2, device=device)[1:-1])
+            out[..., a:b] += x * w
+            weight[a:b] += w
+            if b == frames:
+                break
+        return out / weight.clamp_min(1e-6)
+
+    def enable_compile(self) -> None:
+        """torch.compile the U-Net (CUDA; dynamic shapes so new lengths do not recompile every time)."""
+        self.compiled = torch.compile(self.model, dynamic=True)
+
+
+def _is_oom(err: BaseException) -> bool:
+    oom = getattr(torch, "OutOfMemoryError", None) or getattr(torch.cuda, "OutOfMemoryError", RuntimeError)
+    return isinstance(err, oom) or (isinstance(err, RuntimeError) and "out of memory" in str(err).lower())
+
+
+def _empty_cache() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _write_midi(path: Path, mid) -> Path:
+    import io
+
+    buf = io.BytesIO()
+    mid.save(file=buf)
+    return write_bytes_atomic(path, buf.getvalue())
+
+
+# --- building -----------------------------------------------------------------------------------------------
+
+def load_bass_model(config: str = "shipped", weights: str | Path | None = None):
+    """(model, meta). 'shipped' loads engines/bass/weights/bass; 'debug'/'small'/'paper' build untrained models."""
+    from backline.engines.bass.model import CONFIGS, build_model
+    from backline.engines.weights import load_weights
+
+    if weights is not None or config == "shipped":
+        path = Path(weights) if weights is not None else WEIGHTS_DIR / "bass"
+        model, meta = load_weights(path, kind=KIND, build=build_model, format_version=FORMAT_VERSION)
+        return model.float(), meta
+    if config not in CONFIGS:
+        raise ConfigError(f"unknown bass config {config!r}", fix=f"use shipped or one of {', '.join(CONFIGS)}")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = build_model(config)
+    return model, {"config": model.cfg.to_dict()}
+
+
+def build(config: str = "shipped", device: str = "cpu", weights: str | Path | None = None) -> BassEngine:
+    """The registered builder: `ENGINE_REGISTRY['bass']`. 'debug' pairs the debug U-Net with debug codecs."""
+    from backline.engines.codec import load_codec
+
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise DeviceError(f"device {device!r} was asked for but CUDA is not available", fix="use --device cpu")
+    model, meta = load_bass_model(config, weights)
+    codec_config = meta.get("codec_config", "shipped" if config in ("shipped", "paper", "small") else "debug")
+    if weights is None and config in ("small", "paper"):
+        codec_config = "shipped"
+    try:
+        mix_codec = load_codec("mix", config=codec_config, device=device)
+        stem_codec = load_codec("stem", config=codec_config, device=device)
+    except WeightsError as err:
+        raise WeightsError(f"the bass engine needs the codec weights ({err})",
+                           fix="train them with: backline train codec") from err
+    if mix_codec.dim != model.cfg.cond_dim or stem_codec.dim != model.cfg.stem_dim:
+        raise WeightsError(f"bass model expects codec dims {model.cfg.cond_dim}/{model.cfg.stem_dim}, codecs give "
+                           f"{mix_codec.dim}/{stem_codec.dim}", fix="use bass weights trained with these codecs")
+    return BassEngine(model, mix_codec, stem_codec, device=device, config=config, meta=meta)
+
+
+__all__ = ["BassEngine", "Sampling", "build", "codec_fingerprint", "load_bass_model", "Cancelled"]
