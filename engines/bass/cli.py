@@ -1,0 +1,100 @@
+"""`backline generate bass`: a mix file (or bars of it) → a bass stem WAV + MIDI + a JSON report."""
+
+from __future__ import annotations
+
+import argparse
+import threading
+from pathlib import Path
+
+HELP = "generate a bass line for a mix (latent diffusion, style presets or a reference)"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--mix", required=True, type=Path, help="the mix to play along to (wav/flac/...)")
+    parser.add_argument("--out", required=True, type=Path, help="folder for bass_seedN.wav/.mid and bass_report.json")
+    parser.add_argument("--bars", help="bars to generate, e.g. 9-24 (1-based, inclusive; needs --bpm)")
+    parser.add_argument("--bpm", type=float, help="tempo of the mix (for --bars and the MIDI file; default 120)")
+    parser.add_argument("--meter", default="4/4", help="time signature (default 4/4)")
+    style = parser.add_mutually_exclusive_group()
+    style.add_argument("--preset", help="bass style preset (default finger); --list-presets shows them")
+    style.add_argument("--reference", type=Path, help="a solo bass recording whose sound to copy")
+    parser.add_argument("--list-presets", action="store_true", help="list the presets and exit")
+    parser.add_argument("--steps", type=int, help="DDIM steps (default 64)")
+    parser.add_argument("--cfg", type=float, help="classifier-free guidance λ (default 2.0; 1 = none)")
+    parser.add_argument("--rescale", type=float, help="CFG std rescale φ in 0–1 (default 0.7)")
+    parser.add_argument("--strength", type=float, help="style grounding strength (1 = paper, 0 = off)")
+    parser.add_argument("--quantise", choices=("off", "1/8", "1/16", "1/16T"), help="MIDI grid (default off)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (variation k uses seed + k)")
+    parser.add_argument("--variations", type=int, default=1, help="how many takes to generate")
+    parser.add_argument("--config", default="shipped", choices=("shipped", "debug"), help="model weights")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from backline.bridge.timeline import Timeline, check_bpm, parse_bar_range
+    from backline.engines.audio import audio_info, read_audio
+    from backline.engines.bass.presets import list_presets, load_preset
+    from backline.engines.errors import ConfigError, TimelineError
+    from backline.engines.protocol import GenerationRequest
+
+    if args.list_presets:
+        for name in list_presets():
+            print(f"{name:<10} {load_preset(name).title}")
+        return 0
+    if args.preset:
+        load_preset(args.preset)  # unknown names fail now, listing the known ones
+    try:
+        num, den = (int(x) for x in args.meter.split("/"))
+    except ValueError as err:
+        raise ConfigError(f"--meter {args.meter!r} is not a time signature", fix="write it like 4/4 or 6/8") from err
+    if args.bars and args.bpm is None:
+        raise ConfigError("--bars needs the mix's tempo", fix="add --bpm, e.g. --bpm 120")
+    bpm = check_bpm(args.bpm) if args.bpm is not None else 120.0
+    if args.steps is not None and args.steps <= 0:
+        raise ConfigError(f"--steps {args.steps} must be >= 1", fix="use e.g. --steps 64")
+    if args.cfg is not None and args.cfg < 0:
+        raise ConfigError(f"--cfg {args.cfg} must be >= 0", fix="use e.g. --cfg 2.0 (1.0 = no guidance)")
+    if args.variations < 1:
+        raise ConfigError(f"--variations {args.variations} must be >= 1")
+    rate, _, total = audio_info(args.mix)
+    timeline = Timeline.constant(bpm, rate, num, den)
+    start, stop = 0, total
+    if args.bars:
+        first, last = parse_bar_range(args.bars)
+        start, stop = timeline.bar_range_to_samples(first, last)
+        if start >= total or stop > total:
+            bars_in_mix = timeline.bars_in(total)
+            raise TimelineError(f"bars {first}-{last} run past the end of the mix ({bars_in_mix:.1f} bars at "
+                                f"{bpm:g} BPM)", path=args.mix, fix=f"pick bars within 1-{int(bars_in_mix)}")
+    mix = read_audio(args.mix, start=start, frames=stop - start)
+
+    from backline.engines.bass.engine import build
+
+    engine = build(args.config, args.device)
+    controls = {k: getattr(args, k) for k in ("steps", "cfg", "rescale", "strength", "quantise")
+                if getattr(args, k) is not None}
+    request = GenerationRequest("bass", args.out, timeline, region_start=start, region_stop=stop, mix=mix,
+                                reference=args.reference, preset=None if args.reference else (args.preset or "finger"),
+                                controls=controls, seed=args.seed, variations=args.variations)
+    cancel = threading.Event()
+    with tqdm(total=1000, desc="bass", unit="‰", dynamic_ncols=True, bar_format="{l_bar}{bar}| {postfix}") as bar:
+        def progress(fraction: float, message: str) -> None:
+            bar.n = int(fraction * 1000)
+            bar.set_postfix_str(message)
+            bar.refresh()
+
+        try:
+            result = engine.generate(request, progress=progress, cancel=cancel)
+        except KeyboardInterrupt:
+            cancel.set()
+            raise
+    rep = result.report
+    for take in result.takes:
+        print(f"bass   {take.stems['bass']}  (seed {take.seed}, starts at sample {take.start_sample})")
+        print(f"midi   {take.midi}  ({take.report['notes']} notes)")
+    print(f"report {rep['report_path']}  ({rep['timings_s']['total_s']:.1f} s on {rep['device']})")
+    for note in rep.get("fallbacks", []):
+        print(f"note: {note}")
+    return 0
