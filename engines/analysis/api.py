@@ -1,0 +1,321 @@
+"""The listening models' public Python API (what the host, the CLI and the benchmarks call).
+
+    from backline.engines.analysis.api import analyze, fit_score, embed, match_matrix
+
+* `analyze(audio) -> AnalysisReport`: instruments present (fine GM families and coarse tone classes, with
+  probabilities), the parts that are missing (bass / drums / accompaniment) and which engine to run.
+* `fit_score(mix, stem) -> float` in [0, 1]: how well a stem fits a mix (the (mix, stem) matching model;
+  calibrated so 0.5 is the boundary between "its own stem" and "a stem from another song").
+* `embed(audio) -> Tensor[256]`: the SimCLR embedding (3 s snippets at 0.5 Hz, averaged; paper 002a's
+  evaluation protocol) for FAD and style distances; `embed(audio, per_snippet=True)` -> [K, 256].
+* `match_matrix(mixes, stems) -> Tensor[M, S]`: paper 000's soft-assignment matrix (row m: softmax over the
+  stems of cosine / τ between mix m and each stem); `match_cosines` gives the raw cosines.
+
+Inputs are `Audio` (any sample rate, mono or stereo; resampled once to 16 kHz with the project's resampler)
+or a path. Models load lazily from `weights/` and are cached per (config, device); `config='debug'` builds
+tiny randomly initialised models (seeded) for tests of the plumbing.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from backline.engines.analysis.features import (
+    FEATURE_SR,
+    MusiCoderFeatures,
+    SimCLRLogMel,
+    loudness,
+    to_feature_rate,
+)
+from backline.engines.analysis.tagger import COARSE_TAGS, FINE_TAGS, attention_png, build_tagger
+from backline.engines.audio import Audio, read_audio
+from backline.engines.errors import AudioFormatError, ConfigError
+from backline.engines.protocol import check_cancel
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+MIN_SECONDS = 1.0  # shorter clips carry too little to tag (a 5 s window is what the tagger was trained on)
+WINDOW_S = 5.0
+SILENCE_DB = -60.0  # a clip (or window) whose RMS is below this is "silent"
+SNIPPET_S, SNIPPET_HOP_S = 3.0, 2.0  # SimCLR snippets and their 0.5 Hz sampling
+
+#: fine tags that make up each part Backline can generate, and the engine that generates it.
+PARTS: dict[str, tuple[tuple[str, ...], str]] = {
+    "bass": (("Bass",), "bass"),
+    "drums": (("Drums", "Percussive"), "drums"),
+    "accompaniment": (("Piano", "Organ", "Guitar", "Strings", "Ensemble", "Synth Pad", "Chromatic Percussion"), "accompany"),
+}
+
+
+@dataclass
+class AnalysisReport:
+    """What `analyze` found. Probabilities are per tag; `present_*` apply the tuned per-tag thresholds."""
+
+    seconds: float
+    sample_rate: int
+    silent: bool
+    fine: dict[str, float] = field(default_factory=dict)
+    coarse: dict[str, float] = field(default_factory=dict)
+    present_fine: list[str] = field(default_factory=list)
+    present_coarse: list[str] = field(default_factory=list)
+    missing_parts: list[str] = field(default_factory=list)
+    suggestion: str | None = None  # engine name to run next ("bass" | "drums" | "accompany") or None
+    message: str = ""
+    notes: list[str] = field(default_factory=list)
+    windows: int = 0
+    head: str = ""
+    attention: list[list[float]] | None = None  # [N_fine][N_coarse], rows FINE_TAGS, columns COARSE_TAGS
+    analysis_seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    def attention_png(self) -> bytes:
+        """The attention map (which fine tags drive each coarse decision) as PNG bytes for the host."""
+        if self.attention is None:
+            raise ConfigError("this report has no attention map (silent audio)")
+        return attention_png(np.array(self.attention), np.array([self.fine[t] for t in FINE_TAGS]))
+
+    def summary(self) -> str:
+        if self.silent or not self.present_fine:
+            return self.message
+        fine = ", ".join(f"{t} {self.fine[t]:.0%}" for t in self.present_fine)
+        return f"instruments: {fine}"
+
+
+class Analyzer:
+    """Holds the tagger, the SimCLR encoder and the matching model for one (config, device)."""
+
+    def __init__(self, config: str = "shipped", device: str = "cpu", weights_dir: Path | None = None) -> None:
+        if config not in ("shipped", "debug"):
+            raise ConfigError(f"unknown analysis config {config!r}", fix="use 'shipped' or 'debug'")
+        self.config, self.device = config, torch.device(device)
+        self.weights_dir = Path(weights_dir or WEIGHTS_DIR)
+        self.features = MusiCoderFeatures().to(self.device)
+        self.logmel = SimCLRLogMel().to(self.device)
+        self._lock = threading.Lock()
+        self._tagger = self._simclr = self._matching = None
+        self.meta: dict[str, dict] = {}
+
+    # --- models (lazy) -------------------------------------------------------------------------------------
+    def _load(self, name: str, kind: str, build: Callable[[dict], torch.nn.Module]) -> torch.nn.Module:
+        from backline.engines.weights import load_weights
+
+        model, meta = load_weights(self.weights_dir / name, kind=kind, build=build, map_location=str(self.device))
+        self.meta[name] = meta
+        return model.to(self.device).eval()
+
+    @property
+    def tagger(self):
+        with self._lock:
+            if self._tagger is None:
+                if self.config == "debug":
+                    from backline.engines.analysis.musicoder import get_config
+
+                    torch.manual_seed(0)
+                    self._tagger = build_tagger({"head": "resatt", "lam": 0.8, "base": "musicoder",
+                                                 "encoder": get_config("debug").to_dict()}).to(self.device).eval()
+                else:
+                    self._tagger = self._load("tagger", "tagger", build_tagger)
+            return self._tagger
+
+    @property
+    def simclr(self):
+        from backline.engines.analysis.simclr import SimCLRConfig, SimCLRModel, get_config
+
+        with self._lock:
+            if self._simclr is None:
+                if self.config == "debug":
+                    torch.manual_seed(1)
+                    self._simclr = SimCLRModel(get_config("debug")).to(self.device).eval()
+                else:
+                    self._simclr = self._load("simclr", "simclr-encoder", lambda c: SimCLRModel(SimCLRConfig.from_dict(c)))
+            return self._simclr
+
+    @property
+    def matching(self):
+        from backline.engines.analysis.simclr import MatchingModel, SimCLRConfig, get_config
+
+        with self._lock:
+            if self._matching is None:
+                if self.config == "debug":
+                    torch.manual_seed(2)
+                    self._matching = MatchingModel(get_config("debug")).to(self.device).eval()
+                else:
+                    self._matching = self._load("matching", "matching", lambda c: MatchingModel(SimCLRConfig.from_dict(c)))
+            return self._matching
+
+    # --- helpers ---------------------------------------------------------------------------------------------
+    def _prepare(self, audio: Audio | str | Path, what: str = "audio") -> tuple[torch.Tensor, Audio, list[str]]:
+        if isinstance(audio, (str, Path)):
+            audio = read_audio(audio)
+        if not isinstance(audio, Audio):
+            raise AudioFormatError(f"{what} must be an Audio or a file path, got {type(audio).__name__}")
+        if audio.frames == 0:
+            raise AudioFormatError(f"{what} is empty (0 samples)", fix="select a region that holds audio")
+        if audio.seconds < MIN_SECONDS:
+            raise AudioFormatError(f"{what} is {audio.seconds:.2f} s long; the analysis needs at least {MIN_SECONDS:g} s",
+                                   fix="select a longer region")
+        notes = []
+        if audio.sample_rate != FEATURE_SR:
+            notes.append(f"{what} resampled from {audio.sample_rate} Hz to {FEATURE_SR} Hz")
+        if audio.sample_rate < FEATURE_SR:
+            notes.append(f"{what} holds nothing above {audio.sample_rate / 2000:g} kHz; bright instruments may be missed")
+        if not np.all(np.isfinite(audio.samples)):
+            raise AudioFormatError(f"{what} contains NaN or infinite samples", fix="re-export it from your DAW")
+        return to_feature_rate(audio).to(self.device), audio, notes
+
+    @staticmethod
+    def _windows(n: int, size: int) -> list[int]:
+        """Window starts covering [0, n): hop = size; the last window is aligned to the end."""
+        if n <= size:
+            return [0]
+        starts = list(range(0, n - size + 1, size))
+        if starts[-1] + size < n:
+            starts.append(n - size)
+        return starts
+
+    # --- analysis -----------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def analyze(self, audio: Audio | str | Path, *, sensitivity: float = 0.0,
+                progress: Callable[[float, str], None] | None = None, cancel: threading.Event | None = None) -> AnalysisReport:
+        t0 = time.perf_counter()
+        wav, src, notes = self._prepare(audio, "mix")
+        report = AnalysisReport(seconds=round(src.seconds, 3), sample_rate=src.sample_rate, silent=False, notes=notes)
+        level = loudness(wav)
+        if level.rms_db < SILENCE_DB or level.active_fraction == 0.0:
+            report.silent = True
+            report.message = f"no instruments detected: the audio is silent (RMS {level.rms_db:.0f} dBFS)"
+            report.missing_parts = list(PARTS)
+            report.suggestion = PARTS["bass"][1]
+            report.analysis_seconds = time.perf_counter() - t0
+            return report
+        tagger = self.tagger
+        size = int(WINDOW_S * FEATURE_SR)
+        starts = self._windows(len(wav), size)
+        fine_p, coarse_p, att = [], [], []
+        for i, s in enumerate(starts):
+            check_cancel(cancel)
+            seg = wav[s : s + size]
+            if loudness(seg).rms_db < SILENCE_DB:
+                continue  # a silent window says nothing about what plays elsewhere
+            out = tagger(self.features(seg)[None])
+            fine_p.append(out.fine[0])
+            coarse_p.append(out.coarse[0])
+            if out.attention is not None:
+                att.append(out.attention[0])
+            if progress:
+                progress((i + 1) / len(starts), f"window {i + 1}/{len(starts)}")
+        report.windows = len(fine_p)
+        report.head = tagger.head.kind
+        fine = _aggregate(torch.stack(fine_p))
+        coarse = _aggregate(torch.stack(coarse_p))
+        report.fine = {t: round(float(p), 4) for t, p in zip(FINE_TAGS, fine)}
+        report.coarse = {t: round(float(p), 4) for t, p in zip(COARSE_TAGS, coarse)}
+        fth = (tagger.fine_thresholds - sensitivity).clamp(0.02, 0.98)
+        cth = (tagger.coarse_thresholds - sensitivity).clamp(0.02, 0.98)
+        report.present_fine = [t for t, p, th in zip(FINE_TAGS, fine, fth) if p >= th]
+        report.present_coarse = [t for t, p, th in zip(COARSE_TAGS, coarse, cth) if p >= th]
+        report.present_fine.sort(key=lambda t: -report.fine[t])
+        report.present_coarse.sort(key=lambda t: -report.coarse[t])
+        if att:
+            report.attention = torch.stack(att).mean(0).tolist()
+        report.missing_parts = [p for p, (tags, _) in PARTS.items() if not set(tags) & set(report.present_fine)]
+        report.suggestion = PARTS[report.missing_parts[0]][1] if report.missing_parts else None
+        report.message = ("no instruments detected" if not report.present_fine
+                          else "instruments: " + ", ".join(report.present_fine))
+        report.analysis_seconds = time.perf_counter() - t0
+        return report
+
+    # --- embeddings and matching ---------------------------------------------------------------------------
+    def _snippets(self, wav: torch.Tensor) -> torch.Tensor:
+        mel = self.logmel(wav)  # [96, T]
+        size = int(SNIPPET_S * 100)
+        t = mel.shape[-1]
+        if t < size:
+            mel = torch.nn.functional.pad(mel, (0, size - t), value=math.log(1e-6))
+            t = size
+        starts = list(range(0, t - size + 1, int(SNIPPET_HOP_S * 100)))
+        return torch.stack([mel[:, s : s + size] for s in starts])  # [K, 96, 300]
+
+    @torch.no_grad()
+    def embed(self, audio: Audio | str | Path, *, per_snippet: bool = False) -> torch.Tensor:
+        wav, _, _ = self._prepare(audio)
+        e = self.simclr.encoder(self._snippets(wav))
+        return e if per_snippet else e.mean(0)
+
+    @torch.no_grad()
+    def _match_embeddings(self, items: Sequence[Audio | str | Path], stem: bool) -> torch.Tensor:
+        m = self.matching
+        out = []
+        for a in items:
+            wav, _, _ = self._prepare(a, "stem" if stem else "mix")
+            snips = self._snippets(wav)
+            e = m.embed_stem(snips) if stem else m.embed_mix(snips)
+            out.append(torch.nn.functional.normalize(e.mean(0), dim=-1))
+        return torch.stack(out)
+
+    @torch.no_grad()
+    def match_cosines(self, mixes: Sequence[Audio | str | Path], stems: Sequence[Audio | str | Path]) -> torch.Tensor:
+        return self._match_embeddings(mixes, False) @ self._match_embeddings(stems, True).T
+
+    @torch.no_grad()
+    def match_matrix(self, mixes: Sequence[Audio | str | Path], stems: Sequence[Audio | str | Path]) -> torch.Tensor:
+        from backline.engines.analysis.simclr import TAU
+
+        return torch.softmax(self.match_cosines(mixes, stems) / TAU, dim=-1)
+
+    @torch.no_grad()
+    def fit_score(self, mix: Audio | str | Path, stem: Audio | str | Path) -> float:
+        mix_a = read_audio(mix) if isinstance(mix, (str, Path)) else mix
+        stem_a = read_audio(stem) if isinstance(stem, (str, Path)) else stem
+        self._prepare(stem_a, "stem")
+        if loudness(to_feature_rate(stem_a)).rms_db < SILENCE_DB:
+            raise AudioFormatError("the stem is silent: there is nothing to score", fix="check the stem's export")
+        cos = self.match_cosines([mix_a], [stem_a])[0, 0]
+        return float(self.matching.fit_from_cosine(cos))
+
+
+def _aggregate(p: torch.Tensor) -> torch.Tensor:
+    """Clip probability from window probabilities [W, N]: mean of the top quarter of windows (at least one).
+
+    The max over windows lets one odd window decide; the mean dilutes a part that only plays in the chorus.
+    The top-quartile mean sits between the two."""
+    k = max(1, math.ceil(p.shape[0] / 4))
+    return p.topk(k, dim=0).values.mean(0)
+
+
+@lru_cache(maxsize=4)
+def get_analyzer(config: str = "shipped", device: str = "cpu") -> Analyzer:
+    return Analyzer(config, device)
+
+
+def analyze(audio: Audio | str | Path, *, config: str = "shipped", device: str = "cpu", **kwargs: Any) -> AnalysisReport:
+    return get_analyzer(config, device).analyze(audio, **kwargs)
+
+
+def fit_score(mix: Audio | str | Path, stem: Audio | str | Path, *, config: str = "shipped", device: str = "cpu") -> float:
+    return get_analyzer(config, device).fit_score(mix, stem)
+
+
+def embed(audio: Audio | str | Path, *, per_snippet: bool = False, config: str = "shipped", device: str = "cpu") -> torch.Tensor:
+    return get_analyzer(config, device).embed(audio, per_snippet=per_snippet)
+
+
+def match_matrix(mixes: Sequence[Audio | str | Path], stems: Sequence[Audio | str | Path], *, config: str = "shipped",
+                 device: str = "cpu") -> torch.Tensor:
+    return get_analyzer(config, device).match_matrix(mixes, stems)
+
+
+def match_cosines(mixes: Sequence[Audio | str | Path], stems: Sequence[Audio | str | Path], *, config: str = "shipped",
+                  device: str = "cpu") -> torch.Tensor:
+    return get_analyzer(config, device).match_cosines(mixes, stems)

@@ -1,0 +1,81 @@
+"""The analysis engine: the Engine protocol around `api.Analyzer`, so the host shows what the captured mix holds.
+
+`generate()` returns one Take whose `report` is the `AnalysisReport` as a dict (instruments fine and coarse
+with probabilities, missing parts, the engine to run next) and writes `analysis.json` and `attention.png`
+(the ResAtt map: which fine tags drive each coarse decision) under the request's out_dir, atomically and
+under fresh names (analysis-2.json, ... if earlier ones exist: nothing is overwritten).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+from backline.engines.analysis.api import Analyzer
+from backline.engines.audio import write_bytes_atomic
+from backline.engines.errors import AudioFormatError, ConfigError
+from backline.engines.protocol import (
+    Control,
+    EngineDescription,
+    GenerationRequest,
+    GenerationResult,
+    ProgressFn,
+    Take,
+    check_cancel,
+)
+
+NAME = "analysis"
+CONTROLS = (
+    Control("sensitivity", "float", 0.0, "Sensitivity", minimum=-0.3, maximum=0.3, step=0.05,
+            help="lowers (positive) or raises (negative) every tag's threshold: list quieter instruments or fewer"),
+)
+
+
+def _fresh(path: Path) -> Path:
+    n = 2
+    candidate = path
+    while candidate.exists():
+        candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
+        n += 1
+    return candidate
+
+
+class AnalysisEngine:
+    name = NAME
+
+    def __init__(self, config: str = "shipped", device: str = "cpu") -> None:
+        self.config, self.device = config, device
+        self.analyzer = Analyzer(config, device)
+
+    def describe(self) -> EngineDescription:
+        weights = "debug (random, seeded)" if self.config == "debug" else f"shipped weights in {self.analyzer.weights_dir}"
+        return EngineDescription(NAME, "Listen: instruments present and missing parts (papers 001, 002a, 004)",
+                                 CONTROLS, inputs=("mix",), outputs=("report",), weights=weights, device=self.device)
+
+    def generate(self, request: GenerationRequest, *, progress: ProgressFn | None = None,
+                 cancel: threading.Event | None = None) -> GenerationResult:
+        progress = progress or (lambda f, m: None)
+        if request.mix is None:
+            raise AudioFormatError("the analysis needs a mix", fix="capture or select a region of the session first")
+        controls = self.describe().validate(dict(request.controls))
+        if request.variations != 1:
+            raise ConfigError("the analysis has one answer; variations must be 1")
+        check_cancel(cancel)
+        report = self.analyzer.analyze(request.mix, sensitivity=controls["sensitivity"],
+                                       progress=lambda f, m: progress(0.95 * f, m), cancel=cancel)
+        check_cancel(cancel)
+        data = report.to_dict()
+        out_dir = Path(request.out_dir)
+        json_path = write_bytes_atomic(_fresh(out_dir / "analysis.json"), json.dumps(data, indent=2).encode())
+        data["files"] = {"report": str(json_path)}
+        if report.attention is not None:
+            png = write_bytes_atomic(_fresh(out_dir / "attention.png"), report.attention_png())
+            data["files"]["attention"] = str(png)
+        progress(1.0, report.summary())
+        take = Take(seed=request.seed, stems={}, midi=None, start_sample=request.region_start, report=data)
+        return GenerationResult([take], report={"engine": NAME, "summary": report.summary()})
+
+
+def build(config: str = "shipped", device: str = "cpu") -> AnalysisEngine:
+    return AnalysisEngine(config, device)

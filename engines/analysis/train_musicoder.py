@@ -1,0 +1,100 @@
+"""`backline train musicoder`: masked-reconstruction pretraining (CFM + CCM, Huber) of MusiCoder.
+
+Data: 5 s random-stem-subset crops of the corpus (feature cache, see `dataset`); CMVN statistics are fitted
+on the training crops first and stored with the weights. Adam (0.9, 0.999, ε 1e-6) with the Noam schedule
+(eq. 4; the warm-up is shortened for short CPU runs, `--warmup`). `--objectives` selects CFM, CCM, both or
+none (none = CMVN-fitted random initialisation, the ablation's "w/o pre-training"). Runs unchanged under
+torchrun; resumes from `run_dir/checkpoint.*`; `--minutes` caps wall time (a checkpoint and the weights are
+written when it runs out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+
+HELP = "pretrain MusiCoder (CFM + CCM masked reconstruction) on the corpus"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    from backline.engines.analysis.common import add_data_args
+
+    add_data_args(parser)
+    parser.add_argument("--config", default="small", help="base | large | small (shipped) | debug")
+    parser.add_argument("--objectives", default="cfm+ccm", choices=["cfm+ccm", "cfm", "ccm", "none"])
+    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--frames", type=int, default=250, help="frames per training sequence (50/s)")
+    parser.add_argument("--warmup", type=int, default=300, help="Noam warm-up steps (paper: 8000)")
+    parser.add_argument("--lr-scale", type=float, default=1.0, help="multiplies the Noam rate")
+    parser.add_argument("--minutes", type=float, default=25.0, help="stop after this wall time")
+    parser.add_argument("--run-dir", type=Path, default=Path("runs/analysis/musicoder"))
+    parser.add_argument("--out", type=Path, default=None, help="weights path (default: run-dir/musicoder)")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def run(args: argparse.Namespace) -> int:
+    from backline.engines.analysis import dataset
+    from backline.engines.analysis.common import crops_path, ensure_cache, setup_threads
+    from backline.engines.analysis.musicoder import MusiCoderPretrainer, get_config, noam_lr
+    from backline.engines.training import Checkpointer, Distributed, MetricLog, progress_bar, seed_everything
+    from backline.engines.weights import save_weights
+
+    setup_threads(args.threads)
+    ctx = Distributed.setup("cpu" if not torch.cuda.is_available() else "auto")
+    seed_everything(args.seed + ctx.rank)
+    if ctx.is_main:
+        ensure_cache(args, "train")
+    ctx.barrier()
+    crops = dataset.load_crops(crops_path(args, "train"))
+    train, _ = dataset.split_by_track(crops)
+    cfg = get_config(args.config)
+    model = MusiCoderPretrainer(cfg)
+    model.encoder.cmvn.fit(train.frames[:2000].float())
+    model = ctx.wrap(model)
+    inner = getattr(model, "module", model)
+    opt = torch.optim.Adam(model.parameters(), lr=1.0, betas=(0.9, 0.999), eps=1e-6)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: args.lr_scale * noam_lr(s + 1, cfg.hidden, args.warmup))
+    ckpt = Checkpointer(args.run_dir, ctx)
+    step, _ = ckpt.load({"model": model, "opt": opt, "sched": sched})
+    log = MetricLog(args.run_dir, ctx)
+    cfm, ccm = "cfm" in args.objectives, "ccm" in args.objectives
+    gen = torch.Generator().manual_seed(args.seed * 1000 + ctx.rank + step)
+    steps = 0 if args.objectives == "none" else args.steps
+    started = time.monotonic()
+    bar = progress_bar(steps, step, ctx, "musicoder")
+    model.train()
+    while step < steps:
+        idx = torch.randint(0, len(train), (args.batch,), generator=gen)
+        t0 = int(torch.randint(0, train.frames.shape[1] - args.frames + 1, (1,), generator=gen))
+        x = train.frames[idx, t0 : t0 + args.frames].float().to(ctx.device)
+        with ctx.autocast():
+            loss = model(x, gen, cfm=cfm, ccm=ccm)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        step += 1
+        if step % 20 == 0 or step == steps:
+            log.log(step, loss=loss.item(), lr=sched.get_last_lr()[0])
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+        bar.update(1)
+        out_of_time = (time.monotonic() - started) / 60 > args.minutes
+        if step % 200 == 0 or step == steps or out_of_time:
+            ckpt.save(step, {"model": model, "opt": opt, "sched": sched})
+        if out_of_time:
+            break
+    bar.close()
+    if ctx.is_main:
+        out = args.out or Path(args.run_dir) / "musicoder"
+        save_weights(inner.encoder, out, kind="musicoder-encoder", config=cfg.to_dict(), overwrite=True,
+                     training={"objectives": args.objectives, "steps": step, "batch": args.batch,
+                               "frames": args.frames, "final_loss": log.latest.get("loss"),
+                               "minutes": round((time.monotonic() - started) / 60, 2), "crops": len(train)})
+        print(f"saved {out} after {step} steps (loss {log.latest.get('loss')})")
+    ctx.close()
+    return 0

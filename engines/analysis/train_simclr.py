@@ -1,0 +1,160 @@
+"""`backline train simclr`: the SimCLR encoder (paper 002a) and, with `--mode matching`, the (mix, stem) model.
+
+simclr: batches of N tracks drawn with replacement, two 3 s log-mel snippets per track with centres < 5 s
+apart, mixup (Beta(5, 2) gains) on each view, NT-Xent τ = 0.1; Adam with linear warm-up then cosine decay to
+0 (paper: 2e-4 over 5k + 195k steps; here shortened, `--steps`, `--warmup`).
+matching: backbone initialised from the SimCLR weights (`--init`), one (mix-without-stem, stem) pair per
+distinct track per batch (bass, drums or another stem, the same 3 s window), symmetric NT-Xent τ = 0.1.
+After training, the fit-score calibration sigmoid(a·cos + b) is fitted on pairs from held-out tracks
+(positives: own stem; negatives: other tracks' stems). Runs under torchrun; resumes from checkpoints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+HELP = "train the SimCLR encoder (or, with --mode matching, the mix/stem fit model)"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    from backline.engines.analysis.common import add_data_args
+
+    add_data_args(parser)
+    parser.add_argument("--mode", default="simclr", choices=["simclr", "matching"])
+    parser.add_argument("--config", default="small", help="small (shipped) | debug")
+    parser.add_argument("--steps", type=int, default=800)
+    parser.add_argument("--batch", type=int, default=32, help="pairs per batch")
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--warmup", type=int, default=50)
+    parser.add_argument("--minutes", type=float, default=25.0)
+    parser.add_argument("--init", type=Path, default=None, help="matching: SimCLR weights to start from")
+    parser.add_argument("--run-dir", type=Path, default=None)
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def _lr(step: int, warmup: int, total: int) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+
+
+def run(args: argparse.Namespace) -> int:
+    from backline.engines.analysis import dataset
+    from backline.engines.analysis.common import ensure_cache, setup_threads, waves_path
+    from backline.engines.analysis.features import SimCLRLogMel
+    from backline.engines.analysis.simclr import (
+        MatchingModel,
+        SimCLRConfig,
+        SimCLRModel,
+        fit_calibration,
+        get_config,
+        mixup,
+        nt_xent,
+    )
+    from backline.engines.training import Checkpointer, Distributed, MetricLog, progress_bar, seed_everything
+    from backline.engines.weights import load_weights, save_weights
+
+    setup_threads(args.threads)
+    ctx = Distributed.setup("cpu" if not torch.cuda.is_available() else "auto")
+    seed_everything(args.seed + ctx.rank)
+    run_dir = args.run_dir or Path(f"runs/analysis/{args.mode}")
+    if ctx.is_main:
+        ensure_cache(args, "train", crops=False)
+    ctx.barrier()
+    tracks = dataset.load_wave_cache(waves_path(args, "train"))
+    rng = np.random.default_rng(args.seed + 7919 * ctx.rank)
+    perm = np.random.default_rng(0).permutation(len(tracks))
+    n_val = max(1, int(round(0.15 * len(tracks)))) if len(tracks) > 2 else 0
+    val_tracks = [tracks[i] for i in perm[:n_val]]
+    train_tracks = [tracks[i] for i in perm[n_val:]] or tracks
+    mel_fn = SimCLRLogMel()
+
+    if args.mode == "simclr":
+        cfg = get_config(args.config)
+        model = SimCLRModel(cfg)
+        sample = np.concatenate([np.asarray(t.mel[:, ::10], np.float32) for t in train_tracks[:50]], axis=1)
+        model.encoder.mel_mean.copy_(torch.from_numpy(sample.mean(1)))
+        model.encoder.mel_std.copy_(torch.from_numpy(sample.std(1).clip(1e-3)))
+    else:
+        if args.init is not None:
+            simclr, meta = load_weights(args.init, kind="simclr-encoder", build=lambda c: SimCLRModel(SimCLRConfig.from_dict(c)))
+            cfg = SimCLRConfig.from_dict(meta["config"])
+            model = MatchingModel(cfg)
+            model.encoder.load_state_dict(simclr.encoder.state_dict())
+            model.mix_head.load_state_dict(simclr.projector.state_dict())
+            model.stem_head.load_state_dict(simclr.projector.state_dict())
+        else:
+            cfg = get_config(args.config)
+            model = MatchingModel(cfg)
+            sample = np.concatenate([np.asarray(t.mel[:, ::10], np.float32) for t in train_tracks[:50]], axis=1)
+            model.encoder.mel_mean.copy_(torch.from_numpy(sample.mean(1)))
+            model.encoder.mel_std.copy_(torch.from_numpy(sample.std(1).clip(1e-3)))
+    model = ctx.wrap(model)
+    inner = getattr(model, "module", model)
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr(s, args.warmup, args.steps))
+    ckpt = Checkpointer(run_dir, ctx)
+    step, _ = ckpt.load({"model": model, "opt": opt, "sched": sched})
+    log = MetricLog(run_dir, ctx)
+    gen = torch.Generator().manual_seed(args.seed + step)
+    started = time.monotonic()
+    bar = progress_bar(args.steps, step, ctx, args.mode)
+    model.train()
+    batch = min(args.batch, len(train_tracks)) if args.mode == "matching" else args.batch
+    while step < args.steps:
+        if args.mode == "simclr":
+            a, b = dataset.simclr_pairs(train_tracks, batch, rng)
+            a, b = inner.encoder.normalize(a), inner.encoder.normalize(b)
+            with ctx.autocast():
+                loss = nt_xent(model(mixup(a, gen), normalized=True), model(mixup(b, gen), normalized=True))
+        else:
+            mix, stem = dataset.matching_batch(train_tracks, batch, rng, mel_fn)
+            with ctx.autocast():
+                loss = inner.loss(mix.to(ctx.device), stem.to(ctx.device))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        step += 1
+        if step % 10 == 0 or step == args.steps:
+            log.log(step, loss=loss.item(), lr=sched.get_last_lr()[0])
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+        bar.update(1)
+        out_of_time = (time.monotonic() - started) / 60 > args.minutes
+        if step % 100 == 0 or step == args.steps or out_of_time:
+            ckpt.save(step, {"model": model, "opt": opt, "sched": sched})
+        if out_of_time:
+            break
+    bar.close()
+    if ctx.is_main:
+        training = {"steps": step, "batch": batch, "final_loss": log.latest.get("loss"),
+                    "minutes": round((time.monotonic() - started) / 60, 2), "tracks": len(train_tracks)}
+        if args.mode == "simclr":
+            out = args.out or run_dir / "simclr"
+            save_weights(inner, out, kind="simclr-encoder", config=cfg.to_dict(), overwrite=True, training=training)
+        else:
+            inner.eval()
+            pos, neg = [], []
+            held = val_tracks if len(val_tracks) >= 2 else train_tracks
+            with torch.no_grad():
+                for _ in range(4):
+                    mix, stem = dataset.matching_batch(held, len(held), rng, mel_fn)
+                    cos = inner.embed_mix(mix) @ inner.embed_stem(stem).T
+                    pos.append(cos.diag())
+                    neg.append(cos[~torch.eye(len(cos), dtype=torch.bool)])
+            cal = fit_calibration(torch.cat(pos), torch.cat(neg))
+            inner.calib.copy_(torch.tensor([cal.a, cal.b]))
+            training |= {"calibration": {"a": cal.a, "b": cal.b, "val_tracks": len(held)}}
+            out = args.out or run_dir / "matching"
+            save_weights(inner, out, kind="matching", config=cfg.to_dict(), overwrite=True, training=training)
+        print(f"saved {out} after {step} steps (loss {log.latest.get('loss')})")
+    ctx.close()
+    return 0

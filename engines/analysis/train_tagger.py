@@ -1,0 +1,246 @@
+"""`backline train tagger`: the hierarchical instrument tagger (paper 001), all five heads.
+
+1. Base network: a pretrained encoder (`--base musicoder` with `--encoder` MusiCoder weights, or
+   `--base simclr` with SimCLR weights).
+2. λ grid (paper: λ ∈ {0.70 … 0.90}, pick the lowest *validation fine-level* loss): for every joint head the
+   grid is searched with the base frozen (heads only, on cached embeddings: seconds per point), because
+   five full joint trainings per head do not fit a shared 2-core CPU. Documented deviation.
+3. Joint training: each head is trained together with the whole base network at its chosen λ (AdamW, weight
+   decay 1e-4, linear warm-up then cosine, light SpecAugment: one time mask, one log-mel and one CQT
+   channel mask), masked BCE. The flat baseline trains on fine labels only and gets GMP at inference.
+4. Per-tag thresholds maximising F1 on the validation tracks (15 % of training songs, split by song) are
+   stored in the weights. Metrics on the validation split are written to `run_dir/summary.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+HELP = "train the hierarchical instrument tagger (flat, level-wise, top-down, GMP, ResAtt heads)"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    from backline.engines.analysis.common import add_data_args
+
+    add_data_args(parser)
+    parser.add_argument("--base", default="musicoder", choices=["musicoder", "simclr"])
+    parser.add_argument("--encoder", type=Path, default=None, help="pretrained encoder weights (default: shipped)")
+    parser.add_argument("--heads", default="flat,levelwise,topdown,gmp,resatt")
+    parser.add_argument("--lam", type=float, default=None, help="skip the grid and use this λ")
+    parser.add_argument("--steps", type=int, default=600, help="joint-training steps per head")
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--minutes", type=float, default=25.0, help="wall-time cap for all heads together")
+    parser.add_argument("--run-dir", type=Path, default=Path("runs/analysis/tagger"))
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def load_base(base: str, path: Path | None):
+    """(encoder module, its config dict) from saved weights."""
+    from backline.engines.analysis.common import WEIGHTS_DIR
+    from backline.engines.analysis.musicoder import build_musicoder
+    from backline.engines.analysis.simclr import SimCLRConfig, SimCLRModel
+    from backline.engines.weights import load_weights
+
+    if base == "musicoder":
+        enc, meta = load_weights(path or WEIGHTS_DIR / "musicoder", kind="musicoder-encoder", build=build_musicoder)
+        return enc, meta["config"]
+    model, meta = load_weights(path or WEIGHTS_DIR / "simclr", kind="simclr-encoder",
+                               build=lambda c: SimCLRModel(SimCLRConfig.from_dict(c)))
+    return model.encoder, meta["config"]
+
+
+def base_input(crops, base: str) -> torch.Tensor:
+    return crops.frames if base == "musicoder" else crops.mels
+
+
+def spec_augment(x: torch.Tensor, base: str, gen: torch.Generator) -> torch.Tensor:
+    """One time mask (≤ 10 % of frames) and one channel mask per spectral block; on raw features the masked
+    value is the CMVN mean (MusiCoder) or the per-bin mean (SimCLR), i.e. zero after normalisation."""
+    from backline.engines.analysis.features import FEATURE_SLICES
+
+    x = x.clone()
+    b = x.shape[0]
+    for i in range(b):
+        if base == "musicoder":
+            t = x.shape[1]
+            w = int(torch.randint(0, t // 10 + 1, (1,), generator=gen))
+            s = int(torch.randint(0, t - w + 1, (1,), generator=gen))
+            x[i, s : s + w] = float("nan")
+            for name in ("logmel", "cqt"):
+                lo, hi = FEATURE_SLICES[name]
+                w = int(torch.randint(0, 17, (1,), generator=gen))
+                s = int(torch.randint(lo, hi - w + 1, (1,), generator=gen))
+                x[i, :, s : s + w] = float("nan")
+        else:
+            t = x.shape[-1]
+            w = int(torch.randint(0, t // 10 + 1, (1,), generator=gen))
+            s = int(torch.randint(0, t - w + 1, (1,), generator=gen))
+            x[i, :, s : s + w] = float("nan")
+            w = int(torch.randint(0, 13, (1,), generator=gen))
+            s = int(torch.randint(0, x.shape[1] - w + 1, (1,), generator=gen))
+            x[i, s : s + w] = float("nan")
+    return x
+
+
+def fill_masked(x: torch.Tensor, model) -> torch.Tensor:
+    """Replace NaN (SpecAugment) by the normalisation mean so the masked value is 0 after normalising."""
+    enc = model.base.encoder
+    mean = enc.cmvn.mean if hasattr(enc, "cmvn") else enc.mel_mean[:, None]
+    return torch.where(torch.isnan(x), mean.expand_as(x), x)
+
+
+@torch.no_grad()
+def predict(model, x: torch.Tensor, batch: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    model.eval()
+    fine, coarse = [], []
+    for i in range(0, len(x), batch):
+        out = model(x[i : i + batch].float())
+        fine.append(out.fine)
+        coarse.append(out.coarse)
+    return torch.cat(fine).numpy(), torch.cat(coarse).numpy()
+
+
+def labels(crops) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    from backline.engines.analysis.tagger import coarse_from_fine, coarse_mask_from_fine
+
+    y, m = crops.y.float(), crops.mask.float()
+    return y, m, coarse_from_fine(y), coarse_mask_from_fine(y, m)
+
+
+def lambda_grid(z_tr, z_va, tr_lab, va_lab, head: str, seed: int) -> tuple[float, dict]:
+    """Heads only on frozen embeddings; λ with the lowest validation fine BCE (paper §4.2)."""
+    from backline.engines.analysis.tagger import LAMBDA_GRID, TaggerHead, hierarchical_loss, masked_bce
+
+    losses = {}
+    for lam in LAMBDA_GRID:
+        torch.manual_seed(seed)
+        h = TaggerHead(head, z_tr.shape[1])
+        opt = torch.optim.AdamW(h.parameters(), lr=3e-3, weight_decay=1e-4)
+        for _ in range(300):
+            idx = torch.randint(0, len(z_tr), (128,))
+            loss = hierarchical_loss(h(z_tr[idx]), head, *(t[idx] for t in tr_lab), lam)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            losses[lam] = float(masked_bce(h(z_va).fine, va_lab[0], va_lab[1]))
+    best = min(losses, key=losses.get)
+    return best, losses
+
+
+def _warm_cosine(step: int, total: int) -> float:
+    warm = max(1, total // 10)
+    return min(1.0, (step + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, step / total)))
+
+
+def run(args: argparse.Namespace) -> int:
+    from backline.engines.analysis import dataset
+    from backline.engines.analysis.common import crops_path, ensure_cache, setup_threads
+    from backline.engines.analysis.tagger import (
+        HEADS,
+        MusiCoderTaggerBase,
+        SimCLRTaggerBase,
+        Tagger,
+        TaggerConfig,
+        hierarchical_loss,
+        macro_metrics,
+        tune_thresholds,
+    )
+    from backline.engines.errors import ConfigError
+    from backline.engines.training import Distributed, MetricLog, progress_bar, seed_everything
+    from backline.engines.weights import save_weights
+
+    setup_threads(args.threads)
+    heads = [h.strip() for h in args.heads.split(",") if h.strip()]
+    for h in heads:
+        if h not in HEADS:
+            raise ConfigError(f"unknown head {h!r}", fix=f"use {', '.join(HEADS)}")
+    ctx = Distributed.setup("cpu" if not torch.cuda.is_available() else "auto")
+    seed_everything(args.seed)
+    if ctx.is_main:
+        ensure_cache(args, "train")
+    ctx.barrier()
+    crops = dataset.load_crops(crops_path(args, "train"))
+    train, val = dataset.split_by_track(crops)
+    x_tr, x_va = base_input(train, args.base), base_input(val, args.base)
+    tr_lab, va_lab = labels(train), labels(val)
+    run_dir = Path(args.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log = MetricLog(run_dir, ctx)
+    started = time.monotonic()
+    budget = args.minutes * 60 / max(1, len(heads))
+    summary: dict = {"base": args.base, "heads": {}}
+
+    def make(head: str, lam: float) -> Tagger:
+        enc, enc_cfg = load_base(args.base, args.encoder)
+        base = MusiCoderTaggerBase(enc) if args.base == "musicoder" else SimCLRTaggerBase(enc)
+        return Tagger(base, head, base.dim, TaggerConfig(head=head, lam=lam, base=args.base, encoder=enc_cfg))
+
+    # frozen embeddings for the λ grid
+    probe = make("flat", 0.8)
+    with torch.no_grad():
+        probe.eval()
+        z_tr = torch.cat([probe.base(x_tr[i : i + 64].float()) for i in range(0, len(x_tr), 64)])
+        z_va = torch.cat([probe.base(x_va[i : i + 64].float()) for i in range(0, len(x_va), 64)])
+
+    for head in heads:
+        if head == "flat":
+            lam, grid = 1.0, {}
+        elif args.lam is not None:
+            lam, grid = args.lam, {}
+        else:
+            lam, grid = lambda_grid(z_tr, z_va, tr_lab, va_lab, head, args.seed)
+        model = ctx.wrap(make(head, lam))
+        inner = getattr(model, "module", model)
+        opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _warm_cosine(s, args.steps))
+        gen = torch.Generator().manual_seed(args.seed)
+        bar = progress_bar(args.steps, 0, ctx, f"tagger/{head}")
+        head_started = time.monotonic()
+        step = 0
+        for step in range(1, args.steps + 1):
+            model.train()
+            idx = torch.randint(0, len(x_tr), (args.batch,), generator=gen)
+            x = fill_masked(spec_augment(x_tr[idx].float(), args.base, gen), inner)
+            with ctx.autocast():
+                loss = hierarchical_loss(model(x), head, *(t[idx] for t in tr_lab), lam)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            if step % 20 == 0:
+                log.log(step, **{f"{head}_loss": loss.item()})
+                bar.set_postfix(loss=f"{loss.item():.4f}")
+            bar.update(1)
+            if time.monotonic() - head_started > budget:
+                break
+        bar.close()
+        fine_p, coarse_p = predict(inner, x_va)
+        y, m, cy, cm = (t.numpy() for t in va_lab)
+        inner.fine_thresholds.copy_(torch.from_numpy(tune_thresholds(fine_p, y, m)))
+        inner.coarse_thresholds.copy_(torch.from_numpy(tune_thresholds(coarse_p, cy, cm)))
+        val_metrics = {"fine": macro_metrics(fine_p, y, m, inner.fine_thresholds.numpy()),
+                       "coarse": macro_metrics(coarse_p, cy, cm, inner.coarse_thresholds.numpy())}
+        training = {"lam": lam, "lam_grid_val_fine_bce": grid, "steps": step, "batch": args.batch,
+                    "final_loss": loss.item(), "minutes": round((time.monotonic() - head_started) / 60, 2),
+                    "train_crops": len(train), "val_crops": len(val), "val": val_metrics}
+        if ctx.is_main:
+            save_weights(inner, run_dir / f"tagger_{head}", kind="tagger", config=inner.config.to_dict(),
+                         overwrite=True, training=training)
+            print(f"{head}: λ={lam} val fine PR-AUC {val_metrics['fine']['pr_auc']:.3f} "
+                  f"coarse PR-AUC {val_metrics['coarse']['pr_auc']:.3f}")
+        summary["heads"][head] = training
+    if ctx.is_main:
+        summary["minutes"] = round((time.monotonic() - started) / 60, 2)
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    ctx.close()
+    return 0
