@@ -1,0 +1,185 @@
+"""Loopback latency calibration: a click out, a click in.
+
+One duplex stream plays short clicks at known output frames and records the input; wherever the loopback
+(a cable, the interface's loopback, a JACK connection) brings them back, the delay in frames is the round
+trip. Duplex matters: input and output frames are counted by the same callback, so the measurement needs no
+clock mapping. Several clicks are measured and the median taken; the spread says how much to trust it.
+
+The result is stored in `~/.config/backline/bridge.json` (`BACKLINE_CONFIG` overrides the folder) and the
+capture uses `unreported_frames` — the part of the round trip PortAudio did not report as latency — as
+its compensation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from backline.bridge import devices
+from backline.engines.audio import write_bytes_atomic
+from backline.engines.errors import ConfigError, DeviceError
+
+
+@dataclass(frozen=True)
+class Calibration:
+    roundtrip_frames: int
+    spread_frames: int            # max - min over the clicks found
+    clicks_found: int
+    sample_rate: int
+    reported_input: float         # seconds, PortAudio's input latency
+    reported_output: float        # seconds, PortAudio's output latency
+    device_in: str
+    device_out: str
+
+    @property
+    def roundtrip_ms(self) -> float:
+        return 1000.0 * self.roundtrip_frames / self.sample_rate
+
+    @property
+    def unreported_frames(self) -> int:
+        reported = round((self.reported_input + self.reported_output) * self.sample_rate)
+        return self.roundtrip_frames - reported
+
+
+def click(sample_rate: int, ms: float = 2.0) -> np.ndarray:
+    """A short raised-cosine burst: easy to find, not a DC step."""
+    n = max(int(sample_rate * ms / 1000), 8)
+    return (0.8 * np.sin(np.linspace(0, np.pi, n)) ** 2).astype(np.float32)
+
+
+def find_clicks(recorded: np.ndarray, sent_at: list[int], pulse: np.ndarray, max_delay: int) -> list[int]:
+    """Delay of each click: the cross-correlation peak within `max_delay` frames after it was sent."""
+    delays = []
+    for at in sent_at:
+        seg = recorded[at:at + max_delay + len(pulse)]
+        if len(seg) < len(pulse):
+            continue
+        corr = np.correlate(seg, pulse, mode="valid")
+        peak = int(np.argmax(corr))
+        noise = float(np.median(np.abs(corr))) + 1e-9
+        if corr[peak] > 20 * noise and corr[peak] > 0.05 * float(np.dot(pulse, pulse)):
+            delays.append(peak)
+    return delays
+
+
+def measure(*, input_device: str | int | None = None, output_device: str | int | None = None,
+            hostapi: str | None = None, sample_rate: int = 48000, clicks: int = 5, interval: float = 0.25,
+            max_delay: float = 0.5, on_start=None) -> Calibration:
+    """Play `clicks` clicks `interval` s apart and measure the round trip (see module docstring).
+
+    `on_start(stream)` runs right after the stream starts, before the first click (JACK: wire the loopback).
+    """
+    sd = devices.sd()
+    i_in = devices.find_device(input_device, "input", hostapi=hostapi)
+    i_out = devices.find_device(output_device, "output", hostapi=hostapi)
+    pulse = click(sample_rate)
+    spacing = int(interval * sample_rate)
+    lead = int(0.5 * sample_rate)
+    total = lead + clicks * spacing + int(max_delay * sample_rate) + spacing
+    out_signal = np.zeros(total, np.float32)
+    sent_at = [lead + k * spacing for k in range(clicks)]
+    for at in sent_at:
+        out_signal[at:at + len(pulse)] = pulse
+    recorded = np.zeros(total, np.float32)
+    pos = [0]
+    done = threading.Event()
+
+    def callback(indata, outdata, frames, time_info, status) -> None:
+        p = pos[0]
+        n = min(frames, total - p)
+        outdata.fill(0.0)
+        if n > 0:
+            outdata[:n, 0] = out_signal[p:p + n]
+            if outdata.shape[1] > 1:
+                outdata[:n, 1] = out_signal[p:p + n]
+            recorded[p:p + n] = indata[:n, 0]
+        pos[0] = p + frames
+        if pos[0] >= total:
+            done.set()
+
+    try:
+        stream = sd.Stream(device=(i_in, i_out), channels=(1, 2), samplerate=sample_rate, blocksize=0,
+                           dtype="float32", callback=callback)
+    except sd.PortAudioError as err:
+        raise DeviceError(f"cannot open {i_in}/{i_out} for calibration ({err})",
+                          fix="pick devices that both run at the same sample rate") from err
+    devices.register(stream)
+    try:
+        stream.start()
+        if on_start is not None:
+            on_start(stream)
+        if not done.wait(total / sample_rate + 10.0):
+            raise DeviceError("the audio device stopped during calibration", fix="check the device and retry")
+        stream.stop()
+        reported_in, reported_out = stream.latency
+    finally:
+        stream.close()
+        devices.unregister(stream)
+    delays = find_clicks(recorded, sent_at, pulse, int(max_delay * sample_rate))
+    if len(delays) < max(2, clicks // 2):
+        raise DeviceError(f"heard {len(delays)} of {clicks} clicks back",
+                          fix="connect the output to the input (loopback cable or routing) and raise the level")
+    return Calibration(int(np.median(delays)), int(max(delays) - min(delays)), len(delays), sample_rate,
+                       float(reported_in), float(reported_out), sd.query_devices(i_in)["name"],
+                       sd.query_devices(i_out)["name"])
+
+
+def config_path() -> Path:
+    root = Path(os.environ.get("BACKLINE_CONFIG", Path.home() / ".config" / "backline"))
+    return root / "bridge.json"
+
+
+def save(cal: Calibration, path: Path | None = None) -> Path:
+    """Store the calibration (our own settings file, so replacing the previous one is intended)."""
+    path = path or config_path()
+    data = load_all(path)
+    data["calibration"] = {**asdict(cal), "unreported_frames": cal.unreported_frames}
+    return write_bytes_atomic(path, json.dumps(data, indent=1).encode(), overwrite=True)
+
+
+def load_all(path: Path | None = None) -> dict:
+    path = path or config_path()
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"cannot read bridge settings ({err})", path=path, fix="delete it and calibrate again") from err
+    return data if isinstance(data, dict) else {}
+
+
+def capture_latency(path: Path | None = None) -> float:
+    """Seconds the capture should subtract from its stamps (0 when never calibrated)."""
+    cal = load_all(path).get("calibration")
+    if not cal:
+        return 0.0
+    return float(cal.get("unreported_frames", 0)) / float(cal.get("sample_rate", 48000))
+
+
+def jack_loopback(stream: object = None) -> None:
+    """Wire PortAudio's JACK output ports to its input ports (and nothing else): a software loopback."""
+    try:
+        import jack
+    except (ImportError, OSError) as err:
+        raise DeviceError("--jack-loopback needs JACK-Client and a running JACK server") from err
+    client = jack.Client("backline-calibrate", no_start_server=True)
+    try:
+        outs = client.get_ports("PortAudio.*:out_", is_audio=True, is_output=True)
+        ins = client.get_ports("PortAudio.*:in_", is_audio=True, is_input=True)
+        if not outs or not ins:
+            raise DeviceError("no PortAudio ports on the JACK server", fix="open the devices on the JACK host API")
+        for port in ins + outs:
+            for other in client.get_all_connections(port):
+                if port.is_input:
+                    client.disconnect(other, port)
+                else:
+                    client.disconnect(port, other)
+        for src, dst in zip(outs, ins):
+            client.connect(src, dst)
+    finally:
+        client.close()
