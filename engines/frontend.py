@@ -100,9 +100,14 @@ def log_power(spec: torch.Tensor, eps: float = LOG_EPS) -> torch.Tensor:
 @lru_cache(maxsize=32)
 def _mel_fb(n_freqs: int, f_min: float, f_max: float, n_mels: int, sample_rate: int, mel_scale: str,
             norm: str | None, device: str) -> torch.Tensor:
+    import warnings
+
     import torchaudio.functional as taf
 
-    fb = taf.melscale_fbanks(n_freqs, f_min, f_max, n_mels, sample_rate, norm=norm, mel_scale=mel_scale)
+    with warnings.catch_warnings():
+        # 128 bins over a 1024-point FFT leave a few lowest bands empty: they read a constant log(ε), harmless
+        warnings.filterwarnings("ignore", message="At least one mel filterbank has all zero values")
+        fb = taf.melscale_fbanks(n_freqs, f_min, f_max, n_mels, sample_rate, norm=norm, mel_scale=mel_scale)
     return fb.to(torch.device(device))  # [n_freqs, n_mels]
 
 

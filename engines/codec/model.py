@@ -11,8 +11,9 @@ makes the codec fast):
 Choices where the paper is vague (deliberate, documented here):
 - Phase is one unbounded value per bin mapped through (cos φ, sin φ) as in Vocos, so no wrap-around in the
   loss landscape; the paper only says "magnitude and phase".
-- The decoder's magnitude head predicts the log-magnitude s = log(|X|²+ε) directly (what L_rec compares),
-  clamped to ≤ 14 before exponentiation so a bad step cannot produce Inf audio.
+- The decoder's magnitude head predicts the log-magnitude s = log(|X|²+ε) (what L_rec compares) in the same
+  normalised units as the encoder input, (s − offset)/scale, so a fresh decoder starts near typical levels;
+  it is clamped to ≤ 14 before exponentiation so a bad step cannot produce Inf audio.
 - Stereo: the mix codec takes L and R as 2·513 input channels and outputs both (one 64-dim latent per frame for
   the stereo pair); the stem codec is mono (stems are downmixed; one 32-dim latent per frame).
 - The latent space is unbounded (the paper's §3.4 says so); per-dimension mean/std measured on training data is
@@ -172,7 +173,8 @@ class SpectralAutoencoder(nn.Module):
         out = self.decoder(z).float()
         b, _, t = out.shape
         out = out.view(b, 2, self.cfg.channels, N_BINS, t)
-        return out[:, 0], out[:, 1]
+        # the magnitude head works in the encoder's normalised units; map back to log-magnitude
+        return out[:, 0] * self.cfg.input_scale + self.cfg.input_offset, out[:, 1]
 
     @staticmethod
     def synthesise(log_mag: torch.Tensor, phase: torch.Tensor, length: int | None = None) -> torch.Tensor:

@@ -1,0 +1,292 @@
+"""`backline train codec`: train paper 000's spectral autoencoder on a Slakh2100-layout corpus.
+
+Objective (paper 000 §3.1 / §4): generator L = L_adv + 25·L_rec + 0.002·L_mssd, where L_rec is the L1 between the
+input log-magnitude and the decoder's magnitude output, L_mssd the multi-scale spectral distance (hops 2^5…2^9,
+2^11, 2^12, window 4·hop) and L_adv the hinge generator loss summed over two critics (log-magnitude and 128-bin
+mel of the *reconstructed waveform*). Critics take the hinge loss. Adam β = (0.5, 0.9) for both.
+
+Deliberate choices (the paper is silent or the budget forces them):
+- Crops are 16 latent frames = 65,536 samples (1.486 s), the multiple of 4096 nearest the paper's 1.5 s.
+- `--adv-start` steps of warm-up without the adversarial term (critics idle) so the critics see sensible
+  reconstructions first; shipped CPU runs record where it started in TRAINING.md.
+- Mix-codec examples are the full mix.flac half of the time and the sum of a random non-empty stem subset the
+  other half (the mixes the bass/accompaniment engines condition on); stem-codec examples are single stems of
+  every role, downmixed to mono, with near-silent crops redrawn.
+- Learning rate 2e-4 for both networks (not stated in the paper).
+Runs unchanged under torchrun (DDP, gloo on CPU / NCCL on GPU, bf16 autocast on GPU); every rank draws its own
+random crops (seed + rank). Rank 0 checkpoints (`run_dir/checkpoint.*`, resumed automatically), logs to
+`run_dir/metrics.jsonl`, shows a progress bar and exports `run_dir/<role>.safetensors` + `.json` at the end with
+the latents' per-dimension mean/std.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+HELP = "train the spectral codec (mix or stem) of paper 000 on a Slakh2100-layout corpus"
+
+CROP = 16 * 4096  # 1.486 s: the multiple of the latent hop nearest the paper's 1.5 s crops
+LAMBDA_REC = 25.0
+LAMBDA_MSSD = 0.002
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, choices=["mix", "stem"], help="which codec: mix (stereo, dim 64) "
+                        "or stem (mono, dim 32)")
+    parser.add_argument("--data", required=True, help="Slakh2100-layout corpus folder (TrackNNNNN/mix.flac, stems/)")
+    parser.add_argument("--size", default="small", choices=["debug", "small", "paper"],
+                        help="model size (default small = the shipped size; paper ≈ 37 M parameters)")
+    parser.add_argument("--steps", type=int, default=100_000, help="total optimisation steps (default 100000)")
+    parser.add_argument("--batch", type=int, default=8, help="crops per step and process (paper: 32 in total)")
+    parser.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate (default 2e-4)")
+    parser.add_argument("--adv-start", type=int, default=None,
+                        help="step at which the adversarial term starts (default: 20%% of --steps)")
+    parser.add_argument("--run-dir", default=None, help="checkpoints, metrics and final weights "
+                        "(default runs/codec-<config>-<size>); an existing checkpoint there is resumed")
+    parser.add_argument("--ckpt-every", type=int, default=200, help="steps between checkpoints (default 200)")
+    parser.add_argument("--log-every", type=int, default=10, help="steps between metric rows (default 10)")
+    parser.add_argument("--max-minutes", type=float, default=None,
+                        help="stop cleanly (checkpoint + export) after this much wall time")
+    parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads per process (torch.set_num_threads)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--workers", type=int, default=0, help="data loader worker processes (default 0)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+# --- data --------------------------------------------------------------------------------------------------------
+
+def find_tracks(root: str | Path) -> list[Path]:
+    """Track folders with a mix.flac and a stems/ folder; a clear error when there are none."""
+    from backline.engines.errors import DatasetError
+
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError("corpus folder not found", path=root, fix="pass the folder that holds TrackNNNNN/")
+    tracks = sorted(p for p in root.iterdir() if p.is_dir() and (p / "mix.flac").exists() and (p / "stems").is_dir())
+    if not tracks:
+        raise DatasetError("holds no TrackNNNNN/ folders with mix.flac and stems/", path=root,
+                           fix="render one with `backline data synth` or point to Slakh2100")
+    return tracks
+
+
+class CropStream(torch.utils.data.IterableDataset):
+    """Endless random training crops [channels, CROP] for the mix or stem codec (see module docstring)."""
+
+    def __init__(self, root: str | Path, role: str, seed: int) -> None:
+        from backline.engines.audio import audio_info
+
+        self.role = role
+        self.seed = seed
+        self.items: list[tuple[Path, list[Path], int]] = []
+        for track in find_tracks(root):
+            stems = sorted((track / "stems").glob("S*.flac"))
+            rate, _, frames = audio_info(track / "mix.flac")
+            if rate != 44100:
+                from backline.engines.errors import DatasetError
+
+                raise DatasetError(f"is {rate} Hz; the codec trains on 44.1 kHz audio", path=track / "mix.flac")
+            if frames >= CROP and stems:
+                self.items.append((track, stems, frames))
+        if not self.items:
+            from backline.engines.errors import DatasetError
+
+            raise DatasetError(f"no track is longer than {CROP} samples", path=root)
+
+    def _read(self, path: Path, start: int, channels: int) -> np.ndarray:
+        from backline.engines.audio import read_audio
+
+        return read_audio(path, start=start, frames=CROP, channels=channels).samples
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        rng = random.Random(self.seed * 1000 + (info.id if info else 0))
+        while True:
+            track, stems, frames = rng.choice(self.items)
+            for _attempt in range(8):
+                start = rng.randrange(0, frames - CROP + 1)
+                if self.role == "stem":
+                    x = self._read(rng.choice(stems), start, 1)
+                else:
+                    if rng.random() < 0.5:
+                        x = self._read(track / "mix.flac", start, 2)
+                    else:
+                        subset = rng.sample(stems, rng.randint(1, len(stems)))
+                        x = sum(self._read(s, start, 2) for s in subset)
+                if np.sqrt(np.mean(np.square(x))) > 1e-4:
+                    break
+            yield torch.from_numpy(np.clip(x, -4.0, 4.0).astype(np.float32))
+
+
+# --- losses ------------------------------------------------------------------------------------------------------
+
+def hinge_critic_loss(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    return F.relu(1 - real).mean() + F.relu(1 + fake).mean()
+
+
+def generator_losses(model, critics, x: torch.Tensor, use_adv: bool) -> tuple[torch.Tensor, dict[str, float], torch.Tensor]:
+    """Forward the autoencoder; returns (total generator loss, scalar logs, reconstructed waveform)."""
+    from backline.engines.frontend import multiscale_spectral_distance
+
+    out = model(x)
+    l_rec = (out["log_mag"].float() - out["s"].float()).abs().mean()
+    wav = out["wav"].float()
+    l_mssd = multiscale_spectral_distance(x.float(), wav)
+    total = LAMBDA_REC * l_rec + LAMBDA_MSSD * l_mssd
+    logs = {"rec": float(l_rec.detach()), "mssd": float(l_mssd.detach())}
+    if use_adv:
+        spec_logits, mel_logits = critics(wav)
+        l_adv = -(spec_logits.float().mean() + mel_logits.float().mean())
+        total = total + l_adv
+        logs["adv"] = float(l_adv.detach())
+    logs["loss"] = float(total.detach())
+    return total, logs, wav
+
+
+# --- the loop ----------------------------------------------------------------------------------------------------
+
+def train(args: argparse.Namespace) -> dict[str, Any]:
+    from backline.engines.codec.codec import FORMAT_VERSION, KIND, build_model
+    from backline.engines.codec.model import Critics, count_parameters, make_config
+    from backline.engines.errors import ConfigError
+    from backline.engines.training import (
+        Checkpointer,
+        Distributed,
+        MetricLog,
+        infinite,
+        progress_bar,
+        seed_everything,
+    )
+    from backline.engines.weights import save_weights
+
+    if args.steps <= 0 or args.batch <= 0:
+        raise ConfigError("--steps and --batch must be positive")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    ctx = Distributed.setup(args.device)
+    try:
+        seed_everything(args.seed + 7919 * ctx.rank)
+        run_dir = Path(args.run_dir or f"runs/codec-{args.config}-{args.size}")
+        cfg = make_config(args.config, args.size)
+        model = build_model(cfg).to(ctx.device)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed + 1)
+            critics = Critics(cfg).to(ctx.device)
+        opt_g = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.5, 0.9))
+        opt_d = torch.optim.Adam(critics.parameters(), lr=args.lr, betas=(0.5, 0.9))
+        ckpt = Checkpointer(run_dir, ctx)
+        step, extra = ckpt.load({"model": model, "critics": critics, "opt_g": opt_g, "opt_d": opt_d})
+        adv_start = args.adv_start if args.adv_start is not None else int(0.2 * args.steps)
+        g = ctx.wrap(model)
+        d = ctx.wrap(critics)
+        data = CropStream(args.data, args.config, args.seed + 7919 * ctx.rank)
+        loader = torch.utils.data.DataLoader(data, batch_size=args.batch, num_workers=args.workers)
+        batches = infinite(loader, ctx)
+        log = MetricLog(run_dir, ctx)
+        started = time.monotonic()
+        elapsed_before = float(extra.get("elapsed_s", 0.0))
+        bar = progress_bar(args.steps, step, ctx, f"codec {args.config}/{args.size}") if not args.quiet else _NoBar()
+        if ctx.is_main and step == 0:
+            print(f"codec {args.config}/{args.size}: {count_parameters(model) / 1e6:.2f} M autoencoder + "
+                  f"{count_parameters(critics) / 1e6:.2f} M critic parameters; world size {ctx.world_size}; "
+                  f"adversarial from step {adv_start}", flush=True)
+        logs: dict[str, float] = {}
+        stop_reason = "steps"
+        while step < args.steps:
+            x = next(batches).to(ctx.device, non_blocking=True)
+            use_adv = step >= adv_start
+            # the generator's adversarial term goes through the plain (unwrapped) critics with their parameters
+            # frozen, so no critic gradients are built and DDP's critic reducer is not involved
+            critics.requires_grad_(False)
+            with ctx.autocast():
+                total, logs, wav = generator_losses(g, critics, x, use_adv)
+            opt_g.zero_grad(set_to_none=True)
+            total.backward()
+            opt_g.step()
+            critics.requires_grad_(True)
+            if use_adv:
+                with ctx.autocast():
+                    both = torch.cat([x, wav.detach()])
+                    spec_logits, mel_logits = d(both)
+                    b = x.shape[0]
+                    l_d = hinge_critic_loss(spec_logits[:b].float(), spec_logits[b:].float()) + \
+                        hinge_critic_loss(mel_logits[:b].float(), mel_logits[b:].float())
+                opt_d.zero_grad(set_to_none=True)
+                l_d.backward()
+                opt_d.step()
+                logs["critic"] = float(l_d.detach())
+            step += 1
+            bar.update(1)
+            if step % args.log_every == 0 or step == args.steps:
+                log.log(step, **logs)
+                bar.set_postfix({k: f"{v:.3g}" for k, v in log.latest.items()})
+            out_of_time = args.max_minutes is not None and (time.monotonic() - started) / 60 >= args.max_minutes
+            if ctx.distributed:  # every rank must agree to stop at the same step
+                out_of_time = ctx.mean(float(out_of_time)) > 0
+            if step % args.ckpt_every == 0 or step == args.steps or out_of_time:
+                ckpt.save(step, {"model": model, "critics": critics, "opt_g": opt_g, "opt_d": opt_d},
+                          {"elapsed_s": elapsed_before + time.monotonic() - started})
+            if out_of_time:
+                stop_reason = "time limit"
+                break
+        bar.close()
+        elapsed = elapsed_before + time.monotonic() - started
+        stats = latent_stats(model, batches, ctx) if step > 0 else None
+        result = {"steps": step, "target_steps": args.steps, "stop": stop_reason, "elapsed_s": round(elapsed, 1),
+                  "batch_per_process": args.batch, "world_size": ctx.world_size, "lr": args.lr,
+                  "adv_start": adv_start, "crop_samples": CROP, "final_losses": log.latest,
+                  "device": str(ctx.device), "data": str(args.data)}
+        if ctx.is_main:
+            if stats is not None:
+                result["latent_stats"] = stats
+            out = save_weights(model, run_dir / args.config, kind=KIND, config=cfg.to_dict(),
+                               format_version=FORMAT_VERSION, training=result, overwrite=True)
+            print(f"codec {args.config}/{args.size}: {step} steps in {elapsed / 60:.1f} min ({stop_reason}); "
+                  f"weights {out}; final {', '.join(f'{k} {v:.4g}' for k, v in log.latest.items())}", flush=True)
+        ctx.barrier()
+        return result
+    finally:
+        ctx.close()
+
+
+class _NoBar:
+    def update(self, n: int) -> None:
+        pass
+
+    def set_postfix(self, *a: Any, **k: Any) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+@torch.no_grad()
+def latent_stats(model: torch.nn.Module, batches, ctx, n_batches: int = 4) -> dict[str, list[float]]:
+    """Per-dimension mean/std of latents over a few training batches (diffusion trainers normalise with them)."""
+    model.eval()
+    zs = [model.encode(next(batches).to(ctx.device)).float() for _ in range(n_batches)]
+    model.train()
+    z = torch.cat([t.transpose(1, 2).reshape(-1, t.shape[1]) for t in zs])
+    return {"mean": [round(float(v), 5) for v in z.mean(0)],
+            "std": [round(float(v), 5) for v in z.std(0).clamp_min(1e-6)]}
+
+
+def run(args: argparse.Namespace) -> int:
+    result = train(args)
+    return 0 if result["steps"] > 0 else 1
+
+
+if __name__ == "__main__":
+    import sys
+
+    p = argparse.ArgumentParser(prog="python -m backline.engines.codec.train", description=HELP)
+    configure(p)
+    sys.exit(run(p.parse_args()))
