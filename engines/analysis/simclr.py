@@ -278,4 +278,5 @@ def fit_calibration(pos: torch.Tensor, neg: torch.Tensor, steps: int = 500) -> C
         return loss
 
     opt.step(closure)
-    return Calibration(float(params[0]), float(params[1]))
+    p = params.detach()
+    return Calibration(float(p[0]), float(p[1]))
