@@ -1,0 +1,95 @@
+"""What the engines listen to: the captured mix, where it sits on the DAW timeline, and at what tempo.
+
+The capture comes from the bridge's loopback recorder when a DAW is connected, or from an audio file the
+musician loads (or drops) — handy without a DAW, and how the screenshots and tests run. A file starts at DAW
+sample 0 (bar 1). Its tempo and meter come from an `extras.json` beside it (the corpus/demo layout) or from
+the transport.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from PyQt6.QtCore import QObject, pyqtSignal
+
+from backline.bridge.timeline import Timeline
+from backline.engines.audio import Audio, read_audio
+from backline.engines.errors import BacklineError, TimelineError
+
+
+class CaptureModel(QObject):
+    changed = pyqtSignal()
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.audio: Audio | None = None
+        self.origin = 0  # DAW sample position of the first frame
+        self.timeline: Timeline | None = None
+        self.source = ""
+        self.path: Path | None = None
+        self.tempo_from_file = False
+
+    @property
+    def empty(self) -> bool:
+        return self.audio is None or self.audio.frames == 0
+
+    def load_file(self, path: str | Path, fallback: Timeline) -> None:
+        """Use an audio file as the capture (raises AudioFileError with the file's name if it cannot)."""
+        path = Path(path)
+        audio = read_audio(path)
+        timeline, from_file = self._timeline_beside(path, audio.sample_rate, fallback)
+        self.audio, self.origin, self.timeline = audio, 0, timeline
+        self.path, self.tempo_from_file = path, from_file
+        rate = f"{audio.sample_rate / 1000:g} kHz"
+        self.source = f"{path.name} · {audio.seconds:.1f} s · {rate}" + (" · tempo from extras.json" if from_file else "")
+        self.changed.emit()
+
+    def set_live(self, audio: Audio, origin: int, timeline: Timeline, source: str) -> None:
+        self.audio, self.origin, self.timeline, self.source = audio, int(origin), timeline, source
+        self.path, self.tempo_from_file = None, False
+        self.changed.emit()
+
+    def set_tempo(self, bpm: float, numerator: int, denominator: int) -> None:
+        """The musician (or the DAW) says the file's tempo; bars are re-laid on the same audio."""
+        if self.audio is None:
+            return
+        self.timeline = Timeline.constant(bpm, self.audio.sample_rate, numerator, denominator)
+        self.changed.emit()
+
+    @staticmethod
+    def _timeline_beside(path: Path, sample_rate: int, fallback: Timeline) -> tuple[Timeline, bool]:
+        extras = path.parent / "extras.json"
+        if extras.is_file():
+            try:
+                data = json.loads(extras.read_text(encoding="utf-8"))
+                num, den = data.get("time_signature", [4, 4])
+                return Timeline.constant(float(data["tempo_bpm"]), sample_rate, int(num), int(den)), True
+            except (OSError, ValueError, KeyError, TypeError, TimelineError):
+                pass
+        return Timeline.constant(fallback.bpm, sample_rate, fallback.numerator, fallback.denominator), False
+
+    def last_bar(self) -> int:
+        """The last whole bar inside the capture."""
+        if self.empty or self.timeline is None:
+            return 0
+        return max(0, int(self.timeline.samples_to_bar(self.origin + self.audio.frames) + 1e-6) - 1)
+
+    def first_bar(self) -> int:
+        if self.timeline is None:
+            return 1
+        import math
+
+        return max(1, math.ceil(self.timeline.samples_to_bar(max(self.origin, 0)) - 1e-6))
+
+    def region(self, first: int, last: int) -> tuple[int, int, Audio]:
+        """DAW samples [start, stop) of bars first..last and the captured audio there."""
+        if self.empty or self.timeline is None:
+            raise BacklineError("no audio has been captured yet",
+                                fix="press play in your DAW, or load an audio file as the capture (Ctrl+O)")
+        if first < self.first_bar() or last > self.last_bar():
+            raise TimelineError(f"bars {first}–{last} are outside the captured audio "
+                                f"(bars {self.first_bar()}–{self.last_bar()})",
+                                fix="select bars on the waveform, or let the DAW play them first")
+        start, stop = self.timeline.bar_range_to_samples(first, last)
+        return start, stop, self.audio.slice(start - self.origin, stop - self.origin)

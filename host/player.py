@@ -1,0 +1,69 @@
+"""Audition playback through sounddevice.
+
+One `Player` plays one thing at a time (a take, a take soloed against the mix, a preset's reference). A
+machine without a sound card, or a device that vanished, raises `DeviceError` with a message the UI shows;
+playback never takes the app down.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from backline.engines.audio import Audio
+from backline.engines.errors import DeviceError
+
+
+def mix_against(take: Audio, take_start: int, mix: Audio | None, mix_start: int, mix_gain: float = 0.7) -> Audio:
+    """The take over the captured mix, aligned by DAW sample position (`*_start` = position of frame 0)."""
+    if mix is None:
+        return take
+    if mix.sample_rate != take.sample_rate:
+        mix = mix.resampled(take.sample_rate)
+    under = mix.slice(take_start - mix_start, take_start - mix_start + take.frames).with_channels(2)
+    over = take.with_channels(2)
+    out = over.samples + mix_gain * under.samples
+    peak = float(np.abs(out).max()) if out.size else 0.0
+    return Audio(out / peak * 0.98 if peak > 0.98 else out, take.sample_rate)
+
+
+class Player:
+    def __init__(self, device: str = "") -> None:
+        self.device = device or None
+        self.playing: str = ""
+
+    def _sd(self):
+        try:
+            import sounddevice as sd
+        except OSError as err:  # PortAudio library missing
+            raise DeviceError("audio playback is unavailable (PortAudio is not installed)",
+                              fix="apt-get install libportaudio2") from err
+        return sd
+
+    def output_name(self) -> str:
+        """The output device's name, or raise DeviceError when there is none."""
+        sd = self._sd()
+        try:
+            info = sd.query_devices(self.device, "output")
+        except (ValueError, sd.PortAudioError) as err:
+            wanted = f"'{self.device}'" if self.device else "default"
+            raise DeviceError(f"no audio output device ({wanted} not found) — audition is off",
+                              fix="connect an audio interface or pick an output in Settings ▸ Audio") from err
+        return str(info["name"])
+
+    def play(self, audio: Audio, what: str = "") -> None:
+        sd = self._sd()
+        name = self.output_name()
+        try:
+            sd.stop()
+            sd.play(np.ascontiguousarray(audio.samples.T), audio.sample_rate, device=name)
+        except sd.PortAudioError as err:
+            raise DeviceError(f"could not play on '{name}' ({err})", fix="check the output in Settings ▸ Audio") from err
+        self.playing = what
+
+    def stop(self) -> None:
+        if self.playing:
+            try:
+                self._sd().stop()
+            except Exception:  # stopping a device that vanished is not worth a message
+                pass
+        self.playing = ""
