@@ -223,17 +223,12 @@ class BassEngine:
             rendered.append((dry, wet, level))
         timings["render_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        from backline.engines.transcribe import notes_to_midi, transcribe_monophonic
-
         midis = []
-        offset_s = request.region_start / request.timeline.sample_rate
-        program = (preset.gm_program if preset else 34) - 1
         for dry, _, _ in rendered:
             check_cancel(cancel)
             progress(0.92, "transcribing to MIDI")
-            notes = transcribe_monophonic(dry)
-            midis.append((notes, notes_to_midi(notes, request.timeline, quantise=QUANTISE[quantise], program=program,
-                                               offset_seconds=offset_s, name="Backline bass")))
+            midis.append(bass_midi(dry, request.timeline, request.region_start, quantise,
+                                   preset.gm_program if preset else 34))
         timings["transcribe_s"] = time.perf_counter() - t0
         check_cancel(cancel)  # last chance: after this, files appear
 
@@ -405,6 +400,18 @@ class BassEngine:
         self.compiled = torch.compile(self.model, dynamic=True)
 
 
+def bass_midi(audio: Audio, timeline, region_start: int, quantise: str = "off", gm_program: int = 34):
+    """Transcribe a generated bass (CREPE) → (notes, MIDI file) placed at `region_start` on the DAW timeline."""
+    from backline.engines.transcribe import notes_to_midi, transcribe_monophonic
+
+    if quantise not in QUANTISE:
+        raise ConfigError(f"quantise={quantise!r} is not a grid", fix=f"use one of {', '.join(QUANTISE)}")
+    notes = transcribe_monophonic(audio)
+    mid = notes_to_midi(notes, timeline, quantise=QUANTISE[quantise], program=gm_program - 1,
+                        offset_seconds=region_start / timeline.sample_rate, name="Backline bass")
+    return notes, mid
+
+
 def _is_oom(err: BaseException) -> bool:
     oom = getattr(torch, "OutOfMemoryError", None) or getattr(torch.cuda, "OutOfMemoryError", RuntimeError)
     return isinstance(err, oom) or (isinstance(err, RuntimeError) and "out of memory" in str(err).lower())
@@ -449,9 +456,9 @@ def build(config: str = "shipped", device: str = "cpu", weights: str | Path | No
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise DeviceError(f"device {device!r} was asked for but CUDA is not available", fix="use --device cpu")
     model, meta = load_bass_model(config, weights)
-    codec_config = meta.get("codec_config", "shipped" if config in ("shipped", "paper", "small") else "debug")
-    if weights is None and config in ("small", "paper"):
-        codec_config = "shipped"
+    codec_config = meta.get("config", {}).get("codec_config")
+    if codec_config is None:  # untrained models: debug pairs with the debug codecs, the others with the shipped
+        codec_config = "debug" if config == "debug" else "shipped"
     try:
         mix_codec = load_codec("mix", config=codec_config, device=device)
         stem_codec = load_codec("stem", config=codec_config, device=device)

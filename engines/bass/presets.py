@@ -191,7 +191,7 @@ def preset_style_mean(preset: Preset, codec, codec_fingerprint: str) -> tuple[np
 
 def write_style_cache(path: Path, preset: Preset, digest: str, fingerprint: str, mu: np.ndarray) -> Path:
     payload = json.dumps({"preset": preset.name, "reference": preset.reference.name, "reference_sha256": digest,
-                          "codec": fingerprint, "mu": [round(float(x), 6) for x in mu]}, indent=1).encode()
+                          "codec": fingerprint, "mu": [float(x) for x in mu]}, indent=1).encode()
     return write_bytes_atomic(path, payload, overwrite=True)
 
 
