@@ -191,11 +191,11 @@ class Transport:
                 self._subs[ev] = [c for c in self._subs[ev] if c is not callback]
         return unsubscribe
 
-    def _emit(self, event: Event, extra: object = None) -> None:
+    def _emit(self, event: Event, extra: object = None, t: float | None = None) -> None:
         callbacks = self._subs[event]
         if not callbacks:
             return
-        snap = self.snapshot()
+        snap = self.snapshot(t)  # at the message's time, not at whenever the callback runs
         for cb in callbacks:
             try:
                 cb(snap) if extra is None else cb(snap, extra)
@@ -212,7 +212,7 @@ class Transport:
         if self._silent:
             self._silent = False
             log.info("the DAW (%s) is sending again", source)
-            self._emit(Event.RESUMED)
+            self._emit(Event.RESUMED, None, t)
 
     def _anchor(self, pos: float, t: float, playing: bool) -> None:
         self._seq += 1
@@ -232,7 +232,7 @@ class Transport:
         self._anchor(float(samples), t, self._playing)
         # A locate: far from where we thought, or backwards by more than jitter while stopped/playing.
         if abs(jump) > self.locate_tolerance * self.sample_rate:
-            self._emit(Event.LOCATE, None)
+            self._emit(Event.LOCATE, None, t)
         if self.on_update is not None:
             self.on_update()
 
@@ -266,7 +266,7 @@ class Transport:
         if playing == self._playing:
             return
         self._anchor(self.position_at(t), t, playing)
-        self._emit(Event.PLAY if playing else Event.STOP)
+        self._emit(Event.PLAY if playing else Event.STOP, None, t)
 
     def set_tempo(self, bpm: float, t: float | None = None, source: str = "osc") -> None:
         if t is None:
@@ -280,7 +280,7 @@ class Transport:
             return
         self._bpm = float(bpm)
         self._timeline = Timeline.constant(self._bpm, self.sample_rate, self._num, self._den)
-        self._emit(Event.TEMPO)
+        self._emit(Event.TEMPO, None, t)
 
     def set_meter(self, numerator: int, denominator: int, t: float | None = None, source: str = "osc") -> None:
         if t is None:
@@ -298,7 +298,7 @@ class Transport:
         if (num, den) == (self._num, self._den):
             return
         self._num, self._den, self._timeline = num, den, timeline
-        self._emit(Event.METER)
+        self._emit(Event.METER, None, t)
 
     def set_sample_rate(self, sample_rate: int) -> None:
         """The DAW's project rate changed: keep the position in seconds, rescale to samples."""
@@ -337,5 +337,5 @@ class Transport:
             self._silent = True
             self.problems("silent", f"the DAW ({self.source}) has sent nothing for {age:.1f} s; keeping the "
                                     "last transport state", logging.INFO)
-            self._emit(Event.SILENT, age)
+            self._emit(Event.SILENT, age, t)
         return self._silent
