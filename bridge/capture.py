@@ -220,6 +220,16 @@ class CaptureRing:
             counts[0] += 1
             counts[1] += ovf
 
+    def captured_until(self) -> float | None:
+        """DAW position just after the newest block, if the DAW was playing when it was captured."""
+        blocks = self.blocks
+        if blocks == 0:
+            return None
+        k = (blocks - 1) % self._b_frame.shape[0]
+        if not self._b_play[k]:
+            return None
+        return float(self._b_daw[k]) + int(self._b_len[k]) * self.daw_rate / self.sample_rate
+
     def latest(self, seconds: float) -> Audio:
         """The newest `seconds` of raw capture, whatever the transport did (meters, calibration)."""
         n = min(int(seconds * self.sample_rate), self.written, self.capacity)
@@ -412,6 +422,11 @@ class LoopbackCapture:
                              _gaps(~(missing & old_missing), start), result.passes + older.passes,
                              result.overflows + older.overflows)
         return result
+
+    def captured_until(self) -> float | None:
+        """DAW position the capture has reached (None while the DAW is stopped): wait for it to pass the
+        end of the bars you want before asking for them."""
+        return self.ring.captured_until()
 
     def bars(self, first: int, last: int) -> Extract:
         """Bars `first..last` (inclusive, 1-based) on the transport's current timeline."""

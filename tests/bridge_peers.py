@@ -41,11 +41,11 @@ def free_udp_port() -> int:
         return s.getsockname()[1]
 
 
-def _kill(proc: subprocess.Popen, grace: float = 3.0) -> None:
+def _kill(proc: subprocess.Popen, grace: float = 3.0, sig: int = signal.SIGTERM) -> None:
     if proc.poll() is not None:
         return
     with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
+        os.killpg(proc.pid, sig)
     try:
         proc.wait(grace)
     except subprocess.TimeoutExpired:
@@ -234,7 +234,10 @@ class Hydrogen:
                 self.proc.stdin.flush()
             with contextlib.suppress(OSError):
                 self.proc.stdin.close()
-            _kill(self.proc, grace=2.0)
+            try:
+                self.proc.wait(1.0)
+            except subprocess.TimeoutExpired:  # it ignores SIGTERM while its audio engine runs
+                _kill(self.proc, grace=2.0, sig=signal.SIGKILL)
             self.proc = None
 
     def __enter__(self) -> Hydrogen:
