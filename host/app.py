@@ -198,6 +198,7 @@ def run(args: argparse.Namespace) -> int:
     window.show()
     try:
         if screenshot:
+            print(f"Qt platform: {app.platformName()}", flush=True)
             written = take_screenshots(app, window, args.screenshot, args.engine, args.timeout, audio=args.audio,
                                        bars=args.bars, controls=parse_controls(args.control))
             for path in written:

@@ -29,6 +29,8 @@ class CaptureModel(QObject):
         self.source = ""
         self.path: Path | None = None
         self.tempo_from_file = False
+        self.extractor = None  # live capture: (start, stop) -> bridge Extract, exact and with gaps
+        self.last_coverage = 1.0
 
     @property
     def empty(self) -> bool:
@@ -40,15 +42,20 @@ class CaptureModel(QObject):
         audio = read_audio(path)
         timeline, from_file = self._timeline_beside(path, audio.sample_rate, fallback)
         self.audio, self.origin, self.timeline = audio, 0, timeline
-        self.path, self.tempo_from_file = path, from_file
+        self.path, self.tempo_from_file, self.extractor = path, from_file, None
         rate = f"{audio.sample_rate / 1000:g} kHz"
         self.source = f"{path.name} · {audio.seconds:.1f} s · {rate}" + (" · tempo from extras.json" if from_file else "")
         self.changed.emit()
 
-    def set_live(self, audio: Audio, origin: int, timeline: Timeline, source: str) -> None:
+    def set_live(self, audio: Audio, origin: int, timeline: Timeline, source: str, extractor=None) -> None:
+        """The loopback capture's span (DAW samples from `origin`); `extractor` reads exact bars from it."""
         self.audio, self.origin, self.timeline, self.source = audio, int(origin), timeline, source
-        self.path, self.tempo_from_file = None, False
+        self.path, self.tempo_from_file, self.extractor = None, False, extractor
         self.changed.emit()
+
+    @property
+    def live(self) -> bool:
+        return self.extractor is not None
 
     def set_tempo(self, bpm: float, numerator: int, denominator: int) -> None:
         """The musician (or the DAW) says the file's tempo; bars are re-laid on the same audio."""
@@ -92,4 +99,9 @@ class CaptureModel(QObject):
                                 f"(bars {self.first_bar()}–{self.last_bar()})",
                                 fix="select bars on the waveform, or let the DAW play them first")
         start, stop = self.timeline.bar_range_to_samples(first, last)
+        if self.extractor is not None:
+            extract = self.extractor(start, stop)
+            self.last_coverage = extract.coverage
+            return start, stop, extract.audio
+        self.last_coverage = 1.0
         return start, stop, self.audio.slice(start - self.origin, stop - self.origin)

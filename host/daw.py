@@ -9,11 +9,14 @@ on the OSC hot path.
 from __future__ import annotations
 
 import math
+import time
 
 from PyQt6.QtCore import QObject, QTimer, pyqtSignal
 
 from backline.bridge.transport import Event, Transport, TransportSnapshot
 from backline.engines.errors import BacklineError
+
+SNAPSHOT_SECONDS = 2.0
 
 DIALECT_NAMES = {"reaper": "REAPER", "ableton": "Ableton Live", "ardour": "Ardour", "bitwig": "Bitwig",
                  "backline": "Backline script", "jack": "JACK", "none": "", "osc": "OSC"}
@@ -27,11 +30,16 @@ class DawLink(QObject):
     disconnected = pyqtSignal(float)  # seconds of silence
     reconnected = pyqtSignal()
     failed = pyqtSignal(str)
+    level = pyqtSignal(float)  # input peak (linear), ~10 Hz
+    captured = pyqtSignal(object, int)  # Audio of the captured span, DAW sample of its first frame
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.transport = Transport()
         self.bridge = None
+        self.capture = None  # LoopbackCapture (or anything with .ring and .extract)
+        self._snapshot_written = -1
+        self._snapshot_time = 0.0
         self.connected = False  # the DAW has spoken and not gone silent since
         self._unsubscribe: list = []
         self._timer = QTimer(self)
@@ -64,13 +72,74 @@ class DawLink(QObject):
         return True
 
     def stop(self) -> None:
-        self._timer.stop()
+        if self.capture is None:
+            self._timer.stop()
         if self.bridge is not None:
             self.bridge.stop()
             self.bridge = None
 
+    # -- capture ------------------------------------------------------------------------------------------
+    def start_capture(self, device: str, minutes: int) -> bool:
+        """Record the loopback input. No device (or no sound card) is reported through `failed`."""
+        from backline.bridge.calibrate import capture_latency
+        from backline.bridge.capture import LoopbackCapture
+
+        self.stop_capture()
+        try:
+            capture = LoopbackCapture(self.transport, device=device or None, seconds=60.0 * minutes,
+                                      latency=capture_latency()).start()
+        except (BacklineError, OSError) as err:
+            self.failed.emit(f"Capture is off: {err}")
+            return False
+        self.attach_capture(capture)
+        return True
+
+    def attach_capture(self, capture) -> None:
+        """Use a (started) capture; the UI polls its ring."""
+        self.capture = capture
+        self._snapshot_written = -1
+        self._timer.start()
+
+    def stop_capture(self) -> None:
+        capture, self.capture = self.capture, None
+        if capture is not None and hasattr(capture, "stop"):
+            capture.stop()
+
+    def captured_span(self) -> tuple[int, int] | None:
+        """DAW samples [first, last) that some pass of the capture covers (None before anything was played)."""
+        if self.capture is None:
+            return None
+        ring = self.capture.ring
+        passes = ring.passes()
+        if not passes:
+            return None
+        ratio = ring.daw_rate / ring.sample_rate
+        lo = min(offset for _, _, offset, _ in passes)
+        hi = max(offset + (end - first) * ratio for first, end, offset, _ in passes)
+        return int(math.floor(max(lo, 0))), int(math.ceil(hi))
+
+    def extract(self, start: int, stop: int):
+        """Exactly DAW samples [start, stop) from the capture, as the bridge's `Extract` (audio + gaps)."""
+        if self.capture is None:
+            raise BacklineError("the capture is not running", fix="choose a capture input in Settings ▸ Audio")
+        return self.capture.extract(start, stop)
+
+    def _poll_capture(self) -> None:
+        ring = self.capture.ring
+        self.level.emit(ring.latest(0.05).peak() if ring.written else 0.0)
+        now = time.monotonic()
+        if ring.written == self._snapshot_written or now - self._snapshot_time < SNAPSHOT_SECONDS:
+            return
+        span = self.captured_span()
+        if span is None or span[1] <= span[0]:
+            return
+        self._snapshot_written, self._snapshot_time = ring.written, now
+        self.captured.emit(self.capture.extract(*span).audio, span[0])
+
     def close(self) -> None:
         self.stop()
+        self.stop_capture()
+        self._timer.stop()
         for unsubscribe in self._unsubscribe:
             unsubscribe()
         self._unsubscribe = []
@@ -87,6 +156,8 @@ class DawLink(QObject):
         return self.transport.snapshot()
 
     def _tick(self) -> None:
+        if self.capture is not None:
+            self._poll_capture()
         snap = self.transport.snapshot()
         heard = math.isfinite(snap.last_message_age)
         if heard and snap.last_message_age < self.transport.silence_timeout and not self.connected:

@@ -90,6 +90,7 @@ class MainWindow(QMainWindow):
                  engine_device: str | None = None, connect_daw: bool = True,
                  preset_folders: list[Path] | None = None) -> None:
         super().__init__()
+        theme.apply_once()
         self.settings = settings
         self.settings_path = settings_path
         self.setWindowTitle("Backline")
@@ -122,8 +123,10 @@ class MainWindow(QMainWindow):
         for name in self.panels:
             if name in available_engines():
                 self.jobs.describe(name)
+        self._live_pending: tuple | None = None
         if connect_daw:
             self.daw.start(settings.dialect, settings.osc_host, settings.osc_port, settings.daw_port)
+            self.daw.start_capture(settings.input_device, settings.capture_minutes)
         self._update_daw(self.daw.snapshot())
         self._update_engine_info()
 
@@ -138,7 +141,7 @@ class MainWindow(QMainWindow):
         root.addWidget(self._build_header())
         self.message_bar = MessageBar()
         root.addWidget(self.message_bar)
-        root.addWidget(self._build_capture(), 3)
+        root.addWidget(self._build_capture(), 2)
         split = QSplitter(Qt.Orientation.Horizontal)
         split.setChildrenCollapsible(False)
         split.addWidget(self._build_engines())
@@ -179,7 +182,7 @@ class MainWindow(QMainWindow):
         pos = QVBoxLayout()
         pos.setSpacing(2)
         pos.addWidget(_label("POSITION", "Section"))
-        self.position = _label("—", "Big")
+        self.position = _label("–.–.–", "Big")
         pos.addWidget(self.position)
         row.addLayout(pos, 2)
         row.addWidget(self._vline())
@@ -248,6 +251,7 @@ class MainWindow(QMainWindow):
         row.addWidget(load)
         layout.addLayout(row)
         self.capture_view = CaptureView()
+        self.capture_view.setMaximumHeight(190)
         layout.addWidget(self.capture_view, 1)
         return panel
 
@@ -356,6 +360,7 @@ class MainWindow(QMainWindow):
             return action
 
         act(file_menu, "Load audio as capture…", self.choose_capture_file, "Ctrl+O")
+        act(file_menu, "Use the live capture", self.use_live_capture, "Ctrl+L")
         act(file_menu, "Export takes…", self.choose_export, "Ctrl+E")
         act(file_menu, "Settings…", self.open_settings, "Ctrl+,")
         file_menu.addSeparator()
@@ -394,6 +399,8 @@ class MainWindow(QMainWindow):
         self.daw.disconnected.connect(self._daw_silent)
         self.daw.reconnected.connect(lambda: self.show_message("info", f"{self.daw.dialect() or 'The DAW'} is back"))
         self.daw.failed.connect(lambda text: self.show_message("warning", text))
+        self.daw.level.connect(self.meter.set_level)
+        self.daw.captured.connect(self._live_captured)
 
     # ------------------------------------------------------------------------------------------------------
     # messages
@@ -438,11 +445,15 @@ class MainWindow(QMainWindow):
                 self.capture_view.set_playhead(int(snap.position))
         else:
             self.daw_detail.setText(f"dialect: {self.settings.dialect}")
-            self.position.setText("—")
+            self.position.setText("–.–.–")
 
     def _transport_event(self, name: str, snap) -> None:
         if name in ("tempo", "meter") and self.capture.audio is not None and not self.capture.tempo_from_file:
-            self.capture.set_tempo(snap.bpm, snap.numerator, snap.denominator)
+            if self.capture.live:
+                self.capture.timeline = self.daw.transport.timeline
+                self.capture.changed.emit()
+            else:
+                self.capture.set_tempo(snap.bpm, snap.numerator, snap.denominator)
         if name == "play":
             self.statusBar().showMessage("DAW playing", 3000)
 
@@ -470,6 +481,24 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------------------------------------------
     # capture and selection
     # ------------------------------------------------------------------------------------------------------
+    def _live_captured(self, audio, origin: int) -> None:
+        """A fresh copy of what the loopback capture holds; shown unless the musician pinned a file."""
+        self._live_pending = (audio, origin)
+        if self.capture.path is not None:
+            self.statusBar().showMessage("Live capture is recording — File ▸ Use the live capture (Ctrl+L)", 5000)
+            return
+        self.use_live_capture()
+
+    def use_live_capture(self) -> None:
+        if self._live_pending is None:
+            self.show_message("warning", "Nothing has been captured from the DAW yet: check the capture input in "
+                                         "Settings ▸ Audio and press play in the DAW.")
+            return
+        audio, origin = self._live_pending
+        name = self.daw.dialect() or "DAW"
+        self.capture.set_live(audio, origin, self.daw.transport.timeline,
+                              f"live · {name} · {audio.seconds:.0f} s captured", extractor=self.daw.extract)
+
     def choose_capture_file(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Load audio as capture", str(Path.home()),
                                               "Audio (*.wav *.flac *.ogg *.mp3 *.aif *.aiff);;All files (*)")
@@ -550,8 +579,10 @@ class MainWindow(QMainWindow):
         restarts = self.jobs.worker.restarts
         self.engine_device.setText(self.worker_text + (f" · restarted ×{restarts}" if restarts else ""))
         config = self.jobs.worker.config
-        ready = [p.title for p in self.panels.values() if p.ready]
-        self.engine_weights.setText(f"{config} weights · " + (", ".join(ready) + " ready" if ready else "loading…"))
+        ready = [p.title for n, p in self.panels.items() if p.ready and n in TAB_ORDER]
+        others = sum(p.ready for n, p in self.panels.items() if n not in TAB_ORDER)
+        listing = ", ".join(ready) + (f" +{others}" if others else "")
+        self.engine_weights.setText(f"{config} weights · " + (listing + " ready" if listing else "loading…"))
         self.engine_weights.setToolTip("\n".join(f"{p.title}: {p.description.weights}" for p in self.panels.values()
                                                  if p.ready))
 
@@ -604,6 +635,9 @@ class MainWindow(QMainWindow):
                                         seed=seed, variations=variations)
             panel.description.validate({k: v for k, v in request.controls.items()})
             job_id = self.jobs.submit(request)
+            if self.capture.last_coverage < 0.999:
+                self.show_message("warning", f"Bars {bars[0]}–{bars[1]} were only {self.capture.last_coverage:.0%} "
+                                             "captured; the gaps are silence. Play them once more for a full take.")
         except BacklineError as err:
             self.show_message("error", str(err))
             return None
@@ -845,10 +879,17 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------------------------------------------
     # settings and life cycle
     # ------------------------------------------------------------------------------------------------------
-    def _calibrate(self):
+    def _calibrate(self) -> str:
+        """Run the bridge's calibration with the capture paused (it needs the same input), then resume it."""
         from backline.host.calibration import calibrate
 
-        return calibrate(self.settings)
+        was_capturing = self.daw.capture is not None
+        self.daw.stop_capture()
+        try:
+            return calibrate(self.settings)
+        finally:
+            if was_capturing:
+                self.daw.start_capture(self.settings.input_device, self.settings.capture_minutes)
 
     def open_settings(self) -> None:
         dialog = SettingsDialog(self.settings, self, calibrate=self._calibrate)
@@ -865,6 +906,9 @@ class MainWindow(QMainWindow):
                                                                        new.daw_port):
             self.daw.start(new.dialect, new.osc_host, new.osc_port, new.daw_port)
         self.player = Player(new.output_device)
+        if (old.input_device, old.capture_minutes) != (new.input_device, new.capture_minutes) \
+                and self.daw.bridge is not None:
+            self.daw.start_capture(new.input_device, new.capture_minutes)
         self._update_input()
         if old.session_dir != new.session_dir:
             self._switch_session(new.session_dir)
@@ -893,7 +937,10 @@ class MainWindow(QMainWindow):
         from backline.host.settings import audio_device_names
 
         names = audio_device_names("input")
-        if self.settings.input_device:
+        capture = self.daw.capture
+        if capture is not None and getattr(capture, "device_name", ""):
+            self.input_name.setText(capture.device_name)
+        elif self.settings.input_device:
             self.input_name.setText(self.settings.input_device + ("" if self.settings.input_device in names
                                                                   else " (not connected)"))
         else:

@@ -92,7 +92,7 @@ class PresetBrowser(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         self.list = QListWidget()
-        self.list.setMaximumHeight(112)
+        self.list.setMaximumHeight(96)
         self.list.currentRowChanged.connect(self._chosen)
         layout.addWidget(self.list)
         row = QHBoxLayout()

@@ -1,6 +1,6 @@
 """Host settings (persisted as JSON) and the settings dialog.
 
-Settings live in `$BACKLINE_CONFIG_DIR/host.json` (default `~/.config/backline/host.json`). A settings file
+Settings live in `$BACKLINE_CONFIG/host.json` (default `~/.config/backline/host.json`). A settings file
 that cannot be read is kept aside under a new name and defaults are used, so a bad edit never stops the app
 from starting and nothing the user wrote is thrown away.
 """
@@ -36,7 +36,8 @@ ENGINE_CONFIGS = ("shipped", "debug")
 
 
 def config_dir() -> Path:
-    return Path(os.environ.get("BACKLINE_CONFIG_DIR") or Path.home() / ".config" / "backline")
+    """Same folder (and variable) as the bridge's calibration file, bridge.json."""
+    return Path(os.environ.get("BACKLINE_CONFIG") or Path.home() / ".config" / "backline")
 
 
 def default_session_dir() -> Path:
@@ -52,7 +53,6 @@ class HostSettings:
     input_device: str = ""  # "" = system default
     output_device: str = ""
     capture_minutes: int = 10
-    latency_samples: int = 0  # round-trip compensation from calibration
     session_dir: str = field(default_factory=lambda: str(default_session_dir()))
     engine_device: str = "auto"
     engine_config: str = "shipped"
@@ -91,6 +91,21 @@ class HostSettings:
     def save(self, path: Path | None = None) -> Path:
         path = path or config_dir() / "host.json"
         return write_bytes_atomic(path, json.dumps(asdict(self), indent=2).encode(), overwrite=True)
+
+
+def calibration_text() -> str:
+    """The capture's latency compensation as the bridge stores it."""
+    try:
+        from backline.bridge.calibrate import load_all
+
+        cal = load_all().get("calibration")
+    except Exception as err:  # a broken bridge.json is reported, not fatal
+        return f"unreadable ({err})"
+    if not cal:
+        return "not calibrated (0 ms)"
+    rate = float(cal.get("sample_rate", 48000))
+    return (f"{1000 * float(cal.get('unreported_frames', 0)) / rate:.1f} ms compensation "
+            f"(round trip {1000 * float(cal.get('roundtrip_frames', 0)) / rate:.1f} ms)")
 
 
 def audio_device_names(kind: str) -> list[str]:
@@ -149,10 +164,8 @@ class SettingsDialog(QDialog):
         self.capture_minutes.setValue(settings.capture_minutes)
         form.addRow("Capture history", self.capture_minutes)
         row = QHBoxLayout()
-        self.latency = QSpinBox()
-        self.latency.setRange(-48000, 48000)
-        self.latency.setSuffix(" samples")
-        self.latency.setValue(settings.latency_samples)
+        self.latency = QLabel(calibration_text())
+        self.latency.setToolTip("measured by the bridge's calibration (click out, click in); stored in bridge.json")
         row.addWidget(self.latency, 1)
         self.calibrate_button = QPushButton("Calibrate…")
         self.calibrate_button.setToolTip("play a click out and record it back in to measure the round trip")
@@ -212,11 +225,11 @@ class SettingsDialog(QDialog):
 
     def _run_calibration(self) -> None:
         try:
-            samples, note = self._calibrate()
+            note = self._calibrate()
         except Exception as err:  # the dialog reports it; calibration is optional
             self.calibration_note.setText(f"Calibration failed: {err}")
             return
-        self.latency.setValue(int(samples))
+        self.latency.setText(calibration_text())
         self.calibration_note.setText(note)
 
     def accept(self) -> None:
@@ -224,7 +237,7 @@ class SettingsDialog(QDialog):
         s.dialect, s.osc_host = self.dialect.currentText(), self.osc_host.text().strip() or "127.0.0.1"
         s.osc_port, s.daw_port = self.osc_port.value(), self.daw_port.value()
         s.input_device, s.output_device = self.input_device.currentData() or "", self.output_device.currentData() or ""
-        s.capture_minutes, s.latency_samples = self.capture_minutes.value(), self.latency.value()
+        s.capture_minutes = self.capture_minutes.value()
         s.session_dir = self.session_dir.text().strip() or str(default_session_dir())
         s.engine_device, s.engine_config = self.engine_device.currentText(), self.engine_config.currentText()
         super().accept()

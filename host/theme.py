@@ -118,3 +118,12 @@ def apply(app: QApplication) -> None:
     font.setPointSize(10)
     app.setFont(font)
     app.setStyleSheet(STYLESHEET)
+    app.setProperty("backline_theme", True)
+
+
+def apply_once() -> None:
+    """Apply the theme to the running QApplication unless it already has it (windows made by tests, embedders)."""
+    app = QApplication.instance()
+    if app is not None and app.property("backline_theme") is None:
+        apply(app)
+        app.setProperty("backline_theme", True)
