@@ -16,7 +16,7 @@ Backbone ("NF-Lite") vs SF-NFNet-F0 (62.4M parameters in the paper), what we kep
   adaptive gradient clipping (plain global-norm clipping at 1.0 instead); the "short-fast" idea is kept
   as stride (2, 1) — frequency only — in the last stage so the time axis stays finer than the frequency
   axis. ~0.3M parameters.
-* projector: 3 ReLU layers of 512 (paper: 3 × 4096); embedding 256-dim.
+* projector: 3 layers (two ReLU hidden layers of 256, output 128; paper: 3 × 4096); embedding 256-dim.
 
 Matching ("fit"): the same backbone (initialised from the SimCLR weights) with two projector heads, one for
 the mix (everything but the stem) and one for the stem, trained CLIP-style: a symmetric NT-Xent (τ = 0.1)
@@ -50,7 +50,7 @@ class SimCLRConfig:
     strides: tuple[tuple[int, int], ...] = ((2, 2), (2, 2), (2, 2), (2, 1))
     group_width: int = 16
     embed_dim: int = 256
-    proj_dim: int = 512
+    proj_dim: int = 256
     proj_layers: int = 3
     out_dim: int = 128
     alpha: float = 0.2
@@ -253,6 +253,10 @@ class MatchingModel(nn.Module):
 
     def loss(self, mix: torch.Tensor, stem: torch.Tensor, tau: float = TAU) -> torch.Tensor:
         return symmetric_info_nce(self.mix_head(self.encoder(mix)), self.stem_head(self.encoder(stem)), tau)
+
+    def forward(self, mix: torch.Tensor, stem: torch.Tensor) -> torch.Tensor:
+        """The training loss (so a DDP wrapper sees the whole graph)."""
+        return self.loss(mix, stem)
 
     def fit_from_cosine(self, cos: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.calib[0] * cos + self.calib[1])

@@ -117,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             mix, stem = dataset.matching_batch(train_tracks, batch, rng, mel_fn)
             with ctx.autocast():
-                loss = inner.loss(mix.to(ctx.device), stem.to(ctx.device))
+                loss = model(mix.to(ctx.device), stem.to(ctx.device))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
