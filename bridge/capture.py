@@ -264,15 +264,19 @@ class LoopbackCapture:
     narrows the search (e.g. "JACK Audio Connection Kit"). With `jack` (a running `JackTransportSource`)
     and a capture on PortAudio's JACK host API, blocks are stamped with the transport frame of the very JACK
     cycle they were captured in — no clock mapping at all; otherwise with the `Transport`'s position at the
-    block's capture time (stream frames mapped to monotonic time by `devices.StreamClock`).
+    block's capture time: PortAudio's ADC time (`clock="stream"`) or the count of delivered frames
+    (`clock="frames"`, for host APIs without stream times), mapped to monotonic time by `devices.StreamClock`.
     """
 
     def __init__(self, transport: Transport, *, device: str | int | None = None, hostapi: str | None = None,
                  channels: int = 2, sample_rate: int | None = None, seconds: float = 600.0,
                  latency: float = 0.0, watchdog: float = 0.25, stall: float = 1.0,
-                 jack: JackTransportSource | None = None) -> None:
+                 jack: JackTransportSource | None = None, clock: str = "stream") -> None:
+        if clock not in ("stream", "frames"):
+            raise ValueError(f"clock must be 'stream' or 'frames', not {clock!r}")
         self.transport = transport
         self.jack = jack
+        self.clock = clock
         self.device_spec, self.hostapi = device, hostapi
         self.channels = channels
         self.sample_rate = int(sample_rate or transport.sample_rate)
@@ -367,13 +371,18 @@ class LoopbackCapture:
     def _callback(self, indata: np.ndarray, frames: int, time_info, status) -> None:
         t0 = time.thread_time()
         now = self._time()
-        if status.input_overflow:
-            self._clock.reset()  # frames were lost: the frame count no longer tells time
         flags = (FLAG_OVERFLOW if status.input_overflow else 0) | (FLAG_PRIMING if status.priming_output else 0)
         before = self._delivered
         self._delivered = before + frames
         rate = self.sample_rate
-        adc_mono = before / rate + self._clock.offset(now, self._delivered / rate) - self.input_latency
+        current = time_info.currentTime
+        if self.clock == "stream" and current > 0.0:
+            # PortAudio's device clock: it keeps counting through xruns, so lost frames do not shift it
+            adc_mono = time_info.inputBufferAdcTime + self._clock.offset(now, current)
+        else:
+            if status.input_overflow:
+                self._clock.reset()  # frames were lost: the frame count no longer tells time
+            adc_mono = before / rate + self._clock.offset(now, self._delivered / rate) - self.input_latency
         tr = self.transport
         ring = self.ring
         exact = self.jack.cycle_position() if self.jack is not None else None

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import re
 import socket
 import struct
@@ -215,7 +216,8 @@ class OscBridge:
 
     def __init__(self, transport: Transport, *, dialect: str = "auto", host: str = "127.0.0.1",
                  port: int | None = None, daw_host: str = "127.0.0.1", daw_port: int | None = None,
-                 poll_interval: float = 0.1, clock: Callable[[], float] | None = None) -> None:
+                 poll_interval: float = 0.1, clock: Callable[[], float] | None = None,
+                 realtime: bool = True) -> None:
         if dialect not in DIALECTS:
             raise ConfigError(f"unknown DAW dialect {dialect!r}", fix=f"choose one of {', '.join(DIALECTS)}")
         self.transport = transport
@@ -226,6 +228,8 @@ class OscBridge:
         self.daw = (daw_host, their_port if daw_port is None else int(daw_port))
         self.poll_interval = poll_interval
         self.clock = clock or transport.clock
+        self.realtime = realtime
+        self.scheduling = "normal"
         self.problems = _OnceLog(log)
         self.stats = {"messages": 0, "malformed": 0, "unknown": 0, "bad_args": 0, "other_dialect": 0,
                       "sent": 0}
@@ -321,7 +325,23 @@ class OscBridge:
             self._send_quiet("/set_surface", 0, 0, ARDOUR_FEEDBACK, 0, 0, 0, self.port, 0, 0)
 
     # --- receiving ----------------------------------------------------------------------------------
+    def _raise_priority(self) -> None:
+        """Ask for real-time scheduling for this thread (as audio threads do) where the OS allows it.
+
+        The listener blocks in `recv` almost all the time, so this cannot starve anything; it only lets a
+        message be handled at once when the machine is busy. Without permission (no rtprio limit) the
+        thread stays as it is and that is logged once at INFO.
+        """
+        if not self.realtime or not hasattr(os, "sched_setscheduler"):
+            return
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(10))
+            self.scheduling = "SCHED_FIFO 10"
+        except (OSError, AttributeError) as err:
+            self.problems("rt", f"OSC listener runs without real-time priority ({err})", logging.INFO)
+
     def _run(self) -> None:
+        self._raise_priority()
         sock, buf = self._sock, self._buf
         assert sock is not None
         last_poll = last_hello = last_rx = self.clock()
@@ -435,7 +455,7 @@ class OscBridge:
             tr.set_meter(int(num), int(den), t, "bitwig")
 
         def bitwig_time(b, n, g, o, t):
-            tr.set_seconds(parse_clock(_str(b, n, g, o)), t, "bitwig")
+            tr.set_seconds(parse_clock(_str(b, n, g, o)), t, self.dialect or "osc")
 
         def ableton_playing(b, n, g, o, t):
             tr.set_playing(_num(b, n, g, o) >= 0.5, t, "ableton")
@@ -514,8 +534,9 @@ class OscBridge:
             "/loop/end/time": (src["reaper"], reaper_loop(1)),
             "/samples/str": (src["reaper"], ignore), "/frames/str": (src["reaper"], ignore),
             "/tempo/str": (src["reaper"], ignore),
-            # Bitwig via DrivenByMoss (REAPER never sends /time/str or /time/signature, so they mark Bitwig)
-            "/time/signature": (src["bitwig"], bitwig_meter), "/time/str": (src["bitwig"], bitwig_time),
+            # Bitwig via DrivenByMoss (REAPER never sends /time/signature, so it marks Bitwig; both send
+            # /time/str, REAPER as "m:ss.mmm", DrivenByMoss as "h:mm:ss:mmm" — parse_clock reads both)
+            "/time/signature": (src["bitwig"], bitwig_meter), "/time/str": (None, bitwig_time),
             # AbletonOSC replies and listeners
             "/live/song/get/tempo": (src["ableton"], lambda b, n, g, o, t: tr.set_tempo(_num(b, n, g, o), t, "ableton")),
             "/live/song/get/is_playing": (src["ableton"], ableton_playing),

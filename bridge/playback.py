@@ -141,7 +141,7 @@ def write_take(folder: str | Path, name: str, stem: Audio, *, start: int, transp
     paths = {"audio": write_audio(folder / f"{name}.wav", stem, overwrite=overwrite)}
     if midi is not None:
         paths["midi"] = write_bytes_atomic(folder / f"{name}.mid", midi, overwrite=overwrite)
-    info: dict[str, object] = {"start_sample": int(start), "sample_rate": stem.sample_rate,
+    info: dict[str, object] = {"start_sample": int(start), "sample_rate": stem.sample_rate, "written": time.time(),
                                "frames": stem.frames, "audio": paths["audio"].name}
     if "midi" in paths:
         info["midi"] = paths["midi"].name

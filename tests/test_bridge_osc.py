@@ -3,11 +3,10 @@ the bridge sends out. Plus malformed packets, bursts and a bounded hypothesis fu
 
 import logging
 import os
+import re
 import socket
-import struct
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -55,16 +54,17 @@ def test_reaper_default_pattern(bridge):
     oscsend(port, "/tempo/raw", "f", 97.5)
     oscsend(port, "/time", "f", 16.0)
     oscsend(port, "/samples", "f", 16.0 * 48000)
+    oscsend(port, "/time/str", "s", "0:16.000")
     oscsend(port, "/beat/str", "s", "9.1.00")
     oscsend(port, "/loop/start/time", "f", 4.0)
     oscsend(port, "/loop/end/time", "f", 8.0)
     oscsend(port, "/play", "f", 1.0)
-    settle(bridge, 7)
+    settle(bridge, 8)
     assert bridge.dialect == "reaper" and tr.playing and tr.bpm == 97.5
     assert tr.position_at() == pytest.approx(16.0 * 48000, abs=48000)  # extrapolating
     assert bridge.loop == (4.0, 8.0)
     oscsend(port, "/stop", "f", 1.0)
-    settle(bridge, 8)
+    settle(bridge, 9)
     assert not tr.playing
     assert events == ["tempo", "locate", "play", "stop"]
 
@@ -288,9 +288,9 @@ def test_cli_prints_a_live_transport_line(tmp_path):
 
 
 def test_cli_host_default_is_loopback():
-    from backline.bridge import cli
-
     import argparse
+
+    from backline.bridge import cli
     parser = argparse.ArgumentParser()
     cli.configure(parser)
     assert parser.parse_args([]).host == "127.0.0.1"
@@ -300,6 +300,23 @@ def test_packaging_reaper_pattern_file_covers_what_the_bridge_reads():
     pattern = Path(__file__).parents[1] / "packaging" / "reaper" / "Backline.ReaperOSC"
     text = pattern.read_text(encoding="utf-8")
     for address in ("/tempo/raw", "/time", "/samples", "/play", "/stop", "/loop/start/time"):
-        assert f" {address}" in text, address
-    assert struct.calcsize(">f") == 4  # keep struct import honest for the hot path reader
-    _ = time
+        assert re.search(rf"^[A-Z_]+ .*\b[tfsnib]{re.escape(address)}(\s|$)", text, re.M), address
+    lua = (pattern.parent / "backline.lua").read_text(encoding="utf-8")
+    assert '"/backline/region", "fffii"' in lua and "InsertMedia" in lua
+
+
+def test_reaper_script_encodes_osc_the_bridge_reads(bridge, tmp_path):
+    """Run the ReaScript's own OSC encoder in a real Lua 5.4 and feed its bytes to the listener."""
+    require("lua5.4")
+    lua = (Path(__file__).parents[1] / "packaging" / "reaper" / "backline.lua").read_text(encoding="utf-8")
+    encoder = lua.split("-- Main ---")[0]
+    script = tmp_path / "enc.lua"
+    script.write_text(encoder + '\nio.write(osc_message("/backline/region", "fffii", 16.0, 48.0, 97.5, 7, 8))\n')
+    data = subprocess.run(["lua5.4", str(script)], capture_output=True, check=True, timeout=20).stdout
+    regions = []
+    bridge.transport.subscribe(Event.REGION, lambda snap, region: regions.append(region))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.sendto(data, bridge.address)
+    assert wait_for(lambda: regions, 5.0), bridge.stats
+    assert regions == [(16 * 48000, 48 * 48000)]
+    assert bridge.transport.bpm == 97.5 and bridge.transport.meter == (7, 8)
