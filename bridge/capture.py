@@ -287,6 +287,7 @@ class LoopbackCapture:
         self.epochs: list[CaptureRing] = []  # older rings (another sample rate), newest last, at most 1
         self.problems = _OnceLog(log)
         self.device_name = ""
+        self.hostapi_name = ""
         self.input_latency = 0.0
         self.lost = False
         self.callbacks = 0
@@ -340,6 +341,7 @@ class LoopbackCapture:
             stream = sd.InputStream(device=index, channels=self.channels, samplerate=default, blocksize=0,
                                     dtype="float32", callback=self._callback)
         self.device_name = info["name"]
+        self.hostapi_name = devices.hostapi_name(info)
         self.input_latency = float(stream.latency)
         devices.register(stream)
         self._clock = devices.StreamClock()
@@ -359,7 +361,18 @@ class LoopbackCapture:
         if stream is None:
             return
         if self.lost:
-            devices.abandon(stream)
+            # PortAudio's JACK host API aborts the process when it closes a stream whose server died;
+            # other host APIs are asked to abort and close, and abandoned only if that fails
+            if self.hostapi_name == devices.JACK_HOSTAPI:
+                devices.abandon(stream)
+                return
+            try:
+                stream.abort()
+                stream.close()
+                devices.unregister(stream)
+            except Exception as err:
+                self.problems("close", f"could not close the lost capture stream ({err})", logging.INFO)
+                devices.abandon(stream)
             return
         try:
             stream.stop()

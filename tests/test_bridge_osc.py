@@ -7,6 +7,7 @@ import re
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -320,3 +321,17 @@ def test_reaper_script_encodes_osc_the_bridge_reads(bridge, tmp_path):
     assert wait_for(lambda: regions, 5.0), bridge.stats
     assert regions == [(16 * 48000, 48 * 48000)]
     assert bridge.transport.bpm == 97.5 and bridge.transport.meter == (7, 8)
+
+
+def test_a_daw_going_silent_is_reported_once_and_keeps_state():
+    tr = Transport(48000, silence_timeout=0.3)
+    events = []
+    tr.subscribe(Event.SILENT, lambda snap, age: events.append("silent"))
+    tr.subscribe(Event.RESUMED, lambda snap: events.append("resumed"))
+    with OscBridge(tr, dialect="reaper", port=0, poll_interval=0.05) as b:
+        oscsend(b.port, "/play", "f", 1.0)
+        assert wait_for(lambda: events == ["silent"], 5.0)
+        time.sleep(0.5)  # still silent: no second event
+        assert events == ["silent"] and tr.playing
+        oscsend(b.port, "/time", "f", 1.0)
+        assert wait_for(lambda: events == ["silent", "resumed"], 5.0)
