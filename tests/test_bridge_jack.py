@@ -2,7 +2,10 @@
 captured (compared with an h2cli render of the same song), the return path in sync, calibration, and a
 device (the whole JACK server) disappearing mid-capture."""
 
+import contextlib
 import json
+import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -227,17 +230,21 @@ DEVICE_LOSS = textwrap.dedent("""
     from backline.bridge.capture import LoopbackCapture
     from backline.bridge.transport import Transport
     server = JackServer(48000, 256).start()
-    server.activate_env()
-    tr = Transport(48000)
-    cap = LoopbackCapture(tr, device="system", hostapi=devices.JACK_HOSTAPI, seconds=10, stall=0.5).start()
-    time.sleep(1.0)
-    before = cap.ring.written
-    _kill(server.proc)           # the device disappears under the running stream
-    time.sleep(2.0)
-    audio = cap.ring.latest(0.5)
-    print(json.dumps({{"before": before, "after": cap.ring.written, "lost": cap.lost,
-                      "frames": audio.frames, "sr": audio.sample_rate}}))
-    cap.stop()
+    print("JACKD", server.proc.pid, flush=True)
+    try:
+        server.activate_env()
+        tr = Transport(48000)
+        cap = LoopbackCapture(tr, device="system", hostapi=devices.JACK_HOSTAPI, seconds=10, stall=0.5).start()
+        time.sleep(1.0)
+        before = cap.ring.written
+        _kill(server.proc)           # the device disappears under the running stream
+        time.sleep(2.0)
+        audio = cap.ring.latest(0.5)
+        print(json.dumps({{"before": before, "after": cap.ring.written, "lost": cap.lost,
+                          "frames": audio.frames, "sr": audio.sample_rate}}))
+        cap.stop()
+    finally:
+        _kill(server.proc)
     print("EXIT OK")
 """)
 
@@ -247,9 +254,22 @@ def test_device_disappearing_keeps_the_buffer_and_logs_once(tmp_path):
     require("jackd", "jack_lsp")
     script = tmp_path / "loss.py"
     script.write_text(DEVICE_LOSS.format(tests=str(Path(__file__).parent)))
-    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=90)
-    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
-    lines = run.stdout.splitlines()
+    out = tmp_path / "loss.out"
+    with out.open("w") as sink:
+        proc = subprocess.Popen([sys.executable, str(script)], stdout=sink, stderr=subprocess.STDOUT, text=True)
+        try:
+            rc = proc.wait(90)
+        finally:  # never leave the child or its jackd behind, whatever happened to the child
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            for line in out.read_text(errors="replace").splitlines():
+                if line.startswith("JACKD "):
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(int(line.split()[1]), signal.SIGKILL)
+    text = out.read_text(errors="replace")
+    assert rc == 0, text[-3000:]
+    lines = text.splitlines()
     result = json.loads(next(ln for ln in lines if ln.startswith("{")))
     assert result["lost"] and result["before"] > 0.5 * SR
     assert result["frames"] == SR // 2 and result["sr"] == SR  # the captured audio is still there
