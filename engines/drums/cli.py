@@ -1,0 +1,168 @@
+"""`backline generate drums`: a drum part with fills for the band's MIDI (or audio, or live JACK MIDI).
+
+    backline generate drums --midi BAND.mid --out DIR [--drums MYDRUMS.mid] [--bars 9-24]
+                            [--mode full|fills|regenerate] [--fill-bars 8,16] [--seed N] [--variation X]
+
+Writes DIR/drums_seedN.mid (channel 10, GM drum map, bar-aligned to the region), DIR/drums_seedN.wav and
+DIR/drums_seedN.json (fill bars, fill probabilities, novelty per bar, timing, track roles).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+HELP = "generate a drum part with fills (and its MIDI, WAV and report) for the band's MIDI, audio or live JACK input"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    src = parser.add_argument_group("input (one of)")
+    src.add_argument("--midi", help="the band's MIDI file (multitrack; tracks mapped to piano/guitar/bass/strings)")
+    src.add_argument("--audio", help="the band's audio (transcribed with basic-pitch); needs --bpm")
+    src.add_argument("--jack", type=float, metavar="SECONDS",
+                     help="record this long from a JACK MIDI port (backline-drums:band-in), then generate; needs --bpm")
+    parser.add_argument("--drums", help="your drum part (MIDI) for --mode fills / regenerate")
+    parser.add_argument("--bars", default="", help="region FIRST-LAST, 1-based inclusive (default: whole song)")
+    parser.add_argument("--mode", choices=("full", "fills", "regenerate"), default="full")
+    parser.add_argument("--fill-bars", default="", help="bars for fills, e.g. 8,16 (default: predicted from the band)")
+    parser.add_argument("--no-fills", action="store_true", help="the plain seq2seq pattern, no fills")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--takes", type=int, default=1, help="how many takes (seeds seed, seed+1, ...)")
+    parser.add_argument("--variation", type=float, default=0.0,
+                        help="0 = the infiller's fills; up to 2 = fills decoded from a random latent code")
+    parser.add_argument("--sample", action="store_true", help="sample every onset (the paper's sampling baseline)")
+    parser.add_argument("--role", action="append", default=[], metavar="NAME=ROLE",
+                        help="override a track's role (NAME = track name or 0-based index; ROLE = piano, guitar, "
+                             "bass, strings, drums, ignore); repeatable")
+    parser.add_argument("--bpm", type=float, default=None, help="tempo for --audio / --jack")
+    parser.add_argument("--meter", default="4/4", help="meter for --audio / --jack, e.g. 3/4")
+    parser.add_argument("--sample-rate", type=int, default=48000, help="sample rate of the WAV")
+    parser.add_argument("--soundfont", default="FluidR3_GM", choices=("FluidR3_GM", "MuseScore_General", "TimGM6mb"))
+    parser.add_argument("--vst3", default="", help="render through this VST3 instrument instead of a soundfont")
+    parser.add_argument("--no-render", action="store_true", help="write MIDI and report only")
+    parser.add_argument("--config", choices=("shipped", "debug"), default="shipped",
+                        help="model weights: shipped (trained) or debug (tiny random init, for testing)")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing files in --out")
+
+
+def _timeline(args):
+    from backline.bridge.timeline import Timeline, check_bpm
+    from backline.engines.errors import ConfigError
+
+    if args.bpm is None:
+        raise ConfigError("--audio and --jack need the tempo", fix="pass --bpm, e.g. --bpm 120")
+    try:
+        num, den = (int(x) for x in args.meter.split("/"))
+    except ValueError as err:
+        raise ConfigError(f"meter {args.meter!r} is not N/D", fix="e.g. --meter 4/4") from err
+    return Timeline.constant(check_bpm(args.bpm), args.sample_rate, num, den)
+
+
+def run(args: argparse.Namespace) -> int:
+    import tempfile
+    import threading
+
+    from tqdm import tqdm
+
+    from backline.bridge.timeline import Timeline
+    from backline.engines.errors import ConfigError
+    from backline.engines.protocol import GenerationRequest, build_engine
+
+    sources = [s for s in (args.midi, args.audio, args.jack) if s]
+    if len(sources) != 1:
+        raise ConfigError("give exactly one input", fix="--midi BAND.mid, --audio MIX.wav or --jack SECONDS")
+    if args.takes < 1:
+        raise ConfigError(f"--takes {args.takes} must be at least 1")
+    controls = {"mode": args.mode, "bars": args.bars, "fill_bars": args.fill_bars, "fills": not args.no_fills,
+                "drums_midi": args.drums or "", "variation": args.variation, "sample": args.sample,
+                "roles": ",".join(args.role), "soundfont": args.soundfont, "vst3": args.vst3,
+                "render": not args.no_render, "overwrite": args.overwrite}
+    midi, mix = None, None
+    timeline = Timeline.constant(120.0, args.sample_rate)
+    tmp_dir = None
+    if args.midi:
+        midi = Path(args.midi)
+    elif args.audio:
+        from backline.engines.audio import read_audio
+
+        timeline = _timeline(args)
+        mix = read_audio(args.audio)
+    else:
+        from backline.engines.drums.inputs import JackMidiInput
+        from backline.engines.transcribe import events_to_track
+
+        timeline = _timeline(args)
+        port = JackMidiInput()
+        print(f"recording {args.jack:g} s from JACK port {port.port_name}; play now ...")
+        port.start()
+        time.sleep(args.jack)
+        band = port.band(timeline)
+        port.close()
+        # hand the recording to the engine as a MIDI file, the same path every other input takes
+        import mido
+
+        tmp_dir = tempfile.TemporaryDirectory(prefix="backline-jack-")
+        midi = Path(tmp_dir.name) / "jack.mid"
+        mf = mido.MidiFile(type=1, ticks_per_beat=timeline.ppq)
+        events = [(0, mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(timeline.bpm))),
+                  (0, mido.MetaMessage("time_signature", numerator=timeline.numerator, denominator=timeline.denominator))]
+        mf.tracks.append(events_to_track(events, "tempo"))
+        by_track: dict[str, list] = {}
+        for t0, t1, pitch, vel, ch, name in band_notes(band):
+            by_track.setdefault(name, []).extend([
+                (int(t0 * timeline.ppq), mido.Message("note_on", note=pitch, velocity=vel, channel=ch)),
+                (int(t1 * timeline.ppq), mido.Message("note_off", note=pitch, velocity=0, channel=ch))])
+        for name, notes in by_track.items():  # one track per role, named so the reader maps it back
+            mf.tracks.append(events_to_track(notes, name))
+        mf.save(midi)
+
+    engine = build_engine("drums", args.config)
+    request = GenerationRequest(engine="drums", out_dir=Path(args.out), timeline=timeline, midi=midi, mix=mix,
+                                controls=controls, seed=args.seed, variations=args.takes)
+    bar = tqdm(total=100, desc="drums", unit="%", dynamic_ncols=True)
+
+    def progress(fraction: float, message: str) -> None:
+        bar.set_postfix_str(message)
+        bar.update(max(0, int(round(fraction * 100)) - bar.n))
+
+    try:
+        result = engine.generate(request, progress=progress, cancel=threading.Event())
+    finally:
+        bar.close()
+        if tmp_dir is not None:
+            tmp_dir.cleanup()
+    for take in result.takes:
+        r = take.report
+        print(f"seed {take.seed}: bars {r['bars'][0]}-{r['bars'][1]}, fills at {r['fill_bars'] or 'none'}, "
+              f"{r['notes']} notes, generated in {r['generation_seconds'] * 1000:.0f} ms")
+        print(f"  MIDI {take.midi}" + (f"\n  WAV  {take.stems['drums']}" if "drums" in take.stems else ""))
+        print(f"  report {r['files']['json']}")
+    print(json.dumps({"tracks": result.report["tracks"]}, default=str))
+    return 0
+
+
+def band_notes(band):
+    """(start_q, end_q, pitch, velocity, channel, track name) from a JACK recording's grid, for the hand-off
+    MIDI file (track names are the roles, which the MIDI reader maps back)."""
+    import numpy as np
+
+    from backline.engines.drums.representation import CLASS_PITCH, MA_ROLES, STEPS_PER_QUARTER
+
+    out = []
+    g = band.grid
+    for r in range(len(MA_ROLES)):
+        on = g.ma_onset[r]
+        act = g.ma_active[r]
+        for step, pitch in zip(*np.nonzero(on)):
+            end = step + 1
+            while end < act.shape[0] and act[end, pitch] and not on[end, pitch]:
+                end += 1
+            out.append((step / STEPS_PER_QUARTER, end / STEPS_PER_QUARTER, int(pitch), 90, r, MA_ROLES[r]))
+    if g.drums is not None:
+        for step, cls in zip(*np.nonzero(g.drums)):
+            vel = int(g.drum_vel[step, cls]) or 90
+            out.append((step / STEPS_PER_QUARTER, step / STEPS_PER_QUARTER + 0.125, CLASS_PITCH[cls], vel, 9, "drums"))
+    return out

@@ -1,0 +1,371 @@
+"""The drum engine behind the Engine protocol: band MIDI (or audio) in → drum MIDI + WAV + JSON report out.
+
+Timing contract: the output MIDI and WAV start at the first bar of the region (tick 0 / sample 0 = the
+downbeat of that bar), carry the song's tempo map from that point and its meter, and `Take.start_sample`
+says where that is on the DAW timeline. When the band MIDI has its own tempo (it came from the session), it
+wins; the request's timeline supplies the sample rate, and the tempo and meter when the MIDI has none. The
+WAV runs 2 s past the region so the last crash rings out.
+
+Drum MIDI is on channel 10 (mido channel 9), notes a 32nd long, GM drum keys (representation.CLASS_PITCH).
+Audio: the GM soundfonts' standard kit through backline.engines.render (fluidsynth), or a VST3 instrument
+through pedalboard (`vst3` control). Linux has no VST3 instruments installed here; the path exists for
+users who have one, and a plugin that is not an instrument is refused with a message.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mido
+import numpy as np
+import torch
+
+from backline.bridge.timeline import TempoMap, Timeline, parse_bar_range
+from backline.engines.audio import Audio, write_audio, write_bytes_atomic
+from backline.engines.drums import novelty as nov
+from backline.engines.drums.inputs import (
+    BandInput,
+    grid_from_audio,
+    parse_role_overrides,
+    read_drum_midi,
+    read_midi_files,
+)
+from backline.engines.drums.models import CONFIGS, build_model
+from backline.engines.drums.pipeline import DrumPipeline, PipelineConfig
+from backline.engines.drums.representation import CLASS_PITCH, DRUM_CLASSES, STEPS_PER_QUARTER, check_bar_list
+from backline.engines.drums.velocity import assign_velocities
+from backline.engines.errors import (
+    AudioFileError,
+    ConfigError,
+    MissingDependencyError,
+    TimelineError,
+    WeightsError,
+)
+from backline.engines.protocol import (
+    Control,
+    EngineDescription,
+    GenerationRequest,
+    GenerationResult,
+    Take,
+    check_cancel,
+)
+from backline.engines.transcribe import events_to_track
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+MODEL_NAMES = ("seq2seq", "locator", "infiller", "vae")
+FORMAT_VERSION = 1
+TAIL_SECONDS = 2.0
+NOTE_QUARTERS = 0.125  # drum notes are a 32nd long; GM kits ignore note-off for most drums anyway
+SOUNDFONTS = ("FluidR3_GM", "MuseScore_General", "TimGM6mb")
+
+CONTROLS = (
+    Control("mode", "choice", "full", "Mode", choices=("full", "fills", "regenerate"),
+            help="full: a new drum part; fills: fills into your drum part; regenerate: new bars in your part"),
+    Control("bars", "text", "", "Bars", help="region as FIRST-LAST (1-based, inclusive), empty = the whole song"),
+    Control("fill_bars", "text", "", "Fill bars", help="comma-separated bars for fills; empty = predicted from the band"),
+    Control("fills", "bool", True, "Fills", help="add fills (off = the plain seq2seq pattern)"),
+    Control("drums_midi", "text", "", "Your drums (MIDI)", help="your drum part, for the fills and regenerate modes"),
+    Control("variation", "float", 0.0, "Variation", minimum=0.0, maximum=2.0, step=0.1,
+            help="0 = the infiller's fill; >0 = fills decoded from a random latent code (MLP module), this wide"),
+    Control("sample", "bool", False, "Sample", help="draw onsets at random from the models (the paper's sampling baseline)"),
+    Control("roles", "text", "", "Track roles", help="overrides as NAME=ROLE, comma-separated (roles: piano, guitar, bass, strings, drums, ignore)"),
+    Control("soundfont", "choice", "FluidR3_GM", "Drum kit", choices=SOUNDFONTS),
+    Control("vst3", "text", "", "VST3 instrument", help="path to a VST3 drum instrument (rendered with pedalboard)"),
+    Control("render", "bool", True, "Render audio", help="write a WAV of the drums"),
+    Control("overwrite", "bool", False, "Overwrite", help="replace existing output files"),
+)
+
+
+@dataclass
+class LoadedModels:
+    pipeline: DrumPipeline
+    summary: str
+
+
+def load_models(config: str = "shipped", device: str = "cpu", weights_dir: str | Path | None = None) -> LoadedModels:
+    """Shipped: the trained weights (safetensors + JSON config, checked). Debug: tiny random-init models."""
+    from backline.engines.weights import load_weights
+
+    if config == "debug":
+        torch.manual_seed(0)
+        models = {name: build_model(name, CONFIGS["debug"][name]) for name in MODEL_NAMES}
+        return LoadedModels(DrumPipeline(*(models[n] for n in MODEL_NAMES), PipelineConfig(0.5), device),
+                            "debug (random init)")
+    if config != "shipped":
+        raise ConfigError(f"unknown drum engine config {config!r}", fix="use 'shipped' or 'debug'")
+    folder = Path(weights_dir) if weights_dir else WEIGHTS_DIR
+    models = {}
+    for name in MODEL_NAMES:
+        models[name], _ = load_weights(folder / name, kind=f"drums-{name}", format_version=FORMAT_VERSION,
+                                       build=lambda cfg, n=name: build_model(n, cfg), map_location="cpu")
+    meta_path = folder / "pipeline.json"
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise WeightsError(f"cannot be read ({err})", path=meta_path, fix="retrain with backline train drums --export") from err
+    cfg = PipelineConfig(float(meta["locator_threshold"]), float(meta.get("novelty_threshold", nov.DEFAULT_THRESHOLD)))
+    summary = f"{folder} (trained on {meta.get('training', {}).get('songs', '?')} songs)"
+    return LoadedModels(DrumPipeline(*(models[n] for n in MODEL_NAMES), cfg, device), summary)
+
+
+def build(config: str = "shipped", device: str = "cpu") -> DrumEngine:
+    return DrumEngine(load_models(config, device), device)
+
+
+def parse_bar_list(text: str) -> list[int]:
+    """'8,16, 24' → [8, 16, 24]; ranges allowed ('8,15-16')."""
+    out: list[int] = []
+    for part in (text or "").replace(";", ",").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        first, last = parse_bar_range(part)
+        out.extend(range(first, last + 1))
+    return out
+
+
+# --- output writers --------------------------------------------------------------------------------------
+
+def region_timeline(timeline: Timeline, start_quarter: float) -> Timeline:
+    """The timeline seen from `start_quarter` (tempo map shifted so that quarter 0 is the region start)."""
+    points = [(0.0, timeline.tempo.bpm_at_quarter(start_quarter))]
+    points += [(q - start_quarter, bpm) for q, bpm in timeline.tempo.points if q > start_quarter]
+    return Timeline(timeline.sample_rate, TempoMap(tuple(points)), timeline.numerator, timeline.denominator,
+                    timeline.ppq)
+
+
+def drum_midi(drums: np.ndarray, velocities: np.ndarray, timeline: Timeline) -> mido.MidiFile:
+    """Grid `[steps, 9]` (step 0 = tick 0) → type-1 MIDI: tempo/meter track + a channel-10 drum track."""
+    ppq = timeline.ppq
+    events: list[tuple[int, mido.Message | mido.MetaMessage]] = [
+        (0, mido.MetaMessage("time_signature", numerator=timeline.numerator, denominator=timeline.denominator))]
+    for q, bpm in timeline.tempo.points:
+        events.append((int(round(q * ppq)), mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm))))
+    notes = []
+    length = int(round(NOTE_QUARTERS * ppq))
+    for step, cls in zip(*np.nonzero(drums)):
+        tick = int(round(step * ppq / STEPS_PER_QUARTER))
+        pitch = CLASS_PITCH[cls]
+        vel = int(max(1, velocities[step, cls]))
+        notes.append((tick, mido.Message("note_on", channel=9, note=pitch, velocity=vel)))
+        notes.append((tick + length, mido.Message("note_off", channel=9, note=pitch, velocity=0)))
+    mid = mido.MidiFile(type=1, ticks_per_beat=ppq)
+    mid.tracks.append(events_to_track(events, name="tempo"))
+    mid.tracks.append(events_to_track(notes, name="Backline drums"))
+    return mid
+
+
+def midi_bytes(mid: mido.MidiFile) -> bytes:
+    buf = io.BytesIO()
+    mid.save(file=buf)
+    return buf.getvalue()
+
+
+def render_vst3(plugin_path: str | Path, mid: mido.MidiFile, seconds: float, sample_rate: int) -> Audio:
+    """Render MIDI through a VST3 instrument with pedalboard (messages timed in seconds)."""
+    import pedalboard
+
+    path = Path(plugin_path)
+    if not path.exists():
+        raise AudioFileError("VST3 plugin not found", path=path,
+                             fix="give the path of a .vst3 instrument (none ship with Linux here; use the soundfont kit)")
+    try:
+        plugin = pedalboard.load_plugin(str(path))
+    except (ImportError, RuntimeError, ValueError) as err:
+        raise MissingDependencyError(f"cannot load it as a plugin ({err})", path=path,
+                                     fix="check that it is a VST3 built for this system") from err
+    if not getattr(plugin, "is_instrument", False):
+        raise ConfigError("this plugin is an effect, not an instrument", path=path,
+                          fix="choose a VST3 drum instrument, or render with a soundfont")
+    messages, now = [], 0.0
+    for msg in mid:
+        now += msg.time
+        if not msg.is_meta:
+            messages.append(msg.copy(time=now))
+    out = plugin(messages, duration=seconds, sample_rate=sample_rate, num_channels=2)
+    return Audio(np.asarray(out, np.float32), sample_rate)
+
+
+# --- the engine -------------------------------------------------------------------------------------------
+
+class DrumEngine:
+    name = "drums"
+
+    def __init__(self, models: LoadedModels, device: str = "cpu") -> None:
+        self.models = models
+        self.pipeline = models.pipeline
+        self.device = device
+
+    def describe(self) -> EngineDescription:
+        return EngineDescription("drums", "Drums with fills (seq2seq + fill locator + infiller)", CONTROLS,
+                                 inputs=("midi", "mix"), outputs=("audio", "midi"), weights=self.models.summary,
+                                 device=self.device)
+
+    # input ------------------------------------------------------------------------------------------------
+    def read_input(self, request: GenerationRequest, controls: dict[str, Any]) -> BandInput:
+        overrides = parse_role_overrides([s for s in controls["roles"].split(",") if s.strip()])
+        if request.midi is not None:
+            band = read_midi_files([request.midi], role_overrides=overrides,
+                                   sample_rate=request.timeline.sample_rate)
+            if not _has_tempo(request.midi):  # a MIDI file without tempo: the DAW's timeline decides
+                band.timeline = Timeline(request.timeline.sample_rate, request.timeline.tempo,
+                                         band.timeline.numerator, band.timeline.denominator)
+            return band
+        if request.mix is not None:
+            band = grid_from_audio(request.mix, request.timeline)
+            start_bar = request.timeline.samples_to_bar(request.region_start)
+            if abs(start_bar - round(start_bar)) > 1e-3:
+                raise TimelineError(f"the audio starts inside bar {int(start_bar)}",
+                                    fix="capture from a bar line so the drums can be bar-aligned")
+            band.grid.first_bar = int(round(start_bar))
+            return band
+        raise ConfigError("no input: the drum engine needs the band's MIDI or audio",
+                          fix="pass --midi BAND.mid (or --audio MIX.wav)")
+
+    def region(self, band: BandInput, request: GenerationRequest, text: str) -> tuple[int, int]:
+        """0-based grid bars (first, last) of the region, or a TimelineError naming the song's bars."""
+        grid = band.grid
+        song_first, song_last = grid.first_bar, grid.first_bar + grid.n_bars - 1
+        if text.strip():
+            first, last = parse_bar_range(text)
+        elif request.mix is None and request.region_stop is not None:
+            tl = band.timeline
+            first = int(np.floor(tl.samples_to_bar(request.region_start) + 1e-6))
+            last = int(np.ceil(tl.samples_to_bar(request.region_stop) - 1e-6)) - 1
+        else:
+            first, last = song_first, song_last
+        if first < song_first or last > song_last:
+            raise TimelineError(f"bars {first}-{last} are outside the song", fix=f"it has bars {song_first}-{song_last}")
+        return first - grid.first_bar, last - grid.first_bar
+
+    # generate ---------------------------------------------------------------------------------------------
+    def generate(self, request: GenerationRequest, *, progress, cancel: threading.Event) -> GenerationResult:
+        progress = progress or (lambda f, m: None)
+        controls = self.describe().validate(dict(request.controls))
+        mode = controls["mode"]
+        t_start = time.perf_counter()
+        progress(0.0, "reading the band")
+        band = self.read_input(request, controls)
+        grid = band.grid
+        first, last = self.region(band, request, controls["bars"])
+        user_drums = user_vel = None
+        if controls["drums_midi"]:
+            user_drums, user_vel = read_drum_midi(controls["drums_midi"], grid.numerator, grid.denominator, grid.n_bars)
+        elif mode != "full" and grid.drums is not None and grid.drums.any():
+            user_drums, user_vel = grid.drums, grid.drum_vel
+        if mode != "full" and user_drums is None:
+            raise ConfigError(f"mode '{mode}' works on your drum part, and none was given",
+                              fix="pass --drums MYDRUMS.mid (or include a drum track in the band MIDI)")
+        fill_bars = None
+        if controls["fill_bars"].strip():
+            fill_bars = check_bar_list(parse_bar_list(controls["fill_bars"]), grid)
+            outside = [b + grid.first_bar for b in fill_bars if not first <= b <= last]
+            if outside:
+                raise ConfigError(f"fill bar(s) {', '.join(map(str, outside))} are outside the region "
+                                  f"{first + grid.first_bar}-{last + grid.first_bar}", fix="choose bars inside the region")
+        if not grid.has_ma():
+            if mode == "full" or mode == "regenerate" or (controls["fills"] and fill_bars is None):
+                raise ConfigError("the input holds only drums: the drum engine plays along to the band "
+                                  "(piano, guitar, bass, strings)",
+                                  fix="add the band's tracks, or use --mode fills with --fill-bars")
+        check_cancel(cancel)
+        takes = []
+        n_takes = max(1, int(request.variations))
+        for i in range(n_takes):
+            seed = int(request.seed) + i
+            t0 = time.perf_counter()
+            result = self.pipeline.generate(
+                grid, mode=mode, bars=(first, last), fill_bars=fill_bars, fills=controls["fills"],
+                user_drums=user_drums, seed=seed, variation=controls["variation"], sample=controls["sample"],
+                progress=lambda f, m, i=i: progress((i + 0.8 * f) / n_takes, m), cancel=cancel)
+            gen_seconds = time.perf_counter() - t0
+            check_cancel(cancel)
+            take = self._write_take(request, controls, band, result, user_drums, user_vel, (first, last), seed,
+                                    gen_seconds, progress=lambda f, m, i=i: progress((i + 0.8 + 0.2 * f) / n_takes, m),
+                                    cancel=cancel)
+            takes.append(take)
+        report = {"engine": "drums", "mode": mode, "takes": len(takes), "seconds": round(time.perf_counter() - t_start, 3),
+                  "tracks": [vars(t) for t in band.tracks], "weights": self.models.summary}
+        progress(1.0, "done")
+        return GenerationResult(takes, report)
+
+    def _write_take(self, request, controls, band: BandInput, result, user_drums, user_vel, region, seed,
+                    gen_seconds, *, progress, cancel) -> Take:
+        grid, tl = band.grid, band.timeline
+        first, last = region
+        spb = grid.steps_per_bar
+        lo, hi = first * spb, (last + 1) * spb
+        keep = None
+        if user_drums is not None and user_vel is not None:
+            keep = np.where(result.drums == user_drums, user_vel, 0)
+            for b in result.generated_bars:  # re-generated bars get the rule's velocities
+                keep[b * spb:(b + 1) * spb] = 0
+        vel = assign_velocities(result.drums, grid.numerator, grid.denominator, spb, result.fill_bars, seed=seed,
+                                keep=keep)
+        drums, vel = result.drums[lo:hi], vel[lo:hi]
+        start_q = (grid.first_bar - 1 + first) * tl.quarters_per_bar
+        rtl = region_timeline(tl, start_q)
+        mid = drum_midi(drums, vel, rtl)
+        out_dir = Path(request.out_dir)
+        stem = f"drums_seed{seed}"
+        overwrite = bool(controls["overwrite"])
+        paths = {"midi": out_dir / f"{stem}.mid", "wav": out_dir / f"{stem}.wav", "json": out_dir / f"{stem}.json"}
+        for key, p in paths.items():
+            if p.exists() and not overwrite and (key != "wav" or controls["render"]):
+                from backline.engines.errors import FileExistsRefusal
+
+                raise FileExistsRefusal("already exists; Backline never overwrites your files", path=p,
+                                        fix="choose another --out folder or pass --overwrite")
+        write_bytes_atomic(paths["midi"], midi_bytes(mid), overwrite=overwrite)
+        stems: dict[str, Path] = {}
+        render_info = None
+        if controls["render"]:
+            check_cancel(cancel)
+            progress(0.3, "rendering audio")
+            frames = rtl.quarters_to_samples((last - first + 1) * tl.quarters_per_bar) + int(TAIL_SECONDS * tl.sample_rate)
+            if controls["vst3"]:
+                audio = render_vst3(controls["vst3"], mid, frames / tl.sample_rate, tl.sample_rate)
+                render_info = {"vst3": controls["vst3"]}
+            else:
+                from backline.engines.render import render_midi
+
+                with tempfile.TemporaryDirectory(prefix="backline-drums-") as tmp:
+                    tmp_mid = Path(tmp) / "drums.mid"
+                    mid.save(tmp_mid)
+                    audio = render_midi(tmp_mid, controls["soundfont"], sample_rate=tl.sample_rate, frames=frames)
+                render_info = {"soundfont": controls["soundfont"]}
+            write_audio(paths["wav"], audio, overwrite=overwrite)
+            stems["drums"] = paths["wav"]
+        curve = nov.novelty(result.drums, spb)
+        bar_no = lambda b: int(b + grid.first_bar)  # noqa: E731
+        report = {
+            "mode": controls["mode"], "seed": seed, "bars": [bar_no(first), bar_no(last)],
+            "meter": [tl.numerator, tl.denominator], "tempo_map": [list(p) for p in rtl.tempo.points],
+            "start_sample": tl.quarters_to_samples(start_q), "sample_rate": tl.sample_rate,
+            "fill_bars": [bar_no(b) for b in result.fill_bars],
+            "fill_probability": {str(bar_no(b)): round(float(result.fill_probability[b]), 3)
+                                 for b in range(first, last + 1) if np.isfinite(result.fill_probability[b])},
+            "novelty": {str(bar_no(b)): round(float(curve[b]), 3) for b in range(first, last + 1)},
+            "generated_bars": [bar_no(b) for b in result.generated_bars],
+            "notes": int(drums.sum()), "notes_per_class": {c: int(drums[:, i].sum()) for i, c in enumerate(DRUM_CLASSES)},
+            "generation_seconds": round(gen_seconds, 4), "render": render_info,
+            "files": {k: str(v) for k, v in paths.items() if k != "wav" or controls["render"]},
+            "controls": controls,
+        }
+        write_bytes_atomic(paths["json"], json.dumps(report, indent=1).encode(), overwrite=overwrite)
+        return Take(seed=seed, stems=stems, midi=paths["midi"], start_sample=report["start_sample"], report=report)
+
+
+def _has_tempo(path: str | Path) -> bool:
+    try:
+        mid = mido.MidiFile(str(path), clip=True)
+    except Exception:  # noqa: BLE001 - read_midi_files has already reported unreadable files
+        return True
+    return any(msg.type == "set_tempo" for track in mid.tracks for msg in track)
