@@ -120,9 +120,9 @@ class MainWindow(QMainWindow):
             self.show_message("error", str(err))
         self._load_history()
         self.jobs.start()
-        for name in self.panels:
-            if name in available_engines():
-                self.jobs.describe(name)
+        self.tabs.currentChanged.connect(self._tab_changed)
+        self.show_engine(settings.last_engine if settings.last_engine in self.panels else next(iter(self.panels)))
+        self._tab_changed()
         self._live_pending: tuple | None = None
         if connect_daw:
             self.daw.start(settings.dialect, settings.osc_host, settings.osc_port, settings.daw_port)
@@ -565,6 +565,13 @@ class MainWindow(QMainWindow):
         if name in self.panels:
             self.tabs.setCurrentWidget(self.panels[name])
 
+    def _tab_changed(self, _index: int = -1) -> None:
+        """Engines load when their tab is first opened: no GPU memory for an engine nobody uses."""
+        name = self.current_engine()
+        self.settings.last_engine = name
+        if name in available_engines() and name not in self.jobs.wanted:
+            self.jobs.describe(name)
+
     def current_engine(self) -> str:
         for name, panel in self.panels.items():
             if panel is self.tabs.currentWidget():
@@ -797,6 +804,14 @@ class MainWindow(QMainWindow):
             if path is None:
                 raise BacklineError(f"{take.label} has no audio")
             audio = read_audio(path)
+            if not with_mix and self.daw.connected:  # in sync with the DAW: it plays the rest of the song
+                daw_rate = self.daw.transport.sample_rate  # a file capture's positions are in the file's rate
+                start = round(take.start_sample * daw_rate / take.sample_rate)
+                self.player.play_synced(self.daw.transport, audio, start, take_id)
+                self.select_take(take_id)
+                self.statusBar().showMessage(f"{take.label} follows the DAW: play bars {take.bars[0]}–"
+                                             f"{take.bars[1]} there to hear it in place", 6000)
+                return
             if with_mix:
                 if self.capture.empty:
                     raise BacklineError("there is no captured mix to play against",
@@ -952,6 +967,13 @@ class MainWindow(QMainWindow):
         self._update_input()
 
     def closeEvent(self, event) -> None:
+        try:
+            saved, warning = HostSettings.load(self.settings_path)
+            if not warning and saved.last_engine != self.settings.last_engine:
+                saved.last_engine = self.settings.last_engine
+                saved.save(self.settings_path)
+        except (BacklineError, OSError):
+            pass  # remembering the tab is a nicety; never block quitting over it
         self.player.stop()
         self.daw.close()
         self.jobs.stop()

@@ -30,6 +30,7 @@ class Player:
     def __init__(self, device: str = "") -> None:
         self.device = device or None
         self.playing: str = ""
+        self._synced = None  # a bridge StemPlayer following the DAW transport
 
     def _sd(self):
         try:
@@ -60,7 +61,29 @@ class Player:
             raise DeviceError(f"could not play on '{name}' ({err})", fix="check the output in Settings ▸ Audio") from err
         self.playing = what
 
+    def play_synced(self, transport, audio: Audio, start: int, what: str = "") -> None:
+        """Play `audio` at DAW sample `start`, following the DAW's transport (the bridge's return path).
+
+        The take sounds when the DAW plays through its bars, in time with the DAW's own tracks.
+        """
+        from backline.bridge.playback import StemPlayer
+        from backline.engines.errors import BacklineError
+
+        self.stop()
+        player = StemPlayer(transport, device=self.device)
+        try:
+            player.load(audio, start)
+            player.start()
+        except (BacklineError, OSError) as err:
+            player.stop()
+            raise DeviceError(f"no audio output for in-sync audition ({err})",
+                              fix="connect an audio interface or pick an output in Settings ▸ Audio") from err
+        self._synced, self.playing = player, what
+
     def stop(self) -> None:
+        synced, self._synced = self._synced, None
+        if synced is not None:
+            synced.stop()
         if self.playing:
             try:
                 self._sd().stop()

@@ -56,6 +56,7 @@ class HostSettings:
     session_dir: str = field(default_factory=lambda: str(default_session_dir()))
     engine_device: str = "auto"
     engine_config: str = "shipped"
+    last_engine: str = "bass"  # the tab that was open at quit
 
     @classmethod
     def load(cls, path: Path | None = None) -> tuple[HostSettings, str]:

@@ -160,7 +160,8 @@ class TakeCard(QFrame):
         row.setSpacing(6)
         self.play = QToolButton()
         self.play.setText("▶ Play")
-        self.play.setToolTip("Audition this take on its own (Space)")
+        self.play.setToolTip("Audition this take (Space): in sync with the DAW's transport when it is connected, "
+                             "else on its own")
         self.play.clicked.connect(lambda: self.playRequested.emit(take.id, False))
         row.addWidget(self.play)
         self.solo = QToolButton()

@@ -57,9 +57,10 @@ def make_window(qtbot, tmp_path, monkeypatch):
     test_jobs_engines.register()
     windows = []
 
-    def make(session: Path | None = None, presets: list[Path] | None = None, **kwargs) -> MainWindow:
+    def make(session: Path | None = None, presets: list[Path] | None = None, engine: str = "sine",
+             **kwargs) -> MainWindow:
         settings = HostSettings(session_dir=str(session or tmp_path / "session"), engine_config="debug",
-                                engine_device="cpu")
+                                engine_device="cpu", last_engine=engine)
         window = MainWindow(settings, settings_path=tmp_path / "config" / "host.json", connect_daw=False,
                             preset_folders=presets, **kwargs)
         qtbot.addWidget(window)
@@ -76,6 +77,7 @@ def make_window(qtbot, tmp_path, monkeypatch):
 
 
 def wait_ready(qtbot, window: MainWindow, engine: str) -> None:
+    window.show_engine(engine)  # engines load when their tab is opened
     qtbot.waitUntil(lambda: window.panels[engine].ready, timeout=WAIT_MS)
 
 
@@ -107,7 +109,7 @@ def cards(window: MainWindow, kind=TakeCard) -> list:
 
 @pytest.mark.skipif("bass" not in available_engines(), reason="the bass engine is not installed")
 def test_generate_with_the_bass_engine_drag_out_and_restart(qtbot, make_window, capture_file, tmp_path):
-    window = make_window()
+    window = make_window(engine="bass")
     wait_ready(qtbot, window, "bass")
     window.show_engine("bass")
     panel = window.panels["bass"]
@@ -169,7 +171,7 @@ def test_generate_with_the_bass_engine_drag_out_and_restart(qtbot, make_window, 
     # history survives a restart: a new window on the same session shows the take and can recall it
     session = window.store.root
     window.close()
-    again = make_window(session=session)
+    again = make_window(session=session, engine="bass")
     assert record.id in again.cards
     assert again.store.get(record.id).stems == record.stems
     wait_ready(qtbot, again, "bass")
@@ -204,7 +206,7 @@ def test_cancel_a_running_take(qtbot, make_window, capture_file):
 
 
 def test_worker_crash_mid_job_shows_on_the_take_and_the_app_recovers(qtbot, make_window, capture_file):
-    window = make_window()
+    window = make_window(engine="crash")
     wait_ready(qtbot, window, "crash")
     window.load_capture_file(capture_file)
     window.select_bars(1, 1)
@@ -217,8 +219,7 @@ def test_worker_crash_mid_job_shows_on_the_take_and_the_app_recovers(qtbot, make
     assert window.jobs.worker.restarts == 1
     assert cards(window)[0].take.id == failed.id and cards(window)[0].property("status") == "error"
     # the restarted worker describes the engines again and generates
-    qtbot.waitUntil(lambda: window.jobs.worker.alive and window.panels["sine"].ready, timeout=WAIT_MS)
-    window.show_engine("sine")
+    wait_ready(qtbot, window, "sine")
     with qtbot.waitSignal(window.takeAdded, timeout=WAIT_MS) as added:
         window.generate()
     assert added.args[0].status == "ok"
@@ -226,7 +227,7 @@ def test_worker_crash_mid_job_shows_on_the_take_and_the_app_recovers(qtbot, make
     store = SessionStore(window.store.root).load()
     assert [t.status for t in store.takes] == ["error", "ok"]
     # an engine that raises is an error on its take, not a crash: the worker stays up
-    window.show_engine("broken")
+    wait_ready(qtbot, window, "broken")
     with qtbot.waitSignal(window.takeAdded, timeout=WAIT_MS) as added:
         window.generate()
     assert "ZeroDivisionError" in added.args[0].error and window.jobs.worker.restarts == 1

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PyQt6.QtCore import QMimeData, QPointF, Qt, QUrl
+from PyQt6.QtCore import QMimeData, QPointF, Qt, QTimer, QUrl
 from PyQt6.QtGui import QDragEnterEvent, QDropEvent
 from PyQt6.QtWidgets import QApplication
 from pythonosc.udp_client import SimpleUDPClient
@@ -170,6 +170,15 @@ def test_daw_over_osc_status_region_generate_and_disconnect(qtbot, make_window, 
     assert "100.0 BPM" in window.daw_detail.text()
     qtbot.waitUntil(lambda: window.position.text().startswith("3."), timeout=30_000)  # 4.8 s at 100 BPM = bar 3
     assert window.capture.timeline.bpm == pytest.approx(100.0)  # the DAW's tempo lays the bars on the capture
+    heartbeat = QTimer()  # the DAW keeps talking while a take is made
+    heartbeat.timeout.connect(lambda: daw.send_message("/play", 1.0))
+    heartbeat.start(200)
+    window.select_bars(1, 1)
+    earlier = generate_take(qtbot, window)
+    assert window.daw.connected
+    window.play_take(earlier.id)  # in sync with the DAW: the bridge's return path, but no sound card here
+    assert "no audio output for in-sync audition" in window.message_bar.text()
+    heartbeat.stop()
     # the DAW goes quiet: say so, keep everything
     qtbot.waitUntil(lambda: "Lost contact with REAPER" in window.message_bar.text(), timeout=30_000)
     assert window.message_bar.level == "warning" and not window.capture.empty

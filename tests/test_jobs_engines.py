@@ -45,6 +45,7 @@ class SineEngine:
                 Control("step_seconds", "float", 0.0, "Step time", 0.0, 5.0, 0.01),
                 Control("octave", "choice", "low", "Octave", choices=("low", "high")),
                 Control("legato", "bool", False, "Legato"),
+                Control("report_fit", "bool", True, "Report a fit", help="off: let the worker score the fit"),
                 Control("reference", "audio", "", "Style reference"),
                 Control("seed", "int", 0, "Seed", 0, 2**31 - 1),
             ))
@@ -82,8 +83,8 @@ class SineEngine:
             buf = io.BytesIO()
             mid.save(file=buf)
             write_bytes_atomic(path, buf.getvalue())
-            takes.append(Take(seed=seed, stems={"sine": stem}, midi=path, start_sample=start,
-                              report={"fit": 0.5 + (seed % 10) / 20}))
+            report = {"fit": 0.5 + (seed % 10) / 20} if controls["report_fit"] else {}
+            takes.append(Take(seed=seed, stems={"sine": stem}, midi=path, start_sample=start, report=report))
         return GenerationResult(takes)
 
 

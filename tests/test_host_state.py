@@ -1,0 +1,93 @@
+"""What the app remembers and how it is changed: settings (dialog, file, broken file), the take history
+(broken file), regenerate with a new seed, keyboard shortcuts, switching session and engine settings."""
+
+from __future__ import annotations
+
+import json
+
+from PyQt6.QtCore import Qt
+from test_host import WAIT_MS, capture_file, make_window, wait_ready
+
+from backline.host.history import SessionStore
+from backline.host.mainwindow import MainWindow
+from backline.host.settings import HostSettings, SettingsDialog
+
+SHARED_FIXTURES = (capture_file, make_window)
+
+
+def test_settings_dialog_saves_what_the_musician_set(qtbot, tmp_path, monkeypatch):
+    monkeypatch.setenv("BACKLINE_CONFIG", str(tmp_path / "config"))
+    from backline.host.calibration import calibrate
+
+    dialog = SettingsDialog(HostSettings(), calibrate=lambda: calibrate(HostSettings()))
+    qtbot.addWidget(dialog)
+    dialog.dialect.setCurrentText("reaper")
+    dialog.osc_port.setValue(9123)
+    dialog.daw_port.setValue(8123)
+    dialog.capture_minutes.setValue(3)
+    dialog.session_dir.setText(str(tmp_path / "gig"))
+    dialog.engine_device.setCurrentText("cpu")
+    dialog.engine_config.setCurrentText("debug")
+    assert dialog.input_device.itemText(0) == "System default"
+    assert "calibrated" in dialog.latency.text() or "ms" in dialog.latency.text()
+    dialog.calibrate_button.click()  # the bridge's real calibration: no sound card here, so it says why
+    assert dialog.calibration_note.text().startswith("Calibration failed:")
+    dialog.accept()
+    saved = dialog.result_settings.save()
+    loaded, warning = HostSettings.load()
+    assert saved == tmp_path / "config" / "host.json" and not warning
+    assert (loaded.dialect, loaded.osc_port, loaded.daw_port, loaded.capture_minutes) == ("reaper", 9123, 8123, 3)
+    assert (loaded.session_dir, loaded.engine_device, loaded.engine_config) == (str(tmp_path / "gig"), "cpu", "debug")
+
+
+def test_broken_settings_and_history_files_are_kept_aside(tmp_path):
+    config = tmp_path / "host.json"
+    config.write_text('{"dialect": "cubase?"')
+    settings, warning = HostSettings.load(config)
+    assert settings == HostSettings() and "could not be read" in warning
+    assert not config.exists() and len(list(tmp_path.glob("host.broken-*.json"))) == 1
+    bad_value = tmp_path / "other.json"
+    bad_value.write_text(json.dumps({"dialect": "cubase", "osc_port": 9000}))
+    assert "dialect 'cubase'" in HostSettings.load(bad_value)[1]
+    session = tmp_path / "session"
+    session.mkdir()
+    (session / "history.json").write_text("{ not json")
+    store = SessionStore(session).load()
+    assert store.takes == [] and "kept it as history.broken-" in store.warning
+    assert (session / next(p.name for p in session.glob("history.broken-*.json"))).read_text() == "{ not json"
+
+
+def test_regenerate_recall_shortcuts_and_switching_session(qtbot, make_window, capture_file, tmp_path):
+    window: MainWindow = make_window()
+    wait_ready(qtbot, window, "sine")
+    panel = window.panels["sine"]
+    panel.widgets["steps"].setValue(5)
+    panel.widgets["octave"].setCurrentText("high")
+    window.load_capture_file(capture_file)
+    window.select_bars(2, 2)
+    window.variations.setValue(2)
+    with qtbot.waitSignal(window.takeAdded, timeout=WAIT_MS):
+        qtbot.keyClick(window, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
+    qtbot.waitUntil(lambda: len(window.store.takes) == 2, timeout=WAIT_MS)  # two variations, two takes
+    first, second = window.store.takes
+    assert second.seed == first.seed + 1 and window.selected_take == second.id
+    # Ctrl+R: the selected take again, with a new seed and the same settings and bars
+    window.select_bars(1, 1)
+    panel.widgets["steps"].setValue(9)
+    with qtbot.waitSignal(window.takeAdded, timeout=WAIT_MS) as added:
+        qtbot.keyClick(window, Qt.Key.Key_R, Qt.KeyboardModifier.ControlModifier)
+    again = added.args[0]
+    assert again.seed not in (first.seed, second.seed) and again.bars == (2, 2)
+    assert again.controls == second.controls and again.controls["steps"] == 5
+    lines = "\n".join(window.shortcut_lines())
+    for key in ("Ctrl+Return", "Esc", "Space", "Ctrl+E", "Ctrl+O", "Ctrl+R", "Ctrl+1"):
+        assert key in lines, lines
+    # a new session folder shows its own (empty) history; the old one keeps its takes
+    new = HostSettings(**{**window.settings.__dict__, "session_dir": str(tmp_path / "other")})
+    window.apply_settings(new)
+    assert not window.cards and window.store.root == tmp_path / "other"
+    assert len(SessionStore(tmp_path / "session").load().takes) == 3
+    # new engine settings restart the worker and load the open engine again
+    window.apply_settings(HostSettings(**{**new.__dict__, "engine_config": "shipped"}))
+    assert window.jobs.worker.config == "shipped"
+    qtbot.waitUntil(lambda: window.panels["sine"].ready, timeout=WAIT_MS)
