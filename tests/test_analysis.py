@@ -65,27 +65,27 @@ def test_cfm_budget_and_span_lengths():
 
 def test_cfm_70_20_10_policy_applied_to_frames():
     g = torch.Generator().manual_seed(99)
-    x = torch.randn(300, 250, 8)  # CFM is channel-agnostic: 8 channels keep the test fast
+    x = torch.randn(220, 250, 4)  # CFM is channel-agnostic: 4 channels keep the test fast
     masked, loss_mask = mc.mask_batch(x, g, cfm=True, ccm=False)
     counts = {"zero": 0, "random": 0, "keep": 0}
-    flat = x.reshape(-1, 8)
-    for i in range(x.shape[0]):
-        frame_masked = loss_mask[i].all(-1).numpy()
-        assert (loss_mask[i].any(-1).numpy() == frame_masked).all()  # CFM masks whole frames
+    xs, ms, lm = x.numpy(), masked.numpy(), loss_mask.numpy()
+    flat_rows = {tuple(r) for r in xs.reshape(-1, 4)}
+    for i in range(xs.shape[0]):
+        frame_masked = lm[i].all(-1)
+        assert (lm[i].any(-1) == frame_masked).all()  # CFM masks whole frames
         for s, n in _runs(frame_masked):
-            span = masked[i, s : s + n]
-            if torch.all(span == 0):
+            span = ms[i, s : s + n]
+            if not span.any():
                 counts["zero"] += 1
-            elif torch.equal(span, x[i, s : s + n]):
+            elif np.array_equal(span, xs[i, s : s + n]):
                 counts["keep"] += 1
             else:
-                assert torch.all(span == span[0])  # one random frame copied over the span
-                assert (flat == span[0]).all(-1).any()  # ... drawn from the batch
+                assert (span == span[0]).all()  # one random frame copied over the span
+                assert tuple(span[0]) in flat_rows  # ... drawn from the batch
                 counts["random"] += 1
-        outside = ~torch.from_numpy(frame_masked)
-        assert torch.equal(masked[i, outside], x[i, outside])  # unmasked frames untouched
+        assert np.array_equal(ms[i, ~frame_masked], xs[i, ~frame_masked])  # unmasked frames untouched
     total = sum(counts.values())
-    assert total > 2500
+    assert total > 1800
     assert abs(counts["zero"] / total - 0.7) < 0.04
     assert abs(counts["random"] / total - 0.2) < 0.04
     assert abs(counts["keep"] / total - 0.1) < 0.03

@@ -15,7 +15,7 @@ from backline.engines.errors import DatasetError
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_CORPUS = Path(os.environ.get("BACKLINE_CORPUS", "/work/corpus"))
 DEFAULT_CACHE = Path("runs/analysis/cache")
-CROPS_PER_TRACK = {"train": 24, "test": 12}
+CROPS_PER_TRACK = {"train": 40, "test": 12}
 
 
 def add_data_args(parser: argparse.ArgumentParser) -> None:
