@@ -5,9 +5,14 @@ One duplex stream plays short clicks at known output frames and records the inpu
 trip. Duplex matters: input and output frames are counted by the same callback, so the measurement needs no
 clock mapping. Several clicks are measured and the median taken; the spread says how much to trust it.
 
-The result is stored in `~/.config/backline/bridge.json` (`BACKLINE_CONFIG` overrides the folder) and the
-capture uses `unreported_frames` — the part of the round trip PortAudio did not report as latency — as
-its compensation.
+The round trip says how long the interface takes; it cannot say how the DAW's *reported* position relates
+to the audio it sends, which is what capture stamps need. `measure_grid` measures exactly that: with the
+DAW's metronome playing into the loopback, it captures a few beats stamped by the transport and takes the
+median distance of each click from the transport's beat grid. That offset is the capture's compensation.
+
+Results are stored in `~/.config/backline/bridge.json` (`BACKLINE_CONFIG` overrides the folder);
+`capture_latency()` gives the capture its compensation: the grid offset when measured, otherwise the part of
+the round trip PortAudio did not report as latency.
 """
 
 from __future__ import annotations
@@ -129,6 +134,76 @@ def measure(*, input_device: str | int | None = None, output_device: str | int |
                        sd.query_devices(i_out)["name"])
 
 
+@dataclass(frozen=True)
+class GridCalibration:
+    offset_frames: float          # median (click as stamped - beat grid line), in DAW samples
+    spread_frames: float          # interquartile range of those offsets
+    clicks: int
+    sample_rate: int
+    latency_before: float         # the compensation the capture already applied (seconds)
+
+    @property
+    def capture_latency(self) -> float:
+        """Compensation that puts the clicks on the grid: what was applied plus what is left."""
+        return self.latency_before + self.offset_frames / self.sample_rate
+
+
+def click_positions(x: np.ndarray, sample_rate: int, min_gap: float = 0.05, rel: float = 0.3) -> np.ndarray:
+    """Sample indices where `x` (mono) first crosses `rel` of its peak after `min_gap` s of no crossing."""
+    env = np.abs(x)
+    if env.size == 0 or env.max() <= 0:
+        return np.zeros(0, np.int64)
+    above = np.flatnonzero(env >= rel * env.max())
+    if above.size == 0:
+        return above
+    keep = np.r_[True, np.diff(above) > int(min_gap * sample_rate)]
+    return above[keep]
+
+
+def measure_grid(capture, seconds: float = 6.0, division: int = 1, timeout: float = 30.0) -> GridCalibration:
+    """Capture `seconds` of a metronome while the DAW plays; offset of the clicks from the beat grid.
+
+    `capture` is a started `LoopbackCapture` whose transport follows the DAW. `division` is clicks per
+    quarter note (1: a click on every quarter). Offsets wrap into half a grid step, so the DAW's clicks must be
+    closer to their beat than half a beat (true for any sane setup).
+    """
+    import time as _time
+
+    tr = capture.transport
+    deadline = _time.monotonic() + timeout
+    while not tr.playing or capture.captured_until() is None:
+        if _time.monotonic() > deadline:
+            raise DeviceError("the DAW did not start playing", fix="press play with the metronome on, then retry")
+        _time.sleep(0.05)
+    first = capture.captured_until()
+    target = first + seconds * tr.sample_rate
+    while (capture.captured_until() or 0) < target:
+        if _time.monotonic() > deadline + seconds or not tr.playing:
+            raise DeviceError("the DAW stopped during calibration", fix="let it play for the whole measurement")
+        _time.sleep(0.05)
+    start, stop = int(first), int(target)
+    take = capture.extract(start, stop)
+    mono = take.audio.samples.mean(axis=0)
+    for a, b in take.gaps:  # no clicks from where nothing was captured
+        mono[a - start:b - start] = 0.0
+    clicks = click_positions(mono, tr.sample_rate) + start
+    grid = np.array(tr.timeline.grid_samples(start - tr.sample_rate, stop + tr.sample_rate, division), np.int64)
+    if clicks.size < 3 or grid.size < 2:
+        raise DeviceError(f"heard {clicks.size} metronome clicks", fix="turn the DAW's metronome on and up")
+    nearest = grid[np.clip(np.searchsorted(grid, clicks), 1, grid.size - 1) - 1]
+    step = float(np.median(np.diff(grid)))
+    offsets = (clicks - nearest + step / 2) % step - step / 2
+    q1, med, q3 = np.percentile(offsets, [25, 50, 75])
+    return GridCalibration(float(med), float(q3 - q1), int(clicks.size), tr.sample_rate, capture.latency)
+
+
+def save_grid(cal: GridCalibration, path: Path | None = None) -> Path:
+    path = path or config_path()
+    data = load_all(path)
+    data["grid"] = {**asdict(cal), "capture_latency": cal.capture_latency}
+    return write_bytes_atomic(path, json.dumps(data, indent=1).encode(), overwrite=True)
+
+
 def config_path() -> Path:
     root = Path(os.environ.get("BACKLINE_CONFIG", Path.home() / ".config" / "backline"))
     return root / "bridge.json"
@@ -155,7 +230,10 @@ def load_all(path: Path | None = None) -> dict:
 
 def capture_latency(path: Path | None = None) -> float:
     """Seconds the capture should subtract from its stamps (0 when never calibrated)."""
-    cal = load_all(path).get("calibration")
+    data = load_all(path)
+    if data.get("grid"):
+        return float(data["grid"]["capture_latency"])
+    cal = data.get("calibration")
     if not cal:
         return 0.0
     return float(cal.get("unreported_frames", 0)) / float(cal.get("sample_rate", 48000))

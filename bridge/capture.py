@@ -264,14 +264,16 @@ class LoopbackCapture:
     narrows the search (e.g. "JACK Audio Connection Kit"). With `jack` (a running `JackTransportSource`)
     and a capture on PortAudio's JACK host API, blocks are stamped with the transport frame of the very JACK
     cycle they were captured in — no clock mapping at all; otherwise with the `Transport`'s position at the
-    block's capture time: PortAudio's ADC time (`clock="stream"`) or the count of delivered frames
-    (`clock="frames"`, for host APIs without stream times), mapped to monotonic time by `devices.StreamClock`.
+    block's capture time: the count of delivered frames (`clock="frames"`, the default) or PortAudio's ADC
+    time (`clock="stream"`), mapped to monotonic time by `devices.StreamClock`. Frames won: on JACK,
+    PortAudio's stream time follows JACK's frame-time *estimate* and wandered by up to ~40 ms under load,
+    while the frame count was off by a constant one buffer (which calibration removes).
     """
 
     def __init__(self, transport: Transport, *, device: str | int | None = None, hostapi: str | None = None,
                  channels: int = 2, sample_rate: int | None = None, seconds: float = 600.0,
                  latency: float = 0.0, watchdog: float = 0.25, stall: float = 1.0,
-                 jack: JackTransportSource | None = None, clock: str = "stream") -> None:
+                 jack: JackTransportSource | None = None, clock: str = "frames") -> None:
         if clock not in ("stream", "frames"):
             raise ValueError(f"clock must be 'stream' or 'frames', not {clock!r}")
         self.transport = transport
@@ -389,12 +391,9 @@ class LoopbackCapture:
         self._delivered = before + frames
         rate = self.sample_rate
         current = time_info.currentTime
-        if self.clock == "stream" and current > 0.0:
-            # PortAudio's device clock: it keeps counting through xruns, so lost frames do not shift it
+        if self.clock == "stream" and current > 0.0:  # PortAudio's own ADC time
             adc_mono = time_info.inputBufferAdcTime + self._clock.offset(now, current)
-        else:
-            if status.input_overflow:
-                self._clock.reset()  # frames were lost: the frame count no longer tells time
+        else:  # frames delivered so far (lost frames show up as a slip, see devices.StreamClock)
             adc_mono = before / rate + self._clock.offset(now, self._delivered / rate) - self.input_latency
         tr = self.transport
         ring = self.ring

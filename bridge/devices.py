@@ -119,23 +119,37 @@ def find_device(spec: str | int | None, kind: str, *, hostapi: str | None = None
 
 
 class StreamClock:
-    """Maps PortAudio stream time to `time.monotonic()` (see the module docstring)."""
+    """Maps a stream's sample clock to `time.monotonic()` (see the module docstring).
 
-    __slots__ = ("_best", "_next", "_window_end", "window")
+    A lower envelope of `monotonic_at_callback - stream_seconds` over windows of `window` seconds; when
+    `slip_count` callbacks in a row arrive more than `slip` seconds later than the envelope allows, frames
+    were lost (an xrun the count did not see), and the envelope jumps to the new level at once instead of
+    waiting for the window to forget the old one.
+    """
 
-    def __init__(self, window: float = 4.0) -> None:
-        self.window = window
-        self._best = float("inf")
-        self._next = float("inf")
-        self._window_end = 0.0
+    __slots__ = ("_best", "_next", "_window_end", "window", "slip", "slip_count", "_slips", "_slip_min")
+
+    def __init__(self, window: float = 0.5, slip: float = 0.012, slip_count: int = 4) -> None:
+        self.window, self.slip, self.slip_count = window, slip, slip_count
+        self.reset()
 
     def reset(self) -> None:
-        self._best = self._next = float("inf")
+        self._best = self._next = self._slip_min = float("inf")
         self._window_end = 0.0
+        self._slips = 0
 
     def offset(self, now: float, current_time: float) -> float:
         """Update with one callback observation; return monotonic - stream time."""
         obs = now - current_time
+        if obs > self._best + self.slip:
+            self._slips += 1
+            self._slip_min = min(self._slip_min, obs)
+            if self._slips >= self.slip_count:  # a slip, not a late callback: re-level now
+                self._best = self._next = self._slip_min
+                self._window_end = now + self.window
+                self._slips, self._slip_min = 0, float("inf")
+        else:
+            self._slips, self._slip_min = 0, float("inf")
         if obs < self._next:
             self._next = obs
         if obs < self._best:

@@ -275,3 +275,77 @@ def test_device_disappearing_keeps_the_buffer_and_logs_once(tmp_path):
     assert result["frames"] == SR // 2 and result["sr"] == SR  # the captured audio is still there
     assert sum("stopped delivering audio" in ln for ln in lines) == 1  # logged once, not per watchdog tick
     assert lines[-1] == "EXIT OK"
+
+
+def test_grid_calibration_compensates_the_mapped_capture_path(jackd, jack_transport):
+    """A metronome on every quarter; stamps from the transport mapped through the monotonic clock (the OSC
+    path), deliberately mis-compensated by 10 ms. Measuring the clicks against the beat grid and applying
+    the result puts them back on the grid. (The mapped path wanders by a few hundred samples on a loaded
+    2-core machine, so the bound is two buffers; benchmarks/bridge.py prints the figures.)"""
+    from backline.bridge.calibrate import measure_grid
+
+    tr, src = jack_transport
+    beat = int(60 / tr.bpm * SR)
+    gen = impulse_client(jackd, beat)
+    try:
+        before = set(jackd.ports())
+        with LoopbackCapture(tr, device="system", hostapi=devices.JACK_HOSTAPI, channels=1, seconds=30,
+                             latency=0.010) as cap:
+            wire(jackd, ["impulses:out"], before)
+            time.sleep(1.0)  # the clock mapping settles while the DAW is stopped, as in real use
+            src.locate(0)
+            src.play()
+            cal = measure_grid(cap, seconds=3.0)
+            cap.latency = cal.capture_latency
+            start = int(cap.captured_until())
+            assert wait_for(lambda: (cap.captured_until() or 0) > start + 3 * SR, 15.0)
+            src.pause()
+            ex = cap.extract(start, start + 3 * SR)
+    finally:
+        gen.deactivate()
+        gen.close()
+    assert cal.clicks >= 4 and cal.latency_before == 0.010
+    assert cal.offset_frames < -300  # it saw the 480-sample mis-compensation (clicks stamped early)
+    clicks = np.flatnonzero(ex.audio.samples[0] > 0.5) + ex.start
+    errors = (clicks + beat // 2) % beat - beat // 2
+    assert len(errors) >= 4
+    assert abs(np.median(errors)) <= 512, errors  # back on the grid (a wrong sign would be ~1000 off)
+
+
+def test_calibrate_cli_against_the_daw_metronome(jackd, tmp_path, monkeypatch, capsys):
+    import jack
+
+    from backline.bridge.calibrate import capture_latency
+    from backline.host.cli import main
+
+    monkeypatch.setenv("BACKLINE_CONFIG", str(tmp_path))
+    gen = impulse_client(jackd, SR // 2)  # 120 BPM quarters, the transport's default tempo
+    ctl = jack.Client("transport-control", no_start_server=True)
+    try:
+        ctl.transport_frame = 0
+        ctl.transport_start()
+
+        def wire_later():
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                ins = [p for p in jackd.ports() if p.startswith("PortAudio") and ":in_" in p]
+                if ins:
+                    for n in (1, 2):
+                        jackd.disconnect(f"system:capture_{n}", ins[0])
+                    jackd.connect("impulses:out", ins[0])
+                    return
+                time.sleep(0.05)
+
+        import threading
+        wiring = threading.Thread(target=wire_later)
+        wiring.start()
+        assert main(["bridge", "calibrate", "--daw", "--jack-transport", "--input", "system", "--seconds", "2"]) == 0
+        wiring.join()
+    finally:
+        ctl.transport_stop()
+        ctl.close()
+        gen.deactivate()
+        gen.close()
+    out = capsys.readouterr().out
+    assert "metronome vs beat grid: +0 frames" in out or "metronome vs beat grid: -0 frames" in out, out
+    assert capture_latency() == pytest.approx(0.0, abs=1 / SR)
