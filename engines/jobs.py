@@ -66,7 +66,12 @@ class JobEvent:
 # worker side
 # ----------------------------------------------------------------------------------------------------------
 def resolve_device(device: str) -> tuple[str, str]:
-    """('cuda'|'cpu', human text). 'auto' picks CUDA when torch sees a GPU."""
+    """('cuda'|'cpu', human text). 'auto' picks CUDA when torch sees a GPU.
+
+    'cpu' does not import torch: the worker is ready at once, and engines that need torch import it themselves.
+    """
+    if device == "cpu":
+        return "cpu", f"CPU ({os.cpu_count() or 1} cores)"
     import torch
 
     if device == "auto":

@@ -146,7 +146,7 @@ class MainWindow(QMainWindow):
         split.setChildrenCollapsible(False)
         split.addWidget(self._build_engines())
         split.addWidget(self._build_takes())
-        split.setSizes([470, 790])
+        split.setSizes([500, 760])
         root.addWidget(split, 7)
         self.setCentralWidget(central)
         self.statusBar().showMessage("Ready")
@@ -155,7 +155,7 @@ class MainWindow(QMainWindow):
         header = QFrame()
         header.setObjectName("Header")
         row = QHBoxLayout(header)
-        row.setContentsMargins(14, 8, 14, 8)
+        row.setContentsMargins(14, 6, 14, 6)
         row.setSpacing(18)
         title = QVBoxLayout()
         title.setSpacing(0)
@@ -251,7 +251,7 @@ class MainWindow(QMainWindow):
         row.addWidget(load)
         layout.addLayout(row)
         self.capture_view = CaptureView()
-        self.capture_view.setMaximumHeight(190)
+        self.capture_view.setMaximumHeight(170)
         layout.addWidget(self.capture_view, 1)
         return panel
 

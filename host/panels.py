@@ -29,6 +29,7 @@ from PyQt6.QtWidgets import (
     QScrollArea,
     QSlider,
     QSpinBox,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -38,6 +39,12 @@ from backline.host.presets import Preset, load_presets
 from backline.host.widgets import StyleWell
 
 GENERATE_BAR_CONTROLS = ("seed", "variations")
+
+
+def section_label(text: str) -> QLabel:
+    label = QLabel(text.upper())
+    label.setObjectName("Section")
+    return label
 
 
 class FloatControl(QWidget):
@@ -91,20 +98,24 @@ class PresetBrowser(QWidget):
         self.problems: list[str] = []
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        self.list = QListWidget()
-        self.list.setMaximumHeight(96)
-        self.list.currentRowChanged.connect(self._chosen)
-        layout.addWidget(self.list)
-        row = QHBoxLayout()
-        self.audition = QPushButton("▶ Audition")
+        layout.setSpacing(4)
+        row = QHBoxLayout()  # the heading carries the buttons: one row less at 1280×800
+        row.addWidget(section_label("Presets"))
+        row.addStretch(1)
+        self.audition = QToolButton()
+        self.audition.setText("▶ Audition")
         self.audition.setToolTip("Play a short excerpt of the selected preset's reference")
         self.audition.clicked.connect(self._audition)
         row.addWidget(self.audition)
-        self.none_button = QPushButton("No preset")
+        self.none_button = QToolButton()
+        self.none_button.setText("No preset")
         self.none_button.clicked.connect(lambda: self.list.setCurrentRow(-1))
         row.addWidget(self.none_button)
-        row.addStretch(1)
         layout.addLayout(row)
+        self.list = QListWidget()
+        self.list.setMaximumHeight(86)
+        self.list.currentRowChanged.connect(self._chosen)
+        layout.addWidget(self.list)
 
     def load(self, folders: list[Path]) -> None:
         self.presets, self.problems = load_presets(self.engine, folders)
@@ -148,12 +159,6 @@ class PresetBrowser(QWidget):
             self.problem.emit(f"preset {preset.name} has no reference recording to audition")
             return
         self.auditionRequested.emit(preset)
-
-
-def section_label(text: str) -> QLabel:
-    label = QLabel(text.upper())
-    label.setObjectName("Section")
-    return label
 
 
 class EnginePanel(QScrollArea):
@@ -212,7 +217,6 @@ class EnginePanel(QScrollArea):
         kinds = {c.kind for c in description.controls}
         preset_control = next((c for c in description.controls if c.kind == "preset" or c.name == "preset"), None)
         if preset_control is not None or self._has_presets():
-            outer.addWidget(section_label("Presets"))
             self.preset_browser = PresetBrowser(self.engine)
             self.preset_browser.problem.connect(lambda text: self.message.emit("warning", text))
             self.preset_browser.auditionRequested.connect(self.auditionRequested)

@@ -80,7 +80,7 @@ QScrollArea, QScrollArea > QWidget > QWidget {{ background: transparent; }}
 QLineEdit, QSpinBox, QDoubleSpinBox, QComboBox, QListWidget, QPlainTextEdit {{
     background: {INSET}; border: 1px solid {BORDER}; border-radius: 4px; padding: 3px 5px;
     selection-background-color: {ACCENT_DIM}; }}
-QListWidget::item {{ padding: 4px; }}
+QListWidget::item {{ padding: 2px 4px; }}
 QListWidget::item:selected {{ background: {ACCENT_DIM}; color: {TEXT}; }}
 QComboBox QAbstractItemView {{ background: {PANEL}; border: 1px solid {BORDER}; }}
 QSlider::groove:horizontal {{ height: 4px; background: {INSET}; border-radius: 2px; }}

@@ -441,11 +441,11 @@ class StyleWell(QFrame):
         super().__init__(parent)
         self.setObjectName("Well")
         self.setAcceptDrops(True)
-        self.setMinimumHeight(54)
+        self.setMinimumHeight(46)
         self.path: Path | None = None
         self._hover = False
         layout = QHBoxLayout(self)
-        layout.setContentsMargins(10, 6, 6, 6)
+        layout.setContentsMargins(10, 4, 6, 4)
         self.label = QLabel()
         self.label.setWordWrap(True)
         self.label.setStyleSheet("background: transparent;")

@@ -79,6 +79,10 @@ def test_regenerate_recall_shortcuts_and_switching_session(qtbot, make_window, c
     again = added.args[0]
     assert again.seed not in (first.seed, second.seed) and again.bars == (2, 2)
     assert again.controls == second.controls and again.controls["steps"] == 5
+    # Recall puts a take's settings back: controls, seed, variations and bars
+    window.recall_take(first.id)
+    assert panel.widgets["steps"].value() == 5 and panel.widgets["octave"].currentText() == "high"
+    assert (window.seed.value(), window.variations.value(), window.selection()) == (first.seed, 2, (2, 2))
     lines = "\n".join(window.shortcut_lines())
     for key in ("Ctrl+Return", "Esc", "Space", "Ctrl+E", "Ctrl+O", "Ctrl+R", "Ctrl+1"):
         assert key in lines, lines
