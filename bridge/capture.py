@@ -340,6 +340,11 @@ class LoopbackCapture:
             self.problems("rate", f"capture device {info['name']!r} runs at {default} Hz, not {rate} Hz; "
                                   "kept the audio captured so far and continue at the new rate")
             self._new_epoch(default)
+            # extract() will resample with torchaudio: load it now, not while the stream runs — loading
+            # libtorch holds the GIL for seconds, and JACK drops a client whose callback waits that long
+            from backline.engines.audio import resample as _resample
+
+            _resample(np.zeros((1, 64), np.float32), default, self.transport.sample_rate)
             stream = sd.InputStream(device=index, channels=self.channels, samplerate=default, blocksize=0,
                                     dtype="float32", callback=self._callback)
         self.device_name = info["name"]
@@ -354,7 +359,8 @@ class LoopbackCapture:
         self.lost = False
 
     def _new_epoch(self, rate: int) -> None:
-        self.epochs = [self.ring]  # keep one older ring: bounded memory
+        if self.ring.written:
+            self.epochs = [self.ring]  # keep one older ring: bounded memory
         self.sample_rate = rate
         self.ring = CaptureRing(rate, self.channels, self.seconds, daw_rate=self.transport.sample_rate)
 
@@ -409,12 +415,22 @@ class LoopbackCapture:
 
     # --- the watchdog ---------------------------------------------------------------------------------
     def _watch(self) -> None:
+        last_tick = self._time()
+        suspect = 0
         while not self._watch_stop.wait(self._watch_every):
             now = self._time()
+            starved = now - last_tick > self._watch_every + 0.5 * self.stall
+            last_tick = now
+            if starved:  # this process was frozen (GIL held by a long import, swapping): so was the callback
+                suspect = 0
+                continue
             if self.ring.overflows:
                 self.problems("overflow", f"capture input overflowed ({self.ring.overflows} so far): the "
                                           "machine was too busy; those bars have gaps")
-            if not self.lost and self._stream is not None and now - self._last_callback > self.stall:
+            stalled = not self.lost and self._stream is not None and now - self._last_callback > self.stall
+            suspect = suspect + 1 if stalled else 0
+            if suspect >= 2:  # two on-time ticks in a row without audio: the device is gone
+                suspect = 0
                 self.lost = True
                 self.problems("lost", f"capture device {self.device_name!r} stopped delivering audio; the "
                                       f"{self.ring.written / self.sample_rate:.1f} s captured are kept",
