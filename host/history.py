@@ -169,19 +169,24 @@ class SessionStore:
         return None
 
     # -- handing files out --------------------------------------------------------------------------------
-    def drag_file(self, take: TakeRecord, kind: str) -> Path:
-        """A nicely named copy of the take's WAV/MIDI in drag/, written (atomically) before a drag starts.
+    def drag_file(self, take: TakeRecord, kind: str, stem: str | None = None) -> Path:
+        """A nicely named copy of the take's WAV (one stem) or MIDI in drag/, written atomically before a drag.
 
         The DAW imports the file by reference, so it must exist before the drop and stay afterwards; it is
         never overwritten (a second drag of the same take reuses the file that is already there).
         """
-        source = self.stem_path(take) if kind == "wav" else self.absolute(take.midi)
+        if kind == "wav":
+            rel = take.stems.get(stem) if stem else next(iter(take.stems.values()), None)
+            source = self.absolute(rel)
+        else:
+            source = self.absolute(take.midi)
         if source is None or not source.exists():
             raise BacklineError(f"{take.label} has no {kind.upper()} file", path=source,
                                 fix="regenerate the take" if source else None)
         bars = f"bars {take.bars[0]}-{take.bars[1]}"
         suffix = source.suffix if kind == "wav" else ".mid"
-        target = self.root / "drag" / _safe_name(f"{take.label} {bars} seed {take.seed}{suffix}")
+        part = f" {stem}" if stem and len(take.stems) > 1 else ""
+        target = self.root / "drag" / _safe_name(f"{take.label}{part} {bars} seed {take.seed}{suffix}")
         if target.exists() and target.stat().st_size == source.stat().st_size:
             return target
         if target.exists():  # same name, different content: never overwrite, pick a fresh name

@@ -45,7 +45,10 @@ class JobClient(QObject):
         self._timer.start()
 
     def stop(self) -> None:
+        """Cancel what runs (so the worker can stop cleanly), then stop it; a hung engine is terminated."""
         self._timer.stop()
+        for job in list(self.worker.pending.jobs):
+            self.worker.cancel(job)
         self.worker.stop()
 
     def reconfigure(self, config: str, device: str) -> None:

@@ -23,7 +23,7 @@ from PyQt6.QtWidgets import (
 )
 
 from backline.bridge.timeline import Timeline
-from backline.engines.audio import read_audio
+from backline.engines.audio import Audio, read_audio
 from backline.engines.errors import BacklineError
 from backline.host import theme
 from backline.host.history import SessionStore, TakeRecord
@@ -138,13 +138,16 @@ class TakeCard(QFrame):
     def _build_take(self, layout: QVBoxLayout, colour) -> None:
         take, store = self.take, self.store
         timeline = Timeline.constant(take.bpm, take.sample_rate, *take.meter)
-        stem = store.stem_path(take)
         audio = None
-        if stem is not None:
+        parts = []
+        for rel in take.stems.values():  # several stems (accompaniment) show as their sum
             try:
-                audio = read_audio(stem)
+                parts.append(read_audio(store.absolute(rel)).with_channels(2))
             except BacklineError as err:
                 self._missing(layout, str(err))
+        if parts:
+            frames = max(p.frames for p in parts)
+            audio = Audio(sum(p.slice(0, frames).samples for p in parts), parts[0].sample_rate)
         if audio is not None:
             layout.addWidget(WaveStrip(audio, colour, timeline, take.start_sample))
         midi = store.absolute(take.midi)
@@ -170,9 +173,13 @@ class TakeCard(QFrame):
         self.solo.clicked.connect(lambda: self.playRequested.emit(take.id, True))
         row.addWidget(self.solo)
         row.addStretch(1)
-        if stem is not None:
+        if len(take.stems) == 1:
             self.chips["wav"] = self._chip("WAV ⇲", "wav")
             row.addWidget(self.chips["wav"])
+        else:  # several stems (accompaniment): one chip each, named after the part
+            for name in take.stems:
+                self.chips[f"wav:{name}"] = self._chip(f"{name} ⇲", "wav", name)
+                row.addWidget(self.chips[f"wav:{name}"])
         if take.midi:
             self.chips["midi"] = self._chip("MIDI ⇲", "midi")
             row.addWidget(self.chips["midi"])
@@ -194,8 +201,8 @@ class TakeCard(QFrame):
         label.setWordWrap(True)
         layout.addWidget(label)
 
-    def _chip(self, text: str, kind: str) -> DragChip:
-        chip = DragChip(text, lambda: self.store.drag_file(self.take, kind))
+    def _chip(self, text: str, kind: str, stem: str | None = None) -> DragChip:
+        chip = DragChip(text, lambda: self.store.drag_file(self.take, kind, stem))
         chip.failed.connect(lambda msg: self.message.emit("error", msg))
         chip.dragStarted.connect(self.dragStarted)
         return chip

@@ -116,7 +116,12 @@ def test_export_to_a_full_disk_loses_nothing(qtbot, make_window, capture_file, t
     wait_ready(qtbot, window, "sine")
     window.load_capture_file(capture_file)
     window.select_bars(1, 4)  # 8 s of float WAV: far more than 64 KiB
+    window.panels["sine"].widgets["parts"].setValue(2)
     record = generate_take(qtbot, window)
+    chips = window.cards[record.id].chips
+    assert set(chips) == {"wav:sine", "wav:octave1", "midi"}  # one chip per stem
+    dragged = {Path(c.mime_data().urls()[0].toLocalFile()) for k, c in chips.items() if k.startswith("wav")}
+    assert len(dragged) == 2 and all(p.stat().st_size > 1000 for p in dragged)
     stem = window.store.stem_path(record)
     before = stem.read_bytes()
     full = tmp_path / "full"
@@ -143,7 +148,7 @@ def test_export_to_a_full_disk_loses_nothing(qtbot, make_window, capture_file, t
     assert out is not None
     folder = next(out.iterdir())
     assert (folder / "take.json").exists() and json.loads((folder / "take.json").read_text())["seed"] == record.seed
-    assert sorted(p.suffix for p in folder.iterdir()) == [".json", ".mid", ".wav"]
+    assert sorted(p.suffix for p in folder.iterdir()) == [".json", ".mid", ".wav", ".wav"]
     assert window.export_takes(tmp_path / "exported") is None  # never overwrites an export
     assert "already exists" in window.message_bar.text()
 

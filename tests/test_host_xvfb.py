@@ -41,3 +41,14 @@ def test_screenshot_command_under_xvfb(tmp_path):
         png = tmp_path / "shots" / name
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000, name
     assert (tmp_path / "session" / "history.json").exists()  # the take it made is in the session
+
+
+def test_host_without_a_display_says_what_to_do(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("QT_QPA_PLATFORM", "DISPLAY", "WAYLAND_DISPLAY")}
+    env["BACKLINE_CONFIG"] = str(tmp_path)
+    for launcher in (["backline", "host"], ["backline-host"]):
+        exe = Path(sys.executable).with_name(launcher[0])
+        done = subprocess.run([str(exe), *launcher[1:], "--no-daw"], env=env, capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert "no display found" in done.stderr and "--screenshot DIR" in done.stderr

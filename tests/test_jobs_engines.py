@@ -46,6 +46,7 @@ class SineEngine:
                 Control("octave", "choice", "low", "Octave", choices=("low", "high")),
                 Control("legato", "bool", False, "Legato"),
                 Control("report_fit", "bool", True, "Report a fit", help="off: let the worker score the fit"),
+                Control("parts", "int", 1, "Parts", 1, 3, help="stems per take (an octave-up copy each)"),
                 Control("reference", "audio", "", "Style reference"),
                 Control("seed", "int", 0, "Seed", 0, 2**31 - 1),
             ))
@@ -68,7 +69,12 @@ class SineEngine:
             beat = tl.quarters_to_samples(tl.samples_to_quarters(start) + 1) - start
             pitch = base + (np.arange(frames) // max(beat, 1)) % 3 * 7
             wave = 0.3 * np.sin(2 * np.pi * 440 * 2 ** ((pitch - 69) / 12) * t)
-            stem = write_audio(request.out_dir / f"sine-{seed}.wav", Audio(wave.astype(np.float32)[None], tl.sample_rate))
+            stems = {}
+            for part in range(controls["parts"]):
+                octave = np.sin(2 * np.pi * 440 * 2 ** ((pitch + 12 * part - 69) / 12) * t) * 0.3 if part else wave
+                name = "sine" if part == 0 else f"octave{part}"
+                stems[name] = write_audio(request.out_dir / f"{name}-{seed}.wav",
+                                          Audio(octave.astype(np.float32)[None], tl.sample_rate))
             mid = mido.MidiFile(ticks_per_beat=480)
             track = mido.MidiTrack()
             mid.tracks.append(track)
@@ -84,7 +90,7 @@ class SineEngine:
             mid.save(file=buf)
             write_bytes_atomic(path, buf.getvalue())
             report = {"fit": 0.5 + (seed % 10) / 20} if controls["report_fit"] else {}
-            takes.append(Take(seed=seed, stems={"sine": stem}, midi=path, start_sample=start, report=report))
+            takes.append(Take(seed=seed, stems=stems, midi=path, start_sample=start, report=report))
         return GenerationResult(takes)
 
 
