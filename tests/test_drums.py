@@ -397,3 +397,23 @@ def test_jack_midi_input_records_notes(tmp_path):
         server.stop()
         server.restore_env()
         shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_audio_input_is_transcribed_and_gets_drums(engine, tmp_path):
+    """The audio path: a rendered band (bass + piano, 4 bars) → basic-pitch → MA roles → drum MIDI."""
+    from backline.engines.render import find_soundfonts, render_midi
+
+    if not find_soundfonts():
+        pytest.skip("fluidsynth soundfonts not installed")
+    bass = [(b * 4.0 + k * 2, b * 4.0 + k * 2 + 1.8, (40, 45, 43, 38)[b]) for b in range(4) for k in range(2)]
+    chords = [(b * 4.0 + k, b * 4.0 + k + 0.9, p) for b in range(4) for k in range(4) for p in (60, 64, 67)]
+    path = _midi(tmp_path / "band.mid", [_track("Bass", 33, 0, bass), _track("Piano", 0, 1, chords)])
+    audio = render_midi(path, "FluidR3_GM", sample_rate=44100)
+    tl = Timeline.constant(120, 44100)
+    req = GenerationRequest("drums", tmp_path / "out", tl, mix=audio, controls={"render": False, "fill_bars": "4"})
+    result = engine.generate(req, progress=lambda f, m: None, cancel=threading.Event())
+    take = result.takes[0]
+    roles = {t["role"]: t["notes"] for t in result.report["tracks"]}
+    assert roles["bass"] >= 6 and roles["piano"] >= 30  # 8 bass notes, 48 piano notes were played
+    assert take.report["bars"][0] == 1 and take.report["bars"][1] >= 4
+    assert take.report["notes"] > 0 and take.report["fill_bars"] == [4]

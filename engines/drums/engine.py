@@ -148,17 +148,24 @@ def drum_midi(drums: np.ndarray, velocities: np.ndarray, timeline: Timeline) -> 
         (0, mido.MetaMessage("time_signature", numerator=timeline.numerator, denominator=timeline.denominator))]
     for q, bpm in timeline.tempo.points:
         events.append((int(round(q * ppq)), mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm))))
-    notes = []
+    # notes: (tick, off-before-on rank, pitch, velocity) sorted once, each message built once with its delta
+    # (building and then re-timing 2,000 mido messages cost ~0.2 s for 64 bars)
     length = int(round(NOTE_QUARTERS * ppq))
-    for step, cls in zip(*np.nonzero(drums)):
-        tick = int(round(step * ppq / STEPS_PER_QUARTER))
-        pitch = CLASS_PITCH[cls]
-        vel = int(max(1, velocities[step, cls]))
-        notes.append((tick, mido.Message("note_on", channel=9, note=pitch, velocity=vel)))
-        notes.append((tick + length, mido.Message("note_off", channel=9, note=pitch, velocity=0)))
+    steps, classes = np.nonzero(drums)
+    ticks = np.round(steps * ppq / STEPS_PER_QUARTER).astype(int)
+    raw = [(int(t), 1, CLASS_PITCH[c], int(max(1, velocities[s, c]))) for t, s, c in zip(ticks, steps, classes)]
+    raw += [(t + length, 0, p, 0) for t, _, p, _ in raw]
+    raw.sort()
+    track = mido.MidiTrack([mido.MetaMessage("track_name", name="Backline drums", time=0)])
+    now = 0
+    for tick, is_on, pitch, vel in raw:
+        kind = "note_on" if is_on else "note_off"
+        track.append(mido.Message(kind, channel=9, note=pitch, velocity=vel, time=tick - now))
+        now = tick
+    track.append(mido.MetaMessage("end_of_track", time=0))
     mid = mido.MidiFile(type=1, ticks_per_beat=ppq)
     mid.tracks.append(events_to_track(events, name="tempo"))
-    mid.tracks.append(events_to_track(notes, name="Backline drums"))
+    mid.tracks.append(track)
     return mid
 
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from einops import rearrange
 from torch import nn
 
 from backline.engines.drums.representation import (
@@ -70,10 +69,16 @@ class Block(nn.Module):
         self.drop = nn.Dropout(dropout)
 
     def _attend(self, q, k, v, mask):
-        q, k, v = (rearrange(t, "b l (h e) -> b h l e", h=self.heads) for t in (q, k, v))
+        # plain view/transpose rather than einops: this runs ~600 times per 64-bar song and einops' parsing
+        # cost ~10 % of generation time
+        b, lq, d = q.shape
+        h = self.heads
+        q = q.view(b, lq, h, d // h).transpose(1, 2)
+        k = k.view(b, k.shape[1], h, d // h).transpose(1, 2)
+        v = v.view(b, v.shape[1], h, d // h).transpose(1, 2)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
                                              dropout_p=self.dropout if self.training else 0.0)
-        return rearrange(out, "b h l e -> b l (h e)")
+        return out.transpose(1, 2).reshape(b, lq, d)
 
     def forward(self, x, mask, memory=None, memory_mask=None):
         q, k, v = self.qkv(self.ln1(x)).chunk(3, dim=-1)

@@ -79,6 +79,14 @@ def _positions(grid: SongGrid, b0: int, n: int, device) -> tuple[torch.Tensor, .
     return as_t(beat), as_t(bar), as_t(phrase), meter
 
 
+def _ma(grid: SongGrid) -> np.ndarray:
+    """MA tokens of a grid, computed once per grid (three stages read them)."""
+    cached = grid.info.get("_ma_tokens")
+    if cached is None or cached.shape[0] != grid.steps // STEPS_PER_QUARTER:
+        cached = grid.info["_ma_tokens"] = ma_tokens(grid)
+    return cached
+
+
 def _stack(items: list[tuple[torch.Tensor, ...]]) -> tuple[torch.Tensor, ...]:
     return tuple(torch.cat(parts, 0) for parts in zip(*items))
 
@@ -107,7 +115,7 @@ class DrumPipeline:
         first, last = bars or (0, n - 1)
         out = np.zeros((grid.steps, 9), bool) if drums is None else drums.copy()
         known = np.zeros(n, bool) if known is None else known.copy()
-        ma = torch.from_numpy(ma_tokens(grid)).to(self.device)
+        ma = torch.from_numpy(_ma(grid)).to(self.device)
         tok = torch.from_numpy(drum_tokens(out)).to(self.device)
         cur = first
         while cur <= last:
@@ -150,7 +158,7 @@ class DrumPipeline:
         """Per-bar fill probability from the MA alone (mean over all 11-bar segments holding the bar)."""
         qpb, n = grid.qpb, grid.n_bars
         nb = min(CONTEXT_BARS, n)
-        ma = torch.from_numpy(ma_tokens(grid)).to(self.device)
+        ma = torch.from_numpy(_ma(grid)).to(self.device)
         starts = list(range(0, n - nb + 1))
         items = []
         for s in starts:
@@ -187,7 +195,7 @@ class DrumPipeline:
             return drums.copy()
         qpb, n = grid.qpb, grid.n_bars
         nb = min(CONTEXT_BARS, n)
-        ma = torch.from_numpy(ma_tokens(grid)).to(self.device)
+        ma = torch.from_numpy(_ma(grid)).to(self.device)
         tok = torch.from_numpy(drum_tokens(drums)).to(self.device)
         items, kinds, starts = [], [], []
         bar_set = set(bars)

@@ -37,6 +37,11 @@ FORMAT_VERSION = 1
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default="/work/corpus/train", help="Slakh-layout corpus folder (MIDI + extras.json)")
+    parser.add_argument("--synth", type=int, default=0, metavar="N",
+                        help="instead of --data: compose N corpus songs (MIDI + labels only, no audio) into RUN/synth "
+                             "with the corpus builder's composer and writer, and train on them")
+    parser.add_argument("--synth-seed", type=int, default=1)
+    parser.add_argument("--synth-max-bars", type=int, default=48)
     parser.add_argument("--lpd5", default=None, help="LPD-5 folder (read with backline.engines.data.lpd5); adds its songs")
     parser.add_argument("--run", default="runs/drums", help="run folder for checkpoint and metrics (resumes if present)")
     parser.add_argument("--config", choices=("shipped", "debug"), default="shipped")
@@ -138,6 +143,25 @@ def infill_masks(rng: np.random.Generator, fills: np.ndarray, qpb: int) -> np.nd
     return kind
 
 
+def synth_midi_corpus(out: Path, songs: int, seed: int, max_bars: int, write: bool = True) -> Path:
+    """Compose a MIDI-only corpus (Slakh layout, extras.json labels) with backline.engines.data's composer.
+
+    Song i uses the corpus builder's seed sequence [seed, i], so `--synth N --synth-seed 1` composes the same
+    kind of songs as `backline data synth --seed 1`, without the hour of audio rendering the drums never read.
+    """
+    from backline.engines.data.song import make_song
+    from backline.engines.data.synth import song_rng, track_name, write_song_files
+
+    if write:
+        for i in range(songs):
+            folder = out / track_name(i)
+            if (folder / "extras.json").is_file():
+                continue
+            song = make_song(song_rng(seed, i), min_bars=24, max_bars=max_bars)
+            write_song_files(song, folder, ["none"] * len(song.parts), [0.0] * len(song.parts), uid=f"{seed}/{i}")
+    return out
+
+
 def locator_f1(songs, locator, threshold_grid=None) -> tuple[float, dict]:
     """Choose the fill-probability threshold that maximises F1 against the songs' training labels."""
     from backline.engines.drums.pipeline import DrumPipeline
@@ -186,6 +210,10 @@ def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
 
     songs = []
+    if args.synth:
+        args.data = str(synth_midi_corpus(Path(args.run) / "synth", args.synth, args.synth_seed, args.synth_max_bars,
+                                          ctx.is_main))
+        ctx.barrier()
     if args.data and Path(args.data).is_dir():
         songs += drum_data.read_corpus(args.data, limit=args.limit)
     elif not args.lpd5:
