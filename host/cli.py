@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from importlib.util import find_spec
+from pathlib import Path
 
 from backline.engines.errors import BacklineError
 
@@ -57,11 +57,28 @@ It generates a bass line grounded in a reference style, accompaniment stems and 
 fills, and hands them back as stems and MIDI you drag onto your timeline."""
 
 
-def _present(module: str) -> bool:
+def _module_file(module: str) -> Path | None:
+    """The source file of `backline.<folder>.<...>` found without importing any package on the way.
+
+    `find_spec` would import parent packages (and so torch, through `engines.codec` etc.), which makes
+    every CLI call slow; the top-level folders' `__init__` files are empty, so only they are imported.
+    """
+    parts = module.split(".")
+    if len(parts) < 2 or parts[0] != "backline":
+        return None
     try:
-        return find_spec(module) is not None
+        top = importlib.import_module(".".join(parts[:2]))
     except ModuleNotFoundError:
-        return False
+        return None
+    base = Path(next(iter(top.__path__)))
+    for candidate in (base.joinpath(*parts[2:]).with_suffix(".py"), base.joinpath(*parts[2:], "__init__.py")):
+        if len(parts) > 2 and candidate.is_file():
+            return candidate
+    return base / "__init__.py" if len(parts) == 2 else None
+
+
+def _present(module: str) -> bool:
+    return _module_file(module) is not None
 
 
 def _available() -> dict[tuple[str, str], str]:
@@ -70,10 +87,10 @@ def _available() -> dict[tuple[str, str], str]:
 
 def _module_help(module: str) -> str:
     """Read HELP without importing the module (it may import torch): look for the HELP assignment."""
-    spec = find_spec(module)
-    if spec is None or not spec.origin:
+    path = _module_file(module)
+    if path is None:
         return ""
-    with open(spec.origin, encoding="utf-8") as f:
+    with open(path, encoding="utf-8") as f:
         for line in f:
             if line.startswith("HELP = "):
                 return line.split("=", 1)[1].strip().strip("\"'")
