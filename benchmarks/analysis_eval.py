@@ -31,8 +31,10 @@ def hardware() -> str:
                 break
     except OSError:
         pass
-    return (f"{model}, {os.cpu_count()} logical cores (shared with other jobs), torch {torch.__version__}, "
-            f"{torch.get_num_threads()} torch threads, {'CUDA' if torch.cuda.is_available() else 'CPU only'}")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return (f"{model}, {os.cpu_count()} logical cores (shared: 1-min load average {load:.1f} at start), "
+            f"torch {torch.__version__}, {torch.get_num_threads()} torch threads, "
+            f"{'CUDA' if torch.cuda.is_available() else 'CPU only'}")
 
 
 def fmt(x: float) -> str:
@@ -177,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
     p.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     p.add_argument("--runs", type=Path, default=Path("runs/analysis"))
-    p.add_argument("--limit-tracks", type=int, default=None)
+    p.add_argument("--limit-tracks", type=int, default=None, help="train songs the probes use (as in training)")
     p.add_argument("--weights-dir", type=Path, default=Path(__file__).resolve().parents[1] / "engines" / "analysis" / "weights")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--skip", default="", help="comma list of parts to skip: table,probe,matching,timing")
@@ -185,8 +187,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     skip = set(filter(None, args.skip.split(",")))
     print(f"hardware: {hardware()}")
-    ensure_cache(args, "test", quiet=True)
-    test = dataset.load_crops(crops_path(args, "test"))
+    test_args = argparse.Namespace(**{**vars(args), "limit_tracks": None})  # --limit-tracks is for train only
+    ensure_cache(test_args, "test", quiet=True)
+    test = dataset.load_crops(crops_path(test_args, "test"))
     n_tracks = len(torch.unique(test.track))
     print(f"held-out data: {len(test)} five-second crops (random stem subsets) from {n_tracks} test songs of {args.corpus}")
 

@@ -45,6 +45,7 @@ from backline.engines.protocol import check_cancel
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 MIN_SECONDS = 1.0  # shorter clips carry too little to tag (a 5 s window is what the tagger was trained on)
 WINDOW_S = 5.0
+WINDOW_BATCH = 8  # windows per forward pass (cancel/progress granularity)
 SILENCE_DB = -60.0  # a clip (or window) whose RMS is below this is "silent"
 SNIPPET_S, SNIPPET_HOP_S = 3.0, 2.0  # SimCLR snippets and their 0.5 Hz sampling
 
@@ -192,7 +193,9 @@ class Analyzer:
         wav, src, notes = self._prepare(audio, "mix")
         report = AnalysisReport(seconds=round(src.seconds, 3), sample_rate=src.sample_rate, silent=False, notes=notes)
         level = loudness(wav)
-        if level.rms_db < SILENCE_DB or level.active_fraction == 0.0:
+        size = int(WINDOW_S * FEATURE_SR)
+        starts = [s for s in self._windows(len(wav), size) if loudness(wav[s : s + size]).rms_db >= SILENCE_DB]
+        if level.rms_db < SILENCE_DB or level.active_fraction == 0.0 or not starts:
             report.silent = True
             report.message = f"no instruments detected: the audio is silent (RMS {level.rms_db:.0f} dBFS)"
             report.missing_parts = list(PARTS)
@@ -200,21 +203,21 @@ class Analyzer:
             report.analysis_seconds = time.perf_counter() - t0
             return report
         tagger = self.tagger
-        size = int(WINDOW_S * FEATURE_SR)
-        starts = self._windows(len(wav), size)
+        hop = 320  # feature frames are 20 ms: window w covers frames [start/hop, start/hop + size/hop]
+        feats = self.features(wav)  # one pass over the whole clip, then 5 s windows of frames
+        frames = size // hop + 1
         fine_p, coarse_p, att = [], [], []
-        for i, s in enumerate(starts):
+        for i in range(0, len(starts), WINDOW_BATCH):
             check_cancel(cancel)
-            seg = wav[s : s + size]
-            if loudness(seg).rms_db < SILENCE_DB:
-                continue  # a silent window says nothing about what plays elsewhere
-            out = tagger(self.features(seg)[None])
-            fine_p.append(out.fine[0])
-            coarse_p.append(out.coarse[0])
+            chunk = [feats[s // hop : s // hop + frames] for s in starts[i : i + WINDOW_BATCH]]
+            out = tagger(torch.nn.utils.rnn.pad_sequence(chunk, batch_first=True)) if len({len(c) for c in chunk}) > 1 \
+                else tagger(torch.stack(chunk))
+            fine_p += list(out.fine)
+            coarse_p += list(out.coarse)
             if out.attention is not None:
-                att.append(out.attention[0])
+                att += list(out.attention)
             if progress:
-                progress((i + 1) / len(starts), f"window {i + 1}/{len(starts)}")
+                progress(min(1.0, (i + WINDOW_BATCH) / len(starts)), f"{min(len(starts), i + WINDOW_BATCH)}/{len(starts)} windows")
         report.windows = len(fine_p)
         report.head = tagger.head.kind
         fine = _aggregate(torch.stack(fine_p))

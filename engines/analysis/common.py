@@ -46,7 +46,7 @@ def ensure_cache(args: argparse.Namespace, split: str, *, crops: bool = True, qu
     bar.close()
     crops_path = folder / f"crops_{args.limit_tracks or 'all'}.npz"
     if crops and not crops_path.exists():
-        tracks = dataset.load_wave_cache(waves)
+        tracks = dataset.load_wave_cache(waves)[: args.limit_tracks]
         bar = tqdm(desc=f"crops {split}", total=100, disable=quiet, leave=False)
         dataset.build_crops(tracks, CROPS_PER_TRACK[split], seed=1 if split == "train" else 2, out=crops_path,
                             progress=lambda f, name: bar.update(int(f * 100) - bar.n))

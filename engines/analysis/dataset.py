@@ -231,9 +231,11 @@ MAX_CENTRE_GAP = 500  # < 5 s between positive centres
 
 
 def simclr_pairs(tracks: list[WaveTrack], batch: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Two 3 s log-mel snippets per sampled track (tracks drawn with replacement), centres < 5 s apart."""
+    """Two 3 s log-mel snippets per sampled track, centres < 5 s apart. Tracks are drawn without replacement
+    when the corpus is larger than the batch (the paper draws with replacement from 1.8M songs, where
+    repeats are rare; on a small corpus a repeat would be a false negative)."""
     a, b = [], []
-    for ti in rng.integers(0, len(tracks), batch):
+    for ti in rng.choice(len(tracks), batch, replace=len(tracks) < batch):
         mel = tracks[ti].mel
         total = mel.shape[1]
         s1 = int(rng.integers(0, total - SNIPPET))

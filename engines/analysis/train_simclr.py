@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     if ctx.is_main:
         ensure_cache(args, "train", crops=False)
     ctx.barrier()
-    tracks = dataset.load_wave_cache(waves_path(args, "train"))
+    tracks = dataset.load_wave_cache(waves_path(args, "train"))[: args.limit_tracks]
     rng = np.random.default_rng(args.seed + 7919 * ctx.rank)
     perm = np.random.default_rng(0).permutation(len(tracks))
     n_val = max(1, int(round(0.15 * len(tracks)))) if len(tracks) > 2 else 0
