@@ -163,7 +163,7 @@ def take_screenshots(app, window, out: Path, engine: str | None, timeout: float,
     state: dict[str, object] = {}
 
     def on_progress(job_id: str, fraction: float) -> None:
-        if "generating" not in state and fraction > 0.0:
+        if "generating" not in state and 0.25 <= fraction < 1.0:  # a run well under way
             state["generating"] = True
             grab(SCREENSHOTS[2])
 

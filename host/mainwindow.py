@@ -435,7 +435,7 @@ class MainWindow(QMainWindow):
             state = "▶ Playing" if snap.playing else "■ Stopped"
         self.daw_dot.setStyleSheet(f"color: {colour}; font-size: 12pt;")
         self.daw_name.setText(name)
-        self.daw_state.setText(state)
+        self.daw_state.setText(f"· {state}")
         if heard:
             self.daw_detail.setText(f"{snap.bpm:.1f} BPM · {snap.numerator}/{snap.denominator} · "
                                     f"{snap.sample_rate / 1000:g} kHz")
