@@ -138,6 +138,7 @@ def take_screenshots(app, window, out: Path, engine: str | None, timeout: float,
     written: list[Path] = []
 
     def grab(file: str) -> None:
+        window.centralWidget().layout().activate()
         app.processEvents()
         path = out / file
         if not window.grab().save(str(path)):

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import test_jobs_engines
 from PyQt6.QtCore import QPoint, Qt
+from PyQt6.QtWidgets import QApplication
 
 from backline.engines.audio import Audio, read_audio, write_audio
 from backline.engines.protocol import available_engines
@@ -82,6 +83,8 @@ def wait_ready(qtbot, window: MainWindow, engine: str) -> None:
 
 
 def shot(window: MainWindow, name: str) -> Path:
+    window.centralWidget().layout().activate()  # a message bar just hidden gives its room back first
+    QApplication.processEvents()
     SHOTS.mkdir(parents=True, exist_ok=True)
     path = SHOTS / name
     assert window.grab().save(str(path))

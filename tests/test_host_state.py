@@ -10,7 +10,7 @@ from test_host import WAIT_MS, capture_file, make_window, wait_ready
 
 from backline.host.history import SessionStore
 from backline.host.mainwindow import MainWindow
-from backline.host.settings import HostSettings, SettingsDialog
+from backline.host.settings import HostSettings, SettingsDialog, audio_device_names
 
 SHARED_FIXTURES = (capture_file, make_window)
 
@@ -30,8 +30,9 @@ def test_settings_dialog_saves_what_the_musician_set(qtbot, tmp_path, monkeypatc
     dialog.engine_config.setCurrentText("debug")
     assert dialog.input_device.itemText(0) == "System default"
     assert "calibrated" in dialog.latency.text() or "ms" in dialog.latency.text()
-    dialog.calibrate_button.click()  # the bridge's real calibration: no sound card here, so it says why
-    assert dialog.calibration_note.text().startswith("Calibration failed:")
+    if not audio_device_names("input"):  # CI: the bridge's real calibration finds no sound card and says so
+        dialog.calibrate_button.click()
+        assert dialog.calibration_note.text().startswith("Calibration failed:")
     dialog.accept()
     saved = dialog.result_settings.save()
     loaded, warning = HostSettings.load()
