@@ -95,6 +95,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"bass   {take.stems['bass']}  (seed {take.seed}, starts at sample {take.start_sample})")
         print(f"midi   {take.midi}  ({take.report['notes']} notes)")
     print(f"report {rep['report_path']}  ({rep['timings_s']['total_s']:.1f} s on {rep['device']})")
-    for note in rep.get("fallbacks", []):
+    for note in rep.get("fallbacks", []) + rep.get("warnings", []):
         print(f"note: {note}")
     return 0

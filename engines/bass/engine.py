@@ -128,6 +128,7 @@ class BassEngine:
         self.config = config
         self.meta = meta or {}
         self.compiled = None  # set by enable_compile() on CUDA
+        self.warnings: list[str] = []
 
     # --- protocol ---------------------------------------------------------------------------------------
     def describe(self) -> EngineDescription:
@@ -246,6 +247,7 @@ class BassEngine:
             timings["total_s"] = time.perf_counter() - t_start
             report = {
                 "engine": NAME, "config": self.config, "device": result.device, "fallbacks": result.fallbacks,
+                "warnings": list(self.warnings),
                 "weights": self.describe().weights,
                 "settings": {"steps": sampling.steps, "cfg": sampling.cfg, "rescale": sampling.rescale,
                              "strength": sampling.strength, "quantise": quantise, "variations": len(seeds)},
@@ -303,9 +305,14 @@ class BassEngine:
     def sample_latents(self, cond: torch.Tensor, seeds: list[int], sampling: Sampling,
                        mu_style: np.ndarray | torch.Tensor | None, *, callback=None,
                        cancel: threading.Event | None = None) -> LatentResult:
-        """Mix latents [64, F] (codec space) → bass latents [V, 32, F] (codec space), one per seed."""
+        """Mix latents [64, F] (or [V, 64, F], one mix per seed) in codec space → bass latents [V, 32, F] (codec
+        space), one per seed. `mu_style` is [32] or [V, 32] (one style per seed), in codec space."""
         sampling.check()
         frames = cond.shape[-1]
+        if cond.dim() == 2:
+            cond = cond[None].expand(len(seeds), -1, -1)
+        if cond.shape[0] != len(seeds):
+            raise ConfigError(f"{cond.shape[0]} mixes for {len(seeds)} seeds")
         noise = torch.stack([torch.randn(self.model.cfg.stem_dim, frames, generator=torch.Generator().manual_seed(s))
                              for s in seeds])
         cond_n = self.model.norm_mix(cond.float().to(self._param_device()))
@@ -336,8 +343,7 @@ class BassEngine:
         return fn
 
     def _run(self, noise, cond_n, sampling: Sampling, mu_n, callback, cancel, device) -> torch.Tensor:
-        cond_b = cond_n.to(device)[None].expand(noise.shape[0], -1, -1)
-        fn = classifier_free(self._model_fn(), cond_b, scale=sampling.cfg, rescale=sampling.rescale)
+        fn = classifier_free(self._model_fn(), cond_n.to(device), scale=sampling.cfg, rescale=sampling.rescale)
         transforms = [style_grounding(mu_n.to(device), sampling.strength)] if mu_n is not None else []
         return ddim_sample(fn, noise.to(device), steps=sampling.steps, transforms=transforms, callback=callback,
                            cancel=cancel, eta=sampling.eta)
@@ -349,8 +355,9 @@ class BassEngine:
         if noise.shape[0] > 1:
             fallbacks.append("out of memory: generated the variations one at a time")
             try:
-                outs = [self._run(noise[v: v + 1], cond_n, sampling, mu_n, callback, cancel, device)
-                        for v in range(noise.shape[0])]
+                outs = [self._run(noise[v: v + 1], cond_n[v: v + 1], sampling,
+                                  mu_n[v: v + 1] if mu_n is not None and mu_n.dim() == 2 else mu_n, callback, cancel,
+                                  device) for v in range(noise.shape[0])]
                 return torch.cat(outs), device
             except Exception as err:  # noqa: BLE001
                 if not _is_oom(err):
@@ -400,13 +407,49 @@ class BassEngine:
         self.compiled = torch.compile(self.model, dynamic=True)
 
 
+def bass_line(notes, *, max_pitch: int = 67, min_dur: float = 0.05, ghost_s: float = 0.1, chord_s: float = 0.03):
+    """Polyphonic transcription → one bass voice.
+
+    basic-pitch on a bass stem finds the line plus ghosts: a second note starting a few tens of ms after the
+    real onset (often a third or fourth below) and octave doublings. We keep notes up to G4 and ≥ 50 ms, and walk
+    them in time: a note starting within `chord_s` of the sounding one is the same onset (keep the lower: the
+    fundamental), one starting within `ghost_s` of it is a ghost (dropped), a later one ends the sounding note.
+    On corpus bass stems this raised onset+pitch F1 (50 ms) from 0.44 to 0.55–0.66; CREPE (tiny and full) found
+    almost none of the notes of these low (E1–C3) lines (F1 ≈ 0), which is why the bass engine does not use it.
+    """
+    from backline.engines.transcribe import Note
+
+    out: list = []
+    for n in sorted((n for n in notes if n.pitch <= max_pitch and n.end - n.start >= min_dur),
+                    key=lambda n: (n.start, n.pitch)):
+        if out and n.start < out[-1].end:
+            p = out[-1]
+            gap = n.start - p.start
+            if gap < chord_s:
+                if n.pitch < p.pitch:
+                    out[-1] = Note(n.pitch, p.start, max(p.end, n.end), max(p.velocity, n.velocity))
+                continue
+            if gap < ghost_s:
+                continue
+            out[-1] = Note(p.pitch, p.start, n.start, p.velocity)
+        out.append(n)
+    return out
+
+
+def transcribe_bass(audio: Audio) -> list:
+    """A bass stem → its notes (basic-pitch limited to 30–450 Hz, then `bass_line`)."""
+    from backline.engines.transcribe import transcribe_polyphonic
+
+    return bass_line(transcribe_polyphonic(audio, min_hz=30.0, max_hz=450.0))
+
+
 def bass_midi(audio: Audio, timeline, region_start: int, quantise: str = "off", gm_program: int = 34):
-    """Transcribe a generated bass (CREPE) → (notes, MIDI file) placed at `region_start` on the DAW timeline."""
-    from backline.engines.transcribe import notes_to_midi, transcribe_monophonic
+    """Transcribe a generated bass → (notes, MIDI file) placed at `region_start` on the DAW timeline."""
+    from backline.engines.transcribe import notes_to_midi
 
     if quantise not in QUANTISE:
         raise ConfigError(f"quantise={quantise!r} is not a grid", fix=f"use one of {', '.join(QUANTISE)}")
-    notes = transcribe_monophonic(audio)
+    notes = transcribe_bass(audio)
     mid = notes_to_midi(notes, timeline, quantise=QUANTISE[quantise], program=gm_program - 1,
                         offset_seconds=region_start / timeline.sample_rate, name="Backline bass")
     return notes, mid
@@ -468,7 +511,15 @@ def build(config: str = "shipped", device: str = "cpu", weights: str | Path | No
     if mix_codec.dim != model.cfg.cond_dim or stem_codec.dim != model.cfg.stem_dim:
         raise WeightsError(f"bass model expects codec dims {model.cfg.cond_dim}/{model.cfg.stem_dim}, codecs give "
                            f"{mix_codec.dim}/{stem_codec.dim}", fix="use bass weights trained with these codecs")
-    return BassEngine(model, mix_codec, stem_codec, device=device, config=config, meta=meta)
+    engine = BassEngine(model, mix_codec, stem_codec, device=device, config=config, meta=meta)
+    trained_with = meta.get("training", {}).get("codec_fingerprints")
+    if trained_with:
+        now = {"mix": codec_fingerprint(mix_codec), "stem": codec_fingerprint(stem_codec)}
+        changed = [k for k in ("mix", "stem") if trained_with.get(k) != now[k]]
+        if changed:  # still usable, but the latents moved under the model: say so in every report
+            engine.warnings.append(f"the {' and '.join(changed)} codec weights changed since the bass model was "
+                                   "trained; retrain it (backline train bass) for best results")
+    return engine
 
 
 __all__ = ["BassEngine", "Sampling", "build", "codec_fingerprint", "load_bass_model", "Cancelled"]

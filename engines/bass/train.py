@@ -148,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
             for be, bm in zip(ema.buffers(), model.buffers()):
                 be.copy_(bm)
         step += 1
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         bar.update(1)
         if step % args.log_every == 0 or step == args.steps:
             row = {"loss": float(np.mean(losses)), "lr": opt.param_groups[0]["lr"]}
