@@ -163,6 +163,10 @@ def test_daw_over_osc_status_region_generate_and_disconnect(qtbot, make_window, 
     window = make_window()
     wait_ready(qtbot, window, "sine")
     window.load_capture_file(capture_file)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as busy:  # another program holds the port
+        busy.bind(("127.0.0.1", 0))
+        assert not window.daw.start("auto", "127.0.0.1", busy.getsockname()[1], free_udp_port())
+    assert "DAW link is off" in window.message_bar.text() and "cannot listen" in window.message_bar.text()
     port = free_udp_port()
     window.daw.transport.silence_timeout = 1.0
     assert window.daw.start("auto", "127.0.0.1", port, free_udp_port())
