@@ -108,7 +108,11 @@ class TakeCard(QFrame):
         top.addWidget(head, 1)
         if take.fit is not None:
             fit = _badge(f"fit {take.fit:.0%}" if take.fit <= 1 else f"fit {take.fit:.2f}", "Fit")
-            fit.setToolTip("how well this take fits the captured mix (matching model)")
+            fit.setToolTip("how well this take fits the captured mix (the analysis engine's matching model)")
+            top.addWidget(fit)
+        elif take.report.get("fit_unavailable"):
+            fit = _badge("fit n/a")
+            fit.setToolTip(f"no fit score: {take.report['fit_unavailable']}")
             top.addWidget(fit)
         seed = _badge(f"seed {take.seed}")
         seed.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
