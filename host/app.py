@@ -132,9 +132,9 @@ def take_screenshots(app, window, out: Path, engine: str | None, timeout: float,
     name = candidates[0]
     panel = window.panels[name]
     window.show_engine(name)
-    wait_for(app, lambda: panel.ready or "could not" in _panel_text(panel), timeout, f"the {name} engine to load")
+    wait_for(app, lambda: panel.ready or "could not" in panel.state_text, timeout, f"the {name} engine to load")
     if not panel.ready:
-        raise BacklineError(f"the {name} engine did not load: {_panel_text(panel)}")
+        raise BacklineError(f"the {name} engine did not load: {' '.join(panel.state_text.split())}")
     written: list[Path] = []
 
     def grab(file: str) -> None:
@@ -182,12 +182,6 @@ def take_screenshots(app, window, out: Path, engine: str | None, timeout: float,
     window.message_bar.hide()
     grab(SCREENSHOTS[3])
     return written
-
-
-def _panel_text(panel) -> str:
-    from PyQt6.QtWidgets import QLabel
-
-    return " ".join(label.text() for label in panel.findChildren(QLabel)) if not panel.ready else ""
 
 
 def run(args: argparse.Namespace) -> int:

@@ -615,7 +615,8 @@ class MainWindow(QMainWindow):
         engine = engine or self.current_engine()
         panel = self.panels[engine]
         if not panel.ready:
-            self.show_message("warning", f"The {panel.title} engine is not ready yet.")
+            self.show_message("warning", f"The {panel.title} engine is not ready: "
+                                         f"{' '.join(panel.state_text.split()) or 'it is still loading'}")
             return None
         bars = bars or self.selection()
         if bars is None:
@@ -625,6 +626,7 @@ class MainWindow(QMainWindow):
         seed = self.seed.value() if seed is None else int(seed)
         variations = self.variations.value() if variations is None else int(variations)
         needs_mix = "mix" in panel.description.inputs
+        out_dir = None
         try:
             if needs_mix or not self.capture.empty:
                 start, stop, mix = self.capture.region(*bars)
@@ -646,6 +648,8 @@ class MainWindow(QMainWindow):
                 self.show_message("warning", f"Bars {bars[0]}–{bars[1]} were only {self.capture.last_coverage:.0%} "
                                              "captured; the gaps are silence. Play them once more for a full take.")
         except BacklineError as err:
+            if out_dir is not None and out_dir.is_dir() and not any(out_dir.iterdir()):
+                out_dir.rmdir()  # the job never started: leave no empty folder behind
             self.show_message("error", str(err))
             return None
         card = PendingCard(job_id, f"{panel.title} · {variations} take{'s' if variations > 1 else ''}", bars, seed)

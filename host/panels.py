@@ -170,6 +170,7 @@ class EnginePanel(QScrollArea):
         super().__init__()
         self.engine, self.title = engine, title
         self.description: EngineDescription | None = None
+        self.state_text = ""
         self.widgets: dict[str, QWidget] = {}
         self.preset_browser: PresetBrowser | None = None
         self.style_well: StyleWell | None = None
@@ -181,6 +182,7 @@ class EnginePanel(QScrollArea):
     # -- states -------------------------------------------------------------------------------------------
     def set_state(self, text: str, error: bool = False) -> None:
         self.description = None
+        self.state_text = text
         holder = QWidget()
         layout = QVBoxLayout(holder)
         label = QLabel(text)
@@ -200,6 +202,7 @@ class EnginePanel(QScrollArea):
         """(Re)build the controls from `description`, keeping values the user already set where they fit."""
         previous = self.values() if self.ready else None
         self.description = description
+        self.state_text = ""
         self.preset_folders = preset_folders
         self.widgets = {}
         self.preset_browser = None
