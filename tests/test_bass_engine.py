@@ -199,6 +199,9 @@ def test_references_that_are_silent_or_not_a_bass_are_refused(engine, tmp_path):
     for path, match in ((silent, "silent"), (hihat, "does not sound like a bass")):
         with pytest.raises(AudioFileError, match=match):
             engine.generate(_request(tmp_path / "o", _mix(2.0), reference=path, preset=None))
+        with pytest.raises(AudioFileError, match=match):  # the same through the described controls (host UI)
+            engine.generate(_request(tmp_path / "o", _mix(2.0), preset=None,
+                                     controls={"steps": 3, "reference": str(path), "preset": "finger"}))
     assert not (tmp_path / "o").exists()
 
 

@@ -151,9 +151,11 @@ class BassEngine:
         controls = dict(request.controls)
         from backline.engines.bass.presets import load_preset
 
-        preset_name = request.preset if request.reference is None else None
-        if preset_name is None and request.reference is None:
-            preset_name = "finger"
+        # a UI built from describe() sends preset/reference as controls; the CLI uses the request's fields
+        reference = request.reference or (Path(controls["reference"]) if controls.get("reference") else None)
+        controls.pop("reference", None)
+        preset_control = controls.pop("preset", None)
+        preset_name = (request.preset or preset_control or "finger") if reference is None else None
         preset = load_preset(preset_name) if preset_name else None
         defaults = {"steps": 64, "cfg": 2.0, "rescale": 0.7, "strength": 1.0, "quantise": "off"}
         if preset:
@@ -182,7 +184,7 @@ class BassEngine:
 
         # style
         t0 = time.perf_counter()
-        mu_style, style_info = self._style(preset, request.reference)
+        mu_style, style_info = self._style(preset, reference)
         timings["style_s"] = time.perf_counter() - t0
         progress(0.02, "encoding the mix")
 
