@@ -62,14 +62,15 @@ FILL_PATTERNS = ("tom_run", "snare_roll", "snare_toms", "triplet_toms")
 # note-on, played back to back, in at least one of the three GM soundfonts (measured by calibrate_fonts.py
 # into font_onsets.json): slow-attack or late-starting patches (bowed string ensembles, choirs, warm pads,
 # saxes, flutes, clarinet, pick bass) would smear onsets and fail the corpus's 15 ms onset check. So the
-# "strings" role is pizzicato/harp/voice/fast synth pads rather than bowed ensembles.
+# "strings" role is pizzicato/harp/fast synth pads rather than bowed ensembles (Voice Oohs passed the probe
+# but smeared inside songs, so it is out too).
 PROGRAMS = {
     "bass": (32, 33, 35, 36, 37, 38, 39),
     "piano": (0, 1, 2, 3, 4, 5, 7, 11, 16, 17, 18),
     "guitar": (24, 25, 26, 27),
     "guitar_power": (29, 30),
     "guitar_funk": (26, 27, 28),
-    "strings": (45, 46, 53, 88, 90, 91),
+    "strings": (45, 46, 88, 90, 91),
     "lead": (40, 56, 61, 62, 68, 80, 81, 84, 85, 87),
 }
 
@@ -434,7 +435,25 @@ def _drums(rng, ctx, groove: str, sections: list[Section]) -> tuple[list[Note], 
                 pitch, vel = CRASH, 112
             jit = _jitter(rng, 3) if off else 0
             notes.append(Note(t0 + off + jit, 60, pitch, _vel(rng, vel, 6)))
-    return notes, fills
+    return _let_ring(notes), fills
+
+
+def _let_ring(notes: list[Note]) -> list[Note]:
+    """Hold each drum hit until the next hit of the same key (at most two beats).
+
+    fluidsynth honours note-offs on the drum channel, and some kits (TimGM6mb's hi-hats) end their release
+    with an audible click ~150 ms after the note-off: a phantom onset between the real ones. One-shot samples
+    held to their natural end decay to silence instead.
+    """
+    out: list[Note] = []
+    by_pitch: dict[int, list[Note]] = {}
+    for n in sorted(notes, key=lambda n: (n.pitch, n.start)):
+        by_pitch.setdefault(n.pitch, []).append(n)
+    for hits in by_pitch.values():
+        for a, b in zip(hits, hits[1:] + [None]):
+            gap = (b.start - a.start - 1) if b is not None else 2 * PPQ
+            out.append(Note(a.start, max(min(gap, 2 * PPQ), 1), a.pitch, a.velocity))
+    return out
 
 
 # ----------------------------------------------------------------------------------------- harmony parts
@@ -461,6 +480,7 @@ def _chord_part(rng, ctx, role: str, style: str) -> list[Note]:
     notes: list[Note] = []
     low, high = {"piano": (55, 77), "guitar": (52, 72), "strings": (58, 82)}[role]
     center = (low + high) / 2
+    strum = max(1, int(round(0.006 * ctx["bpm"] / 60 * PPQ)))  # ~6 ms per string in ticks at this tempo
     if role == "piano":
         rhythm_name = {"block": ("half", "quarters", "whole")[int(rng.integers(3))], "comp": "comp",
                        "ballad": "half", "arpeggio": "eighths"}[style]
@@ -494,13 +514,15 @@ def _chord_part(rng, ctx, role: str, style: str) -> list[Note]:
             continue
         for on, dur in rhythm:
             start = t0 + _q(on) + (_jitter(rng) if on else 0)
-            # pads breathe for a 16th before the next chord: a clean re-attack (tied pads have no onset)
-            length = max(_q(dur) - (30 if role != "strings" else PPQ // 4), 40)
+            # pads breathe before the next chord (an 8th for whole-bar pads, else a 16th) so that each
+            # chord has a clean attack: tied or overlapping pad chords have no audible onset
+            gap = 30 if role != "strings" else (PPQ // 2 if style == "pad" else PPQ // 4)
+            length = max(_q(dur) - gap, 40)
             base = 90 if on == 0 else 78
-            if role == "guitar":  # strum: 5–7 ms between strings, downstrokes low→high, upstrokes high→low
+            if role == "guitar":  # strum: ~6 ms between strings, downstrokes low→high, upstrokes high→low
                 order = vox if (on % 1 == 0) else vox[::-1]
                 for j, p in enumerate(order):
-                    notes.append(Note(start + 6 * j, length - 6 * j, p, _vel(rng, base - 3 * j)))
+                    notes.append(Note(start + strum * j, length - strum * j, p, _vel(rng, base - 3 * j)))
             else:
                 notes += [Note(start, length, p, _vel(rng, base if role == "piano" else 80)) for p in vox]
         if role == "piano" and style in ("ballad", "block"):
