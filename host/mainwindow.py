@@ -496,6 +496,8 @@ class MainWindow(QMainWindow):
             return
         audio, origin = self._live_pending
         name = self.daw.dialect() or "DAW"
+        if self.capture.path is not None:
+            self.capture_view.reset_view()
         self.capture.set_live(audio, origin, self.daw.transport.timeline,
                               f"live · {name} · {audio.seconds:.0f} s captured", extractor=self.daw.extract)
 
@@ -506,9 +508,12 @@ class MainWindow(QMainWindow):
             self.load_capture_file(path)
 
     def load_capture_file(self, path: str | Path) -> bool:
+        view = self.capture_view.view_range
+        self.capture_view.reset_view()  # a new source opens on its own view (set again below by the selection)
         try:
             self.capture.load_file(path, self.daw.transport.timeline)
         except BacklineError as err:
+            self.capture_view.view_range = view
             self.show_message("error", f"Cannot use this as the capture: {err}")
             return False
         self.show_message("info", f"Loaded {Path(path).name} as the captured mix — drag across bars to select")

@@ -50,8 +50,10 @@ def columns(peaks: np.ndarray, first_block: float, last_block: float, width: int
     idx = np.clip(edges[:-1].astype(int), 0, len(peaks) - 1)
     stop = np.clip(np.maximum(edges[1:].astype(int), idx + 1), 1, len(peaks))
     out = np.maximum.reduceat(peaks, idx) if len(idx) else np.zeros(0)
-    # reduceat runs to the next index; where blocks span more than a column it is exact, else a single block
+    # reduceat runs to the next index (the last one to the end of the data): exact where columns are
+    # adjacent and span several blocks; a single block where zoomed in; the last column on its own
     out = np.where(stop - idx <= 1, peaks[idx], out)
+    out[-1] = peaks[idx[-1]:max(stop[-1], idx[-1] + 1)].max()
     out[(edges[:-1] < 0) | (edges[:-1] >= len(peaks))] = 0.0
     return out.astype(np.float32)
 
@@ -77,6 +79,10 @@ class CaptureView(QWidget):
     selectionChanged = pyqtSignal(int, int)  # first bar, last bar (inclusive)
     fileDropped = pyqtSignal(str)
     RULER = 20
+    #: a capture longer than this many bars opens on its newest AUTO_BARS bars (a 10-minute live history
+    #: would otherwise give each bar a few pixels); Ctrl+wheel zooms, the wheel scrolls
+    FIT_ALL_BARS = 48
+    AUTO_BARS = 32
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -92,7 +98,8 @@ class CaptureView(QWidget):
         self.selection: tuple[int, int] | None = None
         self.playhead: int | None = None
         self._anchor: int | None = None
-        self._hover_bar: int | None = None
+        self.view_range: tuple[float, float] | None = None  # the musician's zoom (DAW samples); None = automatic
+        self.setToolTip("Drag across bars to select them · wheel: scroll · Ctrl+wheel: zoom")
         self.empty_text = ("No audio captured yet\n\nPress play in your DAW, or drop an audio file here "
                            "(File ▸ Load audio as capture, Ctrl+O)")
 
@@ -106,12 +113,31 @@ class CaptureView(QWidget):
         self.timeline = timeline
         self.update()
 
+    def reset_view(self) -> None:
+        """Back to the automatic view (a new capture source)."""
+        self.view_range = None
+        self.update()
+
+    def reveal(self, first: int, last: int) -> None:
+        """Scroll (and zoom out if needed) so bars first..last are on screen."""
+        if self.audio is None or self.timeline is None:
+            return
+        a, b = self.timeline.bar_range_to_samples(first, last)
+        start, stop = self._span()
+        if start <= a and b <= stop:
+            return
+        width = max(stop - start, (b - a) * 1.25)
+        centre = (a + b) / 2
+        self.view_range = (centre - width / 2, centre + width / 2)
+
     def set_selection(self, first: int, last: int, emit: bool = True) -> None:
         first, last = sorted((int(first), int(last)))
         first = max(first, 1)
         last = max(last, first)
         if self.selection != (first, last):
             self.selection = (first, last)
+            if self._anchor is None:  # set from outside (DAW region, bar fields, recall): show it
+                self.reveal(first, last)
             self.update()
             if emit:
                 self.selectionChanged.emit(first, last)
@@ -121,10 +147,43 @@ class CaptureView(QWidget):
         self.update()
 
     # -- geometry -----------------------------------------------------------------------------------------
-    def _span(self) -> tuple[int, int]:
+    def _full(self) -> tuple[int, int]:
         if self.audio is None:
             return self.origin, self.origin + 1
         return self.origin, self.origin + max(self.audio.frames, 1)
+
+    def _span(self) -> tuple[int, int]:
+        """The DAW samples on screen: the musician's zoom, all of a short capture, or the newest bars."""
+        full = self._full()
+        if self.view_range is not None:
+            start, stop = self.view_range
+            width = min(stop - start, full[1] - full[0])
+            start = min(max(start, full[0]), full[1] - width)
+            return int(start), int(start + width)
+        tl = self.timeline
+        if self.audio is None or tl is None or tl.bars_in(full[1]) - tl.bars_in(max(full[0], 0)) <= self.FIT_ALL_BARS:
+            return full
+        first = max(1, math.floor(tl.samples_to_bar(full[1])) - self.AUTO_BARS)
+        return max(full[0], tl.bar_to_samples(first)), full[1]
+
+    def wheelEvent(self, event) -> None:
+        delta = event.angleDelta().y() or event.angleDelta().x()
+        if not delta or self.audio is None or self.timeline is None:
+            return
+        start, stop = self._span()
+        full = self._full()
+        width = stop - start
+        if event.modifiers() & Qt.KeyboardModifier.ControlModifier:
+            anchor = self.x_to_sample(event.position().x())
+            one_bar = self.timeline.bar_to_samples(2)
+            new_width = min(max(width * 0.8 ** (delta / 120), one_bar), full[1] - full[0])
+            new_start = anchor - (anchor - start) * new_width / max(width, 1)
+        else:
+            new_width, new_start = width, start - width * 0.1 * delta / 120
+        new_start = min(max(new_start, full[0]), full[1] - new_width)
+        self.view_range = (new_start, new_start + new_width)
+        self.update()
+        event.accept()
 
     def _wave_rect(self) -> QRectF:
         return QRectF(8, self.RULER + 4, self.width() - 16, self.height() - self.RULER - 12)
@@ -191,8 +250,8 @@ class CaptureView(QWidget):
                 p.setPen(QColor(theme.TEXT_DIM))
                 p.drawText(QRectF(x + 3, 2, 40, self.RULER - 4), Qt.AlignmentFlag.AlignVCenter, str(bar))
         # waveform
-        first_block = (0) / PEAK_BLOCK
-        last_block = (stop - start) / PEAK_BLOCK
+        first_block = (start - self.origin) / PEAK_BLOCK
+        last_block = (stop - self.origin) / PEAK_BLOCK
         cols = columns(self.peaks, first_block, last_block, int(rect.width()))
         p.setClipRect(rect)
         paint_wave(p, rect, cols, QColor(theme.WAVE))

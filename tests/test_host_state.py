@@ -96,3 +96,38 @@ def test_regenerate_recall_shortcuts_and_switching_session(qtbot, make_window, c
     window.apply_settings(HostSettings(**{**new.__dict__, "engine_config": "shipped"}))
     assert window.jobs.worker.config == "shipped"
     qtbot.waitUntil(lambda: window.panels["sine"].ready, timeout=WAIT_MS)
+
+
+def wheel(view, notches: int, ctrl: bool) -> None:
+    from PyQt6.QtCore import QPoint, QPointF
+    from PyQt6.QtGui import QWheelEvent
+    from PyQt6.QtWidgets import QApplication
+
+    pos = QPointF(view.width() / 2, view.height() / 2)
+    event = QWheelEvent(pos, view.mapToGlobal(pos), QPoint(0, 0), QPoint(0, 120 * notches), Qt.MouseButton.NoButton,
+                        Qt.KeyboardModifier.ControlModifier if ctrl else Qt.KeyboardModifier.NoModifier,
+                        Qt.ScrollPhase.NoScrollPhase, False)
+    QApplication.sendEvent(view, event)
+
+
+def test_long_captures_zoom_scroll_and_show_the_selection(qtbot, make_window, tmp_path):
+    from test_host import synthetic_mix
+
+    window: MainWindow = make_window()
+    window.load_capture_file(synthetic_mix(tmp_path / "long.wav", bars=64, sr=8000))
+    view = window.capture_view
+    assert window.capture.last_bar() == 64 and window.selection() == (1, 8)
+    first, last = view.bars_visible()
+    assert first == 1 and last < 64  # a long capture does not squeeze 64 bars into the window
+    for _ in range(12):
+        wheel(view, -1, ctrl=True)  # zoom all the way out
+    assert view.bars_visible() == (1, 64)
+    wheel(view, 3, ctrl=True)  # zoom in around the middle
+    first, last = view.bars_visible()
+    assert 1 < first < 32 < last < 64
+    wheel(view, -2, ctrl=False)  # scroll later in time
+    assert view.bars_visible()[0] > first
+    window.last_bar.setValue(62)  # bars typed in (or sent by the DAW) scroll into view
+    window.first_bar.setValue(60)
+    first, last = view.bars_visible()
+    assert window.selection() == (60, 62) and first <= 60 and last >= 62
