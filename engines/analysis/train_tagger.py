@@ -4,7 +4,8 @@
    `--base simclr` with SimCLR weights).
 2. λ grid (paper: λ ∈ {0.70 … 0.90}, pick the lowest *validation fine-level* loss): for every joint head the
    grid is searched with the base frozen (heads only, on cached embeddings: seconds per point), because
-   five full joint trainings per head do not fit a shared 2-core CPU. Documented deviation.
+   five full joint trainings per head do not fit a shared 2-core CPU. Documented deviation. The chosen
+   head's frozen-base fit also warm-starts step 3 (a short joint schedule then refines base and head).
 3. Joint training: each head is trained together with the whole base network at its chosen λ (AdamW, weight
    decay 1e-4, linear warm-up then cosine, light SpecAugment: one time mask, one log-mel and one CQT
    channel mask), masked BCE. The flat baseline trains on fine labels only and gets GMP at inference.
@@ -115,12 +116,14 @@ def labels(crops) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tenso
     return y, m, coarse_from_fine(y), coarse_mask_from_fine(y, m)
 
 
-def lambda_grid(z_tr, z_va, tr_lab, va_lab, head: str, seed: int) -> tuple[float, dict]:
-    """Heads only on frozen embeddings; λ with the lowest validation fine BCE (paper §4.2)."""
+def lambda_grid(z_tr, z_va, tr_lab, va_lab, head: str, seed: int, grid=None) -> tuple[float, dict, dict]:
+    """Heads only on frozen embeddings; λ with the lowest validation fine BCE (paper §4.2).
+
+    Returns (λ, {λ: val fine BCE}, the chosen head's state dict); the state warm-starts joint training."""
     from backline.engines.analysis.tagger import LAMBDA_GRID, TaggerHead, hierarchical_loss, masked_bce
 
-    losses = {}
-    for lam in LAMBDA_GRID:
+    losses, states = {}, {}
+    for lam in grid or LAMBDA_GRID:
         torch.manual_seed(seed)
         h = TaggerHead(head, z_tr.shape[1])
         opt = torch.optim.AdamW(h.parameters(), lr=3e-3, weight_decay=1e-4)
@@ -132,8 +135,9 @@ def lambda_grid(z_tr, z_va, tr_lab, va_lab, head: str, seed: int) -> tuple[float
             opt.step()
         with torch.no_grad():
             losses[lam] = float(masked_bce(h(z_va).fine, va_lab[0], va_lab[1]))
+        states[lam] = h.state_dict()
     best = min(losses, key=losses.get)
-    return best, losses
+    return best, losses, states[best]
 
 
 def _warm_cosine(step: int, total: int) -> float:
@@ -193,12 +197,16 @@ def run(args: argparse.Namespace) -> int:
 
     for head in heads:
         if head == "flat":
-            lam, grid = 1.0, {}
+            lam, grid, state = lambda_grid(z_tr, z_va, tr_lab, va_lab, head, args.seed, grid=(1.0,))
+            grid = {}
         elif args.lam is not None:
-            lam, grid = args.lam, {}
+            lam, grid, state = lambda_grid(z_tr, z_va, tr_lab, va_lab, head, args.seed, grid=(args.lam,))
+            grid = {}
         else:
-            lam, grid = lambda_grid(z_tr, z_va, tr_lab, va_lab, head, args.seed)
-        model = ctx.wrap(make(head, lam))
+            lam, grid, state = lambda_grid(z_tr, z_va, tr_lab, va_lab, head, args.seed)
+        tagger = make(head, lam)
+        tagger.head.load_state_dict(state)  # warm start from the frozen-base fit, then train jointly
+        model = ctx.wrap(tagger)
         inner = getattr(model, "module", model)
         opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _warm_cosine(s, args.steps))
