@@ -24,7 +24,7 @@ setup(
     packages=packages,
     package_dir=package_dir,
     package_data={
-        "backline.presets": ["**/*.toml", "**/*.flac", "**/*.wav", "**/*.safetensors", "**/*.json", "**/*.mid"],
+        "backline.presets": ["**/*.toml", "**/*.flac", "**/*.wav", "**/*.safetensors", "**/*.json", "**/*.mid", "**/*.yaml"],
         "backline.engines": ["**/*.safetensors", "**/*.json", "**/*.mid", "**/*.toml"],
     },
 )

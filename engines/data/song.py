@@ -251,8 +251,9 @@ def _chords(rng: np.random.Generator, sections: list[Section], key_pc: int, mode
                 root, quality = (key_pc + scale[degree]) % 12, DIATONIC[mode][degree]
             if quality == "maj" and (root - key_pc) % 12 == 7 and rng.random() < 0.4:
                 quality = "7"
-            if sevenths:
-                quality = SEVENTHS.get(quality, quality)
+            if sevenths:  # jazz colours: the dominant (major chord on the 5th) gets a b7, others their 7th
+                dominant = quality == "maj" and (root - key_pc) % 12 == 7
+                quality = "7" if dominant else SEVENTHS.get(quality, quality)
             chords.append(Chord(sec.start_bar + k, root, quality))
     return chords
 
