@@ -1,5 +1,8 @@
 """Corpus → training data for the listening models, with a feature cache so the shared CPU decodes once.
 
+Tracks and stems are listed with the project's Slakh reader (`backline.engines.data.slakh`), so the rendered
+corpus and the real Slakh2100 (stems without audio, no extras.json) are read the same way.
+
 Stage 1, `cache_waves`: every track of a Slakh-layout corpus is decoded once, stems resampled to 16 kHz mono
 (the project's one resampler, through `read_audio`) and stored as float16 `.npy` with a small JSON (fine tag
 and role per stem), plus the full mix's 96-bin SimCLR log-mel (for SimCLR pretraining, 100 frames/s).
@@ -21,11 +24,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
 from backline.engines.analysis.features import FEATURE_SR, MusiCoderFeatures, SimCLRLogMel
 from backline.engines.analysis.tagger import FINE_TAGS, fine_index
-from backline.engines.audio import read_audio
+from backline.engines.data import slakh
 from backline.engines.errors import DatasetError
 
 CROP_SECONDS = 5.0
@@ -41,35 +43,10 @@ class StemInfo:
     is_drum: bool
 
 
-def list_tracks(root: str | Path) -> list[Path]:
-    """Complete track folders (metadata.yaml + stems/) under a Slakh-layout split, sorted."""
-    root = Path(root)
-    if not root.is_dir():
-        raise DatasetError("corpus folder not found", path=root, fix="render it with `backline data synth` or point to Slakh2100")
-    tracks = sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("Track") and (p / "metadata.yaml").is_file())
-    if not tracks:
-        raise DatasetError("holds no TrackNNNNN folders with metadata.yaml", path=root)
-    return tracks
-
-
-def track_stems(track: Path) -> list[StemInfo]:
-    """Stems with audio, their GM-derived fine tag and (when extras.json names it) their role."""
-    try:
-        meta = yaml.safe_load((track / "metadata.yaml").read_text())
-        stems = meta["stems"]
-    except (OSError, yaml.YAMLError, KeyError, TypeError) as err:
-        raise DatasetError(f"metadata.yaml cannot be read ({err})", path=track) from err
-    roles = {}
-    if (track / "extras.json").is_file():
-        roles = json.loads((track / "extras.json").read_text()).get("roles", {})
-    out = []
-    for sid, s in sorted(stems.items()):
-        if not (track / "stems" / f"{sid}.flac").is_file():
-            continue
-        is_drum = bool(s.get("is_drum", False))
-        prog = int(s.get("program_num", 0))
-        out.append(StemInfo(sid, fine_index(prog, is_drum), roles.get(sid, "drums" if is_drum else ""), prog, is_drum))
-    return out
+def track_stems(track: slakh.Track) -> list[StemInfo]:
+    """Stems with audio, their GM-derived fine tag and their role (from the project's Slakh reader)."""
+    return [StemInfo(s.id, fine_index(s.program_num, s.is_drum), s.role, s.program_num, s.is_drum)
+            for s in track.audio_stems()]
 
 
 def cache_waves(root: str | Path, out: str | Path, *, limit: int | None = None, progress=None) -> list[Path]:
@@ -78,12 +55,12 @@ def cache_waves(root: str | Path, out: str | Path, *, limit: int | None = None, 
     out.mkdir(parents=True, exist_ok=True)
     logmel = SimCLRLogMel()
     done = []
-    tracks = list_tracks(root)[:limit]
+    tracks = slakh.list_tracks(root)[:limit]
     for i, track in enumerate(tracks):
         npy, js, mel = out / f"{track.name}.npy", out / f"{track.name}.json", out / f"{track.name}.mel.npy"
         if not (npy.exists() and js.exists() and mel.exists()):
             stems = track_stems(track)
-            waves = [read_audio(track / "stems" / f"{s.sid}.flac", sample_rate=FEATURE_SR, channels=1).samples[0] for s in stems]
+            waves = [track.stem_audio(s.sid, sample_rate=FEATURE_SR, channels=1).samples[0] for s in stems]
             n = min(len(w) for w in waves)
             arr = np.stack([w[:n] for w in waves]).astype(np.float16)
             mix = torch.from_numpy(arr.astype(np.float32).sum(0))
