@@ -30,6 +30,8 @@ class CaptureModel(QObject):
         self.path: Path | None = None
         self.tempo_from_file = False
         self.extractor = None  # live capture: (start, stop) -> bridge Extract, exact and with gaps
+        self.span: tuple[int, int] | None = None  # live: all DAW samples the capture holds (the display may show less)
+        self.peaks = None  # waveform peaks of `audio`, when computed off the UI thread
         self.last_coverage = 1.0
 
     @property
@@ -38,19 +40,32 @@ class CaptureModel(QObject):
 
     def load_file(self, path: str | Path, fallback: Timeline) -> None:
         """Use an audio file as the capture (raises AudioFileError with the file's name if it cannot)."""
+        self.apply_file(*self.read_file(path, fallback))
+
+    @classmethod
+    def read_file(cls, path: str | Path, fallback: Timeline) -> tuple:
+        """The slow half of `load_file` (decode + peaks); safe to run on a worker thread."""
+        from backline.host.widgets import peak_summary
+
         path = Path(path)
         audio = read_audio(path)
-        timeline, from_file = self._timeline_beside(path, audio.sample_rate, fallback)
-        self.audio, self.origin, self.timeline = audio, 0, timeline
+        timeline, from_file = cls._timeline_beside(path, audio.sample_rate, fallback)
+        return path, audio, timeline, from_file, peak_summary(audio)
+
+    def apply_file(self, path: Path, audio: Audio, timeline: Timeline, from_file: bool, peaks) -> None:
+        self.audio, self.origin, self.timeline, self.peaks, self.span = audio, 0, timeline, peaks, None
         self.path, self.tempo_from_file, self.extractor = path, from_file, None
         rate = f"{audio.sample_rate / 1000:g} kHz"
         self.source = f"{path.name} · {audio.seconds:.1f} s · {rate}" + (" · tempo from extras.json" if from_file else "")
         self.changed.emit()
 
-    def set_live(self, audio: Audio, origin: int, timeline: Timeline, source: str, extractor=None) -> None:
-        """The loopback capture's span (DAW samples from `origin`); `extractor` reads exact bars from it."""
+    def set_live(self, audio: Audio, origin: int, timeline: Timeline, source: str, extractor=None,
+                 span: tuple[int, int] | None = None, peaks=None) -> None:
+        """The loopback capture: `audio` (shown, from DAW sample `origin`) is the newest part of `span`, all
+        of which `extractor` can read exactly."""
         self.audio, self.origin, self.timeline, self.source = audio, int(origin), timeline, source
         self.path, self.tempo_from_file, self.extractor = None, False, extractor
+        self.span, self.peaks = span, peaks
         self.changed.emit()
 
     @property
@@ -76,18 +91,23 @@ class CaptureModel(QObject):
                 pass
         return Timeline.constant(fallback.bpm, sample_rate, fallback.numerator, fallback.denominator), False
 
+    def _extent(self) -> tuple[int, int]:
+        if self.span is not None:
+            return self.span
+        return self.origin, self.origin + (self.audio.frames if self.audio is not None else 0)
+
     def last_bar(self) -> int:
         """The last whole bar inside the capture."""
         if self.empty or self.timeline is None:
             return 0
-        return max(0, int(self.timeline.samples_to_bar(self.origin + self.audio.frames) + 1e-6) - 1)
+        return max(0, int(self.timeline.samples_to_bar(self._extent()[1]) + 1e-6) - 1)
 
     def first_bar(self) -> int:
         if self.timeline is None:
             return 1
         import math
 
-        return max(1, math.ceil(self.timeline.samples_to_bar(max(self.origin, 0)) - 1e-6))
+        return max(1, math.ceil(self.timeline.samples_to_bar(max(self._extent()[0], 0)) - 1e-6))
 
     def region(self, first: int, last: int) -> tuple[int, int, Audio]:
         """DAW samples [start, stop) of bars first..last and the captured audio there."""

@@ -9,6 +9,7 @@ on the OSC hot path.
 from __future__ import annotations
 
 import math
+import threading
 import time
 
 from PyQt6.QtCore import QObject, QTimer, pyqtSignal
@@ -17,6 +18,7 @@ from backline.bridge.transport import Event, Transport, TransportSnapshot
 from backline.engines.errors import BacklineError
 
 SNAPSHOT_SECONDS = 2.0
+DISPLAY_SECONDS = 240.0
 
 DIALECT_NAMES = {"reaper": "REAPER", "ableton": "Ableton Live", "ardour": "Ardour", "bitwig": "Bitwig",
                  "backline": "Backline script", "jack": "JACK", "none": "", "osc": "OSC"}
@@ -31,7 +33,7 @@ class DawLink(QObject):
     reconnected = pyqtSignal()
     failed = pyqtSignal(str)
     level = pyqtSignal(float)  # input peak (linear), ~10 Hz
-    captured = pyqtSignal(object, int)  # Audio of the captured span, DAW sample of its first frame
+    captured = pyqtSignal(object, int, object, object)  # Audio, DAW sample of its first frame, peaks, span
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -40,6 +42,7 @@ class DawLink(QObject):
         self.capture = None  # LoopbackCapture (or anything with .ring and .extract)
         self._snapshot_written = -1
         self._snapshot_time = 0.0
+        self._snapshot_thread: threading.Thread | None = None
         self.connected = False  # the DAW has spoken and not gone silent since
         self._unsubscribe: list = []
         self._timer = QTimer(self)
@@ -130,11 +133,26 @@ class DawLink(QObject):
         now = time.monotonic()
         if ring.written == self._snapshot_written or now - self._snapshot_time < SNAPSHOT_SECONDS:
             return
+        if self._snapshot_thread is not None and self._snapshot_thread.is_alive():
+            return
         span = self.captured_span()
         if span is None or span[1] <= span[0]:
             return
         self._snapshot_written, self._snapshot_time = ring.written, now
-        self.captured.emit(self.capture.extract(*span).audio, span[0])
+        self._snapshot_thread = threading.Thread(target=self._snapshot, args=(self.capture, span), daemon=True,
+                                                 name="backline-capture-snapshot")
+        self._snapshot_thread.start()
+
+    def _snapshot(self, capture, span: tuple[int, int]) -> None:
+        """Background: copy the newest part of the span and its peaks; the signal hands them to the UI."""
+        from backline.host.widgets import peak_summary
+
+        try:
+            start = max(span[0], span[1] - int(DISPLAY_SECONDS * capture.ring.daw_rate))
+            audio = capture.extract(start, span[1]).audio
+            self.captured.emit(audio, start, peak_summary(audio), span)
+        except Exception as err:  # a display copy is not worth a crash; the next one will try again
+            self.failed.emit(f"capture display skipped: {err}")
 
     def close(self) -> None:
         self.stop()

@@ -8,6 +8,7 @@ paints, so it never freezes.
 from __future__ import annotations
 
 import random
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,6 +86,7 @@ def _label(text: str, name: str = "") -> QLabel:
 class MainWindow(QMainWindow):
     takeAdded = pyqtSignal(object)  # TakeRecord
     jobProgress = pyqtSignal(str, float)
+    fileLoaded = pyqtSignal(int, object)  # load ticket, (path, audio, timeline, from_file, peaks) | BacklineError
 
     def __init__(self, settings: HostSettings, *, settings_path: Path | None = None, engine_config: str | None = None,
                  engine_device: str | None = None, connect_daw: bool = True,
@@ -381,7 +383,8 @@ class MainWindow(QMainWindow):
     def _wire(self) -> None:
         self.capture.changed.connect(self._capture_changed)
         self.capture_view.selectionChanged.connect(self._selection_from_view)
-        self.capture_view.fileDropped.connect(self.load_capture_file)
+        self.capture_view.fileDropped.connect(self.load_capture_file_async)
+        self.fileLoaded.connect(self._file_loaded)
         self.first_bar.valueChanged.connect(self._selection_from_spins)
         self.last_bar.valueChanged.connect(self._selection_from_spins)
         self.bpm.editingFinished.connect(self._bpm_edited)
@@ -481,9 +484,9 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------------------------------------------
     # capture and selection
     # ------------------------------------------------------------------------------------------------------
-    def _live_captured(self, audio, origin: int) -> None:
+    def _live_captured(self, audio, origin: int, peaks=None, span=None) -> None:
         """A fresh copy of what the loopback capture holds; shown unless the musician pinned a file."""
-        self._live_pending = (audio, origin)
+        self._live_pending = (audio, origin, peaks, span)
         if self.capture.path is not None:
             self.statusBar().showMessage("Live capture is recording — File ▸ Use the live capture (Ctrl+L)", 5000)
             return
@@ -494,18 +497,47 @@ class MainWindow(QMainWindow):
             self.show_message("warning", "Nothing has been captured from the DAW yet: check the capture input in "
                                          "Settings ▸ Audio and press play in the DAW.")
             return
-        audio, origin = self._live_pending
+        audio, origin, peaks, span = self._live_pending
         name = self.daw.dialect() or "DAW"
         if self.capture.path is not None:
             self.capture_view.reset_view()
-        self.capture.set_live(audio, origin, self.daw.transport.timeline,
-                              f"live · {name} · {audio.seconds:.0f} s captured", extractor=self.daw.extract)
+        held = (span[1] - span[0]) / self.daw.transport.sample_rate if span else audio.seconds
+        self.capture.set_live(audio, origin, self.daw.transport.timeline, f"live · {name} · {held:.0f} s captured",
+                              extractor=self.daw.extract, span=span, peaks=peaks)
 
     def choose_capture_file(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Load audio as capture", str(Path.home()),
                                               "Audio (*.wav *.flac *.ogg *.mp3 *.aif *.aiff);;All files (*)")
         if path:
-            self.load_capture_file(path)
+            self.load_capture_file_async(path)
+
+    def load_capture_file_async(self, path: str | Path) -> None:
+        """Decode on a worker thread (a long recording takes seconds); the window stays live meanwhile."""
+        path = Path(path)
+        self.capture_source.setText(f"loading {path.name}…")
+        self._file_loads = getattr(self, "_file_loads", 0) + 1
+        ticket = self._file_loads
+        fallback = self.daw.transport.timeline
+
+        def work() -> None:
+            try:
+                result = CaptureModel.read_file(path, fallback)
+            except BacklineError as err:
+                result = err
+            self.fileLoaded.emit(ticket, result)
+
+        threading.Thread(target=work, name="backline-load-capture", daemon=True).start()
+
+    def _file_loaded(self, ticket: int, result) -> None:
+        if ticket != self._file_loads:  # a newer load was asked for meanwhile
+            return
+        if isinstance(result, BacklineError):
+            self.capture_source.setText(self.capture.source or "nothing captured yet")
+            self.show_message("error", f"Cannot use this as the capture: {result}")
+            return
+        self.capture_view.reset_view()
+        self.capture.apply_file(*result)
+        self.show_message("info", f"Loaded {result[0].name} as the captured mix — drag across bars to select")
 
     def load_capture_file(self, path: str | Path) -> bool:
         view = self.capture_view.view_range
@@ -521,7 +553,7 @@ class MainWindow(QMainWindow):
 
     def _capture_changed(self) -> None:
         cap = self.capture
-        self.capture_view.set_capture(cap.audio, cap.origin, cap.timeline)
+        self.capture_view.set_capture(cap.audio, cap.origin, cap.timeline, cap.peaks)
         self.capture_source.setText(cap.source or "nothing captured yet")
         if cap.timeline is not None:
             self.bpm.blockSignals(True)
@@ -825,7 +857,12 @@ class MainWindow(QMainWindow):
                 if self.capture.empty:
                     raise BacklineError("there is no captured mix to play against",
                                         fix="load or capture the mix first, or use Play")
-                audio = mix_against(audio, take.start_sample, self.capture.audio, self.capture.origin)
+                if self.capture.live:  # read exactly the take's bars from the capture, not the display copy
+                    stop = take.start_sample + round(audio.frames * take.sample_rate / audio.sample_rate)
+                    under = self.capture.extractor(take.start_sample, stop).audio
+                    audio = mix_against(audio, take.start_sample, under, take.start_sample)
+                else:
+                    audio = mix_against(audio, take.start_sample, self.capture.audio, self.capture.origin)
             self.player.play(audio, take_id)
         except BacklineError as err:
             self.show_message("error", str(err))

@@ -14,12 +14,16 @@ from backline.engines.errors import DeviceError
 
 
 def mix_against(take: Audio, take_start: int, mix: Audio | None, mix_start: int, mix_gain: float = 0.7) -> Audio:
-    """The take over the captured mix, aligned by DAW sample position (`*_start` = position of frame 0)."""
+    """The take over the captured mix, aligned by position: `*_start` are the positions of frame 0 in samples
+    at the mix's rate (the capture's timeline). Only the part under the take is resampled, if rates differ."""
     if mix is None:
         return take
-    if mix.sample_rate != take.sample_rate:
-        mix = mix.resampled(take.sample_rate)
-    under = mix.slice(take_start - mix_start, take_start - mix_start + take.frames).with_channels(2)
+    offset = take_start - mix_start
+    length = round(take.frames * mix.sample_rate / take.sample_rate)
+    under = mix.slice(offset, offset + length)
+    if under.sample_rate != take.sample_rate:
+        under = under.resampled(take.sample_rate)
+    under = under.slice(0, take.frames).with_channels(2)
     over = take.with_channels(2)
     out = over.samples + mix_gain * under.samples
     peak = float(np.abs(out).max()) if out.size else 0.0

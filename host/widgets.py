@@ -104,9 +104,13 @@ class CaptureView(QWidget):
                            "(File ▸ Load audio as capture, Ctrl+O)")
 
     # -- data ---------------------------------------------------------------------------------------------
-    def set_capture(self, audio: Audio | None, origin: int, timeline: Timeline | None) -> None:
+    def set_capture(self, audio: Audio | None, origin: int, timeline: Timeline | None,
+                    peaks: np.ndarray | None = None) -> None:
+        """Show `audio` from DAW sample `origin`; pass `peaks` when they were computed off the UI thread."""
         self.audio, self.origin, self.timeline = audio, int(origin), timeline
-        self.peaks = peak_summary(audio) if audio is not None else np.zeros(0, np.float32)
+        if peaks is None:
+            peaks = peak_summary(audio) if audio is not None else np.zeros(0, np.float32)
+        self.peaks = peaks
         self.update()
 
     def set_timeline(self, timeline: Timeline) -> None:

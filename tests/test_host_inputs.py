@@ -61,13 +61,16 @@ def test_dropping_files_that_are_not_audio(qtbot, make_window, capture_file, tmp
     drop(well, fake)
     assert "song.wav" in window.message_bar.text() and "cannot be decoded" in window.message_bar.text()
     assert well.path is None
-    drop(window.capture_view, notes)  # the capture refuses it too, and keeps what it had
-    assert "Cannot use this as the capture" in window.message_bar.text() and window.capture.empty
+    drop(window.capture_view, notes)  # the capture refuses it too (decoded off the UI thread), keeps what it had
+    qtbot.waitUntil(lambda: "Cannot use this as the capture" in window.message_bar.text(), timeout=30_000)
+    assert window.capture.empty and "notes.txt" in window.message_bar.text()
     # a real recording is taken, and travels with the take
     reference = write_audio(tmp_path / "ref.flac", Audio(np.full((2, 4410), 0.1, np.float32), 44100))
     drop(well, reference)
     assert well.path == reference
-    window.load_capture_file(capture_file)
+    drop(window.capture_view, capture_file)  # a real recording dropped on the capture becomes the capture
+    qtbot.waitUntil(lambda: not window.capture.empty, timeout=30_000)
+    assert window.capture.path == capture_file and window.capture_view.peaks.size
     window.select_bars(1, 1)
     record = generate_take(qtbot, window)
     assert record.status == "ok" and record.reference == str(reference)
@@ -201,8 +204,11 @@ def test_daw_over_osc_status_region_generate_and_disconnect(qtbot, make_window, 
     assert window.tabs.currentWidget() is window.panels["sine"]
 
 
-def test_live_loopback_capture_feeds_the_waveform_and_the_engines(qtbot, make_window):
+def test_live_loopback_capture_feeds_the_waveform_and_the_engines(qtbot, make_window, monkeypatch):
     """A real `LoopbackCapture` ring, fed block by block as PortAudio would (no sound card here)."""
+    import backline.host.daw as daw_module
+
+    monkeypatch.setattr(daw_module, "DISPLAY_SECONDS", 3.0)  # the waveform shows the newest 3 s of 6
     window = make_window()
     wait_ready(qtbot, window, "sine")
     transport = window.daw.transport
@@ -216,13 +222,18 @@ def test_live_loopback_capture_feeds_the_waveform_and_the_engines(qtbot, make_wi
         capture.ring.write(np.stack([x, x], 1).astype(np.float32), k * block, True, t0 + k * block / sr)
     window.daw.attach_capture(capture)
     qtbot.waitUntil(lambda: window.capture.live, timeout=30_000)
-    assert window.capture.origin == 0 and window.capture.last_bar() == 3
+    span = window.capture.span
+    assert span[0] == 0 and span[1] >= frames  # the whole pass (rounded up to whole blocks)
+    assert window.capture.origin == span[1] - 3 * sr and window.capture.audio.frames == 3 * sr  # display copy
+    assert (window.capture.first_bar(), window.capture.last_bar()) == (1, 3)  # all the ring holds
     assert "live" in window.capture_source.text()
     qtbot.waitUntil(lambda: window.meter.level_db > -20, timeout=30_000)  # the level meter reads the ring
-    window.select_bars(2, 3)
+    window.select_bars(1, 2)  # bar 1 is older than the display copy: read from the ring itself
     record = generate_take(qtbot, window)
     assert record.status == "ok" and window.capture.last_coverage == pytest.approx(1.0)
-    assert record.region_start == bar and record.sample_rate == sr
+    assert record.region_start == 0 and record.sample_rate == sr
+    window.play_take(record.id, with_mix=True)  # the mix under the take is read from the ring; no sound card
+    assert "no audio output device" in window.message_bar.text()
     # bars the DAW never played are refused with the captured range named, not generated from silence
     window.capture_view.set_selection(3, 5)
     assert window.generate() is None and "outside the captured audio (bars 1–3)" in window.message_bar.text()

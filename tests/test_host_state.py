@@ -131,3 +131,19 @@ def test_long_captures_zoom_scroll_and_show_the_selection(qtbot, make_window, tm
     window.first_bar.setValue(60)
     first, last = view.bars_visible()
     assert window.selection() == (60, 62) and first <= 60 and last >= 62
+
+
+def test_mix_against_aligns_by_position_across_sample_rates():
+    import numpy as np
+
+    from backline.engines.audio import Audio
+    from backline.host.player import mix_against
+
+    mix = np.zeros((2, 48000), np.float32)
+    mix[:, 24000] = 1.0  # a click at 0.5 s of a 48 kHz capture
+    take = Audio(np.zeros((1, 22050), np.float32), 44100)  # 0.5 s of silence at 44.1 kHz, placed at 0.5 s
+    out = mix_against(take, 24000, Audio(mix, 48000), 0)
+    assert out.sample_rate == 44100 and out.frames == 22050 and out.channels == 2
+    assert int(np.argmax(np.abs(out.samples[0]))) <= 2  # the click lands at the take's first frame
+    early = mix_against(take, 12000, Audio(mix, 48000), 0)  # placed at 0.25 s: the click is 0.25 s in
+    assert abs(int(np.argmax(np.abs(early.samples[0]))) - 11025) <= 2
