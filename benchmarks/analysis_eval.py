@@ -108,10 +108,10 @@ def embeddings(encoder, x: torch.Tensor, kind: str) -> torch.Tensor:
 def matching_top1(args, n: int = 25, seconds: float = 6.0) -> dict:
     from backline.engines.analysis import dataset
     from backline.engines.analysis.api import Analyzer
-    from backline.engines.analysis.common import waves_path
+    from backline.engines.analysis.common import load_waves
     from backline.engines.audio import Audio
 
-    tracks = dataset.load_wave_cache(waves_path(args, "test"))
+    tracks = load_waves(args, "test")
     an = Analyzer("shipped", weights_dir=args.weights_dir)
     rng = np.random.default_rng(0)
     out = {}
@@ -144,13 +144,12 @@ def matching_top1(args, n: int = 25, seconds: float = 6.0) -> dict:
 
 
 def timing(args) -> dict:
-    from backline.engines.analysis import dataset
     from backline.engines.analysis.api import Analyzer
-    from backline.engines.analysis.common import waves_path
+    from backline.engines.analysis.common import load_waves
     from backline.engines.audio import Audio, resample
 
     parts, total = [], 0
-    for tr in dataset.load_wave_cache(waves_path(args, "test")):  # songs back to back until 30 s
+    for tr in load_waves(args, "test"):  # songs back to back until 30 s
         parts.append(np.asarray(tr.waves, np.float32).sum(0)[: 30 * 16000 - total])
         total += len(parts[-1])
         if total >= 30 * 16000:
@@ -171,12 +170,12 @@ def timing(args) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from backline.engines.analysis import dataset
-    from backline.engines.analysis.common import DEFAULT_CACHE, DEFAULT_CORPUS, crops_path, ensure_cache
+    from backline.engines.analysis.common import DEFAULT_CACHE, DEFAULT_CORPUS, ensure_cache, load_crops
     from backline.engines.analysis.tagger import HEADS
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
+    p.add_argument("--corpus", nargs="+", default=[str(DEFAULT_CORPUS)], metavar="ROOT[:N]",
+                   help="corpus root(s); ':N' = the first N training songs (for the probes), as in training")
     p.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     p.add_argument("--runs", type=Path, default=Path("runs/analysis"))
     p.add_argument("--limit-tracks", type=int, default=None, help="train songs the probes use (as in training)")
@@ -187,9 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     skip = set(filter(None, args.skip.split(",")))
     print(f"hardware: {hardware()}")
-    test_args = argparse.Namespace(**{**vars(args), "limit_tracks": None})  # --limit-tracks is for train only
-    ensure_cache(test_args, "test", quiet=True)
-    test = dataset.load_crops(crops_path(test_args, "test"))
+    ensure_cache(args, "test", quiet=True)  # limits apply to the training split only
+    test = load_crops(args, "test")
     n_tracks = len(torch.unique(test.track))
     print(f"held-out data: {len(test)} five-second crops (random stem subsets) from {n_tracks} test songs of {args.corpus}")
 
@@ -219,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         from backline.engines.analysis.train_tagger import load_base
 
         ensure_cache(args, "train", quiet=True)
-        train = dataset.load_crops(crops_path(args, "train"))
+        train = load_crops(args, "train")
         y_tr, m_tr, y_te, m_te = train.y.float(), train.mask.float(), test.y.float(), test.mask.float()
         print("\nLinear probe on frozen clip embeddings (fine tags; coarse = GMP of the probe), test split")
         print(f"{'embedding':<40}{'dim':>5} | {'fine ROC':>8} {'PR':>6} | {'coarse ROC':>10} {'PR':>6}")

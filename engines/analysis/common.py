@@ -19,10 +19,11 @@ CROPS_PER_TRACK = {"train": 40, "test": 12}
 
 
 def add_data_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS,
-                        help="Slakh-layout corpus root holding train/ and test/ (default: %(default)s)")
+    parser.add_argument("--corpus", nargs="+", default=[str(DEFAULT_CORPUS)], metavar="ROOT[:N]",
+                        help="Slakh-layout corpus root(s) holding train/ and test/, optionally ':N' to use the first "
+                             "N training songs of that root (default: %(default)s)")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="feature cache folder (default: %(default)s)")
-    parser.add_argument("--limit-tracks", type=int, default=None, help="use only the first N tracks per split")
+    parser.add_argument("--limit-tracks", type=int, default=None, help="default N for roots given without ':N'")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: shared machine)")
 
 
@@ -30,33 +31,66 @@ def setup_threads(n: int) -> None:
     torch.set_num_threads(max(1, n))
 
 
-def ensure_cache(args: argparse.Namespace, split: str, *, crops: bool = True, quiet: bool = False) -> Path:
-    """Decode `corpus/split` once to the wave cache and build its crop cache; returns the split's cache folder."""
+def corpora(args: argparse.Namespace) -> list[tuple[Path, int | None, Path]]:
+    """(root, training-song limit, cache folder) per `--corpus` entry; the cache is `cache/<root name>/`."""
+    entries = args.corpus if isinstance(args.corpus, (list, tuple)) else [args.corpus]
+    out = []
+    for entry in entries:
+        text = str(entry)
+        root, limit = text, args.limit_tracks
+        if ":" in text and text.rsplit(":", 1)[1].isdigit():
+            root, n = text.rsplit(":", 1)
+            limit = int(n)
+        root_path = Path(root)
+        out.append((root_path, limit, Path(args.cache) / root_path.resolve().name))
+    return out
+
+
+def ensure_cache(args: argparse.Namespace, split: str, *, crops: bool = True, quiet: bool = False) -> list[Path]:
+    """Decode `root/split` of every corpus once to the wave cache and build its crop cache (limits apply to
+    the training split only). Returns the per-corpus cache folders of the split."""
     from tqdm import tqdm
 
-    root = Path(args.corpus) / split
-    if not root.is_dir():
-        raise DatasetError(f"corpus split '{split}' not found", path=root,
-                           fix="render the corpus (backline data synth) or pass --corpus")
-    folder = Path(args.cache) / split
-    waves = folder / "waves"
-    bar = tqdm(desc=f"decode {split}", total=100, disable=quiet, leave=False)
-    dataset.cache_waves(root, waves, limit=args.limit_tracks,
-                        progress=lambda f, name: (bar.update(int(f * 100) - bar.n), bar.set_postfix_str(name)))
-    bar.close()
-    crops_path = folder / f"crops_{args.limit_tracks or 'all'}.npz"
-    if crops and not crops_path.exists():
-        tracks = dataset.load_wave_cache(waves)[: args.limit_tracks]
-        bar = tqdm(desc=f"crops {split}", total=100, disable=quiet, leave=False)
-        dataset.build_crops(tracks, CROPS_PER_TRACK[split], seed=1 if split == "train" else 2, out=crops_path,
-                            progress=lambda f, name: bar.update(int(f * 100) - bar.n))
+    folders = []
+    for root, limit, cache in corpora(args):
+        limit = limit if split == "train" else None
+        split_root = root / split
+        if not split_root.is_dir():
+            raise DatasetError(f"corpus split '{split}' not found", path=split_root,
+                               fix="render the corpus (backline data synth) or pass --corpus")
+        folder = cache / split
+        waves = folder / "waves"
+        bar = tqdm(desc=f"decode {root.name}/{split}", total=100, disable=quiet, leave=False)
+        dataset.cache_waves(split_root, waves, limit=limit,
+                            progress=lambda f, name, bar=bar: (bar.update(int(f * 100) - bar.n), bar.set_postfix_str(name)))
         bar.close()
-    return folder
+        path = folder / f"crops_{limit or 'all'}.npz"
+        if crops and not path.exists():
+            tracks = dataset.load_wave_cache(waves)[:limit]
+            bar = tqdm(desc=f"crops {root.name}/{split}", total=100, disable=quiet, leave=False)
+            dataset.build_crops(tracks, CROPS_PER_TRACK[split], seed=1 if split == "train" else 2, out=path,
+                                progress=lambda f, name, bar=bar: bar.update(int(f * 100) - bar.n))
+            bar.close()
+        folders.append(folder)
+    return folders
 
 
-def crops_path(args: argparse.Namespace, split: str) -> Path:
-    return Path(args.cache) / split / f"crops_{args.limit_tracks or 'all'}.npz"
+def load_crops(args: argparse.Namespace, split: str) -> dataset.Crops:
+    """The crops of every corpus, concatenated (track ids kept distinct across corpora)."""
+    parts = []
+    offset = 0
+    for _root, limit, cache in corpora(args):
+        limit = limit if split == "train" else None
+        c = dataset.load_crops(cache / split / f"crops_{limit or 'all'}.npz")
+        c.track = c.track + offset
+        offset = int(c.track.max()) + 1
+        parts.append(c)
+    return dataset.Crops(*(torch.cat([getattr(p, f) for p in parts]) for f in ("frames", "mels", "y", "mask", "track")))
 
 
-def waves_path(args: argparse.Namespace, split: str) -> Path:
-    return Path(args.cache) / split / "waves"
+def load_waves(args: argparse.Namespace, split: str) -> list[dataset.WaveTrack]:
+    tracks = []
+    for _root, limit, cache in corpora(args):
+        limit = limit if split == "train" else None
+        tracks += dataset.load_wave_cache(cache / split / "waves")[:limit]
+    return tracks

@@ -38,7 +38,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from backline.engines.analysis import dataset
-    from backline.engines.analysis.common import crops_path, ensure_cache, setup_threads
+    from backline.engines.analysis.common import ensure_cache, load_crops, setup_threads
     from backline.engines.analysis.musicoder import MusiCoderPretrainer, get_config, noam_lr
     from backline.engines.training import Checkpointer, Distributed, MetricLog, progress_bar, seed_everything
     from backline.engines.weights import save_weights
@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     if ctx.is_main:
         ensure_cache(args, "train")
     ctx.barrier()
-    crops = dataset.load_crops(crops_path(args, "train"))
+    crops = load_crops(args, "train")
     train, _ = dataset.split_by_track(crops)
     cfg = get_config(args.config)
     model = MusiCoderPretrainer(cfg)

@@ -47,7 +47,7 @@ def _lr(step: int, warmup: int, total: int) -> float:
 
 def run(args: argparse.Namespace) -> int:
     from backline.engines.analysis import dataset
-    from backline.engines.analysis.common import ensure_cache, setup_threads, waves_path
+    from backline.engines.analysis.common import ensure_cache, load_waves, setup_threads
     from backline.engines.analysis.features import SimCLRLogMel
     from backline.engines.analysis.simclr import (
         MatchingModel,
@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     if ctx.is_main:
         ensure_cache(args, "train", crops=False)
     ctx.barrier()
-    tracks = dataset.load_wave_cache(waves_path(args, "train"))[: args.limit_tracks]
+    tracks = load_waves(args, "train")
     rng = np.random.default_rng(args.seed + 7919 * ctx.rank)
     perm = np.random.default_rng(0).permutation(len(tracks))
     n_val = max(1, int(round(0.15 * len(tracks)))) if len(tracks) > 2 else 0

@@ -147,7 +147,7 @@ def _warm_cosine(step: int, total: int) -> float:
 
 def run(args: argparse.Namespace) -> int:
     from backline.engines.analysis import dataset
-    from backline.engines.analysis.common import crops_path, ensure_cache, setup_threads
+    from backline.engines.analysis.common import ensure_cache, load_crops, setup_threads
     from backline.engines.analysis.tagger import (
         HEADS,
         MusiCoderTaggerBase,
@@ -172,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
     if ctx.is_main:
         ensure_cache(args, "train")
     ctx.barrier()
-    crops = dataset.load_crops(crops_path(args, "train"))
+    crops = load_crops(args, "train")
     train, val = dataset.split_by_track(crops)
     x_tr, x_va = base_input(train, args.base), base_input(val, args.base)
     tr_lab, va_lab = labels(train), labels(val)
