@@ -45,8 +45,9 @@ def encode_track(track: Path, mix_codec, stem_codec, minus: list[str]) -> tuple[
 
     from backline.engines.audio import Audio, audio_info, read_audio
     from backline.engines.codec.latents import stem_roles
+    from backline.engines.data.slakh import read_track
 
-    stems = sorted((track / "stems").glob("S*.flac"))
+    stems = [s.audio for s in read_track(track).audio_stems()]
     rate, _, total = audio_info(track / "mix.flac")
     roles = stem_roles(track)
     tensors = {}
@@ -86,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
 
     ctx = Distributed.setup(args.device)
     try:
-        tracks = find_tracks(args.data)
+        tracks = [t.path for t in find_tracks(args.data)]
         out = Path(args.out)
         if ctx.is_main:
             out.mkdir(parents=True, exist_ok=True)

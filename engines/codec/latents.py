@@ -15,8 +15,8 @@ Layout of `OUT/` written by `backline data encode --data CORPUS --out OUT --code
 
 Why this cut: the bass trainer conditions on mixes of random stem subsets, which cannot all be cached; the full
 mix and the mix without the target role cover the inference-time cases (whole song; song with the part to be
-generated removed), and per-stem stem latents give every possible target. Roles come from extras.json
-("roles", the Backline corpus) or from Slakh's metadata.yaml (inst_class "Bass" → bass, is_drum → drums).
+generated removed), and per-stem stem latents give every possible target. Roles are the ones
+backline.engines.data.slakh assigns (extras.json "roles", else Slakh's inst_class / is_drum).
 Latent frame i covers samples [4096·i, 4096·(i+1)) of the track, the same for every key.
 """
 
@@ -86,23 +86,10 @@ def latent_cache_tracks(cache_dir: str | Path) -> list[Path]:
 
 
 def stem_roles(track: Path) -> dict[str, str]:
-    """{"S00": "bass", …} from extras.json (Backline corpus) or metadata.yaml (Slakh2100)."""
-    extras = track / "extras.json"
-    if extras.exists():
-        roles = json.loads(extras.read_text()).get("roles")
-        if roles:
-            return {k: str(v) for k, v in roles.items()}
-    meta = track / "metadata.yaml"
-    roles: dict[str, str] = {}
-    if meta.exists():
-        import yaml
+    """{"S00": "bass", …}: the roles backline.engines.data.slakh assigns (extras.json, else Slakh inst_class)."""
+    from backline.engines.data.slakh import read_track
 
-        stems = (yaml.safe_load(meta.read_text()) or {}).get("stems", {}) or {}
-        for sid, info in stems.items():
-            info = info or {}
-            cls = str(info.get("inst_class", "")).lower()
-            roles[sid] = "drums" if info.get("is_drum") else ("bass" if cls == "bass" else cls or "other")
-    return roles
+    return {sid: stem.role for sid, stem in read_track(track).stems.items()}
 
 
 def save_track_latents(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any], *,

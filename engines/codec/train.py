@@ -64,14 +64,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 # --- data --------------------------------------------------------------------------------------------------------
 
-def find_tracks(root: str | Path) -> list[Path]:
-    """Track folders with a mix.flac and a stems/ folder; a clear error when there are none."""
+def find_tracks(root: str | Path) -> list:
+    """Tracks (backline.engines.data.slakh) that have a mix and stems with audio; a clear error when none."""
+    from backline.engines.data.slakh import list_tracks
     from backline.engines.errors import DatasetError
 
-    root = Path(root)
-    if not root.is_dir():
-        raise DatasetError("corpus folder not found", path=root, fix="pass the folder that holds TrackNNNNN/")
-    tracks = sorted(p for p in root.iterdir() if p.is_dir() and (p / "mix.flac").exists() and (p / "stems").is_dir())
+    tracks = [t for t in list_tracks(root) if t.mix_path.is_file()]
     if not tracks:
         raise DatasetError("holds no TrackNNNNN/ folders with mix.flac and stems/", path=root,
                            fix="render one with `backline data synth` or point to Slakh2100")
@@ -79,48 +77,48 @@ def find_tracks(root: str | Path) -> list[Path]:
 
 
 class CropStream(torch.utils.data.IterableDataset):
-    """Endless random training crops [channels, CROP] for the mix or stem codec (see module docstring)."""
+    """Endless random training crops [channels, CROP] for the mix or stem codec (see module docstring).
 
-    def __init__(self, root: str | Path, role: str, seed: int) -> None:
-        from backline.engines.audio import audio_info
+    The track list is re-read every `rescan_every` crops, so a corpus that is still being rendered (complete
+    tracks appear atomically) feeds a run that started early."""
 
-        self.role = role
-        self.seed = seed
-        self.items: list[tuple[Path, list[Path], int]] = []
-        for track in find_tracks(root):
-            stems = sorted((track / "stems").glob("S*.flac"))
-            rate, _, frames = audio_info(track / "mix.flac")
+    def __init__(self, root: str | Path, role: str, seed: int, rescan_every: int = 256) -> None:
+        self.root, self.role, self.seed, self.rescan_every = root, role, seed, rescan_every
+        self.items = self._scan()
+
+    def _scan(self) -> list[tuple[Any, list[str], int]]:
+        from backline.engines.errors import DatasetError
+
+        items = []
+        for track in find_tracks(self.root):
+            rate, frames = track.info()
             if rate != 44100:
-                from backline.engines.errors import DatasetError
-
-                raise DatasetError(f"is {rate} Hz; the codec trains on 44.1 kHz audio", path=track / "mix.flac")
+                raise DatasetError(f"is {rate} Hz; the codec trains on 44.1 kHz audio", path=track.path)
+            stems = [s.id for s in track.audio_stems()]
             if frames >= CROP and stems:
-                self.items.append((track, stems, frames))
-        if not self.items:
-            from backline.engines.errors import DatasetError
-
-            raise DatasetError(f"no track is longer than {CROP} samples", path=root)
-
-    def _read(self, path: Path, start: int, channels: int) -> np.ndarray:
-        from backline.engines.audio import read_audio
-
-        return read_audio(path, start=start, frames=CROP, channels=channels).samples
+                items.append((track, stems, frames))
+        if not items:
+            raise DatasetError(f"no track is longer than {CROP} samples", path=self.root)
+        return items
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
         rng = random.Random(self.seed * 1000 + (info.id if info else 0))
+        drawn = 0
         while True:
+            drawn += 1
+            if self.rescan_every and drawn % self.rescan_every == 0:
+                self.items = self._scan()
             track, stems, frames = rng.choice(self.items)
             for _attempt in range(8):
                 start = rng.randrange(0, frames - CROP + 1)
                 if self.role == "stem":
-                    x = self._read(rng.choice(stems), start, 1)
+                    x = track.stem_audio(rng.choice(stems), channels=1, start=start, frames=CROP).samples
+                elif rng.random() < 0.5:
+                    x = track.mix_audio(channels=2, start=start, frames=CROP).samples
                 else:
-                    if rng.random() < 0.5:
-                        x = self._read(track / "mix.flac", start, 2)
-                    else:
-                        subset = rng.sample(stems, rng.randint(1, len(stems)))
-                        x = sum(self._read(s, start, 2) for s in subset)
+                    subset = rng.sample(stems, rng.randint(1, len(stems)))
+                    x = sum(track.stem_audio(s, channels=2, start=start, frames=CROP).samples for s in subset)
                 if np.sqrt(np.mean(np.square(x))) > 1e-4:
                     break
             yield torch.from_numpy(np.clip(x, -4.0, 4.0).astype(np.float32))

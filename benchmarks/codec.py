@@ -1,0 +1,229 @@
+"""Spectral codec benchmark: speed (RTF, peak memory, EnCodec-24k speed ratio) and reconstruction quality.
+
+    python benchmarks/codec.py [--corpus /work/corpus/test] [--songs 4] [--seconds 30] [--device cpu|cuda]
+                               [--threads N] [--repeats 5] [--config shipped|small|debug]
+
+Prints, naming the hardware:
+- encode+decode real-time factor for 30 s of 44.1 kHz stereo (mix codec; stem codec on the same audio as mono),
+  best and median of --repeats runs, and the peak resident memory (CPU, sampled) or peak CUDA memory during them;
+- the same timing for EnCodec's 24 kHz architecture (`encodec` package, random weights: its pretrained weights
+  cannot be downloaded here) on the same audio resampled to 24 kHz (resampling not timed), and the speed ratio;
+- reconstruction quality on held-out corpus songs (first --seconds of each): multi-resolution STFT distance,
+  log-spectral distance (dB) and mel L1 (backline.engines.frontend), for the shipped codecs, the same
+  architecture untrained, and EnCodec-24k (random weights, so only a floor: it shows the metric's scale).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def hardware(device: str) -> str:
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    text = f"{cpu}, {os.cpu_count()} logical cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    if device.startswith("cuda") and torch.cuda.is_available():
+        text += f"; GPU {torch.cuda.get_device_name(0)}"
+    try:
+        load = os.getloadavg()
+        text += f"; load average {load[0]:.1f} (shared machine: timings are noisy)"
+    except OSError:
+        pass
+    return text
+
+
+class PeakRSS:
+    """Samples this process's resident memory every 2 ms while active (torch allocations included)."""
+
+    def __enter__(self) -> PeakRSS:
+        self.base = self._rss()
+        self.peak = self.base
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    @staticmethod
+    def _rss() -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.002):
+            self.peak = max(self.peak, self._rss())
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._rss())
+
+
+def timed(fn, repeats: int, device: str) -> tuple[list[float], float]:
+    """Run fn once to warm up, then `repeats` times; returns (seconds per run, peak memory MiB above baseline)."""
+    fn()
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    times = []
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    with PeakRSS() as mem:
+        for _ in range(repeats):
+            sync()
+            t = time.perf_counter()
+            fn()
+            sync()
+            times.append(time.perf_counter() - t)
+    if device.startswith("cuda"):
+        peak = torch.cuda.max_memory_allocated() / 2**20
+    else:
+        peak = (mem.peak - mem.base) / 2**20
+    return times, peak
+
+
+def load_test_audio(corpus: Path | None, seconds: float, songs: int):
+    from backline.engines.audio import Audio, read_audio
+
+    n = int(seconds * 44100)
+    out = []
+    if corpus is not None and corpus.is_dir():
+        from backline.engines.data.slakh import list_tracks
+
+        for track in list_tracks(corpus)[:songs]:
+            mix = read_audio(track.mix_path, sample_rate=44100, channels=2, frames=n)
+            stems = {s.id: track.stem_audio(s.id, sample_rate=44100, channels=1, frames=n) for s in track.audio_stems()}
+            out.append((track.name, mix, stems))
+    if not out:  # no corpus: a deterministic synthetic excerpt so speed figures still print
+        t = np.arange(n) / 44100
+        sig = sum(0.1 * np.sin(2 * np.pi * f * t) for f in (55, 110, 220, 440, 660))
+        rng = np.random.default_rng(0)
+        sig = (sig + 0.02 * rng.standard_normal(n)).astype(np.float32)
+        out.append(("synthetic", Audio(np.stack([sig, sig]), 44100), {"S00": Audio(sig[None], 44100)}))
+    return out
+
+
+def encodec_model(device: str):
+    try:
+        from encodec.model import EncodecModel
+    except ImportError:
+        print("encodec is not installed: pip install 'backline[bench]' (or encodec==0.1.1)", file=sys.stderr)
+        return None
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.manual_seed(0)
+        model = EncodecModel.encodec_model_24khz(pretrained=False)
+    model.set_target_bandwidth(6.0)
+    return model.to(device).eval()
+
+
+def encodec_roundtrip(model, x24: torch.Tensor) -> torch.Tensor:
+    """[channels, T] at 24 kHz → same, each channel coded as EnCodec's mono input (batched)."""
+    with torch.inference_mode():
+        frames = model.encode(x24[:, None])
+        return model.decode(frames)[:, 0, : x24.shape[-1]]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--corpus", default="/work/corpus/test", help="held-out Slakh-layout songs")
+    p.add_argument("--songs", type=int, default=4)
+    p.add_argument("--seconds", type=float, default=30.0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--config", default="shipped", help="codec weights to benchmark (shipped, small, debug, paper)")
+    p.add_argument("--no-encodec", action="store_true")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    from backline.engines.audio import Audio, resample
+    from backline.engines.codec import load_codec
+    from backline.engines.frontend import spectral_metrics
+
+    dev = args.device
+    print(f"hardware: {hardware(dev)}")
+    codecs = {role: load_codec(role, args.config, dev) for role in ("mix", "stem")}
+    untrained = {role: load_codec(role, codecs[role].config.size, dev) for role in ("mix", "stem")}
+    for role, c in codecs.items():
+        n_params = sum(p.numel() for p in c.model.parameters())
+        steps = c.meta.get("training", {}).get("steps", "untrained")
+        print(f"{role} codec: config {args.config} (size {c.config.size}), {n_params / 1e6:.2f} M parameters, "
+              f"dim {c.dim}, {c.channels} channel(s), training steps: {steps}")
+
+    songs = load_test_audio(Path(args.corpus) if args.corpus else None, args.seconds, args.songs)
+    name, mix, _ = songs[0]
+    n = int(args.seconds * 44100)
+    x = mix.samples[:, :n]
+    if x.shape[1] < n:
+        x = np.pad(x, ((0, 0), (0, n - x.shape[1])))
+    audio = Audio(x, 44100)
+    secs = n / 44100
+
+    print(f"\n== speed: encode+decode of {secs:.0f} s of 44.1 kHz stereo ({name}), {args.repeats} runs ==")
+    results = {}
+    mix_codec = codecs["mix"]
+    t_mix, m_mix = timed(lambda: mix_codec.decode(mix_codec.encode(audio), n), args.repeats, dev)
+    results["mix"] = t_mix
+    stem_codec = codecs["stem"]
+    mono = Audio(x.mean(0, keepdims=True), 44100)
+    t_stem, m_stem = timed(lambda: stem_codec.decode(stem_codec.encode(mono), n, channels=1), args.repeats, dev)
+    mem_kind = "peak CUDA memory" if dev.startswith("cuda") else "peak RSS growth"
+    for label, t, m in (("spectral mix codec (stereo)", t_mix, m_mix), ("spectral stem codec (mono)", t_stem, m_stem)):
+        print(f"{label:34s} best {min(t) * 1000:8.1f} ms  median {statistics.median(t) * 1000:8.1f} ms  "
+              f"RTF best {secs / min(t):7.1f}x  median {secs / statistics.median(t):7.1f}x  {mem_kind} {m:7.1f} MiB")
+    enc = None if args.no_encodec else encodec_model(dev)
+    if enc is not None:
+        x24 = torch.from_numpy(resample(x, 44100, 24000)).to(dev)
+        t_enc, m_enc = timed(lambda: encodec_roundtrip(enc, x24), max(2, args.repeats // 2), dev)
+        print(f"{'EnCodec 24 kHz (random weights)':34s} best {min(t_enc) * 1000:8.1f} ms  median "
+              f"{statistics.median(t_enc) * 1000:8.1f} ms  RTF best {secs / min(t_enc):7.1f}x  median "
+              f"{secs / statistics.median(t_enc):7.1f}x  {mem_kind} {m_enc:7.1f} MiB")
+        print(f"speed ratio (EnCodec-24k time / mix codec time): best {min(t_enc) / min(t_mix):.1f}x, "
+              f"median {statistics.median(t_enc) / statistics.median(t_mix):.1f}x")
+
+    print(f"\n== quality on {len(songs)} held-out song(s) from {args.corpus} (first {args.seconds:.0f} s; lower is better) ==")
+    print(f"{'model':40s} {'MR-STFT':>9s} {'LSD dB':>9s} {'mel L1':>9s}")
+    rows: dict[str, list[dict[str, float]]] = {}
+
+    def add(label: str, ref: np.ndarray, est: np.ndarray) -> None:
+        rows.setdefault(label, []).append(spectral_metrics(torch.from_numpy(ref), torch.from_numpy(est), 44100))
+
+    for _, song_mix, stems in songs:
+        ref = song_mix.samples
+        add(f"mix codec ({args.config})", ref, codecs["mix"].roundtrip(song_mix).samples)
+        add("mix codec (same size, untrained)", ref, untrained["mix"].roundtrip(song_mix).samples)
+        for stem in stems.values():
+            if stem.rms() < 1e-4:
+                continue
+            add(f"stem codec ({args.config}), per stem", stem.samples, codecs["stem"].roundtrip(stem).samples)
+            add("stem codec (untrained), per stem", stem.samples, untrained["stem"].roundtrip(stem).samples)
+        if enc is not None:
+            y24 = encodec_roundtrip(enc, torch.from_numpy(resample(ref, 44100, 24000)).to(dev)).cpu().numpy()
+            y = resample(y24, 24000, 44100)[:, : ref.shape[1]]
+            y = np.pad(y, ((0, 0), (0, ref.shape[1] - y.shape[1])))
+            add("EnCodec 24 kHz mix (random weights)", ref, y)
+    for label, vals in rows.items():
+        mean = {k: float(np.mean([v[k] for v in vals])) for k in vals[0]}
+        print(f"{label:40s} {mean['mr_stft']:9.3f} {mean['lsd_db']:9.2f} {mean['mel_l1']:9.3f}   (n={len(vals)})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
