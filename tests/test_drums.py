@@ -417,3 +417,39 @@ def test_audio_input_is_transcribed_and_gets_drums(engine, tmp_path):
     assert roles["bass"] >= 6 and roles["piano"] >= 30  # 8 bass notes, 48 piano notes were played
     assert take.report["bars"][0] == 1 and take.report["bars"][1] >= 4
     assert take.report["notes"] > 0 and take.report["fill_bars"] == [4]
+
+
+def test_lpd5_songs_read_and_train(tmp_path):
+    """LPD-5 `.npz` (written by the foundation's writer) → grids with novelty labels → `train drums --lpd5`."""
+    from backline.engines.data.lpd5 import LPDSong, write_npz
+    from backline.engines.drums import data as drum_data
+    from backline.engines.drums import train
+
+    root = tmp_path / "lpd"
+    for k in range(2):
+        bars = [groove_bar() for _ in range(12)]
+        bars[7] = fill_bar()
+        grid = np.concatenate(bars)
+        drums = np.zeros((grid.shape[0], 128), np.uint8)
+        for cls, pitch in enumerate(CLASS_PITCH):
+            drums[grid[:, cls], pitch] = 100
+        piano = np.zeros_like(drums)
+        bass = np.zeros_like(drums)
+        for b in range(12):
+            piano[b * SPB:(b + 1) * SPB - 4, [60 + k, 64, 67]] = 80
+            bass[b * SPB:b * SPB + 40, 36 + b % 3] = 90
+        song = LPDSong(f"song{k}", None, {"Drums": drums, "Piano": piano, "Bass": bass},
+                       {"Drums": 0, "Piano": 0, "Bass": 33}, {"Drums": True, "Piano": False, "Bass": False},
+                       np.full(grid.shape[0], 120.0), None)
+        write_npz(root / f"s{k}.npz", song)
+    songs = drum_data.read_lpd5(root)
+    assert len(songs) == 2 and songs[0].grid.n_bars == 12
+    assert np.flatnonzero(songs[0].novelty_fills).tolist() == [7]
+    assert np.array_equal(songs[0].grid.drums, np.concatenate([groove_bar()] * 7 + [fill_bar()] + [groove_bar()] * 4))
+    assert songs[0].grid.roles_present == ("piano", "bass")
+    parser = argparse.ArgumentParser()
+    train.configure(parser)
+    args = parser.parse_args(["--data", "", "--lpd5", str(root), "--run", str(tmp_path / "run"), "--config", "debug",
+                              "--steps", "2", "--batch", "4", "--val-fraction", "0.5"])
+    assert train.run(args) == 0
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["lpd5"] == str(root)

@@ -112,9 +112,7 @@ def read_lpd5(root: str | Path, *, limit: int | None = None, threshold: float = 
         raise DatasetError("the LPD-5 reader (backline.engines.data.lpd5) is not in this install",
                            fix="update Backline, or train on a Slakh-layout corpus with --data") from err
     songs = []
-    for i, item in enumerate(lpd5.iter_songs(root)):
-        if limit and i >= limit:
-            break
+    for i, item in enumerate(lpd5.iter_songs(root, limit=limit)):
         grid = lpd5_to_grid(item)
         if grid is None:
             continue
@@ -146,14 +144,18 @@ def lpd5_to_grid(item) -> SongGrid | None:
         onset[r, : on.shape[0]] = on & ~np.vstack([np.zeros((1, 128), bool), on[:-1]])
     from backline.engines.drums.representation import GM_TO_CLASS, N_CLASSES
 
-    droll = tracks["drums"][:steps] > 0
+    vroll = tracks["drums"][:steps]
+    droll = vroll > 0
     dstart = droll & ~np.vstack([np.zeros((1, 128), bool), droll[:-1]])
     drums = np.zeros((steps, N_CLASSES), bool)
+    vel = np.zeros((steps, N_CLASSES), np.uint8)
     for pitch, cls in GM_TO_CLASS.items():
         drums[: dstart.shape[0], cls] |= dstart[:, pitch]
+        vel[: dstart.shape[0], cls] = np.maximum(vel[: dstart.shape[0], cls], np.where(dstart[:, pitch], vroll[:, pitch], 0))
     if not drums.any() or not onset.any():
         return None
-    return SongGrid(4, 4, steps // (4 * STEPS_PER_QUARTER), onset, active, drums, None)
+    present = tuple(role for r, role in enumerate(MA_ROLES) if onset[r].any())
+    return SongGrid(4, 4, steps // (4 * STEPS_PER_QUARTER), onset, active, drums, vel, roles_present=present)
 
 
 # --- windows ---------------------------------------------------------------------------------------------

@@ -361,6 +361,7 @@ class DrumEngine:
                                  for b in range(first, last + 1) if np.isfinite(result.fill_probability[b])},
             "novelty": {str(bar_no(b)): round(float(curve[b]), 3) for b in range(first, last + 1)},
             "generated_bars": [bar_no(b) for b in result.generated_bars],
+            "regrooved_bars": [bar_no(b) for b in result.regrooved_bars],
             "notes": int(drums.sum()), "notes_per_class": {c: int(drums[:, i].sum()) for i, c in enumerate(DRUM_CLASSES)},
             "generation_seconds": round(gen_seconds, 4), "render": render_info,
             "files": {k: str(v) for k, v in paths.items() if k != "wav" or controls["render"]},

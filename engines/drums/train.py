@@ -50,6 +50,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--phase-steps", default="", help="per-model steps, e.g. 'infiller=300,vae=100' (default: --steps)")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--only", default="", help="train only these models (comma-separated); the others come from --init")
+    parser.add_argument("--calibrate-only", action="store_true",
+                        help="train nothing: load --init, choose the locator threshold on the validation songs, export")
+    parser.add_argument("--init", default=None, help="weights folder to start from (e.g. engines/drums/weights)")
     parser.add_argument("--labels", choices=("novelty", "extras"), default="novelty")
     parser.add_argument("--limit", type=int, default=None, help="use at most this many songs")
     parser.add_argument("--val-fraction", type=float, default=0.1)
@@ -171,8 +175,8 @@ def locator_f1(songs, locator, threshold_grid=None) -> tuple[float, dict]:
     for s in songs:
         probs.append(pipe.fill_probability(s.grid))
         labels.append(s.novelty_fills)
-    best = (0.0, 0.5, {})
-    for th in threshold_grid or np.linspace(0.1, 0.9, 17):
+    results = []
+    for th in threshold_grid or np.concatenate([[0.02, 0.05], np.linspace(0.1, 0.9, 17)]):
         pipe.config.locator_threshold = float(th)
         tp = fp = fn = 0
         for p, y in zip(probs, labels):
@@ -184,9 +188,11 @@ def locator_f1(songs, locator, threshold_grid=None) -> tuple[float, dict]:
         prec = tp / max(tp + fp, 1)
         rec = tp / max(tp + fn, 1)
         f1 = 2 * prec * rec / max(prec + rec, 1e-9)
-        if f1 > best[0]:
-            best = (f1, float(th), {"precision": prec, "recall": rec, "f1": f1})
-    return best[1], best[2]
+        results.append((f1, float(th), {"precision": prec, "recall": rec, "f1": f1}))
+    best = max(r[0] for r in results)
+    tied = [r for r in results if r[0] >= best - 1e-9]  # a confident locator ties over a range: take its middle
+    pick = tied[len(tied) // 2]
+    return pick[1], pick[2] | {"tied_thresholds": [tied[0][1], tied[-1][1]]}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -235,12 +241,29 @@ def run(args: argparse.Namespace) -> int:
               f"{sum(len(g) for g in windows.groups.values())} windows, fill rate {fill_rate:.3f} "
               f"(locator pos_weight {pos_weight:.2f})")
 
-    cfg = CONFIGS[args.config]
-    models = {name: ctx.wrap(build_model(name, cfg[name])) for name in PHASES}
+    cfg = {k: dict(v) for k, v in CONFIGS[args.config].items()}
+    only = [x.strip() for x in args.only.split(",") if x.strip()] or list(PHASES)
+    if args.calibrate_only:
+        only = []
+    if set(only) - set(PHASES):
+        raise ConfigError(f"--only {args.only!r} names unknown models", fix=f"models: {', '.join(PHASES)}")
+    if len(only) < len(PHASES) and not args.init:
+        raise ConfigError("--only needs --init (where the other models come from)", fix="e.g. --init engines/drums/weights")
+    built = {}
+    for name in PHASES:
+        if args.init and name not in only:  # kept as trained; the models in --only start from scratch
+            from backline.engines.weights import load_weights
+
+            built[name], meta = load_weights(Path(args.init) / name, kind=f"drums-{name}", format_version=FORMAT_VERSION,
+                                             build=lambda c, n=name: build_model(n, c))
+            cfg[name] = meta["config"]
+        else:
+            built[name] = build_model(name, cfg[name])
+    models = {name: ctx.wrap(built[name]) for name in PHASES}
     opts = {name: torch.optim.AdamW(models[name].parameters(), lr=args.lr, weight_decay=0.01) for name in PHASES}
-    steps = {name: args.steps for name in PHASES}
+    steps = {name: (args.steps if name in only else 0) for name in PHASES}
     if args.vae_steps is not None:
-        steps["vae"] = args.vae_steps
+        steps["vae"] = args.vae_steps if "vae" in only else 0
     for item in filter(None, (x.strip() for x in args.phase_steps.split(","))):
         name, _, value = item.partition("=")
         if name not in steps or not value.isdigit() or int(value) <= 0:
