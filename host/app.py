@@ -32,7 +32,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--screenshot", type=Path, metavar="DIR",
                         help="write PNGs of the main states into DIR and exit (uses the demo song, debug engines)")
     parser.add_argument("--engine", help="engine to generate with for --screenshot (default: bass, else drums)")
-    parser.add_argument("--bars", default="5-12", help="--screenshot: bars to select (default 5-12)")
+    parser.add_argument("--bars", default="", help="--screenshot: bars to select, e.g. 3-6 (default: four bars "
+                                                   "from bar 3 of the capture)")
     parser.add_argument("--control", action="append", default=[], metavar="NAME=VALUE",
                         help="--screenshot: set an engine control before generating (e.g. steps=8); repeatable")
     parser.add_argument("--size", default="1280x800", help="window size WxH (default 1280x800)")
@@ -119,7 +120,7 @@ def parse_controls(items: list[str]) -> dict[str, str]:
 
 
 def take_screenshots(app, window, out: Path, engine: str | None, timeout: float, *, audio: Path | None = None,
-                     bars: str = "5-12", controls: dict[str, str] | None = None) -> list[Path]:
+                     bars: str = "", controls: dict[str, str] | None = None) -> list[Path]:
     """Drive the window through its states and write SCREENSHOTS into `out`."""
     from backline.bridge.timeline import parse_bar_range
     from backline.engines.protocol import available_engines
@@ -145,7 +146,6 @@ def take_screenshots(app, window, out: Path, engine: str | None, timeout: float,
             raise BacklineError("could not write the screenshot", path=path, fix="check the folder is writable")
         written.append(path)
 
-    first, last = parse_bar_range(bars)
     values = panel.values()
     for name, value in (controls or {}).items():
         if name not in values["controls"]:
@@ -156,6 +156,11 @@ def take_screenshots(app, window, out: Path, engine: str | None, timeout: float,
     grab(SCREENSHOTS[0])
     if not window.load_capture_file(audio or demo_mix()):
         raise BacklineError(f"could not load the capture: {window.message_bar.text()}")
+    if bars:
+        first, last = parse_bar_range(bars)
+    else:
+        first = 3 if window.capture.last_bar() >= 6 else 1
+        first, last = first, min(window.capture.last_bar(), first + 3)
     if last > window.capture.last_bar():
         raise ConfigError(f"--bars {bars} runs past the captured audio ({window.capture.last_bar()} bars)")
     window.select_bars(first, last)

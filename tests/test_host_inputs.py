@@ -20,7 +20,7 @@ from PyQt6.QtCore import QMimeData, QPointF, Qt, QTimer, QUrl
 from PyQt6.QtGui import QDragEnterEvent, QDropEvent
 from PyQt6.QtWidgets import QApplication
 from pythonosc.udp_client import SimpleUDPClient
-from test_host import WAIT_MS, capture_file, make_window, wait_ready
+from test_host import WAIT_MS, capture_file, make_window, synthetic_mix, wait_ready
 
 from backline.bridge.capture import LoopbackCapture
 from backline.engines.audio import Audio, write_audio
@@ -162,10 +162,10 @@ def free_udp_port() -> int:
         return s.getsockname()[1]
 
 
-def test_daw_over_osc_status_region_generate_and_disconnect(qtbot, make_window, capture_file):
+def test_daw_over_osc_status_region_generate_and_disconnect(qtbot, make_window, tmp_path):
     window = make_window()
     wait_ready(qtbot, window, "sine")
-    window.load_capture_file(capture_file)
+    window.load_capture_file(synthetic_mix(tmp_path / "mix.wav", bars=8))  # no tempo of its own: the DAW's applies
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as busy:  # another program holds the port
         busy.bind(("127.0.0.1", 0))
         assert not window.daw.start("auto", "127.0.0.1", busy.getsockname()[1], free_udp_port())
