@@ -25,6 +25,9 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="feature cache folder (default: %(default)s)")
     parser.add_argument("--limit-tracks", type=int, default=None, help="default N for roots given without ':N'")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: shared machine)")
+    parser.add_argument("--crops-per-track", type=int, default=None,
+                        help=f"5 s crops cached per song (default {CROPS_PER_TRACK['train']} train, "
+                             f"{CROPS_PER_TRACK['test']} test)")
 
 
 def setup_threads(n: int) -> None:
@@ -68,7 +71,8 @@ def ensure_cache(args: argparse.Namespace, split: str, *, crops: bool = True, qu
         if crops and not path.exists():
             tracks = dataset.load_wave_cache(waves)[:limit]
             bar = tqdm(desc=f"crops {root.name}/{split}", total=100, disable=quiet, leave=False)
-            dataset.build_crops(tracks, CROPS_PER_TRACK[split], seed=1 if split == "train" else 2, out=path,
+            per_track = getattr(args, "crops_per_track", None) or CROPS_PER_TRACK[split]
+            dataset.build_crops(tracks, per_track, seed=1 if split == "train" else 2, out=path,
                                 progress=lambda f, name, bar=bar: bar.update(int(f * 100) - bar.n))
             bar.close()
         folders.append(folder)
