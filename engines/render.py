@@ -113,6 +113,7 @@ def render_midi(
     `frames` fixes the output length (trim or zero-pad) so that stems of one song line up sample for sample;
     sample 0 is MIDI time 0. `font` is a `Soundfont`, a soundfont name from `SOUNDFONT_CANDIDATES` or a path.
     """
+    exe = fluidsynth_path()
     midi_path = Path(midi_path)
     if not midi_path.is_file():
         raise AudioFileError("MIDI file not found", path=midi_path, fix="check the path")
@@ -124,7 +125,6 @@ def render_midi(
         font_path = Path(font)
         if not font_path.is_file():
             raise MissingDependencyError("soundfont file not found", path=font_path, fix=INSTALL_FIX)
-    exe = fluidsynth_path()
     with tempfile.TemporaryDirectory(prefix="backline-render-") as tmp:
         out = Path(tmp) / "out.wav"
         cmd = [exe, "-ni", "-q", "-F", str(out), "-T", "wav", "-O", "float", "-r", str(int(sample_rate)),
@@ -137,6 +137,10 @@ def render_midi(
         except subprocess.TimeoutExpired as err:
             raise AudioFileError(f"fluidsynth took longer than {timeout_s:.0f} s to render", path=midi_path,
                                  fix="render a shorter MIDI file") from err
+        if "not a SoundFont" in proc.stderr or "Failed to load SoundFont" in proc.stderr:
+            # fluidsynth carries on with no instrument (exit 0, silent output): refuse instead
+            raise MissingDependencyError("fluidsynth cannot load this soundfont", path=font_path,
+                                         fix="reinstall it: " + INSTALL_FIX.split(": ", 1)[1])
         if proc.returncode != 0 or not out.is_file() or out.stat().st_size == 0:
             detail = (proc.stderr or proc.stdout or "").strip().splitlines()
             raise AudioFileError(f"fluidsynth could not render it ({detail[-1] if detail else proc.returncode})",

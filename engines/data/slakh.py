@@ -204,8 +204,11 @@ class _CropMaker:
         file_rate, total = self.info(track)
         # crop length in the file's own samples; resampled afterwards to exactly crop_frames
         src_frames = int(math.ceil(self.crop_frames * file_rate / self.sample_rate))
+        # starts on a grid where file-rate and output-rate sample positions coincide (441 samples for
+        # 44.1 kHz → 16 kHz), so a resampled crop lines up exactly with the whole stem resampled
+        grid = file_rate // math.gcd(file_rate, self.sample_rate)
         for attempt in range(self.max_tries):
-            start = int(rng.integers(0, max(total - src_frames, 0) + 1))
+            start = grid * int(rng.integers(0, max(total - src_frames, 0) // grid + 1))
             target = track.stem_audio(stem.id, channels=self.channels, start=start, frames=src_frames)
             if target.rms() > SILENT_RMS or attempt == self.max_tries - 1:
                 break
@@ -224,7 +227,7 @@ class _CropMaker:
             "target_inst_class": stem.inst_class, "target_program": stem.program_num,
             "target_is_drum": stem.is_drum, "mix_stems": ",".join(s.id for s in chosen),
             "mix_roles": ",".join(s.role for s in chosen),
-            "start": int(round(start * self.sample_rate / file_rate)), "start_seconds": start / file_rate,
+            "start": start * self.sample_rate // file_rate, "start_seconds": start / file_rate,
             "sample_rate": self.sample_rate, "target_silent": bool(target.rms() <= SILENT_RMS),
             "tempo_bpm": float(ex.get("tempo_bpm", float("nan"))), "key": str(ex.get("key", "")),
             "mode": str(ex.get("mode", "")), "beats_per_bar": int((ex.get("time_signature") or [0, 0])[0]),
