@@ -250,6 +250,7 @@ def run(args: argparse.Namespace) -> int:
     if len(only) < len(PHASES) and not args.init:
         raise ConfigError("--only needs --init (where the other models come from)", fix="e.g. --init engines/drums/weights")
     built = {}
+    init_training: dict[str, dict] = {}  # models kept from --init keep the record of how they were trained
     for name in PHASES:
         if args.init and name not in only:  # kept as trained; the models in --only start from scratch
             from backline.engines.weights import load_weights
@@ -257,6 +258,7 @@ def run(args: argparse.Namespace) -> int:
             built[name], meta = load_weights(Path(args.init) / name, kind=f"drums-{name}", format_version=FORMAT_VERSION,
                                              build=lambda c, n=name: build_model(n, c))
             cfg[name] = meta["config"]
+            init_training[name] = meta.get("training", {})
         else:
             built[name] = build_model(name, cfg[name])
     models = {name: ctx.wrap(built[name]) for name in PHASES}
@@ -362,7 +364,7 @@ def run(args: argparse.Namespace) -> int:
                     if p.exists() and not args.overwrite:
                         raise ConfigError(f"{p} exists", fix="pass --overwrite to replace the weights")
                 save_weights(m, out / name, kind=f"drums-{name}", config=cfg[name], format_version=FORMAT_VERSION,
-                             training=summary, overwrite=args.overwrite)
+                             training=init_training.get(name, summary), overwrite=args.overwrite)
             pipeline = {"format_version": FORMAT_VERSION, "config": args.config, "locator_threshold": threshold,
                         "novelty_threshold": nov.DEFAULT_THRESHOLD, "training": summary}
             from backline.engines.audio import write_bytes_atomic
