@@ -52,3 +52,20 @@ def test_shipped_weights_generate_drum_midi_and_wav(tmp_path):
     from backline.engines.audio import read_audio
 
     assert read_audio(wav).peak() > 0.01
+
+
+@pytest.mark.skipif(not (WEIGHTS_DIR / "pipeline.json").is_file(), reason="shipped drum weights missing")
+def test_shipped_variation_decodes_different_fills_from_the_latent_code(tmp_path):
+    import numpy as np
+
+    from backline.engines.drums import novelty as nov
+    from backline.engines.drums.engine import load_models
+    from backline.engines.drums.inputs import read_midi_files
+
+    pipe = load_models("shipped").pipeline
+    grid = read_midi_files([_band_without_drums(tmp_path)]).grid
+    spb = grid.steps_per_bar
+    takes = [pipe.generate(grid, fill_bars=[3], seed=s, variation=1.0).drums for s in range(4)]
+    assert len({t[3 * spb:4 * spb].tobytes() for t in takes}) > 1  # the latent code changes the fill
+    assert all(nov.novelty(t, spb)[3] > 0.25 for t in takes)  # and each is still a fill
+    assert all(np.array_equal(t[: 3 * spb], takes[0][: 3 * spb]) for t in takes)  # nothing before it moves
