@@ -114,23 +114,12 @@ def _quantise(x: np.ndarray) -> np.ndarray:
     return (np.clip(np.round(x * FULL_SCALE), -FULL_SCALE, FULL_SCALE - 1) / FULL_SCALE).astype(np.float32)
 
 
-def _loudness(x: np.ndarray, sample_rate: int) -> float | None:
-    """ITU-R BS.1770 integrated loudness (LUFS) via torchaudio, as Slakh records it; None if unavailable."""
-    try:
-        import torch
-        import torchaudio.functional as taf
-
-        value = float(taf.loudness(torch.from_numpy(np.ascontiguousarray(x)), sample_rate))
-    except Exception:  # noqa: BLE001 — loudness is an optional label, never a reason to fail a render
-        return None
-    return round(value, 3) if np.isfinite(value) else None
-
-
 def render_track_audio(folder: Path, meta: dict, fonts: dict[str, Soundfont], *,
                        sample_rate: int = SAMPLE_RATE, cancel: Callable[[], bool] | None = None) -> dict:
     """Render every stem listed in `meta` from MIDI/SNN.mid, level them, write stems/ and mix.flac.
 
-    Returns the metadata with `audio_rendered`, `gain`, `integrated_loudness` and `overall_gain` filled in.
+    Returns the metadata with `audio_rendered`, `gain`, `rms_dbfs` and `overall_gain` filled in. (Slakh's
+    `integrated_loudness` is left out: torchaudio's BS.1770 filter took longer than fluidsynth's render.)
     """
     frames = int(round(midi_seconds(folder / "all_src.mid") * sample_rate))
     by_file = {f.path.name: f for f in fonts.values()}
@@ -163,7 +152,7 @@ def render_track_audio(folder: Path, meta: dict, fonts: dict[str, Soundfont], *,
         stem = meta["stems"][sid]
         stem["audio_rendered"] = True
         stem["gain"] = round(gains[sid] * overall, 6)
-        stem["integrated_loudness"] = _loudness(q, sample_rate)
+        stem["rms_dbfs"] = round(_active_rms_db(q), 2)
     write_audio(folder / "mix.flac", Audio(total.astype(np.float32), sample_rate), bit_depth=24)
     meta["overall_gain"] = round(overall, 6)
     meta["normalized"] = True
@@ -273,9 +262,6 @@ def _check_manifest(out_dir: Path, settings: dict) -> None:
 
 def _worker(args: tuple) -> tuple[str, float]:
     out_dir, index, seed, min_bars, max_bars, sample_rate = args
-    import torch
-
-    torch.set_num_threads(1)
     final = build_track(Path(out_dir), index, seed, min_bars=min_bars, max_bars=max_bars, sample_rate=sample_rate)
     return final.name, midi_seconds(final / "all_src.mid")
 
