@@ -1,6 +1,7 @@
 """`backline train drums`: train the four drum models on corpus MIDI (or LPD-5) and export small weights.
 
-Runs unchanged as `backline train drums ...` or `torchrun --nproc_per_node N -m backline.engines.drums.train ...`
+Runs unchanged as `backline train drums ...` or
+`torchrun --nproc_per_node N -m backline.engines.drums.train --run-dir DIR ...`
 (DDP through backline.engines.training; each rank draws its own windows from a rank-seeded generator).
 The models train one after another (seq2seq → locator → infiller → vae) in one run folder, with one
 checkpoint (all models and optimizers, safetensors) so an interrupted run resumes where it stopped.
@@ -43,7 +44,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--synth-seed", type=int, default=1)
     parser.add_argument("--synth-max-bars", type=int, default=48)
     parser.add_argument("--lpd5", default=None, help="LPD-5 folder (read with backline.engines.data.lpd5); adds its songs")
-    parser.add_argument("--run", default="runs/drums", help="run folder for checkpoint and metrics (resumes if present)")
+    parser.add_argument("--run-dir", "--run", dest="run", default="runs/drums",
+                        help="run folder for checkpoint and metrics (resumes if present); under torchrun spell it "
+                             "--run-dir (torchrun reads --run as its own --run-path)")
     parser.add_argument("--config", choices=("shipped", "debug"), default="shipped")
     parser.add_argument("--steps", type=int, default=1500, help="optimizer steps per model")
     parser.add_argument("--vae-steps", type=int, default=None, help="steps for the VAE (default: --steps)")
