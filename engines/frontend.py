@@ -15,8 +15,8 @@ Conventions (chosen once, here):
   (64 bins, 16 kHz) and the SimCLR encoder (96 HTK bins, 25 ms window, FFT 2048) use the same code.
 
 Metrics (lower is better, all averaged over leading axes):
-- `mr_stft_distance`: multi-resolution STFT distance (spectral convergence + L1 of log-magnitudes) averaged over
-  FFT sizes 512/1024/2048 (hop = FFT/4), the usual auraloss/Parallel-WaveGAN definition.
+- `mr_stft_distance`: multi-resolution STFT distance (spectral convergence + L1 of log-magnitudes, power floored
+  at 1e-8) averaged over FFT sizes 512/1024/2048 (hop = FFT/4, Hann), the auraloss/Parallel-WaveGAN definition.
 - `log_spectral_distance`: LSD in dB, sqrt(mean_f (10·log10 P − 10·log10 P̂)²) averaged over frames.
 - `mel_l1`: mean |log-mel − log-mel̂| with natural log, 128 bins, FFT 2048, hop 512.
 - `multiscale_spectral_distance`: paper 000's training loss L_mssd = Σ_h mean|STFT_h(w)² − STFT_h(ŵ)²| with
@@ -156,16 +156,19 @@ def _pair(ref, est) -> tuple[torch.Tensor, torch.Tensor]:
     return ref, est.to(ref.device)
 
 
-def mr_stft_distance(ref, est, ffts: Sequence[int] = MR_STFT_FFTS, eps: float = 1e-7) -> float:
-    """Multi-resolution STFT distance: mean over FFT sizes of spectral convergence + mean |log|X| − log|X̂||."""
+def mr_stft_distance(ref, est, ffts: Sequence[int] = MR_STFT_FFTS, eps: float = 1e-8) -> float:
+    """Multi-resolution STFT distance: mean over FFT sizes of spectral convergence + mean |log|X| − log|X̂||.
+
+    Magnitudes are sqrt(max(|X|², ε)) with ε = 1e-8 as in auraloss' STFTLoss, so bins below −80 dB (re. an
+    unnormalised-STFT magnitude of 1) count as equal instead of letting digital silence dominate the log term."""
     ref, est = _pair(ref, est)
     total = 0.0
     with torch.no_grad():
         for n_fft in ffts:
-            a = stft(ref, n_fft, n_fft // 4).abs()
-            b = stft(est, n_fft, n_fft // 4).abs()
+            a = stft(ref, n_fft, n_fft // 4).abs().square().clamp_min(eps).sqrt()
+            b = stft(est, n_fft, n_fft // 4).abs().square().clamp_min(eps).sqrt()
             sc = torch.linalg.vector_norm(a - b) / torch.linalg.vector_norm(a).clamp_min(eps)
-            mag = (torch.log(a + eps) - torch.log(b + eps)).abs().mean()
+            mag = (torch.log(a) - torch.log(b)).abs().mean()
             total += float(sc) + float(mag)
     return total / len(ffts)
 

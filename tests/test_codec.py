@@ -180,3 +180,28 @@ def test_debug_init_is_seeded_and_leaves_global_rng_alone():
     assert torch.equal(before, after)
     for p, q in zip(a.model.parameters(), b.model.parameters()):
         assert torch.equal(p, q)
+
+
+def test_long_file_streams_in_bounded_memory(stem, tmp_path):
+    """encode_file/decode_to_file hold a few chunks, never the whole file: numpy peak stays far below its size."""
+    import tracemalloc
+
+    from pedalboard.io import AudioFile
+
+    seconds, sr = 50, 44100
+    path = tmp_path / "long.wav"
+    rng = np.random.default_rng(0)
+    with AudioFile(str(path), "w", samplerate=sr, num_channels=2) as f:  # written in pieces, like a DAW bounce
+        for _ in range(seconds // 10):
+            f.write((0.1 * rng.standard_normal((2, 10 * sr))).astype(np.float32))
+    whole_bytes = seconds * sr * 2 * 4
+    tracemalloc.start()
+    z = stem.encode_file(path, chunk_frames=8)
+    _, peak_enc = tracemalloc.get_traced_memory()
+    tracemalloc.reset_peak()
+    out = stem.decode_to_file(z, tmp_path / "back.wav", seconds * sr, chunk_frames=8)
+    _, peak_dec = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert z.shape == (32, math.ceil(seconds * sr / HOP))
+    assert peak_enc < whole_bytes / 8 and peak_dec < whole_bytes / 8, (peak_enc, peak_dec, whole_bytes)
+    assert read_audio(out, frames=10).channels == 2
