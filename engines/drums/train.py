@@ -200,6 +200,16 @@ def locator_f1(songs, locator, threshold_grid=None) -> tuple[float, dict]:
 
 def run(args: argparse.Namespace) -> int:
     import torch
+
+    threads = torch.get_num_threads()
+    try:
+        return _run(args)
+    finally:
+        torch.set_num_threads(threads)  # called in-process (tests, notebooks): leave the caller's setting
+
+
+def _run(args: argparse.Namespace) -> int:
+    import torch
     import torch.nn.functional as F
 
     from backline.engines.drums import data as drum_data
