@@ -219,3 +219,36 @@ def test_bad_input_gets_one_line_errors(tmp_path, capsys, monkeypatch):
     assert "fluidsynth" in err and "apt-get install fluidsynth fluid-soundfont-gm" in err and len(err.splitlines()) == 1
     with pytest.raises(MissingDependencyError):
         synth.synthesize(tmp_path / "d", 1, 1, progress=False)
+
+
+def test_composer_covers_meters_styles_and_instrument_ranges():
+    """Pure composition over many seeds (no rendering): the musical vocabulary the issue asks for."""
+    from backline.engines.data.song import BASS_STYLES, PPQ
+
+    meters, bass_styles, grooves, fill_patterns = set(), set(), set(), set()
+    for i in range(80):
+        song = make_song(synth.song_rng(42, i), min_bars=16, max_bars=32)
+        meters.add((song.numerator, song.denominator))
+        parts = {p.role: p for p in song.parts}
+        bass_styles.add(parts["bass"].style)
+        grooves.add(parts["drums"].style)
+        fill_patterns |= {f.pattern for f in song.fills}
+        assert 32 <= parts["bass"].program <= 39 and parts["drums"].channel == 9
+        assert 70 <= song.bpm <= 170 and 16 <= song.bars <= 32
+        assert {s.name for s in song.sections} >= {"intro", "verse"} and song.sections[-1].name == "outro"
+        end = song.bars * song.bar_ticks
+        for part in song.parts:
+            assert part.notes and all(0 <= n.start < end and n.duration > 0 for n in part.notes)
+            assert all(n.start % 1 == 0 and 1 <= n.velocity <= 127 for n in part.notes)
+            if part.role == "bass":
+                assert all(24 <= n.pitch <= 60 for n in part.notes)
+        if song.numerator == 3:
+            assert parts["drums"].style == "waltz"
+        if (song.numerator, song.denominator) == (6, 8):
+            assert parts["drums"].style == "six_eight" and song.bar_ticks == 3 * PPQ
+        vel = [n.velocity for n in parts["piano"].notes]
+        assert len(set(vel)) > 5  # humanised velocities
+    assert meters == {(4, 4), (3, 4), (6, 8)}
+    assert bass_styles == set(BASS_STYLES)
+    assert grooves >= {"rock", "funk", "half_time", "shuffle", "disco", "waltz", "six_eight"}
+    assert fill_patterns == {"tom_run", "snare_roll", "snare_toms", "triplet_toms"}
