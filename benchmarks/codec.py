@@ -149,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--config", default="shipped", help="codec weights to benchmark (shipped, small, debug, paper)")
     p.add_argument("--no-encodec", action="store_true")
+    p.add_argument("--long-minutes", type=float, default=0.0,
+                   help="also stream a synthetic file this long through encode_file/decode_to_file (e.g. 120)")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -222,7 +224,38 @@ def main(argv: list[str] | None = None) -> int:
     for label, vals in rows.items():
         mean = {k: float(np.mean([v[k] for v in vals])) for k in vals[0]}
         print(f"{label:40s} {mean['mr_stft']:9.3f} {mean['lsd_db']:9.2f} {mean['mel_l1']:9.3f}   (n={len(vals)})")
+    if args.long_minutes > 0:
+        long_stream(codecs["mix"], args.long_minutes)
     return 0
+
+
+def long_stream(codec, minutes: float) -> None:
+    """Write a long synthetic stereo file piecewise, stream it through the codec and report time and peak RSS."""
+    import tempfile
+
+    from pedalboard.io import AudioFile
+
+    sr, block = 44100, 60 * 44100
+    total = int(minutes * 60 * sr)
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "long.wav"
+        rng = np.random.default_rng(0)
+        t = np.arange(block) / sr
+        with AudioFile(str(src), "w", samplerate=sr, num_channels=2, bit_depth=16) as f:
+            for start in range(0, total, block):
+                n = min(block, total - start)
+                tone = 0.2 * np.sin(2 * np.pi * (110 + start / total * 330) * t[:n])
+                f.write(np.stack([tone, tone]).astype(np.float32) + 0.01 * rng.standard_normal((2, n)).astype(np.float32))
+        print(f"\n== streaming {minutes:.0f} min of 44.1 kHz stereo ({src.stat().st_size / 2**20:.0f} MiB wav) ==")
+        with PeakRSS() as mem:
+            t0 = time.perf_counter()
+            z = codec.encode_file(src)
+            t1 = time.perf_counter()
+            codec.decode_to_file(z, Path(tmp) / "back.wav", total)
+            t2 = time.perf_counter()
+        print(f"encode_file {t1 - t0:.1f} s, decode_to_file {t2 - t1:.1f} s (RTF {minutes * 60 / (t2 - t0):.1f}x), "
+              f"latents {tuple(z.shape)}, peak RSS growth {(mem.peak - mem.base) / 2**20:.1f} MiB "
+              f"(the audio alone would be {total * 2 * 4 / 2**20:.0f} MiB as float32)")
 
 
 if __name__ == "__main__":
