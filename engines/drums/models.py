@@ -167,10 +167,11 @@ class Seq2SeqDrums(nn.Module):
 
 
 class FillLocator(nn.Module):
-    def __init__(self, d: int = 64, heads: int = 4, ff: int = 128, layers: int = 2, dropout: float = 0.1) -> None:
+    def __init__(self, d: int = 64, heads: int = 4, ff: int = 128, layers: int = 2, dropout: float = 0.1,
+                 phrase: bool = True) -> None:
         super().__init__()
         self.ma_in = nn.Linear(MA_TOKEN_DIM, d)
-        self.pos = Positions(d)
+        self.pos = Positions(d, phrase)
         self.blocks = nn.ModuleList(Block(d, heads, ff, dropout) for _ in range(layers))
         self.ln = nn.LayerNorm(d)
         self.head = nn.Linear(d, 1)

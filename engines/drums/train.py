@@ -57,6 +57,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--calibrate-only", action="store_true",
                         help="train nothing: load --init, choose the locator threshold on the validation songs, export")
     parser.add_argument("--init", default=None, help="weights folder to start from (e.g. engines/drums/weights)")
+    parser.add_argument("--set", action="append", default=[], metavar="MODEL.KEY=VALUE",
+                        help="override a model config value, e.g. --set locator.phrase=false (repeatable)")
     parser.add_argument("--labels", choices=("novelty", "extras"), default="novelty")
     parser.add_argument("--limit", type=int, default=None, help="use at most this many songs")
     parser.add_argument("--val-fraction", type=float, default=0.1)
@@ -258,6 +260,15 @@ def _run(args: argparse.Namespace) -> int:
     only = [x.strip() for x in args.only.split(",") if x.strip()] or list(PHASES)
     if args.calibrate_only:
         only = []
+    for item in args.set:
+        key, _, value = item.partition("=")
+        model, _, field = key.partition(".")
+        if model not in cfg or not field or not value:
+            raise ConfigError(f"--set {item!r} is not MODEL.KEY=VALUE", fix=f"models: {', '.join(PHASES)}")
+        try:
+            cfg[model][field] = json.loads(value.lower() if value.lower() in ("true", "false") else value)
+        except json.JSONDecodeError:
+            cfg[model][field] = value
     if set(only) - set(PHASES):
         raise ConfigError(f"--only {args.only!r} names unknown models", fix=f"models: {', '.join(PHASES)}")
     if len(only) < len(PHASES) and not args.init:
