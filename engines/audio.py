@@ -27,6 +27,8 @@ READ_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff")
 WRITE_EXTENSIONS = (".wav", ".flac")
 #: Refuse to load more than this into memory at once; longer files must be streamed with `iter_audio_chunks`.
 MAX_IN_MEMORY_SECONDS = 60 * 60
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 
 
 @dataclass(frozen=True)
@@ -224,6 +226,7 @@ def atomic_output(path: str | Path, *, overwrite: bool = False) -> tuple[Path, P
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".partial{path.suffix}", dir=path.parent)
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs should have the user's usual permissions
     return path, Path(tmp)
 
 

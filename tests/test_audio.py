@@ -91,3 +91,13 @@ def test_write_refuses_empty_and_bad_extension(tmp_path):
         write_audio(tmp_path / "x.wav", Audio(np.zeros((2, 0), np.float32), 44100))
     with pytest.raises(AudioFileError, match="cannot write"):
         write_audio(tmp_path / "x.mp3", _tone())
+
+
+def test_outputs_get_the_users_usual_permissions(tmp_path):
+    import os
+    import stat
+
+    mask = os.umask(0)
+    os.umask(mask)
+    path = write_audio(tmp_path / "perm.wav", _tone())
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask
