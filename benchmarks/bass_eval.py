@@ -183,6 +183,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description="bass engine evaluation (paper 000 protocol)")
     ap.add_argument("--corpus", type=Path, default=Path("/work/corpus/test"))
     ap.add_argument("--config", default="shipped")
+    ap.add_argument("--weights", type=Path, help="bass weights to evaluate instead of the shipped ones")
+    ap.add_argument("--codec-weights", type=Path, help="folder with mix/stem codec weights (default: shipped)")
     ap.add_argument("--clips", type=int, default=8, help="clips for the FAD sweeps")
     ap.add_argument("--matrix", type=int, default=25, help="mixes in the soft-assignment matrix")
     ap.add_argument("--grounding-mixes", type=int, default=2)
@@ -195,7 +197,7 @@ def main() -> None:
     started = time.time()
     from bass_speed import cpu_name
 
-    engine = build(a.config, "cpu")
+    engine = build(a.config, "cpu", weights=a.weights, codec_weights=a.codec_weights)
     results: dict = {"weights": engine.describe().weights}
     print(f"bass_eval on {cpu_name()} (CPU, {a.threads} thread), torch {torch.__version__}")
     print(f"weights: {results['weights']}")

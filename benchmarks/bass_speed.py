@@ -15,6 +15,7 @@ import argparse
 import os
 import platform
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -65,6 +66,8 @@ def end_to_end(engine, mix: Audio, steps: int, sync=lambda: None) -> dict[str, f
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default="shipped")
+    ap.add_argument("--weights", type=Path, help="bass weights to evaluate instead of the shipped ones")
+    ap.add_argument("--codec-weights", type=Path, help="folder with mix/stem codec weights (default: shipped)")
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--steps", type=int, default=64)
     ap.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")))
@@ -75,7 +78,7 @@ def main() -> None:
     mix = test_mix(a.seconds)
     print(f"bass_speed: {a.seconds:.0f} s mix, {a.steps} DDIM steps, CFG λ=2 φ=0.7 (batched), grounding on")
     print(f"CPU: {cpu_name()}, torch {torch.__version__}, {a.threads} thread(s)")
-    engine = build(a.config, "cpu")
+    engine = build(a.config, "cpu", weights=a.weights, codec_weights=a.codec_weights)
     print(f"weights: {engine.describe().weights}")
     end_to_end(engine, test_mix(4.0), 2)  # warm-up
     runs = [end_to_end(engine, mix, a.steps) for _ in range(a.repeats)]
@@ -95,7 +98,7 @@ def main() -> None:
         return
     print(f"GPU: {torch.cuda.get_device_name(0)}")
     sync = torch.cuda.synchronize
-    gpu = build(a.config, "cuda")
+    gpu = build(a.config, "cuda", weights=a.weights, codec_weights=a.codec_weights)
     variants = [("cuda bf16 autocast", None), ("cuda bf16 + torch.compile", "default"),
                 ("cuda bf16 + CUDA graphs", "reduce-overhead")]
     for label, mode in variants:

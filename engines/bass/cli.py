@@ -28,6 +28,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--variations", type=int, default=1, help="how many takes to generate")
     parser.add_argument("--config", default="shipped", choices=("shipped", "debug"), help="model weights")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--weights", type=Path, help="bass weights from `backline train bass --export` (default: shipped)")
+    parser.add_argument("--codec-weights", type=Path, help="folder with mix/stem codec weights (default: shipped)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -72,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
 
     from backline.engines.bass.engine import build
 
-    engine = build(args.config, args.device)
+    engine = build(args.config, args.device, weights=args.weights, codec_weights=args.codec_weights)
     controls = {k: getattr(args, k) for k in ("steps", "cfg", "rescale", "strength", "quantise")
                 if getattr(args, k) is not None}
     request = GenerationRequest("bass", args.out, timeline, region_start=start, region_stop=stop, mix=mix,

@@ -494,8 +494,12 @@ def load_bass_model(config: str = "shipped", weights: str | Path | None = None):
     return model, {"config": model.cfg.to_dict()}
 
 
-def build(config: str = "shipped", device: str = "cpu", weights: str | Path | None = None) -> BassEngine:
-    """The registered builder: `ENGINE_REGISTRY['bass']`. 'debug' pairs the debug U-Net with debug codecs."""
+def build(config: str = "shipped", device: str = "cpu", weights: str | Path | None = None,
+          codec_weights: str | Path | None = None) -> BassEngine:
+    """The registered builder: `ENGINE_REGISTRY['bass']`. 'debug' pairs the debug U-Net with debug codecs.
+
+    `weights` / `codec_weights` (a folder with mix.safetensors and stem.safetensors) override the shipped files,
+    for evaluating a training run before it is shipped."""
     from backline.engines.codec import load_codec
 
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -505,8 +509,12 @@ def build(config: str = "shipped", device: str = "cpu", weights: str | Path | No
     if codec_config is None:  # untrained models: debug pairs with the debug codecs, the others with the shipped
         codec_config = "debug" if config == "debug" else "shipped"
     try:
-        mix_codec = load_codec("mix", config=codec_config, device=device)
-        stem_codec = load_codec("stem", config=codec_config, device=device)
+        if codec_weights is not None:
+            mix_codec = load_codec("mix", device=device, weights=Path(codec_weights) / "mix")
+            stem_codec = load_codec("stem", device=device, weights=Path(codec_weights) / "stem")
+        else:
+            mix_codec = load_codec("mix", config=codec_config, device=device)
+            stem_codec = load_codec("stem", config=codec_config, device=device)
     except WeightsError as err:
         raise WeightsError(f"the bass engine needs the codec weights ({err})",
                            fix="train them with: backline train codec") from err

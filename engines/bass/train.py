@@ -30,6 +30,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--val-corpus", type=Path, help="held-out corpus for a validation loss (encoded too)")
     parser.add_argument("--cache", type=Path, help="latent cache root (default: ~/.cache/backline/bass_pairs)")
     parser.add_argument("--codec", default="shipped", choices=("shipped", "debug", "small"), help="codec weights")
+    parser.add_argument("--codec-weights", type=Path,
+                        help="folder with mix.safetensors/stem.safetensors (+ .json) to use instead of --codec")
+    parser.add_argument("--init", type=Path, help="start from these exported bass weights (fine-tune; latent "
+                        "statistics are re-measured on this cache, e.g. after the codec was retrained)")
     parser.add_argument("--config", default="small", choices=("small", "debug", "paper"), help="U-Net size")
     parser.add_argument("--run", type=Path, required=True, help="run folder (checkpoints, metrics.jsonl)")
     parser.add_argument("--steps", type=int, default=4000)
@@ -74,8 +78,12 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(max(1, args.threads))
     ctx = Distributed.setup(args.device)
     seed_everything(args.seed + ctx.rank)
-    mix_codec = load_codec("mix", args.codec)
-    stem_codec = load_codec("stem", args.codec)
+    if args.codec_weights:
+        mix_codec = load_codec("mix", weights=args.codec_weights / "mix")
+        stem_codec = load_codec("stem", weights=args.codec_weights / "stem")
+    else:
+        mix_codec = load_codec("mix", args.codec)
+        stem_codec = load_codec("stem", args.codec)
     fps = codec_fingerprint(mix_codec), codec_fingerprint(stem_codec)
     cache_root = args.cache or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "backline" / "bass_pairs"
     train_dir = cache_dir_for(cache_root, *fps) / "train"
@@ -103,6 +111,11 @@ def run(args: argparse.Namespace) -> int:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(args.seed)
         model = build_model(cfg)
+    if args.init:
+        from backline.engines.bass.engine import load_bass_model
+
+        start, _ = load_bass_model(weights=args.init)
+        model.load_state_dict(start.float().state_dict())
     model.set_latent_stats(*pairs.stats())
     model = model.to(ctx.device)
     ema = copy.deepcopy(model).eval()
@@ -172,11 +185,12 @@ def run(args: argparse.Namespace) -> int:
             "steps": step, "planned_steps": args.steps, "stopped_early": stopped_early, "batch": args.batch * ctx.world_size,
             "lr": args.lr, "crop": args.crop, "ema": args.ema, "cond_dropout": args.cond_dropout,
             "data": f"{len(pairs)} corpus tracks ({args.corpus or train_dir}), {args.subsets} subset mixes each",
-            "codec": args.codec, "codec_fingerprints": {"mix": fps[0], "stem": fps[1]},
+            "codec": str(args.codec_weights or args.codec), "init": str(args.init) if args.init else None,
+            "codec_fingerprints": {"mix": fps[0], "stem": fps[1]},
             "hardware": f"{ctx.device.type} x{ctx.world_size}, {torch.get_num_threads()} thread(s)",
             "wall_s": round(elapsed, 1), "final": log.latest,
         }
-        config = cfg.to_dict() | {"dtype": "float16", "codec_config": args.codec}
+        config = cfg.to_dict() | {"dtype": "float16", "codec_config": "shipped" if args.codec_weights else args.codec}
         path = save_weights(export, args.export, kind=KIND, config=config, format_version=FORMAT_VERSION,
                             training=training, overwrite=True)
         print(f"exported {path} ({path.stat().st_size / 2**20:.1f} MiB)")
