@@ -42,7 +42,9 @@ MR_STFT_FFTS: tuple[int, ...] = (512, 1024, 2048)
 
 @lru_cache(maxsize=64)
 def _hann(win_length: int, device: str, dtype: torch.dtype) -> torch.Tensor:
-    return torch.hann_window(win_length, periodic=True, dtype=dtype, device=torch.device(device))
+    # built outside inference mode: a cached "inference tensor" could not be saved for backward later
+    with torch.inference_mode(False):
+        return torch.hann_window(win_length, periodic=True, dtype=dtype, device=torch.device(device))
 
 
 def hann_window(win_length: int, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -107,8 +109,9 @@ def _mel_fb(n_freqs: int, f_min: float, f_max: float, n_mels: int, sample_rate: 
     with warnings.catch_warnings():
         # 128 bins over a 1024-point FFT leave a few lowest bands empty: they read a constant log(ε), harmless
         warnings.filterwarnings("ignore", message="At least one mel filterbank has all zero values")
-        fb = taf.melscale_fbanks(n_freqs, f_min, f_max, n_mels, sample_rate, norm=norm, mel_scale=mel_scale)
-    return fb.to(torch.device(device))  # [n_freqs, n_mels]
+        with torch.inference_mode(False):  # cached: must not be an inference tensor (see _hann)
+            fb = taf.melscale_fbanks(n_freqs, f_min, f_max, n_mels, sample_rate, norm=norm, mel_scale=mel_scale)
+            return fb.to(torch.device(device))  # [n_freqs, n_mels]
 
 
 def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int = 128, f_min: float = 0.0, f_max: float | None = None,

@@ -64,3 +64,16 @@ def test_mssd_is_paper_loss_and_differentiable():
     assert loss > 0 and torch.isfinite(y.grad).all() and y.grad.abs().sum() > 0
     assert fe.multiscale_spectral_distance(x, x).item() == 0.0
     assert fe.MSSD_HOPS == (32, 64, 128, 256, 512, 2048, 4096)
+
+
+def test_cached_windows_survive_inference_mode():
+    """A window first built under inference_mode (codec inference) must still work for training backward."""
+    fe._hann.cache_clear()
+    fe._mel_fb.cache_clear()
+    x = _tone(4096)
+    with torch.inference_mode():
+        fe.log_magnitude(x, 512, 128)
+        fe.log_mel(x, 44100, n_fft=512, hop=128, n_mels=32)
+    y = x.clone().requires_grad_(True)
+    (fe.log_magnitude(y, 512, 128).mean() + fe.log_mel(y, 44100, n_fft=512, hop=128, n_mels=32).mean()).backward()
+    assert torch.isfinite(y.grad).all()
