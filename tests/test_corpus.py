@@ -252,3 +252,15 @@ def test_composer_covers_meters_styles_and_instrument_ranges():
     assert bass_styles == set(BASS_STYLES)
     assert grooves >= {"rock", "funk", "half_time", "shuffle", "disco", "waltz", "six_eight"}
     assert fill_patterns == {"tom_run", "snare_roll", "snare_toms", "triplet_toms"}
+
+
+def test_every_program_the_composer_uses_has_a_soundfont_with_tight_onsets():
+    from backline.engines.data.calibrate_fonts import MAX_LAG_S
+    from backline.engines.data.song import PROGRAMS
+
+    table = synth._onset_table()
+    for role, programs in PROGRAMS.items():
+        for program in programs:
+            lags = table[str(program)]
+            assert set(lags) == {"FluidR3_GM", "TimGM6mb", "MuseScore_General"}
+            assert min(lags.values()) <= MAX_LAG_S, (role, program, lags)

@@ -25,11 +25,11 @@ TABLE = Path(__file__).with_name("font_onsets.json")
 #: A pair is usable when its worst isolated-note onset error is within this (the corpus test allows 15 ms).
 MAX_LAG_S = 0.010
 CANDIDATES = {
-    "bass": (tuple(range(32, 40)), range(28, 53, 3)),
-    "keys": ((0, 1, 2, 3, 4, 5, 6, 7, 11, 16, 17, 18), range(40, 85, 4)),
-    "guitar": (tuple(range(24, 31)), range(48, 81, 4)),
-    "strings": ((45, 46, 48, 49, 50, 51, 52, 53, 88, 89, 90, 91, 92, 94, 95), range(52, 85, 4)),
-    "lead": ((40, 56, 61, 62, 64, 65, 66, 68, 71, 73, 80, 81, 84, 85, 87), range(58, 87, 4)),
+    "bass": (tuple(range(32, 40)), range(28, 53, 2)),
+    "keys": ((0, 1, 2, 3, 4, 5, 6, 7, 11, 16, 17, 18), range(40, 85, 2)),
+    "guitar": (tuple(range(24, 31)), range(48, 81, 2)),
+    "strings": ((45, 46, 48, 49, 50, 51, 52, 53, 88, 89, 90, 91, 92, 94, 95), range(52, 85, 2)),
+    "lead": ((40, 56, 61, 62, 64, 65, 66, 68, 71, 73, 80, 81, 84, 85, 87), range(58, 87, 2)),
 }
 
 

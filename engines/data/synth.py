@@ -47,7 +47,7 @@ from backline.engines.data.song import Song, make_song
 from backline.engines.errors import ConfigError, DatasetError
 from backline.engines.render import SAMPLE_RATE, Soundfont, render_midi, require_soundfonts
 
-GENERATOR_VERSION = 2  # v1: drum notes cut after 60 ticks (release clicks in TimGM6mb hats)
+GENERATOR_VERSION = 3  # v1: drum notes cut after 60 ticks (TimGM6mb hat clicks); v2: wider program choice
 #: Target RMS (dBFS, over non-silent blocks) per role before the global gain.
 ROLE_LEVEL_DB = {"bass": -19.0, "drums": -17.0, "piano": -22.0, "guitar": -23.0, "strings": -24.0, "lead": -21.0}
 TARGET_PEAK = 10 ** (-1.0 / 20)  # -1 dBFS
