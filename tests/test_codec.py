@@ -63,7 +63,7 @@ def test_latent_frames_are_sample_aligned(mix):
 
 
 def test_chunked_equals_whole_file(mix, stem):
-    x = _music(seconds=12.0)
+    x = _music(seconds=6.0)
     for codec in (mix, stem):
         whole = codec.encode(x, chunk_frames=None)
         chunked = codec.encode(x, chunk_frames=7)
@@ -86,7 +86,7 @@ def test_batch_api_matches_single(mix):
 
 
 def test_file_streaming_matches_in_memory(mix, stem, tmp_path):
-    x = _music(seconds=14.0)
+    x = _music(seconds=8.0)
     path = write_audio(tmp_path / "song.flac", x)
     for codec in (mix, stem):
         z_mem = codec.encode(read_audio(path), chunk_frames=None)
@@ -188,7 +188,7 @@ def test_long_file_streams_in_bounded_memory(stem, tmp_path):
 
     from pedalboard.io import AudioFile
 
-    seconds, sr = 50, 44100
+    seconds, sr = 40, 44100
     path = tmp_path / "long.wav"
     rng = np.random.default_rng(0)
     with AudioFile(str(path), "w", samplerate=sr, num_channels=2) as f:  # written in pieces, like a DAW bounce
@@ -196,10 +196,10 @@ def test_long_file_streams_in_bounded_memory(stem, tmp_path):
             f.write((0.1 * rng.standard_normal((2, 10 * sr))).astype(np.float32))
     whole_bytes = seconds * sr * 2 * 4
     tracemalloc.start()
-    z = stem.encode_file(path, chunk_frames=8)
+    z = stem.encode_file(path, chunk_frames=4)
     _, peak_enc = tracemalloc.get_traced_memory()
     tracemalloc.reset_peak()
-    out = stem.decode_to_file(z, tmp_path / "back.wav", seconds * sr, chunk_frames=8)
+    out = stem.decode_to_file(z, tmp_path / "back.wav", seconds * sr, chunk_frames=4)
     _, peak_dec = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert z.shape == (32, math.ceil(seconds * sr / HOP))
