@@ -28,6 +28,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--variations", type=int, default=1, help="how many takes to generate")
     parser.add_argument("--config", default="shipped", choices=("shipped", "debug"), help="model weights")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="CPU threads for torch (default 1: on a shared 2-core machine 2 threads can be 20x slower)")
     parser.add_argument("--weights", type=Path, help="bass weights from `backline train bass --export` (default: shipped)")
     parser.add_argument("--codec-weights", type=Path, help="folder with mix/stem codec weights (default: shipped)")
 
@@ -72,7 +74,13 @@ def run(args: argparse.Namespace) -> int:
                                 f"{bpm:g} BPM)", path=args.mix, fix=f"pick bars within 1-{int(bars_in_mix)}")
     mix = read_audio(args.mix, start=start, frames=stop - start)
 
+    import torch
+
     from backline.engines.bass.engine import build
+
+    if args.threads < 1:
+        raise ConfigError(f"--threads {args.threads} must be >= 1")
+    torch.set_num_threads(args.threads)
 
     engine = build(args.config, args.device, weights=args.weights, codec_weights=args.codec_weights)
     controls = {k: getattr(args, k) for k in ("steps", "cfg", "rescale", "strength", "quantise")
