@@ -9,7 +9,8 @@
 * `embed(audio) -> Tensor[256]`: the SimCLR embedding (3 s snippets at 0.5 Hz, averaged; paper 002a's
   evaluation protocol) for FAD and style distances; `embed(audio, per_snippet=True)` -> [K, 256].
 * `match_matrix(mixes, stems) -> Tensor[M, S]`: paper 000's soft-assignment matrix (row m: softmax over the
-  stems of cosine / τ between mix m and each stem); `match_cosines` gives the raw cosines.
+  stems of similarity / τ between mix m and each stem); `match_cosines` gives the raw similarities (mean
+  per-frame cosine of the frame-aligned matcher, matching.py, over each pair's common length, from the start).
 
 Inputs are `Audio` (any sample rate, mono or stereo; resampled once to 16 kHz with the project's resampler)
 or a path. Models load lazily from `weights/` and are cached per (config, device); `config='debug'` builds
@@ -144,15 +145,16 @@ class Analyzer:
 
     @property
     def matching(self):
-        from backline.engines.analysis.simclr import MatchingModel, SimCLRConfig, get_config
+        """The shipped (mix, stem) fit model: the frame-aligned matcher (see matching.py for why)."""
+        from backline.engines.analysis.matching import CONFIGS, AlignedMatcher, build_aligned
 
         with self._lock:
             if self._matching is None:
                 if self.config == "debug":
                     torch.manual_seed(2)
-                    self._matching = MatchingModel(get_config("debug")).to(self.device).eval()
+                    self._matching = AlignedMatcher(CONFIGS["debug"]).to(self.device).eval()
                 else:
-                    self._matching = self._load("matching", "matching", lambda c: MatchingModel(SimCLRConfig.from_dict(c)))
+                    self._matching = self._load("matching", "aligned-matching", build_aligned)
             return self._matching
 
     # --- helpers ---------------------------------------------------------------------------------------------
@@ -257,40 +259,36 @@ class Analyzer:
         return e if per_snippet else e.mean(0)
 
     @torch.no_grad()
-    def _match_embeddings(self, items: Sequence[Audio | str | Path], stem: bool) -> torch.Tensor:
-        m = self.matching
-        out = []
-        for a in items:
-            wav, _, _ = self._prepare(a, "stem" if stem else "mix")
-            snips = self._snippets(wav)
-            e = m.embed_stem(snips) if stem else m.embed_mix(snips)
-            out.append(torch.nn.functional.normalize(e.mean(0), dim=-1))
-        return torch.stack(out)
+    def _frames(self, items: Sequence[Audio | str | Path], what: str) -> list[torch.Tensor]:
+        return [self.features(self._prepare(a, what)[0]) for a in items]
 
     @torch.no_grad()
     def match_cosines(self, mixes: Sequence[Audio | str | Path], stems: Sequence[Audio | str | Path]) -> torch.Tensor:
-        return self._match_embeddings(mixes, False) @ self._match_embeddings(stems, True).T
+        """[M, S] similarity: mean over the common frames of the per-frame cosine (time-aligned from the start)."""
+        m = self.matching
+        u = [m.mix(m.cmvn(f)[None])[0] for f in self._frames(mixes, "mix")]
+        v = [m.stem(m.cmvn(f)[None])[0] for f in self._frames(stems, "stem")]
+        out = torch.zeros(len(u), len(v))
+        for i, a in enumerate(u):
+            for j, b in enumerate(v):
+                t = min(len(a), len(b))
+                out[i, j] = (a[:t] * b[:t]).sum(-1).mean()
+        return out
 
     @torch.no_grad()
     def match_matrix(self, mixes: Sequence[Audio | str | Path], stems: Sequence[Audio | str | Path]) -> torch.Tensor:
-        from backline.engines.analysis.simclr import TAU
+        from backline.engines.analysis.matching import TAU
 
         return torch.softmax(self.match_cosines(mixes, stems) / TAU, dim=-1)
 
     @torch.no_grad()
     def fit_score(self, mix: Audio | str | Path, stem: Audio | str | Path) -> float:
-        """Calibrated fit of `stem` against `mix` (the mix without that stem), from time-aligned 3 s snippets:
-        the mean cosine between mix snippet k and stem snippet k over their common length."""
-        mix_w, _, _ = self._prepare(mix, "mix")
+        """Calibrated fit of `stem` against `mix` (the mix without that stem) over their common length."""
         stem_w, _, _ = self._prepare(stem, "stem")
         if loudness(stem_w).rms_db < SILENCE_DB:
             raise AudioFormatError("the stem is silent: there is nothing to score", fix="check the stem's export")
-        n = min(len(mix_w), len(stem_w))
-        m = self.matching
-        a = m.embed_mix(self._snippets(mix_w[:n]))
-        b = m.embed_stem(self._snippets(stem_w[:n]))
-        cos = (a * b).sum(-1).mean()
-        return float(m.fit_from_cosine(cos))
+        sim = self.match_cosines([mix], [stem])[0, 0]
+        return float(self.matching.fit_from_similarity(sim))
 
 
 def _aggregate(p: torch.Tensor) -> torch.Tensor:

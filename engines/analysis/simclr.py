@@ -175,11 +175,12 @@ class NFLiteEncoder(nn.Module):
         return x.mean(dim=(2, 3))
 
 
-def projector(cfg: SimCLRConfig) -> nn.Sequential:
+def projector(cfg: SimCLRConfig, act: type[nn.Module] = nn.ReLU) -> nn.Sequential:
+    """SimCLR's MLP projector (ReLU, as in the paper); the matching heads use GELU (see MatchingModel)."""
     layers: list[nn.Module] = []
     dim = cfg.embed_dim
     for _ in range(cfg.proj_layers - 1):
-        layers += [nn.Linear(dim, cfg.proj_dim), nn.ReLU()]
+        layers += [nn.Linear(dim, cfg.proj_dim), act()]
         dim = cfg.proj_dim
     layers.append(nn.Linear(dim, cfg.out_dim))
     return nn.Sequential(*layers)
@@ -239,8 +240,10 @@ class MatchingModel(nn.Module):
         super().__init__()
         self.config = config
         self.encoder = NFLiteEncoder(config)
-        self.mix_head = projector(config)
-        self.stem_head = projector(config)
+        # GELU heads: with ReLU, fine-tuning from the SimCLR projector collapsed to dead units (constant
+        # embeddings, loss stuck at log N) in our first run; GELU has no dead zone.
+        self.mix_head = projector(config, nn.GELU)
+        self.stem_head = projector(config, nn.GELU)
         self.register_buffer("calib", torch.tensor([10.0, -5.0]))
         if calibration is not None:
             self.calib.copy_(torch.tensor([calibration.a, calibration.b]))

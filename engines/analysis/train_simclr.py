@@ -26,7 +26,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     from backline.engines.analysis.common import add_data_args
 
     add_data_args(parser)
-    parser.add_argument("--mode", default="simclr", choices=["simclr", "matching"])
+    parser.add_argument("--mode", default="simclr", choices=["simclr", "matching", "aligned"],
+                        help="simclr encoder | matching on the SimCLR backbone | aligned: the shipped frame-aligned "
+                             "fit model (matching.py)")
+    parser.add_argument("--windows", type=int, default=6, help="aligned: cached 3 s windows per (song, target)")
     parser.add_argument("--config", default="small", help="small (shipped) | debug")
     parser.add_argument("--steps", type=int, default=800)
     parser.add_argument("--batch", type=int, default=32, help="pairs per batch")
@@ -75,6 +78,8 @@ def run(args: argparse.Namespace) -> int:
     val_tracks = [tracks[i] for i in perm[:n_val]]
     train_tracks = [tracks[i] for i in perm[n_val:]] or tracks
     mel_fn = SimCLRLogMel()
+    if args.mode == "aligned":
+        return _train_aligned(args, ctx, run_dir, train_tracks, val_tracks, rng)
 
     if args.mode == "simclr":
         cfg = get_config(args.config)
@@ -155,6 +160,106 @@ def run(args: argparse.Namespace) -> int:
             training |= {"calibration": {"a": cal.a, "b": cal.b, "val_tracks": len(held)}}
             out = args.out or run_dir / "matching"
             save_weights(inner, out, kind="matching", config=cfg.to_dict(), overwrite=True, training=training)
+        print(f"saved {out} after {step} steps (loss {log.latest.get('loss')})")
+    ctx.close()
+    return 0
+
+
+def aligned_pairs(tracks, windows: int, rng: np.random.Generator):
+    """Cached (mix frames, stem frames, track index) for `windows` 3 s windows per (song, bass|drums|other)."""
+    from backline.engines.analysis import dataset
+    from backline.engines.analysis.features import FEATURE_SR, MusiCoderFeatures
+
+    feats = MusiCoderFeatures()
+    mixes, stems, owner = [], [], []
+    n = 3 * FEATURE_SR
+    for ti, tr in enumerate(tracks):
+        if tr.waves.shape[1] <= n:
+            continue
+        for target in dataset.MATCH_TARGETS:
+            si = dataset.pick_stem(tr, target, rng)
+            if si is None:
+                continue
+            for _ in range(windows):
+                for _ in range(4):
+                    start = int(rng.integers(0, tr.waves.shape[1] - n))
+                    mix, stem = dataset.matching_pair(tr, si, start)
+                    if (dataset.frame_db(stem) > dataset.PRESENT_DB).mean() >= 0.3:
+                        break
+                mixes.append(feats(torch.from_numpy(mix)))
+                stems.append(feats(torch.from_numpy(stem)))
+                owner.append(ti)
+    return torch.stack(mixes), torch.stack(stems), torch.tensor(owner)
+
+
+def _distinct_batch(owner: torch.Tensor, batch: int, gen: torch.Generator) -> torch.Tensor:
+    """Indices of `batch` pairs from distinct songs (a second pair of the same song would be a false negative)."""
+    perm = torch.randperm(len(owner), generator=gen)
+    seen, idx = set(), []
+    for i in perm.tolist():
+        if int(owner[i]) not in seen:
+            seen.add(int(owner[i]))
+            idx.append(i)
+            if len(idx) == batch:
+                break
+    return torch.tensor(idx)
+
+
+def _train_aligned(args, ctx, run_dir: Path, train_tracks, val_tracks, rng) -> int:
+    from backline.engines.analysis.matching import CONFIGS, AlignedMatcher
+    from backline.engines.analysis.simclr import fit_calibration
+    from backline.engines.training import Checkpointer, MetricLog, progress_bar
+    from backline.engines.weights import save_weights
+
+    cfg = CONFIGS["debug" if args.config == "debug" else "small"]
+    mix, stem, owner = aligned_pairs(train_tracks, args.windows, rng)
+    model = AlignedMatcher(cfg)
+    model.cmvn.fit(torch.cat([mix, stem])[:, ::5])
+    model = ctx.wrap(model)
+    inner = getattr(model, "module", model)
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr(s, args.warmup, args.steps))
+    ckpt = Checkpointer(run_dir, ctx)
+    step, _ = ckpt.load({"model": model, "opt": opt, "sched": sched})
+    log = MetricLog(run_dir, ctx)
+    gen = torch.Generator().manual_seed(args.seed + step + 1000 * ctx.rank)
+    started = time.monotonic()
+    bar = progress_bar(args.steps, step, ctx, "aligned")
+    batch = min(args.batch, len(set(owner.tolist())))
+    while step < args.steps:
+        idx = _distinct_batch(owner, batch, gen)
+        loss = model(mix[idx].to(ctx.device), stem[idx].to(ctx.device))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        step += 1
+        if step % 10 == 0 or step == args.steps:
+            log.log(step, loss=loss.item(), lr=sched.get_last_lr()[0])
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+        bar.update(1)
+        out_of_time = (time.monotonic() - started) / 60 > args.minutes
+        if step % 200 == 0 or step == args.steps or out_of_time:
+            ckpt.save(step, {"model": model, "opt": opt, "sched": sched})
+        if out_of_time:
+            break
+    bar.close()
+    if ctx.is_main:
+        inner.eval()
+        held = val_tracks if len(val_tracks) >= 2 else train_tracks
+        vmix, vstem, vowner = aligned_pairs(held, 2, rng)
+        with torch.no_grad():
+            u, v = inner.encode(vmix, vstem)
+            sim = inner.similarity(u, v)
+        same = vowner[:, None] == vowner[None, :]
+        cal = fit_calibration(sim.diag(), sim[~same])
+        inner.calib.copy_(torch.tensor([cal.a, cal.b]))
+        training = {"steps": step, "batch": batch, "final_loss": log.latest.get("loss"), "pairs": len(owner),
+                    "minutes": round((time.monotonic() - started) / 60, 2), "tracks": len(train_tracks),
+                    "calibration": {"a": cal.a, "b": cal.b, "val_tracks": len(held), "val_pairs": len(vowner)}}
+        out = args.out or run_dir / "matching"
+        save_weights(inner, out, kind="aligned-matching", config=cfg.to_dict(), overwrite=True, training=training)
         print(f"saved {out} after {step} steps (loss {log.latest.get('loss')})")
     ctx.close()
     return 0
