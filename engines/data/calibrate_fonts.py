@@ -25,16 +25,19 @@ TABLE = Path(__file__).with_name("font_onsets.json")
 #: A pair is usable when its worst isolated-note onset error is within this (the corpus test allows 15 ms).
 MAX_LAG_S = 0.010
 CANDIDATES = {
-    "bass": (tuple(range(32, 40)), range(28, 53, 2)),
-    "keys": ((0, 1, 2, 3, 4, 5, 6, 7, 11, 16, 17, 18), range(40, 85, 2)),
-    "guitar": (tuple(range(24, 31)), range(48, 81, 2)),
-    "strings": ((45, 46, 48, 49, 50, 51, 52, 53, 88, 89, 90, 91, 92, 94, 95), range(52, 85, 2)),
-    "lead": ((40, 56, 61, 62, 64, 65, 66, 68, 71, 73, 80, 81, 84, 85, 87), range(58, 87, 2)),
+    "bass": (tuple(range(32, 40)), range(28, 53, 1)),
+    "keys": ((0, 1, 2, 3, 4, 5, 6, 7, 11, 16, 17, 18), range(40, 85, 1)),
+    "guitar": (tuple(range(24, 31)), range(48, 81, 1)),
+    "strings": ((45, 46, 48, 49, 50, 51, 52, 53, 88, 89, 90, 91, 92, 94, 95), range(52, 85, 1)),
+    "lead": ((40, 56, 61, 62, 64, 65, 66, 68, 71, 73, 80, 81, 84, 85, 87), range(58, 87, 1)),
 }
 
 
 def _probe(path: Path, program: int, pitches: range, chords: bool) -> list[float]:
-    """Notes (or triads) held for a half note minus a 16th, back to back at 120 BPM, as the songs play them.
+    """Notes (or triads) on every semitone, a quarter note apart at 120 BPM, each released a 16th early.
+
+    Every semitone, because a soundfont's sample zones can be a single key wide (TimGM6mb's brass section
+    is 35 ms late on F5 alone).
 
     Context matters: bowed strings and choirs that start cleanly from silence lose their onsets when the
     previous chord is still releasing, so the probe plays them in that context. Returns note-on times (s).
@@ -50,8 +53,8 @@ def _probe(path: Path, program: int, pitches: range, chords: bool) -> list[float
         for j, n in enumerate(notes):
             tr.append(mido.Message("note_on", note=n, velocity=85, time=(120 if k else 240) if j == 0 else 0))
         for j, n in enumerate(notes):
-            tr.append(mido.Message("note_off", note=n, velocity=0, time=840 if j == 0 else 0))
-        times.append(0.25 + k * 1.0)
+            tr.append(mido.Message("note_off", note=n, velocity=0, time=360 if j == 0 else 0))
+        times.append(0.25 + k * 0.5)
     mid.save(str(path))
     return times
 
