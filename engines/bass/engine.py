@@ -439,9 +439,14 @@ def bass_line(notes, *, max_pitch: int = 67, min_dur: float = 0.05, ghost_s: flo
 
 
 def transcribe_bass(audio: Audio) -> list:
-    """A bass stem → its notes (basic-pitch limited to 30–450 Hz, then `bass_line`)."""
+    """A bass stem → its notes (basic-pitch limited to 30–450 Hz, then `bass_line`).
+
+    The stem is first brought to −18 LUFS: basic-pitch's thresholds are absolute, and a decoded stem can come
+    out of the codec far quieter than a real one."""
+    from backline.engines.effects import normalise_loudness
     from backline.engines.transcribe import transcribe_polyphonic
 
+    audio, _ = normalise_loudness(audio, -18.0)
     return bass_line(transcribe_polyphonic(audio, min_hz=30.0, max_hz=450.0))
 
 
