@@ -41,7 +41,7 @@ def fmt(x: float) -> str:
     return "  n/a" if x != x else f"{100 * x:5.1f}"
 
 
-def tagger_table(run_dir: Path, test, heads) -> dict:
+def tagger_table(run_dir: Path, test, heads, shipped: Path | None = None) -> dict:
     from backline.engines.analysis.tagger import (
         build_tagger,
         coarse_from_fine,
@@ -55,7 +55,7 @@ def tagger_table(run_dir: Path, test, heads) -> dict:
     cy, cm = coarse_from_fine(y).numpy(), coarse_mask_from_fine(y, m).numpy()
     rows = {}
     for head in heads:
-        path = run_dir / f"tagger_{head}"
+        path = run_dir / f"tagger_{head}" if head != "shipped" else shipped
         if not path.with_suffix(".safetensors").exists():
             print(f"  (no weights for head {head} at {path}; train with `backline train tagger`)")
             continue
@@ -193,12 +193,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"held-out data: {len(test)} five-second crops (random stem subsets) from {n_tracks} test songs of {args.corpus}")
 
     if "table" not in skip:
-        rows = tagger_table(args.runs / "tagger", test, HEADS)
+        rows = tagger_table(args.runs / "tagger", test, (*HEADS, "shipped"), args.weights_dir / "tagger")
         print("\nPaper 001, Table 1 on our corpus (macro %, test split; F1 with per-tag thresholds tuned on validation)")
         print(f"{'method':<34}{'λ':>5} | {'fine ROC':>8} {'PR':>6} {'F1':>6} | {'coarse ROC':>10} {'PR':>6} {'F1':>6}")
         names = {"flat": "flat + inference-time GMP (baseline)", "levelwise": "level-wise (Fig. 2a)",
                  "topdown": "top-down soft tree (Fig. 2b)", "gmp": "GMP joint training (Fig. 2c)",
-                 "resatt": "ResAtt (Fig. 2d)"}
+                 "resatt": "ResAtt (Fig. 2d)", "shipped": "shipped: ResAtt, longer schedule"}
         for head, r in rows.items():
             lam = "-" if head == "flat" else f"{r['lam']:.2f}"
             f, c = r["fine"], r["coarse"]
