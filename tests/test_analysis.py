@@ -264,9 +264,12 @@ def test_metrics_and_thresholds():
     p = np.array([0.1, 0.4, 0.35, 0.8, 0.9, 0.9])
     assert tg.roc_auc(y, p) == pytest.approx(5.5 / 9)  # hand count of (pos, neg) pairs, ties = 1/2
     assert tg.average_precision(y, p) == pytest.approx(1 / 3 * 0.5 + 1 / 3 * 2 / 3 + 1 / 3 * 0.6)
-    probs = np.array([[0.2], [0.3], [0.6], [0.7]])
+    probs = np.array([[0.1], [0.26], [0.64], [0.7]])
     th = tg.tune_thresholds(probs, np.array([[0], [0], [1], [1]]), np.ones((4, 1)))
-    assert 0.3 < th[0] <= 0.6
+    assert 0.26 < th[0] <= 0.64  # any threshold between the classes gives F1 = 1
+    # searched in 0.2-0.8 only: a tag separable only at 0.05 keeps the floor
+    low = tg.tune_thresholds(np.array([[0.01], [0.02], [0.06], [0.07]]), np.array([[0], [0], [1], [1]]), np.ones((4, 1)))
+    assert low[0] == pytest.approx(0.2)
 
 
 def test_attention_png_is_a_valid_image():

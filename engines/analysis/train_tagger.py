@@ -35,6 +35,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--encoder", type=Path, default=None, help="pretrained encoder weights (default: shipped)")
     parser.add_argument("--heads", default="flat,levelwise,topdown,gmp,resatt")
     parser.add_argument("--lam", type=float, default=None, help="skip the grid and use this λ")
+    parser.add_argument("--init-tagger", type=Path, default=None,
+                        help="continue from these tagger weights (one head; its λ is kept, no grid)")
     parser.add_argument("--steps", type=int, default=600, help="joint-training steps per head")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--lr", type=float, default=5e-4)
@@ -196,7 +198,17 @@ def run(args: argparse.Namespace) -> int:
         z_va = torch.cat([probe.base(x_va[i : i + 64].float()) for i in range(0, len(x_va), 64)])
 
     for head in heads:
-        if head == "flat":
+        if args.init_tagger is not None:
+            from backline.engines.analysis.tagger import build_tagger
+            from backline.engines.weights import load_weights
+
+            prev, prev_meta = load_weights(args.init_tagger, kind="tagger", build=build_tagger)
+            if prev.head.kind != head:
+                raise ConfigError(f"--init-tagger holds a {prev.head.kind} head, not {head}", fix=f"pass --heads {prev.head.kind}")
+            lam, grid = prev_meta["config"]["lam"], {}
+            tagger = make(head, lam)
+            tagger.load_state_dict(prev.state_dict())
+        elif head == "flat":
             lam, grid, state = lambda_grid(z_tr, z_va, tr_lab, va_lab, head, args.seed, grid=(1.0,))
             grid = {}
         elif args.lam is not None:
@@ -204,8 +216,9 @@ def run(args: argparse.Namespace) -> int:
             grid = {}
         else:
             lam, grid, state = lambda_grid(z_tr, z_va, tr_lab, va_lab, head, args.seed)
-        tagger = make(head, lam)
-        tagger.head.load_state_dict(state)  # warm start from the frozen-base fit, then train jointly
+        if args.init_tagger is None:
+            tagger = make(head, lam)
+            tagger.head.load_state_dict(state)  # warm start from the frozen-base fit, then train jointly
         model = ctx.wrap(tagger)
         inner = getattr(model, "module", model)
         opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
