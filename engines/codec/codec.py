@@ -44,7 +44,7 @@ from backline.engines.errors import AudioFileError, AudioFormatError, Cancelled,
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 KIND = "codec"
 FORMAT_VERSION = 1
-DEFAULT_CHUNK_FRAMES = 64  # ≈ 6 s of audio per chunk: bounded memory, still efficient
+DEFAULT_CHUNK_FRAMES = 256  # ≈ 24 s of audio per chunk: bounded memory (~100 MB for small), little recompute
 
 Progress = Callable[[float, str], None]
 
