@@ -210,7 +210,8 @@ def tune_thresholds(prob: np.ndarray, target: np.ndarray, mask: np.ndarray) -> n
     """Per-tag threshold maximising F1 on validation; 0.5 where a tag has no positive/negative example.
 
     The search is limited to 0.2–0.8: with a few validation songs per tag, F1-optimal thresholds near 0 or 1
-    fit a handful of examples and turn into false detections (or misses) on new music."""
+    fit a handful of examples and turn into false detections (or misses) on new music. When several thresholds
+    tie (well-separated classes), the middle of the tie is taken rather than the lowest."""
     out = np.full(prob.shape[1], 0.5, np.float32)
     grid = np.linspace(0.2, 0.8, 25)
     for j in range(prob.shape[1]):
@@ -218,8 +219,9 @@ def tune_thresholds(prob: np.ndarray, target: np.ndarray, mask: np.ndarray) -> n
         y, p = target[m, j] > 0.5, prob[m, j]
         if y.sum() == 0 or (~y).sum() == 0:
             continue
-        f1 = [_f1(y, p >= t) for t in grid]
-        out[j] = grid[int(np.argmax(f1))]
+        f1 = np.array([_f1(y, p >= t) for t in grid])
+        best = np.flatnonzero(f1 >= f1.max() - 1e-9)
+        out[j] = grid[best[len(best) // 2]]  # middle of the best plateau: the widest margin on both sides
     return out
 
 
