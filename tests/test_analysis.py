@@ -199,7 +199,8 @@ def test_matching_loss_and_soft_assignment():
 def test_heads_shapes_and_ranges(kind):
     torch.manual_seed(0)
     head = tg.TaggerHead(kind, 24)
-    out = head(torch.randn(5, 24) * 4)
+    with torch.no_grad():
+        out = head(torch.randn(5, 24) * 4)
     assert out.fine.shape == (5, len(tg.FINE_TAGS)) and out.coarse.shape == (5, len(tg.COARSE_TAGS))
     for p in (out.fine, out.coarse):
         assert float(p.min()) >= 0.0 and float(p.max()) <= 1.0

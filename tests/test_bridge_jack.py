@@ -279,9 +279,11 @@ def test_device_disappearing_keeps_the_buffer_and_logs_once(tmp_path):
 
 def test_grid_calibration_compensates_the_mapped_capture_path(jackd, jack_transport):
     """A metronome on every quarter; stamps from the transport mapped through the monotonic clock (the OSC
-    path), deliberately mis-compensated by 10 ms. Measuring the clicks against the beat grid and applying
-    the result puts them back on the grid. (The mapped path wanders by a few hundred samples on a loaded
-    2-core machine, so the bound is two buffers; benchmarks/bridge.py prints the figures.)"""
+    path), deliberately mis-compensated by 40 ms (1920 samples). Measuring the clicks against the beat grid
+    and applying the result puts them back on the grid. The mapped path wanders by up to ~3 buffers on a
+    loaded 2-core machine (CI saw a 732-sample step between calibration and check), so the error is made
+    large against that noise: the bound is 4 buffers, while no correction would leave ~1920 and a wrong sign
+    ~3840. benchmarks/bridge.py prints the figures at low load."""
     from backline.bridge.calibrate import measure_grid
 
     tr, src = jack_transport
@@ -290,7 +292,7 @@ def test_grid_calibration_compensates_the_mapped_capture_path(jackd, jack_transp
     try:
         before = set(jackd.ports())
         with LoopbackCapture(tr, device="system", hostapi=devices.JACK_HOSTAPI, channels=1, seconds=30,
-                             latency=0.010) as cap:
+                             latency=0.040) as cap:
             wire(jackd, ["impulses:out"], before)
             time.sleep(1.0)  # the clock mapping settles while the DAW is stopped, as in real use
             src.locate(0)
@@ -304,12 +306,12 @@ def test_grid_calibration_compensates_the_mapped_capture_path(jackd, jack_transp
     finally:
         gen.deactivate()
         gen.close()
-    assert cal.clicks >= 4 and cal.latency_before == 0.010
-    assert cal.offset_frames < -300  # it saw the 480-sample mis-compensation (clicks stamped early)
+    assert cal.clicks >= 4 and cal.latency_before == 0.040
+    assert cal.offset_frames < -1200  # it saw the 1920-sample mis-compensation (clicks stamped early)
     clicks = np.flatnonzero(ex.audio.samples[0] > 0.5) + ex.start
     errors = (clicks + beat // 2) % beat - beat // 2
     assert len(errors) >= 4
-    assert abs(np.median(errors)) <= 512, errors  # back on the grid (a wrong sign would be ~1000 off)
+    assert abs(np.median(errors)) <= 1024, errors  # back on the grid (uncorrected ~1920, wrong sign ~3840)
 
 
 def test_calibrate_cli_against_the_daw_metronome(jackd, tmp_path, monkeypatch, capsys):
