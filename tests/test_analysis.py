@@ -385,3 +385,24 @@ def test_engine_registered_generate_and_cancel(tmp_path):
         from backline.engines.audio import write_bytes_atomic
 
         write_bytes_atomic(tmp_path / "analysis.json", b"{}")
+
+
+def test_timbre_vector_is_level_free_and_tells_timbres_apart():
+    from backline.engines.analysis.features import timbre_vector
+    from backline.engines.errors import AudioFormatError
+
+    sr = 44100
+    t = np.arange(2 * sr) / sr
+    hiss = 0.001 * np.random.default_rng(0).standard_normal(len(t))  # a real recording's floor, scaled with it
+    sine = Audio((0.3 * np.sin(2 * np.pi * 82.4 * t) + hiss).astype(np.float32)[None], sr)
+    square = Audio((0.3 * np.sign(np.sin(2 * np.pi * 82.4 * t))).astype(np.float32)[None], sr)
+    quiet = Audio(sine.samples * 0.1, sr)
+
+    def cos_dist(a, b):
+        return 1 - float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+    v_sine, v_square, v_quiet = timbre_vector(sine), timbre_vector(square), timbre_vector(quiet)
+    assert v_sine.shape == (38,)
+    assert cos_dist(v_sine, v_quiet) < 1e-4 and cos_dist(v_sine, v_square) > 0.05
+    with pytest.raises(AudioFormatError, match="silent"):
+        timbre_vector(Audio(np.zeros((1, sr), np.float32), sr))

