@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set-up command 1: Debian packages (when root), the .venv with Backline and its models' runtime, then the
-# main job on the embedded default (render the bundled demo song; generate on it once engines exist).
+# main job on the embedded default: render the bundled demo song, analyse it, generate bass and drums for it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

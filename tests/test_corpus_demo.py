@@ -53,12 +53,32 @@ def test_demo_renders_once_into_the_cache(rendered, monkeypatch):
 def test_backline_demo_prints_where_stems_are(rendered, monkeypatch, capsys, tmp_path):
     track, cache = rendered
     monkeypatch.setenv("BACKLINE_CACHE", str(cache))
-    assert cli(["demo"]) == 0
+    assert cli(["demo", "--render-only"]) == 0
     out = capsys.readouterr().out
     assert str(track / "mix.flac") in out and out.count("stem:") == 6
-    assert cli(["demo", "--out", str(tmp_path / "copy")]) == 0
+    assert cli(["demo", "--render-only", "--out", str(tmp_path / "copy")]) == 0
     assert (tmp_path / "copy" / "mix.flac").is_file()
-    assert cli(["demo", "--out", str(tmp_path / "copy")]) == 2  # never overwrites
+    assert cli(["demo", "--render-only", "--out", str(tmp_path / "copy")]) == 2  # never overwrites
+
+
+def test_main_job_generates_bass_and_drums_on_the_demo(rendered, monkeypatch, capsys, tmp_path):
+    """The first set-up command's main job: the band without its bass → analysis, a bass take (WAV aligned to
+    the band, MIDI with notes) and a drum take with fills, all in a new takes folder."""
+    track, cache = rendered
+    monkeypatch.setenv("BACKLINE_CACHE", str(cache))
+    takes = tmp_path / "takes"
+    assert cli(["demo", "--takes", str(takes)]) == 0
+    out = capsys.readouterr().out
+    assert "analysis of the band without its bass" in out and str(takes) in out
+    band = read_audio(takes / "band_without_bass.wav")
+    bass = read_audio(takes / "bass" / "bass_seed0.wav")
+    assert bass.frames == band.frames and bass.sample_rate == band.sample_rate
+    assert float(np.abs(bass.samples).max()) > 0.01
+    notes = [m for m in mido.MidiFile(takes / "bass" / "bass_seed0.mid") if m.type == "note_on" and m.velocity]
+    assert len(notes) >= 8
+    drums = mido.MidiFile(takes / "drums" / "drums_seed0.mid")
+    assert any(m.type == "note_on" and m.channel == 9 for m in drums)
+    assert cli(["demo", "--takes", str(takes)]) == 2  # never overwrites a takes folder
 
 
 def test_demo_band_midi_without_drums(tmp_path):

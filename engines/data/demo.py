@@ -7,6 +7,12 @@ drum fill in bar 4). The first call renders it with fluidsynth into the cache
 so two processes racing or a crash never leave half a track. The cache folder name carries a hash of the
 shipped files, so an updated demo is rendered afresh.
 
+`backline demo` then does what Backline does in a session, on the demo: it takes the band *without* its bass
+as "the mix", lists the instruments the analysis hears and the parts it misses, generates a bass line for it
+(shipped bass model, preset `finger`) and a drum part with fills from the band's MIDI (shipped drum models),
+and prints where the WAV, MIDI and reports are (a new folder under `~/.cache/backline/takes/` unless `--takes`
+names one). `--render-only` stops after rendering.
+
 `demo_song()` returns the rendered track folder (mix.flac, stems/, MIDI/, metadata.yaml, extras.json) for
 other code and tests; `demo_midi_without_drums(folder)` writes the band MIDI without its drum track, the
 input the drum engine expects.
@@ -26,7 +32,7 @@ import mido
 from backline.engines.audio import write_bytes_atomic
 from backline.engines.errors import FileExistsRefusal
 
-HELP = "render the bundled demo song into stems and a mix and print where they are"
+HELP = "the main job on the bundled demo song: render it, hear what is missing, generate bass and drums"
 
 DEMO_DIR = Path(__file__).resolve().parents[2] / "presets" / "demo"
 #: How the shipped demo was composed (see `write_demo_preset`): corpus composer, this seed and song index.
@@ -133,10 +139,89 @@ def write_demo_preset(folder: str | Path = DEMO_DIR) -> Path:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.description = ("Render the bundled 8-bar demo song (bass, drums, piano, guitar, strings, lead) with "
-                          "fluidsynth into the cache and print where its stems and mix are.")
+    parser.description = ("The main job on the bundled 8-bar demo song (bass, drums, piano, guitar, strings, lead): "
+                          "render it with fluidsynth (cached), analyse the band without its bass, generate a bass "
+                          "line for it and a drum part with fills, and print where every file is.")
     parser.add_argument("--refresh", action="store_true", help="render again even if the cache has it")
     parser.add_argument("--out", default=None, help="also copy the rendered track into this new folder")
+    parser.add_argument("--render-only", action="store_true", help="only render the song; generate nothing")
+    parser.add_argument("--takes", default=None,
+                        help="new folder for the generated takes (default: ~/.cache/backline/takes/demo-TIME)")
+    parser.add_argument("--seed", type=int, default=0, help="seed for the generated takes")
+
+
+def _takes_folder(arg: str | None) -> Path:
+    if arg:
+        path = Path(arg)
+    else:
+        import time
+
+        root = Path(os.environ.get("BACKLINE_CACHE") or Path.home() / ".cache" / "backline") / "takes"
+        path = root / time.strftime("demo-%Y%m%d-%H%M%S")
+    if path.exists():
+        raise FileExistsRefusal("already exists; Backline never overwrites your files", path=path,
+                                fix="choose a new folder for --takes")
+    path.mkdir(parents=True)
+    return path
+
+
+def generate_on_demo(track: Path, takes: Path, seed: int = 0) -> dict[str, Path]:
+    """Analyse the demo band without its bass, then generate bass (from that audio) and drums (from the band's
+    MIDI) into `takes`; return the written files by name. Progress goes to a bar per engine."""
+    import threading
+
+    import numpy as np
+    from tqdm import tqdm
+
+    from backline.bridge.timeline import Timeline
+    from backline.engines.audio import Audio, read_audio, write_audio
+    from backline.engines.data.slakh import read_track
+    from backline.engines.protocol import GenerationRequest, build_engine
+
+    tr = read_track(track)
+    ex = tr.extras or {}
+    stems = tr.audio_stems()
+    band = [read_audio(st.audio) for st in stems if st.role != "bass"]
+    frames = min(a.frames for a in band)
+    mix = Audio(np.sum([a.samples[:, :frames] for a in band], axis=0).astype(np.float32), band[0].sample_rate)
+    files: dict[str, Path] = {"band without bass": write_audio(takes / "band_without_bass.wav", mix)}
+
+    from backline.engines.analysis.api import analyze
+
+    report = analyze(mix)
+    heard = ", ".join(f"{t} {report.fine[t]:.0%}" for t in report.present_fine) or report.message
+    print(f"analysis of the band without its bass ({report.analysis_seconds:.2f} s): {heard}")
+    print(f"  missing parts: {', '.join(report.missing_parts) or 'none'}"
+          + (f"; suggestion: {report.suggestion}" if report.suggestion else ""))
+
+    timeline = Timeline.constant(float(ex.get("tempo_bpm", 100.0)), mix.sample_rate, *ex.get("time_signature", [4, 4]))
+    cancel = threading.Event()
+    jobs = (
+        ("bass", GenerationRequest("bass", takes / "bass", timeline, region_start=0, region_stop=mix.frames, mix=mix,
+                                   preset="finger", seed=seed)),
+        ("drums", GenerationRequest("drums", takes / "drums", timeline, midi=demo_midi_without_drums(takes), seed=seed)),
+    )
+    for name, request in jobs:
+        engine = build_engine(name)
+        with tqdm(total=1000, desc=name, unit="‰", dynamic_ncols=True, bar_format="{l_bar}{bar}| {postfix}") as bar:
+            def progress(fraction: float, message: str, bar=bar) -> None:
+                bar.n = int(fraction * 1000)
+                bar.set_postfix_str(message)
+                bar.refresh()
+
+            try:
+                result = engine.generate(request, progress=progress, cancel=cancel)
+            except KeyboardInterrupt:
+                cancel.set()
+                raise
+        for take in result.takes:
+            for stem, path in take.stems.items():
+                files[f"{name} {stem} audio"] = path
+            if take.midi is not None:
+                files[f"{name} MIDI"] = take.midi
+        if result.report.get("report_path"):
+            files[f"{name} report"] = Path(result.report["report_path"])
+    return files
 
 
 def run(args: argparse.Namespace) -> int:
@@ -157,4 +242,11 @@ def run(args: argparse.Namespace) -> int:
     for stem in tr.audio_stems():
         print(f"stem:  {stem.audio}  ({stem.role}: {stem.midi_program_name})")
     print(f"MIDI:  {track / 'all_src.mid'}")
+    if args.render_only:
+        return 0
+    takes = _takes_folder(args.takes)
+    files = generate_on_demo(track, takes, seed=args.seed)
+    print(f"takes: {takes}  (drag the WAV and MIDI files onto your DAW's timeline at bar 1)")
+    for name, path in files.items():
+        print(f"  {name:<20} {path}")
     return 0
