@@ -163,3 +163,23 @@ def build_engine(name: str, config: str = "shipped", device: str = "cpu") -> Eng
         raise ConfigError(f"unknown engine {name!r}", fix=f"available: {', '.join(available_engines()) or 'none'}")
     module_name, builder = ENGINE_REGISTRY[name].split(":")
     return getattr(importlib.import_module(module_name), builder)(config=config, device=device)
+
+
+def generate_in_terminal(engine: Engine, request: GenerationRequest, *, desc: str | None = None) -> GenerationResult:
+    """Run `engine.generate` from a command line: a progress bar fed by the engine's progress callback, and
+    Ctrl+C cancels the engine (it stops within one step and writes nothing partial) before re-raising."""
+    from tqdm import tqdm
+
+    cancel = threading.Event()
+    with tqdm(total=1000, desc=desc or request.engine, unit="‰", dynamic_ncols=True,
+              bar_format="{l_bar}{bar}| {postfix}") as bar:
+        def progress(fraction: float, message: str) -> None:
+            bar.n = int(max(0.0, min(1.0, fraction)) * 1000)
+            bar.set_postfix_str(message)
+            bar.refresh()
+
+        try:
+            return engine.generate(request, progress=progress, cancel=cancel)
+        except KeyboardInterrupt:
+            cancel.set()
+            raise

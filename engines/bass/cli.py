@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import threading
 from pathlib import Path
 
 HELP = "generate a bass line for a mix (latent diffusion, style presets or a reference)"
@@ -35,13 +34,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
 
     from backline.bridge.timeline import Timeline, check_bpm, parse_bar_range
     from backline.engines.audio import audio_info, read_audio
     from backline.engines.bass.presets import list_presets, load_preset
     from backline.engines.errors import ConfigError, TimelineError
-    from backline.engines.protocol import GenerationRequest
+    from backline.engines.protocol import GenerationRequest, generate_in_terminal
 
     if args.list_presets:
         for name in list_presets():
@@ -88,18 +86,7 @@ def run(args: argparse.Namespace) -> int:
     request = GenerationRequest("bass", args.out, timeline, region_start=start, region_stop=stop, mix=mix,
                                 reference=args.reference, preset=None if args.reference else (args.preset or "finger"),
                                 controls=controls, seed=args.seed, variations=args.variations)
-    cancel = threading.Event()
-    with tqdm(total=1000, desc="bass", unit="‰", dynamic_ncols=True, bar_format="{l_bar}{bar}| {postfix}") as bar:
-        def progress(fraction: float, message: str) -> None:
-            bar.n = int(fraction * 1000)
-            bar.set_postfix_str(message)
-            bar.refresh()
-
-        try:
-            result = engine.generate(request, progress=progress, cancel=cancel)
-        except KeyboardInterrupt:
-            cancel.set()
-            raise
+    result = generate_in_terminal(engine, request)
     rep = result.report
     for take in result.takes:
         print(f"bass   {take.stems['bass']}  (seed {take.seed}, starts at sample {take.start_sample})")

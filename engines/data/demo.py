@@ -168,15 +168,12 @@ def _takes_folder(arg: str | None) -> Path:
 def generate_on_demo(track: Path, takes: Path, seed: int = 0) -> dict[str, Path]:
     """Analyse the demo band without its bass, then generate bass (from that audio) and drums (from the band's
     MIDI) into `takes`; return the written files by name. Progress goes to a bar per engine."""
-    import threading
-
     import numpy as np
-    from tqdm import tqdm
 
     from backline.bridge.timeline import Timeline
     from backline.engines.audio import Audio, read_audio, write_audio
     from backline.engines.data.slakh import read_track
-    from backline.engines.protocol import GenerationRequest, build_engine
+    from backline.engines.protocol import GenerationRequest, build_engine, generate_in_terminal
 
     tr = read_track(track)
     ex = tr.extras or {}
@@ -195,25 +192,13 @@ def generate_on_demo(track: Path, takes: Path, seed: int = 0) -> dict[str, Path]
           + (f"; suggestion: {report.suggestion}" if report.suggestion else ""))
 
     timeline = Timeline.constant(float(ex.get("tempo_bpm", 100.0)), mix.sample_rate, *ex.get("time_signature", [4, 4]))
-    cancel = threading.Event()
     jobs = (
         ("bass", GenerationRequest("bass", takes / "bass", timeline, region_start=0, region_stop=mix.frames, mix=mix,
                                    preset="finger", seed=seed)),
         ("drums", GenerationRequest("drums", takes / "drums", timeline, midi=demo_midi_without_drums(takes), seed=seed)),
     )
     for name, request in jobs:
-        engine = build_engine(name)
-        with tqdm(total=1000, desc=name, unit="‰", dynamic_ncols=True, bar_format="{l_bar}{bar}| {postfix}") as bar:
-            def progress(fraction: float, message: str, bar=bar) -> None:
-                bar.n = int(fraction * 1000)
-                bar.set_postfix_str(message)
-                bar.refresh()
-
-            try:
-                result = engine.generate(request, progress=progress, cancel=cancel)
-            except KeyboardInterrupt:
-                cancel.set()
-                raise
+        result = generate_in_terminal(build_engine(name), request)
         for take in result.takes:
             for stem, path in take.stems.items():
                 files[f"{name} {stem} audio"] = path

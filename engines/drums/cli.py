@@ -63,13 +63,10 @@ def _timeline(args):
 
 def run(args: argparse.Namespace) -> int:
     import tempfile
-    import threading
-
-    from tqdm import tqdm
 
     from backline.bridge.timeline import Timeline
     from backline.engines.errors import ConfigError
-    from backline.engines.protocol import GenerationRequest, build_engine
+    from backline.engines.protocol import GenerationRequest, build_engine, generate_in_terminal
 
     sources = [s for s in (args.midi, args.audio, args.jack) if s]
     if len(sources) != 1:
@@ -122,16 +119,9 @@ def run(args: argparse.Namespace) -> int:
     engine = build_engine("drums", args.config)
     request = GenerationRequest(engine="drums", out_dir=Path(args.out), timeline=timeline, midi=midi, mix=mix,
                                 controls=controls, seed=args.seed, variations=args.takes)
-    bar = tqdm(total=100, desc="drums", unit="%", dynamic_ncols=True)
-
-    def progress(fraction: float, message: str) -> None:
-        bar.set_postfix_str(message)
-        bar.update(max(0, int(round(fraction * 100)) - bar.n))
-
     try:
-        result = engine.generate(request, progress=progress, cancel=threading.Event())
+        result = generate_in_terminal(engine, request)
     finally:
-        bar.close()
         if tmp_dir is not None:
             tmp_dir.cleanup()
     for take in result.takes:
