@@ -8,7 +8,7 @@ pyproject.toml holds all metadata; this file only computes the package mapping.
 
 from pathlib import Path
 
-from setuptools import find_packages, setup
+from setuptools import find_namespace_packages, setup
 
 ROOT = Path(__file__).parent
 FOLDERS = {"backline.host": "host", "backline.bridge": "bridge", "backline.engines": "engines", "backline.presets": "presets"}
@@ -18,7 +18,8 @@ package_dir: dict[str, str] = {}
 for namespace, folder in FOLDERS.items():
     packages.append(namespace)
     package_dir[namespace] = folder
-    packages += [f"{namespace}.{sub}" for sub in find_packages(str(ROOT / folder))]
+    # Namespace discovery also lists data-only folders (e.g. engines/*/weights) so their files ship.
+    packages += [f"{namespace}.{sub}" for sub in find_namespace_packages(str(ROOT / folder), exclude=["*__pycache__*"])]
 
 setup(
     packages=packages,

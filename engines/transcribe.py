@@ -87,13 +87,13 @@ def transcribe_polyphonic(audio: Audio, *, onset_threshold: float = 0.5, frame_t
                           max_hz: float | None = None) -> list[Note]:
     """Polyphonic audio → notes with basic-pitch (defaults are basic-pitch's, except the minimum note
     length, which we lower from 128 ms to 58 ms so 16th notes at 120 BPM (125 ms) and faster survive)."""
+    model = _basic_pitch_model()  # first: it imports basic_pitch with its backend warnings silenced
     from basic_pitch import constants as bpc
     from basic_pitch import inference, note_creation
 
     mono = _mono(audio, BASIC_PITCH_RATE)
     if mono.size == 0 or not np.any(mono):
         return []
-    model = _basic_pitch_model()
     n_overlap = 30
     overlap_len = n_overlap * bpc.FFT_HOP
     hop_size = bpc.AUDIO_N_SAMPLES - overlap_len
