@@ -214,6 +214,8 @@ def main() -> None:
                     help="grounding strengths for the table (1 = paper; the others show the user control)")
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--cfg", type=float, default=2.0, help="CFG λ for the grounding, matrix and musical sets")
+    ap.add_argument("--rescale", type=float, default=0.7, help="rescale φ for those sets")
     ap.add_argument("--quick", action="store_true", help="fewer settings (steps 8/32/64, λ 1/2.5/5)")
     ap.add_argument("--json", type=Path, help="also write the numbers here")
     a = ap.parse_args()
@@ -273,7 +275,7 @@ def main() -> None:
             print(f"  ({kind} embedding unavailable: {type(err).__name__}: {err})")
     strengths = sorted({float(x) for x in a.strengths.split(",") if float(x) > 0} | {1.0})
     settings = [("free", 0.0)] + [(_grounded_label(s), s) for s in strengths]
-    print(f"\n3. Style grounding ({a.grounding_mixes} mixes x {len(presets)} presets, 64 steps, λ 2, φ 0.7, "
+    print(f"\n3. Style grounding ({a.grounding_mixes} mixes x {len(presets)} presets, 64 steps, λ {a.cfg:g}, φ {a.rescale:g}, "
           "strength 1 = paper vs 0 = free)")
     # Two style targets per embedding: the reference audio (the paper's protocol) and the reference passed
     # through the stem codec. A small codec's own reconstruction error can move an embedding further than the
@@ -291,7 +293,7 @@ def main() -> None:
         c = conds[m: m + 1].expand(len(presets), -1, -1)
         ln = [lengths[m]] * len(presets)
         for label, strength in settings:
-            lat = engine.sample_latents(c, [100 + m] * len(presets), Sampling(steps=64, cfg=2.0, rescale=0.7,
+            lat = engine.sample_latents(c, [100 + m] * len(presets), Sampling(steps=64, cfg=a.cfg, rescale=a.rescale,
                                                                              strength=strength), mus).latents
             outs = [engine.stem_codec.decode(lat[i].cpu(), ln[i], channels=1) for i in range(len(presets))]
             out_emb = {e.kind: [e(o) for o in outs] for e in embedders}
@@ -330,8 +332,8 @@ def main() -> None:
 
     # 4. soft-assignment matrix + 5. musical checks on the same generated set
     n = min(a.matrix, len(clips))
-    gen = generate(engine, conds[:n], lengths[:n], 64, 2.0, 0.7, 0.0, None, seed=7)
-    print(f"\n4. Soft-assignment matrix {n}x{n} (matching model)")
+    gen = generate(engine, conds[:n], lengths[:n], 64, a.cfg, a.rescale, 0.0, None, seed=7)
+    print(f"\n4. Soft-assignment matrix {n}x{n} (matching model; 64 steps, λ {a.cfg:g}, φ {a.rescale:g})")
     try:
         from backline.engines.analysis.api import match_matrix
 
