@@ -114,14 +114,15 @@ def load_test_audio(corpus: Path | None, seconds: float, songs: int):
 
         for track in list_tracks(corpus)[:songs]:
             mix = read_audio(track.mix_path, sample_rate=44100, channels=2, frames=n)
-            stems = {s.id: track.stem_audio(s.id, sample_rate=44100, channels=1, frames=n) for s in track.audio_stems()}
+            stems = {f"{s.id}:{s.role}": track.stem_audio(s.id, sample_rate=44100, channels=1, frames=n)
+                     for s in track.audio_stems()}
             out.append((track.name, mix, stems))
     if not out:  # no corpus: a deterministic synthetic excerpt so speed figures still print
         t = np.arange(n) / 44100
         sig = sum(0.1 * np.sin(2 * np.pi * f * t) for f in (55, 110, 220, 440, 660))
         rng = np.random.default_rng(0)
         sig = (sig + 0.02 * rng.standard_normal(n)).astype(np.float32)
-        out.append(("synthetic", Audio(np.stack([sig, sig]), 44100), {"S00": Audio(sig[None], 44100)}))
+        out.append(("synthetic", Audio(np.stack([sig, sig]), 44100), {"S00:bass": Audio(sig[None], 44100)}))
     return out
 
 
@@ -157,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--config", default="shipped", help="codec weights to benchmark (shipped, small, debug, paper)")
+    p.add_argument("--stem-weights", default=None, help="a stem codec .safetensors to benchmark instead")
     p.add_argument("--no-encodec", action="store_true")
     p.add_argument("--long-minutes", type=float, default=0.0,
                    help="also stream a synthetic file this long through encode_file/decode_to_file (e.g. 120)")
@@ -166,11 +168,14 @@ def main(argv: list[str] | None = None) -> int:
 
     from backline.engines.audio import Audio, resample
     from backline.engines.codec import load_codec
+    from backline.engines.effects import loudness_lufs
     from backline.engines.frontend import spectral_metrics
 
     dev = args.device
     print(f"hardware: {hardware(dev)}")
     codecs = {role: load_codec(role, args.config, dev) for role in ("mix", "stem")}
+    if args.stem_weights:  # a candidate stem codec (e.g. a fine-tune) in place of the --config one
+        codecs["stem"] = load_codec("stem", device=dev, weights=args.stem_weights)
     untrained = {role: load_codec(role, codecs[role].config.size, dev) for role in ("mix", "stem")}
     for role, c in codecs.items():
         n_params = sum(p.numel() for p in c.model.parameters())
@@ -215,21 +220,28 @@ def main(argv: list[str] | None = None) -> int:
               f"CPU time best {min(c_enc) / min(c_mix):.1f}x")
 
     print(f"\n== quality on {len(songs)} held-out song(s) from {args.corpus} (first {args.seconds:.0f} s; lower is better) ==")
-    print(f"{'model':40s} {'MR-STFT':>9s} {'LSD dB':>9s} {'mel L1':>9s}")
+    print(f"{'model':40s} {'MR-STFT':>9s} {'LSD dB':>9s} {'mel L1':>9s} {'level dB':>9s}")
     rows: dict[str, list[dict[str, float]]] = {}
 
     def add(label: str, ref: np.ndarray, est: np.ndarray) -> None:
-        rows.setdefault(label, []).append(spectral_metrics(torch.from_numpy(ref), torch.from_numpy(est), 44100))
+        metrics = spectral_metrics(torch.from_numpy(ref), torch.from_numpy(est), 44100)
+        # loudness change through the codec (BS.1770): a codec that loses a bass line's fundamentals shows it here
+        metrics["level_db"] = loudness_lufs(Audio(est, 44100)) - loudness_lufs(Audio(ref, 44100))
+        rows.setdefault(label, []).append(metrics)
 
     for _, song_mix, stems in songs:
         ref = song_mix.samples
         add(f"mix codec ({args.config})", ref, codecs["mix"].roundtrip(song_mix).samples)
         add("mix codec (same size, untrained)", ref, untrained["mix"].roundtrip(song_mix).samples)
-        for stem in stems.values():
+        for key, stem in stems.items():
             if stem.rms() < 1e-4:
                 continue
-            add(f"stem codec ({args.config}), per stem", stem.samples, codecs["stem"].roundtrip(stem).samples)
-            add("stem codec (untrained), per stem", stem.samples, untrained["stem"].roundtrip(stem).samples)
+            trained, plain = codecs["stem"].roundtrip(stem).samples, untrained["stem"].roundtrip(stem).samples
+            add(f"stem codec ({args.config}), per stem", stem.samples, trained)
+            add("stem codec (untrained), per stem", stem.samples, plain)
+            if key.endswith(":bass"):  # the stem codec's consumer is the bass engine
+                add(f"stem codec ({args.config}), bass stems", stem.samples, trained)
+                add("stem codec (untrained), bass stems", stem.samples, plain)
         if enc is not None:
             y24 = encodec_roundtrip(enc, torch.from_numpy(resample(ref, 44100, 24000)).to(dev)).cpu().numpy()
             y = resample(y24, 24000, 44100)[:, : ref.shape[1]]
@@ -237,7 +249,8 @@ def main(argv: list[str] | None = None) -> int:
             add("EnCodec 24 kHz mix (random weights)", ref, y)
     for label, vals in rows.items():
         mean = {k: float(np.mean([v[k] for v in vals])) for k in vals[0]}
-        print(f"{label:40s} {mean['mr_stft']:9.3f} {mean['lsd_db']:9.2f} {mean['mel_l1']:9.3f}   (n={len(vals)})")
+        print(f"{label:40s} {mean['mr_stft']:9.3f} {mean['lsd_db']:9.2f} {mean['mel_l1']:9.3f} "
+              f"{mean['level_db']:+9.1f}   (n={len(vals)})")
     if args.long_minutes > 0:
         long_stream(codecs["mix"], args.long_minutes)
     return 0

@@ -60,6 +60,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--workers", type=int, default=0, help="data loader worker processes (default 0)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--init", default=None,
+                        help="start the autoencoder from these exported weights (`shipped` or a .safetensors path); "
+                             "critics and optimisers start fresh. Ignored when the run folder has a checkpoint")
+    parser.add_argument("--roles", default=None,
+                        help="stem codec: draw only stems of these roles (comma list, e.g. 'bass'), to fine-tune "
+                             "the codec for the engine that decodes it")
 
 
 # --- data --------------------------------------------------------------------------------------------------------
@@ -82,8 +88,10 @@ class CropStream(torch.utils.data.IterableDataset):
     The track list is re-read every `rescan_every` crops, so a corpus that is still being rendered (complete
     tracks appear atomically) feeds a run that started early."""
 
-    def __init__(self, root: str | Path, role: str, seed: int, rescan_every: int = 256) -> None:
+    def __init__(self, root: str | Path, role: str, seed: int, rescan_every: int = 256,
+                 stem_roles: set[str] | None = None) -> None:
         self.root, self.role, self.seed, self.rescan_every = root, role, seed, rescan_every
+        self.stem_roles = stem_roles
         self.items = self._scan()
 
     def _scan(self) -> list[tuple[Any, list[str], int]]:
@@ -94,7 +102,7 @@ class CropStream(torch.utils.data.IterableDataset):
             rate, frames = track.info()
             if rate != 44100:
                 raise DatasetError(f"is {rate} Hz; the codec trains on 44.1 kHz audio", path=track.path)
-            stems = [s.id for s in track.audio_stems()]
+            stems = [s.id for s in track.audio_stems() if not self.stem_roles or s.role in self.stem_roles]
             if frames >= CROP and stems:
                 items.append((track, stems, frames))
         if not items:
@@ -180,12 +188,23 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             critics = Critics(cfg).to(ctx.device)
         opt_g = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.5, 0.9))
         opt_d = torch.optim.Adam(critics.parameters(), lr=args.lr, betas=(0.5, 0.9))
+        if getattr(args, "init", None):
+            from backline.engines.codec.codec import load_codec
+
+            start = load_codec(args.config, weights=None if args.init == "shipped" else args.init).model
+            if start.cfg.to_dict() != cfg.to_dict():
+                raise ConfigError(f"--init weights are not the {args.config}/{args.size} codec",
+                                  fix="pass weights of the same --config and --size")
+            model.load_state_dict(start.state_dict())
         ckpt = Checkpointer(run_dir, ctx)
         step, extra = ckpt.load({"model": model, "critics": critics, "opt_g": opt_g, "opt_d": opt_d})
         adv_start = args.adv_start if args.adv_start is not None else int(0.2 * args.steps)
         g = ctx.wrap(model)
         d = ctx.wrap(critics)
-        data = CropStream(args.data, args.config, args.seed + 7919 * ctx.rank)
+        roles = {r.strip().lower() for r in args.roles.split(",") if r.strip()} if getattr(args, "roles", None) else None
+        if roles and args.config != "stem":
+            raise ConfigError("--roles applies to the stem codec only", fix="drop --roles or use --config stem")
+        data = CropStream(args.data, args.config, args.seed + 7919 * ctx.rank, stem_roles=roles)
         loader = torch.utils.data.DataLoader(data, batch_size=args.batch, num_workers=args.workers)
         batches = infinite(loader, ctx)
         log = MetricLog(run_dir, ctx)
@@ -241,7 +260,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         result = {"steps": step, "target_steps": args.steps, "stop": stop_reason, "elapsed_s": round(elapsed, 1),
                   "batch_per_process": args.batch, "world_size": ctx.world_size, "lr": args.lr,
                   "adv_start": adv_start, "crop_samples": CROP, "final_losses": log.latest,
-                  "device": str(ctx.device), "data": str(args.data)}
+                  "device": str(ctx.device), "data": str(args.data), "init": getattr(args, "init", None),
+                  "roles": sorted(roles) if roles else None}
         if ctx.is_main:
             if stats is not None:
                 result["latent_stats"] = stats
