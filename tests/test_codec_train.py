@@ -131,3 +131,27 @@ def test_latent_cache_layout(corpus, tmp_path):
     assert files[0].stat().st_mtime_ns == mtime
     with pytest.raises(DatasetError, match="no index.json"):
         latent_cache_tracks(tmp_path)
+
+
+def test_fine_tune_starts_from_exported_weights_on_chosen_roles(corpus, tmp_path):
+    """`--init` starts from an exported codec (not from scratch); `--roles bass` draws only bass stems."""
+    from backline.engines.codec.train import CropStream
+    from backline.engines.data.slakh import list_tracks
+
+    stream = CropStream(corpus, "stem", seed=0, stem_roles={"bass"})
+    bass_ids = {(t.path, s.id) for t in list_tracks(corpus) for s in t.audio_stems() if s.role == "bass"}
+    assert bass_ids and all(len(stems) == 1 for _, stems, _ in stream.items)
+    assert {(t.path, stems[0]) for t, stems, _ in stream.items} <= bass_ids
+
+    common = ["train", "codec", "--config", "stem", "--data", str(corpus), "--size", "debug", "--batch", "2",
+              "--adv-start", "100", "--quiet", "--threads", "1", "--log-every", "1"]
+    assert cli(common + ["--run-dir", str(tmp_path / "a"), "--steps", "2"]) == 0
+    start = load_codec("stem", weights=tmp_path / "a" / "stem.safetensors").model.state_dict()
+    assert cli(common + ["--run-dir", str(tmp_path / "b"), "--steps", "1", "--lr", "0",
+                         "--init", str(tmp_path / "a" / "stem.safetensors"), "--roles", "bass"]) == 0
+    tuned = load_codec("stem", weights=tmp_path / "b" / "stem.safetensors")
+    assert all(torch.equal(start[k], v) for k, v in tuned.model.state_dict().items())  # lr 0: the init survives
+    meta = json.loads((tmp_path / "b" / "stem.json").read_text())["training"]
+    assert meta["roles"] == ["bass"] and meta["init"].endswith("stem.safetensors")
+    assert cli(common + ["--run-dir", str(tmp_path / "c"), "--steps", "1", "--roles", "bass",
+                         "--config", "mix"]) == 2  # roles are for the stem codec only
