@@ -114,7 +114,7 @@ def load_test_audio(corpus: Path | None, seconds: float, songs: int):
 
         for track in list_tracks(corpus)[:songs]:
             mix = read_audio(track.mix_path, sample_rate=44100, channels=2, frames=n)
-            stems = {f"{s.id}:{s.role}": track.stem_audio(s.id, sample_rate=44100, channels=1, frames=n)
+            stems = {(s.id, s.role): track.stem_audio(s.id, sample_rate=44100, channels=1, frames=n)
                      for s in track.audio_stems()}
             out.append((track.name, mix, stems))
     if not out:  # no corpus: a deterministic synthetic excerpt so speed figures still print
@@ -122,7 +122,7 @@ def load_test_audio(corpus: Path | None, seconds: float, songs: int):
         sig = sum(0.1 * np.sin(2 * np.pi * f * t) for f in (55, 110, 220, 440, 660))
         rng = np.random.default_rng(0)
         sig = (sig + 0.02 * rng.standard_normal(n)).astype(np.float32)
-        out.append(("synthetic", Audio(np.stack([sig, sig]), 44100), {"S00:bass": Audio(sig[None], 44100)}))
+        out.append(("synthetic", Audio(np.stack([sig, sig]), 44100), {("S00", "bass"): Audio(sig[None], 44100)}))
     return out
 
 
@@ -174,8 +174,10 @@ def main(argv: list[str] | None = None) -> int:
     dev = args.device
     print(f"hardware: {hardware(dev)}")
     codecs = {role: load_codec(role, args.config, dev) for role in ("mix", "stem")}
+    stem_label = args.config
     if args.stem_weights:  # a candidate stem codec (e.g. a fine-tune) in place of the --config one
         codecs["stem"] = load_codec("stem", device=dev, weights=args.stem_weights)
+        stem_label = Path(args.stem_weights).name
     untrained = {role: load_codec(role, codecs[role].config.size, dev) for role in ("mix", "stem")}
     for role, c in codecs.items():
         n_params = sum(p.numel() for p in c.model.parameters())
@@ -233,14 +235,14 @@ def main(argv: list[str] | None = None) -> int:
         ref = song_mix.samples
         add(f"mix codec ({args.config})", ref, codecs["mix"].roundtrip(song_mix).samples)
         add("mix codec (same size, untrained)", ref, untrained["mix"].roundtrip(song_mix).samples)
-        for key, stem in stems.items():
+        for (_, role), stem in stems.items():
             if stem.rms() < 1e-4:
                 continue
             trained, plain = codecs["stem"].roundtrip(stem).samples, untrained["stem"].roundtrip(stem).samples
-            add(f"stem codec ({args.config}), per stem", stem.samples, trained)
+            add(f"stem codec ({stem_label}), per stem", stem.samples, trained)
             add("stem codec (untrained), per stem", stem.samples, plain)
-            if key.endswith(":bass"):  # the stem codec's consumer is the bass engine
-                add(f"stem codec ({args.config}), bass stems", stem.samples, trained)
+            if role == "bass":  # the stem codec's consumer is the bass engine
+                add(f"stem codec ({stem_label}), bass stems", stem.samples, trained)
                 add("stem codec (untrained), bass stems", stem.samples, plain)
         if enc is not None:
             y24 = encodec_roundtrip(enc, torch.from_numpy(resample(ref, 44100, 24000)).to(dev)).cpu().numpy()
