@@ -116,14 +116,40 @@ def load_test_audio(corpus: Path | None, seconds: float, songs: int):
             mix = read_audio(track.mix_path, sample_rate=44100, channels=2, frames=n)
             stems = {(s.id, s.role): track.stem_audio(s.id, sample_rate=44100, channels=1, frames=n)
                      for s in track.audio_stems()}
-            out.append((track.name, mix, stems))
+            out.append((track.name, mix, stems, bass_notes(track.path, stems, seconds)))
     if not out:  # no corpus: a deterministic synthetic excerpt so speed figures still print
         t = np.arange(n) / 44100
         sig = sum(0.1 * np.sin(2 * np.pi * f * t) for f in (55, 110, 220, 440, 660))
         rng = np.random.default_rng(0)
         sig = (sig + 0.02 * rng.standard_normal(n)).astype(np.float32)
-        out.append(("synthetic", Audio(np.stack([sig, sig]), 44100), {("S00", "bass"): Audio(sig[None], 44100)}))
+        out.append(("synthetic", Audio(np.stack([sig, sig]), 44100), {("S00", "bass"): Audio(sig[None], 44100)}, None))
     return out
+
+
+def bass_notes(track_dir: Path, stems: dict, seconds: float) -> list | None:
+    """The bass stem's MIDI notes that start within the excerpt (the reference for note F1)."""
+    import mido
+
+    from backline.engines.transcribe import midi_to_notes
+
+    ids = [sid for sid, role in stems if role == "bass"]
+    path = Path(track_dir) / "MIDI" / f"{ids[0]}.mid" if ids else None
+    if path is None or not path.exists():
+        return None
+    return [n for n in midi_to_notes(mido.MidiFile(str(path))) if n.start < seconds - 0.5]
+
+
+def demo_audio(seconds: float) -> list:
+    """The bundled demo song (rendered on first use), as one more (name, mix, stems, bass notes) entry."""
+    from backline.engines.data.demo import demo_song
+    from backline.engines.data.slakh import read_track
+
+    folder = demo_song()
+    track = read_track(folder)
+    n = int(seconds * 44100)
+    mix = track.mix_audio(channels=2, frames=n)
+    stems = {(s.id, s.role): track.stem_audio(s.id, sample_rate=44100, channels=1, frames=n) for s in track.audio_stems()}
+    return [("demo", mix, stems, bass_notes(folder, stems, seconds))]
 
 
 def encodec_model(device: str):
@@ -168,17 +194,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from backline.engines.audio import Audio, resample
     from backline.engines.codec import load_codec
-    from backline.engines.effects import loudness_lufs
-    from backline.engines.frontend import spectral_metrics
 
     dev = args.device
     print(f"hardware: {hardware(dev)}")
     codecs = {role: load_codec(role, args.config, dev) for role in ("mix", "stem")}
-    stem_label = args.config
     if args.stem_weights:  # a candidate stem codec (e.g. a fine-tune) in place of the --config one
         codecs["stem"] = load_codec("stem", device=dev, weights=args.stem_weights)
-        stem_label = Path(args.stem_weights).name
-    untrained = {role: load_codec(role, codecs[role].config.size, dev) for role in ("mix", "stem")}
     for role, c in codecs.items():
         n_params = sum(p.numel() for p in c.model.parameters())
         steps = c.meta.get("training", {}).get("steps", "untrained")
@@ -186,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
               f"dim {c.dim}, {c.channels} channel(s), training steps: {steps}")
 
     songs = load_test_audio(Path(args.corpus) if args.corpus else None, args.seconds, args.songs)
-    name, mix, _ = songs[0]
+    name, mix, _, _ = songs[0]
     n = int(args.seconds * 44100)
     x = mix.samples[:, :n]
     if x.shape[1] < n:
@@ -221,38 +242,38 @@ def main(argv: list[str] | None = None) -> int:
               f"wall median {statistics.median(t_enc) / statistics.median(t_mix):.1f}x, "
               f"CPU time best {min(c_enc) / min(c_mix):.1f}x")
 
-    print(f"\n== quality on {len(songs)} held-out song(s) from {args.corpus} (first {args.seconds:.0f} s; lower is better) ==")
-    print(f"{'model':40s} {'MR-STFT':>9s} {'LSD dB':>9s} {'mel L1':>9s} {'level dB':>9s}")
+    print(f"\n== fidelity: held-out songs from {args.corpus} (first {args.seconds:.0f} s) and the demo song ==")
+    print("targets: hop-band share within 0.5 pp of the input's; loudness ±1 LU; chroma cosine ≥ 0.95; "
+          "bass note F1 ≥ 0.85 (stem codec)")
+    print(f"{'role':34s} {'hop-band in→out %':>18s} {'ΔLU':>6s} {'chroma':>7s} {'note F1 in/out':>15s} "
+          f"{'MR-STFT':>8s} {'SI-SDR':>7s}")
+    from backline.engines.codec.fidelity import bass_note_f1, fidelity
+
     rows: dict[str, list[dict[str, float]]] = {}
 
-    def add(label: str, ref: np.ndarray, est: np.ndarray) -> None:
-        metrics = spectral_metrics(torch.from_numpy(ref), torch.from_numpy(est), 44100)
-        # loudness change through the codec (BS.1770): a codec that loses a bass line's fundamentals shows it here
-        metrics["level_db"] = loudness_lufs(Audio(est, 44100)) - loudness_lufs(Audio(ref, 44100))
-        rows.setdefault(label, []).append(metrics)
+    def add(label: str, ref: Audio, codec, notes=None) -> None:
+        est = codec.roundtrip(ref)
+        m = fidelity(ref.resampled(44100).with_channels(est.channels), est)
+        if notes is not None:
+            m["f1_in"], m["f1_out"] = bass_note_f1(ref, notes), bass_note_f1(est, notes)
+        rows.setdefault(label, []).append(m)
 
-    for _, song_mix, stems in songs:
-        ref = song_mix.samples
-        add(f"mix codec ({args.config})", ref, codecs["mix"].roundtrip(song_mix).samples)
-        add("mix codec (same size, untrained)", ref, untrained["mix"].roundtrip(song_mix).samples)
+    for song, song_mix, stems, bass_notes in songs + demo_audio(args.seconds):
+        where = "demo" if song == "demo" else "held-out"
+        add(f"mix codec, {where} mix", song_mix, codecs["mix"])
         for (_, role), stem in stems.items():
             if stem.rms() < 1e-4:
                 continue
-            trained, plain = codecs["stem"].roundtrip(stem).samples, untrained["stem"].roundtrip(stem).samples
-            add(f"stem codec ({stem_label}), per stem", stem.samples, trained)
-            add("stem codec (untrained), per stem", stem.samples, plain)
-            if role == "bass":  # the stem codec's consumer is the bass engine
-                add(f"stem codec ({stem_label}), bass stems", stem.samples, trained)
-                add("stem codec (untrained), bass stems", stem.samples, plain)
-        if enc is not None:
-            y24 = encodec_roundtrip(enc, torch.from_numpy(resample(ref, 44100, 24000)).to(dev)).cpu().numpy()
-            y = resample(y24, 24000, 44100)[:, : ref.shape[1]]
-            y = np.pad(y, ((0, 0), (0, ref.shape[1] - y.shape[1])))
-            add("EnCodec 24 kHz mix (random weights)", ref, y)
+            if role == "bass":
+                add(f"stem codec, {where} bass", stem, codecs["stem"], bass_notes)
+            else:
+                add(f"stem codec, {where} other stems", stem, codecs["stem"])
     for label, vals in rows.items():
         mean = {k: float(np.mean([v[k] for v in vals])) for k in vals[0]}
-        print(f"{label:40s} {mean['mr_stft']:9.3f} {mean['lsd_db']:9.2f} {mean['mel_l1']:9.3f} "
-              f"{mean['level_db']:+9.1f}   (n={len(vals)})")
+        f1 = f"{mean['f1_in']:.2f}/{mean['f1_out']:.2f}" if "f1_in" in mean else "—"
+        print(f"{label:34s} {100 * mean['hop_band_in']:8.2f} → {100 * mean['hop_band_out']:5.2f} "
+              f"{mean['loudness_change_lu']:+6.1f} {mean['chroma_cosine']:7.3f} {f1:>15s} {mean['mr_stft']:8.2f} "
+              f"{mean['si_sdr_db']:7.1f}   (n={len(vals)})")
     if args.long_minutes > 0:
         long_stream(codecs["mix"], args.long_minutes)
     return 0

@@ -56,32 +56,37 @@ def test_ddp_two_gloo_processes_train_and_resume(corpus, tmp_path):
 
 
 def test_training_step_fits_a_batch(corpus):
-    """The paper's generator and critic losses are wired to the right parameters: a batch gets fitted."""
+    """The generator, pitch-probe and critic losses are wired to the right parameters: a batch gets fitted."""
     from backline.engines.codec.codec import build_model
     from backline.engines.codec.model import Critics, make_config
-    from backline.engines.codec.train import CropStream, generator_losses, hinge_critic_loss
+    from backline.engines.codec.train import CropStream, PitchProbe, generator_losses, hinge_critic_loss
 
     torch.manual_seed(0)
     cfg = make_config("mix", "debug")
-    model, critics = build_model(cfg), Critics(cfg)
-    x = torch.stack([next(iter(CropStream(corpus, "mix", seed))) for seed in (1, 2)])
-    assert x.shape == (2, 2, 16 * 4096)
-    x = x[:, :, : 6 * 4096]  # keep the test cheap
-    opt = torch.optim.Adam(model.parameters(), 3e-3, betas=(0.5, 0.9))
+    assert cfg.phase == "spsi"
+    model, critics, probe = build_model(cfg), Critics(cfg), PitchProbe(cfg.dim)
+    crops = [next(iter(CropStream(corpus, "mix", seed))) for seed in (1, 2)]
+    x, roll = torch.stack([c[0] for c in crops]), torch.stack([c[1] for c in crops])
+    assert x.shape == (2, 2, 16 * 4096) and roll.shape == (2, 128, 64)
+    assert roll.max() == 1.0  # the corpus MIDI reached the piano roll
+    x, roll = x[:, :, : 6 * 4096], roll[:, :, : 6 * 4]  # keep the test cheap
+    opt = torch.optim.Adam(list(model.parameters()) + list(probe.parameters()), 3e-3, betas=(0.5, 0.9))
     opt_d = torch.optim.Adam(critics.parameters(), 3e-3, betas=(0.5, 0.9))
     first = None
     for step in range(60):
         use_adv = step >= 50
         critics.requires_grad_(False)
-        total, logs, wav = generator_losses(model, critics, x, use_adv=use_adv)
+        total, logs, wav = generator_losses(model, critics, x, use_adv, probe, roll)
         opt.zero_grad()
         total.backward()
         assert all(p.grad is None for p in critics.parameters())  # the generator step leaves the critics alone
         assert all(p.grad is not None for p in model.parameters())
+        assert all(p.grad is not None for p in probe.parameters())
         opt.step()
         critics.requires_grad_(True)
         if not use_adv:
-            first = first or logs
+            first, fitted = first or logs, logs
+            assert wav is None  # no waveform is synthesised when no term needs it
             continue
         spec, mel = critics(torch.cat([x, wav.detach()]))
         l_d = hinge_critic_loss(spec[:2], spec[2:]) + hinge_critic_loss(mel[:2], mel[2:])
@@ -89,9 +94,11 @@ def test_training_step_fits_a_batch(corpus):
         l_d.backward()
         opt_d.step()
         opt_d.zero_grad()
-    assert set(logs) == {"rec", "mssd", "adv", "loss"}
-    assert logs["rec"] < 0.8 * first["rec"]
-    assert logs["loss"] == pytest.approx(logs["adv"] + 25 * logs["rec"] + 0.002 * logs["mssd"], rel=1e-4)
+    assert set(logs) == {"rec", "sc", "pitch", "adv", "loss"}
+    assert fitted["rec"] < 0.9 * first["rec"] and fitted["sc"] < first["sc"]
+    assert fitted["pitch"] < 0.5 * first["pitch"]
+    assert logs["loss"] == pytest.approx(logs["adv"] + 25 * logs["rec"] + 25 * logs["sc"] + 10 * logs["pitch"],
+                                         rel=1e-4)
 
 
 def test_train_refuses_bad_data(tmp_path):

@@ -34,6 +34,7 @@ from backline.engines.audio import Audio, atomic_output, audio_info, iter_audio_
 from backline.engines.codec.model import (
     HOP,
     SAMPLE_RATE,
+    STFT_HOP,
     CodecConfig,
     SpectralAutoencoder,
     make_config,
@@ -44,6 +45,7 @@ from backline.engines.errors import AudioFileError, AudioFormatError, Cancelled,
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 KIND = "codec"
 FORMAT_VERSION = 1
+STFT_FRAMES_PER_LATENT = HOP // STFT_HOP
 DEFAULT_CHUNK_FRAMES = 256  # ≈ 24 s of audio per chunk: bounded memory (~100 MB for small), little recompute
 
 Progress = Callable[[float, str], None]
@@ -55,6 +57,23 @@ def build_model(config: dict[str, Any] | CodecConfig) -> SpectralAutoencoder:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         return SpectralAutoencoder(cfg)
+
+
+def convert_phase(model: SpectralAutoencoder, cfg: CodecConfig) -> SpectralAutoencoder:
+    """A phase-head model as a magnitude-only one (`cfg.phase == "spsi"`): the same encoder and decoder with the
+    phase half of the last 1×1 conv dropped, so a fine-tune starts from what was already learnt."""
+    if model.cfg.phase == cfg.phase:
+        return model
+    if not (model.cfg.phase == "head" and cfg.phase == "spsi"):
+        raise ConfigError(f"cannot turn a {model.cfg.phase!r} decoder into a {cfg.phase!r} one")
+    state = model.state_dict()
+    new = build_model(cfg)
+    last = [k for k in new.state_dict() if k.startswith("decoder.")][-2:]  # the final conv's weight and bias
+    keep = cfg.channels * 513
+    for key in last:
+        state[key] = state[key][:keep]
+    new.load_state_dict(state)
+    return new
 
 
 class Codec:
@@ -210,16 +229,32 @@ class Codec:
         if chunk_frames is None or n <= chunk_frames + 2 * self.context:
             return self.decode_batch(z[None], length)[0].float().cpu().numpy()
         out = np.empty((self.channels, length), np.float32)
+        for start, piece, done in self._decode_chunks(z, length, chunk_frames, cancel):
+            out[:, start: start + piece.shape[1]] = piece
+            if progress:
+                progress(done, "decoding")
+        return out
+
+    @torch.inference_mode()
+    def _decode_chunks(self, z: torch.Tensor, length: int, chunk_frames: int,
+                       cancel: Event | None) -> Iterator[tuple[int, np.ndarray, float]]:
+        """Overlap-save decoding: yields (first sample, samples [channels, k], fraction done) for each kept span.
+
+        A reconstructed phase (SPSI) is an integral over all earlier frames, so each chunk continues the phase
+        accumulated up to the frame before its first kept frame: chunked output equals the whole-signal output."""
+        n = z.shape[-1]
+        carry = None
         for a, b, lo, hi in self._chunks(n, chunk_frames):
             _check(cancel)
             if a * HOP >= length:
                 break
-            wav = self.decode_batch(z[None, :, lo:hi])[0].float().cpu().numpy()
+            log_mag, phase = self.model.decode_spec(z[None, :, lo:hi].to(self.device, torch.float32))
+            keep = (a - lo) * STFT_FRAMES_PER_LATENT
+            wav, accumulated = self.model.synthesise(log_mag, phase, None, carry, keep)
+            if accumulated is not None:
+                carry = accumulated[..., (b - lo) * STFT_FRAMES_PER_LATENT - 1]
             stop = min(b * HOP, length)
-            out[:, a * HOP: stop] = wav[:, (a - lo) * HOP: stop - lo * HOP]
-            if progress:
-                progress(b / n, "decoding")
-        return out
+            yield a * HOP, wav[0, :, (a - lo) * HOP: stop - lo * HOP].float().cpu().numpy(), b / n
 
     def roundtrip(self, audio: Audio, **kwargs: Any) -> Audio:
         """decode(encode(audio)) at 44.1 kHz with the input's length (resampled) — for checks and benchmarks."""
@@ -312,20 +347,14 @@ class Codec:
         try:
             kwargs = {"bit_depth": 24} if path.suffix.lower() == ".flac" else {"bit_depth": 32}
             with AudioFile(str(tmp), "w", samplerate=SAMPLE_RATE, num_channels=out_ch, **kwargs) as f:
-                for a, b, lo, hi in self._chunks(n, chunk_frames):
-                    _check(cancel)
-                    if a * HOP >= length:
-                        break
-                    wav = self.decode_batch(z[None, :, lo:hi])[0].float().cpu().numpy()
-                    stop = min(b * HOP, length)
-                    piece = wav[:, (a - lo) * HOP: stop - lo * HOP]
+                for _start, piece, done in self._decode_chunks(z, length, chunk_frames, cancel):
                     if out_ch == 2 and piece.shape[0] == 1:
                         piece = np.repeat(piece, 2, axis=0)
                     if path.suffix.lower() == ".flac":
                         piece = np.clip(piece, -1.0, 1.0)
                     f.write(np.ascontiguousarray(piece))
                     if progress:
-                        progress(b / n, "decoding")
+                        progress(done, "decoding")
             os.replace(tmp, final)
         finally:
             tmp.unlink(missing_ok=True)

@@ -60,10 +60,18 @@ class CodecConfig:
     input_scale: float = 5.0
     seed: int = 0
     version: int = 1
+    # "head": the decoder predicts a phase per bin (version-1 weights; it collapsed to a constant, see TRAINING.md);
+    # "spsi": the decoder predicts magnitude only and the phase is reconstructed from it (SPSI + Griffin-Lim)
+    phase: str = "head"
+    phase_iters: int = 0  # fast Griffin-Lim iterations after SPSI at decode time
 
     def __post_init__(self) -> None:
         if self.role not in ("mix", "stem"):
             raise ValueError(f"role must be 'mix' or 'stem', got {self.role!r}")
+        if self.phase not in ("head", "spsi"):
+            raise ValueError(f"phase must be 'head' or 'spsi', got {self.phase!r}")
+        if not 0 <= int(self.phase_iters) <= 64:
+            raise ValueError(f"phase_iters must be 0–64, got {self.phase_iters!r}")
         if len(self.widths) != 5 or len(self.blocks) != 5:
             raise ValueError("widths and blocks need 5 entries (frame rate + 4 stride-2 levels)")
 
@@ -91,13 +99,15 @@ _SIZES: dict[str, dict[str, Any]] = {
 SIZES = tuple(_SIZES)
 
 
-def make_config(role: str, size: str = "small") -> CodecConfig:
+def make_config(role: str, size: str = "small", phase: str = "spsi", phase_iters: int | None = None) -> CodecConfig:
     if size not in _SIZES:
         raise ValueError(f"unknown codec size {size!r}; choose from {', '.join(_SIZES)}")
     # input normalisation = mean/std of log-magnitudes measured on corpus crops (stems are sparser and quieter)
     norm = {"input_offset": -5.5, "input_scale": 4.5} if role == "mix" else {"input_offset": -8.5, "input_scale": 4.0}
+    # Griffin-Lim after SPSI: stems (bass) gain note clarity from it; the mix keeps its ≥ 100× real-time budget
+    iters = phase_iters if phase_iters is not None else (0 if role == "mix" else 4)
     return CodecConfig(role=role, size=size, channels=2 if role == "mix" else 1, dim=64 if role == "mix" else 32,
-                       **norm, **_SIZES[size])
+                       phase=phase, phase_iters=iters if phase == "spsi" else 0, **norm, **_SIZES[size])
 
 
 class ResBlock(nn.Module):
@@ -139,7 +149,8 @@ class Decoder(nn.Module):
         for lvl in reversed(range(4)):
             layers += [nn.LeakyReLU(0.2), nn.ConvTranspose1d(w[lvl + 1], w[lvl], 4, stride=2, padding=1)]
             layers += _stack(w[lvl], b[lvl])
-        layers += [nn.LeakyReLU(0.2), nn.Conv1d(w[0], 2 * cfg.channels * N_BINS, 1)]  # 1×1: the widest layer
+        heads = 2 if cfg.phase == "head" else 1  # log-magnitude (+ phase)
+        layers += [nn.LeakyReLU(0.2), nn.Conv1d(w[0], heads * cfg.channels * N_BINS, 1)]  # 1×1: the widest layer
         self.net = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -170,31 +181,45 @@ class SpectralAutoencoder(nn.Module):
         """[B, C, 4096·N] → latents [B, dim, N]."""
         return self.encode_spec(self.analyse(audio))
 
-    def decode_spec(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """latents → (log-magnitude ŝ [B, C, 513, 16N], phase φ [B, C, 513, 16N]) in float32."""
+    def decode_spec(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """latents → (log-magnitude ŝ [B, C, 513, 16N], phase φ or None when it is reconstructed) in float32."""
         out = self.decoder(z).float()
         b, _, t = out.shape
-        out = out.view(b, 2, self.cfg.channels, N_BINS, t)
+        heads = 2 if self.cfg.phase == "head" else 1
+        out = out.view(b, heads, self.cfg.channels, N_BINS, t)
         # the magnitude head works in the encoder's normalised units; map back to log-magnitude
-        return out[:, 0] * self.cfg.input_scale + self.cfg.input_offset, out[:, 1]
+        log_mag = out[:, 0] * self.cfg.input_scale + self.cfg.input_offset
+        return log_mag, (out[:, 1] if heads == 2 else None)
 
-    @staticmethod
-    def synthesise(log_mag: torch.Tensor, phase: torch.Tensor, length: int | None = None) -> torch.Tensor:
-        """iSTFT of √exp(ŝ)·e^{iφ}. 16N frames invert exactly to 4096N samples: the dropped last centred frame's
-        samples are still fully covered by the previous window, so the overlap-add envelope never vanishes."""
-        spec = torch.polar(torch.exp(0.5 * log_mag.clamp(max=MAG_CLAMP)), phase)
-        return fe.istft(spec, N_FFT, STFT_HOP, length=length or spec.shape[-1] * STFT_HOP)
+    def synthesise(self, log_mag: torch.Tensor, phase: torch.Tensor | None, length: int | None = None,
+                   carry: torch.Tensor | None = None, carry_frame: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """iSTFT of √exp(ŝ)·e^{iφ}; φ is SPSI (+ `phase_iters` of fast Griffin-Lim) when the decoder has no phase head.
+
+        16N frames invert exactly to 4096N samples: the dropped last centred frame's samples are still covered by
+        the previous window, so the overlap-add envelope never vanishes. Returns (waveform, SPSI accumulated phase
+        or None); `carry`/`carry_frame` continue a previous block's phase (see `frontend.spsi_phase`)."""
+        mag = torch.exp(0.5 * log_mag.float().clamp(max=MAG_CLAMP))
+        length = length or log_mag.shape[-1] * STFT_HOP
+        if phase is not None:
+            return fe.istft(torch.polar(mag, phase), N_FFT, STFT_HOP, length=length), None
+        with torch.no_grad():
+            phase, accumulated = fe.spsi_phase(mag.detach(), N_FFT, STFT_HOP, carry, carry_frame)
+        if self.cfg.phase_iters:
+            return fe.griffin_lim(mag, phase, self.cfg.phase_iters, N_FFT, STFT_HOP, length), accumulated
+        return fe.istft(torch.polar(mag, phase), N_FFT, STFT_HOP, length=length), accumulated
 
     def decode(self, z: torch.Tensor, length: int | None = None) -> torch.Tensor:
         log_mag, phase = self.decode_spec(z)
-        return self.synthesise(log_mag, phase, length)
+        return self.synthesise(log_mag, phase, length)[0]
 
-    def forward(self, audio: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, audio: torch.Tensor, synthesise: bool = True) -> dict[str, torch.Tensor]:
         s = self.analyse(audio)
         z = self.encode_spec(s)
         log_mag, phase = self.decode_spec(z)
-        wav = self.synthesise(log_mag, phase, audio.shape[-1])
-        return {"s": s, "z": z, "log_mag": log_mag, "wav": wav}
+        out = {"s": s, "z": z, "log_mag": log_mag}
+        if synthesise:
+            out["wav"] = self.synthesise(log_mag, phase, audio.shape[-1])[0]
+        return out
 
 
 class Critic(nn.Module):
@@ -246,6 +271,7 @@ def receptive_context(cfg: CodecConfig) -> int:
         if lvl < 4:
             reach += 2 * step  # stride-2 conv / transposed conv of kernel 4
     reach += 16  # k=3 conv at the latent level (one latent frame each side)
+    reach += cfg.phase_iters * (N_FFT // STFT_HOP - 1)  # each Griffin-Lim pass reaches one window further
     return -(-reach // 16) + 1
 
 

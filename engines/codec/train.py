@@ -36,6 +36,9 @@ HELP = "train the spectral codec (mix or stem) of paper 000 on a Slakh2100-layou
 CROP = 16 * 4096  # 1.486 s: the multiple of the latent hop nearest the paper's 1.5 s crops
 LAMBDA_REC = 25.0
 LAMBDA_MSSD = 0.002
+LAMBDA_SC = 25.0
+LAMBDA_PITCH = 10.0
+PITCH_HOP = 1024  # the latent pitch probe reads 4 steps per latent frame
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -63,6 +66,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--init", default=None,
                         help="start the autoencoder from these exported weights (`shipped` or a .safetensors path); "
                              "critics and optimisers start fresh. Ignored when the run folder has a checkpoint")
+    parser.add_argument("--phase", default="spsi", choices=["spsi", "head"],
+                        help="spsi (default): magnitude-only decoder, phase reconstructed at decode time; head: the "
+                             "version-1 decoder that also predicts phase (it collapses; kept to reproduce old runs)")
+    parser.add_argument("--no-pitch-probe", dest="pitch_probe", action="store_false",
+                        help="drop the auxiliary loss that makes the latents keep the MIDI's pitches (see PitchProbe)")
+    parser.add_argument("--freeze-encoder", action="store_true",
+                        help="train the decoder only, so the latent space (and every model trained on it) is kept")
     parser.add_argument("--roles", default=None,
                         help="stem codec: draw only stems of these roles (comma list, e.g. 'bass'), to fine-tune "
                              "the codec for the engine that decodes it")
@@ -92,6 +102,7 @@ class CropStream(torch.utils.data.IterableDataset):
                  stem_roles: set[str] | None = None) -> None:
         self.root, self.role, self.seed, self.rescan_every = root, role, seed, rescan_every
         self.stem_roles = stem_roles
+        self._notes: dict[str, list] = {}
         self.items = self._scan()
 
     def _scan(self) -> list[tuple[Any, list[str], int]]:
@@ -121,15 +132,42 @@ class CropStream(torch.utils.data.IterableDataset):
             for _attempt in range(8):
                 start = rng.randrange(0, frames - CROP + 1)
                 if self.role == "stem":
-                    x = track.stem_audio(rng.choice(stems), channels=1, start=start, frames=CROP).samples
+                    chosen = [rng.choice(stems)]
+                    x = track.stem_audio(chosen[0], channels=1, start=start, frames=CROP).samples
                 elif rng.random() < 0.5:
+                    chosen = [s.id for s in track.audio_stems()]
                     x = track.mix_audio(channels=2, start=start, frames=CROP).samples
                 else:
-                    subset = rng.sample(stems, rng.randint(1, len(stems)))
-                    x = sum(track.stem_audio(s, channels=2, start=start, frames=CROP).samples for s in subset)
+                    chosen = rng.sample(stems, rng.randint(1, len(stems)))
+                    x = sum(track.stem_audio(s, channels=2, start=start, frames=CROP).samples for s in chosen)
                 if np.sqrt(np.mean(np.square(x))) > 1e-4:
                     break
-            yield torch.from_numpy(np.clip(x, -4.0, 4.0).astype(np.float32))
+            roll = self._pianoroll(track, chosen, start / track.info()[0])
+            yield torch.from_numpy(np.clip(x, -4.0, 4.0).astype(np.float32)), torch.from_numpy(roll)
+
+    def _pianoroll(self, track, stem_ids: list[str], start_s: float) -> np.ndarray:
+        """[128, PITCH_STEPS] pitches sounding in the crop (drums excluded), at PITCH_HOP-sample steps; all −1
+        (ignored by the loss) when a pitched stem has no MIDI file (e.g. a corpus without MIDI)."""
+        import mido
+
+        from backline.engines.transcribe import midi_to_notes
+
+        steps = CROP // PITCH_HOP
+        roll = np.zeros((128, steps), np.float32)
+        times = start_s + (np.arange(steps) + 0.5) * PITCH_HOP / 44100
+        for sid in stem_ids:
+            stem = track.stems[sid]
+            if stem.is_drum:
+                continue
+            if stem.midi is None or not Path(stem.midi).exists():
+                return np.full((128, steps), -1.0, np.float32)
+            key = str(stem.midi)
+            if key not in self._notes:
+                self._notes[key] = midi_to_notes(mido.MidiFile(key))
+            for n in self._notes[key]:
+                if n.end > times[0] and n.start < times[-1] and 0 <= n.pitch < 128:
+                    roll[n.pitch, (times >= n.start) & (times < n.end)] = 1.0
+        return roll
 
 
 # --- losses ------------------------------------------------------------------------------------------------------
@@ -138,23 +176,75 @@ def hinge_critic_loss(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
     return F.relu(1 - real).mean() + F.relu(1 + fake).mean()
 
 
-def generator_losses(model, critics, x: torch.Tensor, use_adv: bool) -> tuple[torch.Tensor, dict[str, float], torch.Tensor]:
-    """Forward the autoencoder; returns (total generator loss, scalar logs, reconstructed waveform)."""
+def generator_losses(model, critics, x: torch.Tensor, use_adv: bool, probe: torch.nn.Module | None = None,
+                     roll: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float], torch.Tensor | None]:
+    """Forward the autoencoder; returns (total generator loss, scalar logs, reconstructed waveform or None).
+
+    Phase-head decoders (version 1) train on the paper's objective. Magnitude-only decoders (phase "spsi") add
+    spectral convergence on linear magnitudes, ‖|X| − |X̂|‖_F / ‖|X|‖_F: the L1 of log-magnitudes alone settles on
+    the median (a smooth envelope a few dB low), while spectral convergence is dominated by the loud partials,
+    which carry the pitch and the level. The waveform (and so L_mssd) is only built when a term needs it."""
     from backline.engines.frontend import multiscale_spectral_distance
 
-    out = model(x)
+    spsi = _unwrap(model).cfg.phase == "spsi"
+    out = model(x, synthesise=use_adv or not spsi)
     l_rec = (out["log_mag"].float() - out["s"].float()).abs().mean()
-    wav = out["wav"].float()
-    l_mssd = multiscale_spectral_distance(x.float(), wav)
-    total = LAMBDA_REC * l_rec + LAMBDA_MSSD * l_mssd
-    logs = {"rec": float(l_rec.detach()), "mssd": float(l_mssd.detach())}
+    total = LAMBDA_REC * l_rec
+    logs = {"rec": float(l_rec.detach())}
+    wav = out.get("wav")
+    if spsi:
+        target = torch.exp(0.5 * out["s"].float())
+        estimate = torch.exp(0.5 * out["log_mag"].float().clamp(max=14.0))
+        l_sc = torch.linalg.vector_norm(target - estimate) / torch.linalg.vector_norm(target).clamp_min(1e-6)
+        total = total + LAMBDA_SC * l_sc
+        logs["sc"] = float(l_sc.detach())
+    else:
+        l_mssd = multiscale_spectral_distance(x.float(), wav.float())
+        total = total + LAMBDA_MSSD * l_mssd
+        logs["mssd"] = float(l_mssd.detach())
+    if probe is not None and roll is not None:
+        l_pitch = pitch_loss(probe, out["z"], roll)
+        total = total + LAMBDA_PITCH * l_pitch
+        logs["pitch"] = float(l_pitch.detach())
     if use_adv:
-        spec_logits, mel_logits = critics(wav)
+        spec_logits, mel_logits = critics(wav.float())
         l_adv = -(spec_logits.float().mean() + mel_logits.float().mean())
         total = total + l_adv
         logs["adv"] = float(l_adv.detach())
     logs["loss"] = float(total.detach())
     return total, logs, wav
+
+
+class PitchProbe(torch.nn.Module):
+    """Training-only linear read-out of the pitches sounding in each quarter of a latent frame.
+
+    Why: probed on held-out bass stems, the version-1 stem latents held no pitch (pitch-class accuracy at chance),
+    so no decoder could put the notes back. Supervising a *linear* probe with the corpus's MIDI makes the encoder
+    keep pitch in a form the decoder (and the diffusion model) can use. The probe is not exported: inference and
+    the latent format are unchanged. Paper 000 learns this implicitly in 500 k GPU steps; we cannot."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.steps = 4096 // PITCH_HOP
+        self.proj = torch.nn.Conv1d(dim, 128 * self.steps, 1)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        b, _, n = z.shape
+        logits = self.proj(z).view(b, 128, self.steps, n)
+        return logits.permute(0, 1, 3, 2).reshape(b, 128, n * self.steps)
+
+
+def pitch_loss(probe: torch.nn.Module, z: torch.Tensor, roll: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy of the probe against the piano roll; rows marked −1 (no MIDI) are ignored."""
+    known = roll >= 0
+    if not bool(known.any()):
+        return z.new_zeros(())
+    logits = probe(z.float())
+    return F.binary_cross_entropy_with_logits(logits[known], roll[known])
+
+
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    return model.module if hasattr(model, "module") else model
 
 
 # --- the loop ----------------------------------------------------------------------------------------------------
@@ -181,25 +271,34 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     try:
         seed_everything(args.seed + 7919 * ctx.rank)
         run_dir = Path(args.run_dir or f"runs/codec-{args.config}-{args.size}")
-        cfg = make_config(args.config, args.size)
+        cfg = make_config(args.config, args.size, phase=getattr(args, "phase", "spsi"))
         model = build_model(cfg).to(ctx.device)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed + 1)
             critics = Critics(cfg).to(ctx.device)
-        opt_g = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.5, 0.9))
+        if getattr(args, "freeze_encoder", False):
+            model.encoder.requires_grad_(False)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed + 2)
+            probe = PitchProbe(cfg.dim).to(ctx.device)
+        use_probe = getattr(args, "pitch_probe", True) and not getattr(args, "freeze_encoder", False)
+        trainable = [p for p in model.parameters() if p.requires_grad] + (list(probe.parameters()) if use_probe else [])
+        opt_g = torch.optim.Adam(trainable, lr=args.lr, betas=(0.5, 0.9))
         opt_d = torch.optim.Adam(critics.parameters(), lr=args.lr, betas=(0.5, 0.9))
         if getattr(args, "init", None):
-            from backline.engines.codec.codec import load_codec
+            from backline.engines.codec.codec import convert_phase, load_codec
 
             start = load_codec(args.config, weights=None if args.init == "shipped" else args.init).model
+            start = convert_phase(start, cfg)
             if start.cfg.to_dict() != cfg.to_dict():
                 raise ConfigError(f"--init weights are not the {args.config}/{args.size} codec",
                                   fix="pass weights of the same --config and --size")
             model.load_state_dict(start.state_dict())
         ckpt = Checkpointer(run_dir, ctx)
-        step, extra = ckpt.load({"model": model, "critics": critics, "opt_g": opt_g, "opt_d": opt_d})
+        step, extra = ckpt.load({"model": model, "critics": critics, "probe": probe, "opt_g": opt_g, "opt_d": opt_d})
         adv_start = args.adv_start if args.adv_start is not None else int(0.2 * args.steps)
         g = ctx.wrap(model)
+        probe_w = ctx.wrap(probe) if use_probe else probe  # DDP averages the probe's gradients across ranks too
         d = ctx.wrap(critics)
         roles = {r.strip().lower() for r in args.roles.split(",") if r.strip()} if getattr(args, "roles", None) else None
         if roles and args.config != "stem":
@@ -218,13 +317,14 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         logs: dict[str, float] = {}
         stop_reason = "steps"
         while step < args.steps:
-            x = next(batches).to(ctx.device, non_blocking=True)
+            x, roll = next(batches)
+            x, roll = x.to(ctx.device, non_blocking=True), roll.to(ctx.device, non_blocking=True)
             use_adv = step >= adv_start
             # the generator's adversarial term goes through the plain (unwrapped) critics with their parameters
             # frozen, so no critic gradients are built and DDP's critic reducer is not involved
             critics.requires_grad_(False)
             with ctx.autocast():
-                total, logs, wav = generator_losses(g, critics, x, use_adv)
+                total, logs, wav = generator_losses(g, critics, x, use_adv, probe_w if use_probe else None, roll)
             opt_g.zero_grad(set_to_none=True)
             total.backward()
             opt_g.step()
@@ -249,7 +349,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             if ctx.distributed:  # every rank must agree to stop at the same step
                 out_of_time = ctx.mean(float(out_of_time)) > 0
             if step % args.ckpt_every == 0 or step == args.steps or out_of_time:
-                ckpt.save(step, {"model": model, "critics": critics, "opt_g": opt_g, "opt_d": opt_d},
+                ckpt.save(step, {"model": model, "critics": critics, "probe": probe, "opt_g": opt_g, "opt_d": opt_d},
                           {"elapsed_s": elapsed_before + time.monotonic() - started})
             if out_of_time:
                 stop_reason = "time limit"
@@ -261,7 +361,10 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
                   "batch_per_process": args.batch, "world_size": ctx.world_size, "lr": args.lr,
                   "adv_start": adv_start, "crop_samples": CROP, "final_losses": log.latest,
                   "device": str(ctx.device), "data": str(args.data), "init": getattr(args, "init", None),
-                  "roles": sorted(roles) if roles else None}
+                  "roles": sorted(roles) if roles else None, "phase": cfg.phase,
+                  "freeze_encoder": bool(getattr(args, "freeze_encoder", False)),
+                  "pitch_probe": bool(use_probe), "lambda_pitch": LAMBDA_PITCH if use_probe else 0.0,
+                  "lambda_sc": LAMBDA_SC if cfg.phase == "spsi" else 0.0}
         if ctx.is_main:
             if stats is not None:
                 result["latent_stats"] = stats
@@ -290,7 +393,7 @@ class _NoBar:
 def latent_stats(model: torch.nn.Module, batches, ctx, n_batches: int = 4) -> dict[str, list[float]]:
     """Per-dimension mean/std of latents over a few training batches (diffusion trainers normalise with them)."""
     model.eval()
-    zs = [model.encode(next(batches).to(ctx.device)).float() for _ in range(n_batches)]
+    zs = [model.encode(next(batches)[0].to(ctx.device)).float() for _ in range(n_batches)]
     model.train()
     z = torch.cat([t.transpose(1, 2).reshape(-1, t.shape[1]) for t in zs])
     return {"mean": [round(float(v), 5) for v in z.mean(0)],
