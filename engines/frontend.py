@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+from torch.nn import functional as F
 
 if TYPE_CHECKING:  # pragma: no cover
     from backline.engines.audio import Audio
@@ -215,33 +216,33 @@ def spsi_phase(mag: torch.Tensor, n_fft: int = 1024, hop: int = 256, carry: torc
 
     Blocks of a long signal continue each other's phase: pass the previous block's accumulated phase at the frame
     before this block's first kept frame as `carry [..., F]` and that kept frame's index as `carry_frame`.
-    Returns (phase, accumulated) with `accumulated [..., F, frames]` (float64, wrapped to [0, 2π)) for the next
-    block's carry.
+    Returns (phase, accumulated) with `accumulated [..., F, frames]` (wrapped to [0, 2π)) for the next block's
+    carry. Costs a few element-wise passes (no iteration); float32 keeps the running sum within ~2 mrad over one
+    codec chunk (4,096 frames), and the carry is wrapped.
     """
-    n_bins, frames = mag.shape[-2:]
-    log_mag = torch.log(mag.float().clamp_min(1e-7))
-    left, centre, right = log_mag[..., :-2, :], log_mag[..., 1:-1, :], log_mag[..., 2:, :]
-    peak = torch.zeros_like(log_mag, dtype=torch.bool)
-    peak[..., 1:-1, :] = (centre > left) & (centre >= right)
-    curvature = left - 2 * centre + right
-    offset = torch.zeros_like(log_mag)
-    safe = torch.where(curvature.abs() > 1e-9, curvature, torch.ones_like(curvature))
-    offset[..., 1:-1, :] = torch.where(curvature.abs() > 1e-9, 0.5 * (left - right) / safe,
-                                       torch.zeros_like(curvature)).clamp(-0.5, 0.5)
-    bins = torch.arange(n_bins, dtype=log_mag.dtype, device=mag.device).view(n_bins, 1).expand_as(log_mag)
-    below = torch.cummax(torch.where(peak, bins, torch.full_like(bins, -1e9)), dim=-2).values
-    above = torch.flip(torch.cummin(torch.flip(torch.where(peak, bins, torch.full_like(bins, 1e9)), [-2]), dim=-2).values, [-2])
+    m = mag.float().transpose(-1, -2).contiguous()  # [..., frames, F]: the peak search runs along contiguous bins
+    n_bins = m.shape[-1]
+    log_mag = torch.log(m.clamp_min(1e-7))
+    left, centre, right = log_mag[..., :-2], log_mag[..., 1:-1], log_mag[..., 2:]
+    is_peak = (centre > left) & (centre >= right)
+    offset = (0.5 * (left - right) / (left - 2 * centre + right).clamp(max=-1e-6)).clamp_(-0.5, 0.5)
+    inner = torch.arange(1, n_bins - 1, dtype=m.dtype, device=m.device)
+    far = 1e9
+    below = torch.cummax(F.pad(torch.where(is_peak, inner, -far), (1, 1), value=-far), dim=-1).values
+    above = torch.cummax(F.pad(torch.where(is_peak, -inner, -far), (1, 1), value=-far).flip(-1), dim=-1).values.flip(-1).neg_()
+    bins = torch.arange(n_bins, dtype=m.dtype, device=m.device)
     nearest = torch.where((bins - below) <= (above - bins), below, above)
     nearest = torch.where(nearest.abs() > 1e8, bins, nearest)  # a frame without peaks: every bin is its own
-    owner = nearest.long().clamp(0, n_bins - 1)
-    advance = torch.remainder(2 * np.pi * hop / n_fft * (bins + offset).double(), 2 * np.pi)  # rad per frame
-    accumulated = torch.cumsum(torch.gather(advance, -2, owner), dim=-1)
+    owner = nearest.long()
+    # radians per frame of each bin's partial, wrapped so a float32 running sum stays precise over a chunk
+    advance = torch.gather(F.pad(offset, (1, 1)) + bins, -1, owner).mul_(2 * np.pi * hop / n_fft).remainder_(2 * np.pi)
+    accumulated = torch.cumsum(advance, dim=-2)
     if carry is not None:
-        before = accumulated[..., carry_frame - 1] if carry_frame > 0 else torch.zeros_like(accumulated[..., 0])
-        accumulated = accumulated + (carry.double() - before).unsqueeze(-1)
-    accumulated = torch.remainder(accumulated, 2 * np.pi)
-    phase = torch.gather(accumulated, -2, owner) - np.pi * (bins - nearest).double()
-    return phase.to(log_mag.dtype), accumulated
+        before = accumulated[..., carry_frame - 1, :] if carry_frame > 0 else torch.zeros_like(accumulated[..., 0, :])
+        accumulated = accumulated + (carry.to(accumulated.dtype) - before).unsqueeze(-2)
+    accumulated = accumulated.remainder_(2 * np.pi)
+    phase = torch.gather(accumulated, -1, owner) - np.pi * (bins - nearest)
+    return phase.transpose(-1, -2), accumulated.transpose(-1, -2)
 
 
 def griffin_lim(mag: torch.Tensor, phase: torch.Tensor, n_iter: int, n_fft: int = 1024, hop: int = 256,
