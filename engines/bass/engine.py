@@ -43,6 +43,7 @@ from backline.engines.protocol import (
     ProgressFn,
     Take,
     check_cancel,
+    validate_controls,
 )
 
 NAME = "bass"
@@ -156,14 +157,11 @@ class BassEngine:
         preset_control = controls.pop("preset", None)
         preset_name = (request.preset or preset_control or "finger") if reference is None else None
         preset = load_preset(preset_name) if preset_name else None
-        defaults = {"steps": 64, "cfg": 2.0, "rescale": 0.7, "strength": 1.0, "quantise": "off"}
+        defaults = {c.name: c.default for c in CONTROLS if c.kind not in ("preset", "audio")}  # one declaration
         if preset:
             defaults |= preset.controls
         merged = defaults | {k: v for k, v in controls.items() if v is not None}
-        unknown = set(merged) - set(defaults)
-        if unknown:
-            raise ConfigError(f"unknown control(s) {', '.join(sorted(unknown))} for bass",
-                              fix=f"known: {', '.join(defaults)}")
+        merged = validate_controls(tuple(c for c in CONTROLS if c.name in defaults), merged, NAME)
         sampling = Sampling(int(merged["steps"]) if float(merged["steps"]).is_integer() else merged["steps"],
                             float(merged["cfg"]), float(merged["rescale"]), float(merged["strength"])).check()
         quantise = merged["quantise"]
