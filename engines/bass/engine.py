@@ -456,7 +456,8 @@ def load_bass_model(config: str = "shipped", weights: str | Path | None = None):
 
     if weights is not None or config == "shipped":
         path = Path(weights) if weights is not None else WEIGHTS_DIR / "bass"
-        model, meta = load_weights(path, kind=KIND, build=build_model, format_version=FORMAT_VERSION)
+        model, meta = load_weights(path, kind=KIND, build=build_model, format_version=FORMAT_VERSION,
+                                   reference=CONFIGS["small"].to_dict())
         return model.float(), meta
     if config not in CONFIGS:
         raise ConfigError(f"unknown bass config {config!r}", fix=f"use shipped or one of {', '.join(CONFIGS)}")
