@@ -29,7 +29,6 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
-from pythonosc.osc_bundle import OscBundle
 from pythonosc.osc_message_builder import OscMessageBuilder
 
 from backline.bridge.transport import Transport, _OnceLog
@@ -62,6 +61,8 @@ _F32, _F64, _I32, _I64 = struct.Struct(">f"), struct.Struct(">d"), struct.Struct
 _SIZES = {0x66: 4, 0x69: 4, 0x64: 8, 0x68: 8, 0x74: 8, 0x63: 4, 0x72: 4, 0x6D: 4}  # f i d h t c r m
 _NOARG = frozenset(b"TFNI")
 _NUMS = re.compile(r"-?\d+(?:\.\d+)?")
+#: Bundles inside bundles are followed this deep (DAWs send one level; deeper is an attack or a bug).
+MAX_BUNDLE_DEPTH = 4
 
 
 class OscDecodeError(ValueError):
@@ -231,8 +232,8 @@ class OscBridge:
         self.realtime = realtime
         self.scheduling = "normal"
         self.problems = _OnceLog(log)
-        self.stats = {"messages": 0, "malformed": 0, "unknown": 0, "bad_args": 0, "other_dialect": 0,
-                      "sent": 0}
+        self.stats = {"messages": 0, "bundles": 0, "malformed": 0, "unknown": 0, "bad_args": 0,
+                      "other_dialect": 0, "sent": 0}
         self.loop: tuple[float, float] | None = None
         self._buf = bytearray(65536)
         self._sock: socket.socket | None = None
@@ -356,10 +357,13 @@ class OscBridge:
                 self.problems("socket", f"OSC socket error ignored: {err}", logging.INFO)
                 continue
             t = self.clock()
+            if self.problems.pending:
+                self.problems.flush()
             if n:
                 self._last_addr, last_rx = addr, t
                 self.handle(buf, n, t)
             else:
+                self.transport.flush_problems()
                 self.transport.check_silence(t)
                 if t - last_rx > 2.0 and t - last_hello > 2.0:  # DAW not up yet, or restarted: ask again
                     self._hello()
@@ -370,10 +374,14 @@ class OscBridge:
 
     def handle(self, buf: bytearray | bytes, n: int, t: float) -> None:
         """Apply one datagram (message or bundle) received at monotonic time `t`."""
-        self.stats["messages"] += 1
-        if buf[0] == 0x23:  # '#bundle'
-            self._handle_bundle(bytes(buf[:n]), t)
+        if n and buf[0] == 0x23:  # '#bundle'
+            self.stats["bundles"] += 1
+            self._handle_bundle(bytes(buf[:n]), 0, n, t, 1)
             return
+        self._handle_message(buf, n, t)
+
+    def _handle_message(self, buf: bytearray | bytes, n: int, t: float) -> None:
+        self.stats["messages"] += 1
         try:
             address, tags, off = decode_header(buf, n)
         except OscDecodeError as err:
@@ -401,19 +409,35 @@ class OscBridge:
             self.problems(f"args:{address!r}", f"ignored {address.decode()} with arguments ,{tags.decode(errors='replace')}"
                                                " of the wrong type or range")
 
-    def _handle_bundle(self, data: bytes, t: float) -> None:
-        try:
-            bundle = OscBundle(data)
-            contents = list(bundle)
-        except Exception as err:  # python-osc raises several types for garbage
+    def _handle_bundle(self, data: bytes, start: int, end: int, t: float, depth: int) -> None:
+        """Walk a bundle in place: one pass over the datagram whatever the nesting (python-osc re-parses every
+        level and logs a line per bad element), at most `MAX_BUNDLE_DEPTH` levels deep. Each message inside
+        counts as a message in `stats`; a bad element ends the bundle, counted and logged once."""
+        if depth > MAX_BUNDLE_DEPTH:
             self.stats["malformed"] += 1
-            self.problems("malformed", f"ignored a malformed OSC bundle ({err})")
+            self.problems("bundle-depth", f"ignored an OSC bundle nested deeper than {MAX_BUNDLE_DEPTH} levels")
             return
-        for item in contents:
-            dgram = item.dgram
-            if dgram:
-                self.stats["messages"] -= 1  # count messages, not wrappers
-                self.handle(dgram, len(dgram), t)
+        if end - start < 16 or data[start:start + 8] != b"#bundle\0":
+            self.stats["malformed"] += 1
+            self.problems("malformed", "ignored a malformed OSC bundle (bad header)")
+            return
+        off = start + 16  # '#bundle\0' + 8-byte time tag (Backline applies everything on arrival)
+        while off < end:
+            if off + 4 > end:
+                self.stats["malformed"] += 1
+                self.problems("malformed", "ignored a malformed OSC bundle (element size runs past the packet)")
+                return
+            size = _I32.unpack_from(data, off)[0]
+            off += 4
+            if size <= 0 or off + size > end:
+                self.stats["malformed"] += 1
+                self.problems("malformed", "ignored a malformed OSC bundle (element runs past the packet)")
+                return
+            if data[off] == 0x23:
+                self._handle_bundle(data, off, off + size, t, depth + 1)
+            else:
+                self._handle_message(data[off:off + size], size, t)
+            off += size
 
     def _adopt(self, dialect: str) -> None:
         if self.dialect is None:

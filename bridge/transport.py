@@ -92,17 +92,40 @@ class TransportSnapshot:
 
 
 class _OnceLog:
-    """Log each kind of problem once (then count it), so a flood of bad input never floods the log."""
+    """Log each kind of problem once (then count it), and at most one line per second per logger whatever the
+    kinds, so a storm of varied bad input never floods the log. A kind that arrives inside the quiet second
+    waits in `pending` and is written by a later call or by `flush()` (the OSC loop calls it while idle)."""
 
-    def __init__(self, logger: logging.Logger) -> None:
+    MIN_INTERVAL = 1.0
+    _last_line: dict[str, float] = {}  # logger name -> monotonic time of its last line (shared by instances)
+
+    def __init__(self, logger: logging.Logger, clock: Callable[[], float] = time.monotonic) -> None:
         self._logger = logger
+        self._clock = clock
         self.counts: dict[str, int] = {}
+        self._logged: set[str] = set()
+        self.pending: dict[str, tuple[str, int]] = {}
 
     def __call__(self, kind: str, message: str, level: int = logging.WARNING) -> None:
-        n = self.counts.get(kind, 0)
-        self.counts[kind] = n + 1
-        if n == 0:
-            self._logger.log(level, "%s (logged once; later ones are counted)", message)
+        self.counts[kind] = self.counts.get(kind, 0) + 1
+        if kind in self._logged or kind in self.pending or not self._logger.isEnabledFor(level):
+            self.flush()
+            return
+        self.pending[kind] = (message, level)
+        self.flush()
+
+    def flush(self) -> None:
+        """Write the oldest pending line if the logger has been quiet for MIN_INTERVAL."""
+        if not self.pending:
+            return
+        name, now = self._logger.name, self._clock()
+        if now - self._last_line.get(name, -1e9) < self.MIN_INTERVAL:
+            return
+        kind, (message, level) = next(iter(self.pending.items()))
+        del self.pending[kind]
+        self._logged.add(kind)
+        self._last_line[name] = now
+        self._logger.log(level, "%s (logged once; later ones are counted)", message)
 
 
 class Transport:
@@ -323,6 +346,11 @@ class Transport:
     def request_generate(self, args: tuple, source: str = "osc") -> None:
         self._heard(self.clock(), source)
         self._emit(Event.GENERATE, args)
+
+    def flush_problems(self) -> None:
+        """Write a problem line held back by the one-line-per-second limit (called by feeders while idle)."""
+        if self.problems.pending:
+            self.problems.flush()
 
     def check_silence(self, t: float | None = None) -> bool:
         """Raise SILENT once when the DAW has said nothing for `silence_timeout` s; True while silent.
