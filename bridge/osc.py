@@ -19,6 +19,7 @@ once). Malformed packets, wrong argument types, unknown addresses and absurd val
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 import os
@@ -193,6 +194,18 @@ def _str(buf: bytearray, n: int, tags: bytes, off: int) -> str:
         raise _BadArgs from None
 
 
+def check_ipv4(host: str, what: str = "--host") -> str:
+    """A dotted IPv4 address or 'localhost', or a ConfigError that says so (999.1.1.1 is not an address)."""
+    if host == "localhost":
+        return host
+    try:
+        socket.inet_pton(socket.AF_INET, host)
+    except (OSError, TypeError):
+        raise ConfigError(f"{what} {host!r} is not an IPv4 address",
+                          fix="use e.g. 127.0.0.1 (this machine only) or this machine's LAN address") from None
+    return host
+
+
 def parse_clock(text: str) -> float:
     """'1:02:03:456', '02:03:456', '1:02:03.456', '12.5' → seconds (DrivenByMoss / Ardour time strings)."""
     parts = [p for p in re.split(r"[:]", text.strip()) if p != ""]
@@ -221,6 +234,13 @@ class OscBridge:
                  realtime: bool = True) -> None:
         if dialect not in DIALECTS:
             raise ConfigError(f"unknown DAW dialect {dialect!r}", fix=f"choose one of {', '.join(DIALECTS)}")
+        for what, value in (("--port", port), ("--daw-port", daw_port)):
+            if value is not None and not (isinstance(value, int) and 0 <= value <= 65535):
+                raise ConfigError(f"{what} {value!r} is not a UDP port", fix="use a number within 1–65535")
+        for what, value in (("--host", host), ("--daw-host", daw_host)):
+            check_ipv4(value, what)
+        if not poll_interval > 0:
+            raise ConfigError(f"poll interval {poll_interval!r} must be a positive number of seconds")
         self.transport = transport
         self.fixed = dialect != "auto"
         self.dialect = dialect if self.fixed else None
@@ -231,7 +251,9 @@ class OscBridge:
         self.clock = clock or transport.clock
         self.realtime = realtime
         self.scheduling = "normal"
-        self.problems = _OnceLog(log)
+        # one log budget for the transport and the bridge that feeds it: a storm costs one line a second in all
+        self.problems = transport.problems if isinstance(getattr(transport, "problems", None), _OnceLog) \
+            else _OnceLog(log)
         self.stats = {"messages": 0, "bundles": 0, "malformed": 0, "unknown": 0, "bad_args": 0,
                       "other_dialect": 0, "sent": 0}
         self.loop: tuple[float, float] | None = None
@@ -254,9 +276,21 @@ class OscBridge:
             sock.bind((self.host, self.port))
         except OSError as err:
             sock.close()
+            if err.errno == errno.EADDRINUSE:
+                fix = ("another program uses that port; pick another with --port and set the same port in your "
+                       "DAW's OSC settings")
+            elif err.errno == errno.EADDRNOTAVAIL:
+                fix = f"{self.host} is not an address of this machine; use 127.0.0.1 (or this machine's LAN address)"
+            elif err.errno == errno.EACCES:
+                fix = "ports below 1024 need administrator rights; use e.g. --port 9000"
+            else:
+                fix = "check --host and --port"
             raise DeviceError(f"cannot listen for OSC on {self.host}:{self.port} ({err.strerror or err})",
-                              fix="another program uses that port; pick another with --port and set the "
-                                  "same port in your DAW's OSC settings") from err
+                              fix=fix) from err
+        if self.host not in ("127.0.0.1", "localhost") and not self.host.startswith("127."):
+            log.warning("listening for OSC on %s: other machines on the network can move your DAW's transport "
+                        "and start generations; use --host 127.0.0.1 unless the DAW runs on another machine",
+                        self.host)
         sock.settimeout(self.poll_interval)
         self._sock = sock
         self.port = sock.getsockname()[1]

@@ -92,12 +92,13 @@ class TransportSnapshot:
 
 
 class _OnceLog:
-    """Log each kind of problem once (then count it), and at most one line per second per logger whatever the
-    kinds, so a storm of varied bad input never floods the log. A kind that arrives inside the quiet second
-    waits in `pending` and is written by a later call or by `flush()` (the OSC loop calls it while idle)."""
+    """Log each kind of problem once (then count it), and at most one line per second once a short burst is
+    spent (a token bucket: `BURST` lines, refilled at one per second), so a storm of varied bad input never
+    floods the log. A kind held back waits in `pending` and is written by a later call or by `flush()` (the
+    OSC loop calls it while idle), so no kind of problem goes unreported."""
 
-    MIN_INTERVAL = 1.0
-    _last_line: dict[str, float] = {}  # logger name -> monotonic time of its last line (shared by instances)
+    BURST = 3
+    RATE = 1.0  # lines per second after the burst
 
     def __init__(self, logger: logging.Logger, clock: Callable[[], float] = time.monotonic) -> None:
         self._logger = logger
@@ -105,27 +106,28 @@ class _OnceLog:
         self.counts: dict[str, int] = {}
         self._logged: set[str] = set()
         self.pending: dict[str, tuple[str, int]] = {}
+        self._tokens = float(self.BURST)
+        self._refilled = clock()
 
     def __call__(self, kind: str, message: str, level: int = logging.WARNING) -> None:
         self.counts[kind] = self.counts.get(kind, 0) + 1
-        if kind in self._logged or kind in self.pending or not self._logger.isEnabledFor(level):
-            self.flush()
-            return
-        self.pending[kind] = (message, level)
+        if kind not in self._logged and kind not in self.pending and self._logger.isEnabledFor(level):
+            self.pending[kind] = (message, level)
         self.flush()
 
     def flush(self) -> None:
-        """Write the oldest pending line if the logger has been quiet for MIN_INTERVAL."""
+        """Write pending lines while the bucket has tokens."""
         if not self.pending:
             return
-        name, now = self._logger.name, self._clock()
-        if now - self._last_line.get(name, -1e9) < self.MIN_INTERVAL:
-            return
-        kind, (message, level) = next(iter(self.pending.items()))
-        del self.pending[kind]
-        self._logged.add(kind)
-        self._last_line[name] = now
-        self._logger.log(level, "%s (logged once; later ones are counted)", message)
+        now = self._clock()
+        self._tokens = min(float(self.BURST), self._tokens + (now - self._refilled) * self.RATE)
+        self._refilled = now
+        while self.pending and self._tokens >= 1.0:
+            kind, (message, level) = next(iter(self.pending.items()))
+            del self.pending[kind]
+            self._logged.add(kind)
+            self._tokens -= 1.0
+            self._logger.log(level, "%s (logged once; later ones are counted)", message)
 
 
 class Transport:

@@ -152,9 +152,12 @@ def audio_info(path: str | Path) -> tuple[int, int, int]:
     _check_readable(path)
     try:
         with AudioFile(str(path)) as f:
-            return int(f.samplerate), int(f.num_channels), int(f.frames)
+            info = int(f.samplerate), int(f.num_channels), int(f.frames)
     except (OSError, RuntimeError, ValueError) as err:
         raise AudioFileError(f"cannot be decoded ({err})", path=path, fix="re-export it as WAV or FLAC") from err
+    if info[2] == 0:
+        raise AudioFileError("has no audio in it (0 samples)", path=path, fix="export the audio again from your DAW")
+    return info
 
 
 def read_audio(
@@ -173,6 +176,9 @@ def read_audio(
     try:
         with AudioFile(str(path)) as f:
             file_rate, total = int(f.samplerate), int(f.frames)
+            if total == 0:
+                raise AudioFileError("has no audio in it (0 samples)", path=path,
+                                     fix="export the audio again from your DAW")
             count = total - start if frames is None else frames
             if count / max(file_rate, 1) > MAX_IN_MEMORY_SECONDS:
                 raise AudioFileError(
@@ -186,6 +192,12 @@ def read_audio(
         raise
     except (OSError, RuntimeError, ValueError) as err:
         raise AudioFileError(f"cannot be decoded ({err})", path=path, fix="re-export it as WAV or FLAC") from err
+    held = _wav_frames_held(path)
+    if held is not None and held < total and start + data.shape[1] > held:
+        from backline.engines.errors import warn
+
+        warn(f"is truncated: it holds {held / file_rate:.2f} s of the {total / file_rate:.2f} s its header "
+             "announces; the rest is read as silence", path=path)
     if frames is not None and data.shape[1] < frames:  # keep the requested length (alignment)
         data = np.pad(data, ((0, 0), (0, frames - data.shape[1])))
     if not np.all(np.isfinite(data)):
@@ -196,6 +208,41 @@ def read_audio(
     if sample_rate is not None:
         audio = audio.resampled(sample_rate)
     return audio
+
+
+def _wav_frames_held(path: Path) -> int | None:
+    """For a RIFF/WAVE file: how many whole frames its data chunk really holds (decoders pad a truncated file
+    with silence up to the header's length without a word). None for other formats or odd headers."""
+    import struct
+
+    if path.suffix.lower() != ".wav":
+        return None
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                return None
+            block = None
+            while True:
+                chunk = f.read(8)
+                if len(chunk) < 8:
+                    return None
+                cid, csize = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+                if cid == b"fmt ":
+                    fmt = f.read(min(csize, 40))
+                    if len(fmt) < 16:
+                        return None
+                    block = struct.unpack("<H", fmt[12:14])[0]
+                    f.seek(csize - len(fmt) + (csize & 1), 1)
+                elif cid == b"data":
+                    if not block:
+                        return None
+                    return max(0, min(csize, size - f.tell())) // block
+                else:
+                    f.seek(csize + (csize & 1), 1)
+    except (OSError, struct.error):
+        return None
 
 
 def iter_audio_chunks(path: str | Path, chunk_frames: int) -> Iterator[Audio]:

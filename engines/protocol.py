@@ -226,7 +226,17 @@ def available_engines() -> list[str]:
     return names
 
 
+def check_device(device: str) -> str:
+    """'cpu', 'cuda', 'cuda:N' (or 'auto'), else a ConfigError — never a traceback from deep in torch."""
+    import re
+
+    if not isinstance(device, str) or not re.fullmatch(r"cpu|auto|cuda(:\d+)?", device):
+        raise ConfigError(f"device {device!r} is not a compute device", fix="use cpu, cuda or cuda:N")
+    return device
+
+
 def build_engine(name: str, config: str = "shipped", device: str = "cpu") -> Engine:
+    check_device(device)
     if name not in ENGINE_REGISTRY or name not in available_engines():
         raise ConfigError(f"unknown engine {name!r}", fix=f"available: {', '.join(available_engines()) or 'none'}")
     module_name, builder = ENGINE_REGISTRY[name].split(":")

@@ -194,7 +194,8 @@ def test_bad_input_is_counted_logged_once_and_survived(bridge, caplog):
     assert sum("malformed" in m for m in warnings) == 1  # logged once, not 120 times
     assert sum("ignored tempo" in m for m in warnings) == 1  # 0, -5 and 10000: one line
     times = sorted(r.created for r in records)
-    assert all(b - a >= 0.9 for a, b in zip(times, times[1:]))  # never more than one line a second
+    # a burst of at most 3 lines, then never more than one a second
+    assert all(b - a >= 0.9 for a, b in zip(times[2:], times[3:]))
 
 
 def test_burst_of_position_messages_keeps_up(bridge):
@@ -374,4 +375,4 @@ def test_nested_bundles_are_walked_once_capped_and_counted_per_message(caplog):
     assert tr.position_at(1.0) == 3 * 48000  # the message below the cap was not applied
     assert b.stats["malformed"] == 100
     lines = [r for r in caplog.records if r.levelno >= logging.WARNING]
-    assert len(lines) <= 1 and not any(r.name.startswith("pythonosc") for r in caplog.records)
+    assert len(lines) <= 2 and not any(r.name.startswith("pythonosc") for r in caplog.records)  # once per kind

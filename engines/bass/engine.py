@@ -474,7 +474,9 @@ def build(config: str = "shipped", device: str = "cpu", weights: str | Path | No
     `weights` / `codec_weights` (a folder with mix.safetensors and stem.safetensors) override the shipped files,
     for evaluating a training run before it is shipped."""
     from backline.engines.codec import load_codec
+    from backline.engines.protocol import check_device
 
+    check_device(device)
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise DeviceError(f"device {device!r} was asked for but CUDA is not available", fix="use --device cpu")
     model, meta = load_bass_model(config, weights)
