@@ -94,3 +94,49 @@ def test_an_absurd_midi_tempo_is_reported_not_clamped_silently(tmp_path):
     with pytest.warns(BacklineWarning, match="3.58 BPM"):
         band = read_midi_files([path])
     assert band.timeline.bpm == 10.0
+
+
+def test_a_2000_bar_midi_is_refused_before_any_work_in_the_users_words(tmp_path, capsys, monkeypatch):
+    from backline.engines.drums.pipeline import DrumPipeline
+
+    mid = mido.MidiFile(type=1, ticks_per_beat=96)
+    mid.tracks.append(mido.MidiTrack([mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(120))]))
+    notes = mido.MidiTrack([mido.MetaMessage("track_name", name="Piano")])
+    for _bar in range(2000):
+        notes += [mido.Message("note_on", note=60, velocity=80, time=0),
+                  mido.Message("note_off", note=60, velocity=0, time=4 * 96)]
+    mid.tracks.append(notes)
+    path = tmp_path / "long.mid"
+    mid.save(path)
+
+    def not_reached(*args, **kwargs):
+        raise AssertionError("the models ran before the length was checked")
+
+    monkeypatch.setattr(DrumPipeline, "generate", not_reached)
+    err = _one_line_error(capsys, ["generate", "drums", "--midi", str(path), "--out", str(tmp_path / "o"),
+                                   "--config", "debug"])
+    assert "bars 1-2000 last 66:40" in err and "--bars" in err and "--no-render" in err
+    assert "tmp" not in err.split("—")[0] and "iter_audio_chunks" not in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_15_minute_mix_is_refused_up_front_with_an_estimate(tmp_path, capsys, monkeypatch):
+    """Refused from the file's header: nothing is read, no weights are loaded."""
+    from backline.engines.bass import engine as bass_engine
+
+    monkeypatch.delenv("BACKLINE_MEMORY_GB", raising=False)
+    path = tmp_path / "long.wav"
+    frames = 15 * 60 * 8000
+    path.write_bytes(b"RIFF" + struct.pack("<I", 36 + frames * 2) + b"WAVEfmt "
+                     + struct.pack("<IHHIIHH", 16, 1, 1, 8000, 16000, 2, 16) + b"data" + struct.pack("<I", frames * 2)
+                     + bytes(frames * 2))
+
+    def not_reached(*args, **kwargs):
+        raise AssertionError("the engine was built before the length was checked")
+
+    monkeypatch.setattr(bass_engine, "build", not_reached)
+    err = _one_line_error(capsys, ["generate", "bass", "--mix", str(path), "--out", str(tmp_path / "o")])
+    assert "a 15:00 mix needs about 3.8 GB" in err and "--bars" in err and "BACKLINE_MEMORY_GB=4" in err
+    assert bass_engine.estimate_memory_bytes(4 * 60) < 2e9  # a 4-minute song still fits the default limit
+    monkeypatch.setenv("BACKLINE_MEMORY_GB", "4")
+    bass_engine.check_memory(15 * 60)  # raised limit: allowed

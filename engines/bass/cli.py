@@ -73,6 +73,10 @@ def run(args: argparse.Namespace) -> int:
             bars_in_mix = timeline.bars_in(total)
             raise TimelineError(f"bars {first}-{last} run past the end of the mix ({bars_in_mix:.1f} bars at "
                                 f"{bpm:g} BPM)", path=args.mix, fix=f"pick bars within 1-{int(bars_in_mix)}")
+    if args.device == "cpu":  # before reading a long file or loading any weights
+        from backline.engines.bass.engine import check_memory
+
+        check_memory((stop - start) / rate, args.variations)
     mix = read_audio(args.mix, start=start, frames=stop - start)
 
     import torch

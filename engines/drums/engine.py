@@ -62,6 +62,8 @@ WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 MODEL_NAMES = ("seq2seq", "locator", "infiller", "vae")
 FORMAT_VERSION = 1
 FADE_SECONDS = 0.01
+#: Longest drum audio rendered in one go (20 min of stereo float32 at 48 kHz ≈ 0.5 GB in memory).
+MAX_RENDER_SECONDS = 20 * 60
 NOTE_QUARTERS = 0.125  # drum notes are a 32nd long; GM kits ignore note-off for most drums anyway
 SOUNDFONTS = ("FluidR3_GM", "MuseScore_General", "TimGM6mb")
 
@@ -256,6 +258,15 @@ class DrumEngine:
         band = self.read_input(request, controls)
         grid = band.grid
         first, last = self.region(band, request, controls["bars"])
+        if controls["render"]:  # refuse before any work, not after the models ran (and in the user's words)
+            tl = band.timeline
+            q0 = (grid.first_bar - 1 + first) * tl.quarters_per_bar
+            seconds = tl.tempo.seconds(q0 + (last - first + 1) * tl.quarters_per_bar) - tl.tempo.seconds(q0)
+            if seconds > MAX_RENDER_SECONDS:
+                raise ConfigError(f"bars {first + grid.first_bar}-{last + grid.first_bar} last "
+                                  f"{int(seconds // 60)}:{int(seconds % 60):02d}; drum audio is rendered for at most "
+                                  f"{MAX_RENDER_SECONDS // 60:.0f} minutes at a time",
+                                  fix="pick a region with --bars, or add --no-render for the MIDI alone")
         user_drums = user_vel = None
         if controls["drums_midi"]:
             user_drums, user_vel = read_drum_midi(controls["drums_midi"], grid.numerator, grid.denominator, grid.n_bars)
