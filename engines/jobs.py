@@ -42,6 +42,7 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from backline.engines.errors import BacklineError, Cancelled, ConfigError, DeviceError
+from backline.engines.protocol import role_warning
 
 #: Progress events are throttled to this many per second per job (the final one always goes through).
 PROGRESS_RATE_HZ = 20.0
@@ -172,9 +173,14 @@ class _Worker:
         try:
             engine = self.engine(request.engine)
             progress(0.0, f"{request.engine}: starting")
+            warning = role_warning(request, config=self.config)
+            if warning:
+                progress(0.0, f"warning: {warning}")
             result = engine.generate(request, progress=progress, cancel=cancel)
             if cancel.is_set():
                 raise Cancelled()
+            if warning:
+                result.report.setdefault("warnings", []).insert(0, warning)
             self.score_fit(request, result, cancel)
             self.send("result", job_id, result)
         except Cancelled as err:

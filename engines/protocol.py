@@ -8,6 +8,7 @@ listing them does not load torch.
 from __future__ import annotations
 
 import importlib
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -37,6 +38,10 @@ class Control:
     step: float | None = None
     choices: tuple[str, ...] = ()
     help: str = ""
+    #: where a UI shows it: "" = the panel, "advanced" = the panel's Advanced section (sampler settings and
+    #: the like), "cli" = command line only (file paths, output handling, raw overrides: the host supplies
+    #: these itself, from the waveform selection, drag and drop or Settings)
+    group: str = ""
 
     def validate(self, value: Any) -> Any:
         """Coerce and range-check a value; raise ConfigError with the allowed range."""
@@ -165,11 +170,24 @@ def build_engine(name: str, config: str = "shipped", device: str = "cpu") -> Eng
     return getattr(importlib.import_module(module_name), builder)(config=config, device=device)
 
 
+def role_warning(request: GenerationRequest, config: str = "shipped") -> str | None:
+    """A one-line warning when the part this request generates already plays in its mix or band MIDI (the
+    analysis engine's presence model; see `analysis.api.role_already_playing`), else None. Never raises."""
+    try:
+        from backline.engines.analysis.api import role_already_playing
+    except ImportError:  # the analysis engine is optional
+        return None
+    return role_already_playing(request.engine, request.mix, request.midi, config=config)
+
+
 def generate_in_terminal(engine: Engine, request: GenerationRequest, *, desc: str | None = None) -> GenerationResult:
     """Run `engine.generate` from a command line: a progress bar fed by the engine's progress callback, and
     Ctrl+C cancels the engine (it stops within one step and writes nothing partial) before re-raising."""
     from tqdm import tqdm
 
+    warning = role_warning(request)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
     cancel = threading.Event()
     with tqdm(total=1000, desc=desc or request.engine, unit="‰", dynamic_ncols=True,
               bar_format="{l_bar}{bar}| {postfix}") as bar:

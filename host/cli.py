@@ -31,6 +31,7 @@ COMMANDS: dict[tuple[str, str], str] = {
     ("train", "musicoder"): "backline.engines.analysis.train_musicoder",
     ("train", "simclr"): "backline.engines.analysis.train_simclr",
     ("train", "tagger"): "backline.engines.analysis.train_tagger",
+    ("train", "presence"): "backline.engines.analysis.train_presence",
     ("generate", "bass"): "backline.engines.bass.cli",
     ("generate", "drums"): "backline.engines.drums.cli",
     ("analyze", ""): "backline.engines.analysis.analyze_cli",

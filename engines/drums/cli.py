@@ -46,6 +46,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="model weights: shipped (trained) or debug (tiny random init, for testing)")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--overwrite", action="store_true", help="replace existing files in --out")
+    feel = parser.add_argument_group("feel (engines/drums/feel.py says how each one acts)")
+    feel.add_argument("--preset", default=None, help="drum style preset: rock, funk, shuffle, half-time, bossa, disco, "
+                                                      "ballad (presets/drums/*.toml); flags below override it")
+    feel.add_argument("--style", default=None, help="band (the model's groove) or a style's groove")
+    for name, what in (("fill-amount", "0 no fills .. 1 wherever one fits (default 0.5)"),
+                       ("complexity", "0 straight eighths .. 1 busy (default 0.5)"),
+                       ("intensity", "0 soft .. 1 hard (default 0.5)"),
+                       ("swing", "0 straight .. 1 triplet swing (default 0)"),
+                       ("humanise", "0 on the grid .. 1 loose (default 0.3)")):
+        feel.add_argument(f"--{name}", type=float, default=None, help=what)
 
 
 def _timeline(args):
@@ -77,6 +87,9 @@ def run(args: argparse.Namespace) -> int:
                 "drums_midi": args.drums or "", "variation": args.variation, "sample": args.sample,
                 "roles": ",".join(args.role), "soundfont": args.soundfont, "vst3": args.vst3,
                 "render": not args.no_render, "overwrite": args.overwrite}
+    for name in ("style", "fill_amount", "complexity", "intensity", "swing", "humanise"):
+        if getattr(args, name) is not None:
+            controls[name] = getattr(args, name)
     midi, mix = None, None
     timeline = Timeline.constant(120.0, args.sample_rate)
     tmp_dir = None
@@ -118,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
 
     engine = build_engine("drums", args.config)
     request = GenerationRequest(engine="drums", out_dir=Path(args.out), timeline=timeline, midi=midi, mix=mix,
-                                controls=controls, seed=args.seed, variations=args.takes)
+                                controls=controls, seed=args.seed, variations=args.takes, preset=args.preset)
     try:
         result = generate_in_terminal(engine, request)
     finally:
