@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from backline.bridge.timeline import Timeline
 from backline.engines.accompany import spec
 from backline.engines.accompany.gmsdi import Extractor, Guide, PartialGeneration, Separator, TotalGeneration
 from backline.engines.accompany.roles import label_text, negative_prompt, parse_prompt
@@ -17,6 +16,7 @@ from backline.engines.audio import Audio
 from backline.engines.diffusion import ADPM2, EulerChurn, sample
 from backline.engines.errors import ConfigError
 from backline.engines.protocol import GenerationRequest
+from backline.engines.timeline import Timeline
 
 
 class GaussianScore(torch.nn.Module):

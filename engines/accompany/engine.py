@@ -62,6 +62,8 @@ SILENT_MIX_DB = -70.0
 GM_PROGRAM = {"Bass": 33, "Guitar": 25, "Piano": 0, "Strings": 48, "Lead": 80}
 
 CONTROLS = (
+    Control("prompt", "text", "piano", "Prompt",
+            help="instruments, comma-separated: bass, drums, guitar, piano, strings, lead (the request's prompt wins)"),
     Control("mode", "choice", "accompaniment", "Mode", choices=MODES,
             help="accompaniment: generate the prompted parts for the mix; extract/separate/ensemble: pull "
                  "the prompted parts out of the mix; total: generate the parts from nothing"),
@@ -131,7 +133,7 @@ class AccompanyEngine:
             raise ConfigError(f"unknown control(s) {', '.join(sorted(unknown))} for {NAME}", fix=f"known: {', '.join(known)}")
         controls = {c.name: c.validate(request.controls.get(c.name, c.default)) for c in CONTROLS}
         mode = controls["mode"]
-        roles = parse_prompt(request.prompt)
+        roles = parse_prompt(request.prompt or controls["prompt"])
         steps = controls["steps"] or DEFAULTS[mode]["steps"]
         w = controls["cfg"] if controls["cfg"] >= 0 else DEFAULTS[mode]["cfg"]
         if request.variations < 1:
@@ -175,7 +177,7 @@ class AccompanyEngine:
                 check_cancel(cancel)
                 if role in GM_PROGRAM:
                     n, mid = role_midi(audio, role, request.timeline, request.region_start)
-                    midis[role], notes[role] = mid, len(n)
+                    midis[role], notes[role.lower()] = mid, len(n)
             timings[f"transcribe_s_seed{seed}"] = time.perf_counter() - t0
             stem_map = {role.lower(): audio for role, audio in stems.items()}
             midi = _merge_midi(midis) if midis else None
