@@ -62,7 +62,7 @@ SILENT_MIX_DB = -70.0
 GM_PROGRAM = {"Bass": 33, "Guitar": 25, "Piano": 0, "Strings": 48, "Lead": 80}
 
 CONTROLS = (
-    Control("prompt", "text", "piano", "Prompt",
+    Control("prompt", "text", "piano", "Prompt", choices=tuple(r.lower() for r in ROLES),
             help="instruments, comma-separated: bass, drums, guitar, piano, strings, lead (the request's prompt wins)"),
     Control("mode", "choice", "accompaniment", "Mode", choices=MODES,
             help="accompaniment: generate the prompted parts for the mix; extract/separate/ensemble: pull "
