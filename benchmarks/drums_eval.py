@@ -29,9 +29,10 @@ import torch  # noqa: E402
 
 from backline.engines.drums import data as drum_data  # noqa: E402
 from backline.engines.drums import novelty as nov  # noqa: E402
-from backline.engines.drums.engine import drum_midi, load_models, midi_bytes, region_timeline  # noqa: E402
+from backline.engines.drums.engine import drum_midi, load_models, region_timeline  # noqa: E402
 from backline.engines.drums.representation import STEPS_PER_QUARTER, SongGrid  # noqa: E402
 from backline.engines.drums.velocity import assign_velocities  # noqa: E402
+from backline.engines.midi import midi_bytes  # noqa: E402
 
 
 def cpu_name() -> str:

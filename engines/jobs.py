@@ -19,7 +19,7 @@ worker → host (events, see `JobEvent`)::
     ("ready", device_text)
     ("described", name, EngineDescription | None, error_text)
     ("progress", job_id, fraction, message)
-    ("result", job_id, GenerationResult)
+    ("result", job_id, GenerationResult)      takes already written: stems/midi are file paths
     ("error", job_id, message, cancelled)
 
 The fifth kind, ``crash``, cannot be sent by a process that has died: `JobWorker.poll` synthesises it from
@@ -42,7 +42,6 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from backline.engines.errors import BacklineError, Cancelled, ConfigError, DeviceError
-from backline.engines.protocol import role_warning
 
 #: Progress events are throttled to this many per second per job (the final one always goes through).
 PROGRESS_RATE_HZ = 20.0
@@ -171,17 +170,16 @@ class _Worker:
                 self.send("progress", job_id, float(min(max(fraction, 0.0), 1.0)), str(message))
 
         try:
+            from backline.engines.takes import generate_and_write
+
             engine = self.engine(request.engine)
             progress(0.0, f"{request.engine}: starting")
-            warning = role_warning(request, config=self.config)
-            if warning:
-                progress(0.0, f"warning: {warning}")
-            result = engine.generate(request, progress=progress, cancel=cancel)
-            if cancel.is_set():
-                raise Cancelled()
-            if warning:
-                result.report.setdefault("warnings", []).insert(0, warning)
-            self.score_fit(request, result, cancel)
+            # the output folder is locked and checked before any work; the takes are written all-or-nothing
+            # after generate() (pure) and the fit score, so a cancel or an error leaves the folder as it was
+            result = generate_and_write(engine, request, progress=progress, cancel=cancel,
+                                        before_write=lambda res: self.score_fit(request, res, cancel),
+                                        role_check=self.config,
+                                        on_warning=lambda text: progress(0.0, f"warning: {text}"))
             self.send("result", job_id, result)
         except Cancelled as err:
             self.send("error", job_id, str(err), True)
@@ -240,11 +238,19 @@ def _worker_main(cmd: Connection, evt: Connection, config: str, device: str, reg
                  fit: str = "auto") -> None:
     """Process entry point (must be importable for 'spawn')."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in the terminal is the host's to handle
+
+    def terminate(_sig, _frame):  # SIGTERM (the host's stop, a session logout) cancels like Ctrl+C would
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, terminate)
     from backline.engines import protocol
 
     protocol.ENGINE_REGISTRY.clear()
     protocol.ENGINE_REGISTRY.update(registry)  # the host's view, including engines registered at run time
-    _Worker(cmd, evt, config, device, fit).run()
+    try:
+        _Worker(cmd, evt, config, device, fit).run()
+    except KeyboardInterrupt:  # the running job unwound (its output folder released, nothing written)
+        os._exit(128 + signal.SIGTERM)
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -15,9 +15,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from backline.bridge.timeline import Timeline
 from backline.engines.audio import Audio
 from backline.engines.errors import Cancelled, ConfigError
+from backline.engines.timeline import Timeline
 
 ProgressFn = Callable[[float, str], None]
 
@@ -110,17 +110,26 @@ class GenerationRequest:
 
 @dataclass
 class Take:
-    """One generated variation: files written (atomically) under the request's out_dir."""
+    """One generated variation.
+
+    From `Engine.generate()` (pure, nothing on disk): `stems` maps a stem name to its `Audio`, `midi` is bytes,
+    a `mido.MidiFile` or a `pretty_midi.PrettyMIDI`, `report` is plain data. After
+    `backline.engines.takes.write_takes` the same fields name the written files (`Path`s).
+    """
 
     seed: int
-    stems: dict[str, Path] = field(default_factory=dict)
-    midi: Path | None = None
+    stems: dict[str, Any] = field(default_factory=dict)  # name -> Audio (generated) | Path (written)
+    midi: Any = None  # bytes | mido.MidiFile | pretty_midi.PrettyMIDI (generated) | Path (written) | None
     start_sample: int = 0
     report: dict[str, Any] = field(default_factory=dict)
+    #: other files of the take: {suffix: bytes}, e.g. {"attention.png": b"..."} (generated) → Paths (written)
+    attachments: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
 class GenerationResult:
+    """The takes of one request. `report` holds what is common to them and must name the `engine`."""
+
     takes: list[Take]
     report: dict[str, Any] = field(default_factory=dict)
 
@@ -131,7 +140,9 @@ class Engine(Protocol):
 
     def describe(self) -> EngineDescription: ...
 
-    def generate(self, request: GenerationRequest, *, progress: ProgressFn, cancel: threading.Event) -> GenerationResult: ...
+    def generate(self, request: GenerationRequest, *, progress: ProgressFn, cancel: threading.Event) -> GenerationResult:
+        """Pure: returns the takes in memory and writes nothing (`engines.takes.write_takes` does)."""
+        ...
 
 
 def check_cancel(cancel: threading.Event | None) -> None:
@@ -180,24 +191,109 @@ def role_warning(request: GenerationRequest, config: str = "shipped") -> str | N
     return role_already_playing(request.engine, request.mix, request.midi, config=config)
 
 
-def generate_in_terminal(engine: Engine, request: GenerationRequest, *, desc: str | None = None) -> GenerationResult:
-    """Run `engine.generate` from a command line: a progress bar fed by the engine's progress callback, and
-    Ctrl+C cancels the engine (it stops within one step and writes nothing partial) before re-raising."""
-    from tqdm import tqdm
+def generate_in_terminal(engine: Engine, request: GenerationRequest, *, desc: str | None = None,
+                         overwrite: bool = False) -> GenerationResult:
+    """Run one request from a command line, the way every CLI does it.
 
-    warning = role_warning(request)
-    if warning:
-        print(f"warning: {warning}", file=sys.stderr)
-    cancel = threading.Event()
-    with tqdm(total=1000, desc=desc or request.engine, unit="‰", dynamic_ncols=True,
-              bar_format="{l_bar}{bar}| {postfix}") as bar:
-        def progress(fraction: float, message: str) -> None:
-            bar.n = int(max(0.0, min(1.0, fraction)) * 1000)
-            bar.set_postfix_str(message)
-            bar.refresh()
+    `preflight` locks and checks `request.out_dir` before any work; a progress bar shows the engine's own
+    steps and the time left; Ctrl+C and SIGTERM both cancel (the engine stops within one step, nothing is
+    written) and re-raise KeyboardInterrupt; `write_takes` then writes the takes all-or-nothing. Returns the
+    result with file paths."""
+    from backline.engines.takes import generate_and_write
 
+    with _sigterm_as_interrupt(), TerminalProgress(desc or request.engine) as bar:
+        return generate_and_write(engine, request, progress=bar.update, overwrite=overwrite, role_check="shipped",
+                                  on_warning=lambda text: print(f"warning: {text}", file=sys.stderr, flush=True))
+
+
+class _sigterm_as_interrupt:
+    """SIGTERM raises KeyboardInterrupt in the main thread while a job runs, so it cancels like Ctrl+C."""
+
+    def __enter__(self):
+        import signal
+
+        self.previous = None
+        if threading.current_thread() is threading.main_thread():
+            def raise_interrupt(_sig, _frame):
+                raise KeyboardInterrupt
+
+            self.previous = signal.signal(signal.SIGTERM, raise_interrupt)
+        return self
+
+    def __exit__(self, *exc):
+        import signal
+
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)
+
+
+class TerminalProgress:
+    """A one-line progress bar for engine runs: percent, the engine's own step text ("step 12/64"), and the
+    time left (estimated from the progress made so far). Writes to stderr; quiet when that is not a terminal
+    except for a final line."""
+
+    def __init__(self, desc: str, width: int = 28) -> None:
+        import sys
+
+        self.desc, self.width = desc, width
+        self.stream = sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.started = 0.0
+        self.first: tuple[float, float] | None = None  # (time, fraction) of the first report
+        self.last_draw = 0.0
+        self.fraction, self.message = 0.0, ""
+
+    def __enter__(self) -> TerminalProgress:
+        import time
+
+        self.started = time.monotonic()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+    def eta(self, now: float) -> float | None:
+        if self.first is None or self.fraction <= self.first[1] + 1e-6 or self.fraction >= 1.0:
+            return None
+        t0, f0 = self.first
+        rate = (self.fraction - f0) / max(now - t0, 1e-6)
+        return (1.0 - self.fraction) / rate if rate > 0 else None
+
+    def line(self, now: float) -> str:
+        filled = int(round(self.fraction * self.width))
+        bar = "█" * filled + "·" * (self.width - filled)
+        parts = [f"{self.desc} {self.fraction * 100:3.0f}% {bar}"]
+        if self.message:
+            parts.append(self.message)
+        eta = self.eta(now)
+        elapsed = now - self.started
+        parts.append(f"{_clock(elapsed)} elapsed" + (f", ~{_clock(eta)} left" if eta is not None else ""))
+        return "  ".join(parts)
+
+    def update(self, fraction: float, message: str = "") -> None:
+        import time
+
+        now = time.monotonic()
+        self.fraction = max(self.fraction, min(1.0, max(0.0, float(fraction))))
+        self.message = str(message).strip().lstrip(",").strip()
+        if self.first is None and self.fraction > 0:
+            self.first = (now, self.fraction)
+        if not self.tty or (now - self.last_draw < 0.1 and self.fraction < 1.0):
+            return
+        self.last_draw = now
+        columns = 100
         try:
-            return engine.generate(request, progress=progress, cancel=cancel)
-        except KeyboardInterrupt:
-            cancel.set()
-            raise
+            import shutil
+
+            columns = shutil.get_terminal_size().columns
+        except (OSError, ValueError):
+            pass
+        self.stream.write("\r" + self.line(now)[: max(20, columns - 1)].ljust(max(20, columns - 1)))
+        self.stream.flush()
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 60}:{seconds % 60:02d}"

@@ -1,7 +1,8 @@
 """An engine's panel, built from its `describe()` alone, so a new engine needs no new UI code.
 
 Control kinds map to widgets: int → spin box, float → slider + spin box, bool → check box, choice → combo
-box, text → line edit, audio → the style well (drop a reference recording), preset → the preset browser.
+box, text → line edit (with `choices`: a label field — completion after each comma and one toggle chip per
+known label, e.g. the accompaniment prompt "piano, strings"), audio → the style well (drop a reference recording), preset → the preset browser.
 Controls named `seed` and `variations` are not drawn here: the Generate bar owns them for every engine. A
 control named `preset` (whatever its kind; engines often declare it as a choice of preset names) is the
 preset browser, and `audio` controls are the style well; their values travel as `GenerationRequest.preset` and
@@ -17,9 +18,11 @@ from PyQt6.QtCore import Qt, pyqtSignal
 from PyQt6.QtWidgets import (
     QCheckBox,
     QComboBox,
+    QCompleter,
     QDoubleSpinBox,
     QFormLayout,
     QFrame,
+    QGridLayout,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -81,6 +84,53 @@ class FloatControl(QWidget):
     def set_value(self, value: float) -> None:
         self.spin.setValue(float(value))
         self._to_slider(float(value))
+
+
+class LabelCompleter(QCompleter):
+    """Completes the label after the last comma of a comma-separated list ("piano, str" → "piano, strings")."""
+
+    def splitPath(self, path: str) -> list[str]:  # noqa: N802 - Qt override
+        return [path.split(",")[-1].strip()]
+
+    def pathFromIndex(self, index) -> str:  # noqa: N802 - Qt override
+        head = self.widget().text().rsplit(",", 1)
+        return (head[0] + ", " if len(head) > 1 else "") + super().pathFromIndex(index)
+
+
+def label_chips(field: QLineEdit, labels: tuple[str, ...]) -> QWidget:
+    """One checkable chip per known label; clicking adds it to / removes it from the field's list."""
+    row = QWidget()
+    layout = QGridLayout(row)  # three per row, so six labels fit a narrow panel
+    layout.setContentsMargins(0, 0, 0, 0)
+    layout.setSpacing(4)
+    buttons: dict[str, QToolButton] = {}
+
+    def current() -> list[str]:
+        return [p.strip().lower() for p in field.text().split(",") if p.strip()]
+
+    def sync() -> None:
+        chosen = set(current())
+        for name, b in buttons.items():
+            b.blockSignals(True)
+            b.setChecked(name in chosen)
+            b.blockSignals(False)
+
+    def toggle(name: str, on: bool) -> None:
+        parts = [p for p in current() if p != name] + ([name] if on else [])
+        field.setText(", ".join(sorted(set(parts), key=lambda p: labels.index(p) if p in labels else 99)))
+
+    for name in labels:
+        b = QToolButton()
+        b.setText(name)
+        b.setCheckable(True)
+        b.setObjectName("Chip")
+        b.setToolTip(f"add or remove {name}")
+        b.toggled.connect(lambda on, n=name: toggle(n, on))
+        buttons[name] = b
+        layout.addWidget(b, (len(buttons) - 1) // 3, (len(buttons) - 1) % 3)
+    field.textChanged.connect(lambda _t: sync())
+    sync()
+    return row
 
 
 class PresetBrowser(QWidget):
@@ -285,6 +335,8 @@ class EnginePanel(QScrollArea):
         label = QLabel(control.label or control.name.replace("_", " ").capitalize())
         label.setToolTip(control.help)
         form.addRow(label, widget)
+        if control.kind == "text" and control.choices and isinstance(widget, QLineEdit):
+            form.addRow(QLabel(""), label_chips(widget, control.choices))
 
     def _toggle_advanced(self, on: bool) -> None:
         self.advanced_box.setVisible(on)
@@ -328,6 +380,8 @@ class EnginePanel(QScrollArea):
             return w
         w = QLineEdit(str(control.default or ""))
         w.setPlaceholderText(control.help or control.label)
+        if control.choices:
+            w.setCompleter(LabelCompleter(list(control.choices), w))
         return w
 
     # -- values -------------------------------------------------------------------------------------------

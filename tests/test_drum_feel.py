@@ -9,7 +9,7 @@ import mido
 import numpy as np
 import pytest
 
-from backline.bridge.timeline import Timeline
+from backline.engines.timeline import Timeline
 from backline.engines.drums.feel import (
     STYLES,
     Feel,
@@ -122,8 +122,8 @@ def test_fill_amount_maps_onto_the_locator_threshold():
     assert values == sorted(values, reverse=True) and values[-1] < 0.05
 
 
-def _onsets(path):
-    mid = mido.MidiFile(str(path))
+def _onsets(midi):
+    mid = midi if isinstance(midi, mido.MidiFile) else mido.MidiFile(str(midi))  # generate() is pure: in memory
     out, now = [], 0
     for msg in mid.tracks[1]:
         now += msg.time
@@ -141,7 +141,7 @@ def test_every_control_changes_what_the_drum_engine_writes(tmp_path):
     names = {c.name: c for c in engine.describe().controls}
     for name in ("style", "fill_amount", "complexity", "intensity", "swing", "humanise"):
         assert names[name].group == ""
-    assert {names[n].group for n in ("bars", "overwrite", "vst3", "roles")} == {"cli"}
+    assert {names[n].group for n in ("bars", "fill_bars", "drums_midi", "vst3", "roles", "render")} == {"cli"}
     assert names["sample"].group == "advanced"
     assert len(list_presets()) >= 7 and preset_controls("shuffle")["swing"] == 1.0
     band = demo_midi_without_drums(tmp_path)

@@ -12,7 +12,7 @@ from PyQt6.QtWidgets import QLabel, QLineEdit
 from test_host import WAIT_MS, capture_file, make_window, wait_ready
 from test_host_inputs import drop
 
-from backline.bridge.timeline import Timeline
+from backline.engines.timeline import Timeline
 from backline.engines.protocol import available_engines
 from backline.host.history import SessionStore, TakeRecord
 from backline.host.takecard import TakeCard, fit_words
@@ -73,12 +73,13 @@ def test_drums_panel_shows_musician_controls_only(qtbot, make_window, capture_fi
 
 def test_a_drum_take_shows_lanes_and_the_fit_in_words(qtbot, tmp_path):
     from backline.engines.protocol import GenerationRequest, build_engine
+    from backline.engines.takes import generate_and_write
 
     session = SessionStore(tmp_path / "session")
     band = demo.demo_midi_without_drums(tmp_path)
-    result = build_engine("drums").generate(
-        GenerationRequest("drums", session.root / "job", Timeline.constant(100, 44100), midi=band, seed=2,
-                          controls={"render": False}), progress=lambda f, m: None, cancel=threading.Event())
+    result = generate_and_write(build_engine("drums"), GenerationRequest(
+        "drums", session.root / "job", Timeline.constant(100, 44100), midi=band, seed=2, controls={"render": False}),
+        cancel=threading.Event())
     take = result.takes[0]
     record = TakeRecord(id="t1", number=1, engine="drums", engine_title="Drums", bars=(1, 8), sample_rate=44100,
                         bpm=100.0, midi=session.relative(take.midi), fit=0.18, report=dict(take.report))

@@ -10,7 +10,7 @@ HELP = "generate a bass line for a mix (latent diffusion, style presets or a ref
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mix", required=True, type=Path, help="the mix to play along to (wav/flac/...)")
-    parser.add_argument("--out", required=True, type=Path, help="folder for bass_seedN.wav/.mid and bass_report.json")
+    parser.add_argument("--out", required=True, type=Path, help="folder for bass_seedN.wav/.mid/.json")
     parser.add_argument("--bars", help="bars to generate, e.g. 9-24 (1-based, inclusive; needs --bpm)")
     parser.add_argument("--bpm", type=float, help="tempo of the mix (for --bars and the MIDI file; default 120)")
     parser.add_argument("--meter", default="4/4", help="time signature (default 4/4)")
@@ -25,6 +25,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quantise", choices=("off", "1/8", "1/16", "1/16T"), help="MIDI grid (default off)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (variation k uses seed + k)")
     parser.add_argument("--variations", type=int, default=1, help="how many takes to generate")
+    parser.add_argument("--overwrite", action="store_true", help="replace an earlier take of the same seed in --out")
     parser.add_argument("--config", default="shipped", choices=("shipped", "debug"), help="model weights")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--threads", type=int, default=1,
@@ -35,11 +36,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
 
-    from backline.bridge.timeline import Timeline, check_bpm, parse_bar_range
     from backline.engines.audio import audio_info, read_audio
     from backline.engines.bass.presets import list_presets, load_preset
     from backline.engines.errors import ConfigError, TimelineError
     from backline.engines.protocol import GenerationRequest, generate_in_terminal
+    from backline.engines.timeline import Timeline, check_bpm, parse_bar_range
 
     if args.list_presets:
         for name in list_presets():
@@ -86,12 +87,13 @@ def run(args: argparse.Namespace) -> int:
     request = GenerationRequest("bass", args.out, timeline, region_start=start, region_stop=stop, mix=mix,
                                 reference=args.reference, preset=None if args.reference else (args.preset or "finger"),
                                 controls=controls, seed=args.seed, variations=args.variations)
-    result = generate_in_terminal(engine, request)
+    result = generate_in_terminal(engine, request, overwrite=args.overwrite)
     rep = result.report
     for take in result.takes:
-        print(f"bass   {take.stems['bass']}  (seed {take.seed}, starts at sample {take.start_sample})")
+        print(f"audio  {take.stems['bass']}  (seed {take.seed}, starts at sample {take.start_sample})")
         print(f"midi   {take.midi}  ({take.report['notes']} notes)")
-    print(f"report {rep['report_path']}  ({rep['timings_s']['total_s']:.1f} s on {rep['device']})")
+        print(f"report {take.report['files']['report']}")
+    print(f"done in {rep['timings_s']['total_s']:.1f} s on {rep['device']}")
     for note in rep.get("fallbacks", []) + rep.get("warnings", []):
         print(f"note: {note}")
     return 0

@@ -26,14 +26,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from backline.engines.audio import Audio, read_audio, write_audio, write_bytes_atomic
+from backline.engines.audio import Audio, read_audio
 from backline.engines.diffusion import classifier_free, ddim_sample, style_grounding
 from backline.engines.errors import (
     AudioFormatError,
     Cancelled,
     ConfigError,
     DeviceError,
-    FileExistsRefusal,
     WeightsError,
 )
 from backline.engines.protocol import (
@@ -175,14 +174,7 @@ class BassEngine:
         if request.variations < 1:
             raise ConfigError(f"variations={request.variations} must be >= 1")
         mix = self._check_mix(request.mix)
-        out_dir = Path(request.out_dir)
         seeds = [int(request.seed) + k for k in range(request.variations)]
-        names = [f"bass_seed{s}" for s in seeds]
-        targets = [out_dir / f"{n}{ext}" for n in names for ext in (".wav", ".mid")] + [out_dir / "bass_report.json"]
-        clash = [p for p in targets if p.exists()]
-        if clash:  # refuse before a minute of sampling, not after
-            raise FileExistsRefusal("already exists; Backline never overwrites your files", path=clash[0],
-                                    fix="choose another --out folder or --seed")
 
         # style
         t0 = time.perf_counter()
@@ -207,7 +199,7 @@ class BassEngine:
         result = self.sample_latents(cond, seeds, sampling, mu_style, callback=on_step, cancel=cancel)
         timings["sample_s"] = time.perf_counter() - t0
 
-        # decode, render, transcribe — all in memory; files are written only once everything succeeded
+        # decode, render, transcribe — all in memory: generate() writes nothing (engines.takes writes the take)
         t0 = time.perf_counter()
         dries: list[Audio] = []
         for v in range(len(seeds)):
@@ -235,42 +227,27 @@ class BassEngine:
             midis.append(bass_midi(dry, request.timeline, request.region_start, quantise,
                                    preset.gm_program if preset else 34))
         timings["transcribe_s"] = time.perf_counter() - t0
-        check_cancel(cancel)  # last chance: after this, files appear
+        check_cancel(cancel)
 
-        takes: list[Take] = []
-        written: list[Path] = []
-        try:
-            for seed, name, (_dry, wet, level), (notes, mid) in zip(seeds, names, rendered, midis):
-                wav_path = write_audio(out_dir / f"{name}.wav", wet)
-                written.append(wav_path)
-                midi_path = _write_midi(out_dir / f"{name}.mid", mid)
-                written.append(midi_path)
-                takes.append(Take(seed=seed, stems={"bass": wav_path}, midi=midi_path, start_sample=request.region_start,
-                                  report={"notes": len(notes), "peak": round(wet.peak(), 4), "level": level,
-                                          "frames": wet.frames}))
-            timings["total_s"] = time.perf_counter() - t_start
-            report = {
-                "engine": NAME, "config": self.config, "device": result.device, "fallbacks": result.fallbacks,
-                "warnings": list(self.warnings),
-                "weights": self.describe().weights,
-                "settings": {"steps": sampling.steps, "cfg": sampling.cfg, "rescale": sampling.rescale,
-                             "strength": sampling.strength, "quantise": quantise, "variations": len(seeds)},
-                "seeds": seeds, "style": style_info,
-                "region": {"start_sample": request.region_start, "frames": mix.frames,
-                           "sample_rate": mix.sample_rate, "bpm": request.timeline.bpm,
-                           "start_bar": round(request.timeline.samples_to_bar(request.region_start), 4)},
-                "latent_frames": int(cond.shape[-1]),
-                "takes": [{"seed": t.seed, "wav": str(t.stems["bass"]), "midi": str(t.midi)} | t.report for t in takes],
-                "timings_s": {k: round(v, 3) for k, v in timings.items()},
-            }
-            report_path = write_bytes_atomic(out_dir / "bass_report.json", json.dumps(report, indent=2).encode())
-            written.append(report_path)
-        except BaseException:
-            for p in written:  # all or nothing
-                p.unlink(missing_ok=True)
-            raise
+        takes = [Take(seed=seed, stems={"bass": wet}, midi=mid, start_sample=request.region_start,
+                      report={"notes": len(notes), "peak": round(wet.peak(), 4), "level": level, "frames": wet.frames})
+                 for seed, (_dry, wet, level), (notes, mid) in zip(seeds, rendered, midis)]
+        timings["total_s"] = time.perf_counter() - t_start
+        report = {
+            "engine": NAME, "config": self.config, "device": result.device, "fallbacks": result.fallbacks,
+            "warnings": list(self.warnings),
+            "weights": self.describe().weights,
+            "settings": {"steps": sampling.steps, "cfg": sampling.cfg, "rescale": sampling.rescale,
+                         "strength": sampling.strength, "quantise": quantise, "variations": len(seeds)},
+            "seeds": seeds, "style": style_info,
+            "region": {"start_sample": request.region_start, "frames": mix.frames,
+                       "sample_rate": mix.sample_rate, "bpm": request.timeline.bpm,
+                       "start_bar": round(request.timeline.samples_to_bar(request.region_start), 4)},
+            "latent_frames": int(cond.shape[-1]),
+            "timings_s": {k: round(v, 3) for k, v in timings.items()},
+        }
         progress(1.0, "done")
-        return GenerationResult(takes, report | {"report_path": str(report_path)})
+        return GenerationResult(takes, report)
 
     # --- pieces (also used by benchmarks and training) --------------------------------------------------
     def _check_mix(self, mix: Audio | None) -> Audio:
@@ -472,14 +449,6 @@ def _is_oom(err: BaseException) -> bool:
 def _empty_cache() -> None:
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-
-
-def _write_midi(path: Path, mid) -> Path:
-    import io
-
-    buf = io.BytesIO()
-    mid.save(file=buf)
-    return write_bytes_atomic(path, buf.getvalue())
 
 
 # --- building -----------------------------------------------------------------------------------------------

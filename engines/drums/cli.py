@@ -10,7 +10,6 @@ DIR/drums_seedN.json (fill bars, fill probabilities, novelty per bar, timing, tr
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -59,8 +58,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def _timeline(args):
-    from backline.bridge.timeline import Timeline, check_bpm
     from backline.engines.errors import ConfigError
+    from backline.engines.timeline import Timeline, check_bpm
 
     if args.bpm is None:
         raise ConfigError("--audio and --jack need the tempo", fix="pass --bpm, e.g. --bpm 120")
@@ -74,9 +73,9 @@ def _timeline(args):
 def run(args: argparse.Namespace) -> int:
     import tempfile
 
-    from backline.bridge.timeline import Timeline
     from backline.engines.errors import ConfigError
     from backline.engines.protocol import GenerationRequest, build_engine, generate_in_terminal
+    from backline.engines.timeline import Timeline
 
     sources = [s for s in (args.midi, args.audio, args.jack) if s]
     if len(sources) != 1:
@@ -86,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     controls = {"mode": args.mode, "bars": args.bars, "fill_bars": args.fill_bars, "fills": not args.no_fills,
                 "drums_midi": args.drums or "", "variation": args.variation, "sample": args.sample,
                 "roles": ",".join(args.role), "soundfont": args.soundfont, "vst3": args.vst3,
-                "render": not args.no_render, "overwrite": args.overwrite}
+                "render": not args.no_render}
     for name in ("style", "fill_amount", "complexity", "intensity", "swing", "humanise"):
         if getattr(args, name) is not None:
             controls[name] = getattr(args, name)
@@ -133,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
     request = GenerationRequest(engine="drums", out_dir=Path(args.out), timeline=timeline, midi=midi, mix=mix,
                                 controls=controls, seed=args.seed, variations=args.takes, preset=args.preset)
     try:
-        result = generate_in_terminal(engine, request)
+        result = generate_in_terminal(engine, request, overwrite=args.overwrite)
     finally:
         if tmp_dir is not None:
             tmp_dir.cleanup()
@@ -141,10 +140,17 @@ def run(args: argparse.Namespace) -> int:
         r = take.report
         print(f"seed {take.seed}: bars {r['bars'][0]}-{r['bars'][1]}, fills at {r['fill_bars'] or 'none'}, "
               f"{r['notes']} notes, generated in {r['generation_seconds'] * 1000:.0f} ms")
-        print(f"  MIDI {take.midi}" + (f"\n  WAV  {take.stems['drums']}" if "drums" in take.stems else ""))
-        print(f"  report {r['files']['json']}")
-    print(json.dumps({"tracks": result.report["tracks"]}, default=str))
+        print(f"  MIDI   {take.midi}" + (f"\n  audio  {take.stems['drums']}" if "drums" in take.stems else ""))
+        print(f"  report {r['files']['report']}")
+    print("band tracks: " + "; ".join(_track_line(t) for t in result.report["tracks"]))
     return 0
+
+
+def _track_line(track) -> str:
+    """One band track for the summary line: 'Piano (piano, 212 notes)'."""
+    info = track if isinstance(track, dict) else vars(track)
+    name = info.get("name") or f"track {info.get('index', '?')}"
+    return f"{name} ({info.get('role', '?')}, {info.get('notes', 0)} notes)"
 
 
 def band_notes(band):

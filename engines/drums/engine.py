@@ -4,7 +4,8 @@ Timing contract: the output MIDI and WAV start at the first bar of the region (t
 downbeat of that bar), carry the song's tempo map from that point and its meter, and `Take.start_sample`
 says where that is on the DAW timeline. When the band MIDI has its own tempo (it came from the session), it
 wins; the request's timeline supplies the sample rate, and the tempo and meter when the MIDI has none. The
-WAV runs 2 s past the region so the last crash rings out.
+WAV is exactly as long as the region (the engine contract: a clip that fits the selection), with a 10 ms fade
+at its end so a ringing cymbal does not click when it is cut.
 
 Drum MIDI is on channel 10 (mido channel 9), notes a 32nd long, GM drum keys (representation.CLASS_PITCH).
 Audio: the GM soundfonts' standard kit through backline.engines.render (fluidsynth), or a VST3 instrument
@@ -14,7 +15,6 @@ users who have one, and a plugin that is not an instrument is refused with a mes
 
 from __future__ import annotations
 
-import io
 import json
 import tempfile
 import threading
@@ -27,8 +27,7 @@ import mido
 import numpy as np
 import torch
 
-from backline.bridge.timeline import TempoMap, Timeline, parse_bar_range
-from backline.engines.audio import Audio, write_audio, write_bytes_atomic
+from backline.engines.audio import Audio
 from backline.engines.drums import novelty as nov
 from backline.engines.drums.feel import (
     STYLE_CHOICES,
@@ -64,12 +63,13 @@ from backline.engines.protocol import (
     Take,
     check_cancel,
 )
+from backline.engines.timeline import TempoMap, Timeline, parse_bar_range
 from backline.engines.transcribe import events_to_track
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 MODEL_NAMES = ("seq2seq", "locator", "infiller", "vae")
 FORMAT_VERSION = 1
-TAIL_SECONDS = 2.0
+FADE_SECONDS = 0.01
 NOTE_QUARTERS = 0.125  # drum notes are a 32nd long; GM kits ignore note-off for most drums anyway
 SOUNDFONTS = ("FluidR3_GM", "MuseScore_General", "TimGM6mb")
 
@@ -106,7 +106,6 @@ CONTROLS = (
     Control("vst3", "text", "", "VST3 instrument", group="cli",
             help="path to a VST3 drum instrument (rendered with pedalboard)"),
     Control("render", "bool", True, "Render audio", group="cli", help="write a WAV of the drums"),
-    Control("overwrite", "bool", False, "Overwrite", group="cli", help="replace existing output files"),
 )
 
 
@@ -228,12 +227,6 @@ def drum_midi(drums: np.ndarray, velocities: np.ndarray, timeline: Timeline,
     mid.tracks.append(events_to_track(events, name="tempo"))
     mid.tracks.append(track)
     return mid
-
-
-def midi_bytes(mid: mido.MidiFile) -> bytes:
-    buf = io.BytesIO()
-    mid.save(file=buf)
-    return buf.getvalue()
 
 
 def render_vst3(plugin_path: str | Path, mid: mido.MidiFile, seconds: float, sample_rate: int) -> Audio:
@@ -359,17 +352,18 @@ class DrumEngine:
                 progress=lambda f, m, i=i: progress((i + 0.8 * f) / n_takes, m), cancel=cancel)
             gen_seconds = time.perf_counter() - t0
             check_cancel(cancel)
-            take = self._write_take(request, controls, band, result, user_drums, user_vel, (first, last), seed, feel,
-                                    gen_seconds, progress=lambda f, m, i=i: progress((i + 0.8 + 0.2 * f) / n_takes, m),
-                                    cancel=cancel)
+            take = self._make_take(request, controls, band, result, user_drums, user_vel, (first, last), seed, feel,
+                                   gen_seconds, progress=lambda f, m, i=i: progress((i + 0.8 + 0.2 * f) / n_takes, m),
+                                   cancel=cancel)
             takes.append(take)
         report = {"engine": "drums", "mode": mode, "takes": len(takes), "seconds": round(time.perf_counter() - t_start, 3),
                   "tracks": [vars(t) for t in band.tracks], "weights": self.models.summary}
         progress(1.0, "done")
         return GenerationResult(takes, report)
 
-    def _write_take(self, request, controls, band: BandInput, result, user_drums, user_vel, region, seed, feel: Feel,
-                    gen_seconds, *, progress, cancel) -> Take:
+    def _make_take(self, request, controls, band: BandInput, result, user_drums, user_vel, region, seed, feel: Feel,
+                   gen_seconds, *, progress, cancel) -> Take:
+        """The take in memory (MIDI object, rendered Audio, report); engines.takes writes it."""
         grid, tl = band.grid, band.timeline
         first, last = region
         spb = grid.steps_per_bar
@@ -398,23 +392,12 @@ class DrumEngine:
         offsets = timing_offsets(drums, feel, seconds_per_step, rtl.ppq / STEPS_PER_QUARTER, rng)
         offsets[~generated[lo:hi]] = 0
         mid = drum_midi(drums, vel, rtl, offsets)
-        out_dir = Path(request.out_dir)
-        stem = f"drums_seed{seed}"
-        overwrite = bool(controls["overwrite"])
-        paths = {"midi": out_dir / f"{stem}.mid", "wav": out_dir / f"{stem}.wav", "json": out_dir / f"{stem}.json"}
-        for key, p in paths.items():
-            if p.exists() and not overwrite and (key != "wav" or controls["render"]):
-                from backline.engines.errors import FileExistsRefusal
-
-                raise FileExistsRefusal("already exists; Backline never overwrites your files", path=p,
-                                        fix="choose another --out folder or pass --overwrite")
-        write_bytes_atomic(paths["midi"], midi_bytes(mid), overwrite=overwrite)
-        stems: dict[str, Path] = {}
+        stems: dict[str, Audio] = {}
         render_info = None
         if controls["render"]:
             check_cancel(cancel)
             progress(0.3, "rendering audio")
-            frames = rtl.quarters_to_samples((last - first + 1) * tl.quarters_per_bar) + int(TAIL_SECONDS * tl.sample_rate)
+            frames = rtl.quarters_to_samples((last - first + 1) * tl.quarters_per_bar)
             if controls["vst3"]:
                 audio = render_vst3(controls["vst3"], mid, frames / tl.sample_rate, tl.sample_rate)
                 render_info = {"vst3": controls["vst3"]}
@@ -426,8 +409,7 @@ class DrumEngine:
                     mid.save(tmp_mid)
                     audio = render_midi(tmp_mid, controls["soundfont"], sample_rate=tl.sample_rate, frames=frames)
                 render_info = {"soundfont": controls["soundfont"]}
-            write_audio(paths["wav"], audio, overwrite=overwrite)
-            stems["drums"] = paths["wav"]
+            stems["drums"] = _fade_out(audio.slice(0, frames), int(FADE_SECONDS * tl.sample_rate))
         curve = nov.novelty(result.drums, spb)
         bar_no = lambda b: int(b + grid.first_bar)  # noqa: E731
         report = {
@@ -443,11 +425,18 @@ class DrumEngine:
             "notes": int(drums.sum()), "notes_per_class": {c: int(drums[:, i].sum()) for i, c in enumerate(DRUM_CLASSES)},
             "generation_seconds": round(gen_seconds, 4), "render": render_info,
             "feel": {k: v for k, v in vars(feel).items() if k != "notes"}, "feel_notes": feel.notes,
-            "files": {k: str(v) for k, v in paths.items() if k != "wav" or controls["render"]},
             "controls": controls,
         }
-        write_bytes_atomic(paths["json"], json.dumps(report, indent=1).encode(), overwrite=overwrite)
-        return Take(seed=seed, stems=stems, midi=paths["midi"], start_sample=report["start_sample"], report=report)
+        return Take(seed=seed, stems=stems, midi=mid, start_sample=report["start_sample"], report=report)
+
+
+def _fade_out(audio: Audio, frames: int) -> Audio:
+    frames = min(frames, audio.frames)
+    if frames <= 0:
+        return audio
+    samples = audio.samples.copy()
+    samples[:, -frames:] *= np.linspace(1.0, 0.0, frames, dtype=np.float32)
+    return Audio(samples, audio.sample_rate)
 
 
 def _has_tempo(path: str | Path) -> bool:

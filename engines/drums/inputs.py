@@ -27,7 +27,6 @@ from pathlib import Path
 import mido
 import numpy as np
 
-from backline.bridge.timeline import TempoMap, Timeline
 from backline.engines.drums.representation import (
     GM_TO_CLASS,
     MA_ROLES,
@@ -38,12 +37,12 @@ from backline.engines.drums.representation import (
     quarters_per_bar,
 )
 from backline.engines.errors import (
-    AudioFileError,
     ConfigError,
     DeviceError,
     MissingDependencyError,
     TimelineError,
 )
+from backline.engines.timeline import TempoMap, Timeline
 
 ROLE_CHOICES = (*MA_ROLES, "drums", "ignore")
 _NAME_RULES = (
@@ -116,13 +115,9 @@ def parse_role_overrides(items: Sequence[str] | None) -> dict[str, str]:
 
 
 def _load_midi(path: Path) -> mido.MidiFile:
-    if not path.is_file():
-        raise AudioFileError("MIDI file not found", path=path, fix="check the path")
-    try:
-        return mido.MidiFile(str(path), clip=True)
-    except (OSError, EOFError, ValueError, KeyError, IndexError, TypeError) as err:
-        raise AudioFileError(f"not a readable MIDI file ({err.__class__.__name__}: {err})", path=path,
-                             fix="re-export it from your DAW as a Standard MIDI File (.mid)") from err
+    from backline.engines.midi import read_midi
+
+    return read_midi(path)
 
 
 def _tempo_and_meter(mids: Sequence[tuple[Path, mido.MidiFile]]) -> tuple[list[tuple[float, float]], tuple[int, int]]:
