@@ -8,6 +8,7 @@ listing them does not load torch.
 from __future__ import annotations
 
 import importlib
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -38,6 +39,10 @@ class Control:
     choices: tuple[str, ...] = ()
     help: str = ""
     flags: tuple[str, ...] = ()  # extra command-line spellings (the first flag is always --name-with-dashes)
+    #: where a UI shows it: "" = the panel, "advanced" = the panel's Advanced section (sampler settings and
+    #: the like), "cli" = command line only (file paths, output handling, raw overrides: the host supplies
+    #: these itself, from the waveform selection, drag and drop or Settings)
+    group: str = ""
 
     def validate(self, value: Any) -> Any:
         """Coerce and range-check a value; raise ConfigError with the allowed range."""
@@ -243,6 +248,16 @@ def build_engine(name: str, config: str = "shipped", device: str = "cpu") -> Eng
     return getattr(importlib.import_module(module_name), builder)(config=config, device=device)
 
 
+def role_warning(request: GenerationRequest, config: str = "shipped") -> str | None:
+    """A one-line warning when the part this request generates already plays in its mix or band MIDI (the
+    analysis engine's presence model; see `analysis.api.role_already_playing`), else None. Never raises."""
+    try:
+        from backline.engines.analysis.api import role_already_playing
+    except ImportError:  # the analysis engine is optional
+        return None
+    return role_already_playing(request.engine, request.mix, request.midi, config=config)
+
+
 def generate_in_terminal(engine: Engine, request: GenerationRequest, *, desc: str | None = None,
                          overwrite: bool = False) -> GenerationResult:
     """Run one request from a command line, the way every CLI does it.
@@ -254,7 +269,8 @@ def generate_in_terminal(engine: Engine, request: GenerationRequest, *, desc: st
     from backline.engines.takes import generate_and_write
 
     with _sigterm_as_interrupt(), TerminalProgress(desc or request.engine) as bar:
-        return generate_and_write(engine, request, progress=bar.update, overwrite=overwrite)
+        return generate_and_write(engine, request, progress=bar.update, overwrite=overwrite, role_check="shipped",
+                                  on_warning=lambda text: print(f"warning: {text}", file=sys.stderr, flush=True))
 
 
 class _sigterm_as_interrupt:

@@ -273,24 +273,33 @@ def _signals_held() -> Iterator[None]:
 # --- the one run path ----------------------------------------------------------------------------------------
 
 def generate_and_write(engine: Any, request: Any, *, progress=None, cancel: threading.Event | None = None,
-                       overwrite: bool = False, before_write=None) -> Any:
+                       overwrite: bool = False, before_write=None, role_check: str | None = None,
+                       on_warning=None) -> Any:
     """preflight → `engine.generate` (pure) → `before_write(result)` (e.g. a fit score) → `write_takes`.
 
     The one sequence the CLIs, the job worker, the demo and the contract tests run: the folder is locked and
-    checked before any work, and a cancel or an error anywhere leaves it exactly as it was."""
-    from backline.engines.protocol import check_cancel
+    checked before any work, and a cancel or an error anywhere leaves it exactly as it was. With `role_check`
+    (the analysis config, e.g. 'shipped') the request is first checked for its part already playing in the
+    mix or band MIDI: the warning goes to `on_warning` at once and into the result's and takes' reports."""
+    from backline.engines.protocol import check_cancel, role_warning
 
     progress = progress or (lambda f, m: None)
     cancel = cancel or threading.Event()
     seeds = [int(request.seed) + k for k in range(max(1, int(request.variations)))]
     with preflight(request.out_dir, need_bytes=estimate_bytes(request), engine=request.engine, seeds=seeds,
                    overwrite=overwrite) as lock:
+        warning = role_warning(request, config=role_check) if role_check else None
+        if warning and on_warning is not None:
+            on_warning(warning)
         try:
             result = engine.generate(request, progress=progress, cancel=cancel)
         except KeyboardInterrupt:
             cancel.set()
             raise
         check_cancel(cancel)
+        if warning:
+            for report in [result.report, *(t.report for t in result.takes)]:
+                report.setdefault("warnings", []).insert(0, warning)
         if before_write is not None:
             before_write(result)
             check_cancel(cancel)

@@ -675,10 +675,15 @@ class MainWindow(QMainWindow):
                 mix = None
             number = self.store.next_number() + len(self.active)
             out_dir = self.store.job_dir(f"{time.strftime('%Y%m%d-%H%M%S')}-{number:03d}-{engine}-seed{seed}")
-            reference = values.get("reference")
+            reference, band_midi = values.get("reference"), values.get("midi")
+            controls = dict(values.get("controls", {}))
+            known = {c.name for c in panel.description.controls}
+            if "vst3" in known and self.settings.drum_instrument:  # file handling lives in Settings
+                controls["vst3"] = self.settings.drum_instrument
             request = GenerationRequest(engine=engine, out_dir=out_dir, timeline=timeline, region_start=start,
                                         region_stop=stop, mix=mix, reference=Path(reference) if reference else None,
-                                        preset=values.get("preset"), controls=dict(values.get("controls", {})),
+                                        midi=Path(band_midi) if band_midi else None,
+                                        preset=values.get("preset"), controls=controls,
                                         seed=seed, variations=variations)
             panel.description.validate({k: v for k, v in request.controls.items()})
             job_id = self.jobs.submit(request)
@@ -770,6 +775,8 @@ class MainWindow(QMainWindow):
             self._add_take(self._record(job, status="error", error=f"the {job.title} engine returned no takes"))
         elapsed = time.monotonic() - job.started
         self.statusBar().showMessage(f"{job.title}: {len(added)} take(s) in {elapsed:.1f} s", 8000)
+        for warning in result.report.get("warnings", [])[:1]:
+            self.show_message("warning", f"{job.title}: {warning}")
         if added:
             self.select_take(added[-1].id)
 

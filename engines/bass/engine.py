@@ -103,13 +103,15 @@ def _clock(seconds: float) -> str:
     return f"{seconds // 60}:{seconds % 60:02d}"
 
 CONTROLS = (
-    Control("steps", "int", 64, "DDIM steps", 1, 1000, 1, help="denoising steps K (paper: 64 gives the best FAD)"),
-    Control("cfg", "float", 2.0, "Guidance λ", 0.0, 20.0, 0.1,
-            help="classifier-free guidance weight: 1 = conditional only, higher follows the mix more closely"),
-    Control("rescale", "float", 0.7, "Rescale φ", 0.0, 1.0, 0.05,
-            help="Lin et al. std rescale of the guided output (helps at λ > 2.5)"),
+    Control("steps", "int", 64, "Sampler steps", 1, 1000, 1, group="advanced",
+            help="denoising steps: more is slower and cleaner; 64 sounds best (DDIM steps K)"),
+    Control("cfg", "float", 2.0, "Follow the band", 0.0, 20.0, 0.1, group="advanced",
+            help="how closely the bass follows the mix: 1 = plain, higher sticks to the band more "
+                 "(classifier-free guidance λ)"),
+    Control("rescale", "float", 0.7, "Guidance rescale", 0.0, 1.0, 0.05, group="advanced",
+            help="tames harshness when 'Follow the band' is high, above 2.5 (std rescale φ)"),
     Control("strength", "float", 1.0, "Style strength", 0.0, 4.0, 0.05,
-            help="style grounding: 1 = paper (pull weighted by β²), 0 = off, >1 holds the style longer"),
+            help="how strongly the preset's sound is held: 0 = off, 1 = normal, more holds it longer"),
     Control("quantise", "choice", "off", "MIDI grid", choices=tuple(QUANTISE),
             help="quantise the transcribed MIDI to the DAW grid"),
     Control("preset", "preset", "finger", "Preset", help="a bass style from presets/bass"),
@@ -186,7 +188,7 @@ class BassEngine:
         training = self.meta.get("training", {})
         weights = f"bass diffusion ({self.config}); " + (
             f"{training.get('steps', '?')} steps on {training.get('data', '?')}" if training else "untrained")
-        return EngineDescription(NAME, "Bass (latent diffusion, paper 000)", controls, inputs=("mix",),
+        return EngineDescription(NAME, "Bass", controls, inputs=("mix",),
                                  outputs=("audio", "midi"), weights=weights, device=self.device)
 
     def generate(self, request: GenerationRequest, *, progress: ProgressFn | None = None,

@@ -38,6 +38,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", choices=("shipped", "debug"), default="shipped",
                         help="model weights: shipped (trained) or debug (tiny random init, for testing)")
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier take of the same seed in --out")
+    parser.add_argument("--preset", default=None, help="drum style preset (--list-presets shows them); the control "
+                                                        "flags below override it")
     # the engine's controls, from its own declaration (the host's panel is built from the same one)
     add_control_flags(parser, CONTROLS, title="drum controls")
 
@@ -134,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
 
     engine = build_engine("drums", args.config)
     request = GenerationRequest(engine="drums", out_dir=Path(args.out), timeline=timeline, midi=midi, mix=mix,
-                                controls=controls, seed=args.seed, variations=args.takes)
+                                controls=controls, seed=args.seed, variations=args.takes, preset=args.preset)
     try:
         result = generate_in_terminal(engine, request, overwrite=args.overwrite)
     finally:
