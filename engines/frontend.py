@@ -203,9 +203,12 @@ def spectral_metrics(ref, est, sample_rate: int = 44100) -> dict[str, float]:
 
 # --- phase from magnitude ----------------------------------------------------------------------------------------
 
-def spsi_phase(mag: torch.Tensor, n_fft: int = 1024, hop: int = 256, carry: torch.Tensor | None = None,
+def spsi_phase(log_mag: torch.Tensor, n_fft: int = 1024, hop: int = 256, carry: torch.Tensor | None = None,
                carry_frame: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Single-pass spectrogram inversion (Beauregard, Harish & Wyse 2015): a phase for `mag [..., F, frames]`.
+    """Single-pass spectrogram inversion (Beauregard, Harish & Wyse 2015): a phase for `log_mag [..., F, frames]`.
+
+    `log_mag` is a log-magnitude in any log unit (log power, as the codec decodes, works the same: the peak
+    search and the parabolic interpolation are invariant to scaling), so no exp/log round trip is spent.
 
     Why: a magnitude-only decoder needs a phase that advances with each partial's true frequency; a constant or
     random phase overlap-adds one grain per hop (the 172 Hz buzz) or smears. Per frame, every local maximum of the
@@ -220,10 +223,9 @@ def spsi_phase(mag: torch.Tensor, n_fft: int = 1024, hop: int = 256, carry: torc
     carry. Costs a few element-wise passes (no iteration); float32 keeps the running sum within ~2 mrad over one
     codec chunk (4,096 frames), and the carry is wrapped.
     """
-    m = mag.float().transpose(-1, -2).contiguous()  # [..., frames, F]: the peak search runs along contiguous bins
+    m = log_mag.float().transpose(-1, -2).clamp_min(-1e4)  # [..., frames, F] (contiguous bins); log 0 = -inf is floored
     n_bins = m.shape[-1]
-    log_mag = torch.log(m.clamp_min(1e-7))
-    left, centre, right = log_mag[..., :-2], log_mag[..., 1:-1], log_mag[..., 2:]
+    left, centre, right = m[..., :-2], m[..., 1:-1], m[..., 2:]
     is_peak = (centre > left) & (centre >= right)
     offset = (0.5 * (left - right) / (left - 2 * centre + right).clamp(max=-1e-6)).clamp_(-0.5, 0.5)
     inner = torch.arange(1, n_bins - 1, dtype=m.dtype, device=m.device)

@@ -204,10 +204,14 @@ class SpectralAutoencoder(nn.Module):
         if phase is not None:
             return fe.istft(torch.polar(mag, phase), N_FFT, STFT_HOP, length=length), None
         with torch.no_grad():
-            phase, accumulated = fe.spsi_phase(mag.detach(), N_FFT, STFT_HOP, carry, carry_frame)
+            # one phase for all channels: a stereo mix costs one SPSI pass, and L and R stay phase-coherent (the
+            # image is carried by level differences, as in the decoded magnitudes)
+            shared = log_mag.detach().float().amax(dim=1, keepdim=True)  # the louder channel's partials
+            phase, accumulated = fe.spsi_phase(shared, N_FFT, STFT_HOP, carry, carry_frame)
         if self.cfg.phase_iters:
             return fe.griffin_lim(mag, phase, self.cfg.phase_iters, N_FFT, STFT_HOP, length), accumulated
-        return fe.istft(torch.polar(mag, phase), N_FFT, STFT_HOP, length=length), accumulated
+        unit = torch.polar(torch.ones_like(phase), phase)  # cos/sin once, shared by the channels
+        return fe.istft(mag * unit, N_FFT, STFT_HOP, length=length), accumulated
 
     def decode(self, z: torch.Tensor, length: int | None = None) -> torch.Tensor:
         log_mag, phase = self.decode_spec(z)
