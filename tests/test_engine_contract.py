@@ -305,3 +305,18 @@ def test_benchmarks_share_one_hardware_and_timing_helper():
     assert copies == []
     users = [p.name for p in root.glob("*.py") if "_common" in p.read_text()]
     assert len(users) >= 7
+
+
+def test_overwrite_replaces_a_take_whole_never_mixing_old_and_new(tmp_path):
+    """Issue 15 case 1: --overwrite without audio must not leave the old WAV beside the new MIDI and report."""
+    from backline.engines.protocol import GenerationResult, Take
+    from backline.engines.takes import write_takes
+
+    audio = Audio(np.full((1, 100), 0.1, np.float32), 8000)
+    write_takes(GenerationResult([Take(seed=0, stems={"x": audio}, midi=b"old")], {"engine": "x"}), tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x_seed0.json", "x_seed0.mid", "x_seed0.wav"]
+    with pytest.raises(FileExistsRefusal):
+        write_takes(GenerationResult([Take(seed=0, midi=b"new")], {"engine": "x"}), tmp_path)
+    write_takes(GenerationResult([Take(seed=0, midi=b"new")], {"engine": "x"}), tmp_path, overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x_seed0.json", "x_seed0.mid"]
+    assert (tmp_path / "x_seed0.mid").read_bytes() == b"new"
