@@ -39,6 +39,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                                                    "from bar 3 of the capture)")
     parser.add_argument("--control", action="append", default=[], metavar="[ENGINE.]NAME=VALUE",
                         help="--screenshot: set an engine control before generating (e.g. bass.steps=8); repeatable")
+    parser.add_argument("--first-screen", type=Path, metavar="PNG",
+                        help="start, write the first screen as a PNG and exit (how the desktop bundle is smoke-tested)")
     parser.add_argument("--size", default="1280x800", help="window size WxH (default 1280x800)")
     parser.add_argument("--timeout", type=float, default=240.0, help="--screenshot: seconds to wait per step")
 
@@ -230,14 +232,34 @@ def take_screenshots(app, window, out: Path, timeout: float, *, audio: Path | No
     return written
 
 
+def first_screen(app, window, path: Path) -> Path:
+    """Write the window as it first appears (menus, DAW strip, capture and engine areas laid out) and report
+    where Backline was loaded from — the bundle's smoke test checks that it is the bundle's own copy."""
+    import backline
+
+    wait_for(app, lambda: window.isVisible() and window.width() > 0, 30.0, "the window")
+    window.centralWidget().layout().activate()
+    app.processEvents()
+    if not window.grab().save(str(path)):
+        raise BacklineError("could not write the first screen", path=path, fix="check the folder is writable")
+    print(f"first screen: {path}")
+    print(f"backline loaded from: {Path(backline.__path__[0]).resolve()}")
+    print(f"python: {sys.executable}")
+    return path
+
+
 def run(args: argparse.Namespace) -> int:
-    screenshot = args.screenshot is not None
+    screenshot = args.screenshot is not None or args.first_screen is not None
     if screenshot and args.session is None:
         args.session = Path(tempfile.mkdtemp(prefix="backline-screenshot-session-"))
     app = _app(screenshot)
     window = build_window(args, screenshot=screenshot)
     window.show()
     try:
+        if args.first_screen is not None:
+            print(f"Qt platform: {app.platformName()}", flush=True)
+            first_screen(app, window, args.first_screen)
+            return 0
         if screenshot:
             print(f"Qt platform: {app.platformName()}", flush=True)
             band, audio = None, args.audio
