@@ -9,7 +9,6 @@ import mido
 import numpy as np
 import pytest
 
-from backline.engines.timeline import Timeline
 from backline.engines.drums.feel import (
     STYLES,
     Feel,
@@ -21,6 +20,7 @@ from backline.engines.drums.feel import (
     timing_offsets,
 )
 from backline.engines.drums.representation import CLOSED_HAT, CRASH, KICK, N_CLASSES, OPEN_HAT, RIDE, SNARE
+from backline.engines.timeline import Timeline
 
 SPB = 96  # one 4/4 bar at 24 steps per quarter
 

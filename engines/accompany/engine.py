@@ -119,7 +119,7 @@ class AccompanyEngine:
         training = self.meta.get("training", {})
         weights = f"GMSDI score model ({self.config}); " + (
             f"{training.get('steps', '?')} steps on {training.get('data', '?')}" if training else "untrained")
-        return EngineDescription(NAME, "Accompaniment & separation (GMSDI, paper 003)", CONTROLS,
+        return EngineDescription(NAME, "Accompaniment & separation", CONTROLS,
                                  inputs=("mix", "prompt"), outputs=("audio", "midi"), weights=weights,
                                  device=self.device)
 
