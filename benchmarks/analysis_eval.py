@@ -11,30 +11,18 @@ Everything is evaluated on the corpus's *test* split (songs never seen in traini
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import sys
 import time
 from pathlib import Path
 
+import _common
 import numpy as np
 import torch
 
 
 def hardware() -> str:
-    model = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return (f"{model}, {os.cpu_count()} logical cores (shared: 1-min load average {load:.1f} at start), "
-            f"torch {torch.__version__}, {torch.get_num_threads()} torch threads, "
-            f"{'CUDA' if torch.cuda.is_available() else 'CPU only'}")
+    return _common.hardware()
 
 
 def fmt(x: float) -> str:

@@ -70,6 +70,9 @@ def resolve_device(device: str) -> tuple[str, str]:
 
     'cpu' does not import torch: the worker is ready at once, and engines that need torch import it themselves.
     """
+    from backline.engines.protocol import check_device
+
+    check_device(device)
     if device == "cpu":
         return "cpu", f"CPU ({os.cpu_count() or 1} cores)"
     import torch

@@ -38,7 +38,7 @@ from PyQt6.QtWidgets import (
 from backline.bridge.timeline import Timeline
 from backline.engines.audio import read_audio
 from backline.engines.errors import BacklineError
-from backline.engines.protocol import ENGINE_REGISTRY, GenerationRequest, available_engines
+from backline.engines.protocol import GenerationRequest, available_engines
 from backline.host import theme
 from backline.host.capture import CaptureModel
 from backline.host.daw import DawLink
@@ -264,12 +264,13 @@ class MainWindow(QMainWindow):
         layout = QVBoxLayout(panel)
         layout.setContentsMargins(8, 8, 8, 8)
         self.tabs = QTabWidget()
-        names = [n for n in TAB_ORDER] + sorted(n for n in ENGINE_REGISTRY if n not in TAB_ORDER and n not in NOT_TABS)
+        # a tab per engine this install has (an engine still being written, e.g. accompany, shows up once its
+        # module exists); test-only engines appear only when a test registers them
         present = set(available_engines())
+        names = [n for n in TAB_ORDER if n in present] + sorted(n for n in present
+                                                                if n not in TAB_ORDER and n not in NOT_TABS)
         for name in names:
             panel_widget = EnginePanel(name, ENGINE_TITLES.get(name, name.title()))
-            if name not in present:
-                panel_widget.set_state(f"The {panel_widget.title} engine is not installed in this build.")
             panel_widget.message.connect(self.show_message)
             panel_widget.auditionRequested.connect(self.audition_preset)
             self.panels[name] = panel_widget

@@ -70,6 +70,8 @@ WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 MODEL_NAMES = ("seq2seq", "locator", "infiller", "vae")
 FORMAT_VERSION = 1
 FADE_SECONDS = 0.01
+#: Longest drum audio rendered in one go (20 min of stereo float32 at 48 kHz ≈ 0.5 GB in memory).
+MAX_RENDER_SECONDS = 20 * 60
 NOTE_QUARTERS = 0.125  # drum notes are a 32nd long; GM kits ignore note-off for most drums anyway
 SOUNDFONTS = ("FluidR3_GM", "MuseScore_General", "TimGM6mb")
 
@@ -100,7 +102,7 @@ CONTROLS = (
     Control("fill_bars", "text", "", "Fill bars", group="cli",
             help="comma-separated bars for fills; empty = predicted from the band"),
     Control("drums_midi", "text", "", "Your drums (MIDI)", group="cli",
-            help="your drum part, for the fills and regenerate modes"),
+            help="your drum part, for the fills and regenerate modes", flags=("--drums",)),
     Control("roles", "text", "", "Track roles", group="cli",
             help="overrides as NAME=ROLE, comma-separated (roles: piano, guitar, bass, strings, drums, ignore)"),
     Control("vst3", "text", "", "VST3 instrument", group="cli",
@@ -146,33 +148,20 @@ def build(config: str = "shipped", device: str = "cpu") -> DrumEngine:
     return DrumEngine(load_models(config, device), device)
 
 
-PRESET_DIR = Path(__file__).resolve().parents[2] / "presets" / "drums"
-
-
-def preset_folder() -> Path:
-    """presets/drums of the install (the data package), or the source tree's."""
-    try:
-        import backline.presets as pkg
-
-        return Path(list(pkg.__path__)[0]) / "drums"
-    except (ImportError, IndexError):
-        return PRESET_DIR
-
-
 def list_presets() -> list[str]:
-    return sorted(p.stem for p in preset_folder().glob("*.toml"))
+    from backline.engines.presets import list_presets as shared_list
+
+    return shared_list("drums")
 
 
 def preset_controls(name: str | None) -> dict[str, Any]:
-    """The [controls] table of a drum style preset (presets/drums/NAME.toml), {} for none."""
+    """The [controls] of a drum style preset (presets/drums/NAME.toml, read by the shared, path-safe preset
+    reader), {} for none."""
     if not name:
         return {}
-    import tomllib
+    from backline.engines.presets import find_preset
 
-    if name not in list_presets():
-        raise ConfigError(f"unknown drum preset {name!r}", fix=f"use one of: {', '.join(list_presets())}")
-    data = tomllib.loads((preset_folder() / f"{name}.toml").read_text(encoding="utf-8"))
-    return dict(data.get("controls", {}))
+    return dict(find_preset("drums", name).controls)
 
 
 def parse_bar_list(text: str) -> list[int]:
@@ -319,6 +308,15 @@ class DrumEngine:
         band = self.read_input(request, controls)
         grid = band.grid
         first, last = self.region(band, request, controls["bars"])
+        if controls["render"]:  # refuse before any work, not after the models ran (and in the user's words)
+            tl = band.timeline
+            q0 = (grid.first_bar - 1 + first) * tl.quarters_per_bar
+            seconds = tl.tempo.seconds(q0 + (last - first + 1) * tl.quarters_per_bar) - tl.tempo.seconds(q0)
+            if seconds > MAX_RENDER_SECONDS:
+                raise ConfigError(f"bars {first + grid.first_bar}-{last + grid.first_bar} last "
+                                  f"{int(seconds // 60)}:{int(seconds % 60):02d}; drum audio is rendered for at most "
+                                  f"{MAX_RENDER_SECONDS // 60:.0f} minutes at a time",
+                                  fix="pick a region with --bars, or add --no-render for the MIDI alone")
         user_drums = user_vel = None
         if controls["drums_midi"]:
             user_drums, user_vel = read_drum_midi(controls["drums_midi"], grid.numerator, grid.denominator, grid.n_bars)
