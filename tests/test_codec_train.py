@@ -94,11 +94,11 @@ def test_training_step_fits_a_batch(corpus):
         l_d.backward()
         opt_d.step()
         opt_d.zero_grad()
-    assert set(logs) == {"rec", "sc", "pitch", "adv", "loss"}
+    assert set(logs) == {"rec", "sc", "energy", "pitch", "adv", "loss"}
     assert fitted["rec"] < 0.9 * first["rec"] and fitted["sc"] < first["sc"]
     assert fitted["pitch"] < 0.5 * first["pitch"]
-    assert logs["loss"] == pytest.approx(logs["adv"] + 25 * logs["rec"] + 25 * logs["sc"] + 10 * logs["pitch"],
-                                         rel=1e-4)
+    assert logs["loss"] == pytest.approx(logs["adv"] + 25 * logs["rec"] + 25 * logs["sc"] + 5 * logs["energy"]
+                                         + 10 * logs["pitch"], rel=1e-4)
 
 
 def test_train_refuses_bad_data(tmp_path):

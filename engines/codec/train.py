@@ -38,6 +38,7 @@ LAMBDA_REC = 25.0
 LAMBDA_MSSD = 0.002
 LAMBDA_SC = 25.0
 LAMBDA_PITCH = 10.0
+LAMBDA_ENERGY = 5.0
 PITCH_HOP = 1024  # the latent pitch probe reads 4 steps per latent frame
 
 
@@ -181,9 +182,9 @@ def generator_losses(model, critics, x: torch.Tensor, use_adv: bool, probe: torc
     """Forward the autoencoder; returns (total generator loss, scalar logs, reconstructed waveform or None).
 
     Phase-head decoders (version 1) train on the paper's objective. Magnitude-only decoders (phase "spsi") add
-    spectral convergence on linear magnitudes, ‖|X| − |X̂|‖_F / ‖|X|‖_F: the L1 of log-magnitudes alone settles on
-    the median (a smooth envelope a few dB low), while spectral convergence is dominated by the loud partials,
-    which carry the pitch and the level. The waveform (and so L_mssd) is only built when a term needs it."""
+    spectral convergence on linear magnitudes, ‖|X| − |X̂|‖_F / ‖|X|‖_F, and the L1 of per-frame log energies: the
+    L1 of log-magnitudes alone settles on the median (a smooth envelope a few dB low), while spectral convergence
+    is dominated by the loud partials, which carry the pitch, and the energy term holds the level. The waveform (and so L_mssd) is only built when a term needs it."""
     from backline.engines.frontend import multiscale_spectral_distance
 
     spsi = _unwrap(model).cfg.phase == "spsi"
@@ -196,8 +197,13 @@ def generator_losses(model, critics, x: torch.Tensor, use_adv: bool, probe: torc
         target = torch.exp(0.5 * out["s"].float())
         estimate = torch.exp(0.5 * out["log_mag"].float().clamp(max=14.0))
         l_sc = torch.linalg.vector_norm(target - estimate) / torch.linalg.vector_norm(target).clamp_min(1e-6)
-        total = total + LAMBDA_SC * l_sc
+        # frame energy in log units: the level a listener hears, which the log-magnitude median under-reads
+        energy_true = torch.logsumexp(out["s"].float(), dim=-2)
+        energy_est = torch.logsumexp(out["log_mag"].float().clamp(max=14.0), dim=-2)
+        l_energy = (energy_true - energy_est).abs().mean()
+        total = total + LAMBDA_SC * l_sc + LAMBDA_ENERGY * l_energy
         logs["sc"] = float(l_sc.detach())
+        logs["energy"] = float(l_energy.detach())
     else:
         l_mssd = multiscale_spectral_distance(x.float(), wav.float())
         total = total + LAMBDA_MSSD * l_mssd
@@ -377,7 +383,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
                   "roles": sorted(roles) if roles else None, "phase": cfg.phase,
                   "freeze_encoder": bool(getattr(args, "freeze_encoder", False)),
                   "pitch_probe": bool(use_probe), "lambda_pitch": LAMBDA_PITCH if use_probe else 0.0,
-                  "lambda_sc": LAMBDA_SC if cfg.phase == "spsi" else 0.0}
+                  "lambda_sc": LAMBDA_SC if cfg.phase == "spsi" else 0.0,
+                  "lambda_energy": LAMBDA_ENERGY if cfg.phase == "spsi" else 0.0}
         if ctx.is_main:
             if stats is not None:
                 result["latent_stats"] = stats
