@@ -395,11 +395,9 @@ def role_midi(audio: Audio, role: str, timeline, region_start: int):
 
 
 def _midi_bytes(mid) -> bytes:
-    import io
+    from backline.engines.midi import midi_bytes  # the one MIDI serialiser
 
-    buf = io.BytesIO()
-    mid.save(file=buf)
-    return buf.getvalue()
+    return midi_bytes(mid)
 
 
 def _merge_midi(midis: dict[str, Any]):

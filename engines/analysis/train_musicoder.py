@@ -23,14 +23,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
     from backline.engines.analysis.common import add_data_args
 
     add_data_args(parser)
-    parser.add_argument("--config", default="small", help="base | large | small (shipped) | debug")
+    parser.add_argument("--size", "--config", dest="config", default="small",
+                        help="model size: base | large | small (shipped) | debug")
     parser.add_argument("--objectives", default="cfm+ccm", choices=["cfm+ccm", "cfm", "ccm", "none"])
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--frames", type=int, default=250, help="frames per training sequence (50/s)")
     parser.add_argument("--warmup", type=int, default=300, help="Noam warm-up steps (paper: 8000)")
     parser.add_argument("--lr-scale", type=float, default=1.0, help="multiplies the Noam rate")
-    parser.add_argument("--minutes", type=float, default=25.0, help="stop after this wall time")
+    parser.add_argument("--max-minutes", "--minutes", dest="minutes", type=float, default=25.0,
+                        help="stop (and save) after this many minutes; every rank agrees on when (default 25)")
     parser.add_argument("--run-dir", type=Path, default=Path("runs/analysis/musicoder"))
     parser.add_argument("--out", type=Path, default=None, help="weights path (default: run-dir/musicoder)")
     parser.add_argument("--seed", type=int, default=0)
@@ -40,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from backline.engines.analysis import dataset
     from backline.engines.analysis.common import ensure_cache, load_crops, setup_threads
     from backline.engines.analysis.musicoder import MusiCoderPretrainer, get_config, noam_lr
-    from backline.engines.training import Checkpointer, Distributed, MetricLog, progress_bar, seed_everything
+    from backline.engines.training import Distributed, TrainLoop, seed_everything
     from backline.engines.weights import save_weights
 
     setup_threads(args.threads)
@@ -57,17 +59,16 @@ def run(args: argparse.Namespace) -> int:
     model = ctx.wrap(model)
     inner = getattr(model, "module", model)
     opt = torch.optim.Adam(model.parameters(), lr=1.0, betas=(0.9, 0.999), eps=1e-6)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: args.lr_scale * noam_lr(s + 1, cfg.hidden, args.warmup))
-    ckpt = Checkpointer(args.run_dir, ctx)
-    step, _ = ckpt.load({"model": model, "opt": opt, "sched": sched})
-    log = MetricLog(args.run_dir, ctx)
     cfm, ccm = "cfm" in args.objectives, "ccm" in args.objectives
-    gen = torch.Generator().manual_seed(args.seed * 1000 + ctx.rank + step)
     steps = 0 if args.objectives == "none" else args.steps
     started = time.monotonic()
-    bar = progress_bar(steps, step, ctx, "musicoder")
+    loop = TrainLoop(ctx, args.run_dir, modules={"model": model, "opt": opt}, optimizers=[opt], steps=max(steps, 1),
+                     lr=args.lr_scale, lr_fn=lambda s: args.lr_scale * noam_lr(s + 1, cfg.hidden, args.warmup),
+                     max_minutes=args.minutes, log_every=20, ckpt_every=200, desc="musicoder")
+    gen = torch.Generator().manual_seed(args.seed * 1000 + ctx.rank + loop.step)
     model.train()
-    while step < steps:
+
+    def train_step(step: int) -> dict[str, float]:
         idx = torch.randint(0, len(train), (args.batch,), generator=gen)
         t0 = int(torch.randint(0, train.frames.shape[1] - args.frames + 1, (1,), generator=gen))
         x = train.frames[idx, t0 : t0 + args.frames].float().to(ctx.device)
@@ -77,18 +78,10 @@ def run(args: argparse.Namespace) -> int:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        sched.step()
-        step += 1
-        if step % 20 == 0 or step == steps:
-            log.log(step, loss=loss.item(), lr=sched.get_last_lr()[0])
-            bar.set_postfix(loss=f"{loss.item():.4f}")
-        bar.update(1)
-        out_of_time = (time.monotonic() - started) / 60 > args.minutes
-        if step % 200 == 0 or step == steps or out_of_time:
-            ckpt.save(step, {"model": model, "opt": opt, "sched": sched})
-        if out_of_time:
-            break
-    bar.close()
+        return {"loss": loss.item()}
+
+    step = loop.run(train_step).step if steps > 0 else 0
+    log = loop.log
     if ctx.is_main:
         out = args.out or Path(args.run_dir) / "musicoder"
         save_weights(inner.encoder, out, kind="musicoder-encoder", config=cfg.to_dict(), overwrite=True,
