@@ -93,9 +93,20 @@ class Prepared:
     mag: torch.Tensor  # [BINS, F]
     scale: torch.Tensor  # scalar gain to the model's level
 
+    bin_scale: torch.Tensor | None = None  # the model's per-bin scale [BINS]
+
     @property
     def scaled(self) -> torch.Tensor:
-        return self.mag * self.scale
+        """The mixture in the model's representation: magnitude × per-mixture gain ÷ per-bin scale."""
+        return self.mag * self.scale / self.bins
+
+    @property
+    def bins(self) -> torch.Tensor:
+        return torch.ones(()) if self.bin_scale is None else self.bin_scale[:, None]
+
+    def to_magnitude(self, x: torch.Tensor) -> torch.Tensor:
+        """Representation → linear magnitude at the mixture's level."""
+        return x * self.bins / self.scale
 
 
 class AccompanyEngine:
@@ -223,7 +234,7 @@ class AccompanyEngine:
         mono = torch.from_numpy(resample(mix.samples.mean(axis=0), mix.sample_rate, spec.SAMPLE_RATE).copy())
         z = spec.complex_spec(mono)
         mag = z.abs()
-        return Prepared(mix, mono, z, mag, spec.mix_scale(mag))
+        return Prepared(mix, mono, z, mag, spec.mix_scale(mag), self.model.bin_scale.detach().float().cpu())
 
     def embed(self, roles) -> torch.Tensor:
         return self.text.encode([label_text(roles)])[0].to(self.device)
@@ -305,7 +316,8 @@ class AccompanyEngine:
         prep = self.prepare(mix)
         mags = self.accompany_magnitudes(prep, roles, given, steps=steps, w=w, alpha=alpha, beta=beta,
                                          gamma=gamma, seed=seed, callback=callback, cancel=cancel)
-        return {r: _limit(self._render(mags[r] / prep.scale, prep.wave.shape[-1], mix, seed, prep.spec)) for r in roles}
+        return {r: _limit(self._render(prep.to_magnitude(mags[r]), prep.wave.shape[-1], mix, seed, prep.spec))
+                for r in roles}
 
     def accompany_magnitudes(self, prep: Prepared, roles, given, *, steps, w, alpha, beta, gamma, seed,
                              callback=None, cancel=None) -> dict[str, torch.Tensor]:
@@ -325,7 +337,8 @@ class AccompanyEngine:
                                      w=w, gamma=gamma, seed=seed, callback=callback, cancel=cancel)
         length16 = math.ceil(frames * spec.SAMPLE_RATE / rate)
         target = Audio(np.zeros((2, frames), np.float32), rate)
-        stems = {label_text(p): self._render(mags[i], length16, target, seed, None) for i, p in enumerate(parts)}
+        bins = self.model.bin_scale.detach().float().cpu()[:, None]
+        stems = {label_text(p): self._render(mags[i] * bins, length16, target, seed, None) for i, p in enumerate(parts)}
         # no mixture sets the level: the parts together peak at −1 dBFS, their balance kept
         peak = float(np.abs(sum(a.samples for a in stems.values())).max())
         gain = 10 ** (-1 / 20) / peak if peak > 0 else 1.0

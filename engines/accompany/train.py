@@ -6,7 +6,8 @@
 
 Recipe: v-objective on the cosine schedule, t ~ U(0, 1); an example is a random 2 s crop, random per-stem
 gains (±40 %), a random non-empty subset of the roles present summed as audio, its linear magnitude spectrum
-scaled by the full mixture's gain (spec.py), and the embedding of its concatenated labels from the frozen
+scaled by the full mixture's gain (spec.py) and divided per bin by the model's `bin_scale` (measured at the
+start on 256 full-mixture crops), and the embedding of its concatenated labels from the frozen
 text encoder (table of all 63 label sets built once, shipped as labels.safetensors). With probability
 `--cond-dropout` the embedding is swapped for the model's learned null embedding z* (CFG, negative prompts).
 AdamW (0.9, 0.999), weight decay 0.01, linear warm-up then cosine decay to 10 %; gradient norm clipped at 1;
@@ -37,7 +38,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--warmup", type=int, default=100)
     parser.add_argument("--crop", type=int, default=0, help="frames per example (default: the config's)")
-    parser.add_argument("--ema", type=float, default=0.998)
+    parser.add_argument("--ema", type=float, default=0.995)
     parser.add_argument("--cond-dropout", type=float, default=0.15)
     parser.add_argument("--max-minutes", type=float, default=0.0, help="stop (and save) after this long; 0 = no limit")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads per process")
@@ -114,6 +115,8 @@ def run(args: argparse.Namespace) -> int:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(args.seed)
         model = build_model(cfg)
+    with torch.random.fork_rng(devices=[]):
+        model.bin_scale.copy_(data.mixture_profile(256, cfg.crop, np.random.default_rng(args.seed)))
     model = model.to(ctx.device)
     ema = copy.deepcopy(model).eval()
     for p in ema.parameters():
@@ -135,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
     stopped_early = False
     while step < args.steps:
         x, labels = data.batch(args.batch, cfg.crop, rng)
-        x, labels = x.to(ctx.device), labels.to(ctx.device)
+        x, labels = (x / model.bin_scale[:, None].cpu()).to(ctx.device), labels.to(ctx.device)
         text = table[labels]
         drop = torch.rand(x.shape[0], 1, device=ctx.device) < args.cond_dropout
         text = torch.where(drop, model.null(x.shape[0]), text)
@@ -154,6 +157,8 @@ def run(args: argparse.Namespace) -> int:
         with torch.no_grad():
             for pe, pm in zip(ema.parameters(), model.parameters()):
                 pe.lerp_(pm, 1 - args.ema)
+            for be, bm in zip(ema.buffers(), model.buffers()):
+                be.copy_(bm)
         step += 1
         losses.append(float(loss.detach()))
         bar.update(1)
