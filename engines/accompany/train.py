@@ -1,8 +1,9 @@
 """`backline train gmsdi`: paper 003's text-conditioned score model on mixtures and sub-mixtures of corpus stems.
 
-    backline train gmsdi --corpus /work/data/corpus --run runs/gmsdi --config small --steps 4000 \
+    backline train gmsdi --corpus /work/data/corpus --run-dir runs/gmsdi --config small --steps 4000 \
         --max-minutes 30 --export engines/accompany/weights/gmsdi
-    torchrun --nproc_per_node 8 -m backline.engines.accompany.train --corpus ... (same arguments)
+    torchrun --nproc_per_node 8 -m backline.engines.accompany.train --corpus ... (same arguments; --run-dir,
+        not --run, which torchrun's own parser would take for its --run-path)
 
 Recipe: v-objective on the cosine schedule, t ~ U(0, 1); an example is a random 2 s crop, random per-stem
 gains (±40 %), a random non-empty subset of the roles present summed as audio, its linear magnitude spectrum
@@ -32,7 +33,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--holdout", type=int, default=0, help="leave the last N tracks out of training")
     parser.add_argument("--cache", type=Path, help="16 kHz stem cache (default: RUN/stem_cache)")
     parser.add_argument("--config", default="small", choices=("small", "debug"), help="model size")
-    parser.add_argument("--run", type=Path, required=True, help="run folder (checkpoints, metrics.jsonl)")
+    parser.add_argument("--run-dir", "--run", dest="run", type=Path, required=True,
+                        help="run folder (checkpoints, metrics.jsonl); spell it --run-dir under torchrun, whose own "
+                             "parser takes --run as an abbreviation of its --run-path")
     parser.add_argument("--steps", type=int, default=4000)
     parser.add_argument("--batch", type=int, default=12, help="batch per process")
     parser.add_argument("--lr", type=float, default=5e-4)
