@@ -220,3 +220,27 @@ def test_text_cache_encodes_a_label_set_once(tmp_path):
     table = load_table(WEIGHTS_DIR / "labels.safetensors")
     torch.testing.assert_close(enc.encode(["Bass, Drums"])[0], table["Bass, Drums"], atol=1e-5, rtol=1e-4)
     assert len(table) == 63
+
+
+def test_separator_steps_are_raised_to_the_stability_bound():
+    """Six coupled sources blow up with 16 Karras/Euler steps (the all-sources mode is 6× stiffer than one
+    source); `stable_steps` raises the count so the same separation stays bounded."""
+    from backline.engines.accompany.engine import stable_steps
+
+    assert stable_steps(EulerChurn(s_churn=20.0), 2, 16) == 16  # the extractor-sized coupling is stable as is
+    n = stable_steps(EulerChurn(s_churn=20.0), 6, 16)
+    assert 16 < n <= 200
+    g = torch.Generator().manual_seed(6)
+    widths = torch.tensor([0.4, 0.5, 0.6, 0.7, 0.8, 1.0])
+    y = torch.randn(1, 500, generator=g) * float(widths.pow(2).sum().sqrt())
+    texts = torch.stack([_text(float(s)) for s in widths])
+
+    def run(steps):
+        fn = Separator(Guide(GaussianScore()), y, texts, w=0.0)
+        x = sample(fn, torch.randn(5, 1, 500, generator=g), steps=steps, solver=EulerChurn(s_churn=20.0), generator=g)
+        return fn.finish(x)
+
+    assert float(run(16).abs().max()) > 100 * float(y.abs().max())
+    stable = run(n)
+    assert float(stable.abs().max()) < 3 * float(y.abs().max())
+    torch.testing.assert_close(stable.sum(0), y, atol=1e-4, rtol=1e-4)
