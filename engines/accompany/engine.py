@@ -389,8 +389,8 @@ def stable_steps(solver: EulerChurn, sources: int, steps: int, limit: int = 400)
     (all free sources moving together) is K times a single source's: an explicit step from σ̂ to σ_next is
     stable only while K (1 − σ_next/σ̂) < 2 (we keep 1.8). Karras' ρ = 7 grid with s_churn 20 needs ~125 steps
     for six sources (16 steps blew the estimates up to 10⁴× the mixture); the paper ran 150."""
-    from backline.engines.diffusion.schedule import CosineSchedule
     from backline.engines.diffusion.sampler import sigma_of
+    from backline.engines.diffusion.schedule import CosineSchedule
 
     n = steps
     while n < limit:
