@@ -217,6 +217,12 @@ class AccompanyEngine:
         return GenerationResult(takes, report)
 
     # --- pieces (benchmarks use these directly) ---------------------------------------------------------
+    @property
+    def ensemble_choice(self) -> dict[str, str]:
+        """Per role, the system the ensemble takes: measured for the shipped weights (`ensemble_choice` in
+        their JSON, from benchmarks/gmsdi_eval.py), else the paper's table (`gmsdi.ENSEMBLE_CHOICE`)."""
+        return ENSEMBLE_CHOICE | dict(self.meta.get("ensemble_choice") or {})
+
     def check_mix(self, mix: Audio | None) -> Audio:
         if mix is None:
             raise ConfigError("this mode needs a mix to listen to", fix="give --mix MIX.wav")
@@ -284,11 +290,12 @@ class AccompanyEngine:
         if mode not in ("extract", "separate", "ensemble"):
             raise ConfigError(f"mode {mode!r} is not a separation mode")
         out: dict[str, torch.Tensor] = {}
-        want_sep = mode == "separate" or (mode == "ensemble" and any(ENSEMBLE_CHOICE[r] == "separator" for r in roles))
+        choice = self.ensemble_choice
+        want_sep = mode == "separate" or (mode == "ensemble" and any(choice[r] == "separator" for r in roles))
         if want_sep:
             sep_roles = canonical(set(roles) | set(mix_roles)) if mode == "ensemble" else roles
             sep = self.separator_estimates(prep, sep_roles, steps=steps, w=w, seed=seed, callback=callback, cancel=cancel)
-            out.update({r: sep[r] for r in roles if mode == "separate" or ENSEMBLE_CHOICE[r] == "separator"})
+            out.update({r: sep[r] for r in roles if mode == "separate" or choice[r] == "separator"})
         for role in roles:
             if role in out:
                 continue
