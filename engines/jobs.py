@@ -70,6 +70,9 @@ def resolve_device(device: str) -> tuple[str, str]:
 
     'cpu' does not import torch: the worker is ready at once, and engines that need torch import it themselves.
     """
+    from backline.engines.protocol import check_device
+
+    check_device(device)
     if device == "cpu":
         return "cpu", f"CPU ({os.cpu_count() or 1} cores)"
     import torch
@@ -177,7 +180,9 @@ class _Worker:
             # the output folder is locked and checked before any work; the takes are written all-or-nothing
             # after generate() (pure) and the fit score, so a cancel or an error leaves the folder as it was
             result = generate_and_write(engine, request, progress=progress, cancel=cancel,
-                                        before_write=lambda res: self.score_fit(request, res, cancel))
+                                        before_write=lambda res: self.score_fit(request, res, cancel),
+                                        role_check=self.config,
+                                        on_warning=lambda text: progress(0.0, f"warning: {text}"))
             self.send("result", job_id, result)
         except Cancelled as err:
             self.send("error", job_id, str(err), True)

@@ -8,6 +8,7 @@ listing them does not load torch.
 from __future__ import annotations
 
 import importlib
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -37,21 +38,88 @@ class Control:
     step: float | None = None
     choices: tuple[str, ...] = ()
     help: str = ""
+    flags: tuple[str, ...] = ()  # extra command-line spellings (the first flag is always --name-with-dashes)
+    #: where a UI shows it: "" = the panel, "advanced" = the panel's Advanced section (sampler settings and
+    #: the like), "cli" = command line only (file paths, output handling, raw overrides: the host supplies
+    #: these itself, from the waveform selection, drag and drop or Settings)
+    group: str = ""
 
     def validate(self, value: Any) -> Any:
         """Coerce and range-check a value; raise ConfigError with the allowed range."""
         if self.kind in ("int", "float"):
             try:
+                if self.kind == "int" and isinstance(value, float) and not value.is_integer():
+                    raise ValueError(value)
                 value = int(value) if self.kind == "int" else float(value)
             except (TypeError, ValueError) as err:
-                raise ConfigError(f"{self.name} must be a number, got {value!r}") from err
+                raise ConfigError(f"{self.name} must be a {'whole ' if self.kind == 'int' else ''}number, "
+                                  f"got {value!r}") from err
+            if self.kind == "float" and value != value:  # NaN passes every comparison
+                raise ConfigError(f"{self.name} must be a number, got NaN")
             if (self.minimum is not None and value < self.minimum) or (self.maximum is not None and value > self.maximum):
-                raise ConfigError(f"{self.name}={value} is out of range", fix=f"use {self.minimum:g}–{self.maximum:g}")
+                lo = "" if self.minimum is None else f"{self.minimum:g}"
+                hi = "" if self.maximum is None else f"{self.maximum:g}"
+                rng = f"use {lo}–{hi}" if lo and hi else (f"use at least {lo}" if lo else f"use at most {hi}")
+                raise ConfigError(f"{self.name}={value} is out of range", fix=rng)
         elif self.kind == "bool":
             value = bool(value)
         elif self.kind == "choice" and value not in self.choices:
             raise ConfigError(f"{self.name}={value!r} is not one of {', '.join(self.choices)}")
         return value
+
+
+def validate_controls(controls: tuple[Control, ...], values: dict[str, Any], engine: str = "") -> dict[str, Any]:
+    """Defaults merged with `values`, each checked by its Control; unknown names are refused."""
+    known = {c.name: c for c in controls}
+    unknown = set(values) - set(known)
+    if unknown:
+        raise ConfigError(f"unknown control(s) {', '.join(sorted(unknown))}" + (f" for {engine}" if engine else ""),
+                          fix=f"known: {', '.join(known)}")
+    merged = {c.name: c.default for c in controls} | dict(values)
+    return {name: known[name].validate(value) for name, value in merged.items()}
+
+
+def control_flag(control: Control) -> str:
+    return "--" + control.name.replace("_", "-")
+
+
+def add_control_flags(parser: Any, controls: tuple[Control, ...], *, skip: tuple[str, ...] = (),
+                      title: str = "engine controls") -> None:
+    """Command-line flags made from an engine's controls — the same declaration the host builds its panels
+    from, so the two never disagree. Flags default to None ("not given"): the engine (or a preset) decides."""
+    import argparse
+
+    group = parser.add_argument_group(title)
+    for c in controls:
+        if c.name in skip:
+            continue
+        names = [control_flag(c), *c.flags]
+        text = (c.help or c.label or c.name).rstrip(".")
+        shown = "on" if c.default is True else "off" if c.default is False else repr(c.default) \
+            if c.default == "" else c.default
+        rng = ""
+        if c.kind in ("int", "float") and (c.minimum is not None or c.maximum is not None):
+            rng = f"; {'' if c.minimum is None else f'{c.minimum:g}'}–{'' if c.maximum is None else f'{c.maximum:g}'}"
+        help_text = f"{text} (default {shown}{rng})".replace("%", "%%")
+        if c.kind == "bool":
+            group.add_argument(*names, dest=c.name, action=argparse.BooleanOptionalAction, default=None,
+                               help=help_text)
+        elif c.kind == "choice":
+            group.add_argument(*names, dest=c.name, choices=c.choices, default=None, help=help_text)
+        elif c.kind == "int":
+            group.add_argument(*names, dest=c.name, type=int, default=None, metavar="N", help=help_text)
+        elif c.kind == "float":
+            group.add_argument(*names, dest=c.name, type=float, default=None, metavar="X", help=help_text)
+        else:
+            group.add_argument(*names, dest=c.name, default=None, metavar=c.kind.upper(), help=help_text)
+
+
+def control_values(args: Any, controls: tuple[Control, ...], *, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The controls given on the command line (flags left out are not in the dict), checked."""
+    given = {c.name: getattr(args, c.name) for c in controls
+             if c.name not in skip and getattr(args, c.name, None) is not None}
+    known = {c.name: c for c in controls}
+    return {name: known[name].validate(value) for name, value in given.items()}
 
 
 @dataclass(frozen=True)
@@ -68,13 +136,7 @@ class EngineDescription:
         return {c.name: c.default for c in self.controls}
 
     def validate(self, controls: dict[str, Any]) -> dict[str, Any]:
-        known = {c.name: c for c in self.controls}
-        unknown = set(controls) - set(known)
-        if unknown:
-            raise ConfigError(f"unknown control(s) {', '.join(sorted(unknown))} for {self.name}",
-                              fix=f"known: {', '.join(known)}")
-        merged = self.defaults() | controls
-        return {name: known[name].validate(value) for name, value in merged.items()}
+        return validate_controls(self.controls, controls, self.name)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -169,11 +231,31 @@ def available_engines() -> list[str]:
     return names
 
 
+def check_device(device: str) -> str:
+    """'cpu', 'cuda', 'cuda:N' (or 'auto'), else a ConfigError — never a traceback from deep in torch."""
+    import re
+
+    if not isinstance(device, str) or not re.fullmatch(r"cpu|auto|cuda(:\d+)?", device):
+        raise ConfigError(f"device {device!r} is not a compute device", fix="use cpu, cuda or cuda:N")
+    return device
+
+
 def build_engine(name: str, config: str = "shipped", device: str = "cpu") -> Engine:
+    check_device(device)
     if name not in ENGINE_REGISTRY or name not in available_engines():
         raise ConfigError(f"unknown engine {name!r}", fix=f"available: {', '.join(available_engines()) or 'none'}")
     module_name, builder = ENGINE_REGISTRY[name].split(":")
     return getattr(importlib.import_module(module_name), builder)(config=config, device=device)
+
+
+def role_warning(request: GenerationRequest, config: str = "shipped") -> str | None:
+    """A one-line warning when the part this request generates already plays in its mix or band MIDI (the
+    analysis engine's presence model; see `analysis.api.role_already_playing`), else None. Never raises."""
+    try:
+        from backline.engines.analysis.api import role_already_playing
+    except ImportError:  # the analysis engine is optional
+        return None
+    return role_already_playing(request.engine, request.mix, request.midi, config=config)
 
 
 def generate_in_terminal(engine: Engine, request: GenerationRequest, *, desc: str | None = None,
@@ -187,7 +269,8 @@ def generate_in_terminal(engine: Engine, request: GenerationRequest, *, desc: st
     from backline.engines.takes import generate_and_write
 
     with _sigterm_as_interrupt(), TerminalProgress(desc or request.engine) as bar:
-        return generate_and_write(engine, request, progress=bar.update, overwrite=overwrite)
+        return generate_and_write(engine, request, progress=bar.update, overwrite=overwrite, role_check="shipped",
+                                  on_warning=lambda text: print(f"warning: {text}", file=sys.stderr, flush=True))
 
 
 class _sigterm_as_interrupt:
@@ -213,8 +296,8 @@ class _sigterm_as_interrupt:
 
 class TerminalProgress:
     """A one-line progress bar for engine runs: percent, the engine's own step text ("step 12/64"), and the
-    time left (estimated from the progress made so far). Writes to stderr; quiet when that is not a terminal
-    except for a final line."""
+    time left (estimated from the progress made so far). Writes to stderr, and only when it is a terminal (logs
+    and pipes get the result lines alone)."""
 
     def __init__(self, desc: str, width: int = 28) -> None:
         import sys

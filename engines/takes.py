@@ -217,15 +217,24 @@ def preflight(out_dir: str | Path, *, need_bytes: int = 0, engine: str | None = 
     return lock
 
 
+def take_files(folder: Path, engine: str, seed: int) -> list[Path]:
+    """The files of an earlier take of `engine` with `seed` in `folder` (by the naming rule)."""
+    prefix = f"{engine}_seed{int(seed)}"
+    out = []
+    for path in sorted(folder.glob(f"{engine}_*seed{int(seed)}*")):
+        rest = path.name[len(prefix):] if path.name.startswith(prefix) else None
+        other_stem = path.name.startswith(f"{engine}_") and path.stem.endswith(f"_seed{int(seed)}")
+        if path.is_file() and ((rest is not None and rest[:1] in (".", "_")) or other_stem):
+            out.append(path)
+    return out
+
+
 def _check_free_names(folder: Path, engine: str, seeds) -> None:
     for seed in seeds:
-        prefix = f"{engine}_seed{int(seed)}"
-        for path in sorted(folder.glob(f"{engine}_*seed{int(seed)}*")):
-            rest = path.name[len(prefix):] if path.name.startswith(prefix) else None
-            other_stem = path.name.startswith(f"{engine}_") and path.stem.endswith(f"_seed{int(seed)}")
-            if (rest is not None and rest[:1] in (".", "_")) or other_stem:
-                raise FileExistsRefusal("already exists; Backline never overwrites your files", path=path,
-                                        fix="choose another output folder or seed, or pass --overwrite")
+        existing = take_files(folder, engine, seed)
+        if existing:
+            raise FileExistsRefusal("already exists; Backline never overwrites your files", path=existing[0],
+                                    fix="choose another output folder or seed, or pass --overwrite")
 
 
 def _check_writable(folder: Path) -> None:
@@ -273,24 +282,33 @@ def _signals_held() -> Iterator[None]:
 # --- the one run path ----------------------------------------------------------------------------------------
 
 def generate_and_write(engine: Any, request: Any, *, progress=None, cancel: threading.Event | None = None,
-                       overwrite: bool = False, before_write=None) -> Any:
+                       overwrite: bool = False, before_write=None, role_check: str | None = None,
+                       on_warning=None) -> Any:
     """preflight → `engine.generate` (pure) → `before_write(result)` (e.g. a fit score) → `write_takes`.
 
     The one sequence the CLIs, the job worker, the demo and the contract tests run: the folder is locked and
-    checked before any work, and a cancel or an error anywhere leaves it exactly as it was."""
-    from backline.engines.protocol import check_cancel
+    checked before any work, and a cancel or an error anywhere leaves it exactly as it was. With `role_check`
+    (the analysis config, e.g. 'shipped') the request is first checked for its part already playing in the
+    mix or band MIDI: the warning goes to `on_warning` at once and into the result's and takes' reports."""
+    from backline.engines.protocol import check_cancel, role_warning
 
     progress = progress or (lambda f, m: None)
     cancel = cancel or threading.Event()
     seeds = [int(request.seed) + k for k in range(max(1, int(request.variations)))]
     with preflight(request.out_dir, need_bytes=estimate_bytes(request), engine=request.engine, seeds=seeds,
                    overwrite=overwrite) as lock:
+        warning = role_warning(request, config=role_check) if role_check else None
+        if warning and on_warning is not None:
+            on_warning(warning)
         try:
             result = engine.generate(request, progress=progress, cancel=cancel)
         except KeyboardInterrupt:
             cancel.set()
             raise
         check_cancel(cancel)
+        if warning:
+            for report in [result.report, *(t.report for t in result.takes)]:
+                report.setdefault("warnings", []).insert(0, warning)
         if before_write is not None:
             before_write(result)
             check_cancel(cancel)
@@ -361,7 +379,12 @@ def write_takes(result: Any, out_dir: str | Path, *, overwrite: bool = False, lo
                         f.write(data)
                         f.flush()
                         os.fsync(f.fileno())
-            _commit(staging, folder, [f for f, _, _ in plan], overwrite)
+            planned = {f for f, _, _ in plan}
+            # with overwrite, an earlier take of the same seed is replaced whole: its files that this take does
+            # not write again (a WAV when this one has none) go too, so old and new are never mixed
+            stale = [p.name for t in result.takes for p in take_files(folder, name, int(t.seed))
+                     if p.name not in planned] if overwrite else []
+            _commit(staging, folder, [f for f, _, _ in plan], overwrite, stale)
         except (OSError, AudioFileError) as err:
             cause = err.__cause__ if isinstance(err, AudioFileError) and err.__cause__ is not None else err
             reason = getattr(cause, "strerror", None) or cause
@@ -385,12 +408,17 @@ def write_takes(result: Any, out_dir: str | Path, *, overwrite: bool = False, lo
         "report_paths": [str(folder / files["report"]) for _, files in out_takes]})
 
 
-def _commit(staging: Path, folder: Path, names: list[str], overwrite: bool) -> None:
-    """Move the staged files into `folder`: all of them, or (after any failure) none, old files restored."""
+def _commit(staging: Path, folder: Path, names: list[str], overwrite: bool, stale: list[str] = ()) -> None:
+    """Move the staged files into `folder`: all of them, or (after any failure) none, old files restored.
+    `stale` names old files to remove with the same all-or-nothing rule (they wait in staging until done)."""
     placed: list[Path] = []
     aside: list[tuple[Path, Path]] = []  # (moved-away old file, its name) when overwriting
     with _signals_held():
         try:
+            for name in stale:
+                old = staging / f".old-{name}"
+                os.replace(folder / name, old)
+                aside.append((old, folder / name))
             for name in names:
                 src, dst = staging / name, folder / name
                 if overwrite and dst.exists():

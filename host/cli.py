@@ -31,6 +31,7 @@ COMMANDS: dict[tuple[str, str], str] = {
     ("train", "musicoder"): "backline.engines.analysis.train_musicoder",
     ("train", "simclr"): "backline.engines.analysis.train_simclr",
     ("train", "tagger"): "backline.engines.analysis.train_tagger",
+    ("train", "presence"): "backline.engines.analysis.train_presence",
     ("train", "gmsdi"): "backline.engines.accompany.train",
     ("generate", "bass"): "backline.engines.bass.cli",
     ("generate", "drums"): "backline.engines.drums.cli",
@@ -141,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {n:<12} {_module_help(available[(group, n)])}")
             return 0 if rest else 2
         top.error(f"unknown {group} command {rest[0]!r}; choose from {', '.join(names)}")
+    _one_line_warnings()
     module = importlib.import_module(available[(group, name)])
     prog = f"backline {group}" + (f" {name}" if name else "")
     parser = argparse.ArgumentParser(prog=prog, description=getattr(module, "HELP", ""))
@@ -154,6 +156,27 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("backline: cancelled; nothing partial was written", file=sys.stderr)
         return 130
+
+
+def _one_line_warnings() -> None:
+    """Backline's own warnings (a truncated file, a clamped tempo) print as one line each, like its errors."""
+    import warnings
+
+    from backline.engines.errors import BacklineWarning
+
+    previous = warnings.showwarning
+    if getattr(previous, "_backline", False):
+        return
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, BacklineWarning):
+            print(f"backline: warning: {message}", file=sys.stderr)
+        else:
+            previous(message, category, filename, lineno, file, line)
+
+    show._backline = True
+    warnings.showwarning = show
+    warnings.simplefilter("always", BacklineWarning)
 
 
 if __name__ == "__main__":

@@ -167,7 +167,7 @@ def test_oom_falls_back_and_says_so(engine, monkeypatch):
 
 
 @pytest.mark.parametrize("controls, match", [({"steps": 0}, "steps"), ({"steps": -2}, "steps"),
-                                              ({"cfg": -1.0}, "CFG"), ({"rescale": 2.0}, "rescale"),
+                                              ({"cfg": -1.0}, "cfg"), ({"rescale": 2.0}, "rescale"),
                                               ({"bogus": 1}, "unknown control")])
 def test_bad_controls_are_refused_before_work(engine, tmp_path, controls, match):
     with pytest.raises(ConfigError, match=match):

@@ -202,7 +202,7 @@ def _notes(path: Path) -> list[tuple[int, int, int, int]]:
 
 def test_midi_in_drum_midi_out_bar_aligned_channel_10_with_fills(engine, band_midi, tmp_path):
     band, _, song = band_midi
-    result = _generate(engine, tmp_path, band, fill_bars="4,12", render=True)
+    result = _generate(engine, tmp_path, band, fill_bars="4,12", render=True, humanise=0.0)  # 0: on the grid
     take = result.takes[0]
     mid = mido.MidiFile(str(take.midi))
     notes = _notes(take.midi)

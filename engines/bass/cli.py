@@ -9,20 +9,18 @@ HELP = "generate a bass line for a mix (latent diffusion, style presets or a ref
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--mix", required=True, type=Path, help="the mix to play along to (wav/flac/...)")
-    parser.add_argument("--out", required=True, type=Path, help="folder for bass_seedN.wav/.mid/.json")
+    from backline.engines.bass.engine import CONTROLS
+    from backline.engines.protocol import add_control_flags
+
+    parser.add_argument("--mix", type=Path, help="the mix to play along to (wav/flac/...); required to generate")
+    parser.add_argument("--out", type=Path, help="folder for bass_seedN.wav/.mid/.json; required to generate")
     parser.add_argument("--bars", help="bars to generate, e.g. 9-24 (1-based, inclusive; needs --bpm)")
     parser.add_argument("--bpm", type=float, help="tempo of the mix (for --bars and the MIDI file; default 120)")
     parser.add_argument("--meter", default="4/4", help="time signature (default 4/4)")
     style = parser.add_mutually_exclusive_group()
     style.add_argument("--preset", help="bass style preset (default finger); --list-presets shows them")
     style.add_argument("--reference", type=Path, help="a solo bass recording whose sound to copy")
-    parser.add_argument("--list-presets", action="store_true", help="list the presets and exit")
-    parser.add_argument("--steps", type=int, help="DDIM steps (default 64)")
-    parser.add_argument("--cfg", type=float, help="classifier-free guidance λ (default 2.0; 1 = none)")
-    parser.add_argument("--rescale", type=float, help="CFG std rescale φ in 0–1 (default 0.7)")
-    parser.add_argument("--strength", type=float, help="style grounding strength (1 = paper, 0 = off)")
-    parser.add_argument("--quantise", choices=("off", "1/8", "1/16", "1/16T"), help="MIDI grid (default off)")
+    parser.add_argument("--list-presets", action="store_true", help="list the presets and exit (needs nothing else)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (variation k uses seed + k)")
     parser.add_argument("--variations", type=int, default=1, help="how many takes to generate")
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier take of the same seed in --out")
@@ -32,22 +30,30 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="CPU threads for torch (default 1: on a shared 2-core machine 2 threads can be 20x slower)")
     parser.add_argument("--weights", type=Path, help="bass weights from `backline train bass --export` (default: shipped)")
     parser.add_argument("--codec-weights", type=Path, help="folder with mix/stem codec weights (default: shipped)")
+    # the sampler controls come from the engine's own declaration (the host's panel uses the same one)
+    add_control_flags(parser, CONTROLS, skip=("preset", "reference"), title="sampler (defaults: the preset's)")
 
 
 def run(args: argparse.Namespace) -> int:
 
     from backline.engines.audio import audio_info, read_audio
+    from backline.engines.bass.engine import CONTROLS
     from backline.engines.bass.presets import list_presets, load_preset
     from backline.engines.errors import ConfigError, TimelineError
-    from backline.engines.protocol import GenerationRequest, generate_in_terminal
+    from backline.engines.protocol import GenerationRequest, control_values, generate_in_terminal
     from backline.engines.timeline import Timeline, check_bpm, parse_bar_range
 
     if args.list_presets:
         for name in list_presets():
             print(f"{name:<10} {load_preset(name).title}")
         return 0
+    if args.mix is None or args.out is None:
+        missing = " and ".join(f for f, v in (("--mix", args.mix), ("--out", args.out)) if v is None)
+        raise ConfigError(f"{missing} {'is' if ' and ' not in missing else 'are'} needed to generate",
+                          fix="e.g. backline generate bass --mix MIX.wav --out takes/ (or --list-presets)")
     if args.preset:
         load_preset(args.preset)  # unknown names fail now, listing the known ones
+    controls = control_values(args, CONTROLS, skip=("preset", "reference"))
     try:
         num, den = (int(x) for x in args.meter.split("/"))
     except ValueError as err:
@@ -55,10 +61,6 @@ def run(args: argparse.Namespace) -> int:
     if args.bars and args.bpm is None:
         raise ConfigError("--bars needs the mix's tempo", fix="add --bpm, e.g. --bpm 120")
     bpm = check_bpm(args.bpm) if args.bpm is not None else 120.0
-    if args.steps is not None and args.steps <= 0:
-        raise ConfigError(f"--steps {args.steps} must be >= 1", fix="use e.g. --steps 64")
-    if args.cfg is not None and args.cfg < 0:
-        raise ConfigError(f"--cfg {args.cfg} must be >= 0", fix="use e.g. --cfg 2.0 (1.0 = no guidance)")
     if args.variations < 1:
         raise ConfigError(f"--variations {args.variations} must be >= 1")
     rate, _, total = audio_info(args.mix)
@@ -71,6 +73,10 @@ def run(args: argparse.Namespace) -> int:
             bars_in_mix = timeline.bars_in(total)
             raise TimelineError(f"bars {first}-{last} run past the end of the mix ({bars_in_mix:.1f} bars at "
                                 f"{bpm:g} BPM)", path=args.mix, fix=f"pick bars within 1-{int(bars_in_mix)}")
+    if args.device == "cpu":  # before reading a long file or loading any weights
+        from backline.engines.bass.engine import check_memory
+
+        check_memory((stop - start) / rate, args.variations)
     mix = read_audio(args.mix, start=start, frames=stop - start)
 
     import torch
@@ -82,8 +88,6 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
 
     engine = build(args.config, args.device, weights=args.weights, codec_weights=args.codec_weights)
-    controls = {k: getattr(args, k) for k in ("steps", "cfg", "rescale", "strength", "quantise")
-                if getattr(args, k) is not None}
     request = GenerationRequest("bass", args.out, timeline, region_start=start, region_stop=stop, mix=mix,
                                 reference=args.reference, preset=None if args.reference else (args.preset or "finger"),
                                 controls=controls, seed=args.seed, variations=args.variations)

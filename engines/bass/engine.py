@@ -43,6 +43,7 @@ from backline.engines.protocol import (
     ProgressFn,
     Take,
     check_cancel,
+    validate_controls,
 )
 
 NAME = "bass"
@@ -54,15 +55,63 @@ QUANTISE = {"off": None, "1/8": 2, "1/16": 4, "1/16T": 6}
 SILENT_MIX_DB = -70.0
 #: Time chunk (latent frames) and overlap for the out-of-memory fallback.
 OOM_CHUNK, OOM_OVERLAP = 512, 32
+#: Longer than this (≈ 3 min) is sampled in overlapping windows from the start: attention memory grows with the
+#: square of the length (a 15-minute mix in one pass reached 3 GB by step 5), windows keep it flat.
+ONE_PASS_FRAMES, LONG_CHUNK, LONG_OVERLAP = 2048, 1024, 64
+#: Peak resident memory of a CPU run ≈ BASE + seconds of mix × (PER_SECOND + extra variations × PER_VARIATION),
+#: measured with /usr/bin/time on `backline generate bass` (shipped weights, 1 thread, 2-core Xeon): 1:30 of
+#: 48 kHz stereo → 1.39 GB, 3:00 of 44.1 kHz → 1.60 GB, 6:00 of 48 kHz → 2.16 GB (before this check existed).
+#: A mix whose estimate passes the limit is refused up front with the estimate.
+MEMORY_BASE_BYTES = 1.15e9
+MEMORY_PER_SECOND = 2.9e6
+MEMORY_PER_VARIATION_SECOND = 1.2e6
+#: The limit: BACKLINE_MEMORY_GB (default 2 GB, what a laptop can spare beside a DAW).
+DEFAULT_MEMORY_GB = 2.0
+
+
+def estimate_memory_bytes(seconds: float, variations: int = 1) -> float:
+    """Estimated peak RSS of a CPU generation for `seconds` of mix (see MEMORY_BASE_BYTES)."""
+    return MEMORY_BASE_BYTES + seconds * (MEMORY_PER_SECOND + max(0, variations - 1) * MEMORY_PER_VARIATION_SECOND)
+
+
+def memory_limit_bytes() -> float:
+    import os
+
+    raw = os.environ.get("BACKLINE_MEMORY_GB", "")
+    try:
+        gb = float(raw) if raw.strip() else DEFAULT_MEMORY_GB
+    except ValueError as err:
+        raise ConfigError(f"BACKLINE_MEMORY_GB={raw!r} is not a number", fix="e.g. BACKLINE_MEMORY_GB=4") from err
+    return gb * 1e9
+
+
+def check_memory(seconds: float, variations: int = 1) -> None:
+    """Refuse, before any work, a mix too long for the memory limit, with the estimate and what to do."""
+    need, limit = estimate_memory_bytes(seconds, variations), memory_limit_bytes()
+    if need <= limit:
+        return
+    per_second = MEMORY_PER_SECOND + max(0, variations - 1) * MEMORY_PER_VARIATION_SECOND
+    fits = max(0.0, (limit - MEMORY_BASE_BYTES) / per_second)
+    raise DeviceError(f"a {_clock(seconds)} mix{f' with {variations} variations' if variations > 1 else ''} needs "
+                      f"about {need / 1e9:.1f} GB of memory, over the {limit / 1e9:.1f} GB limit",
+                      fix=f"generate up to {_clock(fits)} at a time (--bars), or allow more with "
+                          f"BACKLINE_MEMORY_GB={math.ceil(need / 1e9)}")
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 60}:{seconds % 60:02d}"
 
 CONTROLS = (
-    Control("steps", "int", 64, "DDIM steps", 1, 1000, 1, help="denoising steps K (paper: 64 gives the best FAD)"),
-    Control("cfg", "float", 2.0, "Guidance λ", 0.0, 20.0, 0.1,
-            help="classifier-free guidance weight: 1 = conditional only, higher follows the mix more closely"),
-    Control("rescale", "float", 0.7, "Rescale φ", 0.0, 1.0, 0.05,
-            help="Lin et al. std rescale of the guided output (helps at λ > 2.5)"),
+    Control("steps", "int", 64, "Sampler steps", 1, 1000, 1, group="advanced",
+            help="denoising steps: more is slower and cleaner; 64 sounds best (DDIM steps K)"),
+    Control("cfg", "float", 2.0, "Follow the band", 0.0, 20.0, 0.1, group="advanced",
+            help="how closely the bass follows the mix: 1 = plain, higher sticks to the band more "
+                 "(classifier-free guidance λ)"),
+    Control("rescale", "float", 0.7, "Guidance rescale", 0.0, 1.0, 0.05, group="advanced",
+            help="tames harshness when 'Follow the band' is high, above 2.5 (std rescale φ)"),
     Control("strength", "float", 1.0, "Style strength", 0.0, 4.0, 0.05,
-            help="style grounding: 1 = paper (pull weighted by β²), 0 = off, >1 holds the style longer"),
+            help="how strongly the preset's sound is held: 0 = off, 1 = normal, more holds it longer"),
     Control("quantise", "choice", "off", "MIDI grid", choices=tuple(QUANTISE),
             help="quantise the transcribed MIDI to the DAW grid"),
     Control("preset", "preset", "finger", "Preset", help="a bass style from presets/bass"),
@@ -139,7 +188,7 @@ class BassEngine:
         training = self.meta.get("training", {})
         weights = f"bass diffusion ({self.config}); " + (
             f"{training.get('steps', '?')} steps on {training.get('data', '?')}" if training else "untrained")
-        return EngineDescription(NAME, "Bass (latent diffusion, paper 000)", controls, inputs=("mix",),
+        return EngineDescription(NAME, "Bass", controls, inputs=("mix",),
                                  outputs=("audio", "midi"), weights=weights, device=self.device)
 
     def generate(self, request: GenerationRequest, *, progress: ProgressFn | None = None,
@@ -156,14 +205,11 @@ class BassEngine:
         preset_control = controls.pop("preset", None)
         preset_name = (request.preset or preset_control or "finger") if reference is None else None
         preset = load_preset(preset_name) if preset_name else None
-        defaults = {"steps": 64, "cfg": 2.0, "rescale": 0.7, "strength": 1.0, "quantise": "off"}
+        defaults = {c.name: c.default for c in CONTROLS if c.kind not in ("preset", "audio")}  # one declaration
         if preset:
             defaults |= preset.controls
         merged = defaults | {k: v for k, v in controls.items() if v is not None}
-        unknown = set(merged) - set(defaults)
-        if unknown:
-            raise ConfigError(f"unknown control(s) {', '.join(sorted(unknown))} for bass",
-                              fix=f"known: {', '.join(defaults)}")
+        merged = validate_controls(tuple(c for c in CONTROLS if c.name in defaults), merged, NAME)
         sampling = Sampling(int(merged["steps"]) if float(merged["steps"]).is_integer() else merged["steps"],
                             float(merged["cfg"]), float(merged["rescale"]), float(merged["strength"])).check()
         quantise = merged["quantise"]
@@ -172,6 +218,8 @@ class BassEngine:
         if request.variations < 1:
             raise ConfigError(f"variations={request.variations} must be >= 1")
         mix = self._check_mix(request.mix)
+        if self._param_device().type == "cpu":
+            check_memory(mix.seconds, request.variations)
         seeds = [int(request.seed) + k for k in range(request.variations)]
 
         # style
@@ -302,7 +350,12 @@ class BassEngine:
         fallbacks: list[str] = []
         device = self._param_device()
         try:
-            x = self._run(noise, cond_n, sampling, mu_n, callback, cancel, device)
+            if frames > ONE_PASS_FRAMES:
+                fallbacks.append(f"long mix: generated in {LONG_CHUNK}-frame windows (≈ {LONG_CHUNK * 4096 / 44100:.0f} s)"
+                                 f" with {LONG_OVERLAP}-frame crossfades")
+                x = self._chunked(noise, cond_n, sampling, mu_n, callback, cancel, device, LONG_CHUNK, LONG_OVERLAP)
+            else:
+                x = self._run(noise, cond_n, sampling, mu_n, callback, cancel, device)
         except Exception as err:  # noqa: BLE001 - only out-of-memory is handled; everything else re-raises
             if not _is_oom(err):
                 raise
@@ -360,17 +413,24 @@ class BassEngine:
         finally:
             self.model.to(device)
 
-    def _chunked(self, noise, cond_n, sampling, mu_n, callback, cancel, device) -> torch.Tensor:
-        """Independent overlapping windows, linearly crossfaded in latent space (memory bound, seams possible)."""
+    def _chunked(self, noise, cond_n, sampling, mu_n, callback, cancel, device, chunk: int = OOM_CHUNK,
+                 overlap: int = OOM_OVERLAP) -> torch.Tensor:
+        """Independent overlapping windows, linearly crossfaded in latent space (memory bound, seams possible).
+        The callback sees the steps of all windows as one count (window k's step i = k·steps + i)."""
         frames = noise.shape[-1]
         out = torch.zeros_like(noise, device=device)
         weight = torch.zeros(frames, device=device)
-        step = OOM_CHUNK - OOM_OVERLAP
-        for a in range(0, frames, step):
-            b = min(frames, a + OOM_CHUNK)
-            x = self._run(noise[..., a:b], cond_n[..., a:b], sampling, mu_n, callback, cancel, device)
+        step = chunk - overlap
+        starts = list(range(0, max(frames - overlap, 1), step))
+        for k, a in enumerate(starts):
+            b = min(frames, a + chunk)
+            window_callback = None
+            if callback is not None:
+                def window_callback(state, k=k):
+                    callback(state | {"i": k * state["steps"] + state["i"], "steps": len(starts) * state["steps"]})
+            x = self._run(noise[..., a:b], cond_n[..., a:b], sampling, mu_n, window_callback, cancel, device)
             w = torch.ones(b - a, device=device)
-            ramp = min(OOM_OVERLAP, b - a)
+            ramp = min(overlap, b - a)
             if a > 0:
                 w[:ramp] = torch.linspace(0, 1, ramp + 2, device=device)[1:-1]
             if b < frames:
@@ -458,7 +518,8 @@ def load_bass_model(config: str = "shipped", weights: str | Path | None = None):
 
     if weights is not None or config == "shipped":
         path = Path(weights) if weights is not None else WEIGHTS_DIR / "bass"
-        model, meta = load_weights(path, kind=KIND, build=build_model, format_version=FORMAT_VERSION)
+        model, meta = load_weights(path, kind=KIND, build=build_model, format_version=FORMAT_VERSION,
+                                   reference=CONFIGS["small"].to_dict())
         return model.float(), meta
     if config not in CONFIGS:
         raise ConfigError(f"unknown bass config {config!r}", fix=f"use shipped or one of {', '.join(CONFIGS)}")
@@ -475,7 +536,9 @@ def build(config: str = "shipped", device: str = "cpu", weights: str | Path | No
     `weights` / `codec_weights` (a folder with mix.safetensors and stem.safetensors) override the shipped files,
     for evaluating a training run before it is shipped."""
     from backline.engines.codec import load_codec
+    from backline.engines.protocol import check_device
 
+    check_device(device)
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise DeviceError(f"device {device!r} was asked for but CUDA is not available", fix="use --device cpu")
     model, meta = load_bass_model(config, weights)

@@ -147,7 +147,13 @@ def _tempo_and_meter(mids: Sequence[tuple[Path, mido.MidiFile]]) -> tuple[list[t
         points.insert(0, (0.0, points[0][1] if points else 120.0))
     merged: list[tuple[float, float]] = []
     for q, bpm in points:
-        bpm = min(max(bpm, 10.0), 999.0)
+        if not 10.0 <= bpm <= 999.0:
+            from backline.engines.errors import warn
+
+            used = min(max(bpm, 10.0), 999.0)
+            warn(f"the MIDI tempo {bpm:.2f} BPM at quarter {q:g} is outside 10–999 BPM; using {used:g} BPM",
+                 path=mids[0][0] if mids else None)
+            bpm = used
         if merged and abs(merged[-1][0] - q) < 1e-9:
             merged[-1] = (q, bpm)
         elif not merged or abs(merged[-1][1] - bpm) > 1e-6:
