@@ -58,6 +58,8 @@ KIND = "gmsdi-score"
 FORMAT_VERSION = 1
 MODES = ("accompaniment", "extract", "separate", "ensemble", "total")
 SILENT_MIX_DB = -70.0
+#: Long mixes are sampled in windows of this many STFT frames (16.4 s) overlapping by OVERLAP_FRAMES (2 s).
+WINDOW_FRAMES, OVERLAP_FRAMES = 1024, 128
 #: GM programs for the MIDI of each role (0-based); drums get no transcription.
 GM_PROGRAM = {"Bass": 33, "Guitar": 25, "Piano": 0, "Strings": 48, "Lead": 80}
 
@@ -108,6 +110,42 @@ class Prepared:
     def to_magnitude(self, x: torch.Tensor) -> torch.Tensor:
         """Representation → linear magnitude at the mixture's level."""
         return x * self.bins / self.scale
+
+    def window(self, start: int, stop: int) -> Prepared:
+        """Frames [start, stop) with the whole mixture's level (one gain for every window)."""
+        return Prepared(self.audio, self.wave, self.spec[:, start:stop], self.mag[:, start:stop], self.scale,
+                        self.bin_scale)
+
+
+def windowed(prep: Prepared, run, callback=None, window: int = 0, overlap: int = 0) -> dict[str, torch.Tensor]:
+    """`run(prep_window, callback) -> {name: [BINS, frames]}` over overlapping windows of a long mixture, joined
+    with linear cross-fades. Why: the bottom attention is quadratic in length (a 15-minute mix would need
+    tens of GB); windows of ~16 s keep memory flat and every window sees 2 s of context either side."""
+    window = window or WINDOW_FRAMES
+    overlap = overlap or OVERLAP_FRAMES
+    total = prep.mag.shape[-1]
+    if total <= window:
+        return run(prep, callback)
+    starts = list(range(0, total - overlap, window - overlap))
+    out: dict[str, torch.Tensor] = {}
+    weight = torch.zeros(total)
+    for k, a in enumerate(starts):
+        b = min(total, a + window)
+
+        def cb(state, k=k):
+            if callback is not None:
+                callback(state | {"i": k * state["steps"] + state["i"], "steps": len(starts) * state["steps"]})
+
+        part = run(prep.window(a, b), cb)
+        ramp = torch.ones(b - a)
+        if k > 0:
+            ramp[:overlap] = torch.linspace(0, 1, overlap + 2)[1:-1]
+        if b < total:
+            ramp[-overlap:] = torch.minimum(ramp[-overlap:], torch.linspace(1, 0, overlap + 2)[1:-1])
+        for name, x in part.items():
+            out.setdefault(name, torch.zeros(*x.shape[:-1], total))[..., a:b] += x * ramp
+        weight[a:b] += ramp
+    return {name: x / weight.clamp_min(1e-6) for name, x in out.items()}
 
 
 class AccompanyEngine:
@@ -287,9 +325,14 @@ class AccompanyEngine:
 
     def estimates(self, prep: Prepared, roles: tuple[str, ...], *, mode: str, steps: int, w: float, seed: int,
                   mix_roles: tuple[str, ...] = ROLES, callback=None, cancel=None) -> dict[str, torch.Tensor]:
-        """Scaled magnitude estimates for `roles` by `mode` (extract / separate / ensemble)."""
+        """Scaled magnitude estimates for `roles` by `mode` (extract / separate / ensemble), windowed."""
         if mode not in ("extract", "separate", "ensemble"):
             raise ConfigError(f"mode {mode!r} is not a separation mode")
+        return windowed(prep, lambda p, cb: self._estimates(p, roles, mode=mode, steps=steps, w=w, seed=seed,
+                                                            mix_roles=mix_roles, callback=cb, cancel=cancel),
+                        callback)
+
+    def _estimates(self, prep, roles, *, mode, steps, w, seed, mix_roles, callback, cancel):
         out: dict[str, torch.Tensor] = {}
         choice = self.ensemble_choice
         want_sep = mode == "separate" or (mode == "ensemble" and any(choice[r] == "separator" for r in roles))
@@ -332,6 +375,11 @@ class AccompanyEngine:
 
     def accompany_magnitudes(self, prep: Prepared, roles, given, *, steps, w, alpha, beta, gamma, seed,
                              callback=None, cancel=None) -> dict[str, torch.Tensor]:
+        return windowed(prep, lambda p, cb: self._accompany_magnitudes(
+            p, roles, given, steps=steps, w=w, alpha=alpha, beta=beta, gamma=gamma, seed=seed, callback=cb,
+            cancel=cancel), callback)
+
+    def _accompany_magnitudes(self, prep, roles, given, *, steps, w, alpha, beta, gamma, seed, callback, cancel):
         texts = torch.stack([self.embed([r]) for r in roles] + [self.embed(canonical(set(roles) | set(given)))])
         g = torch.Generator().manual_seed(int(seed) + 7919)
         fn = PartialGeneration(self._guide(), prep.scaled.to(self.device), texts, alpha=alpha, beta=beta, w=w,
