@@ -217,7 +217,7 @@ def _onsets(y: np.ndarray):
     import librosa
 
     full = librosa.onset.onset_strength(y=y, sr=SR, hop_length=HOP)
-    low = librosa.onset.onset_strength(y=y, sr=SR, hop_length=HOP, n_mels=64, fmax=200.0)
+    low = librosa.onset.onset_strength(y=y, sr=SR, hop_length=HOP, n_mels=8, fmax=200.0)
     return full, low
 
 
@@ -270,10 +270,10 @@ def _frame_chroma(y: np.ndarray) -> np.ndarray:
 
 
 def _beat_chroma(chroma: np.ndarray, beats: np.ndarray) -> np.ndarray:
-    """[12, beats] median chroma over each beat [beat_i, beat_i+1)."""
+    """[rows, beats] median of a frame feature (hop 512) over each beat [beat_i, beat_i+1)."""
     edges = np.clip(np.rint(np.r_[beats, beats[-1] + np.median(np.diff(beats)) if len(beats) > 1 else beats[-1] + 0.5]
                             * SR / 512).astype(int), 0, chroma.shape[1])
-    out = np.zeros((12, len(beats)))
+    out = np.zeros((chroma.shape[0], len(beats)))
     for i in range(len(beats)):
         a, b = edges[i], max(edges[i + 1], edges[i] + 1)
         if a < chroma.shape[1]:
@@ -297,6 +297,25 @@ def key_from_chroma(chroma_sum: np.ndarray) -> tuple[int, str]:
             if r > best[0]:
                 best = (r, pc, mode)
     return best[1], best[2]
+
+
+def refine_relative(key: tuple[int, str], chords: list[Chord], downbeat: np.ndarray) -> tuple[int, str]:
+    """Major or its relative minor (same notes, so the profiles alone often cannot tell): the key whose tonic chord
+    the song plays more, counting the first and last bar's chord twice over (songs start and end at home)."""
+    rel = ((key[0] + 9) % 12, "minor") if key[1] == "major" else ((key[0] + 3) % 12, "major")
+
+    def tonic(ch: Chord, k: tuple[int, str]) -> bool:
+        return ch.root == k[0] and (ch.quality in ("min", "min7")) == (k[1] == "minor")
+
+    heard = [c for c in chords if c.root >= 0]
+    if not heard:
+        return key
+    bars = [c for c, d in zip(chords, downbeat) if d and c.root >= 0] or heard
+
+    def score(k: tuple[int, str]) -> float:
+        return np.mean([tonic(c, k) for c in heard]) + 0.25 * (tonic(bars[0], k) + tonic(bars[-1], k))
+
+    return rel if score(rel) > score(key) + 1e-9 else key
 
 
 def _templates() -> tuple[list[Chord], np.ndarray]:
@@ -326,7 +345,8 @@ def chords_from_chroma(chroma: np.ndarray, bar_pos: np.ndarray, numerator: int, 
     # sevenths and sus only where they clearly fit better than the triad (they contain it)
     prior *= np.array([1.0 if c.quality in ("maj", "min") else 0.85 for c in chords])
     like = np.exp(20.0 * sim) * prior[:, None]
-    silent = np.zeros(chroma.shape[1]) if energy is None else (energy < 1e-3 * max(energy.max(), 1e-12))
+    # a beat 26 dB under the song's typical level is a rest or a release tail: no chord
+    silent = np.zeros(chroma.shape[1], bool) if energy is None else (energy < 0.05 * max(np.median(energy), 1e-12))
     n_like = np.where(silent, like.max(0) * 4, like.max(0) * 0.02)
     like = np.vstack([like, n_like[None]])
     like /= like.sum(0, keepdims=True)
@@ -397,6 +417,8 @@ def listen_audio(mix: Audio, *, bpm: float | None = None, meter: tuple[int, int]
     if meter is not None:
         sources.setdefault("meter", "user")
 
+    rms = librosa.feature.rms(y=y, hop_length=512)[0][None]  # chroma is normalised per frame: level from here
+
     def grid_of(beats: np.ndarray):
         chroma = _beat_chroma(frame_chroma, beats)
         lowb = np.array([low[max(0, f - 2):f + 3].max() for f in fr_of(beats)])
@@ -448,9 +470,9 @@ def listen_audio(mix: Audio, *, bpm: float | None = None, meter: tuple[int, int]
         _, beats, beat_s, chroma, lowb, meter, phase = best
         sources["bar_one"] = "audio"
         sources.setdefault("meter", "audio")
-    energy = chroma.sum(0)
+    energy = _beat_chroma(rms, beats)[0]
     if key is None:
-        key = key_from_chroma(chroma.sum(1))
+        key = key_from_chroma((chroma * energy[None]).sum(1))
         sources["key"] = "audio"
     if meter[1] == 8 and beats_hint is None and bpm is None:
         # a compound meter's felt beat is the dotted quarter: split into eighths
@@ -458,7 +480,7 @@ def listen_audio(mix: Audio, *, bpm: float | None = None, meter: tuple[int, int]
         beats = np.arange(beats[0], duration - 0.05, sub)
         beat_s, phase = sub, phase * 3
         chroma = np.repeat(chroma, 3, axis=1)[:, :len(beats)]
-        energy = chroma.sum(0)
+        energy = np.repeat(energy, 3)[:len(beats)]
     num = meter[0]
     bar_pos = (np.arange(len(beats)) - phase) % num
     downbeats = beats[bar_pos == 0]
@@ -470,6 +492,8 @@ def listen_audio(mix: Audio, *, bpm: float | None = None, meter: tuple[int, int]
     else:
         chords = chords_from_chroma(chroma, bar_pos, num, key, energy)
         sources.setdefault("chords", "audio")
+    if sources.get("key") == "audio":
+        key = refine_relative(key, chords, bar_pos == 0)
     return Listening(float(tempo), num, meter[1], beats, downbeats, key[0], key[1], chords, duration, sources)
 
 
@@ -534,6 +558,7 @@ def listen_midi(path: str | Path, duration: float | None = None, *, exclude_bass
         hist[p % 12] += e - s
     key = key_from_chroma(hist)
     chords = chords_from_notes(notes, beats, bar_pos, num, key, end)
+    key = refine_relative(key, chords, bar_pos == 0)
     src = {k: "midi" for k in ("tempo", "meter", "bar_one", "key", "chords")}
     return Listening(bpm, num, den, beats, beats[bar_pos == 0], key[0], key[1], chords, end, src)
 
@@ -543,7 +568,7 @@ def kick_onsets(mix: Audio, beats: np.ndarray | None = None) -> np.ndarray:
     import librosa
 
     y = np.nan_to_num(mix.with_channels(1).resampled(SR).samples[0].astype(np.float32))
-    low = librosa.onset.onset_strength(y=y, sr=SR, hop_length=HOP, n_mels=64, fmax=150.0)
+    low = librosa.onset.onset_strength(y=y, sr=SR, hop_length=HOP, n_mels=8, fmax=150.0)
     peaks = librosa.util.peak_pick(low, pre_max=3, post_max=3, pre_avg=10, post_avg=10,
                                    delta=max(float(np.median(low)) * 2.0, 0.25 * float(low.max())), wait=8)
     return peaks * HOP / SR

@@ -12,8 +12,22 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mix", required=True, type=Path, help="the mix to play along to (wav/flac/...)")
     parser.add_argument("--out", required=True, type=Path, help="folder for bass_seedN.wav/.mid and bass_report.json")
     parser.add_argument("--bars", help="bars to generate, e.g. 9-24 (1-based, inclusive; needs --bpm)")
-    parser.add_argument("--bpm", type=float, help="tempo of the mix (for --bars and the MIDI file; default 120)")
-    parser.add_argument("--meter", default="4/4", help="time signature (default 4/4)")
+    parser.add_argument("--bpm", type=float, help="tempo of the mix (default: listen for it; --bars needs it)")
+    parser.add_argument("--meter", help="time signature, e.g. 4/4 or 6/8 (default: listen for it)")
+    parser.add_argument("--mode", choices=("follow", "free"), default="follow",
+                        help="follow (default): listen to tempo, bars and chords, plan a line, play it; "
+                             "free: the latent diffusion model alone (paper 000)")
+    parser.add_argument("--chords", help='the chords per bar, e.g. "D | G A | Bm | G A7" (default: listen)')
+    parser.add_argument("--key", help="the key, e.g. D or Bm (default: listen)")
+    parser.add_argument("--band-midi", type=Path, help="the band's MIDI: exact tempo, bars and chords")
+    parser.add_argument("--midi-in", type=Path, help="play this bass line MIDI (edited in the DAW) in the preset's sound")
+    parser.add_argument("--style", help="root_fifth, walking, syncopated, octave, sustained, funk16, reggae, disco, "
+                                        "tumbao, ballad (default: the preset's)")
+    parser.add_argument("--complexity", type=float, help="0-1, fewer to more notes (default 0.5: the style's usual)")
+    parser.add_argument("--intensity", type=float, help="0-1, softer to harder (default 0.5)")
+    parser.add_argument("--register", type=int, choices=(-1, 0, 1), help="octave: -1 low, 0 usual, +1 high")
+    parser.add_argument("--swing", type=float, help="0 straight (default) to 1 triplet swing")
+    parser.add_argument("--lock-to-kick", action="store_true", help="put the line's notes on the kick drum's hits")
     style = parser.add_mutually_exclusive_group()
     style.add_argument("--preset", help="bass style preset (default finger); --list-presets shows them")
     style.add_argument("--reference", type=Path, help="a solo bass recording whose sound to copy")
@@ -47,13 +61,18 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.preset:
         load_preset(args.preset)  # unknown names fail now, listing the known ones
-    try:
-        num, den = (int(x) for x in args.meter.split("/"))
-    except ValueError as err:
-        raise ConfigError(f"--meter {args.meter!r} is not a time signature", fix="write it like 4/4 or 6/8") from err
+    from backline.engines.listen import parse_chart, parse_key, parse_meter
+
+    num, den = parse_meter(args.meter) if args.meter else (4, 4)
+    if args.chords:
+        parse_chart(args.chords, num)  # a typo fails now, naming the chord
+    if args.key:
+        parse_key(args.key)
     if args.bars and args.bpm is None:
         raise ConfigError("--bars needs the mix's tempo", fix="add --bpm, e.g. --bpm 120")
-    bpm = check_bpm(args.bpm) if args.bpm is not None else 120.0
+    if args.mode == "free" and any(getattr(args, k) is not None for k in ("chords", "key", "midi_in", "style")):
+        raise ConfigError("--chords/--key/--midi-in/--style are for follow mode", fix="drop --mode free")
+    bpm = check_bpm(args.bpm) if args.bpm is not None else 120.0  # a placeholder until the mix is heard
     if args.steps is not None and args.steps <= 0:
         raise ConfigError(f"--steps {args.steps} must be >= 1", fix="use e.g. --steps 64")
     if args.cfg is not None and args.cfg < 0:
@@ -81,13 +100,23 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
 
     engine = build(args.config, args.device, weights=args.weights, codec_weights=args.codec_weights)
-    controls = {k: getattr(args, k) for k in ("steps", "cfg", "rescale", "strength", "quantise")
+    controls = {k: getattr(args, k) for k in ("steps", "cfg", "rescale", "strength", "quantise", "mode", "style",
+                                              "complexity", "intensity", "register", "swing", "chords", "key")
                 if getattr(args, k) is not None}
+    if args.mode == "follow":
+        controls |= {"lock_to_kick": bool(args.lock_to_kick), "bpm": float(args.bpm or 0.0),
+                     "meter": args.meter or "", "midi_in": str(args.midi_in) if args.midi_in else ""}
     request = GenerationRequest("bass", args.out, timeline, region_start=start, region_stop=stop, mix=mix,
+                                midi=args.band_midi,
                                 reference=args.reference, preset=None if args.reference else (args.preset or "finger"),
                                 controls=controls, seed=args.seed, variations=args.variations)
     result = generate_in_terminal(engine, request)
     rep = result.report
+    if "listening" in rep:
+        heard = rep["listening"]
+        print(f"heard  {heard['bpm']:g} BPM {heard['meter']}, bar one at {heard['bar_one_s']:.3f} s, {heard['key']}"
+              f"  ({', '.join(f'{k} from {v}' for k, v in heard['sources'].items())})")
+        print(f"chords {heard['chords']}")
     for take in result.takes:
         print(f"bass   {take.stems['bass']}  (seed {take.seed}, starts at sample {take.start_sample})")
         print(f"midi   {take.midi}  ({take.report['notes']} notes)")

@@ -211,7 +211,7 @@ N_FEATURES = 13 + len(QUALITIES) + 12 + 13 + 5 + 12 + 12 + 2 + POSITIONS + len(M
 
 @dataclass
 class PlannerConfig:
-    hidden: int = 192
+    hidden: int = 128
     layers: int = 2
     token_dim: int = 48
     dropout: float = 0.1

@@ -40,7 +40,7 @@ try:  # installed layout: backline.presets maps onto presets/
 except (ImportError, StopIteration):  # pragma: no cover
     pass
 
-CONTROL_KEYS = ("steps", "cfg", "rescale", "strength", "quantise")
+CONTROL_KEYS = ("steps", "cfg", "rescale", "strength", "quantise", "style")
 
 
 @dataclass(frozen=True)

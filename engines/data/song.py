@@ -316,8 +316,11 @@ def _bass(rng, song_ctx, style) -> list[Note]:
             line.append(int(np.clip(approach, 26, 55)))
             events = [(b * beat_ticks, beat_ticks - GAP, p) for b, p in enumerate(line[:beats])]
         elif style in _PATTERN_STYLES:
-            events = _bass_pattern(rng, style, ch, chords[i + 1] if i + 1 < len(chords) else ch, bar_ticks,
-                                   song_ctx["patterns"].setdefault(style, _PATTERN_STYLES[style](rng)))
+            if style not in song_ctx["patterns"]:  # one pattern per song, drawn once
+                table = _PATTERN_STYLES[style]
+                song_ctx["patterns"][style] = table[int(rng.integers(len(table)))]
+            events = _bass_pattern(style, ch, chords[i + 1] if i + 1 < len(chords) else ch, bar_ticks,
+                                   song_ctx["patterns"][style])
         for off, dur, pitch, *vel in events:
             start = t0 + off + (_jitter(rng) if off else 0)
             notes.append(Note(max(start, 0), max(dur, 30), int(np.clip(pitch, 24, 60)),
@@ -340,12 +343,10 @@ _DISCO = (((0, 2, "R", 104), (2, 2, "O", 92), (4, 1, "R", 96), (5, 1, "R", 84), 
 _TUMBAO = (((6, 6, "5", 96), (12, 8, "N", 100)), ((3, 3, "R", 92), (6, 6, "5", 96), (12, 8, "N", 100)))
 _BALLAD = (((0, 8, "R", 84), (8, 6, "5", 76), (14, 2, "3", 70)), ((0, 12, "R", 84), (12, 4, "5", 74)),
            ((0, 16, "R", 84),))
-_PATTERN_STYLES = {name: (lambda table: lambda rng: table[int(rng.integers(len(table)))])(table)
-                   for name, table in (("funk16", _FUNK16), ("reggae", _REGGAE), ("disco", _DISCO),
-                                       ("tumbao", _TUMBAO), ("ballad", _BALLAD))}
+_PATTERN_STYLES = {"funk16": _FUNK16, "reggae": _REGGAE, "disco": _DISCO, "tumbao": _TUMBAO, "ballad": _BALLAD}
 
 
-def _bass_pattern(rng, style: str, ch: Chord, nxt: Chord, bar_ticks: int, pattern) -> list[tuple[int, int, int, int]]:
+def _bass_pattern(style: str, ch: Chord, nxt: Chord, bar_ticks: int, pattern) -> list[tuple[int, int, int, int]]:
     """One bar of a pattern style on chord `ch` (16th steps; steps past a shorter bar are dropped)."""
     step = PPQ // 4
     root = bass_root(ch.root_pc)
