@@ -37,6 +37,7 @@ class Control:
     step: float | None = None
     choices: tuple[str, ...] = ()
     help: str = ""
+    advanced: bool = False  # drawn under "Advanced" (sampler settings, overrides), after the musician's controls
 
     def validate(self, value: Any) -> Any:
         """Coerce and range-check a value; raise ConfigError with the allowed range."""

@@ -234,25 +234,46 @@ class EnginePanel(QScrollArea):
             self.style_well = StyleWell()
             self.style_well.rejected.connect(lambda text: self.message.emit("error", text))
             outer.addWidget(self.style_well)
+        drawn = [c for c in description.controls if c.name not in GENERATE_BAR_CONTROLS
+                 and c.kind not in ("audio", "preset") and c is not preset_control]
+        main = [c for c in drawn if not getattr(c, "advanced", False)]
+        advanced = [c for c in drawn if getattr(c, "advanced", False)]
+        if main:
+            outer.addWidget(section_label("Controls"))
+            outer.addLayout(self._form(main))
+        self.advanced_box = None
+        if advanced:  # sampler settings and overrides: folded away under the musician's controls
+            self.advanced_toggle = QToolButton()
+            self.advanced_toggle.setText("Advanced ▸")
+            self.advanced_toggle.setCheckable(True)
+            self.advanced_toggle.setObjectName("Section")
+            self.advanced_box = QWidget()
+            self.advanced_box.setLayout(self._form(advanced))
+            self.advanced_box.setVisible(False)
+            self.advanced_toggle.toggled.connect(self._show_advanced)
+            outer.addWidget(self.advanced_toggle)
+            outer.addWidget(self.advanced_box)
+        outer.addStretch(1)
+        self.setWidget(holder)
+        if previous:
+            self.set_values(previous)
+
+    def _form(self, controls: list[Control]) -> QFormLayout:
         form = QFormLayout()
         form.setLabelAlignment(Qt.AlignmentFlag.AlignLeft)
         form.setHorizontalSpacing(12)
-        drawn = [c for c in description.controls if c.name not in GENERATE_BAR_CONTROLS
-                 and c.kind not in ("audio", "preset") and c is not preset_control]
-        if drawn:
-            outer.addWidget(section_label("Controls"))
-        for control in drawn:
+        for control in controls:
             widget = self._widget_for(control)
             widget.setToolTip(control.help or control.label or control.name)
             self.widgets[control.name] = widget
             label = QLabel(control.label or control.name.replace("_", " ").capitalize())
             label.setToolTip(control.help)
             form.addRow(label, widget)
-        outer.addLayout(form)
-        outer.addStretch(1)
-        self.setWidget(holder)
-        if previous:
-            self.set_values(previous)
+        return form
+
+    def _show_advanced(self, on: bool) -> None:
+        self.advanced_box.setVisible(on)
+        self.advanced_toggle.setText("Advanced ▾" if on else "Advanced ▸")
 
     def _has_presets(self) -> bool:
         return any(f.is_dir() and (any(f.glob(f"{self.engine}/*.toml"))) for f in self.preset_folders)

@@ -58,37 +58,43 @@ SILENT_MIX_DB = -70.0
 OOM_CHUNK, OOM_OVERLAP = 512, 32
 
 CONTROLS = (
-    Control("steps", "int", 64, "DDIM steps", 1, 1000, 1, help="denoising steps K (paper: 64 gives the best FAD)"),
-    Control("cfg", "float", 2.0, "Guidance λ", 0.0, 20.0, 0.1,
+    Control("steps", "int", 64, "DDIM steps", 1, 1000, 1, help="denoising steps K (paper: 64 gives the best FAD)",
+            advanced=True),
+    Control("cfg", "float", 2.0, "Guidance λ", 0.0, 20.0, 0.1, advanced=True,
             help="classifier-free guidance weight: 1 = conditional only, higher follows the mix more closely"),
-    Control("rescale", "float", 0.7, "Rescale φ", 0.0, 1.0, 0.05,
+    Control("rescale", "float", 0.7, "Rescale φ", 0.0, 1.0, 0.05, advanced=True,
             help="Lin et al. std rescale of the guided output (helps at λ > 2.5)"),
-    Control("strength", "float", 1.0, "Style strength", 0.0, 4.0, 0.05,
+    Control("strength", "float", 1.0, "Style strength", 0.0, 4.0, 0.05, advanced=True,
             help="style grounding: 1 = paper (pull weighted by β²), 0 = off, >1 holds the style longer"),
-    Control("quantise", "choice", "off", "MIDI grid", choices=tuple(QUANTISE),
-            help="quantise the transcribed MIDI to the DAW grid"),
+    Control("quantise", "choice", "off", "MIDI grid", choices=tuple(QUANTISE), advanced=True,
+            help="quantise the transcribed MIDI to the DAW grid (free mode)"),
     Control("preset", "preset", "finger", "Preset", help="a bass style from presets/bass"),
     Control("reference", "audio", "", "Style reference", help="a solo bass recording to copy the sound of"),
 )
-#: Follow mode's musician controls come first in a panel; the sampler's (above) go under "Advanced".
+#: Follow mode's musician controls come first in a panel; overrides and the sampler's settings go under "Advanced".
 MODES = ("follow", "free")
 FOLLOW_CONTROLS = (
     Control("mode", "choice", "follow", "Mode", choices=MODES,
             help="follow: listen to tempo, bars and chords, plan a line on them and play it; free: paper 000 as is"),
-    Control("style", "choice", "preset", "Style", choices=("preset",) + tuple(s for s in PLANNER_STYLES if s != "unknown"),
+    Control("style", "choice", "preset", "Style",
+            choices=("preset",) + tuple(s for s in PLANNER_STYLES if s != "unknown"),
             help="how the line is played (preset: the preset's own style)"),
-    Control("complexity", "float", 0.5, "Complexity", 0.0, 1.0, 0.05, help="fewer ↔ more notes (0.5 = the style's usual)"),
+    Control("complexity", "float", 0.5, "Complexity", 0.0, 1.0, 0.05,
+            help="fewer ↔ more notes (0.5 = the style's usual)"),
     Control("intensity", "float", 0.5, "Intensity", 0.0, 1.0, 0.05, help="softer ↔ harder playing"),
     Control("register", "int", 0, "Register", -1, 1, 1, help="octave: -1 low, 0 usual, +1 high"),
     Control("swing", "float", 0.0, "Swing", 0.0, 1.0, 0.05, help="0 = straight, 1 = triplet swing"),
     Control("lock_to_kick", "bool", False, "Lock to kick", help="put the line's notes on the kick drum's hits"),
-    Control("chords", "text", "", "Chords", help='a chart per bar, e.g. "D | G A | Bm | G A7" (empty = listen)'),
-    Control("bpm", "float", 0.0, "Tempo", 0.0, 999.0, 0.01, help="0 = the DAW's tempo, or listen for it"),
-    Control("meter", "text", "", "Meter", help="e.g. 4/4 or 6/8 (empty = the DAW's, or listen)"),
-    Control("key", "text", "", "Key", help="e.g. D or Bm (empty = listen)"),
-    Control("tempo_from", "choice", "listen", "Tempo from", choices=("listen", "timeline"),
+    Control("chords", "text", "", "Chords", advanced=True,
+            help='a chart per bar, e.g. "D | G A | Bm | G A7" (empty = the chord lane, or listen)'),
+    Control("bpm", "float", 0.0, "Tempo", 0.0, 999.0, 0.01, advanced=True,
+            help="0 = the DAW's tempo, or listen for it"),
+    Control("meter", "text", "", "Meter", advanced=True, help="e.g. 4/4 or 6/8 (empty = the DAW's, or listen)"),
+    Control("key", "text", "", "Key", advanced=True, help="e.g. D or Bm (empty = listen)"),
+    Control("tempo_from", "choice", "listen", "Tempo from", choices=("listen", "timeline"), advanced=True,
             help="timeline: trust the request's timeline (the DAW transport); listen: hear tempo and bar one"),
-    Control("midi_in", "text", "", "Line MIDI", help="play this MIDI line (edited in the DAW) instead of planning one"),
+    Control("midi_in", "text", "", "Line MIDI", advanced=True,
+            help="play this MIDI line (edited in the DAW) instead of planning one"),
 )
 FOLLOW_DEFAULTS = {c.name: c.default for c in FOLLOW_CONTROLS}
 
@@ -394,7 +400,7 @@ class BassEngine:
                 written.append(midi_path)
                 takes.append(Take(seed=seed, stems={"bass": wav_path}, midi=midi_path, start_sample=request.region_start,
                                   report={"notes": len(notes), "peak": round(wet.peak(), 4), "level": level,
-                                          "frames": wet.frames, "plan": info}))
+                                          "frames": wet.frames, "plan": info, "listening": lst.to_dict()}))
             timings["total_s"] = time.perf_counter() - t_start
             report = {
                 "engine": NAME, "mode": "follow" if not merged.get("midi_in") else "midi-in", "render": "soundfont",
