@@ -48,6 +48,7 @@ KK_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66,
 KK_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
 SR = 22050
 HOP = 256  # onset envelope hop: 11.6 ms
+PRIOR_WEIGHT = 0.3  # how much the tempo prior (log-normal around 120 BPM) weighs against harmonic bar lines
 
 
 @dataclass(frozen=True)
@@ -552,17 +553,11 @@ def listen_audio(mix: Audio, *, bpm: float | None = None, meter: tuple[int, int]
                 continue
             chroma_c, low_c = grid_of(bts)
             m, p, contrast = _meter_and_phase(_novelty(chroma_c), low_c, meters)
-            # a kick between every two beats as strong as on them (four on the floor) means the beat is twice
-            # as fast: this grid is then half-time, whatever the harmony says
-            mids = np.array([low[max(0, f - 2):f + 3].max() for f in fr_of(bts[:-1] + bs / 2)])
-            half_time = (m == (4, 4) and len(mids) > 4 and np.median(mids) >= 0.75 * np.median(low_c)
-                         and 60.0 / bs < 110)
             # kicks fall on the 16th grid of the right tempo; at 2/3 or 3/2 of it a third of them fall between
             sixteenth = bs / 4
             off = np.abs((hits - first + sixteenth / 2) % sixteenth - sixteenth / 2)
             on_grid = float(np.mean(off < 0.035)) if len(hits) >= 8 else 1.0
-            value = contrast + 0.3 * _tempo_prior(60.0 / bs) - (2.0 if half_time else 0.0) - \
-                (2.0 if on_grid < 0.7 else 0.0)
+            value = contrast + PRIOR_WEIGHT * _tempo_prior(60.0 / bs) - (2.0 if on_grid < 0.7 else 0.0)
             if best is None or value > best[0]:
                 best = (value, bts, bs, chroma_c, low_c, m, p)
         if best is None:
