@@ -11,30 +11,18 @@ Everything is evaluated on the corpus's *test* split (songs never seen in traini
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import sys
 import time
 from pathlib import Path
 
+import _common
 import numpy as np
 import torch
 
 
 def hardware() -> str:
-    model = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return (f"{model}, {os.cpu_count()} logical cores (shared: 1-min load average {load:.1f} at start), "
-            f"torch {torch.__version__}, {torch.get_num_threads()} torch threads, "
-            f"{'CUDA' if torch.cuda.is_available() else 'CPU only'}")
+    return _common.hardware()
 
 
 def fmt(x: float) -> str:
@@ -143,6 +131,63 @@ def matching_top1(args, n: int = 25, seconds: float = 6.0) -> dict:
     return out
 
 
+def missing_table(corpus: Path, weights_dir: Path, limit: int | None = None) -> dict:
+    """"Missing parts" on whole held-out songs mixed from their stems: the full band, the band without each part
+    (bass, drums, accompaniment = piano + guitar + strings) and without each single instrument. Counts, per
+    part, how often it is flagged missing when removed and when it still plays."""
+    from backline.engines.analysis.api import Analyzer
+    from backline.engines.analysis.train_presence import GROUPS
+    from backline.engines.audio import Audio
+    from backline.engines.data.slakh import list_tracks
+
+    an = Analyzer("shipped", weights_dir=weights_dir)
+    tracks = list_tracks(corpus)[:limit]
+    rows: dict[str, dict[str, list[bool]]] = {}  # removal -> part -> flagged missing per song
+    for tr in tracks:
+        by_role: dict[str, list[np.ndarray]] = {}
+        for st in tr.audio_stems():
+            by_role.setdefault(st.role, []).append(tr.stem_audio(st.id, sample_rate=16000, channels=1).samples[0])
+        n = min(len(a) for v in by_role.values() for a in v)
+        stems = {r: np.sum([a[:n] for a in v], axis=0) for r, v in by_role.items()}
+        removals = [("nothing", ())] + [(g, m) for g, m in GROUPS.items()]
+        removals += [(r, (r,)) for r in stems if r not in ("bass", "drums")]
+        for name, gone in removals:
+            keep = [r for r in stems if r not in gone]
+            mix = np.sum([stems[r][:n] for r in keep], axis=0).astype(np.float32)
+            rep = an.analyze(Audio(mix[None], 16000))
+            for part, members in GROUPS.items():
+                plays = any(r in keep for r in members)
+                rows.setdefault(name, {}).setdefault(part, []).append((plays, part in rep.missing_parts))
+    return {"songs": len(tracks), "rows": rows}
+
+
+def print_missing(res: dict) -> None:
+    from backline.engines.analysis.train_presence import GROUPS
+
+    print(f"\n\"Missing parts\" on {res['songs']} held-out songs (whole songs mixed from their stems), "
+          "% of songs where each part is flagged missing")
+    print(f"{'removed':<16}" + "".join(f"{p:>16}" for p in GROUPS))
+    hit = {p: [0, 0] for p in GROUPS}    # removed part flagged missing: [flagged, total]
+    false = {p: [0, 0] for p in GROUPS}  # playing part flagged missing
+    for name, parts in res["rows"].items():
+        cells = []
+        for part in GROUPS:
+            vals = parts[part]
+            share = np.mean([m for _, m in vals])
+            plays = vals[0][0]
+            cells.append(f"{100 * share:5.1f} {'(gone)' if not plays else '      '}")
+            for p_, m in vals:
+                bucket = false[part] if p_ else hit[part]
+                bucket[0] += m
+                bucket[1] += 1
+        print(f"{name:<16}" + "".join(f"{c:>16}" for c in cells))
+    print("per part: missing flagged when removed (target >= 90 %) | flagged missing while it plays (target <= 5 %)")
+    for part in GROUPS:
+        h, f = hit[part], false[part]
+        print(f"  {part:<14} {100 * h[0] / max(h[1], 1):5.1f} % of {h[1]:>3} | {100 * f[0] / max(f[1], 1):5.1f} % of {f[1]:>3}"
+              f"  -> {'met' if h[0] >= 0.9 * h[1] and f[0] <= 0.05 * f[1] else 'NOT met'}")
+
+
 def timing(args) -> dict:
     from backline.engines.analysis.api import Analyzer
     from backline.engines.analysis.common import load_waves
@@ -182,15 +227,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--weights-dir", type=Path, default=Path(__file__).resolve().parents[1] / "engines" / "analysis" / "weights")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--probe-train", type=int, default=1200, help="training crops the linear probes see")
-    p.add_argument("--skip", default="", help="comma list of parts to skip: table,probe,matching,timing")
+    p.add_argument("--skip", default="", help="comma list of parts to skip: table,probe,matching,timing,missing")
+    p.add_argument("--missing-corpus", type=Path, default=None,
+                   help="held-out rendered songs for the missing-parts table (default: the corpus's test split)")
+    p.add_argument("--missing-songs", type=int, default=30, help="songs in the missing-parts table")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     skip = set(filter(None, args.skip.split(",")))
     print(f"hardware: {hardware()}")
-    ensure_cache(args, "test", quiet=True)  # limits apply to the training split only
-    test = load_crops(args, "test")
-    n_tracks = len(torch.unique(test.track))
-    print(f"held-out data: {len(test)} five-second crops (random stem subsets) from {n_tracks} test songs of {args.corpus}")
+    if "missing" not in skip:
+        corpus = args.missing_corpus or Path(args.corpus[0].split(":")[0]) / "test"
+        print_missing(missing_table(corpus, args.weights_dir, args.missing_songs))
+    if {"table", "probe"} - skip:
+        ensure_cache(args, "test", quiet=True)  # limits apply to the training split only
+        test = load_crops(args, "test")
+        n_tracks = len(torch.unique(test.track))
+        print(f"held-out data: {len(test)} five-second crops (random stem subsets) from {n_tracks} test songs of {args.corpus}")
 
     if "table" not in skip:
         rows = tagger_table(args.runs / "tagger", test, (*HEADS, "shipped"), args.weights_dir / "tagger")

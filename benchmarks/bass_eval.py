@@ -228,7 +228,7 @@ def main() -> None:
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     started = time.time()
-    from bass_speed import cpu_name
+    from _common import cpu_name
 
     engine = build(a.config, "cpu", weights=a.weights, codec_weights=a.codec_weights)
     results: dict = {"weights": engine.describe().weights}

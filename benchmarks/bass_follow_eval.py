@@ -168,10 +168,10 @@ def pipeline_table(engine, corpus: Path, songs: int) -> dict:
 def demo_table(engine) -> dict:
     import mido
 
-    from backline.bridge.timeline import Timeline
     from backline.engines.data.demo import demo_song
     from backline.engines.data.slakh import read_track
     from backline.engines.protocol import GenerationRequest
+    from backline.engines.timeline import Timeline
 
     sys.path.insert(0, str(Path(__file__).parent))
     from listen_eval import band_without_bass
@@ -182,11 +182,12 @@ def demo_table(engine) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         req = GenerationRequest("bass", Path(tmp) / "b", Timeline.constant(120.0, mix.sample_rate), mix=mix,
                                 preset="finger", region_stop=mix.frames)
-        res = engine.generate(req)
-        take = res.takes[0]
-        wav = read_audio(take.stems["bass"])
+        from backline.engines.takes import generate_and_write
         from backline.engines.transcribe import midi_to_notes
 
+        res = generate_and_write(engine, req)  # as `backline demo` does: the written WAV and MIDI are checked
+        take = res.takes[0]
+        wav = read_audio(take.stems["bass"])
         notes = midi_to_notes(mido.MidiFile(str(take.midi)))
     ex = tr.extras
     bar_s = 4 * 60.0 / ex["tempo_bpm"]
@@ -223,9 +224,9 @@ def demo_table(engine) -> dict:
 
 
 def speed(engine, corpus: Path) -> dict:
-    from backline.bridge.timeline import Timeline
     from backline.engines.data.slakh import list_tracks
     from backline.engines.protocol import GenerationRequest
+    from backline.engines.timeline import Timeline
 
     sys.path.insert(0, str(Path(__file__).parent))
     from listen_eval import band_without_bass
@@ -236,8 +237,10 @@ def speed(engine, corpus: Path) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         req = GenerationRequest("bass", Path(tmp) / "b", Timeline.constant(120.0, mix.sample_rate), mix=mix,
                                 preset="finger", region_stop=mix.frames)
+        from backline.engines.takes import generate_and_write
+
         w0, c0 = time.perf_counter(), time.process_time()
-        res = engine.generate(req)
+        res = generate_and_write(engine, req)
         wall, cpu = time.perf_counter() - w0, time.process_time() - c0
     print(f"\n4. speed: 30 s in follow mode end to end (listen, plan, render, write): {wall:.2f} s wall "
           f"({wall / 30:.3f}x real time), {cpu:.2f} s CPU in this process ({cpu / 30:.3f}x; fluidsynth runs beside it) "

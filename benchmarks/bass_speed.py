@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from _common import cpu_name
 
 from backline.engines.audio import Audio
 from backline.engines.bass.engine import Sampling, build
@@ -33,17 +33,6 @@ def test_mix(seconds: float, sr: int = 44100) -> Audio:
         x[seg] = sum(np.sin(2 * np.pi * f * t[seg]) for f in ch) * 0.15
     kick = np.sin(2 * np.pi * 60 * t) * np.exp(-np.mod(t, 0.5) * 30) * 0.5
     return Audio(np.stack([x + kick, x + kick]).astype(np.float32), sr)
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def end_to_end(engine, mix: Audio, steps: int, sync=lambda: None) -> dict[str, float]:

@@ -17,35 +17,19 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import threading
 import time
 from pathlib import Path
 
+import _common
 import numpy as np
 import torch
 
 
 def hardware(device: str) -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    text = f"{cpu}, {os.cpu_count()} logical cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
-    if device.startswith("cuda") and torch.cuda.is_available():
-        text += f"; GPU {torch.cuda.get_device_name(0)}"
-    try:
-        load = os.getloadavg()
-        text += f"; load average {load[0]:.1f} (shared machine: timings are noisy)"
-    except OSError:
-        pass
-    return text
+    return _common.hardware(device)
 
 
 class PeakRSS:

@@ -16,32 +16,22 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import time
-from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from _common import cpu_name  # noqa: E402
 
 from backline.engines.drums import data as drum_data  # noqa: E402
 from backline.engines.drums import novelty as nov  # noqa: E402
-from backline.engines.drums.engine import drum_midi, load_models, midi_bytes, region_timeline  # noqa: E402
+from backline.engines.drums.engine import drum_midi, load_models, region_timeline  # noqa: E402
 from backline.engines.drums.representation import STEPS_PER_QUARTER, SongGrid  # noqa: E402
 from backline.engines.drums.velocity import assign_velocities  # noqa: E402
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+from backline.engines.midi import midi_bytes  # noqa: E402
 
 
 def prf(pred: np.ndarray, true: np.ndarray) -> tuple[int, int, int]:

@@ -19,26 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from _common import cpu_name, percentiles
+
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
-def percentiles(gaps: list[float]) -> str:
-    import numpy as np
-
-    if not gaps:
-        return "no samples"
-    a = np.asarray(gaps) * 1000
-    return f"p50 {np.percentile(a, 50):.1f} ms, p99 {np.percentile(a, 99):.1f} ms, max {a.max():.1f} ms ({len(a)} ticks)"
 
 
 def run_until(predicate, timeout: float) -> None:

@@ -32,7 +32,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from backline.bridge.osc import OscBridge
     from backline.bridge.transport import Event, Transport
+    from backline.engines.errors import ConfigError
 
+    if not args.interval > 0:
+        raise ConfigError(f"--interval {args.interval:g} must be more than 0 seconds", fix="e.g. --interval 0.1")
+    if args.seconds < 0:
+        raise ConfigError(f"--seconds {args.seconds:g} must be 0 (until Ctrl-C) or more")
+    if not 8000 <= args.sample_rate <= 384000:
+        raise ConfigError(f"--sample-rate {args.sample_rate} is not an audio sample rate", fix="e.g. 48000")
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="backline: %(message)s",
                         stream=sys.stderr)
     transport = Transport(args.sample_rate)

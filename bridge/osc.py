@@ -19,6 +19,7 @@ once). Malformed packets, wrong argument types, unknown addresses and absurd val
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 import os
@@ -29,7 +30,6 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
-from pythonosc.osc_bundle import OscBundle
 from pythonosc.osc_message_builder import OscMessageBuilder
 
 from backline.bridge.transport import Transport, _OnceLog
@@ -62,6 +62,8 @@ _F32, _F64, _I32, _I64 = struct.Struct(">f"), struct.Struct(">d"), struct.Struct
 _SIZES = {0x66: 4, 0x69: 4, 0x64: 8, 0x68: 8, 0x74: 8, 0x63: 4, 0x72: 4, 0x6D: 4}  # f i d h t c r m
 _NOARG = frozenset(b"TFNI")
 _NUMS = re.compile(r"-?\d+(?:\.\d+)?")
+#: Bundles inside bundles are followed this deep (DAWs send one level; deeper is an attack or a bug).
+MAX_BUNDLE_DEPTH = 4
 
 
 class OscDecodeError(ValueError):
@@ -192,6 +194,18 @@ def _str(buf: bytearray, n: int, tags: bytes, off: int) -> str:
         raise _BadArgs from None
 
 
+def check_ipv4(host: str, what: str = "--host") -> str:
+    """A dotted IPv4 address or 'localhost', or a ConfigError that says so (999.1.1.1 is not an address)."""
+    if host == "localhost":
+        return host
+    try:
+        socket.inet_pton(socket.AF_INET, host)
+    except (OSError, TypeError):
+        raise ConfigError(f"{what} {host!r} is not an IPv4 address",
+                          fix="use e.g. 127.0.0.1 (this machine only) or this machine's LAN address") from None
+    return host
+
+
 def parse_clock(text: str) -> float:
     """'1:02:03:456', '02:03:456', '1:02:03.456', '12.5' → seconds (DrivenByMoss / Ardour time strings)."""
     parts = [p for p in re.split(r"[:]", text.strip()) if p != ""]
@@ -220,6 +234,13 @@ class OscBridge:
                  realtime: bool = True) -> None:
         if dialect not in DIALECTS:
             raise ConfigError(f"unknown DAW dialect {dialect!r}", fix=f"choose one of {', '.join(DIALECTS)}")
+        for what, value in (("--port", port), ("--daw-port", daw_port)):
+            if value is not None and not (isinstance(value, int) and 0 <= value <= 65535):
+                raise ConfigError(f"{what} {value!r} is not a UDP port", fix="use a number within 1–65535")
+        for what, value in (("--host", host), ("--daw-host", daw_host)):
+            check_ipv4(value, what)
+        if not poll_interval > 0:
+            raise ConfigError(f"poll interval {poll_interval!r} must be a positive number of seconds")
         self.transport = transport
         self.fixed = dialect != "auto"
         self.dialect = dialect if self.fixed else None
@@ -230,9 +251,11 @@ class OscBridge:
         self.clock = clock or transport.clock
         self.realtime = realtime
         self.scheduling = "normal"
-        self.problems = _OnceLog(log)
-        self.stats = {"messages": 0, "malformed": 0, "unknown": 0, "bad_args": 0, "other_dialect": 0,
-                      "sent": 0}
+        # one log budget for the transport and the bridge that feeds it: a storm costs one line a second in all
+        self.problems = transport.problems if isinstance(getattr(transport, "problems", None), _OnceLog) \
+            else _OnceLog(log)
+        self.stats = {"messages": 0, "bundles": 0, "malformed": 0, "unknown": 0, "bad_args": 0,
+                      "other_dialect": 0, "sent": 0}
         self.loop: tuple[float, float] | None = None
         self._buf = bytearray(65536)
         self._sock: socket.socket | None = None
@@ -253,9 +276,21 @@ class OscBridge:
             sock.bind((self.host, self.port))
         except OSError as err:
             sock.close()
+            if err.errno == errno.EADDRINUSE:
+                fix = ("another program uses that port; pick another with --port and set the same port in your "
+                       "DAW's OSC settings")
+            elif err.errno == errno.EADDRNOTAVAIL:
+                fix = f"{self.host} is not an address of this machine; use 127.0.0.1 (or this machine's LAN address)"
+            elif err.errno == errno.EACCES:
+                fix = "ports below 1024 need administrator rights; use e.g. --port 9000"
+            else:
+                fix = "check --host and --port"
             raise DeviceError(f"cannot listen for OSC on {self.host}:{self.port} ({err.strerror or err})",
-                              fix="another program uses that port; pick another with --port and set the "
-                                  "same port in your DAW's OSC settings") from err
+                              fix=fix) from err
+        if self.host not in ("127.0.0.1", "localhost") and not self.host.startswith("127."):
+            log.warning("listening for OSC on %s: other machines on the network can move your DAW's transport "
+                        "and start generations; use --host 127.0.0.1 unless the DAW runs on another machine",
+                        self.host)
         sock.settimeout(self.poll_interval)
         self._sock = sock
         self.port = sock.getsockname()[1]
@@ -356,10 +391,13 @@ class OscBridge:
                 self.problems("socket", f"OSC socket error ignored: {err}", logging.INFO)
                 continue
             t = self.clock()
+            if self.problems.pending:
+                self.problems.flush()
             if n:
                 self._last_addr, last_rx = addr, t
                 self.handle(buf, n, t)
             else:
+                self.transport.flush_problems()
                 self.transport.check_silence(t)
                 if t - last_rx > 2.0 and t - last_hello > 2.0:  # DAW not up yet, or restarted: ask again
                     self._hello()
@@ -370,10 +408,14 @@ class OscBridge:
 
     def handle(self, buf: bytearray | bytes, n: int, t: float) -> None:
         """Apply one datagram (message or bundle) received at monotonic time `t`."""
-        self.stats["messages"] += 1
-        if buf[0] == 0x23:  # '#bundle'
-            self._handle_bundle(bytes(buf[:n]), t)
+        if n and buf[0] == 0x23:  # '#bundle'
+            self.stats["bundles"] += 1
+            self._handle_bundle(bytes(buf[:n]), 0, n, t, 1)
             return
+        self._handle_message(buf, n, t)
+
+    def _handle_message(self, buf: bytearray | bytes, n: int, t: float) -> None:
+        self.stats["messages"] += 1
         try:
             address, tags, off = decode_header(buf, n)
         except OscDecodeError as err:
@@ -401,19 +443,35 @@ class OscBridge:
             self.problems(f"args:{address!r}", f"ignored {address.decode()} with arguments ,{tags.decode(errors='replace')}"
                                                " of the wrong type or range")
 
-    def _handle_bundle(self, data: bytes, t: float) -> None:
-        try:
-            bundle = OscBundle(data)
-            contents = list(bundle)
-        except Exception as err:  # python-osc raises several types for garbage
+    def _handle_bundle(self, data: bytes, start: int, end: int, t: float, depth: int) -> None:
+        """Walk a bundle in place: one pass over the datagram whatever the nesting (python-osc re-parses every
+        level and logs a line per bad element), at most `MAX_BUNDLE_DEPTH` levels deep. Each message inside
+        counts as a message in `stats`; a bad element ends the bundle, counted and logged once."""
+        if depth > MAX_BUNDLE_DEPTH:
             self.stats["malformed"] += 1
-            self.problems("malformed", f"ignored a malformed OSC bundle ({err})")
+            self.problems("bundle-depth", f"ignored an OSC bundle nested deeper than {MAX_BUNDLE_DEPTH} levels")
             return
-        for item in contents:
-            dgram = item.dgram
-            if dgram:
-                self.stats["messages"] -= 1  # count messages, not wrappers
-                self.handle(dgram, len(dgram), t)
+        if end - start < 16 or data[start:start + 8] != b"#bundle\0":
+            self.stats["malformed"] += 1
+            self.problems("malformed", "ignored a malformed OSC bundle (bad header)")
+            return
+        off = start + 16  # '#bundle\0' + 8-byte time tag (Backline applies everything on arrival)
+        while off < end:
+            if off + 4 > end:
+                self.stats["malformed"] += 1
+                self.problems("malformed", "ignored a malformed OSC bundle (element size runs past the packet)")
+                return
+            size = _I32.unpack_from(data, off)[0]
+            off += 4
+            if size <= 0 or off + size > end:
+                self.stats["malformed"] += 1
+                self.problems("malformed", "ignored a malformed OSC bundle (element runs past the packet)")
+                return
+            if data[off] == 0x23:
+                self._handle_bundle(data, off, off + size, t, depth + 1)
+            else:
+                self._handle_message(data[off:off + size], size, t)
+            off += size
 
     def _adopt(self, dialect: str) -> None:
         if self.dialect is None:

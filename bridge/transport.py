@@ -92,16 +92,41 @@ class TransportSnapshot:
 
 
 class _OnceLog:
-    """Log each kind of problem once (then count it), so a flood of bad input never floods the log."""
+    """Log each kind of problem once (then count it), and at most one line per second once a short burst is
+    spent (a token bucket: `BURST` lines, refilled at one per second), so a storm of varied bad input never
+    floods the log. A kind held back waits in `pending` and is written by a later call or by `flush()` (the
+    OSC loop calls it while idle), so no kind of problem goes unreported."""
 
-    def __init__(self, logger: logging.Logger) -> None:
+    BURST = 3
+    RATE = 1.0  # lines per second after the burst
+
+    def __init__(self, logger: logging.Logger, clock: Callable[[], float] = time.monotonic) -> None:
         self._logger = logger
+        self._clock = clock
         self.counts: dict[str, int] = {}
+        self._logged: set[str] = set()
+        self.pending: dict[str, tuple[str, int]] = {}
+        self._tokens = float(self.BURST)
+        self._refilled = clock()
 
     def __call__(self, kind: str, message: str, level: int = logging.WARNING) -> None:
-        n = self.counts.get(kind, 0)
-        self.counts[kind] = n + 1
-        if n == 0:
+        self.counts[kind] = self.counts.get(kind, 0) + 1
+        if kind not in self._logged and kind not in self.pending and self._logger.isEnabledFor(level):
+            self.pending[kind] = (message, level)
+        self.flush()
+
+    def flush(self) -> None:
+        """Write pending lines while the bucket has tokens."""
+        if not self.pending:
+            return
+        now = self._clock()
+        self._tokens = min(float(self.BURST), self._tokens + (now - self._refilled) * self.RATE)
+        self._refilled = now
+        while self.pending and self._tokens >= 1.0:
+            kind, (message, level) = next(iter(self.pending.items()))
+            del self.pending[kind]
+            self._logged.add(kind)
+            self._tokens -= 1.0
             self._logger.log(level, "%s (logged once; later ones are counted)", message)
 
 
@@ -323,6 +348,11 @@ class Transport:
     def request_generate(self, args: tuple, source: str = "osc") -> None:
         self._heard(self.clock(), source)
         self._emit(Event.GENERATE, args)
+
+    def flush_problems(self) -> None:
+        """Write a problem line held back by the one-line-per-second limit (called by feeders while idle)."""
+        if self.problems.pending:
+            self.problems.flush()
 
     def check_silence(self, t: float | None = None) -> bool:
         """Raise SILENT once when the DAW has said nothing for `silence_timeout` s; True while silent.

@@ -126,9 +126,49 @@ def resample(samples: np.ndarray | torch.Tensor, orig_rate: int, new_rate: int):
 
     is_numpy = isinstance(samples, np.ndarray)
     tensor = torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32)) if is_numpy else samples
-    out = taf.resample(tensor, int(orig_rate), int(new_rate), lowpass_filter_width=16, rolloff=0.95,
-                       resampling_method="sinc_interp_kaiser", beta=8.555)
+
+    def run(x):
+        return taf.resample(x, int(orig_rate), int(new_rate), lowpass_filter_width=RESAMPLE_WIDTH, rolloff=0.95,
+                            resampling_method="sinc_interp_kaiser", beta=8.555)
+
+    n = tensor.shape[-1]
+    if n <= RESAMPLE_CHUNK:
+        out = run(tensor)
+    else:
+        out = _resample_chunked(tensor, int(orig_rate), int(new_rate), run)
     return out.numpy() if is_numpy else out
+
+
+#: Kaiser-sinc zero crossings each side (torchaudio's lowpass_filter_width).
+RESAMPLE_WIDTH = 16
+#: Longer signals are resampled in chunks of about this many input samples (torchaudio's one-pass resampler
+#: needs ~30 bytes per sample: +1.2 GB for a 15-minute mono track).
+RESAMPLE_CHUNK = 1 << 20
+
+
+def _resample_chunked(tensor, orig_rate: int, new_rate: int, run):
+    """The same polyphase FIR as one pass, over chunks that start on its period and carry enough real signal
+    either side for the kernel (so the output equals the one-pass output within float rounding)."""
+    import math
+
+    import torch
+
+    g = math.gcd(orig_rate, new_rate)
+    o, nn = orig_rate // g, new_rate // g
+    width = math.ceil(RESAMPLE_WIDTH * o / (min(o, nn) * 0.95))
+    context = o * (math.ceil((width + o) / o) + 1)
+    step = max(o, (RESAMPLE_CHUNK // o) * o)
+    n = tensor.shape[-1]
+    total = int(torch.ceil(torch.as_tensor(nn * n / o)))  # torchaudio's own length rule (float32 ceil)
+    pieces = []
+    for a in range(0, n, step):
+        b = min(n, a + step)
+        lo, hi = max(0, a - context), min(n, b + context)
+        y = run(tensor[..., lo:hi])
+        first = (a - lo) // o * nn
+        count = (b - a) // o * nn if b < n else total - a // o * nn
+        pieces.append(y[..., first:first + count])
+    return torch.cat(pieces, dim=-1)
 
 
 def _check_readable(path: Path) -> None:
@@ -152,9 +192,12 @@ def audio_info(path: str | Path) -> tuple[int, int, int]:
     _check_readable(path)
     try:
         with AudioFile(str(path)) as f:
-            return int(f.samplerate), int(f.num_channels), int(f.frames)
+            info = int(f.samplerate), int(f.num_channels), int(f.frames)
     except (OSError, RuntimeError, ValueError) as err:
         raise AudioFileError(f"cannot be decoded ({err})", path=path, fix="re-export it as WAV or FLAC") from err
+    if info[2] == 0:
+        raise AudioFileError("has no audio in it (0 samples)", path=path, fix="export the audio again from your DAW")
+    return info
 
 
 def read_audio(
@@ -173,6 +216,9 @@ def read_audio(
     try:
         with AudioFile(str(path)) as f:
             file_rate, total = int(f.samplerate), int(f.frames)
+            if total == 0:
+                raise AudioFileError("has no audio in it (0 samples)", path=path,
+                                     fix="export the audio again from your DAW")
             count = total - start if frames is None else frames
             if count / max(file_rate, 1) > MAX_IN_MEMORY_SECONDS:
                 raise AudioFileError(
@@ -186,6 +232,12 @@ def read_audio(
         raise
     except (OSError, RuntimeError, ValueError) as err:
         raise AudioFileError(f"cannot be decoded ({err})", path=path, fix="re-export it as WAV or FLAC") from err
+    held = _wav_frames_held(path)
+    if held is not None and held < total and start + data.shape[1] > held:
+        from backline.engines.errors import warn
+
+        warn(f"is truncated: it holds {held / file_rate:.2f} s of the {total / file_rate:.2f} s its header "
+             "announces; the rest is read as silence", path=path)
     if frames is not None and data.shape[1] < frames:  # keep the requested length (alignment)
         data = np.pad(data, ((0, 0), (0, frames - data.shape[1])))
     if not np.all(np.isfinite(data)):
@@ -196,6 +248,41 @@ def read_audio(
     if sample_rate is not None:
         audio = audio.resampled(sample_rate)
     return audio
+
+
+def _wav_frames_held(path: Path) -> int | None:
+    """For a RIFF/WAVE file: how many whole frames its data chunk really holds (decoders pad a truncated file
+    with silence up to the header's length without a word). None for other formats or odd headers."""
+    import struct
+
+    if path.suffix.lower() != ".wav":
+        return None
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                return None
+            block = None
+            while True:
+                chunk = f.read(8)
+                if len(chunk) < 8:
+                    return None
+                cid, csize = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+                if cid == b"fmt ":
+                    fmt = f.read(min(csize, 40))
+                    if len(fmt) < 16:
+                        return None
+                    block = struct.unpack("<H", fmt[12:14])[0]
+                    f.seek(csize - len(fmt) + (csize & 1), 1)
+                elif cid == b"data":
+                    if not block:
+                        return None
+                    return max(0, min(csize, size - f.tell())) // block
+                else:
+                    f.seek(csize + (csize & 1), 1)
+    except (OSError, struct.error):
+        return None
 
 
 def iter_audio_chunks(path: str | Path, chunk_frames: int) -> Iterator[Audio]:

@@ -58,6 +58,18 @@ class DeviceError(BacklineError):
     """An audio or compute device that is missing, vanished, or ran out of memory."""
 
 
+class BacklineWarning(UserWarning):
+    """Something the user should know about that does not stop the work (a truncated file, a clamped tempo).
+    The CLI prints each as one `backline: warning: ...` line."""
+
+
+def warn(message: str, *, path: str | Path | None = None) -> None:
+    """Issue a one-line BacklineWarning (shown by the CLI; collected by tests with pytest.warns)."""
+    import warnings
+
+    warnings.warn(f"{path}: {message}" if path is not None else message, BacklineWarning, stacklevel=2)
+
+
 class Cancelled(BacklineError):
     """The user cancelled a long job; nothing partial was written."""
 

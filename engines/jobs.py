@@ -19,7 +19,7 @@ worker → host (events, see `JobEvent`)::
     ("ready", device_text)
     ("described", name, EngineDescription | None, error_text)
     ("progress", job_id, fraction, message)
-    ("result", job_id, GenerationResult)
+    ("result", job_id, GenerationResult)      takes already written: stems/midi are file paths
     ("error", job_id, message, cancelled)
 
 The fifth kind, ``crash``, cannot be sent by a process that has died: `JobWorker.poll` synthesises it from
@@ -70,6 +70,9 @@ def resolve_device(device: str) -> tuple[str, str]:
 
     'cpu' does not import torch: the worker is ready at once, and engines that need torch import it themselves.
     """
+    from backline.engines.protocol import check_device
+
+    check_device(device)
     if device == "cpu":
         return "cpu", f"CPU ({os.cpu_count() or 1} cores)"
     import torch
@@ -170,12 +173,16 @@ class _Worker:
                 self.send("progress", job_id, float(min(max(fraction, 0.0), 1.0)), str(message))
 
         try:
+            from backline.engines.takes import generate_and_write
+
             engine = self.engine(request.engine)
             progress(0.0, f"{request.engine}: starting")
-            result = engine.generate(request, progress=progress, cancel=cancel)
-            if cancel.is_set():
-                raise Cancelled()
-            self.score_fit(request, result, cancel)
+            # the output folder is locked and checked before any work; the takes are written all-or-nothing
+            # after generate() (pure) and the fit score, so a cancel or an error leaves the folder as it was
+            result = generate_and_write(engine, request, progress=progress, cancel=cancel,
+                                        before_write=lambda res: self.score_fit(request, res, cancel),
+                                        role_check=self.config,
+                                        on_warning=lambda text: progress(0.0, f"warning: {text}"))
             self.send("result", job_id, result)
         except Cancelled as err:
             self.send("error", job_id, str(err), True)
@@ -234,11 +241,19 @@ def _worker_main(cmd: Connection, evt: Connection, config: str, device: str, reg
                  fit: str = "auto") -> None:
     """Process entry point (must be importable for 'spawn')."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in the terminal is the host's to handle
+
+    def terminate(_sig, _frame):  # SIGTERM (the host's stop, a session logout) cancels like Ctrl+C would
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, terminate)
     from backline.engines import protocol
 
     protocol.ENGINE_REGISTRY.clear()
     protocol.ENGINE_REGISTRY.update(registry)  # the host's view, including engines registered at run time
-    _Worker(cmd, evt, config, device, fit).run()
+    try:
+        _Worker(cmd, evt, config, device, fit).run()
+    except KeyboardInterrupt:  # the running job unwound (its output folder released, nothing written)
+        os._exit(128 + signal.SIGTERM)
 
 
 # ----------------------------------------------------------------------------------------------------------

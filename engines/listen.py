@@ -29,9 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-from backline.bridge.timeline import Timeline, check_bpm
 from backline.engines.audio import Audio
 from backline.engines.errors import ConfigError, TimelineError
+from backline.engines.timeline import Timeline, check_bpm
 
 NOTE_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 _PC = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}

@@ -8,15 +8,16 @@ listing them does not load torch.
 from __future__ import annotations
 
 import importlib
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from backline.bridge.timeline import Timeline
 from backline.engines.audio import Audio
 from backline.engines.errors import Cancelled, ConfigError
+from backline.engines.timeline import Timeline
 
 ProgressFn = Callable[[float, str], None]
 
@@ -37,22 +38,88 @@ class Control:
     step: float | None = None
     choices: tuple[str, ...] = ()
     help: str = ""
-    advanced: bool = False  # drawn under "Advanced" (sampler settings, overrides), after the musician's controls
+    flags: tuple[str, ...] = ()  # extra command-line spellings (the first flag is always --name-with-dashes)
+    #: where a UI shows it: "" = the panel, "advanced" = the panel's Advanced section (sampler settings and
+    #: the like), "cli" = command line only (file paths, output handling, raw overrides: the host supplies
+    #: these itself, from the waveform selection, drag and drop or Settings)
+    group: str = ""
 
     def validate(self, value: Any) -> Any:
         """Coerce and range-check a value; raise ConfigError with the allowed range."""
         if self.kind in ("int", "float"):
             try:
+                if self.kind == "int" and isinstance(value, float) and not value.is_integer():
+                    raise ValueError(value)
                 value = int(value) if self.kind == "int" else float(value)
             except (TypeError, ValueError) as err:
-                raise ConfigError(f"{self.name} must be a number, got {value!r}") from err
+                raise ConfigError(f"{self.name} must be a {'whole ' if self.kind == 'int' else ''}number, "
+                                  f"got {value!r}") from err
+            if self.kind == "float" and value != value:  # NaN passes every comparison
+                raise ConfigError(f"{self.name} must be a number, got NaN")
             if (self.minimum is not None and value < self.minimum) or (self.maximum is not None and value > self.maximum):
-                raise ConfigError(f"{self.name}={value} is out of range", fix=f"use {self.minimum:g}–{self.maximum:g}")
+                lo = "" if self.minimum is None else f"{self.minimum:g}"
+                hi = "" if self.maximum is None else f"{self.maximum:g}"
+                rng = f"use {lo}–{hi}" if lo and hi else (f"use at least {lo}" if lo else f"use at most {hi}")
+                raise ConfigError(f"{self.name}={value} is out of range", fix=rng)
         elif self.kind == "bool":
             value = bool(value)
         elif self.kind == "choice" and value not in self.choices:
             raise ConfigError(f"{self.name}={value!r} is not one of {', '.join(self.choices)}")
         return value
+
+
+def validate_controls(controls: tuple[Control, ...], values: dict[str, Any], engine: str = "") -> dict[str, Any]:
+    """Defaults merged with `values`, each checked by its Control; unknown names are refused."""
+    known = {c.name: c for c in controls}
+    unknown = set(values) - set(known)
+    if unknown:
+        raise ConfigError(f"unknown control(s) {', '.join(sorted(unknown))}" + (f" for {engine}" if engine else ""),
+                          fix=f"known: {', '.join(known)}")
+    merged = {c.name: c.default for c in controls} | dict(values)
+    return {name: known[name].validate(value) for name, value in merged.items()}
+
+
+def control_flag(control: Control) -> str:
+    return "--" + control.name.replace("_", "-")
+
+
+def add_control_flags(parser: Any, controls: tuple[Control, ...], *, skip: tuple[str, ...] = (),
+                      title: str = "engine controls") -> None:
+    """Command-line flags made from an engine's controls — the same declaration the host builds its panels
+    from, so the two never disagree. Flags default to None ("not given"): the engine (or a preset) decides."""
+    import argparse
+
+    group = parser.add_argument_group(title)
+    for c in controls:
+        if c.name in skip:
+            continue
+        names = [control_flag(c), *c.flags]
+        text = (c.help or c.label or c.name).rstrip(".")
+        shown = "on" if c.default is True else "off" if c.default is False else repr(c.default) \
+            if c.default == "" else c.default
+        rng = ""
+        if c.kind in ("int", "float") and (c.minimum is not None or c.maximum is not None):
+            rng = f"; {'' if c.minimum is None else f'{c.minimum:g}'}–{'' if c.maximum is None else f'{c.maximum:g}'}"
+        help_text = f"{text} (default {shown}{rng})".replace("%", "%%")
+        if c.kind == "bool":
+            group.add_argument(*names, dest=c.name, action=argparse.BooleanOptionalAction, default=None,
+                               help=help_text)
+        elif c.kind == "choice":
+            group.add_argument(*names, dest=c.name, choices=c.choices, default=None, help=help_text)
+        elif c.kind == "int":
+            group.add_argument(*names, dest=c.name, type=int, default=None, metavar="N", help=help_text)
+        elif c.kind == "float":
+            group.add_argument(*names, dest=c.name, type=float, default=None, metavar="X", help=help_text)
+        else:
+            group.add_argument(*names, dest=c.name, default=None, metavar=c.kind.upper(), help=help_text)
+
+
+def control_values(args: Any, controls: tuple[Control, ...], *, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The controls given on the command line (flags left out are not in the dict), checked."""
+    given = {c.name: getattr(args, c.name) for c in controls
+             if c.name not in skip and getattr(args, c.name, None) is not None}
+    known = {c.name: c for c in controls}
+    return {name: known[name].validate(value) for name, value in given.items()}
 
 
 @dataclass(frozen=True)
@@ -69,13 +136,7 @@ class EngineDescription:
         return {c.name: c.default for c in self.controls}
 
     def validate(self, controls: dict[str, Any]) -> dict[str, Any]:
-        known = {c.name: c for c in self.controls}
-        unknown = set(controls) - set(known)
-        if unknown:
-            raise ConfigError(f"unknown control(s) {', '.join(sorted(unknown))} for {self.name}",
-                              fix=f"known: {', '.join(known)}")
-        merged = self.defaults() | controls
-        return {name: known[name].validate(value) for name, value in merged.items()}
+        return validate_controls(self.controls, controls, self.name)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -106,17 +167,26 @@ class GenerationRequest:
 
 @dataclass
 class Take:
-    """One generated variation: files written (atomically) under the request's out_dir."""
+    """One generated variation.
+
+    From `Engine.generate()` (pure, nothing on disk): `stems` maps a stem name to its `Audio`, `midi` is bytes,
+    a `mido.MidiFile` or a `pretty_midi.PrettyMIDI`, `report` is plain data. After
+    `backline.engines.takes.write_takes` the same fields name the written files (`Path`s).
+    """
 
     seed: int
-    stems: dict[str, Path] = field(default_factory=dict)
-    midi: Path | None = None
+    stems: dict[str, Any] = field(default_factory=dict)  # name -> Audio (generated) | Path (written)
+    midi: Any = None  # bytes | mido.MidiFile | pretty_midi.PrettyMIDI (generated) | Path (written) | None
     start_sample: int = 0
     report: dict[str, Any] = field(default_factory=dict)
+    #: other files of the take: {suffix: bytes}, e.g. {"attention.png": b"..."} (generated) → Paths (written)
+    attachments: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
 class GenerationResult:
+    """The takes of one request. `report` holds what is common to them and must name the `engine`."""
+
     takes: list[Take]
     report: dict[str, Any] = field(default_factory=dict)
 
@@ -127,7 +197,9 @@ class Engine(Protocol):
 
     def describe(self) -> EngineDescription: ...
 
-    def generate(self, request: GenerationRequest, *, progress: ProgressFn, cancel: threading.Event) -> GenerationResult: ...
+    def generate(self, request: GenerationRequest, *, progress: ProgressFn, cancel: threading.Event) -> GenerationResult:
+        """Pure: returns the takes in memory and writes nothing (`engines.takes.write_takes` does)."""
+        ...
 
 
 def check_cancel(cancel: threading.Event | None) -> None:
@@ -159,28 +231,136 @@ def available_engines() -> list[str]:
     return names
 
 
+def check_device(device: str) -> str:
+    """'cpu', 'cuda', 'cuda:N' (or 'auto'), else a ConfigError — never a traceback from deep in torch."""
+    import re
+
+    if not isinstance(device, str) or not re.fullmatch(r"cpu|auto|cuda(:\d+)?", device):
+        raise ConfigError(f"device {device!r} is not a compute device", fix="use cpu, cuda or cuda:N")
+    return device
+
+
 def build_engine(name: str, config: str = "shipped", device: str = "cpu") -> Engine:
+    check_device(device)
     if name not in ENGINE_REGISTRY or name not in available_engines():
         raise ConfigError(f"unknown engine {name!r}", fix=f"available: {', '.join(available_engines()) or 'none'}")
     module_name, builder = ENGINE_REGISTRY[name].split(":")
     return getattr(importlib.import_module(module_name), builder)(config=config, device=device)
 
 
-def generate_in_terminal(engine: Engine, request: GenerationRequest, *, desc: str | None = None) -> GenerationResult:
-    """Run `engine.generate` from a command line: a progress bar fed by the engine's progress callback, and
-    Ctrl+C cancels the engine (it stops within one step and writes nothing partial) before re-raising."""
-    from tqdm import tqdm
+def role_warning(request: GenerationRequest, config: str = "shipped") -> str | None:
+    """A one-line warning when the part this request generates already plays in its mix or band MIDI (the
+    analysis engine's presence model; see `analysis.api.role_already_playing`), else None. Never raises."""
+    try:
+        from backline.engines.analysis.api import role_already_playing
+    except ImportError:  # the analysis engine is optional
+        return None
+    return role_already_playing(request.engine, request.mix, request.midi, config=config)
 
-    cancel = threading.Event()
-    with tqdm(total=1000, desc=desc or request.engine, unit="‰", dynamic_ncols=True,
-              bar_format="{l_bar}{bar}| {postfix}") as bar:
-        def progress(fraction: float, message: str) -> None:
-            bar.n = int(max(0.0, min(1.0, fraction)) * 1000)
-            bar.set_postfix_str(message)
-            bar.refresh()
 
+def generate_in_terminal(engine: Engine, request: GenerationRequest, *, desc: str | None = None,
+                         overwrite: bool = False) -> GenerationResult:
+    """Run one request from a command line, the way every CLI does it.
+
+    `preflight` locks and checks `request.out_dir` before any work; a progress bar shows the engine's own
+    steps and the time left; Ctrl+C and SIGTERM both cancel (the engine stops within one step, nothing is
+    written) and re-raise KeyboardInterrupt; `write_takes` then writes the takes all-or-nothing. Returns the
+    result with file paths."""
+    from backline.engines.takes import generate_and_write
+
+    with _sigterm_as_interrupt(), TerminalProgress(desc or request.engine) as bar:
+        return generate_and_write(engine, request, progress=bar.update, overwrite=overwrite, role_check="shipped",
+                                  on_warning=lambda text: print(f"warning: {text}", file=sys.stderr, flush=True))
+
+
+class _sigterm_as_interrupt:
+    """SIGTERM raises KeyboardInterrupt in the main thread while a job runs, so it cancels like Ctrl+C."""
+
+    def __enter__(self):
+        import signal
+
+        self.previous = None
+        if threading.current_thread() is threading.main_thread():
+            def raise_interrupt(_sig, _frame):
+                raise KeyboardInterrupt
+
+            self.previous = signal.signal(signal.SIGTERM, raise_interrupt)
+        return self
+
+    def __exit__(self, *exc):
+        import signal
+
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)
+
+
+class TerminalProgress:
+    """A one-line progress bar for engine runs: percent, the engine's own step text ("step 12/64"), and the
+    time left (estimated from the progress made so far). Writes to stderr; quiet when that is not a terminal
+    except for a final line."""
+
+    def __init__(self, desc: str, width: int = 28) -> None:
+        import sys
+
+        self.desc, self.width = desc, width
+        self.stream = sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.started = 0.0
+        self.first: tuple[float, float] | None = None  # (time, fraction) of the first report
+        self.last_draw = 0.0
+        self.fraction, self.message = 0.0, ""
+
+    def __enter__(self) -> TerminalProgress:
+        import time
+
+        self.started = time.monotonic()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+    def eta(self, now: float) -> float | None:
+        if self.first is None or self.fraction <= self.first[1] + 1e-6 or self.fraction >= 1.0:
+            return None
+        t0, f0 = self.first
+        rate = (self.fraction - f0) / max(now - t0, 1e-6)
+        return (1.0 - self.fraction) / rate if rate > 0 else None
+
+    def line(self, now: float) -> str:
+        filled = int(round(self.fraction * self.width))
+        bar = "█" * filled + "·" * (self.width - filled)
+        parts = [f"{self.desc} {self.fraction * 100:3.0f}% {bar}"]
+        if self.message:
+            parts.append(self.message)
+        eta = self.eta(now)
+        elapsed = now - self.started
+        parts.append(f"{_clock(elapsed)} elapsed" + (f", ~{_clock(eta)} left" if eta is not None else ""))
+        return "  ".join(parts)
+
+    def update(self, fraction: float, message: str = "") -> None:
+        import time
+
+        now = time.monotonic()
+        self.fraction = max(self.fraction, min(1.0, max(0.0, float(fraction))))
+        self.message = str(message).strip().lstrip(",").strip()
+        if self.first is None and self.fraction > 0:
+            self.first = (now, self.fraction)
+        if not self.tty or (now - self.last_draw < 0.1 and self.fraction < 1.0):
+            return
+        self.last_draw = now
+        columns = 100
         try:
-            return engine.generate(request, progress=progress, cancel=cancel)
-        except KeyboardInterrupt:
-            cancel.set()
-            raise
+            import shutil
+
+            columns = shutil.get_terminal_size().columns
+        except (OSError, ValueError):
+            pass
+        self.stream.write("\r" + self.line(now)[: max(20, columns - 1)].ljust(max(20, columns - 1)))
+        self.stream.flush()
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 60}:{seconds % 60:02d}"

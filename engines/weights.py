@@ -69,15 +69,45 @@ def read_weights_config(path: str | Path, *, kind: str, format_version: int = 1)
     return meta
 
 
+#: A config that asks for more parameters than this is refused before anything is allocated (the shipped models
+#: have 2–3 M; the paper-size ones a few hundred M).
+MAX_PARAMETERS = 2_000_000_000
+#: Sane bounds for numbers and lists in a weights config (any real layer width, depth or rate fits).
+MAX_CONFIG_INT = 1 << 20
+MAX_CONFIG_LIST = 256
+
+
 def load_weights(path: str | Path, *, kind: str, build: Callable[[dict[str, Any]], torch.nn.Module],
-                 format_version: int = 1, map_location: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict[str, Any]]:
-    """Build a model from the stored config, check every tensor name/shape, then load. Returns (model, meta)."""
+                 format_version: int = 1, map_location: str | torch.device = "cpu",
+                 reference: dict[str, Any] | None = None) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Build a model from the stored config, check every tensor name/shape, then load. Returns (model, meta).
+
+    The JSON is untrusted until proven otherwise: its values are checked for type and size (against
+    `reference`, a known-good config of the same model, when given), the model is first built on torch's
+    'meta' device (shapes only, nothing allocated) and compared with the tensor shapes in the safetensors
+    header, and only then built for real — a crafted config cannot make us allocate gigabytes first."""
     meta = read_weights_config(path, kind=kind, format_version=format_version)
-    tensors_path, _ = weight_paths(path)
+    tensors_path, config_path = weight_paths(path)
+    config = meta.get("config")
+    if not isinstance(config, dict):
+        raise WeightsError("config is not a JSON object", path=config_path, fix="retrain or reinstall the weights")
+    check_config(config, reference, config_path)
+    header = _header_shapes(tensors_path)
     try:
-        model = build(meta["config"])
-    except (TypeError, KeyError, ValueError) as err:
-        raise WeightsError(f"config does not fit the code ({err})", path=tensors_path) from err
+        with torch.device("meta"):
+            skeleton = build(config)
+    except WeightsError:
+        raise
+    except Exception as err:  # noqa: BLE001 - any failure to build from this JSON is a bad config
+        raise WeightsError(f"config does not fit the code ({type(err).__name__}: {err})", path=config_path,
+                           fix="use weights made by this Backline release") from err
+    parameters = sum(t.numel() for t in skeleton.state_dict().values())
+    if parameters > MAX_PARAMETERS:
+        raise WeightsError(f"config asks for {parameters / 1e9:.1f} G parameters", path=config_path,
+                           fix="this is not a Backline model config; reinstall the weights")
+    check_shapes({k: tuple(v.shape) for k, v in skeleton.state_dict().items()}, header, tensors_path)
+    del skeleton
+    model = build(config)
     try:
         state = load_file(str(tensors_path), device=str(map_location))
     except Exception as err:  # safetensors raises its own error types for corrupt files
@@ -87,9 +117,78 @@ def load_weights(path: str | Path, *, kind: str, build: Callable[[dict[str, Any]
     return model, meta
 
 
+def check_config(config: Any, reference: dict[str, Any] | None = None, path: Path | None = None,
+                 where: str = "config") -> None:
+    """Types and sizes of an untrusted config: plain JSON values, numbers and lists of sane size, and (given a
+    known-good `reference`) the same type as the reference for every key both have."""
+    if isinstance(config, bool) or config is None:
+        pass
+    elif isinstance(config, int):
+        if abs(config) > MAX_CONFIG_INT:
+            raise WeightsError(f"{where} = {config} is far too large for a model setting", path=path,
+                               fix="this is not a Backline model config; reinstall the weights")
+    elif isinstance(config, float):
+        if config != config or abs(config) > 1e12:
+            raise WeightsError(f"{where} = {config} is not a usable number", path=path)
+    elif isinstance(config, str):
+        if len(config) > 1000:
+            raise WeightsError(f"{where} is a {len(config)}-character string", path=path)
+    elif isinstance(config, list):
+        if len(config) > MAX_CONFIG_LIST:
+            raise WeightsError(f"{where} lists {len(config)} values", path=path,
+                               fix="this is not a Backline model config; reinstall the weights")
+        for i, v in enumerate(config):
+            ref = reference[0] if isinstance(reference, list) and reference else None
+            check_config(v, ref, path, f"{where}[{i}]")
+    elif isinstance(config, dict):
+        for k, v in config.items():
+            ref = reference.get(k) if isinstance(reference, dict) else None
+            check_config(v, ref, path, f"{where}.{k}" if where != "config" else str(k))
+    else:
+        raise WeightsError(f"{where} holds a {type(config).__name__}", path=path)
+    if reference is None:
+        return
+    expected, found = _kind(reference), _kind(config)
+    if expected != found and not (expected == "number" and found == "int") and config is not None \
+            and reference is not None:
+        raise WeightsError(f"{where} must be {'a ' if expected != 'int' else 'an '}{expected}, got {config!r}"[:200],
+                           path=path, fix="use weights made by this Backline release")
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true/false value"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, (list, tuple)):
+        return "list"
+    if isinstance(value, dict):
+        return "table"
+    return type(value).__name__
+
+
+def _header_shapes(tensors_path: Path) -> dict[str, tuple[int, ...]]:
+    """Tensor names and shapes from the safetensors header alone (no tensor is read)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(tensors_path), framework="pt", device="cpu") as f:
+            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except Exception as err:  # noqa: BLE001 - safetensors' own error types for corrupt headers
+        raise WeightsError(f"cannot be read ({err})", path=tensors_path, fix="re-download or retrain") from err
+
+
 def check_state_matches(model: torch.nn.Module, state: dict[str, torch.Tensor], path: Path | None = None) -> None:
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    found = {k: tuple(v.shape) for k, v in state.items()}
+    check_shapes({k: tuple(v.shape) for k, v in model.state_dict().items()},
+                 {k: tuple(v.shape) for k, v in state.items()}, path)
+
+
+def check_shapes(expected: dict[str, tuple[int, ...]], found: dict[str, tuple[int, ...]],
+                 path: Path | None = None) -> None:
     missing = sorted(set(expected) - set(found))
     unexpected = sorted(set(found) - set(expected))
     wrong = sorted(k for k in set(expected) & set(found) if expected[k] != found[k])

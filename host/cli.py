@@ -32,8 +32,12 @@ COMMANDS: dict[tuple[str, str], str] = {
     ("train", "musicoder"): "backline.engines.analysis.train_musicoder",
     ("train", "simclr"): "backline.engines.analysis.train_simclr",
     ("train", "tagger"): "backline.engines.analysis.train_tagger",
+    ("train", "presence"): "backline.engines.analysis.train_presence",
+    ("train", "gmsdi"): "backline.engines.accompany.train",
     ("generate", "bass"): "backline.engines.bass.cli",
     ("generate", "drums"): "backline.engines.drums.cli",
+    ("generate", "accompaniment"): "backline.engines.accompany.cli",
+    ("separate", ""): "backline.engines.accompany.separate_cli",
     ("analyze", ""): "backline.engines.analysis.analyze_cli",
     ("score", ""): "backline.engines.analysis.score_cli",
     ("bridge", ""): "backline.bridge.cli",
@@ -48,6 +52,7 @@ GROUP_HELP = {
     "generate": "generate a part for a mix or a MIDI session",
     "analyze": "say which instruments a mix holds and which parts are missing",
     "score": "how well a stem fits a mix",
+    "separate": "split a mix into instrument stems from a text prompt",
     "bridge": "connect to the DAW: live transport, capture, calibration",
     "host": "start the desktop app",
 }
@@ -138,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {n:<12} {_module_help(available[(group, n)])}")
             return 0 if rest else 2
         top.error(f"unknown {group} command {rest[0]!r}; choose from {', '.join(names)}")
+    _one_line_warnings()
     module = importlib.import_module(available[(group, name)])
     prog = f"backline {group}" + (f" {name}" if name else "")
     parser = argparse.ArgumentParser(prog=prog, description=getattr(module, "HELP", ""))
@@ -151,6 +157,27 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("backline: cancelled; nothing partial was written", file=sys.stderr)
         return 130
+
+
+def _one_line_warnings() -> None:
+    """Backline's own warnings (a truncated file, a clamped tempo) print as one line each, like its errors."""
+    import warnings
+
+    from backline.engines.errors import BacklineWarning
+
+    previous = warnings.showwarning
+    if getattr(previous, "_backline", False):
+        return
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, BacklineWarning):
+            print(f"backline: warning: {message}", file=sys.stderr)
+        else:
+            previous(message, category, filename, lineno, file, line)
+
+    show._backline = True
+    warnings.showwarning = show
+    warnings.simplefilter("always", BacklineWarning)
 
 
 if __name__ == "__main__":

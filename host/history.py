@@ -134,9 +134,9 @@ class SessionStore:
         return max((t.number for t in self.takes), default=0) + 1
 
     def job_dir(self, job_name: str) -> Path:
-        path = self.root / "takes" / _safe_name(job_name)
-        path.mkdir(parents=True, exist_ok=True)
-        return path
+        """Where a job's takes go. Not created here: the job worker's preflight makes it (and removes it again
+        when the job is cancelled or fails), so a session folder never fills with empty take folders."""
+        return self.root / "takes" / _safe_name(job_name)
 
     def add(self, record: TakeRecord) -> TakeRecord:
         self.takes.append(record)

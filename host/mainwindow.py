@@ -39,7 +39,7 @@ from PyQt6.QtWidgets import (
 from backline.bridge.timeline import Timeline
 from backline.engines.audio import read_audio
 from backline.engines.errors import BacklineError
-from backline.engines.protocol import ENGINE_REGISTRY, GenerationRequest, available_engines
+from backline.engines.protocol import GenerationRequest, available_engines
 from backline.host import theme
 from backline.host.capture import CaptureModel
 from backline.host.daw import DawLink
@@ -276,12 +276,13 @@ class MainWindow(QMainWindow):
         layout = QVBoxLayout(panel)
         layout.setContentsMargins(8, 8, 8, 8)
         self.tabs = QTabWidget()
-        names = [n for n in TAB_ORDER] + sorted(n for n in ENGINE_REGISTRY if n not in TAB_ORDER and n not in NOT_TABS)
+        # a tab per engine this install has (an engine still being written, e.g. accompany, shows up once its
+        # module exists); test-only engines appear only when a test registers them
         present = set(available_engines())
+        names = [n for n in TAB_ORDER if n in present] + sorted(n for n in present
+                                                                if n not in TAB_ORDER and n not in NOT_TABS)
         for name in names:
             panel_widget = EnginePanel(name, ENGINE_TITLES.get(name, name.title()))
-            if name not in present:
-                panel_widget.set_state(f"The {panel_widget.title} engine is not installed in this build.")
             panel_widget.message.connect(self.show_message)
             panel_widget.auditionRequested.connect(self.audition_preset)
             self.panels[name] = panel_widget
@@ -709,15 +710,18 @@ class MainWindow(QMainWindow):
                 mix = None
             number = self.store.next_number() + len(self.active)
             out_dir = self.store.job_dir(f"{time.strftime('%Y%m%d-%H%M%S')}-{number:03d}-{engine}-seed{seed}")
-            reference = values.get("reference")
+            reference, band_midi = values.get("reference"), values.get("midi")
             controls = dict(values.get("controls", {}))
             known = {c.name for c in panel.description.controls}
+            if "vst3" in known and self.settings.drum_instrument:  # file handling lives in Settings
+                controls["vst3"] = self.settings.drum_instrument
             if "tempo_from" in known and mix is not None:  # the capture's grid is the DAW's, the file's or heard
                 controls["tempo_from"] = "timeline"
             if "chords" in known and not controls.get("chords") and mix is not None:
                 controls["chords"] = self.capture.chords_for_bars(*bars)  # the chord lane under the selection
             request = GenerationRequest(engine=engine, out_dir=out_dir, timeline=timeline, region_start=start,
                                         region_stop=stop, mix=mix, reference=Path(reference) if reference else None,
+                                        midi=Path(band_midi) if band_midi else None,
                                         preset=values.get("preset"), controls=controls,
                                         seed=seed, variations=variations)
             panel.description.validate({k: v for k, v in request.controls.items()})
@@ -810,6 +814,8 @@ class MainWindow(QMainWindow):
             self._add_take(self._record(job, status="error", error=f"the {job.title} engine returned no takes"))
         elapsed = time.monotonic() - job.started
         self.statusBar().showMessage(f"{job.title}: {len(added)} take(s) in {elapsed:.1f} s", 8000)
+        for warning in result.report.get("warnings", [])[:1]:
+            self.show_message("warning", f"{job.title}: {warning}")
         if added:
             self.select_take(added[-1].id)
 

@@ -1,7 +1,8 @@
 """An engine's panel, built from its `describe()` alone, so a new engine needs no new UI code.
 
 Control kinds map to widgets: int → spin box, float → slider + spin box, bool → check box, choice → combo
-box, text → line edit, audio → the style well (drop a reference recording), preset → the preset browser.
+box, text → line edit (with `choices`: a label field — completion after each comma and one toggle chip per
+known label, e.g. the accompaniment prompt "piano, strings"), audio → the style well (drop a reference recording), preset → the preset browser.
 Controls named `seed` and `variations` are not drawn here: the Generate bar owns them for every engine. A
 control named `preset` (whatever its kind; engines often declare it as a choice of preset names) is the
 preset browser, and `audio` controls are the style well; their values travel as `GenerationRequest.preset` and
@@ -17,9 +18,11 @@ from PyQt6.QtCore import Qt, pyqtSignal
 from PyQt6.QtWidgets import (
     QCheckBox,
     QComboBox,
+    QCompleter,
     QDoubleSpinBox,
     QFormLayout,
     QFrame,
+    QGridLayout,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -35,7 +38,7 @@ from PyQt6.QtWidgets import (
 
 from backline.engines.protocol import Control, EngineDescription
 from backline.host.presets import Preset, load_presets
-from backline.host.widgets import StyleWell
+from backline.host.widgets import MidiWell, StyleWell
 
 GENERATE_BAR_CONTROLS = ("seed", "variations")
 
@@ -81,6 +84,53 @@ class FloatControl(QWidget):
     def set_value(self, value: float) -> None:
         self.spin.setValue(float(value))
         self._to_slider(float(value))
+
+
+class LabelCompleter(QCompleter):
+    """Completes the label after the last comma of a comma-separated list ("piano, str" → "piano, strings")."""
+
+    def splitPath(self, path: str) -> list[str]:  # noqa: N802 - Qt override
+        return [path.split(",")[-1].strip()]
+
+    def pathFromIndex(self, index) -> str:  # noqa: N802 - Qt override
+        head = self.widget().text().rsplit(",", 1)
+        return (head[0] + ", " if len(head) > 1 else "") + super().pathFromIndex(index)
+
+
+def label_chips(field: QLineEdit, labels: tuple[str, ...]) -> QWidget:
+    """One checkable chip per known label; clicking adds it to / removes it from the field's list."""
+    row = QWidget()
+    layout = QGridLayout(row)  # three per row, so six labels fit a narrow panel
+    layout.setContentsMargins(0, 0, 0, 0)
+    layout.setSpacing(4)
+    buttons: dict[str, QToolButton] = {}
+
+    def current() -> list[str]:
+        return [p.strip().lower() for p in field.text().split(",") if p.strip()]
+
+    def sync() -> None:
+        chosen = set(current())
+        for name, b in buttons.items():
+            b.blockSignals(True)
+            b.setChecked(name in chosen)
+            b.blockSignals(False)
+
+    def toggle(name: str, on: bool) -> None:
+        parts = [p for p in current() if p != name] + ([name] if on else [])
+        field.setText(", ".join(sorted(set(parts), key=lambda p: labels.index(p) if p in labels else 99)))
+
+    for name in labels:
+        b = QToolButton()
+        b.setText(name)
+        b.setCheckable(True)
+        b.setObjectName("Chip")
+        b.setToolTip(f"add or remove {name}")
+        b.toggled.connect(lambda on, n=name: toggle(n, on))
+        buttons[name] = b
+        layout.addWidget(b, (len(buttons) - 1) // 3, (len(buttons) - 1) % 3)
+    field.textChanged.connect(lambda _t: sync())
+    sync()
+    return row
 
 
 class PresetBrowser(QWidget):
@@ -135,6 +185,7 @@ class PresetBrowser(QWidget):
             self.list.addItem(item)
         self.list.setCurrentRow(-1)
         self.audition.setEnabled(bool(self.presets))
+        self.audition.setVisible(any(p.reference for p in self.presets))  # drum styles have nothing to audition
 
     def current(self) -> Preset | None:
         row = self.list.currentRow()
@@ -177,6 +228,9 @@ class EnginePanel(QScrollArea):
         self.preset_folders: list[Path] = []
         self.setWidgetResizable(True)
         self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setAcceptDrops(True)
+        self.viewport().setAcceptDrops(True)  # drops land on the viewport; viewportEvent hands them to us
+        self.midi_well: MidiWell | None = None
         self.set_state(f"Loading the {title} engine…")
 
     # -- states -------------------------------------------------------------------------------------------
@@ -211,10 +265,9 @@ class EnginePanel(QScrollArea):
         outer = QVBoxLayout(holder)
         outer.setContentsMargins(12, 10, 12, 10)
         outer.setSpacing(8)
-        info = QLabel(f"<b>{description.title}</b> &nbsp;<span style='color:#8c93a1'>"
-                      f"{description.weights or 'weights: n/a'}</span>")
+        info = QLabel(f"<b>{description.title}</b>")
         info.setWordWrap(True)
-        info.setToolTip(f"device: {description.device}")
+        info.setToolTip(f"weights: {description.weights or 'n/a'}\ndevice: {description.device}")
         outer.addWidget(info)
         kinds = {c.kind for c in description.controls}
         preset_control = next((c for c in description.controls if c.kind == "preset" or c.name == "preset"), None)
@@ -229,28 +282,45 @@ class EnginePanel(QScrollArea):
                 self.preset_browser.blockSignals(True)  # the default needs no "preset applied" message
                 self.preset_browser.select(str(preset_control.default))
                 self.preset_browser.blockSignals(False)
+        self.midi_well = None
+        if "midi" in description.inputs:
+            outer.addWidget(section_label("Band MIDI"))
+            self.midi_well = MidiWell()
+            self.midi_well.rejected.connect(lambda text: self.message.emit("error", text))
+            outer.addWidget(self.midi_well)
         if "audio" in kinds:
             outer.addWidget(section_label("Style reference"))
             self.style_well = StyleWell()
             self.style_well.rejected.connect(lambda text: self.message.emit("error", text))
             outer.addWidget(self.style_well)
+        form = QFormLayout()
+        form.setLabelAlignment(Qt.AlignmentFlag.AlignLeft)
+        form.setHorizontalSpacing(12)
         drawn = [c for c in description.controls if c.name not in GENERATE_BAR_CONTROLS
-                 and c.kind not in ("audio", "preset") and c is not preset_control]
-        main = [c for c in drawn if not getattr(c, "advanced", False)]
-        advanced = [c for c in drawn if getattr(c, "advanced", False)]
+                 and c.kind not in ("audio", "preset") and c is not preset_control
+                 and getattr(c, "group", "") != "cli"]  # file paths and output handling: the host's own job
+        main = [c for c in drawn if getattr(c, "group", "") != "advanced"]
+        advanced = [c for c in drawn if getattr(c, "group", "") == "advanced"]
         if main:
             outer.addWidget(section_label("Controls"))
-            outer.addLayout(self._form(main))
-        self.advanced_box = None
-        if advanced:  # sampler settings and overrides: folded away under the musician's controls
+        for control in main:
+            self._add_row(form, control)
+        outer.addLayout(form)
+        self.advanced_toggle = None
+        if advanced:
             self.advanced_toggle = QToolButton()
-            self.advanced_toggle.setText("Advanced ▸")
+            self.advanced_toggle.setText("▸ Advanced")
             self.advanced_toggle.setCheckable(True)
-            self.advanced_toggle.setObjectName("Section")
+            self.advanced_toggle.setToolTip("sampler settings: leave them alone unless a take sounds wrong")
             self.advanced_box = QWidget()
-            self.advanced_box.setLayout(self._form(advanced))
+            adv_form = QFormLayout(self.advanced_box)
+            adv_form.setContentsMargins(0, 0, 0, 0)
+            adv_form.setLabelAlignment(Qt.AlignmentFlag.AlignLeft)
+            adv_form.setHorizontalSpacing(12)
+            for control in advanced:
+                self._add_row(adv_form, control)
             self.advanced_box.setVisible(False)
-            self.advanced_toggle.toggled.connect(self._show_advanced)
+            self.advanced_toggle.toggled.connect(self._toggle_advanced)
             outer.addWidget(self.advanced_toggle)
             outer.addWidget(self.advanced_box)
         outer.addStretch(1)
@@ -258,22 +328,32 @@ class EnginePanel(QScrollArea):
         if previous:
             self.set_values(previous)
 
-    def _form(self, controls: list[Control]) -> QFormLayout:
-        form = QFormLayout()
-        form.setLabelAlignment(Qt.AlignmentFlag.AlignLeft)
-        form.setHorizontalSpacing(12)
-        for control in controls:
-            widget = self._widget_for(control)
-            widget.setToolTip(control.help or control.label or control.name)
-            self.widgets[control.name] = widget
-            label = QLabel(control.label or control.name.replace("_", " ").capitalize())
-            label.setToolTip(control.help)
-            form.addRow(label, widget)
-        return form
+    def _add_row(self, form: QFormLayout, control: Control) -> None:
+        widget = self._widget_for(control)
+        widget.setToolTip(control.help or control.label or control.name)
+        self.widgets[control.name] = widget
+        label = QLabel(control.label or control.name.replace("_", " ").capitalize())
+        label.setToolTip(control.help)
+        form.addRow(label, widget)
+        if control.kind == "text" and control.choices and isinstance(widget, QLineEdit):
+            form.addRow(QLabel(""), label_chips(widget, control.choices))
 
-    def _show_advanced(self, on: bool) -> None:
+    def _toggle_advanced(self, on: bool) -> None:
         self.advanced_box.setVisible(on)
-        self.advanced_toggle.setText("Advanced ▾" if on else "Advanced ▸")
+        self.advanced_toggle.setText(("▾ " if on else "▸ ") + "Advanced")
+
+    # -- drag and drop: the band's MIDI anywhere on the panel -------------------------------------------------
+    def dragEnterEvent(self, event) -> None:
+        if getattr(self, "midi_well", None) is not None and event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dragMoveEvent(self, event) -> None:
+        self.dragEnterEvent(event)
+
+    def dropEvent(self, event) -> None:
+        urls = [u for u in event.mimeData().urls() if u.isLocalFile()]
+        if getattr(self, "midi_well", None) is not None and urls and self.midi_well.offer(urls[0].toLocalFile()):
+            event.acceptProposedAction()
 
     def _has_presets(self) -> bool:
         return any(f.is_dir() and (any(f.glob(f"{self.engine}/*.toml"))) for f in self.preset_folders)
@@ -300,6 +380,8 @@ class EnginePanel(QScrollArea):
             return w
         w = QLineEdit(str(control.default or ""))
         w.setPlaceholderText(control.help or control.label)
+        if control.choices:
+            w.setCompleter(LabelCompleter(list(control.choices), w))
         return w
 
     # -- values -------------------------------------------------------------------------------------------
@@ -319,8 +401,9 @@ class EnginePanel(QScrollArea):
                 controls[name] = w.text()
         preset = self.preset_browser.current() if self.preset_browser else None
         reference = self.style_well.path if self.style_well else None
+        midi = self.midi_well.path if getattr(self, "midi_well", None) is not None else None
         return {"controls": controls, "preset": preset.name if preset else None,
-                "reference": str(reference) if reference else None}
+                "reference": str(reference) if reference else None, "midi": str(midi) if midi else None}
 
     def set_values(self, values: dict[str, Any]) -> None:
         """Recall: put a take's settings back (unknown or out-of-range values are left as they are)."""
@@ -342,6 +425,9 @@ class EnginePanel(QScrollArea):
                     w.setText(str(value))
             except (TypeError, ValueError):
                 continue
+        if getattr(self, "midi_well", None) is not None:
+            midi = values.get("midi")
+            self.midi_well.set_reference(Path(midi) if midi and Path(midi).exists() else None)
         if self.style_well is not None:
             ref = values.get("reference")
             if ref and Path(ref).exists():

@@ -57,6 +57,7 @@ class HostSettings:
     engine_device: str = "auto"
     engine_config: str = "shipped"
     last_engine: str = "bass"  # the tab that was open at quit
+    drum_instrument: str = ""  # a VST3 drum instrument to render drums through ("" = the soundfont kit)
 
     @classmethod
     def load(cls, path: Path | None = None) -> tuple[HostSettings, str]:
@@ -199,6 +200,18 @@ class SettingsDialog(QDialog):
         self.engine_config.setToolTip("'debug' runs tiny random-weight models: fast, for trying the app out")
         form.addRow("Weights", self.engine_config)
 
+        section("Instruments")
+        row = QHBoxLayout()
+        self.drum_instrument = QLineEdit(settings.drum_instrument)
+        self.drum_instrument.setPlaceholderText("the soundfont drum kit (choose one in the Drums panel)")
+        self.drum_instrument.setToolTip("a VST3 drum instrument to render the drums through instead of the "
+                                        "soundfont kit; the MIDI is the same either way")
+        row.addWidget(self.drum_instrument, 1)
+        pick = QPushButton("Browse…")
+        pick.clicked.connect(self._browse_instrument)
+        row.addWidget(pick)
+        form.addRow("Drum instrument (VST3)", row)
+
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel)
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
@@ -224,6 +237,12 @@ class SettingsDialog(QDialog):
         if folder:
             self.session_dir.setText(folder)
 
+    def _browse_instrument(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Drum instrument (VST3)", self.drum_instrument.text(),
+                                              "VST3 instruments (*.vst3);;All files (*)")
+        if path:
+            self.drum_instrument.setText(path)
+
     def _run_calibration(self) -> None:
         try:
             note = self._calibrate()
@@ -241,4 +260,5 @@ class SettingsDialog(QDialog):
         s.capture_minutes = self.capture_minutes.value()
         s.session_dir = self.session_dir.text().strip() or str(default_session_dir())
         s.engine_device, s.engine_config = self.engine_device.currentText(), self.engine_config.currentText()
+        s.drum_instrument = self.drum_instrument.text().strip()
         super().accept()

@@ -27,7 +27,19 @@ from backline.engines.audio import Audio, read_audio
 from backline.engines.errors import BacklineError
 from backline.host import theme
 from backline.host.history import SessionStore, TakeRecord
-from backline.host.widgets import DragChip, PianoRoll, WaveStrip, read_midi_notes
+from backline.host.widgets import DragChip, DrumLanes, PianoRoll, WaveStrip, read_midi_notes
+
+
+def fit_words(fit: float) -> str:
+    """The fit score in a musician's words. The matching model is calibrated so that 0.5 separates a part's own
+    stem from another song's stem (own stems score ~0.9, other songs' ~0.12 on held-out songs)."""
+    if fit >= 0.75:
+        return "locks to the band like its own part"
+    if fit >= 0.5:
+        return "fits the band"
+    if fit >= 0.25:
+        return "fits loosely — listen with the mix, or try a new seed"
+    return "does not lock to the band — try a new seed"
 
 
 def _badge(text: str, name: str = "Badge") -> QLabel:
@@ -109,7 +121,9 @@ class TakeCard(QFrame):
         top.addWidget(head, 1)
         if take.fit is not None:
             fit = _badge(f"fit {take.fit:.0%}" if take.fit <= 1 else f"fit {take.fit:.2f}", "Fit")
-            fit.setToolTip("how well this take fits the captured mix (the analysis engine's matching model)")
+            fit.setToolTip(f"{fit_words(take.fit)} (how well this take sits with the captured mix: "
+                           "50 % is the line between a part written for this band and one from another song)"
+                           if take.fit <= 1 else "how well this take fits the captured mix")
             top.addWidget(fit)
         elif take.report.get("fit_unavailable"):
             fit = _badge("fit n/a")
@@ -119,6 +133,15 @@ class TakeCard(QFrame):
         seed.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         top.addWidget(seed)
         layout.addLayout(top)
+        notes = []
+        if take.fit is not None and take.fit <= 1:
+            notes.append(f"fit {take.fit:.0%}: {fit_words(take.fit)}")
+        notes += [f"⚠ {w}" for w in take.report.get("warnings", [])[:2]]
+        if notes and take.status == "ok":
+            self.notes = QLabel("\n".join(notes))
+            self.notes.setObjectName("Dim")
+            self.notes.setWordWrap(True)
+            layout.addWidget(self.notes)
         if take.status != "ok":
             self._build_error(layout)
         else:
@@ -161,7 +184,10 @@ class TakeCard(QFrame):
                 notes, seconds = read_midi_notes(midi)
                 if audio is not None:
                     seconds = max(seconds, audio.seconds)
-                layout.addWidget(PianoRoll(notes, seconds, colour))
+                if take.engine == "drums":
+                    layout.addWidget(DrumLanes(notes, seconds, colour, timeline, take.start_sample))
+                else:
+                    layout.addWidget(PianoRoll(notes, seconds, colour))
             except (OSError, ValueError, EOFError) as err:
                 self._missing(layout, f"{midi.name}: MIDI cannot be read ({err})")
         row = QHBoxLayout()

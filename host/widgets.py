@@ -408,6 +408,82 @@ class PianoRoll(QWidget):
         p.end()
 
 
+#: GM drum keys grouped into the lanes a drummer reads (top to bottom as on a drum chart).
+DRUM_LANES: tuple[tuple[str, frozenset[int]], ...] = (
+    ("cymbals", frozenset({49, 51, 52, 53, 55, 57, 59})),
+    ("hats", frozenset({42, 44, 46})),
+    ("toms", frozenset({41, 43, 45, 47, 48, 50})),
+    ("snare", frozenset({37, 38, 39, 40})),
+    ("kick", frozenset({35, 36})),
+)
+
+
+def drum_lane(pitch: int) -> int | None:
+    """Index into DRUM_LANES for a GM drum key, or None (other percussion)."""
+    return next((i for i, (_, keys) in enumerate(DRUM_LANES) if pitch in keys), None)
+
+
+class DrumLanes(QWidget):
+    """A drum take as lanes (cymbals, hats, toms, snare, kick) with one tick per hit; velocity shows as height
+    and brightness. Bar lines come from the timeline when given."""
+
+    LABEL_W = 52
+
+    def __init__(self, notes: list[tuple[float, float, int, int]], seconds: float, colour: QColor,
+                 timeline=None, start_sample: int = 0, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setMinimumHeight(84)
+        self.hits = [(start, drum_lane(pitch), vel) for start, _end, pitch, vel in notes if drum_lane(pitch) is not None]
+        self.seconds, self.colour = max(seconds, 1e-3), colour
+        self.timeline, self.start_sample = timeline, start_sample
+
+    def lane_counts(self) -> dict[str, int]:
+        return {name: sum(1 for _, lane, _ in self.hits if lane == i) for i, (name, _) in enumerate(DRUM_LANES)}
+
+    def paintEvent(self, _event) -> None:
+        p = QPainter(self)
+        p.fillRect(self.rect(), QColor(theme.INSET))
+        n = len(DRUM_LANES)
+        h = (self.height() - 4) / n
+        x0, w = self.LABEL_W, self.width() - self.LABEL_W - 4
+        font = p.font()
+        font.setPointSizeF(max(font.pointSizeF() - 2, 6.5))
+        p.setFont(font)
+        for i, (name, _) in enumerate(DRUM_LANES):
+            y = 2 + i * h
+            if i % 2:
+                p.fillRect(QRectF(x0, y, w, h), QColor(theme.GRID_BEAT))
+            p.setPen(QColor(theme.TEXT_DIM))
+            p.drawText(QRectF(4, y, self.LABEL_W - 8, h), Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft, name)
+        if self.timeline is not None:  # bar lines
+            rate = self.timeline.sample_rate
+            p.setPen(QColor(theme.GRID_BAR))
+            for sample in _bar_starts(self.timeline, self.start_sample, self.seconds):
+                x = x0 + (sample - self.start_sample) / rate / self.seconds * w
+                p.drawLine(int(x), 2, int(x), self.height() - 2)
+        if not self.hits:
+            p.setPen(QColor(theme.TEXT_DIM))
+            p.drawText(QRectF(x0, 0, w, self.height()), Qt.AlignmentFlag.AlignCenter, "no drum hits")
+        for start, lane, vel in self.hits:
+            colour = QColor(self.colour)
+            colour.setAlphaF(0.4 + 0.6 * vel / 127)
+            x = x0 + start / self.seconds * w
+            tick = max(h * (0.35 + 0.6 * vel / 127), 2)
+            p.fillRect(QRectF(x, 2 + lane * h + (h - tick) / 2, 2, tick), colour)
+        p.end()
+
+
+def _bar_starts(timeline, start_sample: int, seconds: float) -> list[int]:
+    """DAW sample positions of the bar lines inside [start_sample, start_sample + seconds)."""
+    stop = start_sample + int(seconds * timeline.sample_rate)
+    bar = math.ceil(timeline.samples_to_bar(start_sample) - 1e-9)
+    out = []
+    while len(out) < 2000 and (sample := timeline.bar_to_samples(bar)) < stop:
+        out.append(sample)
+        bar += 1
+    return out
+
+
 class LevelMeter(QWidget):
     """Input level in dBFS with a decaying peak hold."""
 
@@ -618,3 +694,36 @@ class MessageBar(QFrame):
 
     def text(self) -> str:
         return self.label.text() if self.isVisible() else ""
+
+
+class MidiWell(StyleWell):
+    """Drop the band's MIDI here (or anywhere on the panel): the engine plays along to it."""
+
+    def set_reference(self, path: Path | None, emit: bool = True) -> None:
+        self.path = path
+        if path is None:
+            self.label.setText(f"<span style='color:{theme.TEXT_DIM}'>Drop the band's MIDI here (a .mid exported "
+                               "from your DAW, starting at bar 1) — or leave it empty to play along to the "
+                               "captured audio</span>")
+        else:
+            self.label.setText(f"<b>Band MIDI</b><br><span style='color:{theme.TEXT_DIM}'>{path.name}</span>")
+        self.clear_button.setToolTip("Forget the band MIDI (play along to the captured audio)")
+        self.clear_button.setVisible(path is not None)
+        if emit:
+            self.referenceChanged.emit(path)
+
+    def offer(self, path: str | Path) -> bool:
+        import mido
+
+        path = Path(path)
+        if path.suffix.lower() not in (".mid", ".midi", ".smf"):
+            self.rejected.emit(f"{path.name} is not a MIDI file — drop the band's .mid here")
+            return False
+        try:
+            mido.MidiFile(str(path))
+        except (OSError, ValueError, EOFError) as err:
+            self.rejected.emit(f"cannot use {path.name} as the band's MIDI: it cannot be read ({err})")
+            return False
+        self.set_reference(path)
+        return True
+

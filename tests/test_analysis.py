@@ -362,8 +362,8 @@ def test_embed_and_match_matrix_api():
 
 
 def test_engine_registered_generate_and_cancel(tmp_path):
-    from backline.bridge.timeline import Timeline
     from backline.engines.protocol import GenerationRequest, build_engine
+    from backline.engines.timeline import Timeline
 
     eng = build_engine("analysis", "debug")
     desc = eng.describe()
@@ -374,9 +374,13 @@ def test_engine_registered_generate_and_cancel(tmp_path):
     res = eng.generate(req, progress=lambda f, m: seen.append(f), cancel=threading.Event())
     rep = res.takes[0].report
     assert set(rep["fine"]) == set(tg.FINE_TAGS) and seen[-1] == 1.0
-    assert (tmp_path / "analysis.json").exists() and (tmp_path / "attention.png").exists()
-    eng.generate(req, progress=lambda f, m: None, cancel=threading.Event())
-    assert (tmp_path / "analysis-2.json").exists()  # never overwrites
+    assert not any(tmp_path.iterdir())  # generate() is pure; the one writer writes the take
+    from backline.engines.takes import write_takes
+
+    write_takes(res, tmp_path)
+    assert (tmp_path / "analysis_seed0.json").exists() and (tmp_path / "analysis_seed0_attention.png").exists()
+    with pytest.raises(FileExistsRefusal):  # never overwrites
+        write_takes(eng.generate(req, progress=lambda f, m: None, cancel=threading.Event()), tmp_path)
     cancel = threading.Event()
     cancel.set()
     with pytest.raises(Cancelled):
@@ -384,7 +388,7 @@ def test_engine_registered_generate_and_cancel(tmp_path):
     with pytest.raises(FileExistsRefusal):
         from backline.engines.audio import write_bytes_atomic
 
-        write_bytes_atomic(tmp_path / "analysis.json", b"{}")
+        write_bytes_atomic(tmp_path / "analysis_seed0.json", b"{}")
 
 
 def test_timbre_vector_is_level_free_and_tells_timbres_apart():

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 
-from backline.bridge.timeline import Timeline
 from backline.engines.audio import Audio, read_audio, write_audio
 from backline.engines.bass import engine as bass_engine
 from backline.engines.bass.engine import Sampling, bass_midi, build
@@ -28,6 +27,7 @@ from backline.engines.errors import (
     ConfigError,
 )
 from backline.engines.protocol import GenerationRequest, build_engine
+from backline.engines.timeline import Timeline
 from backline.host.cli import main as cli_main
 
 SR = 48000  # a DAW rate that is not the codec's 44.1 kHz, so resampling and alignment are exercised
@@ -64,7 +64,7 @@ def test_cli_full_path_writes_aligned_stem_midi_and_report(tmp_path):
     rc = cli_main(["generate", "bass", "--mix", str(mix_path), "--out", str(out), "--bars", "2-3", "--bpm", "120",
                    "--config", "debug", "--steps", "3", "--seed", "7", "--preset", "finger", "--mode", "free"])
     assert rc == 0
-    wav, mid, rep = out / "bass_seed7.wav", out / "bass_seed7.mid", out / "bass_report.json"
+    wav, mid, rep = out / "bass_seed7.wav", out / "bass_seed7.mid", out / "bass_seed7.json"
     stem = read_audio(wav)
     start, stop = Timeline.constant(120, SR).bar_range_to_samples(2, 3)
     assert stem.sample_rate == SR and stem.frames == stop - start == 4 * SR  # exactly the region, at the DAW rate
@@ -168,7 +168,7 @@ def test_oom_falls_back_and_says_so(engine, monkeypatch):
 
 
 @pytest.mark.parametrize("controls, match", [({"steps": 0}, "steps"), ({"steps": -2}, "steps"),
-                                              ({"cfg": -1.0}, "CFG"), ({"rescale": 2.0}, "rescale"),
+                                              ({"cfg": -1.0}, "cfg"), ({"rescale": 2.0}, "rescale"),
                                               ({"bogus": 1}, "unknown control")])
 def test_bad_controls_are_refused_before_work(engine, tmp_path, controls, match):
     with pytest.raises(ConfigError, match=match):

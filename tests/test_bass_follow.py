@@ -8,14 +8,15 @@ import mido
 import numpy as np
 import pytest
 
-from backline.bridge.timeline import Timeline
 from backline.engines.audio import Audio, read_audio, write_audio
 from backline.engines.bass.engine import build
 from backline.engines.bass.planner import WEIGHTS, line_attributes, load_planner
 from backline.engines.bass.planner_data import composed_examples, track_example
 from backline.engines.data.slakh import list_tracks
-from backline.engines.errors import ConfigError
+from backline.engines.errors import ConfigError, FileExistsRefusal
 from backline.engines.protocol import GenerationRequest
+from backline.engines.takes import generate_and_write
+from backline.engines.timeline import Timeline
 from backline.engines.transcribe import Note, midi_to_notes, notes_to_midi
 from backline.host.cli import main as cli_main
 
@@ -53,7 +54,7 @@ def test_follow_mode_end_to_end_writes_a_take_on_the_heard_tempo(band, tmp_path)
     engine = build("debug")
     req = GenerationRequest("bass", tmp_path / "o", Timeline.constant(120.0, mix.sample_rate), mix=mix,
                             region_stop=mix.frames, preset="finger", seed=3)
-    res = engine.generate(req)
+    res = generate_and_write(engine, req)
     take = res.takes[0]
     wav = read_audio(take.stems["bass"])
     assert wav.frames == mix.frames and wav.sample_rate == mix.sample_rate and wav.peak() > 0.01
@@ -63,21 +64,21 @@ def test_follow_mode_end_to_end_writes_a_take_on_the_heard_tempo(band, tmp_path)
     notes = midi_to_notes(mid)
     assert notes and all(0 <= n.start < n.end <= mix.seconds + 1e-3 for n in notes)
     assert all(24 <= n.pitch <= 60 for n in notes)  # the planner's range
-    report = json.loads(Path(res.report["report_path"]).read_text())
-    assert report["mode"] == "follow" and report["listening"]["sources"]["tempo"] == "audio"
-    assert report["takes"][0]["plan"]["style"] == "root_fifth"  # the finger preset's style
-    with pytest.raises(Exception, match="already exists"):
-        engine.generate(req)
+    report = json.loads(Path(take.report["files"]["report"]).read_text())
+    assert res.report["mode"] == "follow" and report["listening"]["sources"]["tempo"] == "audio"
+    assert report["plan"]["style"] == "root_fifth"  # the finger preset's style
+    with pytest.raises(FileExistsRefusal):
+        generate_and_write(engine, req)
 
 
-def test_midi_in_renders_the_users_line_exactly(band, tmp_path):
+def test_midi_in_renders_the_users_line_exactly(band, tmp_path, capsys):
     _, mix = band
     line = [Note(40, 0.5, 1.0, 100), Note(47, 1.0, 1.5, 90), Note(45, 2.0, 3.0, 80)]
     path = tmp_path / "line.mid"
     notes_to_midi(line, Timeline.constant(100.0, 44100), program=33).save(str(path))
     out = tmp_path / "o"
     assert cli_main(["generate", "bass", "--mix", _write(tmp_path, mix), "--out", str(out), "--config", "debug",
-                     "--midi-in", str(path), "--bpm", "100", "--preset", "pick"]) == 0
+                     "--midi-in", str(path), "--bpm", "100", "--preset", "pick"]) == 0, capsys.readouterr().err
     got = midi_to_notes(mido.MidiFile(str(out / "bass_seed0.mid")))
     assert [(n.pitch, round(n.start, 3), round(n.end, 3)) for n in got] == [(n.pitch, n.start, n.end) for n in line]
     wav = read_audio(out / "bass_seed0.wav").with_channels(1).samples[0]

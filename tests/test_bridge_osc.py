@@ -183,12 +183,19 @@ def test_bad_input_is_counted_logged_once_and_survived(bridge, caplog):
         oscsend(port, "/not/a/thing", "i", 1)
         oscsend(port, "/time", "f", 3.0)  # still alive and listening
         assert wait_for(lambda: tr.position_at() >= 3.0 * 48000 - 1, 5.0)
+        # problems are logged once per kind and at most one line per second: the tempo line comes after
+        # the malformed one, once the listener has been quiet for a second
+        assert wait_for(lambda: any("ignored tempo" in r.getMessage() for r in caplog.records), 5.0)
     assert tr.bpm == 120.0
     st_ = bridge.stats
     assert st_["malformed"] >= 60 and st_["bad_args"] >= 2 and st_["unknown"] >= 1
-    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    records = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    warnings = [r.getMessage() for r in records]
     assert sum("malformed" in m for m in warnings) == 1  # logged once, not 120 times
     assert sum("ignored tempo" in m for m in warnings) == 1  # 0, -5 and 10000: one line
+    times = sorted(r.created for r in records)
+    # a burst of at most 3 lines, then never more than one a second
+    assert all(b - a >= 0.9 for a, b in zip(times[2:], times[3:]))
 
 
 def test_burst_of_position_messages_keeps_up(bridge):
@@ -335,3 +342,37 @@ def test_a_daw_going_silent_is_reported_once_and_keeps_state():
         assert events == ["silent"] and tr.playing
         oscsend(b.port, "/time", "f", 1.0)
         assert wait_for(lambda: events == ["silent", "resumed"], 5.0)
+
+
+def _nest(inner: bytes, depth: int) -> bytes:
+    """`inner` (a message or bundle) wrapped in `depth` bundles."""
+    import struct as _struct
+
+    for _ in range(depth):
+        inner = b"#bundle\x00" + b"\x00" * 7 + b"\x01" + _struct.pack(">i", len(inner)) + inner
+    return inner
+
+
+def test_nested_bundles_are_walked_once_capped_and_counted_per_message(caplog):
+    tr = Transport(48000)
+    b = OscBridge(tr, dialect="reaper", port=0)  # handle() is the receive path minus the socket
+    two = encode_message("/tempo/raw", 90.0), encode_message("/time", 2.0)
+    import struct as _struct
+
+    flat = b"#bundle\x00" + b"\x00" * 7 + b"\x01" + b"".join(_struct.pack(">i", len(m)) + m for m in two)
+    b.handle(bytearray(flat), len(flat), 1.0)
+    assert tr.bpm == 90.0 and b.stats["messages"] == 2 and b.stats["bundles"] == 1  # elements are messages
+    ok = _nest(encode_message("/time", 3.0), 4)
+    b.handle(bytearray(ok), len(ok), 1.0)
+    assert tr.position_at(1.0) == 3 * 48000 and b.stats["malformed"] == 0
+    with caplog.at_level(logging.DEBUG):
+        deep = _nest(encode_message("/time", 5.0), 200)  # ~3 kB, 200 levels
+        for _ in range(50):
+            b.handle(bytearray(deep), len(deep), 1.0)
+        bad = _nest(b"/time\x00\x00\x00,f\x00\x00", 3)[:-2]  # an element that runs past the packet
+        for _ in range(50):
+            b.handle(bytearray(bad), len(bad), 1.0)
+    assert tr.position_at(1.0) == 3 * 48000  # the message below the cap was not applied
+    assert b.stats["malformed"] == 100
+    lines = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(lines) <= 2 and not any(r.name.startswith("pythonosc") for r in caplog.records)  # once per kind

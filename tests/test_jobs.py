@@ -10,10 +10,10 @@ import time
 import pytest
 import test_jobs_engines
 
-from backline.bridge.timeline import Timeline
 from backline.engines.audio import Audio, read_audio
 from backline.engines.jobs import JobEvent, JobWorker
 from backline.engines.protocol import GenerationRequest, available_engines
+from backline.engines.timeline import Timeline
 
 TIMEOUT = 120.0  # generous: the CI machine is small and shared
 

@@ -1,7 +1,7 @@
 """Test-only engines for the job worker and host tests, implementing the Engine protocol for real.
 
-- `sine`: writes a stem (a sine per beat, pitch from the seed) exactly as long as the region, plus MIDI with
-  one note per beat. `step_seconds` paces it so cancel can be tested deterministically.
+- `sine`: returns a stem (a sine per beat, pitch from the seed) exactly as long as the region, plus MIDI with
+  one note per beat (in memory, like every engine: `engines.takes.write_takes` writes them). `step_seconds` paces it so cancel can be tested deterministically.
 - `crash`: reports some progress, then kills its own process with `os._exit` (what a segfaulting model does).
 - `broken`: raises a plain exception (an engine bug) inside generate.
 
@@ -18,8 +18,7 @@ import time
 import mido
 import numpy as np
 
-from backline.bridge.timeline import Timeline
-from backline.engines.audio import Audio, write_audio, write_bytes_atomic
+from backline.engines.audio import Audio
 from backline.engines.protocol import (
     ENGINE_REGISTRY,
     Control,
@@ -29,6 +28,7 @@ from backline.engines.protocol import (
     Take,
     check_cancel,
 )
+from backline.engines.timeline import Timeline
 
 
 class SineEngine:
@@ -73,8 +73,7 @@ class SineEngine:
             for part in range(controls["parts"]):
                 octave = np.sin(2 * np.pi * 440 * 2 ** ((pitch + 12 * part - 69) / 12) * t) * 0.3 if part else wave
                 name = "sine" if part == 0 else f"octave{part}"
-                stems[name] = write_audio(request.out_dir / f"{name}-{seed}.wav",
-                                          Audio(octave.astype(np.float32)[None], tl.sample_rate))
+                stems[name] = Audio(octave.astype(np.float32)[None], tl.sample_rate)
             mid = mido.MidiFile(ticks_per_beat=480)
             track = mido.MidiTrack()
             mid.tracks.append(track)
@@ -83,15 +82,9 @@ class SineEngine:
                 note = int(base + b % 3 * 7)
                 track.append(mido.Message("note_on", note=note, velocity=90, time=0))
                 track.append(mido.Message("note_off", note=note, velocity=0, time=480))
-            path = request.out_dir / f"sine-{seed}.mid"
-            import io
-
-            buf = io.BytesIO()
-            mid.save(file=buf)
-            write_bytes_atomic(path, buf.getvalue())
             report = {"fit": 0.5 + (seed % 10) / 20} if controls["report_fit"] else {}
-            takes.append(Take(seed=seed, stems=stems, midi=path, start_sample=start, report=report))
-        return GenerationResult(takes)
+            takes.append(Take(seed=seed, stems=stems, midi=mid, start_sample=start, report=report))
+        return GenerationResult(takes, {"engine": self.name})
 
 
 class CrashEngine(SineEngine):
@@ -145,6 +138,7 @@ def unregister() -> None:
 def test_sine_engine_writes_region_aligned_stem_and_midi(tmp_path):
     """The test engine itself behaves like an engine: outputs exactly cover the region, MIDI has notes."""
     from backline.engines.audio import read_audio
+    from backline.engines.takes import write_takes
 
     tl = Timeline.constant(120.0, 8000)
     start, stop = tl.bar_range_to_samples(3, 4)
@@ -152,6 +146,8 @@ def test_sine_engine_writes_region_aligned_stem_and_midi(tmp_path):
                                 seed=7, variations=2, controls={"steps": 2})
     seen = []
     result = SineEngine().generate(request, progress=lambda f, m: seen.append(f), cancel=threading.Event())
+    assert not any(tmp_path.iterdir())  # generate() is pure
+    result = write_takes(result, tmp_path)
     assert [t.seed for t in result.takes] == [7, 8]
     audio = read_audio(result.takes[0].stems["sine"])
     assert audio.frames == stop - start and audio.peak() > 0.2

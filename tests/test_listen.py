@@ -5,11 +5,11 @@ import mir_eval
 import numpy as np
 import pytest
 
-from backline.bridge.timeline import Timeline
 from backline.engines.audio import Audio, read_audio
 from backline.engines.data.slakh import list_tracks
 from backline.engines.errors import BacklineError, ConfigError
 from backline.engines.listen import Chord, listen, parse_chart, parse_chord, parse_key
+from backline.engines.timeline import Timeline
 
 NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 

@@ -6,10 +6,10 @@ import mido
 import numpy as np
 import pytest
 
-from backline.bridge.timeline import Timeline
 from backline.engines.audio import Audio
 from backline.engines.errors import ConfigError
 from backline.engines.render import find_soundfonts, render_midi
+from backline.engines.timeline import Timeline
 from backline.engines.transcribe import (
     Note,
     midi_to_notes,

@@ -34,6 +34,8 @@ def format_report(report, show_all: bool = False) -> str:
     if show_all and report.fine:
         lines.append("all fine tags: " + ", ".join(f"{t} {report.fine[t]:.0%}" for t in FINE_TAGS))
         lines.append("all coarse tags: " + ", ".join(f"{t} {report.coarse[t]:.0%}" for t in COARSE_TAGS))
+    if report.parts:
+        lines.append("parts playing: " + ", ".join(f"{p} {v:.0%}" for p, v in report.parts.items()))
     if report.missing_parts:
         lines.append("missing parts: " + ", ".join(report.missing_parts))
         lines.append(f"suggestion: run the {report.suggestion} engine (backline generate {report.suggestion} ...)"

@@ -67,6 +67,7 @@ class AnalysisReport:
     silent: bool
     fine: dict[str, float] = field(default_factory=dict)
     coarse: dict[str, float] = field(default_factory=dict)
+    parts: dict[str, float] = field(default_factory=dict)  # P(part plays): bass / drums / accompaniment
     present_fine: list[str] = field(default_factory=list)
     present_coarse: list[str] = field(default_factory=list)
     missing_parts: list[str] = field(default_factory=list)
@@ -105,7 +106,7 @@ class Analyzer:
         self.features = MusiCoderFeatures().to(self.device)
         self.logmel = SimCLRLogMel().to(self.device)
         self._lock = threading.Lock()
-        self._tagger = self._simclr = self._matching = None
+        self._tagger = self._simclr = self._matching = self._presence = None
         self.meta: dict[str, dict] = {}
 
     # --- models (lazy) -------------------------------------------------------------------------------------
@@ -204,26 +205,12 @@ class Analyzer:
             report.suggestion = PARTS["bass"][1]
             report.analysis_seconds = time.perf_counter() - t0
             return report
+        fine_w, coarse_w, att, hand = self.window_table(wav, starts, progress=progress, cancel=cancel)
         tagger = self.tagger
-        hop = 320  # feature frames are 20 ms: window w covers frames [start/hop, start/hop + size/hop]
-        feats = self.features(wav)  # one pass over the whole clip, then 5 s windows of frames
-        frames = size // hop + 1
-        fine_p, coarse_p, att = [], [], []
-        for i in range(0, len(starts), WINDOW_BATCH):
-            check_cancel(cancel)
-            chunk = [feats[s // hop : s // hop + frames] for s in starts[i : i + WINDOW_BATCH]]
-            out = tagger(torch.nn.utils.rnn.pad_sequence(chunk, batch_first=True)) if len({len(c) for c in chunk}) > 1 \
-                else tagger(torch.stack(chunk))
-            fine_p += list(out.fine)
-            coarse_p += list(out.coarse)
-            if out.attention is not None:
-                att += list(out.attention)
-            if progress:
-                progress(min(1.0, (i + WINDOW_BATCH) / len(starts)), f"{min(len(starts), i + WINDOW_BATCH)}/{len(starts)} windows")
-        report.windows = len(fine_p)
+        report.windows = len(fine_w)
         report.head = tagger.head.kind
-        fine = _aggregate(torch.stack(fine_p))
-        coarse = _aggregate(torch.stack(coarse_p))
+        fine = _aggregate(fine_w)
+        coarse = _aggregate(coarse_w)
         report.fine = {t: round(float(p), 4) for t, p in zip(FINE_TAGS, fine)}
         report.coarse = {t: round(float(p), 4) for t, p in zip(COARSE_TAGS, coarse)}
         fth = (tagger.fine_thresholds - sensitivity).clamp(0.02, 0.98)
@@ -234,12 +221,65 @@ class Analyzer:
         report.present_coarse.sort(key=lambda t: -report.coarse[t])
         if att:
             report.attention = torch.stack(att).mean(0).tolist()
-        report.missing_parts = [p for p, (tags, _) in PARTS.items() if not set(tags) & set(report.present_fine)]
+        playing = self.presence(fine_w, coarse_w, hand)
+        report.parts = {p: round(v, 4) for p, v in playing.items()}
+        pth = (self.presence_model.threshold - sensitivity).clamp(0.02, 0.98)
+        report.missing_parts = [p for p, th in zip(PARTS, pth) if playing[p] < th]
         report.suggestion = PARTS[report.missing_parts[0]][1] if report.missing_parts else None
         report.message = ("no instruments detected" if not report.present_fine
                           else "instruments: " + ", ".join(report.present_fine))
         report.analysis_seconds = time.perf_counter() - t0
         return report
+
+    @torch.no_grad()
+    def window_table(self, wav: torch.Tensor, starts: list[int], *, progress: Callable[[float, str], None] | None = None,
+                     cancel: threading.Event | None = None) -> tuple[torch.Tensor, torch.Tensor, list, np.ndarray]:
+        """Per 5 s window: tagger fine [W, 17] and coarse [W, 6] probabilities, attention maps, and the presence
+        model's hand features [W, F] (presence.py). One pass of the tagger's features over the whole clip."""
+        from backline.engines.analysis.presence import presence_features
+
+        tagger = self.tagger
+        hop = 320  # feature frames are 20 ms: window w covers frames [start/hop, start/hop + size/hop]
+        size = int(WINDOW_S * FEATURE_SR)
+        feats = self.features(wav)
+        frames = size // hop + 1
+        fine_p, coarse_p, att, hand = [], [], [], []
+        for i in range(0, len(starts), WINDOW_BATCH):
+            check_cancel(cancel)
+            batch = starts[i : i + WINDOW_BATCH]
+            chunk = [feats[s // hop : s // hop + frames] for s in batch]
+            out = tagger(torch.nn.utils.rnn.pad_sequence(chunk, batch_first=True)) if len({len(c) for c in chunk}) > 1 \
+                else tagger(torch.stack(chunk))
+            fine_p += list(out.fine)
+            coarse_p += list(out.coarse)
+            if out.attention is not None:
+                att += list(out.attention)
+            hand += [presence_features(wav[s : s + size]) for s in batch]
+            if progress:
+                progress(min(1.0, (i + WINDOW_BATCH) / len(starts)), f"{min(len(starts), i + WINDOW_BATCH)}/{len(starts)} windows")
+        return torch.stack(fine_p).cpu(), torch.stack(coarse_p).cpu(), att, np.stack(hand)
+
+    @property
+    def presence_model(self):
+        """The calibrated per-part presence model (presence.py); the shipped one also under config='debug'
+        (it is a few hundred numbers, and the debug tagger's outputs only shift its inputs)."""
+        from backline.engines.analysis.presence import build_presence
+
+        with self._lock:
+            if self._presence is None:
+                self._presence = self._load("presence", "presence", build_presence)
+            return self._presence
+
+    @torch.no_grad()
+    def presence(self, fine_w: torch.Tensor, coarse_w: torch.Tensor, hand: np.ndarray) -> dict[str, float]:
+        """P(part plays) for the clip: per-window logistic regression, top-quarter mean over windows."""
+        from backline.engines.analysis.presence import PARTS as P_PARTS
+        from backline.engines.analysis.presence import with_tags
+
+        x = np.stack([with_tags(h, f.numpy(), c.numpy()) for h, f, c in zip(hand, fine_w, coarse_w)])
+        model = self.presence_model
+        p = _aggregate(model(torch.from_numpy(x).to(model.mean.device)).cpu())
+        return {part: float(v) for part, v in zip(P_PARTS, p)}
 
     # --- embeddings and matching ---------------------------------------------------------------------------
     def _snippets(self, wav: torch.Tensor) -> torch.Tensor:
@@ -325,3 +365,40 @@ def match_matrix(mixes: Sequence[Audio | str | Path], stems: Sequence[Audio | st
 def match_cosines(mixes: Sequence[Audio | str | Path], stems: Sequence[Audio | str | Path], *, config: str = "shipped",
                   device: str = "cpu") -> torch.Tensor:
     return get_analyzer(config, device).match_cosines(mixes, stems)
+
+
+#: engine name -> the part it plays (presence.PARTS) and how a musician calls it
+ENGINE_PART: dict[str, tuple[str, str, str]] = {
+    "bass": ("bass", "a bass", "is"), "drums": ("drums", "drums", "are"),
+    "accompany": ("accompaniment", "an accompaniment (keys, guitar or strings)", "is")}
+
+
+def role_already_playing(engine: str, mix: Audio | None = None, midi: str | Path | None = None, *,
+                         config: str = "shipped") -> str | None:
+    """A one-line warning when the part `engine` generates is already in the band it listens to, else None.
+
+    Audio goes through the presence model (the same decision as "missing parts"); band MIDI is checked for a
+    track of that role (drum channel, or bass programs 33-40). Never raises for the engine's sake: a check
+    that cannot run says nothing."""
+    if engine not in ENGINE_PART:
+        return None
+    part, words, verb = ENGINE_PART[engine]
+    try:
+        if mix is not None and mix.seconds >= MIN_SECONDS and config == "shipped":  # a random debug model says nothing
+            report = analyze(mix, config=config)
+            if not report.silent and part not in report.missing_parts:
+                return (f"{words} {verb} already playing in the mix ({report.parts.get(part, 0):.0%} sure): the new "
+                        f"{part} will double it — mute that track in the DAW, or select bars without it")
+        if midi is not None:
+            import pretty_midi
+
+            pm = pretty_midi.PrettyMIDI(str(midi))
+            hits = [i for i in pm.instruments if i.notes and (
+                i.is_drum if part == "drums" else (not i.is_drum and 32 <= i.program <= 39) if part == "bass" else False)]
+            if hits:
+                name = hits[0].name or ("drum track" if part == "drums" else "bass track")
+                return (f"the band's MIDI already has {words} ({name!r}, {len(hits[0].notes)} notes): the new {part} "
+                        "will double it — leave that track out of the MIDI you drop")
+    except Exception:  # noqa: BLE001 - a warning must never stop a generation
+        return None
+    return None

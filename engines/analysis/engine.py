@@ -1,19 +1,16 @@
 """The analysis engine: the Engine protocol around `api.Analyzer`, so the host shows what the captured mix holds.
 
 `generate()` returns one Take whose `report` is the `AnalysisReport` as a dict (instruments fine and coarse
-with probabilities, missing parts, the engine to run next) and writes `analysis.json` and `attention.png`
-(the ResAtt map: which fine tags drive each coarse decision) under the request's out_dir, atomically and
-under fresh names (analysis-2.json, ... if earlier ones exist: nothing is overwritten).
+with probabilities, missing parts, the engine to run next) and the ResAtt attention map (which fine tags drive
+each coarse decision) as an `attention.png` attachment. Like every engine it writes nothing itself:
+`engines.takes.write_takes` writes `analysis_seedN.json` and `analysis_seedN_attention.png`.
 """
 
 from __future__ import annotations
 
-import json
 import threading
-from pathlib import Path
 
 from backline.engines.analysis.api import Analyzer
-from backline.engines.audio import write_bytes_atomic
 from backline.engines.errors import AudioFormatError, ConfigError
 from backline.engines.protocol import (
     Control,
@@ -30,15 +27,6 @@ CONTROLS = (
     Control("sensitivity", "float", 0.0, "Sensitivity", minimum=-0.3, maximum=0.3, step=0.05,
             help="lowers (positive) or raises (negative) every tag's threshold: list quieter instruments or fewer"),
 )
-
-
-def _fresh(path: Path) -> Path:
-    n = 2
-    candidate = path
-    while candidate.exists():
-        candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
-        n += 1
-    return candidate
 
 
 class AnalysisEngine:
@@ -66,14 +54,10 @@ class AnalysisEngine:
                                        progress=lambda f, m: progress(0.95 * f, m), cancel=cancel)
         check_cancel(cancel)
         data = report.to_dict()
-        out_dir = Path(request.out_dir)
-        json_path = write_bytes_atomic(_fresh(out_dir / "analysis.json"), json.dumps(data, indent=2).encode())
-        data["files"] = {"report": str(json_path)}
-        if report.attention is not None:
-            png = write_bytes_atomic(_fresh(out_dir / "attention.png"), report.attention_png())
-            data["files"]["attention"] = str(png)
+        attachments = {"attention.png": report.attention_png()} if report.attention is not None else {}
         progress(1.0, report.summary())
-        take = Take(seed=request.seed, stems={}, midi=None, start_sample=request.region_start, report=data)
+        take = Take(seed=request.seed, stems={}, midi=None, start_sample=request.region_start, report=data,
+                    attachments=attachments)
         return GenerationResult([take], report={"engine": NAME, "summary": report.summary()})
 
 

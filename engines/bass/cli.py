@@ -5,78 +5,73 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-HELP = "generate a bass line for a mix (latent diffusion, style presets or a reference)"
+HELP = "generate a bass line for a mix: listen to its tempo, bars and chords, plan a line, play it (or paper 000)"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--mix", required=True, type=Path, help="the mix to play along to (wav/flac/...)")
-    parser.add_argument("--out", required=True, type=Path, help="folder for bass_seedN.wav/.mid and bass_report.json")
+    from backline.engines.bass.engine import CONTROLS, FOLLOW_CONTROLS
+    from backline.engines.protocol import add_control_flags
+
+    parser.add_argument("--mix", type=Path, help="the mix to play along to (wav/flac/...); required to generate")
+    parser.add_argument("--out", type=Path, help="folder for bass_seedN.wav/.mid/.json; required to generate")
     parser.add_argument("--bars", help="bars to generate, e.g. 9-24 (1-based, inclusive; needs --bpm)")
     parser.add_argument("--bpm", type=float, help="tempo of the mix (default: listen for it; --bars needs it)")
     parser.add_argument("--meter", help="time signature, e.g. 4/4 or 6/8 (default: listen for it)")
-    parser.add_argument("--mode", choices=("follow", "free"), default="follow",
-                        help="follow (default): listen to tempo, bars and chords, plan a line, play it; "
-                             "free: the latent diffusion model alone (paper 000)")
-    parser.add_argument("--chords", help='the chords per bar, e.g. "D | G A | Bm | G A7" (default: listen)')
-    parser.add_argument("--key", help="the key, e.g. D or Bm (default: listen)")
-    parser.add_argument("--band-midi", type=Path, help="the band's MIDI: exact tempo, bars and chords")
-    parser.add_argument("--midi-in", type=Path, help="play this bass line MIDI (edited in the DAW) in the preset's sound")
-    parser.add_argument("--style", help="root_fifth, walking, syncopated, octave, sustained, funk16, reggae, disco, "
-                                        "tumbao, ballad (default: the preset's)")
-    parser.add_argument("--complexity", type=float, help="0-1, fewer to more notes (default 0.5: the style's usual)")
-    parser.add_argument("--intensity", type=float, help="0-1, softer to harder (default 0.5)")
-    parser.add_argument("--register", type=int, choices=(-1, 0, 1), help="octave: -1 low, 0 usual, +1 high")
-    parser.add_argument("--swing", type=float, help="0 straight (default) to 1 triplet swing")
-    parser.add_argument("--lock-to-kick", action="store_true", help="put the line's notes on the kick drum's hits")
+    parser.add_argument("--band-midi", type=Path, help="the band's MIDI: exact tempo, bars and chords to follow")
     style = parser.add_mutually_exclusive_group()
     style.add_argument("--preset", help="bass style preset (default finger); --list-presets shows them")
     style.add_argument("--reference", type=Path, help="a solo bass recording whose sound to copy")
-    parser.add_argument("--list-presets", action="store_true", help="list the presets and exit")
-    parser.add_argument("--steps", type=int, help="DDIM steps (default 64)")
-    parser.add_argument("--cfg", type=float, help="classifier-free guidance λ (default 2.0; 1 = none)")
-    parser.add_argument("--rescale", type=float, help="CFG std rescale φ in 0–1 (default 0.7)")
-    parser.add_argument("--strength", type=float, help="style grounding strength (1 = paper, 0 = off)")
-    parser.add_argument("--quantise", choices=("off", "1/8", "1/16", "1/16T"), help="MIDI grid (default off)")
+    parser.add_argument("--list-presets", action="store_true", help="list the presets and exit (needs nothing else)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (variation k uses seed + k)")
     parser.add_argument("--variations", type=int, default=1, help="how many takes to generate")
+    parser.add_argument("--overwrite", action="store_true", help="replace an earlier take of the same seed in --out")
     parser.add_argument("--config", default="shipped", choices=("shipped", "debug"), help="model weights")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--threads", type=int, default=1,
                         help="CPU threads for torch (default 1: on a shared 2-core machine 2 threads can be 20x slower)")
     parser.add_argument("--weights", type=Path, help="bass weights from `backline train bass --export` (default: shipped)")
     parser.add_argument("--codec-weights", type=Path, help="folder with mix/stem codec weights (default: shipped)")
+    # the controls come from the engine's own declaration (the host's panel uses the same one)
+    add_control_flags(parser, FOLLOW_CONTROLS, skip=("bpm", "meter", "tempo_from"),
+                      title="follow mode (listen → plan → play; defaults: the preset's style)")
+    add_control_flags(parser, CONTROLS, skip=("preset", "reference"), title="sampler, free mode (defaults: the preset's)")
 
 
 def run(args: argparse.Namespace) -> int:
 
-    from backline.bridge.timeline import Timeline, check_bpm, parse_bar_range
     from backline.engines.audio import audio_info, read_audio
+    from backline.engines.bass.engine import ALL_CONTROLS
     from backline.engines.bass.presets import list_presets, load_preset
     from backline.engines.errors import ConfigError, TimelineError
-    from backline.engines.protocol import GenerationRequest, generate_in_terminal
+    from backline.engines.protocol import GenerationRequest, control_values, generate_in_terminal
+    from backline.engines.timeline import Timeline, check_bpm, parse_bar_range
 
     if args.list_presets:
         for name in list_presets():
             print(f"{name:<10} {load_preset(name).title}")
         return 0
+    if args.mix is None or args.out is None:
+        missing = " and ".join(f for f, v in (("--mix", args.mix), ("--out", args.out)) if v is None)
+        raise ConfigError(f"{missing} {'is' if ' and ' not in missing else 'are'} needed to generate",
+                          fix="e.g. backline generate bass --mix MIX.wav --out takes/ (or --list-presets)")
     if args.preset:
         load_preset(args.preset)  # unknown names fail now, listing the known ones
     from backline.engines.listen import parse_chart, parse_key, parse_meter
 
+    controls = control_values(args, ALL_CONTROLS, skip=("preset", "reference", "bpm", "meter", "tempo_from"))
     num, den = parse_meter(args.meter) if args.meter else (4, 4)
-    if args.chords:
-        parse_chart(args.chords, num)  # a typo fails now, naming the chord
-    if args.key:
-        parse_key(args.key)
+    if controls.get("chords"):
+        parse_chart(controls["chords"], num)  # a typo fails now, in one line naming the chord
+    if controls.get("key"):
+        parse_key(controls["key"])
+    if controls.get("midi_in") and not Path(controls["midi_in"]).is_file():
+        raise ConfigError("the --midi-in file does not exist", path=controls["midi_in"], fix="give a .mid file")
     if args.bars and args.bpm is None:
         raise ConfigError("--bars needs the mix's tempo", fix="add --bpm, e.g. --bpm 120")
-    if args.mode == "free" and any(getattr(args, k) is not None for k in ("chords", "key", "midi_in", "style")):
-        raise ConfigError("--chords/--key/--midi-in/--style are for follow mode", fix="drop --mode free")
     bpm = check_bpm(args.bpm) if args.bpm is not None else 120.0  # a placeholder until the mix is heard
-    if args.steps is not None and args.steps <= 0:
-        raise ConfigError(f"--steps {args.steps} must be >= 1", fix="use e.g. --steps 64")
-    if args.cfg is not None and args.cfg < 0:
-        raise ConfigError(f"--cfg {args.cfg} must be >= 0", fix="use e.g. --cfg 2.0 (1.0 = no guidance)")
+    controls |= {"bpm": float(args.bpm or 0.0), "meter": args.meter or ""}
+    if controls.get("mode", "follow") == "free":
+        controls = {k: v for k, v in controls.items() if k not in ("bpm", "meter")}
     if args.variations < 1:
         raise ConfigError(f"--variations {args.variations} must be >= 1")
     rate, _, total = audio_info(args.mix)
@@ -89,6 +84,10 @@ def run(args: argparse.Namespace) -> int:
             bars_in_mix = timeline.bars_in(total)
             raise TimelineError(f"bars {first}-{last} run past the end of the mix ({bars_in_mix:.1f} bars at "
                                 f"{bpm:g} BPM)", path=args.mix, fix=f"pick bars within 1-{int(bars_in_mix)}")
+    if args.device == "cpu":  # before reading a long file or loading any weights
+        from backline.engines.bass.engine import check_memory
+
+        check_memory((stop - start) / rate, args.variations)
     mix = read_audio(args.mix, start=start, frames=stop - start)
 
     import torch
@@ -100,17 +99,10 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
 
     engine = build(args.config, args.device, weights=args.weights, codec_weights=args.codec_weights)
-    controls = {k: getattr(args, k) for k in ("steps", "cfg", "rescale", "strength", "quantise", "mode", "style",
-                                              "complexity", "intensity", "register", "swing", "chords", "key")
-                if getattr(args, k) is not None}
-    if args.mode == "follow":
-        controls |= {"lock_to_kick": bool(args.lock_to_kick), "bpm": float(args.bpm or 0.0),
-                     "meter": args.meter or "", "midi_in": str(args.midi_in) if args.midi_in else ""}
     request = GenerationRequest("bass", args.out, timeline, region_start=start, region_stop=stop, mix=mix,
-                                midi=args.band_midi,
-                                reference=args.reference, preset=None if args.reference else (args.preset or "finger"),
+                                midi=args.band_midi, reference=args.reference, preset=None if args.reference else (args.preset or "finger"),
                                 controls=controls, seed=args.seed, variations=args.variations)
-    result = generate_in_terminal(engine, request)
+    result = generate_in_terminal(engine, request, overwrite=args.overwrite)
     rep = result.report
     if "listening" in rep:
         heard = rep["listening"]
@@ -118,9 +110,10 @@ def run(args: argparse.Namespace) -> int:
               f"  ({', '.join(f'{k} from {v}' for k, v in heard['sources'].items())})")
         print(f"chords {heard['chords']}")
     for take in result.takes:
-        print(f"bass   {take.stems['bass']}  (seed {take.seed}, starts at sample {take.start_sample})")
+        print(f"audio  {take.stems['bass']}  (seed {take.seed}, starts at sample {take.start_sample})")
         print(f"midi   {take.midi}  ({take.report['notes']} notes)")
-    print(f"report {rep['report_path']}  ({rep['timings_s']['total_s']:.1f} s on {rep['device']})")
+        print(f"report {take.report['files']['report']}")
+    print(f"done in {rep['timings_s']['total_s']:.1f} s on {rep['device']}")
     for note in rep.get("fallbacks", []) + rep.get("warnings", []):
         print(f"note: {note}")
     return 0

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from backline.engines.audio import Audio, read_audio, write_audio, write_bytes_atomic
+from backline.engines.audio import Audio, read_audio
 from backline.engines.bass.planner import STYLES as PLANNER_STYLES
 from backline.engines.diffusion import classifier_free, ddim_sample, style_grounding
 from backline.engines.errors import (
@@ -34,7 +34,6 @@ from backline.engines.errors import (
     Cancelled,
     ConfigError,
     DeviceError,
-    FileExistsRefusal,
     WeightsError,
 )
 from backline.engines.protocol import (
@@ -45,6 +44,7 @@ from backline.engines.protocol import (
     ProgressFn,
     Take,
     check_cancel,
+    validate_controls,
 )
 
 NAME = "bass"
@@ -56,22 +56,70 @@ QUANTISE = {"off": None, "1/8": 2, "1/16": 4, "1/16T": 6}
 SILENT_MIX_DB = -70.0
 #: Time chunk (latent frames) and overlap for the out-of-memory fallback.
 OOM_CHUNK, OOM_OVERLAP = 512, 32
+#: Longer than this (≈ 3 min) is sampled in overlapping windows from the start: attention memory grows with the
+#: square of the length (a 15-minute mix in one pass reached 3 GB by step 5), windows keep it flat.
+ONE_PASS_FRAMES, LONG_CHUNK, LONG_OVERLAP = 2048, 1024, 64
+#: Peak resident memory of a CPU run ≈ BASE + seconds of mix × (PER_SECOND + extra variations × PER_VARIATION),
+#: measured with /usr/bin/time on `backline generate bass` (shipped weights, 1 thread, 2-core Xeon): 1:30 of
+#: 48 kHz stereo → 1.39 GB, 3:00 of 44.1 kHz → 1.60 GB, 6:00 of 48 kHz → 2.16 GB (before this check existed).
+#: A mix whose estimate passes the limit is refused up front with the estimate.
+MEMORY_BASE_BYTES = 1.15e9
+MEMORY_PER_SECOND = 2.9e6
+MEMORY_PER_VARIATION_SECOND = 1.2e6
+#: The limit: BACKLINE_MEMORY_GB (default 2 GB, what a laptop can spare beside a DAW).
+DEFAULT_MEMORY_GB = 2.0
+
+
+def estimate_memory_bytes(seconds: float, variations: int = 1) -> float:
+    """Estimated peak RSS of a CPU generation for `seconds` of mix (see MEMORY_BASE_BYTES)."""
+    return MEMORY_BASE_BYTES + seconds * (MEMORY_PER_SECOND + max(0, variations - 1) * MEMORY_PER_VARIATION_SECOND)
+
+
+def memory_limit_bytes() -> float:
+    import os
+
+    raw = os.environ.get("BACKLINE_MEMORY_GB", "")
+    try:
+        gb = float(raw) if raw.strip() else DEFAULT_MEMORY_GB
+    except ValueError as err:
+        raise ConfigError(f"BACKLINE_MEMORY_GB={raw!r} is not a number", fix="e.g. BACKLINE_MEMORY_GB=4") from err
+    return gb * 1e9
+
+
+def check_memory(seconds: float, variations: int = 1) -> None:
+    """Refuse, before any work, a mix too long for the memory limit, with the estimate and what to do."""
+    need, limit = estimate_memory_bytes(seconds, variations), memory_limit_bytes()
+    if need <= limit:
+        return
+    per_second = MEMORY_PER_SECOND + max(0, variations - 1) * MEMORY_PER_VARIATION_SECOND
+    fits = max(0.0, (limit - MEMORY_BASE_BYTES) / per_second)
+    raise DeviceError(f"a {_clock(seconds)} mix{f' with {variations} variations' if variations > 1 else ''} needs "
+                      f"about {need / 1e9:.1f} GB of memory, over the {limit / 1e9:.1f} GB limit",
+                      fix=f"generate up to {_clock(fits)} at a time (--bars), or allow more with "
+                          f"BACKLINE_MEMORY_GB={math.ceil(need / 1e9)}")
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 60}:{seconds % 60:02d}"
 
 CONTROLS = (
-    Control("steps", "int", 64, "DDIM steps", 1, 1000, 1, help="denoising steps K (paper: 64 gives the best FAD)",
-            advanced=True),
-    Control("cfg", "float", 2.0, "Guidance λ", 0.0, 20.0, 0.1, advanced=True,
-            help="classifier-free guidance weight: 1 = conditional only, higher follows the mix more closely"),
-    Control("rescale", "float", 0.7, "Rescale φ", 0.0, 1.0, 0.05, advanced=True,
-            help="Lin et al. std rescale of the guided output (helps at λ > 2.5)"),
-    Control("strength", "float", 1.0, "Style strength", 0.0, 4.0, 0.05, advanced=True,
-            help="style grounding: 1 = paper (pull weighted by β²), 0 = off, >1 holds the style longer"),
-    Control("quantise", "choice", "off", "MIDI grid", choices=tuple(QUANTISE), advanced=True,
-            help="quantise the transcribed MIDI to the DAW grid (free mode)"),
+    Control("steps", "int", 64, "Sampler steps", 1, 1000, 1, group="advanced",
+            help="denoising steps: more is slower and cleaner; 64 sounds best (DDIM steps K)"),
+    Control("cfg", "float", 2.0, "Follow the band", 0.0, 20.0, 0.1, group="advanced",
+            help="how closely the bass follows the mix: 1 = plain, higher sticks to the band more "
+                 "(classifier-free guidance λ)"),
+    Control("rescale", "float", 0.7, "Guidance rescale", 0.0, 1.0, 0.05, group="advanced",
+            help="tames harshness when 'Follow the band' is high, above 2.5 (std rescale φ)"),
+    Control("strength", "float", 1.0, "Style strength", 0.0, 4.0, 0.05,
+            help="how strongly the preset's sound is held: 0 = off, 1 = normal, more holds it longer"),
+    Control("quantise", "choice", "off", "MIDI grid", choices=tuple(QUANTISE),
+            help="quantise the transcribed MIDI to the DAW grid"),
     Control("preset", "preset", "finger", "Preset", help="a bass style from presets/bass"),
     Control("reference", "audio", "", "Style reference", help="a solo bass recording to copy the sound of"),
 )
-#: Follow mode's musician controls come first in a panel; overrides and the sampler's settings go under "Advanced".
+#: Follow mode's musician controls come first in a panel; overrides go under "Advanced"; what the host supplies
+#: itself (the chord lane, the DAW's tempo, a take's MIDI to re-render) is command-line only.
 MODES = ("follow", "free")
 FOLLOW_CONTROLS = (
     Control("mode", "choice", "follow", "Mode", choices=MODES,
@@ -85,18 +133,18 @@ FOLLOW_CONTROLS = (
     Control("register", "int", 0, "Register", -1, 1, 1, help="octave: -1 low, 0 usual, +1 high"),
     Control("swing", "float", 0.0, "Swing", 0.0, 1.0, 0.05, help="0 = straight, 1 = triplet swing"),
     Control("lock_to_kick", "bool", False, "Lock to kick", help="put the line's notes on the kick drum's hits"),
-    Control("chords", "text", "", "Chords", advanced=True,
-            help='a chart per bar, e.g. "D | G A | Bm | G A7" (empty = the chord lane, or listen)'),
-    Control("bpm", "float", 0.0, "Tempo", 0.0, 999.0, 0.01, advanced=True,
-            help="0 = the DAW's tempo, or listen for it"),
-    Control("meter", "text", "", "Meter", advanced=True, help="e.g. 4/4 or 6/8 (empty = the DAW's, or listen)"),
-    Control("key", "text", "", "Key", advanced=True, help="e.g. D or Bm (empty = listen)"),
-    Control("tempo_from", "choice", "listen", "Tempo from", choices=("listen", "timeline"), advanced=True,
+    Control("key", "text", "", "Key", group="advanced", help="e.g. D or Bm (empty = listen)"),
+    Control("chords", "text", "", "Chords", group="cli",
+            help='the chords per bar, e.g. "D | G A | Bm | G A7" (default: the chord lane, or listen)'),
+    Control("bpm", "float", 0.0, "Tempo", 0.0, 999.0, 0.01, group="cli",
+            help="tempo of the mix (0 = the DAW's, or listen for it)"),
+    Control("meter", "text", "", "Meter", group="cli", help="e.g. 4/4 or 6/8 (empty = the DAW's, or listen)"),
+    Control("tempo_from", "choice", "listen", "Tempo from", choices=("listen", "timeline"), group="cli",
             help="timeline: trust the request's timeline (the DAW transport); listen: hear tempo and bar one"),
-    Control("midi_in", "text", "", "Line MIDI", advanced=True,
-            help="play this MIDI line (edited in the DAW) instead of planning one"),
+    Control("midi_in", "text", "", "Line MIDI", group="cli",
+            help="play this bass line MIDI (edited in the DAW) in the preset's sound instead of planning one"),
 )
-FOLLOW_DEFAULTS = {c.name: c.default for c in FOLLOW_CONTROLS}
+ALL_CONTROLS = FOLLOW_CONTROLS + CONTROLS
 
 
 def codec_fingerprint(codec) -> str:
@@ -162,14 +210,13 @@ class BassEngine:
     def describe(self) -> EngineDescription:
         from backline.engines.bass.presets import list_presets
 
-        controls = FOLLOW_CONTROLS + tuple(
+        controls = tuple(
             Control(c.name, "choice", c.default, c.label, choices=tuple(list_presets()), help=c.help)
-            if c.name == "preset" else c for c in CONTROLS)
+            if c.name == "preset" else c for c in ALL_CONTROLS)
         training = self.meta.get("training", {})
         weights = f"bass diffusion ({self.config}); " + (
             f"{training.get('steps', '?')} steps on {training.get('data', '?')}" if training else "untrained")
-        return EngineDescription(NAME, "Bass (follows the song: listen, plan, play; or paper 000)", controls,
-                                 inputs=("mix",),
+        return EngineDescription(NAME, "Bass", controls, inputs=("mix",),
                                  outputs=("audio", "midi"), weights=weights, device=self.device)
 
     def generate(self, request: GenerationRequest, *, progress: ProgressFn | None = None,
@@ -186,16 +233,11 @@ class BassEngine:
         preset_control = controls.pop("preset", None)
         preset_name = (request.preset or preset_control or "finger") if reference is None else None
         preset = load_preset(preset_name) if preset_name else None
-        defaults = {"steps": 64, "cfg": 2.0, "rescale": 0.7, "strength": 1.0, "quantise": "off"} | FOLLOW_DEFAULTS
+        defaults = {c.name: c.default for c in ALL_CONTROLS if c.kind not in ("preset", "audio")}  # one declaration
         if preset:
             defaults |= preset.controls
         merged = defaults | {k: v for k, v in controls.items() if v is not None}
-        unknown = set(merged) - set(defaults)
-        if unknown:
-            raise ConfigError(f"unknown control(s) {', '.join(sorted(unknown))} for bass",
-                              fix=f"known: {', '.join(defaults)}")
-        if merged["mode"] not in MODES:
-            raise ConfigError(f"mode={merged['mode']!r} is not a bass mode", fix=f"use one of {', '.join(MODES)}")
+        merged = validate_controls(tuple(c for c in ALL_CONTROLS if c.name in defaults), merged, NAME)
         if merged["mode"] == "follow" or merged.get("midi_in"):
             return self._generate_follow(request, merged, preset, progress, cancel, t_start)
         sampling = Sampling(int(merged["steps"]) if float(merged["steps"]).is_integer() else merged["steps"],
@@ -206,14 +248,9 @@ class BassEngine:
         if request.variations < 1:
             raise ConfigError(f"variations={request.variations} must be >= 1")
         mix = self._check_mix(request.mix)
-        out_dir = Path(request.out_dir)
+        if self._param_device().type == "cpu":
+            check_memory(mix.seconds, request.variations)
         seeds = [int(request.seed) + k for k in range(request.variations)]
-        names = [f"bass_seed{s}" for s in seeds]
-        targets = [out_dir / f"{n}{ext}" for n in names for ext in (".wav", ".mid")] + [out_dir / "bass_report.json"]
-        clash = [p for p in targets if p.exists()]
-        if clash:  # refuse before a minute of sampling, not after
-            raise FileExistsRefusal("already exists; Backline never overwrites your files", path=clash[0],
-                                    fix="choose another --out folder or --seed")
 
         # style
         t0 = time.perf_counter()
@@ -238,7 +275,7 @@ class BassEngine:
         result = self.sample_latents(cond, seeds, sampling, mu_style, callback=on_step, cancel=cancel)
         timings["sample_s"] = time.perf_counter() - t0
 
-        # decode, render, transcribe — all in memory; files are written only once everything succeeded
+        # decode, render, transcribe — all in memory: generate() writes nothing (engines.takes writes the take)
         t0 = time.perf_counter()
         dries: list[Audio] = []
         for v in range(len(seeds)):
@@ -266,42 +303,27 @@ class BassEngine:
             midis.append(bass_midi(dry, request.timeline, request.region_start, quantise,
                                    preset.gm_program if preset else 34))
         timings["transcribe_s"] = time.perf_counter() - t0
-        check_cancel(cancel)  # last chance: after this, files appear
+        check_cancel(cancel)
 
-        takes: list[Take] = []
-        written: list[Path] = []
-        try:
-            for seed, name, (_dry, wet, level), (notes, mid) in zip(seeds, names, rendered, midis):
-                wav_path = write_audio(out_dir / f"{name}.wav", wet)
-                written.append(wav_path)
-                midi_path = _write_midi(out_dir / f"{name}.mid", mid)
-                written.append(midi_path)
-                takes.append(Take(seed=seed, stems={"bass": wav_path}, midi=midi_path, start_sample=request.region_start,
-                                  report={"notes": len(notes), "peak": round(wet.peak(), 4), "level": level,
-                                          "frames": wet.frames}))
-            timings["total_s"] = time.perf_counter() - t_start
-            report = {
-                "engine": NAME, "config": self.config, "device": result.device, "fallbacks": result.fallbacks,
-                "warnings": list(self.warnings),
-                "weights": self.describe().weights,
-                "settings": {"steps": sampling.steps, "cfg": sampling.cfg, "rescale": sampling.rescale,
-                             "strength": sampling.strength, "quantise": quantise, "variations": len(seeds)},
-                "seeds": seeds, "style": style_info,
-                "region": {"start_sample": request.region_start, "frames": mix.frames,
-                           "sample_rate": mix.sample_rate, "bpm": request.timeline.bpm,
-                           "start_bar": round(request.timeline.samples_to_bar(request.region_start), 4)},
-                "latent_frames": int(cond.shape[-1]),
-                "takes": [{"seed": t.seed, "wav": str(t.stems["bass"]), "midi": str(t.midi)} | t.report for t in takes],
-                "timings_s": {k: round(v, 3) for k, v in timings.items()},
-            }
-            report_path = write_bytes_atomic(out_dir / "bass_report.json", json.dumps(report, indent=2).encode())
-            written.append(report_path)
-        except BaseException:
-            for p in written:  # all or nothing
-                p.unlink(missing_ok=True)
-            raise
+        takes = [Take(seed=seed, stems={"bass": wet}, midi=mid, start_sample=request.region_start,
+                      report={"notes": len(notes), "peak": round(wet.peak(), 4), "level": level, "frames": wet.frames})
+                 for seed, (_dry, wet, level), (notes, mid) in zip(seeds, rendered, midis)]
+        timings["total_s"] = time.perf_counter() - t_start
+        report = {
+            "engine": NAME, "config": self.config, "device": result.device, "fallbacks": result.fallbacks,
+            "warnings": list(self.warnings),
+            "weights": self.describe().weights,
+            "settings": {"steps": sampling.steps, "cfg": sampling.cfg, "rescale": sampling.rescale,
+                         "strength": sampling.strength, "quantise": quantise, "variations": len(seeds)},
+            "seeds": seeds, "style": style_info,
+            "region": {"start_sample": request.region_start, "frames": mix.frames,
+                       "sample_rate": mix.sample_rate, "bpm": request.timeline.bpm,
+                       "start_bar": round(request.timeline.samples_to_bar(request.region_start), 4)},
+            "latent_frames": int(cond.shape[-1]),
+            "timings_s": {k: round(v, 3) for k, v in timings.items()},
+        }
         progress(1.0, "done")
-        return GenerationResult(takes, report | {"report_path": str(report_path)})
+        return GenerationResult(takes, report)
 
     # --- follow mode: listen → plan → render ------------------------------------------------------------
     def planner(self):
@@ -343,14 +365,7 @@ class BassEngine:
             raise ConfigError(f"style={style!r} is not a bass style",
                               fix=f"use one of {', '.join(s for s in PLANNER_STYLES if s != 'unknown')}")
         mix = self._check_mix(request.mix)
-        out_dir = Path(request.out_dir)
         seeds = [int(request.seed) + k for k in range(request.variations)]
-        names = [f"bass_seed{s}" for s in seeds]
-        targets = [out_dir / f"{n}{ext}" for n in names for ext in (".wav", ".mid")] + [out_dir / "bass_report.json"]
-        clash = [p for p in targets if p.exists()]
-        if clash:
-            raise FileExistsRefusal("already exists; Backline never overwrites your files", path=clash[0],
-                                    fix="choose another --out folder or --seed")
         progress(0.05, "listening")
         t0 = time.perf_counter()
         lst = self.listen(request, merged, mix)
@@ -387,41 +402,28 @@ class BassEngine:
             rendered.append(render_line(notes, preset, mix.frames, sr, lst.bpm))
         timings["render_s"] = time.perf_counter() - t0
         check_cancel(cancel)
-        takes: list[Take] = []
-        written: list[Path] = []
         program = (preset.gm_program if preset else 34) - 1
-        try:
-            for seed, name, (notes, info), (_dry, wet, level) in zip(seeds, names, lines, rendered):
-                wav_path = write_audio(out_dir / f"{name}.wav", wet)
-                written.append(wav_path)
-                mid = notes_to_midi(notes, timeline, program=program, offset_seconds=request.region_start / sr,
-                                    name="Backline bass")
-                midi_path = _write_midi(out_dir / f"{name}.mid", mid)
-                written.append(midi_path)
-                takes.append(Take(seed=seed, stems={"bass": wav_path}, midi=midi_path, start_sample=request.region_start,
-                                  report={"notes": len(notes), "peak": round(wet.peak(), 4), "level": level,
-                                          "frames": wet.frames, "plan": info, "listening": lst.to_dict()}))
-            timings["total_s"] = time.perf_counter() - t_start
-            report = {
-                "engine": NAME, "mode": "follow" if not merged.get("midi_in") else "midi-in", "render": "soundfont",
-                "config": self.config, "device": "cpu", "fallbacks": [], "warnings": list(self.warnings),
-                "weights": self.describe().weights, "listening": lst.to_dict(),
-                "settings": {k: merged[k] for k in ("style", "complexity", "intensity", "register", "swing",
-                                                    "lock_to_kick")} | {"variations": len(seeds)},
-                "seeds": seeds, "preset": preset.name if preset else None,
-                "region": {"start_sample": request.region_start, "frames": mix.frames, "sample_rate": sr,
-                           "bpm": timeline.bpm, "start_bar": round(timeline.samples_to_bar(request.region_start), 4)},
-                "takes": [{"seed": t.seed, "wav": str(t.stems["bass"]), "midi": str(t.midi)} | t.report for t in takes],
-                "timings_s": {k: round(v, 3) for k, v in timings.items()},
-            }
-            report_path = write_bytes_atomic(out_dir / "bass_report.json", json.dumps(report, indent=2).encode())
-            written.append(report_path)
-        except BaseException:
-            for p in written:
-                p.unlink(missing_ok=True)
-            raise
+        takes = [Take(seed=seed, stems={"bass": wet},
+                      midi=notes_to_midi(notes, timeline, program=program, offset_seconds=request.region_start / sr,
+                                         name="Backline bass"),
+                      start_sample=request.region_start,
+                      report={"notes": len(notes), "peak": round(wet.peak(), 4), "level": level, "frames": wet.frames,
+                              "plan": info, "listening": lst.to_dict()})
+                 for seed, (notes, info), (_dry, wet, level) in zip(seeds, lines, rendered)]
+        timings["total_s"] = time.perf_counter() - t_start
+        report = {
+            "engine": NAME, "mode": "follow" if not merged.get("midi_in") else "midi-in", "render": "soundfont",
+            "config": self.config, "device": "cpu", "fallbacks": [], "warnings": list(self.warnings),
+            "weights": self.describe().weights, "listening": lst.to_dict(),
+            "settings": {k: merged[k] for k in ("style", "complexity", "intensity", "register", "swing",
+                                                "lock_to_kick")} | {"variations": len(seeds)},
+            "seeds": seeds, "preset": preset.name if preset else None,
+            "region": {"start_sample": request.region_start, "frames": mix.frames, "sample_rate": sr,
+                       "bpm": timeline.bpm, "start_bar": round(timeline.samples_to_bar(request.region_start), 4)},
+            "timings_s": {k: round(v, 3) for k, v in timings.items()},
+        }
         progress(1.0, "done")
-        return GenerationResult(takes, report | {"report_path": str(report_path)})
+        return GenerationResult(takes, report)
 
     # --- pieces (also used by benchmarks and training) --------------------------------------------------
     def _check_mix(self, mix: Audio | None) -> Audio:
@@ -478,7 +480,12 @@ class BassEngine:
         fallbacks: list[str] = []
         device = self._param_device()
         try:
-            x = self._run(noise, cond_n, sampling, mu_n, callback, cancel, device)
+            if frames > ONE_PASS_FRAMES:
+                fallbacks.append(f"long mix: generated in {LONG_CHUNK}-frame windows (≈ {LONG_CHUNK * 4096 / 44100:.0f} s)"
+                                 f" with {LONG_OVERLAP}-frame crossfades")
+                x = self._chunked(noise, cond_n, sampling, mu_n, callback, cancel, device, LONG_CHUNK, LONG_OVERLAP)
+            else:
+                x = self._run(noise, cond_n, sampling, mu_n, callback, cancel, device)
         except Exception as err:  # noqa: BLE001 - only out-of-memory is handled; everything else re-raises
             if not _is_oom(err):
                 raise
@@ -536,17 +543,24 @@ class BassEngine:
         finally:
             self.model.to(device)
 
-    def _chunked(self, noise, cond_n, sampling, mu_n, callback, cancel, device) -> torch.Tensor:
-        """Independent overlapping windows, linearly crossfaded in latent space (memory bound, seams possible)."""
+    def _chunked(self, noise, cond_n, sampling, mu_n, callback, cancel, device, chunk: int = OOM_CHUNK,
+                 overlap: int = OOM_OVERLAP) -> torch.Tensor:
+        """Independent overlapping windows, linearly crossfaded in latent space (memory bound, seams possible).
+        The callback sees the steps of all windows as one count (window k's step i = k·steps + i)."""
         frames = noise.shape[-1]
         out = torch.zeros_like(noise, device=device)
         weight = torch.zeros(frames, device=device)
-        step = OOM_CHUNK - OOM_OVERLAP
-        for a in range(0, frames, step):
-            b = min(frames, a + OOM_CHUNK)
-            x = self._run(noise[..., a:b], cond_n[..., a:b], sampling, mu_n, callback, cancel, device)
+        step = chunk - overlap
+        starts = list(range(0, max(frames - overlap, 1), step))
+        for k, a in enumerate(starts):
+            b = min(frames, a + chunk)
+            window_callback = None
+            if callback is not None:
+                def window_callback(state, k=k):
+                    callback(state | {"i": k * state["steps"] + state["i"], "steps": len(starts) * state["steps"]})
+            x = self._run(noise[..., a:b], cond_n[..., a:b], sampling, mu_n, window_callback, cancel, device)
             w = torch.ones(b - a, device=device)
-            ramp = min(OOM_OVERLAP, b - a)
+            ramp = min(overlap, b - a)
             if a > 0:
                 w[:ramp] = torch.linspace(0, 1, ramp + 2, device=device)[1:-1]
             if b < frames:
@@ -625,14 +639,6 @@ def _empty_cache() -> None:
         torch.cuda.empty_cache()
 
 
-def _write_midi(path: Path, mid) -> Path:
-    import io
-
-    buf = io.BytesIO()
-    mid.save(file=buf)
-    return write_bytes_atomic(path, buf.getvalue())
-
-
 # --- building -----------------------------------------------------------------------------------------------
 
 def load_bass_model(config: str = "shipped", weights: str | Path | None = None):
@@ -642,7 +648,8 @@ def load_bass_model(config: str = "shipped", weights: str | Path | None = None):
 
     if weights is not None or config == "shipped":
         path = Path(weights) if weights is not None else WEIGHTS_DIR / "bass"
-        model, meta = load_weights(path, kind=KIND, build=build_model, format_version=FORMAT_VERSION)
+        model, meta = load_weights(path, kind=KIND, build=build_model, format_version=FORMAT_VERSION,
+                                   reference=CONFIGS["small"].to_dict())
         return model.float(), meta
     if config not in CONFIGS:
         raise ConfigError(f"unknown bass config {config!r}", fix=f"use shipped or one of {', '.join(CONFIGS)}")
@@ -659,7 +666,9 @@ def build(config: str = "shipped", device: str = "cpu", weights: str | Path | No
     `weights` / `codec_weights` (a folder with mix.safetensors and stem.safetensors) override the shipped files,
     for evaluating a training run before it is shipped."""
     from backline.engines.codec import load_codec
+    from backline.engines.protocol import check_device
 
+    check_device(device)
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise DeviceError(f"device {device!r} was asked for but CUDA is not available", fix="use --device cpu")
     model, meta = load_bass_model(config, weights)

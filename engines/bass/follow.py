@@ -63,9 +63,9 @@ def plan_line(planner: Planner, lst: Listening, kicks: np.ndarray, *, style: str
 
 def render_line(notes: list[Note], preset, frames: int, sample_rate: int, bpm: float) -> tuple[Audio, Audio, dict]:
     """Notes (seconds from sample 0) → (dry, wet, level report) through the preset's GM program and chain."""
-    from backline.bridge.timeline import Timeline
     from backline.engines.effects import render
     from backline.engines.render import SAMPLE_RATE, render_midi
+    from backline.engines.timeline import Timeline
     from backline.engines.transcribe import notes_to_midi
 
     font = (preset.render or {}).get("soundfont", "FluidR3_GM") if preset else "FluidR3_GM"

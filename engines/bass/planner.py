@@ -278,7 +278,7 @@ class Planner:
     def plan(self, grid: Grid, style: str, attrs: dict[str, float], *, seed: int = 0, temperature: float = 0.7,
              top_p: float = 0.9, in_key: bool = True, lock_to_kick: bool = False) -> list[PlanNote]:
         """Sample a line step by step. `in_key` keeps new notes on chord tones or the key's scale (a guard: the
-        trained model rarely needs it); `lock_to_kick` also favours onsets where the kick plays."""
+        trained model rarely needs it); `lock_to_kick` starts a note on every kick hit (the model picks which)."""
         model = self.model.eval()
         cond = torch.from_numpy(features(grid, style, attrs))[None]
         gen = torch.Generator().manual_seed(int(seed))
@@ -298,8 +298,8 @@ class Planner:
                 allowed = key_pcs | grid.chord_pcs(s)
                 bad = np.array([t >= 2 and pcs_of_token[t] not in allowed for t in range(N_TOKENS)])
                 logits[torch.from_numpy(bad)] = -math.inf
-            if lock_to_kick and grid.kick[s]:
-                logits[2:] += 1.0
+            if lock_to_kick and grid.kick[s] and grid.root[s] < 12:  # every kick hit gets a bass note
+                logits[:2] = -math.inf
             t = _sample(logits, temperature, top_p, gen)
             tokens[s] = t
             if t >= 2:

@@ -1,6 +1,7 @@
 """Bass style presets: data files in `presets/bass/` (TOML + a reference recording), and style means.
 
-A preset TOML holds `name`, `title`, `engine = "bass"`, `reference` (an audio file relative to the TOML),
+Presets are read by the shared reader (`backline.engines.presets`: one class, one TOML reader, path-safe); a
+bass preset TOML holds `name`, `title`, `engine = "bass"`, `reference` (an audio file beside the TOML),
 `gm_program` (1-based General MIDI program the reference was rendered with, also written into the MIDI),
 `[controls]` (default steps / cfg / rescale / strength), `loudness_lufs` and `[[chain]]` (a pedalboard chain,
 see `backline.engines.effects`).
@@ -23,80 +24,55 @@ import hashlib
 import json
 import os
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from backline.engines import presets as shared
 from backline.engines.audio import Audio, read_audio, write_bytes_atomic
 from backline.engines.errors import AudioFileError, ConfigError
+from backline.engines.presets import Preset
 
-PRESET_DIR = Path(__file__).resolve().parents[2] / "presets" / "bass"
-try:  # installed layout: backline.presets maps onto presets/
-    import backline.presets as _presets_pkg
-
-    PRESET_DIR = Path(next(iter(_presets_pkg.__path__))) / "bass"
-except (ImportError, StopIteration):  # pragma: no cover
-    pass
+PRESET_DIR = shared.engine_preset_dir("bass")
 
 CONTROL_KEYS = ("steps", "cfg", "rescale", "strength", "quantise", "style")
 
 
-@dataclass(frozen=True)
-class Preset:
-    name: str
-    title: str
-    path: Path
-    reference: Path
-    gm_program: int
-    controls: dict[str, Any] = field(default_factory=dict)
-    chain: tuple[dict[str, Any], ...] = ()
-    loudness_lufs: float = -18.0
-    render: dict[str, Any] = field(default_factory=dict)  # how the reference was made (soundfont, octave)
-
-
 def list_presets(folder: Path | None = None) -> list[str]:
-    folder = folder or PRESET_DIR
-    return sorted(p.stem for p in folder.glob("*.toml"))
+    if folder is None:
+        return shared.list_presets("bass")
+    return sorted(p.stem for p in Path(folder).glob("*.toml"))
 
 
 def load_preset(name: str, folder: Path | None = None) -> Preset:
-    """Read and check one preset; an unknown name lists the known ones."""
-    folder = folder or PRESET_DIR
-    path = folder / f"{name}.toml"
-    if not path.is_file():
-        known = list_presets(folder)
-        raise ConfigError(f"unknown bass preset {name!r}", fix=f"known presets: {', '.join(known) or 'none installed'}")
-    try:
-        import tomllib  # Python >= 3.11
-    except ImportError:  # pragma: no cover - Python 3.10
-        import tomli as tomllib
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as err:
-        raise ConfigError(f"preset cannot be read ({err})", path=path) from err
-    for key in ("name", "engine", "reference", "gm_program"):
-        if key not in data:
-            raise ConfigError(f"preset lacks '{key}'", path=path, fix="see presets/bass/finger.toml for the format")
-    if data["engine"] != "bass":
-        raise ConfigError(f"preset is for engine {data['engine']!r}, not 'bass'", path=path)
-    program = int(data["gm_program"])
-    if not 33 <= program <= 40:
-        raise ConfigError(f"gm_program {program} is not a GM bass (33–40, 1-based)", path=path)
-    controls = dict(data.get("controls", {}))
-    unknown = set(controls) - set(CONTROL_KEYS)
+    """Read and check one bass preset (the shared reader, plus the bass rules); an unknown name lists the known
+    ones, and a name that is not a plain name ('../../x') is refused before any file is touched."""
+    if folder is None:
+        preset = shared.find_preset("bass", name)
+    else:
+        shared.check_name(name, what="bass preset")
+        path = Path(folder) / f"{name}.toml"
+        if not path.is_file():
+            known = list_presets(folder)
+            raise ConfigError(f"unknown bass preset {name!r}",
+                              fix=f"known presets: {', '.join(known) or 'none installed'}")
+        preset = shared.read_preset(path, engine="bass")
+    path = preset.path
+    if preset.reference is None:
+        raise ConfigError("preset lacks 'reference'", path=path, fix="see presets/bass/finger.toml for the format")
+    if preset.gm_program is None:
+        raise ConfigError("preset lacks 'gm_program'", path=path, fix="see presets/bass/finger.toml for the format")
+    if not 33 <= preset.gm_program <= 40:
+        raise ConfigError(f"gm_program {preset.gm_program} is not a GM bass (33–40, 1-based)", path=path)
+    unknown = set(preset.controls) - set(CONTROL_KEYS)
     if unknown:
         raise ConfigError(f"unknown control(s) {', '.join(sorted(unknown))}", path=path,
                           fix=f"known: {', '.join(CONTROL_KEYS)}")
-    chain = tuple(dict(c) for c in data.get("chain", []))
     from backline.engines.effects import build_chain
 
-    build_chain(chain, where=f"{path.name} chain")  # fail now, not after a minute of sampling
-    return Preset(name=str(data["name"]), title=str(data.get("title", data["name"])), path=path,
-                  reference=(path.parent / data["reference"]).resolve(), gm_program=program, controls=controls,
-                  chain=chain, loudness_lufs=float(data.get("loudness_lufs", -18.0)),
-                  render=dict(data.get("render", {})))
+    build_chain(preset.chain, where=f"{path.name} chain")  # fail now, not after a minute of sampling
+    return preset
 
 
 def file_sha256(path: Path) -> str:

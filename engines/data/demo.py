@@ -104,11 +104,9 @@ def demo_midi_without_drums(folder: str | Path, *, name: str = "demo_band.mid") 
         channels = {m.channel for m in track if hasattr(m, "channel")}
         if channels != {9}:
             out.tracks.append(track)
-    import io
+    from backline.engines.midi import midi_bytes
 
-    buf = io.BytesIO()
-    out.save(file=buf)
-    data = buf.getvalue()
+    data = midi_bytes(out)
     path = Path(folder) / name
     if path.exists():
         if path.read_bytes() == data:
@@ -170,10 +168,10 @@ def generate_on_demo(track: Path, takes: Path, seed: int = 0) -> dict[str, Path]
     MIDI) into `takes`; return the written files by name. Progress goes to a bar per engine."""
     import numpy as np
 
-    from backline.bridge.timeline import Timeline
     from backline.engines.audio import Audio, read_audio, write_audio
     from backline.engines.data.slakh import read_track
     from backline.engines.protocol import GenerationRequest, build_engine, generate_in_terminal
+    from backline.engines.timeline import Timeline
 
     tr = read_track(track)
     ex = tr.extras or {}
@@ -205,11 +203,10 @@ def generate_on_demo(track: Path, takes: Path, seed: int = 0) -> dict[str, Path]
                   f"{heard['key']}; chords {heard['chords']}")
         for take in result.takes:
             for stem, path in take.stems.items():
-                files[f"{name} {stem} audio"] = path
+                files[f"{name} audio" if stem == name else f"{name} {stem} audio"] = path
             if take.midi is not None:
                 files[f"{name} MIDI"] = take.midi
-        if result.report.get("report_path"):
-            files[f"{name} report"] = Path(result.report["report_path"])
+            files[f"{name} report"] = Path(take.report["files"]["report"])
     return files
 
 

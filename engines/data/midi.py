@@ -8,7 +8,6 @@ first, then note-ons, so a repeated pitch is re-struck rather than cut. Same son
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import mido
@@ -59,9 +58,9 @@ def _part_track(part: Part) -> mido.MidiTrack:
 
 
 def _to_bytes(mid: mido.MidiFile) -> bytes:
-    buf = io.BytesIO()
-    mid.save(file=buf)
-    return buf.getvalue()
+    from backline.engines.midi import midi_bytes
+
+    return midi_bytes(mid)
 
 
 def part_midi_bytes(song: Song, part: Part) -> bytes:

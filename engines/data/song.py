@@ -9,7 +9,7 @@ What makes it musical enough to learn from (and why):
   its chord progression, as songs do.
 - Harmony: diatonic progressions (roman numerals) in a major or minor key, one chord per bar (sometimes
   two bars), with dominant 7ths and, for walking-bass songs, 7th chords throughout.
-- Drums: one groove per song (rock, funk, half-time, shuffle, disco; waltz for 3/4; a 6/8 groove), an
+- Drums: one groove per song (rock, funk, half-time, shuffle, disco, bossa, ballad; waltz for 3/4; a 6/8 groove), an
   A/B variant per section (hats vs ride/open hats), and **fills where drummers put them**: the last bar or
   half-bar of every section before the next one (crash on the next downbeat), plus occasional fills at
   the end of a 4-bar phrase inside 8-bar sections. Fills are tom runs, snare rolls, snare/tom pairs or
@@ -51,8 +51,8 @@ TOM_FLOOR, TOM_LOW, TOM_MID, TOM_HIGH = 41, 45, 47, 50
 
 BASS_STYLES = ("root_fifth", "walking", "syncopated", "octave", "sustained",
                "funk16", "reggae", "disco", "tumbao", "ballad")
-DRUM_GROOVES = {(4, 4): ("rock", "funk", "half_time", "shuffle", "disco"), (3, 4): ("waltz",),
-                (6, 8): ("six_eight",)}
+DRUM_GROOVES = {(4, 4): ("rock", "funk", "half_time", "shuffle", "disco", "bossa", "ballad"),
+                (3, 4): ("waltz",), (6, 8): ("six_eight",)}
 PIANO_STYLES = ("block", "comp", "arpeggio", "ballad")
 GUITAR_STYLES = ("strum", "arpeggio", "power", "funk")
 STRINGS_STYLES = ("pad", "half", "pulse")
@@ -393,6 +393,15 @@ def _groove(name: str, variant: str) -> list[tuple[int, int, int]]:
     elif name == "disco":
         g += [(s, KICK, 112) for s in (0, 4, 8, 12)] + [(4, CLAP if ride else SNARE, 110), (12, CLAP if ride else SNARE, 110)]
         g += [(s, HH_OPEN, 85) for s in (2, 6, 10, 14)] + [(s, HH_CLOSED, 62) for s in (0, 4, 8, 12)]
+    elif name == "bossa":  # surdo-like kick (1, a-of-2, 3, a-of-4), cross-stick clave (3-side), soft eighths
+        g += [(s, cym, 70 if s % 4 == 0 else 52) for s in range(0, 16, 2)]
+        g += [(0, KICK, 100), (6, KICK, 78), (8, KICK, 96), (14, KICK, 78)]
+        g += [(0, RIM, 88), (6, RIM, 84), (12, RIM, 88)] if not ride else [(4, RIM, 86), (10, RIM, 86)]
+    elif name == "ballad":  # soft eighths, sparse kick, backbeat snare
+        g += [(s, cym, 72 if s % 4 == 0 else 54) for s in range(0, 16, 2)]
+        g += [(0, KICK, 100), (10, KICK, 76), (4, SNARE, 96), (12, SNARE, 100)]
+        if ride:
+            g += [(8, KICK, 84)]
     elif name == "waltz":  # 3/4, 12 sixteenth steps
         g += [(s, cym, 85 if s % 4 == 0 else 65) for s in range(0, 12, 2)]
         g += [(0, KICK, 110), (4, SNARE, 80), (8, SNARE, 85)]

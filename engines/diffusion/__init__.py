@@ -7,10 +7,21 @@ coupled updates for the accompaniment engine).
 
 from backline.engines.diffusion.grounding import ground_denoised, style_grounding
 from backline.engines.diffusion.guidance import cfg_combine, classifier_free
-from backline.engines.diffusion.sampler import Step, StepTransform, ddim_sample, ddim_timesteps
+from backline.engines.diffusion.sampler import (
+    ADPM2,
+    DDIM,
+    EulerChurn,
+    Solver,
+    Step,
+    StepTransform,
+    ddim_sample,
+    ddim_timesteps,
+    sample,
+)
 from backline.engines.diffusion.schedule import CosineSchedule, v_loss, v_target
 
 __all__ = [
+    "ADPM2", "DDIM", "EulerChurn", "Solver", "sample",
     "CosineSchedule", "Step", "StepTransform", "cfg_combine", "classifier_free", "ddim_sample", "ddim_timesteps",
     "ground_denoised", "style_grounding", "v_loss", "v_target",
 ]

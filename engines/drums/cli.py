@@ -10,7 +10,6 @@ DIR/drums_seedN.json (fill bars, fill probabilities, novelty per bar, timing, tr
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -18,39 +17,49 @@ HELP = "generate a drum part with fills (and its MIDI, WAV and report) for the b
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from backline.engines.drums.engine import CONTROLS
+    from backline.engines.protocol import add_control_flags
+
     src = parser.add_argument_group("input (one of)")
     src.add_argument("--midi", help="the band's MIDI file (multitrack; tracks mapped to piano/guitar/bass/strings)")
     src.add_argument("--audio", help="the band's audio (transcribed with basic-pitch); needs --bpm")
     src.add_argument("--jack", type=float, metavar="SECONDS",
                      help="record this long from a JACK MIDI port (backline-drums:band-in), then generate; needs --bpm")
-    parser.add_argument("--drums", help="your drum part (MIDI) for --mode fills / regenerate")
-    parser.add_argument("--bars", default="", help="region FIRST-LAST, 1-based inclusive (default: whole song)")
-    parser.add_argument("--mode", choices=("full", "fills", "regenerate"), default="full")
-    parser.add_argument("--fill-bars", default="", help="bars for fills, e.g. 8,16 (default: predicted from the band)")
-    parser.add_argument("--no-fills", action="store_true", help="the plain seq2seq pattern, no fills")
+    parser.add_argument("--out", help="output folder; required to generate")
+    parser.add_argument("--list-presets", action="store_true", help="list the drum style presets and exit")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--takes", type=int, default=1, help="how many takes (seeds seed, seed+1, ...)")
-    parser.add_argument("--variation", type=float, default=0.0,
-                        help="0 = the infiller's fills; up to 2 = fills decoded from a random latent code")
-    parser.add_argument("--sample", action="store_true", help="sample every onset (the paper's sampling baseline)")
     parser.add_argument("--role", action="append", default=[], metavar="NAME=ROLE",
                         help="override a track's role (NAME = track name or 0-based index; ROLE = piano, guitar, "
                              "bass, strings, drums, ignore); repeatable")
     parser.add_argument("--bpm", type=float, default=None, help="tempo for --audio / --jack")
     parser.add_argument("--meter", default="4/4", help="meter for --audio / --jack, e.g. 3/4")
     parser.add_argument("--sample-rate", type=int, default=48000, help="sample rate of the WAV")
-    parser.add_argument("--soundfont", default="FluidR3_GM", choices=("FluidR3_GM", "MuseScore_General", "TimGM6mb"))
-    parser.add_argument("--vst3", default="", help="render through this VST3 instrument instead of a soundfont")
-    parser.add_argument("--no-render", action="store_true", help="write MIDI and report only")
     parser.add_argument("--config", choices=("shipped", "debug"), default="shipped",
                         help="model weights: shipped (trained) or debug (tiny random init, for testing)")
-    parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--overwrite", action="store_true", help="replace existing files in --out")
+    parser.add_argument("--overwrite", action="store_true", help="replace an earlier take of the same seed in --out")
+    parser.add_argument("--preset", default=None, help="drum style preset (--list-presets shows them); the control "
+                                                        "flags below override it")
+    # the engine's controls, from its own declaration (the host's panel is built from the same one)
+    add_control_flags(parser, CONTROLS, title="drum controls")
+
+
+def _list_presets() -> int:
+    from backline.engines.presets import load_presets
+
+    presets, problems = load_presets("drums")
+    for preset in sorted(presets, key=lambda p: p.name):
+        print(f"{preset.name:<12} {preset.title}")
+    for line in problems:
+        print(f"note: {line}")
+    if not presets:
+        print("no drum style presets are installed (presets/drums/*.toml)")
+    return 0
 
 
 def _timeline(args):
-    from backline.bridge.timeline import Timeline, check_bpm
     from backline.engines.errors import ConfigError
+    from backline.engines.timeline import Timeline, check_bpm
 
     if args.bpm is None:
         raise ConfigError("--audio and --jack need the tempo", fix="pass --bpm, e.g. --bpm 120")
@@ -64,19 +73,28 @@ def _timeline(args):
 def run(args: argparse.Namespace) -> int:
     import tempfile
 
-    from backline.bridge.timeline import Timeline
+    from backline.engines.drums.engine import CONTROLS
     from backline.engines.errors import ConfigError
-    from backline.engines.protocol import GenerationRequest, build_engine, generate_in_terminal
+    from backline.engines.protocol import (
+        GenerationRequest,
+        build_engine,
+        control_values,
+        generate_in_terminal,
+    )
+    from backline.engines.timeline import Timeline
 
+    if args.list_presets:
+        return _list_presets()
     sources = [s for s in (args.midi, args.audio, args.jack) if s]
     if len(sources) != 1:
         raise ConfigError("give exactly one input", fix="--midi BAND.mid, --audio MIX.wav or --jack SECONDS")
+    if args.out is None:
+        raise ConfigError("--out is needed to generate", fix="e.g. --out takes/ (or --list-presets)")
     if args.takes < 1:
         raise ConfigError(f"--takes {args.takes} must be at least 1")
-    controls = {"mode": args.mode, "bars": args.bars, "fill_bars": args.fill_bars, "fills": not args.no_fills,
-                "drums_midi": args.drums or "", "variation": args.variation, "sample": args.sample,
-                "roles": ",".join(args.role), "soundfont": args.soundfont, "vst3": args.vst3,
-                "render": not args.no_render, "overwrite": args.overwrite}
+    controls = control_values(args, CONTROLS)
+    if args.role:
+        controls["roles"] = ",".join(filter(None, [controls.get("roles", ""), *args.role]))
     midi, mix = None, None
     timeline = Timeline.constant(120.0, args.sample_rate)
     tmp_dir = None
@@ -118,9 +136,9 @@ def run(args: argparse.Namespace) -> int:
 
     engine = build_engine("drums", args.config)
     request = GenerationRequest(engine="drums", out_dir=Path(args.out), timeline=timeline, midi=midi, mix=mix,
-                                controls=controls, seed=args.seed, variations=args.takes)
+                                controls=controls, seed=args.seed, variations=args.takes, preset=args.preset)
     try:
-        result = generate_in_terminal(engine, request)
+        result = generate_in_terminal(engine, request, overwrite=args.overwrite)
     finally:
         if tmp_dir is not None:
             tmp_dir.cleanup()
@@ -128,10 +146,17 @@ def run(args: argparse.Namespace) -> int:
         r = take.report
         print(f"seed {take.seed}: bars {r['bars'][0]}-{r['bars'][1]}, fills at {r['fill_bars'] or 'none'}, "
               f"{r['notes']} notes, generated in {r['generation_seconds'] * 1000:.0f} ms")
-        print(f"  MIDI {take.midi}" + (f"\n  WAV  {take.stems['drums']}" if "drums" in take.stems else ""))
-        print(f"  report {r['files']['json']}")
-    print(json.dumps({"tracks": result.report["tracks"]}, default=str))
+        print(f"  MIDI   {take.midi}" + (f"\n  audio  {take.stems['drums']}" if "drums" in take.stems else ""))
+        print(f"  report {r['files']['report']}")
+    print("band tracks: " + "; ".join(_track_line(t) for t in result.report["tracks"]))
     return 0
+
+
+def _track_line(track) -> str:
+    """One band track for the summary line: 'Piano (piano, 212 notes)'."""
+    info = track if isinstance(track, dict) else vars(track)
+    name = info.get("name") or f"track {info.get('index', '?')}"
+    return f"{name} ({info.get('role', '?')}, {info.get('notes', 0)} notes)"
 
 
 def band_notes(band):

@@ -4,7 +4,8 @@ Timing contract: the output MIDI and WAV start at the first bar of the region (t
 downbeat of that bar), carry the song's tempo map from that point and its meter, and `Take.start_sample`
 says where that is on the DAW timeline. When the band MIDI has its own tempo (it came from the session), it
 wins; the request's timeline supplies the sample rate, and the tempo and meter when the MIDI has none. The
-WAV runs 2 s past the region so the last crash rings out.
+WAV is exactly as long as the region (the engine contract: a clip that fits the selection), with a 10 ms fade
+at its end so a ringing cymbal does not click when it is cut.
 
 Drum MIDI is on channel 10 (mido channel 9), notes a 32nd long, GM drum keys (representation.CLASS_PITCH).
 Audio: the GM soundfonts' standard kit through backline.engines.render (fluidsynth), or a VST3 instrument
@@ -14,7 +15,6 @@ users who have one, and a plugin that is not an instrument is refused with a mes
 
 from __future__ import annotations
 
-import io
 import json
 import tempfile
 import threading
@@ -27,9 +27,16 @@ import mido
 import numpy as np
 import torch
 
-from backline.bridge.timeline import TempoMap, Timeline, parse_bar_range
-from backline.engines.audio import Audio, write_audio, write_bytes_atomic
+from backline.engines.audio import Audio
 from backline.engines.drums import novelty as nov
+from backline.engines.drums.feel import (
+    STYLE_CHOICES,
+    Feel,
+    apply_dynamics,
+    apply_pattern,
+    fill_threshold,
+    timing_offsets,
+)
 from backline.engines.drums.inputs import (
     BandInput,
     grid_from_audio,
@@ -56,30 +63,51 @@ from backline.engines.protocol import (
     Take,
     check_cancel,
 )
+from backline.engines.timeline import TempoMap, Timeline, parse_bar_range
 from backline.engines.transcribe import events_to_track
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 MODEL_NAMES = ("seq2seq", "locator", "infiller", "vae")
 FORMAT_VERSION = 1
-TAIL_SECONDS = 2.0
+FADE_SECONDS = 0.01
+#: Longest drum audio rendered in one go (20 min of stereo float32 at 48 kHz ≈ 0.5 GB in memory).
+MAX_RENDER_SECONDS = 20 * 60
 NOTE_QUARTERS = 0.125  # drum notes are a 32nd long; GM kits ignore note-off for most drums anyway
 SOUNDFONTS = ("FluidR3_GM", "MuseScore_General", "TimGM6mb")
 
 CONTROLS = (
     Control("mode", "choice", "full", "Mode", choices=("full", "fills", "regenerate"),
             help="full: a new drum part; fills: fills into your drum part; regenerate: new bars in your part"),
-    Control("bars", "text", "", "Bars", help="region as FIRST-LAST (1-based, inclusive), empty = the whole song"),
-    Control("fill_bars", "text", "", "Fill bars", help="comma-separated bars for fills; empty = predicted from the band"),
-    Control("fills", "bool", True, "Fills", help="add fills (off = the plain seq2seq pattern)"),
-    Control("drums_midi", "text", "", "Your drums (MIDI)", help="your drum part, for the fills and regenerate modes"),
-    Control("variation", "float", 0.0, "Variation", minimum=0.0, maximum=2.0, step=0.1,
-            help="0 = the infiller's fill; >0 = fills decoded from a random latent code (MLP module), this wide"),
-    Control("sample", "bool", False, "Sample", help="draw onsets at random from the models (the paper's sampling baseline)"),
-    Control("roles", "text", "", "Track roles", help="overrides as NAME=ROLE, comma-separated (roles: piano, guitar, bass, strings, drums, ignore)"),
+    Control("style", "choice", "band", "Style", choices=STYLE_CHOICES,
+            help="band: the groove the model hears in the band; or a style's groove (hats, snare; the kick "
+                 "still follows the band)"),
+    Control("fill_amount", "float", 0.5, "Fills", minimum=0.0, maximum=1.0, step=0.05,
+            help="how many fills: 0 none, 0.5 where the band changes section, 1 wherever a fill fits"),
+    Control("complexity", "float", 0.5, "Complexity", minimum=0.0, maximum=1.0, step=0.05,
+            help="0 a straight eighth-note beat, 0.5 as generated, 1 busy (ghost notes, 16th pickups)"),
+    Control("intensity", "float", 0.5, "Intensity", minimum=0.0, maximum=1.0, step=0.05,
+            help="how hard the drummer plays: velocity, open hats and ride, crashes, kick pickups"),
+    Control("swing", "float", 0.0, "Swing", minimum=0.0, maximum=1.0, step=0.05,
+            help="0 straight, 1 triplet swing (off-beat eighths, or 16ths in a 16th-note groove)"),
+    Control("humanise", "float", 0.3, "Humanise", minimum=0.0, maximum=1.0, step=0.05,
+            help="timing and velocity looseness of a human drummer (0 = on the grid)"),
     Control("soundfont", "choice", "FluidR3_GM", "Drum kit", choices=SOUNDFONTS),
-    Control("vst3", "text", "", "VST3 instrument", help="path to a VST3 drum instrument (rendered with pedalboard)"),
-    Control("render", "bool", True, "Render audio", help="write a WAV of the drums"),
-    Control("overwrite", "bool", False, "Overwrite", help="replace existing output files"),
+    Control("variation", "float", 0.0, "Fill variation", minimum=0.0, maximum=2.0, step=0.1, group="advanced",
+            help="0 = the infiller's fill; >0 = fills decoded from a random latent code (MLP module), this wide"),
+    Control("sample", "bool", False, "Sample onsets", group="advanced",
+            help="draw every onset at random from the models instead of taking the likeliest"),
+    Control("fills", "bool", True, "Fills (on/off)", group="cli", help="add fills (off = the plain seq2seq pattern)"),
+    Control("bars", "text", "", "Bars", group="cli",
+            help="region as FIRST-LAST (1-based, inclusive), empty = the whole song"),
+    Control("fill_bars", "text", "", "Fill bars", group="cli",
+            help="comma-separated bars for fills; empty = predicted from the band"),
+    Control("drums_midi", "text", "", "Your drums (MIDI)", group="cli",
+            help="your drum part, for the fills and regenerate modes", flags=("--drums",)),
+    Control("roles", "text", "", "Track roles", group="cli",
+            help="overrides as NAME=ROLE, comma-separated (roles: piano, guitar, bass, strings, drums, ignore)"),
+    Control("vst3", "text", "", "VST3 instrument", group="cli",
+            help="path to a VST3 drum instrument (rendered with pedalboard)"),
+    Control("render", "bool", True, "Render audio", group="cli", help="write a WAV of the drums"),
 )
 
 
@@ -111,12 +139,29 @@ def load_models(config: str = "shipped", device: str = "cpu", weights_dir: str |
     except (OSError, json.JSONDecodeError) as err:
         raise WeightsError(f"cannot be read ({err})", path=meta_path, fix="retrain with backline train drums --export") from err
     cfg = PipelineConfig(float(meta["locator_threshold"]), float(meta.get("novelty_threshold", nov.DEFAULT_THRESHOLD)))
-    summary = f"{folder} (trained on {meta.get('training', {}).get('songs', '?')} songs)"
+    summary = (f"{'shipped' if folder == WEIGHTS_DIR else folder.name} weights, trained on "
+               f"{meta.get('training', {}).get('songs', '?')} songs")
     return LoadedModels(DrumPipeline(*(models[n] for n in MODEL_NAMES), cfg, device), summary)
 
 
 def build(config: str = "shipped", device: str = "cpu") -> DrumEngine:
     return DrumEngine(load_models(config, device), device)
+
+
+def list_presets() -> list[str]:
+    from backline.engines.presets import list_presets as shared_list
+
+    return shared_list("drums")
+
+
+def preset_controls(name: str | None) -> dict[str, Any]:
+    """The [controls] of a drum style preset (presets/drums/NAME.toml, read by the shared, path-safe preset
+    reader), {} for none."""
+    if not name:
+        return {}
+    from backline.engines.presets import find_preset
+
+    return dict(find_preset("drums", name).controls)
 
 
 def parse_bar_list(text: str) -> list[int]:
@@ -141,8 +186,10 @@ def region_timeline(timeline: Timeline, start_quarter: float) -> Timeline:
                     timeline.ppq)
 
 
-def drum_midi(drums: np.ndarray, velocities: np.ndarray, timeline: Timeline) -> mido.MidiFile:
-    """Grid `[steps, 9]` (step 0 = tick 0) → type-1 MIDI: tempo/meter track + a channel-10 drum track."""
+def drum_midi(drums: np.ndarray, velocities: np.ndarray, timeline: Timeline,
+              offsets: np.ndarray | None = None) -> mido.MidiFile:
+    """Grid `[steps, 9]` (step 0 = tick 0) → type-1 MIDI: tempo/meter track + a channel-10 drum track.
+    `offsets` [steps, 9] moves single onsets off the grid by whole ticks (humanise)."""
     ppq = timeline.ppq
     events: list[tuple[int, mido.Message | mido.MetaMessage]] = [
         (0, mido.MetaMessage("time_signature", numerator=timeline.numerator, denominator=timeline.denominator))]
@@ -153,6 +200,8 @@ def drum_midi(drums: np.ndarray, velocities: np.ndarray, timeline: Timeline) -> 
     length = int(round(NOTE_QUARTERS * ppq))
     steps, classes = np.nonzero(drums)
     ticks = np.round(steps * ppq / STEPS_PER_QUARTER).astype(int)
+    if offsets is not None:
+        ticks = np.maximum(ticks + offsets[steps, classes], 0)
     raw = [(int(t), 1, CLASS_PITCH[c], int(max(1, velocities[s, c]))) for t, s, c in zip(ticks, steps, classes)]
     raw += [(t + length, 0, p, 0) for t, _, p, _ in raw]
     raw.sort()
@@ -167,12 +216,6 @@ def drum_midi(drums: np.ndarray, velocities: np.ndarray, timeline: Timeline) -> 
     mid.tracks.append(events_to_track(events, name="tempo"))
     mid.tracks.append(track)
     return mid
-
-
-def midi_bytes(mid: mido.MidiFile) -> bytes:
-    buf = io.BytesIO()
-    mid.save(file=buf)
-    return buf.getvalue()
 
 
 def render_vst3(plugin_path: str | Path, mid: mido.MidiFile, seconds: float, sample_rate: int) -> Audio:
@@ -211,7 +254,7 @@ class DrumEngine:
         self.device = device
 
     def describe(self) -> EngineDescription:
-        return EngineDescription("drums", "Drums with fills (seq2seq + fill locator + infiller)", CONTROLS,
+        return EngineDescription("drums", "Drums", CONTROLS,
                                  inputs=("midi", "mix"), outputs=("audio", "midi"), weights=self.models.summary,
                                  device=self.device)
 
@@ -242,7 +285,8 @@ class DrumEngine:
         song_first, song_last = grid.first_bar, grid.first_bar + grid.n_bars - 1
         if text.strip():
             first, last = parse_bar_range(text)
-        elif request.mix is None and request.region_stop is not None:
+        elif request.region_stop is not None and (request.mix is None or request.midi is not None):
+            # the DAW's selection over band MIDI that starts at the session's bar 1 (the host's case)
             tl = band.timeline
             first = int(np.floor(tl.samples_to_bar(request.region_start) + 1e-6))
             last = int(np.ceil(tl.samples_to_bar(request.region_stop) - 1e-6)) - 1
@@ -255,13 +299,24 @@ class DrumEngine:
     # generate ---------------------------------------------------------------------------------------------
     def generate(self, request: GenerationRequest, *, progress, cancel: threading.Event) -> GenerationResult:
         progress = progress or (lambda f, m: None)
-        controls = self.describe().validate(dict(request.controls))
+        controls = self.describe().validate(preset_controls(request.preset) | dict(request.controls))
         mode = controls["mode"]
+        feel = Feel.from_controls(controls)
+        threshold = fill_threshold(feel.fill_amount, self.pipeline.config.locator_threshold)
         t_start = time.perf_counter()
         progress(0.0, "reading the band")
         band = self.read_input(request, controls)
         grid = band.grid
         first, last = self.region(band, request, controls["bars"])
+        if controls["render"]:  # refuse before any work, not after the models ran (and in the user's words)
+            tl = band.timeline
+            q0 = (grid.first_bar - 1 + first) * tl.quarters_per_bar
+            seconds = tl.tempo.seconds(q0 + (last - first + 1) * tl.quarters_per_bar) - tl.tempo.seconds(q0)
+            if seconds > MAX_RENDER_SECONDS:
+                raise ConfigError(f"bars {first + grid.first_bar}-{last + grid.first_bar} last "
+                                  f"{int(seconds // 60)}:{int(seconds % 60):02d}; drum audio is rendered for at most "
+                                  f"{MAX_RENDER_SECONDS // 60:.0f} minutes at a time",
+                                  fix="pick a region with --bars, or add --no-render for the MIDI alone")
         user_drums = user_vel = None
         if controls["drums_midi"]:
             user_drums, user_vel = read_drum_midi(controls["drums_midi"], grid.numerator, grid.denominator, grid.n_bars)
@@ -289,26 +344,33 @@ class DrumEngine:
             seed = int(request.seed) + i
             t0 = time.perf_counter()
             result = self.pipeline.generate(
-                grid, mode=mode, bars=(first, last), fill_bars=fill_bars, fills=controls["fills"],
+                grid, mode=mode, bars=(first, last), fill_bars=fill_bars,
+                fills=controls["fills"] and (threshold is not None or fill_bars is not None), locator_threshold=threshold,
                 user_drums=user_drums, seed=seed, variation=controls["variation"], sample=controls["sample"],
                 progress=lambda f, m, i=i: progress((i + 0.8 * f) / n_takes, m), cancel=cancel)
             gen_seconds = time.perf_counter() - t0
             check_cancel(cancel)
-            take = self._write_take(request, controls, band, result, user_drums, user_vel, (first, last), seed,
-                                    gen_seconds, progress=lambda f, m, i=i: progress((i + 0.8 + 0.2 * f) / n_takes, m),
-                                    cancel=cancel)
+            take = self._make_take(request, controls, band, result, user_drums, user_vel, (first, last), seed, feel,
+                                   gen_seconds, progress=lambda f, m, i=i: progress((i + 0.8 + 0.2 * f) / n_takes, m),
+                                   cancel=cancel)
             takes.append(take)
         report = {"engine": "drums", "mode": mode, "takes": len(takes), "seconds": round(time.perf_counter() - t_start, 3),
                   "tracks": [vars(t) for t in band.tracks], "weights": self.models.summary}
         progress(1.0, "done")
         return GenerationResult(takes, report)
 
-    def _write_take(self, request, controls, band: BandInput, result, user_drums, user_vel, region, seed,
-                    gen_seconds, *, progress, cancel) -> Take:
+    def _make_take(self, request, controls, band: BandInput, result, user_drums, user_vel, region, seed, feel: Feel,
+                   gen_seconds, *, progress, cancel) -> Take:
+        """The take in memory (MIDI object, rendered Audio, report); engines.takes writes it."""
         grid, tl = band.grid, band.timeline
         first, last = region
         spb = grid.steps_per_bar
         lo, hi = first * spb, (last + 1) * spb
+        rng = np.random.default_rng([seed, 7])  # the feel's own stream: the models' draws stay as they were
+        feel = Feel(**{k: v for k, v in vars(feel).items() if k != "notes"})
+        result.drums = apply_pattern(result.drums, feel, numerator=grid.numerator, denominator=grid.denominator,
+                                     steps_per_bar=spb, bars=[b for b in result.generated_bars if first <= b <= last],
+                                     fill_bars=result.fill_bars, rng=rng)
         keep = None
         if user_drums is not None and user_vel is not None:
             keep = np.where(result.drums == user_drums, user_vel, 0)
@@ -316,27 +378,24 @@ class DrumEngine:
                 keep[b * spb:(b + 1) * spb] = 0
         vel = assign_velocities(result.drums, grid.numerator, grid.denominator, spb, result.fill_bars, seed=seed,
                                 keep=keep)
+        generated = np.zeros(len(result.drums), bool)  # the feel's dynamics and timing touch only these steps
+        for b in result.generated_bars:
+            generated[b * spb:(b + 1) * spb] = True
+        vel = apply_dynamics(vel, feel, rng, generated)
         drums, vel = result.drums[lo:hi], vel[lo:hi]
         start_q = (grid.first_bar - 1 + first) * tl.quarters_per_bar
         rtl = region_timeline(tl, start_q)
-        mid = drum_midi(drums, vel, rtl)
-        out_dir = Path(request.out_dir)
-        stem = f"drums_seed{seed}"
-        overwrite = bool(controls["overwrite"])
-        paths = {"midi": out_dir / f"{stem}.mid", "wav": out_dir / f"{stem}.wav", "json": out_dir / f"{stem}.json"}
-        for key, p in paths.items():
-            if p.exists() and not overwrite and (key != "wav" or controls["render"]):
-                from backline.engines.errors import FileExistsRefusal
-
-                raise FileExistsRefusal("already exists; Backline never overwrites your files", path=p,
-                                        fix="choose another --out folder or pass --overwrite")
-        write_bytes_atomic(paths["midi"], midi_bytes(mid), overwrite=overwrite)
-        stems: dict[str, Path] = {}
+        step_q = np.arange(len(drums)) / STEPS_PER_QUARTER
+        seconds_per_step = np.array([60.0 / rtl.tempo.bpm_at_quarter(q) for q in step_q]) / STEPS_PER_QUARTER
+        offsets = timing_offsets(drums, feel, seconds_per_step, rtl.ppq / STEPS_PER_QUARTER, rng)
+        offsets[~generated[lo:hi]] = 0
+        mid = drum_midi(drums, vel, rtl, offsets)
+        stems: dict[str, Audio] = {}
         render_info = None
         if controls["render"]:
             check_cancel(cancel)
             progress(0.3, "rendering audio")
-            frames = rtl.quarters_to_samples((last - first + 1) * tl.quarters_per_bar) + int(TAIL_SECONDS * tl.sample_rate)
+            frames = rtl.quarters_to_samples((last - first + 1) * tl.quarters_per_bar)
             if controls["vst3"]:
                 audio = render_vst3(controls["vst3"], mid, frames / tl.sample_rate, tl.sample_rate)
                 render_info = {"vst3": controls["vst3"]}
@@ -348,8 +407,7 @@ class DrumEngine:
                     mid.save(tmp_mid)
                     audio = render_midi(tmp_mid, controls["soundfont"], sample_rate=tl.sample_rate, frames=frames)
                 render_info = {"soundfont": controls["soundfont"]}
-            write_audio(paths["wav"], audio, overwrite=overwrite)
-            stems["drums"] = paths["wav"]
+            stems["drums"] = _fade_out(audio.slice(0, frames), int(FADE_SECONDS * tl.sample_rate))
         curve = nov.novelty(result.drums, spb)
         bar_no = lambda b: int(b + grid.first_bar)  # noqa: E731
         report = {
@@ -364,11 +422,19 @@ class DrumEngine:
             "regrooved_bars": [bar_no(b) for b in result.regrooved_bars],
             "notes": int(drums.sum()), "notes_per_class": {c: int(drums[:, i].sum()) for i, c in enumerate(DRUM_CLASSES)},
             "generation_seconds": round(gen_seconds, 4), "render": render_info,
-            "files": {k: str(v) for k, v in paths.items() if k != "wav" or controls["render"]},
+            "feel": {k: v for k, v in vars(feel).items() if k != "notes"}, "feel_notes": feel.notes,
             "controls": controls,
         }
-        write_bytes_atomic(paths["json"], json.dumps(report, indent=1).encode(), overwrite=overwrite)
-        return Take(seed=seed, stems=stems, midi=paths["midi"], start_sample=report["start_sample"], report=report)
+        return Take(seed=seed, stems=stems, midi=mid, start_sample=report["start_sample"], report=report)
+
+
+def _fade_out(audio: Audio, frames: int) -> Audio:
+    frames = min(frames, audio.frames)
+    if frames <= 0:
+        return audio
+    samples = audio.samples.copy()
+    samples[:, -frames:] *= np.linspace(1.0, 0.0, frames, dtype=np.float32)
+    return Audio(samples, audio.sample_rate)
 
 
 def _has_tempo(path: str | Path) -> bool:

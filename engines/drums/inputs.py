@@ -27,7 +27,6 @@ from pathlib import Path
 import mido
 import numpy as np
 
-from backline.bridge.timeline import TempoMap, Timeline
 from backline.engines.drums.representation import (
     GM_TO_CLASS,
     MA_ROLES,
@@ -38,12 +37,12 @@ from backline.engines.drums.representation import (
     quarters_per_bar,
 )
 from backline.engines.errors import (
-    AudioFileError,
     ConfigError,
     DeviceError,
     MissingDependencyError,
     TimelineError,
 )
+from backline.engines.timeline import TempoMap, Timeline
 
 ROLE_CHOICES = (*MA_ROLES, "drums", "ignore")
 _NAME_RULES = (
@@ -116,13 +115,9 @@ def parse_role_overrides(items: Sequence[str] | None) -> dict[str, str]:
 
 
 def _load_midi(path: Path) -> mido.MidiFile:
-    if not path.is_file():
-        raise AudioFileError("MIDI file not found", path=path, fix="check the path")
-    try:
-        return mido.MidiFile(str(path), clip=True)
-    except (OSError, EOFError, ValueError, KeyError, IndexError, TypeError) as err:
-        raise AudioFileError(f"not a readable MIDI file ({err.__class__.__name__}: {err})", path=path,
-                             fix="re-export it from your DAW as a Standard MIDI File (.mid)") from err
+    from backline.engines.midi import read_midi
+
+    return read_midi(path)
 
 
 def _tempo_and_meter(mids: Sequence[tuple[Path, mido.MidiFile]]) -> tuple[list[tuple[float, float]], tuple[int, int]]:
@@ -152,7 +147,13 @@ def _tempo_and_meter(mids: Sequence[tuple[Path, mido.MidiFile]]) -> tuple[list[t
         points.insert(0, (0.0, points[0][1] if points else 120.0))
     merged: list[tuple[float, float]] = []
     for q, bpm in points:
-        bpm = min(max(bpm, 10.0), 999.0)
+        if not 10.0 <= bpm <= 999.0:
+            from backline.engines.errors import warn
+
+            used = min(max(bpm, 10.0), 999.0)
+            warn(f"the MIDI tempo {bpm:.2f} BPM at quarter {q:g} is outside 10–999 BPM; using {used:g} BPM",
+                 path=mids[0][0] if mids else None)
+            bpm = used
         if merged and abs(merged[-1][0] - q) < 1e-9:
             merged[-1] = (q, bpm)
         elif not merged or abs(merged[-1][1] - bpm) > 1e-6:

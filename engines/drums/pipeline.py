@@ -180,9 +180,12 @@ class DrumPipeline:
                 count[s:s + nb] += 1
         return 1.0 / (1.0 + np.exp(-total / np.maximum(count, 1)))
 
-    def choose_fill_bars(self, prob: np.ndarray, bars: tuple[int, int] | None = None) -> list[int]:
+    def choose_fill_bars(self, prob: np.ndarray, bars: tuple[int, int] | None = None,
+                         threshold: float | None = None) -> list[int]:
+        """Bars whose fill probability beats `threshold` (default: the shipped one), best first, no two adjacent."""
         first, last = bars or (0, len(prob) - 1)
-        cand = [b for b in range(first, last + 1) if prob[b] > self.config.locator_threshold]
+        threshold = self.config.locator_threshold if threshold is None else threshold
+        cand = [b for b in range(first, last + 1) if prob[b] > threshold]
         chosen: list[int] = []
         for b in sorted(cand, key=lambda b: -prob[b]):
             if all(abs(b - c) > 1 for c in chosen):
@@ -227,8 +230,8 @@ class DrumPipeline:
         out = tok.clone()
         for j, (f, s) in enumerate(zip(bars, starts)):
             out[f * qpb:(f + 1) * qpb] = bits[j, (f - s) * qpb:(f - s + 1) * qpb]
-            if kind_b[j, min((f + 1 - s) * qpb, kind_b.shape[1] - 1)] == MASK_REGENERATE:
-                t = (f + 1) * qpb
+            t = (f + 1) * qpb  # the downbeat after the bar (absent when the bar is the song's last)
+            if t < out.shape[0] and kind_b[j, min((f + 1 - s) * qpb, kind_b.shape[1] - 1)] == MASK_REGENERATE:
                 out[t] = torch.maximum(out[t], bits[j, (f + 1 - s) * qpb])
         return out.cpu().numpy().reshape(-1, 9) > 0.5
 
@@ -249,7 +252,7 @@ class DrumPipeline:
     def generate(self, grid: SongGrid, *, mode: str = "full", bars: tuple[int, int] | None = None,
                  fill_bars: list[int] | None = None, fills: bool = True, user_drums: np.ndarray | None = None,
                  seed: int = 0, variation: float = 0.0, sample: bool = False, progress=None,
-                 cancel: threading.Event | None = None) -> DrumResult:
+                 cancel: threading.Event | None = None, locator_threshold: float | None = None) -> DrumResult:
         """`mode`: 'full' (new part for `bars`), 'fills' (fills into `user_drums`), 'regenerate' (new `bars` in
         `user_drums`). `fill_bars` (0-based) overrides the locator; `fills=False` skips fills (the basic pattern)."""
         progress = progress or (lambda f, m: None)
@@ -286,7 +289,7 @@ class DrumPipeline:
             else:
                 progress(0.5, "locating fills (BERT on the band)")
                 prob = self.fill_probability(grid)
-                chosen = self.choose_fill_bars(prob, (first, last))
+                chosen = self.choose_fill_bars(prob, (first, last), locator_threshold)
             check_cancel(cancel)
             if generated:
                 # bars the seq2seq itself made fill-like, where the locator wants none: back to the groove

@@ -3,7 +3,7 @@
 Grid (the paper's, generalised): **24 steps per quarter note**, whatever the meter, so a 4/4 bar is 96 steps
 (the paper's LPD-5 bar), 3/4 is 72 and 6/8 is 72 as well (six eighth-note beats of 12 steps each). We keep
 the quarter as the unit rather than the meter's beat because tempo is in quarters per minute everywhere in
-Backline (see bridge.timeline) and because 24 per quarter holds 16ths (6 steps), 8th triplets (8 steps),
+Backline (see engines.timeline) and because 24 per quarter holds 16ths (6 steps), 8th triplets (8 steps),
 16th triplets (4 steps) and 32nds (3 steps) exactly. Supported meters are those whose bar is a whole number
 of quarters, 1–8 of them: 2/4, 3/4, 4/4, 5/4, 6/4, 7/4, 8/4, 2/2, 3/2, 4/2, 6/8, 12/8 ... Bars of 7/8 or 5/8
 (half a quarter left over) are refused with a message. Tempo changes are fine: the grid is in quarters, and

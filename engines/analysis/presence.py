@@ -1,0 +1,111 @@
+"""Is a part playing? One calibrated yes/no per part Backline can generate (bass, drums, accompaniment).
+
+Why not just threshold the tagger: the tagger answers "which GM families are audible" and was tuned for F1 over
+five-second crops; on a band *without* its bass it still gave Bass 45 % (the guitar's and piano's low notes and
+the kick look bass-like to it), so "missing parts" said none. A missing part is a different question: does
+anything play the *role*? That shows in plain spectral facts that the models blur:
+
+* bass: sustained (harmonic, after HPSS) energy below ~150 Hz, where in a band only the bass and the kick live,
+  and the kick goes to the percussive half;
+* drums: percussive energy and its onsets, low (kick) and high (hats, cymbals);
+* accompaniment: harmonic energy in the mid range with several pitch classes at once (chords), which a
+  one-voice lead does not give.
+
+So `presence_features` computes band energies of the HPSS harmonic and percussive parts (dB relative to the
+window's total), onset flux and chroma polyphony on 5 s windows at 16 kHz, the tagger's probabilities are
+appended, and a small classifier on the standardised features (one logistic regression per part, or one hidden
+layer shared by the parts: `hidden` in the config) gives P(part plays) per window; the clip
+value is the top-quarter mean over windows (as the tagger's), compared with a per-part threshold. Weights and
+thresholds are fitted by `backline train presence` on held-out rendered songs with every part removed in turn
+(`weights/TRAINING.md`), stored as safetensors.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from backline.engines.analysis.features import FEATURE_SR, chroma_filterbank
+from backline.engines.frontend import stft
+
+PARTS = ("bass", "drums", "accompaniment")
+N_FFT, HOP = 2048, 512  # 7.8 Hz bins at 16 kHz: resolves the bass range
+BAND_EDGES = (30, 60, 90, 130, 180, 250, 350, 500, 700, 1000, 1400, 2000, 2800, 4000, 5600, 8000)
+N_TAGS = 23
+HPSS_BINS = int(2000 / (FEATURE_SR / N_FFT)) + 1  # 17 fine + 6 coarse tagger probabilities
+
+
+def _band_matrix() -> torch.Tensor:
+    freqs = torch.linspace(0, FEATURE_SR / 2, N_FFT // 2 + 1)
+    m = torch.zeros(len(BAND_EDGES) - 1, freqs.numel())
+    for i, (lo, hi) in enumerate(zip(BAND_EDGES[:-1], BAND_EDGES[1:])):
+        m[i, (freqs >= lo) & (freqs < hi)] = 1.0
+    return m
+
+
+_BANDS = _band_matrix()
+_CHROMA = chroma_filterbank(N_FFT, FEATURE_SR, fmin=130.0, fmax=2000.0)
+N_FEATURES = 4 * (len(BAND_EDGES) - 1) + 7 + N_TAGS
+
+
+def presence_features(wav16: torch.Tensor) -> np.ndarray:
+    """Hand features of one window of 16 kHz mono audio (see the module docstring), without the tagger part."""
+    import librosa
+
+    mag = stft(wav16.float(), N_FFT, HOP).abs().numpy()  # [F, T]
+    # HPSS only below 2 kHz (a quarter of the bins: the median filters are the cost); above it everything counts
+    # as percussive, which is what hats and cymbals are and what matters up there.
+    h_lo, p_lo = librosa.decompose.hpss(mag[:HPSS_BINS], kernel_size=(17, 17), power=2.0)
+    harm = torch.zeros(mag.shape)
+    harm[:HPSS_BINS] = torch.from_numpy(h_lo**2)
+    perc = torch.from_numpy(mag**2)
+    perc[:HPSS_BINS] = torch.from_numpy(p_lo**2)
+    total = (harm + perc).sum() + 1e-10
+    feats = []
+    for part in (harm, perc):
+        bands = _BANDS @ part  # [B, T]
+        rel = 10 * torch.log10(bands / total * bands.shape[1] + 1e-10).clamp(min=-100.0)  # per-frame dB vs mean total
+        feats += [rel.mean(1), torch.quantile(rel, 0.9, dim=1)]
+    pflux = torch.relu(torch.diff(torch.log1p(1e3 * perc), dim=1))
+    freqs = torch.linspace(0, FEATURE_SR / 2, N_FFT // 2 + 1)
+    low, high = pflux[freqs < 200].mean(0), pflux[freqs > 4000].mean(0)
+    chroma = _CHROMA @ harm  # [12, T]
+    peak = chroma.max(0).values.clamp_min(1e-10)
+    poly = (chroma > 0.3 * peak).float().sum(0)
+    p = chroma / chroma.sum(0).clamp_min(1e-10)
+    entropy = -(p * torch.log(p.clamp_min(1e-10))).sum(0) / math.log(12)
+    hshare = 10 * torch.log10(harm.sum() / total + 1e-10)
+    extra = torch.stack([low.mean(), low.std(), high.mean(), high.std(), poly.mean(), entropy.mean(), hshare])
+    return torch.cat(feats + [extra]).float().numpy()
+
+
+def with_tags(hand: np.ndarray, fine: np.ndarray, coarse: np.ndarray) -> np.ndarray:
+    """Append the tagger's probabilities (as logits, clipped) to the hand features."""
+    p = np.clip(np.concatenate([fine, coarse]), 1e-3, 1 - 1e-3)
+    return np.concatenate([hand, np.log(p / (1 - p))]).astype(np.float32)
+
+
+class PresenceModel(torch.nn.Module):
+    """Standardise, then one logistic regression per part; `threshold` per part on the clip probability."""
+
+    def __init__(self, n_features: int = N_FEATURES, parts: tuple[str, ...] = PARTS, hidden: int = 0) -> None:
+        super().__init__()
+        self.parts = tuple(parts)
+        self.register_buffer("mean", torch.zeros(n_features))
+        self.register_buffer("std", torch.ones(n_features))
+        self.hidden = torch.nn.Linear(n_features, hidden) if hidden else None
+        self.linear = torch.nn.Linear(hidden or n_features, len(parts))
+        self.register_buffer("threshold", torch.full((len(parts),), 0.5))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """[W, F] window features -> [W, parts] probabilities."""
+        z = (x - self.mean) / self.std
+        if self.hidden is not None:
+            z = torch.relu(self.hidden(z))
+        return torch.sigmoid(self.linear(z))
+
+
+def build_presence(config: dict) -> PresenceModel:
+    return PresenceModel(int(config["n_features"]), tuple(config["parts"]), int(config.get("hidden", 0)))
