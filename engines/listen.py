@@ -87,6 +87,7 @@ class Listening:
     chords: list[Chord]  # one per beat
     duration: float
     sources: dict[str, str] = field(default_factory=dict)
+    kicks: np.ndarray | None = None  # kick-drum hits heard (seconds), for a bass that locks with the kick
 
     @property
     def key_name(self) -> str:
@@ -215,11 +216,25 @@ def parse_key(text: str) -> tuple[int, str]:
 # --- audio --------------------------------------------------------------------------------------------------------
 
 def _onsets(y: np.ndarray):
+    """(all-band onset envelope, low-band (< 200 Hz) envelope, kick-band (< 150 Hz) envelope) from one mel
+    spectrogram: the kick band finds kick hits, the low band weighs bar one."""
     import librosa
 
-    full = librosa.onset.onset_strength(y=y, sr=SR, hop_length=HOP)
-    low = librosa.onset.onset_strength(y=y, sr=SR, hop_length=HOP, n_mels=8, fmax=200.0)
-    return full, low
+    mel = librosa.power_to_db(librosa.feature.melspectrogram(y=y, sr=SR, hop_length=HOP, n_mels=128))
+    freqs = librosa.mel_frequencies(n_mels=128, fmax=SR / 2)
+    full = librosa.onset.onset_strength(S=mel, sr=SR, hop_length=HOP)
+    low = librosa.onset.onset_strength(S=mel[freqs < 200.0], sr=SR, hop_length=HOP)
+    kick = librosa.onset.onset_strength(S=mel[freqs < 150.0], sr=SR, hop_length=HOP)
+    return full, low, kick
+
+
+def _kicks(kick_env: np.ndarray) -> np.ndarray:
+    """Kick-drum hits (seconds): peaks of the kick-band onset envelope well above its median."""
+    import librosa
+
+    peaks = librosa.util.peak_pick(kick_env, pre_max=3, post_max=3, pre_avg=10, post_avg=10,
+                                   delta=max(float(np.median(kick_env)) * 2.0, 0.25 * float(kick_env.max())), wait=8)
+    return peaks * HOP / SR
 
 
 def _comb(env: np.ndarray, period: float, phases: np.ndarray) -> np.ndarray:
@@ -406,6 +421,8 @@ def train_key_finder(songs: int = 3000, seed: int = 11, out: Path | None = None)
 def _templates() -> tuple[list[Chord], np.ndarray]:
     chords, rows = [], []
     for q, ivs in QUALITIES.items():
+        if len(ivs) > 3:  # sevenths are decided afterwards (`_add_sevenths`): as templates they steal triads
+            continue
         for r in range(12):
             v = np.zeros(12)
             for j, iv in enumerate(ivs):
@@ -456,7 +473,31 @@ def chords_from_chroma(chroma: np.ndarray, bar_pos: np.ndarray, numerator: int, 
     p_init = np.zeros(n_c * m)
     p_init[np.arange(n_c) * m + int(bar_pos[0]) % m] = 1.0 / n_c
     states = librosa.sequence.viterbi(prob, trans, p_init=p_init)
-    return [chords[s // m] if s // m < len(chords) else NO_CHORD for s in states]
+    return _add_sevenths([chords[s // m] if s // m < len(chords) else NO_CHORD for s in states], chroma)
+
+
+def _add_sevenths(chords: list[Chord], chroma: np.ndarray, ratio: float = 0.8) -> list[Chord]:
+    """A major or minor triad becomes a 7th chord where, over its whole run of beats, the seventh sounds about as
+    much as the triad's own tones (b7 over major → 7, major 7th → maj7, b7 over minor → min7)."""
+    out = list(chords)
+    i = 0
+    while i < len(out):
+        j = i
+        while j + 1 < len(out) and out[j + 1] == out[i]:
+            j += 1
+        ch = out[i]
+        if ch.root >= 0 and ch.quality in ("maj", "min"):
+            mean = chroma[:, i:j + 1].mean(1)
+            triad = np.mean([mean[p] for p in ch.pcs])
+            b7, maj7 = mean[(ch.root + 10) % 12], mean[(ch.root + 11) % 12]
+            new = ch
+            if ch.quality == "maj" and max(b7, maj7) >= ratio * triad:
+                new = Chord(ch.root, "7" if b7 >= maj7 else "maj7")
+            elif ch.quality == "min" and b7 >= ratio * triad:
+                new = Chord(ch.root, "min7")
+            out[i:j + 1] = [new] * (j + 1 - i)
+        i = j + 1
+    return out
 
 
 def _meter_and_phase(novelty: np.ndarray, low: np.ndarray,
@@ -495,7 +536,7 @@ def listen_audio(mix: Audio, *, bpm: float | None = None, meter: tuple[int, int]
     if duration < 2.0:
         raise ConfigError(f"the mix is {duration:.1f} s long; listening needs at least two bars",
                           fix="give a longer mix, or the tempo and chords (--bpm, --chords)")
-    env, low = _onsets(y)
+    env, low, kick_env = _onsets(y)
     frame_chroma = _frame_chroma(y)
     fps = SR / HOP
     fr_of = lambda t: np.clip(np.rint(t * fps).astype(int), 0, len(low) - 1)  # noqa: E731
@@ -602,7 +643,8 @@ def listen_audio(mix: Audio, *, bpm: float | None = None, meter: tuple[int, int]
         sources.setdefault("chords", "audio")
     if sources.get("key") == "audio":
         key = key_from_chords(chords, bar_pos == 0, (chroma * energy[None]).sum(1), key)
-    return Listening(float(tempo), num, meter[1], beats, downbeats, key[0], key[1], chords, duration, sources)
+    return Listening(float(tempo), num, meter[1], beats, downbeats, key[0], key[1], chords, duration, sources,
+                     kicks=_kicks(kick_env))
 
 
 def _chart_on_beats(chart: list[list[Chord]], n_beats: int, first_downbeat: int, num: int) -> list[Chord]:
@@ -671,15 +713,10 @@ def listen_midi(path: str | Path, duration: float | None = None, *, exclude_bass
     return Listening(bpm, num, den, beats, beats[bar_pos == 0], key[0], key[1], chords, end, src)
 
 
-def kick_onsets(mix: Audio, beats: np.ndarray | None = None) -> np.ndarray:
-    """Times of kick-drum hits: peaks of the low-band (< 150 Hz) onset envelope well above its median."""
-    import librosa
-
+def kick_onsets(mix: Audio) -> np.ndarray:
+    """Times of kick-drum hits in a mix (what `listen` stores as `Listening.kicks`)."""
     y = np.nan_to_num(mix.with_channels(1).resampled(SR).samples[0].astype(np.float32))
-    low = librosa.onset.onset_strength(y=y, sr=SR, hop_length=HOP, n_mels=8, fmax=150.0)
-    peaks = librosa.util.peak_pick(low, pre_max=3, post_max=3, pre_avg=10, post_avg=10,
-                                   delta=max(float(np.median(low)) * 2.0, 0.25 * float(low.max())), wait=8)
-    return peaks * HOP / SR
+    return _kicks(_onsets(y)[2])
 
 
 # --- the one entry point -------------------------------------------------------------------------------------------

@@ -380,7 +380,7 @@ class BassEngine:
             lines = [(notes, {"source": str(merged["midi_in"])})] * len(seeds)
         else:
             progress(0.2, "planning the line")
-            kicks = kick_onsets(mix)
+            kicks = lst.kicks if lst.kicks is not None else kick_onsets(mix)
             for seed in seeds:
                 check_cancel(cancel)
                 notes, grid, attrs = plan_line(

@@ -29,10 +29,15 @@ def grid_from_listening(lst: Listening, kicks: np.ndarray) -> tuple[Grid, float,
     step_s = 60.0 / lst.bpm / 4.0
     bar = steps_per_bar(lst.numerator, lst.denominator)
     bar_s = bar * step_s
-    origin = lst.bar_one - math.ceil(lst.bar_one / bar_s - 1e-6) * bar_s  # a bar line at or before 0
+    # step 0 is a bar line at or before the mix's first sample, so a pickup before bar one is played too; a
+    # "pickup" shorter than a beat is just the first onset's latency, not music: then bar one is step 0
+    pickup_bars = math.ceil(lst.bar_one / bar_s - 1e-6) if lst.bar_one >= lst.beat_seconds * 0.999 else 0
+    origin = lst.bar_one - pickup_bars * bar_s
     n = int(math.ceil((lst.duration - origin) / step_s))
     times = origin + (np.arange(n) + 0.5) * step_s
-    chords = [lst.chord_at(t) for t in times]
+    first = next((c for c in lst.chords if c.root >= 0), None)
+    chords = [lst.chord_at(t) if t >= lst.beats[0] or first is None else first for t in times]  # before the
+    # first heard beat the music is already in its first chord
     root = np.array([c.root if c.root >= 0 else 12 for c in chords], np.int64)
     qual = np.array([quality_index(c.quality if c.root >= 0 else "N") for c in chords], np.int64)
     kick = np.zeros(n, np.int64)
@@ -53,6 +58,8 @@ def plan_line(planner: Planner, lst: Listening, kicks: np.ndarray, *, style: str
     gap = min(0.06, step_s * 0.35)  # a player's damping before the next note keeps every attack clean
     notes = []
     for on, length, pitch, vel in apply_swing(planned, swing):
+        if grid.root[min(int(on), grid.steps - 1)] >= 12:
+            continue  # nothing heard there (a rest, the release tail): the planner never trained on silence
         start = origin + on * step_s
         end = min(lst.duration, start + length * step_s - gap)
         if start < 0 or end - start < 0.03:
