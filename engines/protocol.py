@@ -296,8 +296,8 @@ class _sigterm_as_interrupt:
 
 class TerminalProgress:
     """A one-line progress bar for engine runs: percent, the engine's own step text ("step 12/64"), and the
-    time left (estimated from the progress made so far). Writes to stderr; quiet when that is not a terminal
-    except for a final line."""
+    time left (estimated from the progress made so far). Writes to stderr, and only when it is a terminal (logs
+    and pipes get the result lines alone)."""
 
     def __init__(self, desc: str, width: int = 28) -> None:
         import sys

@@ -217,15 +217,24 @@ def preflight(out_dir: str | Path, *, need_bytes: int = 0, engine: str | None = 
     return lock
 
 
+def take_files(folder: Path, engine: str, seed: int) -> list[Path]:
+    """The files of an earlier take of `engine` with `seed` in `folder` (by the naming rule)."""
+    prefix = f"{engine}_seed{int(seed)}"
+    out = []
+    for path in sorted(folder.glob(f"{engine}_*seed{int(seed)}*")):
+        rest = path.name[len(prefix):] if path.name.startswith(prefix) else None
+        other_stem = path.name.startswith(f"{engine}_") and path.stem.endswith(f"_seed{int(seed)}")
+        if path.is_file() and ((rest is not None and rest[:1] in (".", "_")) or other_stem):
+            out.append(path)
+    return out
+
+
 def _check_free_names(folder: Path, engine: str, seeds) -> None:
     for seed in seeds:
-        prefix = f"{engine}_seed{int(seed)}"
-        for path in sorted(folder.glob(f"{engine}_*seed{int(seed)}*")):
-            rest = path.name[len(prefix):] if path.name.startswith(prefix) else None
-            other_stem = path.name.startswith(f"{engine}_") and path.stem.endswith(f"_seed{int(seed)}")
-            if (rest is not None and rest[:1] in (".", "_")) or other_stem:
-                raise FileExistsRefusal("already exists; Backline never overwrites your files", path=path,
-                                        fix="choose another output folder or seed, or pass --overwrite")
+        existing = take_files(folder, engine, seed)
+        if existing:
+            raise FileExistsRefusal("already exists; Backline never overwrites your files", path=existing[0],
+                                    fix="choose another output folder or seed, or pass --overwrite")
 
 
 def _check_writable(folder: Path) -> None:
@@ -370,7 +379,12 @@ def write_takes(result: Any, out_dir: str | Path, *, overwrite: bool = False, lo
                         f.write(data)
                         f.flush()
                         os.fsync(f.fileno())
-            _commit(staging, folder, [f for f, _, _ in plan], overwrite)
+            planned = {f for f, _, _ in plan}
+            # with overwrite, an earlier take of the same seed is replaced whole: its files that this take does
+            # not write again (a WAV when this one has none) go too, so old and new are never mixed
+            stale = [p.name for t in result.takes for p in take_files(folder, name, int(t.seed))
+                     if p.name not in planned] if overwrite else []
+            _commit(staging, folder, [f for f, _, _ in plan], overwrite, stale)
         except (OSError, AudioFileError) as err:
             cause = err.__cause__ if isinstance(err, AudioFileError) and err.__cause__ is not None else err
             reason = getattr(cause, "strerror", None) or cause
@@ -394,12 +408,17 @@ def write_takes(result: Any, out_dir: str | Path, *, overwrite: bool = False, lo
         "report_paths": [str(folder / files["report"]) for _, files in out_takes]})
 
 
-def _commit(staging: Path, folder: Path, names: list[str], overwrite: bool) -> None:
-    """Move the staged files into `folder`: all of them, or (after any failure) none, old files restored."""
+def _commit(staging: Path, folder: Path, names: list[str], overwrite: bool, stale: list[str] = ()) -> None:
+    """Move the staged files into `folder`: all of them, or (after any failure) none, old files restored.
+    `stale` names old files to remove with the same all-or-nothing rule (they wait in staging until done)."""
     placed: list[Path] = []
     aside: list[tuple[Path, Path]] = []  # (moved-away old file, its name) when overwriting
     with _signals_held():
         try:
+            for name in stale:
+                old = staging / f".old-{name}"
+                os.replace(folder / name, old)
+                aside.append((old, folder / name))
             for name in names:
                 src, dst = staging / name, folder / name
                 if overwrite and dst.exists():

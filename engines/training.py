@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import random
 import time
@@ -161,3 +162,138 @@ def infinite(loader: Any, ctx: Distributed) -> Iterator[Any]:
             sampler.set_epoch(epoch)
         yield from loader
         epoch += 1
+
+
+# --- the one training loop -----------------------------------------------------------------------------------
+
+def warmup_cosine(step: int, total: int, warmup: int, floor: float = 0.1) -> float:
+    """LR multiplier: linear warm-up over `warmup` steps, then a cosine from 1 down to `floor` at `total`."""
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+class TimeLimit:
+    """`--max-minutes`, decided the same way on every rank: each rank reads its own clock, and an all-reduce
+    (MAX) makes them agree, so no rank leaves the loop while another waits in the next step's all-reduce."""
+
+    def __init__(self, max_minutes: float | None, ctx: Distributed) -> None:
+        self.limit_s = float(max_minutes) * 60.0 if max_minutes else 0.0
+        self.ctx = ctx
+        self.started = time.monotonic()
+
+    @property
+    def elapsed_s(self) -> float:
+        return time.monotonic() - self.started
+
+    def should_stop(self) -> bool:
+        if self.limit_s <= 0:
+            return False
+        over = self.elapsed_s >= self.limit_s
+        if not self.ctx.distributed:
+            return over
+        flag = torch.tensor([1.0 if over else 0.0], device=self.ctx.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item() > 0)
+
+
+@dataclass
+class LoopResult:
+    step: int
+    stopped_early: bool
+    elapsed_s: float  # this run plus the runs it resumed
+    latest: dict[str, float]
+
+
+class TrainLoop:
+    """Steps, logging, checkpoint and resume, the time limit and the LR schedule, for every trainer.
+
+        loop = TrainLoop(ctx, run_dir, modules={"model": m, "opt": opt}, optimizers=[opt], steps=..., lr=...,
+                         warmup=..., max_minutes=..., desc="train bass")
+        result = loop.run(step_fn, on_log=lambda step: {"val_loss": ...})
+
+    `step_fn(step) -> dict of floats` does one optimisation step (the loop sets each optimizer group's LR first:
+    warm-up then cosine to `floor`·lr, or `lr_fn(step)` when given). Every `log_every` steps the means of what
+    it returned (plus `on_log(step)`) go to `metrics.jsonl` and the progress bar; every `ckpt_every` steps and
+    at the end `checkpoint.*` is written (rank 0), with the elapsed time so a resumed run keeps its clock. The
+    time limit is agreed by all ranks (`TimeLimit`)."""
+
+    def __init__(self, ctx: Distributed, run_dir: str | Path, *, modules: dict[str, Any], optimizers: list[Any],
+                 steps: int, lr: float, warmup: int = 0, floor: float = 0.1, max_minutes: float | None = None,
+                 log_every: int = 50, ckpt_every: int = 500, desc: str = "train", lr_fn=None) -> None:
+        from backline.engines.errors import ConfigError
+
+        if steps <= 0 or log_every <= 0 or ckpt_every <= 0:
+            raise ConfigError("--steps, log and checkpoint intervals must be positive")
+        if max_minutes is not None and max_minutes < 0:
+            raise ConfigError(f"--max-minutes {max_minutes:g} must be >= 0 (0 = no limit)")
+        self.ctx, self.modules, self.optimizers = ctx, modules, optimizers
+        self.steps, self.lr, self.warmup, self.floor = steps, lr, warmup, floor
+        self.log_every, self.ckpt_every, self.desc = log_every, ckpt_every, desc
+        self.lr_fn = lr_fn
+        self.ckpt = Checkpointer(run_dir, ctx)
+        self.step, self.extra = self.ckpt.load(modules)
+        self.elapsed_before = float(self.extra.get("elapsed_s", 0.0))
+        self.log = MetricLog(run_dir, ctx)
+        self.clock = TimeLimit(max_minutes, ctx)
+
+    def lr_at(self, step: int) -> float:
+        return self.lr_fn(step) if self.lr_fn is not None else \
+            self.lr * warmup_cosine(step, self.steps, self.warmup, self.floor)
+
+    def save(self, extra: dict[str, Any] | None = None) -> None:
+        self.ckpt.save(self.step, self.modules,
+                       {"elapsed_s": self.elapsed_before + self.clock.elapsed_s} | (extra or {}))
+
+    def run(self, step_fn, on_log=None) -> LoopResult:
+        bar = progress_bar(self.steps, self.step, self.ctx, self.desc)
+        sums: dict[str, float] = {}
+        count = 0
+        stopped_early = False
+        try:
+            while self.step < self.steps:
+                lr = self.lr_at(self.step)
+                for opt in self.optimizers:
+                    for group in opt.param_groups:
+                        group["lr"] = lr
+                values = step_fn(self.step) or {}
+                self.step += 1
+                count += 1
+                for k, v in values.items():
+                    sums[k] = sums.get(k, 0.0) + float(v)
+                bar.update(1)
+                if self.step % self.log_every == 0 or self.step == self.steps:
+                    row = {k: v / count for k, v in sums.items()} | {"lr": lr}
+                    if on_log is not None:
+                        row |= on_log(self.step) or {}
+                    self.log.log(self.step, **row)
+                    bar.set_postfix({k: f"{v:.4g}" for k, v in self.log.latest.items() if k != "lr"})
+                    sums, count = {}, 0
+                if self.step % self.ckpt_every == 0:
+                    self.save()
+                if self.clock.should_stop():
+                    stopped_early = self.step < self.steps
+                    break
+        finally:
+            bar.close()
+        self.save()
+        return LoopResult(self.step, stopped_early, self.elapsed_before + self.clock.elapsed_s, dict(self.log.latest))
+
+
+def add_training_flags(parser: Any, *, steps: int, sizes: tuple[str, ...] = (), size: str | None = None,
+                       run_dir: str | None = None, size_flags: tuple[str, ...] = ("--size",),
+                       run_flags: tuple[str, ...] = ("--run-dir",), minutes: float | None = None) -> None:
+    """The flags every trainer spells the same way: --steps, --max-minutes, --run-dir, --size (older spellings
+    can be passed as extra aliases). No default path names a machine: run folders are relative or required."""
+    parser.add_argument("--steps", type=int, default=steps, help=f"optimisation steps (default {steps})")
+    parser.add_argument("--max-minutes", "--minutes", dest="max_minutes", type=float, default=minutes,
+                        help="stop (and save) after this many minutes of training; 0 or unset = no limit"
+                             + (f" (default {minutes:g})" if minutes else ""))
+    parser.add_argument(*run_flags, dest="run_dir", type=Path, default=Path(run_dir) if run_dir else None,
+                        required=run_dir is None,
+                        help="run folder: checkpoint.* (resumed automatically), metrics.jsonl"
+                             + (f" (default {run_dir})" if run_dir else ""))
+    if sizes:
+        parser.add_argument(*size_flags, dest="size", default=size, choices=sizes,
+                            help=f"model size (default {size})")

@@ -1,14 +1,17 @@
 """`backline host` (and the `backline-host` launcher): the desktop app beside your DAW.
 
-`--screenshot DIR` drives the real window through its main states with the demo song and the debug engines
-and writes one PNG per state (empty, captured waveform with a selection, generating with progress, finished
-take), then exits — how reviewers and CI see the app without a display.
+`--screenshot DIR` drives the real window through its main states with the demo song and the **shipped**
+engines (`--engine-config debug` for the tiny random ones) and writes one PNG per state — empty; the loaded mix
+on its bar grid with a selection; the bass panel; the drums panel with the band's MIDI dropped on it; a bass
+take; a drum take — plus a close-up of the bass take's card (waveform and piano roll), then exits: how
+reviewers, the README and CI see the app without a display.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -19,7 +22,8 @@ from backline.engines.errors import BacklineError, ConfigError, MissingDependenc
 
 HELP = "start the desktop app (or write screenshots of it with --screenshot DIR)"
 
-SCREENSHOTS = ("01-empty.png", "02-capture-selection.png", "03-generating.png", "04-take.png")
+SCREENSHOTS = ("01-empty.png", "02-mix-bar-grid.png", "03-bass-panel.png", "04-drums-panel.png", "05-bass-take.png",
+               "06-drum-take.png", "07-bass-take-card.png")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -30,12 +34,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="engine device (default: Settings)")
     parser.add_argument("--no-daw", action="store_true", help="do not listen for the DAW over OSC")
     parser.add_argument("--screenshot", type=Path, metavar="DIR",
-                        help="write PNGs of the main states into DIR and exit (uses the demo song, debug engines)")
-    parser.add_argument("--engine", help="engine to generate with for --screenshot (default: bass, else drums)")
+                        help="write PNGs of the main states into DIR and exit (the demo song, the shipped engines)")
     parser.add_argument("--bars", default="", help="--screenshot: bars to select, e.g. 3-6 (default: four bars "
                                                    "from bar 3 of the capture)")
-    parser.add_argument("--control", action="append", default=[], metavar="NAME=VALUE",
-                        help="--screenshot: set an engine control before generating (e.g. steps=8); repeatable")
+    parser.add_argument("--control", action="append", default=[], metavar="[ENGINE.]NAME=VALUE",
+                        help="--screenshot: set an engine control before generating (e.g. bass.steps=8); repeatable")
+    parser.add_argument("--first-screen", type=Path, metavar="PNG",
+                        help="start, write the first screen as a PNG and exit (how the desktop bundle is smoke-tested)")
     parser.add_argument("--size", default="1280x800", help="window size WxH (default 1280x800)")
     parser.add_argument("--timeout", type=float, default=240.0, help="--screenshot: seconds to wait per step")
 
@@ -60,6 +65,27 @@ def demo_mix() -> Path:
     if not mix.exists():
         raise MissingDependencyError("the demo song has no mix.flac", path=mix)
     return mix
+
+
+def demo_band_without(roles: tuple[str, ...], folder: Path) -> Path:
+    """The demo song summed from its stems without `roles`, written as a WAV into `folder` (the screenshots'
+    capture: keys, guitar, strings and lead waiting for a bass player and a drummer)."""
+    import numpy as np
+
+    from backline.engines.audio import Audio, read_audio, write_audio
+    from backline.engines.data.slakh import read_track
+
+    track = read_track(demo_mix().parent)
+    stems = [read_audio(st.audio) for st in track.audio_stems() if st.role not in roles]
+    n = min(a.frames for a in stems)
+    mix = Audio(np.sum([a.samples[:, :n] for a in stems], axis=0).astype(np.float32), stems[0].sample_rate)
+    folder = Path(folder) / "demo"  # with the demo's extras.json beside it: the capture reads tempo and meter
+    folder.mkdir(parents=True, exist_ok=True)
+    extras = folder / "extras.json"
+    if not extras.exists():
+        shutil.copyfile(track.path / "extras.json", extras)
+    path = folder / f"band_without_{'_and_'.join(roles)}.wav"
+    return path if path.exists() else write_audio(path, mix)
 
 
 def _app(screenshot: bool):
@@ -100,7 +126,7 @@ def build_window(args: argparse.Namespace, *, screenshot: bool = False):
     settings, warning = HostSettings.load()
     if args.session is not None:
         settings.session_dir = str(args.session)
-    config = args.engine_config or ("debug" if screenshot else None)
+    config = args.engine_config or ("shipped" if screenshot else None)  # screenshots show what a musician gets
     window = MainWindow(settings, engine_config=config, engine_device=args.device,
                         connect_daw=not (args.no_daw or screenshot))
     if warning:
@@ -114,45 +140,65 @@ def parse_controls(items: list[str]) -> dict[str, str]:
     for item in items:
         name, sep, value = item.partition("=")
         if not sep or not name.strip():
-            raise ConfigError(f"--control {item!r} is not NAME=VALUE", fix="e.g. --control steps=8")
+            raise ConfigError(f"--control {item!r} is not NAME=VALUE", fix="e.g. --control bass.steps=8")
         controls[name.strip()] = value.strip()
     return controls
 
 
-def take_screenshots(app, window, out: Path, engine: str | None, timeout: float, *, audio: Path | None = None,
-                     bars: str = "", controls: dict[str, str] | None = None) -> list[Path]:
-    """Drive the window through its states and write SCREENSHOTS into `out`."""
-    from backline.bridge.timeline import parse_bar_range
+def take_screenshots(app, window, out: Path, timeout: float, *, audio: Path | None = None, bars: str = "",
+                     controls: dict[str, str] | None = None, band_midi: Path | None = None) -> list[Path]:
+    """Drive the window through its states and write SCREENSHOTS into `out`: bass first, then drums (the
+    band's MIDI dropped on its panel when there is one: the demo's, without its drums)."""
     from backline.engines.protocol import available_engines
+    from backline.engines.timeline import parse_bar_range
 
     out.mkdir(parents=True, exist_ok=True)
-    candidates = [engine] if engine else [e for e in ("bass", "drums", "accompany") if e in available_engines()]
-    if not candidates or candidates[0] not in window.panels:
-        raise ConfigError(f"no engine to generate with (asked {engine or 'bass/drums'})",
+    engines = [e for e in ("bass", "drums") if e in available_engines() and e in window.panels]
+    if engines != ["bass", "drums"]:
+        raise ConfigError("the screenshots need the bass and the drum engine",
                           fix=f"available: {', '.join(available_engines()) or 'none'}")
-    name = candidates[0]
-    panel = window.panels[name]
-    window.show_engine(name)
-    wait_for(app, lambda: panel.ready or "could not" in panel.state_text, timeout, f"the {name} engine to load")
-    if not panel.ready:
-        raise BacklineError(f"the {name} engine did not load: {' '.join(panel.state_text.split())}")
     written: list[Path] = []
 
-    def grab(file: str) -> None:
+    def grab(file: str, widget=None) -> None:
         window.centralWidget().layout().activate()
+        window.message_bar.hide()
         app.processEvents()
         path = out / file
-        if not window.grab().save(str(path)):
+        if not (widget or window).grab().save(str(path)):
             raise BacklineError("could not write the screenshot", path=path, fix="check the folder is writable")
         written.append(path)
 
-    values = panel.values()
-    for name, value in (controls or {}).items():
-        if name not in values["controls"]:
-            raise ConfigError(f"the {name!r} control does not exist for {panel.title}",
-                              fix=f"known: {', '.join(values['controls'])}")
-        values["controls"][name] = value
-    panel.set_values(values)
+    def ready(name: str):
+        panel = window.panels[name]
+        window.show_engine(name)
+        wait_for(app, lambda: panel.ready or "could not" in panel.state_text, timeout, f"the {name} engine to load")
+        if not panel.ready:
+            raise BacklineError(f"the {name} engine did not load: {' '.join(panel.state_text.split())}")
+        return panel
+
+    def apply(panel, name: str) -> None:
+        values = panel.values()
+        for key, value in (controls or {}).items():
+            engine, _, control = key.rpartition(".")
+            if engine and engine != name or control not in values["controls"]:
+                continue
+            values["controls"][control] = value
+        panel.set_values(values)
+
+    def take(name: str):
+        state: dict[str, object] = {}
+        window.takeAdded.connect(lambda record: state.setdefault("take", record))
+        window.show_engine(name)
+        if window.generate() is None:
+            raise BacklineError(f"generate did not start: {window.message_bar.text()}")
+        wait_for(app, lambda: "take" in state, timeout, f"the {name} take")
+        record = state["take"]
+        if record.status != "ok":
+            raise BacklineError(f"the {name} take failed: {record.error}")
+        window.select_take(record.id)
+        return record
+
+    window.show_engine("bass")
     grab(SCREENSHOTS[0])
     if not window.load_capture_file(audio or demo_mix()):
         raise BacklineError(f"could not load the capture: {window.message_bar.text()}")
@@ -164,43 +210,66 @@ def take_screenshots(app, window, out: Path, engine: str | None, timeout: float,
     if last > window.capture.last_bar():
         raise ConfigError(f"--bars {bars} runs past the captured audio ({window.capture.last_bar()} bars)")
     window.select_bars(first, last)
-    window.message_bar.hide()
     grab(SCREENSHOTS[1])
-    state: dict[str, object] = {}
-
-    def on_progress(job_id: str, fraction: float) -> None:
-        if "generating" not in state and 0.25 <= fraction < 1.0:  # a run well under way
-            state["generating"] = True
-            grab(SCREENSHOTS[2])
-
-    window.jobProgress.connect(on_progress)
-    window.takeAdded.connect(lambda record: state.setdefault("take", record))
-    job = window.generate()
-    if job is None:
-        raise BacklineError(f"generate did not start: {window.message_bar.text()}")
-    wait_for(app, lambda: "take" in state, timeout, "the take")
-    record = state["take"]
-    if record.status != "ok":
-        raise BacklineError(f"the take failed: {record.error}")
-    if "generating" not in state:  # the engine reported no intermediate progress: show the last state anyway
-        grab(SCREENSHOTS[2])
-    window.message_bar.hide()
+    bass = ready("bass")
+    apply(bass, "bass")
+    grab(SCREENSHOTS[2])
+    drums = ready("drums")
+    apply(drums, "drums")
+    if band_midi is not None and drums.midi_well is not None and not drums.midi_well.offer(band_midi):
+        raise BacklineError(f"the drums panel refused the band MIDI: {window.message_bar.text()}")
     grab(SCREENSHOTS[3])
+    unknown = [k for k in (controls or {}) if not any(k.rpartition(".")[2] in window.panels[e].values()["controls"]
+                                                      for e in engines)]
+    if unknown:
+        raise ConfigError(f"no engine has the control(s) {', '.join(unknown)}",
+                          fix=f"bass: {', '.join(bass.values()['controls'])}; drums: {', '.join(drums.values()['controls'])}")
+    bass_take = take("bass")
+    grab(SCREENSHOTS[4])
+    take("drums")
+    grab(SCREENSHOTS[5])
+    grab(SCREENSHOTS[6], window.cards[bass_take.id])
     return written
 
 
+def first_screen(app, window, path: Path) -> Path:
+    """Write the window as it first appears (menus, DAW strip, capture and engine areas laid out) and report
+    where Backline was loaded from — the bundle's smoke test checks that it is the bundle's own copy."""
+    import backline
+
+    wait_for(app, lambda: window.isVisible() and window.width() > 0, 30.0, "the window")
+    window.centralWidget().layout().activate()
+    app.processEvents()
+    if not window.grab().save(str(path)):
+        raise BacklineError("could not write the first screen", path=path, fix="check the folder is writable")
+    print(f"first screen: {path}")
+    print(f"backline loaded from: {Path(backline.__path__[0]).resolve()}")
+    print(f"python: {sys.executable}")
+    return path
+
+
 def run(args: argparse.Namespace) -> int:
-    screenshot = args.screenshot is not None
+    screenshot = args.screenshot is not None or args.first_screen is not None
     if screenshot and args.session is None:
         args.session = Path(tempfile.mkdtemp(prefix="backline-screenshot-session-"))
     app = _app(screenshot)
     window = build_window(args, screenshot=screenshot)
     window.show()
     try:
+        if args.first_screen is not None:
+            print(f"Qt platform: {app.platformName()}", flush=True)
+            first_screen(app, window, args.first_screen)
+            return 0
         if screenshot:
             print(f"Qt platform: {app.platformName()}", flush=True)
-            written = take_screenshots(app, window, args.screenshot, args.engine, args.timeout, audio=args.audio,
-                                       bars=args.bars, controls=parse_controls(args.control))
+            band, audio = None, args.audio
+            if audio is None:  # the demo: a band that needs bass and drums, and its MIDI for the drums panel
+                from backline.engines.data.demo import demo_midi_without_drums
+
+                audio = demo_band_without(("bass", "drums"), args.session)
+                band = demo_midi_without_drums(args.session)
+            written = take_screenshots(app, window, args.screenshot, args.timeout, audio=audio, bars=args.bars,
+                                       controls=parse_controls(args.control), band_midi=band)
             for path in written:
                 print(path)
             return 0

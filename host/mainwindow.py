@@ -711,8 +711,10 @@ class MainWindow(QMainWindow):
             number = self.store.next_number() + len(self.active)
             out_dir = self.store.job_dir(f"{time.strftime('%Y%m%d-%H%M%S')}-{number:03d}-{engine}-seed{seed}")
             reference, band_midi = values.get("reference"), values.get("midi")
-            controls = dict(values.get("controls", {}))
             known = {c.name for c in panel.description.controls}
+            # a take recalled from an older session may carry a control the engine no longer has (drums'
+            # "overwrite" moved to the take writer): drop it rather than refuse to regenerate
+            controls = {k: v for k, v in dict(values.get("controls", {})).items() if k in known}
             if "vst3" in known and self.settings.drum_instrument:  # file handling lives in Settings
                 controls["vst3"] = self.settings.drum_instrument
             if "tempo_from" in known and mix is not None:  # the capture's grid is the DAW's, the file's or heard

@@ -171,7 +171,7 @@ class PresetBrowser(QWidget):
         self.list.clear()
         for preset in self.presets:
             item = QListWidgetItem(preset.title or preset.name)
-            item.setToolTip(preset.description or f"{preset.name} — {preset.path}")
+            item.setToolTip(preset.description or preset.title or preset.name)
             self.list.addItem(item)
         for problem in self.problems:
             item = QListWidgetItem(f"⚠ {problem}")

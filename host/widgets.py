@@ -427,8 +427,6 @@ class DrumLanes(QWidget):
     """A drum take as lanes (cymbals, hats, toms, snare, kick) with one tick per hit; velocity shows as height
     and brightness. Bar lines come from the timeline when given."""
 
-    LABEL_W = 52
-
     def __init__(self, notes: list[tuple[float, float, int, int]], seconds: float, colour: QColor,
                  timeline=None, start_sample: int = 0, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -441,20 +439,14 @@ class DrumLanes(QWidget):
         return {name: sum(1 for _, lane, _ in self.hits if lane == i) for i, (name, _) in enumerate(DRUM_LANES)}
 
     def paintEvent(self, _event) -> None:
+        """Full width, so bar lines and hits line up with the take's waveform above; lane names sit on top."""
         p = QPainter(self)
         p.fillRect(self.rect(), QColor(theme.INSET))
         n = len(DRUM_LANES)
         h = (self.height() - 4) / n
-        x0, w = self.LABEL_W, self.width() - self.LABEL_W - 4
-        font = p.font()
-        font.setPointSizeF(max(font.pointSizeF() - 2, 6.5))
-        p.setFont(font)
-        for i, (name, _) in enumerate(DRUM_LANES):
-            y = 2 + i * h
-            if i % 2:
-                p.fillRect(QRectF(x0, y, w, h), QColor(theme.GRID_BEAT))
-            p.setPen(QColor(theme.TEXT_DIM))
-            p.drawText(QRectF(4, y, self.LABEL_W - 8, h), Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft, name)
+        x0, w = 2, self.width() - 4
+        for i in range(1, n, 2):
+            p.fillRect(QRectF(x0, 2 + i * h, w, h), QColor(theme.GRID_BEAT))
         if self.timeline is not None:  # bar lines
             rate = self.timeline.sample_rate
             p.setPen(QColor(theme.GRID_BAR))
@@ -470,6 +462,16 @@ class DrumLanes(QWidget):
             x = x0 + start / self.seconds * w
             tick = max(h * (0.35 + 0.6 * vel / 127), 2)
             p.fillRect(QRectF(x, 2 + lane * h + (h - tick) / 2, 2, tick), colour)
+        font = p.font()
+        font.setPointSizeF(max(font.pointSizeF() - 2, 6.5))
+        p.setFont(font)
+        label_bg = QColor(theme.INSET)
+        label_bg.setAlphaF(0.75)
+        for i, (name, _) in enumerate(DRUM_LANES):
+            box = QRectF(4, 2 + i * h, p.fontMetrics().horizontalAdvance(name) + 6, h)
+            p.fillRect(box, label_bg)
+            p.setPen(QColor(theme.TEXT_DIM))
+            p.drawText(box.adjusted(3, 0, 0, 0), Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft, name)
         p.end()
 
 

@@ -165,5 +165,7 @@ def test_every_control_changes_what_the_drum_engine_writes(tmp_path):
     explicit = {**preset_controls("disco"), "humanise": 0.0}
     assert explicit["style"] == "disco"
     assert run("preset", preset="disco")[0] == run("explicit", **explicit)[0]  # a preset is just its [controls]
-    with pytest.raises(Exception, match="unknown drum preset"):
+    with pytest.raises(Exception, match="not a plain name"):  # the shared preset reader refuses paths
         run("bad", preset="../../etc/passwd")
+    with pytest.raises(Exception, match="unknown drums preset"):
+        run("bad", preset="polka")

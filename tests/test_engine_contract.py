@@ -282,3 +282,41 @@ def test_signal_during_the_final_links_is_held_until_they_are_done(tmp_path):
     finally:
         os.link = real_link
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["x_seed1.json", "x_seed1.mid", "x_seed1.wav"]
+
+
+def test_core_types_come_from_one_place_without_the_bridge_or_torch():
+    code = ("import sys, backline.engines.core, backline.engines.protocol, backline.engines.takes; "
+            "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('backline.bridge')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+    root = Path(__file__).resolve().parents[1] / "engines"
+    offenders = [str(p.relative_to(root)) for p in root.rglob("*.py")
+                 if "backline.bridge" in p.read_text(encoding="utf-8")]
+    assert offenders == []  # engines never import the bridge (the timeline lives in engines/timeline.py)
+    # MIDI objects become bytes in one helper
+    serialisers = [str(p.relative_to(root)) for p in root.rglob("*.py")
+                   if ".save(file=" in p.read_text(encoding="utf-8") and p.name != "midi.py"]
+    assert serialisers == []
+
+
+def test_benchmarks_share_one_hardware_and_timing_helper():
+    root = Path(__file__).resolve().parents[1] / "benchmarks"
+    copies = [p.name for p in root.glob("*.py") if p.name != "_common.py" and "/proc/cpuinfo" in p.read_text()]
+    assert copies == []
+    users = [p.name for p in root.glob("*.py") if "_common" in p.read_text()]
+    assert len(users) >= 7
+
+
+def test_overwrite_replaces_a_take_whole_never_mixing_old_and_new(tmp_path):
+    """Issue 15 case 1: --overwrite without audio must not leave the old WAV beside the new MIDI and report."""
+    from backline.engines.protocol import GenerationResult, Take
+    from backline.engines.takes import write_takes
+
+    audio = Audio(np.full((1, 100), 0.1, np.float32), 8000)
+    write_takes(GenerationResult([Take(seed=0, stems={"x": audio}, midi=b"old")], {"engine": "x"}), tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x_seed0.json", "x_seed0.mid", "x_seed0.wav"]
+    with pytest.raises(FileExistsRefusal):
+        write_takes(GenerationResult([Take(seed=0, midi=b"new")], {"engine": "x"}), tmp_path)
+    write_takes(GenerationResult([Take(seed=0, midi=b"new")], {"engine": "x"}), tmp_path, overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x_seed0.json", "x_seed0.mid"]
+    assert (tmp_path / "x_seed0.mid").read_bytes() == b"new"

@@ -37,6 +37,12 @@ def test_drums_panel_shows_musician_controls_only(qtbot, make_window, capture_fi
     texts = re.sub("<[^>]+>", " ", " ".join(w.text() for w in panel.widget().findChildren(QLabel)))
     assert "paper" not in texts.lower() and not re.search(r"(^|\s)[~.]?/\w", texts), texts  # no file paths
     assert not [n for n, w in panel.widgets.items() if isinstance(w, QLineEdit)]  # no raw text fields
+    wait_ready(qtbot, window, "bass")  # the bass panel too: sampler settings under Advanced, no paper numbers
+    bass = window.panels["bass"]
+    assert {"steps", "cfg", "rescale"} <= set(bass.widgets) and not bass.widgets["steps"].isVisibleTo(bass)
+    bass_texts = re.sub("<[^>]+>", " ", " ".join(w.text() for w in bass.widget().findChildren(QLabel)))
+    assert "paper" not in bass_texts.lower() and not re.search(r"(^|\s)[~.]?/\w", bass_texts), bass_texts
+    window.show_engine("drums")
     titles = [panel.preset_browser.list.item(i).text() for i in range(panel.preset_browser.list.count())]
     assert {"Rock", "Funk", "Shuffle", "Half-time", "Bossa nova", "Disco", "Ballad"} <= set(titles)
     panel.preset_browser.select("shuffle")

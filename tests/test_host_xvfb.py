@@ -1,8 +1,9 @@
 """`backline host --screenshot DIR` as a user runs it: a real process, a real window on an X server (Xvfb)
-when `xvfb-run` is installed (else the offscreen platform), the real bass engine's debug config."""
+when `xvfb-run` is installed (else the offscreen platform), the shipped bass and drum engines (the default)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -16,11 +17,11 @@ from backline.engines.protocol import available_engines
 from backline.host.app import SCREENSHOTS
 
 
-@pytest.mark.skipif("bass" not in available_engines(), reason="the bass engine is not installed")
+@pytest.mark.skipif(not {"bass", "drums"} <= set(available_engines()), reason="the bass and drum engines are needed")
 def test_screenshot_command_under_xvfb(tmp_path):
     backline = Path(sys.executable).with_name("backline")
-    command = [str(backline), "host", "--screenshot", str(tmp_path / "shots"), "--engine", "bass", "--bars", "1-2",
-               "--control", "steps=2", "--session", str(tmp_path / "session"), "--timeout", "400"]
+    command = [str(backline), "host", "--screenshot", str(tmp_path / "shots"), "--bars", "1-2",
+               "--session", str(tmp_path / "session"), "--timeout", "400"]
     try:
         from backline.host.app import demo_mix
 
@@ -37,10 +38,14 @@ def test_screenshot_command_under_xvfb(tmp_path):
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=540)
     assert done.returncode == 0, done.stdout + done.stderr
     assert ("Qt platform: xcb" if xvfb else "Qt platform: offscreen") in done.stdout
-    for name in SCREENSHOTS:
+    assert [p.name for p in sorted((tmp_path / "shots").glob("*.png"))] == list(SCREENSHOTS)
+    for name in SCREENSHOTS:  # empty, mix on its bar grid, bass panel, drums panel, bass take, drum take, card
         png = tmp_path / "shots" / name
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000, name
-    assert (tmp_path / "session" / "history.json").exists()  # the take it made is in the session
+    history = json.loads((tmp_path / "session" / "history.json").read_text())
+    takes = history["takes"] if isinstance(history, dict) else history
+    assert [(t["engine"], t["status"]) for t in takes] == [("bass", "ok"), ("drums", "ok")]
+    assert all(t["fit"] is not None for t in takes)  # shipped weights: the matching model scores them
 
 
 def test_host_without_a_display_says_what_to_do(tmp_path):

@@ -67,13 +67,14 @@ CONTROLS = (
     Control("mode", "choice", "accompaniment", "Mode", choices=MODES,
             help="accompaniment: generate the prompted parts for the mix; extract/separate/ensemble: pull "
                  "the prompted parts out of the mix; total: generate the parts from nothing"),
-    Control("steps", "int", 0, "Steps", 0, 1000, 1,
+    Control("steps", "int", 0, "Sampler steps", 0, 1000, 1, group="advanced",
             help="sampler steps (0 = the mode's default: 48 generation, 32 separation)"),
-    Control("cfg", "float", -1.0, "Guidance w", -1.0, 20.0, 0.5,
+    Control("cfg", "float", -1.0, "Guidance w", -1.0, 20.0, 0.5, group="advanced",
             help="CFG weight w (S + w (S − S*)); −1 = the mode's default"),
-    Control("alpha", "float", 1.0, "α (given)", 0.0, 2.0, 0.05, help="partial generation: weight of the given mix"),
-    Control("beta", "float", 1.0, "β (generated)", 0.0, 2.0, 0.05, help="partial generation: weight of the new parts"),
-    Control("gamma", "float", 1.0, "γ coupling", 1.0, 100.0, 0.1,
+    Control("alpha", "float", 1.0, "α (given)", 0.0, 2.0, 0.05, group="advanced", help="partial generation: weight of the given mix"),
+    Control("beta", "float", 1.0, "β (generated)", 0.0, 2.0, 0.05, group="advanced",
+            help="partial generation: weight of the new parts"),
+    Control("gamma", "float", 1.0, "γ coupling", 1.0, 100.0, 0.1, group="advanced",
             help="how loosely parts and mixture are tied (1 = tightest the explicit sampler steps stay stable at)"),
     Control("given", "text", "", "Mix holds", help="labels of what the mix holds (default: every other role)"),
 )
@@ -118,7 +119,7 @@ class AccompanyEngine:
         training = self.meta.get("training", {})
         weights = f"GMSDI score model ({self.config}); " + (
             f"{training.get('steps', '?')} steps on {training.get('data', '?')}" if training else "untrained")
-        return EngineDescription(NAME, "Accompaniment & separation (GMSDI, paper 003)", CONTROLS,
+        return EngineDescription(NAME, "Accompaniment & separation", CONTROLS,
                                  inputs=("mix", "prompt"), outputs=("audio", "midi"), weights=weights,
                                  device=self.device)
 
@@ -394,11 +395,9 @@ def role_midi(audio: Audio, role: str, timeline, region_start: int):
 
 
 def _midi_bytes(mid) -> bytes:
-    import io
+    from backline.engines.midi import midi_bytes  # the one MIDI serialiser
 
-    buf = io.BytesIO()
-    mid.save(file=buf)
-    return buf.getvalue()
+    return midi_bytes(mid)
 
 
 def _merge_midi(midis: dict[str, Any]):

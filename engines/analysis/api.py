@@ -67,7 +67,7 @@ class AnalysisReport:
     silent: bool
     fine: dict[str, float] = field(default_factory=dict)
     coarse: dict[str, float] = field(default_factory=dict)
-    parts: dict[str, float] = field(default_factory=dict)  # P(part plays): bass / drums / accompaniment
+    parts: dict[str, float] = field(default_factory=dict)  # bass/drums/accompaniment plays; < 0.5 = missing
     present_fine: list[str] = field(default_factory=list)
     present_coarse: list[str] = field(default_factory=list)
     missing_parts: list[str] = field(default_factory=list)
@@ -222,8 +222,9 @@ class Analyzer:
         if att:
             report.attention = torch.stack(att).mean(0).tolist()
         playing = self.presence(fine_w, coarse_w, hand)
-        report.parts = {p: round(v, 4) for p, v in playing.items()}
         pth = (self.presence_model.threshold - sensitivity).clamp(0.02, 0.98)
+        # shown calibrated to the decision: 50 % is the part's threshold (which sits far from 0.5 for bass)
+        report.parts = {p: round(_logistic(_logit(playing[p]) - _logit(float(th))), 4) for p, th in zip(PARTS, pth)}
         report.missing_parts = [p for p, th in zip(PARTS, pth) if playing[p] < th]
         report.suggestion = PARTS[report.missing_parts[0]][1] if report.missing_parts else None
         report.message = ("no instruments detected" if not report.present_fine
@@ -329,6 +330,15 @@ class Analyzer:
             raise AudioFormatError("the stem is silent: there is nothing to score", fix="check the stem's export")
         sim = self.match_cosines([mix], [stem])[0, 0]
         return float(self.matching.fit_from_similarity(sim))
+
+
+def _logit(p: float) -> float:
+    p = min(max(p, 1e-6), 1 - 1e-6)
+    return math.log(p / (1 - p))
+
+
+def _logistic(x: float) -> float:
+    return 1 / (1 + math.exp(-x))
 
 
 def _aggregate(p: torch.Tensor) -> torch.Tensor:

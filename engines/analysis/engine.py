@@ -38,7 +38,7 @@ class AnalysisEngine:
 
     def describe(self) -> EngineDescription:
         weights = "debug (random, seeded)" if self.config == "debug" else f"shipped weights in {self.analyzer.weights_dir}"
-        return EngineDescription(NAME, "Listen: instruments present and missing parts (papers 001, 002a, 004)",
+        return EngineDescription(NAME, "Listen: instruments present and missing parts",
                                  CONTROLS, inputs=("mix",), outputs=("report",), weights=weights, device=self.device)
 
     def generate(self, request: GenerationRequest, *, progress: ProgressFn | None = None,

@@ -23,14 +23,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
     from backline.engines.analysis.common import add_data_args
 
     add_data_args(parser)
-    parser.add_argument("--config", default="small", help="base | large | small (shipped) | debug")
+    parser.add_argument("--size", "--config", dest="config", default="small",
+                        help="model size: base | large | small (shipped) | debug")
     parser.add_argument("--objectives", default="cfm+ccm", choices=["cfm+ccm", "cfm", "ccm", "none"])
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--frames", type=int, default=250, help="frames per training sequence (50/s)")
     parser.add_argument("--warmup", type=int, default=300, help="Noam warm-up steps (paper: 8000)")
     parser.add_argument("--lr-scale", type=float, default=1.0, help="multiplies the Noam rate")
-    parser.add_argument("--minutes", type=float, default=25.0, help="stop after this wall time")
+    parser.add_argument("--max-minutes", "--minutes", dest="minutes", type=float, default=25.0,
+                        help="stop (and save) after this many minutes; every rank agrees on when (default 25)")
     parser.add_argument("--run-dir", type=Path, default=Path("runs/analysis/musicoder"))
     parser.add_argument("--out", type=Path, default=None, help="weights path (default: run-dir/musicoder)")
     parser.add_argument("--seed", type=int, default=0)
@@ -40,7 +42,14 @@ def run(args: argparse.Namespace) -> int:
     from backline.engines.analysis import dataset
     from backline.engines.analysis.common import ensure_cache, load_crops, setup_threads
     from backline.engines.analysis.musicoder import MusiCoderPretrainer, get_config, noam_lr
-    from backline.engines.training import Checkpointer, Distributed, MetricLog, progress_bar, seed_everything
+    from backline.engines.training import (
+        Checkpointer,
+        Distributed,
+        MetricLog,
+        TimeLimit,
+        progress_bar,
+        seed_everything,
+    )
     from backline.engines.weights import save_weights
 
     setup_threads(args.threads)
@@ -65,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
     gen = torch.Generator().manual_seed(args.seed * 1000 + ctx.rank + step)
     steps = 0 if args.objectives == "none" else args.steps
     started = time.monotonic()
+    limit = TimeLimit(args.minutes, ctx)
     bar = progress_bar(steps, step, ctx, "musicoder")
     model.train()
     while step < steps:
@@ -83,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
             log.log(step, loss=loss.item(), lr=sched.get_last_lr()[0])
             bar.set_postfix(loss=f"{loss.item():.4f}")
         bar.update(1)
-        out_of_time = (time.monotonic() - started) / 60 > args.minutes
+        out_of_time = limit.should_stop()
         if step % 200 == 0 or step == steps or out_of_time:
             ckpt.save(step, {"model": model, "opt": opt, "sched": sched})
         if out_of_time:

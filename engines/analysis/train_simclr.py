@@ -30,12 +30,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="simclr encoder | matching on the SimCLR backbone | aligned: the shipped frame-aligned "
                              "fit model (matching.py)")
     parser.add_argument("--windows", type=int, default=6, help="aligned: cached 3 s windows per (song, target)")
-    parser.add_argument("--config", default="small", help="small (shipped) | debug")
+    parser.add_argument("--size", "--config", dest="config", default="small", help="model size: small (shipped) | debug")
     parser.add_argument("--steps", type=int, default=800)
     parser.add_argument("--batch", type=int, default=32, help="pairs per batch")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--warmup", type=int, default=50)
-    parser.add_argument("--minutes", type=float, default=25.0)
+    parser.add_argument("--max-minutes", "--minutes", dest="minutes", type=float, default=25.0,
+                        help="stop (and save) after this many minutes; every rank agrees on when (default 25)")
     parser.add_argument("--init", type=Path, default=None, help="matching: SimCLR weights to start from")
     parser.add_argument("--run-dir", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=None)
@@ -61,7 +62,14 @@ def run(args: argparse.Namespace) -> int:
         mixup,
         nt_xent,
     )
-    from backline.engines.training import Checkpointer, Distributed, MetricLog, progress_bar, seed_everything
+    from backline.engines.training import (
+        Checkpointer,
+        Distributed,
+        MetricLog,
+        TimeLimit,
+        progress_bar,
+        seed_everything,
+    )
     from backline.engines.weights import load_weights, save_weights
 
     setup_threads(args.threads)
@@ -110,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
     log = MetricLog(run_dir, ctx)
     gen = torch.Generator().manual_seed(args.seed + step)
     started = time.monotonic()
+    limit = TimeLimit(args.minutes, ctx)
     bar = progress_bar(args.steps, step, ctx, args.mode)
     model.train()
     batch = min(args.batch, len(train_tracks)) if args.mode == "matching" else args.batch
@@ -133,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
             log.log(step, loss=loss.item(), lr=sched.get_last_lr()[0])
             bar.set_postfix(loss=f"{loss.item():.4f}")
         bar.update(1)
-        out_of_time = (time.monotonic() - started) / 60 > args.minutes
+        out_of_time = limit.should_stop()
         if step % 100 == 0 or step == args.steps or out_of_time:
             ckpt.save(step, {"model": model, "opt": opt, "sched": sched})
         if out_of_time:
@@ -208,7 +217,7 @@ def _distinct_batch(owner: torch.Tensor, batch: int, gen: torch.Generator) -> to
 def _train_aligned(args, ctx, run_dir: Path, train_tracks, val_tracks, rng) -> int:
     from backline.engines.analysis.matching import CONFIGS, AlignedMatcher
     from backline.engines.analysis.simclr import fit_calibration
-    from backline.engines.training import Checkpointer, MetricLog, progress_bar
+    from backline.engines.training import Checkpointer, MetricLog, TimeLimit, progress_bar
     from backline.engines.weights import save_weights
 
     cfg = CONFIGS["debug" if args.config == "debug" else "small"]
@@ -224,6 +233,7 @@ def _train_aligned(args, ctx, run_dir: Path, train_tracks, val_tracks, rng) -> i
     log = MetricLog(run_dir, ctx)
     gen = torch.Generator().manual_seed(args.seed + step + 1000 * ctx.rank)
     started = time.monotonic()
+    limit = TimeLimit(args.minutes, ctx)
     bar = progress_bar(args.steps, step, ctx, "aligned")
     batch = min(args.batch, len(set(owner.tolist())))
     while step < args.steps:
@@ -239,7 +249,7 @@ def _train_aligned(args, ctx, run_dir: Path, train_tracks, val_tracks, rng) -> i
             log.log(step, loss=loss.item(), lr=sched.get_last_lr()[0])
             bar.set_postfix(loss=f"{loss.item():.4f}")
         bar.update(1)
-        out_of_time = (time.monotonic() - started) / 60 > args.minutes
+        out_of_time = limit.should_stop()
         if step % 200 == 0 or step == args.steps or out_of_time:
             ckpt.save(step, {"model": model, "opt": opt, "sched": sched})
         if out_of_time:

@@ -40,7 +40,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=600, help="joint-training steps per head")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--lr", type=float, default=5e-4)
-    parser.add_argument("--minutes", type=float, default=25.0, help="wall-time cap for all heads together")
+    parser.add_argument("--max-minutes", "--minutes", dest="minutes", type=float, default=25.0,
+                        help="wall-time cap for all heads together (default 25)")
     parser.add_argument("--run-dir", type=Path, default=Path("runs/analysis/tagger"))
     parser.add_argument("--seed", type=int, default=0)
 

@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import argparse
 import copy
-import math
 import os
-import time
 from pathlib import Path
 
 HELP = "train the bass diffusion model on cached (mix, bass) latents (runs under torchrun)"
@@ -34,9 +32,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="folder with mix.safetensors/stem.safetensors (+ .json) to use instead of --codec")
     parser.add_argument("--init", type=Path, help="start from these exported bass weights (fine-tune; latent "
                         "statistics are re-measured on this cache, e.g. after the codec was retrained)")
-    parser.add_argument("--config", default="small", choices=("small", "debug", "paper"), help="U-Net size")
-    parser.add_argument("--run", type=Path, required=True, help="run folder (checkpoints, metrics.jsonl)")
-    parser.add_argument("--steps", type=int, default=4000)
+    from backline.engines.training import add_training_flags
+
+    add_training_flags(parser, steps=4000, sizes=("small", "debug", "paper"), size="small",
+                       size_flags=("--size", "--config"), run_flags=("--run-dir", "--run"))
     parser.add_argument("--batch", type=int, default=16, help="batch per process")
     parser.add_argument("--lr", type=float, default=4e-4)
     parser.add_argument("--warmup", type=int, default=200)
@@ -44,20 +43,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--subsets", type=int, default=6, help="cached subset mixes per track")
     parser.add_argument("--ema", type=float, default=0.999)
     parser.add_argument("--cond-dropout", type=float, default=0.15)
-    parser.add_argument("--max-minutes", type=float, default=0.0, help="stop (and save) after this long; 0 = no limit")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads per process")
     parser.add_argument("--log-every", type=int, default=50)
     parser.add_argument("--ckpt-every", type=int, default=500)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--export", type=Path, help="write the EMA weights (fp16 safetensors + JSON) here at the end")
-
-
-def _lr_at(step: int, total: int, base: float, warmup: int) -> float:
-    if step < warmup:
-        return base * (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -70,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     from backline.engines.codec import load_codec
     from backline.engines.diffusion import CosineSchedule, v_loss
     from backline.engines.errors import ConfigError
-    from backline.engines.training import Checkpointer, Distributed, MetricLog, progress_bar, seed_everything
+    from backline.engines.training import Distributed, TrainLoop, progress_bar, seed_everything
     from backline.engines.weights import save_weights
 
     if args.steps <= 0 or args.batch <= 0 or args.crop <= 0:
@@ -107,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     val_files = sorted(val_dir.glob("*.safetensors"))
     val = PairCache(val_files) if val_files else None
 
-    cfg = UNetConfig.from_dict(CONFIGS[args.config].to_dict() | {"cond_dropout": args.cond_dropout, "crop": args.crop})
+    cfg = UNetConfig.from_dict(CONFIGS[args.size].to_dict() | {"cond_dropout": args.cond_dropout, "crop": args.crop})
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(args.seed)
         model = build_model(cfg)
@@ -123,22 +114,18 @@ def run(args: argparse.Namespace) -> int:
         p.requires_grad_(False)
     net = ctx.wrap(model)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.999), weight_decay=0.01)
-    ckpt = Checkpointer(args.run, ctx)
-    step, extra = ckpt.load({"model": model, "ema": ema, "opt": opt})
-    elapsed_before = float(extra.get("elapsed_s", 0.0))
-    log = MetricLog(args.run, ctx)
+    loop = TrainLoop(ctx, args.run_dir, modules={"model": model, "ema": ema, "opt": opt}, optimizers=[opt],
+                     steps=args.steps, lr=args.lr, warmup=args.warmup, max_minutes=args.max_minutes,
+                     log_every=args.log_every, ckpt_every=args.ckpt_every, desc="train bass")
     sched = CosineSchedule()
-    rng = np.random.default_rng([args.seed, ctx.rank, step])
+    rng = np.random.default_rng([args.seed, ctx.rank, loop.step])
     val_rng = np.random.default_rng(12345)
     val_batch = val.batch(32, args.crop, val_rng) if val is not None else None
-    started = time.monotonic()
-    bar = progress_bar(args.steps, step, ctx, "train bass")
     if ctx.is_main:
-        print(f"bass {args.config}: {count_parameters(model) / 1e6:.2f}M parameters, {len(pairs)} tracks "
+        print(f"bass {args.size}: {count_parameters(model) / 1e6:.2f}M parameters, {len(pairs)} tracks "
               f"({int(pairs.lengths.sum())} latent frames), val {len(val) if val else 0} tracks, device {ctx.device}")
-    losses: list[float] = []
-    stopped_early = False
-    while step < args.steps:
+
+    def train_step(step: int) -> dict[str, float]:
         bass, mix = pairs.batch(args.batch, args.crop, rng)
         bass, mix = model.norm_stem(bass.to(ctx.device)), model.norm_mix(mix.to(ctx.device))
         keep = (torch.rand(bass.shape[0], 1, 1, device=ctx.device) >= args.cond_dropout).to(mix.dtype)
@@ -146,8 +133,6 @@ def run(args: argparse.Namespace) -> int:
         t = sched.sample_t(bass.shape[0], device=ctx.device)
         eps = torch.randn_like(bass)
         z = sched.noise(bass, t, eps)
-        for group in opt.param_groups:
-            group["lr"] = _lr_at(step, args.steps, args.lr, args.warmup)
         with ctx.autocast():
             v = net(z, t, mix)
         loss = v_loss(sched, v, bass, t, eps)
@@ -160,25 +145,13 @@ def run(args: argparse.Namespace) -> int:
                 pe.lerp_(pm, 1 - args.ema)
             for be, bm in zip(ema.buffers(), model.buffers()):
                 be.copy_(bm)
-        step += 1
-        losses.append(float(loss.detach()))
-        bar.update(1)
-        if step % args.log_every == 0 or step == args.steps:
-            row = {"loss": float(np.mean(losses)), "lr": opt.param_groups[0]["lr"]}
-            if val_batch is not None:
-                row["val_loss"] = _val_loss(ema, val_batch, sched, ctx.device)
-            log.log(step, **row)
-            bar.set_postfix({k: f"{v:.4f}" for k, v in row.items() if k != "lr"})
-            losses = []
-        if step % args.ckpt_every == 0:
-            ckpt.save(step, {"model": model, "ema": ema, "opt": opt},
-                      {"elapsed_s": elapsed_before + time.monotonic() - started})
-        if args.max_minutes and (time.monotonic() - started) > args.max_minutes * 60:
-            stopped_early = True
-            break
-    bar.close()
-    elapsed = elapsed_before + time.monotonic() - started
-    ckpt.save(step, {"model": model, "ema": ema, "opt": opt}, {"elapsed_s": elapsed})
+        return {"loss": float(loss.detach())}
+
+    def on_log(step: int) -> dict[str, float]:
+        return {"val_loss": _val_loss(ema, val_batch, sched, ctx.device)} if val_batch is not None else {}
+
+    done = loop.run(train_step, on_log)
+    step, stopped_early, elapsed, log = done.step, done.stopped_early, done.elapsed_s, loop.log
     if ctx.is_main and args.export:
         export = copy.deepcopy(ema).half()
         training = {

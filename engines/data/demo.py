@@ -203,11 +203,16 @@ def generate_on_demo(track: Path, takes: Path, seed: int = 0) -> dict[str, Path]
                   f"{heard['key']}; chords {heard['chords']}")
         for take in result.takes:
             for stem, path in take.stems.items():
-                files[f"{name} audio" if stem == name else f"{name} {stem} audio"] = path
+                files[file_label(name, stem)] = path
             if take.midi is not None:
                 files[f"{name} MIDI"] = take.midi
             files[f"{name} report"] = Path(take.report["files"]["report"])
     return files
+
+
+def file_label(engine: str, stem: str) -> str:
+    """'bass audio' for the bass engine's bass stem, 'accompany piano audio' for another stem: never 'bass bass'."""
+    return f"{engine} audio" if stem == engine else f"{engine} {stem} audio"
 
 
 def run(args: argparse.Namespace) -> int:

@@ -37,7 +37,7 @@ FORMAT_VERSION = 1
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", default="/work/corpus/train", help="Slakh-layout corpus folder (MIDI + extras.json)")
+    parser.add_argument("--data", default=None, help="Slakh-layout corpus folder (MIDI + extras.json); or --synth N")
     parser.add_argument("--synth", type=int, default=0, metavar="N",
                         help="instead of --data: compose N corpus songs (MIDI + labels only, no audio) into RUN/synth "
                              "with the corpus builder's composer and writer, and train on them")
@@ -47,7 +47,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run-dir", "--run", dest="run", default="runs/drums",
                         help="run folder for checkpoint and metrics (resumes if present); under torchrun spell it "
                              "--run-dir (torchrun reads --run as its own --run-path)")
-    parser.add_argument("--config", choices=("shipped", "debug"), default="shipped")
+    parser.add_argument("--size", "--config", dest="config", choices=("shipped", "debug"), default="shipped",
+                        help="model size")
+    parser.add_argument("--max-minutes", type=float, default=None,
+                        help="stop (and save the checkpoint) after this many minutes; every rank agrees on when")
     parser.add_argument("--steps", type=int, default=1500, help="optimizer steps per model")
     parser.add_argument("--vae-steps", type=int, default=None, help="steps for the VAE (default: --steps)")
     parser.add_argument("--phase-steps", default="", help="per-model steps, e.g. 'infiller=300,vae=100' (default: --steps)")
@@ -219,7 +222,14 @@ def _run(args: argparse.Namespace) -> int:
     from backline.engines.drums.models import CONFIGS, build_model
     from backline.engines.drums.representation import CONTEXT_BARS, DRUM_TOKEN_DIM, MAX_QUARTERS_PER_BAR
     from backline.engines.errors import ConfigError, DatasetError
-    from backline.engines.training import Checkpointer, Distributed, MetricLog, progress_bar, seed_everything
+    from backline.engines.training import (
+        Checkpointer,
+        Distributed,
+        MetricLog,
+        TimeLimit,
+        progress_bar,
+        seed_everything,
+    )
     from backline.engines.weights import save_weights, weight_paths
 
     if args.steps <= 0 or args.batch <= 0 or args.lr <= 0:
@@ -309,6 +319,8 @@ def _run(args: argparse.Namespace) -> int:
         return args.lr * min(1.0, (local + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(local / n, 1.0)))
 
     offset = 0
+    limit = TimeLimit(args.max_minutes, ctx)
+    out_of_time = False
     for name in PHASES:
         model, opt, n = models[name], opts[name], steps[name]
         model.train()
@@ -365,9 +377,14 @@ def _run(args: argparse.Namespace) -> int:
                 bar.set_postfix(phase=name, loss=f"{final_losses[name]:.4f}")
             if step % 500 == 0:
                 ckpt.save(step, state, {"phase": name})
+            if limit.should_stop():  # every rank agrees; the next run resumes from this step
+                out_of_time = True
+                break
         offset += n
+        if out_of_time:
+            break
     bar.close()
-    ckpt.save(step, state, {"phase": "done"})
+    ckpt.save(step, state, {"phase": "stopped (--max-minutes)" if out_of_time else "done"})
 
     if ctx.is_main:
         plain = {k: getattr(m, "module", m).eval() for k, m in models.items()}
