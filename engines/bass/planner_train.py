@@ -22,20 +22,20 @@ HELP = "train the bass planner (symbolic, chords/kick/style → bass MIDI; runs 
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from backline.engines.training import add_training_flags
+
     parser.add_argument("--synth", type=int, default=0, help="compose this many corpus songs in memory to train on")
     parser.add_argument("--synth-seed", type=int, default=7000, help="composer seed for --synth")
     parser.add_argument("--corpus", type=Path, action="append", default=[],
                         help="a Slakh-layout folder of songs with bass MIDI (repeatable)")
     parser.add_argument("--val-songs", type=int, default=64, help="composed held-out songs for a validation loss")
-    parser.add_argument("--config", default="small", choices=("small", "debug"))
+    add_training_flags(parser, steps=6000, sizes=("small", "debug"), size="small", size_flags=("--size", "--config"),
+                       run_flags=("--run-dir", "--run"))
     parser.add_argument("--init", type=Path, help="start from these exported planner weights (fine-tune)")
-    parser.add_argument("--run", type=Path, required=True, help="run folder (checkpoints, metrics.jsonl)")
-    parser.add_argument("--steps", type=int, default=6000)
     parser.add_argument("--batch", type=int, default=32, help="batch per process")
     parser.add_argument("--bars", type=int, default=16, help="bars per training crop")
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--warmup", type=int, default=200)
-    parser.add_argument("--max-minutes", type=float, default=0.0, help="stop (and save) after this long; 0 = no limit")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--log-every", type=int, default=50)
     parser.add_argument("--ckpt-every", type=int, default=500)
@@ -85,21 +85,19 @@ def style_attributes(examples) -> dict[str, dict[str, float]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    import math
-
     import numpy as np
     import torch
 
     from backline.engines.bass.planner import CONFIGS, FORMAT_VERSION, KIND, build_planner, load_planner
     from backline.engines.bass.planner_data import composed_examples, folder_examples
     from backline.engines.errors import ConfigError
-    from backline.engines.training import Checkpointer, Distributed, MetricLog, progress_bar, seed_everything
+    from backline.engines.training import Distributed, TrainLoop, seed_everything
     from backline.engines.weights import save_weights
 
     if args.synth <= 0 and not args.corpus:
         raise ConfigError("nothing to train on", fix="give --synth N (composed songs) and/or --corpus FOLDER")
-    if args.steps <= 0 or args.batch <= 0 or args.bars <= 0:
-        raise ConfigError("--steps, --batch and --bars must be positive")
+    if args.batch <= 0 or args.bars <= 0:
+        raise ConfigError("--batch and --bars must be positive")
     torch.set_num_threads(max(1, args.threads))
     ctx = Distributed.setup(args.device)
     seed_everything(args.seed + ctx.rank)
@@ -112,28 +110,21 @@ def run(args: argparse.Namespace) -> int:
     if ctx.is_main:
         print(f"bass planner: {len(examples)} training songs, {len(val)} held-out, "
               f"data ready in {time.monotonic() - t0:.1f} s")
-    model = build_planner(args.config)
+    model = build_planner(args.size)
     if args.init:
         model.load_state_dict(load_planner(args.init).model.state_dict())
     model = model.to(ctx.device)
     net = ctx.wrap(model)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
-    ckpt = Checkpointer(args.run, ctx)
-    step, extra = ckpt.load({"model": model, "opt": opt})
-    elapsed_before = float(extra.get("elapsed_s", 0.0))
-    log = MetricLog(args.run, ctx)
-    rng = np.random.default_rng([args.seed, ctx.rank, step])
+    loop = TrainLoop(ctx, args.run_dir, modules={"model": model, "opt": opt}, optimizers=[opt], steps=args.steps,
+                     lr=args.lr, warmup=args.warmup, max_minutes=args.max_minutes, log_every=args.log_every,
+                     ckpt_every=args.ckpt_every, desc="train bass-planner")
+    rng = np.random.default_rng([args.seed, ctx.rank, loop.step])
     val_batch = make_batch(val, min(64, len(val)), args.bars, np.random.default_rng(1), augment=False) if val else None
-    started = time.monotonic()
-    bar = progress_bar(args.steps, step, ctx, "train bass-planner")
-    losses: list[float] = []
-    stopped_early = False
     ce = torch.nn.functional.cross_entropy
-    while step < args.steps:
+
+    def step_fn(_step: int) -> dict[str, float]:
         cond, prev, tok, vel = (x.to(ctx.device) for x in make_batch(examples, args.batch, args.bars, rng))
-        lr = args.lr * min(1.0, (step + 1) / args.warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / args.steps)))
-        for g in opt.param_groups:
-            g["lr"] = lr
         with ctx.autocast():
             logits, vlog, _ = net(cond, prev)
         loss = ce(logits.float().flatten(0, 1), tok.flatten(), ignore_index=-100) + \
@@ -142,37 +133,28 @@ def run(args: argparse.Namespace) -> int:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        step += 1
-        losses.append(float(loss.detach()))
-        bar.update(1)
-        if step % args.log_every == 0 or step == args.steps:
-            row = {"loss": float(np.mean(losses)), "lr": lr}
-            if val_batch is not None:
-                model.eval()
-                with torch.no_grad():
-                    c, p, t, v = (x.to(ctx.device) for x in val_batch)
-                    lg, _, _ = model(c, p)
-                    row["val_token_ce"] = float(ce(lg.flatten(0, 1), t.flatten(), ignore_index=-100))
-                model.train()
-            log.log(step, **row)
-            bar.set_postfix({k: f"{v:.3f}" for k, v in row.items() if k != "lr"})
-            losses = []
-        if step % args.ckpt_every == 0:
-            ckpt.save(step, {"model": model, "opt": opt}, {"elapsed_s": elapsed_before + time.monotonic() - started})
-        if args.max_minutes and (time.monotonic() - started) > args.max_minutes * 60:
-            stopped_early = True
-            break
-    bar.close()
-    elapsed = elapsed_before + time.monotonic() - started
-    ckpt.save(step, {"model": model, "opt": opt}, {"elapsed_s": elapsed})
+        return {"loss": float(loss.detach())}
+
+    def on_log(_step: int) -> dict[str, float]:
+        if val_batch is None:
+            return {}
+        model.eval()
+        with torch.no_grad():
+            c, p, t, _ = (x.to(ctx.device) for x in val_batch)
+            lg, _, _ = model(c, p)
+            value = float(ce(lg.flatten(0, 1), t.flatten(), ignore_index=-100))
+        model.train()
+        return {"val_token_ce": value}
+
+    result = loop.run(step_fn, on_log)
     if ctx.is_main and args.export:
-        config = CONFIGS[args.config].to_dict() | {"style_attrs": style_attributes(examples)}
-        training = {"steps": step, "planned_steps": args.steps, "stopped_early": stopped_early,
+        config = CONFIGS[args.size].to_dict() | {"style_attrs": style_attributes(examples)}
+        training = {"steps": result.step, "planned_steps": args.steps, "stopped_early": result.stopped_early,
                     "batch": args.batch * ctx.world_size, "bars": args.bars, "lr": args.lr,
                     "data": f"{args.synth} composed songs (seed {args.synth_seed})"
                             + "".join(f" + {c}" for c in args.corpus),
                     "hardware": f"{ctx.device.type} x{ctx.world_size}, {torch.get_num_threads()} thread(s)",
-                    "wall_s": round(elapsed, 1), "final": log.latest}
+                    "wall_s": round(result.elapsed_s, 1), "final": result.latest}
         path = save_weights(model.eval(), args.export, kind=KIND, config=config, format_version=FORMAT_VERSION,
                             training=training, overwrite=True)
         print(f"exported {path} ({path.stat().st_size / 2**20:.2f} MiB)")
