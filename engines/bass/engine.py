@@ -60,11 +60,12 @@ OOM_CHUNK, OOM_OVERLAP = 512, 32
 #: square of the length (a 15-minute mix in one pass reached 3 GB by step 5), windows keep it flat.
 ONE_PASS_FRAMES, LONG_CHUNK, LONG_OVERLAP = 2048, 1024, 64
 #: Peak resident memory of a CPU run ≈ BASE + seconds of mix × (PER_SECOND + extra variations × PER_VARIATION),
-#: measured with /usr/bin/time on `backline generate bass` (shipped weights, 1 thread, 2-core Xeon): 1:30 of
-#: 48 kHz stereo → 1.39 GB, 3:00 of 44.1 kHz → 1.60 GB, 6:00 of 48 kHz → 2.16 GB (before this check existed).
+#: measured with /usr/bin/time on `backline generate bass` (shipped weights, 1 thread, 2-core Xeon), in bytes:
+#: 1:30 of 48 kHz stereo → 1.43e9, 3:00 of 44.1 kHz → 1.64e9, 3:54 of 48 kHz → 2.00e9, and before this check
+#: existed 4:30 → 2.18e9, 6:00 → 2.21e9. The line is at or above every measurement but the 1:30 one (1 % under).
 #: A mix whose estimate passes the limit is refused up front with the estimate.
-MEMORY_BASE_BYTES = 1.15e9
-MEMORY_PER_SECOND = 2.9e6
+MEMORY_BASE_BYTES = 1.02e9
+MEMORY_PER_SECOND = 4.3e6
 MEMORY_PER_VARIATION_SECOND = 1.2e6
 #: The limit: BACKLINE_MEMORY_GB (default 2 GB, what a laptop can spare beside a DAW).
 DEFAULT_MEMORY_GB = 2.0
@@ -263,6 +264,8 @@ class BassEngine:
         sr_codec = self.mix_codec.sample_rate
         mix44 = mix.resampled(sr_codec)
         cond = self.mix_codec.encode(mix44, cancel=cancel)  # [64, F]
+        frames44 = mix44.frames
+        del mix44  # a long mix is hundreds of MB: keep only what the rest needs
         timings["encode_s"] = time.perf_counter() - t0
         check_cancel(cancel)
 
@@ -281,8 +284,8 @@ class BassEngine:
         for v in range(len(seeds)):
             check_cancel(cancel)
             progress(0.86 + 0.04 * v / len(seeds), "decoding")
-            dry = self.stem_codec.decode(result.latents[v].cpu(), mix44.frames, channels=2)
-            dries.append(dry.resampled(mix.sample_rate).slice(0, mix.frames))  # exact region length
+            dry = self.stem_codec.decode(result.latents[v].cpu(), frames44, channels=2).resampled(mix.sample_rate)
+            dries.append(dry if dry.frames == mix.frames else dry.slice(0, mix.frames))  # exact region length
         timings["decode_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         from backline.engines.effects import render
