@@ -30,6 +30,7 @@ import torch
 from backline.engines.audio import Audio
 from backline.engines.drums import novelty as nov
 from backline.engines.drums.feel import (
+    CONTROL_NAMES,
     STYLE_CHOICES,
     Feel,
     apply_dynamics,
@@ -376,7 +377,7 @@ class DrumEngine:
         spb = grid.steps_per_bar
         lo, hi = first * spb, (last + 1) * spb
         rng = np.random.default_rng([seed, 7])  # the feel's own stream: the models' draws stay as they were
-        feel = Feel(**{k: v for k, v in vars(feel).items() if k != "notes"})
+        feel = Feel(**{k: getattr(feel, k) for k in CONTROL_NAMES})  # a fresh one per take: its notes are the take's
         result.drums = apply_pattern(result.drums, feel, numerator=grid.numerator, denominator=grid.denominator,
                                      steps_per_bar=spb, bars=[b for b in result.generated_bars if first <= b <= last],
                                      fill_bars=result.fill_bars, rng=rng)
@@ -435,7 +436,7 @@ class DrumEngine:
             "regrooved_bars": [bar_no(b) for b in result.regrooved_bars],
             "notes": int(drums.sum()), "notes_per_class": {c: int(drums[:, i].sum()) for i, c in enumerate(DRUM_CLASSES)},
             "generation_seconds": round(gen_seconds, 4), "render": render_info,
-            "feel": {k: v for k, v in vars(feel).items() if k != "notes"}, "feel_notes": feel.notes,
+            "feel": {k: getattr(feel, k) for k in CONTROL_NAMES}, "feel_notes": feel.notes,
             "controls": controls,
         }
         return Take(seed=seed, stems=stems, midi=mid, start_sample=report["start_sample"], report=report)
