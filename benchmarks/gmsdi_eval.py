@@ -297,14 +297,17 @@ def main() -> int:
     ap.add_argument("--json", type=Path, help="also write the numbers here")
     a = ap.parse_args()
     torch.set_num_threads(1)
+    from _common import hardware
+
     from backline.engines.accompany.engine import build
     from backline.engines.data.slakh import list_tracks
 
     engine = build(a.config, weights=a.weights)
+    print(hardware("cpu"))
     print(f"weights: {engine.describe().weights}")
     tracks = list_tracks(a.heldout)[: a.songs]
     skip = set(a.skip.split(","))
-    results: dict = {"weights": engine.describe().weights}
+    results: dict = {"weights": engine.describe().weights, "hardware": hardware("cpu")}
     if a.repr:
         results["repr"] = repr_table(tracks)
     if "sep" not in skip:

@@ -452,7 +452,7 @@ def stable_steps(solver: EulerChurn, sources: int, steps: int, limit: int = 400)
     while n < limit:
         sig = [sigma_of(t) for t in solver.times(n, CosineSchedule())]
         gamma = min(solver.s_churn / n, math.sqrt(2) - 1)
-        worst = max(1 - sig[i + 1] / (sig[i] * (1 + gamma)) for i in range(n - 1))
+        worst = max((1 - sig[i + 1] / (sig[i] * (1 + gamma)) for i in range(n - 1)), default=1.0)
         if sources * worst < 1.8:
             return n
         n += 8
