@@ -1,6 +1,7 @@
 """Bass engine evaluation, paper 000's protocol on held-out corpus songs (CPU-sized sample counts).
 
     .venv/bin/python benchmarks/bass_eval.py --corpus /work/corpus/test [--clips 8] [--matrix 25] [--quick]
+    .venv/bin/python benchmarks/bass_eval.py --follow --corpus HELD_OUT   # follow mode: see bass_follow_eval.py
 
 Clips: `--seconds` (8 s) from a bar start of held-out songs (one clip per song, then further clips from the
 same songs if there are too few); the *mix* is the sum of every stem but the bass, the *real bass* is the
@@ -202,6 +203,12 @@ def _grounded_label(strength: float) -> str:
 
 
 def main() -> None:
+    import sys
+
+    if "--follow" in sys.argv:  # follow mode (listen → plan → render): see bass_follow_eval.py
+        from bass_follow_eval import main as follow_main
+
+        raise SystemExit(follow_main([a for a in sys.argv[1:] if a != "--follow"]))
     ap = argparse.ArgumentParser(description="bass engine evaluation (paper 000 protocol)")
     ap.add_argument("--corpus", type=Path, default=Path("/work/corpus/test"))
     ap.add_argument("--config", default="shipped")

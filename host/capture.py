@@ -32,6 +32,8 @@ class CaptureModel(QObject):
         self.extractor = None  # live capture: (start, stop) -> bridge Extract, exact and with gaps
         self.span: tuple[int, int] | None = None  # live: all DAW samples the capture holds (the display may show less)
         self.peaks = None  # waveform peaks of `audio`, when computed off the UI thread
+        self.listening = None  # what was heard in a loaded file (tempo, bar one, key, chords): engines.listen
+        self.chart = ""  # the chord lane as the musician edited it ("" = as heard)
         self.last_coverage = 1.0
 
     @property
@@ -50,13 +52,31 @@ class CaptureModel(QObject):
         path = Path(path)
         audio = read_audio(path)
         timeline, from_file = cls._timeline_beside(path, audio.sample_rate, fallback)
-        return path, audio, timeline, from_file, peak_summary(audio)
+        listening = cls.listen_to(audio, timeline if from_file else None)
+        if listening is not None and not from_file:  # a plain file: its bars are where the music's are
+            timeline = listening.timeline(audio.sample_rate)
+        return path, audio, timeline, from_file, peak_summary(audio), listening
 
-    def apply_file(self, path: Path, audio: Audio, timeline: Timeline, from_file: bool, peaks) -> None:
+    @staticmethod
+    def listen_to(audio: Audio, known: Timeline | None = None):
+        """Tempo, bar one, key and chords of a mix (`backline.engines.listen`), or None when nothing steady is
+        heard (a click, silence): the file still loads, with the default grid."""
+        from backline.engines.listen import listen
+
+        try:
+            return listen(audio, bpm=known.bpm if known else None,
+                          meter=(known.numerator, known.denominator) if known else None)
+        except (BacklineError, ValueError):
+            return None
+
+    def apply_file(self, path: Path, audio: Audio, timeline: Timeline, from_file: bool, peaks,
+                   listening=None) -> None:
         self.audio, self.origin, self.timeline, self.peaks, self.span = audio, 0, timeline, peaks, None
         self.path, self.tempo_from_file, self.extractor = path, from_file, None
+        self.listening, self.chart = listening, ""
         rate = f"{audio.sample_rate / 1000:g} kHz"
-        self.source = f"{path.name} · {audio.seconds:.1f} s · {rate}" + (" · tempo from extras.json" if from_file else "")
+        tempo = " · tempo from extras.json" if from_file else " · tempo heard" if listening is not None else ""
+        self.source = f"{path.name} · {audio.seconds:.1f} s · {rate}" + tempo
         self.changed.emit()
 
     def set_live(self, audio: Audio, origin: int, timeline: Timeline, source: str, extractor=None,
@@ -66,6 +86,7 @@ class CaptureModel(QObject):
         self.audio, self.origin, self.timeline, self.source = audio, int(origin), timeline, source
         self.path, self.tempo_from_file, self.extractor = None, False, extractor
         self.span, self.peaks = span, peaks
+        self.listening = None
         self.changed.emit()
 
     @property
@@ -90,6 +111,25 @@ class CaptureModel(QObject):
             except (OSError, ValueError, KeyError, TypeError, TimelineError):
                 pass
         return Timeline.constant(fallback.bpm, sample_rate, fallback.numerator, fallback.denominator), False
+
+    def chord_chart(self) -> str:
+        """The chord lane: the musician's edit, else the chords heard in the file (one bar per |)."""
+        if self.chart:
+            return self.chart
+        return self.listening.chart() if self.listening is not None else ""
+
+    def chords_for_bars(self, first: int, last: int) -> str:
+        """The chord lane's bars first..last (1-based) as a chart for an engine, '' when there is none."""
+        from backline.engines.listen import parse_chart
+
+        chart = self.chord_chart()
+        if not chart:
+            return ""
+        numerator = self.timeline.numerator if self.timeline is not None else 4
+        cells = [c.strip() for c in chart.split("|")]
+        parse_chart(chart, numerator)  # refuse a broken lane with its one-line reason
+        picked = cells[first - 1:last]
+        return " | ".join(picked) if picked and all(picked) else ""
 
     def _extent(self) -> tuple[int, int]:
         if self.span is not None:

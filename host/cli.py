@@ -27,6 +27,7 @@ COMMANDS: dict[tuple[str, str], str] = {
     ("data", "encode"): "backline.engines.codec.encode_cli",
     ("train", "codec"): "backline.engines.codec.train",
     ("train", "bass"): "backline.engines.bass.train",
+    ("train", "bass-planner"): "backline.engines.bass.planner_train",
     ("train", "drums"): "backline.engines.drums.train",
     ("train", "musicoder"): "backline.engines.analysis.train_musicoder",
     ("train", "simclr"): "backline.engines.analysis.train_simclr",

@@ -22,6 +22,7 @@ from PyQt6.QtWidgets import (
     QFrame,
     QHBoxLayout,
     QLabel,
+    QLineEdit,
     QMainWindow,
     QMessageBox,
     QProgressBar,
@@ -255,6 +256,17 @@ class MainWindow(QMainWindow):
         self.capture_view = CaptureView()
         self.capture_view.setMaximumHeight(170)
         layout.addWidget(self.capture_view, 1)
+        heard = QHBoxLayout()  # what was heard in the mix, and the chord lane the musician can correct
+        self.heard = _label("", "Dim")
+        self.heard.setToolTip("Tempo, bar one and key heard in the loaded mix (the DAW's tempo wins when connected)")
+        heard.addWidget(self.heard)
+        heard.addWidget(_label("Chords", "Dim"))
+        self.chord_lane = QLineEdit()
+        self.chord_lane.setPlaceholderText("one bar per |, e.g. D | G A | Bm | G A7 — heard when a mix is loaded")
+        self.chord_lane.setToolTip("The chords per bar the bass follows. Edit to correct what was heard; "
+                                   "clear it to go back to the heard chords.")
+        heard.addWidget(self.chord_lane, 1)
+        layout.addLayout(heard)
         return panel
 
     def _build_engines(self) -> QFrame:
@@ -389,6 +401,7 @@ class MainWindow(QMainWindow):
         self.first_bar.valueChanged.connect(self._selection_from_spins)
         self.last_bar.valueChanged.connect(self._selection_from_spins)
         self.bpm.editingFinished.connect(self._bpm_edited)
+        self.chord_lane.editingFinished.connect(self._chords_edited)
         self.jobs.ready.connect(self._worker_ready)
         self.jobs.described.connect(self._described)
         self.jobs.progress.connect(self._job_progress)
@@ -560,6 +573,10 @@ class MainWindow(QMainWindow):
             self.bpm.blockSignals(True)
             self.bpm.setValue(cap.timeline.bpm)
             self.bpm.blockSignals(False)
+        lst = cap.listening
+        self.heard.setText(f"heard: {lst.bpm:.1f} BPM · {lst.numerator}/{lst.denominator} · bar one at "
+                           f"{lst.bar_one:.2f} s · {lst.key_name}" if lst is not None else "")
+        self.chord_lane.setText(cap.chord_chart())
         last = cap.last_bar()
         if last:
             for spin in (self.first_bar, self.last_bar):
@@ -577,6 +594,24 @@ class MainWindow(QMainWindow):
             tl = self.capture.timeline
             self.capture.set_tempo(self.bpm.value(), tl.numerator, tl.denominator)
             self.capture.tempo_from_file = False
+
+    def _chords_edited(self) -> None:
+        """The musician corrected the chord lane: check it (one-line reason if it is not a chart) and keep it."""
+        from backline.engines.listen import parse_chart
+
+        text = self.chord_lane.text().strip()
+        heard = self.capture.listening.chart() if self.capture.listening is not None else ""
+        if text == (self.capture.chart or heard):
+            return
+        if text:
+            try:
+                parse_chart(text, self.capture.timeline.numerator if self.capture.timeline else 4)
+            except BacklineError as err:
+                self.show_message("error", f"Chord lane: {err}")
+                return
+        self.capture.chart = "" if text == heard else text
+        self.show_message("info", "Chord lane updated: the bass follows these chords" if text
+                          else "Chord lane cleared: the bass listens for the chords")
 
     def select_bars(self, first: int, last: int) -> None:
         self.capture_view.set_selection(first, last)
@@ -682,6 +717,10 @@ class MainWindow(QMainWindow):
             controls = {k: v for k, v in dict(values.get("controls", {})).items() if k in known}
             if "vst3" in known and self.settings.drum_instrument:  # file handling lives in Settings
                 controls["vst3"] = self.settings.drum_instrument
+            if "tempo_from" in known and mix is not None:  # the capture's grid is the DAW's, the file's or heard
+                controls["tempo_from"] = "timeline"
+            if "chords" in known and not controls.get("chords") and mix is not None:
+                controls["chords"] = self.capture.chords_for_bars(*bars)  # the chord lane under the selection
             request = GenerationRequest(engine=engine, out_dir=out_dir, timeline=timeline, region_start=start,
                                         region_stop=stop, mix=mix, reference=Path(reference) if reference else None,
                                         midi=Path(band_midi) if band_midi else None,
@@ -818,6 +857,7 @@ class MainWindow(QMainWindow):
         card.playRequested.connect(self.play_take)
         card.recallRequested.connect(self.recall_take)
         card.regenerateRequested.connect(self.regenerate_take)
+        card.rerenderRequested.connect(self.choose_rerender)
         card.selected.connect(self.select_take)
         card.message.connect(self.show_message)
         card.dragStarted.connect(lambda mime: self.statusBar().showMessage(
@@ -928,6 +968,34 @@ class MainWindow(QMainWindow):
             new_seed = random.randrange(1, 100000)
         values = {"controls": take.controls, "preset": take.preset, "reference": take.reference}
         return self.generate(engine=take.engine, values=values, seed=new_seed, variations=1, bars=take.bars)
+
+    def rerender_take(self, take_id: str, midi: str | Path | None = None) -> str | None:
+        """Play a take's (edited) MIDI again in the take's sound: same engine, preset, bars and seed, the line
+        from `midi` (default: the take's own MIDI file) instead of a newly planned one."""
+        try:
+            take = self.store.get(take_id)
+        except BacklineError as err:
+            self.show_message("error", str(err))
+            return None
+        panel = self.panels.get(take.engine)
+        if panel is None or not panel.ready or "midi_in" not in {c.name for c in panel.description.controls}:
+            self.show_message("warning", f"The {take.engine} engine cannot play a MIDI line.")
+            return None
+        source = Path(midi) if midi else self.store.absolute(take.midi)
+        if source is None or not Path(source).is_file():
+            self.show_message("error", f"No MIDI file to re-render from ({source or 'the take has none'})")
+            return None
+        controls = dict(take.controls) | {"midi_in": str(source)}
+        values = {"controls": controls, "preset": take.preset, "reference": take.reference}
+        return self.generate(engine=take.engine, values=values, seed=take.seed, variations=1, bars=take.bars)
+
+    def choose_rerender(self, take_id: str) -> None:
+        take = self.store.get(take_id)
+        start = self.store.absolute(take.midi)
+        path, _ = QFileDialog.getOpenFileName(self, "Re-render the take from this MIDI (edited in the DAW)",
+                                              str(start.parent if start else Path.home()), "MIDI (*.mid *.midi)")
+        if path:
+            self.rerender_take(take_id, path)
 
     def regenerate_selected(self) -> None:
         if self.selected_take:

@@ -96,6 +96,7 @@ class TakeCard(QFrame):
     playRequested = pyqtSignal(str, bool)  # take id, with the mix
     recallRequested = pyqtSignal(str)
     regenerateRequested = pyqtSignal(str)
+    rerenderRequested = pyqtSignal(str)  # take id: play its (edited) MIDI again in its sound
     selected = pyqtSignal(str)
     message = pyqtSignal(str, str)
     dragStarted = pyqtSignal(object)  # QMimeData
@@ -223,6 +224,12 @@ class TakeCard(QFrame):
         again.setToolTip("Regenerate with these settings and a new seed")
         again.clicked.connect(lambda: self.regenerateRequested.emit(take.id))
         row.addWidget(again)
+        if take.midi and take.engine == "bass":
+            rerender = QToolButton()
+            rerender.setText("♪ From MIDI")
+            rerender.setToolTip("Re-render this take from its MIDI after you edited it in the DAW (pick the file)")
+            rerender.clicked.connect(lambda: self.rerenderRequested.emit(take.id))
+            row.addWidget(rerender)
         layout.addLayout(row)
 
     def _missing(self, layout: QVBoxLayout, text: str) -> None:

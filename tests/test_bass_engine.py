@@ -51,8 +51,9 @@ def _mix(seconds: float, sr: int = SR) -> Audio:
 
 
 def _request(out, mix, **kw):
-    defaults = dict(timeline=Timeline.constant(120, mix.sample_rate if mix else SR), mix=mix, preset="finger",
-                    controls={"steps": 3})
+    """A free-mode request (paper 000's diffusion path; follow mode is tested in test_bass_follow.py)."""
+    kw["controls"] = {"mode": "free"} | kw.get("controls", {"steps": 3})
+    defaults = dict(timeline=Timeline.constant(120, mix.sample_rate if mix else SR), mix=mix, preset="finger")
     return GenerationRequest("bass", Path(out), **(defaults | kw))
 
 
@@ -61,7 +62,7 @@ def test_cli_full_path_writes_aligned_stem_midi_and_report(tmp_path):
     write_audio(mix_path, _mix(8.0))  # 4 bars at 120 BPM
     out = tmp_path / "out"
     rc = cli_main(["generate", "bass", "--mix", str(mix_path), "--out", str(out), "--bars", "2-3", "--bpm", "120",
-                   "--config", "debug", "--steps", "3", "--seed", "7", "--preset", "finger"])
+                   "--config", "debug", "--steps", "3", "--seed", "7", "--preset", "finger", "--mode", "free"])
     assert rc == 0
     wav, mid, rep = out / "bass_seed7.wav", out / "bass_seed7.mid", out / "bass_seed7.json"
     stem = read_audio(wav)
@@ -78,7 +79,7 @@ def test_cli_full_path_writes_aligned_stem_midi_and_report(tmp_path):
     assert tempos == [mido.bpm2tempo(120)]
     # never overwrites
     assert cli_main(["generate", "bass", "--mix", str(mix_path), "--out", str(out), "--config", "debug",
-                     "--steps", "3", "--seed", "7"]) == 2
+                     "--steps", "3", "--seed", "7", "--mode", "free"]) == 2
 
 
 def test_midi_of_a_bass_line_lands_at_the_region_start():

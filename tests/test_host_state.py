@@ -114,6 +114,8 @@ def test_long_captures_zoom_scroll_and_show_the_selection(qtbot, make_window, tm
     from test_host import synthetic_mix
 
     window: MainWindow = make_window()
+    # one chord whose level swells every 2 bars is heard at half speed: the file's tempo comes with it
+    (tmp_path / "extras.json").write_text('{"tempo_bpm": 120.0, "time_signature": [4, 4]}')
     window.load_capture_file(synthetic_mix(tmp_path / "long.wav", bars=64, sr=8000))
     view = window.capture_view
     assert window.capture.last_bar() == 64 and window.selection() == (1, 8)

@@ -153,3 +153,17 @@ def test_killed_worker_reports_every_pending_job(fresh, tmp_path):
     crashed = {e.job_id: e.message for e in events if e.kind == "crash"}
     assert set(crashed) == {a, b}
     assert "signal 9" in crashed[a]
+
+
+def test_sigterm_to_the_worker_cancels_its_job_and_leaves_the_folder_as_it_was(fresh, tmp_path):
+    """SIGTERM (a logout, the host's stop) unwinds the running job like a cancel: no take, no lock file, and
+    the folder the job would have created is not left behind."""
+    worker = fresh
+    req = request(tmp_path, steps=200, step_seconds=0.05)
+    (req.out_dir / "mine.txt").write_text("the user's")
+    job = worker.submit(req)
+    collect(worker, lambda ev: any(e.kind == "progress" and e.job_id == job and e.fraction > 0 for e in ev))
+    worker.process.terminate()
+    events = collect(worker, lambda ev: any(e.kind == "crash" for e in ev))
+    assert next(e for e in events if e.kind == "crash").job_id == job
+    assert sorted(p.name for p in req.out_dir.iterdir()) == ["mine.txt"]

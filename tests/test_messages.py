@@ -136,7 +136,7 @@ def test_a_15_minute_mix_is_refused_up_front_with_an_estimate(tmp_path, capsys, 
 
     monkeypatch.setattr(bass_engine, "build", not_reached)
     err = _one_line_error(capsys, ["generate", "bass", "--mix", str(path), "--out", str(tmp_path / "o")])
-    assert "a 15:00 mix needs about 3.8 GB" in err and "--bars" in err and "BACKLINE_MEMORY_GB=4" in err
-    assert bass_engine.estimate_memory_bytes(4 * 60) < 2e9  # a 4-minute song still fits the default limit
-    monkeypatch.setenv("BACKLINE_MEMORY_GB", "4")
+    assert "a 15:00 mix needs about 4.9 GB" in err and "--bars" in err and "BACKLINE_MEMORY_GB=5" in err
+    assert bass_engine.estimate_memory_bytes(3.5 * 60) < 2e9  # a 3:30 song still fits the default limit
+    monkeypatch.setenv("BACKLINE_MEMORY_GB", "5")
     bass_engine.check_memory(15 * 60)  # raised limit: allowed

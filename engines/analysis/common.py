@@ -13,7 +13,8 @@ from backline.engines.analysis import dataset
 from backline.engines.errors import DatasetError
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
-DEFAULT_CORPUS = Path(os.environ.get("BACKLINE_CORPUS", "/work/corpus"))
+#: The corpus when --corpus is not given: $BACKLINE_CORPUS, else ./corpus (no machine-specific default path).
+DEFAULT_CORPUS = Path(os.environ.get("BACKLINE_CORPUS", "corpus"))
 DEFAULT_CACHE = Path("runs/analysis/cache")
 CROPS_PER_TRACK = {"train": 40, "test": 12}
 
@@ -21,7 +22,7 @@ CROPS_PER_TRACK = {"train": 40, "test": 12}
 def add_data_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--corpus", nargs="+", default=[str(DEFAULT_CORPUS)], metavar="ROOT[:N]",
                         help="Slakh-layout corpus root(s) holding train/ and test/, optionally ':N' to use the first "
-                             "N training songs of that root (default: %(default)s)")
+                             "N training songs of that root (default: $BACKLINE_CORPUS or ./corpus)")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="feature cache folder (default: %(default)s)")
     parser.add_argument("--limit-tracks", type=int, default=None, help="default N for roots given without ':N'")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: shared machine)")

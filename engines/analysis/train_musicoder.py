@@ -42,14 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from backline.engines.analysis import dataset
     from backline.engines.analysis.common import ensure_cache, load_crops, setup_threads
     from backline.engines.analysis.musicoder import MusiCoderPretrainer, get_config, noam_lr
-    from backline.engines.training import (
-        Checkpointer,
-        Distributed,
-        MetricLog,
-        TimeLimit,
-        progress_bar,
-        seed_everything,
-    )
+    from backline.engines.training import Distributed, TrainLoop, seed_everything
     from backline.engines.weights import save_weights
 
     setup_threads(args.threads)
@@ -66,18 +59,16 @@ def run(args: argparse.Namespace) -> int:
     model = ctx.wrap(model)
     inner = getattr(model, "module", model)
     opt = torch.optim.Adam(model.parameters(), lr=1.0, betas=(0.9, 0.999), eps=1e-6)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: args.lr_scale * noam_lr(s + 1, cfg.hidden, args.warmup))
-    ckpt = Checkpointer(args.run_dir, ctx)
-    step, _ = ckpt.load({"model": model, "opt": opt, "sched": sched})
-    log = MetricLog(args.run_dir, ctx)
     cfm, ccm = "cfm" in args.objectives, "ccm" in args.objectives
-    gen = torch.Generator().manual_seed(args.seed * 1000 + ctx.rank + step)
     steps = 0 if args.objectives == "none" else args.steps
     started = time.monotonic()
-    limit = TimeLimit(args.minutes, ctx)
-    bar = progress_bar(steps, step, ctx, "musicoder")
+    loop = TrainLoop(ctx, args.run_dir, modules={"model": model, "opt": opt}, optimizers=[opt], steps=max(steps, 1),
+                     lr=args.lr_scale, lr_fn=lambda s: args.lr_scale * noam_lr(s + 1, cfg.hidden, args.warmup),
+                     max_minutes=args.minutes, log_every=20, ckpt_every=200, desc="musicoder")
+    gen = torch.Generator().manual_seed(args.seed * 1000 + ctx.rank + loop.step)
     model.train()
-    while step < steps:
+
+    def train_step(step: int) -> dict[str, float]:
         idx = torch.randint(0, len(train), (args.batch,), generator=gen)
         t0 = int(torch.randint(0, train.frames.shape[1] - args.frames + 1, (1,), generator=gen))
         x = train.frames[idx, t0 : t0 + args.frames].float().to(ctx.device)
@@ -87,18 +78,10 @@ def run(args: argparse.Namespace) -> int:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        sched.step()
-        step += 1
-        if step % 20 == 0 or step == steps:
-            log.log(step, loss=loss.item(), lr=sched.get_last_lr()[0])
-            bar.set_postfix(loss=f"{loss.item():.4f}")
-        bar.update(1)
-        out_of_time = limit.should_stop()
-        if step % 200 == 0 or step == steps or out_of_time:
-            ckpt.save(step, {"model": model, "opt": opt, "sched": sched})
-        if out_of_time:
-            break
-    bar.close()
+        return {"loss": loss.item()}
+
+    step = loop.run(train_step).step if steps > 0 else 0
+    log = loop.log
     if ctx.is_main:
         out = args.out or Path(args.run_dir) / "musicoder"
         save_weights(inner.encoder, out, kind="musicoder-encoder", config=cfg.to_dict(), overwrite=True,

@@ -12,7 +12,6 @@ After training, the fit-score calibration sigmoid(a·cos + b) is fitted on pairs
 from __future__ import annotations
 
 import argparse
-import math
 import time
 from pathlib import Path
 
@@ -43,12 +42,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
 
 
-def _lr(step: int, warmup: int, total: int) -> float:
-    if step < warmup:
-        return (step + 1) / warmup
-    return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
-
-
 def run(args: argparse.Namespace) -> int:
     from backline.engines.analysis import dataset
     from backline.engines.analysis.common import ensure_cache, load_waves, setup_threads
@@ -62,14 +55,7 @@ def run(args: argparse.Namespace) -> int:
         mixup,
         nt_xent,
     )
-    from backline.engines.training import (
-        Checkpointer,
-        Distributed,
-        MetricLog,
-        TimeLimit,
-        progress_bar,
-        seed_everything,
-    )
+    from backline.engines.training import Distributed, TrainLoop, seed_everything
     from backline.engines.weights import load_weights, save_weights
 
     setup_threads(args.threads)
@@ -112,17 +98,15 @@ def run(args: argparse.Namespace) -> int:
     model = ctx.wrap(model)
     inner = getattr(model, "module", model)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr(s, args.warmup, args.steps))
-    ckpt = Checkpointer(run_dir, ctx)
-    step, _ = ckpt.load({"model": model, "opt": opt, "sched": sched})
-    log = MetricLog(run_dir, ctx)
-    gen = torch.Generator().manual_seed(args.seed + step)
     started = time.monotonic()
-    limit = TimeLimit(args.minutes, ctx)
-    bar = progress_bar(args.steps, step, ctx, args.mode)
+    loop = TrainLoop(ctx, run_dir, modules={"model": model, "opt": opt}, optimizers=[opt], steps=args.steps,
+                     lr=args.lr, warmup=args.warmup, floor=0.0, max_minutes=args.minutes, log_every=10,
+                     ckpt_every=100, desc=args.mode)
+    gen = torch.Generator().manual_seed(args.seed + loop.step)
     model.train()
     batch = min(args.batch, len(train_tracks)) if args.mode == "matching" else args.batch
-    while step < args.steps:
+
+    def train_step(step: int) -> dict[str, float]:
         if args.mode == "simclr":
             a, b = dataset.simclr_pairs(train_tracks, batch, rng)
             a, b = inner.encoder.normalize(a), inner.encoder.normalize(b)
@@ -136,18 +120,10 @@ def run(args: argparse.Namespace) -> int:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        sched.step()
-        step += 1
-        if step % 10 == 0 or step == args.steps:
-            log.log(step, loss=loss.item(), lr=sched.get_last_lr()[0])
-            bar.set_postfix(loss=f"{loss.item():.4f}")
-        bar.update(1)
-        out_of_time = limit.should_stop()
-        if step % 100 == 0 or step == args.steps or out_of_time:
-            ckpt.save(step, {"model": model, "opt": opt, "sched": sched})
-        if out_of_time:
-            break
-    bar.close()
+        return {"loss": loss.item()}
+
+    step = loop.run(train_step).step
+    log = loop.log
     if ctx.is_main:
         training = {"steps": step, "batch": batch, "final_loss": log.latest.get("loss"),
                     "minutes": round((time.monotonic() - started) / 60, 2), "tracks": len(train_tracks)}
@@ -217,7 +193,7 @@ def _distinct_batch(owner: torch.Tensor, batch: int, gen: torch.Generator) -> to
 def _train_aligned(args, ctx, run_dir: Path, train_tracks, val_tracks, rng) -> int:
     from backline.engines.analysis.matching import CONFIGS, AlignedMatcher
     from backline.engines.analysis.simclr import fit_calibration
-    from backline.engines.training import Checkpointer, MetricLog, TimeLimit, progress_bar
+    from backline.engines.training import TrainLoop
     from backline.engines.weights import save_weights
 
     cfg = CONFIGS["debug" if args.config == "debug" else "small"]
@@ -227,34 +203,24 @@ def _train_aligned(args, ctx, run_dir: Path, train_tracks, val_tracks, rng) -> i
     model = ctx.wrap(model)
     inner = getattr(model, "module", model)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr(s, args.warmup, args.steps))
-    ckpt = Checkpointer(run_dir, ctx)
-    step, _ = ckpt.load({"model": model, "opt": opt, "sched": sched})
-    log = MetricLog(run_dir, ctx)
-    gen = torch.Generator().manual_seed(args.seed + step + 1000 * ctx.rank)
     started = time.monotonic()
-    limit = TimeLimit(args.minutes, ctx)
-    bar = progress_bar(args.steps, step, ctx, "aligned")
+    loop = TrainLoop(ctx, run_dir, modules={"model": model, "opt": opt}, optimizers=[opt], steps=args.steps,
+                     lr=args.lr, warmup=args.warmup, floor=0.0, max_minutes=args.minutes, log_every=10,
+                     ckpt_every=200, desc="aligned")
+    gen = torch.Generator().manual_seed(args.seed + loop.step + 1000 * ctx.rank)
     batch = min(args.batch, len(set(owner.tolist())))
-    while step < args.steps:
+
+    def train_step(step: int) -> dict[str, float]:
         idx = _distinct_batch(owner, batch, gen)
         loss = model(mix[idx].to(ctx.device), stem[idx].to(ctx.device))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        sched.step()
-        step += 1
-        if step % 10 == 0 or step == args.steps:
-            log.log(step, loss=loss.item(), lr=sched.get_last_lr()[0])
-            bar.set_postfix(loss=f"{loss.item():.4f}")
-        bar.update(1)
-        out_of_time = limit.should_stop()
-        if step % 200 == 0 or step == args.steps or out_of_time:
-            ckpt.save(step, {"model": model, "opt": opt, "sched": sched})
-        if out_of_time:
-            break
-    bar.close()
+        return {"loss": loss.item()}
+
+    step = loop.run(train_step).step
+    log = loop.log
     if ctx.is_main:
         inner.eval()
         held = val_tracks if len(val_tracks) >= 2 else train_tracks

@@ -162,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
         tune_thresholds,
     )
     from backline.engines.errors import ConfigError
-    from backline.engines.training import Distributed, MetricLog, progress_bar, seed_everything
+    from backline.engines.training import Distributed, MetricLog, TimeLimit, progress_bar, seed_everything
     from backline.engines.weights import save_weights
 
     setup_threads(args.threads)
@@ -227,6 +227,7 @@ def run(args: argparse.Namespace) -> int:
         gen = torch.Generator().manual_seed(args.seed)
         bar = progress_bar(args.steps, 0, ctx, f"tagger/{head}")
         head_started = time.monotonic()
+        limit = TimeLimit(budget / 60, ctx)  # every rank stops at the same step (no rank left in an all-reduce)
         step = 0
         for step in range(1, args.steps + 1):
             model.train()
@@ -243,7 +244,7 @@ def run(args: argparse.Namespace) -> int:
                 log.log(step, **{f"{head}_loss": loss.item()})
                 bar.set_postfix(loss=f"{loss.item():.4f}")
             bar.update(1)
-            if time.monotonic() - head_started > budget:
+            if limit.should_stop():
                 break
         bar.close()
         fine_p, coarse_p = predict(inner, x_va)

@@ -5,18 +5,19 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-HELP = "generate a bass line for a mix (latent diffusion, style presets or a reference)"
+HELP = "generate a bass line for a mix: listen to its tempo, bars and chords, plan a line, play it (or paper 000)"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from backline.engines.bass.engine import CONTROLS
+    from backline.engines.bass.engine import CONTROLS, FOLLOW_CONTROLS
     from backline.engines.protocol import add_control_flags
 
     parser.add_argument("--mix", type=Path, help="the mix to play along to (wav/flac/...); required to generate")
     parser.add_argument("--out", type=Path, help="folder for bass_seedN.wav/.mid/.json; required to generate")
     parser.add_argument("--bars", help="bars to generate, e.g. 9-24 (1-based, inclusive; needs --bpm)")
-    parser.add_argument("--bpm", type=float, help="tempo of the mix (for --bars and the MIDI file; default 120)")
-    parser.add_argument("--meter", default="4/4", help="time signature (default 4/4)")
+    parser.add_argument("--bpm", type=float, help="tempo of the mix (default: listen for it; --bars needs it)")
+    parser.add_argument("--meter", help="time signature, e.g. 4/4 or 6/8 (default: listen for it)")
+    parser.add_argument("--band-midi", type=Path, help="the band's MIDI: exact tempo, bars and chords to follow")
     style = parser.add_mutually_exclusive_group()
     style.add_argument("--preset", help="bass style preset (default finger); --list-presets shows them")
     style.add_argument("--reference", type=Path, help="a solo bass recording whose sound to copy")
@@ -30,14 +31,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="CPU threads for torch (default 1: on a shared 2-core machine 2 threads can be 20x slower)")
     parser.add_argument("--weights", type=Path, help="bass weights from `backline train bass --export` (default: shipped)")
     parser.add_argument("--codec-weights", type=Path, help="folder with mix/stem codec weights (default: shipped)")
-    # the sampler controls come from the engine's own declaration (the host's panel uses the same one)
-    add_control_flags(parser, CONTROLS, skip=("preset", "reference"), title="sampler (defaults: the preset's)")
+    # the controls come from the engine's own declaration (the host's panel uses the same one)
+    add_control_flags(parser, FOLLOW_CONTROLS, skip=("bpm", "meter", "tempo_from"),
+                      title="follow mode (listen → plan → play; defaults: the preset's style)")
+    add_control_flags(parser, CONTROLS, skip=("preset", "reference"), title="sampler, free mode (defaults: the preset's)")
 
 
 def run(args: argparse.Namespace) -> int:
 
     from backline.engines.audio import audio_info, read_audio
-    from backline.engines.bass.engine import CONTROLS
+    from backline.engines.bass.engine import ALL_CONTROLS
     from backline.engines.bass.presets import list_presets, load_preset
     from backline.engines.errors import ConfigError, TimelineError
     from backline.engines.protocol import GenerationRequest, control_values, generate_in_terminal
@@ -53,14 +56,22 @@ def run(args: argparse.Namespace) -> int:
                           fix="e.g. backline generate bass --mix MIX.wav --out takes/ (or --list-presets)")
     if args.preset:
         load_preset(args.preset)  # unknown names fail now, listing the known ones
-    controls = control_values(args, CONTROLS, skip=("preset", "reference"))
-    try:
-        num, den = (int(x) for x in args.meter.split("/"))
-    except ValueError as err:
-        raise ConfigError(f"--meter {args.meter!r} is not a time signature", fix="write it like 4/4 or 6/8") from err
+    from backline.engines.listen import parse_chart, parse_key, parse_meter
+
+    controls = control_values(args, ALL_CONTROLS, skip=("preset", "reference", "bpm", "meter", "tempo_from"))
+    num, den = parse_meter(args.meter) if args.meter else (4, 4)
+    if controls.get("chords"):
+        parse_chart(controls["chords"], num)  # a typo fails now, in one line naming the chord
+    if controls.get("key"):
+        parse_key(controls["key"])
+    if controls.get("midi_in") and not Path(controls["midi_in"]).is_file():
+        raise ConfigError("the --midi-in file does not exist", path=controls["midi_in"], fix="give a .mid file")
     if args.bars and args.bpm is None:
         raise ConfigError("--bars needs the mix's tempo", fix="add --bpm, e.g. --bpm 120")
-    bpm = check_bpm(args.bpm) if args.bpm is not None else 120.0
+    bpm = check_bpm(args.bpm) if args.bpm is not None else 120.0  # a placeholder until the mix is heard
+    controls |= {"bpm": float(args.bpm or 0.0), "meter": args.meter or ""}
+    if controls.get("mode", "follow") == "free":
+        controls = {k: v for k, v in controls.items() if k not in ("bpm", "meter")}
     if args.variations < 1:
         raise ConfigError(f"--variations {args.variations} must be >= 1")
     rate, _, total = audio_info(args.mix)
@@ -89,10 +100,15 @@ def run(args: argparse.Namespace) -> int:
 
     engine = build(args.config, args.device, weights=args.weights, codec_weights=args.codec_weights)
     request = GenerationRequest("bass", args.out, timeline, region_start=start, region_stop=stop, mix=mix,
-                                reference=args.reference, preset=None if args.reference else (args.preset or "finger"),
+                                midi=args.band_midi, reference=args.reference, preset=None if args.reference else (args.preset or "finger"),
                                 controls=controls, seed=args.seed, variations=args.variations)
     result = generate_in_terminal(engine, request, overwrite=args.overwrite)
     rep = result.report
+    if "listening" in rep:
+        heard = rep["listening"]
+        print(f"heard  {heard['bpm']:g} BPM {heard['meter']}, bar one at {heard['bar_one_s']:.3f} s, {heard['key']}"
+              f"  ({', '.join(f'{k} from {v}' for k, v in heard['sources'].items())})")
+        print(f"chords {heard['chords']}")
     for take in result.takes:
         print(f"audio  {take.stems['bass']}  (seed {take.seed}, starts at sample {take.start_sample})")
         print(f"midi   {take.midi}  ({take.report['notes']} notes)")

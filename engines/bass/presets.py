@@ -36,7 +36,7 @@ from backline.engines.presets import Preset
 
 PRESET_DIR = shared.engine_preset_dir("bass")
 
-CONTROL_KEYS = ("steps", "cfg", "rescale", "strength", "quantise")
+CONTROL_KEYS = ("steps", "cfg", "rescale", "strength", "quantise", "style")
 
 
 def list_presets(folder: Path | None = None) -> list[str]:

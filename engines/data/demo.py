@@ -186,6 +186,7 @@ def generate_on_demo(track: Path, takes: Path, seed: int = 0) -> dict[str, Path]
     report = analyze(mix)
     heard = ", ".join(f"{t} {report.fine[t]:.0%}" for t in report.present_fine) or report.message
     print(f"analysis of the band without its bass ({report.analysis_seconds:.2f} s): {heard}")
+    print("  parts playing: " + ", ".join(f"{p} {v:.0%}" for p, v in report.parts.items()))
     print(f"  missing parts: {', '.join(report.missing_parts) or 'none'}"
           + (f"; suggestion: {report.suggestion}" if report.suggestion else ""))
 
@@ -197,6 +198,10 @@ def generate_on_demo(track: Path, takes: Path, seed: int = 0) -> dict[str, Path]
     )
     for name, request in jobs:
         result = generate_in_terminal(build_engine(name), request)
+        heard = result.report.get("listening")
+        if heard:  # the bass engine listened for tempo, bar one, key and chords (no --bpm given)
+            print(f"heard in the band: {heard['bpm']:g} BPM {heard['meter']}, bar one at {heard['bar_one_s']:.2f} s, "
+                  f"{heard['key']}; chords {heard['chords']}")
         for take in result.takes:
             for stem, path in take.stems.items():
                 files[file_label(name, stem)] = path

@@ -49,7 +49,8 @@ PROGRESSIONS = {
 KICK, SNARE, RIM, CLAP, HH_CLOSED, HH_PEDAL, HH_OPEN, CRASH, RIDE = 36, 38, 37, 39, 42, 44, 46, 49, 51
 TOM_FLOOR, TOM_LOW, TOM_MID, TOM_HIGH = 41, 45, 47, 50
 
-BASS_STYLES = ("root_fifth", "walking", "syncopated", "octave", "sustained")
+BASS_STYLES = ("root_fifth", "walking", "syncopated", "octave", "sustained",
+               "funk16", "reggae", "disco", "tumbao", "ballad")
 DRUM_GROOVES = {(4, 4): ("rock", "funk", "half_time", "shuffle", "disco", "bossa", "ballad"),
                 (3, 4): ("waltz",), (6, 8): ("six_eight",)}
 PIANO_STYLES = ("block", "comp", "arpeggio", "ballad")
@@ -314,11 +315,57 @@ def _bass(rng, song_ctx, style) -> list[Note]:
                 approach += 12
             line.append(int(np.clip(approach, 26, 55)))
             events = [(b * beat_ticks, beat_ticks - GAP, p) for b, p in enumerate(line[:beats])]
-        for off, dur, pitch in events:
+        elif style in _PATTERN_STYLES:
+            if style not in song_ctx["patterns"]:  # one pattern per song, drawn once
+                table = _PATTERN_STYLES[style]
+                song_ctx["patterns"][style] = table[int(rng.integers(len(table)))]
+            events = _bass_pattern(style, ch, chords[i + 1] if i + 1 < len(chords) else ch, bar_ticks,
+                                   song_ctx["patterns"][style])
+        for off, dur, pitch, *vel in events:
             start = t0 + off + (_jitter(rng) if off else 0)
             notes.append(Note(max(start, 0), max(dur, 30), int(np.clip(pitch, 24, 60)),
-                              _vel(rng, 100 if off == 0 else 88)))
+                              _vel(rng, vel[0] if vel else (100 if off == 0 else 88))))
     return notes
+
+
+# The newer bass styles are written as one 16th-step pattern per song: (step, length in steps, tone, velocity),
+# tone naming a chord degree: "R" root, "O" octave, "5" fifth, "3" third, "7" seventh (b7 unless maj7),
+# "5-" fifth below, "N" the next chord's root (an anticipation), "g" a muted ghost of the root.
+_FUNK16 = (((0, 2, "R", 104), (3, 1, "g", 60), (4, 1, "O", 92), (6, 2, "7", 90), (9, 1, "g", 58),
+            (10, 2, "5", 92), (12, 1, "R", 96), (14, 1, "O", 90), (15, 1, "3", 84)),
+           ((0, 3, "R", 104), (3, 1, "R", 84), (6, 1, "O", 92), (7, 1, "g", 58), (8, 2, "5", 92),
+            (11, 1, "7", 86), (12, 2, "R", 94), (14, 1, "g", 58), (15, 1, "O", 86)))
+_REGGAE = (((2, 2, "R", 96), (4, 2, "R", 90), (6, 2, "5", 88), (10, 2, "3", 90), (12, 3, "R", 94)),
+           ((2, 1, "R", 96), (3, 1, "R", 84), (4, 4, "5-", 92), (10, 2, "3", 88), (12, 2, "5", 90),
+            (14, 2, "R", 86)))
+_DISCO = (((0, 2, "R", 104), (2, 2, "O", 92), (4, 1, "R", 96), (5, 1, "R", 84), (6, 2, "O", 92), (8, 2, "R", 100),
+           (10, 2, "O", 92), (12, 1, "R", 96), (13, 1, "R", 84), (14, 2, "O", 92)),)
+_TUMBAO = (((6, 6, "5", 96), (12, 8, "N", 100)), ((3, 3, "R", 92), (6, 6, "5", 96), (12, 8, "N", 100)))
+_BALLAD = (((0, 8, "R", 84), (8, 6, "5", 76), (14, 2, "3", 70)), ((0, 12, "R", 84), (12, 4, "5", 74)),
+           ((0, 16, "R", 84),))
+_PATTERN_STYLES = {"funk16": _FUNK16, "reggae": _REGGAE, "disco": _DISCO, "tumbao": _TUMBAO, "ballad": _BALLAD}
+
+
+def _bass_pattern(style: str, ch: Chord, nxt: Chord, bar_ticks: int, pattern) -> list[tuple[int, int, int, int]]:
+    """One bar of a pattern style on chord `ch` (16th steps; steps past a shorter bar are dropped)."""
+    step = PPQ // 4
+    root = bass_root(ch.root_pc)
+    ivs = QUALITY_INTERVALS[ch.quality]
+    third, fifth = root + ivs[1], root + ivs[2]
+    # the chord's own 7th; over a triad the b7 only where it cannot clash (minor), else the octave
+    seventh = root + (ivs[3] if len(ivs) > 3 else 10 if ch.quality == "min" else 12)
+    tone = {"R": root, "O": root + 12, "5": fifth, "3": third, "7": seventh, "5-": fifth - 12,
+            "N": bass_root(nxt.root_pc), "g": root}
+    steps = bar_ticks // step
+    out = []
+    for s, length, name, vel in pattern:
+        if s >= steps:
+            continue
+        length = min(length, steps - s) if name != "N" else length  # an anticipation rings over the bar line
+        short = 50 if name == "g" else PPQ // 6
+        dur = max(length * step - short, 40) if name != "g" else 50
+        out.append((s * step, dur, int(tone[name]), int(vel)))
+    return out
 
 
 # ------------------------------------------------------------------------------------------------ drums
@@ -626,7 +673,7 @@ def make_song(
     chords = _chords(rng, sections, key_pc, mode, sevenths=bass_style == "walking")
     bar_ticks = meter[0] * 4 * PPQ // meter[1]
     ctx = {"chords": chords, "bar_ticks": bar_ticks, "meter": meter, "bpm": bpm,
-           "scale_pcs": {(key_pc + i) % 12 for i in SCALES[mode]}}
+           "scale_pcs": {(key_pc + i) % 12 for i in SCALES[mode]}, "patterns": {}}
     grooves = DRUM_GROOVES[meter]
     groove = grooves[int(rng.integers(len(grooves)))]
     if bass_style == "walking" and meter == (4, 4) and rng.random() < 0.6:

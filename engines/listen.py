@@ -1,0 +1,798 @@
+"""Listening: tempo, beats, bar one, meter, key and chords per beat of a mix — what a session player hears first.
+
+Shared by the bass engine, the accompaniment engine and the host. Each field comes from the best source there is,
+in this order: the DAW's transport (a `Timeline` the bridge reports) > what the user typed (`--bpm`, `--meter`,
+`--key`, `--chords "D | G A | Bm | G A7"` per bar, the host's chord lane) > the band's MIDI (`--band-midi`, read with
+pretty_midi) > the audio. `Listening.sources` says where each field came from.
+
+Choices for audio, and why:
+- librosa, not madmom: madmom does not install here (Python 3.12/NumPy 2) and its model files are CC BY-NC-SA.
+- Tempo and beats: librosa's onset envelope and tempo estimate give candidates; then a *rigid grid* (one period,
+  one phase) is fitted to the onset envelope, because music made in a DAW (and the corpus) keeps a constant tempo
+  and a grid fit averages over every beat: the tempo comes out within a fraction of a percent, where a
+  beat-by-beat tracker wobbles. Tempo octave (70 vs 140) is chosen by how well each grid explains the onsets,
+  with librosa's log-normal tempo prior around 120 BPM as a tie-breaker.
+- Bar one and meter: the phase (and 3 vs 4 beats) that puts the most harmonic change (beat-synchronous chroma
+  novelty) and low-frequency (kick) onset strength on the first beat of the bar. Chords change on bar lines and
+  the kick plays on one in almost every groove; both cues need no training.
+- Key: Krumhansl–Kessler profiles correlated with the duration-weighted chroma (24 keys).
+- Chords: beat-synchronous CQT chroma matched to templates (maj, min, 7, maj7, min7, dim, sus4; N for silence),
+  a key prior on diatonic chords, then Viterbi smoothing (librosa.sequence.viterbi) over (chord, beat-in-bar)
+  states, so a chord changes much more readily on a bar line than mid-bar.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from backline.engines.audio import Audio
+from backline.engines.errors import ConfigError, TimelineError
+from backline.engines.timeline import Timeline, check_bpm
+
+NOTE_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
+_PC = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
+#: Chord vocabulary: quality → intervals; suffixes as musicians write them.
+QUALITIES = {"maj": (0, 4, 7), "min": (0, 3, 7), "7": (0, 4, 7, 10), "maj7": (0, 4, 7, 11),
+             "min7": (0, 3, 7, 10), "dim": (0, 3, 6), "sus4": (0, 5, 7)}
+SUFFIX = {"maj": "", "min": "m", "7": "7", "maj7": "maj7", "min7": "m7", "dim": "dim", "sus4": "sus4"}
+_SUFFIX_IN = {"": "maj", "maj": "maj", "M": "maj", "m": "min", "min": "min", "-": "min", "7": "7", "dom7": "7",
+              "maj7": "maj7", "M7": "maj7", "Δ": "maj7", "Δ7": "maj7", "m7": "min7", "min7": "min7", "-7": "min7",
+              "dim": "dim", "°": "dim", "o": "dim", "m7b5": "dim", "ø": "dim", "ø7": "dim", "dim7": "dim",
+              "sus": "sus4", "sus4": "sus4", "sus2": "sus4", "7sus4": "sus4", "5": "maj"}
+# Krumhansl–Kessler key profiles (C major / C minor).
+KK_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
+KK_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
+SR = 22050
+HOP = 256  # onset envelope hop: 11.6 ms
+PRIOR_WEIGHT = 0.3  # how much the tempo prior (log-normal around 120 BPM) weighs against harmonic bar lines
+
+
+@dataclass(frozen=True)
+class Chord:
+    root: int  # pitch class, -1 = no chord (N)
+    quality: str = "maj"
+
+    @property
+    def pcs(self) -> set[int]:
+        return set() if self.root < 0 else {(self.root + i) % 12 for i in QUALITIES[self.quality]}
+
+    @property
+    def symbol(self) -> str:
+        return "N" if self.root < 0 else NOTE_NAMES[self.root] + SUFFIX[self.quality]
+
+    @property
+    def label(self) -> str:
+        """mir_eval's spelling (root:quality)."""
+        return "N" if self.root < 0 else f"{NOTE_NAMES[self.root]}:{self.quality}"
+
+
+NO_CHORD = Chord(-1)
+
+
+@dataclass
+class Listening:
+    """What was heard. Times are seconds from the mix's first sample; `beats` are the meter's beats (6/8: eighths)."""
+
+    bpm: float  # quarter notes per minute
+    numerator: int
+    denominator: int
+    beats: np.ndarray
+    downbeats: np.ndarray
+    key_pc: int
+    mode: str
+    chords: list[Chord]  # one per beat
+    duration: float
+    sources: dict[str, str] = field(default_factory=dict)
+    kicks: np.ndarray | None = None  # kick-drum hits heard (seconds), for a bass that locks with the kick
+
+    @property
+    def key_name(self) -> str:
+        return f"{NOTE_NAMES[self.key_pc]} {self.mode}"
+
+    @property
+    def bar_one(self) -> float:
+        """Time of the first full bar's downbeat (≥ 0)."""
+        return float(self.downbeats[0]) if len(self.downbeats) else 0.0
+
+    @property
+    def beat_seconds(self) -> float:
+        return 60.0 / self.bpm * 4.0 / self.denominator
+
+    def timeline(self, sample_rate: int) -> Timeline:
+        return Timeline.constant(self.bpm, sample_rate, self.numerator, self.denominator)
+
+    def chord_at(self, t: float) -> Chord:
+        i = int(np.searchsorted(self.beats, t, side="right")) - 1
+        return self.chords[i] if 0 <= i < len(self.chords) else NO_CHORD
+
+    def chord_segments(self) -> list[tuple[float, float, Chord]]:
+        """Merged (start, end, chord) runs — for display and mir_eval."""
+        out: list[tuple[float, float, Chord]] = []
+        for i, ch in enumerate(self.chords):
+            a = float(self.beats[i])
+            b = float(self.beats[i + 1]) if i + 1 < len(self.beats) else min(self.duration, a + self.beat_seconds)
+            if out and out[-1][2] == ch and abs(out[-1][1] - a) < 1e-6:
+                out[-1] = (out[-1][0], b, ch)
+            else:
+                out.append((a, b, ch))
+        return out
+
+    def bar_chords(self) -> list[list[Chord]]:
+        """Chords per bar from bar one (each bar: one chord per beat)."""
+        first = int(np.searchsorted(self.beats, self.bar_one - 1e-3))
+        rows = []
+        for i in range(first, len(self.chords), self.numerator):
+            rows.append(self.chords[i:i + self.numerator])
+        return rows
+
+    def chart(self) -> str:
+        """The chords as a chart the user can edit and give back with --chords."""
+        bars = []
+        for row in self.bar_chords():
+            names: list[str] = []
+            for ch in row:
+                if not names or names[-1] != ch.symbol:
+                    names.append(ch.symbol)
+            bars.append(" ".join(names))
+        return " | ".join(bars)
+
+    def to_dict(self) -> dict:
+        return {"bpm": round(self.bpm, 3), "meter": f"{self.numerator}/{self.denominator}",
+                "bar_one_s": round(self.bar_one, 4), "key": self.key_name, "chords": self.chart(),
+                "beats": len(self.beats), "sources": dict(self.sources)}
+
+
+# --- parsing what the user types ---------------------------------------------------------------------------------
+
+_CHORD_RE = re.compile(r"^([A-Ga-g])([#♯b♭]?)(.*?)(?:/([A-Ga-g][#♯b♭]?))?$")
+
+
+def parse_chord(text: str) -> Chord:
+    """'Bm', 'A7', 'Gmaj7', 'F#m7', 'Bdim', 'Dsus4', 'C/E' (slash bass ignored), 'N' / 'NC' → a Chord."""
+    t = text.strip()
+    if t.upper() in ("N", "NC", "N.C.", "-"):
+        return NO_CHORD
+    m = _CHORD_RE.match(t)
+    if not m or m.group(3) not in _SUFFIX_IN:
+        raise ConfigError(f"chord {text!r} is not a chord symbol",
+                          fix="write chords like D, Bm, A7, Gmaj7, F#m7, Bdim, Dsus4 or N (no chord)")
+    root = _PC[m.group(1).upper()] + {"#": 1, "♯": 1, "b": -1, "♭": -1}.get(m.group(2), 0)
+    return Chord(root % 12, _SUFFIX_IN[m.group(3)])
+
+
+def parse_chart(text: str, numerator: int = 4) -> list[list[Chord]]:
+    """'D | G A | Bm | G A7' → one row of `numerator` chords (one per beat) per bar. Two chords in a 4/4 bar take
+    two beats each; '%' repeats the previous bar."""
+    if not text or not text.strip():
+        raise ConfigError("--chords is empty", fix='give bars separated by |, e.g. --chords "D | G A | Bm | G A7"')
+    bars: list[list[Chord]] = []
+    for i, cell in enumerate(text.split("|")):
+        names = cell.split()
+        if not names:
+            if i == 0 or i == len(text.split("|")) - 1:
+                continue  # a leading/trailing bar line
+            raise ConfigError(f"bar {len(bars) + 1} of --chords is empty", fix="put a chord (or N, or %) in every bar")
+        if names == ["%"]:
+            if not bars:
+                raise ConfigError("'%' in the first bar of --chords has no bar to repeat")
+            bars.append(list(bars[-1]))
+            continue
+        chords = [parse_chord(n) for n in names]
+        if len(chords) > numerator:
+            raise ConfigError(f"bar {len(bars) + 1} of --chords has {len(chords)} chords but only {numerator} beats",
+                              fix="split the bar with |, or give fewer chords")
+        row = [chords[min(len(chords) - 1, b * len(chords) // numerator)] for b in range(numerator)]
+        bars.append(row)
+    if not bars:
+        raise ConfigError("--chords has no chords", fix='e.g. --chords "D | G A | Bm | G A7"')
+    return bars
+
+
+def parse_meter(text: str) -> tuple[int, int]:
+    try:
+        num, den = (int(x) for x in str(text).split("/"))
+        Timeline.constant(120.0, 44100, num, den)
+    except (ValueError, TimelineError) as err:
+        raise ConfigError(f"meter {text!r} is not a time signature", fix="write it like 4/4, 3/4 or 6/8") from err
+    return num, den
+
+
+def parse_key(text: str) -> tuple[int, str]:
+    """'D', 'D major', 'Bm', 'B minor' → (pc, mode)."""
+    t = text.strip().replace("maj", " major").replace("min", " minor")
+    parts = t.split()
+    try:
+        ch = parse_chord(parts[0])
+    except ConfigError as err:
+        raise ConfigError(f"key {text!r} is not a key", fix="write it like D, D major, Bm or B minor") from err
+    minor = ch.quality in ("min", "min7") or (len(parts) > 1 and parts[1].startswith("minor"))
+    return ch.root, "minor" if minor else "major"
+
+
+# --- audio --------------------------------------------------------------------------------------------------------
+
+def _onsets(y: np.ndarray):
+    """(all-band onset envelope, low-band (< 200 Hz) envelope, kick-band (< 150 Hz) envelope) from one mel
+    spectrogram: the kick band finds kick hits, the low band weighs bar one."""
+    import librosa
+
+    mel = librosa.power_to_db(librosa.feature.melspectrogram(y=y, sr=SR, hop_length=HOP, n_mels=128))
+    freqs = librosa.mel_frequencies(n_mels=128, fmax=SR / 2)
+    full = librosa.onset.onset_strength(S=mel, sr=SR, hop_length=HOP)
+    low = librosa.onset.onset_strength(S=mel[freqs < 200.0], sr=SR, hop_length=HOP)
+    kick = librosa.onset.onset_strength(S=mel[freqs < 150.0], sr=SR, hop_length=HOP)
+    return full, low, kick
+
+
+def _kicks(kick_env: np.ndarray) -> np.ndarray:
+    """Kick-drum hits (seconds): peaks of the kick-band onset envelope well above its median."""
+    import librosa
+
+    peaks = librosa.util.peak_pick(kick_env, pre_max=3, post_max=3, pre_avg=10, post_avg=10,
+                                   delta=max(float(np.median(kick_env)) * 2.0, 0.25 * float(kick_env.max())), wait=8)
+    return peaks * HOP / SR
+
+
+def _comb(env: np.ndarray, period: float, phases: np.ndarray) -> np.ndarray:
+    """Mean envelope (max within ±1 frame) on grids of `period` frames at each phase."""
+    n = len(env)
+    peak = np.maximum(env, np.maximum(np.roll(env, 1), np.roll(env, -1)))
+    k = np.arange(int((n - 1 - phases.max()) / period) + 1)
+    idx = np.rint(phases[:, None] + k[None] * period).astype(int)
+    idx = np.clip(idx, 0, n - 1)
+    return peak[idx].mean(1)
+
+
+def fit_grid(env: np.ndarray, period0: float, span: float = 0.04) -> tuple[float, float, float]:
+    """Best (period, phase, score) in frames of a rigid beat grid near `period0` (±span)."""
+    best = (period0, 0.0, -1.0)
+    for period in period0 * (1 + np.linspace(-span, span, 161)):
+        phases = np.arange(0, period, 0.5)
+        score = _comb(env, period, phases)
+        i = int(np.argmax(score))
+        if score[i] > best[2]:
+            best = (float(period), float(phases[i]), float(score[i]))
+    # refine the period by regression on the local onset peaks near each grid line
+    period, phase, score = best
+    n = len(env)
+    times, ks = [], []
+    for k in range(int((n - 1 - phase) / period) + 1):
+        c = phase + k * period
+        a, b = int(max(0, c - 3)), int(min(n, c + 4))
+        if b > a and env[a:b].max() > np.median(env) * 1.5:
+            times.append(a + int(np.argmax(env[a:b])))
+            ks.append(k)
+    if len(ks) >= 8:
+        slope, icpt = np.polyfit(ks, times, 1)
+        if abs(slope / period - 1) < 0.01:
+            period, phase = float(slope), float(icpt)
+    return period, phase, score
+
+
+def _tempo_prior(bpm: float) -> float:
+    return float(np.exp(-0.5 * (np.log2(bpm / 120.0) / 1.0) ** 2))
+
+
+def _frame_chroma(y: np.ndarray) -> np.ndarray:
+    """[12, frames] CQT chroma at hop 512 (C2 upwards: the band's chords, not the kick)."""
+    import librosa
+
+    return librosa.feature.chroma_cqt(y=y, sr=SR, hop_length=512, bins_per_octave=36, n_octaves=6,
+                                      fmin=librosa.note_to_hz("C2"))
+
+
+def _beat_chroma(chroma: np.ndarray, beats: np.ndarray) -> np.ndarray:
+    """[rows, beats] median of a frame feature (hop 512) over each beat [beat_i, beat_i+1)."""
+    edges = np.clip(np.rint(np.r_[beats, beats[-1] + np.median(np.diff(beats)) if len(beats) > 1 else beats[-1] + 0.5]
+                            * SR / 512).astype(int), 0, chroma.shape[1])
+    out = np.zeros((chroma.shape[0], len(beats)))
+    for i in range(len(beats)):
+        a, b = edges[i], max(edges[i + 1], edges[i] + 1)
+        if a < chroma.shape[1]:
+            out[:, i] = np.median(chroma[:, a:min(b, chroma.shape[1])], axis=1)
+    return out
+
+
+def _novelty(chroma: np.ndarray) -> np.ndarray:
+    """Harmonic change into each beat (vs. one and two beats before: a change shows across a passing note)."""
+    norm = chroma / (np.linalg.norm(chroma, axis=0, keepdims=True) + 1e-9)
+    n1 = np.r_[0.0, 1.0 - (norm[:, 1:] * norm[:, :-1]).sum(0)]
+    n2 = np.r_[0.0, 0.0, 1.0 - (norm[:, 2:] * norm[:, :-2]).sum(0)][: chroma.shape[1]]
+    return n1 + 0.5 * n2
+
+
+def key_from_chroma(chroma_sum: np.ndarray) -> tuple[int, str]:
+    best = (-2.0, 0, "major")
+    for mode, prof in (("major", KK_MAJOR), ("minor", KK_MINOR)):
+        for pc in range(12):
+            r = float(np.corrcoef(chroma_sum, np.roll(prof, pc))[0, 1])
+            if r > best[0]:
+                best = (r, pc, mode)
+    return best[1], best[2]
+
+
+KEY_WEIGHTS = Path(__file__).parent / "listen_weights" / "key"
+KEY_KIND = "key-finder"
+_KEY_MODEL: dict = {}
+
+
+def _qclass(ch: Chord) -> int:
+    return 1 if ch.quality in ("min", "min7") else 2 if ch.quality == "dim" else 0
+
+
+def key_features(chords: list[Chord], downbeat: np.ndarray, chroma_sum: np.ndarray) -> np.ndarray:
+    """[24, F]: for every candidate key (12 major, then 12 minor), the chords seen from that tonic — duration share
+    of each (root interval, major/minor/dim) — the first and last bar's chord, and the Krumhansl–Kessler
+    correlation of the pitch-class profile. What a musician weighs: where the song starts and ends, which chords
+    recur, which notes sound."""
+    heard = [(c, d) for c, d in zip(chords, downbeat) if c.root >= 0]
+    feats = np.zeros((24, 36 * 3 + 1), np.float32)
+    if not heard:
+        return feats
+    bars = [c for c, d in heard if d] or [c for c, _ in heard]
+    for k in range(24):
+        pc = k % 12
+        for c, _ in heard:
+            feats[k, ((c.root - pc) % 12) * 3 + _qclass(c)] += 1.0 / len(heard)
+        for j, c in enumerate((bars[0], bars[-1])):
+            feats[k, 36 * (j + 1) + ((c.root - pc) % 12) * 3 + _qclass(c)] = 1.0
+        prof = KK_MAJOR if k < 12 else KK_MINOR
+        feats[k, -1] = float(np.corrcoef(chroma_sum, np.roll(prof, pc))[0, 1]) if chroma_sum.std() > 0 else 0.0
+    return feats
+
+
+def key_from_chords(chords: list[Chord], downbeat: np.ndarray, chroma_sum: np.ndarray,
+                    fallback: tuple[int, str]) -> tuple[int, str]:
+    """The key with the learned chord/profile scorer (`train_key_finder`); the profile alone without its weights."""
+    if "w" not in _KEY_MODEL:
+        from safetensors.numpy import load_file
+
+        path = KEY_WEIGHTS.with_suffix(".safetensors")
+        _KEY_MODEL["w"] = load_file(str(path))["weight"] if path.is_file() else None
+    w = _KEY_MODEL["w"]
+    if w is None or not any(c.root >= 0 for c in chords):
+        return fallback
+    feats = key_features(chords, downbeat, chroma_sum)
+    scores = np.concatenate([feats[:12] @ w[0], feats[12:] @ w[1]])
+    k = int(np.argmax(scores))
+    return k % 12, "major" if k < 12 else "minor"
+
+
+def train_key_finder(songs: int = 3000, seed: int = 11, out: Path | None = None) -> Path:
+    """Fit the key scorer on composed corpus songs (true chords with 15 % of the bars replaced by a wrong chord,
+    as listening gets them; the pitch-class profile from the song's non-bass notes). Softmax over the 24 keys,
+    one weight vector per mode, L2 0.01; seconds on one thread. `python -m backline.engines.listen --train-key`."""
+    import torch
+    from safetensors.numpy import save_file
+
+    from backline.engines.audio import write_bytes_atomic
+    from backline.engines.data.song import make_song
+    from backline.engines.data.synth import song_rng
+
+    rng = np.random.default_rng(seed)
+    xs, ys = [], []
+    for i in range(songs):
+        song = make_song(song_rng(seed, i), min_bars=8, max_bars=48)
+        chords = []
+        for c in song.chords:
+            ch = Chord(c.root_pc, {"m7b5": "dim"}.get(c.quality, c.quality))
+            if rng.random() < 0.15:
+                ch = Chord(int(rng.integers(12)), ("maj", "min")[int(rng.integers(2))])
+            chords += [ch] + [ch] * (song.numerator - 1)
+        down = np.arange(len(chords)) % song.numerator == 0
+        hist = np.zeros(12)
+        for part in song.parts:
+            if part.role not in ("bass", "drums"):
+                for n in part.notes:
+                    hist[n.pitch % 12] += n.duration
+        xs.append(key_features(chords, down, hist))
+        ys.append(song.key_pc + (12 if song.mode == "minor" else 0))
+    x = torch.from_numpy(np.stack(xs))
+    y = torch.tensor(ys)
+    w = torch.zeros(2, x.shape[-1], requires_grad=True)
+    opt = torch.optim.LBFGS([w], max_iter=300)
+
+    def closure():
+        opt.zero_grad()
+        scores = torch.cat([x[:, :12] @ w[0], x[:, 12:] @ w[1]], 1)
+        loss = torch.nn.functional.cross_entropy(scores, y) + 0.01 * (w ** 2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    with torch.no_grad():
+        acc = float((torch.cat([x[:, :12] @ w[0], x[:, 12:] @ w[1]], 1).argmax(1) == y).float().mean())
+    out = Path(out or KEY_WEIGHTS)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_file({"weight": w.detach().numpy().astype(np.float32)}, str(out.with_suffix(".safetensors")))
+    meta = {"kind": KEY_KIND, "format_version": 1, "config": {"features": int(x.shape[-1])},
+            "training": {"songs": songs, "seed": seed, "train_accuracy": round(acc, 4), "chord_noise": 0.15}}
+    import json
+
+    write_bytes_atomic(out.with_suffix(".json"), json.dumps(meta, indent=2).encode(), overwrite=True)
+    _KEY_MODEL.clear()
+    return out.with_suffix(".safetensors")
+
+
+def _templates() -> tuple[list[Chord], np.ndarray]:
+    chords, rows = [], []
+    for q, ivs in QUALITIES.items():
+        if len(ivs) > 3:  # sevenths are decided afterwards (`_add_sevenths`): as templates they steal triads
+            continue
+        for r in range(12):
+            v = np.zeros(12)
+            for j, iv in enumerate(ivs):
+                v[(r + iv) % 12] = 1.2 if j == 0 else 1.0 if j < 3 else 0.7  # root, 3rd/5th, a lighter 7th
+            chords.append(Chord(r, q))
+            rows.append(v / np.linalg.norm(v))
+    return chords, np.array(rows)
+
+
+def chords_from_chroma(chroma: np.ndarray, bar_pos: np.ndarray, numerator: int, key: tuple[int, str],
+                       energy: np.ndarray | None = None) -> list[Chord]:
+    """Beat chroma [12, T] + each beat's position in its bar → one chord per beat (template match + Viterbi)."""
+    import librosa
+
+    chords, tpl = _templates()
+    n_c = len(chords) + 1  # + N
+    norm = chroma / (np.linalg.norm(chroma, axis=0, keepdims=True) + 1e-9)
+    sim = tpl @ norm  # [C, T]
+    scale = (0, 2, 4, 5, 7, 9, 11) if key[1] == "major" else (0, 2, 3, 5, 7, 8, 10)
+    key_pcs = {(key[0] + i) % 12 for i in scale}
+    prior = np.array([1.0 if c.pcs <= key_pcs else 0.9 for c in chords])
+    # sevenths and sus only where they clearly fit better than the triad (they contain it)
+    prior *= np.array([1.0 if c.quality in ("maj", "min") else 0.85 for c in chords])
+    like = np.exp(20.0 * sim) * prior[:, None]
+    # a beat 26 dB under the song's typical level is a rest or a release tail: no chord
+    silent = np.zeros(chroma.shape[1], bool) if energy is None else (energy < 0.05 * max(np.median(energy), 1e-12))
+    n_like = np.where(silent, like.max(0) * 4, like.max(0) * 0.02)
+    like = np.vstack([like, n_like[None]])
+    like /= like.sum(0, keepdims=True)
+    m = numerator
+    # states (chord, position in bar); the position advances by one each beat
+    # probability of *leaving* the chord on arriving at each bar position: near-uniform on the bar line (the next
+    # chord is free), rare mid-bar, rarer on the other beats
+    p_change = np.full(m, 0.03)
+    p_change[0] = 0.8
+    if m % 2 == 0:
+        p_change[m // 2] = 0.25
+    trans = np.zeros((n_c * m, n_c * m))
+    for pos in range(m):
+        nxt = (pos + 1) % m
+        for c in range(n_c):
+            row = c * m + pos
+            trans[row, np.arange(n_c) * m + nxt] = p_change[nxt] / (n_c - 1)
+            trans[row, c * m + nxt] = 1 - p_change[nxt]
+    prob = np.zeros((n_c * m, like.shape[1]))
+    for t in range(like.shape[1]):
+        prob[np.arange(n_c) * m + int(bar_pos[t]) % m, t] = like[:, t]
+    p_init = np.zeros(n_c * m)
+    p_init[np.arange(n_c) * m + int(bar_pos[0]) % m] = 1.0 / n_c
+    states = librosa.sequence.viterbi(prob, trans, p_init=p_init)
+    return _add_sevenths([chords[s // m] if s // m < len(chords) else NO_CHORD for s in states], chroma)
+
+
+def _add_sevenths(chords: list[Chord], chroma: np.ndarray, ratio: float = 0.8) -> list[Chord]:
+    """A major or minor triad becomes a 7th chord where, over its whole run of beats, the seventh sounds about as
+    much as the triad's own tones (b7 over major → 7, major 7th → maj7, b7 over minor → min7)."""
+    out = list(chords)
+    i = 0
+    while i < len(out):
+        j = i
+        while j + 1 < len(out) and out[j + 1] == out[i]:
+            j += 1
+        ch = out[i]
+        if ch.root >= 0 and ch.quality in ("maj", "min"):
+            mean = chroma[:, i:j + 1].mean(1)
+            triad = np.mean([mean[p] for p in ch.pcs])
+            b7, maj7 = mean[(ch.root + 10) % 12], mean[(ch.root + 11) % 12]
+            new = ch
+            if ch.quality == "maj" and max(b7, maj7) >= ratio * triad:
+                new = Chord(ch.root, "7" if b7 >= maj7 else "maj7")
+            elif ch.quality == "min" and b7 >= ratio * triad:
+                new = Chord(ch.root, "min7")
+            out[i:j + 1] = [new] * (j + 1 - i)
+        i = j + 1
+    return out
+
+
+def _meter_and_phase(novelty: np.ndarray, low: np.ndarray,
+                     meters: list[tuple[int, int]]) -> tuple[tuple[int, int], int, float]:
+    """(meter, phase of beat one, contrast): the most harmonic change + kick strength on the downbeat (z-scored)."""
+    def z(x: np.ndarray) -> np.ndarray:
+        return (x - x.mean()) / (x.std() + 1e-9)
+
+    cue = z(novelty) + 0.5 * z(low)
+    best = (-np.inf, meters[0], 0)
+    for meter in meters:
+        m = meter[0] if meter[1] == 4 else meter[0] // 3 if meter[0] % 3 == 0 else meter[0]
+        for p in range(m):
+            on = cue[p::m]
+            off = np.delete(cue, np.arange(p, len(cue), m))
+            if len(on) < 2 or len(off) < 2:
+                continue
+            # 4/4 unless three beats to the bar is clearly heard (a groove without chord changes says nothing)
+            score = on.mean() - off.mean() - (0.25 if m == 3 else 0.0)
+            if score > best[0]:
+                best = (score, meter, p)
+    return best[1], best[2], float(best[0])
+
+
+def listen_audio(mix: Audio, *, bpm: float | None = None, meter: tuple[int, int] | None = None,
+                 key: tuple[int, str] | None = None, chart: list[list[Chord]] | None = None,
+                 beats_hint: np.ndarray | None = None, downbeat_hint: float | None = None,
+                 sources: dict[str, str] | None = None) -> Listening:
+    """Listen to audio; anything given (bpm, meter, key, chart, beats from MIDI/DAW) is used instead of guessed."""
+    import librosa
+
+    sources = dict(sources or {})
+    y = mix.with_channels(1).resampled(SR).samples[0].astype(np.float32)
+    y = np.nan_to_num(y)
+    duration = len(y) / SR
+    if duration < 2.0:
+        raise ConfigError(f"the mix is {duration:.1f} s long; listening needs at least two bars",
+                          fix="give a longer mix, or the tempo and chords (--bpm, --chords)")
+    env, low, kick_env = _onsets(y)
+    frame_chroma = _frame_chroma(y)
+    fps = SR / HOP
+    fr_of = lambda t: np.clip(np.rint(t * fps).astype(int), 0, len(low) - 1)  # noqa: E731
+    want_compound = meter == (6, 8) and beats_hint is None
+    meters = [(3, 4)] if want_compound else [meter] if meter else [(4, 4), (3, 4)]
+    if meter is not None:
+        sources.setdefault("meter", "user")
+
+    rms = librosa.feature.rms(y=y, hop_length=512)[0][None]  # chroma is normalised per frame: level from here
+
+    def grid_of(beats: np.ndarray):
+        chroma = _beat_chroma(frame_chroma, beats)
+        lowb = np.array([low[max(0, f - 2):f + 3].max() for f in fr_of(beats)])
+        return chroma, lowb
+
+    if beats_hint is not None:
+        beats = np.asarray(beats_hint, float)
+        beat_s = float(np.median(np.diff(beats))) if len(beats) > 1 else 0.5
+        chroma, lowb = grid_of(beats)
+        if downbeat_hint is not None:
+            meter = meter or (4, 4)
+            phase = int(np.argmin(np.abs(beats - downbeat_hint))) % meter[0]
+        else:
+            meter, phase, _ = _meter_and_phase(_novelty(chroma), lowb, meters)
+    else:
+        if bpm is not None:
+            beat_q = 4.0 / (meter[1] if meter else 4)
+            period = fps * 60.0 / bpm * beat_q
+            _, ph, sc = fit_grid(env, period, span=0.0)
+            cands = [(sc, period, ph)]
+        else:
+            t0 = float(librosa.feature.tempo(onset_envelope=env, sr=SR, hop_length=HOP)[0])
+            cands = []
+            for f in (0.5, 1.0, 2.0, 2.0 / 3.0, 1.5):
+                b = t0 * f
+                if 50 <= b <= 220:
+                    p, ph, sc = fit_grid(env, fps * 60.0 / b)
+                    cands.append((sc, p, ph))
+            sources["tempo"] = "audio"
+        # the tempo octave: of the grids that explain the onsets about as well as the best, the one whose bar
+        # lines carry the chord changes (at half the tempo they fall mid-bar too, at double every other bar)
+        top = max(c[0] for c in cands)
+        best = None
+        import librosa.util
+
+        hits = librosa.util.peak_pick(low, pre_max=3, post_max=3, pre_avg=10, post_avg=10,
+                                      delta=0.3 * float(low.max()), wait=8) / fps  # the loudest low-band hits
+        for sc, period, ph in cands:
+            if sc < 0.75 * top:
+                continue
+            bs = period / fps
+            first = (ph / fps) % bs
+            bts = np.arange(first, duration - 0.05, bs)
+            if len(bts) < 8:
+                continue
+            chroma_c, low_c = grid_of(bts)
+            m, p, contrast = _meter_and_phase(_novelty(chroma_c), low_c, meters)
+            # kicks fall on the 16th grid of the right tempo; at 2/3 or 3/2 of it a third of them fall between
+            sixteenth = bs / 4
+            off = np.abs((hits - first + sixteenth / 2) % sixteenth - sixteenth / 2)
+            on_grid = float(np.mean(off < 0.035)) if len(hits) >= 8 else 1.0
+            value = contrast + PRIOR_WEIGHT * _tempo_prior(60.0 / bs) - (2.0 if on_grid < 0.7 else 0.0)
+            if best is None or value > best[0]:
+                best = (value, bts, bs, chroma_c, low_c, m, p)
+        if best is None:
+            raise ConfigError("no steady beat was heard in the mix", fix="give the tempo with --bpm")
+        _, beats, beat_s, chroma, lowb, meter, phase = best
+        sources["bar_one"] = "audio"
+        sources.setdefault("meter", "audio")
+    energy = _beat_chroma(rms, beats)[0]
+    if key is None:
+        key = key_from_chroma((chroma * energy[None]).sum(1))
+        sources["key"] = "audio"
+    if meter == (3, 4) and beats_hint is None and sources.get("meter") != "user" or want_compound:
+        # 3/4 or 6/8? Both have six eighths in a bar; 6/8 accents the fourth (two groups of three), 3/4 the third
+        # and fifth (three groups of two). Compare the onset strength there, bar by bar.
+        peak = np.maximum(env, np.maximum(np.roll(env, 1), np.roll(env, -1)))
+        first = beats[phase] if phase < len(beats) else beats[0]
+        eighths = first + np.arange(int((duration - first) / (beat_s / 2))) * beat_s / 2
+        prof = np.array([peak[fr_of(eighths[p::6])].mean() if len(eighths[p::6]) else 0.0 for p in range(6)])
+        if want_compound or prof[3] > max(prof[2], prof[4]):
+            meter = (6, 8)
+            start = first - np.floor(first / (beat_s / 2)) * (beat_s / 2)
+            beats = np.arange(start, duration - 0.05, beat_s / 2)
+            phase = int(round((first - start) / (beat_s / 2))) % 6
+            chroma = np.repeat(chroma, 2, axis=1)
+            energy = np.repeat(energy, 2)
+            if chroma.shape[1] < len(beats):
+                pad = len(beats) - chroma.shape[1]
+                chroma = np.pad(chroma, ((0, 0), (pad, 0)), mode="edge")
+                energy = np.pad(energy, (pad, 0), mode="edge")
+            chroma, energy = chroma[:, :len(beats)], energy[:len(beats)]
+            beat_s /= 2
+    num = meter[0]
+    bar_pos = (np.arange(len(beats)) - phase) % num
+    downbeats = beats[bar_pos == 0]
+    quarter_s = beat_s * meter[1] / 4.0
+    tempo = bpm if bpm is not None else 60.0 / quarter_s
+    if chart is not None:
+        chords = _chart_on_beats(chart, len(beats), int(np.argmax(bar_pos == 0)), num)
+        sources["chords"] = "user"
+    else:
+        chords = chords_from_chroma(chroma, bar_pos, num, key, energy)
+        sources.setdefault("chords", "audio")
+    if sources.get("key") == "audio":
+        key = key_from_chords(chords, bar_pos == 0, (chroma * energy[None]).sum(1), key)
+    return Listening(float(tempo), num, meter[1], beats, downbeats, key[0], key[1], chords, duration, sources,
+                     kicks=_kicks(kick_env))
+
+
+def _chart_on_beats(chart: list[list[Chord]], n_beats: int, first_downbeat: int, num: int) -> list[Chord]:
+    """A per-bar chart laid on the beats from bar one (beats before it take the last bar's chord; the chart repeats
+    when the mix is longer)."""
+    flat = [c for row in chart for c in row]
+    out = []
+    for i in range(n_beats):
+        j = i - first_downbeat
+        out.append(flat[j % len(flat)])
+    return out
+
+
+# --- MIDI ---------------------------------------------------------------------------------------------------------
+
+def chords_from_notes(notes: list[tuple[float, float, int]], beats: np.ndarray, bar_pos: np.ndarray, numerator: int,
+                      key: tuple[int, str], duration: float) -> list[Chord]:
+    """Chords per beat from (start, end, pitch) notes: the pitch-class durations per beat, as a chroma."""
+    chroma = np.zeros((12, len(beats)))
+    edges = np.r_[beats, duration]
+    for s, e, p in notes:
+        i0 = max(0, int(np.searchsorted(edges, s, side="right")) - 1)
+        i1 = min(len(beats) - 1, int(np.searchsorted(edges, e, side="left")) - 1)
+        for i in range(i0, i1 + 1):
+            ov = min(e, edges[i + 1]) - max(s, edges[i])
+            if ov > 0:
+                chroma[p % 12, i] += ov * (1.5 if p < 52 else 1.0)
+    return chords_from_chroma(chroma, bar_pos, numerator, key, chroma.sum(0))
+
+
+def listen_midi(path: str | Path, duration: float | None = None, *, exclude_bass: bool = True) -> Listening:
+    """The band's MIDI: tempo, meter, beats and bar one exactly from the file, key and chords from its notes."""
+    import pretty_midi
+
+    path = Path(path)
+    try:
+        pm = pretty_midi.PrettyMIDI(str(path))
+    except Exception as err:  # noqa: BLE001 - pretty_midi raises many kinds for a bad file
+        raise ConfigError(f"cannot read the band MIDI ({err})", path=path, fix="give a standard MIDI file") from err
+    tempos = pm.get_tempo_changes()[1]
+    if len(set(np.round(tempos, 3))) > 1:
+        raise ConfigError("the band MIDI changes tempo; following a tempo map is not supported yet", path=path,
+                          fix="give a constant-tempo section (or --bpm)")
+    bpm = float(tempos[0]) if len(tempos) else 120.0
+    ts = pm.time_signature_changes
+    num, den = (ts[0].numerator, ts[0].denominator) if ts else (4, 4)
+    end = duration if duration is not None else pm.get_end_time()
+    beat_s = 60.0 / bpm * 4.0 / den
+    beats = np.arange(0.0, end - 1e-6, beat_s)
+    bar_pos = np.arange(len(beats)) % num
+    insts = [i for i in pm.instruments if not i.is_drum]
+    if exclude_bass and len(insts) > 1:
+        bass = [i for i in insts if 32 <= i.program <= 39 or "bass" in i.name.lower()]
+        insts = [i for i in insts if i not in bass] or insts
+    notes = [(n.start, n.end, n.pitch) for i in insts for n in i.notes]
+    if not notes:
+        raise ConfigError("the band MIDI has no pitched notes to take chords from", path=path,
+                          fix="give the band's MIDI with its chord instruments")
+    hist = np.zeros(12)
+    for s, e, p in notes:
+        hist[p % 12] += e - s
+    key = key_from_chroma(hist)
+    chords = chords_from_notes(notes, beats, bar_pos, num, key, end)
+    key = key_from_chords(chords, bar_pos == 0, hist, key)
+    src = {k: "midi" for k in ("tempo", "meter", "bar_one", "key", "chords")}
+    return Listening(bpm, num, den, beats, beats[bar_pos == 0], key[0], key[1], chords, end, src)
+
+
+def kick_onsets(mix: Audio) -> np.ndarray:
+    """Times of kick-drum hits in a mix (what `listen` stores as `Listening.kicks`)."""
+    y = np.nan_to_num(mix.with_channels(1).resampled(SR).samples[0].astype(np.float32))
+    return _kicks(_onsets(y)[2])
+
+
+# --- the one entry point -------------------------------------------------------------------------------------------
+
+def listen(mix: Audio | None, *, transport: Timeline | None = None, region_start: int = 0, bpm: float | None = None,
+           meter: str | tuple[int, int] | None = None, key: str | None = None, chords: str | None = None,
+           band_midi: str | Path | None = None) -> Listening:
+    """Listen to a mix with everything else that is known (see the module docstring for the priority order).
+
+    `transport` is the DAW's timeline; `region_start` (DAW samples) is where the mix sits on it."""
+    meter_t = parse_meter(meter) if isinstance(meter, str) else meter
+    if bpm is not None:
+        bpm = check_bpm(bpm)
+    key_t = parse_key(key) if key else None
+    chart = parse_chart(chords, meter_t[0] if meter_t else (transport.numerator if transport else 4)) if chords else None
+    sources: dict[str, str] = {}
+    if key_t:
+        sources["key"] = "user"
+    midi_l = listen_midi(band_midi, mix.seconds if mix is not None else None) if band_midi else None
+    if transport is not None:
+        meter_t = (transport.numerator, transport.denominator)
+        bpm = transport.bpm
+        sr = transport.sample_rate
+        duration = mix.seconds if mix is not None else (midi_l.duration if midi_l else 0.0)
+        t0 = region_start / sr
+        q0 = transport.samples_to_quarters(region_start)
+        qb = transport.quarters_per_beat
+        first_q = np.ceil(q0 / qb - 1e-9) * qb
+        beats = np.array([transport.quarters_to_seconds(q) - transport.quarters_to_seconds(q0) * 0 - t0
+                          for q in np.arange(first_q, q0 + (duration + 1e-9) * bpm / 60.0, qb)])
+        beats = beats[beats < duration - 1e-6]
+        bar_q = transport.quarters_per_bar
+        first_bar_q = np.ceil(q0 / bar_q - 1e-9) * bar_q
+        downbeat = transport.quarters_to_seconds(first_bar_q) - t0
+        sources |= {"tempo": "daw", "meter": "daw", "bar_one": "daw"}
+        beats_hint, down_hint = beats, downbeat
+    elif midi_l is not None and bpm is None:
+        bpm, meter_t = midi_l.bpm, (midi_l.numerator, midi_l.denominator)
+        beats_hint, down_hint = midi_l.beats, midi_l.bar_one
+        sources |= {"tempo": "midi", "meter": "midi", "bar_one": "midi"}
+    else:
+        beats_hint, down_hint = None, None
+        if bpm is not None:
+            sources["tempo"] = "user"
+        if meter_t is not None:
+            sources["meter"] = "user"
+    if midi_l is not None:
+        if key_t is None:
+            key_t = (midi_l.key_pc, midi_l.mode)
+            sources["key"] = "midi"
+    if mix is None:
+        if midi_l is None:
+            raise ConfigError("nothing to listen to", fix="give a mix, or --band-midi")
+        lst = midi_l
+        if key_t:
+            lst.key_pc, lst.mode = key_t
+        if chart is not None:
+            lst.chords = _chart_on_beats(chart, len(lst.beats), 0, lst.numerator)
+            sources["chords"] = "user"
+        lst.sources = {**lst.sources, **sources}
+        return lst
+    lst = listen_audio(mix, bpm=bpm, meter=meter_t, key=key_t, chart=chart, beats_hint=beats_hint,
+                       downbeat_hint=down_hint, sources=sources)
+    if midi_l is not None and chart is None:  # the MIDI's chords are exact: lay them on the beats
+        lst.chords = [midi_l.chord_at(t + 1e-3) for t in lst.beats]
+        lst.sources["chords"] = "midi"
+    return lst
+
+
+if __name__ == "__main__":  # python -m backline.engines.listen --train-key (how listen_weights/key was made)
+    import argparse
+
+    ap = argparse.ArgumentParser(description="train the key scorer on composed corpus songs")
+    ap.add_argument("--train-key", action="store_true")
+    ap.add_argument("--songs", type=int, default=3000)
+    ap.add_argument("--seed", type=int, default=11)
+    a = ap.parse_args()
+    if a.train_key:
+        print(train_key_finder(a.songs, a.seed))

@@ -1,0 +1,120 @@
+"""Listening: tempo, beats, bar one, meter, key and chords from a rendered corpus song (audio and MIDI), and the
+user's chord chart."""
+
+import mir_eval
+import numpy as np
+import pytest
+
+from backline.engines.audio import Audio, read_audio
+from backline.engines.data.slakh import list_tracks
+from backline.engines.errors import BacklineError, ConfigError
+from backline.engines.listen import Chord, listen, parse_chart, parse_chord, parse_key
+from backline.engines.timeline import Timeline
+
+NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
+
+
+def _band(track) -> Audio:
+    audios = [read_audio(s.audio) for s in track.audio_stems() if s.role != "bass"]
+    n = min(a.frames for a in audios)
+    return Audio(np.sum([a.samples[:, :n] for a in audios], axis=0).astype(np.float32), audios[0].sample_rate)
+
+
+def _truth(ex):
+    num, den = ex["time_signature"]
+    beat = 60.0 / ex["tempo_bpm"] * 4 / den
+    beats = np.arange(ex["bars"] * num) * beat
+    return beats, beats[::num], beat * num
+
+
+def _chord_hits(lst, ex, bar_s):
+    """Share of beats (within the song's bars) whose heard chord has the true root and third."""
+    hits = total = 0
+    for t, ch in zip(lst.beats, lst.chords):
+        bar = int((t + 0.05) // bar_s) + 1
+        true = next((c for c in ex["chords"] if c["bar"] == bar), None)
+        if true is None:
+            continue
+        total += 1
+        minor = true["quality"] in ("min", "min7", "dim", "m7b5")
+        hits += ch.root == true["root_pc"] and (ch.quality in ("min", "min7", "dim")) == minor
+    return hits / total
+
+
+@pytest.fixture(scope="module")
+def tracks(tiny_corpus):
+    return list_tracks(tiny_corpus)
+
+
+def test_listening_to_the_band_without_bass_finds_tempo_bars_key_and_chords(tracks):
+    assert {tuple(t.extras["time_signature"]) for t in tracks} >= {(4, 4), (3, 4)}
+    for tr in tracks:
+        ex = tr.extras
+        lst = listen(_band(tr))
+        beats, downbeats, bar_s = _truth(ex)
+        assert abs(lst.bpm - ex["tempo_bpm"]) / ex["tempo_bpm"] < 0.01, (tr.name, lst.bpm)
+        assert (lst.numerator, lst.denominator) == tuple(ex["time_signature"])
+        assert mir_eval.beat.f_measure(beats, lst.beats[lst.beats <= beats[-1] + 0.1]) > 0.9
+        assert mir_eval.beat.f_measure(downbeats, lst.downbeats[lst.downbeats <= beats[-1] + 0.1]) > 0.8
+        assert lst.bar_one < 0.07
+        true_key = (NAMES.index(ex["key"]), ex["mode"])
+        same_notes = {(true_key[0] + (0 if true_key[1] == "major" else 3)) % 12}
+        assert (lst.key_pc + (0 if lst.mode == "major" else 3)) % 12 in same_notes  # the key signature
+        if ex["time_signature"] == [4, 4]:
+            assert lst.key_name == f"{ex['key']} {ex['mode']}"
+        assert _chord_hits(lst, ex, bar_s) > 0.75, (tr.name, lst.chart())
+        assert lst.sources["tempo"] == "audio" and lst.sources["chords"] == "audio"
+
+
+def test_band_midi_gives_exact_tempo_bars_and_chords(tracks):
+    tr = tracks[0]
+    ex = tr.extras
+    lst = listen(None, band_midi=tr.path / "all_src.mid")
+    _, downbeats, bar_s = _truth(ex)
+    assert lst.bpm == pytest.approx(ex["tempo_bpm"]) and lst.bar_one == 0.0
+    assert np.allclose(lst.downbeats[: len(downbeats)], downbeats)
+    assert _chord_hits(lst, ex, bar_s) > 0.9
+    assert set(lst.sources.values()) == {"midi"}
+
+
+def test_the_users_bpm_and_chart_win_over_what_is_heard(tracks):
+    tr = next(t for t in tracks if t.extras["time_signature"] == [4, 4])
+    chart = " | ".join(c["symbol"] for c in tr.extras["chords"])
+    lst = listen(_band(tr), bpm=tr.extras["tempo_bpm"], chords=chart)
+    assert lst.sources["tempo"] == "user" and lst.sources["chords"] == "user"
+    _, _, bar_s = _truth(tr.extras)
+    assert _chord_hits(lst, tr.extras, bar_s) > 0.95
+
+
+def test_daw_transport_wins(tracks):
+    tr = tracks[0]
+    band = _band(tr)
+    timeline = Timeline.constant(tr.extras["tempo_bpm"], band.sample_rate, *tr.extras["time_signature"])
+    lst = listen(band, transport=timeline, bpm=90.0)
+    assert lst.sources["tempo"] == "daw" and lst.bpm == tr.extras["tempo_bpm"] and lst.bar_one == 0.0
+
+
+def test_chord_symbols_and_chart_parsing():
+    assert parse_chord("Bm") == Chord(11, "min") and parse_chord("A7") == Chord(9, "7")
+    assert parse_chord("Gmaj7") == Chord(7, "maj7") and parse_chord("F#m7") == Chord(6, "min7")
+    assert parse_chord("Bbdim") == Chord(10, "dim") and parse_chord("Dsus4") == Chord(2, "sus4")
+    assert parse_chord("C/E") == Chord(0, "maj") and parse_chord("N").root == -1
+    bars = parse_chart("D | G A | Bm | G A7")
+    assert [[c.symbol for c in b] for b in bars] == [["D"] * 4, ["G", "G", "A", "A"], ["Bm"] * 4,
+                                                    ["G", "G", "A7", "A7"]]
+    assert [c.symbol for c in parse_chart("D | % | G", 3)[1]] == ["D"] * 3
+    assert parse_key("Bm") == (11, "minor") and parse_key("D major") == (2, "major")
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("D | H7 | G", "'H7'"),
+    ("D | G A Bm C D | G", "5 chords"),
+    ("D || G", "bar 2"),
+    ("   ", "empty"),
+    ("% | D", "'%'"),
+])
+def test_bad_charts_fail_with_one_line_naming_the_problem(text, needle):
+    with pytest.raises(ConfigError) as err:
+        parse_chart(text)
+    assert needle in str(err.value) and "\n" not in str(err.value)
+    assert isinstance(err.value, BacklineError)
