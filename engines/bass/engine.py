@@ -14,8 +14,6 @@ in overlapping time chunks, then on the CPU, and the report says which fallback 
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import threading
 import time
@@ -149,17 +147,11 @@ ALL_CONTROLS = FOLLOW_CONTROLS + CONTROLS
 
 
 def codec_fingerprint(codec) -> str:
-    """A stable id of a codec's weights, for the style-mean caches (sha256 over its parameters)."""
-    cached = getattr(codec, "_backline_fingerprint", None)
-    if cached:
-        return cached
-    h = hashlib.sha256(json.dumps(codec.config.to_dict(), sort_keys=True).encode())
-    for name, tensor in sorted(codec.model.state_dict().items()):
-        h.update(name.encode())
-        h.update(tensor.detach().float().cpu().numpy().tobytes())
-    value = f"{codec.role}-{h.hexdigest()[:16]}"
-    codec._backline_fingerprint = value
-    return value
+    """The codec's latent-space id (`codec.latent_space_id`): what the bass model, its training cache and the
+    style-mean caches depend on. A decoder-only codec update keeps it."""
+    from backline.engines.codec.codec import latent_space_id
+
+    return latent_space_id(codec)
 
 
 @dataclass

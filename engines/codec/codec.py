@@ -19,6 +19,8 @@ Non-finite samples (NaN/Inf) are replaced (NaN → 0, ±Inf → ±1) with a warn
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import os
 import warnings
@@ -74,6 +76,25 @@ def convert_phase(model: SpectralAutoencoder, cfg: CodecConfig) -> SpectralAutoe
         state[key] = state[key][:keep]
     new.load_state_dict(state)
     return new
+
+
+ENCODER_CONFIG_KEYS = ("role", "size", "channels", "dim", "widths", "blocks", "input_offset", "input_scale")
+
+
+def latent_space_id(codec: Codec) -> str:
+    """A stable id of the codec's *latent space*: sha256 over the encoder's parameters and the config keys that
+    shape it. Models trained on latents (the bass diffusion model), latent caches and cached style means depend on
+    the encoder only, so a decoder-only fine-tune (`--freeze-encoder`) keeps them all valid."""
+    cached = getattr(codec, "_latent_space_id", None)
+    if cached:
+        return cached
+    config = codec.config.to_dict()
+    h = hashlib.sha256(json.dumps({k: config[k] for k in ENCODER_CONFIG_KEYS}, sort_keys=True).encode())
+    for name, tensor in sorted(codec.model.encoder.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().float().cpu().numpy().tobytes())
+    codec._latent_space_id = f"{codec.role}-{h.hexdigest()[:16]}"
+    return codec._latent_space_id
 
 
 class Codec:

@@ -9,7 +9,6 @@ each rank writes its own files, rank 0 writes index.json once every rank is done
 from __future__ import annotations
 
 import argparse
-import hashlib
 from pathlib import Path
 
 HELP = "encode a Slakh2100-layout corpus into codec latents (mix, mix minus a role, every stem) for diffusion training"
@@ -31,12 +30,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def _weights_id(codec) -> str:
-    """Short content hash of the weights, so a cache can be matched to the codec that wrote it."""
-    h = hashlib.sha256()
-    for k, v in sorted(codec.model.state_dict().items()):
-        h.update(k.encode())
-        h.update(v.detach().float().cpu().numpy().tobytes())
-    return f"{codec.role}-{codec.config.size}-{h.hexdigest()[:12]}"
+    """The codec's latent-space id, so a cache can be matched to the encoder that wrote it."""
+    from backline.engines.codec.codec import latent_space_id
+
+    return latent_space_id(codec)
 
 
 def encode_track(track: Path, mix_codec, stem_codec, minus: list[str]) -> tuple[dict, dict]:
