@@ -746,6 +746,7 @@ def listen(mix: Audio | None, *, transport: Timeline | None = None, region_start
         qb = transport.quarters_per_beat
         beats = np.array([transport.quarters_to_seconds(q) - t0
                           for q in np.arange(np.ceil(q0 / qb - 1e-9) * qb, q1 - 1e-9, qb)])
+        beats = beats[beats < duration - 1e-3]  # a beat on the region's last sample starts the next bar
         bar_q = transport.quarters_per_bar
         first_bar_q = np.ceil(q0 / bar_q - 1e-9) * bar_q
         downbeat = transport.quarters_to_seconds(first_bar_q) - t0
