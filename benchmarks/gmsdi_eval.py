@@ -41,7 +41,6 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 
 from backline.engines.accompany import spec  # noqa: E402
-from backline.engines.accompany.gmsdi import ENSEMBLE_CHOICE  # noqa: E402
 from backline.engines.accompany.roles import CORPUS_ROLES, ROLES  # noqa: E402
 from backline.engines.audio import Audio, resample  # noqa: E402
 
@@ -150,7 +149,7 @@ def separation(engine, tracks, clip_s: float, steps: int, w_sep: float, w_ext: f
             results["oracle IRM"][r].append(s_o)
             results["separator"][r].append(s_s)
             results["extractor"][r].append(s_e)
-            results["ensemble"][r].append(s_s if ENSEMBLE_CHOICE[r] == "separator" else s_e)
+            results["ensemble"][r].append(s_s if engine.ensemble_choice[r] == "separator" else s_e)
         print(f"  {tr.name}: " + ", ".join(f"{r} sep {results['separator'][r][-1]:+.1f} ext {results['extractor'][r][-1]:+.1f} "
                                            f"irm {results['oracle IRM'][r][-1]:+.1f}"
                                            for r in EVAL_ROLES if results['separator'][r]), flush=True)
@@ -298,14 +297,17 @@ def main() -> int:
     ap.add_argument("--json", type=Path, help="also write the numbers here")
     a = ap.parse_args()
     torch.set_num_threads(1)
+    from _common import hardware
+
     from backline.engines.accompany.engine import build
     from backline.engines.data.slakh import list_tracks
 
     engine = build(a.config, weights=a.weights)
+    print(hardware("cpu"))
     print(f"weights: {engine.describe().weights}")
     tracks = list_tracks(a.heldout)[: a.songs]
     skip = set(a.skip.split(","))
-    results: dict = {"weights": engine.describe().weights}
+    results: dict = {"weights": engine.describe().weights, "hardware": hardware("cpu")}
     if a.repr:
         results["repr"] = repr_table(tracks)
     if "sep" not in skip:

@@ -160,9 +160,12 @@ def take_screenshots(app, window, out: Path, timeout: float, *, audio: Path | No
     written: list[Path] = []
 
     def grab(file: str, widget=None) -> None:
-        window.centralWidget().layout().activate()
         window.message_bar.hide()
-        app.processEvents()
+        for _ in range(5):  # let every layout settle: a card just inserted into the take list resizes its holder
+            window.centralWidget().layout().activate()
+            window.takes_layout.activate()
+            app.processEvents()
+            time.sleep(0.02)
         path = out / file
         if not (widget or window).grab().save(str(path)):
             raise BacklineError("could not write the screenshot", path=path, fix="check the folder is writable")

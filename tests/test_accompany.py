@@ -220,3 +220,47 @@ def test_text_cache_encodes_a_label_set_once(tmp_path):
     table = load_table(WEIGHTS_DIR / "labels.safetensors")
     torch.testing.assert_close(enc.encode(["Bass, Drums"])[0], table["Bass, Drums"], atol=1e-5, rtol=1e-4)
     assert len(table) == 63
+
+
+def test_separator_steps_are_raised_to_the_stability_bound():
+    """Six coupled sources blow up with 16 Karras/Euler steps (the all-sources mode is 6× stiffer than one
+    source); `stable_steps` raises the count so the same separation stays bounded."""
+    from backline.engines.accompany.engine import stable_steps
+
+    assert stable_steps(EulerChurn(s_churn=20.0), 2, 16) == 16  # the extractor-sized coupling is stable as is
+    n = stable_steps(EulerChurn(s_churn=20.0), 6, 16)
+    assert 16 < n <= 200
+    g = torch.Generator().manual_seed(6)
+    widths = torch.tensor([0.4, 0.5, 0.6, 0.7, 0.8, 1.0])
+    y = torch.randn(1, 500, generator=g) * float(widths.pow(2).sum().sqrt())
+    texts = torch.stack([_text(float(s)) for s in widths])
+
+    def run(steps):
+        fn = Separator(Guide(GaussianScore()), y, texts, w=0.0)
+        x = sample(fn, torch.randn(5, 1, 500, generator=g), steps=steps, solver=EulerChurn(s_churn=20.0), generator=g)
+        return fn.finish(x)
+
+    assert float(run(16).abs().max()) > 100 * float(y.abs().max())
+    stable = run(n)
+    assert float(stable.abs().max()) < 3 * float(y.abs().max())
+    torch.testing.assert_close(stable.sum(0), y, atol=1e-4, rtol=1e-4)
+
+
+def test_long_mixes_are_sampled_in_cross_faded_windows():
+    """A 2,500-frame mixture (40 s) runs as overlapping windows joined with linear fades: a per-window
+    identity comes back exactly, each window sees one global level, and progress counts up across windows."""
+    from backline.engines.accompany.engine import Prepared, windowed
+
+    mag = torch.rand(spec.BINS, 2500, generator=torch.Generator().manual_seed(0))
+    prep = Prepared(None, None, mag.to(torch.complex64), mag, torch.tensor(0.5), None)
+    sizes, seen = [], []
+
+    def run(p, cb):
+        sizes.append(p.mag.shape[-1])
+        cb({"i": 0, "steps": 2})
+        return {"x": p.scaled}
+
+    out = windowed(prep, run, callback=lambda s: seen.append((s["i"], s["steps"])), window=1024, overlap=128)
+    torch.testing.assert_close(out["x"], mag * 0.5)
+    assert max(sizes) == 1024 and len(sizes) == 3 and sum(sizes) - 2 * 128 >= 2500
+    assert seen == [(0, 6), (2, 6), (4, 6)]

@@ -142,6 +142,19 @@ class StemCache:
         scale = mix_scale(mags[0])
         return mags[1] * scale, subset_index(chosen), scale
 
+    def mixture_profile(self, n: int, frames: int, rng: np.random.Generator) -> torch.Tensor:
+        """Per-bin RMS [BINS] of full-mixture magnitudes (after the per-mixture scale) over n random crops: the
+        model's `bin_scale`."""
+        samples = (frames - 1) * HOP
+        acc = torch.zeros(complex_spec(torch.zeros(samples)).shape[0])
+        for _ in range(n):
+            i = int(rng.integers(len(self.files)))
+            start = int(rng.integers(max(1, self.lengths[i] - samples)))
+            mag = complex_spec(self.crop(i, start, samples).sum(0)).abs()
+            acc += (mag * mix_scale(mag)).pow(2).mean(-1)
+        rms = (acc / n).sqrt()
+        return rms.clamp_min(0.01 * float(rms.median()))
+
     def batch(self, n: int, frames: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         xs, labels = [], []
         for _ in range(n):

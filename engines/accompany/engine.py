@@ -58,6 +58,8 @@ KIND = "gmsdi-score"
 FORMAT_VERSION = 1
 MODES = ("accompaniment", "extract", "separate", "ensemble", "total")
 SILENT_MIX_DB = -70.0
+#: Long mixes are sampled in windows of this many STFT frames (16.4 s) overlapping by OVERLAP_FRAMES (2 s).
+WINDOW_FRAMES, OVERLAP_FRAMES = 1024, 128
 #: GM programs for the MIDI of each role (0-based); drums get no transcription.
 GM_PROGRAM = {"Bass": 33, "Guitar": 25, "Piano": 0, "Strings": 48, "Lead": 80}
 
@@ -94,9 +96,56 @@ class Prepared:
     mag: torch.Tensor  # [BINS, F]
     scale: torch.Tensor  # scalar gain to the model's level
 
+    bin_scale: torch.Tensor | None = None  # the model's per-bin scale [BINS]
+
     @property
     def scaled(self) -> torch.Tensor:
-        return self.mag * self.scale
+        """The mixture in the model's representation: magnitude × per-mixture gain ÷ per-bin scale."""
+        return self.mag * self.scale / self.bins
+
+    @property
+    def bins(self) -> torch.Tensor:
+        return torch.ones(()) if self.bin_scale is None else self.bin_scale[:, None]
+
+    def to_magnitude(self, x: torch.Tensor) -> torch.Tensor:
+        """Representation → linear magnitude at the mixture's level."""
+        return x * self.bins / self.scale
+
+    def window(self, start: int, stop: int) -> Prepared:
+        """Frames [start, stop) with the whole mixture's level (one gain for every window)."""
+        return Prepared(self.audio, self.wave, self.spec[:, start:stop], self.mag[:, start:stop], self.scale,
+                        self.bin_scale)
+
+
+def windowed(prep: Prepared, run, callback=None, window: int = 0, overlap: int = 0) -> dict[str, torch.Tensor]:
+    """`run(prep_window, callback) -> {name: [BINS, frames]}` over overlapping windows of a long mixture, joined
+    with linear cross-fades. Why: the bottom attention is quadratic in length (a 15-minute mix would need
+    tens of GB); windows of ~16 s keep memory flat and every window sees 2 s of context either side."""
+    window = window or WINDOW_FRAMES
+    overlap = overlap or OVERLAP_FRAMES
+    total = prep.mag.shape[-1]
+    if total <= window:
+        return run(prep, callback)
+    starts = list(range(0, total - overlap, window - overlap))
+    out: dict[str, torch.Tensor] = {}
+    weight = torch.zeros(total)
+    for k, a in enumerate(starts):
+        b = min(total, a + window)
+
+        def cb(state, k=k):
+            if callback is not None:
+                callback(state | {"i": k * state["steps"] + state["i"], "steps": len(starts) * state["steps"]})
+
+        part = run(prep.window(a, b), cb)
+        ramp = torch.ones(b - a)
+        if k > 0:
+            ramp[:overlap] = torch.linspace(0, 1, overlap + 2)[1:-1]
+        if b < total:
+            ramp[-overlap:] = torch.minimum(ramp[-overlap:], torch.linspace(1, 0, overlap + 2)[1:-1])
+        for name, x in part.items():
+            out.setdefault(name, torch.zeros(*x.shape[:-1], total))[..., a:b] += x * ramp
+        weight[a:b] += ramp
+    return {name: x / weight.clamp_min(1e-6) for name, x in out.items()}
 
 
 class AccompanyEngine:
@@ -207,6 +256,12 @@ class AccompanyEngine:
         return GenerationResult(takes, report)
 
     # --- pieces (benchmarks use these directly) ---------------------------------------------------------
+    @property
+    def ensemble_choice(self) -> dict[str, str]:
+        """Per role, the system the ensemble takes: measured for the shipped weights (`ensemble_choice` in
+        their JSON, from benchmarks/gmsdi_eval.py), else the paper's table (`gmsdi.ENSEMBLE_CHOICE`)."""
+        return ENSEMBLE_CHOICE | dict(self.meta.get("ensemble_choice") or {})
+
     def check_mix(self, mix: Audio | None) -> Audio:
         if mix is None:
             raise ConfigError("this mode needs a mix to listen to", fix="give --mix MIX.wav")
@@ -224,7 +279,7 @@ class AccompanyEngine:
         mono = torch.from_numpy(resample(mix.samples.mean(axis=0), mix.sample_rate, spec.SAMPLE_RATE).copy())
         z = spec.complex_spec(mono)
         mag = z.abs()
-        return Prepared(mix, mono, z, mag, spec.mix_scale(mag))
+        return Prepared(mix, mono, z, mag, spec.mix_scale(mag), self.model.bin_scale.detach().float().cpu())
 
     def embed(self, roles) -> torch.Tensor:
         return self.text.encode([label_text(roles)])[0].to(self.device)
@@ -253,7 +308,10 @@ class AccompanyEngine:
         order = [r for r in roles if r != constrained] + [constrained]
         texts = torch.stack([self.embed([r]) for r in order])
         fn = Separator(self._guide(), prep.scaled.to(self.device), texts, w=w)
-        x = self._run(fn, len(order) - 1, prep.mag.shape[-1], EulerChurn(s_churn=20.0), steps, seed, callback, cancel)
+        solver = EulerChurn(s_churn=20.0)
+        steps = stable_steps(solver, len(order), steps)
+        self.last_steps = steps
+        x = self._run(fn, len(order) - 1, prep.mag.shape[-1], solver, steps, seed, callback, cancel)
         return dict(zip(order, fn.finish(x.to(self.device)).cpu()))
 
     def extractor_estimate(self, prep: Prepared, role: str, rest: tuple[str, ...], *, steps: int, w: float,
@@ -267,15 +325,21 @@ class AccompanyEngine:
 
     def estimates(self, prep: Prepared, roles: tuple[str, ...], *, mode: str, steps: int, w: float, seed: int,
                   mix_roles: tuple[str, ...] = ROLES, callback=None, cancel=None) -> dict[str, torch.Tensor]:
-        """Scaled magnitude estimates for `roles` by `mode` (extract / separate / ensemble)."""
+        """Scaled magnitude estimates for `roles` by `mode` (extract / separate / ensemble), windowed."""
         if mode not in ("extract", "separate", "ensemble"):
             raise ConfigError(f"mode {mode!r} is not a separation mode")
+        return windowed(prep, lambda p, cb: self._estimates(p, roles, mode=mode, steps=steps, w=w, seed=seed,
+                                                            mix_roles=mix_roles, callback=cb, cancel=cancel),
+                        callback)
+
+    def _estimates(self, prep, roles, *, mode, steps, w, seed, mix_roles, callback, cancel):
         out: dict[str, torch.Tensor] = {}
-        want_sep = mode == "separate" or (mode == "ensemble" and any(ENSEMBLE_CHOICE[r] == "separator" for r in roles))
+        choice = self.ensemble_choice
+        want_sep = mode == "separate" or (mode == "ensemble" and any(choice[r] == "separator" for r in roles))
         if want_sep:
             sep_roles = canonical(set(roles) | set(mix_roles)) if mode == "ensemble" else roles
             sep = self.separator_estimates(prep, sep_roles, steps=steps, w=w, seed=seed, callback=callback, cancel=cancel)
-            out.update({r: sep[r] for r in roles if mode == "separate" or ENSEMBLE_CHOICE[r] == "separator"})
+            out.update({r: sep[r] for r in roles if mode == "separate" or choice[r] == "separator"})
         for role in roles:
             if role in out:
                 continue
@@ -306,10 +370,16 @@ class AccompanyEngine:
         prep = self.prepare(mix)
         mags = self.accompany_magnitudes(prep, roles, given, steps=steps, w=w, alpha=alpha, beta=beta,
                                          gamma=gamma, seed=seed, callback=callback, cancel=cancel)
-        return {r: _limit(self._render(mags[r] / prep.scale, prep.wave.shape[-1], mix, seed, prep.spec)) for r in roles}
+        return {r: _limit(self._render(prep.to_magnitude(mags[r]), prep.wave.shape[-1], mix, seed, prep.spec))
+                for r in roles}
 
     def accompany_magnitudes(self, prep: Prepared, roles, given, *, steps, w, alpha, beta, gamma, seed,
                              callback=None, cancel=None) -> dict[str, torch.Tensor]:
+        return windowed(prep, lambda p, cb: self._accompany_magnitudes(
+            p, roles, given, steps=steps, w=w, alpha=alpha, beta=beta, gamma=gamma, seed=seed, callback=cb,
+            cancel=cancel), callback)
+
+    def _accompany_magnitudes(self, prep, roles, given, *, steps, w, alpha, beta, gamma, seed, callback, cancel):
         texts = torch.stack([self.embed([r]) for r in roles] + [self.embed(canonical(set(roles) | set(given)))])
         g = torch.Generator().manual_seed(int(seed) + 7919)
         fn = PartialGeneration(self._guide(), prep.scaled.to(self.device), texts, alpha=alpha, beta=beta, w=w,
@@ -326,7 +396,8 @@ class AccompanyEngine:
                                      w=w, gamma=gamma, seed=seed, callback=callback, cancel=cancel)
         length16 = math.ceil(frames * spec.SAMPLE_RATE / rate)
         target = Audio(np.zeros((2, frames), np.float32), rate)
-        stems = {label_text(p): self._render(mags[i], length16, target, seed, None) for i, p in enumerate(parts)}
+        bins = self.model.bin_scale.detach().float().cpu()[:, None]
+        stems = {label_text(p): self._render(mags[i] * bins, length16, target, seed, None) for i, p in enumerate(parts)}
         # no mixture sets the level: the parts together peak at −1 dBFS, their balance kept
         peak = float(np.abs(sum(a.samples for a in stems.values())).max())
         gain = 10 ** (-1 / 20) / peak if peak > 0 else 1.0
@@ -365,6 +436,27 @@ def apply_masks_at_rate(masks: torch.Tensor, mix: Audio) -> np.ndarray:
     m = _interp(m, time_idx, dim=2)  # [K, bins, frames]
     out = istft(m[:, None] * z[None], n_fft, hop, length=mix.frames)  # [K, C, T]
     return out.numpy().astype(np.float32)
+
+
+def stable_steps(solver: EulerChurn, sources: int, steps: int, limit: int = 400) -> int:
+    """The fewest Euler steps (≥ `steps`) at which the separator's coupled update is stable.
+
+    With K sources the constrained term y − Σ_{l<K} x_l feeds every free source, so the drift's stiffest mode
+    (all free sources moving together) is K times a single source's: an explicit step from σ̂ to σ_next is
+    stable only while K (1 − σ_next/σ̂) < 2 (we keep 1.8). Karras' ρ = 7 grid with s_churn 20 needs ~125 steps
+    for six sources (16 steps blew the estimates up to 10⁴× the mixture); the paper ran 150."""
+    from backline.engines.diffusion.sampler import sigma_of
+    from backline.engines.diffusion.schedule import CosineSchedule
+
+    n = steps
+    while n < limit:
+        sig = [sigma_of(t) for t in solver.times(n, CosineSchedule())]
+        gamma = min(solver.s_churn / n, math.sqrt(2) - 1)
+        worst = max((1 - sig[i + 1] / (sig[i] * (1 + gamma)) for i in range(n - 1)), default=1.0)
+        if sources * worst < 1.8:
+            return n
+        n += 8
+    return limit
 
 
 def _limit(audio: Audio, ceiling_db: float = -1.0) -> Audio:

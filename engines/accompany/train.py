@@ -1,12 +1,14 @@
 """`backline train gmsdi`: paper 003's text-conditioned score model on mixtures and sub-mixtures of corpus stems.
 
-    backline train gmsdi --corpus /work/data/corpus --run runs/gmsdi --config small --steps 4000 \
+    backline train gmsdi --corpus /work/data/corpus --run-dir runs/gmsdi --config small --steps 4000 \
         --max-minutes 30 --export engines/accompany/weights/gmsdi
-    torchrun --nproc_per_node 8 -m backline.engines.accompany.train --corpus ... (same arguments)
+    torchrun --nproc_per_node 8 -m backline.engines.accompany.train --corpus ... (same arguments; --run-dir,
+        not --run, which torchrun's own parser would take for its --run-path)
 
 Recipe: v-objective on the cosine schedule, t ~ U(0, 1); an example is a random 2 s crop, random per-stem
 gains (±40 %), a random non-empty subset of the roles present summed as audio, its linear magnitude spectrum
-scaled by the full mixture's gain (spec.py), and the embedding of its concatenated labels from the frozen
+scaled by the full mixture's gain (spec.py) and divided per bin by the model's `bin_scale` (measured at the
+start on 256 full-mixture crops), and the embedding of its concatenated labels from the frozen
 text encoder (table of all 63 label sets built once, shipped as labels.safetensors). With probability
 `--cond-dropout` the embedding is swapped for the model's learned null embedding z* (CFG, negative prompts).
 AdamW (0.9, 0.999), weight decay 0.01, linear warm-up then cosine decay to 10 %; gradient norm clipped at 1;
@@ -18,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import math
-import time
 from pathlib import Path
 
 HELP = "train the GMSDI accompaniment/separation score model (runs under torchrun)"
@@ -30,29 +30,22 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="Slakh-layout corpus (backline data synth); repeat for several")
     parser.add_argument("--holdout", type=int, default=0, help="leave the last N tracks out of training")
     parser.add_argument("--cache", type=Path, help="16 kHz stem cache (default: RUN/stem_cache)")
-    parser.add_argument("--config", default="small", choices=("small", "debug"), help="model size")
-    parser.add_argument("--run", type=Path, required=True, help="run folder (checkpoints, metrics.jsonl)")
-    parser.add_argument("--steps", type=int, default=4000)
+    from backline.engines.training import add_training_flags
+
+    add_training_flags(parser, steps=4000, sizes=("small", "debug"), size="small",
+                       size_flags=("--size", "--config"), run_flags=("--run-dir", "--run"))
     parser.add_argument("--batch", type=int, default=12, help="batch per process")
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--warmup", type=int, default=100)
     parser.add_argument("--crop", type=int, default=0, help="frames per example (default: the config's)")
-    parser.add_argument("--ema", type=float, default=0.998)
+    parser.add_argument("--ema", type=float, default=0.995)
     parser.add_argument("--cond-dropout", type=float, default=0.15)
-    parser.add_argument("--max-minutes", type=float, default=0.0, help="stop (and save) after this long; 0 = no limit")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads per process")
     parser.add_argument("--log-every", type=int, default=50)
     parser.add_argument("--ckpt-every", type=int, default=250)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--export", type=Path, help="write the EMA weights (fp16 safetensors + JSON) here at the end")
-
-
-def _lr_at(step: int, total: int, base: float, warmup: int) -> float:
-    if step < warmup:
-        return base * (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
 def label_table(texts_from_shipped: bool = True):
@@ -80,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     from backline.engines.accompany.model import CONFIGS, ScoreConfig, build_model, count_parameters
     from backline.engines.diffusion import CosineSchedule, v_loss
     from backline.engines.errors import ConfigError
-    from backline.engines.training import Checkpointer, Distributed, MetricLog, progress_bar, seed_everything
+    from backline.engines.training import Distributed, TrainLoop, progress_bar, seed_everything
     from backline.engines.weights import save_weights
 
     if args.steps <= 0 or args.batch <= 0 or args.crop < 0:
@@ -88,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(max(1, args.threads))
     ctx = Distributed.setup(args.device)
     seed_everything(args.seed + ctx.rank)
-    cache_dir = args.cache or args.run / "stem_cache"
+    cache_dir = args.cache or args.run_dir / "stem_cache"
     files = []
     for corpus in args.corpus:
         train_tracks, _ = split_tracks(corpus, args.holdout)
@@ -109,41 +102,38 @@ def run(args: argparse.Namespace) -> int:
     texts, table = label_table()
     table = table.to(ctx.device)
 
-    base = CONFIGS[args.config]
+    base = CONFIGS[args.size]
     cfg = ScoreConfig.from_dict(base.to_dict() | {"cond_dropout": args.cond_dropout, "crop": args.crop or base.crop})
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(args.seed)
         model = build_model(cfg)
+    with torch.random.fork_rng(devices=[]):
+        model.bin_scale.copy_(data.mixture_profile(256, cfg.crop, np.random.default_rng(args.seed)))
     model = model.to(ctx.device)
     ema = copy.deepcopy(model).eval()
     for p in ema.parameters():
         p.requires_grad_(False)
     net = ctx.wrap(model)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.999), weight_decay=0.01)
-    ckpt = Checkpointer(args.run, ctx)
-    step, extra = ckpt.load({"model": model, "ema": ema, "opt": opt})
-    elapsed_before = float(extra.get("elapsed_s", 0.0))
-    log = MetricLog(args.run, ctx)
+    loop = TrainLoop(ctx, args.run_dir, modules={"model": model, "ema": ema, "opt": opt}, optimizers=[opt],
+                     steps=args.steps, lr=args.lr, warmup=args.warmup, max_minutes=args.max_minutes,
+                     log_every=args.log_every, ckpt_every=args.ckpt_every, desc="train gmsdi")
     sched = CosineSchedule()
-    rng = np.random.default_rng([args.seed, ctx.rank, step])
-    started = time.monotonic()
-    bar = progress_bar(args.steps, step, ctx, "train gmsdi")
+    rng = np.random.default_rng([args.seed, ctx.rank, loop.step])
     if ctx.is_main:
-        print(f"gmsdi {args.config}: {count_parameters(model) / 1e6:.2f}M parameters, {len(data)} tracks, "
+        print(f"gmsdi {args.size}: {count_parameters(model) / 1e6:.2f}M parameters, {len(data)} tracks, "
               f"crop {cfg.crop} frames, device {ctx.device}")
-    losses: list[float] = []
-    stopped_early = False
-    while step < args.steps:
+    scale = model.bin_scale[:, None].detach().cpu()
+
+    def train_step(step: int) -> dict[str, float]:
         x, labels = data.batch(args.batch, cfg.crop, rng)
-        x, labels = x.to(ctx.device), labels.to(ctx.device)
+        x, labels = (x / scale).to(ctx.device), labels.to(ctx.device)
         text = table[labels]
         drop = torch.rand(x.shape[0], 1, device=ctx.device) < args.cond_dropout
-        text = torch.where(drop, model.null(x.shape[0]), text)
+        text = torch.where(drop, model.null(x.shape[0]), text)  # the learned z*, for CFG
         t = sched.sample_t(x.shape[0], device=ctx.device)
         eps = torch.randn_like(x)
         z = sched.noise(x, t, eps)
-        for group in opt.param_groups:
-            group["lr"] = _lr_at(step, args.steps, args.lr, args.warmup)
         with ctx.autocast():
             v = net(z, t, text)
         loss = v_loss(sched, v, x, t, eps)
@@ -154,23 +144,12 @@ def run(args: argparse.Namespace) -> int:
         with torch.no_grad():
             for pe, pm in zip(ema.parameters(), model.parameters()):
                 pe.lerp_(pm, 1 - args.ema)
-        step += 1
-        losses.append(float(loss.detach()))
-        bar.update(1)
-        if step % args.log_every == 0 or step == args.steps:
-            row = {"loss": float(np.mean(losses)), "lr": opt.param_groups[0]["lr"]}
-            log.log(step, **row)
-            bar.set_postfix({"loss": f"{row['loss']:.4f}"})
-            losses = []
-        if step % args.ckpt_every == 0:
-            ckpt.save(step, {"model": model, "ema": ema, "opt": opt},
-                      {"elapsed_s": elapsed_before + time.monotonic() - started})
-        if args.max_minutes and (time.monotonic() - started) > args.max_minutes * 60:
-            stopped_early = True
-            break
-    bar.close()
-    elapsed = elapsed_before + time.monotonic() - started
-    ckpt.save(step, {"model": model, "ema": ema, "opt": opt}, {"elapsed_s": elapsed})
+            for be, bm in zip(ema.buffers(), model.buffers()):
+                be.copy_(bm)
+        return {"loss": float(loss.detach())}
+
+    done = loop.run(train_step)
+    step, stopped_early, elapsed, log = done.step, done.stopped_early, done.elapsed_s, loop.log
     if ctx.is_main and args.export:
         export = copy.deepcopy(ema).half()
         training = {

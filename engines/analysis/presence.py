@@ -52,12 +52,10 @@ N_FEATURES = 4 * (len(BAND_EDGES) - 1) + 7 + N_TAGS
 
 def presence_features(wav16: torch.Tensor) -> np.ndarray:
     """Hand features of one window of 16 kHz mono audio (see the module docstring), without the tagger part."""
-    import librosa
-
     mag = stft(wav16.float(), N_FFT, HOP).abs().numpy()  # [F, T]
     # HPSS only below 2 kHz (a quarter of the bins: the median filters are the cost); above it everything counts
     # as percussive, which is what hats and cymbals are and what matters up there.
-    h_lo, p_lo = librosa.decompose.hpss(mag[:HPSS_BINS], kernel_size=(17, 17), power=2.0)
+    h_lo, p_lo = hpss(mag[:HPSS_BINS])
     harm = torch.zeros(mag.shape)
     harm[:HPSS_BINS] = torch.from_numpy(h_lo**2)
     perc = torch.from_numpy(mag**2)
@@ -79,6 +77,21 @@ def presence_features(wav16: torch.Tensor) -> np.ndarray:
     hshare = 10 * torch.log10(harm.sum() / total + 1e-10)
     extra = torch.stack([low.mean(), low.std(), high.mean(), high.std(), poly.mean(), entropy.mean(), hshare])
     return torch.cat(feats + [extra]).float().numpy()
+
+
+def hpss(mag: np.ndarray, kernel: int = 17) -> tuple[np.ndarray, np.ndarray]:
+    """Harmonic/percussive split of a magnitude spectrogram [F, T]: librosa.decompose.hpss's algorithm
+    (Fitzgerald's median filters, soft masks with power 2, reflect padding, 0.5/0.5 where both are silent),
+    with scipy directly: `librosa.decompose` pulls in scikit-learn and lazy numba modules, 2–8 s on the first
+    call of every process, where the filtering itself takes 20 ms."""
+    from scipy.ndimage import median_filter
+
+    harm = median_filter(mag, size=(1, kernel), mode="reflect")
+    perc = median_filter(mag, size=(kernel, 1), mode="reflect")
+    h2, p2 = harm.astype(np.float64) ** 2, perc.astype(np.float64) ** 2
+    total = h2 + p2
+    mask = np.where(total > 0, h2 / np.where(total > 0, total, 1.0), 0.5)
+    return (mag * mask).astype(mag.dtype), (mag * (1.0 - mask)).astype(mag.dtype)
 
 
 def with_tags(hand: np.ndarray, fine: np.ndarray, coarse: np.ndarray) -> np.ndarray:

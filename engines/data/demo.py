@@ -186,6 +186,7 @@ def generate_on_demo(track: Path, takes: Path, seed: int = 0) -> dict[str, Path]
     report = analyze(mix)
     heard = ", ".join(f"{t} {report.fine[t]:.0%}" for t in report.present_fine) or report.message
     print(f"analysis of the band without its bass ({report.analysis_seconds:.2f} s): {heard}")
+    print("  parts playing: " + ", ".join(f"{p} {v:.0%}" for p, v in report.parts.items()))
     print(f"  missing parts: {', '.join(report.missing_parts) or 'none'}"
           + (f"; suggestion: {report.suggestion}" if report.suggestion else ""))
 

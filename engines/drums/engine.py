@@ -30,6 +30,7 @@ import torch
 from backline.engines.audio import Audio
 from backline.engines.drums import novelty as nov
 from backline.engines.drums.feel import (
+    CONTROL_NAMES,
     STYLE_CHOICES,
     Feel,
     apply_dynamics,
@@ -46,7 +47,13 @@ from backline.engines.drums.inputs import (
 )
 from backline.engines.drums.models import CONFIGS, build_model
 from backline.engines.drums.pipeline import DrumPipeline, PipelineConfig
-from backline.engines.drums.representation import CLASS_PITCH, DRUM_CLASSES, STEPS_PER_QUARTER, check_bar_list
+from backline.engines.drums.representation import (
+    CLASS_PITCH,
+    DRUM_CLASSES,
+    SNARE,
+    STEPS_PER_QUARTER,
+    check_bar_list,
+)
 from backline.engines.drums.velocity import assign_velocities
 from backline.engines.errors import (
     AudioFileError,
@@ -72,6 +79,7 @@ FORMAT_VERSION = 1
 FADE_SECONDS = 0.01
 #: Longest drum audio rendered in one go (20 min of stereo float32 at 48 kHz ≈ 0.5 GB in memory).
 MAX_RENDER_SECONDS = 20 * 60
+SIDE_STICK_KEY = 37  # GM side stick: how a cross-stick is written
 NOTE_QUARTERS = 0.125  # drum notes are a 32nd long; GM kits ignore note-off for most drums anyway
 SOUNDFONTS = ("FluidR3_GM", "MuseScore_General", "TimGM6mb")
 
@@ -187,9 +195,10 @@ def region_timeline(timeline: Timeline, start_quarter: float) -> Timeline:
 
 
 def drum_midi(drums: np.ndarray, velocities: np.ndarray, timeline: Timeline,
-              offsets: np.ndarray | None = None) -> mido.MidiFile:
+              offsets: np.ndarray | None = None, pitches: np.ndarray | None = None) -> mido.MidiFile:
     """Grid `[steps, 9]` (step 0 = tick 0) → type-1 MIDI: tempo/meter track + a channel-10 drum track.
-    `offsets` [steps, 9] moves single onsets off the grid by whole ticks (humanise)."""
+    `offsets` [steps, 9] moves single onsets off the grid by whole ticks (humanise); `pitches` [steps, 9] (0 =
+    the class's key) plays single onsets on another key of their class (a cross-stick for the snare)."""
     ppq = timeline.ppq
     events: list[tuple[int, mido.Message | mido.MetaMessage]] = [
         (0, mido.MetaMessage("time_signature", numerator=timeline.numerator, denominator=timeline.denominator))]
@@ -202,7 +211,8 @@ def drum_midi(drums: np.ndarray, velocities: np.ndarray, timeline: Timeline,
     ticks = np.round(steps * ppq / STEPS_PER_QUARTER).astype(int)
     if offsets is not None:
         ticks = np.maximum(ticks + offsets[steps, classes], 0)
-    raw = [(int(t), 1, CLASS_PITCH[c], int(max(1, velocities[s, c]))) for t, s, c in zip(ticks, steps, classes)]
+    keys = [int(pitches[s, c]) if pitches is not None and pitches[s, c] else CLASS_PITCH[c] for s, c in zip(steps, classes)]
+    raw = [(int(t), 1, k, int(max(1, velocities[s, c]))) for t, k, s, c in zip(ticks, keys, steps, classes)]
     raw += [(t + length, 0, p, 0) for t, _, p, _ in raw]
     raw.sort()
     track = mido.MidiTrack([mido.MetaMessage("track_name", name="Backline drums", time=0)])
@@ -367,7 +377,7 @@ class DrumEngine:
         spb = grid.steps_per_bar
         lo, hi = first * spb, (last + 1) * spb
         rng = np.random.default_rng([seed, 7])  # the feel's own stream: the models' draws stay as they were
-        feel = Feel(**{k: v for k, v in vars(feel).items() if k != "notes"})
+        feel = Feel(**{k: getattr(feel, k) for k in CONTROL_NAMES})  # a fresh one per take: its notes are the take's
         result.drums = apply_pattern(result.drums, feel, numerator=grid.numerator, denominator=grid.denominator,
                                      steps_per_bar=spb, bars=[b for b in result.generated_bars if first <= b <= last],
                                      fill_bars=result.fill_bars, rng=rng)
@@ -389,7 +399,11 @@ class DrumEngine:
         seconds_per_step = np.array([60.0 / rtl.tempo.bpm_at_quarter(q) for q in step_q]) / STEPS_PER_QUARTER
         offsets = timing_offsets(drums, feel, seconds_per_step, rtl.ppq / STEPS_PER_QUARTER, rng)
         offsets[~generated[lo:hi]] = 0
-        mid = drum_midi(drums, vel, rtl, offsets)
+        pitches = np.zeros(drums.shape, np.int16)
+        for b in feel.side_stick_bars:
+            if first <= b <= last:
+                pitches[(b - first) * spb:(b - first + 1) * spb, SNARE] = SIDE_STICK_KEY
+        mid = drum_midi(drums, vel, rtl, offsets, pitches)
         stems: dict[str, Audio] = {}
         render_info = None
         if controls["render"]:
@@ -422,7 +436,7 @@ class DrumEngine:
             "regrooved_bars": [bar_no(b) for b in result.regrooved_bars],
             "notes": int(drums.sum()), "notes_per_class": {c: int(drums[:, i].sum()) for i, c in enumerate(DRUM_CLASSES)},
             "generation_seconds": round(gen_seconds, 4), "render": render_info,
-            "feel": {k: v for k, v in vars(feel).items() if k != "notes"}, "feel_notes": feel.notes,
+            "feel": {k: getattr(feel, k) for k in CONTROL_NAMES}, "feel_notes": feel.notes,
             "controls": controls,
         }
         return Take(seed=seed, stems=stems, midi=mid, start_sample=report["start_sample"], report=report)

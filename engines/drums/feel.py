@@ -54,7 +54,9 @@ STYLES: dict[str, str] = {"rock": "rock", "funk": "funk", "shuffle": "shuffle", 
                           "bossa": "bossa", "disco": "disco", "ballad": "ballad"}
 STYLE_CHOICES = ("band", *STYLES)
 KICK_IS_STYLE = {"disco", "bossa"}
+SIDE_STICK = {"bossa"}  # styles whose snare layer is a cross-stick: written as GM 37 (side stick), not 38
 CYMBALS = (CLOSED_HAT, OPEN_HAT, RIDE)
+CONTROL_NAMES = ("style", "fill_amount", "complexity", "intensity", "swing", "humanise")
 
 
 @dataclass
@@ -66,11 +68,11 @@ class Feel:
     swing: float = 0.0
     humanise: float = 0.3
     notes: list[str] = field(default_factory=list)  # what was done, for the report
+    side_stick_bars: list[int] = field(default_factory=list)  # bars whose snare is played as a cross-stick (37)
 
     @classmethod
     def from_controls(cls, controls: dict) -> Feel:
-        return cls(**{k: controls[k] for k in ("style", "fill_amount", "complexity", "intensity", "swing", "humanise")
-                      if k in controls})
+        return cls(**{k: controls[k] for k in CONTROL_NAMES if k in controls})
 
 
 def fill_threshold(fill_amount: float, base: float) -> float | None:
@@ -111,6 +113,8 @@ def apply_pattern(drums: np.ndarray, feel: Feel, *, numerator: int, denominator:
     if style != "band" and (numerator, denominator) != (4, 4):
         feel.notes.append(f"style {style} is a 4/4 groove; this {numerator}/{denominator} song keeps the model's groove")
         style = "band"
+    if style in SIDE_STICK:
+        feel.side_stick_bars = [b for b in bars if b not in fills]
     pos = np.arange(spb)
     off_eighth = pos % eighth != 0
     backbeats = [STEPS_PER_QUARTER, 3 * STEPS_PER_QUARTER] if spb == 4 * STEPS_PER_QUARTER else []
