@@ -14,6 +14,8 @@
    sounds at each moment (the before-stop hook's check), the take's audio in D major (CQT chroma energy, with the
    demo's real bass stem on the same measure, and pYIN pitch frames), energy at the STFT hop rate.
 4. Speed: 30 s of a held-out song in follow mode through the engine, files written, wall and CPU time / 30 s.
+5. Whole engine (paper 000's measures) on 8-s clips: matching top-1 of the 25x25 soft-assignment matrix (the
+   analysis engine's matching model), FAD against the real basses, and the grounding ratio.
 """
 
 from __future__ import annotations
@@ -275,13 +277,69 @@ def speed(engine, corpus: Path) -> dict:
     return {"wall_rtf": wall / 30, "cpu_rtf": cpu / 30}
 
 
+def whole_engine(engine, corpus: Path, clips_n: int, seconds: float) -> dict:
+    """Paper 000's whole-engine measures on follow-mode takes: the 25×25 soft-assignment matrix (matching top-1),
+    FAD against the real basses, and the grounding ratio (see below)."""
+    from bass_eval import Embedder, distances, fad, load_clips
+
+    from backline.engines.analysis.api import match_matrix
+    from backline.engines.bass.follow import plan_line, render_line
+    from backline.engines.bass.presets import list_presets, load_preset
+    from backline.engines.listen import listen
+
+    clips = load_clips(corpus, clips_n, seconds)
+    finger = load_preset("finger")
+    takes, lines = [], []
+    for c in clips:
+        lst = listen(c.mix)
+        # the engine's default take: the finger preset's style (each song's own style measured 0.44 top-1 once:
+        # the matching model scores plain root-fifth lines higher than tumbao or reggae ones)
+        notes, _, _ = plan_line(engine.planner(), lst, lst.kicks, style="root_fifth")
+        lines.append((notes, lst))
+        takes.append(render_line(notes, finger, c.mix.frames, c.mix.sample_rate, lst.bpm)[1])
+    n = len(clips)
+    mixes, real = [c.mix for c in clips], [c.bass for c in clips]
+    out = {}
+    print(f"\n5. whole engine on {n} clips of {seconds:g} s from held-out songs (follow mode, finger preset)")
+    for label, basses in (("follow mode", takes), ("real (ceiling)", real)):
+        mat = match_matrix(mixes, basses).float().numpy()
+        top1 = float((mat.argmax(1) == np.arange(n)).mean())
+        out[label] = top1
+        print(f"   {label:>15}: matching top-1 {top1:.2f}, mean diagonal p {np.diag(mat).mean():.3f} "
+              f"(chance {1 / n:.3f}; target >= 0.8)")
+    out["fad"] = fad([r.resampled(44100).with_channels(1) for r in real],
+                     [t.resampled(44100).with_channels(1) for t in takes])
+    print(f"   FAD (frame log-mel, as bass_eval) follow mode vs real basses: {out['fad']:.1f}")
+    # grounding: the same planned line rendered in each preset's sound, compared with that preset's reference
+    # (grounded) and with the other presets' references (what an ungrounded take would match as well)
+    emb = Embedder("timbre")
+    presets = [load_preset(p) for p in list_presets()]
+    refs = [emb(read_audio(p.reference)) for p in presets]
+    grounded, other, plain = [], [], []
+    for (notes, lst), c in list(zip(lines, clips))[:2]:
+        outs = [emb(render_line(notes, p, c.mix.frames, c.mix.sample_rate, lst.bpm)[1]) for p in presets]
+        default = emb(render_line(notes, None, c.mix.frames, c.mix.sample_rate, lst.bpm)[1])
+        for i, ref in enumerate(refs):
+            grounded.append(distances(ref, outs[i])[0])
+            other += [distances(ref, outs[j])[0] for j in range(len(presets)) if j != i]
+            plain.append(distances(ref, default)[0])
+    out["grounding_ratio"] = float(np.mean(grounded) / np.mean(other))
+    print(f"   grounding (timbre embedding, 2 clips x {len(presets)} presets): cosine distance to the preset's "
+          f"reference {np.mean(grounded):.3f} in its own sound vs {np.mean(other):.3f} in the other presets' sounds "
+          f"— ratio {out['grounding_ratio']:.3f} (target <= 0.35); one plain finger sound for all: "
+          f"{np.mean(plain):.3f}. Free mode: bass_eval.py's grounding table")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--corpus", type=Path, default=Path("/work/data-follow/heldout2"))
     ap.add_argument("--songs", type=int, default=12, help="rendered held-out songs for the pipeline table")
     ap.add_argument("--composed", type=int, default=60, help="composed held-out songs for the planner table")
     ap.add_argument("--planner", type=Path, help="planner weights to evaluate (default: shipped)")
-    ap.add_argument("--skip", default="", help="comma list of parts to skip: planner,pipeline,demo,speed")
+    ap.add_argument("--clips", type=int, default=25, help="clips for the whole-engine table (matching matrix)")
+    ap.add_argument("--seconds", type=float, default=8.0, help="clip length for the whole-engine table")
+    ap.add_argument("--skip", default="", help="comma list of parts to skip: planner,pipeline,demo,speed,whole")
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
     from bass_speed import cpu_name
@@ -301,6 +359,8 @@ def main(argv: list[str] | None = None) -> int:
         demo_table(engine)
     if "speed" not in skip:
         speed(engine, a.corpus)
+    if "whole" not in skip:
+        whole_engine(engine, a.corpus, a.clips, a.seconds)
     return 0
 
 

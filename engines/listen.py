@@ -741,13 +741,12 @@ def listen(mix: Audio | None, *, transport: Timeline | None = None, region_start
         bpm = transport.bpm
         sr = transport.sample_rate
         duration = mix.seconds if mix is not None else (midi_l.duration if midi_l else 0.0)
-        t0 = region_start / sr
-        q0 = transport.samples_to_quarters(region_start)
+        t0 = region_start / sr  # the region's first sample, in the timeline's seconds
+        q0, q1 = transport.samples_to_quarters(region_start), transport.seconds_to_quarters(t0 + duration)
         qb = transport.quarters_per_beat
-        first_q = np.ceil(q0 / qb - 1e-9) * qb
-        beats = np.array([transport.quarters_to_seconds(q) - transport.quarters_to_seconds(q0) * 0 - t0
-                          for q in np.arange(first_q, q0 + (duration + 1e-9) * bpm / 60.0, qb)])
-        beats = beats[beats < duration - 1e-6]
+        beats = np.array([transport.quarters_to_seconds(q) - t0
+                          for q in np.arange(np.ceil(q0 / qb - 1e-9) * qb, q1 - 1e-9, qb)])
+        beats = beats[beats < duration - 1e-3]  # a beat on the region's last sample starts the next bar
         bar_q = transport.quarters_per_bar
         first_bar_q = np.ceil(q0 / bar_q - 1e-9) * bar_q
         downbeat = transport.quarters_to_seconds(first_bar_q) - t0

@@ -158,3 +158,14 @@ def test_follow_controls_are_checked(band, tmp_path):
         with pytest.raises(ConfigError, match=match):
             engine.generate(req)
     assert not (tmp_path / "o").exists()
+
+
+def test_free_mode_midi_carries_the_heard_tempo_without_bpm(band, tmp_path):
+    """Paper 000's path too: a plain file given without --bpm is not taken as 120 BPM."""
+    tr, mix = band
+    clip = mix.slice(0, 6 * mix.sample_rate)
+    req = GenerationRequest("bass", tmp_path / "o", Timeline.constant(120.0, mix.sample_rate), mix=clip,
+                            region_stop=clip.frames, preset="finger", controls={"mode": "free", "steps": 2})
+    res = build("debug").generate(req)
+    tempo = mido.tempo2bpm(next(m.tempo for m in res.takes[0].midi.tracks[0] if m.type == "set_tempo"))
+    assert abs(tempo - tr.extras["tempo_bpm"]) / tr.extras["tempo_bpm"] < 0.01

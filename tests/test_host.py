@@ -121,6 +121,7 @@ def test_generate_with_the_bass_engine_drag_out_and_restart(qtbot, make_window, 
     assert panel.style_well is not None  # the 'reference' audio control
     assert {"steps", "cfg", "rescale"} <= set(panel.widgets)  # built from describe()
     panel.widgets["steps"].setValue(2)  # debug engine, tiny run
+    panel.widgets["mode"].setCurrentText("free")  # the diffusion path: steps to watch (follow mode takes ~0.3 s)
     window.message_bar.hide()
     shot(window, "01-empty.png")
 

@@ -70,8 +70,6 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--bars needs the mix's tempo", fix="add --bpm, e.g. --bpm 120")
     bpm = check_bpm(args.bpm) if args.bpm is not None else 120.0  # a placeholder until the mix is heard
     controls |= {"bpm": float(args.bpm or 0.0), "meter": args.meter or ""}
-    if controls.get("mode", "follow") == "free":
-        controls = {k: v for k, v in controls.items() if k not in ("bpm", "meter")}
     if args.variations < 1:
         raise ConfigError(f"--variations {args.variations} must be >= 1")
     rate, _, total = audio_info(args.mix)

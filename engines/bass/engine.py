@@ -29,6 +29,7 @@ from backline.engines.bass.planner import STYLES as PLANNER_STYLES
 from backline.engines.diffusion import classifier_free, ddim_sample, style_grounding
 from backline.engines.errors import (
     AudioFormatError,
+    BacklineError,
     Cancelled,
     ConfigError,
     DeviceError,
@@ -245,6 +246,17 @@ class BassEngine:
             check_memory(mix.seconds, request.variations)
         seeds = [int(request.seed) + k for k in range(request.variations)]
 
+        # the MIDI's tempo: the DAW's, the user's, or heard (a plain file is not 120 BPM just because nobody said)
+        timeline = request.timeline
+        tempo_note = None
+        if merged["tempo_from"] == "listen" and not float(merged["bpm"]):
+            t0 = time.perf_counter()
+            try:
+                timeline = self.listen(request, merged | {"chords": "", "key": ""}, mix).timeline(mix.sample_rate)
+            except BacklineError as err:  # free mode does not need the grid: keep the given one and say so
+                tempo_note = f"no tempo heard ({err}); the MIDI uses {timeline.bpm:g} BPM"
+            timings["listen_s"] = time.perf_counter() - t0
+
         # style
         t0 = time.perf_counter()
         mu_style, style_info = self._style(preset, reference)
@@ -295,7 +307,7 @@ class BassEngine:
         for dry, _, _ in rendered:
             check_cancel(cancel)
             progress(0.92, "transcribing to MIDI")
-            midis.append(bass_midi(dry, request.timeline, request.region_start, quantise,
+            midis.append(bass_midi(dry, timeline, request.region_start, quantise,
                                    preset.gm_program if preset else 34))
         timings["transcribe_s"] = time.perf_counter() - t0
         check_cancel(cancel)
@@ -306,14 +318,14 @@ class BassEngine:
         timings["total_s"] = time.perf_counter() - t_start
         report = {
             "engine": NAME, "config": self.config, "device": result.device, "fallbacks": result.fallbacks,
-            "warnings": list(self.warnings),
+            "warnings": list(self.warnings) + ([tempo_note] if tempo_note else []),
             "weights": self.describe().weights,
             "settings": {"steps": sampling.steps, "cfg": sampling.cfg, "rescale": sampling.rescale,
                          "strength": sampling.strength, "quantise": quantise, "variations": len(seeds)},
             "seeds": seeds, "style": style_info,
             "region": {"start_sample": request.region_start, "frames": mix.frames,
-                       "sample_rate": mix.sample_rate, "bpm": request.timeline.bpm,
-                       "start_bar": round(request.timeline.samples_to_bar(request.region_start), 4)},
+                       "sample_rate": mix.sample_rate, "bpm": timeline.bpm,
+                       "start_bar": round(timeline.samples_to_bar(request.region_start), 4)},
             "latent_frames": int(cond.shape[-1]),
             "timings_s": {k: round(v, 3) for k, v in timings.items()},
         }
