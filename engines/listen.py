@@ -541,7 +541,8 @@ def listen_audio(mix: Audio, *, bpm: float | None = None, meter: tuple[int, int]
     fps = SR / HOP
     fr_of = lambda t: np.clip(np.rint(t * fps).astype(int), 0, len(low) - 1)  # noqa: E731
     want_compound = meter == (6, 8) and beats_hint is None
-    meters = [(3, 4)] if want_compound else [meter] if meter else [(4, 4), (3, 4)]
+    # a 6/8 the user names is felt in quarters (three to the bar) or in dotted quarters (two): try both
+    meters = [(3, 4), (6, 8)] if want_compound else [meter] if meter else [(4, 4), (3, 4)]
     if meter is not None:
         sources.setdefault("meter", "user")
 
@@ -613,23 +614,25 @@ def listen_audio(mix: Audio, *, bpm: float | None = None, meter: tuple[int, int]
     if meter == (3, 4) and beats_hint is None and sources.get("meter") != "user" or want_compound:
         # 3/4 or 6/8? Both have six eighths in a bar; 6/8 accents the fourth (two groups of three), 3/4 the third
         # and fifth (three groups of two). Compare the onset strength there, bar by bar.
+        per = 3 if meter == (6, 8) else 2  # eighths per heard beat (dotted quarter or quarter)
         peak = np.maximum(env, np.maximum(np.roll(env, 1), np.roll(env, -1)))
         first = beats[phase] if phase < len(beats) else beats[0]
-        eighths = first + np.arange(int((duration - first) / (beat_s / 2))) * beat_s / 2
+        eighth = beat_s / per
+        eighths = first + np.arange(int((duration - first) / eighth)) * eighth
         prof = np.array([peak[fr_of(eighths[p::6])].mean() if len(eighths[p::6]) else 0.0 for p in range(6)])
         if want_compound or prof[3] > max(prof[2], prof[4]):
             meter = (6, 8)
-            start = first - np.floor(first / (beat_s / 2)) * (beat_s / 2)
-            beats = np.arange(start, duration - 0.05, beat_s / 2)
-            phase = int(round((first - start) / (beat_s / 2))) % 6
-            chroma = np.repeat(chroma, 2, axis=1)
-            energy = np.repeat(energy, 2)
+            start = first - np.floor(first / eighth) * eighth
+            beats = np.arange(start, duration - 0.05, eighth)
+            phase = int(round((first - start) / eighth)) % 6
+            chroma = np.repeat(chroma, per, axis=1)
+            energy = np.repeat(energy, per)
             if chroma.shape[1] < len(beats):
                 pad = len(beats) - chroma.shape[1]
                 chroma = np.pad(chroma, ((0, 0), (pad, 0)), mode="edge")
                 energy = np.pad(energy, (pad, 0), mode="edge")
             chroma, energy = chroma[:, :len(beats)], energy[:len(beats)]
-            beat_s /= 2
+            beat_s = eighth
     num = meter[0]
     bar_pos = (np.arange(len(beats)) - phase) % num
     downbeats = beats[bar_pos == 0]
