@@ -205,3 +205,17 @@ def parse_bar_range(text: str) -> tuple[int, int]:
     if first < 1 or last < first:
         raise TimelineError(f"bars {text!r} are not a range", fix="write it as FIRST-LAST with FIRST >= 1, e.g. 9-24")
     return first, last
+
+
+def region_of_bars(timeline: Timeline, bars: str | None, total: int, path: str | None = None) -> tuple[int, int]:
+    """[start, stop) samples of the bar range `bars` ('9-24') in a recording of `total` samples, or the whole
+    recording when `bars` is empty. A range past the end is refused with the number of bars there are."""
+    if not bars:
+        return 0, total
+    first, last = parse_bar_range(bars)
+    start, stop = timeline.bar_range_to_samples(first, last)
+    if start >= total or stop > total:
+        bars_in = timeline.bars_in(total)
+        raise TimelineError(f"bars {first}-{last} run past the end of the mix ({bars_in:.1f} bars at "
+                            f"{timeline.bpm:g} BPM)", path=path, fix=f"pick bars within 1-{int(bars_in)}")
+    return start, stop

@@ -166,6 +166,15 @@ def infinite(loader: Any, ctx: Distributed) -> Iterator[Any]:
 
 # --- the one training loop -----------------------------------------------------------------------------------
 
+@torch.no_grad()
+def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    """Exponential moving average of the parameters (buffers copied): the weights the diffusion trainers export."""
+    for pe, pm in zip(ema.parameters(), model.parameters()):
+        pe.lerp_(pm, 1 - decay)
+    for be, bm in zip(ema.buffers(), model.buffers()):
+        be.copy_(bm)
+
+
 def warmup_cosine(step: int, total: int, warmup: int, floor: float = 0.1) -> float:
     """LR multiplier: linear warm-up over `warmup` steps, then a cosine from 1 down to `floor` at `total`."""
     if warmup > 0 and step < warmup:

@@ -44,9 +44,9 @@ def build_request(args: argparse.Namespace, mode: str, prompt: str, controls: di
     from backline.engines.accompany.engine import build
     from backline.engines.accompany.roles import parse_prompt
     from backline.engines.audio import audio_info, read_audio
-    from backline.engines.errors import ConfigError, TimelineError
+    from backline.engines.errors import ConfigError
     from backline.engines.protocol import GenerationRequest
-    from backline.engines.timeline import Timeline, check_bpm, parse_bar_range
+    from backline.engines.timeline import Timeline, check_bpm, parse_bar_range, region_of_bars
 
     parse_prompt(prompt)  # unknown labels fail before any loading
     try:
@@ -64,14 +64,7 @@ def build_request(args: argparse.Namespace, mode: str, prompt: str, controls: di
     if args.mix is not None:
         rate, _, total = audio_info(args.mix)
         timeline = Timeline.constant(bpm, rate, num, den)
-        start, stop = 0, total
-        if args.bars:
-            first, last = parse_bar_range(args.bars)
-            start, stop = timeline.bar_range_to_samples(first, last)
-            if start >= total or stop > total:
-                bars_in_mix = timeline.bars_in(total)
-                raise TimelineError(f"bars {first}-{last} run past the end of the mix ({bars_in_mix:.1f} bars at "
-                                    f"{bpm:g} BPM)", path=args.mix, fix=f"pick bars within 1-{int(bars_in_mix)}")
+        start, stop = region_of_bars(timeline, args.bars, total, path=args.mix)
         mix = read_audio(args.mix, start=start, frames=stop - start)
     else:
         if not args.bars:

@@ -42,9 +42,9 @@ def run(args: argparse.Namespace) -> int:
     from backline.engines.audio import audio_info, read_audio
     from backline.engines.bass.engine import ALL_CONTROLS
     from backline.engines.bass.presets import list_presets, load_preset
-    from backline.engines.errors import ConfigError, TimelineError
+    from backline.engines.errors import ConfigError
     from backline.engines.protocol import GenerationRequest, control_values, generate_in_terminal
-    from backline.engines.timeline import Timeline, check_bpm, parse_bar_range
+    from backline.engines.timeline import Timeline, check_bpm, region_of_bars
 
     if args.list_presets:
         for name in list_presets():
@@ -74,14 +74,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--variations {args.variations} must be >= 1")
     rate, _, total = audio_info(args.mix)
     timeline = Timeline.constant(bpm, rate, num, den)
-    start, stop = 0, total
-    if args.bars:
-        first, last = parse_bar_range(args.bars)
-        start, stop = timeline.bar_range_to_samples(first, last)
-        if start >= total or stop > total:
-            bars_in_mix = timeline.bars_in(total)
-            raise TimelineError(f"bars {first}-{last} run past the end of the mix ({bars_in_mix:.1f} bars at "
-                                f"{bpm:g} BPM)", path=args.mix, fix=f"pick bars within 1-{int(bars_in_mix)}")
+    start, stop = region_of_bars(timeline, args.bars, total, path=args.mix)
     if args.device == "cpu":  # before reading a long file or loading any weights
         from backline.engines.bass.engine import check_memory
 

@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     from backline.engines.codec import load_codec
     from backline.engines.diffusion import CosineSchedule, v_loss
     from backline.engines.errors import ConfigError
-    from backline.engines.training import Distributed, TrainLoop, progress_bar, seed_everything
+    from backline.engines.training import Distributed, TrainLoop, ema_update, progress_bar, seed_everything
     from backline.engines.weights import save_weights
 
     if args.steps <= 0 or args.batch <= 0 or args.crop <= 0:
@@ -140,11 +140,7 @@ def run(args: argparse.Namespace) -> int:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        with torch.no_grad():
-            for pe, pm in zip(ema.parameters(), model.parameters()):
-                pe.lerp_(pm, 1 - args.ema)
-            for be, bm in zip(ema.buffers(), model.buffers()):
-                be.copy_(bm)
+        ema_update(ema, model, args.ema)
         return {"loss": float(loss.detach())}
 
     def on_log(step: int) -> dict[str, float]:
