@@ -26,6 +26,7 @@ Choices where the paper is vague (deliberate, documented here):
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -64,6 +65,9 @@ class CodecConfig:
     # "spsi": the decoder predicts magnitude only and the phase is reconstructed from it (SPSI + Griffin-Lim)
     phase: str = "head"
     phase_iters: int = 0  # fast Griffin-Lim iterations after SPSI at decode time
+    # decoder level calibration (dB), measured on training crops at export (`train.calibrate_output_gain`): the
+    # log-domain reconstruction objective leaves decoded audio a few dB quiet, the same for every input
+    output_gain_db: float = 0.0
 
     def __post_init__(self) -> None:
         if self.role not in ("mix", "stem"):
@@ -199,7 +203,7 @@ class SpectralAutoencoder(nn.Module):
         16N frames invert exactly to 4096N samples: the dropped last centred frame's samples are still covered by
         the previous window, so the overlap-add envelope never vanishes. Returns (waveform, SPSI accumulated phase
         or None); `carry`/`carry_frame` continue a previous block's phase (see `frontend.spsi_phase`)."""
-        mag = torch.exp(0.5 * log_mag.float().clamp(max=MAG_CLAMP))
+        mag = torch.exp(0.5 * log_mag.float().clamp(max=MAG_CLAMP) + self.cfg.output_gain_db * (math.log(10) / 20))
         length = length or log_mag.shape[-1] * STFT_HOP
         if phase is not None:
             return fe.istft(torch.polar(mag, phase), N_FFT, STFT_HOP, length=length), None

@@ -308,7 +308,9 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
 
             start = load_codec(args.config, weights=None if args.init == "shipped" else args.init).model
             start = convert_phase(start, cfg)
-            if start.cfg.to_dict() != cfg.to_dict():
+            decode_only = ("output_gain_db", "phase_iters")  # recalibrated at export; not part of the weights
+            if {k: v for k, v in start.cfg.to_dict().items() if k not in decode_only} != \
+                    {k: v for k, v in cfg.to_dict().items() if k not in decode_only}:
                 raise ConfigError(f"--init weights are not the {args.config}/{args.size} codec",
                                   fix="pass weights of the same --config and --size")
             model.load_state_dict(start.state_dict())
@@ -388,6 +390,9 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         if ctx.is_main:
             if stats is not None:
                 result["latent_stats"] = stats
+            if cfg.phase == "spsi" and step > 0:
+                cfg.output_gain_db = calibrate_output_gain(model, batches)
+                result["output_gain_db"] = cfg.output_gain_db
             out = save_weights(model, run_dir / args.config, kind=KIND, config=cfg.to_dict(),
                                format_version=FORMAT_VERSION, training=result, overwrite=True)
             print(f"codec {args.config}/{args.size}: {step} steps in {elapsed / 60:.1f} min ({stop_reason}); "
@@ -407,6 +412,28 @@ class _NoBar:
 
     def close(self) -> None:
         pass
+
+
+@torch.no_grad()
+def calibrate_output_gain(model: torch.nn.Module, batches, n_batches: int = 6) -> float:
+    """The decoder's median loudness change (LU) over training crops, negated: the gain (dB) that makes a round
+    trip keep its level. Measured with the gain at 0; the caller stores it in the config (`output_gain_db`)."""
+    from backline.engines.audio import Audio
+    from backline.engines.codec.fidelity import loudness_change
+
+    model.eval()
+    saved, model.cfg.output_gain_db = model.cfg.output_gain_db, 0.0
+    changes = []
+    for _ in range(n_batches):
+        x = next(batches)[0]
+        y = model.decode(model.encode(x.to(next(model.parameters()).device)), x.shape[-1]).float().cpu()
+        for a, b in zip(x.numpy(), y.numpy()):
+            change = loudness_change(Audio(a, 44100), Audio(b, 44100))
+            if np.isfinite(change):
+                changes.append(change)
+    model.cfg.output_gain_db = saved
+    model.train()
+    return round(-float(np.median(changes)), 2) if changes else 0.0
 
 
 @torch.no_grad()
