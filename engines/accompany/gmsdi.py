@@ -23,6 +23,7 @@ held-out songs (Table 2's ensemble 11.56 dB is the mean of the per-stem maxima);
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -69,7 +70,7 @@ def _to_v(z: torch.Tensor, t: float, denoised: torch.Tensor) -> torch.Tensor:
     return (a * z - denoised) / max(b, 1e-8)
 
 
-class _Mode:
+class _Mode(ABC):
     """Shared plumbing: VE view of the VP state, score from D, v̂ from a combined score."""
 
     def __call__(self, z: torch.Tensor, tb: torch.Tensor) -> torch.Tensor:
@@ -80,8 +81,9 @@ class _Mode:
         scores = self.scores(u, t, sigma)
         return _to_v(z, t, u + sigma**2 * scores)
 
-    def scores(self, u: torch.Tensor, t: float, sigma: float) -> torch.Tensor:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def scores(self, u: torch.Tensor, t: float, sigma: float) -> torch.Tensor:
+        """Per-source scores ∇ log p at (u, σ)."""
 
     @staticmethod
     def score(guide: Guide, u: torch.Tensor, t: float, sigma: float, text, neg, w) -> torch.Tensor:

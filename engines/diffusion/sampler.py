@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -76,7 +77,7 @@ def ddim_timesteps(steps: int, t_max: float = 1.0, t_min: float = 0.0) -> list[f
     return [t_max + (t_min - t_max) * k / steps for k in range(steps + 1)]
 
 
-class Solver:
+class Solver(ABC):
     """How one step moves the state: a plug-in of the one loop in `sample`. The loop owns cancel, callback,
     the model call and the transforms (through `evaluate(z, t) -> Step`); a solver only picks the time grid,
     the starting state and the update. States are always the VP state z_t of the cosine schedule."""
@@ -89,9 +90,10 @@ class Solver:
     def init(self, noise: torch.Tensor, t0: float) -> torch.Tensor:
         return noise
 
+    @abstractmethod
     def step(self, i: int, x: torch.Tensor, t: float, s: float, evaluate: Callable[[torch.Tensor, float], Step],
              generator: torch.Generator | None) -> torch.Tensor:
-        raise NotImplementedError
+        """x_t → x_s."""
 
 
 @dataclass
