@@ -272,7 +272,9 @@ class OscBridge:
             return self
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+            # 4 MiB (the kernel caps it at net.core.rmem_max): small OSC datagrams cost ~1 kB of buffer each, so
+            # a DAW's burst of a few thousand position updates is queued, not dropped, while this process is busy
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
             sock.bind((self.host, self.port))
         except OSError as err:
             sock.close()
