@@ -148,13 +148,19 @@ class TotalGeneration(_Mode):
     def scores(self, u, t, sigma):
         s = self.score(self.guide, u, t, sigma, self.texts, None, [self.w] * u.shape[0])
         parts, y = u[:-1], u[-1]
-        gap = y - parts.sum(0)
-        out = s.clone()
-        if math.isfinite(self.gamma_x):
-            out[:-1] += gap[None] / (self.gamma_x * sigma) ** 2
-        if math.isfinite(self.gamma_y):
-            out[-1] -= gap / (self.gamma_y * sigma) ** 2
-        return out
+        return _couple(s, y - parts.sum(0), sigma, self.gamma_x, self.gamma_y)
+
+
+def _couple(scores: torch.Tensor, gap: torch.Tensor, sigma: float, gamma_x: float, gamma_y: float) -> torch.Tensor:
+    """GMSDI's coupled update: the parts' scores (all rows but the last) move towards closing `gap` = mixture −
+    Σ parts with weight 1/(γ_x σ)², the mixture's score (last row) away from it with 1/(γ_y σ)²; γ = ∞ turns a
+    side off."""
+    out = scores.clone()
+    if math.isfinite(gamma_x):
+        out[:-1] += gap[None] / (gamma_x * sigma) ** 2
+    if math.isfinite(gamma_y):
+        out[-1] -= gap / (gamma_y * sigma) ** 2
+    return out
 
 
 @dataclass
@@ -178,13 +184,7 @@ class PartialGeneration(_Mode):
         noise = torch.randn(self.given.shape, generator=self.generator).to(u)
         given_t = self.given + sigma * noise
         parts, y = u[:-1], u[-1]
-        gap = y - (self.alpha * given_t + self.beta * parts.sum(0))
-        out = s.clone()
-        if math.isfinite(self.gamma_x):
-            out[:-1] += gap[None] / (self.gamma_x * sigma) ** 2
-        if math.isfinite(self.gamma_y):
-            out[-1] -= gap / (self.gamma_y * sigma) ** 2
-        return out
+        return _couple(s, y - (self.alpha * given_t + self.beta * parts.sum(0)), sigma, self.gamma_x, self.gamma_y)
 
 
 #: Which system each role takes in the ensemble (paper 003, Table 2: drums from the separator, the rest

@@ -71,9 +71,15 @@ def run(args: argparse.Namespace) -> int:
     from backline.engines.accompany.data import StemCache, build_cache, split_tracks
     from backline.engines.accompany.engine import FORMAT_VERSION, KIND
     from backline.engines.accompany.model import CONFIGS, ScoreConfig, build_model, count_parameters
-    from backline.engines.diffusion import CosineSchedule, v_loss
+    from backline.engines.diffusion import CosineSchedule
     from backline.engines.errors import ConfigError
-    from backline.engines.training import Distributed, TrainLoop, ema_update, progress_bar, seed_everything
+    from backline.engines.training import (
+        Distributed,
+        TrainLoop,
+        progress_bar,
+        seed_everything,
+        v_objective_step,
+    )
     from backline.engines.weights import save_weights
 
     if args.steps <= 0 or args.batch <= 0 or args.crop < 0:
@@ -131,18 +137,7 @@ def run(args: argparse.Namespace) -> int:
         text = table[labels]
         drop = torch.rand(x.shape[0], 1, device=ctx.device) < args.cond_dropout
         text = torch.where(drop, model.null(x.shape[0]), text)  # the learned z*, for CFG
-        t = sched.sample_t(x.shape[0], device=ctx.device)
-        eps = torch.randn_like(x)
-        z = sched.noise(x, t, eps)
-        with ctx.autocast():
-            v = net(z, t, text)
-        loss = v_loss(sched, v, x, t, eps)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        ema_update(ema, model, args.ema)
-        return {"loss": float(loss.detach())}
+        return {"loss": v_objective_step(net, model, ema, opt, sched, x, text, ctx, args.ema)}
 
     done = loop.run(train_step)
     step, stopped_early, elapsed, log = done.step, done.stopped_early, done.elapsed_s, loop.log

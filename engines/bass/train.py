@@ -59,9 +59,15 @@ def run(args: argparse.Namespace) -> int:
     from backline.engines.bass.engine import FORMAT_VERSION, KIND, codec_fingerprint
     from backline.engines.bass.model import CONFIGS, UNetConfig, build_model, count_parameters
     from backline.engines.codec import load_codec
-    from backline.engines.diffusion import CosineSchedule, v_loss
+    from backline.engines.diffusion import CosineSchedule
     from backline.engines.errors import ConfigError
-    from backline.engines.training import Distributed, TrainLoop, ema_update, progress_bar, seed_everything
+    from backline.engines.training import (
+        Distributed,
+        TrainLoop,
+        progress_bar,
+        seed_everything,
+        v_objective_step,
+    )
     from backline.engines.weights import save_weights
 
     if args.steps <= 0 or args.batch <= 0 or args.crop <= 0:
@@ -130,18 +136,7 @@ def run(args: argparse.Namespace) -> int:
         bass, mix = model.norm_stem(bass.to(ctx.device)), model.norm_mix(mix.to(ctx.device))
         keep = (torch.rand(bass.shape[0], 1, 1, device=ctx.device) >= args.cond_dropout).to(mix.dtype)
         mix = mix * keep  # 15 % unconditional examples for CFG
-        t = sched.sample_t(bass.shape[0], device=ctx.device)
-        eps = torch.randn_like(bass)
-        z = sched.noise(bass, t, eps)
-        with ctx.autocast():
-            v = net(z, t, mix)
-        loss = v_loss(sched, v, bass, t, eps)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        ema_update(ema, model, args.ema)
-        return {"loss": float(loss.detach())}
+        return {"loss": v_objective_step(net, model, ema, opt, sched, bass, mix, ctx, args.ema)}
 
     def on_log(step: int) -> dict[str, float]:
         return {"val_loss": _val_loss(ema, val_batch, sched, ctx.device)} if val_batch is not None else {}
