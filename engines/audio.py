@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from backline.engines.errors import AudioFileError, AudioFormatError, FileExistsRefusal
+from backline.engines.errors import AudioFileError, AudioFormatError, BacklineError, FileExistsRefusal
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -197,7 +197,39 @@ def audio_info(path: str | Path) -> tuple[int, int, int]:
         raise AudioFileError(f"cannot be decoded ({err})", path=path, fix="re-export it as WAV or FLAC") from err
     if info[2] == 0:
         raise AudioFileError("has no audio in it (0 samples)", path=path, fix="export the audio again from your DAW")
+    _check_complete(path, info[0], info[2])
     return info
+
+
+def require_audio_file(path: str | Path, what: str = "the audio file") -> tuple[int, int, int]:
+    """(sample_rate, channels, frames) of `path`, or one AudioFileError saying that `what` (e.g. "--reference")
+    is not audio — a text file or /etc/passwd is refused here, from its header, before any work."""
+    path = Path(path)
+    try:
+        return audio_info(path)
+    except AudioFileError as err:
+        detail = str(err).removeprefix(f"{path}: ").split(" — ")[0]
+        raise AudioFileError(f"{what} is not an audio file ({detail})", path=path,
+                             fix="give a WAV, FLAC, OGG, MP3 or AIFF recording") from err
+
+
+def _check_complete(path: Path, rate: int, total: int) -> None:
+    """A truncated FLAC decodes as silence up to its announced length without a word (pedalboard): try to
+    decode its last frame (libsndfile fails to seek there when the stream ends early)."""
+    if path.suffix.lower() != ".flac":
+        return
+    try:
+        import soundfile
+    except ImportError:  # pragma: no cover - soundfile ships with librosa
+        return
+    try:
+        with soundfile.SoundFile(str(path)) as f:
+            f.seek(max(0, total - 1))
+            f.read(1)
+    except (RuntimeError, OSError, ValueError, soundfile.LibsndfileError) as err:
+        raise AudioFileError(f"is truncated or corrupt: its FLAC stream ends before the {total / rate:.1f} s its "
+                             f"header announces ({err})", path=path,
+                             fix="export or copy the file again") from err
 
 
 def read_audio(
@@ -232,6 +264,7 @@ def read_audio(
         raise
     except (OSError, RuntimeError, ValueError) as err:
         raise AudioFileError(f"cannot be decoded ({err})", path=path, fix="re-export it as WAV or FLAC") from err
+    _check_complete(path, file_rate, total)
     held = _wav_frames_held(path)
     if held is not None and held < total and start + data.shape[1] > held:
         from backline.engines.errors import warn
@@ -310,8 +343,14 @@ def atomic_output(path: str | Path, *, overwrite: bool = False) -> tuple[Path, P
     if path.exists() and not overwrite:
         raise FileExistsRefusal("already exists; Backline never overwrites your files", path=path,
                                 fix="choose another name or folder, or pass overwrite")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".partial{path.suffix}", dir=path.parent)
+    if path.is_dir():
+        raise BacklineError("is a folder", path=path, fix="name a file to write")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".partial{path.suffix}", dir=path.parent)
+    except OSError as err:  # under a file, read-only, full: one line now, before any work
+        raise BacklineError(f"cannot be written ({err.strerror or err})", path=path,
+                            fix="check that its folder exists, is writable and has free space") from err
     os.close(fd)
     os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs should have the user's usual permissions
     return path, Path(tmp)
@@ -333,9 +372,9 @@ def write_audio(path: str | Path, audio: Audio, *, overwrite: bool = False, bit_
         with AudioFile(str(tmp), "w", samplerate=audio.sample_rate, num_channels=audio.channels, **kwargs) as f:
             f.write(np.ascontiguousarray(samples))
         os.replace(tmp, final)
-    except OSError as err:
+    except (OSError, RuntimeError) as err:  # pedalboard says RuntimeError when the disk fills
         tmp.unlink(missing_ok=True)
-        raise AudioFileError(f"could not be written ({err.strerror or err})", path=path,
+        raise AudioFileError(f"could not be written ({getattr(err, 'strerror', None) or err})", path=path,
                              fix="check free disk space and permissions") from err
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -351,8 +390,6 @@ def write_bytes_atomic(path: str | Path, data: bytes, *, overwrite: bool = False
         os.replace(tmp, final)
     except OSError as err:
         tmp.unlink(missing_ok=True)
-        from backline.engines.errors import BacklineError
-
         raise BacklineError(f"could not be written ({err.strerror or err})", path=path,
                             fix="check free disk space and permissions") from err
     return final

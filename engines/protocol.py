@@ -240,6 +240,48 @@ def check_device(device: str) -> str:
     return device
 
 
+def add_device_flag(parser: Any) -> None:
+    """The one `--device` flag of every command that runs a model: 'auto' (the default) is CUDA when present."""
+    parser.add_argument("--device", default="auto", type=str,
+                        help="auto (CUDA when present, else CPU; the default), cpu, cuda or cuda:N")
+
+
+def resolve_device(device: str) -> str:
+    """'auto' → 'cuda' when a GPU is visible, else 'cpu'; 'cuda' without one is a one-line DeviceError.
+    'cpu' does not import torch."""
+    from backline.engines.errors import DeviceError
+
+    check_device(device)
+    if device == "cpu":
+        return device
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if not torch.cuda.is_available():
+        raise DeviceError(f"device {device!r} was asked for but no CUDA GPU is visible", fix="use --device auto or cpu")
+    return device
+
+
+#: more takes than this in one run is a typo (each is a full generation); run again with another --seed
+MAX_VARIATIONS = 32
+#: seeds every random generator accepts (torch, numpy, python), variations included
+MAX_SEED = 2**31 - 1
+
+
+def check_seed_and_variations(seed: Any, variations: Any, flag: str = "--variations") -> tuple[int, int]:
+    """One-line ConfigErrors for a seed or a take count no generator takes (10^20, -1, 0 or 1000 takes)."""
+    try:
+        seed, variations = int(seed), int(variations)
+    except (TypeError, ValueError, OverflowError) as err:
+        raise ConfigError(f"seed {seed!r} and {flag} {variations!r} must be whole numbers") from err
+    if not 1 <= variations <= MAX_VARIATIONS:
+        raise ConfigError(f"{flag} {variations} is out of range", fix=f"use 1–{MAX_VARIATIONS} (then another --seed)")
+    if not 0 <= seed <= MAX_SEED - (variations - 1):
+        raise ConfigError(f"--seed {seed} is out of range", fix=f"use 0–{MAX_SEED - (variations - 1)}")
+    return seed, variations
+
+
 def build_engine(name: str, config: str = "shipped", device: str = "cpu") -> Engine:
     check_device(device)
     if name not in ENGINE_REGISTRY or name not in available_engines():

@@ -23,6 +23,13 @@ if any step fails the files already placed are removed again, and Ctrl+C / SIGTE
 microseconds the links take. The lock is an `flock` on `out_dir/.backline.lock`, taken without waiting: a
 second run fails at once with one line. The lock file, the staging folder and any folder `preflight` created
 are removed again when the run ends, so a cancelled run leaves `out_dir` exactly as it was.
+
+A run killed outright (SIGKILL, power loss) cannot clean up after itself, so the next run into the folder does,
+as soon as it holds the lock (nobody else can be writing then): a staging folder without a journal is a take
+that was never complete and is deleted; one with a journal (`.commit.json`, written, fsynced, only once every
+file of the take is staged) was killed while linking, and the commit is finished from it (old files of an
+`--overwrite` that were moved aside are dropped, the new take is placed whole). Either way the folder ends with
+the old take or the new one, never a mix.
 """
 
 from __future__ import annotations
@@ -46,12 +53,23 @@ from backline.engines.midi import midi_bytes
 
 LOCK_NAME = ".backline.lock"
 STAGING_PREFIX = ".backline-staging-"
+JOURNAL_NAME = ".commit.json"
 #: Free space kept on top of the estimate (filesystems misbehave when they are full to the last block).
 SPARE_BYTES = 16 * 2**20
 
 
 class OutputError(BacklineError):
     """The output folder cannot take the take (read-only, full, locked by another run)."""
+
+
+class InterruptedAfterWrite(KeyboardInterrupt):
+    """Ctrl+C / SIGTERM that arrived while the finished take was being linked into place: it was held until
+    the take was complete, so the take *is* written (`written` names its files) — callers must not say
+    "nothing was written"."""
+
+    def __init__(self, written: list[Path]) -> None:
+        super().__init__()
+        self.written = list(written)
 
 
 def take_names(engine: str, seed: int, stems: list[str], attachments: list[str] = ()) -> dict[str, str]:
@@ -129,7 +147,9 @@ def _lock(folder: Path) -> OutputLock:
             if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                 owner = ""
                 with contextlib.suppress(OSError, ValueError):
-                    owner = f" (process {int(path.read_text().strip())})"
+                    pid = int(path.read_text().strip())
+                    owner = f" (process {pid})" if _alive(pid) else \
+                        f" (started by process {pid}, which has ended; a program it started still holds the lock)"
                 raise OutputError(f"another Backline run{owner} is writing into this folder", path=folder,
                                   fix="wait for it to finish, or choose another output folder") from None
             raise
@@ -149,18 +169,100 @@ def _lock(folder: Path) -> OutputLock:
     raise OutputError("could not lock the folder (it keeps changing)", path=folder, fix="try again")
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+# --- recovery after a killed run ---------------------------------------------------------------------------
+
+def recover(folder: Path) -> list[str]:
+    """Clean up after runs that were killed in `folder` (call only while holding its lock): finish a commit
+    that has its journal, delete staging that has none. Returns the file names a finished commit placed."""
+    placed: list[str] = []
+    try:
+        leftovers = sorted(p for p in folder.iterdir() if p.name.startswith(STAGING_PREFIX) and p.is_dir())
+    except OSError:
+        return placed
+    for staging in leftovers:
+        journal = staging / JOURNAL_NAME
+        plan = None
+        if journal.is_file():
+            with contextlib.suppress(OSError, ValueError):
+                plan = json.loads(journal.read_text(encoding="utf-8"))
+        # every file staged (or, without hard links, already renamed into place): the take can be finished
+        if isinstance(plan, dict) and all((staging / n).is_file() or (folder / n).is_file()
+                                          for n in plan.get("names", [])):
+            with contextlib.suppress(OSError):
+                _roll_forward(staging, folder, [str(n) for n in plan["names"]],
+                              [str(n) for n in plan.get("stale", [])])
+                placed += [str(n) for n in plan["names"]]
+        shutil.rmtree(staging, ignore_errors=True)
+    if placed:
+        from backline.engines.errors import warn
+
+        warn(f"finished a take that an interrupted run had left half linked: {', '.join(placed)}", path=folder)
+    return placed
+
+
+def _roll_forward(staging: Path, folder: Path, names: list[str], stale: list[str]) -> None:
+    """Idempotently finish a journalled commit: stale old files go, every staged file ends up in place."""
+    for name in stale:
+        with contextlib.suppress(FileNotFoundError):
+            os.replace(folder / name, staging / f".old-{name}")
+    for name in names:
+        src, dst = staging / name, folder / name
+        if not src.exists():
+            continue  # renamed into place (a filesystem without hard links) before the crash
+        try:
+            if os.stat(dst).st_ino == os.stat(src).st_ino:
+                continue  # linked before the crash
+            os.replace(dst, staging / f".old-{name}")  # the old take's file, moved aside by the commit
+        except FileNotFoundError:
+            pass
+        _place(src, dst)
+    _fsync_dir(folder)
+
+
+def _fsync_dir(folder: Path) -> None:
+    with contextlib.suppress(OSError):
+        dir_fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
 # --- preflight -----------------------------------------------------------------------------------------------
 
 def estimate_bytes(request: Any) -> int:
     """A generous size of what a request will write: float32 stereo stems for the region, per variation."""
     rate = int(getattr(getattr(request, "timeline", None), "sample_rate", 48000) or 48000)
     start, stop = int(getattr(request, "region_start", 0) or 0), getattr(request, "region_stop", None)
-    frames = (int(stop) - start) if stop is not None else 10 * 60 * rate  # unknown length: assume 10 minutes
+    frames = (int(stop) - start) if stop is not None else _midi_frames(getattr(request, "midi", None), rate)
     mix = getattr(request, "mix", None)
     if isinstance(mix, Audio):
         frames = max(frames, mix.frames)
     variations = max(1, int(getattr(request, "variations", 1) or 1))
     return variations * (frames * 2 * 4 + 2**20)
+
+
+def _midi_frames(midi: Any, rate: int) -> int:
+    """Frames a take rendered from a band MIDI file lasts (its length plus a bar of ring-out at the slowest
+    tempo); 10 minutes when there is no readable MIDI to tell."""
+    if midi is not None:
+        with contextlib.suppress(Exception):
+            import mido
+
+            seconds = float(mido.MidiFile(str(midi), clip=True).length)
+            if seconds == seconds:  # not NaN
+                return int((min(seconds, 3 * 3600) + 8.0) * rate)
+    return 10 * 60 * rate
 
 
 def preflight(out_dir: str | Path, *, need_bytes: int = 0, engine: str | None = None,
@@ -208,6 +310,11 @@ def preflight(out_dir: str | Path, *, need_bytes: int = 0, engine: str | None = 
         raise OutputError(f"cannot be written ({err.strerror or err})", path=folder,
                           fix="check its permissions or choose another output folder") from err
     lock.created = created
+    try:
+        recover(lock.folder)
+    except BaseException:
+        lock.release()
+        raise
     if engine and not overwrite:
         try:
             _check_free_names(folder, engine, seeds)
@@ -252,8 +359,9 @@ def _check_writable(folder: Path) -> None:
 # --- signals -------------------------------------------------------------------------------------------------
 
 @contextlib.contextmanager
-def _signals_held() -> Iterator[None]:
-    """Hold Ctrl+C and SIGTERM back for a short critical section (main thread only), then deliver them."""
+def _signals_held(written: list[Path] | None = None) -> Iterator[None]:
+    """Hold Ctrl+C and SIGTERM back for a short critical section (main thread only), then deliver them. When
+    the section filled `written` (the take is complete), an interrupt is raised as `InterruptedAfterWrite`."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -270,13 +378,18 @@ def _signals_held() -> Iterator[None]:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         for sig in pending[:1]:
-            handler = previous.get(sig)
-            if callable(handler):
-                handler(sig, None)
-            elif handler == signal.SIG_DFL:
-                if sig == signal.SIGINT:
-                    raise KeyboardInterrupt
-                os.kill(os.getpid(), sig)
+            try:
+                handler = previous.get(sig)
+                if callable(handler):
+                    handler(sig, None)
+                elif handler == signal.SIG_DFL:
+                    if sig == signal.SIGINT:
+                        raise KeyboardInterrupt
+                    os.kill(os.getpid(), sig)
+            except KeyboardInterrupt as err:
+                if written:
+                    raise InterruptedAfterWrite(written) from err
+                raise
 
 
 # --- the one run path ----------------------------------------------------------------------------------------
@@ -290,11 +403,12 @@ def generate_and_write(engine: Any, request: Any, *, progress=None, cancel: thre
     checked before any work, and a cancel or an error anywhere leaves it exactly as it was. With `role_check`
     (the analysis config, e.g. 'shipped') the request is first checked for its part already playing in the
     mix or band MIDI: the warning goes to `on_warning` at once and into the result's and takes' reports."""
-    from backline.engines.protocol import check_cancel, role_warning
+    from backline.engines.protocol import check_cancel, check_seed_and_variations, role_warning
 
     progress = progress or (lambda f, m: None)
     cancel = cancel or threading.Event()
-    seeds = [int(request.seed) + k for k in range(max(1, int(request.variations)))]
+    seed, variations = check_seed_and_variations(request.seed, request.variations)
+    seeds = [seed + k for k in range(variations)]
     with preflight(request.out_dir, need_bytes=estimate_bytes(request), engine=request.engine, seeds=seeds,
                    overwrite=overwrite) as lock:
         warning = role_warning(request, config=role_check) if role_check else None
@@ -385,6 +499,9 @@ def write_takes(result: Any, out_dir: str | Path, *, overwrite: bool = False, lo
             stale = [p.name for t in result.takes for p in take_files(folder, name, int(t.seed))
                      if p.name not in planned] if overwrite else []
             _commit(staging, folder, [f for f, _, _ in plan], overwrite, stale)
+        except InterruptedAfterWrite:
+            lock.created = []
+            raise
         except (OSError, AudioFileError) as err:
             cause = err.__cause__ if isinstance(err, AudioFileError) and err.__cause__ is not None else err
             reason = getattr(cause, "strerror", None) or cause
@@ -410,10 +527,22 @@ def write_takes(result: Any, out_dir: str | Path, *, overwrite: bool = False, lo
 
 def _commit(staging: Path, folder: Path, names: list[str], overwrite: bool, stale: list[str] = ()) -> None:
     """Move the staged files into `folder`: all of them, or (after any failure) none, old files restored.
-    `stale` names old files to remove with the same all-or-nothing rule (they wait in staging until done)."""
+    `stale` names old files to remove with the same all-or-nothing rule (they wait in staging until done).
+
+    A journal written before the first link lets the next run finish the commit if this process is killed
+    halfway (`recover`). Ctrl+C / SIGTERM arriving meanwhile are held; once the take is complete they raise
+    `InterruptedAfterWrite`, so the caller can say truthfully that the take was written."""
+    journal = staging / JOURNAL_NAME
+    with open(staging / ".commit.tmp", "w", encoding="utf-8") as f:
+        json.dump({"names": list(names), "stale": list(stale)}, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(staging / ".commit.tmp", journal)
+    _fsync_dir(staging)
     placed: list[Path] = []
     aside: list[tuple[Path, Path]] = []  # (moved-away old file, its name) when overwriting
-    with _signals_held():
+    written: list[Path] = []
+    with _signals_held(written):
         try:
             for name in stale:
                 old = staging / f".old-{name}"
@@ -434,13 +563,13 @@ def _commit(staging: Path, folder: Path, names: list[str], overwrite: bool, stal
             for old, dst in aside:
                 with contextlib.suppress(OSError):
                     os.replace(old, dst)
+            with contextlib.suppress(OSError):
+                journal.unlink()
             raise
-    with contextlib.suppress(OSError):
-        dir_fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        with contextlib.suppress(OSError):
+            journal.unlink()  # the take is whole: nothing for a later run to finish
+        _fsync_dir(folder)
+        written += placed
 
 
 def _place(src: Path, dst: Path) -> None:
@@ -480,5 +609,5 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-__all__ = ["OutputError", "OutputLock", "estimate_bytes", "generate_and_write", "preflight", "take_names",
+__all__ = ["InterruptedAfterWrite", "OutputError", "OutputLock", "recover", "estimate_bytes", "generate_and_write", "preflight", "take_names",
            "write_takes"]

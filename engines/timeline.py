@@ -23,6 +23,9 @@ from backline.engines.errors import TimelineError
 
 MIN_BPM, MAX_BPM = 10.0, 999.0
 DEFAULT_PPQ = 960
+#: beats per bar a time signature may have (DAWs offer up to 32-99; every engine's arrays scale with the bar,
+#: and 1000/4 asked the listener for a 49,000² matrix)
+MAX_NUMERATOR = 32
 
 
 def check_bpm(bpm: float) -> float:
@@ -100,9 +103,9 @@ class Timeline:
     def __post_init__(self) -> None:
         if self.sample_rate <= 0:
             raise TimelineError(f"sample rate {self.sample_rate} must be positive")
-        if self.numerator <= 0 or self.denominator not in (1, 2, 4, 8, 16, 32):
+        if not 0 < self.numerator <= MAX_NUMERATOR or self.denominator not in (1, 2, 4, 8, 16, 32):
             raise TimelineError(f"time signature {self.numerator}/{self.denominator} is not supported",
-                                fix="use a positive numerator over 1, 2, 4, 8, 16 or 32")
+                                fix=f"use a numerator of 1-{MAX_NUMERATOR} over 1, 2, 4, 8, 16 or 32")
 
     @classmethod
     def constant(cls, bpm: float, sample_rate: int, numerator: int = 4, denominator: int = 4) -> Timeline:
@@ -207,9 +210,26 @@ def parse_bar_range(text: str) -> tuple[int, int]:
     return first, last
 
 
-def region_of_bars(timeline: Timeline, bars: str | None, total: int, path: str | None = None) -> tuple[int, int]:
+#: the longest region generated without a recording to bound it (bars typed by hand: 1-100000 asked for 51 GB)
+MAX_REGION_SECONDS = 10 * 60
+
+
+def region_of_bars(timeline: Timeline, bars: str | None, total: int | None, path: str | None = None) -> tuple[int, int]:
     """[start, stop) samples of the bar range `bars` ('9-24') in a recording of `total` samples, or the whole
-    recording when `bars` is empty. A range past the end is refused with the number of bars there are."""
+    recording when `bars` is empty. A range past the end is refused with the number of bars there are. With
+    no recording (`total` None) the range may last at most MAX_REGION_SECONDS."""
+    if total is None:
+        if not bars:
+            raise TimelineError("without a recording there is nothing to set the length", fix="give --bars")
+        first, last = parse_bar_range(bars)
+        seconds = (last - first + 1) * timeline.quarters_per_bar * 60.0 / timeline.bpm
+        if seconds > MAX_REGION_SECONDS:
+            fit = int(MAX_REGION_SECONDS * timeline.bpm / 60.0 / timeline.quarters_per_bar)
+            raise TimelineError(f"bars {first}-{last} last {int(seconds) // 60}:{int(seconds) % 60:02d} at "
+                                f"{timeline.bpm:g} BPM, longer than the {MAX_REGION_SECONDS // 60} minutes one run "
+                                "generates", fix=f"generate at most {fit} bars at a time, e.g. --bars {first}-"
+                                                 f"{first + fit - 1}")
+        return timeline.bar_range_to_samples(first, last)
     if not bars:
         return 0, total
     first, last = parse_bar_range(bars)

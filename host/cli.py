@@ -8,7 +8,8 @@ does not load torch. Each command module provides:
     run(args: argparse.Namespace) -> int        do the work, return an exit code
 
 Adding a command is one line in `COMMANDS`; commands whose module is not in this install are not listed.
-Errors the user can fix (`BacklineError`) are printed as one line and exit with status 2.
+Errors the user can fix (`BacklineError`) are printed as one line and exit with status 2. Ctrl+C and SIGTERM
+cancel from the very first instruction (before torch is imported): one line, exit status 130.
 """
 
 from __future__ import annotations
@@ -120,6 +121,51 @@ def _top_parser(available: dict[tuple[str, str], str]) -> argparse.ArgumentParse
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; Ctrl+C / SIGTERM at any moment (a heavy import included) end it in one line, status 130."""
+    previous = _sigterm_cancels()
+    try:
+        return _main(argv)
+    except KeyboardInterrupt as err:
+        written = getattr(err, "written", None)
+        if written:  # the signal landed during the final links: they were finished first
+            folder = Path(written[0]).parent
+            print(f"backline: cancelled, but only after the take was complete: {len(written)} files were written "
+                  f"to {folder}", file=sys.stderr)
+        else:
+            print("backline: cancelled; nothing partial was written", file=sys.stderr)
+        return 130
+    finally:
+        _restore_sigterm(previous)
+
+
+def _sigterm_cancels():
+    """SIGTERM raises KeyboardInterrupt like Ctrl+C (default: die silently with 143), main thread only."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def interrupt(_sig, _frame):
+        raise KeyboardInterrupt
+
+    try:
+        return signal.signal(signal.SIGTERM, interrupt)
+    except (ValueError, OSError):
+        return None
+
+
+def _restore_sigterm(previous) -> None:
+    import signal
+
+    if previous is not None:
+        try:
+            signal.signal(signal.SIGTERM, previous)
+        except (ValueError, OSError):
+            pass
+
+
+def _main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     available = _available()
     top = _top_parser(available)
@@ -151,14 +197,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=prog, description=getattr(module, "HELP", ""))
     module.configure(parser)
     args = parser.parse_args(rest)
+    if group == "host":  # Qt's event loop runs no Python signal handlers while idle: SIGTERM keeps its default
+        import signal
+
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
     try:
         return int(module.run(args) or 0)
     except BacklineError as err:
         print(f"backline: error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("backline: cancelled; nothing partial was written", file=sys.stderr)
-        return 130
 
 
 def _one_line_warnings() -> None:

@@ -46,7 +46,7 @@ def build_request(args: argparse.Namespace, mode: str, prompt: str, controls: di
     from backline.engines.audio import audio_info, read_audio
     from backline.engines.errors import ConfigError
     from backline.engines.protocol import GenerationRequest
-    from backline.engines.timeline import Timeline, check_bpm, parse_bar_range, region_of_bars
+    from backline.engines.timeline import Timeline, check_bpm, region_of_bars
 
     parse_prompt(prompt)  # unknown labels fail before any loading
     try:
@@ -70,8 +70,7 @@ def build_request(args: argparse.Namespace, mode: str, prompt: str, controls: di
         if not args.bars:
             raise ConfigError("without --mix there is nothing to set the length", fix="give --mix, or --bars and --bpm")
         timeline = Timeline.constant(bpm, 44100, num, den)
-        first, last = parse_bar_range(args.bars)
-        start, stop = timeline.bar_range_to_samples(first, last)
+        start, stop = region_of_bars(timeline, args.bars, None)  # bounded: no recording sets the length
     torch.set_num_threads(args.threads)
     controls = {"mode": mode} | {k: v for k, v in controls.items() if v is not None}
     if args.steps is not None:
