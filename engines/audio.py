@@ -333,11 +333,13 @@ def iter_audio_chunks(path: str | Path, chunk_frames: int) -> Iterator[Audio]:
         raise AudioFileError(f"cannot be decoded ({err})", path=path) from err
 
 
-def atomic_output(path: str | Path, *, overwrite: bool = False) -> tuple[Path, Path]:
-    """Check `path` may be written and return (final path, temp path in the same folder).
+def atomic_output(path: str | Path, *, overwrite: bool = False, need_bytes: int = 0) -> tuple[Path, Path]:
+    """Check `path` may be written (and its disk has `need_bytes` free) and return (final path, temp path in
+    the same folder).
 
     Callers write the temp file, then `os.replace(temp, final)`: a crash never leaves half a file under
-    the final name, and an existing file is only replaced when `overwrite=True`.
+    the final name, and an existing file is only replaced when `overwrite=True`. Called before the work, it
+    refuses a read-only, full or under-a-file path in one line.
     """
     path = Path(path)
     if path.exists() and not overwrite:
@@ -352,6 +354,15 @@ def atomic_output(path: str | Path, *, overwrite: bool = False) -> tuple[Path, P
         raise BacklineError(f"cannot be written ({err.strerror or err})", path=path,
                             fix="check that its folder exists, is writable and has free space") from err
     os.close(fd)
+    if need_bytes:
+        import shutil
+
+        free = shutil.disk_usage(path.parent).free
+        if free < need_bytes:
+            os.unlink(tmp)
+            raise BacklineError(f"cannot be written: its disk has {free / 2**20:.1f} MB free, about "
+                                f"{need_bytes / 2**20:.1f} MB are needed", path=path,
+                                fix="free some disk space or write it elsewhere")
     os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs should have the user's usual permissions
     return path, Path(tmp)
 

@@ -209,6 +209,8 @@ def parse_key(text: str) -> tuple[int, str]:
         ch = parse_chord(parts[0])
     except ConfigError as err:
         raise ConfigError(f"key {text!r} is not a key", fix="write it like D, D major, Bm or B minor") from err
+    if len(parts) > 2 or (len(parts) == 2 and not parts[1].startswith(("major", "minor"))):  # "C major minor"
+        raise ConfigError(f"key {text!r} is not a key", fix="write it like D, D major, Bm or B minor")
     minor = ch.quality in ("min", "min7") or (len(parts) > 1 and parts[1].startswith("minor"))
     return ch.root, "minor" if minor else "major"
 

@@ -57,4 +57,30 @@ def read_midi(path: str | Path, *, clip: bool = True):
                             fix="export it again as a Standard MIDI File (.mid)") from err
 
 
-__all__ = ["MidiFileError", "midi_bytes", "read_midi", "write_midi"]
+def check_band_midi(path: str | Path, what: str = "the band MIDI") -> Any:
+    """Read `path` and refuse, in one line and before any work, the tempos and time signatures no timeline
+    holds (a 1 µs tempo is 60,000,000 BPM; a 1000/4 or x/2^40 bar): every engine sizes arrays by them.
+    Returns the `mido.MidiFile`."""
+    import mido
+
+    from backline.engines.timeline import MAX_BPM, MIN_BPM, Timeline, TimelineError
+
+    mid = read_midi(path)
+    for track in mid.tracks:
+        for msg in track:
+            if msg.type == "set_tempo":
+                bpm = mido.tempo2bpm(msg.tempo) if msg.tempo > 0 else float("inf")
+                if not MIN_BPM <= bpm <= MAX_BPM:
+                    raise MidiFileError(f"{what} sets a tempo of {bpm:,.6g} BPM ({msg.tempo} µs per quarter note)",
+                                        path=path, fix=f"fix the tempo in the DAW ({MIN_BPM:g}–{MAX_BPM:g} BPM) "
+                                                       "and export the MIDI again")
+            elif msg.type == "time_signature":
+                try:
+                    Timeline.constant(120.0, 48000, int(msg.numerator), int(msg.denominator))
+                except TimelineError as err:
+                    raise MidiFileError(f"{what} is in {msg.numerator}/{msg.denominator}, a time signature Backline "
+                                        "cannot follow", path=path, fix=err.fix) from err
+    return mid
+
+
+__all__ = ["MidiFileError", "check_band_midi", "midi_bytes", "read_midi", "write_midi"]

@@ -49,6 +49,25 @@ def save_weights(model: torch.nn.Module, path: str | Path, *, kind: str, config:
     return tensors_path
 
 
+#: a weights config or checkpoint skeleton is a few KB to a few MB; anything far bigger is not ours
+MAX_JSON_BYTES = 64 * 2**20
+
+
+def read_json(path: str | Path, what: str = "config") -> Any:
+    """A JSON file from outside the program (weights configs, checkpoints), or one WeightsError: unreadable,
+    absurdly large or nested so deep (200,000 levels) that the decoder would raise RecursionError."""
+    path = Path(path)
+    try:
+        if path.stat().st_size > MAX_JSON_BYTES:
+            raise WeightsError(f"{what} is {path.stat().st_size / 2**20:.0f} MB, not a Backline {what}", path=path)
+        return json.loads(path.read_text(encoding="utf-8"))
+    except RecursionError as err:
+        raise WeightsError(f"{what} is nested too deeply to be a Backline {what}", path=path,
+                           fix="use weights written by backline train ... --export") from err
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise WeightsError(f"{what} cannot be read ({err})", path=path) from err
+
+
 def read_weights_config(path: str | Path, *, kind: str, format_version: int = 1) -> dict[str, Any]:
     """The JSON beside the weights, checked for kind and version."""
     tensors_path, config_path = weight_paths(path)
@@ -56,10 +75,9 @@ def read_weights_config(path: str | Path, *, kind: str, format_version: int = 1)
         if not p.exists():
             raise WeightsError("weights file is missing", path=p,
                                fix="train the model (backline train ...) or reinstall Backline")
-    try:
-        meta = json.loads(config_path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise WeightsError(f"config cannot be read ({err})", path=config_path) from err
+    meta = read_json(config_path)
+    if not isinstance(meta, dict):
+        raise WeightsError("config is not a JSON object", path=config_path, fix="use weights written by Backline")
     if meta.get("kind") != kind:
         raise WeightsError(f"holds '{meta.get('kind')}' weights, not '{kind}'", path=config_path,
                            fix="point to the right model's weights")
@@ -255,9 +273,9 @@ def save_state(state: dict[str, Any], path: str | Path, *, overwrite: bool = Tru
 def load_state(path: str | Path, map_location: str = "cpu") -> dict[str, Any]:
     tensors_path, json_path = weight_paths(path)
     try:
-        skeleton = json.loads(json_path.read_text())["skeleton"]
+        skeleton = read_json(json_path, "checkpoint")["skeleton"]
         tensors = load_file(str(tensors_path), device=map_location)
-    except (OSError, KeyError, json.JSONDecodeError) as err:
+    except (OSError, KeyError, TypeError, json.JSONDecodeError) as err:
         raise WeightsError(f"checkpoint cannot be read ({err})", path=tensors_path,
                            fix="delete the broken checkpoint to start fresh") from err
     return unflatten_state(tensors, skeleton)

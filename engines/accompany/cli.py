@@ -24,6 +24,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def add_common(parser: argparse.ArgumentParser) -> None:
+    from backline.engines.protocol import add_device_flag
+
     parser.add_argument("--bars", help="bars to use, e.g. 9-24 (1-based, inclusive; needs --bpm)")
     parser.add_argument("--bpm", type=float, help="tempo (for --bars and the MIDI file; default 120)")
     parser.add_argument("--meter", default="4/4", help="time signature (default 4/4)")
@@ -32,7 +34,7 @@ def add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed (variation k uses seed + k)")
     parser.add_argument("--config", default="shipped", choices=("shipped", "debug"), help="model weights")
     parser.add_argument("--weights", type=Path, help="weights from `backline train gmsdi --export` (default: shipped)")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    add_device_flag(parser)
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch (default 1)")
     parser.add_argument("--overwrite", action="store_true", help="replace takes of the same seed in --out")
 
@@ -45,10 +47,11 @@ def build_request(args: argparse.Namespace, mode: str, prompt: str, controls: di
     from backline.engines.accompany.roles import parse_prompt
     from backline.engines.audio import audio_info, read_audio
     from backline.engines.errors import ConfigError
-    from backline.engines.protocol import GenerationRequest
+    from backline.engines.protocol import GenerationRequest, check_seed_and_variations, resolve_device
     from backline.engines.timeline import Timeline, check_bpm, region_of_bars
 
     parse_prompt(prompt)  # unknown labels fail before any loading
+    check_seed_and_variations(args.seed, getattr(args, "variations", 1))
     try:
         num, den = (int(x) for x in args.meter.split("/"))
     except ValueError as err:
@@ -77,7 +80,7 @@ def build_request(args: argparse.Namespace, mode: str, prompt: str, controls: di
         controls["steps"] = args.steps
     if args.cfg is not None:
         controls["cfg"] = args.cfg
-    engine = build(args.config, args.device, weights=args.weights)
+    engine = build(args.config, resolve_device(args.device), weights=args.weights)
     request = GenerationRequest("accompany", args.out, timeline, region_start=start, region_stop=stop, mix=mix,
                                 prompt=prompt, controls=controls, seed=args.seed,
                                 variations=getattr(args, "variations", 1))
@@ -96,11 +99,8 @@ def print_result(result) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from backline.engines.errors import ConfigError
     from backline.engines.protocol import generate_in_terminal
 
-    if args.variations < 1:
-        raise ConfigError(f"--variations {args.variations} must be >= 1")
     mode = "accompaniment" if args.mix is not None else "total"
     controls = {"alpha": args.alpha, "beta": args.beta, "gamma": args.gamma, "given": args.given}
     engine, request = build_request(args, mode, args.prompt, controls)

@@ -18,6 +18,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", type=Path, default=None, help="also write the report as JSON here (never overwrites)")
     parser.add_argument("--attention-png", type=Path, default=None, help="write the ResAtt attention map as PNG")
     parser.add_argument("--config", default="shipped", choices=["shipped", "debug"])
+    from backline.engines.protocol import add_device_flag
+
+    add_device_flag(parser)
 
 
 def format_report(report, show_all: bool = False) -> str:
@@ -49,16 +52,18 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from backline.engines.analysis.api import Analyzer
-    from backline.engines.audio import read_audio, write_bytes_atomic
+    from backline.engines.audio import atomic_output, read_audio, write_bytes_atomic
     from backline.engines.errors import ConfigError
+    from backline.engines.protocol import resolve_device
 
     if not -0.3 <= args.sensitivity <= 0.3:
         raise ConfigError(f"--sensitivity {args.sensitivity} is out of range", fix="use -0.3..0.3")
     for out in (args.json, args.attention_png):
-        if out is not None and out.exists():
-            raise ConfigError(f"{out} already exists; Backline never overwrites your files", fix="choose another name")
+        if out is not None:  # exists, read-only, full or under a file: refused now, not after the analysis
+            _, probe = atomic_output(out, need_bytes=2**20)
+            probe.unlink(missing_ok=True)
     audio = read_audio(args.mix)
-    analyzer = Analyzer(args.config)
+    analyzer = Analyzer(args.config, resolve_device(args.device))
     with tqdm(total=100, desc="analyse", leave=False, disable=audio.seconds < 60) as bar:
         report = analyzer.analyze(audio, sensitivity=args.sensitivity,
                                   progress=lambda f, m: bar.update(int(100 * f) - bar.n))

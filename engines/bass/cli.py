@@ -10,7 +10,7 @@ HELP = "generate a bass line for a mix: listen to its tempo, bars and chords, pl
 
 def configure(parser: argparse.ArgumentParser) -> None:
     from backline.engines.bass.engine import CONTROLS, FOLLOW_CONTROLS
-    from backline.engines.protocol import add_control_flags
+    from backline.engines.protocol import add_control_flags, add_device_flag
 
     parser.add_argument("--mix", type=Path, help="the mix to play along to (wav/flac/...); required to generate")
     parser.add_argument("--out", type=Path, help="folder for bass_seedN.wav/.mid/.json; required to generate")
@@ -26,7 +26,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--variations", type=int, default=1, help="how many takes to generate")
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier take of the same seed in --out")
     parser.add_argument("--config", default="shipped", choices=("shipped", "debug"), help="model weights")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    add_device_flag(parser)
     parser.add_argument("--threads", type=int, default=1,
                         help="CPU threads for torch (default 1: on a shared 2-core machine 2 threads can be 20x slower)")
     parser.add_argument("--weights", type=Path, help="bass weights from `backline train bass --export` (default: shipped)")
@@ -43,7 +43,13 @@ def run(args: argparse.Namespace) -> int:
     from backline.engines.bass.engine import ALL_CONTROLS
     from backline.engines.bass.presets import list_presets, load_preset
     from backline.engines.errors import ConfigError
-    from backline.engines.protocol import GenerationRequest, control_values, generate_in_terminal
+    from backline.engines.protocol import (
+        GenerationRequest,
+        check_seed_and_variations,
+        control_values,
+        generate_in_terminal,
+        resolve_device,
+    )
     from backline.engines.timeline import Timeline, check_bpm, region_of_bars
 
     if args.list_presets:
@@ -56,10 +62,23 @@ def run(args: argparse.Namespace) -> int:
                           fix="e.g. backline generate bass --mix MIX.wav --out takes/ (or --list-presets)")
     if args.preset:
         load_preset(args.preset)  # unknown names fail now, listing the known ones
+    check_seed_and_variations(args.seed, args.variations)
+    if args.reference is not None:
+        from backline.engines.audio import require_audio_file
+
+        require_audio_file(args.reference, "--reference")
+    if args.band_midi is not None:
+        from backline.engines.midi import check_band_midi
+
+        check_band_midi(args.band_midi, "--band-midi")
     from backline.engines.listen import parse_chart, parse_key, parse_meter
 
     controls = control_values(args, ALL_CONTROLS, skip=("preset", "reference", "bpm", "meter", "tempo_from"))
     num, den = parse_meter(args.meter) if args.meter else (4, 4)
+    if args.meter and controls.get("mode", "follow") == "follow":
+        from backline.engines.bass.planner import steps_per_bar
+
+        steps_per_bar(num, den)  # a meter the planner cannot play fails now, not after listening (64/4)
     if controls.get("chords"):
         parse_chart(controls["chords"], num)  # a typo fails now, in one line naming the chord
     if controls.get("key"):
@@ -70,12 +89,11 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--bars needs the mix's tempo", fix="add --bpm, e.g. --bpm 120")
     bpm = check_bpm(args.bpm) if args.bpm is not None else 120.0  # a placeholder until the mix is heard
     controls |= {"bpm": float(args.bpm or 0.0), "meter": args.meter or ""}
-    if args.variations < 1:
-        raise ConfigError(f"--variations {args.variations} must be >= 1")
     rate, _, total = audio_info(args.mix)
     timeline = Timeline.constant(bpm, rate, num, den)
     start, stop = region_of_bars(timeline, args.bars, total, path=args.mix)
-    if args.device == "cpu":  # before reading a long file or loading any weights
+    device = resolve_device(args.device)
+    if device == "cpu":  # before reading a long file or loading any weights
         from backline.engines.bass.engine import check_memory
 
         check_memory((stop - start) / rate, args.variations)
@@ -89,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--threads {args.threads} must be >= 1")
     torch.set_num_threads(args.threads)
 
-    engine = build(args.config, args.device, weights=args.weights, codec_weights=args.codec_weights)
+    engine = build(args.config, device, weights=args.weights, codec_weights=args.codec_weights)
     request = GenerationRequest("bass", args.out, timeline, region_start=start, region_stop=stop, mix=mix,
                                 midi=args.band_midi, reference=args.reference, preset=None if args.reference else (args.preset or "finger"),
                                 controls=controls, seed=args.seed, variations=args.variations)

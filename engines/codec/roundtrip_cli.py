@@ -38,7 +38,11 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.output)
     if out.suffix.lower() not in (".wav", ".flac"):
         raise AudioFileError(f"cannot write '{out.suffix}'", path=out, fix="name a .wav or .flac file")
-    final, tmp = atomic_output(out, overwrite=args.overwrite)  # refuse before any work
+    from backline.engines.audio import audio_info
+
+    _, channels, frames = audio_info(args.input)
+    # refuse before any work: exists, read-only, under a file, or a disk without room for the float32 result
+    final, tmp = atomic_output(out, overwrite=args.overwrite, need_bytes=frames * max(2, channels) * 4 + 2**20)
     tmp.unlink(missing_ok=True)
     audio = read_audio(args.input)
     codec = load_codec(args.role, weights=args.weights)

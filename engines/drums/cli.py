@@ -18,7 +18,7 @@ HELP = "generate a drum part with fills (and its MIDI, WAV and report) for the b
 
 def configure(parser: argparse.ArgumentParser) -> None:
     from backline.engines.drums.engine import CONTROLS
-    from backline.engines.protocol import add_control_flags
+    from backline.engines.protocol import add_control_flags, add_device_flag
 
     src = parser.add_argument_group("input (one of)")
     src.add_argument("--midi", help="the band's MIDI file (multitrack; tracks mapped to piano/guitar/bass/strings)")
@@ -38,6 +38,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", choices=("shipped", "debug"), default="shipped",
                         help="model weights: shipped (trained) or debug (tiny random init, for testing)")
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier take of the same seed in --out")
+    add_device_flag(parser)
     parser.add_argument("--preset", default=None, help="drum style preset (--list-presets shows them); the control "
                                                         "flags below override it")
     # the engine's controls, from its own declaration (the host's panel is built from the same one)
@@ -67,7 +68,11 @@ def _timeline(args):
         num, den = (int(x) for x in args.meter.split("/"))
     except ValueError as err:
         raise ConfigError(f"meter {args.meter!r} is not N/D", fix="e.g. --meter 4/4") from err
-    return Timeline.constant(check_bpm(args.bpm), args.sample_rate, num, den)
+    from backline.engines.drums.representation import quarters_per_bar
+
+    timeline = Timeline.constant(check_bpm(args.bpm), args.sample_rate, num, den)
+    quarters_per_bar(num, den)  # a meter the drum models cannot play fails now, before any audio is read (64/4)
+    return timeline
 
 
 def run(args: argparse.Namespace) -> int:
@@ -78,8 +83,10 @@ def run(args: argparse.Namespace) -> int:
     from backline.engines.protocol import (
         GenerationRequest,
         build_engine,
+        check_seed_and_variations,
         control_values,
         generate_in_terminal,
+        resolve_device,
     )
     from backline.engines.timeline import Timeline
 
@@ -90,8 +97,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("give exactly one input", fix="--midi BAND.mid, --audio MIX.wav or --jack SECONDS")
     if args.out is None:
         raise ConfigError("--out is needed to generate", fix="e.g. --out takes/ (or --list-presets)")
-    if args.takes < 1:
-        raise ConfigError(f"--takes {args.takes} must be at least 1")
+    check_seed_and_variations(args.seed, args.takes, "--takes")
     controls = control_values(args, CONTROLS)
     if args.role:
         controls["roles"] = ",".join(filter(None, [controls.get("roles", ""), *args.role]))
@@ -134,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
             mf.tracks.append(events_to_track(notes, name))
         mf.save(midi)
 
-    engine = build_engine("drums", args.config)
+    engine = build_engine("drums", args.config, resolve_device(args.device))
     request = GenerationRequest(engine="drums", out_dir=Path(args.out), timeline=timeline, midi=midi, mix=mix,
                                 controls=controls, seed=args.seed, variations=args.takes, preset=args.preset)
     try:
