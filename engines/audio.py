@@ -347,6 +347,12 @@ def atomic_output(path: str | Path, *, overwrite: bool = False, need_bytes: int 
                                 fix="choose another name or folder, or pass overwrite")
     if path.is_dir():
         raise BacklineError("is a folder", path=path, fix="name a file to write")
+    above = path.parent
+    while not above.exists() and above.parent != above:
+        above = above.parent
+    if above.exists() and not above.is_dir():
+        raise BacklineError(f"cannot be written: {above} is a file, not a folder", path=path,
+                            fix="choose a path inside a folder")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".partial{path.suffix}", dir=path.parent)

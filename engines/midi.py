@@ -71,7 +71,7 @@ def check_band_midi(path: str | Path, what: str = "the band MIDI") -> Any:
             if msg.type == "set_tempo":
                 bpm = mido.tempo2bpm(msg.tempo) if msg.tempo > 0 else float("inf")
                 if not MIN_BPM <= bpm <= MAX_BPM:
-                    raise MidiFileError(f"{what} sets a tempo of {bpm:,.6g} BPM ({msg.tempo} µs per quarter note)",
+                    raise MidiFileError(f"{what} sets a tempo of {bpm:,.0f} BPM ({msg.tempo} µs per quarter note)",
                                         path=path, fix=f"fix the tempo in the DAW ({MIN_BPM:g}–{MAX_BPM:g} BPM) "
                                                        "and export the MIDI again")
             elif msg.type == "time_signature":

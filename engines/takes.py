@@ -481,7 +481,11 @@ def write_takes(result: Any, out_dir: str | Path, *, overwrite: bool = False, lo
         if clash and not overwrite:
             raise FileExistsRefusal("already exists; Backline never overwrites your files", path=clash[0],
                                     fix="choose another output folder or seed, or pass --overwrite")
-        staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=folder))
+        try:
+            staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=folder))
+        except OSError as err:
+            raise OutputError(f"could not be written ({err.strerror or err})", path=folder,
+                              fix="check free disk space and permissions; nothing was written") from err
         try:
             for fname, payload, kind in plan:
                 target = staging / fname

@@ -1,0 +1,429 @@
+"""Issue 23, the fault matrix: every row ends in one clear line and exit 2 (or 130 on cancel) before any heavy
+work, loses nothing and leaves nothing behind. Real files, real subprocesses, real signals; a full or read-only
+disk is a real tmpfs mount where this runs as root with mount rights, else a real RLIMIT_FSIZE in a child."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import mido
+import numpy as np
+import pytest
+
+from backline.engines.audio import Audio, read_audio, write_audio
+from backline.engines.errors import AudioFileError, BacklineError, BacklineWarning, WeightsError
+from backline.engines.takes import LOCK_NAME, STAGING_PREFIX, OutputError, preflight, write_takes
+from backline.host.cli import main as cli
+
+ENV = os.environ | {"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "QT_QPA_PLATFORM": "offscreen"}
+
+
+# --- helpers -------------------------------------------------------------------------------------------------
+
+def one_line_error(capsys, args, code: int = 2) -> str:
+    assert cli(args) == code
+    err = capsys.readouterr().err
+    assert err.startswith("backline: error: ") and err.count("\n") == 1, err
+    return err
+
+
+def listing(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")) if folder.exists() else []
+
+
+@pytest.fixture
+def mix(tmp_path) -> Path:
+    t = np.arange(44100 * 4) / 44100
+    x = (0.2 * np.sin(2 * np.pi * 110 * t)).astype(np.float32)
+    return write_audio(tmp_path / "mix.wav", Audio(np.stack([x, x]), 44100))
+
+
+def band_midi(path: Path, tempo: int = 500_000, meter: tuple[int, int] | None = None, quarters: int = 16) -> Path:
+    mid = mido.MidiFile(type=1, ticks_per_beat=480)
+    head = [mido.MetaMessage("set_tempo", tempo=tempo)]
+    if meter:
+        head.append(mido.MetaMessage("time_signature", numerator=meter[0], denominator=meter[1]))
+    mid.tracks.append(mido.MidiTrack(head))
+    mid.tracks.append(mido.MidiTrack([mido.MetaMessage("track_name", name="Piano"),
+                                      mido.Message("note_on", note=60, velocity=80, time=0),
+                                      mido.Message("note_off", note=60, velocity=0, time=480 * quarters)]))
+    mid.save(path)
+    return path
+
+
+@pytest.fixture
+def no_heavy_work(monkeypatch):
+    """Fail the test if any engine is built or any mix is read: the refusal must come before."""
+    from backline.engines import audio, protocol
+    from backline.engines.accompany import engine as accompany_engine
+    from backline.engines.bass import engine as bass_engine
+
+    def not_reached(*args, **kwargs):
+        raise AssertionError("heavy work started before the refusal")
+
+    monkeypatch.setattr(bass_engine, "build", not_reached)
+    monkeypatch.setattr(accompany_engine, "build", not_reached)
+    monkeypatch.setattr(protocol, "build_engine", not_reached)
+    monkeypatch.setattr(audio, "read_audio", not_reached)
+
+
+@contextlib.contextmanager
+def tmpfs(path: Path, size: str, *, read_only: bool = False):
+    """A real small filesystem at `path`, or pytest.skip where mounting is not allowed (then the RLIMIT
+    variant of the same case runs)."""
+    path.mkdir(parents=True, exist_ok=True)
+    options = f"size={size}" + (",ro" if read_only else "")
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (not root, or no mount rights)")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+def small_result(engine: str = "x", seed: int = 1, seconds: float = 1.0, rate: int = 8000, level: float = 0.1):
+    from backline.engines.protocol import GenerationResult, Take
+
+    audio = Audio(np.full((2, int(seconds * rate)), level, np.float32), rate)
+    return GenerationResult([Take(seed=seed, stems={engine: audio}, midi=b"MThd\x00\x00\x00\x06\x00\x00\x00\x01\x00`",
+                                  report={"level": level})], {"engine": engine})
+
+
+# --- meters, tempi, regions, counts ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("meter", ["1000/4", f"4/{2 ** 40}", "64/4"])
+def test_absurd_meters_are_refused_before_any_work(tmp_path, capsys, mix, no_heavy_work, meter):
+    out = tmp_path / "o"
+    err = one_line_error(capsys, ["generate", "bass", "--mix", str(mix), "--out", str(out), "--meter", meter])
+    assert "not a time signature" in err
+    err = one_line_error(capsys, ["generate", "drums", "--audio", str(mix), "--bpm", "120", "--out", str(out),
+                                  "--meter", meter])
+    assert "not supported" in err
+    assert not out.exists()
+
+
+def test_a_meter_the_bass_planner_cannot_play_is_refused_before_listening(tmp_path, capsys, mix, no_heavy_work):
+    err = one_line_error(capsys, ["generate", "bass", "--mix", str(mix), "--out", str(tmp_path / "o"), "--meter", "32/4"])
+    assert "cannot play in 32/4" in err
+
+
+@pytest.mark.parametrize("tempo, meter, words", [
+    (1, None, "60,000,000 BPM"),                 # 1 µs per quarter note
+    (500_000, (200, 4), "200/4"),                # a MIDI numerator is one byte
+    (500_000, (4, 2 ** 40), f"4/{2 ** 40}"),
+])
+def test_band_midi_with_an_absurd_tempo_or_meter_is_refused(tmp_path, capsys, mix, no_heavy_work, tempo, meter, words):
+    midi = band_midi(tmp_path / "band.mid", tempo, meter)
+    err = one_line_error(capsys, ["generate", "bass", "--mix", str(mix), "--out", str(tmp_path / "o"),
+                                  "--band-midi", str(midi)])
+    assert words in err and "--band-midi" in err
+
+
+def test_the_host_ignores_an_absurd_meter_from_a_sidecar_or_the_daw(tmp_path):
+    from backline.bridge.transport import Transport
+    from backline.engines.timeline import Timeline
+    from backline.host.capture import CaptureModel
+
+    fallback = Timeline.constant(100.0, 44100)
+    for signature in ([1000, 4], [4, 2 ** 40]):
+        (tmp_path / "extras.json").write_text(json.dumps({"tempo_bpm": 120, "time_signature": signature}))
+        timeline, from_file = CaptureModel._timeline_beside(tmp_path / "mix.wav", 44100, fallback)
+        assert not from_file and (timeline.numerator, timeline.denominator) == (4, 4)
+    transport = Transport(sample_rate=48000)
+    transport.set_meter(1000, 4)
+    transport.set_meter(4, 2 ** 40)
+    assert (transport.snapshot().numerator, transport.snapshot().denominator) == (4, 4)
+
+
+def test_accompaniment_without_a_mix_is_bounded(tmp_path, capsys, no_heavy_work):
+    err = one_line_error(capsys, ["generate", "accompaniment", "--prompt", "piano", "--out", str(tmp_path / "o"),
+                                  "--bars", "1-100000", "--bpm", "120"])
+    assert "longer than the 10 minutes" in err and "--bars 1-300" in err
+
+
+@pytest.mark.parametrize("command", [
+    ["generate", "bass", "--mix", "MIX", "--variations", "1000"],
+    ["generate", "drums", "--audio", "MIX", "--bpm", "120", "--takes", "1000"],
+    ["generate", "accompaniment", "--prompt", "piano", "--mix", "MIX", "--variations", "1000"],
+    ["generate", "bass", "--mix", "MIX", "--seed", str(10 ** 20)],
+    ["generate", "drums", "--audio", "MIX", "--bpm", "120", "--seed", str(10 ** 20)],
+    ["generate", "bass", "--mix", "MIX", "--seed", "-1"],
+])
+def test_take_counts_and_seeds_are_bounded(tmp_path, capsys, mix, no_heavy_work, command):
+    args = [str(mix) if a == "MIX" else a for a in command] + ["--out", str(tmp_path / "o")]
+    err = one_line_error(capsys, args)
+    assert "out of range" in err and "use " in err
+
+
+def test_the_engine_path_bounds_them_too(tmp_path):
+    from backline.engines.protocol import GenerationRequest
+    from backline.engines.takes import generate_and_write
+    from backline.engines.timeline import Timeline
+
+    for seed, variations in ((0, 1000), (10 ** 20, 1)):
+        request = GenerationRequest("x", tmp_path / "o", Timeline.constant(120, 8000), seed=seed, variations=variations)
+        with pytest.raises(BacklineError, match="out of range"):
+            generate_and_write(object(), request)
+    assert not (tmp_path / "o").exists()
+
+
+# --- the take writer: SIGKILL, overwrite, signals during the links -------------------------------------------
+
+WRITER = textwrap.dedent("""
+    import os, signal, sys
+    import numpy as np
+    from backline.engines import takes
+    from backline.engines.audio import Audio
+    from backline.engines.protocol import GenerationResult, Take
+
+    out, level, overwrite, kill_at = sys.argv[1], float(sys.argv[2]), sys.argv[3] == "1", sys.argv[4]
+    rate = 8000
+    result = GenerationResult([Take(seed=1, stems={"x": Audio(np.full((2, rate), level, np.float32), rate)},
+                                    midi=b"MThd-" + sys.argv[2].encode(), report={"level": level})], {"engine": "x"})
+    if kill_at == "link":  # killed between the file links of the commit
+        real_link = os.link
+        calls = []
+        def link(src, dst):
+            calls.append(dst)
+            if len(calls) == 2:
+                os.kill(os.getpid(), signal.SIGKILL)
+            real_link(src, dst)
+        os.link = link
+    elif kill_at == "staging":  # killed while the take's WAV is half written into the staging folder
+        real_write = takes.write_audio
+        def write_audio(path, audio, **kw):
+            part = path.with_name("." + path.stem + ".abc.partial.wav")
+            part.write_bytes(b"RIFF" + bytes(1000))
+            os.kill(os.getpid(), signal.SIGKILL)
+        takes.write_audio = write_audio
+    takes.write_takes(result, out, overwrite=overwrite)
+    print("done")
+""")
+
+
+def run_writer(out: Path, level: float, overwrite: bool, kill_at: str = "") -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", WRITER, str(out), str(level), "1" if overwrite else "0", kill_at],
+                          capture_output=True, text=True, env=ENV, timeout=120)
+
+
+def take_level(out: Path) -> tuple[float, float, bytes]:
+    """(level in the WAV, level in the JSON, the MIDI bytes): all three agree for a whole take."""
+    return (round(float(read_audio(out / "x_seed1.wav").samples.mean()), 3),
+            json.loads((out / "x_seed1.json").read_text())["level"], (out / "x_seed1.mid").read_bytes())
+
+
+def test_sigkill_between_the_links_of_an_overwrite_is_finished_by_the_next_run(tmp_path):
+    out = tmp_path / "o"
+    assert run_writer(out, 0.1, False).returncode == 0
+    assert take_level(out) == (0.1, 0.1, b"MThd-0.1")
+    killed = run_writer(out, 0.2, True, "link")
+    assert killed.returncode == -signal.SIGKILL
+    # the kill left the swap half done: old files aside in the staging folder, a journal, the lock file
+    staging = [p for p in out.iterdir() if p.name.startswith(STAGING_PREFIX)]
+    assert len(staging) == 1 and (staging[0] / ".commit.json").is_file() and (out / LOCK_NAME).exists()
+    with pytest.warns(BacklineWarning, match="finished a take"):
+        with preflight(out):  # the next run into the folder, before it does anything else
+            pass
+    assert sorted(p.name for p in out.iterdir()) == ["x_seed1.json", "x_seed1.mid", "x_seed1.wav"]
+    assert take_level(out) == (0.2, 0.2, b"MThd-0.2")  # the new take, whole; nothing mixed, nothing stranded
+
+
+def test_sigkill_mid_run_leaves_staging_and_a_lock_that_the_next_run_cleans(tmp_path):
+    out = tmp_path / "o"
+    assert run_writer(out, 0.1, False).returncode == 0
+    killed = run_writer(out, 0.2, True, "staging")
+    assert killed.returncode == -signal.SIGKILL
+    leftovers = [p.name for p in out.rglob("*") if p.name.startswith(".")]
+    assert LOCK_NAME in leftovers and any(n.endswith(".partial.wav") for n in leftovers)
+    assert (out / LOCK_NAME).read_text().strip().isdigit()  # the dead run's pid
+    with preflight(out):  # the next run into the folder: the dead run's flock went with it
+        assert not [p for p in out.iterdir() if p.name.startswith(STAGING_PREFIX)]
+    assert sorted(p.name for p in out.iterdir()) == ["x_seed1.json", "x_seed1.mid", "x_seed1.wav"]
+    assert take_level(out) == (0.1, 0.1, b"MThd-0.1")  # the old take untouched, the leftovers gone
+
+
+def test_a_signal_during_the_final_links_is_reported_truthfully(tmp_path, capsys, monkeypatch):
+    """The links finish first (nothing partial); then the CLI says the take *was* written, not the opposite."""
+    from backline.engines.drums.engine import DrumEngine
+
+    midi = band_midi(tmp_path / "band.mid", quarters=8)
+    real_link = os.link
+    calls = []
+
+    def link(src, dst):
+        calls.append(dst)
+        if len(calls) == 1:
+            signal.raise_signal(signal.SIGTERM)
+        real_link(src, dst)
+
+    monkeypatch.setattr(os, "link", link)
+    monkeypatch.setattr(DrumEngine, "generate", _tiny_drum_take)
+    assert cli(["generate", "drums", "--midi", str(midi), "--out", str(tmp_path / "o"), "--config", "debug"]) == 130
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "only after the take was complete" in err and "nothing" not in err
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["drums_seed0.json", "drums_seed0.mid",
+                                                                   "drums_seed0.wav"]
+
+
+def _tiny_drum_take(self, request, *, progress, cancel):
+    result = small_result("drums", seed=request.seed)
+    result.report["tracks"] = []
+    return result
+
+
+@pytest.mark.parametrize("command, sig", [
+    (["generate", "bass", "--mix", "MIX", "--out", "OUT"], signal.SIGINT),
+    (["generate", "drums", "--midi", "MIDI", "--out", "OUT"], signal.SIGINT),
+    (["generate", "bass", "--mix", "MIX", "--out", "OUT"], signal.SIGTERM),
+    (["generate", "drums", "--midi", "MIDI", "--out", "OUT"], signal.SIGTERM),
+])
+def test_ctrl_c_or_sigterm_in_the_first_second_is_one_line_and_130(tmp_path, mix, command, sig):
+    midi = band_midi(tmp_path / "band.mid")
+    args = [str(mix) if a == "MIX" else str(midi) if a == "MIDI" else str(tmp_path / "o") if a == "OUT" else a
+            for a in command]
+    proc = subprocess.Popen([sys.executable, "-m", "backline.host.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=ENV)
+    time.sleep(0.8)  # python is up and importing torch and the engine: the heavy imports of the first seconds
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert err == "backline: cancelled; nothing partial was written\n", err
+    assert not (tmp_path / "o").exists()
+
+
+# --- disks: full, read-only, under a file ------------------------------------------------------------------
+
+FILL_AFTER_CHECKS = textwrap.dedent("""
+    import os, resource, signal, sys
+    import numpy as np
+    from backline.engines.audio import Audio
+    from backline.engines.errors import BacklineError
+    from backline.engines.protocol import GenerationResult, Take
+    from backline.engines.takes import preflight, write_takes
+
+    out, limit = sys.argv[1], int(sys.argv[2])
+    result = GenerationResult([Take(seed=1, stems={"x": Audio(np.full((2, 400000), 0.1, np.float32), 8000)})],
+                              {"engine": "x"})
+    with preflight(out, need_bytes=0) as lock:       # the checks pass ...
+        if limit:                                    # ... then the disk fills (a real file-size limit)
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+        else:                                        # ... then the disk fills (a real tmpfs, all but 200 KB)
+            free = os.statvfs(out).f_bavail * os.statvfs(out).f_frsize
+            with open(os.path.join(out, "..", "filler"), "wb") as f:
+                f.write(bytes(free - 200 * 1024))
+        try:
+            write_takes(result, out, lock=lock)
+        except BacklineError as err:
+            print(err)
+""")
+
+
+@pytest.mark.parametrize("how", ["tmpfs", "rlimit"])
+def test_the_disk_filling_after_the_checks_is_one_line_and_leaves_the_folder_as_it_was(tmp_path, how):
+    disk = tmp_path / "disk"
+    with (tmpfs(disk, "24m") if how == "tmpfs" else contextlib.nullcontext(disk.mkdir() or disk)):
+        out = disk / "o"
+        out.mkdir()
+        before = listing(out)
+        proc = subprocess.run([sys.executable, "-c", FILL_AFTER_CHECKS, str(out), "0" if how == "tmpfs" else "500000"],
+                              capture_output=True, text=True, env=ENV, timeout=120)
+        assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+        lines = proc.stdout.strip().splitlines()
+        assert len(lines) == 1 and "could not be written" in lines[0] and "nothing was written" in lines[0]
+        assert listing(out) == before
+
+
+def test_codec_roundtrip_and_analyze_json_to_a_path_under_a_file(tmp_path, capsys, mix, no_heavy_work):
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x")
+    err = one_line_error(capsys, ["codec", "roundtrip", str(mix), str(blocker / "out.wav")])
+    assert "cannot be written" in err and "is a file, not a folder" in err
+    err = one_line_error(capsys, ["analyze", str(mix), "--json", str(blocker / "sub" / "report.json")])
+    assert "cannot be written" in err and "is a file, not a folder" in err
+
+
+def test_codec_roundtrip_and_analyze_json_to_a_read_only_or_full_disk(tmp_path, capsys, mix, no_heavy_work):
+    with tmpfs(tmp_path / "ro", "1m", read_only=True) as ro:
+        for args in (["codec", "roundtrip", str(mix), str(ro / "out.wav")],
+                     ["analyze", str(mix), "--json", str(ro / "report.json")]):
+            err = one_line_error(capsys, args)
+            assert "Read-only file system" in err
+    with tmpfs(tmp_path / "full", "1m") as full:
+        (full / "filler").write_bytes(bytes(1024 * 1024 - 64 * 1024))
+        for args in (["codec", "roundtrip", str(mix), str(full / "out.wav")],
+                     ["analyze", str(mix), "--json", str(full / "report.json")]):
+            err = one_line_error(capsys, args)
+            assert "MB free" in err
+        assert sorted(p.name for p in full.iterdir()) == ["filler"]
+
+
+def test_drums_take_size_is_estimated_from_the_band_midi(tmp_path):
+    """A 19 s drum take (7.3 MB of float32 stereo) was refused on a disk with 100 MB free ("needs about 237 MB"):
+    the estimate assumed 10 minutes. It now follows the MIDI's length."""
+    from backline.engines.protocol import GenerationRequest
+    from backline.engines.takes import estimate_bytes
+    from backline.engines.timeline import Timeline
+
+    midi = band_midi(tmp_path / "band.mid", quarters=38)  # 19 s at 120 BPM
+    request = GenerationRequest("drums", tmp_path / "o", Timeline.constant(120, 48000), midi=midi)
+    take = 19 * 48000 * 2 * 4
+    assert take <= estimate_bytes(request) <= 2 * take
+    with tmpfs(tmp_path / "disk", "100m") as disk:
+        with preflight(disk / "o", need_bytes=estimate_bytes(request)):
+            pass
+
+
+# --- input files ---------------------------------------------------------------------------------------------
+
+def test_a_truncated_flac_says_so_instead_of_the_mix_is_silent(tmp_path, capsys, mix):
+    flac = write_audio(tmp_path / "mix.flac", read_audio(mix))
+    cut = tmp_path / "cut.flac"
+    cut.write_bytes(flac.read_bytes()[: flac.stat().st_size // 3])
+    with pytest.raises(AudioFileError, match="truncated or corrupt"):
+        read_audio(cut)
+    err = one_line_error(capsys, ["generate", "bass", "--mix", str(cut), "--out", str(tmp_path / "o")])
+    assert "truncated or corrupt" in err and "silent" not in err
+    read_audio(flac)  # a whole FLAC reads
+
+
+@pytest.mark.parametrize("reference", ["TEXT", "/etc/passwd"])
+def test_a_reference_that_is_not_audio_is_refused(tmp_path, capsys, mix, no_heavy_work, reference):
+    text = tmp_path / "notes.wav"
+    text.write_text("this is not audio\n")
+    reference = str(text) if reference == "TEXT" else reference
+    err = one_line_error(capsys, ["generate", "bass", "--mix", str(mix), "--out", str(tmp_path / "o"),
+                                  "--reference", reference])
+    assert "--reference is not an audio file" in err
+
+
+def test_a_key_with_two_modes_is_refused(tmp_path, capsys, mix, no_heavy_work):
+    err = one_line_error(capsys, ["generate", "bass", "--mix", str(mix), "--out", str(tmp_path / "o"),
+                                  "--key", "C major minor"])
+    assert "'C major minor' is not a key" in err
+
+
+def test_a_weights_json_nested_200k_deep_is_one_line(tmp_path):
+    from backline.engines.bass.engine import WEIGHTS_DIR, load_bass_model
+
+    (tmp_path / "bass.safetensors").symlink_to(WEIGHTS_DIR / "bass.safetensors")
+    (tmp_path / "bass.json").write_text('{"kind": ' + "[" * 200_000 + "]" * 200_000 + "}")
+    with pytest.raises(WeightsError, match="nested too deeply") as err:
+        load_bass_model(weights=tmp_path / "bass")
+    assert "\n" not in str(err.value)
+
+
+def test_write_takes_refuses_a_result_it_cannot_place_without_leaving_anything(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OutputError, match="is a file"):
+        write_takes(small_result(), tmp_path / "file" / "o")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
