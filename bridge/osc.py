@@ -19,6 +19,7 @@ once). Malformed packets, wrong argument types, unknown addresses and absurd val
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import math
@@ -64,6 +65,12 @@ _NOARG = frozenset(b"TFNI")
 _NUMS = re.compile(r"-?\d+(?:\.\d+)?")
 #: Bundles inside bundles are followed this deep (DAWs send one level; deeper is an attack or a bug).
 MAX_BUNDLE_DEPTH = 4
+#: messages handled from one datagram (a 64 KB bundle can hold 4,000 tiny messages; a DAW sends a few)
+MAX_BUNDLE_MESSAGES = 256
+#: messages handled per second before the listener treats the traffic as a flood: it then gives up its
+#: real-time priority (a SCHED_FIFO thread busy with a flood takes the core from everything else) and
+#: drops datagrams for the rest of that second. A DAW's busiest burst is a few thousand.
+MAX_MESSAGES_PER_SECOND = 20_000
 
 
 class OscDecodeError(ValueError):
@@ -255,7 +262,9 @@ class OscBridge:
         self.problems = transport.problems if isinstance(getattr(transport, "problems", None), _OnceLog) \
             else _OnceLog(log)
         self.stats = {"messages": 0, "bundles": 0, "malformed": 0, "unknown": 0, "bad_args": 0,
-                      "other_dialect": 0, "sent": 0}
+                      "other_dialect": 0, "sent": 0, "dropped": 0}
+        self._window = (-math.inf, 0)  # (start of the current second, messages handled in it)
+        self._bundle_budget = MAX_BUNDLE_MESSAGES
         self.loop: tuple[float, float] | None = None
         self._buf = bytearray(65536)
         self._sock: socket.socket | None = None
@@ -397,6 +406,9 @@ class OscBridge:
                 self.problems.flush()
             if n:
                 self._last_addr, last_rx = addr, t
+                if self._flooded(t):
+                    self.stats["dropped"] += 1
+                    continue
                 self.handle(buf, n, t)
             else:
                 self.transport.flush_problems()
@@ -408,16 +420,35 @@ class OscBridge:
                 self._send_quiet("/live/song/get/current_song_time")
                 last_poll = t
 
+    def _flooded(self, t: float) -> bool:
+        """True while this second's traffic is over MAX_MESSAGES_PER_SECOND (then datagrams are dropped)."""
+        start, count = self._window
+        if t - start >= 1.0:
+            self._window = (t, 0)
+            return False
+        if count < MAX_MESSAGES_PER_SECOND:
+            return False
+        if self.scheduling != "normal" and hasattr(os, "sched_setscheduler"):
+            with contextlib.suppress(OSError, AttributeError):
+                os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+                self.scheduling = "normal"
+        self.problems("flood", f"OSC flood: over {MAX_MESSAGES_PER_SECOND} messages a second; dropping the rest of "
+                               "each such second (real-time priority given up)")
+        return True
+
     def handle(self, buf: bytearray | bytes, n: int, t: float) -> None:
         """Apply one datagram (message or bundle) received at monotonic time `t`."""
         if n and buf[0] == 0x23:  # '#bundle'
             self.stats["bundles"] += 1
+            self._bundle_budget = MAX_BUNDLE_MESSAGES
             self._handle_bundle(bytes(buf[:n]), 0, n, t, 1)
             return
         self._handle_message(buf, n, t)
 
     def _handle_message(self, buf: bytearray | bytes, n: int, t: float) -> None:
         self.stats["messages"] += 1
+        start, count = self._window
+        self._window = (start, count + 1)
         try:
             address, tags, off = decode_header(buf, n)
         except OscDecodeError as err:
@@ -471,7 +502,13 @@ class OscBridge:
                 return
             if data[off] == 0x23:
                 self._handle_bundle(data, off, off + size, t, depth + 1)
+            elif self._bundle_budget <= 0:
+                self.stats["dropped"] += 1
+                self.problems("bundle-width", f"ignored the messages of an OSC bundle past its first "
+                                              f"{MAX_BUNDLE_MESSAGES}")
+                return
             else:
+                self._bundle_budget -= 1
                 self._handle_message(data[off:off + size], size, t)
             off += size
 

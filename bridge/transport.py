@@ -130,6 +130,10 @@ class _OnceLog:
             self._logger.log(level, "%s (logged once; later ones are counted)", message)
 
 
+#: /backline/generate requests closer than this (seconds) are one request
+GENERATE_MIN_INTERVAL = 1.0
+
+
 class Transport:
     """Tempo, meter, play state and an extrapolated position; raises `Event`s for the host.
 
@@ -165,6 +169,8 @@ class Transport:
         self._subs: dict[Event, list[Callable[..., None]]] = {e: [] for e in Event}
         self._sub_lock = threading.Lock()
         self.problems = _OnceLog(log)
+        self._last_generate = -math.inf
+        self.generate_ignored = 0  # /backline/generate requests coalesced into the one before
 
     # --- reading -------------------------------------------------------------------------------------
     @property
@@ -346,7 +352,16 @@ class Transport:
         self._emit(Event.REGION, self.region)
 
     def request_generate(self, args: tuple, source: str = "osc") -> None:
-        self._heard(self.clock(), source)
+        """A helper script asks for a take. Requests closer than GENERATE_MIN_INTERVAL to the one before are
+        the same press (a script or a flood repeating it): they are coalesced, so 100 messages queue one job."""
+        t = self.clock()
+        self._heard(t, source)
+        if t - self._last_generate < GENERATE_MIN_INTERVAL:
+            self.generate_ignored += 1
+            self.problems("generate", f"{source}: ignored /backline/generate requests arriving faster than one per "
+                                      f"{GENERATE_MIN_INTERVAL:g} s ({self.generate_ignored} so far)")
+            return
+        self._last_generate = t
         self._emit(Event.GENERATE, args)
 
     def flush_problems(self) -> None:

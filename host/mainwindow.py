@@ -484,7 +484,11 @@ class MainWindow(QMainWindow):
         self.show_message("info", f"DAW selection: bars {first}–{last}")
 
     def _daw_generate(self, args: tuple) -> None:
-        """/backline/generate [engine]: generate now, with the current panel or the engine named."""
+        """/backline/generate [engine]: generate now, with the current panel or the engine named. While a take
+        is being made a DAW request is dropped, not queued (a script or a flood repeating it queued 100 jobs)."""
+        if self.active:
+            self.statusBar().showMessage("The DAW asked for a take while one is being made: request ignored", 5000)
+            return
         name = next((str(a) for a in args if isinstance(a, str) and str(a) in self.panels), None)
         if name:
             self.show_engine(name)

@@ -427,3 +427,69 @@ def test_write_takes_refuses_a_result_it_cannot_place_without_leaving_anything(t
     with pytest.raises(OutputError, match="is a file"):
         write_takes(small_result(), tmp_path / "file" / "o")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+# --- OSC: a flood of generate requests and of wide bundles ---------------------------------------------------
+
+def _bundle(messages: list[bytes]) -> bytes:
+    import struct
+
+    return b"#bundle\x00" + b"\x00" * 7 + b"\x01" + b"".join(struct.pack(">i", len(m)) + m for m in messages)
+
+
+def test_many_generate_messages_queue_one_job():
+    import socket
+
+    from backline.bridge.osc import OscBridge, encode_message, wait_for
+    from backline.bridge.transport import Event, Transport
+
+    transport = Transport(48000)
+    asked = []
+    transport.subscribe(Event.GENERATE, lambda snap, extra: asked.append(extra))
+    with OscBridge(transport, dialect="reaper", port=0) as bridge:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        message = encode_message("/backline/generate", "bass")
+        for _ in range(100):
+            sock.sendto(message, ("127.0.0.1", bridge.port))
+        sock.close()
+        assert wait_for(lambda: bridge.stats["messages"] >= 100, 10.0), bridge.stats
+    assert len(asked) == 1 and transport.generate_ignored == 99
+
+
+def test_a_flood_of_wide_bundles_is_capped_and_gives_up_real_time_priority():
+    import socket
+
+    from backline.bridge.osc import (
+        MAX_BUNDLE_MESSAGES,
+        MAX_MESSAGES_PER_SECOND,
+        OscBridge,
+        encode_message,
+        wait_for,
+    )
+    from backline.bridge.transport import Transport
+
+    transport = Transport(48000)
+    wide = _bundle([encode_message("/time", float(k)) for k in range(2000)])  # ~40 kB: 2,000 messages
+    assert len(wide) < 65000
+    bridge = OscBridge(transport, dialect="reaper", port=0)  # handle() is the receive path minus the socket
+    bridge.handle(bytearray(wide), len(wide), 0.0)  # one wide bundle: only its first messages are applied
+    assert bridge.stats["messages"] == MAX_BUNDLE_MESSAGES and bridge.stats["dropped"] == 1
+    # a flood: past MAX_MESSAGES_PER_SECOND within one second the listener drops datagrams for the rest of
+    # that second and gives up real-time priority (a SCHED_FIFO thread in a flood takes the core)
+    bridge.scheduling = "SCHED_FIFO 10"
+    assert not bridge._flooded(100.0)
+    while bridge.stats["messages"] < MAX_MESSAGES_PER_SECOND + MAX_BUNDLE_MESSAGES:
+        assert not bridge._flooded(100.5)
+        bridge.handle(bytearray(wide), len(wide), 100.5)
+    assert bridge._flooded(100.6) and bridge.scheduling == "normal"
+    assert not bridge._flooded(101.7)  # the next second is handled again
+    # and over a real socket: whatever arrives, each second handles a bounded number of messages
+    with OscBridge(Transport(48000), dialect="reaper", port=0) as live:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        started = time.monotonic()
+        for _ in range(200):
+            sock.sendto(wide, ("127.0.0.1", live.port))
+        sock.close()
+        assert wait_for(lambda: live.stats["bundles"] + live.stats["dropped"] >= 200, 10.0), live.stats
+        seconds = time.monotonic() - started
+        assert live.stats["messages"] <= (seconds + 1) * (MAX_MESSAGES_PER_SECOND + MAX_BUNDLE_MESSAGES)
