@@ -9,6 +9,7 @@ state travels as tensors plus a small JSON skeleton.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Callable
@@ -47,6 +48,30 @@ def save_weights(model: torch.nn.Module, path: str | Path, *, kind: str, config:
     meta = {"kind": kind, "format_version": format_version, "config": config, "training": training or {}}
     write_bytes_atomic(config_path, json.dumps(meta, indent=2, sort_keys=True).encode(), overwrite=overwrite)
     return tensors_path
+
+
+def check_export(paths: list[str | Path] | str | Path, *, overwrite: bool = False, flag: str = "--export") -> None:
+    """Call before training: refuse (one line) an export that would fail only after the training — weights
+    already there without `overwrite`, a path under a file, a read-only folder. Creates nothing."""
+    from backline.engines.errors import ConfigError
+
+    names = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    for name in names:
+        for target in weight_paths(name):
+            if target.exists() and not overwrite:
+                raise ConfigError(f"{flag}: {target} already exists", fix="pass --overwrite to replace the weights, "
+                                                                          "or export somewhere else")
+            above = target.parent
+            while not above.exists() and above.parent != above:
+                above = above.parent
+            if not above.is_dir():
+                raise ConfigError(f"{flag}: {above} is a file, not a folder", path=target,
+                                  fix="choose a path inside a folder")
+            readonly = False
+            with contextlib.suppress(OSError):
+                readonly = bool(os.statvfs(above).f_flag & os.ST_RDONLY)
+            if readonly or not os.access(above, os.W_OK | os.X_OK):
+                raise ConfigError(f"{flag}: {above} is read-only", path=target, fix="export somewhere writable")
 
 
 #: a weights config or checkpoint skeleton is a few KB to a few MB; anything far bigger is not ours

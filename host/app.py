@@ -253,8 +253,19 @@ def first_screen(app, window, path: Path) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     screenshot = args.screenshot is not None or args.first_screen is not None
+    scratch = None  # a session made only for the screenshots is removed again (it held ~14 MB of takes)
     if screenshot and args.session is None:
-        args.session = Path(tempfile.mkdtemp(prefix="backline-screenshot-session-"))
+        args.session = scratch = Path(tempfile.mkdtemp(prefix="backline-screenshot-session-"))
+    try:
+        return _run(args, screenshot)
+    finally:
+        if scratch is not None:
+            import shutil
+
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _run(args: argparse.Namespace, screenshot: bool) -> int:
     app = _app(screenshot)
     window = build_window(args, screenshot=screenshot)
     window.show()

@@ -493,3 +493,40 @@ def test_a_flood_of_wide_bundles_is_capped_and_gives_up_real_time_priority():
         assert wait_for(lambda: live.stats["bundles"] + live.stats["dropped"] >= 200, 10.0), live.stats
         seconds = time.monotonic() - started
         assert live.stats["messages"] <= (seconds + 1) * (MAX_MESSAGES_PER_SECOND + MAX_BUNDLE_MESSAGES)
+
+
+# --- the host's screenshots, training exports --------------------------------------------------------------
+
+def test_host_screenshot_session_is_removed_again(tmp_path):
+    """`--screenshot` / `--first-screen` without `--session` work in a temporary session (14 MB of takes after
+    a screenshot run): it is gone when the command ends."""
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = ENV | {"TMPDIR": str(scratch), "BACKLINE_CONFIG": str(tmp_path / "config")}
+    done = subprocess.run([sys.executable, "-m", "backline.host.cli", "host", "--first-screen",
+                           str(tmp_path / "first.png")], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (tmp_path / "first.png").stat().st_size > 1000
+    assert list(scratch.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", [
+    ["train", "drums", "--synth", "2", "--steps", "1", "--run", "RUN", "--export", "EXPORT"],
+    ["train", "presence", "--corpus", "RUN", "--out", "EXPORT/presence"],
+])
+def test_train_export_to_an_existing_path_is_refused_before_training(tmp_path, capsys, command):
+    export = tmp_path / "weights"
+    export.mkdir()
+    for name in ("seq2seq", "presence"):
+        (export / f"{name}.safetensors").write_bytes(b"mine")
+        (export / f"{name}.json").write_text("{}")
+    before = listing(tmp_path)
+    args = [str(tmp_path / "run") if a == "RUN" else a.replace("EXPORT", str(export)) for a in command]
+    err = one_line_error(capsys, args)
+    assert "already exists" in err and "--overwrite" in err
+    assert listing(tmp_path) == before  # no run folder, no corpus, nothing trained
+    # under a file: refused the same way
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    args = [str(tmp_path / "run") if a == "RUN" else a.replace("EXPORT", str(blocker / "w")) for a in command]
+    assert "is a file, not a folder" in one_line_error(capsys, args)

@@ -158,8 +158,9 @@ def run(args: argparse.Namespace) -> int:
 
     from backline.engines.analysis.api import Analyzer
     from backline.engines.analysis.presence import N_FEATURES, PARTS, PresenceModel
-    from backline.engines.weights import save_weights
+    from backline.engines.weights import check_export, save_weights
 
+    check_export(args.out, overwrite=args.overwrite, flag="--out")  # refused now, not after the fitting
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     analyzer = Analyzer("shipped")

@@ -234,6 +234,11 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.steps <= 0 or args.batch <= 0 or args.lr <= 0:
         raise ConfigError("--steps, --batch and --lr must be positive")
+    if args.export:  # refused now, not after the training
+        from backline.engines.drums.engine import MODEL_NAMES
+        from backline.engines.weights import check_export
+
+        check_export([Path(args.export) / n for n in (*MODEL_NAMES, "pipeline")], overwrite=args.overwrite)
     torch.set_num_threads(max(1, args.threads))
     ctx = Distributed.setup(args.device)
     seed_everything(args.seed + ctx.rank)
