@@ -1,7 +1,10 @@
 """Listening models on held-out corpus songs: paper 001's table, the linear-probe comparison with the MusiCoder
 pretraining ablation, 25×25 (mix, stem) matching top-1, and the time to analyse a 30 s mix.
 
-    python benchmarks/analysis_eval.py [--corpus /work/corpus] [--runs runs/analysis]
+    python benchmarks/analysis_eval.py [--corpus CORPUS_ROOT] [--runs runs/analysis]
+
+CORPUS_ROOT holds train/ and test/ (Slakh layout, `backline data synth --songs N --out CORPUS_ROOT/test`). Without
+--corpus a small one (4 + 4 synthetic songs, benchmark seed) is rendered once and the output says so.
 
 Reads the tagger heads from `runs/analysis/tagger/tagger_{head}`, the MusiCoder ablation encoders from
 `runs/analysis/musicoder_{cfm+ccm,cfm,ccm,none}/musicoder`, and the shipped SimCLR and matching weights.
@@ -215,11 +218,11 @@ def timing(args) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from backline.engines.analysis.common import DEFAULT_CACHE, DEFAULT_CORPUS, ensure_cache, load_crops
+    from backline.engines.analysis.common import DEFAULT_CACHE, ensure_cache, load_crops
     from backline.engines.analysis.tagger import HEADS
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--corpus", nargs="+", default=[str(DEFAULT_CORPUS)], metavar="ROOT[:N]",
+    p.add_argument("--corpus", nargs="+", default=None, metavar="ROOT[:N]",
                    help="corpus root(s); ':N' = the first N training songs (for the probes), as in training")
     p.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     p.add_argument("--runs", type=Path, default=Path("runs/analysis"))
@@ -235,6 +238,20 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     skip = set(filter(None, args.skip.split(",")))
     print(f"hardware: {hardware()}")
+    if args.corpus is None:
+        from _common import corpus_or_render
+
+        for split in ("train", "test"):
+            root, label = corpus_or_render(None, split=split)
+        args.corpus = [str(root)]
+        print(f"corpus: {label} (train/ and test/)")
+    else:
+        for entry in args.corpus:
+            root = entry.rsplit(":", 1)[0] if entry.rsplit(":", 1)[-1].isdigit() else entry
+            if not Path(root).is_dir():
+                print(f"analysis_eval.py: error: {root}: corpus folder not found — give a folder with train/ and "
+                      "test/, or leave out --corpus to render a small synthetic one", file=sys.stderr)
+                return 2
     if "missing" not in skip:
         corpus = args.missing_corpus or Path(args.corpus[0].split(":")[0]) / "test"
         print_missing(missing_table(corpus, args.weights_dir, args.missing_songs))

@@ -210,7 +210,8 @@ def main() -> None:
 
         raise SystemExit(follow_main([a for a in sys.argv[1:] if a != "--follow"]))
     ap = argparse.ArgumentParser(description="bass engine evaluation (paper 000 protocol)")
-    ap.add_argument("--corpus", type=Path, default=Path("/work/corpus/test"))
+    ap.add_argument("--corpus", type=Path, default=None,
+                    help="held-out Slakh-layout songs with a bass stem; default: render 4 synthetic songs once")
     ap.add_argument("--config", default="shipped")
     ap.add_argument("--weights", type=Path, help="bass weights to evaluate instead of the shipped ones")
     ap.add_argument("--codec-weights", type=Path, help="folder with mix/stem codec weights (default: shipped)")
@@ -228,16 +229,17 @@ def main() -> None:
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     started = time.time()
-    from _common import cpu_name
+    from _common import corpus_or_render, cpu_name
 
+    a.corpus, label = corpus_or_render(a.corpus)
     engine = build(a.config, "cpu", weights=a.weights, codec_weights=a.codec_weights)
     results: dict = {"weights": engine.describe().weights}
     print(f"bass_eval on {cpu_name()} (CPU, {a.threads} thread), torch {torch.__version__}")
     print(f"weights: {results['weights']}")
     n_clips = max(a.clips, a.matrix, a.grounding_mixes)
     clips = load_clips(a.corpus, n_clips, a.seconds)
-    print(f"{len(clips)} clips of {a.seconds:g} s from {len({c.name.split('@')[0] for c in clips})} held-out songs "
-          f"in {a.corpus}  (small sample counts: treat differences below a few FAD points as noise)")
+    print(f"{len(clips)} clips of {a.seconds:g} s from {len({c.name.split('@')[0] for c in clips})} songs: "
+          f"{label}  (small sample counts: treat differences below a few FAD points as noise)")
     conds = torch.stack([engine.mix_codec.encode(c.mix) for c in clips])
     lengths = [round(c.mix.frames * 44100 / c.mix.sample_rate) for c in clips]
     real = [c.bass.resampled(44100).with_channels(1) for c in clips]

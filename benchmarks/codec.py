@@ -1,14 +1,15 @@
-"""Spectral codec benchmark: speed (RTF, peak memory, EnCodec-24k speed ratio) and reconstruction quality.
+"""Spectral codec benchmark: speed (× real time, peak memory, EnCodec-24k speed ratio) and reconstruction quality.
 
-    python benchmarks/codec.py [--corpus /work/corpus/test] [--songs 4] [--seconds 30] [--device cpu|cuda]
+    python benchmarks/codec.py [--corpus HELD_OUT] [--songs 4] [--seconds 30] [--device cpu|cuda]
                                [--threads N] [--repeats 5] [--config shipped|small|debug]
 
 Prints, naming the hardware:
-- encode+decode real-time factor for 30 s of 44.1 kHz stereo (mix codec; stem codec on the same audio as mono),
+- encode+decode time for 30 s of 44.1 kHz stereo as × real time (processing s ÷ audio s) (mix codec; stem codec on the same audio as mono),
   best and median of --repeats runs, and the peak resident memory (CPU, sampled) or peak CUDA memory during them;
 - the same timing for EnCodec's 24 kHz architecture (`encodec` package, random weights: its pretrained weights
   cannot be downloaded here) on the same audio resampled to 24 kHz (resampling not timed), and the speed ratio;
-- reconstruction quality on held-out corpus songs (first --seconds of each): multi-resolution STFT distance,
+- reconstruction quality on the corpus songs (first --seconds of each; without --corpus a small synthetic corpus
+  is rendered and the table says "synthetic", not "held-out"): multi-resolution STFT distance,
   log-spectral distance (dB) and mel L1 (backline.engines.frontend), for the shipped codecs, the same
   architecture untrained, and EnCodec-24k (random weights, so only a floor: it shows the metric's scale).
 """
@@ -26,6 +27,7 @@ from pathlib import Path
 import _common
 import numpy as np
 import torch
+from _common import x_real_time
 
 
 def hardware(device: str) -> str:
@@ -89,7 +91,7 @@ def timed(fn, repeats: int, device: str) -> tuple[list[float], float]:
 
 
 def load_test_audio(corpus: Path | None, seconds: float, songs: int):
-    from backline.engines.audio import Audio, read_audio
+    from backline.engines.audio import read_audio
 
     n = int(seconds * 44100)
     out = []
@@ -101,12 +103,6 @@ def load_test_audio(corpus: Path | None, seconds: float, songs: int):
             stems = {(s.id, s.role): track.stem_audio(s.id, sample_rate=44100, channels=1, frames=n)
                      for s in track.audio_stems()}
             out.append((track.name, mix, stems, bass_notes(track.path, stems, seconds)))
-    if not out:  # no corpus: a deterministic synthetic excerpt so speed figures still print
-        t = np.arange(n) / 44100
-        sig = sum(0.1 * np.sin(2 * np.pi * f * t) for f in (55, 110, 220, 440, 660))
-        rng = np.random.default_rng(0)
-        sig = (sig + 0.02 * rng.standard_normal(n)).astype(np.float32)
-        out.append(("synthetic", Audio(np.stack([sig, sig]), 44100), {("S00", "bass"): Audio(sig[None], 44100)}, None))
     return out
 
 
@@ -161,7 +157,7 @@ def encodec_roundtrip(model, x24: torch.Tensor) -> torch.Tensor:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--corpus", default="/work/corpus/test", help="held-out Slakh-layout songs")
+    p.add_argument("--corpus", default=None, help="held-out Slakh-layout songs (default: render 4 synthetic songs once)")
     p.add_argument("--songs", type=int, default=4)
     p.add_argument("--seconds", type=float, default=30.0)
     p.add_argument("--device", default="cpu")
@@ -190,7 +186,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{role} codec: config {args.config} (size {c.config.size}), {n_params / 1e6:.2f} M parameters, "
               f"dim {c.dim}, {c.channels} channel(s), training steps: {steps}")
 
-    songs = load_test_audio(Path(args.corpus) if args.corpus else None, args.seconds, args.songs)
+    held_out = args.corpus is not None
+    corpus, label = _common.corpus_or_render(args.corpus)
+    songs = load_test_audio(corpus, args.seconds, args.songs)
     name, mix, _, _ = songs[0]
     n = int(args.seconds * 44100)
     x = mix.samples[:, :n]
@@ -211,8 +209,9 @@ def main(argv: list[str] | None = None) -> int:
 
     def line(label: str, t: list[float], c: list[float], m: float) -> None:
         print(f"{label:34s} wall best {min(t) * 1000:8.1f} ms median {statistics.median(t) * 1000:8.1f} ms | "
-              f"RTF wall best {secs / min(t):7.1f}x median {secs / statistics.median(t):7.1f}x | "
-              f"RTF by CPU time best {secs / min(c):7.1f}x | {mem_kind} {m:7.1f} MiB")
+              f"wall best {x_real_time(min(t), secs):.4f}× real time, median "
+              f"{x_real_time(statistics.median(t), secs):.4f}× | by CPU time best {x_real_time(min(c), secs):.4f}× | "
+              f"{mem_kind} {m:7.1f} MiB")
 
     line("spectral mix codec (stereo)", t_mix, c_mix, m_mix)
     line("spectral stem codec (mono)", t_stem, c_stem, m_stem)
@@ -226,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
               f"wall median {statistics.median(t_enc) / statistics.median(t_mix):.1f}x, "
               f"CPU time best {min(c_enc) / min(c_mix):.1f}x")
 
-    print(f"\n== fidelity: held-out songs from {args.corpus} (first {args.seconds:.0f} s) and the demo song ==")
+    print(f"\n== fidelity: {label} (first {args.seconds:.0f} s) and the demo song ==")
     print("targets: hop-band share within 0.5 pp of the input's; loudness ±1 LU; chroma cosine ≥ 0.95; "
           "bass note F1 ≥ 0.85 (stem codec)")
     print(f"{'role':34s} {'hop-band in→out %':>18s} {'ΔLU':>6s} {'chroma':>7s} {'note F1 in/out':>15s} "
@@ -243,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.setdefault(label, []).append(m)
 
     for song, song_mix, stems, bass_notes in songs + demo_audio(args.seconds):
-        where = "demo" if song == "demo" else "held-out"
+        where = "demo" if song == "demo" else "held-out" if held_out else "synthetic"
         add(f"mix codec, {where} mix", song_mix, codecs["mix"])
         for (_, role), stem in stems.items():
             if stem.rms() < 1e-4:
@@ -287,7 +286,8 @@ def long_stream(codec, minutes: float) -> None:
             t1 = time.perf_counter()
             codec.decode_to_file(z, Path(tmp) / "back.wav", total)
             t2 = time.perf_counter()
-        print(f"encode_file {t1 - t0:.1f} s, decode_to_file {t2 - t1:.1f} s (RTF {minutes * 60 / (t2 - t0):.1f}x), "
+        print(f"encode_file {t1 - t0:.1f} s, decode_to_file {t2 - t1:.1f} s "
+              f"({x_real_time(t2 - t0, minutes * 60):.4f}× real time), "
               f"latents {tuple(z.shape)}, peak RSS growth {(mem.peak - mem.base) / 2**20:.1f} MiB "
               f"(the audio alone would be {total * 2 * 4 / 2**20:.0f} MiB as float32)")
 

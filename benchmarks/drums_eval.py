@@ -1,6 +1,8 @@
 """Drum engine evaluation on held-out corpus songs (paper 002b's claims, as tables).
 
-    python benchmarks/drums_eval.py [--data /work/corpus/test] [--weights engines/drums/weights] [--limit N]
+    python benchmarks/drums_eval.py [--data HELD_OUT] [--weights engines/drums/weights] [--limit N]
+
+Without --data it renders a small synthetic corpus itself (4 songs, benchmark seed; see _common.corpus_or_render).
 
 Prints:
 1. fill-location precision / recall / F1 against the corpus's labelled fills (extras.json), for the novelty
@@ -24,7 +26,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from _common import cpu_name  # noqa: E402
+from _common import corpus_or_render, cpu_name, x_real_time  # noqa: E402
 
 from backline.engines.drums import data as drum_data  # noqa: E402
 from backline.engines.drums import novelty as nov  # noqa: E402
@@ -68,7 +70,8 @@ def section_end_bars(song: drum_data.LabelledSong) -> np.ndarray:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default="/work/corpus/test")
+    parser.add_argument("--data", default=None, help="held-out Slakh-layout songs (MIDI + extras.json); default: "
+                                                      "render 4 synthetic songs once")
     parser.add_argument("--weights", default=None, help="weights folder (default: the shipped ones)")
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
@@ -76,6 +79,7 @@ def main() -> int:
     args = parser.parse_args()
     torch.set_num_threads(1)
 
+    args.data, label = corpus_or_render(args.data, flag="--data")
     models = load_models("shipped", "cpu", args.weights)
     pipe = models.pipeline
     t0 = time.perf_counter()
@@ -83,7 +87,7 @@ def main() -> int:
     if not songs:
         print(f"no labelled songs with drums and a band under {args.data}", file=sys.stderr)
         return 2
-    print(f"# Drum engine evaluation — {len(songs)} held-out songs from {args.data} "
+    print(f"# Drum engine evaluation — {len(songs)} songs: {label} "
           f"({sum(s.grid.n_bars for s in songs)} bars, {int(sum(s.true_fills.sum() for s in songs))} labelled fills); "
           f"weights: {models.summary}; read in {time.perf_counter() - t0:.1f} s")
     print(f"# hardware: {cpu_name()}, {os.cpu_count()} logical CPUs, torch {torch.__version__} with 1 thread\n")
@@ -164,7 +168,7 @@ def main() -> int:
     reps = int(np.ceil(64 / g.n_bars))
     big = SongGrid(g.numerator, g.denominator, 64, np.concatenate([g.ma_onset] * reps, axis=1)[:, : 64 * g.steps_per_bar],
                    np.concatenate([g.ma_active] * reps, axis=1)[:, : 64 * g.steps_per_bar])
-    from backline.bridge.timeline import Timeline
+    from backline.engines.timeline import Timeline
 
     tl = Timeline.constant(120, 48000, g.numerator, g.denominator)
     pipe.generate(big)  # warm-up
@@ -183,7 +187,10 @@ def main() -> int:
     print(f"| pipeline | {statistics.median(times) * 1000:.0f} ms | {min(times) * 1000:.0f} ms | {max(times) * 1000:.0f} ms |")
     print(f"| + velocities + MIDI file | {statistics.median(end_to_end) * 1000:.0f} ms | "
           f"{min(end_to_end) * 1000:.0f} ms | {max(end_to_end) * 1000:.0f} ms |")
-    print(f"\n(target <= 500 ms; {cpu_name()}, 1 torch thread, load average {os.getloadavg()[0]:.1f} "
+    audio_s = 64 * tl.quarters_per_bar * 60.0 / tl.bpm
+    print(f"\n64 bars at 120 BPM last {audio_s:.0f} s: the pipeline runs at "
+          f"{x_real_time(statistics.median(end_to_end), audio_s):.4f}× real time (processing s ÷ audio s)")
+    print(f"(target <= 500 ms; {cpu_name()}, 1 torch thread, load average {os.getloadavg()[0]:.1f} "
           f"on {os.cpu_count()} CPUs while measuring)")
     return 0
 

@@ -1,6 +1,6 @@
 """GMSDI accompaniment / separation engine (paper 003) on held-out corpus songs and the demo song (CPU sizes).
 
-    .venv/bin/python benchmarks/gmsdi_eval.py --heldout DIR [--songs 10 --clip 6 --steps 32] [--repr] [--json OUT]
+    .venv/bin/python benchmarks/gmsdi_eval.py [--heldout DIR] [--songs 10 --clip 6 --steps 32] [--repr] [--json OUT]
 
 Held-out songs: a corpus rendered with a seed the model never trained on, e.g.
 `backline data synth --songs 10 --seed 913 --min-bars 16 --max-bars 24 --out DIR` (the shipped model trained
@@ -39,6 +39,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
+
+from _common import x_real_time  # noqa: E402
 
 from backline.engines.accompany import spec  # noqa: E402
 from backline.engines.accompany.roles import CORPUS_ROLES, ROLES  # noqa: E402
@@ -170,9 +172,10 @@ def separation(engine, tracks, clip_s: float, steps: int, w_sep: float, w_ext: f
         print(f"{system:>14} " + " ".join(f"{v:7.2f}" for v in vals) + f" {allv:7.2f}   {ptxt}")
     out["choice"] = {r: "separator" if means["separator"][r] >= means["extractor"][r] else "extractor" for r in EVAL_ROLES}
     print(f"  per-role better system here: {out['choice']}")
-    out["x_real_time"] = {"separator (6 roles)": audio_s / t_sep, "extractor (4 roles)": audio_s / t_ext}
-    print(f"  speed: separator {audio_s / t_sep:.3f}x real time (six roles at once), extractor "
-          f"{audio_s / t_ext:.3f}x (four roles, one run each), 1 CPU thread")
+    out["x_real_time"] = {"separator (6 roles)": x_real_time(t_sep, audio_s),
+                          "extractor (4 roles)": x_real_time(t_ext, audio_s)}
+    print(f"  speed: separator {x_real_time(t_sep, audio_s):.2f}× real time (six roles at once), extractor "
+          f"{x_real_time(t_ext, audio_s):.2f}× (four roles, one run each), 1 CPU thread")
     return out
 
 
@@ -191,8 +194,8 @@ def demo_extract(engine, steps: int, w: float) -> dict:
     val = si_sdr(ref, mono(bass)) - si_sdr(ref, mono(mix))
     oracle = si_sdr(ref, mono(irm(stems, mix)["Bass"])) - si_sdr(ref, mono(mix))
     print(f"\n2. Demo mix, extractor prompt \"bass\" ({total / 44100:.1f} s): SI-SDRi {val:.2f} dB "
-          f"(oracle IRM {oracle:.2f} dB; target >= 8), {total / 44100 / wall:.3f}x real time")
-    return {"si_sdri": val, "oracle_irm": oracle, "x_real_time": total / 44100 / wall}
+          f"(oracle IRM {oracle:.2f} dB; target >= 8), {x_real_time(wall, total / 44100):.2f}× real time")
+    return {"si_sdri": val, "oracle_irm": oracle, "x_real_time": x_real_time(wall, total / 44100)}
 
 
 def chord_tone_rate(audio: Audio, extras: dict) -> tuple[float, int]:
@@ -272,16 +275,17 @@ def accompaniment(engine, heldout, steps: int, w: float, seeds: int) -> dict:
           f"real demo piano through Griffin-Lim {f_gl:.2f}")
     for k, v in buzz.items():
         print(f"  hop-rate buzz line at {k:>9}   generated {v['generated']:+.1f} dB   real {v['real']:+.1f} dB")
-    print(f"  speed: {seconds / np.mean(walls):.3f}x real time (1 CPU thread)")
+    print(f"  speed: {x_real_time(float(np.mean(walls)), seconds):.2f}× real time (1 CPU thread)")
     return {"fit_generated": float(np.mean(fit_gen)), "fit_real": fit_real,
             "chord_tone_generated": float(np.nanmean([c[0] for c in ct_gen])), "chord_tone_real": ct_real[0],
             "fad_generated": f_gen, "fad_real": f_real, "fad_griffin_lim": f_gl, "buzz_db": buzz,
-            "x_real_time": seconds / float(np.mean(walls))}
+            "x_real_time": x_real_time(float(np.mean(walls)), seconds)}
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--heldout", type=Path, required=True, help="held-out corpus (seed not used in training)")
+    ap.add_argument("--heldout", type=Path, default=None,
+                    help="held-out corpus (seed not used in training); default: render 4 synthetic songs once")
     ap.add_argument("--songs", type=int, default=10)
     ap.add_argument("--clip", type=float, default=6.0, help="seconds per held-out clip")
     ap.add_argument("--steps", type=int, default=32, help="Euler steps for separation")
@@ -297,7 +301,7 @@ def main() -> int:
     ap.add_argument("--json", type=Path, help="also write the numbers here")
     a = ap.parse_args()
     torch.set_num_threads(1)
-    from _common import hardware
+    from _common import corpus_or_render, hardware
 
     from backline.engines.accompany.engine import build
     from backline.engines.data.slakh import list_tracks
@@ -305,6 +309,8 @@ def main() -> int:
     engine = build(a.config, weights=a.weights)
     print(hardware("cpu"))
     print(f"weights: {engine.describe().weights}")
+    a.heldout, label = corpus_or_render(a.heldout, flag="--heldout")
+    print(f"songs: {label}")
     tracks = list_tracks(a.heldout)[: a.songs]
     skip = set(a.skip.split(","))
     results: dict = {"weights": engine.describe().weights, "hardware": hardware("cpu")}

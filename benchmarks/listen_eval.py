@@ -1,6 +1,8 @@
 """Listening quality on held-out rendered corpus songs (mir_eval), and on the demo band without its bass.
 
-    python benchmarks/listen_eval.py --corpus /work/data-follow/heldout2 [--limit 20] [--full-mix]
+    python benchmarks/listen_eval.py [--corpus HELD_OUT] [--limit 20] [--full-mix]
+
+Without --corpus it renders 4 synthetic songs itself (benchmark seed; _common.corpus_or_render) and says so.
 
 Per song the input is the band *without* its bass (what the bass engine listens to; --full-mix uses mix.flac).
 References come from extras.json (tempo, meter, chords per bar, key). Prints beat F (70 ms), downbeat F, chord
@@ -74,13 +76,18 @@ def score(lst, ref: dict) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--corpus", type=Path, required=True)
+    ap.add_argument("--corpus", type=Path, default=None,
+                    help="rendered held-out songs (Slakh layout); default: render 4 synthetic songs once")
     ap.add_argument("--limit", type=int, default=0)
     ap.add_argument("--full-mix", action="store_true")
     ap.add_argument("--no-demo", action="store_true")
     args = ap.parse_args()
     rows = []
     seconds = listen_s = 0.0
+    sys.path.insert(0, str(Path(__file__).parent))
+    from _common import corpus_or_render, x_real_time
+
+    args.corpus, label = corpus_or_render(args.corpus)
     tracks = list_tracks(args.corpus)
     if args.limit:
         tracks = tracks[: args.limit]
@@ -98,7 +105,7 @@ def main() -> int:
               f"{lst.bpm:6.1f} {lst.numerator}/{lst.denominator} {lst.key_name:<9} beatF {s['beat_f']:.2f} "
               f"downF {s['down_f']:.2f} majmin {s['majmin']:.2f} root {s['root']:.2f}", flush=True)
     mean = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
-    print(f"\n{len(rows)} held-out songs ({'full mix' if args.full_mix else 'band without bass'}), "
+    print(f"\n{len(rows)} songs, {label} ({'full mix' if args.full_mix else 'band without bass'}), "
           f"{seconds / 60:.1f} min of audio:")
     print(f"  beat F          {mean['beat_f']:.3f}   (target >= 0.9)")
     print(f"  downbeat F      {mean['down_f']:.3f}   (target >= 0.8)")
@@ -106,7 +113,8 @@ def main() -> int:
     print(f"  key accuracy    {mean['key']:.3f}   (target >= 0.9)")
     print(f"  meter accuracy  {mean['meter_ok']:.3f}; tempo error median {np.median([r['tempo_err'] for r in rows]):.2%}, "
           f"within 1 %: {np.mean([r['tempo_err'] < 0.01 for r in rows]):.2f}")
-    print(f"  speed           {listen_s / max(seconds, 1e-9) * 60:.2f} s per minute of audio (1 thread)")
+    print(f"  speed           {x_real_time(listen_s, seconds):.3f}× real time "
+          f"({listen_s / max(seconds, 1e-9) * 60:.2f} s per minute of audio, 1 thread)")
     if not args.no_demo:
         from backline.engines.data.demo import demo_song
 

@@ -95,7 +95,7 @@ def print_result(result) -> None:
         for suffix, path in (getattr(take, "attachments", {}) or {}).items():
             print(f"{'midi':<8} {path}  ({take.report.get('notes', {}).get(suffix.split('.')[0], 0)} notes)")
         print(f"{'report':<8} {take.report['files']['report']}")
-    print(f"done in {rep['timings_s']['total_s']:.1f} s on {rep['device']} ({rep['x_real_time']:.3f}x real time)")
+    print(f"done in {rep['timings_s']['total_s']:.1f} s on {rep['device']} ({rep['x_real_time']:.3f}× real time)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -250,7 +250,7 @@ class AccompanyEngine:
                        "bpm": request.timeline.bpm,
                        "start_bar": round(request.timeline.samples_to_bar(request.region_start), 4)},
             "timings_s": {k: round(v, 3) for k, v in timings.items()} | {"total_s": round(total_s, 3)},
-            "x_real_time": round(seconds / max(total_s, 1e-9), 4),
+            "x_real_time": round(total_s / max(seconds, 1e-9), 4),  # processing s ÷ audio s (one convention)
         }
         progress(1.0, "done")
         return GenerationResult(takes, report)

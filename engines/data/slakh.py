@@ -149,7 +149,7 @@ def list_tracks(root: str | Path, *, require_audio: bool = True) -> list[Track]:
     """
     root = Path(root)
     if not root.is_dir():
-        raise DatasetError("corpus folder not found", path=root, fix="build one with: backline data synth --out DIR")
+        raise DatasetError("corpus folder not found", path=root, fix="build one with: backline data synth --songs N --out DIR")
     folders = sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("Track"))
     if not folders:  # real Slakh2100: root/{train,validation,test}/TrackNNNNN
         folders = sorted(p for sub in root.iterdir() if sub.is_dir() and not sub.name.startswith(".")
