@@ -1,6 +1,6 @@
 """Bass engine evaluation, paper 000's protocol on held-out corpus songs (CPU-sized sample counts).
 
-    .venv/bin/python benchmarks/bass_eval.py --corpus /work/corpus/test [--clips 8] [--matrix 25] [--quick]
+    .venv/bin/python benchmarks/bass_eval.py [--corpus HELD_OUT] [--clips 8] [--matrix 25] [--quick]
     .venv/bin/python benchmarks/bass_eval.py --follow --corpus HELD_OUT   # follow mode: see bass_follow_eval.py
 
 Clips: `--seconds` (8 s) from a bar start of held-out songs (one clip per song, then further clips from the

@@ -530,3 +530,32 @@ def test_train_export_to_an_existing_path_is_refused_before_training(tmp_path, c
     blocker.write_text("x")
     args = [str(tmp_path / "run") if a == "RUN" else a.replace("EXPORT", str(blocker / "w")) for a in command]
     assert "is a file, not a folder" in one_line_error(capsys, args)
+
+
+# --- benchmarks from a fresh clone -----------------------------------------------------------------------------
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def test_benchmarks_run_from_a_fresh_clone(tmp_path):
+    """No script defaults to one machine's folder; every corpus is an argument or rendered by the script; one
+    speed convention; bridge.py needs no pytest; a missing corpus folder is one line and exit 2."""
+    scripts = sorted(p for p in BENCHMARKS.glob("*.py") if not p.name.startswith("_"))
+    assert len(scripts) >= 10
+    for script in scripts:
+        text = script.read_text(encoding="utf-8")
+        assert "/work/" not in text, f"{script.name} names a folder of one machine"
+        if any(flag in text for flag in ('"--corpus"', '"--data"', '"--heldout"')):
+            assert "corpus_or_render" in text, f"{script.name} takes a corpus but cannot render one"
+        assert "RTF" not in text and "audio_s / t_" not in text, f"{script.name} prints the inverse speed"
+    no_pytest = tmp_path / "no_pytest"
+    (no_pytest / "pytest").mkdir(parents=True)
+    (no_pytest / "pytest" / "__init__.py").write_text("raise ImportError('pytest is not installed here')\n")
+    env = ENV | {"PYTHONPATH": str(no_pytest)}
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "bridge.py"), "--help"], capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert done.returncode == 0 and "--seconds" in done.stdout, done.stderr
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "drums_eval.py"), "--data", str(tmp_path / "nowhere")],
+                          capture_output=True, text=True, env=ENV, timeout=120)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "corpus folder not found" in done.stderr
+
