@@ -559,3 +559,25 @@ def test_benchmarks_run_from_a_fresh_clone(tmp_path):
                           capture_output=True, text=True, env=ENV, timeout=120)
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "corpus folder not found" in done.stderr
 
+
+
+@pytest.mark.parametrize("module", ["backline.engines.bass.cli", "backline.engines.drums.cli",
+                                    "backline.engines.accompany.cli", "backline.engines.accompany.separate_cli",
+                                    "backline.engines.analysis.analyze_cli"])
+def test_device_auto_everywhere(module):
+    """`--device auto` (the default: CUDA when present) on every command that runs a model, from one helper."""
+    import argparse
+    import importlib
+
+    from backline.engines.protocol import resolve_device
+
+    parser = argparse.ArgumentParser()
+    importlib.import_module(module).configure(parser)
+    device = next(a for a in parser._actions if "--device" in a.option_strings)
+    assert device.default == "auto"
+    import torch
+
+    assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(BacklineError, match="no CUDA GPU"):
+            resolve_device("cuda")
