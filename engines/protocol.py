@@ -265,8 +265,8 @@ def resolve_device(device: str) -> str:
 
 #: more takes than this in one run is a typo (each is a full generation); run again with another --seed
 MAX_VARIATIONS = 32
-#: seeds every random generator accepts (torch, numpy, python), variations included
-MAX_SEED = 2**31 - 1
+#: seeds every random generator accepts (torch, numpy including its legacy 32-bit seeding), variations included
+MAX_SEED = 2**32 - 1
 
 
 def check_seed_and_variations(seed: Any, variations: Any, flag: str = "--variations") -> tuple[int, int]:

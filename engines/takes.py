@@ -198,11 +198,17 @@ def recover(folder: Path) -> list[str]:
         # every file staged (or, without hard links, already renamed into place): the take can be finished
         if isinstance(plan, dict) and all((staging / n).is_file() or (folder / n).is_file()
                                           for n in plan.get("names", [])):
-            with contextlib.suppress(OSError):
+            try:
                 _roll_forward(staging, folder, [str(n) for n in plan["names"]],
                               [str(n) for n in plan.get("stale", [])])
-                placed += [str(n) for n in plan["names"]]
-        shutil.rmtree(staging, ignore_errors=True)
+            except OSError as err:  # keep every file (old and new) where the user can see them
+                from backline.engines.errors import warn
+
+                warn(f"could not finish a take an interrupted run left half linked ({err.strerror or err}); its "
+                     f"files are kept in {staging.name}", path=folder)
+                continue
+            placed += [str(n) for n in plan["names"]]
+        shutil.rmtree(staging, ignore_errors=True)  # no journal: the commit never began, the old take is whole
     if placed:
         from backline.engines.errors import warn
 
