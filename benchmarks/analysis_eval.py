@@ -167,7 +167,7 @@ def missing_table(corpus: Path, weights_dir: Path, limit: int | None = None) -> 
 def print_missing(res: dict) -> None:
     from backline.engines.analysis.train_presence import GROUPS
 
-    print(f"\n\"Missing parts\" on {res['songs']} held-out songs (whole songs mixed from their stems), "
+    print(f"\n\"Missing parts\" on {res['songs']} corpus songs (whole songs mixed from their stems), "
           "% of songs where each part is flagged missing")
     print(f"{'removed':<16}" + "".join(f"{p:>16}" for p in GROUPS))
     hit = {p: [0, 0] for p in GROUPS}    # removed part flagged missing: [flagged, total]
@@ -259,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         ensure_cache(args, "test", quiet=True)  # limits apply to the training split only
         test = load_crops(args, "test")
         n_tracks = len(torch.unique(test.track))
-        print(f"held-out data: {len(test)} five-second crops (random stem subsets) from {n_tracks} test songs of {args.corpus}")
+        print(f"test-split data: {len(test)} five-second crops (random stem subsets) from {n_tracks} test songs of {args.corpus}")
 
     if "table" not in skip:
         rows = tagger_table(args.runs / "tagger", test, (*HEADS, "shipped"), args.weights_dir / "tagger")

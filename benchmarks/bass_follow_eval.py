@@ -168,7 +168,7 @@ def pipeline_table(engine, corpus: Path, songs: int) -> dict:
         print(f"   {tr.name} {style:<11} chord {ch:.2f} (true {tch:.2f})  key {key:.2f}  render pc {agree:.2f} "
               f"F1 {f1:.2f}", flush=True)
     m = np.nanmean(np.array(rows), axis=0)
-    print(f"2. whole pipeline on {len(rows)} rendered held-out songs (band without bass; listened chords, finger preset)")
+    print(f"2. whole pipeline on {len(rows)} rendered corpus songs (band without bass; listened chords, finger preset)")
     print(f"   chord-tone time {m[0]:.3f} vs the true bass {m[2]:.3f} (ratio {m[0] / m[2]:.3f}, target >= 0.9); "
           f"in key {m[1]:.3f} (target >= 0.98; true {m[3]:.3f})")
     print(f"   render fidelity (soundfont): pitch class agrees on {m[4]:.3f} of the voiced note-time (target >= 0.9), "
@@ -307,7 +307,7 @@ def whole_engine(engine, corpus: Path, clips_n: int, seconds: float) -> dict:
     n = len(clips)
     mixes, real = [c.mix for c in clips], [c.bass for c in clips]
     out = {}
-    print(f"\n5. whole engine on {n} clips of {seconds:g} s from held-out songs (follow mode, finger preset)")
+    print(f"\n5. whole engine on {n} clips of {seconds:g} s from the corpus songs (follow mode, finger preset)")
     for label, basses in (("follow mode", takes), ("real (ceiling)", real)):
         mat = match_matrix(mixes, basses).float().numpy()
         top1 = float((mat.argmax(1) == np.arange(n)).mean())

@@ -111,7 +111,7 @@ def repr_table(tracks, seconds: float = 12.0) -> dict:
         for key, p in (("magnitude |X|", 1), ("power |X|^2", 2)):
             total = sum(x.abs() ** p for x in X.values())
             rows[key].append(float((total - Y.abs() ** p).norm() / (Y.abs() ** p).norm()))
-    print(f"\n0. Representation: relative additivity error over {len(tracks)} held-out songs (first {seconds:g} s)")
+    print(f"\n0. Representation: relative additivity error over {len(tracks)} corpus songs (first {seconds:g} s)")
     for k, v in rows.items():
         print(f"{k:>30}  {np.mean(v):.3f}  (min {np.min(v):.3f}, max {np.max(v):.3f})")
     return {k: float(np.mean(v)) for k, v in rows.items()}
@@ -159,7 +159,7 @@ def separation(engine, tracks, clip_s: float, steps: int, w_sep: float, w_ext: f
     for system in ("separator", "extractor", "ensemble", "oracle IRM"):
         means[system] = {r: float(np.mean(v)) if v else float("nan") for r, v in results[system].items()}
     means["best of both"] = {r: max(means["separator"][r], means["extractor"][r]) for r in EVAL_ROLES}
-    print(f"\n1. Separation SI-SDRi (dB), {len(tracks)} held-out songs × {clip_s:g} s, {steps} Euler steps "
+    print(f"\n1. Separation SI-SDRi (dB), {len(tracks)} corpus songs × {clip_s:g} s, {steps} Euler steps "
           f"(s_churn 20), w = {w_sep:g} separator / {w_ext:g} extractor")
     print(f"{'':>14} " + " ".join(f"{r:>7}" for r in EVAL_ROLES) + f" {'All':>7}   paper (B/D/G/P/All)")
     out = {}
@@ -271,7 +271,7 @@ def accompaniment(engine, heldout, steps: int, w: float, seeds: int) -> dict:
           f"   real piano {fit_real:.3f}")
     print(f"  chord-tone rate              generated {np.nanmean([c[0] for c in ct_gen]):.2f} "
           f"({sum(c[1] for c in ct_gen)} notes)   real piano {ct_real[0]:.2f} ({ct_real[1]} notes)   target >= 0.7")
-    print(f"  FAD vs {len(refs)} held-out piano stems   generated {f_gen:.2f}   real demo piano {f_real:.2f}   "
+    print(f"  FAD vs {len(refs)} corpus piano stems   generated {f_gen:.2f}   real demo piano {f_real:.2f}   "
           f"real demo piano through Griffin-Lim {f_gl:.2f}")
     for k, v in buzz.items():
         print(f"  hop-rate buzz line at {k:>9}   generated {v['generated']:+.1f} dB   real {v['real']:+.1f} dB")
