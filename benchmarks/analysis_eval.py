@@ -241,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.corpus is None:
         from _common import corpus_or_render
 
-        for split in ("train", "test"):
+        for split in ("test", "train") if "probe" not in skip else ("test",):  # the probes train on train/
             root, label = corpus_or_render(None, split=split)
         args.corpus = [str(root)]
         print(f"corpus: {label} (train/ and test/)")
