@@ -14,12 +14,22 @@ Rendering choices, and why:
 - fluidsynth renders until the last voice has died away, so its output length varies; callers ask for an
   exact frame count and get the audio trimmed or zero-padded to it (sample-exact alignment between stems).
 
+Takes (every engine's generated part) go through `render_take`, one rule for all of them:
+- **on time**: a soundfont sample can start tens of milliseconds after its note-on (FluidR3's finger bass
+  ~30 ms); `attack_latency` measures that once per (soundfont, program) — render probe notes, find where each
+  attack begins (`engines/data/onsets.py`, the detector the corpus checks use) — caches it, and the take's
+  audio is advanced by it, so the audible onset lands where the MIDI note-on is (the MIDI is not moved);
+- **no hard stop**: the render keeps the release; a take is exactly its region (the engine contract), so
+  whatever still rings at the region's end is faded out over `TAIL_FADE_S` (raised cosine), never cut.
+
 Soundfonts are looked up by name in the Debian locations (see `SOUNDFONT_CANDIDATES`, checked with
 `dpkg -L`) and in the folders listed in `$BACKLINE_SOUNDFONT_PATH` (os.pathsep-separated), which come first.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import shutil
 import subprocess
@@ -152,3 +162,143 @@ def render_midi(
         audio = audio.slice(0, int(frames))
     samples = np.nan_to_num(audio.samples, nan=0.0, posinf=0.0, neginf=0.0)
     return Audio(samples, sample_rate)
+
+
+# --- takes: on time, no hard stop ------------------------------------------------------------------------------
+
+#: A take's tail: what rings past the region's end is faded out over this long (raised cosine), not cut.
+TAIL_FADE_S = 0.12
+#: Below this level (dB under the take's peak) what rings past the end is silence: no fade needed.
+TAIL_SILENT_DB = -60.0
+#: Probe notes per program for `attack_latency` (pitches across the part's usual range).
+_PROBE_PITCHES = {"bass": (28, 33, 38, 40, 43, 45, 47, 50), "drums": (36, 38, 42, 36, 38, 42, 46, 49),
+                  "other": (48, 52, 55, 60, 64, 67, 72, 76)}
+#: Bumped when the way latency is measured changes (cached figures are then measured again).
+LATENCY_VERSION = 1
+
+
+def _latency_cache() -> Path:
+    env = os.environ.get("BACKLINE_CACHE")
+    root = Path(env) if env else Path.home() / ".cache" / "backline"
+    return root / "attack_latency.json"
+
+
+def _font_path(font: Soundfont | str | Path) -> Path:
+    if isinstance(font, Soundfont):
+        return font.path
+    if isinstance(font, str) and font in SOUNDFONT_CANDIDATES:
+        return soundfont(font).path
+    return Path(font)
+
+
+def _probe_midi(path: Path, program: int, drums: bool, role: str) -> list[float]:
+    """Probe notes 0.5 s apart (held 3/4 of the gap) → their note-on times in seconds."""
+    import mido
+
+    mid = mido.MidiFile(ticks_per_beat=480)
+    track = mido.MidiTrack()
+    mid.tracks.append(track)
+    track.append(mido.MetaMessage("set_tempo", tempo=500000))  # 120 BPM: 480 ticks = 0.5 s
+    channel = 9 if drums else 0
+    if not drums:
+        track.append(mido.Message("program_change", program=program, channel=channel))
+    times, now = [], 0
+    for k, pitch in enumerate(_PROBE_PITCHES["drums" if drums else role]):
+        on = 240 + 480 * k
+        track.append(mido.Message("note_on", note=pitch, velocity=96, channel=channel, time=on - now))
+        track.append(mido.Message("note_off", note=pitch, velocity=0, channel=channel, time=360))
+        now = on + 360
+        times.append(on / 960)
+    mid.save(str(path))
+    return times
+
+
+def attack_latency(font: Soundfont | str | Path, program: int = 0, *, drums: bool = False,
+                   role: str = "other") -> float:
+    """Seconds from a note-on to where its attack audibly begins, for one (soundfont, 0-based GM program)
+    (`drums`: the channel-10 kit), measured once and cached in `$BACKLINE_CACHE/attack_latency.json`.
+
+    The median over probe notes across the part's range (`role`: bass, drums or other), by the corpus's onset
+    detector (`engines/data/onsets.match_onsets`: the start of each attack's rise, 1.45 ms hops)."""
+    from backline.engines.audio import write_bytes_atomic
+
+    path = _font_path(font)
+    key = f"v{LATENCY_VERSION}|{path.name}|{path.stat().st_size if path.is_file() else 0}|" \
+          f"{'drums' if drums else int(program)}|{'drums' if drums else role}"
+    cache = _latency_cache()
+    table: dict[str, float] = {}
+    try:
+        table = json.loads(cache.read_text(encoding="utf-8"))
+        if isinstance(table.get(key), (int, float)) and math.isfinite(table[key]):
+            return float(table[key])
+    except (OSError, ValueError, AttributeError):
+        table = {}
+    from backline.engines.data.onsets import match_onsets
+
+    with tempfile.TemporaryDirectory(prefix="backline-latency-") as tmp:
+        probe = Path(tmp) / "probe.mid"
+        times = _probe_midi(probe, int(program), drums, role if role in _PROBE_PITCHES else "other")
+        audio = render_midi(probe, path)
+    errors = match_onsets(audio.samples, audio.sample_rate, times).errors
+    latency = float(np.clip(np.median(errors), 0.0, 0.08)) if len(errors) else 0.0
+    table = {k: v for k, v in table.items() if isinstance(v, (int, float))} | {key: round(latency, 5)}
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        write_bytes_atomic(cache, (json.dumps(table, indent=1, sort_keys=True) + "\n").encode(), overwrite=True)
+    except OSError:
+        pass  # a read-only cache costs a re-measure next time, nothing else
+    return latency
+
+
+def fit_to_region(audio: Audio, frames: int, *, fade_s: float = TAIL_FADE_S) -> tuple[Audio, dict]:
+    """`audio` (from sample 0, with its full release) → exactly `frames` long. What still rings at the end is
+    faded out over `fade_s` (raised cosine, so neither a click nor an abrupt stop); silence is left alone."""
+    frames = int(frames)
+    out = audio.slice(0, frames)
+    rest = audio.samples[:, frames:]
+    peak = float(np.max(np.abs(audio.samples))) if audio.frames else 0.0
+    ring = float(np.max(np.abs(rest))) if rest.size else 0.0
+    end = float(np.max(np.abs(out.samples[:, -max(1, int(0.005 * audio.sample_rate)):]))) if out.frames else 0.0
+    loud = max(ring, end)
+    info = {"tail_cut_db": round(20 * math.log10(loud / peak), 1) if loud > 0 and peak > 0 else None, "faded": False}
+    if peak > 0 and loud > peak * 10 ** (TAIL_SILENT_DB / 20) and out.frames:
+        n = min(out.frames, max(1, int(round(fade_s * audio.sample_rate))))
+        samples = out.samples.copy()
+        samples[:, -n:] *= (0.5 + 0.5 * np.cos(np.linspace(0.0, np.pi, n))).astype(np.float32)
+        out = Audio(samples, audio.sample_rate)
+        info["faded"] = True
+    return out, info
+
+
+def render_take(midi_path: str | Path, font: Soundfont | str | Path, *, frames: int | None, sample_rate: int,
+                program: int = 0, drums: bool = False, role: str = "other", gain: float = 0.5,
+                tail_s: float = 4.0) -> tuple[Audio, dict]:
+    """A generated part's MIDI → its audio, on time and without a hard stop (the rule every engine's takes
+    follow; see the module docstring). `frames` None: the take ends when its release has died away (at most
+    `tail_s` after the last event). Returns (audio at `sample_rate`, report)."""
+    latency = attack_latency(font, program, drums=drums, role=role)
+    raw = render_midi(midi_path, font, sample_rate=sample_rate, gain=gain)
+    shift = int(round(latency * sample_rate))
+    advanced = raw.slice(shift, raw.frames) if shift else raw
+    report = {"attack_latency_ms": round(latency * 1000, 1), "advanced_samples": shift}
+    if frames is None:
+        end = min(_release_end(advanced), advanced.frames, int(_last_event_s(midi_path) * sample_rate
+                                                                  + tail_s * sample_rate))
+        return advanced.slice(0, end), report | {"tail_s": round(end / sample_rate, 3)}
+    out, tail = fit_to_region(advanced, frames)
+    return out, report | tail
+
+
+def _last_event_s(midi_path: str | Path) -> float:
+    import mido
+
+    return float(mido.MidiFile(str(midi_path)).length)
+
+
+def _release_end(audio: Audio) -> int:
+    """The frame after which `audio` stays below TAIL_SILENT_DB of its peak (its last note's release)."""
+    mono = np.max(np.abs(audio.samples), axis=0) if audio.frames else np.zeros(0)
+    if not len(mono) or mono.max() <= 0:
+        return audio.frames
+    above = np.nonzero(mono > mono.max() * 10 ** (TAIL_SILENT_DB / 20))[0]
+    return int(min(audio.frames, above[-1] + 1 + int(0.01 * audio.sample_rate)))
