@@ -15,10 +15,11 @@ Rendering choices, and why:
   exact frame count and get the audio trimmed or zero-padded to it (sample-exact alignment between stems).
 
 Takes (every engine's generated part) go through `render_take`, one rule for all of them:
-- **on time**: a soundfont sample can start tens of milliseconds after its note-on (FluidR3's finger bass
-  ~30 ms); `attack_latency` measures that once per (soundfont, program) — render probe notes, find where each
-  attack begins (`engines/data/onsets.py`, the detector the corpus checks use) — caches it, and the take's
-  audio is advanced by it, so the audible onset lands where the MIDI note-on is (the MIDI is not moved);
+- **on time**: a soundfont sample can start tens of milliseconds after its note-on (FluidR3's finger bass: 11 ms
+  on most keys, 45 ms on some); `attack_latency` measures that once per (soundfont, program) and key — render a
+  probe note on every key, find where each attack begins (`engines/data/onsets.py`, the detector the corpus
+  checks use) — caches it, and each note is rendered that much earlier (after a pre-roll), so its audible onset
+  lands where the take's MIDI note-on is (the take's MIDI is not moved);
 - **no hard stop**: the render keeps the release; a take is exactly its region (the engine contract), so
   whatever still rings at the region's end is faded out over `TAIL_FADE_S` (raised cosine), never cut.
 
@@ -170,11 +171,15 @@ def render_midi(
 TAIL_FADE_S = 0.12
 #: Below this level (dB under the take's peak) what rings past the end is silence: no fade needed.
 TAIL_SILENT_DB = -60.0
-#: Probe notes per program for `attack_latency` (pitches across the part's usual range).
-_PROBE_PITCHES = {"bass": (28, 33, 38, 40, 43, 45, 47, 50), "drums": (36, 38, 42, 36, 38, 42, 46, 49),
-                  "other": (48, 52, 55, 60, 64, 67, 72, 76)}
+#: Probe pitches per part for `attack_latency`: every key, because a soundfont's sample zones can be one key wide
+#: (FluidR3's finger bass is ~1 ms late on some keys and ~45 ms on others).
+_PROBE_RANGE = {"bass": range(24, 65), "drums": range(35, 82), "other": range(36, 97)}
 #: Bumped when the way latency is measured changes (cached figures are then measured again).
-LATENCY_VERSION = 1
+LATENCY_VERSION = 2
+#: The most a note is moved earlier (a later onset than this is the sample's character, not latency).
+MAX_LATENCY_S = 0.06
+#: Silence rendered before the first note so that a note at time 0 can still start early.
+PRE_ROLL_S = 0.1
 
 
 def _latency_cache() -> Path:
@@ -191,8 +196,8 @@ def _font_path(font: Soundfont | str | Path) -> Path:
     return Path(font)
 
 
-def _probe_midi(path: Path, program: int, drums: bool, role: str) -> list[float]:
-    """Probe notes 0.5 s apart (held 3/4 of the gap) → their note-on times in seconds."""
+def _probe_midi(path: Path, program: int, drums: bool, pitches: range) -> list[float]:
+    """One note per key, 0.5 s apart (held 3/4 of the gap) → their note-on times in seconds."""
     import mido
 
     mid = mido.MidiFile(ticks_per_beat=480)
@@ -203,7 +208,7 @@ def _probe_midi(path: Path, program: int, drums: bool, role: str) -> list[float]
     if not drums:
         track.append(mido.Message("program_change", program=program, channel=channel))
     times, now = [], 0
-    for k, pitch in enumerate(_PROBE_PITCHES["drums" if drums else role]):
+    for k, pitch in enumerate(pitches):
         on = 240 + 480 * k
         track.append(mido.Message("note_on", note=pitch, velocity=96, channel=channel, time=on - now))
         track.append(mido.Message("note_off", note=pitch, velocity=0, channel=channel, time=360))
@@ -214,40 +219,70 @@ def _probe_midi(path: Path, program: int, drums: bool, role: str) -> list[float]
 
 
 def attack_latency(font: Soundfont | str | Path, program: int = 0, *, drums: bool = False,
-                   role: str = "other") -> float:
-    """Seconds from a note-on to where its attack audibly begins, for one (soundfont, 0-based GM program)
-    (`drums`: the channel-10 kit), measured once and cached in `$BACKLINE_CACHE/attack_latency.json`.
+                   role: str = "other") -> dict[int, float]:
+    """Seconds from a note-on to where its attack audibly begins, per key, for one (soundfont, 0-based GM
+    program) (`drums`: the channel-10 kit), measured once and cached in `$BACKLINE_CACHE/attack_latency.json`.
 
-    The median over probe notes across the part's range (`role`: bass, drums or other), by the corpus's onset
-    detector (`engines/data/onsets.match_onsets`: the start of each attack's rise, 1.45 ms hops)."""
+    Every key of the part's range (`role`: bass, drums or other) is probed, by the corpus's onset detector
+    (`engines/data/onsets.match_onsets`: the start of each attack's rise, 1.45 ms hops); keys outside the range
+    take the nearest measured one (`latency_of`)."""
     from backline.engines.audio import write_bytes_atomic
 
     path = _font_path(font)
-    key = f"v{LATENCY_VERSION}|{path.name}|{path.stat().st_size if path.is_file() else 0}|" \
-          f"{'drums' if drums else int(program)}|{'drums' if drums else role}"
+    part = "drums" if drums else role if role in _PROBE_RANGE else "other"
+    key = (f"v{LATENCY_VERSION}|{path.name}|{path.stat().st_size if path.is_file() else 0}|"
+           f"{'kit' if drums else int(program)}|{part}")
     cache = _latency_cache()
-    table: dict[str, float] = {}
+    table: dict = {}
     try:
         table = json.loads(cache.read_text(encoding="utf-8"))
-        if isinstance(table.get(key), (int, float)) and math.isfinite(table[key]):
-            return float(table[key])
-    except (OSError, ValueError, AttributeError):
+        if isinstance(table, dict) and isinstance(table.get(key), dict):
+            return {int(k): float(v) for k, v in table[key].items()}
+    except (OSError, ValueError, AttributeError, TypeError):
         table = {}
     from backline.engines.data.onsets import match_onsets
 
+    pitches = _PROBE_RANGE[part]
     with tempfile.TemporaryDirectory(prefix="backline-latency-") as tmp:
         probe = Path(tmp) / "probe.mid"
-        times = _probe_midi(probe, int(program), drums, role if role in _PROBE_PITCHES else "other")
+        times = _probe_midi(probe, int(program), drums, pitches)
         audio = render_midi(probe, path)
-    errors = match_onsets(audio.samples, audio.sample_rate, times).errors
-    latency = float(np.clip(np.median(errors), 0.0, 0.08)) if len(errors) else 0.0
-    table = {k: v for k, v in table.items() if isinstance(v, (int, float))} | {key: round(latency, 5)}
+    match = match_onsets(audio.samples, audio.sample_rate, times)
+    heard = match.strengths > 0.05 * max(float(match.strengths.max()), 1e-9) if len(match.strengths) else []
+    result = {int(p): round(float(np.clip(e, 0.0, MAX_LATENCY_S)), 5)
+              for p, e, ok in zip(pitches, match.errors, heard) if ok}  # a silent key (no sample) is skipped
+    table = {k: v for k, v in (table if isinstance(table, dict) else {}).items() if isinstance(v, dict)}
+    table[key] = {str(p): v for p, v in result.items()}
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
         write_bytes_atomic(cache, (json.dumps(table, indent=1, sort_keys=True) + "\n").encode(), overwrite=True)
     except OSError:
         pass  # a read-only cache costs a re-measure next time, nothing else
-    return latency
+    return result
+
+
+def latency_of(latencies: dict[int, float], pitch: int) -> float:
+    """The measured latency of `pitch`, or of the nearest measured key (0 when nothing was measured)."""
+    if not latencies:
+        return 0.0
+    if pitch in latencies:
+        return latencies[pitch]
+    return latencies[min(latencies, key=lambda p: (abs(p - pitch), p))]
+
+
+def _on_time_midi(src: Path, dst: Path, latencies: dict[int, float], pre_roll: float) -> None:
+    """A copy of `src` for rendering only: everything `pre_roll` later, each note `latency_of(pitch)` earlier (its
+    whole sound moves, note-off too), so that its attack begins where the original note-on is."""
+    import pretty_midi
+
+    pm = pretty_midi.PrettyMIDI(str(src))
+    for inst in pm.instruments:
+        for note in inst.notes:
+            shift = pre_roll - latency_of(latencies, note.pitch)
+            note.start, note.end = note.start + shift, note.end + shift
+        for event in list(inst.control_changes) + list(inst.pitch_bends):
+            event.time += pre_roll
+    pm.write(str(dst))
 
 
 def fit_to_region(audio: Audio, frames: int, *, fade_s: float = TAIL_FADE_S) -> tuple[Audio, dict]:
@@ -274,18 +309,23 @@ def render_take(midi_path: str | Path, font: Soundfont | str | Path, *, frames: 
                 program: int = 0, drums: bool = False, role: str = "other", gain: float = 0.5,
                 tail_s: float = 4.0) -> tuple[Audio, dict]:
     """A generated part's MIDI → its audio, on time and without a hard stop (the rule every engine's takes
-    follow; see the module docstring). `frames` None: the take ends when its release has died away (at most
-    `tail_s` after the last event). Returns (audio at `sample_rate`, report)."""
-    latency = attack_latency(font, program, drums=drums, role=role)
-    raw = render_midi(midi_path, font, sample_rate=sample_rate, gain=gain)
-    shift = int(round(latency * sample_rate))
-    advanced = raw.slice(shift, raw.frames) if shift else raw
-    report = {"attack_latency_ms": round(latency * 1000, 1), "advanced_samples": shift}
+    follow; see the module docstring). The MIDI file itself is not changed: a render-only copy starts each note
+    its key's measured attack latency early, after a pre-roll that is cut off again. `frames` None: the take
+    ends when its release has died away (at most `tail_s` after the last event). Returns (audio, report)."""
+    latencies = attack_latency(font, program, drums=drums, role=role)
+    pre = int(round(PRE_ROLL_S * sample_rate))
+    with tempfile.TemporaryDirectory(prefix="backline-take-") as tmp:
+        shifted = Path(tmp) / "on_time.mid"
+        _on_time_midi(Path(midi_path), shifted, latencies, pre / sample_rate)
+        raw = render_midi(shifted, font, sample_rate=sample_rate, gain=gain)
+    audio = raw.slice(pre, max(pre, raw.frames))
+    values = sorted(latencies.values())
+    report = {"attack_latency_ms": round(float(np.median(values)) * 1000, 1) if values else 0.0,
+              "attack_latency_max_ms": round(values[-1] * 1000, 1) if values else 0.0}
     if frames is None:
-        end = min(_release_end(advanced), advanced.frames, int(_last_event_s(midi_path) * sample_rate
-                                                                  + tail_s * sample_rate))
-        return advanced.slice(0, end), report | {"tail_s": round(end / sample_rate, 3)}
-    out, tail = fit_to_region(advanced, frames)
+        end = min(_release_end(audio), audio.frames, int((_last_event_s(midi_path) + tail_s) * sample_rate))
+        return audio.slice(0, end), report | {"tail_s": round(end / sample_rate, 3)}
+    out, tail = fit_to_region(audio, frames)
     return out, report | tail
 
 
