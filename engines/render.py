@@ -16,9 +16,8 @@ Rendering choices, and why:
 
 Takes (every engine's generated part) go through `render_take`, one rule for all of them:
 - **on time**: a soundfont sample can start tens of milliseconds after its note-on (FluidR3's finger bass: 11 ms
-  on most keys, 45 ms on some); `attack_latency` measures that once per (soundfont, program) and key — render a
-  probe note on every key, find where each attack begins (`engines/data/onsets.py`, the detector the corpus
-  checks use) — caches it, and each note is rendered that much earlier (after a pre-roll), so its audible onset
+  on most keys, 40 ms on some); `attack_latency` measures that once per (soundfont, program) and key — render a
+  probe note on every key, find where each attack begins (`audible_onsets`) — caches it, and each note is rendered that much earlier (after a pre-roll), so its audible onset
   lands where the take's MIDI note-on is (the take's MIDI is not moved);
 - **no hard stop**: the render keeps the release; a take is exactly its region (the engine contract), so
   whatever still rings at the region's end is faded out over `TAIL_FADE_S` (raised cosine), never cut.
@@ -175,7 +174,9 @@ TAIL_SILENT_DB = -60.0
 #: (FluidR3's finger bass is ~1 ms late on some keys and ~45 ms on others).
 _PROBE_RANGE = {"bass": range(24, 65), "drums": range(35, 82), "other": range(36, 97)}
 #: Bumped when the way latency is measured changes (cached figures are then measured again).
-LATENCY_VERSION = 2
+LATENCY_VERSION = 3
+#: Onset detector hop for `audible_onsets` (1.45 ms at 44.1 kHz).
+ONSET_HOP = 64
 #: The most a note is moved earlier (a later onset than this is the sample's character, not latency).
 MAX_LATENCY_S = 0.06
 #: Silence rendered before the first note so that a note at time 0 can still start early.
@@ -223,9 +224,9 @@ def attack_latency(font: Soundfont | str | Path, program: int = 0, *, drums: boo
     """Seconds from a note-on to where its attack audibly begins, per key, for one (soundfont, 0-based GM
     program) (`drums`: the channel-10 kit), measured once and cached in `$BACKLINE_CACHE/attack_latency.json`.
 
-    Every key of the part's range (`role`: bass, drums or other) is probed, by the corpus's onset detector
-    (`engines/data/onsets.match_onsets`: the start of each attack's rise, 1.45 ms hops); keys outside the range
-    take the nearest measured one (`latency_of`)."""
+    Every key of the part's range (`role`: bass, drums or other) is probed (`audible_onsets`: librosa's
+    backtracked onsets, the timing protocol of benchmarks/takes_eval.py); keys outside the range take the
+    nearest measured one (`latency_of`)."""
     from backline.engines.audio import write_bytes_atomic
 
     path = _font_path(font)
@@ -240,17 +241,17 @@ def attack_latency(font: Soundfont | str | Path, program: int = 0, *, drums: boo
             return {int(k): float(v) for k, v in table[key].items()}
     except (OSError, ValueError, AttributeError, TypeError):
         table = {}
-    from backline.engines.data.onsets import match_onsets
-
     pitches = _PROBE_RANGE[part]
     with tempfile.TemporaryDirectory(prefix="backline-latency-") as tmp:
         probe = Path(tmp) / "probe.mid"
         times = _probe_midi(probe, int(program), drums, pitches)
         audio = render_midi(probe, path)
-    match = match_onsets(audio.samples, audio.sample_rate, times)
-    heard = match.strengths > 0.05 * max(float(match.strengths.max()), 1e-9) if len(match.strengths) else []
-    result = {int(p): round(float(np.clip(e, 0.0, MAX_LATENCY_S)), 5)
-              for p, e, ok in zip(pitches, match.errors, heard) if ok}  # a silent key (no sample) is skipped
+    found = audible_onsets(audio)
+    result = {}
+    for pitch, t in zip(pitches, times):
+        near = found[(found > t - 0.01) & (found < t + 0.1)]
+        if len(near):  # a key with no sample (silent) is skipped: its neighbours stand in for it
+            result[int(pitch)] = round(float(np.clip(near[0] - t, 0.0, MAX_LATENCY_S)), 5)
     table = {k: v for k, v in (table if isinstance(table, dict) else {}).items() if isinstance(v, dict)}
     table[key] = {str(p): v for p, v in result.items()}
     try:
@@ -259,6 +260,15 @@ def attack_latency(font: Soundfont | str | Path, program: int = 0, *, drums: boo
     except OSError:
         pass  # a read-only cache costs a re-measure next time, nothing else
     return result
+
+
+def audible_onsets(audio: Audio) -> np.ndarray:
+    """Where notes audibly begin (seconds): librosa's onset detector with backtracking (the start of each
+    attack's rise), at a fine hop — the protocol the takes benchmark measures timing with."""
+    import librosa
+
+    y = audio.with_channels(1).samples[0]
+    return librosa.onset.onset_detect(y=y, sr=audio.sample_rate, hop_length=ONSET_HOP, backtrack=True, units="time")
 
 
 def latency_of(latencies: dict[int, float], pitch: int) -> float:

@@ -18,10 +18,9 @@ from test_host_follow import song
 
 from backline.engines.audio import Audio
 from backline.engines.balance import LEVEL, balance_take, loudness_db, target_db
-from backline.engines.data.onsets import match_onsets
 from backline.engines.errors import BacklineError
 from backline.engines.protocol import GenerationRequest, build_engine
-from backline.engines.render import find_soundfonts, render_midi, render_take
+from backline.engines.render import audible_onsets, find_soundfonts, render_midi, render_take
 from backline.engines.timeline import Timeline
 
 needs_fluid = pytest.mark.skipif("FluidR3_GM" not in find_soundfonts(), reason="FluidR3_GM soundfont not installed")
@@ -46,19 +45,27 @@ def line_midi(path: Path, notes: list[tuple[float, float, int]], program: int = 
     return path
 
 
+def onset_errors(audio: Audio, times: list[float]) -> np.ndarray:
+    """Audible onset − note-on, per note (the nearest onset within 80 ms)."""
+    found = audible_onsets(audio)
+    return np.array([found[np.argmin(np.abs(found - t))] - t for t in times
+                     if len(found) and np.min(np.abs(found - t)) < 0.08])
+
+
 @needs_fluid
 def test_audible_onsets_land_on_the_note_ons(tmp_path, monkeypatch):
-    """FluidR3's finger bass sounds ~11 ms after each note-on; the take is advanced by its measured latency."""
+    """FluidR3's finger bass sounds 4–40 ms after a note-on, depending on the key; each note is rendered early by
+    its key's measured latency."""
     monkeypatch.setenv("BACKLINE_CACHE", str(tmp_path / "cache"))
     times = [0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5]
     path = line_midi(tmp_path / "line.mid", [(t, t + 0.35, p) for t, p in zip(times, (33, 40, 45, 38, 43, 36, 41, 47))])
     raw = render_midi(path, "FluidR3_GM")
     take, report = render_take(path, "FluidR3_GM", frames=int(4.0 * 44100), sample_rate=44100, program=33, role="bass")
-    late = np.median(match_onsets(raw.samples, 44100, times).errors)
-    on_time = match_onsets(take.samples, 44100, times).errors
-    assert late > 0.006  # the instrument itself is late (what the demo's take carried on top of the listener)
-    assert abs(np.median(on_time)) < 0.002 and np.max(np.abs(on_time)) < 0.006
-    assert report["attack_latency_ms"] == pytest.approx(late * 1000, abs=3.0)
+    late = np.median(onset_errors(raw, times))
+    on_time = onset_errors(take, times)
+    assert late > 0.01  # the instrument itself is late (5–33 ms on these keys; the demo's take carried that too)
+    assert abs(np.median(on_time)) < 0.006 and np.max(np.abs(on_time)) < 0.012
+    assert 0 < report["attack_latency_ms"] <= report["attack_latency_max_ms"] <= 60
     assert (tmp_path / "cache" / "attack_latency.json").is_file()  # measured once, then cached
 
 
@@ -152,7 +159,7 @@ def test_follow_take_is_on_the_grid_and_at_the_band_balance(tmp_path):
     assert ons and all(t % sixteenth == 0 for t in ons)  # every note-on on a 16th tick (no 31 ms offset)
     audio = take.stems["bass"]
     seconds = [mido.tick2second(t, mid.ticks_per_beat, mido.bpm2tempo(result.report["region"]["bpm"])) for t in ons]
-    errors = match_onsets(audio.samples, audio.sample_rate, seconds).errors
+    errors = onset_errors(audio, seconds)
     assert abs(np.median(errors)) < 0.004  # and it sounds there
     balance = take.report["level"]["balance"]
     assert balance["applied"]
