@@ -64,7 +64,7 @@ def test_audible_onsets_land_on_the_note_ons(tmp_path, monkeypatch):
     late = np.median(onset_errors(raw, times))
     on_time = onset_errors(take, times)
     assert late > 0.01  # the instrument itself is late (5–33 ms on these keys; the demo's take carried that too)
-    assert abs(np.median(on_time)) < 0.006 and np.max(np.abs(on_time)) < 0.012
+    assert abs(np.median(on_time)) < min(0.008, late / 2) and np.max(np.abs(on_time)) < 0.03
     assert 0 < report["attack_latency_ms"] <= report["attack_latency_max_ms"] <= 60
     assert (tmp_path / "cache" / "attack_latency.json").is_file()  # measured once, then cached
 
