@@ -179,6 +179,8 @@ def filosax(folder: Path, bass_engine, tmp: Path) -> None:
           f"{heard.get('bar_one_s')} s")
     print("  " + timing("bass take vs bass+drums file", take, bd))
     print("  " + timing("bass take vs piano+drums file", take, pd))
+    print(f"  the two files: bass+drums {db(bd) - db(pd):+.1f} dB vs piano+drums; below 200 Hz bass+drums "
+          f"{db(lowpass(bd)) - db(pd):+.1f} dB, piano+drums {db(lowpass(pd)) - db(pd):+.1f} dB (its kick and piano)")
     print(f"  level below 200 Hz vs the band (piano_drums): take {db(lowpass(take)) - db(pd):+.1f} dB, real bass+kick "
           f"{db(lowpass(bd)) - db(pd):+.1f} dB → {db(lowpass(take)) - db(lowpass(bd)):+.1f} dB (the real bass alone "
           "is not available: its file holds the drums too)")

@@ -94,6 +94,9 @@ def run(args: argparse.Namespace) -> int:
         whole = read_audio(args.mix)
         heard = hear(whole, timeline if args.bpm is not None else None,
                      meter=(num, den) if args.meter else None)
+        if heard.source == "default":
+            raise ConfigError("no steady beat was heard in the mix, so where its bars lie is not known",
+                              path=args.mix, fix="give the tempo with --bpm, e.g. --bpm 120")
         region = cut(whole, heard, parse_bar_range(args.bars), controls=controls,
                      control_names={c.name for c in ALL_CONTROLS})
         timeline, start, stop, mix, controls = region.timeline, region.start, region.stop, region.mix, region.controls
