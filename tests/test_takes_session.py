@@ -228,3 +228,42 @@ def test_a_reference_that_is_not_audio_is_refused_before_any_work(tmp_path, monk
     assert not (tmp_path / "o").exists()
     note = engine.check_follow_reference(mix, "finger")
     assert "not used in follow mode" in note and "finger" in note
+
+
+@needs_fluid
+def test_drum_take_sits_at_the_balance_against_the_band_audio(tmp_path, monkeypatch):
+    """The drums play from the band's MIDI; given the band's audio too (the host's capture, `--band-audio`), their
+    level is set against it, and their hits sound on the grid."""
+    monkeypatch.setenv("BACKLINE_CACHE", str(tmp_path / "cache"))
+    mid = mido.MidiFile(type=1, ticks_per_beat=480)
+    mid.tracks.append(mido.MidiTrack([mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(120.0))]))
+    piano = mido.MidiTrack([mido.MetaMessage("track_name", name="Piano"), mido.Message("program_change", program=0)])
+    for _ in range(16):
+        piano += [mido.Message("note_on", note=p, velocity=80, time=0) for p in (60, 64, 67)]
+        piano += [mido.Message("note_off", note=p, velocity=0, time=480 if k == 0 else 0) for k, p in enumerate((60, 64, 67))]
+    mid.tracks.append(piano)
+    path = tmp_path / "band.mid"
+    mid.save(str(path))
+    band = render_midi(path, "FluidR3_GM", frames=8 * 44100)
+    engine = build_engine("drums")  # the shipped models (the untrained debug ones may play nothing)
+    request = GenerationRequest("drums", tmp_path / "o", Timeline.constant(120.0, 44100), midi=path, mix=band,
+                                controls={"humanise": 0.0}, seed=0)
+    take = engine.generate(request, progress=lambda f, m: None, cancel=threading.Event()).takes[0]
+    audio, info = take.stems["drums"], take.report["render"]
+    assert info["balance"]["applied"]
+    assert loudness_db(audio) - loudness_db(band) == pytest.approx(
+        target_db("drums") - info["balance"]["held_back_db"], abs=0.1)
+    ticks = [t for t, *_ in midi_notes_of(take.midi)]
+    seconds = [t / take.midi.ticks_per_beat * 0.5 for t in ticks]  # 120 BPM: a quarter is 0.5 s
+    assert abs(np.median(onset_errors(audio, sorted(set(seconds))))) < 0.006
+
+
+def midi_notes_of(mid: mido.MidiFile) -> list[tuple[int, int, int]]:
+    out = []
+    for track in mid.tracks:
+        now = 0
+        for msg in track:
+            now += msg.time
+            if msg.type == "note_on" and msg.velocity:
+                out.append((now, msg.note, msg.velocity))
+    return sorted(out)

@@ -143,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
         from backline.engines.audio import read_audio
 
         mix = read_audio(args.band_audio, sample_rate=args.sample_rate)  # a bad file: one line, before any work
-        engine = build_engine("drums", args.config)
+    engine = build_engine("drums", args.config)
     request = GenerationRequest(engine="drums", out_dir=Path(args.out), timeline=timeline, midi=midi, mix=mix,
                                 controls=controls, seed=args.seed, variations=args.takes, preset=args.preset)
     try:
