@@ -14,12 +14,22 @@ Rendering choices, and why:
 - fluidsynth renders until the last voice has died away, so its output length varies; callers ask for an
   exact frame count and get the audio trimmed or zero-padded to it (sample-exact alignment between stems).
 
+Takes (every engine's generated part) go through `render_take`, one rule for all of them:
+- **on time**: a soundfont sample can start tens of milliseconds after its note-on (FluidR3's finger bass: 11 ms
+  on most keys, 40 ms on some); `attack_latency` measures that once per (soundfont, program) and key — render a
+  probe note on every key, find where each attack begins (`audible_onsets`) — caches it, and each note is rendered that much earlier (after a pre-roll), so its audible onset
+  lands where the take's MIDI note-on is (the take's MIDI is not moved);
+- **no hard stop**: the render keeps the release; a take is exactly its region (the engine contract), so
+  whatever still rings at the region's end is faded out over `TAIL_FADE_S` (raised cosine), never cut.
+
 Soundfonts are looked up by name in the Debian locations (see `SOUNDFONT_CANDIDATES`, checked with
 `dpkg -L`) and in the folders listed in `$BACKLINE_SOUNDFONT_PATH` (os.pathsep-separated), which come first.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import shutil
 import subprocess
@@ -152,3 +162,201 @@ def render_midi(
         audio = audio.slice(0, int(frames))
     samples = np.nan_to_num(audio.samples, nan=0.0, posinf=0.0, neginf=0.0)
     return Audio(samples, sample_rate)
+
+
+# --- takes: on time, no hard stop ------------------------------------------------------------------------------
+
+#: A take's tail: what rings past the region's end is faded out over this long (raised cosine), not cut.
+TAIL_FADE_S = 0.12
+#: Below this level (dB under the take's peak) what rings past the end is silence: no fade needed.
+TAIL_SILENT_DB = -60.0
+#: Probe pitches per part for `attack_latency`: every key, because a soundfont's sample zones can be one key wide
+#: (FluidR3's finger bass is ~1 ms late on some keys and ~45 ms on others).
+_PROBE_RANGE = {"bass": range(24, 65), "drums": range(35, 82), "other": range(36, 97)}
+#: Bumped when the way latency is measured changes (cached figures are then measured again).
+LATENCY_VERSION = 4
+#: Onset detector hop for `audible_onsets` (1.45 ms at 44.1 kHz).
+ONSET_HOP = 64
+#: The most a note is moved earlier (a later onset than this is the sample's character, not latency).
+MAX_LATENCY_S = 0.06
+#: How much of a key's own latency (vs the program's median) a note is moved by (see `latency_of`).
+KEY_WEIGHT = 0.5
+#: Silence rendered before the first note so that a note at time 0 can still start early.
+PRE_ROLL_S = 0.1
+
+
+def _latency_cache() -> Path:
+    env = os.environ.get("BACKLINE_CACHE")
+    root = Path(env) if env else Path.home() / ".cache" / "backline"
+    return root / "attack_latency.json"
+
+
+def _font_path(font: Soundfont | str | Path) -> Path:
+    if isinstance(font, Soundfont):
+        return font.path
+    if isinstance(font, str) and font in SOUNDFONT_CANDIDATES:
+        return soundfont(font).path
+    return Path(font)
+
+
+def _probe_midi(path: Path, program: int, drums: bool, pitches: range) -> tuple[list[float], list[int]]:
+    """Every key once, in a line as a part plays it: a note every 0.3 s, each released 60 ms before the next
+    (the bass planner's damping), the keys in a scattered order so each follows a different neighbour's release.
+    Returns (note-on seconds, keys) in playing order."""
+    import mido
+
+    keys = list(pitches)
+    order = [keys[(7 * k) % len(keys)] for k in range(len(keys))] if len(keys) % 7 else keys
+    mid = mido.MidiFile(ticks_per_beat=480)
+    track = mido.MidiTrack()
+    mid.tracks.append(track)
+    track.append(mido.MetaMessage("set_tempo", tempo=500000))  # 120 BPM: 960 ticks = 1 s
+    channel = 9 if drums else 0
+    if not drums:
+        track.append(mido.Message("program_change", program=program, channel=channel))
+    times, now = [], 0
+    for k, pitch in enumerate(order):
+        on = 240 + 288 * k  # 0.3 s apart
+        track.append(mido.Message("note_on", note=pitch, velocity=96, channel=channel, time=on - now))
+        track.append(mido.Message("note_off", note=pitch, velocity=0, channel=channel, time=230))  # 0.24 s
+        now = on + 230
+        times.append(on / 960)
+    mid.save(str(path))
+    return times, order
+
+
+def attack_latency(font: Soundfont | str | Path, program: int = 0, *, drums: bool = False,
+                   role: str = "other") -> dict[int, float]:
+    """Seconds from a note-on to where its attack audibly begins, per key, for one (soundfont, 0-based GM
+    program) (`drums`: the channel-10 kit), measured once and cached in `$BACKLINE_CACHE/attack_latency.json`.
+
+    Every key of the part's range (`role`: bass, drums or other) is probed (`audible_onsets`: librosa's
+    backtracked onsets, the timing protocol of benchmarks/takes_eval.py); keys outside the range take the
+    nearest measured one (`latency_of`)."""
+    from backline.engines.audio import write_bytes_atomic
+
+    path = _font_path(font)
+    part = "drums" if drums else role if role in _PROBE_RANGE else "other"
+    key = (f"v{LATENCY_VERSION}|{path.name}|{path.stat().st_size if path.is_file() else 0}|"
+           f"{'kit' if drums else int(program)}|{part}")
+    cache = _latency_cache()
+    table: dict = {}
+    try:
+        table = json.loads(cache.read_text(encoding="utf-8"))
+        if isinstance(table, dict) and isinstance(table.get(key), dict):
+            return {int(k): float(v) for k, v in table[key].items()}
+    except (OSError, ValueError, AttributeError, TypeError):
+        table = {}
+    pitches = _PROBE_RANGE[part]
+    with tempfile.TemporaryDirectory(prefix="backline-latency-") as tmp:
+        probe = Path(tmp) / "probe.mid"
+        times, order = _probe_midi(probe, int(program), drums, pitches)
+        audio = render_midi(probe, path)
+    found = audible_onsets(audio)
+    result = {}
+    for pitch, t in zip(order, times):
+        near = found[(found > t - 0.01) & (found < t + MAX_LATENCY_S + 0.02)]
+        if len(near):  # a key with no sample (silent) is skipped: its neighbours stand in for it
+            result[int(pitch)] = round(float(np.clip(near[0] - t, 0.0, MAX_LATENCY_S)), 5)
+    table = {k: v for k, v in (table if isinstance(table, dict) else {}).items() if isinstance(v, dict)}
+    table[key] = {str(p): v for p, v in result.items()}
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        write_bytes_atomic(cache, (json.dumps(table, indent=1, sort_keys=True) + "\n").encode(), overwrite=True)
+    except OSError:
+        pass  # a read-only cache costs a re-measure next time, nothing else
+    return result
+
+
+def audible_onsets(audio: Audio) -> np.ndarray:
+    """Where notes audibly begin (seconds): librosa's onset detector with backtracking (the start of each
+    attack's rise), at a fine hop — the protocol the takes benchmark measures timing with."""
+    import librosa
+
+    y = audio.with_channels(1).samples[0]
+    return librosa.onset.onset_detect(y=y, sr=audio.sample_rate, hop_length=ONSET_HOP, backtrack=True, units="time")
+
+
+def latency_of(latencies: dict[int, float], pitch: int) -> float:
+    """How early to play `pitch`: half its key's measured latency (or the nearest measured key's) and half the
+    program's median, because one probe note per key is a noisy figure. Chosen on the demo and three rendered
+    songs (hop-128 onsets, take vs real bass / real drums, median/p90 ms): the key's own figure −8.7/20 and
+    −4.4/14.5 on the demo, half-way −5.8/14.5 and −4.4/14.5, the median alone −2.9/14.5 and 0/17.1."""
+    if not latencies:
+        return 0.0
+    key = latencies[pitch] if pitch in latencies else latencies[min(latencies, key=lambda p: (abs(p - pitch), p))]
+    return KEY_WEIGHT * key + (1.0 - KEY_WEIGHT) * float(np.median(list(latencies.values())))
+
+
+def _on_time_midi(src: Path, dst: Path, latencies: dict[int, float], pre_roll: float) -> None:
+    """A copy of `src` for rendering only: everything `pre_roll` later, each note `latency_of(pitch)` earlier (its
+    whole sound moves, note-off too), so that its attack begins where the original note-on is."""
+    import pretty_midi
+
+    pm = pretty_midi.PrettyMIDI(str(src))
+    for inst in pm.instruments:
+        for note in inst.notes:
+            shift = pre_roll - latency_of(latencies, note.pitch)
+            note.start, note.end = note.start + shift, note.end + shift
+        for event in list(inst.control_changes) + list(inst.pitch_bends):
+            event.time += pre_roll
+    pm.write(str(dst))
+
+
+def fit_to_region(audio: Audio, frames: int, *, fade_s: float = TAIL_FADE_S) -> tuple[Audio, dict]:
+    """`audio` (from sample 0, with its full release) → exactly `frames` long. What still rings at the end is
+    faded out over `fade_s` (raised cosine, so neither a click nor an abrupt stop); silence is left alone."""
+    frames = int(frames)
+    out = audio.slice(0, frames)
+    rest = audio.samples[:, frames:]
+    peak = float(np.max(np.abs(audio.samples))) if audio.frames else 0.0
+    ring = float(np.max(np.abs(rest))) if rest.size else 0.0
+    end = float(np.max(np.abs(out.samples[:, -max(1, int(0.005 * audio.sample_rate)):]))) if out.frames else 0.0
+    loud = max(ring, end)
+    info = {"tail_cut_db": round(20 * math.log10(loud / peak), 1) if loud > 0 and peak > 0 else None, "faded": False}
+    if peak > 0 and loud > peak * 10 ** (TAIL_SILENT_DB / 20) and out.frames:
+        n = min(out.frames, max(1, int(round(fade_s * audio.sample_rate))))
+        samples = out.samples.copy()
+        samples[:, -n:] *= (0.5 + 0.5 * np.cos(np.linspace(0.0, np.pi, n))).astype(np.float32)
+        out = Audio(samples, audio.sample_rate)
+        info["faded"] = True
+    return out, info
+
+
+def render_take(midi_path: str | Path, font: Soundfont | str | Path, *, frames: int | None, sample_rate: int,
+                program: int = 0, drums: bool = False, role: str = "other", gain: float = 0.5,
+                tail_s: float = 4.0) -> tuple[Audio, dict]:
+    """A generated part's MIDI → its audio, on time and without a hard stop (the rule every engine's takes
+    follow; see the module docstring). The MIDI file itself is not changed: a render-only copy starts each note
+    its key's measured attack latency early, after a pre-roll that is cut off again. `frames` None: the take
+    ends when its release has died away (at most `tail_s` after the last event). Returns (audio, report)."""
+    latencies = attack_latency(font, program, drums=drums, role=role)
+    pre = int(round(PRE_ROLL_S * sample_rate))
+    with tempfile.TemporaryDirectory(prefix="backline-take-") as tmp:
+        shifted = Path(tmp) / "on_time.mid"
+        _on_time_midi(Path(midi_path), shifted, latencies, pre / sample_rate)
+        raw = render_midi(shifted, font, sample_rate=sample_rate, gain=gain)
+    audio = raw.slice(pre, max(pre, raw.frames))
+    values = sorted(latencies.values())
+    report = {"attack_latency_ms": round(float(np.median(values)) * 1000, 1) if values else 0.0,
+              "attack_latency_max_ms": round(values[-1] * 1000, 1) if values else 0.0}
+    if frames is None:
+        end = min(_release_end(audio), audio.frames, int((_last_event_s(midi_path) + tail_s) * sample_rate))
+        return audio.slice(0, end), report | {"tail_s": round(end / sample_rate, 3)}
+    out, tail = fit_to_region(audio, frames)
+    return out, report | tail
+
+
+def _last_event_s(midi_path: str | Path) -> float:
+    import mido
+
+    return float(mido.MidiFile(str(midi_path)).length)
+
+
+def _release_end(audio: Audio) -> int:
+    """The frame after which `audio` stays below TAIL_SILENT_DB of its peak (its last note's release)."""
+    mono = np.max(np.abs(audio.samples), axis=0) if audio.frames else np.zeros(0)
+    if not len(mono) or mono.max() <= 0:
+        return audio.frames
+    above = np.nonzero(mono > mono.max() * 10 ** (TAIL_SILENT_DB / 20))[0]
+    return int(min(audio.frames, above[-1] + 1 + int(0.01 * audio.sample_rate)))

@@ -171,6 +171,15 @@ class Timeline:
                 beat_index, bar_index = 0, bar_index + 1
         return BBT(int(bar_index) + 1, int(beat_index) + 1, tick)
 
+    def snap_to_grid(self, samples: float, division: int = 4) -> float:
+        """The exact (fractional) sample position of the 1/`division`-quarter grid line that the integer
+        `samples` was rounded from (within half a sample), else `samples` unchanged. Bar and beat starts are
+        rounded to whole samples, so reading one back can land a hair *after* the line: a ceil then skips it."""
+        quarter = self.samples_to_quarters(samples)
+        line = round(quarter * division) / division
+        exact = self.tempo.seconds(line) * self.sample_rate
+        return exact if abs(exact - samples) <= 0.5 + 1e-9 else samples
+
     def bar_range_to_samples(self, first_bar: int, last_bar: int) -> tuple[int, int]:
         """Inclusive bars `first..last` → `[start, stop)` samples (stop = start of bar last+1)."""
         if first_bar < 1 or last_bar < first_bar:

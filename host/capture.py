@@ -52,22 +52,24 @@ class CaptureModel(QObject):
         path = Path(path)
         audio = read_audio(path)
         timeline, from_file = cls._timeline_beside(path, audio.sample_rate, fallback)
-        listening = cls.listen_to(audio, timeline if from_file else None)
-        if listening is not None and not from_file:  # a plain file: its bars are where the music's are
-            timeline = listening.timeline(audio.sample_rate)
-        return path, audio, timeline, from_file, peak_summary(audio), listening
+        heard = cls.listen_to(audio, timeline if from_file else None)  # the whole file, once (engines.region)
+        if heard.listening is not None and not from_file:  # a plain file: its bars are where the music's are
+            timeline = heard.timeline
+        return path, audio, timeline, from_file, peak_summary(audio), heard.listening
 
     @staticmethod
     def listen_to(audio: Audio, known: Timeline | None = None):
-        """Tempo, bar one, key and chords of a mix (`backline.engines.listen`), or None when nothing steady is
-        heard (a click, silence): the file still loads, with the default grid."""
-        from backline.engines.listen import listen
+        """The whole file heard (`backline.engines.region.hear`: tempo, bar one, key, chords; `listening` None
+        when nothing steady is heard — a click, silence — and the file still loads with the default grid)."""
+        from backline.engines.region import hear
 
-        try:
-            return listen(audio, bpm=known.bpm if known else None,
-                          meter=(known.numerator, known.denominator) if known else None)
-        except (BacklineError, ValueError):
-            return None
+        return hear(audio, known)
+
+    def heard(self):
+        """What the engines are told about the loaded file (`engines.region.Heard`)."""
+        from backline.engines.region import Heard
+
+        return Heard(self.timeline, self.listening, "known" if self.tempo_from_file else "listen")
 
     def apply_file(self, path: Path, audio: Audio, timeline: Timeline, from_file: bool, peaks,
                    listening=None) -> None:
@@ -113,23 +115,22 @@ class CaptureModel(QObject):
         return Timeline.constant(fallback.bpm, sample_rate, fallback.numerator, fallback.denominator), False
 
     def chord_chart(self) -> str:
-        """The chord lane: the musician's edit, else the chords heard in the file (one bar per |)."""
-        if self.chart:
-            return self.chart
-        return self.listening.chart() if self.listening is not None else ""
+        """The chord lane: the musician's edit, else the chords heard in the file on its bars (one bar per |)."""
+        return self.chart or self.heard_chart()
+
+    def heard_chart(self) -> str:
+        """The chords heard in the file, on its bars (`engines.region.file_chart`), '' when none were heard."""
+        if self.listening is None or self.audio is None or self.timeline is None or self.origin:
+            return ""
+        from backline.engines.region import file_chart
+
+        return file_chart(self.heard(), self.audio.frames)
 
     def chords_for_bars(self, first: int, last: int) -> str:
         """The chord lane's bars first..last (1-based) as a chart for an engine, '' when there is none."""
-        from backline.engines.listen import parse_chart
+        from backline.engines.region import chords_for_bars
 
-        chart = self.chord_chart()
-        if not chart:
-            return ""
-        numerator = self.timeline.numerator if self.timeline is not None else 4
-        cells = [c.strip() for c in chart.split("|")]
-        parse_chart(chart, numerator)  # refuse a broken lane with its one-line reason
-        picked = cells[first - 1:last]
-        return " | ".join(picked) if picked and all(picked) else ""
+        return chords_for_bars(self.chord_chart(), first, last, self.timeline.numerator if self.timeline else 4)
 
     def _extent(self) -> tuple[int, int]:
         if self.span is not None:
@@ -149,8 +150,12 @@ class CaptureModel(QObject):
 
         return max(1, math.ceil(self.timeline.samples_to_bar(max(self._extent()[0], 0)) - 1e-6))
 
-    def region(self, first: int, last: int) -> tuple[int, int, Audio]:
-        """DAW samples [start, stop) of bars first..last and the captured audio there."""
+    def region(self, first: int, last: int, *, controls: dict | None = None,
+               control_names: set[str] | frozenset[str] = frozenset()):
+        """The request's region for bars first..last: `engines.region.cut` (the one path the CLI takes too), so
+        the engine gets the whole file's grid, chords and key. Returns an `engines.region.Region`."""
+        from backline.engines.region import cut
+
         if self.empty or self.timeline is None:
             raise BacklineError("no audio has been captured yet",
                                 fix="press play in your DAW, or load an audio file as the capture (Ctrl+O)")
@@ -158,10 +163,13 @@ class CaptureModel(QObject):
             raise TimelineError(f"bars {first}–{last} are outside the captured audio "
                                 f"(bars {self.first_bar()}–{self.last_bar()})",
                                 fix="select bars on the waveform, or let the DAW play them first")
-        start, stop = self.timeline.bar_range_to_samples(first, last)
+        extractor = None
         if self.extractor is not None:
-            extract = self.extractor(start, stop)
-            self.last_coverage = extract.coverage
-            return start, stop, extract.audio
-        self.last_coverage = 1.0
-        return start, stop, self.audio.slice(start - self.origin, stop - self.origin)
+            def extractor(start: int, stop: int):
+                extract = self.extractor(start, stop)
+                self.last_coverage = extract.coverage
+                return extract
+        else:
+            self.last_coverage = 1.0
+        return cut(self.audio, self.heard(), (first, last), origin=self.origin, chart=self.chart or None,
+                   controls=controls, control_names=control_names, extractor=extractor)

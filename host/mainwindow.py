@@ -604,7 +604,7 @@ class MainWindow(QMainWindow):
         from backline.engines.listen import parse_chart
 
         text = self.chord_lane.text().strip()
-        heard = self.capture.listening.chart() if self.capture.listening is not None else ""
+        heard = self.capture.heard_chart()
         if text == (self.capture.chart or heard):
             return
         if text:
@@ -705,15 +705,6 @@ class MainWindow(QMainWindow):
         needs_mix = "mix" in panel.description.inputs
         out_dir = None
         try:
-            if needs_mix or not self.capture.empty:
-                start, stop, mix = self.capture.region(*bars)
-                timeline = self.capture.timeline
-            else:
-                timeline = self.daw.transport.timeline
-                start, stop = timeline.bar_range_to_samples(*bars)
-                mix = None
-            number = self.store.next_number() + len(self.active)
-            out_dir = self.store.job_dir(f"{time.strftime('%Y%m%d-%H%M%S')}-{number:03d}-{engine}-seed{seed}")
             reference, band_midi = values.get("reference"), values.get("midi")
             known = {c.name for c in panel.description.controls}
             # a take recalled from an older session may carry a control the engine no longer has (drums'
@@ -721,10 +712,18 @@ class MainWindow(QMainWindow):
             controls = {k: v for k, v in dict(values.get("controls", {})).items() if k in known}
             if "vst3" in known and self.settings.drum_instrument:  # file handling lives in Settings
                 controls["vst3"] = self.settings.drum_instrument
-            if "tempo_from" in known and mix is not None:  # the capture's grid is the DAW's, the file's or heard
-                controls["tempo_from"] = "timeline"
-            if "chords" in known and not controls.get("chords") and mix is not None:
-                controls["chords"] = self.capture.chords_for_bars(*bars)  # the chord lane under the selection
+            if needs_mix or not self.capture.empty:
+                # the one region path (engines.region.cut, as the CLI's --bars): the capture's grid (the DAW's,
+                # the file's or heard over the whole file) and the chord lane under the selection go with it
+                region = self.capture.region(*bars, controls=controls, control_names=known)
+                start, stop, mix, timeline, controls = region.start, region.stop, region.mix, region.timeline, \
+                    region.controls
+            else:
+                timeline = self.daw.transport.timeline
+                start, stop = timeline.bar_range_to_samples(*bars)
+                mix = None
+            number = self.store.next_number() + len(self.active)
+            out_dir = self.store.job_dir(f"{time.strftime('%Y%m%d-%H%M%S')}-{number:03d}-{engine}-seed{seed}")
             request = GenerationRequest(engine=engine, out_dir=out_dir, timeline=timeline, region_start=start,
                                         region_stop=stop, mix=mix, reference=Path(reference) if reference else None,
                                         midi=Path(band_midi) if band_midi else None,

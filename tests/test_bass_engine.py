@@ -212,7 +212,10 @@ def test_cli_bar_range_outside_the_mix_and_bars_without_tempo(tmp_path, capsys):
     assert cli_main(["generate", "bass", "--mix", str(mix_path), "--out", str(tmp_path / "o"), "--bars", "3-9",
                      "--bpm", "120", "--config", "debug"]) == 2
     assert "past the end of the mix" in capsys.readouterr().err
-    assert cli_main(["generate", "bass", "--mix", str(mix_path), "--out", str(tmp_path / "o"), "--bars", "1-2",
+    drone = tmp_path / "drone.wav"  # --bars without --bpm: the whole file is heard; 1.5 s is too short to hear a beat
+    t = np.arange(int(SR * 1.5)) / SR
+    write_audio(drone, Audio((0.3 * np.sin(2 * np.pi * 110 * t))[None].astype(np.float32), SR))
+    assert cli_main(["generate", "bass", "--mix", str(drone), "--out", str(tmp_path / "o"), "--bars", "1-1",
                      "--config", "debug"]) == 2
     assert "--bpm" in capsys.readouterr().err
     assert cli_main(["generate", "bass", "--mix", str(mix_path), "--out", str(tmp_path / "o"), "--preset", "nope",

@@ -14,8 +14,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--mix", type=Path, help="the mix to play along to (wav/flac/...); required to generate")
     parser.add_argument("--out", type=Path, help="folder for bass_seedN.wav/.mid/.json; required to generate")
-    parser.add_argument("--bars", help="bars to generate, e.g. 9-24 (1-based, inclusive; needs --bpm)")
-    parser.add_argument("--bpm", type=float, help="tempo of the mix (default: listen for it; --bars needs it)")
+    parser.add_argument("--bars", help="bars to generate, e.g. 9-24 (1-based, inclusive; the whole file is heard "
+                                       "for its tempo, bars and chords, then these are cut from it)")
+    parser.add_argument("--bpm", type=float, help="tempo of the mix (default: listen for it)")
     parser.add_argument("--meter", help="time signature, e.g. 4/4 or 6/8 (default: listen for it)")
     parser.add_argument("--band-midi", type=Path, help="the band's MIDI: exact tempo, bars and chords to follow")
     style = parser.add_mutually_exclusive_group()
@@ -63,14 +64,16 @@ def run(args: argparse.Namespace) -> int:
     if args.preset:
         load_preset(args.preset)  # unknown names fail now, listing the known ones
     check_seed_and_variations(args.seed, args.variations)
-    if args.reference is not None:
-        from backline.engines.audio import require_audio_file
-
-        require_audio_file(args.reference, "--reference")
     if args.band_midi is not None:
         from backline.engines.midi import check_band_midi
 
         check_band_midi(args.band_midi, "--band-midi")
+    notes_shown: list[str] = []
+    if args.reference is not None and (args.mode or "follow") == "follow":
+        from backline.engines.bass.engine import check_follow_reference
+
+        notes_shown.append(check_follow_reference(args.reference, "finger"))  # not audio: refused here, in one line
+        print(f"note: {notes_shown[-1]}")
     from backline.engines.listen import parse_chart, parse_key, parse_meter
 
     controls = control_values(args, ALL_CONTROLS, skip=("preset", "reference", "bpm", "meter", "tempo_from"))
@@ -85,19 +88,38 @@ def run(args: argparse.Namespace) -> int:
         parse_key(controls["key"])
     if controls.get("midi_in") and not Path(controls["midi_in"]).is_file():
         raise ConfigError("the --midi-in file does not exist", path=controls["midi_in"], fix="give a .mid file")
-    if args.bars and args.bpm is None:
-        raise ConfigError("--bars needs the mix's tempo", fix="add --bpm, e.g. --bpm 120")
     bpm = check_bpm(args.bpm) if args.bpm is not None else 120.0  # a placeholder until the mix is heard
     controls |= {"bpm": float(args.bpm or 0.0), "meter": args.meter or ""}
     rate, _, total = audio_info(args.mix)
     timeline = Timeline.constant(bpm, rate, num, den)
-    start, stop = region_of_bars(timeline, args.bars, total, path=args.mix)
     device = resolve_device(args.device)
-    if device == "cpu":  # before reading a long file or loading any weights
-        from backline.engines.bass.engine import check_memory
+    from backline.engines.bass.engine import check_memory
 
-        check_memory((stop - start) / rate, args.variations)
-    mix = read_audio(args.mix, start=start, frames=stop - start)
+    if args.bpm is not None:
+        region_of_bars(timeline, args.bars, total, path=args.mix)  # bars past the end: refused now
+    if device == "cpu" and not args.bars:  # before reading a long file or loading any weights
+        check_memory(total / rate, args.variations)
+    if args.bars:
+        # the one region path (engines.region, as the host's selection): hear the whole file (or take --bpm),
+        # then cut the bars from it, with the whole file's chords and key
+        from backline.engines.region import cut, hear
+        from backline.engines.timeline import parse_bar_range
+
+        whole = read_audio(args.mix)
+        heard = hear(whole, timeline if args.bpm is not None else None,
+                     meter=(num, den) if args.meter else None)
+        if heard.source == "default":
+            raise ConfigError("no steady beat was heard in the mix, so where its bars lie is not known",
+                              path=args.mix, fix="give the tempo with --bpm, e.g. --bpm 120")
+        region = cut(whole, heard, parse_bar_range(args.bars), controls=controls,
+                     control_names={c.name for c in ALL_CONTROLS})
+        timeline, start, stop, mix, controls = region.timeline, region.start, region.stop, region.mix, region.controls
+        del whole
+        if device == "cpu":  # the engine works on the region alone: before any weights are loaded
+            check_memory((stop - start) / rate, args.variations)
+    else:
+        start, stop = 0, total
+        mix = read_audio(args.mix)
 
     import torch
 
@@ -124,5 +146,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"report {take.report['files']['report']}")
     print(f"done in {rep['timings_s']['total_s']:.1f} s on {rep['device']}")
     for note in rep.get("fallbacks", []) + rep.get("warnings", []):
-        print(f"note: {note}")
+        if note not in notes_shown:
+            print(f"note: {note}")
     return 0

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from backline.engines.audio import Audio, read_audio
+from backline.engines.balance import LEVEL, balance_take
 from backline.engines.bass.planner import STYLES as PLANNER_STYLES
 from backline.engines.diffusion import classifier_free, ddim_sample, style_grounding
 from backline.engines.errors import (
@@ -133,6 +134,7 @@ FOLLOW_CONTROLS = (
     Control("register", "int", 0, "Register", -1, 1, 1, help="octave: -1 low, 0 usual, +1 high"),
     Control("swing", "float", 0.0, "Swing", 0.0, 1.0, 0.05, help="0 = straight, 1 = triplet swing"),
     Control("lock_to_kick", "bool", False, "Lock to kick", help="put the line's notes on the kick drum's hits"),
+    LEVEL,
     Control("key", "text", "", "Key", group="advanced", help="e.g. D or Bm (empty = listen)"),
     Control("chords", "text", "", "Chords", group="cli",
             help='the chords per bar, e.g. "D | G A | Bm | G A7" (default: the chord lane, or listen)'),
@@ -225,6 +227,11 @@ class BassEngine:
         reference = request.reference or (Path(controls["reference"]) if controls.get("reference") else None)
         controls.pop("reference", None)
         preset_control = controls.pop("preset", None)
+        follow = (controls.get("mode") or "follow") == "follow" or bool(controls.get("midi_in"))
+        reference_note = None
+        if reference is not None and follow:  # before any heavy work: refuse what is not audio, then say it is unused
+            reference_note = check_follow_reference(reference, request.preset or preset_control or "finger")
+            reference = None
         preset_name = (request.preset or preset_control or "finger") if reference is None else None
         preset = load_preset(preset_name) if preset_name else None
         defaults = {c.name: c.default for c in ALL_CONTROLS if c.kind not in ("preset", "audio")}  # one declaration
@@ -233,7 +240,10 @@ class BassEngine:
         merged = defaults | {k: v for k, v in controls.items() if v is not None}
         merged = validate_controls(tuple(c for c in ALL_CONTROLS if c.name in defaults), merged, NAME)
         if merged["mode"] == "follow" or merged.get("midi_in"):
-            return self._generate_follow(request, merged, preset, progress, cancel, t_start)
+            result = self._generate_follow(request, merged, preset, progress, cancel, t_start)
+            if reference_note:
+                result.report["warnings"].append(reference_note)
+            return result
         sampling = Sampling(int(merged["steps"]) if float(merged["steps"]).is_integer() else merged["steps"],
                             float(merged["cfg"]), float(merged["rescale"]), float(merged["strength"])).check()
         quantise = merged["quantise"]
@@ -300,7 +310,8 @@ class BassEngine:
             chain = preset.chain if preset else ()
             lufs = preset.loudness_lufs if preset else -18.0
             wet, level = render(dry, chain, target_lufs=lufs, where=f"{preset.name} chain" if preset else "chain")
-            rendered.append((dry, wet, level))
+            wet, balance = balance_take(wet, mix, "bass", float(merged["level"]))
+            rendered.append((dry, wet, level | {"balance": balance}))
         timings["render_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         midis = []
@@ -321,7 +332,8 @@ class BassEngine:
             "warnings": list(self.warnings) + ([tempo_note] if tempo_note else []),
             "weights": self.describe().weights,
             "settings": {"steps": sampling.steps, "cfg": sampling.cfg, "rescale": sampling.rescale,
-                         "strength": sampling.strength, "quantise": quantise, "variations": len(seeds)},
+                         "strength": sampling.strength, "quantise": quantise, "variations": len(seeds),
+                         "level": float(merged["level"])},
             "seeds": seeds, "style": style_info,
             "region": {"start_sample": request.region_start, "frames": mix.frames,
                        "sample_rate": mix.sample_rate, "bpm": timeline.bpm,
@@ -347,7 +359,10 @@ class BassEngine:
 
         transport = request.timeline if merged["tempo_from"] == "timeline" else None
         bpm = float(merged["bpm"]) or None
-        return listen(mix, transport=transport, region_start=request.region_start, bpm=bpm,
+        start = request.region_start
+        if transport is not None:  # a region cut on a bar line is *on* it, not half a sample past (a bar late)
+            start = transport.snap_to_grid(start)
+        return listen(mix, transport=transport, region_start=start, bpm=bpm,
                       meter=merged["meter"] or None, key=merged["key"] or None, chords=merged["chords"] or None,
                       band_midi=request.midi)
 
@@ -406,7 +421,9 @@ class BassEngine:
         for v, (notes, _) in enumerate(lines):
             check_cancel(cancel)
             progress(0.3 + 0.6 * v / len(lines), "playing the line")
-            rendered.append(render_line(notes, preset, mix.frames, sr, lst.bpm))
+            dry, wet, level = render_line(notes, preset, mix.frames, sr, lst.bpm)
+            wet, balance = balance_take(wet, mix, "bass", float(merged["level"]))  # at the band's balance
+            rendered.append((dry, wet, level | {"balance": balance}))
         timings["render_s"] = time.perf_counter() - t0
         check_cancel(cancel)
         program = (preset.gm_program if preset else 34) - 1
@@ -423,7 +440,7 @@ class BassEngine:
             "config": self.config, "device": "cpu", "fallbacks": [], "warnings": list(self.warnings),
             "weights": self.describe().weights, "listening": lst.to_dict(),
             "settings": {k: merged[k] for k in ("style", "complexity", "intensity", "register", "swing",
-                                                "lock_to_kick")} | {"variations": len(seeds)},
+                                                "lock_to_kick", "level")} | {"variations": len(seeds)},
             "seeds": seeds, "preset": preset.name if preset else None,
             "region": {"start_sample": request.region_start, "frames": mix.frames, "sample_rate": sr,
                        "bpm": timeline.bpm, "start_bar": round(timeline.samples_to_bar(request.region_start), 4)},
@@ -581,6 +598,16 @@ class BassEngine:
     def enable_compile(self) -> None:
         """torch.compile the U-Net (CUDA; dynamic shapes so new lengths do not recompile every time)."""
         self.compiled = torch.compile(self.model, dynamic=True)
+
+
+def check_follow_reference(reference: str | Path, preset: str) -> str:
+    """A `--reference` in follow mode: refuse what is not audio (one line, before any work), else the one line
+    that says it is not used yet (follow mode plays the planned line in a preset's sound)."""
+    from backline.engines.audio import require_audio_file
+
+    require_audio_file(reference, "--reference")
+    return (f"the style reference {Path(reference).name} is not used in follow mode yet: the line plays in the "
+            f"'{preset}' preset's sound (--mode free uses a reference)")
 
 
 def bass_line(notes, *, max_pitch: int = 67, min_dur: float = 0.05, ghost_s: float = 0.1, chord_s: float = 0.03):

@@ -23,16 +23,30 @@ from backline.engines.errors import ConfigError
 from backline.engines.listen import Listening
 from backline.engines.transcribe import Note
 
+#: A bar one heard this close to the mix's first sample is the mix starting on its bar line (a DAW export, a
+#: region cut on the grid): the offset is the listener's onset latency, not music, so the grid starts at sample 0.
+ON_BAR_TOLERANCE_S = 0.06
+
+
+def grid_origin(lst: Listening) -> float:
+    """Seconds of the planner's step 0: a bar line at or before the mix's first sample, so a pickup before bar
+    one is played too. A heard bar one within ON_BAR_TOLERANCE_S of the first sample *is* the first sample (a
+    grid from the DAW or the band's MIDI is exact and is taken as it is): notes then sit on the MIDI's grid
+    ticks (tick 0 = the region's first sample) instead of the listener's latency after them."""
+    step_s = 60.0 / lst.bpm / 4.0
+    bar_s = steps_per_bar(lst.numerator, lst.denominator) * step_s
+    exact = lst.sources.get("bar_one") in ("daw", "midi")
+    if lst.bar_one < (1e-4 if exact else ON_BAR_TOLERANCE_S):
+        return 0.0
+    if lst.bar_one < lst.beat_seconds * 0.999:  # shorter than a beat: latency or a tiny offset, not a pickup
+        return lst.bar_one
+    return lst.bar_one - math.ceil(lst.bar_one / bar_s - 1e-6) * bar_s
+
 
 def grid_from_listening(lst: Listening, kicks: np.ndarray) -> tuple[Grid, float, float]:
     """(grid, origin seconds of step 0, seconds per 16th step)."""
     step_s = 60.0 / lst.bpm / 4.0
-    bar = steps_per_bar(lst.numerator, lst.denominator)
-    bar_s = bar * step_s
-    # step 0 is a bar line at or before the mix's first sample, so a pickup before bar one is played too; a
-    # "pickup" shorter than a beat is just the first onset's latency, not music: then bar one is step 0
-    pickup_bars = math.ceil(lst.bar_one / bar_s - 1e-6) if lst.bar_one >= lst.beat_seconds * 0.999 else 0
-    origin = lst.bar_one - pickup_bars * bar_s
+    origin = grid_origin(lst)
     n = int(math.ceil((lst.duration - origin) / step_s))
     times = origin + (np.arange(n) + 0.5) * step_s
     first = next((c for c in lst.chords if c.root >= 0), None)
@@ -69,9 +83,12 @@ def plan_line(planner: Planner, lst: Listening, kicks: np.ndarray, *, style: str
 
 
 def render_line(notes: list[Note], preset, frames: int, sample_rate: int, bpm: float) -> tuple[Audio, Audio, dict]:
-    """Notes (seconds from sample 0) → (dry, wet, level report) through the preset's GM program and chain."""
+    """Notes (seconds from sample 0) → (dry, wet, level report) through the preset's GM program and chain.
+
+    Rendered by `engines.render.render_take` (audible onsets on the note-ons, the release faded at the region's
+    end, not cut); the level against the band is set afterwards by `engines.balance` (the engine's job)."""
     from backline.engines.effects import render
-    from backline.engines.render import SAMPLE_RATE, render_midi
+    from backline.engines.render import SAMPLE_RATE, fit_to_region, render_take
     from backline.engines.timeline import Timeline
     from backline.engines.transcribe import notes_to_midi
 
@@ -81,12 +98,16 @@ def render_line(notes: list[Note], preset, frames: int, sample_rate: int, bpm: f
     with tempfile.TemporaryDirectory(prefix="backline-bass-") as tmp:
         path = Path(tmp) / "line.mid"
         mid.save(str(path))
-        dry = render_midi(path, font, frames=int(math.ceil(frames * SAMPLE_RATE / sample_rate)) + 1)
-    dry = dry.resampled(sample_rate).slice(0, frames) if sample_rate != SAMPLE_RATE else dry.slice(0, frames)
+        dry, timing = render_take(path, font, frames=None, sample_rate=SAMPLE_RATE, program=program, role="bass")
+    if sample_rate != SAMPLE_RATE:
+        dry = dry.resampled(sample_rate)
+    dry = dry.slice(0, max(frames, dry.frames))  # the chain hears the whole release; the region is cut after it
     chain = preset.chain if preset else ()
     wet, level = render(dry, chain, target_lufs=preset.loudness_lufs if preset else -18.0,
                         where=f"{preset.name} chain" if preset else "chain")
-    return dry, wet, level
+    dry, _ = fit_to_region(dry, frames)
+    wet, tail = fit_to_region(wet, frames)
+    return dry, wet, level | timing | tail
 
 
 def read_line_midi(path: str | Path) -> tuple[list[Note], float | None]:

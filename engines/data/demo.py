@@ -176,9 +176,12 @@ def generate_on_demo(track: Path, takes: Path, seed: int = 0) -> dict[str, Path]
     tr = read_track(track)
     ex = tr.extras or {}
     stems = tr.audio_stems()
-    band = [read_audio(st.audio) for st in stems if st.role != "bass"]
-    frames = min(a.frames for a in band)
-    mix = Audio(np.sum([a.samples[:, :frames] for a in band], axis=0).astype(np.float32), band[0].sample_rate)
+    audio = [(st.role, read_audio(st.audio)) for st in stems]
+    frames = min(a.frames for _, a in audio)
+    rate = audio[0][1].sample_rate
+    mix = Audio(np.sum([a.samples[:, :frames] for r, a in audio if r != "bass"], axis=0).astype(np.float32), rate)
+    # the drums play from the band's MIDI; the band's audio without drums is what their level is balanced against
+    no_drums = Audio(np.sum([a.samples[:, :frames] for r, a in audio if r != "drums"], axis=0).astype(np.float32), rate)
     files: dict[str, Path] = {"band without bass": write_audio(takes / "band_without_bass.wav", mix)}
 
     from backline.engines.analysis.api import analyze
@@ -194,7 +197,8 @@ def generate_on_demo(track: Path, takes: Path, seed: int = 0) -> dict[str, Path]
     jobs = (
         ("bass", GenerationRequest("bass", takes / "bass", timeline, region_start=0, region_stop=mix.frames, mix=mix,
                                    preset="finger", seed=seed)),
-        ("drums", GenerationRequest("drums", takes / "drums", timeline, midi=demo_midi_without_drums(takes), seed=seed)),
+        ("drums", GenerationRequest("drums", takes / "drums", timeline, midi=demo_midi_without_drums(takes),
+                                    mix=no_drums, seed=seed)),
     )
     for name, request in jobs:
         result = generate_in_terminal(build_engine(name), request)

@@ -25,6 +25,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--audio", help="the band's audio (transcribed with basic-pitch); needs --bpm")
     src.add_argument("--jack", type=float, metavar="SECONDS",
                      help="record this long from a JACK MIDI port (backline-drums:band-in), then generate; needs --bpm")
+    parser.add_argument("--band-audio", type=Path, metavar="WAV",
+                        help="with --midi: the band's audio from bar 1 (without drums); the drums are balanced "
+                             "against it the way a real drummer sits in a mix (default: left as rendered)")
     parser.add_argument("--out", help="output folder; required to generate")
     parser.add_argument("--list-presets", action="store_true", help="list the drum style presets and exit")
     parser.add_argument("--seed", type=int, default=0)
@@ -140,6 +143,12 @@ def run(args: argparse.Namespace) -> int:
             mf.tracks.append(events_to_track(notes, name))
         mf.save(midi)
 
+    if args.band_audio is not None:
+        if not args.midi:
+            raise ConfigError("--band-audio goes with --midi", fix="with --audio the band's audio is already there")
+        from backline.engines.audio import read_audio
+
+        mix = read_audio(args.band_audio, sample_rate=args.sample_rate)  # a bad file: one line, before any work
     engine = build_engine("drums", args.config, resolve_device(args.device))
     request = GenerationRequest(engine="drums", out_dir=Path(args.out), timeline=timeline, midi=midi, mix=mix,
                                 controls=controls, seed=args.seed, variations=args.takes, preset=args.preset)

@@ -4,8 +4,10 @@ Timing contract: the output MIDI and WAV start at the first bar of the region (t
 downbeat of that bar), carry the song's tempo map from that point and its meter, and `Take.start_sample`
 says where that is on the DAW timeline. When the band MIDI has its own tempo (it came from the session), it
 wins; the request's timeline supplies the sample rate, and the tempo and meter when the MIDI has none. The
-WAV is exactly as long as the region (the engine contract: a clip that fits the selection), with a 10 ms fade
-at its end so a ringing cymbal does not click when it is cut.
+WAV is exactly as long as the region (the engine contract: a clip that fits the selection); what still rings
+at its end is faded out (`engines.render.render_take`: raised cosine), and every hit sounds on its note-on (the
+kit's attack latency is measured and taken off). Its level sits at the corpus's drums-vs-band balance against
+the request's mix when there is one (`engines.balance`, the `level` control), else as rendered.
 
 Drum MIDI is on channel 10 (mido channel 9), notes a 32nd long, GM drum keys (representation.CLASS_PITCH).
 Audio: the GM soundfonts' standard kit through backline.engines.render (fluidsynth), or a VST3 instrument
@@ -28,6 +30,7 @@ import numpy as np
 import torch
 
 from backline.engines.audio import Audio
+from backline.engines.balance import LEVEL, balance_take
 from backline.engines.drums import novelty as nov
 from backline.engines.drums.feel import (
     CONTROL_NAMES,
@@ -76,7 +79,6 @@ from backline.engines.transcribe import events_to_track
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 MODEL_NAMES = ("seq2seq", "locator", "infiller", "vae")
 FORMAT_VERSION = 1
-FADE_SECONDS = 0.01
 #: Longest drum audio rendered in one go (20 min of stereo float32 at 48 kHz ≈ 0.5 GB in memory).
 MAX_RENDER_SECONDS = 20 * 60
 SIDE_STICK_KEY = 37  # GM side stick: how a cross-stick is written
@@ -100,6 +102,7 @@ CONTROLS = (
     Control("humanise", "float", 0.3, "Humanise", minimum=0.0, maximum=1.0, step=0.05,
             help="timing and velocity looseness of a human drummer (0 = on the grid)"),
     Control("soundfont", "choice", "FluidR3_GM", "Drum kit", choices=SOUNDFONTS),
+    LEVEL,
     Control("variation", "float", 0.0, "Fill variation", minimum=0.0, maximum=2.0, step=0.1, group="advanced",
             help="0 = the infiller's fill; >0 = fills decoded from a random latent code (MLP module), this wide"),
     Control("sample", "bool", False, "Sample onsets", group="advanced",
@@ -411,17 +414,28 @@ class DrumEngine:
             progress(0.3, "rendering audio")
             frames = rtl.quarters_to_samples((last - first + 1) * tl.quarters_per_bar)
             if controls["vst3"]:
-                audio = render_vst3(controls["vst3"], mid, frames / tl.sample_rate, tl.sample_rate)
-                render_info = {"vst3": controls["vst3"]}
+                from backline.engines.render import fit_to_region
+
+                audio = render_vst3(controls["vst3"], mid, frames / tl.sample_rate + 4.0, tl.sample_rate)
+                audio, tail = fit_to_region(audio, frames)  # its release faded at the region's end, not cut
+                render_info = {"vst3": controls["vst3"]} | tail
             else:
-                from backline.engines.render import render_midi
+                from backline.engines.render import render_take
 
                 with tempfile.TemporaryDirectory(prefix="backline-drums-") as tmp:
                     tmp_mid = Path(tmp) / "drums.mid"
                     mid.save(tmp_mid)
-                    audio = render_midi(tmp_mid, controls["soundfont"], sample_rate=tl.sample_rate, frames=frames)
-                render_info = {"soundfont": controls["soundfont"]}
-            stems["drums"] = _fade_out(audio.slice(0, frames), int(FADE_SECONDS * tl.sample_rate))
+                    # on time (the kit's attack latency measured and taken off) and faded, not cut, at the end
+                    audio, timing = render_take(tmp_mid, controls["soundfont"], frames=frames,
+                                                sample_rate=tl.sample_rate, drums=True)
+                render_info = {"soundfont": controls["soundfont"]} | timing
+            band = None
+            if request.mix is not None:  # the band it plays with, over the take's own span
+                offset = tl.quarters_to_samples(start_q) - request.region_start
+                band = request.mix.slice(offset, offset + frames) if request.mix.sample_rate == tl.sample_rate \
+                    else None
+            audio, render_info["balance"] = balance_take(audio, band, "drums", float(controls["level"]))
+            stems["drums"] = audio
         curve = nov.novelty(result.drums, spb)
         bar_no = lambda b: int(b + grid.first_bar)  # noqa: E731
         report = {
@@ -440,15 +454,6 @@ class DrumEngine:
             "controls": controls,
         }
         return Take(seed=seed, stems=stems, midi=mid, start_sample=report["start_sample"], report=report)
-
-
-def _fade_out(audio: Audio, frames: int) -> Audio:
-    frames = min(frames, audio.frames)
-    if frames <= 0:
-        return audio
-    samples = audio.samples.copy()
-    samples[:, -frames:] *= np.linspace(1.0, 0.0, frames, dtype=np.float32)
-    return Audio(samples, audio.sample_rate)
 
 
 def _has_tempo(path: str | Path) -> bool:
