@@ -31,7 +31,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from _common import hardware  # noqa: E402
+from _common import corpus_or_render, hardware  # noqa: E402
 
 TOL = 0.08
 
@@ -188,7 +188,8 @@ def filosax(folder: Path, bass_engine, tmp: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--corpus", type=Path, help="held-out rendered songs (backline data synth)")
+    ap.add_argument("--corpus", type=Path, help="held-out rendered songs (backline data synth); without it a few "
+                    "synthetic songs are rendered once and cached")
     ap.add_argument("--songs", type=int, default=4)
     ap.add_argument("--realdev", type=Path, help="../shared/realdev (filosax01 is used)")
     ap.add_argument("--no-drums", action="store_true")
@@ -206,8 +207,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="takes-eval-") as tmp:
         tmp = Path(tmp)
         tracks = [("demo", demo_song())]
-        if args.corpus:
-            tracks += [(p.name, p) for p in sorted(args.corpus.iterdir()) if (p / "metadata.yaml").is_file()][:args.songs]
+        if args.songs > 0:
+            corpus, label = corpus_or_render(args.corpus, songs=args.songs)
+            print(label)
+            tracks += [(p.name, p) for p in sorted(corpus.iterdir()) if (p / "metadata.yaml").is_file()][:args.songs]
         for name, track in tracks:
             for k, v in song(name, track, bass_engine, drum_engine, tmp).items():
                 levels.setdefault(k, []).append(v)
