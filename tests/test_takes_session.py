@@ -224,7 +224,7 @@ def test_a_reference_that_is_not_audio_is_refused_before_any_work(tmp_path, monk
         args = parser.parse_args(["--mix", str(mix), "--out", str(tmp_path / "o"), "--reference", str(ref)])
         with pytest.raises(BacklineError) as err:
             cli.run(args)
-        assert "style reference" in str(err.value) and "\n" not in str(err.value)
+        assert "--reference is not an audio file" in str(err.value) and "\n" not in str(err.value)
     assert not (tmp_path / "o").exists()
     note = engine.check_follow_reference(mix, "finger")
     assert "not used in follow mode" in note and "finger" in note
