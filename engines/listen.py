@@ -49,6 +49,8 @@ KK_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69,
 SR = 22050
 HOP = 256  # onset envelope hop: 11.6 ms
 PRIOR_WEIGHT = 0.3  # how much the tempo prior (log-normal around 120 BPM) weighs against harmonic bar lines
+LEVEL_WEIGHT = 2.0  # how much "the half-beats are weaker than the beats" weighs (the tempo octave without drums)
+MIN_BEATS = 4  # a grid needs this many beats in the clip (two bars of 5 s at 48 BPM and up)
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,7 @@ class Listening:
     duration: float
     sources: dict[str, str] = field(default_factory=dict)
     kicks: np.ndarray | None = None  # kick-drum hits heard (seconds), for a bass that locks with the kick
+    band_low: float | None = None  # MIDI pitch of the band's lowest voice (low in its range), for the register
 
     @property
     def key_name(self) -> str:
@@ -273,16 +276,66 @@ def fit_grid(env: np.ndarray, period0: float, span: float = 0.04) -> tuple[float
     return period, phase, score
 
 
+def _level_contrast(env: np.ndarray, frame_chroma: np.ndarray, beats: np.ndarray, fps: float) -> float:
+    """How much stronger a grid's beats are than its half-beats, in onsets and in harmonic change, each as
+    (beats − halves) / (beats + halves), summed. The metrical level a listener taps is the slowest one whose
+    half-beats are clearly weaker: at half the tempo the "half-beats" are real beats (melody notes, chord changes
+    on every beat of a hymn) and the contrast falls to about zero, where percussive onsets alone cannot tell."""
+    if len(beats) < 2:
+        return 0.0
+    bs = float(np.median(np.diff(beats)))
+    halves = np.sort(np.r_[beats, beats + bs / 2])
+    peak = np.maximum(env, np.maximum(np.roll(env, 1), np.roll(env, -1)))
+    fr = np.clip(np.rint(halves * fps).astype(int), 0, len(env) - 1)
+    strength = peak[fr]
+    on, mid = float(strength[0::2].mean()), float(strength[1::2].mean())
+    onset = (on - mid) / (on + mid + 1e-9)
+    nov = _novelty(_beat_chroma(frame_chroma, halves))[: len(halves)]
+    h_on, h_mid = float(nov[2::2].mean()) if len(nov) > 2 else 0.0, float(nov[1::2].mean())
+    harmonic = (h_on - h_mid) / (h_on + h_mid + 1e-9)
+    return onset + harmonic
+
+
 def _tempo_prior(bpm: float) -> float:
     return float(np.exp(-0.5 * (np.log2(bpm / 120.0) / 1.0) ** 2))
 
 
-def _frame_chroma(y: np.ndarray) -> np.ndarray:
-    """[12, frames] CQT chroma at hop 512 (C2 upwards: the band's chords, not the kick)."""
+def _frame_chroma(y: np.ndarray) -> tuple[np.ndarray, float | None]:
+    """([12, frames] CQT chroma at hop 512 (C2 upwards: the band's chords, not the kick), the band's low voice).
+
+    One CQT serves both: the chroma, and `band_low` (`_low_voice`)."""
     import librosa
 
-    return librosa.feature.chroma_cqt(y=y, sr=SR, hop_length=512, bins_per_octave=36, n_octaves=6,
-                                      fmin=librosa.note_to_hz("C2"))
+    fmin = librosa.note_to_hz("C2")
+    tuning = librosa.estimate_tuning(y=y, sr=SR, bins_per_octave=36)
+    cqt = np.abs(librosa.cqt(y=y, sr=SR, hop_length=512, fmin=fmin, n_bins=36 * 6, bins_per_octave=36,
+                             tuning=tuning))
+    chroma = librosa.feature.chroma_cqt(C=cqt, sr=SR, hop_length=512, fmin=fmin, bins_per_octave=36, n_octaves=6)
+    return chroma, _low_voice(cqt)
+
+
+def _low_voice(cqt: np.ndarray) -> float | None:
+    """MIDI pitch of the band's lowest voice, low in its range (10th percentile over the frames where it sounds):
+    per frame the lowest semitone peak within 20 dB of the frame's loudest. Overtones sit above a fundamental, so
+    the lowest strong peak is the lowest voice. Whatever sounds at C2 or below reads as 36 (a bass is in the band)."""
+    db = 20.0 * np.log10(cqt + 1e-9)
+    pad = np.pad(db, ((1, 1), (0, 0)), constant_values=-180.0)
+    semi = np.maximum(pad[1:-1:3], np.maximum(pad[0:-2:3], pad[2::3]))  # [72, frames], each semitone ±1/3, C2 = 0
+    top = semi.max(0)
+    active = top > db.max() - 35.0
+    if active.sum() < 8:
+        return None
+    lows = []
+    for f in np.flatnonzero(active):
+        col = semi[:, f]
+        strong = col > top[f] - 20.0
+        peak = strong & (col >= np.r_[-np.inf, col[:-1]]) & (col >= np.r_[col[1:], -np.inf])
+        idx = np.flatnonzero(peak)
+        if len(idx):
+            lows.append(idx[0])
+    if len(lows) < 8:
+        return None
+    return float(36 + np.percentile(lows, 10))
 
 
 def _beat_chroma(chroma: np.ndarray, beats: np.ndarray) -> np.ndarray:
@@ -476,6 +529,22 @@ def chords_from_chroma(chroma: np.ndarray, bar_pos: np.ndarray, numerator: int, 
     return _add_sevenths([chords[s // m] if s // m < len(chords) else NO_CHORD for s in states], chroma)
 
 
+def hold_through(chords: list[Chord], energy: np.ndarray, silence: float = 0.01) -> list[Chord]:
+    """A "no chord" heard between chords (a held cadence fading, a passing unison, a rest of the melody) continues
+    the chord before it; only beats near silence (40 dB under the song's typical level) and the time before the
+    first chord stay N. A player keeps the harmony through what a template cannot name; the user asks for a rest
+    with N in --chords."""
+    quiet = energy < silence * max(float(np.median(energy)), 1e-12)
+    out = list(chords)
+    last: Chord | None = None
+    for i, ch in enumerate(out):
+        if ch.root >= 0:
+            last = ch
+        elif last is not None and not quiet[i]:
+            out[i] = last
+    return out
+
+
 def _add_sevenths(chords: list[Chord], chroma: np.ndarray, ratio: float = 0.8) -> list[Chord]:
     """A major or minor triad becomes a 7th chord where, over its whole run of beats, the seventh sounds about as
     much as the triad's own tones (b7 over major → 7, major 7th → maj7, b7 over minor → min7)."""
@@ -537,7 +606,7 @@ def listen_audio(mix: Audio, *, bpm: float | None = None, meter: tuple[int, int]
         raise ConfigError(f"the mix is {duration:.1f} s long; listening needs at least two bars",
                           fix="give a longer mix, or the tempo and chords (--bpm, --chords)")
     env, low, kick_env = _onsets(y)
-    frame_chroma = _frame_chroma(y)
+    frame_chroma, band_low = _frame_chroma(y)
     fps = SR / HOP
     fr_of = lambda t: np.clip(np.rint(t * fps).astype(int), 0, len(low) - 1)  # noqa: E731
     want_compound = meter == (6, 8) and beats_hint is None
@@ -578,7 +647,9 @@ def listen_audio(mix: Audio, *, bpm: float | None = None, meter: tuple[int, int]
                     cands.append((sc, p, ph))
             sources["tempo"] = "audio"
         # the tempo octave: of the grids that explain the onsets about as well as the best, the one whose bar
-        # lines carry the chord changes (at half the tempo they fall mid-bar too, at double every other bar)
+        # lines carry the chord changes (at half the tempo they fall mid-bar too, at double every other bar), whose
+        # half-beats are weaker than its beats in note onsets and harmonic change (`_level_contrast`: at half the
+        # tempo the half-beats are the real beats, as strong as the rest) and whose kicks sit on its grid
         top = max(c[0] for c in cands)
         best = None
         import librosa.util
@@ -591,7 +662,7 @@ def listen_audio(mix: Audio, *, bpm: float | None = None, meter: tuple[int, int]
             bs = period / fps
             first = (ph / fps) % bs
             bts = np.arange(first, duration - 0.05, bs)
-            if len(bts) < 8:
+            if len(bts) < MIN_BEATS:
                 continue
             chroma_c, low_c = grid_of(bts)
             m, p, contrast = _meter_and_phase(_novelty(chroma_c), low_c, meters)
@@ -599,7 +670,9 @@ def listen_audio(mix: Audio, *, bpm: float | None = None, meter: tuple[int, int]
             sixteenth = bs / 4
             off = np.abs((hits - first + sixteenth / 2) % sixteenth - sixteenth / 2)
             on_grid = float(np.mean(off < 0.035)) if len(hits) >= 8 else 1.0
-            value = contrast + PRIOR_WEIGHT * _tempo_prior(60.0 / bs) - (2.0 if on_grid < 0.7 else 0.0)
+            level = _level_contrast(env, frame_chroma, bts, fps)
+            value = contrast + PRIOR_WEIGHT * _tempo_prior(60.0 / bs) + LEVEL_WEIGHT * level \
+                - (2.0 if on_grid < 0.7 else 0.0)
             if best is None or value > best[0]:
                 best = (value, bts, bs, chroma_c, low_c, m, p)
         if best is None:
@@ -642,12 +715,12 @@ def listen_audio(mix: Audio, *, bpm: float | None = None, meter: tuple[int, int]
         chords = _chart_on_beats(chart, len(beats), int(np.argmax(bar_pos == 0)), num)
         sources["chords"] = "user"
     else:
-        chords = chords_from_chroma(chroma, bar_pos, num, key, energy)
+        chords = hold_through(chords_from_chroma(chroma, bar_pos, num, key, energy), energy)
         sources.setdefault("chords", "audio")
     if sources.get("key") == "audio":
         key = key_from_chords(chords, bar_pos == 0, (chroma * energy[None]).sum(1), key)
     return Listening(float(tempo), num, meter[1], beats, downbeats, key[0], key[1], chords, duration, sources,
-                     kicks=_kicks(kick_env))
+                     kicks=_kicks(kick_env), band_low=band_low)
 
 
 def _chart_on_beats(chart: list[list[Chord]], n_beats: int, first_downbeat: int, num: int) -> list[Chord]:

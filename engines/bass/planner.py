@@ -276,36 +276,148 @@ class Planner:
 
     @torch.no_grad()
     def plan(self, grid: Grid, style: str, attrs: dict[str, float], *, seed: int = 0, temperature: float = 0.7,
-             top_p: float = 0.9, in_key: bool = True, lock_to_kick: bool = False) -> list[PlanNote]:
+             top_p: float = 0.9, in_key: bool = True, lock_to_kick: bool = False,
+             floor: int | None = None) -> list[PlanNote]:
         """Sample a line step by step. `in_key` keeps new notes on chord tones or the key's scale (a guard: the
-        trained model rarely needs it); `lock_to_kick` starts a note on every kick hit (the model picks which)."""
+        trained model rarely needs it); `lock_to_kick` starts a note on every kick hit (the model picks which);
+        `floor` is the lowest pitch a new note may take (the register chosen from the band, see `register_floor`).
+
+        Walking (`style="walking"`) is a deliberate constrained decoding over the model's own probabilities, not a
+        learned habit: the trained model conditioned on walking still repeated notes and never approached the next
+        chord (see TRAINING.md), and the rules of a walking line are short and well known — a new note on every
+        beat and none between, a chord tone on the strong beats (the root where the chord changes), the beat
+        before a change a step or half step (chromatic allowed) from the next root, and no repeated pitch. The
+        model chooses among what the rules allow, so its sense of register and contour is kept."""
         model = self.model.eval()
         cond = torch.from_numpy(features(grid, style, attrs))[None]
         gen = torch.Generator().manual_seed(int(seed))
         scale = (0, 2, 4, 5, 7, 9, 11) if grid.mode == "major" else (0, 2, 3, 5, 7, 8, 10)
         key_pcs = {(grid.key_pc + i) % 12 for i in scale}
-        pcs_of_token = (np.arange(N_TOKENS) - 2 + LOW) % 12
+        pitch_of = np.arange(N_TOKENS) - 2 + LOW  # a token's MIDI pitch (meaningless for REST/HOLD)
+        pcs_of_token = pitch_of % 12
+        walk = WalkingRule(grid) if style == "walking" else None
         prev = torch.tensor([[BOS]])
         state = None
         tokens = np.zeros(grid.steps, np.int64)
         vels = np.full(grid.steps, -1, np.int64)
+        last_pitch: int | None = None
+        before_pitch: int | None = None
         for s in range(grid.steps):
             logits, vlog, state = model(cond[:, s:s + 1], prev, state)
             logits = logits[0, 0].clone()
             if s == 0 or tokens[s - 1] == REST:
                 logits[HOLD] = -math.inf
+            bad = np.zeros(N_TOKENS, bool)
             if in_key:
                 allowed = key_pcs | grid.chord_pcs(s)
-                bad = np.array([t >= 2 and pcs_of_token[t] not in allowed for t in range(N_TOKENS)])
-                logits[torch.from_numpy(bad)] = -math.inf
+                if walk is not None and walk.before_change(s):
+                    allowed = set(range(12))  # a chromatic approach note is the point of the walk
+                bad |= np.array([t >= 2 and pcs_of_token[t] not in allowed for t in range(N_TOKENS)])
+            if floor is not None:
+                bad[2:] |= pitch_of[2:] < floor
+            if walk is not None:
+                bad |= walk.mask(s, last_pitch, pitch_of, before_pitch)
+            if bad.all():
+                bad[:] = False  # rules that contradict each other (a tiny range): let the model choose
+            logits[torch.from_numpy(bad)] = -math.inf
             if lock_to_kick and grid.kick[s] and grid.root[s] < 12:  # every kick hit gets a bass note
-                logits[:2] = -math.inf
+                if not bad[2:].all():
+                    logits[:2] = -math.inf
             t = _sample(logits, temperature, top_p, gen)
             tokens[s] = t
             if t >= 2:
                 vels[s] = int(torch.argmax(vlog[0, 0]))
+                before_pitch, last_pitch = last_pitch, int(pitch_of[t])
             prev = torch.tensor([[t]])
         return notes_of(tokens, vels)
+
+
+class WalkingRule:
+    """The constraints of a walking line on a grid (see `Planner.plan`): which tokens are ruled out at each step."""
+
+    def __init__(self, grid: Grid) -> None:
+        self.grid = grid
+        self.beat = max(1, 16 // grid.denominator)  # steps per beat
+        bar = grid.bar_steps
+        self.strong = {0, bar // 2} if grid.numerator % 2 == 0 else {0}
+        root = grid.root.astype(np.int64)
+        change = (root[1:] != root[:-1]) & (root[1:] < 12)
+        self.changes = set((np.flatnonzero(change) + 1).tolist())
+        # the beat before each change: where the approach note goes, and the root it leads to
+        self.approach: dict[int, int] = {}
+        for c in self.changes:
+            b = c - self.beat
+            if b >= 0 and b % self.beat == 0 and (b not in self.changes):
+                self.approach[b] = int(root[c])
+
+    def before_change(self, s: int) -> bool:
+        return s in self.approach
+
+    def mask(self, s: int, last: int | None, pitch_of: np.ndarray, before: int | None = None) -> np.ndarray:
+        g = self.grid
+        bad = np.zeros(len(pitch_of), bool)
+        if g.root[s] >= 12:
+            return bad
+        if s % self.beat:  # between beats: the note sounds on (quarter notes)
+            bad[:] = True
+            bad[HOLD] = False
+            return bad
+        bad[:2] = True  # on a beat: a new note
+        notes = pitch_of[2:]
+        pcs = notes % 12
+        nb = np.zeros(len(notes), bool)
+        if s in self.changes or (s % g.bar_steps) in self.strong:
+            want = {int(g.root[s])} if s in self.changes else g.chord_pcs(s)
+            nb |= ~np.isin(pcs, list(want))
+            if s in self.changes and last is not None and s - self.beat in self.approach:
+                near = np.abs(notes - last) <= 2  # land on the root the approach note pointed at
+                if (near & ~nb).any():
+                    nb |= ~near
+        if s in self.approach:
+            r = self.approach[s]
+            nb |= ~np.isin((pcs - r) % 12, (1, 2, 10, 11))
+        if last is not None:
+            nb |= notes == last  # walk, do not repeat
+            strong = s in self.changes or (s % g.bar_steps) in self.strong
+            nb |= np.abs(notes - last) > (7 if strong else 4)  # by steps and thirds, a leap to a strong beat
+            if before is not None and not strong:
+                nb |= notes == before  # and onwards, not back and forth
+        if nb.all():  # nothing satisfies every rule: keep the harmonic one, drop the motion rules
+            nb = np.zeros(len(notes), bool)
+            if s in self.changes:
+                nb |= pcs != int(g.root[s])
+        bad[2:] = nb
+        return bad
+
+
+def approach_share(notes: list[PlanNote], grid: Grid) -> tuple[float, int]:
+    """(share, count) of chord changes (root changes) where a note starts on the change on the new root and the
+    note before it is a step or half step away: the walking bassist's approach."""
+    root = grid.root.astype(np.int64)
+    changes = np.flatnonzero((root[1:] != root[:-1]) & (root[1:] < 12)) + 1
+    onsets = {n.step: n for n in notes}
+    order = sorted(notes, key=lambda n: n.step)
+    hits = total = 0
+    for c in changes.tolist():
+        total += 1
+        n = onsets.get(int(c))
+        if n is None or n.pitch % 12 != root[c]:
+            continue
+        before = [m for m in order if m.step < c]
+        if before and 1 <= abs(before[-1].pitch - n.pitch) <= 2:
+            hits += 1
+    return (hits / total if total else 0.0), total
+
+
+def register_floor(band_low: float | None, octave: int = 0, register: float = 0.0) -> int | None:
+    """The lowest planned pitch under a band whose lowest voice sits at `band_low` (MIDI, low in its range): an
+    octave below it, where a cellist or an upright player sits under a choir or a string trio (a band with a bass
+    of its own reads low and leaves the planner's range as it is). `octave` is the render's octave shift, so the
+    floor holds for the sounding line; `register` < 0 (the user asked for low) lowers it by an octave. None when
+    the band's low voice was not heard."""
+    if band_low is None or not np.isfinite(band_low):
+        return None
+    return int(max(LOW, round(band_low) - 12 - 12 * octave + (12 * math.floor(register) if register < 0 else 0)))
 
 
 def _sample(logits: torch.Tensor, temperature: float, top_p: float, gen: torch.Generator) -> int:
