@@ -194,20 +194,23 @@ def line_scores(notes, ex: dict, beats: np.ndarray, roots) -> dict:
             "deep": float(np.mean([p < low - 14 for p in pitches])) if pitches else 0.0}
 
 
-def evaluate(clips: list[dict], style: str = "root_fifth") -> list[dict]:
+def evaluate(clips: list[dict], style: str = "root_fifth") -> tuple[list[dict], list]:
+    """Rows per clip, and the listened grids (for the style table)."""
     from backline.engines.audio import read_audio
-    from backline.engines.bass.follow import plan_line
+    from backline.engines.bass.follow import grid_from_listening, plan_line
     from backline.engines.bass.planner import load_planner
     from backline.engines.listen import NOTE_NAMES, listen
 
     planner = load_planner()
-    rows = []
+    rows, grids = [], []
     for ex in clips:
         mix = read_audio(ex["wav"])
         c0 = time.process_time()
         lst = listen(mix)
         listen_cpu = time.process_time() - c0
-        notes, _, _ = plan_line(planner, lst, lst.kicks if lst.kicks is not None else np.zeros(0), style=style)
+        kicks = lst.kicks if lst.kicks is not None else np.zeros(0)
+        notes, _, _ = plan_line(planner, lst, kicks, style=style)
+        grids.append(grid_from_listening(lst, kicks)[0])
         gen = [(n.start, n.end, n.pitch) for n in notes]
         beats, roots = _roots(ex)
         tonic = [(float(a), float(a + lst.beat_seconds * lst.numerator), 36 + (lst.key_pc - 36) % 12)
@@ -222,18 +225,19 @@ def evaluate(clips: list[dict], style: str = "root_fifth") -> list[dict]:
                      "gen": line_scores(gen, ex, beats, roots), "real": line_scores(ex["bass"], ex, beats, roots),
                      "tonic": line_scores(tonic, ex, beats, roots), "roots": line_scores(chord_roots, ex, beats, roots),
                      "listen_cpu_per_s": listen_cpu / (mix.frames / mix.sample_rate),
-                     "band_low": float(np.percentile([p for _, _, p in ex["band"][2]], 5))})
-    return rows
+                     "band_low": float(np.percentile([p for _, _, p in ex["band"][2]], 5)),
+                     "band_low_heard": lst.band_low})
+    return rows, grids
 
 
 def print_table(rows: list[dict]) -> None:
     print(f"\n{'piece':44s} {'voice':7s} {'bpm':>4s} {'heard':>6s} {'key':>3s} {'root':>5s} {'real':>5s} "
-          f"{'silent':>6s} {'med':>4s} {'low':>4s} {'band lo':>7s}")
+          f"{'silent':>6s} {'med':>4s} {'low':>4s} {'band lo':>7s} {'heard':>5s}")
     for r in rows:
         g = r["gen"]
         print(f"{r['rel'][:44]:44s} {r['voice']:7s} {r['bpm']:4d} {r['heard']:6.1f} {'ok' if r['key_ok'] else '--':>3s} "
               f"{g['root']:5.2f} {r['real']['root']:5.2f} {g['silent']:6.1%} {g['median']:4.0f} {g['lowest']:4d} "
-              f"{r['band_low']:7.0f}")
+              f"{r['band_low']:7.0f} {r['band_low_heard'] or float('nan'):5.0f}")
     n = len(rows)
     mean = lambda who, k: float(np.mean([r[who][k] for r in rows]))  # noqa: E731
     print(f"\n{n} clips: tempo right (octave wrong) {sum(r['tempo_ok'] for r in rows)}/{n} "
@@ -249,18 +253,11 @@ def print_table(rows: list[dict]) -> None:
               f"{mean(who, 'deep'):17.1%}")
 
 
-def style_table(clips: list[dict]) -> None:
+def style_table(grids: list) -> None:
     """Each style on the same listened grids: what makes it that style, measured."""
-    from backline.engines.audio import read_audio
-    from backline.engines.bass.follow import grid_from_listening
     from backline.engines.bass.planner import STYLES, load_planner
-    from backline.engines.listen import listen
 
     planner = load_planner()
-    grids = []
-    for ex in clips:
-        lst = listen(read_audio(ex["wav"]))
-        grids.append(grid_from_listening(lst, lst.kicks if lst.kicks is not None else np.zeros(0))[0])
     print(f"\n{'style':11s} {'onsets/bar':>10s} {'syncopation':>11s} {'median pitch':>12s} {'strong-beat chord tone':>22s} "
           f"{'approach by step':>16s} {'repeated':>8s}")
     for style in STYLES:
@@ -352,10 +349,12 @@ def main() -> int:
     skip = set(a.skip.split(","))
     print(hardware(torch_info=True))
     clips = build_set(a.cache, a.pieces)
-    if "pieces" not in skip:
-        print_table(evaluate(clips))
-    if "styles" not in skip:
-        style_table(clips)
+    if "pieces" not in skip or "styles" not in skip:
+        rows, grids = evaluate(clips)
+        if "pieces" not in skip:
+            print_table(rows)
+        if "styles" not in skip:
+            style_table(grids)
     if "realdev" not in skip:
         here = Path(__file__).resolve().parents[1]
         default = next((p for p in (Path("../shared/realdev"), here.parent / "shared" / "realdev",
