@@ -165,9 +165,14 @@ def _roots(ex: dict) -> tuple[np.ndarray, list[int | None]]:
     return beats, roots
 
 
-def _sounding(notes, t: float) -> int | None:
+def _sounding(notes, t: float, tolerance: float = 0.07) -> int | None:
+    """The pitch sounding on the beat at `t`: a note that starts up to `tolerance` after it counts (the beat
+    phase heard and the line's attack; 70 ms as mir_eval's beat window), else one already sounding."""
     for s, e, p in notes:
-        if s <= t + 0.03 < e:
+        if t - 0.02 <= s <= t + tolerance:
+            return p
+    for s, e, p in notes:
+        if s <= t < e:
             return p
     return None
 
@@ -226,7 +231,7 @@ def evaluate(clips: list[dict], style: str = "root_fifth") -> tuple[list[dict], 
                      "tonic": line_scores(tonic, ex, beats, roots), "roots": line_scores(chord_roots, ex, beats, roots),
                      "listen_cpu_per_s": listen_cpu / (mix.frames / mix.sample_rate),
                      "band_low": float(np.percentile([p for _, _, p in ex["band"][2]], 5)),
-                     "band_low_heard": lst.band_low})
+                     "band_low_heard": getattr(lst, "band_low", None)})
     return rows, grids
 
 

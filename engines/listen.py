@@ -298,8 +298,9 @@ def _frame_chroma(y: np.ndarray) -> tuple[np.ndarray, float | None]:
 
 def _low_voice(cqt: np.ndarray) -> float | None:
     """MIDI pitch of the band's lowest voice, low in its range (10th percentile over the frames where it sounds):
-    per frame the lowest semitone peak within 20 dB of the frame's loudest. Overtones sit above a fundamental, so
-    the lowest strong peak is the lowest voice. Whatever sounds at C2 or below reads as 36 (a bass is in the band)."""
+    per frame the lowest semitone peak within 20 dB of the frame's loudest that stands 6 dB over its neighbours two
+    semitones away (a piano's attack smears broadband energy over the low bins: no peak). Overtones sit above a
+    fundamental, so the lowest strong peak is the lowest voice. Whatever sounds at C2 or below reads as 36 (a bass is in the band)."""
     db = 20.0 * np.log10(cqt + 1e-9)
     pad = np.pad(db, ((1, 1), (0, 0)), constant_values=-180.0)
     semi = np.maximum(pad[1:-1:3], np.maximum(pad[0:-2:3], pad[2::3]))  # [72, frames], each semitone ±1/3, C2 = 0
@@ -311,7 +312,8 @@ def _low_voice(cqt: np.ndarray) -> float | None:
     for f in np.flatnonzero(active):
         col = semi[:, f]
         strong = col > top[f] - 20.0
-        peak = strong & (col >= np.r_[-np.inf, col[:-1]]) & (col >= np.r_[col[1:], -np.inf])
+        flank = np.maximum(np.r_[col[:1], col[:1], col[:-2]], np.r_[col[2:], col[-1:], col[-1:]])  # ±2 semitones
+        peak = strong & (col >= np.r_[-np.inf, col[:-1]]) & (col >= np.r_[col[1:], -np.inf]) & (col - flank >= 6.0)
         idx = np.flatnonzero(peak)
         if len(idx):
             lows.append(idx[0])

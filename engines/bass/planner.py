@@ -282,6 +282,11 @@ class Planner:
         trained model rarely needs it); `lock_to_kick` starts a note on every kick hit (the model picks which);
         `floor` is the lowest pitch a new note may take (the register chosen from the band, see `register_floor`).
 
+        Root styles (`ROOT_RULES`: root_fifth, sustained, ballad, octave) are held to their names the same way: the
+        root wherever a chord starts and on every bar's first beat, and on the other beats the root or (root_fifth)
+        the fifth — the model alone wandered through passing tones over a long chord (0.09 of beats on the root
+        on four-part music, the real bass 0.46: benchmarks/nodrums_eval.py).
+
         Walking (`style="walking"`) is a deliberate constrained decoding over the model's own probabilities, not a
         learned habit: the trained model conditioned on walking still repeated notes and never approached the next
         chord (see TRAINING.md), and the rules of a walking line are short and well known — a new note on every
@@ -296,6 +301,10 @@ class Planner:
         pitch_of = np.arange(N_TOKENS) - 2 + LOW  # a token's MIDI pitch (meaningless for REST/HOLD)
         pcs_of_token = pitch_of % 12
         walk = WalkingRule(grid) if style == "walking" else None
+        rooted = ROOT_RULES.get(style)
+        beat_steps = max(1, 16 // grid.denominator)
+        root = grid.root.astype(np.int64)
+        changes = set((np.flatnonzero(root[1:] != root[:-1]) + 1).tolist()) | {0}
         prev = torch.tensor([[BOS]])
         state = None
         tokens = np.zeros(grid.steps, np.int64)
@@ -317,6 +326,16 @@ class Planner:
                 bad[2:] |= pitch_of[2:] < floor
             if walk is not None:
                 bad |= walk.mask(s, last_pitch, pitch_of, before_pitch)
+            if rooted is not None and root[s] < 12:
+                on_beat = s % beat_steps == 0
+                if s in changes or s % grid.bar_steps == 0:
+                    want = {int(root[s])}  # the chord's root where it starts and on every bar's one
+                elif on_beat:
+                    want = ({(int(root[s]) + i) % 12 for i in rooted} & grid.chord_pcs(s)) or {int(root[s])}
+                else:
+                    want = None
+                if want is not None:
+                    bad[2:] |= ~np.isin(pcs_of_token[2:], list(want))
             if bad.all():
                 bad[:] = False  # rules that contradict each other (a tiny range): let the model choose
             logits[torch.from_numpy(bad)] = -math.inf
@@ -330,6 +349,12 @@ class Planner:
                 before_pitch, last_pitch = last_pitch, int(pitch_of[t])
             prev = torch.tensor([[t]])
         return notes_of(tokens, vels)
+
+
+#: styles whose new notes on the beat are held to chord roots (see `Planner.plan`): intervals allowed on beats
+#: that are not a chord's start or a bar's one
+ROOT_RULES: dict[str, tuple[int, ...]] = {"root_fifth": (0, 7), "sustained": (0, 7), "ballad": (0, 7, 4, 3),
+                                          "octave": (0, 7)}
 
 
 class WalkingRule:
