@@ -338,7 +338,10 @@ class Planner:
                     bad[2:] |= ~np.isin(pcs_of_token[2:], list(want))
             if bad.all():
                 bad[:] = False  # rules that contradict each other (a tiny range): let the model choose
+            note_mass = torch.logsumexp(logits[2:], 0)  # how much the model wants a new note here at all
             logits[torch.from_numpy(bad)] = -math.inf
+            if not bad[2:].all():  # the rules choose which note, not whether: the pitch mass they ruled out
+                logits[2:] = note_mass + torch.log_softmax(logits[2:], 0)  # would otherwise turn into rests
             if lock_to_kick and grid.kick[s] and grid.root[s] < 12:  # every kick hit gets a bass note
                 if not bad[2:].all():
                     logits[:2] = -math.inf
