@@ -283,8 +283,8 @@ class Planner:
         `floor` is the lowest pitch a new note may take (the register chosen from the band, see `register_floor`).
 
         Root styles (`ROOT_RULES`: root_fifth, sustained, ballad, octave) are held to their names the same way: the
-        root wherever a chord starts and on every bar's first beat, and on the other beats the root or (root_fifth)
-        the fifth — the model alone wandered through passing tones over a long chord (0.09 of beats on the root
+        root wherever a chord starts and on every beat, the fifth (or, ballad, a third) allowed on the half bar;
+        between beats the model is free — the model alone wandered through passing tones over a long chord (0.09 of beats on the root
         on four-part music, the real bass 0.46: benchmarks/nodrums_eval.py).
 
         Walking (`style="walking"`) is a deliberate constrained decoding over the model's own probabilities, not a
@@ -328,9 +328,12 @@ class Planner:
                 bad |= walk.mask(s, last_pitch, pitch_of, before_pitch)
             if rooted is not None and root[s] < 12:
                 on_beat = s % beat_steps == 0
+                half = grid.bar_steps // 2 if grid.numerator % 2 == 0 else -1
                 if s in changes or s % grid.bar_steps == 0:
                     want = {int(root[s])}  # the chord's root where it starts and on every bar's one
-                elif on_beat:
+                elif on_beat and s % grid.bar_steps != half:
+                    want = {int(root[s])}  # the root (in any octave) on the other beats
+                elif on_beat:  # the half bar: root or fifth (the two-feel's "boom ... chick")
                     want = ({(int(root[s]) + i) % 12 for i in rooted} & grid.chord_pcs(s)) or {int(root[s])}
                 else:
                     want = None
@@ -354,8 +357,8 @@ class Planner:
         return notes_of(tokens, vels)
 
 
-#: styles whose new notes on the beat are held to chord roots (see `Planner.plan`): intervals allowed on beats
-#: that are not a chord's start or a bar's one
+#: styles whose new notes on the beat are held to chord roots (see `Planner.plan`): intervals allowed on the half
+#: bar when no chord starts there
 ROOT_RULES: dict[str, tuple[int, ...]] = {"root_fifth": (0, 7), "sustained": (0, 7), "ballad": (0, 7, 4, 3),
                                           "octave": (0, 7)}
 
