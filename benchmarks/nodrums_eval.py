@@ -168,7 +168,7 @@ def _roots(ex: dict) -> tuple[np.ndarray, list[int | None]]:
 def _sounding(notes, t: float, tolerance: float = 0.07) -> int | None:
     """The pitch sounding on the beat at `t`: a note that starts up to `tolerance` after it counts (the beat
     phase heard and the line's attack; 70 ms as mir_eval's beat window), else one already sounding."""
-    for s, e, p in notes:
+    for s, _e, p in notes:
         if t - 0.02 <= s <= t + tolerance:
             return p
     for s, e, p in notes:
@@ -361,10 +361,13 @@ def main() -> int:
         if "styles" not in skip:
             style_table(grids)
     if "realdev" not in skip:
-        here = Path(__file__).resolve().parents[1]
-        default = next((p for p in (Path("../shared/realdev"), here.parent / "shared" / "realdev",
-                                    here.parents[1] / "shared" / "realdev") if p.is_dir()), Path("../shared/realdev"))
-        realdev_table(a.realdev or default)
+        folder = a.realdev
+        if folder is None:  # ../shared/realdev beside the checkout (a worktree sits one level deeper)
+            here = Path(__file__).resolve().parents[1]
+            folder = next((p for p in (Path("../shared/realdev"), here.parent / "shared" / "realdev",
+                                       here.parent.parent / "shared" / "realdev") if p.is_dir()),
+                          Path("../shared/realdev"))
+        realdev_table(folder)
     return 0
 
 

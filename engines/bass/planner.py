@@ -318,14 +318,12 @@ class Planner:
                 logits[HOLD] = -math.inf
             bad = np.zeros(N_TOKENS, bool)
             if in_key:
-                allowed = key_pcs | grid.chord_pcs(s)
-                if walk is not None and walk.before_change(s):
-                    allowed = set(range(12))  # a chromatic approach note is the point of the walk
+                allowed = key_pcs | grid.chord_pcs(s)  # walking's approach notes too: a scale step always exists
                 bad |= np.array([t >= 2 and pcs_of_token[t] not in allowed for t in range(N_TOKENS)])
             if floor is not None:
                 bad[2:] |= pitch_of[2:] < floor
             if walk is not None:
-                bad |= walk.mask(s, last_pitch, pitch_of, before_pitch)
+                bad |= walk.mask(s, last_pitch, pitch_of, before_pitch, outer=bad.copy())
             if rooted is not None and root[s] < 12:
                 on_beat = s % beat_steps == 0
                 half = grid.bar_steps // 2 if grid.numerator % 2 == 0 else -1
@@ -381,10 +379,8 @@ class WalkingRule:
             if b >= 0 and b % self.beat == 0 and (b not in self.changes):
                 self.approach[b] = int(root[c])
 
-    def before_change(self, s: int) -> bool:
-        return s in self.approach
-
-    def mask(self, s: int, last: int | None, pitch_of: np.ndarray, before: int | None = None) -> np.ndarray:
+    def mask(self, s: int, last: int | None, pitch_of: np.ndarray, before: int | None = None,
+             outer: np.ndarray | None = None) -> np.ndarray:
         g = self.grid
         bad = np.zeros(len(pitch_of), bool)
         if g.root[s] >= 12:
@@ -396,27 +392,29 @@ class WalkingRule:
         bad[:2] = True  # on a beat: a new note
         notes = pitch_of[2:]
         pcs = notes % 12
-        nb = np.zeros(len(notes), bool)
-        if s in self.changes or (s % g.bar_steps) in self.strong:
+        ruled_out = outer[2:] if outer is not None else np.zeros(len(notes), bool)  # in key, register floor
+        harm = np.zeros(len(notes), bool)
+        root_only = np.zeros(len(notes), bool)
+        strong = s in self.changes or (s % g.bar_steps) in self.strong
+        if strong:
             want = {int(g.root[s])} if s in self.changes else g.chord_pcs(s)
-            nb |= ~np.isin(pcs, list(want))
-            if s in self.changes and last is not None and s - self.beat in self.approach:
-                near = np.abs(notes - last) <= 2  # land on the root the approach note pointed at
-                if (near & ~nb).any():
-                    nb |= ~near
-        if s in self.approach:
-            r = self.approach[s]
-            nb |= ~np.isin((pcs - r) % 12, (1, 2, 10, 11))
-        if last is not None:
-            nb |= notes == last  # walk, do not repeat
-            strong = s in self.changes or (s % g.bar_steps) in self.strong
-            nb |= np.abs(notes - last) > (7 if strong else 4)  # by steps and thirds, a leap to a strong beat
-            if before is not None and not strong:
-                nb |= notes == before  # and onwards, not back and forth
-        if nb.all():  # nothing satisfies every rule: keep the harmonic one, drop the motion rules
-            nb = np.zeros(len(notes), bool)
+            harm |= ~np.isin(pcs, list(want))
             if s in self.changes:
-                nb |= pcs != int(g.root[s])
+                root_only = pcs != int(g.root[s])
+        if s in self.approach:
+            harm |= ~np.isin((pcs - self.approach[s]) % 12, (1, 2, 10, 11))
+        motion = np.zeros(len(notes), bool)
+        if last is not None:
+            if s in self.changes and s - self.beat in self.approach:
+                motion |= np.abs(notes - last) > 2  # land on the root the approach note pointed at
+            motion |= notes == last  # walk, do not repeat
+            motion |= np.abs(notes - last) > (7 if strong else 4)  # by steps and thirds, a leap to a strong beat
+            if before is not None and not strong:
+                motion |= notes == before  # and onwards, not back and forth
+        # as many rules as can hold together with the guards: motion goes first, then all but the root
+        for nb in (harm | motion, harm, root_only, np.zeros(len(notes), bool)):
+            if not (nb | ruled_out).all():
+                break
         bad[2:] = nb
         return bad
 
