@@ -344,12 +344,53 @@ def realdev_table(folder: Path) -> None:
     print(f"  tempo right {right}/{len(rows)}")
 
 
+def short_table(folder: Path, clips: list[dict]) -> None:
+    """Two-bar clips (5 s) without --bpm: the demo band without its bass from several starts, the four-part set's
+    clips and the realdev recordings cut to 5 s. Under about 8 beats the listener used to refuse."""
+    import sys as _sys
+
+    from backline.engines.audio import read_audio
+    from backline.engines.data.demo import demo_song
+    from backline.engines.data.slakh import read_track
+    from backline.engines.listen import listen
+
+    _sys.path.insert(0, str(Path(__file__).parent))
+    from listen_eval import band_without_bass
+
+    cases = []
+    demo = band_without_bass(read_track(demo_song()))
+    for start in (0.0, 4.8, 9.6):
+        cases.append((f"demo band from {start:.1f} s", demo.slice(int(start * demo.sample_rate),
+                                                                  int((start + 5.0) * demo.sample_rate)), 100.0))
+    for ex in clips:
+        a = read_audio(ex["wav"])
+        cases.append((ex["rel"][:30], a.slice(0, 5 * a.sample_rate), float(ex["bpm"])))
+    truth = {"ballroom_waltz.wav": 84.0, "gtzan_country.wav": 85.53, "hainsworth_001.flac": 100.16,
+             "cuidado_falla.flac": 191.27, "simac_rallou.flac": 74.34}
+    for name, bpm in truth.items():
+        if (folder / name).is_file():
+            a = read_audio(folder / name)
+            cases.append((name, a.slice(5 * a.sample_rate, 10 * a.sample_rate), bpm))
+    print("\nfive-second clips without --bpm (tempo within 4 %, octave wrong)")
+    right = refused = 0
+    for name, audio, bpm in cases:
+        try:
+            heard = listen(audio).bpm
+        except Exception:  # noqa: BLE001 - a refusal is a result here
+            heard = float("nan")
+            refused += 1
+        ok = abs(heard - bpm) / bpm < 0.04
+        right += ok
+        print(f"  {name:32s} true {bpm:6.1f} heard {heard:6.1f} {'right' if ok else 'WRONG'}")
+    print(f"  right {right}/{len(cases)}, refused {refused}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cache", type=Path, default=Path("/tmp/backline-nodrums"))
     ap.add_argument("--pieces", type=int, default=16)
     ap.add_argument("--realdev", type=Path, default=None, help="default ../shared/realdev (beside the checkout)")
-    ap.add_argument("--skip", default="", help="comma list of sections to skip: pieces,styles,realdev")
+    ap.add_argument("--skip", default="", help="comma list of sections to skip: pieces,styles,realdev,short")
     a = ap.parse_args()
     skip = set(a.skip.split(","))
     print(hardware(torch_info=True))
@@ -360,14 +401,15 @@ def main() -> int:
             print_table(rows)
         if "styles" not in skip:
             style_table(grids)
+    folder = a.realdev
+    if folder is None:  # ../shared/realdev beside the checkout (a worktree sits one level deeper)
+        here = Path(__file__).resolve().parents[1]
+        folder = next((p for p in (Path("../shared/realdev"), here.parent / "shared" / "realdev",
+                                   here.parent.parent / "shared" / "realdev") if p.is_dir()), Path("../shared/realdev"))
     if "realdev" not in skip:
-        folder = a.realdev
-        if folder is None:  # ../shared/realdev beside the checkout (a worktree sits one level deeper)
-            here = Path(__file__).resolve().parents[1]
-            folder = next((p for p in (Path("../shared/realdev"), here.parent / "shared" / "realdev",
-                                       here.parent.parent / "shared" / "realdev") if p.is_dir()),
-                          Path("../shared/realdev"))
         realdev_table(folder)
+    if "short" not in skip:
+        short_table(folder, clips)
     return 0
 
 

@@ -22,7 +22,10 @@ Choices for audio, and why:
 - Key: Krumhansl–Kessler profiles correlated with the duration-weighted chroma (24 keys).
 - Chords: beat-synchronous CQT chroma matched to templates (maj, min, 7, maj7, min7, dim, sus4; N for silence),
   a key prior on diatonic chords, then Viterbi smoothing (librosa.sequence.viterbi) over (chord, beat-in-bar)
-  states, so a chord changes much more readily on a bar line than mid-bar.
+  states, so a chord changes much more readily on a bar line than mid-bar. A "no chord" heard where the band still
+  sounds (a fading cadence, a unison) continues the chord before it (`hold_through`): a player holds the harmony.
+- The band's lowest voice (`Listening.band_low`, from the same CQT): the bass planner stays within an octave of it,
+  as a cellist under a string trio or an upright under a choir would.
 """
 
 from __future__ import annotations
@@ -600,13 +603,14 @@ def _tempo_guesses(env: np.ndarray, n_peaks: int = 4) -> list[float]:
 
 #: weights of the tempo choice (`tempo_value`), chosen on the development set of benchmarks/nodrums_eval.py and
 #: rendered corpus songs with drums (never the held-back Bach chorales, never realdev)
-TEMPO_WEIGHTS = {"fit": 0.5, "contrast": 0.5, "prior": 1.2, "off_grid": 2.0, "thin": 1.0}
+TEMPO_WEIGHTS = {"fit": 0.5, "contrast": 0.5, "prior": 1.2, "off_grid": 2.0, "thin": 1.0, "note_grid": 1.0}
 
 
 def tempo_value(f: dict, w: dict | None = None) -> float:
     """How good a tempo candidate is (see `tempo_features`): the one whose grid explains the onsets (relative to
     the best grid), whose bar lines carry the chord changes (at half the tempo they fall mid-bar too, at double
-    every other bar), near 120 BPM, and whose kicks sit on its grid. A grid that explains under 60 % of what the
+    every other bar), near 120 BPM, whose kicks sit on its grid, and on whose 16ths the note onsets fall (the
+    melody's too: at 2/3 or 3/2 of the tempo a third of them fall between, drums or not). A grid that explains under 60 % of what the
     best does ("thin": every other beat of it falls on nothing) is too fast: double-tempo grids otherwise look
     good on bar lines, since their empty off-beats make every real beat stand out. Without drums the onsets of strings and voices
     are soft and many grids explain them about as well: then the harmonic rhythm (chord changes on bar lines) and
@@ -614,7 +618,7 @@ def tempo_value(f: dict, w: dict | None = None) -> float:
     set: it prefers double tempo wherever eighths move.)"""
     w = w or TEMPO_WEIGHTS
     return (w["fit"] * f["fit"] + w["contrast"] * f["contrast"] + w["prior"] * f["prior"]
-            - w["off_grid"] * f["off_grid"] - w["thin"] * float(f["fit"] < 0.6))
+            - w["off_grid"] * f["off_grid"] - w["thin"] * float(f["fit"] < 0.6) + w["note_grid"] * f["note_grid"])
 
 
 def tempo_features(cands: list[tuple[float, float, float]], env: np.ndarray, low: np.ndarray, duration: float,
@@ -626,6 +630,8 @@ def tempo_features(cands: list[tuple[float, float, float]], env: np.ndarray, low
     top = max(c[0] for c in cands)
     hits = librosa.util.peak_pick(low, pre_max=3, post_max=3, pre_avg=10, post_avg=10,
                                   delta=0.3 * float(low.max()), wait=8) / fps  # the loudest low-band hits
+    notes = librosa.util.peak_pick(env, pre_max=3, post_max=3, pre_avg=10, post_avg=10,
+                                   delta=0.2 * float(env.max()), wait=4) / fps  # note onsets, melody included
     out = []
     for sc, period, ph in cands:
         if sc < 0.5 * top:
@@ -641,8 +647,10 @@ def tempo_features(cands: list[tuple[float, float, float]], env: np.ndarray, low
         sixteenth = bs / 4
         off = np.abs((hits - first + sixteenth / 2) % sixteenth - sixteenth / 2)
         on_grid = float(np.mean(off < 0.035)) if len(hits) >= 8 else 1.0
+        off_n = np.abs((notes - first + sixteenth / 2) % sixteenth - sixteenth / 2)
+        note_grid = float(np.mean(off_n < 0.035)) if len(notes) >= 8 else 1.0
         out.append({"bpm": 60.0 / bs, "fit": sc / top, "contrast": contrast, "prior": _tempo_prior(60.0 / bs),
-                    "off_grid": float(on_grid < 0.7),
+                    "off_grid": float(on_grid < 0.7), "note_grid": note_grid,
                     "beats": bts, "beat_s": bs, "chroma": chroma_c, "low": low_c, "meter": m, "phase": p})
     return out
 
