@@ -74,6 +74,7 @@ def test_a_fading_final_cadence_is_not_a_silent_bass():
     notes, _, _ = plan_line(load_planner(), lst, np.zeros(0), style="root_fifth")
     silent = [t for t in lst.beats if t < last - 0.6 and not any(n.start < t + 0.5 and n.end > t + 0.05 for n in notes)]
     assert not silent, silent
+    assert notes[-1].end - notes[-1].start > 4 * 0.6  # and the note under it is held, not repeated
 
 
 @pytest.mark.skipif(not WEIGHTS.with_suffix(".safetensors").is_file(), reason="planner weights not shipped")

@@ -287,6 +287,8 @@ class Planner:
         between beats the model is free — the model alone wandered through passing tones over a long chord (0.09 of beats on the root
         on four-part music, the real bass 0.46: benchmarks/nodrums_eval.py).
 
+        A final cadence (the last chord, silence after it) is held once its first note sounds (`_final_cadence`).
+
         Walking (`style="walking"`) is a deliberate constrained decoding over the model's own probabilities, not a
         learned habit: the trained model conditioned on walking still repeated notes and never approached the next
         chord (see TRAINING.md), and the rules of a walking line are short and well known — a new note on every
@@ -311,9 +313,15 @@ class Planner:
         vels = np.full(grid.steps, -1, np.int64)
         last_pitch: int | None = None
         before_pitch: int | None = None
+        cadence = _final_cadence(grid)
         for s in range(grid.steps):
             logits, vlog, state = model(cond[:, s:s + 1], prev, state)
             logits = logits[0, 0].clone()
+            if cadence is not None and cadence[0] < s < cadence[1] and tokens[s - 1] != REST \
+                    and any(tokens[cadence[0]:s] >= 2):
+                tokens[s] = HOLD  # the final chord rings out: the note under it is held, not repeated
+                prev = torch.tensor([[HOLD]])
+                continue
             if s == 0 or tokens[s - 1] == REST:
                 logits[HOLD] = -math.inf
             bad = np.zeros(N_TOKENS, bool)
@@ -359,6 +367,23 @@ class Planner:
 #: bar when no chord starts there
 ROOT_RULES: dict[str, tuple[int, ...]] = {"root_fifth": (0, 7), "sustained": (0, 7), "ballad": (0, 7, 4, 3),
                                           "octave": (0, 7)}
+
+
+def _final_cadence(grid: Grid) -> tuple[int, int] | None:
+    """(first, end) steps of the last chord when the music ends there (silence after it, "no chord" to the end):
+    a bassist plays into a final cadence and holds the note. None when the grid ends on a sounding chord (a loop,
+    a region cut from a song)."""
+    root = grid.root
+    if len(root) == 0 or root[-1] < 12:
+        return None
+    sounding = np.flatnonzero(root < 12)
+    if not len(sounding):
+        return None
+    end = int(sounding[-1]) + 1
+    first = end - 1
+    while first > 0 and root[first - 1] == root[end - 1] and grid.quality[first - 1] == grid.quality[end - 1]:
+        first -= 1
+    return first, end
 
 
 class WalkingRule:
