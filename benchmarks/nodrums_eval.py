@@ -44,18 +44,25 @@ VOICES = {"strings": (40, 40, 41), "piano": (0, 0, 0), "choir": (52, 52, 52)}
 MAX_SECONDS = 24.0
 
 
-def _candidates() -> list[str]:
+def _candidates(bach: bool = False) -> list[str]:
+    """Development pieces (never `bach/`), or with `bach` the held-back chorales, for a final held-out check only."""
     from music21 import corpus
 
     out = []
     for p in corpus.getPaths():
         rel = str(p).split("/corpus/", 1)[1]
+        if bach:
+            if rel.startswith("bach/bwv") and rel.endswith((".mxl", ".xml")):
+                out.append(rel)
+            continue
         if rel.startswith("bach/") or not rel.startswith(COMPOSERS) or not rel.endswith((".mxl", ".xml")):
             continue
         if Path(p).stat().st_size > 60_000:  # whole quartets in one file: minutes to parse for 24 s of music
             continue
         out.append(rel)
     # one movement per work first, the composers taken in turn (variety before quantity)
+    if bach:
+        return sorted(out)[::20]  # spread over the catalogue
     out.sort(key=lambda r: ("movement" in r and "movement1" not in r, r))
     by: dict[str, list[str]] = {}
     for r in out:
@@ -102,7 +109,7 @@ def _extract(rel: str, bpm: float) -> dict | None:
             "key": f"{key.tonic.pitchClass} {key.mode}", "end": min(MAX_SECONDS, max(e for v in voices for _, e, _ in v))}
 
 
-def build_set(cache: Path, pieces: int) -> list[dict]:
+def build_set(cache: Path, pieces: int, bach: bool = False) -> list[dict]:
     """Render (once, cached) the band of up to `pieces` excerpts; returns clip dicts with the wav path."""
     import pretty_midi
 
@@ -115,7 +122,7 @@ def build_set(cache: Path, pieces: int) -> list[dict]:
         return clips[:pieces]
     done = {c["rel"] for c in clips}
     tried = set(json.loads((cache / "skipped.json").read_text())) if (cache / "skipped.json").is_file() else set()
-    cands = [c for c in _candidates() if c not in done and c not in tried]
+    cands = [c for c in _candidates(bach) if c not in done and c not in tried]
     for rel in cands:
         if len(clips) >= pieces:
             break
@@ -390,10 +397,16 @@ def main() -> int:
     ap.add_argument("--cache", type=Path, default=Path("/tmp/backline-nodrums"))
     ap.add_argument("--pieces", type=int, default=16)
     ap.add_argument("--realdev", type=Path, default=None, help="default ../shared/realdev (beside the checkout)")
+    ap.add_argument("--heldout-bach", type=int, default=0, metavar="N",
+                    help="instead: the final held-out check on N Bach chorales (never used for tuning)")
     ap.add_argument("--skip", default="", help="comma list of sections to skip: pieces,styles,realdev,short")
     a = ap.parse_args()
     skip = set(a.skip.split(","))
     print(hardware(torch_info=True))
+    if a.heldout_bach:
+        rows, _ = evaluate(build_set(a.cache / "bach-heldout", a.heldout_bach, bach=True))
+        print_table(rows)
+        return 0
     clips = build_set(a.cache, a.pieces)
     if "pieces" not in skip or "styles" not in skip:
         rows, grids = evaluate(clips)
