@@ -282,19 +282,22 @@ class Planner:
         trained model rarely needs it); `lock_to_kick` starts a note on every kick hit (the model picks which);
         `floor` is the lowest pitch a new note may take (the register chosen from the band, see `register_floor`).
 
-        Root styles (`ROOT_RULES`: root_fifth, sustained, ballad, octave) are held to their names the same way: the
-        root wherever a chord starts and on every beat, the fifth (or, ballad, a third) allowed on the half bar;
-        between beats the model is free — the model alone wandered through passing tones over a long chord (0.09 of beats on the root
-        on four-part music, the real bass 0.46: benchmarks/nodrums_eval.py).
-
-        A final cadence (the last chord, silence after it) is held once its first note sounds (`_final_cadence`).
-
         Walking (`style="walking"`) is a deliberate constrained decoding over the model's own probabilities, not a
         learned habit: the trained model conditioned on walking still repeated notes and never approached the next
         chord (see TRAINING.md), and the rules of a walking line are short and well known — a new note on every
         beat and none between, a chord tone on the strong beats (the root where the chord changes), the beat
-        before a change a step or half step (chromatic allowed) from the next root, and no repeated pitch. The
-        model chooses among what the rules allow, so its sense of register and contour is kept."""
+        before a change a step or half step from the next root (from the key's scale under the in-key guard),
+        and no repeated pitch. The model chooses among what the rules allow, so its sense of register and contour
+        is kept.
+
+        Root styles (`ROOT_RULES`: root_fifth, sustained, ballad, octave) are held to their names the same way: the
+        root wherever a chord starts and on every beat, the fifth (or, ballad, a third) allowed on the half bar;
+        between beats the model is free. The model alone wandered through passing tones over a long chord; with the
+        rules the line has the chord root on the beat as often as the real bass of the four-part set
+        (benchmarks/nodrums_eval.py; figures in the README).
+
+        A final cadence (the last chord, silence after it) is held once its first note sounds (`_final_cadence`).
+        The rules choose which note, not whether: the model's probability of a new note is kept."""
         model = self.model.eval()
         cond = torch.from_numpy(features(grid, style, attrs))[None]
         gen = torch.Generator().manual_seed(int(seed))
