@@ -68,7 +68,10 @@ def plan_line(planner: Planner, lst: Listening, kicks: np.ndarray, *, style: str
     """Plan a bass line on what was heard → notes in seconds from the mix's first sample."""
     grid, origin, step_s = grid_from_listening(lst, kicks)
     attrs = planner.attributes(style, complexity, intensity, register, lock_to_kick)
-    planned = planner.plan(grid, style, attrs, seed=seed, lock_to_kick=lock_to_kick)
+    from backline.engines.bass.planner import register_floor  # not far under the band's lowest voice
+
+    planned = planner.plan(grid, style, attrs, seed=seed, lock_to_kick=lock_to_kick,
+                           floor=register_floor(lst.band_low, octave, register))
     gap = min(0.06, step_s * 0.35)  # a player's damping before the next note keeps every attack clean
     notes = []
     for on, length, pitch, vel in apply_swing(planned, swing):

@@ -276,36 +276,205 @@ class Planner:
 
     @torch.no_grad()
     def plan(self, grid: Grid, style: str, attrs: dict[str, float], *, seed: int = 0, temperature: float = 0.7,
-             top_p: float = 0.9, in_key: bool = True, lock_to_kick: bool = False) -> list[PlanNote]:
+             top_p: float = 0.9, in_key: bool = True, lock_to_kick: bool = False,
+             floor: int | None = None) -> list[PlanNote]:
         """Sample a line step by step. `in_key` keeps new notes on chord tones or the key's scale (a guard: the
-        trained model rarely needs it); `lock_to_kick` starts a note on every kick hit (the model picks which)."""
+        trained model rarely needs it); `lock_to_kick` starts a note on every kick hit (the model picks which);
+        `floor` is the lowest pitch a new note may take (the register chosen from the band, see `register_floor`).
+
+        Walking (`style="walking"`) is a deliberate constrained decoding over the model's own probabilities, not a
+        learned habit: the trained model conditioned on walking still repeated notes and never approached the next
+        chord (see TRAINING.md), and the rules of a walking line are short and well known — a new note on every
+        beat and none between, a chord tone on the strong beats (the root where the chord changes), the beat
+        before a change a step or half step from the next root (from the key's scale under the in-key guard),
+        and no repeated pitch. The model chooses among what the rules allow, so its sense of register and contour
+        is kept.
+
+        Root styles (`ROOT_RULES`: root_fifth, sustained, ballad, octave) are held to their names the same way: the
+        root wherever a chord starts and on every beat, the fifth (or, ballad, a third) allowed on the half bar;
+        between beats the model is free. The model alone wandered through passing tones over a long chord; with the
+        rules the line has the chord root on the beat as often as the real bass of the four-part set
+        (benchmarks/nodrums_eval.py; figures in the README).
+
+        A final cadence (the last chord, silence after it) is held once its first note sounds (`_final_cadence`).
+        The rules choose which note, not whether: the model's probability of a new note is kept."""
         model = self.model.eval()
         cond = torch.from_numpy(features(grid, style, attrs))[None]
         gen = torch.Generator().manual_seed(int(seed))
         scale = (0, 2, 4, 5, 7, 9, 11) if grid.mode == "major" else (0, 2, 3, 5, 7, 8, 10)
         key_pcs = {(grid.key_pc + i) % 12 for i in scale}
-        pcs_of_token = (np.arange(N_TOKENS) - 2 + LOW) % 12
+        pitch_of = np.arange(N_TOKENS) - 2 + LOW  # a token's MIDI pitch (meaningless for REST/HOLD)
+        pcs_of_token = pitch_of % 12
+        walk = WalkingRule(grid) if style == "walking" else None
+        rooted = ROOT_RULES.get(style)
+        beat_steps = max(1, 16 // grid.denominator)
+        root = grid.root.astype(np.int64)
+        changes = set((np.flatnonzero(root[1:] != root[:-1]) + 1).tolist()) | {0}
         prev = torch.tensor([[BOS]])
         state = None
         tokens = np.zeros(grid.steps, np.int64)
         vels = np.full(grid.steps, -1, np.int64)
+        last_pitch: int | None = None
+        before_pitch: int | None = None
+        cadence = _final_cadence(grid)
         for s in range(grid.steps):
             logits, vlog, state = model(cond[:, s:s + 1], prev, state)
             logits = logits[0, 0].clone()
+            if cadence is not None and cadence[0] < s < cadence[1] and tokens[s - 1] != REST \
+                    and any(tokens[cadence[0]:s] >= 2):
+                tokens[s] = HOLD  # the final chord rings out: the note under it is held, not repeated
+                prev = torch.tensor([[HOLD]])
+                continue
             if s == 0 or tokens[s - 1] == REST:
                 logits[HOLD] = -math.inf
+            bad = np.zeros(N_TOKENS, bool)
             if in_key:
-                allowed = key_pcs | grid.chord_pcs(s)
-                bad = np.array([t >= 2 and pcs_of_token[t] not in allowed for t in range(N_TOKENS)])
-                logits[torch.from_numpy(bad)] = -math.inf
+                allowed = key_pcs | grid.chord_pcs(s)  # walking's approach notes too: a scale step always exists
+                bad |= np.array([t >= 2 and pcs_of_token[t] not in allowed for t in range(N_TOKENS)])
+            if floor is not None:
+                bad[2:] |= pitch_of[2:] < floor
+            if walk is not None:
+                bad |= walk.mask(s, last_pitch, pitch_of, before_pitch, outer=bad.copy())
+            if rooted is not None and root[s] < 12:
+                on_beat = s % beat_steps == 0
+                half = grid.bar_steps // 2 if grid.numerator % 2 == 0 else -1
+                if s in changes or s % grid.bar_steps == 0:
+                    want = {int(root[s])}  # the chord's root where it starts and on every bar's one
+                elif on_beat and s % grid.bar_steps != half:
+                    want = {int(root[s])}  # the root (in any octave) on the other beats
+                elif on_beat:  # the half bar: root or fifth (the two-feel's "boom ... chick")
+                    want = ({(int(root[s]) + i) % 12 for i in rooted} & grid.chord_pcs(s)) or {int(root[s])}
+                else:
+                    want = None
+                if want is not None:
+                    bad[2:] |= ~np.isin(pcs_of_token[2:], list(want))
+            if bad.all():
+                bad[:] = False  # rules that contradict each other (a tiny range): let the model choose
+            note_mass = torch.logsumexp(logits[2:], 0)  # how much the model wants a new note here at all
+            logits[torch.from_numpy(bad)] = -math.inf
+            if not bad[2:].all():  # the rules choose which note, not whether: the pitch mass they ruled out
+                logits[2:] = note_mass + torch.log_softmax(logits[2:], 0)  # would otherwise turn into rests
             if lock_to_kick and grid.kick[s] and grid.root[s] < 12:  # every kick hit gets a bass note
-                logits[:2] = -math.inf
+                if not bad[2:].all():
+                    logits[:2] = -math.inf
             t = _sample(logits, temperature, top_p, gen)
             tokens[s] = t
             if t >= 2:
                 vels[s] = int(torch.argmax(vlog[0, 0]))
+                before_pitch, last_pitch = last_pitch, int(pitch_of[t])
             prev = torch.tensor([[t]])
         return notes_of(tokens, vels)
+
+
+#: styles whose new notes on the beat are held to chord roots (see `Planner.plan`): intervals allowed on the half
+#: bar when no chord starts there
+ROOT_RULES: dict[str, tuple[int, ...]] = {"root_fifth": (0, 7), "sustained": (0, 7), "ballad": (0, 7, 4, 3),
+                                          "octave": (0, 7)}
+
+
+def _final_cadence(grid: Grid) -> tuple[int, int] | None:
+    """(first, end) steps of the last chord when the music ends there (silence after it, "no chord" to the end):
+    a bassist plays into a final cadence and holds the note. None when the grid ends on a sounding chord (a loop,
+    a region cut from a song)."""
+    root = grid.root
+    if len(root) == 0 or root[-1] < 12:
+        return None
+    sounding = np.flatnonzero(root < 12)
+    if not len(sounding):
+        return None
+    end = int(sounding[-1]) + 1
+    first = end - 1
+    while first > 0 and root[first - 1] == root[end - 1] and grid.quality[first - 1] == grid.quality[end - 1]:
+        first -= 1
+    return first, end
+
+
+class WalkingRule:
+    """The constraints of a walking line on a grid (see `Planner.plan`): which tokens are ruled out at each step."""
+
+    def __init__(self, grid: Grid) -> None:
+        self.grid = grid
+        self.beat = max(1, 16 // grid.denominator)  # steps per beat
+        bar = grid.bar_steps
+        self.strong = {0, bar // 2} if grid.numerator % 2 == 0 else {0}
+        root = grid.root.astype(np.int64)
+        change = (root[1:] != root[:-1]) & (root[1:] < 12)
+        self.changes = set((np.flatnonzero(change) + 1).tolist())
+        # the beat before each change: where the approach note goes, and the root it leads to
+        self.approach: dict[int, int] = {}
+        for c in self.changes:
+            b = c - self.beat
+            if b >= 0 and b % self.beat == 0 and (b not in self.changes):
+                self.approach[b] = int(root[c])
+
+    def mask(self, s: int, last: int | None, pitch_of: np.ndarray, before: int | None = None,
+             outer: np.ndarray | None = None) -> np.ndarray:
+        g = self.grid
+        bad = np.zeros(len(pitch_of), bool)
+        if g.root[s] >= 12:
+            return bad
+        if s % self.beat:  # between beats: the note sounds on (quarter notes)
+            bad[:] = True
+            bad[HOLD] = False
+            return bad
+        bad[:2] = True  # on a beat: a new note
+        notes = pitch_of[2:]
+        pcs = notes % 12
+        ruled_out = outer[2:] if outer is not None else np.zeros(len(notes), bool)  # in key, register floor
+        harm = np.zeros(len(notes), bool)
+        root_only = np.zeros(len(notes), bool)
+        strong = s in self.changes or (s % g.bar_steps) in self.strong
+        if strong:
+            want = {int(g.root[s])} if s in self.changes else g.chord_pcs(s)
+            harm |= ~np.isin(pcs, list(want))
+            if s in self.changes:
+                root_only = pcs != int(g.root[s])
+        if s in self.approach:
+            harm |= ~np.isin((pcs - self.approach[s]) % 12, (1, 2, 10, 11))
+        motion = np.zeros(len(notes), bool)
+        if last is not None:
+            if s in self.changes and s - self.beat in self.approach:
+                motion |= np.abs(notes - last) > 2  # land on the root the approach note pointed at
+            motion |= notes == last  # walk, do not repeat
+            motion |= np.abs(notes - last) > (7 if strong else 4)  # by steps and thirds, a leap to a strong beat
+            if before is not None and not strong:
+                motion |= notes == before  # and onwards, not back and forth
+        # as many rules as can hold together with the guards: motion goes first, then all but the root
+        for nb in (harm | motion, harm, root_only, np.zeros(len(notes), bool)):
+            if not (nb | ruled_out).all():
+                break
+        bad[2:] = nb
+        return bad
+
+
+def approach_share(notes: list[PlanNote], grid: Grid) -> tuple[float, int]:
+    """(share, count) of chord changes (root changes) where a note starts on the change on the new root and the
+    note before it is a step or half step away: the walking bassist's approach."""
+    root = grid.root.astype(np.int64)
+    changes = np.flatnonzero((root[1:] != root[:-1]) & (root[1:] < 12)) + 1
+    onsets = {n.step: n for n in notes}
+    order = sorted(notes, key=lambda n: n.step)
+    hits = total = 0
+    for c in changes.tolist():
+        total += 1
+        n = onsets.get(int(c))
+        if n is None or n.pitch % 12 != root[c]:
+            continue
+        before = [m for m in order if m.step < c]
+        if before and 1 <= abs(before[-1].pitch - n.pitch) <= 2:
+            hits += 1
+    return (hits / total if total else 0.0), total
+
+
+def register_floor(band_low: float | None, octave: int = 0, register: float = 0.0) -> int | None:
+    """The lowest planned pitch under a band whose lowest voice sits at `band_low` (MIDI, low in its range): an
+    octave below it, where a cellist or an upright player sits under a choir or a string trio (a band with a bass
+    of its own reads low and leaves the planner's range as it is). `octave` is the render's octave shift, so the
+    floor holds for the sounding line; `register` < 0 (the user asked for low) lowers it by an octave. None when
+    the band's low voice was not heard."""
+    if band_low is None or not np.isfinite(band_low):
+        return None
+    return int(max(LOW, round(band_low) - 12 - 12 * octave + (12 * math.floor(register) if register < 0 else 0)))
 
 
 def _sample(logits: torch.Tensor, temperature: float, top_p: float, gen: torch.Generator) -> int:
