@@ -96,11 +96,16 @@ def voice_motion(notes) -> float:
     return float(np.mean(moves)) if moves else float("nan")
 
 
-def grid_offset_ms(times: np.ndarray, step_s: float, origin: float = 0.0) -> float:
-    if not len(times):
-        return float("nan")
-    rel = (np.asarray(times) - origin) / step_s
-    return float(np.median(np.abs(rel - np.round(rel))) * step_s * 1000)
+def grid_offsets_ms(times: np.ndarray, step_s: float, origin: float = 0.0) -> np.ndarray:
+    """Signed offsets (ms) of onsets from the nearest line of the true 16th-note grid."""
+    rel = (np.asarray(times, np.float64) - origin) / step_s
+    return (rel - np.round(rel)) * step_s * 1000
+
+
+def offset_vs_band_ms(times: np.ndarray, step_s: float, origin: float, band_ms: float) -> float:
+    """Median |offset| of onsets from the band's beats: the true grid moved by where the band's own audio onsets sit
+    on it (a rendered band sounds a few ms after its MIDI grid)."""
+    return float(np.median(np.abs(grid_offsets_ms(times, step_s, origin) - band_ms))) if len(times) else float("nan")
 
 
 def audio_onsets(audio: Audio) -> np.ndarray:
@@ -176,8 +181,10 @@ def evaluate(engine, mix: Audio, inst_name: str, *, real_audio: Audio | None, re
         rows[key] = (ns, wet)
     step_s = 60.0 / grid_bpm / 4
     real_chroma = chroma_frames(real_audio) if real_audio is not None else None
+    band_ms = float(np.median(grid_offsets_ms(audio_onsets(mix), step_s, grid_origin)))
     out = {"label": label, "wall_per_s": wall / mix.seconds, "midi_bpm": bpm, "midi_meter": meter,
-           "heard": f"{lst.bpm:.2f} BPM {lst.numerator}/{lst.denominator} {lst.key_name}", "rows": {}}
+           "heard": f"{lst.bpm:.2f} BPM {lst.numerator}/{lst.denominator} {lst.key_name}", "rows": {},
+           "band_ms": band_ms, "heard_bar_one": lst.bar_one}
     if real_audio is not None:
         out["real_vs_band_cos"] = centred_cosine(real_chroma, chroma_frames(mix))
         out["real_lufs_vs_band"] = loudness_lufs(real_audio) - band_lufs
@@ -192,8 +199,8 @@ def evaluate(engine, mix: Audio, inst_name: str, *, real_audio: Audio | None, re
              "d_major": float(ch[[2, 4, 6, 7, 9, 11, 1]].sum() / ch.sum()),
              "motion": voice_motion(ns), "below_c3": below_share(ns),
              "lufs_vs_real": loudness_lufs(wav) - loudness_lufs(real_audio) if real_audio is not None else float("nan"),
-             "onset_midi_ms": grid_offset_ms(np.array([n.start for n in ns]), step_s, grid_origin),
-             "onset_audio_ms": grid_offset_ms(audio_onsets(wav), step_s, grid_origin),
+             "onset_midi_ms": offset_vs_band_ms(np.array([n.start for n in ns]), step_s, grid_origin, band_ms),
+             "onset_audio_ms": offset_vs_band_ms(audio_onsets(wav), step_s, grid_origin, band_ms),
              "notes": len(ns), "_notes": ns}
         out["rows"][key] = r
     if png is not None:
@@ -201,53 +208,59 @@ def evaluate(engine, mix: Audio, inst_name: str, *, real_audio: Audio | None, re
     return out
 
 
-def piano_roll(path: Path, rows, lst, real_notes, label: str) -> None:
-    import matplotlib
+def piano_roll(path: Path, rows, lst, real_notes, label: str, px_s: float = 50.0) -> None:
+    """A PNG (the project's encoder, `analysis.tagger.encode_png`): top, the piano roll MIDI 40-90 of the take (blue)
+    over the real part (grey) with the heard chord changes (red) and C3 (a dotted line); middle, the take's CQT
+    (log frequency, C2-C8, dB); bottom, its chroma per 0.5 s (C at the bottom)."""
+    import librosa
 
-    matplotlib.use("Agg")
-    import librosa.display
-    import matplotlib.pyplot as plt
+    from backline.engines.analysis.tagger import encode_png
 
-    fig, axes = plt.subplots(3, 1, figsize=(14, 10))
-    ax = axes[0]
-    for n in real_notes or []:
-        ax.plot([n.start, n.end], [n.pitch, n.pitch], color="0.75", lw=4, solid_capstyle="butt")
-    for n in rows["take"][0]:
-        ax.plot([n.start, n.end], [n.pitch, n.pitch], color="tab:blue", lw=2.5, solid_capstyle="butt")
-    for s, _e, ch in lst.chord_segments():
-        ax.axvline(s, color="tab:red", lw=0.5)
-        ax.text(s + 0.05, 86, ch.symbol, fontsize=7, color="tab:red")
-    ax.axhline(48, color="k", ls=":", lw=0.8)
-    ax.set_ylim(40, 90)
-    ax.set_title(f"{label}: take (blue) over the real part (grey), heard chords (red); dotted: C3")
-    ax.set_ylabel("MIDI pitch")
-    y = rows["take"][1].with_channels(1).samples[0]
-    spec = librosa.amplitude_to_db(np.abs(librosa.stft(y, n_fft=4096, hop_length=1024)), ref=np.max)
-    librosa.display.specshow(spec, sr=rows["take"][1].sample_rate, hop_length=1024, y_axis="log", x_axis="time",
-                             ax=axes[1])
-    axes[1].set_ylim(50, 8000)
-    axes[1].set_title("take spectrogram")
-    axes[2].imshow(chroma_frames(rows["take"][1]), aspect="auto", origin="lower")
-    axes[2].set_yticks(range(12), ["C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B"])
-    axes[2].set_title("take chroma per 0.5 s")
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+    wav = rows["take"][1]
+    width = int(wav.seconds * px_s) + 1
+    lo, hi, ph = 40, 90, 4
+    roll = np.full(((hi - lo) * ph, width, 3), 255, np.uint8)
+
+    def draw(notes, colour):
+        for n in notes or []:
+            if lo <= n.pitch < hi:
+                y = (hi - 1 - n.pitch) * ph
+                roll[y:y + ph - 1, int(n.start * px_s):max(int(n.start * px_s) + 1, int(n.end * px_s))] = colour
+
+    draw(real_notes, (190, 190, 190))
+    draw(rows["take"][0], (30, 90, 200))
+    for s, _e, _ch in lst.chord_segments():
+        roll[:, min(width - 1, int(s * px_s))] = (220, 40, 40)
+    roll[(hi - 1 - 48) * ph + ph - 1, ::4] = (0, 0, 0)
+    y = wav.with_channels(1).resampled(22050).samples[0]
+    c = librosa.amplitude_to_db(np.abs(librosa.cqt(y, sr=22050, hop_length=512, fmin=librosa.note_to_hz("C2"),
+                                                   n_bins=72)), ref=np.max)
+    c = np.clip((c + 60) / 60, 0, 1)[::-1]
+    cols = np.clip(np.rint(np.arange(width) / px_s * 22050 / 512).astype(int), 0, c.shape[1] - 1)
+    spec = (255 * (1 - np.repeat(c[:, cols], 2, 0)))[..., None].repeat(3, -1).astype(np.uint8)
+    ch = chroma_frames(wav)
+    ch = ch / (ch.max() + 1e-9)
+    cols = np.clip((np.arange(width) / px_s / 0.5).astype(int), 0, ch.shape[1] - 1)
+    chroma = (255 * (1 - np.repeat(ch[::-1][:, cols], 8, 0)))[..., None].repeat(3, -1).astype(np.uint8)
+    gap = np.full((6, width, 3), 120, np.uint8)
+    path.write_bytes(encode_png(np.concatenate([roll, gap, spec, gap, chroma], 0)))
+    print(f"   picture: {path} ({label})")
 
 
 def print_case(r: dict) -> None:
     print(f"\n== {r['label']}: heard {r['heard']}; MIDI written at {r['midi_bpm']:.2f} BPM {r['midi_meter']}; "
-          f"{r['wall_per_s']:.3f} s wall per second of music (listening included)")
+          f"{r['wall_per_s']:.3f} s wall per second of music (listening included); the band's audio onsets sit "
+          f"{r['band_ms']:+.1f} ms from the true grid (heard bar one {r['heard_bar_one']:.3f} s)")
     if "real_vs_band_cos" in r:
         print(f"   real part: centred-chroma cosine with the band {r['real_vs_band_cos']:.3f}, "
               f"loudness vs band {r['real_lufs_vs_band']:+.1f} dB"
               + (f", chord tones {r['real_chord']:.3f}, voice motion {r['real_motion']:.2f} st, below C3 "
                  f"{r['real_below_c3']:.3f}" if "real_chord" in r else ""))
     print(f"   {'':<15} {'cos(real)':>9} {'chord':>6} {'Dmaj':>5} {'motion':>6} {'<C3':>5} {'dB-real':>7} "
-          f"{'on MIDI':>7} {'on audio':>8} {'notes':>5}")
+          f"{'MIDI-band':>9} {'audio-band':>10} {'notes':>5}")
     for key, x in r["rows"].items():
         print(f"   {key:<15} {x['cos']:>9.3f} {x['chord']:>6.3f} {x['d_major']:>5.2f} {x['motion']:>6.2f} "
-              f"{x['below_c3']:>5.3f} {x['lufs_vs_real']:>+7.1f} {x['onset_midi_ms']:>6.1f}ms {x['onset_audio_ms']:>6.1f}ms "
+              f"{x['below_c3']:>5.3f} {x['lufs_vs_real']:>+7.1f} {x['onset_midi_ms']:>7.1f}ms {x['onset_audio_ms']:>8.1f}ms "
               f"{x['notes']:>5}")
 
 
