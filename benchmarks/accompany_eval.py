@@ -377,7 +377,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--corpus", type=Path, help="rendered held-out songs (backline data synth --seed 917)")
     ap.add_argument("--songs", type=int, default=6)
     ap.add_argument("--roles", default="piano", help="parts to remove and play, comma list: piano,guitar,strings")
-    ap.add_argument("--realdev", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared" / "realdev")
+    here = Path(__file__).resolve()
+    ap.add_argument("--realdev", type=Path, default=next(
+        (p / "shared" / "realdev" for p in (here.parents[2], here.parents[3]) if (p / "shared" / "realdev").is_dir()),
+        here.parents[2] / "shared" / "realdev"), help="the real recordings (../shared/realdev of the checkout)")
     ap.add_argument("--png", type=Path, help="folder for piano-roll / spectrogram PNGs of the takes")
     ap.add_argument("--planner", type=Path, help="planner weights (default: shipped)")
     ap.add_argument("--skip", default="", help="comma list: demo,corpus,filosax,speed")

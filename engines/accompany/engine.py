@@ -324,7 +324,7 @@ class AccompanyEngine:
 
     def _generate_follow(self, request: GenerationRequest, controls: dict[str, Any], progress, cancel,
                          t_start: float) -> GenerationResult:
-        from backline.engines.accompany.follow import band_activity, plan_part, render_part
+        from backline.engines.accompany.follow import band_activity, plan_part, register_lanes, render_part
         from backline.engines.bass.follow import grid_from_listening
         from backline.engines.effects import loudness_lufs
         from backline.engines.listen import kick_onsets
@@ -358,23 +358,22 @@ class AccompanyEngine:
         sr = mix.sample_rate
         timeline = request.timeline if lst.sources.get("tempo") == "daw" else lst.timeline(sr)
         planner = self.planner()
+        lanes = register_lanes([i for i, _ in insts])
         takes = []
         timings["plan_s"] = timings["render_s"] = 0.0
         for v, seed in enumerate(seeds):
-            stems, midis, parts_report, avoid = {}, {}, {}, None
+            stems, midis, parts_report = {}, {}, {}
             for k, (inst, score) in enumerate(insts):
                 check_cancel(cancel)
                 progress(0.1 + 0.85 * (v * len(insts) + k) / (len(seeds) * len(insts)), f"playing the {inst.name}")
                 t0 = time.perf_counter()
                 part = plan_part(planner, lst, kicks, inst, style=style, complexity=controls["complexity"],
                                  intensity=controls["intensity"], register=controls["register"], mix=mix,
-                                 band_midi=request.midi, seed=seed + 101 * k, avoid=avoid, band=band)
+                                 band_midi=request.midi, seed=seed + 101 * k, lane=lanes.get(inst.name), band=band)
                 timings["plan_s"] += time.perf_counter() - t0
                 if not part.notes:
                     raise ConfigError("the planned part has no notes (no chord was heard to play along to)",
                                       fix="give the chords (--chords) or a longer mix")
-                avoid = part.register if avoid is None else (min(avoid[0], part.register[0]),
-                                                            max(avoid[1], part.register[1]))
                 t0 = time.perf_counter()
                 target = (band_lufs if band_lufs > -70 else -20.0) + inst.level_db + controls["level"]
                 _dry, wet, level = render_part(part.notes, inst, mix.frames, sr, lst.bpm, numerator=lst.numerator,

@@ -255,11 +255,11 @@ class PlannedPart:
 
 def plan_part(planner: Planner, lst: Listening, kicks: np.ndarray, instrument: Instrument, *, style: str | None = None,
               complexity: float = 0.5, intensity: float = 0.5, register: int = 0, mix: Audio | None = None,
-              band_midi: str | Path | None = None, seed: int = 0, avoid: tuple[int, int] | None = None,
+              band_midi: str | Path | None = None, seed: int = 0, lane: tuple[int, int] | None = None,
               band: tuple[np.ndarray, np.ndarray | None, dict] | None = None) -> PlannedPart:
     """Plan one instrument's part on what was heard → notes in seconds from the mix's first sample.
 
-    `avoid` is a register another instrument of this request already holds: this one moves above it."""
+    `lane` is the register this instrument gets when several play together (`register_lanes`)."""
     style = style or instrument.style
     if style not in FAMILY_STYLES[instrument.family]:
         raise ConfigError(f"{instrument.name} does not play {style!r}",
@@ -270,12 +270,11 @@ def plan_part(planner: Planner, lst: Listening, kicks: np.ndarray, instrument: I
                                                                       align=align)
     origin += info.get("phase_s", 0.0)
     busy = float(np.mean(attacks)) if len(attacks) else 0.0
-    low, high = instrument.low + 12 * register, instrument.high + 12 * register
+    low, high = lane or (instrument.low, instrument.high)
+    low, high = low + 12 * register, high + 12 * register
     low = max(low, BASS_ROOM, (info.get("bass_top") or 0) + 1)
     if info.get("lead_low") and info["lead_low"] - 1 - low >= 15:
         high = min(high, info["lead_low"] - 1)
-    if avoid is not None and low < avoid[1] - 4:
-        low, high = max(low, avoid[1] - 4), max(high, avoid[1] + 12)
     high = max(high, low + 14)
     attrs = planner.attributes(instrument.family, style, complexity, intensity, register)
     attrs["register"] = ((low + high) / 2.0 - 64.0) / 12.0
@@ -285,6 +284,20 @@ def plan_part(planner: Planner, lst: Listening, kicks: np.ndarray, instrument: I
                             sustained=instrument.family in ("strings", "pads"))
     info_attrs = {k: round(v, 3) for k, v in attrs.items()} | {"band_busy": round(busy, 3)}
     return PlannedPart(instrument, style, notes, planned, info_attrs, (low, high))
+
+
+#: Lower to higher when several instruments play together: guitar and keys in the middle, pads and strings above.
+LANE_ORDER = {"guitar": 0, "keys": 1, "pads": 2, "strings": 3}
+
+
+def register_lanes(instruments: list[Instrument]) -> dict[str, tuple[int, int]]:
+    """Registers for several instruments at once, so their voicings do not collide: ordered by family (a guitar or
+    keys part under pads and strings), each lane an octave and a fourth wide, an octave above the one below (they
+    overlap by a fifth: neighbouring top and bottom voices may meet, whole chords do not)."""
+    if len(instruments) < 2:
+        return {}
+    order = sorted(instruments, key=lambda i: (LANE_ORDER[i.family], i.low))
+    return {inst.name: (52 + 12 * k, 69 + 12 * k) for k, inst in enumerate(order)}
 
 
 def events_to_notes(events: list[CompEvent], grid: Grid, origin: float, step_s: float, duration: float,
