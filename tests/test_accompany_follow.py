@@ -227,3 +227,30 @@ def test_comp_planner_trainer_exports_fp16_and_resumes(tmp_path):
     with safe_open(str(tmp_path / "out" / "planner.safetensors"), "pt") as f:
         assert all(f.get_tensor(k).dtype == torch.float16 for k in f.keys())
     assert next(planner.model.parameters()).dtype == torch.float32
+
+
+def _listening(bars: int = 8, bpm: float = 120.0):
+    from backline.engines.listen import Chord, Listening
+
+    beat = 60.0 / bpm
+    beats = np.arange(bars * 4) * beat
+    prog = [Chord(0, "maj"), Chord(9, "min"), Chord(5, "maj"), Chord(7, "7")]
+    chords = [prog[(i // 4) % 4] for i in range(len(beats))]
+    return Listening(bpm, 4, 4, beats, beats[::4], 0, "major", chords, bars * 4 * beat, {"tempo": "user"})
+
+
+def test_complexity_chooses_sparser_or_busier_comping():
+    from backline.engines.accompany.follow import plan_part
+    from backline.engines.accompany.planner import load_planner
+
+    planner, lst = load_planner(), _listening()
+    steps = 8 * 16
+    band = (np.zeros(steps, np.float32), None, {})
+    attacks = {}
+    for c in (0.0, 0.5, 1.0):
+        part = plan_part(planner, lst, np.array([]), INSTRUMENTS["piano"], complexity=c, band=band)
+        attacks[c] = len({round(n.start, 3) for n in part.notes})
+        bar_pcs = ({0, 4, 7}, {9, 0, 4}, {5, 9, 0}, {7, 11, 2, 5})  # C | Am | F | G7, a bar each
+        assert part.notes and all(n.pitch % 12 in bar_pcs[int(n.start / 2.0 + 1e-6) % 4] for n in part.notes)
+        assert all(n.end <= (int(n.start / 2.0 + 1e-6) + 1) * 2.0 + 1e-6 for n in part.notes)  # cut at the change
+    assert attacks[0.0] <= attacks[0.5] < attacks[1.0]

@@ -260,7 +260,7 @@ def plan_part(planner: Planner, lst: Listening, kicks: np.ndarray, instrument: I
     """Plan one instrument's part on what was heard → notes in seconds from the mix's first sample.
 
     `lane` is the register this instrument gets when several play together (`register_lanes`)."""
-    style = style or instrument.style
+    style = style or auto_style(planner, instrument, complexity)
     if style not in FAMILY_STYLES[instrument.family]:
         raise ConfigError(f"{instrument.name} does not play {style!r}",
                           fix=f"styles for {instrument.family}: {', '.join(FAMILY_STYLES[instrument.family])}")
@@ -298,6 +298,19 @@ def register_lanes(instruments: list[Instrument]) -> dict[str, tuple[int, int]]:
         return {}
     order = sorted(instruments, key=lambda i: (LANE_ORDER[i.family], i.low))
     return {inst.name: (52 + 12 * k, 69 + 12 * k) for k, inst in enumerate(order)}
+
+
+def auto_style(planner: Planner, instrument: Instrument, complexity: float) -> str:
+    """The style for Style = auto: the instrument's usual one, or, when Complexity asks for clearly fewer or more
+    attacks, the family's style whose measured attacks per bar (the planner's stored style means) come nearest to
+    what it asks for (keys: ballad/block ↔ comp ↔ arpeggio; strings: pad ↔ half ↔ pulse). Why: the corpus plays each
+    style as a fixed pattern, so within a style the planner holds its pattern whatever the complexity."""
+    fam, style = instrument.family, instrument.style
+    means = {s: planner.style_attrs.get(f"{fam}/{s}", {}).get("complexity") for s in FAMILY_STYLES[fam]}
+    if abs(complexity - 0.5) <= 0.1 or means.get(style) is None:
+        return style
+    target = means[style] + (complexity - 0.5) * 0.8
+    return min((s for s, m in means.items() if m is not None), key=lambda s: (abs(means[s] - target), s != style))
 
 
 def events_to_notes(events: list[CompEvent], grid: Grid, origin: float, step_s: float, duration: float,
