@@ -1,7 +1,7 @@
 """Accompaniment follow mode measured as a musician would check it (issue 20's table), against two baselines.
 
     .venv/bin/python benchmarks/accompany_eval.py --corpus HELDOUT [--songs 6] [--roles piano,guitar,strings]
-        [--png takes.png] [--free]
+        [--png PNG_FOLDER] [--skip demo,corpus,filosax,speed]
 
 Cases: the demo band without its piano (`backline demo --render-only` renders it), rendered held-out songs of the
 corpus composer (`backline data synth --seed 917`, never trained on) with one comping part removed, and the real
@@ -151,7 +151,8 @@ def baselines(lst, take_notes, register, seed=0):
 
 
 def evaluate(engine, mix: Audio, inst_name: str, *, real_audio: Audio | None, real_notes, chord_at, grid_bpm: float,
-             grid_origin: float = 0.0, band_midi=None, png: Path | None = None, label: str = "") -> dict:
+             grid_origin: float = 0.0, band_midi=None, png: Path | None = None, label: str = "",
+             chords: str = "") -> dict:
     from backline.engines.accompany.follow import INSTRUMENTS, render_part
     from backline.engines.effects import loudness_lufs
     from backline.engines.protocol import GenerationRequest
@@ -159,7 +160,8 @@ def evaluate(engine, mix: Audio, inst_name: str, *, real_audio: Audio | None, re
     from backline.engines.transcribe import midi_to_notes
 
     req = GenerationRequest("accompany", Path("/tmp/unused"), Timeline.constant(120.0, mix.sample_rate), mix=mix,
-                            prompt=inst_name, region_stop=mix.frames, midi=band_midi, controls={"mode": "follow"})
+                            prompt=inst_name, region_stop=mix.frames, midi=band_midi,
+                            controls={"mode": "follow", "chords": chords})
     w0 = time.perf_counter()
     res = engine.generate(req)
     wall = time.perf_counter() - w0
@@ -170,7 +172,7 @@ def evaluate(engine, mix: Audio, inst_name: str, *, real_audio: Audio | None, re
     bpm, meter = midi_tempo(take.midi)
     from backline.engines.accompany.engine import CONTROLS
 
-    lst = engine.listen(req, {c.name: c.default for c in CONTROLS}, mix)  # the same listening, for the baselines
+    lst = engine.listen(req, {c.name: c.default for c in CONTROLS} | {"chords": chords}, mix)  # for the baselines
     inst = INSTRUMENTS[part["instrument"]]
     rand, block = baselines(lst, notes, tuple(part["register"]))
     band_lufs = loudness_lufs(mix)
@@ -348,16 +350,20 @@ def filosax_case(engine, realdev: Path, png_dir: Path | None) -> dict:
 
     beats = [d["time"] for a in jams["annotations"] if a["namespace"] == "beat" for d in a["data"]]
     bpm = 60.0 / float(np.median(np.diff(beats))) * 4 if len(beats) > 1 else 120.0  # bar lines annotated
-    r = evaluate(engine, band, "piano", real_audio=real, real_notes=None, chord_at=chord_at, grid_bpm=bpm,
-                 grid_origin=beats[0] if beats else 0.0, label="filosax01: bass+drums as the band, --prompt piano",
-                 png=(png_dir / "filosax_piano.png") if png_dir else None)
     whole = chroma_frames(Audio(band.samples + real.samples, band.sample_rate))
-    for _key, x in r["rows"].items():
-        x["top3"] = top3_share(x, whole)
-    print_case(r)
-    print("   note-time on the 3 strongest pitch classes of the real recording per 0.5 s: "
-          + ", ".join(f"{k} {x['top3']:.3f}" for k, x in r["rows"].items()) + " (target >= 0.7; one 5-s clip)")
-    return r
+    out = {}
+    for chart, what in (("", "listened chords"), ("C#7 | C#7 | C7", 'the chart given: --chords "C#7 | C#7 | C7"')):
+        r = evaluate(engine, band, "piano", real_audio=real, real_notes=None, chord_at=chord_at, grid_bpm=bpm,
+                     grid_origin=beats[0] if beats else 0.0, chords=chart,
+                     label=f"filosax01: bass+drums as the band, --prompt piano, {what}",
+                     png=(png_dir / f"filosax_piano{'_chart' if chart else ''}.png") if png_dir else None)
+        for x in r["rows"].values():
+            x["top3"] = top3_share(x, whole)
+        print_case(r)
+        print("   note-time on the 3 strongest pitch classes of the real recording per 0.5 s: "
+              + ", ".join(f"{k} {x['top3']:.3f}" for k, x in r["rows"].items()) + " (target >= 0.7; one 5-s clip)")
+        out[chart or "listened"] = r
+    return out
 
 
 def top3_share(row: dict, whole: np.ndarray, block_s: float = 0.5) -> float:

@@ -597,8 +597,9 @@ class AccompanyEngine:
         return Audio(np.repeat(out[None], max(1, like.channels), axis=0), like.sample_rate)
 
 
-#: Free mode's measured quality (benchmarks/accompany_eval.py, the demo band without its piano; README), shown in
-#: every free-mode report: GMSDI partial generation is experimental at this model size.
+#: Free mode's quality as measured when issue 20 was filed (the demo band, --prompt piano, shipped GMSDI weights:
+#: centred-chroma cosine with the real piano part, chord-tone share of its transcribed note-time, time per second of
+#: music on one thread), shown in every free-mode report: GMSDI partial generation is experimental at this size.
 FREE_MODE_QUALITY = {"label": "experimental", "chroma_cosine_with_real_part": "-0.01 to +0.19",
                      "chord_tone_share": "0.16-0.30", "x_real_time": 1.4}
 
