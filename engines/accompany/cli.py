@@ -119,7 +119,10 @@ def print_result(result) -> None:
     for note in rep.get("warnings", []):
         print(f"note: {note}")
     if rep.get("quality"):
-        print(f"note: free mode is experimental (measured: {rep['quality']})")
+        q = rep["quality"]
+        print(f"note: free mode (GMSDI) is {q['label']}: measured centred-chroma cosine with the real part "
+              f"{q['chroma_cosine_with_real_part']}, chord tones {q['chord_tone_share']} of its note-time, "
+              f"{q['x_real_time']}x real time (--mode follow plays the chords)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -148,9 +151,13 @@ def run(args: argparse.Namespace) -> int:
         mode = "total"
     if mode == "follow":
         from backline.engines.accompany.follow import instrument_for, split_prompt
+        from backline.engines.accompany.planner import FAMILY_STYLES
 
-        for text in split_prompt(args.prompt):  # an unknown instrument fails now, naming the nearest ones
-            instrument_for(text)
+        for text in split_prompt(args.prompt):  # an unknown instrument or style fails now, in one line
+            inst, _ = instrument_for(text)
+            if controls.get("style", "auto") != "auto" and controls["style"] not in FAMILY_STYLES[inst.family]:
+                raise ConfigError(f"{inst.name} does not play {controls['style']!r}",
+                                  fix=f"{inst.family} styles: {', '.join(FAMILY_STYLES[inst.family])} (or auto)")
         if controls.get("chords"):
             from backline.engines.listen import parse_chart, parse_meter
 
