@@ -245,7 +245,7 @@ def test_complexity_chooses_sparser_or_busier_comping():
 
     planner, lst = load_planner(), _listening()
     steps = 8 * 16
-    band = (np.zeros(steps, np.float32), None, {})
+    band = (np.full(steps, 0.30, np.float32), None, {"source": "audio"})  # a band as busy as usual
     attacks = {}
     for c in (0.0, 0.5, 1.0):
         part = plan_part(planner, lst, np.array([]), INSTRUMENTS["piano"], complexity=c, band=band)
@@ -254,3 +254,17 @@ def test_complexity_chooses_sparser_or_busier_comping():
         assert part.notes and all(n.pitch % 12 in bar_pcs[int(n.start / 2.0 + 1e-6) % 4] for n in part.notes)
         assert all(n.end <= (int(n.start / 2.0 + 1e-6) + 1) * 2.0 + 1e-6 for n in part.notes)  # cut at the change
     assert attacks[0.0] <= attacks[0.5] < attacks[1.0]
+
+
+def test_style_auto_leaves_room_where_the_band_is_busy():
+    from backline.engines.accompany.follow import plan_part
+    from backline.engines.accompany.planner import load_planner
+
+    planner, lst = load_planner(), _listening()
+    counts = {}
+    for busy in (0.0, 0.9):
+        band = (np.full(8 * 16, busy, np.float32), None, {"source": "audio"})
+        part = plan_part(planner, lst, np.array([]), INSTRUMENTS["piano"], band=band)
+        counts[busy] = len({round(n.start, 3) for n in part.notes})
+        assert part.attributes["band_busy"] == pytest.approx(busy, abs=1e-3)
+    assert counts[0.9] < counts[0.0]  # a busy band gets a sparser part
