@@ -193,7 +193,8 @@ class AccompanyEngine:
     # --- protocol ---------------------------------------------------------------------------------------
     def describe(self) -> EngineDescription:
         training = self.meta.get("training", {})
-        weights = f"GMSDI score model ({self.config}); " + (
+        planner = "untrained (debug)" if self.config == "debug" else "weights/planner"
+        weights = f"follow: comp planner {planner}; free: GMSDI score model ({self.config}); " + (
             f"{training.get('steps', '?')} steps on {training.get('data', '?')}" if training else "untrained")
         return EngineDescription(NAME, "Accompaniment & separation", CONTROLS,
                                  inputs=("mix", "prompt"), outputs=("audio", "midi"), weights=weights,
@@ -397,7 +398,7 @@ class AccompanyEngine:
         timings["total_s"] = total_s
         report = {
             "engine": NAME, "mode": "follow", "render": "soundfont", "config": self.config, "device": "cpu",
-            "weights": "comp planner " + ("(untrained, debug)" if self.config == "debug" else "(shipped)"),
+            "weights": self.describe().weights,
             "listening": lst.to_dict(), "warnings": warnings,
             "band_phase_ms": round(1000 * band[2].get("phase_s", 0.0), 1),  # the part sits on the band's attacks
             "instruments": [{"name": i.name, "family": i.family, "gm_program": i.program + 1,
