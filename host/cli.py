@@ -35,6 +35,7 @@ COMMANDS: dict[tuple[str, str], str] = {
     ("train", "tagger"): "backline.engines.analysis.train_tagger",
     ("train", "presence"): "backline.engines.analysis.train_presence",
     ("train", "gmsdi"): "backline.engines.accompany.train",
+    ("train", "comp-planner"): "backline.engines.accompany.planner_train",
     ("codec", "roundtrip"): "backline.engines.codec.roundtrip_cli",
     ("generate", "bass"): "backline.engines.bass.cli",
     ("generate", "drums"): "backline.engines.drums.cli",

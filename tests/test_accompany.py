@@ -179,7 +179,7 @@ def test_debug_engine_refuses_bad_input_with_one_line(engine, tmp_path):
         engine.generate(GenerationRequest("accompany", tmp_path, timeline, mix=silent, prompt="piano",
                                           controls={"mode": "extract", "steps": 1}), progress=None, cancel=None)
     with pytest.raises(ConfigError, match="unknown instrument"):
-        engine.generate(GenerationRequest("accompany", tmp_path, timeline, mix=_mix(), prompt="theremin"),
+        engine.generate(GenerationRequest("accompany", tmp_path, timeline, mix=_mix(), prompt="theremin", controls={"mode": "free"}),
                         progress=None, cancel=None)
 
 

@@ -242,13 +242,14 @@ def test_accompaniment_tab_prompt_chips_and_a_drag_chip_per_stem(qtbot, make_win
     assert prompt.text() == "piano" and {"mode", "steps", "alpha", "beta", "gamma"} <= set(panel.widgets)
     assert prompt.completer() is not None  # the known labels are offered while typing
     chips = {b.text(): b for b in panel.findChildren(QToolButton, "Chip")}
-    assert {"bass", "drums", "guitar", "piano", "strings", "lead"} <= set(chips) and chips["piano"].isChecked()
-    chips["bass"].click()  # a chip adds its label in the canonical order ...
-    assert prompt.text() == "bass, piano"
-    prompt.setText("bass, piano, strings")  # ... and typing checks the chips
-    assert chips["strings"].isChecked()
-    chips["strings"].click()
-    assert prompt.text() == "bass, piano"
+    assert {"piano", "electric piano", "acoustic guitar", "strings", "pad"} <= set(chips) and chips["piano"].isChecked()
+    chips["strings"].click()  # a chip adds its instrument in the list's order ...
+    assert prompt.text() == "piano, strings"
+    prompt.setText("piano, strings, pad")  # ... and typing checks the chips
+    assert chips["pad"].isChecked()
+    chips["pad"].click()
+    assert prompt.text() == "piano, strings"
+    prompt.setText("bass, piano")  # separation takes the model's role labels
     panel.widgets["mode"].setCurrentText("separate")
     panel.widgets["steps"].setValue(2)
     assert window.load_capture_file(capture_file), window.message_bar.text()

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from backline.engines.accompany import spec
+from backline.engines.accompany.follow import INSTRUMENTS
 from backline.engines.accompany.gmsdi import (
     ENSEMBLE_CHOICE,
     Extractor,
@@ -38,10 +39,11 @@ from backline.engines.accompany.gmsdi import (
     Separator,
     TotalGeneration,
 )
+from backline.engines.accompany.planner import STYLES as PLANNER_STYLES
 from backline.engines.accompany.roles import ROLES, canonical, label_text, negative_prompt, parse_prompt
 from backline.engines.audio import Audio, resample
 from backline.engines.diffusion.sampler import ADPM2, EulerChurn, sample
-from backline.engines.errors import AudioFormatError, ConfigError, WeightsError
+from backline.engines.errors import AudioFormatError, BacklineError, ConfigError, WeightsError
 from backline.engines.protocol import (
     Control,
     EngineDescription,
@@ -56,32 +58,57 @@ NAME = "accompany"
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 KIND = "gmsdi-score"
 FORMAT_VERSION = 1
-MODES = ("accompaniment", "extract", "separate", "ensemble", "total")
+MODES = ("follow", "free", "accompaniment", "extract", "separate", "ensemble", "total")
 SILENT_MIX_DB = -70.0
 #: Long mixes are sampled in windows of this many STFT frames (16.4 s) overlapping by OVERLAP_FRAMES (2 s).
 WINDOW_FRAMES, OVERLAP_FRAMES = 1024, 128
 #: GM programs for the MIDI of each role (0-based); drums get no transcription.
 GM_PROGRAM = {"Bass": 33, "Guitar": 25, "Piano": 0, "Strings": 48, "Lead": 80}
 
-CONTROLS = (
-    Control("prompt", "text", "piano", "Prompt", choices=tuple(r.lower() for r in ROLES),
-            help="instruments, comma-separated: bass, drums, guitar, piano, strings, lead (the request's prompt wins)"),
-    Control("mode", "choice", "accompaniment", "Mode", choices=MODES,
-            help="accompaniment: generate the prompted parts for the mix; extract/separate/ensemble: pull "
-                 "the prompted parts out of the mix; total: generate the parts from nothing"),
-    Control("steps", "int", 0, "Sampler steps", 0, 1000, 1, group="advanced",
-            help="sampler steps (0 = the mode's default: 48 generation, 32 separation)"),
-    Control("cfg", "float", -1.0, "Guidance w", -1.0, 20.0, 0.5, group="advanced",
-            help="CFG weight w (S + w (S − S*)); −1 = the mode's default"),
-    Control("alpha", "float", 1.0, "α (given)", 0.0, 2.0, 0.05, group="advanced", help="partial generation: weight of the given mix"),
-    Control("beta", "float", 1.0, "β (generated)", 0.0, 2.0, 0.05, group="advanced",
-            help="partial generation: weight of the new parts"),
-    Control("gamma", "float", 1.0, "γ coupling", 1.0, 100.0, 0.1, group="advanced",
-            help="how loosely parts and mixture are tied (1 = tightest the explicit sampler steps stay stable at)"),
-    Control("given", "text", "", "Mix holds", help="labels of what the mix holds (default: every other role)"),
+FOLLOW_STYLES = ("auto",) + tuple(s for s in PLANNER_STYLES if s != "unknown")
+#: What a musician sets first (the Accompaniment panel leads with these); follow mode is the default.
+FOLLOW_CONTROLS = (
+    Control("prompt", "text", "piano", "Instrument", choices=tuple(INSTRUMENTS),
+            help="what to play, e.g. piano, warm rhodes, strings, \"piano, strings\" (one part each); "
+                 "free text is matched to the nearest instrument (--list-instruments)"),
+    Control("style", "choice", "auto", "Style", choices=FOLLOW_STYLES,
+            help="how the part is played (auto: the instrument's usual style)"),
+    Control("complexity", "float", 0.5, "Complexity", 0.0, 1.0, 0.05,
+            help="fewer ↔ more attacks (0.5 = the style's usual)"),
+    Control("intensity", "float", 0.5, "Intensity", 0.0, 1.0, 0.05, help="softer ↔ harder playing"),
+    Control("register", "int", 0, "Register", -1, 1, 1, help="octave: -1 low, 0 usual, +1 high"),
+    Control("level", "float", 0.0, "Level", -12.0, 12.0, 0.5,
+            help="dB against the instrument's usual level in the band (0 = sits like a session player)"),
+    Control("mode", "choice", "follow", "Mode", choices=MODES,
+            help="follow: listen to tempo, bars and chords, plan a part and play it with the instrument; "
+                 "free: GMSDI partial generation (paper 003, experimental: it does not follow the chords yet); "
+                 "extract/separate/ensemble: pull the prompted parts out of the mix; total: parts from nothing"),
+    Control("key", "text", "", "Key", group="advanced", help="e.g. D or Bm (empty = listen)"),
+    Control("chords", "text", "", "Chords", group="cli",
+            help='the chords per bar, e.g. "D | G A | Bm | G A7" (default: the chord lane, or listen)'),
+    Control("bpm", "float", 0.0, "Tempo", 0.0, 999.0, 0.01, group="cli",
+            help="tempo of the mix (0 = the DAW's, or listen for it)"),
+    Control("meter", "text", "", "Meter", group="cli", help="e.g. 4/4 or 6/8 (empty = the DAW's, or listen)"),
+    Control("tempo_from", "choice", "listen", "Tempo from", choices=("listen", "timeline"), group="cli",
+            help="timeline: trust the request's timeline (the DAW transport); listen: hear tempo and bar one"),
 )
+#: GMSDI (free mode and separation) settings, under Advanced in musicians' words.
+GMSDI_CONTROLS = (
+    Control("steps", "int", 0, "Free mode: sampler steps", 0, 1000, 1, group="advanced",
+            help="sampler steps (0 = the mode's default: 48 generation, 32 separation)"),
+    Control("cfg", "float", -1.0, "Free mode: prompt strength", -1.0, 20.0, 0.5, group="advanced",
+            help="how strongly the prompt is followed (classifier-free guidance w); −1 = the mode's default"),
+    Control("alpha", "float", 1.0, "Free mode: hold to the band", 0.0, 2.0, 0.05, group="advanced",
+            help="how much the band's mix weighs in the coupling (α)"),
+    Control("beta", "float", 1.0, "Free mode: new part's weight", 0.0, 2.0, 0.05, group="advanced",
+            help="how much the new parts weigh in the coupling (β)"),
+    Control("gamma", "float", 1.0, "Free mode: looseness", 1.0, 100.0, 0.1, group="advanced",
+            help="how loosely parts and mix are tied (γ; 1 = tightest the sampler stays stable at)"),
+    Control("given", "text", "", "Mix holds", group="cli", help="labels of what the mix holds (default: every other role)"),
+)
+CONTROLS = FOLLOW_CONTROLS + GMSDI_CONTROLS
 
-DEFAULTS = {"accompaniment": {"steps": 48, "cfg": 2.0}, "total": {"steps": 48, "cfg": 2.0},
+DEFAULTS = {"accompaniment": {"steps": 48, "cfg": 2.0}, "free": {"steps": 48, "cfg": 2.0}, "total": {"steps": 48, "cfg": 2.0},
             "extract": {"steps": 32, "cfg": 2.0}, "separate": {"steps": 32, "cfg": 1.0},
             "ensemble": {"steps": 32, "cfg": 2.0}}
 
@@ -166,7 +193,8 @@ class AccompanyEngine:
     # --- protocol ---------------------------------------------------------------------------------------
     def describe(self) -> EngineDescription:
         training = self.meta.get("training", {})
-        weights = f"GMSDI score model ({self.config}); " + (
+        planner = "untrained (debug)" if self.config == "debug" else "weights/planner"
+        weights = f"follow: comp planner {planner}; free: GMSDI score model ({self.config}); " + (
             f"{training.get('steps', '?')} steps on {training.get('data', '?')}" if training else "untrained")
         return EngineDescription(NAME, "Accompaniment & separation", CONTROLS,
                                  inputs=("mix", "prompt"), outputs=("audio", "midi"), weights=weights,
@@ -182,7 +210,9 @@ class AccompanyEngine:
         if unknown:
             raise ConfigError(f"unknown control(s) {', '.join(sorted(unknown))} for {NAME}", fix=f"known: {', '.join(known)}")
         controls = {c.name: c.validate(request.controls.get(c.name, c.default)) for c in CONTROLS}
-        mode = controls["mode"]
+        if controls["mode"] == "follow":
+            return self._generate_follow(request, controls, progress, cancel, t_start)
+        mode = "accompaniment" if controls["mode"] == "free" else controls["mode"]
         roles = parse_prompt(request.prompt or controls["prompt"])
         steps = controls["steps"] or DEFAULTS[mode]["steps"]
         w = controls["cfg"] if controls["cfg"] >= 0 else DEFAULTS[mode]["cfg"]
@@ -199,6 +229,13 @@ class AccompanyEngine:
             mix = self.check_mix(mix)
             frames, rate = mix.frames, mix.sample_rate
         given = parse_prompt(controls["given"]) if controls["given"] else tuple(r for r in ROLES if r not in roles)
+        timeline = request.timeline
+        if mix is not None and controls["tempo_from"] != "timeline" and not controls["bpm"]:
+            progress(0.02, "listening for the tempo")  # the MIDI carries the song's tempo, never a placeholder
+            try:
+                timeline = self.listen(request, controls, mix).timeline(request.timeline.sample_rate)
+            except BacklineError:  # too short or too sparse to hear a tempo in: the request's timeline stands
+                pass
         takes = []
         timings: dict[str, float] = {}
         seeds = [int(request.seed) + k for k in range(request.variations)]
@@ -226,7 +263,7 @@ class AccompanyEngine:
             for role, audio in stems.items():
                 check_cancel(cancel)
                 if role in GM_PROGRAM:
-                    n, mid = role_midi(audio, role, request.timeline, request.region_start)
+                    n, mid = role_midi(audio, role, timeline, request.region_start)
                     midis[role], notes[role.lower()] = mid, len(n)
             timings[f"transcribe_s_seed{seed}"] = time.perf_counter() - t0
             stem_map = {role.lower(): audio for role, audio in stems.items()}
@@ -247,13 +284,155 @@ class AccompanyEngine:
                          "sampler": "adpm2" if mode in ("accompaniment", "total") else "euler (s_churn 20)"},
             "seeds": seeds, "text_encoder_calls": self.text.calls,
             "region": {"start_sample": request.region_start, "frames": frames, "sample_rate": rate,
-                       "bpm": request.timeline.bpm,
-                       "start_bar": round(request.timeline.samples_to_bar(request.region_start), 4)},
+                       "bpm": timeline.bpm, "start_bar": round(timeline.samples_to_bar(request.region_start), 4)},
             "timings_s": {k: round(v, 3) for k, v in timings.items()} | {"total_s": round(total_s, 3)},
             "x_real_time": round(total_s / max(seconds, 1e-9), 4),  # processing s ÷ audio s (one convention)
         }
+        if mode == "accompaniment":
+            report["quality"] = FREE_MODE_QUALITY
         progress(1.0, "done")
         return GenerationResult(takes, report)
+
+    # --- follow mode: listen → plan → voice → render ---------------------------------------------------------
+    def planner(self):
+        """The comping planner (shipped weights, loaded on first use; `debug` engines get an untrained one)."""
+        if getattr(self, "_planner", None) is None:
+            from backline.engines.accompany.planner import load_planner
+
+            self._planner = load_planner(config="debug") if self.config == "debug" else load_planner()
+        return self._planner
+
+    def listen(self, request: GenerationRequest, controls: dict[str, Any], mix: Audio):
+        """The shared listener (DAW > user chart > band MIDI > audio), as the bass engine calls it."""
+        from backline.engines.listen import listen
+
+        transport = request.timeline if controls["tempo_from"] == "timeline" else None
+        return listen(mix, transport=transport, region_start=request.region_start, bpm=float(controls["bpm"]) or None,
+                      meter=controls["meter"] or None, key=controls["key"] or None,
+                      chords=controls["chords"] or None, band_midi=request.midi)
+
+    def instruments(self, prompt: str) -> list[tuple[Any, float]]:
+        """Prompt → [(instrument, match score)], one per comma-separated part, in the prompt's order."""
+        from backline.engines.accompany.follow import instrument_for, split_prompt
+
+        out = []
+        for text in split_prompt(prompt):
+            inst, score = instrument_for(text, self.text)
+            if inst.name not in [i.name for i, _ in out]:
+                out.append((inst, score))
+        return out
+
+    def _generate_follow(self, request: GenerationRequest, controls: dict[str, Any], progress, cancel,
+                         t_start: float) -> GenerationResult:
+        from backline.engines.accompany.follow import band_activity, plan_part, register_lanes, render_part
+        from backline.engines.bass.follow import grid_from_listening
+        from backline.engines.effects import loudness_lufs
+        from backline.engines.listen import kick_onsets
+        from backline.engines.transcribe import notes_to_midi
+
+        if request.variations < 1:
+            raise ConfigError(f"variations={request.variations} must be >= 1")
+        timings: dict[str, float] = {}
+        insts = self.instruments(request.prompt or controls["prompt"])
+        style = None if controls["style"] == "auto" else controls["style"]
+        if style is not None:
+            from backline.engines.accompany.planner import FAMILY_STYLES
+
+            for inst, _ in insts:
+                if style not in FAMILY_STYLES[inst.family]:
+                    raise ConfigError(f"{inst.name} does not play {style!r}",
+                                      fix=f"{inst.family} styles: {', '.join(FAMILY_STYLES[inst.family])} (or auto)")
+        mix = self.check_mix(request.mix)
+        warnings = self._band_warnings(request.midi, insts)
+        seeds = [int(request.seed) + k for k in range(request.variations)]
+        progress(0.05, "listening")
+        t0 = time.perf_counter()
+        lst = self.listen(request, controls, mix)
+        kicks = lst.kicks if lst.kicks is not None else kick_onsets(mix)
+        grid, origin, step_s = grid_from_listening(lst, kicks)
+        band = band_activity(mix, origin, step_s, grid.steps, request.midi,
+                             align=lst.sources.get("tempo") not in ("daw", "midi"))
+        band_lufs = loudness_lufs(mix)
+        timings["listen_s"] = time.perf_counter() - t0
+        check_cancel(cancel)
+        sr = mix.sample_rate
+        timeline = request.timeline if lst.sources.get("tempo") == "daw" else lst.timeline(sr)
+        planner = self.planner()
+        lanes = register_lanes([i for i, _ in insts])
+        takes = []
+        timings["plan_s"] = timings["render_s"] = 0.0
+        for v, seed in enumerate(seeds):
+            stems, midis, parts_report = {}, {}, {}
+            for k, (inst, score) in enumerate(insts):
+                check_cancel(cancel)
+                progress(0.1 + 0.85 * (v * len(insts) + k) / (len(seeds) * len(insts)), f"playing the {inst.name}")
+                t0 = time.perf_counter()
+                part = plan_part(planner, lst, kicks, inst, style=style, complexity=controls["complexity"],
+                                 intensity=controls["intensity"], register=controls["register"], mix=mix,
+                                 band_midi=request.midi, seed=seed + 101 * k, lane=lanes.get(inst.name), band=band)
+                timings["plan_s"] += time.perf_counter() - t0
+                if not part.notes:
+                    raise ConfigError("the planned part has no notes (no chord was heard to play along to)",
+                                      fix="give the chords (--chords) or a longer mix")
+                t0 = time.perf_counter()
+                target = (band_lufs if band_lufs > -70 else -20.0) + inst.level_db + controls["level"]
+                _dry, wet, level = render_part(part.notes, inst, mix.frames, sr, lst.bpm, numerator=lst.numerator,
+                                               denominator=lst.denominator, target_lufs=target)
+                timings["render_s"] += time.perf_counter() - t0
+                name = inst.name.replace(" ", "_")
+                stems[name] = wet
+                midis[name] = notes_to_midi(part.notes, timeline, program=inst.program,
+                                            offset_seconds=request.region_start / sr, name=f"Backline {inst.name}")
+                parts_report[name] = {"instrument": inst.name, "family": inst.family, "gm_program": inst.program + 1,
+                                      "prompt_match": round(score, 3), "style": part.style, "notes": len(part.notes),
+                                      "register": list(part.register), "attributes": part.attributes,
+                                      "level": level | {"vs_band_db": round(inst.level_db + controls["level"], 2)},
+                                      "peak": round(wet.peak(), 4)}
+            take = Take(seed=seed, stems=stems, midi=_merge_midi(midis), start_sample=request.region_start,
+                        report={"mode": "follow", "parts": parts_report, "frames": mix.frames,
+                                "notes": {n: p["notes"] for n, p in parts_report.items()}})
+            take.attachments = {f"{n}.mid": _midi_bytes(m) for n, m in midis.items()} if len(midis) > 1 else {}
+            takes.append(take)
+        total_s = time.perf_counter() - t_start
+        timings["total_s"] = total_s
+        report = {
+            "engine": NAME, "mode": "follow", "render": "soundfont", "config": self.config, "device": "cpu",
+            "weights": self.describe().weights,
+            "listening": lst.to_dict(), "warnings": warnings,
+            "band_phase_ms": round(1000 * band[2].get("phase_s", 0.0), 1),  # the part sits on the band's attacks
+            "instruments": [{"name": i.name, "family": i.family, "gm_program": i.program + 1,
+                             "prompt_match": round(s, 3)} for i, s in insts],
+            "settings": {k: controls[k] for k in ("style", "complexity", "intensity", "register", "level")}
+            | {"variations": len(seeds)},
+            "seeds": seeds,
+            "region": {"start_sample": request.region_start, "frames": mix.frames, "sample_rate": sr,
+                       "bpm": timeline.bpm, "meter": f"{timeline.numerator}/{timeline.denominator}",
+                       "start_bar": round(timeline.samples_to_bar(request.region_start), 4)},
+            "timings_s": {k: round(v, 3) for k, v in timings.items()},
+            "x_real_time": round(total_s / max(mix.seconds, 1e-9), 4),  # processing s ÷ audio s
+        }
+        progress(1.0, "done")
+        return GenerationResult(takes, report)
+
+    @staticmethod
+    def _band_warnings(band_midi, insts) -> list[str]:
+        """A prompt for a part the band's MIDI already plays (same GM family of programs) gets a warning."""
+        if not band_midi:
+            return []
+        import pretty_midi
+
+        try:
+            pm = pretty_midi.PrettyMIDI(str(band_midi))
+        except Exception:  # noqa: BLE001 - the listener reports an unreadable file in one line
+            return []
+        out = []
+        for inst, _ in insts:
+            same = [i for i in pm.instruments if not i.is_drum and i.notes and i.program // 8 == inst.program // 8]
+            if same:
+                name = pretty_midi.program_to_instrument_name(same[0].program)
+                out.append(f"the band already plays a {inst.name} part ({name}, {len(same[0].notes)} notes); "
+                           f"the new one may double it")
+        return out
 
     # --- pieces (benchmarks use these directly) ---------------------------------------------------------
     @property
@@ -415,6 +594,13 @@ class AccompanyEngine:
         out = resample(wave.numpy(), spec.SAMPLE_RATE, like.sample_rate)
         out = np.pad(out, (0, max(0, like.frames - out.shape[-1])))[: like.frames]
         return Audio(np.repeat(out[None], max(1, like.channels), axis=0), like.sample_rate)
+
+
+#: Free mode's quality as measured when issue 20 was filed (the demo band, --prompt piano, shipped GMSDI weights:
+#: centred-chroma cosine with the real piano part, chord-tone share of its transcribed note-time, time per second of
+#: music on one thread), shown in every free-mode report: GMSDI partial generation is experimental at this size.
+FREE_MODE_QUALITY = {"label": "experimental", "chroma_cosine_with_real_part": "-0.01 to +0.19",
+                     "chord_tone_share": "0.16-0.30", "x_real_time": 1.4}
 
 
 # --- helpers ------------------------------------------------------------------------------------------------

@@ -1,0 +1,372 @@
+"""Follow mode for the accompaniment: listen → plan → voice → render, the bass engine's pattern
+(`engines/bass/follow.py`, whose grid from the listening this reuses).
+
+- `INSTRUMENTS` names what can be asked for: a General MIDI program in the shipped soundfonts, a pedalboard chain,
+  a planner family and style, a register and a level against the band. `instrument_for` maps free prompt text to
+  one: a name or alias first, else the shipped text encoder (all-MiniLM-L6-v2, offline) against each instrument's
+  description ("warm rhodes" → electric piano); too far from all of them → one line naming the nearest.
+- `band_activity` is what the band already plays per 16th step (attacks from the band's MIDI, else the mix's onset
+  strength; the lead from the band's MIDI): the planner leaves room where it is busy.
+- `Voicer` picks the pitches: chord tones of the heard chord, voice-led (common tones kept, smallest total motion),
+  inside the instrument's register and above the bass's room, no close intervals or parallel fifths low down.
+- `plan_part` → notes in seconds on the heard grid; `render_part` plays them through the instrument's program and
+  chain (`engines/render.py`, `engines/effects.py`) at a level relative to the band.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from backline.engines.accompany.planner import FAMILY_STYLES, CompEvent, Planner, band_features
+from backline.engines.audio import Audio
+from backline.engines.bass.follow import grid_from_listening
+from backline.engines.bass.planner import QUALITIES, QUALITY_INTERVALS, Grid
+from backline.engines.errors import ConfigError
+from backline.engines.listen import Listening
+from backline.engines.transcribe import Note
+
+#: Below this MIDI pitch is the bass's room (C3): comping stays out of it.
+BASS_ROOM = 48
+#: How busy a band usually is (mean attack strength per 16th step): from audio, 0.24-0.39 on the 6 held-out renders
+#: (0.30 typical); from MIDI (attacks / 3, the planner's training scale) 0.44-0.53 on the composer's songs.
+BUSY_TYPICAL = {"audio": 0.30, "midi": 0.48}
+#: Complexity given up per unit of band busyness above the typical (and taken up below it): leave room.
+BUSY_WEIGHT = 0.75
+
+
+@dataclass(frozen=True)
+class Instrument:
+    name: str
+    description: str  # what the text encoder compares a prompt with
+    family: str
+    program: int  # General MIDI, 0-based
+    style: str  # the usual comping style
+    low: int  # voicing register (MIDI pitches)
+    high: int
+    level_db: float  # loudness relative to the band (LUFS): the corpus' parts sit 7.4 (piano), 8.2 (guitar) and
+    # 9.6 dB (strings) under the rest of the band (6 held-out renders, benchmarks/accompany_eval.py)
+    aliases: tuple[str, ...] = ()
+    font: str = "FluidR3_GM"
+    chain: tuple[dict, ...] = field(default_factory=tuple)
+
+
+_KEYS_CHAIN = ({"type": "HighpassFilter", "cutoff_frequency_hz": 90.0},
+               {"type": "Compressor", "threshold_db": -18.0, "ratio": 2.0, "attack_ms": 15.0, "release_ms": 150.0},
+               {"type": "Reverb", "room_size": 0.3, "wet_level": 0.12, "dry_level": 0.9})
+_GUITAR_CHAIN = ({"type": "HighpassFilter", "cutoff_frequency_hz": 100.0},
+                 {"type": "Compressor", "threshold_db": -20.0, "ratio": 3.0, "attack_ms": 8.0, "release_ms": 120.0},
+                 {"type": "Reverb", "room_size": 0.25, "wet_level": 0.1, "dry_level": 0.9})
+_PAD_CHAIN = ({"type": "HighpassFilter", "cutoff_frequency_hz": 120.0},
+              {"type": "Reverb", "room_size": 0.6, "wet_level": 0.25, "dry_level": 0.8})
+
+INSTRUMENTS: dict[str, Instrument] = {i.name: i for i in (
+    Instrument("piano", "acoustic grand piano, keys", "keys", 0, "block", 53, 79, -7.5,
+               ("keys", "grand piano", "acoustic piano", "keyboard"), chain=_KEYS_CHAIN),
+    Instrument("bright piano", "bright acoustic piano, pop piano", "keys", 1, "comp", 53, 79, -7.5,
+               ("pop piano",), chain=_KEYS_CHAIN),
+    Instrument("electric piano", "warm rhodes electric piano, fender rhodes, wurlitzer, soft electric keys", "keys",
+               4, "comp", 53, 79, -7.5, ("rhodes", "ep", "wurlitzer", "e-piano"), chain=_KEYS_CHAIN),
+    Instrument("clavinet", "funky clavinet, clav", "keys", 7, "comp", 55, 79, -8.5, ("clav",), chain=_KEYS_CHAIN),
+    Instrument("organ", "drawbar hammond organ, church organ, sustained organ chords", "pads", 16, "pad", 53, 77,
+               -9.0, ("hammond", "b3"), chain=_PAD_CHAIN),
+    Instrument("acoustic guitar", "acoustic steel string guitar strumming", "guitar", 25, "strum", 52, 76, -8.0,
+               ("guitar", "steel guitar", "strummed guitar"), chain=_GUITAR_CHAIN),
+    Instrument("nylon guitar", "nylon string classical guitar, fingerpicked", "guitar", 24, "arpeggio", 52, 76,
+               -8.0, ("classical guitar", "spanish guitar"), chain=_GUITAR_CHAIN),
+    Instrument("clean guitar", "clean electric guitar, funk rhythm guitar", "guitar", 27, "funk", 55, 79, -8.0,
+               ("electric guitar", "funk guitar", "rhythm guitar"), chain=_GUITAR_CHAIN),
+    Instrument("muted guitar", "palm muted electric guitar eighths", "guitar", 28, "power", 52, 72, -8.0,
+               ("palm muted guitar",), chain=_GUITAR_CHAIN),
+    Instrument("strings", "string ensemble, orchestral strings, violins and cellos", "strings", 48, "pad", 55, 84,
+               -9.5, ("string section", "orchestra", "violins"), chain=_PAD_CHAIN),
+    Instrument("pizzicato", "pizzicato strings, plucked strings", "strings", 45, "pulse", 55, 84, -9.5,
+               ("pizz", "pizzicato strings"), chain=_KEYS_CHAIN),
+    Instrument("pad", "warm synth pad, ambient pad, atmospheric synthesizer", "pads", 89, "pad", 55, 79, -10.0,
+               ("pads", "synth pad", "warm pad"), chain=_PAD_CHAIN),
+    Instrument("choir", "choir aahs, voices, vocal pad", "pads", 52, "pad", 55, 79, -10.0, ("voices", "aahs"),
+               chain=_PAD_CHAIN),
+)}
+#: Below this cosine a prompt names none of the instruments.
+MATCH_MIN = 0.35
+
+
+def list_instruments() -> list[str]:
+    return [f"{i.name:<16} {i.family:<8} GM {i.program + 1:<3} {i.style:<9} {i.description}"
+            for i in INSTRUMENTS.values()]
+
+
+def split_prompt(prompt: str) -> list[str]:
+    parts = [p.strip() for p in (prompt or "").replace(";", ",").replace("+", ",").split(",")]
+    parts = [p for p in parts if p]
+    if not parts:
+        raise ConfigError("the prompt names no instrument", fix="use e.g. --prompt \"piano\" or \"piano, strings\" "
+                          "(--list-instruments shows them)")
+    return parts
+
+
+def instrument_for(text: str, encoder=None) -> tuple[Instrument, float]:
+    """Free text → (instrument, match score 0-1). Names and aliases match exactly (score 1); other text goes
+    through the text encoder; a prompt near none of them is refused naming the nearest three."""
+    t = " ".join(text.lower().split())
+    for inst in INSTRUMENTS.values():
+        if t == inst.name or t in inst.aliases:
+            return inst, 1.0
+    if encoder is None:
+        from backline.engines.accompany.text import TextEncoder
+
+        encoder = TextEncoder()
+    names = list(INSTRUMENTS)
+    vec = encoder.encode([t] + [INSTRUMENTS[n].description for n in names])
+    sims = (vec[1:] @ vec[0]).numpy()
+    order = np.argsort(-sims)
+    best = names[int(order[0])]
+    if sims[order[0]] < MATCH_MIN:
+        near = ", ".join(names[int(i)] for i in order[:3])
+        raise ConfigError(f"no instrument sounds like {text!r}", fix=f"nearest: {near} (--list-instruments)")
+    return INSTRUMENTS[best], float(sims[order[0]])
+
+
+# --- what the band plays --------------------------------------------------------------------------------------
+def band_activity(mix: Audio | None, origin: float, step_s: float, steps: int, band_midi: str | Path | None = None,
+                  skip_programs: tuple[int, ...] = (), align: bool = True) -> tuple[np.ndarray, np.ndarray | None, dict]:
+    """(attacks per step 0-1, lead sounding per step or None, info: the band's registers and `phase_s`, where the
+    band's attacks sit on the grid when `align`). From the band's MIDI when given (exact: attacks counted like the
+    planner's training data), else from the mix's onset strength."""
+    attacks = np.zeros(steps, np.float32)
+    lead = None
+    info: dict = {"source": "midi" if band_midi else "audio"}
+    if band_midi:
+        import pretty_midi
+
+        pm = pretty_midi.PrettyMIDI(str(band_midi))
+        pitched = [i for i in pm.instruments if not i.is_drum and i.notes and i.program not in skip_programs]
+        for inst in pm.instruments:
+            for n in inst.notes:
+                s = int(round((n.start - origin) / step_s))
+                if 0 <= s < steps:
+                    attacks[s] += 1.0 / 3.0
+        if pitched:
+            means = {id(i): float(np.mean([n.pitch for n in i.notes])) for i in pitched}
+            low = min(pitched, key=lambda i: means[id(i)])
+            info["bass_top"] = int(np.percentile([n.pitch for n in low.notes], 95)) if means[id(low)] < 52 else None
+            top = max(pitched, key=lambda i: means[id(i)])
+            if len(pitched) > 1 and means[id(top)] >= 64:
+                lead = np.zeros(steps, np.float32)
+                for n in top.notes:
+                    a, b = int(round((n.start - origin) / step_s)), int(round((n.end - origin) / step_s))
+                    lead[max(0, a):max(0, min(steps, b))] = 1.0
+                info["lead_low"] = int(np.percentile([n.pitch for n in top.notes], 10))
+        return np.clip(attacks, 0, 1), lead, info
+    if mix is not None:
+        import librosa
+
+        sr, hop = 22050, 128
+        y = mix.with_channels(1).resampled(sr).samples[0].astype(np.float32)
+        env = librosa.onset.onset_strength(y=y, sr=sr, hop_length=hop)
+        if env.size and env.max() > 0:
+            if align:
+                info["phase_s"] = phase = band_phase(librosa.onset.onset_detect(
+                    onset_envelope=env, sr=sr, hop_length=hop, units="time"), origin, step_s)
+                origin += phase
+            t = origin + np.arange(steps) * step_s
+            idx = np.clip(np.rint(t * sr / hop).astype(int), 0, len(env) - 1)
+            lo, hi = np.clip(idx - 4, 0, None), np.clip(idx + 5, None, len(env))
+            vals = np.array([env[a:b].max() if b > a else 0.0 for a, b in zip(lo, hi)], np.float32)
+            ref = float(np.percentile(vals, 90)) or 1.0
+            attacks = np.clip(vals / ref, 0, 1)
+            attacks = np.where(attacks < 0.3, 0.0, attacks).astype(np.float32)
+            attacks[t < 0] = 0.0
+    return attacks, lead, info
+
+
+def band_phase(onsets: np.ndarray, origin: float, step_s: float) -> float:
+    """Where the band's attacks sit against the heard grid (seconds, + = later): the median offset of the mix's
+    onsets from the nearest 16th line, those within a third of a step. A player places the part on the band's
+    attacks; the listener's bar one is the onset envelope's peak, which comes a frame or two after the attack."""
+    rel = (np.asarray(onsets) - origin) / step_s
+    d = (rel - np.round(rel)) * step_s
+    d = d[np.abs(d) < step_s / 3]
+    return float(np.median(d)) if len(d) >= 8 else 0.0
+
+
+# --- voicing --------------------------------------------------------------------------------------------------
+def chord_tones(root: int, quality: str) -> list[int]:
+    """Pitch classes to voice, 4 voices: a seventh chord's four tones, a triad with its root doubled."""
+    ivs = list(QUALITY_INTERVALS[quality])
+    pcs = [(root + i) % 12 for i in ivs]
+    return pcs if len(pcs) >= 4 else pcs + [root % 12]
+
+
+class Voicer:
+    """Voice-led chord voicings in [low, high]: among every placement of the chord's tones, the one with the
+    smallest total motion from the last voicing (common tones stay), near the register's centre, with no
+    intervals under a minor third below C4 (mud), no parallel fifths or octaves in the lowest voices below C4."""
+
+    def __init__(self, low: int, high: int) -> None:
+        if high - low < 12:
+            raise ConfigError(f"register {low}-{high} is narrower than an octave")
+        self.low, self.high = low, high
+        self.center = (low + high) / 2.0
+        self.prev: list[int] | None = None
+
+    def voice(self, root: int, quality: str) -> list[int]:
+        pcs = chord_tones(root, quality)
+        cands = [[p for p in range(self.low, self.high + 1) if p % 12 == pc] for pc in pcs]
+        best, best_cost = None, math.inf
+        for combo in itertools.product(*cands):
+            v = sorted(combo)
+            if len(set(v)) < len(v) or v[-1] - v[0] > 19:
+                continue
+            cost = self._cost(v)
+            if cost < best_cost:
+                best, best_cost = v, cost
+        if best is None:  # a register too narrow for the span: the closest placement of each tone
+            best = sorted({min(c, key=lambda p: abs(p - self.center)) for c in cands if c})
+        self.prev = best
+        return best
+
+    def _cost(self, v: list[int]) -> float:
+        cost = 0.15 * abs(float(np.mean(v)) - self.center)
+        for a, b in zip(v, v[1:]):
+            if b - a < 3 and a < 60:
+                cost += 4.0
+            if b - a == 1:
+                cost += 1.5  # a minor second inside the voicing is a rub, not a colour, in plain comping
+        if self.prev is not None:
+            p = self.prev
+            cost += sum(abs(a - b) for a, b in zip(v, p)) / len(v)
+            cost -= 1.0 * len(set(v) & set(p))  # common tones kept
+            lo_now, lo_prev = v[1] - v[0], p[1] - p[0]
+            if v[0] < 60 and lo_now == lo_prev and lo_now in (7, 12) and v[0] != p[0]:
+                cost += 3.0  # parallel fifth/octave in the low voices
+        return cost
+
+
+@dataclass
+class PlannedPart:
+    instrument: Instrument
+    style: str
+    notes: list[Note]
+    events: list[CompEvent]
+    attributes: dict
+    register: tuple[int, int]
+
+
+def plan_part(planner: Planner, lst: Listening, kicks: np.ndarray, instrument: Instrument, *, style: str | None = None,
+              complexity: float = 0.5, intensity: float = 0.5, register: int = 0, mix: Audio | None = None,
+              band_midi: str | Path | None = None, seed: int = 0, lane: tuple[int, int] | None = None,
+              band: tuple[np.ndarray, np.ndarray | None, dict] | None = None) -> PlannedPart:
+    """Plan one instrument's part on what was heard → notes in seconds from the mix's first sample.
+
+    `lane` is the register this instrument gets when several play together (`register_lanes`)."""
+    if style is not None and style not in FAMILY_STYLES[instrument.family]:
+        raise ConfigError(f"{instrument.name} does not play {style!r}",
+                          fix=f"styles for {instrument.family}: {', '.join(FAMILY_STYLES[instrument.family])}")
+    grid, origin, step_s = grid_from_listening(lst, kicks)
+    align = lst.sources.get("tempo") not in ("daw", "midi")  # a DAW's or the MIDI's grid is the grid
+    attacks, lead, info = band if band is not None else band_activity(mix, origin, step_s, grid.steps, band_midi,
+                                                                      align=align)
+    origin += info.get("phase_s", 0.0)
+    busy = float(np.mean(attacks)) if len(attacks) else 0.0
+    asked = complexity
+    if style is None:  # Style auto: leave room where the band is busy, fill in where it is sparse
+        complexity = float(np.clip(complexity - BUSY_WEIGHT * (busy - BUSY_TYPICAL[info.get("source", "audio")]), 0, 1))
+    style = style or auto_style(planner, instrument, complexity)
+    low, high = lane or (instrument.low, instrument.high)
+    low, high = low + 12 * register, high + 12 * register
+    low = max(low, BASS_ROOM, (info.get("bass_top") or 0) + 1)
+    if info.get("lead_low") and info["lead_low"] - 1 - low >= 15:
+        high = min(high, info["lead_low"] - 1)
+    high = max(high, low + 14)
+    attrs = planner.attributes(instrument.family, style, complexity, intensity, register)
+    attrs["register"] = ((low + high) / 2.0 - 64.0) / 12.0
+    planned = planner.plan(grid, instrument.family, style, attrs, band_features(attacks, grid.bar_steps, lead),
+                           seed=seed)
+    notes = events_to_notes(planned, grid, origin, step_s, lst.duration, Voicer(low, high),
+                            sustained=instrument.family in ("strings", "pads"))
+    info_attrs = {k: round(v, 3) for k, v in attrs.items()} | {
+        "band_busy": round(busy, 3), "complexity_asked": round(asked, 3), "complexity_used": round(complexity, 3)}
+    return PlannedPart(instrument, style, notes, planned, info_attrs, (low, high))
+
+
+#: Lower to higher when several instruments play together: guitar and keys in the middle, pads and strings above.
+LANE_ORDER = {"guitar": 0, "keys": 1, "pads": 2, "strings": 3}
+
+
+def register_lanes(instruments: list[Instrument]) -> dict[str, tuple[int, int]]:
+    """Registers for several instruments at once, so their voicings do not collide: ordered by family (a guitar or
+    keys part under pads and strings), each lane an octave and a fourth wide, an octave above the one below (they
+    overlap by a fifth: neighbouring top and bottom voices may meet, whole chords do not)."""
+    if len(instruments) < 2:
+        return {}
+    order = sorted(instruments, key=lambda i: (LANE_ORDER[i.family], i.low))
+    return {inst.name: (52 + 12 * k, 69 + 12 * k) for k, inst in enumerate(order)}
+
+
+def auto_style(planner: Planner, instrument: Instrument, complexity: float) -> str:
+    """The style for Style = auto: the instrument's usual one, or, when Complexity asks for clearly fewer or more
+    attacks, the family's style whose measured attacks per bar (the planner's stored style means) come nearest to
+    what it asks for (keys: ballad/block ↔ comp ↔ arpeggio; strings: pad ↔ half ↔ pulse). Why: the corpus plays each
+    style as a fixed pattern, so within a style the planner holds its pattern whatever the complexity."""
+    fam, style = instrument.family, instrument.style
+    means = {s: planner.style_attrs.get(f"{fam}/{s}", {}).get("complexity") for s in FAMILY_STYLES[fam]}
+    if abs(complexity - 0.5) <= 0.1 or means.get(style) is None:
+        return style
+    target = means[style] + (complexity - 0.5) * 0.8
+    return min((s for s, m in means.items() if m is not None), key=lambda s: (abs(means[s] - target), s != style))
+
+
+def events_to_notes(events: list[CompEvent], grid: Grid, origin: float, step_s: float, duration: float,
+                    voicer: Voicer, *, sustained: bool = False) -> list[Note]:
+    """Planned attacks → notes: each attack voices the chord sounding at its step (voice-led), and is cut at the
+    next chord change, so a held chord never rings into the next harmony."""
+    change = np.flatnonzero((grid.root[1:] != grid.root[:-1]) | (grid.quality[1:] != grid.quality[:-1])) + 1
+    cache: dict[int, list[int]] = {}
+    gap = min(0.04 if not sustained else 0.06, step_s * 0.3)
+    notes: list[Note] = []
+    for e in events:
+        s = min(e.step, grid.steps - 1)
+        if grid.root[s] >= 12:
+            continue
+        seg = int(np.searchsorted(change, s, side="right"))  # which chord segment
+        if seg not in cache:
+            cache[seg] = voicer.voice(int(grid.root[s]), QUALITIES[int(grid.quality[s])])
+        voicing = cache[seg]
+        nxt = change[seg] if seg < len(change) else grid.steps
+        length = min(e.length, nxt - e.step)
+        if e.voices == 1:
+            k = max(0, e.voice)
+            pitches = [voicing[int(round(k / 3 * (len(voicing) - 1)))]]
+        else:
+            pitches = voicing[-e.voices:] if e.voices < len(voicing) else voicing
+        start = origin + e.step * step_s
+        end = min(duration, start + length * step_s - gap)
+        if start < 0 or end - start < 0.03:
+            continue
+        notes += [Note(int(p), float(start), float(end), int(e.velocity)) for p in pitches]
+    return notes
+
+
+def render_part(notes: list[Note], instrument: Instrument, frames: int, sample_rate: int, bpm: float, *,
+                numerator: int = 4, denominator: int = 4, target_lufs: float = -20.0) -> tuple[Audio, Audio, dict]:
+    """Notes → (dry, wet, level report) through the instrument's GM program, soundfont and chain."""
+    from backline.engines.effects import render
+    from backline.engines.render import SAMPLE_RATE, render_midi
+    from backline.engines.timeline import Timeline
+    from backline.engines.transcribe import notes_to_midi
+
+    mid = notes_to_midi(notes, Timeline.constant(bpm, SAMPLE_RATE, numerator, denominator),
+                        program=instrument.program, name=f"Backline {instrument.name}")
+    with tempfile.TemporaryDirectory(prefix="backline-accompany-") as tmp:
+        path = Path(tmp) / "part.mid"
+        mid.save(str(path))
+        dry = render_midi(path, instrument.font, frames=int(math.ceil(frames * SAMPLE_RATE / sample_rate)) + 1)
+    dry = dry.resampled(sample_rate).slice(0, frames) if sample_rate != SAMPLE_RATE else dry.slice(0, frames)
+    wet, level = render(dry, instrument.chain, target_lufs=target_lufs, where=f"{instrument.name} chain")
+    return dry, wet, level

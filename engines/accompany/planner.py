@@ -1,0 +1,240 @@
+"""The learned comping planner: a small autoregressive GRU over 16th-note steps that decides *when* an
+accompaniment part plays and *how thick* (rest / hold / an attack of 1-4 voices, which voice a single note takes,
+and how hard), on the same listened grid as the bass planner; the voicing step (`follow.voice_chord`) picks the
+pitches. Why this split: rhythm and texture are what differ between a ballad arpeggio, a funk comp and a string
+pad and are easy to learn from symbolic data; pitches must be chord tones of the heard chord with good voice
+leading, which a rule does exactly and a 16th-step model on a CPU budget would only approximate.
+
+Per step the model sees the bass planner's grid features (chord now and next with the distance, key and scale,
+position in the bar, meter, kick, section; `bass.planner.features` with its own style/attribute columns dropped),
+the instrument family (keys, guitar, strings, pads), the comping style, four attributes measured on the training
+part (complexity = attacks per bar, intensity = mean velocity, register = mean pitch, density = voices per attack),
+and what the band already plays around it (band attacks on this step, how busy the band is over the bar, whether a
+lead sounds): so a control asks for a texture and the band's activity is part of the context.
+
+Tokens per step: 0 = rest, 1 = hold, 2 + (d - 1) = an attack of d voices (d = 1..4, 4 = four or more). Heads: the
+token, the voice of a single-note attack (0 = lowest … 3 = highest of the voicing), the velocity bucket (8).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from backline.engines.bass.planner import ATTRS as BASS_ATTRS
+from backline.engines.bass.planner import N_FEATURES as GRID_FEATURES_ALL
+from backline.engines.bass.planner import STYLES as BASS_STYLES
+from backline.engines.bass.planner import Grid, _sample
+from backline.engines.bass.planner import features as grid_features
+from backline.engines.errors import ConfigError
+
+KIND = "comp-planner"
+FORMAT_VERSION = 1
+WEIGHTS = Path(__file__).parent / "weights" / "planner"
+
+REST, HOLD = 0, 1
+MAX_VOICES = 4
+N_TOKENS = 2 + MAX_VOICES
+BOS = N_TOKENS
+N_VOICE_IDX = 4
+VEL_BUCKETS = 8
+FAMILIES = ("keys", "guitar", "strings", "pads")
+#: Comping styles (the corpus composer's names): keys block/comp/arpeggio/ballad, guitar strum/arpeggio/power
+#: (muted eighths)/funk, strings pad/half/pulse; pads are the strings' sustained styles played by a pad or organ.
+STYLES = ("block", "comp", "arpeggio", "ballad", "strum", "power", "funk", "pad", "half", "pulse", "unknown")
+FAMILY_STYLES = {"keys": ("block", "comp", "arpeggio", "ballad"), "guitar": ("strum", "arpeggio", "power", "funk"),
+                 "strings": ("pad", "half", "pulse"), "pads": ("pad", "half")}
+ATTRS = ("complexity", "intensity", "register", "density")
+BAND = ("band_attack", "band_busy", "lead_on")
+GRID_FEATURES = GRID_FEATURES_ALL - len(BASS_STYLES) - len(BASS_ATTRS)
+N_FEATURES = GRID_FEATURES + len(FAMILIES) + len(STYLES) + len(ATTRS) + len(BAND)
+
+
+@dataclass(frozen=True)
+class CompEvent:
+    """One planned attack: `voices` notes (or one note: voice index `voice`) from `step` for `length` steps."""
+
+    step: int
+    length: int
+    voices: int
+    voice: int  # for single-note attacks: 0 = lowest … 3 = highest; -1 otherwise
+    velocity: int
+
+
+def part_attributes(events: list[CompEvent], grid: Grid, mean_pitch: float | None) -> dict[str, float]:
+    if not events:
+        return {"complexity": 0.0, "intensity": 0.5, "register": 0.0, "density": 0.0}
+    bars = max(1.0, grid.steps / grid.bar_steps)
+    return {"complexity": min(1.0, len(events) / bars / 8.0),
+            "intensity": float(np.mean([e.velocity for e in events])) / 127.0,
+            "register": ((mean_pitch if mean_pitch is not None else 64.0) - 64.0) / 12.0,
+            "density": float(np.mean([e.voices for e in events])) / MAX_VOICES}
+
+
+def tokens_of(events: list[CompEvent], steps: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Events → per-step tokens, voice indices (-1 where none) and velocity buckets (-1 where no attack)."""
+    tok = np.zeros(steps, np.int64)
+    vidx = np.full(steps, -1, np.int64)
+    vel = np.full(steps, -1, np.int64)
+    for e in sorted(events, key=lambda e: e.step):
+        if not 0 <= e.step < steps:
+            continue
+        tok[e.step] = 2 + min(MAX_VOICES, max(1, e.voices)) - 1
+        vidx[e.step] = e.voice if e.voices == 1 else -1
+        vel[e.step] = min(VEL_BUCKETS - 1, e.velocity * VEL_BUCKETS // 128)
+        end = min(steps, e.step + max(1, e.length))
+        tok[e.step + 1:end] = np.where(tok[e.step + 1:end] == REST, HOLD, tok[e.step + 1:end])
+    return tok, vidx, vel
+
+
+def events_of(tokens: np.ndarray, vidx: np.ndarray, vel: np.ndarray) -> list[CompEvent]:
+    out: list[CompEvent] = []
+    cur: list[int] | None = None
+    for s, t in enumerate(tokens.tolist()):
+        if t == HOLD and cur is not None:
+            cur[1] += 1
+            continue
+        if cur is not None:
+            out.append(CompEvent(*cur))
+            cur = None
+        if t >= 2:
+            voices = t - 1
+            v = int(vel[s]) if vel[s] >= 0 else 5
+            cur = [s, 1, voices, int(vidx[s]) if voices == 1 else -1, int(min(127, v * 128 // VEL_BUCKETS + 8))]
+    if cur is not None:
+        out.append(CompEvent(*cur))
+    return out
+
+
+def features(grid: Grid, family: str, style: str, attrs: dict[str, float], band: np.ndarray) -> np.ndarray:
+    """[steps, N_FEATURES] float32: the bass planner's grid features + family, style, attributes, band [steps, 3]."""
+    if family not in FAMILIES:
+        raise ConfigError(f"unknown instrument family {family!r}", fix=f"use one of {', '.join(FAMILIES)}")
+    n = grid.steps
+    base = grid_features(grid, "unknown", {a: 0.0 for a in BASS_ATTRS})[:, :GRID_FEATURES]
+    eye = np.eye
+    style_i = STYLES.index(style) if style in STYLES else STYLES.index("unknown")
+    parts = [base, np.repeat(eye(len(FAMILIES), dtype=np.float32)[[FAMILIES.index(family)]], n, 0),
+             np.repeat(eye(len(STYLES), dtype=np.float32)[[style_i]], n, 0),
+             np.repeat(np.array([[attrs[a] for a in ATTRS]], np.float32), n, 0), band.astype(np.float32)]
+    return np.concatenate(parts, 1).astype(np.float32)
+
+
+def band_features(attacks: np.ndarray, bar: int, lead: np.ndarray | None = None) -> np.ndarray:
+    """Band attack strength per step (0-1) → [steps, 3]: attack now, how busy the bar around it is, lead sounding."""
+    a = np.clip(np.asarray(attacks, np.float32), 0.0, 1.0)
+    kernel = np.ones(bar, np.float32) / bar
+    busy = np.convolve(a, kernel, mode="same") if len(a) else a
+    lead_on = np.zeros_like(a) if lead is None else np.asarray(lead, np.float32)
+    return np.stack([a, busy, lead_on], 1)
+
+
+@dataclass
+class PlannerConfig:
+    hidden: int = 96
+    layers: int = 2
+    token_dim: int = 16
+    dropout: float = 0.1
+    n_features: int = N_FEATURES
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+CONFIGS = {"small": PlannerConfig(), "debug": PlannerConfig(hidden=24, layers=1, token_dim=8)}
+
+
+class CompPlanner(nn.Module):
+    """cond [B, T, F] + previous tokens [B, T] → token, voice-index and velocity logits."""
+
+    def __init__(self, cfg: PlannerConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.embed = nn.Embedding(N_TOKENS + 1, cfg.token_dim)
+        self.inp = nn.Sequential(nn.Linear(cfg.n_features + cfg.token_dim, cfg.hidden), nn.GELU())
+        self.gru = nn.GRU(cfg.hidden, cfg.hidden, cfg.layers, batch_first=True,
+                          dropout=cfg.dropout if cfg.layers > 1 else 0.0)
+        self.head = nn.Linear(cfg.hidden, N_TOKENS)
+        self.voice = nn.Linear(cfg.hidden, N_VOICE_IDX)
+        self.vel = nn.Linear(cfg.hidden, VEL_BUCKETS)
+
+    def forward(self, cond: torch.Tensor, prev: torch.Tensor, state: torch.Tensor | None = None):
+        x = self.inp(torch.cat([cond, self.embed(prev)], -1))
+        h, state = self.gru(x, state)
+        return self.head(h), self.voice(h), self.vel(h), state
+
+
+def build_planner(config: str | dict[str, Any] | PlannerConfig = "small") -> CompPlanner:
+    if isinstance(config, PlannerConfig):
+        cfg = config
+    elif isinstance(config, str):
+        if config not in CONFIGS:
+            raise ConfigError(f"unknown planner config {config!r}", fix=f"use one of {', '.join(CONFIGS)}")
+        cfg = CONFIGS[config]
+    else:
+        cfg = PlannerConfig(**{k: v for k, v in config.items() if k in PlannerConfig.__dataclass_fields__})
+    return CompPlanner(cfg)
+
+
+@dataclass
+class Planner:
+    """A loaded comping planner plus the per-(family, style) attribute means it was trained with."""
+
+    model: CompPlanner
+    style_attrs: dict[str, dict[str, float]] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def attributes(self, family: str, style: str, complexity: float = 0.5, intensity: float = 0.5,
+                   register: float = 0.0) -> dict[str, float]:
+        """Controls (0.5 = the style's typical; register in octaves) → the attributes the model aims at."""
+        base = self.style_attrs.get(f"{family}/{style}") or self.style_attrs.get(f"{family}/unknown") or \
+            {"complexity": 0.4, "intensity": 0.6, "register": 0.0, "density": 0.6}
+        return {"complexity": float(np.clip(base["complexity"] + (complexity - 0.5) * 0.8, 0.0, 1.0)),
+                "intensity": float(np.clip(base["intensity"] + (intensity - 0.5) * 0.5, 0.2, 1.0)),
+                "register": float(base["register"] + register), "density": float(base["density"])}
+
+    @torch.no_grad()
+    def plan(self, grid: Grid, family: str, style: str, attrs: dict[str, float], band: np.ndarray, *,
+             seed: int = 0, temperature: float = 0.7, top_p: float = 0.9) -> list[CompEvent]:
+        """Sample the part step by step; no attack where no chord is heard."""
+        model = self.model.eval()
+        cond = torch.from_numpy(features(grid, family, style, attrs, band))[None]
+        gen = torch.Generator().manual_seed(int(seed))
+        prev = torch.tensor([[BOS]])
+        state = None
+        tokens = np.zeros(grid.steps, np.int64)
+        vidx = np.full(grid.steps, -1, np.int64)
+        vels = np.full(grid.steps, -1, np.int64)
+        for s in range(grid.steps):
+            logits, vlog, velog, state = model(cond[:, s:s + 1], prev, state)
+            logits = logits[0, 0].clone()
+            if s == 0 or tokens[s - 1] == REST:
+                logits[HOLD] = -math.inf
+            if grid.root[s] >= 12:
+                logits[2:] = -math.inf
+            t = _sample(logits, temperature, top_p, gen)
+            tokens[s] = t
+            if t >= 2:
+                vidx[s] = int(torch.argmax(vlog[0, 0]))
+                vels[s] = int(torch.argmax(velog[0, 0]))
+            prev = torch.tensor([[t]])
+        return events_of(tokens, vidx, vels)
+
+
+def load_planner(path: str | Path | None = None, config: str = "shipped") -> Planner:
+    """'shipped' (or a path) loads trained weights; 'debug'/'small' build an untrained planner (tests)."""
+    from backline.engines.weights import load_weights
+
+    if path is None and config != "shipped":
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            return Planner(build_planner(config), {}, {"config": CONFIGS[config].to_dict()})
+    model, meta = load_weights(Path(path) if path else WEIGHTS, kind=KIND, build=build_planner,
+                               format_version=FORMAT_VERSION)
+    return Planner(model.float().eval(), meta.get("config", {}).get("style_attrs", {}), meta)
