@@ -147,6 +147,9 @@ def test_the_host_ignores_an_absurd_meter_from_a_sidecar_or_the_daw(tmp_path):
 def test_accompaniment_without_a_mix_is_bounded(tmp_path, capsys, no_heavy_work):
     err = one_line_error(capsys, ["generate", "accompaniment", "--prompt", "piano", "--out", str(tmp_path / "o"),
                                   "--bars", "1-100000", "--bpm", "120"])
+    assert "--mix is needed to play along" in err  # follow mode (the default) plays along to a band
+    err = one_line_error(capsys, ["generate", "accompaniment", "--mode", "free", "--prompt", "piano",
+                                  "--out", str(tmp_path / "o"), "--bars", "1-100000", "--bpm", "120"])
     assert "longer than the 10 minutes" in err and "--bars 1-300" in err
 
 

@@ -400,6 +400,7 @@ class AccompanyEngine:
             "weights": self.describe().weights,
             "listening": lst.to_dict(), "warnings": warnings,
             "band_phase_ms": round(1000 * band[2].get("phase_s", 0.0), 1),  # the part sits on the band's attacks
+            "grid_origin_s": round(origin + band[2].get("phase_s", 0.0), 4),  # step 0 of the part's 16th grid
             "instruments": [{"name": i.name, "family": i.family, "gm_program": i.program + 1,
                              "prompt_match": round(s, 3)} for i, s in insts],
             "settings": {k: controls[k] for k in ("style", "complexity", "intensity", "register", "level")}
