@@ -118,3 +118,21 @@ def test_bad_charts_fail_with_one_line_naming_the_problem(text, needle):
         parse_chart(text)
     assert needle in str(err.value) and "\n" not in str(err.value)
     assert isinstance(err.value, BacklineError)
+
+
+def test_heard_beats_sit_on_the_attacks_not_the_envelope_peaks():
+    """Percussive clicks at known times: the heard grid lands within 3 ms of them (ENVELOPE_LAG_S is taken off)."""
+    from backline.engines.audio import Audio
+    from backline.engines.listen import SR, listen_audio
+
+    rng = np.random.default_rng(0)
+    y = np.zeros(SR * 12, np.float32)
+    times = np.arange(0.5, 11.5, 0.5)
+    n = int(0.08 * SR)
+    for t in times:
+        i = int(t * SR)
+        y[i:i + n] += (rng.standard_normal(n) * 0.3 + np.sin(2 * np.pi * 110 * np.arange(n) / SR)) * np.exp(
+            -np.arange(n) / (0.02 * SR))
+    lst = listen_audio(Audio(y[None], SR), bpm=120.0)
+    offsets = [b - times[np.argmin(np.abs(times - b))] for b in lst.beats if b > 0.25]
+    assert abs(float(np.median(offsets))) < 0.003
