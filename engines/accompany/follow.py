@@ -357,7 +357,7 @@ def render_part(notes: list[Note], instrument: Instrument, frames: int, sample_r
                 numerator: int = 4, denominator: int = 4, target_lufs: float = -20.0) -> tuple[Audio, Audio, dict]:
     """Notes → (dry, wet, level report) through the instrument's GM program, soundfont and chain."""
     from backline.engines.effects import render
-    from backline.engines.render import SAMPLE_RATE, render_midi
+    from backline.engines.render import SAMPLE_RATE, render_take
     from backline.engines.timeline import Timeline
     from backline.engines.transcribe import notes_to_midi
 
@@ -366,7 +366,10 @@ def render_part(notes: list[Note], instrument: Instrument, frames: int, sample_r
     with tempfile.TemporaryDirectory(prefix="backline-accompany-") as tmp:
         path = Path(tmp) / "part.mid"
         mid.save(str(path))
-        dry = render_midi(path, instrument.font, frames=int(math.ceil(frames * SAMPLE_RATE / sample_rate)) + 1)
+        # the one take renderer: attacks on the note-ons (the instrument's measured latency taken off), the tail
+        # faded rather than cut at the region's end
+        dry, timing = render_take(path, instrument.font, frames=int(math.ceil(frames * SAMPLE_RATE / sample_rate)) + 1,
+                                  sample_rate=SAMPLE_RATE, program=instrument.program, role="other")
     dry = dry.resampled(sample_rate).slice(0, frames) if sample_rate != SAMPLE_RATE else dry.slice(0, frames)
     wet, level = render(dry, instrument.chain, target_lufs=target_lufs, where=f"{instrument.name} chain")
-    return dry, wet, level
+    return dry, wet, level | timing
