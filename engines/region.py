@@ -112,3 +112,20 @@ def cut(audio: Audio, heard: Heard, bars: tuple[int, int] | None, *, origin: int
     if "key" in control_names and not controls.get("key") and heard.listening is not None:
         controls["key"] = heard.listening.key_name
     return Region(start, stop, mix, tl, controls)
+
+
+def cut_file(path, bars: str | None, known: Timeline | None, *, meter: tuple[int, int] | None = None,
+             controls: dict | None = None, control_names: set[str] | frozenset[str] = frozenset()) -> Region:
+    """The CLI's `--bars` on a file: read the whole recording, hear it (or take `known`, from `--bpm`), cut the
+    bars — the same `cut` the host's selection goes through. No steady beat and no `--bpm`: one line."""
+    from backline.engines.audio import read_audio
+    from backline.engines.errors import ConfigError
+    from backline.engines.timeline import parse_bar_range
+
+    whole = read_audio(path)
+    heard = hear(whole, known, meter=meter)
+    if heard.source == "default":
+        raise ConfigError("no steady beat was heard in the mix, so where its bars lie is not known",
+                          path=path, fix="give the tempo with --bpm, e.g. --bpm 120")
+    return cut(whole, heard, parse_bar_range(bars) if bars else None, controls=controls,
+               control_names=control_names)

@@ -269,3 +269,29 @@ def test_style_auto_leaves_room_where_the_band_is_busy():
         counts[busy] = len({round(n.start, 3) for n in part.notes})
         assert part.attributes["band_busy"] == pytest.approx(busy, abs=1e-3)
     assert counts[0.9] < counts[0.0]  # a busy band gets a sparser part
+
+
+def test_cli_bars_without_bpm_take_the_whole_files_grid_and_chords(band, tmp_path):
+    """`--bars 3-6` with no `--bpm`: the accompaniment CLI goes the one region path (as the host and bass
+    `--bars`): the whole file is heard, the region starts on bar 3's first sample and carries bars 3-6's chords."""
+    from backline.engines.accompany import cli
+    from backline.engines.audio import write_audio
+    from backline.engines.region import file_chart, hear
+
+    audio, _, _ = band
+    mix = tmp_path / "band.wav"
+    write_audio(mix, audio)
+    parser = argparse.ArgumentParser()
+    cli.configure(parser)
+    args = parser.parse_args(["--mix", str(mix), "--prompt", "piano", "--bars", "3-6", "--out", str(tmp_path / "o")])
+    from backline.engines.accompany.engine import FOLLOW_CONTROLS
+    from backline.engines.protocol import control_values
+
+    controls = control_values(args, FOLLOW_CONTROLS, skip=("prompt", "bpm", "meter", "tempo_from"))
+    controls.pop("mode", None)
+    _, request = cli.build_request(args, "follow", "piano", controls)
+    heard = hear(audio)
+    start, stop = heard.timeline.bar_range_to_samples(3, 6)
+    assert (request.region_start, request.region_stop) == (start, stop)
+    assert request.controls["tempo_from"] == "timeline"
+    assert request.controls["chords"] == " | ".join(file_chart(heard, audio.frames).split(" | ")[2:6])

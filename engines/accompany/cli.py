@@ -37,7 +37,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def add_common(parser: argparse.ArgumentParser) -> None:
     from backline.engines.protocol import add_device_flag
 
-    parser.add_argument("--bars", help="bars to use, e.g. 9-24 (1-based, inclusive; needs --bpm)")
+    parser.add_argument("--bars", help="bars to use, e.g. 9-24 (1-based, inclusive; follow mode hears the tempo, other modes need --bpm)")
     parser.add_argument("--bpm", type=float, help="tempo of the mix (default: listen for it; --bars needs it)")
     parser.add_argument("--meter", help="time signature, e.g. 4/4 or 6/8 (default: listen for it)")
     parser.add_argument("--steps", type=int, help="sampler steps (default: 48 generation, 32 separation)")
@@ -66,7 +66,7 @@ def build_request(args: argparse.Namespace, mode: str, prompt: str, controls: di
         parse_prompt(prompt)  # unknown labels fail before any loading
     check_seed_and_variations(args.seed, getattr(args, "variations", 1))
     num, den = parse_meter(args.meter) if args.meter else (4, 4)
-    if args.bars and args.bpm is None:
+    if args.bars and args.bpm is None and (mode != "follow" or args.mix is None):
         raise ConfigError("--bars needs the tempo", fix="add --bpm, e.g. --bpm 120")
     if args.steps is not None and args.steps <= 0:
         raise ConfigError(f"--steps {args.steps} must be >= 1", fix="use e.g. --steps 32")
@@ -77,8 +77,22 @@ def build_request(args: argparse.Namespace, mode: str, prompt: str, controls: di
     if args.mix is not None:
         rate, _, total = audio_info(args.mix)
         timeline = Timeline.constant(bpm, rate, num, den)
-        start, stop = region_of_bars(timeline, args.bars, total, path=args.mix)
-        mix = read_audio(args.mix, start=start, frames=stop - start)
+        if args.bpm is not None:
+            region_of_bars(timeline, args.bars, total, path=args.mix)  # bars past the end: refused now
+        if args.bars and mode == "follow":
+            # the one region path (engines.region, as the host's selection and bass --bars): hear the whole file
+            # (or take --bpm), then cut the bars, with the whole file's grid, chords and key
+            from backline.engines.accompany.engine import FOLLOW_CONTROLS
+            from backline.engines.region import cut_file
+
+            region = cut_file(args.mix, args.bars, timeline if args.bpm is not None else None,
+                              meter=(num, den) if args.meter else None, controls=controls,
+                              control_names={c.name for c in FOLLOW_CONTROLS})
+            timeline, start, stop, mix, controls = region.timeline, region.start, region.stop, region.mix, \
+                region.controls
+        else:
+            start, stop = region_of_bars(timeline, args.bars, total, path=args.mix)
+            mix = read_audio(args.mix, start=start, frames=stop - start)
     else:
         if not args.bars:
             raise ConfigError("without --mix there is nothing to set the length", fix="give --mix, or --bars and --bpm")

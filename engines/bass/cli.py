@@ -102,19 +102,12 @@ def run(args: argparse.Namespace) -> int:
     if args.bars:
         # the one region path (engines.region, as the host's selection): hear the whole file (or take --bpm),
         # then cut the bars from it, with the whole file's chords and key
-        from backline.engines.region import cut, hear
-        from backline.engines.timeline import parse_bar_range
+        from backline.engines.region import cut_file
 
-        whole = read_audio(args.mix)
-        heard = hear(whole, timeline if args.bpm is not None else None,
-                     meter=(num, den) if args.meter else None)
-        if heard.source == "default":
-            raise ConfigError("no steady beat was heard in the mix, so where its bars lie is not known",
-                              path=args.mix, fix="give the tempo with --bpm, e.g. --bpm 120")
-        region = cut(whole, heard, parse_bar_range(args.bars), controls=controls,
-                     control_names={c.name for c in ALL_CONTROLS})
+        region = cut_file(args.mix, args.bars, timeline if args.bpm is not None else None,
+                          meter=(num, den) if args.meter else None, controls=controls,
+                          control_names={c.name for c in ALL_CONTROLS})
         timeline, start, stop, mix, controls = region.timeline, region.start, region.stop, region.mix, region.controls
-        del whole
         if device == "cpu":  # the engine works on the region alone: before any weights are loaded
             check_memory((stop - start) / rate, args.variations)
     else:
