@@ -23,7 +23,6 @@ import argparse
 import importlib.abc
 import importlib.util
 import json
-import math
 import os
 import sys
 import time
@@ -568,7 +567,6 @@ def bench(lease: Lease, log: Callable[[str], None]) -> list[dict[str, Any]]:
         except Exception as err:  # noqa: BLE001 - a compile failure must not cost the rest of the lease
             log(f"speed bass {label}: failed ({type(err).__name__}: {err}); skipped")
     engine.compiled = None
-    del engine
 
     acc = build_accompany("shipped", device)
     gm_s = 2.0 if smoke else 12.0
@@ -580,7 +578,6 @@ def bench(lease: Lease, log: Callable[[str], None]) -> list[dict[str, Any]]:
         return {"model": t, "total": t}
 
     measure("gmsdi extract", gm_s, gm_run, f"bass from the mix, {gm_steps} steps")
-    del acc
 
     from backline.engines.codec import load_codec
 
@@ -601,10 +598,8 @@ def speed_table(rows: list[dict[str, Any]]) -> str:
     head = f"{'what':<26} {'audio s':>7} {'encode':>8} {'model':>8} {'decode':>8} {'total':>8} {'x real time':>11}"
     lines = [head, "-" * len(head)]
     for r in rows:
-        def cell(k: str) -> str:
-            return f"{r[k]:8.4f}" if k in r else f"{'':>8}"
-        lines.append(f"{r['what']:<26} {r['audio_s']:7g} {cell('encode')} {cell('model')} {cell('decode')} "
-                     f"{cell('total')} {r['total'] / r['audio_s']:11.4f}")
+        cells = " ".join(f"{r[k]:8.4f}" if k in r else f"{'':>8}" for k in ("encode", "model", "decode", "total"))
+        lines.append(f"{r['what']:<26} {r['audio_s']:7g} {cells} {r['total'] / r['audio_s']:11.4f}")
     return "\n".join(lines)
 
 
