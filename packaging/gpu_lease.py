@@ -52,6 +52,7 @@ BUNDLE_LIMIT_BYTES = 40 * 2**20
 #: Minutes the plan reserves around the training: imports, CUDA start, held-out evaluations, writing.
 OVERHEAD_MIN = 0.6
 BENCH_MIN = 1.0
+REHEARSE_SCALE = 0.04
 
 
 def say(msg: str) -> None:
@@ -766,16 +767,20 @@ def _run(args: argparse.Namespace, out: Path) -> int:
         return 2
     check_plan(tasks)
     smoke = args.smoke
-    budget = {t.name: (t.smoke_minutes if smoke else t.minutes) for t in tasks}
+    rehearse = args.rehearse and not smoke
+    scale = REHEARSE_SCALE if rehearse else 1.0
+    budget = {t.name: (t.smoke_minutes if smoke else t.minutes * scale) for t in tasks}
     planned = planned_minutes(tasks)
-    say(f"plan{' (SMOKE: tiny budgets on the CPU)' if smoke else ''}: " +
+    mode = " (SMOKE: tiny budgets on the CPU)" if smoke else \
+        f" (REHEARSAL: real sizes on the CPU, budgets x{REHEARSE_SCALE:g})" if rehearse else ""
+    say(f"plan{mode}: " +
         ", ".join(f"{t.name} {budget[t.name]:g} min" for t in tasks) +
         f"; speed table ~{BENCH_MIN:g} min; start-up, evaluation and writing ~{OVERHEAD_MIN:g} min")
     say(f"planned device time {planned:.1f} min (limit {PLAN_LIMIT_MIN:g}); files to $OUT: "
         f"{sum(len(t.outputs) for t in tasks) + len(EXTRA_OUTPUTS)} (limit {MAX_OUT_FILES})")
     env = environment(smoke)
     say("environment: " + ", ".join(f"{k} {v}" for k, v in env.items()))
-    if not smoke and not env["cuda_available"]:
+    if not smoke and not rehearse and not env["cuda_available"]:
         say("no CUDA device here; the real run needs the GPU (use --smoke for the CPU rehearsal)")
         return 2
     if not env["torch"].startswith("2.11"):
@@ -788,15 +793,17 @@ def _run(args: argparse.Namespace, out: Path) -> int:
     manifest = json.loads((bundle / "manifest.json").read_text())
     say(f"bundle {bundle}: {manifest.get('bytes', 0) / 2**20:.1f} MiB, {len(manifest.get('train_tracks', []))} "
         f"train / {len(manifest.get('heldout_tracks', []))} held-out songs, built {manifest.get('created')}")
-    if smoke:
+    if smoke or rehearse:
         torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "2"))))
     else:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
         torch.backends.cudnn.benchmark = True
-    ctx = Distributed.setup("cpu" if smoke else "cuda")
-    lease = Lease(ctx, bundle, out, smoke, compile=not args.no_compile and not smoke, deadline_min=planned)
-    metrics: dict[str, Any] = {"format": FORMAT, "version": VERSION, "smoke": smoke, "started": _utc(),
+    ctx = Distributed.setup("cpu" if smoke or rehearse else "cuda")
+    lease = Lease(ctx, bundle, out, smoke, compile=not args.no_compile and ctx.device.type == "cuda",
+                  deadline_min=planned)
+    metrics: dict[str, Any] = {"format": FORMAT, "version": VERSION, "smoke": smoke, "rehearsal": rehearse,
+                               "started": _utc(),
                                "environment": env, "planned_minutes": round(planned, 2),
                                "plan": {t.name: {"minutes": budget[t.name], "why": t.why, "files": list(t.outputs),
                                                  "install": t.install} for t in tasks},
@@ -811,7 +818,7 @@ def _run(args: argparse.Namespace, out: Path) -> int:
         minutes = budget[task.name] if smoke else min(budget[task.name], left)
         entry: dict[str, Any] = {"status": "running", "budget_min": round(minutes, 3), "files": []}
         metrics["tasks"][task.name] = entry
-        if minutes < (0.02 if smoke else 0.25):
+        if minutes < (0.02 if smoke or rehearse else 0.25):
             entry["status"] = "skipped: no time left"
             say(f"{task.name}: skipped, {minutes:.2f} min left for it")
             continue
@@ -824,7 +831,7 @@ def _run(args: argparse.Namespace, out: Path) -> int:
             holder: dict[str, Any] = {}
             run_dir = out.parent / f".{out.name}-run-{task.name}-{os.getpid()}"
             loop = TrainLoop(ctx, run_dir, modules=job.modules, optimizers=job.optimizers, steps=10**9, lr=job.lr,
-                             max_minutes=minutes, log_every=5 if smoke else 50, ckpt_every=10**9,
+                             max_minutes=minutes, log_every=5 if smoke or rehearse else 50, ckpt_every=10**9,
                              desc=f"lease {task.name}", lr_fn=_cosine_by_time(holder, job.lr, job.warmup_frac))
             holder["loop"] = loop
             result = loop.run(job.step)
@@ -851,7 +858,7 @@ def _run(args: argparse.Namespace, out: Path) -> int:
         entry["wall_s"] = round(time.monotonic() - t0, 1)
         write_json_atomic(out / "metrics.json", metrics)
     try:
-        rows = bench(lease, say)
+        rows = [] if args.no_bench else bench(lease, say)
         metrics["speed"] = rows
         print(speed_table(rows), flush=True)
     except (BacklineError, RuntimeError, ValueError, OSError) as err:
@@ -905,6 +912,9 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--smoke", action="store_true", help="the same plan on the CPU with tiny budgets")
     r.add_argument("--tasks", default="", help="comma list of tasks (default: the whole plan)")
     r.add_argument("--no-compile", action="store_true", help="no torch.compile (eager only)")
+    r.add_argument("--no-bench", action="store_true", help="skip the speed table")
+    r.add_argument("--rehearse", action="store_true", help="the real plan's sizes (real bundle, batches, held-out "
+                   f"sets) on the CPU, budgets x{REHEARSE_SCALE:g}: checks what --smoke shrinks")
     r.add_argument("--strict-imports", action="store_true", help="refuse imports outside the lease packages "
                    "(always on with --smoke)")
     b = sub.add_parser("bundle", help="build the data bundle here (renders songs unless --corpus is given)")
