@@ -111,8 +111,8 @@ def judge(returned: Path, bundle: Path, root: Path, min_gain: float, dry_run: bo
                     role = _role_of(new)
                     if latent_space_id(load_codec(role, weights=new)) != latent_space_id(load_codec(role, weights=installed)):
                         raise BacklineError("the returned codec changed the latent space (encoder); refused")
-                before = task.prepare(lease, installed).evaluate()["loss"]
-                after = task.prepare(lease, new).evaluate()["loss"]
+                before = task.prepare(lease, installed).evaluate("report")["loss"]
+                after = task.prepare(lease, new).evaluate("report")["loss"]
                 row.update(cpu_before=before, cpu_after=after, target=str(target))
                 better = after < before * (1 - min_gain) if before > 0 else after < before
                 if not better:

@@ -53,6 +53,8 @@ BUNDLE_LIMIT_BYTES = 40 * 2**20
 OVERHEAD_MIN = 0.6
 BENCH_MIN = 1.0
 REHEARSE_SCALE = 0.04
+#: Seconds of training between two held-out checkpoint evaluations on the GPU (each costs well under a second).
+SELECT_EVERY_S = 15.0
 
 
 def say(msg: str) -> None:
@@ -323,15 +325,24 @@ class Lease:
         return (time.monotonic() - self.started) / 60
 
 
+HELD_OUT_PARTS = ("select", "report")
+
+
 @dataclass
 class Job:
-    """One model's training, ready to run: TrainLoop's pieces plus held-out evaluation and export."""
+    """One model's training, ready to run: TrainLoop's pieces plus held-out evaluation and export.
+
+    The held-out split has two halves: `evaluate("select")` picks the checkpoint that is exported (a short
+    fine-tune on a small bundle can overfit: the best one seen, the start included, is kept), and
+    `evaluate("report")`, never used for choosing, gives the before/after figures."""
 
     modules: dict[str, Any]
     optimizers: list[Any]
     lr: float
     step: Callable[[int], dict[str, float]]
-    evaluate: Callable[[], dict[str, float]]
+    evaluate: Callable[[str], dict[str, float]]
+    snapshot: Callable[[], dict[str, Any]]  # the exported weights, copied to the CPU
+    restore: Callable[[dict[str, Any]], None]
     export: Callable[[Path, dict[str, Any]], list[Path]]
     batch: int
     warmup_frac: float = 0.05
@@ -387,6 +398,7 @@ def codec_decoder_job(role: str) -> Callable[[Lease, Path | None], Job]:
 
         from backline.engines.codec.codec import FORMAT_VERSION, KIND, load_codec
         from backline.engines.codec.train import generator_losses
+        from backline.engines.errors import DatasetError
         from backline.engines.weights import save_weights
 
         codec = load_codec(role, weights=weights)
@@ -414,17 +426,24 @@ def codec_decoder_job(role: str) -> Callable[[Lease, Path | None], Job]:
             return logs
 
         @torch.no_grad()
-        def evaluate() -> dict[str, float]:
-            """Mean generator terms on the held-out crops, in fp32 (the same numbers before and after)."""
+        def evaluate(part: str) -> dict[str, float]:
+            """Mean generator terms on one half of the held-out crops (even / odd), in fp32."""
+            crops = held[HELD_OUT_PARTS.index(part)::2]
             model.eval()
             sums: dict[str, float] = {}
-            for k in range(0, held.shape[0], 4):
-                x = held[k:k + 4].to(lease.ctx.device).float()
+            for k in range(0, crops.shape[0], 4):
+                x = crops[k:k + 4].to(lease.ctx.device).float()
                 _, logs, _ = generator_losses(model, None, x, use_adv=False)
                 for key, v in logs.items():
                     sums[key] = sums.get(key, 0.0) + v * x.shape[0]
             model.train()
-            return {k: round(v / held.shape[0], 5) for k, v in sums.items()}
+            return {k: round(v / crops.shape[0], 5) for k, v in sums.items()}
+
+        def snapshot() -> dict[str, Any]:
+            return {k: v.detach().to("cpu", copy=True) for k, v in model.decoder.state_dict().items()}
+
+        def restore(state: dict[str, Any]) -> None:
+            model.decoder.load_state_dict(state)
 
         def export(out: Path, training: dict[str, Any]) -> list[Path]:
             record = dict(codec.meta.get("training", {})) | {"gpu_lease": training}
@@ -432,7 +451,9 @@ def codec_decoder_job(role: str) -> Callable[[Lease, Path | None], Job]:
                                 training=record, overwrite=True)
             return [path, path.with_suffix(".json")]
 
-        return Job({"model": model, "opt": opt}, [opt], lr, step, evaluate, export, batch,
+        if held.shape[0] < 2:
+            raise DatasetError("the bundle's held-out split needs at least 2 crops", path=lease.bundle)
+        return Job({"model": model, "opt": opt}, [opt], lr, step, evaluate, snapshot, restore, export, batch,
                    note=f"{role} decoder, encoder frozen; {tuple(train.shape)} fp16 segments")
 
     return prepare
@@ -480,7 +501,7 @@ def bass_job(lease: Lease, weights: Path | None) -> Job:
     rng = np.random.default_rng(0)
     # the held-out set: fixed crops × fixed noise levels and noise, the same before and after
     g = torch.Generator().manual_seed(0)
-    vb, vm = val.batch(2 if lease.smoke else 64, crop, np.random.default_rng(12345))
+    vb, vm = val.batch(2 if lease.smoke else 64, crop, np.random.default_rng(12345))  # halves: select, report
     ts = torch.linspace(0.05, 0.95, 3 if lease.smoke else 12)
     eps = torch.randn((len(ts),) + tuple(vb.shape), generator=g)
 
@@ -501,14 +522,21 @@ def bass_job(lease: Lease, weights: Path | None) -> Job:
         return {"loss": loss}
 
     @torch.no_grad()
-    def evaluate() -> dict[str, float]:
-        b, m = ema.norm_stem(vb.to(dev)), ema.norm_mix(vm.to(dev))
+    def evaluate(part: str) -> dict[str, float]:
+        half = slice(0, len(vb) // 2) if part == HELD_OUT_PARTS[0] else slice(len(vb) // 2, len(vb))
+        b, m = ema.norm_stem(vb[half].to(dev)), ema.norm_mix(vm[half].to(dev))
         losses = []
         for k, t in enumerate(ts):
             tt = torch.full((b.shape[0],), float(t), device=dev)
-            e = eps[k].to(dev)
+            e = eps[k][half].to(dev)
             losses.append(float(v_loss(sched, ema(sched.noise(b, tt, e), tt, m), b, tt, e)))
         return {"loss": round(float(np.mean(losses)), 5)}
+
+    def snapshot() -> dict[str, Any]:
+        return {k: v.detach().to("cpu", copy=True) for k, v in ema.state_dict().items()}
+
+    def restore(state: dict[str, Any]) -> None:
+        ema.load_state_dict(state)
 
     def export(out: Path, training: dict[str, Any]) -> list[Path]:
         record = dict(meta.get("training", {})) | {"gpu_lease": training}
@@ -518,7 +546,8 @@ def bass_job(lease: Lease, weights: Path | None) -> Job:
 
     if len(pairs) == 0:
         raise DatasetError("the bundle holds no bass pairs", path=lease.bundle)
-    return Job({"model": model, "ema": ema, "opt": opt}, [opt], lr, step, evaluate, export, batch, warmup_frac=0.05,
+    return Job({"model": model, "ema": ema, "opt": opt}, [opt], lr, step, evaluate, snapshot, restore, export, batch,
+               warmup_frac=0.05,
                note=f"{len(pairs)} tracks ({int(pairs.lengths.sum())} latent frames), held-out {len(val)}")
 
 
@@ -628,7 +657,8 @@ def bench(lease: Lease, log: Callable[[str], None]) -> list[dict[str, Any]]:
         return run
 
     bass_s = 4.0 if smoke else 30.0
-    measure("bass", bass_s, bass_run(mix_of(bass_s)), f"{steps} DDIM steps, CFG batched, bf16")
+    precision = "bf16 autocast" if lease.cuda else "fp32"
+    measure("bass", bass_s, bass_run(mix_of(bass_s)), f"{steps} DDIM steps, CFG batched, {precision}")
     measure("bass first bar", 2.0, bass_run(mix_of(2.0)), "one 4/4 bar at 120 BPM")
 
     acc = build_accompany("shipped", device)
@@ -826,16 +856,31 @@ def _run(args: argparse.Namespace, out: Path) -> int:
         try:
             seed_everything(1234 + i)
             job = task.prepare(lease, None)
-            before = job.evaluate()
+            before = job.evaluate("report")
+            best = {"loss": job.evaluate("select")["loss"], "step": 0, "state": job.snapshot(), "at": time.monotonic()}
             say(f"{task.name}: {job.note}; batch {job.batch}; held-out before {before}")
+            every_s = 0.0 if smoke or rehearse else SELECT_EVERY_S
+
+            def on_log(step: int, job=job, best=best, every_s=every_s) -> dict[str, float]:
+                """Checkpoint selection on the held-out 'select' half, at most every `every_s` seconds."""
+                if time.monotonic() - best["at"] < every_s:
+                    return {}
+                loss = job.evaluate("select")["loss"]
+                best["at"] = time.monotonic()
+                if loss < best["loss"]:
+                    best.update(loss=loss, step=step, state=job.snapshot())
+                return {"select_loss": loss}
+
             holder: dict[str, Any] = {}
             run_dir = out.parent / f".{out.name}-run-{task.name}-{os.getpid()}"
             loop = TrainLoop(ctx, run_dir, modules=job.modules, optimizers=job.optimizers, steps=10**9, lr=job.lr,
                              max_minutes=minutes, log_every=5 if smoke or rehearse else 50, ckpt_every=10**9,
                              desc=f"lease {task.name}", lr_fn=_cosine_by_time(holder, job.lr, job.warmup_frac))
             holder["loop"] = loop
-            result = loop.run(job.step)
-            after = job.evaluate()
+            result = loop.run(job.step, on_log)
+            on_log(result.step, every_s=0.0)
+            job.restore(best["state"])
+            after = job.evaluate("report")
             curve = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()] \
                 if (run_dir / "metrics.jsonl").exists() else []
             _remove_tree(run_dir)
@@ -843,14 +888,18 @@ def _run(args: argparse.Namespace, out: Path) -> int:
             training = {"device": env.get("gpu") or "cpu", "torch": env["torch"], "steps": result.step,
                         "batch": job.batch, "minutes": round(result.elapsed_s / 60, 2), "lr": job.lr,
                         "bundle": manifest.get("created"), "heldout_before": before, "heldout_after": after,
+                        "selected_step": best["step"], "select_loss": best["loss"],
                         "smoke": smoke, "date": _utc()}
             files = job.export(out, training)
             entry.update(status="done", steps=result.step, batch=job.batch, train_s=round(result.elapsed_s, 1),
                          before=before, after=after, improved=improved, files=[p.name for p in files],
-                         curve=[{k: row[k] for k in ("step", "time_s", "loss") if k in row} for row in curve][-40:],
+                         selected_step=best["step"], select_loss=best["loss"],
+                         curve=[{k: row[k] for k in ("step", "time_s", "loss", "select_loss") if k in row}
+                                for row in curve][-60:],
                          install=task.install)
-            say(f"{task.name}: {result.step} steps × {job.batch} in {result.elapsed_s:.0f} s; held-out loss "
-                f"{before['loss']:.4f} → {after['loss']:.4f} ({'better' if improved else 'NOT better'})")
+            say(f"{task.name}: {result.step} steps × {job.batch} in {result.elapsed_s:.0f} s; kept step "
+                f"{best['step']} (select {best['loss']:.4f}); held-out loss {before['loss']:.4f} → "
+                f"{after['loss']:.4f} ({'better' if improved else 'NOT better'})")
         except (BacklineError, RuntimeError, ValueError, OSError) as err:
             entry.update(status="failed", error=f"{type(err).__name__}: {err}"[:2000])
             say(f"{task.name}: FAILED ({type(err).__name__}: {str(err)[:300]}); going on with the rest")
