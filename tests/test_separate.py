@@ -157,3 +157,17 @@ def test_augmented_stems_still_sum_to_their_mix():
     assert out.shape == stems.shape and np.isfinite(out).all() and np.abs(out).max() > 0
     mix, parts = next(crops([out], 3, 0.5, rng))
     torch.testing.assert_close(parts.sum(1), mix)
+
+
+def test_a_part_that_is_not_there_is_said_with_its_presence_and_gets_no_midi(engine, monkeypatch):
+    """Below the presence line the report says so with the measured share, and no notes are transcribed."""
+    monkeypatch.setattr(sep_engine, "PRESENT_SHARE", 1.01)  # every part counts as absent for this check
+    t = np.arange(3 * 44100) / 44100
+    mix = Audio(np.stack([np.sin(2 * np.pi * 880 * t)] * 2).astype(np.float32) * 0.2, 44100)
+    result = engine.generate(request(mix, "bass", {"midi": True}), progress=lambda f, m: None,
+                             cancel=threading.Event())
+    rep = result.report
+    assert rep["present"] == {"bass": False} and 0.0 <= rep["presence"]["bass"] <= 1.0
+    assert result.takes[0].midi is None and rep["notes"] == {}
+    assert any(w.startswith("there is hardly any bass in this mix") and f"{rep['presence']['bass']:.1%}" in w
+               for w in rep["warnings"])

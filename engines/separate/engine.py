@@ -38,6 +38,7 @@ from backline.engines.protocol import (
     check_cancel,
 )
 from backline.engines.separate.model import BINS, HOP, N_FFT, ROLES, SAMPLE_RATE
+from backline.engines.timeline import Timeline
 
 WEIGHTS = Path(__file__).with_name("weights") / "separate"
 #: Labels a musician may type → (network role, inverted?). The band without a part is 1 − that part's mask.
@@ -261,6 +262,8 @@ class SeparateEngine:
             midi, notes, heard = self.transcribe(mix, dict(zip(labels, stems)), report["present"], controls["bpm"],
                                                  cancel)
             report |= {"notes": notes, "midi_tempo": heard}
+            if heard.get("why"):
+                warnings.append(heard["why"])
         check_cancel(cancel)
         total = time.perf_counter() - t0
         report["timings_s"] = {"separate_s": round(t_sep, 3), "total_s": round(total, 3)}
@@ -284,16 +287,24 @@ class SeparateEngine:
             transcribe_polyphonic,
         )
 
-        heard = listen(mix, bpm=bpm or None)
-        timeline = heard.timeline(mix.sample_rate)
-        bar = heard.beat_seconds * heard.numerator
-        offset = (bar - heard.bar_one) % bar if heard.bar_one > 0 else 0.0
+        wanted = [w for w in stems if present[w] and not ROLE_WORDS[w][1]]
+        if not wanted:
+            return None, {}, {}
+        try:
+            heard = listen(mix, bpm=bpm or None)
+            timeline = heard.timeline(mix.sample_rate)
+            bar = heard.beat_seconds * heard.numerator
+            offset = (bar - heard.bar_one) % bar if heard.bar_one > 0 else 0.0
+            tempo = {"bpm": round(float(heard.bpm), 2), "meter": f"{heard.numerator}/{heard.denominator}",
+                     "bar_one_s": round(float(heard.bar_one), 3), "source": "given" if bpm else "heard"}
+        except ConfigError as err:  # no steady beat (rubato, a drone): keep the work, say which tempo was used
+            timeline, offset = Timeline.constant(bpm or 120.0, mix.sample_rate), 0.0
+            tempo = {"bpm": bpm or 120.0, "meter": "4/4", "bar_one_s": 0.0, "source": "fallback",
+                     "why": f"{err}; the MIDI is at {bpm or 120.0:g} BPM as played (give --bpm)"}
         files, counts = [], {}
-        for w, stem in stems.items():
+        for w in wanted:
             check_cancel(cancel)
-            role, inverted = ROLE_WORDS[w]
-            if not present[w] or inverted:
-                continue
+            stem, role = stems[w], ROLE_WORDS[w][0]
             if role == "bass":
                 notes = transcribe_monophonic(stem, fmax=400.0)
                 mid = notes_to_midi(notes, timeline, program=33, offset_seconds=offset, name="bass")
@@ -305,10 +316,6 @@ class SeparateEngine:
                 mid = notes_to_midi(notes, timeline, program=0, channel=len(files), offset_seconds=offset, name=w)
             counts[w] = len(notes)
             files.append(mid)
-        tempo = {"bpm": round(float(heard.bpm), 2), "meter": f"{heard.numerator}/{heard.denominator}",
-                 "bar_one_s": round(float(heard.bar_one), 3), "source": "given" if bpm else "heard"}
-        if not files:
-            return None, counts, tempo
         out = mido.MidiFile(type=1, ticks_per_beat=files[0].ticks_per_beat)
         out.tracks.append(files[0].tracks[0])
         for f in files:

@@ -44,6 +44,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--init", type=Path, default=SHIPPED, help="weights a fresh run starts from ('' = random)")
     parser.add_argument("--export", type=Path, help="write fp16 weights + JSON here at the end")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--export-only", action="store_true", help="write --export from the run's checkpoint and stop")
     parser.add_argument("--no-build", action="store_true",
                         help="do not render the cache here: train on the .npy files a separate "
                              "`python -m backline.engines.separate.data` process writes, picking up new ones as they land")
@@ -144,6 +145,10 @@ def run(args: argparse.Namespace) -> int:
     loop = TrainLoop(ctx, args.run_dir, modules={"model": model, "opt": opt}, optimizers=[opt], steps=args.steps,
                      lr=args.lr, warmup=50, max_minutes=args.max_minutes, log_every=50,
                      ckpt_every=args.eval_every, desc="train separate")
+    if args.export_only:
+        export(model, args.export, dict(loop.extra) | {"steps": loop.step, "minutes": round(loop.elapsed_before / 60, 1)})
+        print(f"exported {args.export} from step {loop.step}", flush=True)
+        return 0
     if loop.step == 0 and args.init and str(args.init) and weight_paths(args.init)[0].exists():
         from backline.engines.separate.engine import load_model
 
