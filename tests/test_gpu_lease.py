@@ -19,7 +19,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "packaging"))
 import gpu_lease  # noqa: E402
 
-EXPECTED = {"stem.safetensors", "stem.json", "bass.safetensors", "bass.json", "metrics.json", "lease.log"}
+EXPECTED = {"stem.safetensors", "stem.json", "bass.safetensors", "bass.json", "separate.safetensors", "separate.json",
+            "metrics.json", "lease.log"}
 PLAN = [t for t in gpu_lease.TASKS if t.default]
 
 
