@@ -126,6 +126,7 @@ class BundleSpec:
     max_bars: int = 28
     stem_mib: float = 3.5  # packed (pcm_pack): ~4x the audio of fp16
     separate_mib: float = 2.0  # role stems (bass / drums / other) at 22.05 kHz, packed
+    separate_variants: int = 1  # pedalboard-augmented renders per song besides the dry one
     mix_mib: float = 0.0  # the optional codec-mix task's segments; 0 = none (room is short, see bundle_limit)
     heldout_crops: int = 8
     subsets: int = 2
@@ -134,7 +135,8 @@ class BundleSpec:
 #: One 8-bar song, split in time would be fairer, but the smoke run proves the machinery, not quality: its held-out
 #: split is the same song (heldout_songs=0), which halves the rendering CI waits for.
 SMOKE_BUNDLE = BundleSpec(songs=1, seed=2421, heldout_songs=0, heldout_seed=2421, min_bars=8, max_bars=8,
-                          stem_mib=0.15, mix_mib=0.0, heldout_crops=2, subsets=2, separate_mib=0.15)
+                          stem_mib=0.15, mix_mib=0.0, heldout_crops=2, subsets=2, separate_mib=0.15,
+                          separate_variants=0)
 #: What travels to the device machine: tracked + untracked files + carried paths, 64 MiB in all.
 TRAVEL_LIMIT_BYTES = 64 * 2**20
 TRAVEL_MARGIN_BYTES = 2 * 2**20
@@ -303,7 +305,7 @@ def _separate_segments(corpus: Path, heldout: Path, cache: Path, spec: BundleSpe
     from backline.engines.separate.data import build_cache, load_cache
     from backline.engines.separate.model import ROLES, SAMPLE_RATE
 
-    songs = load_cache(build_cache(corpus, cache / "train", variants=1, seed=spec.seed))
+    songs = load_cache(build_cache(corpus, cache / "train", variants=spec.separate_variants, seed=spec.seed))
     held = load_cache(build_cache(heldout, cache / "heldout", variants=0)) if heldout != corpus else songs
     per = int(SEPARATE_WINDOW_S * SAMPLE_RATE)
     n = max(2, int(spec.separate_mib * 2**20 * PACK_RATIO // (per * len(ROLES) * 2)))
