@@ -26,6 +26,7 @@ import importlib.util
 import json
 import os
 import sys
+import tempfile
 import time
 import traceback
 import types
@@ -1066,7 +1067,7 @@ def _run(args: argparse.Namespace, out: Path) -> int:
                 return {"select_loss": loss}
 
             holder: dict[str, Any] = {}
-            run_dir = out.parent / f".{out.name}-run-{task.name}-{os.getpid()}"
+            run_dir = Path(tempfile.mkdtemp(prefix=f"gpu-lease-{task.name}-"))  # never in $OUT (8 files back)
             loop = TrainLoop(ctx, run_dir, modules=job.modules, optimizers=job.optimizers, steps=10**9, lr=job.lr,
                              max_minutes=minutes, log_every=5 if smoke or rehearse else 50, ckpt_every=10**9,
                              desc=f"lease {task.name}", lr_fn=_cosine_by_time(holder, job.lr, job.warmup_frac))
