@@ -949,6 +949,9 @@ def environment(smoke: bool) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    # no tqdm bars: thousands of redraws would bury the speed table in the 12,000 characters the device tool
+    # returns; TrainLoop then uses its silent bar and progress is the lines printed at each held-out check
+    sys.modules.setdefault("tqdm", None)
     guard = None
     if args.smoke or args.strict_imports:
         guard = LeaseImportGuard()
@@ -1056,7 +1059,7 @@ def _run(args: argparse.Namespace, out: Path) -> int:
             say(f"{task.name}: {job.note}; batch {job.batch}; held-out before {before}")
             every_s = 0.0 if smoke or rehearse else SELECT_EVERY_S
 
-            def on_log(step: int, job=job, best=best, every_s=every_s) -> dict[str, float]:
+            def on_log(step: int, job=job, best=best, every_s=every_s, name=task.name) -> dict[str, float]:
                 """Checkpoint selection on the held-out 'select' half, at most every `every_s` seconds."""
                 if time.monotonic() - best["at"] < every_s:
                     return {}
@@ -1064,6 +1067,8 @@ def _run(args: argparse.Namespace, out: Path) -> int:
                 best["at"] = time.monotonic()
                 if loss < best["loss"]:
                     best.update(loss=loss, step=step, state=job.snapshot())
+                say(f"  {name} step {step}: held-out (select) {loss:.4f}, best {best['loss']:.4f} at step "
+                    f"{best['step']}")
                 return {"select_loss": loss}
 
             holder: dict[str, Any] = {}
