@@ -1114,7 +1114,8 @@ def _run(args: argparse.Namespace, out: Path) -> int:
     try:
         rows = [] if args.no_bench else bench(lease, say)
         metrics["speed"] = rows
-        print(speed_table(rows), flush=True)
+        if rows:
+            print(speed_table(rows), flush=True)
     except Exception as err:  # noqa: BLE001 - the weights are written already; say what broke
         metrics["speed_error"] = f"{type(err).__name__}: {err}"[:2000]
         say(f"speed table FAILED ({type(err).__name__}: {str(err)[:300]})")
