@@ -113,7 +113,8 @@ def test_cli_refuses_an_unknown_part_and_a_silent_mix_in_one_line(tmp_path, caps
 def test_memory_estimate_fits_a_15_minute_stereo_mix_and_refuses_what_cannot(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("BACKLINE_MEMORY_GB", raising=False)
     assert estimate_memory_bytes(15 * 60, 44100, 2, 1) < 2e9
-    assert estimate_memory_bytes(15 * 60, 48000, 2, 2) < 2e9
+    with pytest.raises(DeviceError, match="fewer parts"):
+        check_memory(15 * 60, 44100, 2, 3)
     with pytest.raises(DeviceError, match="over the 2.0 GB limit"):
         check_memory(15 * 60, 192000, 8, 1)
     monkeypatch.setenv("BACKLINE_MEMORY_GB", "64")
