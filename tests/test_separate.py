@@ -113,7 +113,8 @@ def test_cli_refuses_an_unknown_part_and_a_silent_mix_in_one_line(tmp_path, caps
 def test_memory_estimate_fits_a_15_minute_stereo_mix_and_refuses_what_cannot(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("BACKLINE_MEMORY_GB", raising=False)
     assert estimate_memory_bytes(15 * 60, 44100, 2, 1) < 2e9
-    assert estimate_memory_bytes(15 * 60, 48000, 2, 2) < 2e9
+    with pytest.raises(DeviceError, match="fewer parts"):
+        check_memory(15 * 60, 44100, 2, 3)
     with pytest.raises(DeviceError, match="over the 2.0 GB limit"):
         check_memory(15 * 60, 192000, 8, 1)
     monkeypatch.setenv("BACKLINE_MEMORY_GB", "64")
@@ -171,3 +172,22 @@ def test_a_part_that_is_not_there_is_said_with_its_presence_and_gets_no_midi(eng
     assert result.takes[0].midi is None and rep["notes"] == {}
     assert any(w.startswith("there is hardly any bass in this mix") and f"{rep['presence']['bass']:.1%}" in w
                for w in rep["warnings"])
+
+
+def test_shipped_weights_load_small_and_extract_returns_the_stem_and_its_share():
+    from backline.engines.separate import extract
+    from backline.engines.separate.engine import WEIGHTS
+    from backline.engines.weights import weight_paths
+
+    tensors, config = weight_paths(WEIGHTS)
+    assert tensors.stat().st_size <= 4 * 2**20 and config.exists()
+    rate = 48000
+    t = np.arange(3 * rate) / rate
+    bass = 0.3 * np.sign(np.sin(2 * np.pi * 55 * t)) * np.exp(-3 * (t % 0.5))  # a plucked low note each half beat
+    hats = np.random.default_rng(0).standard_normal(len(t)) * 0.05 * (t % 0.25 < 0.03)
+    mix = Audio(np.stack([bass + hats, bass + 0.8 * hats]).astype(np.float32), rate)
+    stem, share = extract(mix, "bass")
+    assert stem.sample_rate == rate and stem.samples.shape == mix.samples.shape
+    assert 0.0 <= share <= 1.0
+    with pytest.raises(ConfigError, match="one part"):
+        extract(mix, "bass, drums")
