@@ -148,9 +148,34 @@ class MetricLog:
 
 
 def progress_bar(total: int, initial: int, ctx: Distributed, desc: str):
-    from tqdm import tqdm
-
+    """tqdm on rank 0; a silent counter where tqdm is not installed (the GPU lease machine has torch only)."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return SilentBar(total, initial)
     return tqdm(total=total, initial=initial, desc=desc, disable=not ctx.is_main, dynamic_ncols=True)
+
+
+class SilentBar:
+    """The part of tqdm's interface the trainers use, doing nothing but count (metrics.jsonl still logs)."""
+
+    def __init__(self, total: int = 0, initial: int = 0) -> None:
+        self.total, self.n = total, initial
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+
+    def set_postfix(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def set_postfix_str(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def refresh(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 def infinite(loader: Any, ctx: Distributed) -> Iterator[Any]:
