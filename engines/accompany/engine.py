@@ -30,7 +30,6 @@ import numpy as np
 import torch
 
 from backline.engines.accompany import spec
-from backline.engines.accompany.follow import INSTRUMENTS
 from backline.engines.accompany.gmsdi import (
     ENSEMBLE_CHOICE,
     Extractor,
@@ -39,6 +38,7 @@ from backline.engines.accompany.gmsdi import (
     Separator,
     TotalGeneration,
 )
+from backline.engines.accompany.instruments import INSTRUMENTS
 from backline.engines.accompany.planner import STYLES as PLANNER_STYLES
 from backline.engines.accompany.roles import ROLES, canonical, label_text, negative_prompt, parse_prompt
 from backline.engines.audio import Audio, resample
