@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from pathlib import Path
 
@@ -135,6 +136,13 @@ def main(argv: list[str] | None = None) -> int:
                   f"to {folder}", file=sys.stderr)
         else:
             print("backline: cancelled; nothing partial was written", file=sys.stderr)
+        if argv is None:  # the `backline` process itself: leave now, exit status 130
+            # A signal that lands inside an import (torch's first seconds) can leave a half-imported module whose
+            # teardown raises a second KeyboardInterrupt after this one was handled, and the process then dies of
+            # SIGINT (-2) instead of 130. Everything the run made is already cleaned up by the unwinding above.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(130)
         return 130
     finally:
         _restore_sigterm(previous)
