@@ -81,6 +81,10 @@ def run(args: argparse.Namespace) -> int:
         check_memory((stop - start) / rate, args.variations)
     mix = read_audio(args.mix, start=start, frames=stop - start)
 
+    if args.reference:  # issue 22: a reference that is not audio, or silent, fails before any weights load
+        from backline.engines.bass.reference import load_reference_audio
+
+        load_reference_audio(args.reference)
     import torch
 
     from backline.engines.bass.engine import build
@@ -100,6 +104,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"heard  {heard['bpm']:g} BPM {heard['meter']}, bar one at {heard['bar_one_s']:.3f} s, {heard['key']}"
               f"  ({', '.join(f'{k} from {v}' for k, v in heard['sources'].items())})")
         print(f"chords {heard['chords']}")
+    if "reference" in rep:  # issue 22: what the reference taught, in words
+        print(f"style  {rep['reference']['learned']}  (learned from {rep['reference']['reference']}"
+              f"{', cached' if rep['reference'].get('cached') else ''})")
     for take in result.takes:
         print(f"audio  {take.stems['bass']}  (seed {take.seed}, starts at sample {take.start_sample})")
         print(f"midi   {take.midi}  ({take.report['notes']} notes)")

@@ -233,7 +233,7 @@ class BassEngine:
         merged = defaults | {k: v for k, v in controls.items() if v is not None}
         merged = validate_controls(tuple(c for c in ALL_CONTROLS if c.name in defaults), merged, NAME)
         if merged["mode"] == "follow" or merged.get("midi_in"):
-            return self._generate_follow(request, merged, preset, progress, cancel, t_start)
+            return self._generate_follow(request, merged, preset, progress, cancel, t_start, reference=reference)
         sampling = Sampling(int(merged["steps"]) if float(merged["steps"]).is_integer() else merged["steps"],
                             float(merged["cfg"]), float(merged["rescale"]), float(merged["strength"])).check()
         quantise = merged["quantise"]
@@ -352,7 +352,7 @@ class BassEngine:
                       band_midi=request.midi)
 
     def _generate_follow(self, request: GenerationRequest, merged: dict[str, Any], preset, progress, cancel,
-                         t_start: float) -> GenerationResult:
+                         t_start: float, reference: Path | None = None) -> GenerationResult:
         from backline.engines.bass.follow import plan_line, read_line_midi, render_line
         from backline.engines.listen import kick_onsets
         from backline.engines.transcribe import notes_to_midi
@@ -373,6 +373,16 @@ class BassEngine:
                               fix=f"use one of {', '.join(s for s in PLANNER_STYLES if s != 'unknown')}")
         mix = self._check_mix(request.mix)
         seeds = [int(request.seed) + k for k in range(request.variations)]
+        # --- style reference (issue 22, engines/bass/reference.py): the user's recording gives the sound and feel
+        ref_inst = ref_info = None
+        if reference is not None:
+            from backline.engines.bass.reference import prepare_reference
+
+            t0 = time.perf_counter()
+            ref_inst, ref_info = prepare_reference(reference, progress=lambda f, m: progress(0.05 * f, m),
+                                                   cancel=cancel)
+            timings["reference_s"] = time.perf_counter() - t0
+        # --- end style reference
         progress(0.05, "listening")
         t0 = time.perf_counter()
         lst = self.listen(request, merged, mix)
@@ -390,6 +400,14 @@ class BassEngine:
             kicks = lst.kicks if lst.kicks is not None else kick_onsets(mix)
             for seed in seeds:
                 check_cancel(cancel)
+                if ref_inst is not None:  # issue 22: planned in the reference's feel
+                    from backline.engines.bass.reference import plan_in_feel
+
+                    notes, grid, info = plan_in_feel(self.planner(), lst, kicks, ref_inst.feel, seed=seed,
+                                                     lock_to_kick=bool(merged["lock_to_kick"]),
+                                                     style=None if merged["style"] == "preset" else style)
+                    lines.append((notes, info))
+                    continue
                 notes, grid, attrs = plan_line(
                     self.planner(), lst, kicks, style=style, complexity=float(merged["complexity"]),
                     intensity=float(merged["intensity"]), register=float(merged["register"]),
@@ -406,6 +424,11 @@ class BassEngine:
         for v, (notes, _) in enumerate(lines):
             check_cancel(cancel)
             progress(0.3 + 0.6 * v / len(lines), "playing the line")
+            if ref_inst is not None:  # issue 22: in the reference's own sound
+                from backline.engines.bass.reference import render_in_reference
+
+                rendered.append(render_in_reference(ref_inst, notes, mix.frames, sr))
+                continue
             rendered.append(render_line(notes, preset, mix.frames, sr, lst.bpm))
         timings["render_s"] = time.perf_counter() - t0
         check_cancel(cancel)
@@ -419,7 +442,8 @@ class BassEngine:
                  for seed, (notes, info), (_dry, wet, level) in zip(seeds, lines, rendered)]
         timings["total_s"] = time.perf_counter() - t_start
         report = {
-            "engine": NAME, "mode": "follow" if not merged.get("midi_in") else "midi-in", "render": "soundfont",
+            "engine": NAME, "mode": "follow" if not merged.get("midi_in") else "midi-in",
+            "render": "reference sampler" if ref_inst is not None else "soundfont",
             "config": self.config, "device": "cpu", "fallbacks": [], "warnings": list(self.warnings),
             "weights": self.describe().weights, "listening": lst.to_dict(),
             "settings": {k: merged[k] for k in ("style", "complexity", "intensity", "register", "swing",
@@ -429,6 +453,10 @@ class BassEngine:
                        "bpm": timeline.bpm, "start_bar": round(timeline.samples_to_bar(request.region_start), 4)},
             "timings_s": {k: round(v, 3) for k, v in timings.items()},
         }
+        if ref_info is not None:  # issue 22: what was learned from the reference, in words and numbers
+            report["reference"] = ref_info
+            for take in takes:
+                take.report["learned"] = ref_info["learned"]
         progress(1.0, "done")
         return GenerationResult(takes, report)
 
