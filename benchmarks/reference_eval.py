@@ -227,8 +227,8 @@ def main(argv: list[str] | None = None) -> int:
             for seed in range(3):
                 line, _, pinfo = plan_in_feel(planner, lst, lst.kicks, f, seed=seed)
                 takes.append(pinfo["notes_per_bar"])
-            err = abs(np.mean(takes) - division) / division
-            errs.append(err)
+            err = (np.mean(takes) - division) / division
+            errs.append(abs(err))
             print(f"   {division:>2}/bar at {bpm:g} BPM: measured {f.notes_per_bar:5.2f} at {f.bpm:g} BPM, style "
                   f"{pinfo['style']:>10}, take {np.mean(takes):5.2f} ({err:+.0%} vs true)  — \"{info['learned']}\"")
         results["feel_max_error"] = float(max(errs))
@@ -290,25 +290,30 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def save_spectrograms(folder: Path, items: list[tuple[str, Audio]]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """Log-mel spectrograms (0–4 kHz, first 8 s), each reference beside its take, one PNG (rows in `items` order,
+    pairs left | right). Written with the project's own PNG encoder (no plotting library needed)."""
+    from backline.engines.analysis.tagger import encode_png
     from backline.engines.frontend import log_mel
 
     folder.mkdir(parents=True, exist_ok=True)
-    rows = (len(items) + 1) // 2
-    fig, axes = plt.subplots(rows, 2, figsize=(12, 2.2 * rows))
-    for ax, (name, audio) in zip(np.ravel(axes), items):
+    tiles = []
+    for _name, audio in items:
         x = torch.from_numpy(audio.with_channels(1).resampled(SR).samples[0][: SR * 8].copy())
         m = log_mel(x, SR, n_mels=96, f_max=4000.0).numpy()
-        ax.imshow(m, origin="lower", aspect="auto", cmap="magma")
-        ax.set_title(name, fontsize=8)
-        ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(folder / "reference_takes.png", dpi=80)
-    print(f"spectrograms: {folder / 'reference_takes.png'}")
+        lo = np.percentile(m, 5)
+        v = np.clip((m - lo) / max(m.max() - lo, 1e-6), 0.0, 1.0)[::-1]
+        v = np.repeat(v, 2, axis=0)
+        tiles.append(np.stack([v, v ** 2, 0.2 + 0.6 * v * (1 - v)], -1))
+    width = max(t.shape[1] for t in tiles)
+    tiles = [np.pad(t, ((0, 0), (0, width - t.shape[1]), (0, 0)), constant_values=1.0) for t in tiles]
+    gap_v = np.ones((tiles[0].shape[0], 6, 3))
+    rows = [np.concatenate([tiles[i], gap_v, tiles[i + 1] if i + 1 < len(tiles) else np.ones_like(tiles[i])], 1)
+            for i in range(0, len(tiles), 2)]
+    gap_h = np.ones((6, rows[0].shape[1], 3))
+    img = np.concatenate(sum(([r, gap_h] for r in rows), [])[:-1], 0)
+    path = folder / "reference_takes.png"
+    path.write_bytes(encode_png((img * 255).astype(np.uint8)))
+    print(f"spectrograms (left reference, right take; rows: {', '.join(n for n, _ in items[::2])}): {path}")
 
 
 if __name__ == "__main__":

@@ -121,3 +121,61 @@ def test_bad_references_fail_in_one_line_and_cache_nothing(tmp_path):
 def test_separation_path_is_used_when_the_engine_exists(tmp_path):
     pytest.importorskip("backline.engines.separate",
                         reason="the separation engine (branch `separate`) is not merged here yet")
+
+
+# --- through the engine and the CLI -------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def band(tiny_corpus):
+    from backline.engines.audio import read_audio
+    from backline.engines.data.slakh import list_tracks
+
+    tr = next(t for t in list_tracks(tiny_corpus) if t.extras["time_signature"] == [4, 4])
+    audios = [read_audio(s.audio) for s in tr.audio_stems() if s.role != "bass"]
+    n = min(a.frames for a in audios)
+    return Audio(np.sum([a.samples[:, :n] for a in audios], axis=0).astype(np.float32), audios[0].sample_rate)
+
+
+def test_follow_mode_plays_in_the_references_sound_and_midi_in_too(band, tmp_path, capsys):
+    import mido
+
+    from backline.engines.audio import read_audio
+    from backline.engines.timeline import Timeline
+    from backline.engines.transcribe import midi_to_notes, notes_to_midi
+    from backline.host.cli import main as cli_main
+
+    mix = write_audio(tmp_path / "band.wav", band)
+    ref = write_audio(tmp_path / "my bass.flac", synth(line(8, bars=6), "bright"))
+    out = tmp_path / "o"
+    assert cli_main(["generate", "bass", "--mix", str(mix), "--out", str(out), "--config", "debug",
+                     "--reference", str(ref)]) == 0, capsys.readouterr().err
+    printed = capsys.readouterr().out
+    assert "style  " in printed and "eighths" in printed and "learned from" in printed, printed
+    wav = read_audio(out / "bass_seed0.wav")
+    assert wav.frames == band.frames and wav.peak() > 0.01
+    # the user's own MIDI in the reference's sound: sound exactly where the notes are
+    user = [Note(40, 0.5, 1.0, 100), Note(47, 1.0, 1.5, 90), Note(45, 2.0, 3.0, 80)]
+    path = tmp_path / "line.mid"
+    notes_to_midi(user, Timeline.constant(100.0, 44100), program=33).save(str(path))
+    out2 = tmp_path / "o2"
+    assert cli_main(["generate", "bass", "--mix", str(mix), "--out", str(out2), "--config", "debug", "--bpm", "100",
+                     "--reference", str(ref), "--midi-in", str(path)]) == 0, capsys.readouterr().err
+    assert "cached" in capsys.readouterr().out  # the second take reuses the built instrument
+    got = midi_to_notes(mido.MidiFile(str(out2 / "bass_seed0.mid")))
+    assert [(n.pitch, round(n.start, 3)) for n in got] == [(n.pitch, n.start) for n in user]
+    y = read_audio(out2 / "bass_seed0.wav").with_channels(1).samples[0]
+    sr = band.sample_rate
+    first = np.flatnonzero(np.abs(y) > 0.1 * np.abs(y[: int(1.5 * sr)]).max())[0] / sr
+    assert abs(first - 0.5) < 0.005, first  # no added latency
+
+
+def test_cli_refuses_a_bad_reference_in_one_line_before_loading_anything(band, tmp_path, capsys):
+    from backline.host.cli import main as cli_main
+
+    mix = write_audio(tmp_path / "band.wav", band)
+    for bad in ("/etc/passwd", str(write_audio(tmp_path / "silent.wav", Audio(np.zeros((1, SR * 3), np.float32), SR)))):
+        assert cli_main(["generate", "bass", "--mix", str(mix), "--out", str(tmp_path / "o"), "--config", "debug",
+                         "--reference", bad]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "backline: error" in err and not (tmp_path / "o").exists(), err
+    assert not cache_dir().exists()
