@@ -214,6 +214,7 @@ ENGINE_REGISTRY: dict[str, str] = {
     "accompany": "backline.engines.accompany.engine:build",
     "drums": "backline.engines.drums.engine:build",
     "analysis": "backline.engines.analysis.engine:build",
+    "separate": "backline.engines.separate.engine:build",
 }
 
 

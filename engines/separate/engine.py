@@ -1,0 +1,350 @@
+"""The `separate` engine: a mix in, the prompted parts out (`separate_{role}_seed{N}.wav`), each with its measured
+presence and, on request, its MIDI at the song's heard tempo.
+
+What runs (chosen by measurement, weights/TRAINING.md): the predictive mask network of model.py — one forward
+pass gives a softmax mask per role (bass, drums, other) over the mixture's magnitude STFT; the stem is the mask
+applied to the mixture's own STFT (mixture phase) in every channel at the mix's own rate. Paper 003's GMSDI
+score model (engines/accompany, painting magnitudes) measured far below it on our CPUs and stays where it is.
+
+Roles: `bass`, `drums`, `other` (everything else: piano, guitar, strings, voice, ...; "piano", "keys",
+"guitar", ... are read as `other` and the report says so), and `no-bass` / `no-drums` (the band without that part:
+1 − its mask, what a musician plays along to).
+
+Any length, bounded memory: the mix is processed in 30 s windows with 2 s cross-fades (`engines.windows`); the
+peak is estimated before any work (`estimate_memory_bytes`) and a mix that would pass the limit
+(BACKLINE_MEMORY_GB, default 2) is refused with the length that fits. Mixes above 48 kHz are resampled to 48 kHz
+for the work and the stems back to the mix's rate.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from backline.engines.audio import Audio, resample
+from backline.engines.errors import ConfigError, DeviceError
+from backline.engines.protocol import (
+    Control,
+    EngineDescription,
+    GenerationRequest,
+    GenerationResult,
+    Take,
+    check_cancel,
+)
+from backline.engines.separate.model import BINS, HOP, N_FFT, ROLES, SAMPLE_RATE
+
+WEIGHTS = Path(__file__).with_name("weights") / "separate"
+#: Labels a musician may type → (network role, inverted?). The band without a part is 1 − that part's mask.
+ROLE_WORDS: dict[str, tuple[str, bool]] = {
+    "bass": ("bass", False), "drums": ("drums", False), "drum": ("drums", False), "other": ("other", False),
+    "piano": ("other", False), "keys": ("other", False), "guitar": ("other", False), "strings": ("other", False),
+    "lead": ("other", False), "vocals": ("other", False), "accompaniment": ("other", False),
+    "no-bass": ("bass", True), "no-drums": ("drums", True),
+}
+#: Work rate ceiling: above it the mix is resampled down for the work and the stems back up.
+MAX_WORK_RATE = 48000
+WINDOW_SECONDS, HOP_SECONDS = 30.0, 28.0
+#: A part whose separated energy is below this share of the mix's is reported as not there (measured: the
+#: mask's leakage on mixes without that part stays under 1 %, see TRAINING.md).
+PRESENT_SHARE = 0.02
+SILENT_PEAK = 10 ** (-80 / 20)
+#: Peak RSS ≈ BASE + bytes held per second of mix (input, output stems, resampling copies) — see
+#: `estimate_memory_bytes`; BASE is torch, the model and one window's work, measured with /usr/bin/time.
+MEMORY_BASE_BYTES = 0.55e9
+DEFAULT_MEMORY_GB = 2.0
+
+CONTROLS = (
+    Control("roles", "text", "bass", "Parts",
+            help="parts to separate, comma-separated: bass, drums, other (piano, guitar, ... = other), "
+                 "no-bass, no-drums (the band without that part); the request's prompt wins"),
+    Control("midi", "bool", False, "MIDI of each part",
+            help="transcribe each separated part to MIDI at the song's heard tempo"),
+    Control("bpm", "float", 0.0, "Tempo for the MIDI", 0.0, 400.0, 0.1, group="advanced",
+            help="0 = the tempo heard in the mix (engines.listen)"),
+)
+
+
+def parse_roles(text: str) -> list[str]:
+    """'bass, drums' → ['bass', 'drums']; an unknown label is one ConfigError naming the known ones."""
+    labels = [w.strip().lower().replace(" ", "-") for w in (text or "").split(",") if w.strip()]
+    if not labels:
+        labels = ["bass"]
+    bad = [w for w in labels if w not in ROLE_WORDS]
+    if bad:
+        raise ConfigError(f"cannot separate {', '.join(repr(b) for b in bad)}",
+                          fix=f"known parts: {', '.join(ROLE_WORDS)}")
+    return list(dict.fromkeys(labels))
+
+
+def estimate_memory_bytes(seconds: float, sample_rate: int, channels: int, parts: int) -> float:
+    """Peak RSS for separating `parts` parts of a mix: the input, the output stems, and the copies a resample
+    in and out needs, all float32, plus the fixed base (one window's work is in the base)."""
+    work_rate = min(sample_rate, MAX_WORK_RATE)
+    per_channel_second = 4.0 * (sample_rate + work_rate * (1 + parts) + (sample_rate * parts if sample_rate > work_rate else 0))
+    return MEMORY_BASE_BYTES + seconds * channels * per_channel_second
+
+
+def memory_limit_bytes() -> float:
+    from backline.engines.bass.engine import memory_limit_bytes as shared  # the one BACKLINE_MEMORY_GB reader
+
+    return shared()
+
+
+def check_memory(seconds: float, sample_rate: int, channels: int, parts: int) -> float:
+    need, limit = estimate_memory_bytes(seconds, sample_rate, channels, parts), memory_limit_bytes()
+    if need > limit:
+        per = (estimate_memory_bytes(60, sample_rate, channels, parts) - MEMORY_BASE_BYTES) / 60
+        fits = max(0.0, (limit - MEMORY_BASE_BYTES) / per)
+        raise DeviceError(f"separating {parts} part(s) of this {_clock(seconds)} {channels}-channel "
+                          f"{sample_rate} Hz mix needs about {need / 1e9:.1f} GB of memory, over the "
+                          f"{limit / 1e9:.1f} GB limit",
+                          fix=f"separate up to {_clock(fits)} at a time (--bars), fewer parts, or allow more "
+                              f"with BACKLINE_MEMORY_GB={math.ceil(need / 1e9)}")
+    return need
+
+
+def _clock(seconds: float) -> str:
+    s = int(seconds)
+    return f"{s // 60}:{s % 60:02d}"
+
+
+def load_model(path: str | Path = WEIGHTS) -> torch.nn.Module:
+    """The mask network from fp16 safetensors + JSON (computed in float32)."""
+    from backline.engines.separate.model import DEFAULT_CONFIG, KIND, build
+    from backline.engines.weights import load_weights
+
+    model, _ = load_weights(path, kind=KIND, build=build, reference=DEFAULT_CONFIG | {"dtype": "float16"})
+    return model.float().eval()
+
+
+def _native_grid(rate: int) -> tuple[int, int]:
+    """(n_fft, hop) at `rate` with the model's bin width and frame period (exact at 22.05/44.1/88.2 kHz)."""
+    n_fft = 2 * max(8, round(N_FFT * rate / SAMPLE_RATE / 2))
+    return n_fft, max(1, round(HOP * rate / SAMPLE_RATE))
+
+
+def resize_masks(masks: torch.Tensor, rate: int, n_fft: int, frames: int) -> torch.Tensor:
+    """Model-grid masks [K, BINS, T] → the native STFT grid [K, n_fft/2+1, frames]: linear in time and in
+    frequency (Hz), the top model bin held above 11.025 kHz."""
+    freqs = torch.arange(n_fft // 2 + 1, dtype=torch.float32) * rate / n_fft
+    idx = (freqs / (SAMPLE_RATE / N_FFT)).clamp(max=BINS - 1)
+    lo = idx.floor().long()
+    hi = (lo + 1).clamp(max=BINS - 1)
+    w = (idx - lo)[None, :, None]
+    m = masks[:, lo] * (1 - w) + masks[:, hi] * w
+    if m.shape[-1] != frames:
+        m = torch.nn.functional.interpolate(m, size=frames, mode="linear", align_corners=True)
+    return m
+
+
+class Separator:
+    """The mask network and everything around it that the engine and `extract` share."""
+
+    def __init__(self, model: torch.nn.Module, device: str = "cpu") -> None:
+        self.model = model.to(device).eval()
+        self.device = device
+
+    @torch.inference_mode()
+    def masks(self, mono22: np.ndarray) -> torch.Tensor:
+        """Mono 22.05 kHz window → masks [len(ROLES), BINS, frames] (softmax over the roles)."""
+        from backline.engines.separate.model import magnitude
+
+        mag = magnitude(torch.from_numpy(np.ascontiguousarray(mono22, dtype=np.float32)).to(self.device))
+        return self.model(mag[None])[0].float().cpu()
+
+    @torch.inference_mode()
+    def window(self, x: np.ndarray, rate: int, parts: list[tuple[str, bool]]) -> np.ndarray:
+        """One window [C, n] at `rate` → stems [len(parts), C, n]: each part's mask on each channel's STFT."""
+        from backline.engines.frontend import istft, stft
+
+        n = x.shape[-1]
+        mono = resample(x.mean(axis=0), rate, SAMPLE_RATE)
+        masks = self.masks(mono)
+        picked = torch.stack([1 - masks[ROLES.index(r)] if inv else masks[ROLES.index(r)] for r, inv in parts])
+        n_fft, hop = _native_grid(rate)
+        out = np.empty((len(parts), x.shape[0], n), np.float32)
+        for c in range(x.shape[0]):
+            spec = stft(torch.from_numpy(np.ascontiguousarray(x[c])), n_fft, hop)
+            m = resize_masks(picked, rate, n_fft, spec.shape[-1])
+            out[:, c] = istft(m * spec, n_fft, hop, length=n).numpy()
+        return out
+
+    def separate(self, audio: Audio, parts: list[tuple[str, bool]], *, progress=None,
+                 cancel: threading.Event | None = None) -> list[Audio]:
+        """Every part of a whole mix (any length: 30 s windows, cross-faded), at the mix's own rate."""
+        from backline.engines.windows import overlap_add
+
+        rate = audio.sample_rate
+        work = min(rate, MAX_WORK_RATE)
+        x = audio.samples if work == rate else resample(audio.samples, rate, work)
+
+        def step(i: int, n: int) -> None:
+            check_cancel(cancel)
+            if progress is not None:
+                progress((i + 1) / n, f"separating, window {i + 1} of {n}")
+
+        check_cancel(cancel)
+        y = overlap_add(lambda w: self.window(w, work, parts), x, int(WINDOW_SECONDS * work),
+                        int(HOP_SECONDS * work), on_window=step)
+        del x
+        stems = []
+        for k in range(len(parts)):
+            s = y[k] if work == rate else resample(y[k], work, rate)[:, : audio.frames]
+            stems.append(Audio(s, rate))
+        return stems
+
+
+def presence(stem: Audio, mix: Audio) -> float:
+    """The part's share of the mix's energy (0..1): how much of what is heard it is."""
+    e_mix = float(np.sum(np.square(mix.samples, dtype=np.float64)))
+    return float(np.sum(np.square(stem.samples, dtype=np.float64)) / e_mix) if e_mix > 0 else 0.0
+
+
+def check_mix(mix: Audio | None) -> None:
+    if mix is None:
+        raise ConfigError("nothing to separate: no mix was given", fix="pass the mix, e.g. backline separate MIX.wav")
+    if mix.frames == 0:
+        raise ConfigError("the mix is empty (0 samples)", fix="export the song again from your DAW")
+    if not math.isfinite(float(np.sum(mix.samples, dtype=np.float64))):  # any NaN/inf makes the sum one
+        raise ConfigError("the mix holds invalid samples (NaN or infinity)", fix="export the song again")
+    if mix.peak() < SILENT_PEAK:
+        raise ConfigError("the mix is silent (peak below -80 dBFS): there is nothing to separate",
+                          fix="check the file or the DAW selection")
+
+
+class SeparateEngine:
+    name = "separate"
+
+    def __init__(self, separator: Separator, weights: str, device: str = "cpu") -> None:
+        self.separator, self.weights, self.device = separator, weights, device
+
+    def describe(self) -> EngineDescription:
+        return EngineDescription("separate", "Separate", CONTROLS, inputs=("mix",), outputs=("audio", "midi"),
+                                 weights=self.weights, device=self.device)
+
+    def generate(self, request: GenerationRequest, *, progress, cancel: threading.Event) -> GenerationResult:
+        progress = progress or (lambda f, m: None)
+        t0 = time.perf_counter()
+        controls = self.describe().validate(dict(request.controls))
+        labels = parse_roles(request.prompt or controls["roles"])
+        mix = request.mix
+        check_mix(mix)
+        need = check_memory(mix.seconds, mix.sample_rate, mix.channels, len(labels))
+        parts = [ROLE_WORDS[w] for w in labels]
+        progress(0.0, "separating")
+        stems = self.separator.separate(mix, parts, progress=lambda f, m: progress(0.8 * f, m), cancel=cancel)
+        t_sep = time.perf_counter() - t0
+        shares = {w: presence(s, mix) for w, s in zip(labels, stems)}
+        warnings = []
+        for w, share in shares.items():
+            if not ROLE_WORDS[w][1] and share < PRESENT_SHARE:
+                warnings.append(f"there is hardly any {ROLE_WORDS[w][0]} in this mix: the separated {w} holds "
+                                f"{share:.1%} of its energy (a part that plays holds {PRESENT_SHARE:.0%} or more)")
+            if w not in ("bass", "drums", "other") and not ROLE_WORDS[w][1]:
+                warnings.append(f"{w!r} is separated as 'other': everything that is neither bass nor drums")
+        report: dict[str, Any] = {
+            "engine": "separate", "device": self.device, "weights": self.weights, "roles": labels,
+            "presence": {w: round(s, 4) for w, s in shares.items()},
+            "present": {w: bool(ROLE_WORDS[w][1] or s >= PRESENT_SHARE) for w, s in shares.items()},
+            "memory_estimate_gb": round(need / 1e9, 2), "warnings": warnings,
+        }
+        midi = None
+        if controls["midi"]:
+            check_cancel(cancel)
+            progress(0.8, "transcribing")
+            midi, notes, heard = self.transcribe(mix, dict(zip(labels, stems)), report["present"], controls["bpm"],
+                                                 cancel)
+            report |= {"notes": notes, "midi_tempo": heard}
+        check_cancel(cancel)
+        total = time.perf_counter() - t0
+        report["timings_s"] = {"separate_s": round(t_sep, 3), "total_s": round(total, 3)}
+        report["x_real_time"] = round(total / max(mix.seconds, 1e-9), 4)
+        progress(1.0, "done")
+        take = Take(seed=int(request.seed), stems=dict(zip(labels, stems)), midi=midi,
+                    start_sample=int(request.region_start), report={})
+        return GenerationResult([take], report)
+
+    def transcribe(self, mix: Audio, stems: dict[str, Audio], present: dict[str, bool], bpm: float,
+                   cancel: threading.Event | None) -> tuple[Any, dict[str, int], dict[str, Any]]:
+        """One type-1 MIDI file, a track per present part, at the heard tempo with bar one on a bar line:
+        bass by CREPE (monophonic), drums as kick hits (note 36), the rest by basic-pitch."""
+        import mido
+
+        from backline.engines.listen import kick_onsets, listen
+        from backline.engines.transcribe import (
+            Note,
+            notes_to_midi,
+            transcribe_monophonic,
+            transcribe_polyphonic,
+        )
+
+        heard = listen(mix, bpm=bpm or None)
+        timeline = heard.timeline(mix.sample_rate)
+        bar = heard.beat_seconds * heard.numerator
+        offset = (bar - heard.bar_one) % bar if heard.bar_one > 0 else 0.0
+        files, counts = [], {}
+        for w, stem in stems.items():
+            check_cancel(cancel)
+            role, inverted = ROLE_WORDS[w]
+            if not present[w] or inverted:
+                continue
+            if role == "bass":
+                notes = transcribe_monophonic(stem, fmax=400.0)
+                mid = notes_to_midi(notes, timeline, program=33, offset_seconds=offset, name="bass")
+            elif role == "drums":
+                notes = [Note(float(t), float(t) + 0.1, 36, 100) for t in kick_onsets(stem)]
+                mid = notes_to_midi(notes, timeline, channel=9, offset_seconds=offset, name="drums (kick)")
+            else:
+                notes = transcribe_polyphonic(stem)
+                mid = notes_to_midi(notes, timeline, program=0, channel=len(files), offset_seconds=offset, name=w)
+            counts[w] = len(notes)
+            files.append(mid)
+        tempo = {"bpm": round(float(heard.bpm), 2), "meter": f"{heard.numerator}/{heard.denominator}",
+                 "bar_one_s": round(float(heard.bar_one), 3), "source": "given" if bpm else "heard"}
+        if not files:
+            return None, counts, tempo
+        out = mido.MidiFile(type=1, ticks_per_beat=files[0].ticks_per_beat)
+        out.tracks.append(files[0].tracks[0])
+        for f in files:
+            out.tracks.extend(f.tracks[1:])
+        return out, counts, tempo
+
+
+def build(config: str = "shipped", device: str = "cpu", weights: str | Path | None = None) -> SeparateEngine:
+    """'shipped' loads weights/separate.*; 'debug' is a small random network (tests: the plumbing, not quality)."""
+    if config == "debug":
+        from backline.engines.separate.model import MaskNet
+
+        torch.manual_seed(0)
+        return SeparateEngine(Separator(MaskNet(hidden=16, layers=1), device), "debug (random, untrained)", device)
+    if config != "shipped":
+        raise ConfigError(f"unknown config {config!r}", fix="use shipped or debug")
+    path = Path(weights) if weights else WEIGHTS
+    return SeparateEngine(Separator(load_model(path), device), str(path.name), device)
+
+
+_SHIPPED: dict[str, Separator] = {}
+
+
+def extract(audio: Audio, role: str = "bass", *, progress=None,
+            cancel: threading.Event | None = None) -> tuple[Audio, float]:
+    """One part of a whole song → (the separated stem at the song's rate and channels, its share of the mix's
+    energy). The API other engines call (e.g. to take a reference bass sound from a record).
+
+    Raises ConfigError for an unknown role or a silent mix, DeviceError when the memory estimate is over the
+    limit — all before any heavy work. A share under `PRESENT_SHARE` means the part is (nearly) not there."""
+    labels = parse_roles(role)
+    if len(labels) != 1:
+        raise ConfigError(f"extract takes one part, got {role!r}", fix="call it once per part")
+    check_mix(audio)
+    check_memory(audio.seconds, audio.sample_rate, audio.channels, 1)
+    if "cpu" not in _SHIPPED:
+        _SHIPPED["cpu"] = Separator(load_model(WEIGHTS))
+    stem = _SHIPPED["cpu"].separate(audio, [ROLE_WORDS[labels[0]]], progress=progress, cancel=cancel)[0]
+    return stem, presence(stem, audio)

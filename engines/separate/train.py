@@ -1,0 +1,192 @@
+"""`backline train separate`: the mask network (model.py) on augmented corpus renders (data.py).
+
+    backline train separate --corpus runs/separate/corpus_train --val runs/separate/corpus_val \
+        --run-dir runs/separate/run1 --max-minutes 35 --export engines/separate/weights/separate
+
+Recipe: batches of 8 random 3 s crops with a random level per role (and roles left out), L1 on masked
+magnitudes summed over roles (bass weighted ×2: the role the other engines need), Adam, warm-up then cosine.
+A run resumes from its own checkpoint; a fresh run starts from the shipped weights (`--init`, on by default), so
+more training continues rather than restarts. Every `--eval-every` steps the held-out songs' SI-SDR improvement
+per role goes to `metrics.jsonl` beside the training minutes: the learning curve in weights/TRAINING.md.
+
+For other trainers (GPU bundles): `train_steps(model, batches, steps, device)` runs plain optimisation steps over
+any iterator of (mix magnitude [B, F, T], role magnitudes [B, R, F, T]) or of waveforms (mix [B, S], stems
+[B, R, S]) — `step_loss` is the one loss both use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+HELP = "train the separation mask network (bass / drums / other)"
+SHIPPED = Path(__file__).with_name("weights") / "separate"
+ROLE_WEIGHTS = (2.0, 1.0, 1.0)
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    from backline.engines.training import add_training_flags
+
+    parser.add_argument("--corpus", type=Path, required=True, action="append", help="Slakh-layout corpus; repeatable")
+    parser.add_argument("--val", type=Path, help="held-out corpus for the learning curve (never trained on)")
+    parser.add_argument("--cache", type=Path, help="augmented stem cache (default RUN/cache)")
+    parser.add_argument("--variants", type=int, default=2, help="augmented renders per song (plus the dry one)")
+    add_training_flags(parser, steps=6000, minutes=35)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--crop-seconds", type=float, default=3.0)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--eval-every", type=int, default=200, help="steps between held-out evaluations")
+    parser.add_argument("--init", type=Path, default=SHIPPED, help="weights a fresh run starts from ('' = random)")
+    parser.add_argument("--export", type=Path, help="write fp16 weights + JSON here at the end")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--no-build", action="store_true",
+                        help="do not render the cache here: train on the .npy files a separate "
+                             "`python -m backline.engines.separate.data` process writes, picking up new ones as they land")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def step_loss(model: torch.nn.Module, mix: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The training loss on one batch: waveforms (mix [B, S], stems [B, R, S]) or magnitudes ([B, F, T],
+    [B, R, F, T])."""
+    from backline.engines.separate.model import magnitude, masked_l1
+
+    if mix.dim() == 2:
+        mix, target = magnitude(mix), magnitude(target)
+    w = torch.tensor(ROLE_WEIGHTS[: target.shape[1]], device=mix.device)
+    return masked_l1(model(mix), mix, target, w)
+
+
+def train_steps(model: torch.nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], steps: int,
+                device: str | torch.device = "cpu", *, lr: float = 1e-3,
+                opt: torch.optim.Optimizer | None = None) -> list[float]:
+    """Plain optimisation steps (no checkpoint, no schedule) for callers with their own loop; returns losses."""
+    model.to(device).train()
+    opt = opt or torch.optim.Adam(model.parameters(), lr=lr)
+    losses = []
+    it = iter(batches)
+    for _ in range(steps):
+        mix, target = next(it)
+        loss = step_loss(model, mix.to(device), target.to(device))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        opt.step()
+        losses.append(float(loss.detach()))
+    return losses
+
+
+def heldout_sisdri(model: torch.nn.Module, songs: list[np.ndarray], seconds: float = 20.0) -> dict[str, float]:
+    """Mean SI-SDR improvement per role over held-out songs (an excerpt of each from 5 s in), mixture phase."""
+    from backline.engines.codec.fidelity import si_sdr
+    from backline.engines.frontend import istft, stft
+    from backline.engines.separate.model import HOP, N_FFT, ROLES, SAMPLE_RATE
+
+    was = model.training
+    model.eval()
+    sums = {r: [] for r in ROLES}
+    with torch.no_grad():
+        for s in songs:
+            a = 5 * SAMPLE_RATE
+            stems = np.asarray(s[:, a:a + int(seconds * SAMPLE_RATE)], dtype=np.float32)
+            mix = stems.sum(axis=0)
+            spec = stft(torch.from_numpy(mix), N_FFT, HOP)
+            masks = model(spec.abs()[None])[0]
+            est = istft(masks * spec, N_FFT, HOP, length=len(mix)).numpy()
+            for i, r in enumerate(ROLES):
+                if np.abs(stems[i]).max() > 1e-3:
+                    sums[r].append(si_sdr(stems[i], est[i]) - si_sdr(stems[i], mix))
+    model.train(was)
+    return {f"sisdri_{r}": float(np.mean(v)) for r, v in sums.items() if v}
+
+
+def export(model: torch.nn.Module, path: Path, training: dict) -> None:
+    import copy
+
+    from backline.engines.separate.model import DEFAULT_CONFIG, KIND
+    from backline.engines.weights import save_weights
+
+    half = copy.deepcopy(model).half()
+    save_weights(half, path, kind=KIND, config=DEFAULT_CONFIG | {"dtype": "float16"}, training=training,
+                 overwrite=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    from backline.engines.separate.data import build_cache, cached_files, crops, load_cache
+    from backline.engines.separate.model import DEFAULT_CONFIG, build
+    from backline.engines.training import Distributed, TrainLoop, seed_everything
+    from backline.engines.weights import weight_paths
+
+    torch.set_num_threads(args.threads)
+    seed_everything(args.seed)
+    ctx = Distributed.setup("cpu")
+    cache = args.cache or args.run_dir / "cache"
+    def scan() -> list[Path]:
+        if args.no_build:
+            return [f for i in range(len(args.corpus)) for f in cached_files(cache / f"train{i}")]
+        return [f for i, c in enumerate(args.corpus)
+                for f in build_cache(c, cache / f"train{i}", variants=args.variants, seed=args.seed + i)]
+
+    files = scan()
+    while not files:  # the builder has not finished its first song yet
+        time.sleep(10)
+        files = scan()
+    songs = load_cache(files)
+    val = load_cache(build_cache(args.val, cache / "val", variants=0)) if args.val else []
+    print(f"{len(songs)} training renders, {len(val)} held-out songs", flush=True)
+
+    model = build(DEFAULT_CONFIG)
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    loop = TrainLoop(ctx, args.run_dir, modules={"model": model, "opt": opt}, optimizers=[opt], steps=args.steps,
+                     lr=args.lr, warmup=50, max_minutes=args.max_minutes, log_every=50,
+                     ckpt_every=args.eval_every, desc="train separate")
+    if loop.step == 0 and args.init and str(args.init) and weight_paths(args.init)[0].exists():
+        from backline.engines.separate.engine import load_model
+
+        model.load_state_dict(load_model(args.init).float().state_dict())
+        print(f"starting from {args.init}", flush=True)
+    batches = crops(songs, args.batch, args.crop_seconds, np.random.default_rng([args.seed, loop.step]))
+
+    def step_fn(step: int) -> dict[str, float]:
+        mix, stems = next(batches)
+        loss = step_loss(model, mix, stems)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        opt.step()
+        return {"loss": float(loss.detach())}
+
+    def on_log(step: int) -> dict[str, float]:
+        if step % args.eval_every:
+            return {}
+        fresh = scan()  # songs a still-running `data synth` or cache builder has finished since
+        known = set(files)
+        songs.extend(load_cache([f for f in fresh if f not in known]))
+        files[:] = fresh
+        if not val:
+            return {"songs": len(songs)}
+        return heldout_sisdri(model, val) | {"songs": len(songs),
+                                       "train_minutes": (loop.elapsed_before + loop.clock.elapsed_s) / 60}
+
+    result = loop.run(step_fn, on_log)
+    print(f"step {result.step}, {result.elapsed_s / 60:.1f} min: {result.latest}", flush=True)
+    if args.export:
+        export(model, args.export, {"steps": result.step, "minutes": round(result.elapsed_s / 60, 1),
+                                    "batch": args.batch, "crop_seconds": args.crop_seconds, "lr": args.lr,
+                                    "variants": args.variants, "corpus": [str(c) for c in args.corpus]})
+        print(f"exported {args.export}", flush=True)
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=HELP)
+    configure(parser)
+    return run(parser.parse_args())
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

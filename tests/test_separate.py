@@ -1,0 +1,159 @@
+"""The separation engine: mask network bounds, the shared overlap-add helper, complementary parts summing to
+the mix at its own rate, bad input refused in one line before any work, and the memory estimate."""
+
+from __future__ import annotations
+
+import struct
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from backline.engines.audio import Audio, write_audio
+from backline.engines.errors import ConfigError, DeviceError
+from backline.engines.protocol import GenerationRequest
+from backline.engines.separate import engine as sep_engine
+from backline.engines.separate.engine import build, check_memory, estimate_memory_bytes, parse_roles
+from backline.engines.separate.model import BINS, ROLES, MaskNet, magnitude
+from backline.engines.timeline import Timeline
+from backline.engines.windows import overlap_add, windows
+from backline.host.cli import main as cli_main
+
+
+@pytest.fixture(scope="module")
+def engine():
+    return build("debug")
+
+
+def test_masks_are_bounded_and_sum_to_one():
+    torch.manual_seed(1)
+    model = MaskNet(hidden=16, layers=1)
+    mag = magnitude(torch.randn(2, 22050))
+    with torch.no_grad():
+        masks = model(mag)
+        quiet = model(mag * 0.1)
+    assert masks.shape == (2, len(ROLES), BINS, mag.shape[-1])
+    assert float(masks.min()) >= 0.0 and float(masks.max()) <= 1.0
+    torch.testing.assert_close(masks.sum(dim=1), torch.ones_like(masks[:, 0]))
+    # level-blind: the same mix 20 dB quieter gets the same masks
+    torch.testing.assert_close(quiet, masks, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize(("window", "hop"), [(100, 80), (100, 100), (300, 150), (5000, 10), (97, 13)])
+def test_overlap_add_of_a_linear_map_is_exact(window, hop):
+    x = np.random.default_rng(0).standard_normal((2, 1000)).astype(np.float32)
+    seen = []
+    y = overlap_add(lambda a: np.stack([a, -2 * a]), x, window, hop, on_window=lambda i, n: seen.append((i, n)))
+    np.testing.assert_allclose(y[0], x, atol=1e-6)
+    np.testing.assert_allclose(y[1], -2 * x, atol=1e-5)
+    spans = list(windows(1000, window, hop))
+    assert spans[0][0] == 0 and spans[-1][1] == 1000 and len(seen) == len(spans)
+    assert all(b - a == min(window, 1000) for a, b in spans)
+    with pytest.raises(ValueError):
+        list(windows(1000, 10, 20))
+
+
+@pytest.mark.parametrize("rate", [44100, 48000, 96000])
+def test_complementary_parts_sum_to_the_mix_at_its_own_rate(engine, rate):
+    """bass + no-bass = the mix (masks that sum to one, mixture phase), same rate, channels and length, across
+    a window boundary; above 48 kHz only the band the work rate holds comes back."""
+    sep_engine.WINDOW_SECONDS, sep_engine.HOP_SECONDS = 2.0, 1.5  # several windows on a short signal
+    try:
+        t = np.arange(int(4.3 * rate)) / rate
+        x = np.stack([np.sin(2 * np.pi * 55 * t), 0.5 * np.sin(2 * np.pi * 660 * t)]).astype(np.float32) * 0.3
+        parts = engine.separator.separate(Audio(x, rate), [("bass", False), ("bass", True)])
+    finally:
+        sep_engine.WINDOW_SECONDS, sep_engine.HOP_SECONDS = 30.0, 28.0
+    assert all(p.sample_rate == rate and p.samples.shape == x.shape for p in parts)
+    err = np.abs(parts[0].samples + parts[1].samples - x)[:, rate // 10: -rate // 10].max()
+    assert err < (1e-4 if rate <= 48000 else 5e-3)
+
+
+def request(mix, prompt="bass", controls=None, out=Path("/nonexistent")):
+    return GenerationRequest("separate", out, Timeline.constant(120, mix.sample_rate), mix=mix, prompt=prompt,
+                             controls=controls or {})
+
+
+def test_bad_input_is_one_clear_error_before_any_work(engine):
+    started = []
+    silent = Audio(np.zeros((2, 44100), np.float32), 44100)
+    with pytest.raises(ConfigError, match="silent"):
+        engine.generate(request(silent), progress=lambda f, m: started.append(f), cancel=threading.Event())
+    noise = Audio(np.random.default_rng(0).standard_normal((2, 44100)).astype(np.float32) * 0.1, 44100)
+    with pytest.raises(ConfigError, match="cannot separate 'kazoo'"):
+        engine.generate(request(noise, "bass, kazoo"), progress=lambda f, m: started.append(f),
+                        cancel=threading.Event())
+    bad = noise.samples.copy()
+    bad[1, 100] = np.nan
+    with pytest.raises(ConfigError, match="invalid samples"):
+        engine.generate(request(Audio(bad, 44100)), progress=lambda f, m: started.append(f), cancel=threading.Event())
+    assert started == []
+    assert parse_roles("Bass, no bass, piano") == ["bass", "no-bass", "piano"]
+
+
+def _one_line_error(capsys, argv):
+    assert cli_main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "Traceback" not in err
+    return err
+
+
+def test_cli_refuses_an_unknown_part_and_a_silent_mix_in_one_line(tmp_path, capsys, monkeypatch):
+    path = tmp_path / "silent.wav"
+    write_audio(path, Audio(np.zeros((2, 44100), np.float32), 44100))
+    assert "cannot separate 'tuba'" in _one_line_error(capsys, ["separate", str(path), "--prompt", "tuba",
+                                                                "--out", str(tmp_path / "o")])
+    monkeypatch.setattr(sep_engine, "load_model", lambda *a, **k: MaskNet(hidden=8, layers=1))
+    assert "silent" in _one_line_error(capsys, ["separate", str(path), "--out", str(tmp_path / "o")])
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+def test_memory_estimate_fits_a_15_minute_stereo_mix_and_refuses_what_cannot(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("BACKLINE_MEMORY_GB", raising=False)
+    assert estimate_memory_bytes(15 * 60, 44100, 2, 1) < 2e9
+    assert estimate_memory_bytes(15 * 60, 48000, 2, 2) < 2e9
+    with pytest.raises(DeviceError, match="over the 2.0 GB limit"):
+        check_memory(15 * 60, 192000, 8, 1)
+    monkeypatch.setenv("BACKLINE_MEMORY_GB", "64")
+    check_memory(15 * 60, 192000, 8, 1)
+    monkeypatch.delenv("BACKLINE_MEMORY_GB")
+    # refused from the file's header: nothing is read and no weights are loaded
+    path = tmp_path / "long.wav"
+    frames, channels, rate = 60 * 60 * 8000, 8, 8000
+    with open(path, "wb") as f:
+        f.write(b"RIFF" + struct.pack("<I", 36 + frames * 2 * channels) + b"WAVEfmt "
+                + struct.pack("<IHHIIHH", 16, 1, channels, rate, rate * 2 * channels, 2 * channels, 16) + b"data"
+                + struct.pack("<I", frames * 2 * channels))
+        f.truncate(44 + frames * 2 * channels)
+
+    def not_reached(*args, **kwargs):
+        raise AssertionError("weights were loaded before the length was checked")
+
+    monkeypatch.setattr(sep_engine, "load_model", not_reached)
+    err = _one_line_error(capsys, ["separate", str(path), "--out", str(tmp_path / "o")])
+    assert "needs about" in err and "GB of memory" in err and "BACKLINE_MEMORY_GB=" in err
+
+
+def test_train_steps_takes_waveforms_or_magnitudes():
+    from backline.engines.separate.train import train_steps
+
+    torch.manual_seed(0)
+    model = MaskNet(hidden=8, layers=1)
+    stems = torch.randn(2, len(ROLES), 11025) * 0.1
+    waves = [(stems.sum(1), stems)] * 2
+    mags = [(magnitude(stems.sum(1)), magnitude(stems))] * 2
+    losses = train_steps(model, iter(waves), 2, "cpu") + train_steps(model, iter(mags), 2, "cpu")
+    assert len(losses) == 4 and all(np.isfinite(losses))
+
+
+def test_augmented_stems_still_sum_to_their_mix():
+    from backline.engines.separate.data import augment, crops
+
+    rng = np.random.default_rng(3)
+    stems = (rng.standard_normal((len(ROLES), 22050)) * 0.1).astype(np.float32)
+    out = augment(stems, rng)
+    assert out.shape == stems.shape and np.isfinite(out).all() and np.abs(out).max() > 0
+    mix, parts = next(crops([out], 3, 0.5, rng))
+    torch.testing.assert_close(parts.sum(1), mix)
