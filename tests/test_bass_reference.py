@@ -118,9 +118,27 @@ def test_bad_references_fail_in_one_line_and_cache_nothing(tmp_path):
         load_reference_audio(tmp_path / "missing.wav")
 
 
-def test_separation_path_is_used_when_the_engine_exists(tmp_path):
-    pytest.importorskip("backline.engines.separate",
-                        reason="the separation engine (branch `separate`) is not merged here yet")
+def test_a_whole_song_has_its_bass_extracted_or_is_refused_in_one_line(tmp_path):
+    """The demo song's mix (bass, drums, keys, guitar, strings, lead) is a whole song: with the separation engine
+    and its weights the bass is extracted first; without them, one line says why, and nothing is cached."""
+    from pathlib import Path
+
+    from backline.engines.data.demo import demo_song
+
+    song = Path(demo_song()) / "mix.flac"
+    try:
+        from backline.engines.separate.engine import WEIGHTS
+        ready = WEIGHTS.with_suffix(".safetensors").is_file()
+    except ImportError:
+        ready = False
+    if not ready:
+        with pytest.raises(AudioFileError) as err:
+            prepare_reference(song)
+        assert "whole song" in str(err.value) and "\n" not in str(err.value), str(err.value)
+        assert not cache_dir().exists()
+        pytest.skip("the separation engine's weights (branch `separate`) are not shipped yet: refusal checked")
+    inst, info = prepare_reference(song)
+    assert "extracted" in info["source"]["source"] and inst.feel.notes > 8
 
 
 # --- through the engine and the CLI -------------------------------------------------------------------------------
