@@ -75,15 +75,46 @@ def load_reference_audio(path: str | Path) -> Audio:
     return audio
 
 
+#: Below this share of its power on the harmonics of the transcribed bass notes, a recording holds more than a bass
+#: (solo basses through phaser, bitcrush, clipping, reverb, delay, distortion, and sine/square synths: 0.91–0.99; the
+#: demo song's mix, bass-heavy as mixes are: 0.64).
+SOLO_HARMONIC_SHARE = 0.8
+
+
+def harmonic_share(audio: Audio, notes: list[Note]) -> float:
+    """Share of the power (below 8 kHz, while notes sound) on the harmonics of the sounding bass note: a solo bass,
+    even distorted, puts almost all of it there; a song's drums and chords do not."""
+    import torch
+
+    from backline.engines.frontend import stft
+
+    x = audio.with_channels(1).resampled(SR).samples[0].astype(np.float32)
+    spec = stft(torch.from_numpy(x), n_fft=4096, hop=1024).abs().square().numpy()
+    freqs = np.arange(spec.shape[0]) * SR / 4096
+    band = freqs < 8000
+    total = on = 0.0
+    for n in notes:
+        a, b = int(n.start * SR / 1024) + 2, int(n.end * SR / 1024)
+        if b <= a:
+            continue
+        f0 = 440.0 * 2 ** ((n.pitch - 69) / 12)
+        k = np.round(freqs / f0)
+        mask = band & (k >= 1) & (np.abs(freqs - k * f0) <= np.maximum(0.03 * k * f0, 1.5 * SR / 4096))
+        total += float(spec[band, a:b].sum())
+        on += float(spec[mask, a:b].sum())
+    return on / total if total > 0 else 0.0
+
+
 def isolate_bass(audio: Audio, path: Path | None = None, progress: ProgressFn | None = None,
-                 cancel: threading.Event | None = None) -> tuple[Audio, dict[str, Any]]:
+                 cancel: threading.Event | None = None, notes: list[Note] | None = None) -> tuple[Audio, dict[str, Any]]:
     """A solo bass passes as is; a whole song has its bass extracted by the separation engine; a recording with no
     bass in it is refused. Returns (bass, what was done).
 
-    The analysis engine's presence model decides. Measured on solo basses it often hears a second part that is
-    not there (a sine bass: drums 1.00; soundfont basses, the demo's bass stem: accompaniment 0.96–1.00) but never
-    both, while a song has both (the demo mix: drums 0.99, accompaniment 1.00): so a reference is a song when the
-    model hears drums *and* accompaniment. A bass with drums only is treated as a bass (the transcriber's 30–450 Hz
+    The analysis engine's presence model is asked first. Measured on solo basses it often hears parts that are not
+    there (a sine bass: drums 1.00; soundfont basses, the demo's bass stem: accompaniment 0.96–1.00; a clipped synth
+    bass: both), while a song has both (the demo mix: drums 0.99, accompaniment 1.00). So a reference is a song when
+    the model hears drums *and* accompaniment *and* under SOLO_HARMONIC_SHARE of its power is on the harmonics of
+    its transcribed bass notes (`notes`). A bass with drums only is treated as a bass (the transcriber's 30–450 Hz
     band keeps to the bass; the kick may bleed into the samples)."""
     from backline.engines.bass.presets import BASS_BAND_HZ, MIN_BASS_SHARE, bass_band_share
 
@@ -98,7 +129,7 @@ def isolate_bass(audio: Audio, path: Path | None = None, progress: ProgressFn | 
         # share (free mode's check) can vouch for them
         has_bass = "bass" not in report.missing_parts or share >= MIN_BASS_SHARE
         others = [p for p in ("drums", "accompaniment") if p not in report.missing_parts]
-        song = len(others) == 2
+        song = len(others) == 2 and (notes is None or harmonic_share(audio, notes) < SOLO_HARMONIC_SHARE)
     except Exception:  # noqa: BLE001 - without the analysis weights, the bass-band share decides alone
         has_bass, others, song = share >= MIN_BASS_SHARE, [], False
     if not has_bass:
@@ -698,13 +729,22 @@ def prepare_reference(path: str | Path, *, progress: ProgressFn | None = None,
             return inst, inst.summary() | {"reference": str(path), "cache": str(cache), "cached": True}
         except Exception:  # noqa: BLE001 - an old or damaged cache is rebuilt
             pass
-    progress(0.0, "listening to the style reference")
-    bass, source = isolate_bass(audio, path, progress, cancel)
-    check_cancel(cancel)
-    progress(0.3, "transcribing the style reference")
+    from backline.engines.bass.presets import BASS_BAND_HZ, bass_band_share
     from backline.engines.effects import normalise_loudness
 
-    notes = transcribe_bass(bass)
+    low = bass_band_share(audio)
+    if low < 0.1:  # cheap, before the transcriber: nothing in the bass's range at all
+        raise AudioFileError(f"the style reference has no bass in it (only {low:.0%} of its power is below "
+                             f"{BASS_BAND_HZ:.0f} Hz)", path=path,
+                             fix="give a recording with a bass playing, or pick a preset (--preset finger)")
+    progress(0.0, "transcribing the style reference")
+    notes = transcribe_bass(audio)
+    check_cancel(cancel)
+    progress(0.3, "listening to the style reference")
+    bass, source = isolate_bass(audio, path, progress, cancel, notes=notes)
+    check_cancel(cancel)
+    if bass is not audio:  # a song's separated bass: transcribe what the separator left
+        notes = transcribe_bass(bass)
     notes = merge_splits(notes, normalise_loudness(bass.with_channels(1).resampled(SR), -18.0)[0].samples[0])
     sounding = float(sum(n.end - n.start for n in notes))
     if sounding < MIN_NOTE_SECONDS or len(notes) < 3:
