@@ -476,6 +476,26 @@ def merge_splits(notes: list[Note], x: np.ndarray, sr: int = SR, min_rise_db: fl
     return out
 
 
+def pitch_agrees(seg: np.ndarray, pitch: int, sr: int = SR) -> bool:
+    """Does a slice sound at its transcribed pitch? Its body (10–210 ms after the attack) must put most of its power
+    on that pitch's harmonics, some of it on the fundamental and odd harmonics (a slice labelled an octave too low
+    has none there, one labelled an octave too high misses the odd harmonics of the real note). A mislabelled slice
+    played at another pitch is the sampler's worst artefact: a note in the wrong octave or timbre."""
+    body = seg[int(0.01 * sr):int(0.21 * sr)].astype(np.float64)
+    if len(body) < 2048:
+        return True  # too short to judge: let the length score decide
+    spec = np.abs(np.fft.rfft(body * np.hanning(len(body)))) ** 2
+    freqs = np.fft.rfftfreq(len(body), 1 / sr)
+    f0 = 440.0 * 2 ** ((pitch - 69) / 12)
+    band = (freqs > 20) & (freqs < 4000)
+    k = np.round(freqs / f0)
+    near = band & (k >= 1) & (np.abs(freqs - k * f0) <= np.maximum(0.03 * k * f0, 2.5 * sr / len(body)))
+    total = float(spec[band].sum()) + 1e-18
+    odd = float(spec[near & (k % 2 == 1)].sum())
+    sub = float(spec[band & (np.abs(freqs - f0 / 2) <= 0.03 * f0)].sum())  # a real note an octave lower
+    return spec[near].sum() / total >= 0.5 and odd / total >= 0.05 and sub / total < 0.2
+
+
 @dataclass
 class Slice:
     pitch: int
@@ -533,8 +553,7 @@ class Instrument:
             pos = np.arange(0.0, len(x) - 1, ratio)
             x = np.interp(pos, np.arange(len(x)), x).astype(np.float32)
         attack = int(round(s.attack / ratio))
-        if len(x) - attack < need:
-            x = _sustain_loop(x, attack, need + attack, 440.0 * 2 ** ((pitch - 69) / 12))
+        x = _sustain_loop(x, attack, need + attack, 440.0 * 2 ** ((pitch - 69) / 12))
         return x, attack
 
     def render(self, notes: list[Note], frames: int, sample_rate: int) -> Audio:
@@ -601,20 +620,37 @@ def _jsonable(x: Any) -> Any:
 
 
 def _sustain_loop(x: np.ndarray, attack: int, need: int, f0: float) -> np.ndarray:
-    """Extend a slice past its end by crossfaded repeats of a whole number of periods from its later body."""
+    """Extend a slice whose note stops sounding (or whose recording stops) before `need` samples by crossfaded
+    repeats of a whole number of periods from its later body."""
     period = SR / max(f0, 20.0)
     seg = max(int(round(period * max(1, round(0.08 * SR / period)))), 64)
-    body_end = len(x) - int(0.02 * SR)
+    # the body ends where the note is still sounding (a slice may run on into a rest before the next note)
+    hop = int(0.01 * SR)
+    frames = x[attack:attack + (len(x) - attack) // hop * hop].reshape(-1, hop)
+    rms = np.sqrt((frames.astype(np.float64) ** 2).mean(1)) if len(frames) else np.zeros(1)
+    loud = np.flatnonzero(rms >= 0.3 * rms.max()) if rms.max() > 0 else np.zeros(1, int)
+    body_end = min(len(x) - int(0.01 * SR), attack + (int(loud[-1]) + 1) * hop)
+    if body_end >= need:  # the recorded note sounds long enough: play it as it is
+        return x
     start = max(attack + int(0.05 * SR), body_end - seg)
     if body_end - start < 64:
         return np.pad(x, (0, need - len(x)))
-    loop = x[start:body_end]
+    loop = x[start:body_end].copy()
+    # flatten the segment's own decay (repeating a decaying piece would pump at the loop rate), hold the level the
+    # body ends on, and let it keep decaying gently across the repeats
+    q = max(len(loop) // 4, 1)
+    r0 = float(np.sqrt(np.mean(loop[:q] ** 2)) + 1e-9)
+    r1 = float(np.sqrt(np.mean(loop[-q:] ** 2)) + 1e-9)
+    loop *= np.linspace(r1 / r0, 1.0, len(loop), dtype=np.float32)
+    per_loop = float(np.clip((r1 / r0) ** 0.5, 0.7, 1.0))
     xf = min(len(loop) // 4, int(0.01 * SR))
     ramp = np.linspace(0.0, 1.0, xf, dtype=np.float32)
     out = [x[:body_end]]
     have = body_end
+    level = 1.0
     while have < need:
-        piece = loop.copy()
+        level *= per_loop
+        piece = loop * level
         prev_tail = out[-1][-xf:].copy()
         out[-1] = out[-1][:-xf]
         piece[:xf] = piece[:xf] * ramp + prev_tail * (1.0 - ramp)
@@ -672,6 +708,8 @@ def build_instrument(bass: Audio, notes: list[Note], feel: Feel) -> Instrument:
         nxt = attacks[i + 1] - int(0.003 * SR) if i + 1 < len(notes) else len(x)
         end = min(nxt, int(n.end * SR) + int(0.25 * SR), len(x))
         if end - a < int(0.04 * SR):
+            continue
+        if not pitch_agrees(x[a:end], n.pitch):
             continue
         layer = int(split > 0 and n.velocity >= split)
         # cleanest = longest (more sustain to play from), then loudest (furthest above noise and bleed)
