@@ -213,7 +213,7 @@ class Feel:
         word = ("whole notes" if npb <= 1.5 else "half notes" if npb <= 3 else "quarters" if npb <= 5.5
                 else "eighths" if npb <= 10.5 else "sixteenths")
         extra = [w for w, on in (("syncopated", self.syncopation >= 0.3), ("staccato", self.legato < 0.55),
-                                 ("legato", self.legato > 0.92), ("with ghost notes", self.ghosts >= 0.1),
+                                 ("legato", self.legato > 0.92), ("with ghost notes", self.ghosts >= 0.15),
                                  ("octave jumps", self.octaves >= 0.3), ("walking steps", self.steps >= 0.4))
                  if on]
         return ", ".join([word] + extra)
