@@ -125,8 +125,10 @@ def prepare(audio: Audio, folder: Path, name: str, use_cache: bool = False):
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--skip", default="", help="comma list: grounding,contrast,feel,speed,hn")
+    ap.add_argument("--skip", default="", help="comma list: grounding,contrast,feel,speed,hn (realdev: --realdev '')")
     ap.add_argument("--pictures", type=Path, help="write spectrograms of references and takes here (PNG)")
+    ap.add_argument("--realdev", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared" / "realdev",
+                    help="real recordings to try as references (measure only)")
     ap.add_argument("--seeds", type=int, default=6, help="lines per reference in the contrast table (2-6)")
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
@@ -283,6 +285,31 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n5. harmonic-plus-noise model on the same slices: grounding ratio {np.mean(g) / np.mean(o):.3f} "
               f"(distance to own {np.mean(g):.3f}) vs the sampler's {results.get('grounding_ratio', float('nan')):.3f}; "
               f"fit {hn_s:.2f} s per reference")
+
+    # 6. real recordings (../shared/realdev; measured per clip, never trained on)
+    if a.realdev and a.realdev.is_dir():
+        from backline.engines.bass.reference import prepare_reference
+        from backline.engines.errors import BacklineError
+
+        print(f"\n6. real recordings as references ({a.realdev}), one line each")
+        for name in ("filosax01_bass_drums.wav", "gtzan_country.wav", "cuidado_falla.flac", "simac_rallou.flac"):
+            path = a.realdev / name
+            if not path.is_file():
+                continue
+            t = time.perf_counter()
+            try:
+                inst, info = prepare_reference(path, use_cache=False)
+                line, _, pinfo = plan_in_feel(planner, lst, lst.kicks, inst.feel, seed=1)
+                take = render_in_reference(inst, line, mix.frames, mix.sample_rate)[1]
+                from backline.engines.audio import read_audio
+
+                d = distances(emb(read_audio(path)), emb(take))[0]
+                print(f"   {name}: \"{info['learned']}\" — {inst.feel.notes_per_bar:.1f} notes/bar at "
+                      f"{inst.feel.bpm:g} BPM, take {pinfo['notes_per_bar']:.1f} ({pinfo['style']}); "
+                      f"{info['samples']} samples; timbre distance take–reference {d:.3f}; {time.perf_counter() - t:.1f} s")
+                pictures += [(f"{name}-reference", read_audio(path)), (f"{name}-take", take)]
+            except BacklineError as err:
+                print(f"   {name}: refused — {err}")
 
     if a.pictures and pictures:
         save_spectrograms(a.pictures, pictures)
