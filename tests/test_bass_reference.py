@@ -197,3 +197,15 @@ def test_cli_refuses_a_bad_reference_in_one_line_before_loading_anything(band, t
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and "backline: error" in err and not (tmp_path / "o").exists(), err
     assert not cache_dir().exists()
+
+
+def test_harmonic_share_tells_one_bass_voice_from_a_band():
+    from backline.engines.bass.reference import SOLO_HARMONIC_SHARE, harmonic_share
+
+    notes = line(8, bars=4)
+    bass = synth(notes, "bright")
+    t = np.arange(bass.frames) / SR
+    pad = sum(0.05 * np.sin(2 * np.pi * f * t) for f in (293.7, 370.0, 440.0, 587.3))  # a D major chord held
+    hats = np.random.default_rng(0).normal(0, 0.05, bass.frames) * ((t % 0.3) < 0.03)
+    band = Audio((bass.samples[0] + pad + hats)[None].astype(np.float32), SR)
+    assert harmonic_share(bass, notes) >= SOLO_HARMONIC_SHARE > harmonic_share(band, notes)
