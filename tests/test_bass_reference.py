@@ -205,7 +205,7 @@ def test_harmonic_share_tells_one_bass_voice_from_a_band():
     notes = line(8, bars=4)
     bass = synth(notes, "bright")
     t = np.arange(bass.frames) / SR
-    pad = sum(0.05 * np.sin(2 * np.pi * f * t) for f in (293.7, 370.0, 440.0, 587.3))  # a D major chord held
-    hats = np.random.default_rng(0).normal(0, 0.05, bass.frames) * ((t % 0.3) < 0.03)
+    pad = sum(0.1 * np.sin(2 * np.pi * f * t) for f in (293.7, 370.0, 440.0, 587.3))  # a D major chord held
+    hats = np.random.default_rng(0).normal(0, 0.1, bass.frames) * ((t % 0.3) < 0.03)
     band = Audio((bass.samples[0] + pad + hats)[None].astype(np.float32), SR)
     assert harmonic_share(bass, notes) >= SOLO_HARMONIC_SHARE > harmonic_share(band, notes)
