@@ -53,6 +53,8 @@ VERSION = 1
 SR = 44100
 #: A reference needs at least this many seconds of sounding notes to learn a sound and a feel from.
 MIN_NOTE_SECONDS = 2.0
+#: Only the first minute of a longer reference is learned from (it bounds the build time: ~0.1–0.25 s per second).
+MAX_SECONDS = 60.0
 PRE_S = 0.002  # kept before each slice's attack (fade-in), and the slice is placed that much early
 RELEASE_S = 0.04  # release tail after the note's end
 ROUND_ROBIN = 3
@@ -778,6 +780,8 @@ def prepare_reference(path: str | Path, *, progress: ProgressFn | None = None,
     from backline.engines.bass.presets import BASS_BAND_HZ, bass_band_share
     from backline.engines.effects import normalise_loudness
 
+    if audio.seconds > MAX_SECONDS:  # a minute shows the sound and the feel; a whole song would cost minutes
+        audio = audio.slice(0, int(MAX_SECONDS * audio.sample_rate))
     low = bass_band_share(audio)
     if low < 0.1:  # cheap, before the transcriber: nothing in the bass's range at all
         raise AudioFileError(f"the style reference has no bass in it (only {low:.0%} of its power is below "
@@ -800,7 +804,7 @@ def prepare_reference(path: str | Path, *, progress: ProgressFn | None = None,
     progress(0.7, "sampling the style reference")
     feel = measure_feel(notes)
     inst = build_instrument(bass, notes, feel)
-    inst.sha256, inst.source = digest, source | {"file": path.name}
+    inst.sha256, inst.source = digest, source | {"file": path.name, "seconds_used": round(audio.seconds, 2)}
     inst.build_s = time.perf_counter() - t0
     where = None
     if use_cache:
