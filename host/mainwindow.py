@@ -819,6 +819,9 @@ class MainWindow(QMainWindow):
             self._add_take(self._record(job, status="error", error=f"the {job.title} engine returned no takes"))
         elapsed = time.monotonic() - job.started
         self.statusBar().showMessage(f"{job.title}: {len(added)} take(s) in {elapsed:.1f} s", 8000)
+        learned = (result.report.get("reference") or {}).get("learned")  # issue 22: what the reference taught
+        if learned:  # (a warning below replaces it: a warning matters more)
+            self.show_message("info", f"{job.title}, learned from your reference: {learned}")
         for warning in result.report.get("warnings", [])[:1]:
             self.show_message("warning", f"{job.title}: {warning}")
         if added:

@@ -68,12 +68,10 @@ def run(args: argparse.Namespace) -> int:
         from backline.engines.midi import check_band_midi
 
         check_band_midi(args.band_midi, "--band-midi")
-    notes_shown: list[str] = []
-    if args.reference is not None and (args.mode or "follow") == "follow":
-        from backline.engines.bass.engine import check_follow_reference
+    if args.reference is not None:  # a text file or /etc/passwd: one line, from its header, before any work
+        from backline.engines.audio import require_audio_file
 
-        notes_shown.append(check_follow_reference(args.reference, "finger"))  # not audio: refused here, in one line
-        print(f"note: {notes_shown[-1]}")
+        require_audio_file(args.reference, "--reference")
     from backline.engines.listen import parse_chart, parse_key, parse_meter
 
     controls = control_values(args, ALL_CONTROLS, skip=("preset", "reference", "bpm", "meter", "tempo_from"))
@@ -114,6 +112,10 @@ def run(args: argparse.Namespace) -> int:
         start, stop = 0, total
         mix = read_audio(args.mix)
 
+    if args.reference:  # issue 22: a reference that is not audio, or silent, fails before any weights load
+        from backline.engines.bass.reference import load_reference_audio
+
+        load_reference_audio(args.reference)
     import torch
 
     from backline.engines.bass.engine import build
@@ -133,12 +135,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"heard  {heard['bpm']:g} BPM {heard['meter']}, bar one at {heard['bar_one_s']:.3f} s, {heard['key']}"
               f"  ({', '.join(f'{k} from {v}' for k, v in heard['sources'].items())})")
         print(f"chords {heard['chords']}")
+    if "reference" in rep:  # issue 22: what the reference taught, in words
+        print(f"style  {rep['reference']['learned']}  (learned from {rep['reference']['reference']}"
+              f"{', cached' if rep['reference'].get('cached') else ''})")
     for take in result.takes:
         print(f"audio  {take.stems['bass']}  (seed {take.seed}, starts at sample {take.start_sample})")
         print(f"midi   {take.midi}  ({take.report['notes']} notes)")
         print(f"report {take.report['files']['report']}")
     print(f"done in {rep['timings_s']['total_s']:.1f} s on {rep['device']}")
     for note in rep.get("fallbacks", []) + rep.get("warnings", []):
-        if note not in notes_shown:
-            print(f"note: {note}")
+        print(f"note: {note}")
     return 0

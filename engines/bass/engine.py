@@ -227,11 +227,6 @@ class BassEngine:
         reference = request.reference or (Path(controls["reference"]) if controls.get("reference") else None)
         controls.pop("reference", None)
         preset_control = controls.pop("preset", None)
-        follow = (controls.get("mode") or "follow") == "follow" or bool(controls.get("midi_in"))
-        reference_note = None
-        if reference is not None and follow:  # before any heavy work: refuse what is not audio, then say it is unused
-            reference_note = check_follow_reference(reference, request.preset or preset_control or "finger")
-            reference = None
         preset_name = (request.preset or preset_control or "finger") if reference is None else None
         preset = load_preset(preset_name) if preset_name else None
         defaults = {c.name: c.default for c in ALL_CONTROLS if c.kind not in ("preset", "audio")}  # one declaration
@@ -240,10 +235,7 @@ class BassEngine:
         merged = defaults | {k: v for k, v in controls.items() if v is not None}
         merged = validate_controls(tuple(c for c in ALL_CONTROLS if c.name in defaults), merged, NAME)
         if merged["mode"] == "follow" or merged.get("midi_in"):
-            result = self._generate_follow(request, merged, preset, progress, cancel, t_start)
-            if reference_note:
-                result.report["warnings"].append(reference_note)
-            return result
+            return self._generate_follow(request, merged, preset, progress, cancel, t_start, reference=reference)
         sampling = Sampling(int(merged["steps"]) if float(merged["steps"]).is_integer() else merged["steps"],
                             float(merged["cfg"]), float(merged["rescale"]), float(merged["strength"])).check()
         quantise = merged["quantise"]
@@ -367,7 +359,7 @@ class BassEngine:
                       band_midi=request.midi)
 
     def _generate_follow(self, request: GenerationRequest, merged: dict[str, Any], preset, progress, cancel,
-                         t_start: float) -> GenerationResult:
+                         t_start: float, reference: Path | None = None) -> GenerationResult:
         from backline.engines.bass.follow import plan_line, read_line_midi, render_line
         from backline.engines.listen import kick_onsets
         from backline.engines.transcribe import notes_to_midi
@@ -388,6 +380,16 @@ class BassEngine:
                               fix=f"use one of {', '.join(s for s in PLANNER_STYLES if s != 'unknown')}")
         mix = self._check_mix(request.mix)
         seeds = [int(request.seed) + k for k in range(request.variations)]
+        # --- style reference (issue 22, engines/bass/reference.py): the user's recording gives the sound and feel
+        ref_inst = ref_info = None
+        if reference is not None:
+            from backline.engines.bass.reference import prepare_reference
+
+            t0 = time.perf_counter()
+            ref_inst, ref_info = prepare_reference(reference, progress=lambda f, m: progress(0.05 * f, m),
+                                                   cancel=cancel)
+            timings["reference_s"] = time.perf_counter() - t0
+        # --- end style reference
         progress(0.05, "listening")
         t0 = time.perf_counter()
         lst = self.listen(request, merged, mix)
@@ -405,6 +407,14 @@ class BassEngine:
             kicks = lst.kicks if lst.kicks is not None else kick_onsets(mix)
             for seed in seeds:
                 check_cancel(cancel)
+                if ref_inst is not None:  # issue 22: planned in the reference's feel
+                    from backline.engines.bass.reference import plan_in_feel
+
+                    notes, grid, info = plan_in_feel(self.planner(), lst, kicks, ref_inst.feel, seed=seed,
+                                                     lock_to_kick=bool(merged["lock_to_kick"]),
+                                                     style=None if merged["style"] == "preset" else style)
+                    lines.append((notes, info))
+                    continue
                 notes, grid, attrs = plan_line(
                     self.planner(), lst, kicks, style=style, complexity=float(merged["complexity"]),
                     intensity=float(merged["intensity"]), register=float(merged["register"]),
@@ -421,7 +431,12 @@ class BassEngine:
         for v, (notes, _) in enumerate(lines):
             check_cancel(cancel)
             progress(0.3 + 0.6 * v / len(lines), "playing the line")
-            dry, wet, level = render_line(notes, preset, mix.frames, sr, lst.bpm)
+            if ref_inst is not None:  # issue 22: in the reference's own sound
+                from backline.engines.bass.reference import render_in_reference
+
+                dry, wet, level = render_in_reference(ref_inst, notes, mix.frames, sr)
+            else:
+                dry, wet, level = render_line(notes, preset, mix.frames, sr, lst.bpm)
             wet, balance = balance_take(wet, mix, "bass", float(merged["level"]))  # at the band's balance
             rendered.append((dry, wet, level | {"balance": balance}))
         timings["render_s"] = time.perf_counter() - t0
@@ -436,7 +451,8 @@ class BassEngine:
                  for seed, (notes, info), (_dry, wet, level) in zip(seeds, lines, rendered)]
         timings["total_s"] = time.perf_counter() - t_start
         report = {
-            "engine": NAME, "mode": "follow" if not merged.get("midi_in") else "midi-in", "render": "soundfont",
+            "engine": NAME, "mode": "follow" if not merged.get("midi_in") else "midi-in",
+            "render": "reference sampler" if ref_inst is not None else "soundfont",
             "config": self.config, "device": "cpu", "fallbacks": [], "warnings": list(self.warnings),
             "weights": self.describe().weights, "listening": lst.to_dict(),
             "settings": {k: merged[k] for k in ("style", "complexity", "intensity", "register", "swing",
@@ -446,6 +462,10 @@ class BassEngine:
                        "bpm": timeline.bpm, "start_bar": round(timeline.samples_to_bar(request.region_start), 4)},
             "timings_s": {k: round(v, 3) for k, v in timings.items()},
         }
+        if ref_info is not None:  # issue 22: what was learned from the reference, in words and numbers
+            report["reference"] = ref_info
+            for take in takes:
+                take.report["learned"] = ref_info["learned"]
         progress(1.0, "done")
         return GenerationResult(takes, report)
 
@@ -598,16 +618,6 @@ class BassEngine:
     def enable_compile(self) -> None:
         """torch.compile the U-Net (CUDA; dynamic shapes so new lengths do not recompile every time)."""
         self.compiled = torch.compile(self.model, dynamic=True)
-
-
-def check_follow_reference(reference: str | Path, preset: str) -> str:
-    """A `--reference` in follow mode: refuse what is not audio (one line, before any work), else the one line
-    that says it is not used yet (follow mode plays the planned line in a preset's sound)."""
-    from backline.engines.audio import require_audio_file
-
-    require_audio_file(reference, "--reference")
-    return (f"the style reference {Path(reference).name} is not used in follow mode yet: the line plays in the "
-            f"'{preset}' preset's sound (--mode free uses a reference)")
 
 
 def bass_line(notes, *, max_pitch: int = 67, min_dur: float = 0.05, ghost_s: float = 0.1, chord_s: float = 0.03):
