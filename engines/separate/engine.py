@@ -4,7 +4,7 @@ presence and, on request, its MIDI at the song's heard tempo.
 What runs (chosen by measurement, weights/TRAINING.md): the predictive mask network of model.py — one forward
 pass gives a softmax mask per role (bass, drums, other) over the mixture's magnitude STFT; the stem is the mask
 applied to the mixture's own STFT (mixture phase) in every channel at the mix's own rate. On held-out songs it
-separates the bass at +7.4 dB SI-SDRi (demo +6.3) where paper 003's GMSDI extractor (engines/accompany, a score
+separates the bass at +7.9 dB SI-SDRi (demo +6.5) where paper 003's GMSDI extractor (engines/accompany, a score
 model painting magnitudes, 32 sampler steps) reached +0.5 (demo +0.7) and a 150 Hz low-pass +2.5 (demo +0.6),
 in one pass instead of 32; the mask-parametrised diffusion refinement was not trained (see TRAINING.md).
 
