@@ -156,8 +156,17 @@ def test_augmented_stems_still_sum_to_their_mix():
     stems = (rng.standard_normal((len(ROLES), 22050)) * 0.1).astype(np.float32)
     out = augment(stems, rng)
     assert out.shape == stems.shape and np.isfinite(out).all() and np.abs(out).max() > 0
-    mix, parts = next(crops([out], 3, 0.5, rng))
+    mix, parts = next(crops([out], 3, 0.5, rng, low_other=1.0))
     torch.testing.assert_close(parts.sum(1), mix)
+
+
+def test_octave_down_halves_the_pitch():
+    from backline.engines.separate.data import octave_down
+
+    t = np.arange(22050) / 22050
+    low = octave_down(np.sin(2 * np.pi * 220 * t).astype(np.float32), 22050)
+    spectrum = np.abs(np.fft.rfft(low))
+    assert len(low) == 22050 and abs(np.argmax(spectrum) - 110) <= 1  # 1 Hz bins
 
 
 def test_a_part_that_is_not_there_is_said_with_its_presence_and_gets_no_midi(engine, monkeypatch):

@@ -157,17 +157,27 @@ def load_cache(files: list[Path]) -> list[np.ndarray]:
     return [np.load(f, mmap_mode="r") for f in files]
 
 
+def octave_down(x: np.ndarray, n: int) -> np.ndarray:
+    """The first n/2 samples of x played at half speed: an octave lower (and half as fast), n samples long."""
+    half = x[: (n + 1) // 2]
+    return np.interp(np.arange(n) / 2.0, np.arange(len(half)), half).astype(np.float32)
+
+
 def crops(songs: list[np.ndarray], batch: int, seconds: float, rng: np.random.Generator,
-          absent: float = 0.1) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+          absent: float = 0.1, low_other: float = 0.0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Endless batches (mix [B, samples], stems [B, R, samples]) of random crops with a random level per role
-    (±9 dB) and, with probability `absent` per role, that role left out."""
+    (±9 dB) and, with probability `absent` per role, that role left out. With probability `low_other` the
+    "other" part is played an octave down, so low piano voicings and cellos are not taken for a bass (a real
+    jazz pianist's left hand at 100–140 Hz was, see TRAINING.md)."""
     n = int(seconds * SAMPLE_RATE)
     while True:
         stems = np.zeros((batch, len(ROLES), n), np.float32)
         for b in range(batch):
             s = songs[int(rng.integers(len(songs)))]
             start = int(rng.integers(0, max(1, s.shape[1] - n)))
-            part = np.asarray(s[:, start:start + n], dtype=np.float32)
+            part = np.array(s[:, start:start + n], dtype=np.float32)
+            if low_other > 0 and rng.random() < low_other and part.shape[1] == n:
+                part[ROLES.index("other")] = octave_down(part[ROLES.index("other")], n)
             gains = 10 ** (rng.uniform(-9, 9, len(ROLES)) / 20)
             gains[rng.random(len(ROLES)) < absent] = 0.0
             stems[b, :, : part.shape[1]] = part * gains[:, None]

@@ -40,6 +40,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--crop-seconds", type=float, default=3.0)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--low-other", type=float, default=0.0,
+                        help="probability that a crop's 'other' part is played an octave down (low piano voicings)")
     parser.add_argument("--eval-every", type=int, default=200, help="steps between held-out evaluations")
     parser.add_argument("--init", type=Path, default=SHIPPED, help="weights a fresh run starts from ('' = random)")
     parser.add_argument("--export", type=Path, help="write fp16 weights + JSON here at the end")
@@ -154,7 +156,8 @@ def run(args: argparse.Namespace) -> int:
 
         model.load_state_dict(load_model(args.init).float().state_dict())
         print(f"starting from {args.init}", flush=True)
-    batches = crops(songs, args.batch, args.crop_seconds, np.random.default_rng([args.seed, loop.step]))
+    batches = crops(songs, args.batch, args.crop_seconds, np.random.default_rng([args.seed, loop.step]),
+                    low_other=args.low_other)
 
     def step_fn(step: int) -> dict[str, float]:
         mix, stems = next(batches)
@@ -182,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
     if args.export:
         export(model, args.export, {"steps": result.step, "minutes": round(result.elapsed_s / 60, 1),
                                     "batch": args.batch, "crop_seconds": args.crop_seconds, "lr": args.lr,
-                                    "variants": args.variants, "corpus": [str(c) for c in args.corpus]})
+                                    "variants": args.variants, "low_other": args.low_other, "corpus": [str(c) for c in args.corpus]})
         print(f"exported {args.export}", flush=True)
     return 0
 
