@@ -40,7 +40,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _common import hardware  # noqa: E402
+from _common import corpus_or_render, hardware  # noqa: E402
 
 from backline.engines.audio import Audio, read_audio, write_audio  # noqa: E402
 from backline.engines.frontend import istft, stft  # noqa: E402
@@ -228,7 +228,9 @@ def memory(weights: Path | None) -> dict:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--heldout", type=Path, help="held-out corpus (never trained on)")
+    p.add_argument("--heldout", type=Path, help="held-out corpus (never trained on); without it a few synthetic "
+                   "songs are rendered once and cached")
+    p.add_argument("--songs", type=int, default=4, help="songs to render when no --heldout is given (0: none)")
     p.add_argument("--realdev", type=Path, help="../shared/realdev")
     p.add_argument("--clip", type=float, default=20.0)
     p.add_argument("--weights", type=Path)
@@ -249,8 +251,10 @@ def main() -> int:
 
         gmsdi = build_gmsdi("shipped", "cpu")
     results: dict = {}
-    if a.heldout:
-        results["heldout"] = heldout(sep, a.heldout, a.clip, gmsdi)
+    if a.heldout or a.songs > 0:
+        folder, label = corpus_or_render(a.heldout, flag="--heldout", songs=a.songs)
+        print(label)
+        results["heldout"] = heldout(sep, folder, a.clip, gmsdi)
     if not a.no_demo:
         results["demo"] = demo(sep, gmsdi)
     if a.realdev:

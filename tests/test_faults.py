@@ -565,7 +565,7 @@ def test_benchmarks_run_from_a_fresh_clone(tmp_path):
 
 
 @pytest.mark.parametrize("module", ["backline.engines.bass.cli", "backline.engines.drums.cli",
-                                    "backline.engines.accompany.cli", "backline.engines.accompany.separate_cli",
+                                    "backline.engines.accompany.cli", "backline.engines.separate.cli",
                                     "backline.engines.analysis.analyze_cli"])
 def test_device_auto_everywhere(module):
     """`--device auto` (the default: CUDA when present) on every command that runs a model, from one helper."""

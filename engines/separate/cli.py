@@ -23,7 +23,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="take number in the file names (the network is "
                                                              "deterministic)")
     parser.add_argument("--weights", type=Path, help="weights from `backline train separate --export`")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    from backline.engines.protocol import add_device_flag
+
+    add_device_flag(parser)
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch (default 1)")
     parser.add_argument("--overwrite", action="store_true", help="replace a take of the same seed in --out")
 
@@ -33,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
 
     from backline.engines.audio import audio_info, read_audio
     from backline.engines.errors import ConfigError
-    from backline.engines.protocol import GenerationRequest, check_device, generate_in_terminal
+    from backline.engines.protocol import GenerationRequest, generate_in_terminal, resolve_device
     from backline.engines.separate.engine import build, check_memory, parse_roles
     from backline.engines.timeline import Timeline, check_bpm, region_of_bars
 
@@ -45,11 +47,10 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--threads {args.threads} must be >= 1")
     if args.bars and args.bpm is None:
         raise ConfigError("--bars needs the tempo", fix="add --bpm, e.g. --bpm 120")
-    check_device(args.device)
-    try:
-        num, den = (int(x) for x in args.meter.split("/"))
-    except ValueError as err:
-        raise ConfigError(f"--meter {args.meter!r} is not a time signature", fix="write it like 4/4 or 6/8") from err
+    device = resolve_device(args.device)
+    from backline.engines.listen import parse_meter
+
+    num, den = parse_meter(args.meter)  # bounded: an absurd meter is one line
     bpm = check_bpm(args.bpm) if args.bpm is not None else 120.0
     rate, channels, total = audio_info(args.mix)
     timeline = Timeline.constant(bpm, rate, num, den)
@@ -57,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     check_memory((stop - start) / rate, rate, channels, len(labels))  # before the file is read
     mix = read_audio(args.mix, start=start, frames=stop - start)
     torch.set_num_threads(args.threads)
-    engine = build("shipped", args.device, weights=args.weights)
+    engine = build("shipped", device, weights=args.weights)
     controls = {"midi": bool(args.midi), "bpm": float(args.bpm or 0.0)}
     request = GenerationRequest("separate", args.out, timeline, region_start=start, region_stop=stop, mix=mix,
                                 prompt=", ".join(labels), controls=controls, seed=args.seed)
