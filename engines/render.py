@@ -181,6 +181,12 @@ ONSET_HOP = 64
 MAX_LATENCY_S = 0.06
 #: How much of a key's own latency (vs the program's median) a note is moved by (see `latency_of`).
 KEY_WEIGHT = 0.5
+#: How much of its measured attack latency a take is moved earlier by. A band's own parts sound behind their
+#: note-ons by their instruments' attack too, and a musician lines up with those attacks, not with the grid: with the
+#: whole latency taken off, the demo take sat −8.7 ms (hop 128) / −11.6 ms (hop 512) before the real bass; with half,
+#: 0.0 / 0.0 ms from the real bass and +2.9 / 0.0 ms from the real drums, and medians of 0 ms on three rendered
+#: songs (`benchmarks/takes_eval.py`).
+ATTACK_SHARE = 0.5
 #: Silence rendered before the first note so that a note at time 0 can still start early.
 PRE_ROLL_S = 0.1
 
@@ -278,14 +284,14 @@ def audible_onsets(audio: Audio) -> np.ndarray:
 
 
 def latency_of(latencies: dict[int, float], pitch: int) -> float:
-    """How early to play `pitch`: half its key's measured latency (or the nearest measured key's) and half the
+    """How early to play `pitch` (times ATTACK_SHARE): half its key's measured latency (or the nearest measured key's) and half the
     program's median, because one probe note per key is a noisy figure. Chosen on the demo and three rendered
     songs (hop-128 onsets, take vs real bass / real drums, median/p90 ms): the key's own figure −8.7/20 and
     −4.4/14.5 on the demo, half-way −5.8/14.5 and −4.4/14.5, the median alone −2.9/14.5 and 0/17.1."""
     if not latencies:
         return 0.0
     key = latencies[pitch] if pitch in latencies else latencies[min(latencies, key=lambda p: (abs(p - pitch), p))]
-    return KEY_WEIGHT * key + (1.0 - KEY_WEIGHT) * float(np.median(list(latencies.values())))
+    return ATTACK_SHARE * (KEY_WEIGHT * key + (1.0 - KEY_WEIGHT) * float(np.median(list(latencies.values()))))
 
 
 def _on_time_midi(src: Path, dst: Path, latencies: dict[int, float], pre_roll: float) -> None:
