@@ -224,36 +224,52 @@ class PlannerConfig:
 CONFIGS = {"small": PlannerConfig(), "debug": PlannerConfig(hidden=32, layers=1, token_dim=8)}
 
 
-class BassPlanner(nn.Module):
-    """cond [B, T, F] + previous tokens [B, T] → token logits [B, T, N_TOKENS], velocity logits [B, T, 8]."""
+class StepPlanner(nn.Module):
+    """The step GRU both planners share (bass here, comping in `accompany.planner`): cond [B, T, F] + previous
+    tokens [B, T] → token logits, the optional voice-index logits, velocity logits and the GRU state. One class so
+    the two cannot drift; modules are made in the order the shipped weights were trained with (same tensor names,
+    same untrained `debug` weights under a seed)."""
 
-    def __init__(self, cfg: PlannerConfig) -> None:
+    def __init__(self, cfg: Any, n_tokens: int, n_voices: int = 0) -> None:
         super().__init__()
         self.cfg = cfg
-        self.embed = nn.Embedding(N_TOKENS + 1, cfg.token_dim)
+        self.embed = nn.Embedding(n_tokens + 1, cfg.token_dim)
         self.inp = nn.Sequential(nn.Linear(cfg.n_features + cfg.token_dim, cfg.hidden), nn.GELU())
         self.gru = nn.GRU(cfg.hidden, cfg.hidden, cfg.layers, batch_first=True,
                           dropout=cfg.dropout if cfg.layers > 1 else 0.0)
-        self.head = nn.Linear(cfg.hidden, N_TOKENS)
+        self.head = nn.Linear(cfg.hidden, n_tokens)
+        self.voice = nn.Linear(cfg.hidden, n_voices) if n_voices else None
         self.vel = nn.Linear(cfg.hidden, VEL_BUCKETS)
 
     def forward(self, cond: torch.Tensor, prev: torch.Tensor, state: torch.Tensor | None = None):
         x = self.inp(torch.cat([cond, self.embed(prev)], -1))
         h, state = self.gru(x, state)
-        return self.head(h), self.vel(h), state
+        if self.voice is None:
+            return self.head(h), self.vel(h), state
+        return self.head(h), self.voice(h), self.vel(h), state
+
+
+class BassPlanner(StepPlanner):
+    """cond [B, T, F] + previous tokens [B, T] → token logits [B, T, N_TOKENS], velocity logits [B, T, 8]."""
+
+    def __init__(self, cfg: PlannerConfig) -> None:
+        super().__init__(cfg, N_TOKENS)
+
+
+def resolve_config(config: Any, configs: dict[str, Any], cls: type) -> Any:
+    """A config object, a preset name from `configs` or a dict (an exported JSON config; keys the dataclass
+    does not know are ignored) → an instance of the dataclass `cls`. Shared by both planners' `build_planner`."""
+    if isinstance(config, cls):
+        return config
+    if isinstance(config, str):
+        if config not in configs:
+            raise ConfigError(f"unknown planner config {config!r}", fix=f"use one of {', '.join(configs)}")
+        return configs[config]
+    return cls(**{k: v for k, v in config.items() if k in cls.__dataclass_fields__})
 
 
 def build_planner(config: str | dict[str, Any] | PlannerConfig = "small") -> BassPlanner:
-    if isinstance(config, PlannerConfig):
-        cfg = config
-    elif isinstance(config, str):
-        if config not in CONFIGS:
-            raise ConfigError(f"unknown planner config {config!r}", fix=f"use one of {', '.join(CONFIGS)}")
-        cfg = CONFIGS[config]
-    else:
-        known = {k: v for k, v in config.items() if k in PlannerConfig.__dataclass_fields__}
-        cfg = PlannerConfig(**known)
-    return BassPlanner(cfg)
+    return BassPlanner(resolve_config(config, CONFIGS, PlannerConfig))
 
 
 @dataclass
@@ -490,15 +506,22 @@ def _sample(logits: torch.Tensor, temperature: float, top_p: float, gen: torch.G
 
 def load_planner(path: str | Path | None = None, config: str = "shipped") -> Planner:
     """'shipped' (or a path) loads trained weights; 'debug'/'small' build an untrained planner (tests)."""
+    return load_planner_as(Planner, path, config, weights=WEIGHTS, kind=KIND, build=build_planner, configs=CONFIGS,
+                           format_version=FORMAT_VERSION)
+
+
+def load_planner_as(cls: type, path: str | Path | None, config: str, *, weights: Path, kind: str, build,
+                    configs: dict[str, Any], format_version: int) -> Any:
+    """The loading both planners share: `cls(model, style_attrs, meta)` from exported weights (shipped or a path),
+    or an untrained `config` model built under seed 0 so tests are repeatable without touching the global RNG."""
     from backline.engines.weights import load_weights
 
     if path is None and config != "shipped":
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
-            return Planner(build_planner(config), {}, {"config": CONFIGS[config].to_dict()})
-    model, meta = load_weights(Path(path) if path else WEIGHTS, kind=KIND, build=build_planner,
-                               format_version=FORMAT_VERSION)
-    return Planner(model.float().eval(), meta.get("config", {}).get("style_attrs", {}), meta)
+            return cls(build(config), {}, {"config": configs[config].to_dict()})
+    model, meta = load_weights(Path(path) if path else weights, kind=kind, build=build, format_version=format_version)
+    return cls(model.float().eval(), meta.get("config", {}).get("style_attrs", {}), meta)
 
 
 def apply_swing(notes: list[PlanNote], swing: float) -> list[tuple[float, float, int, int]]:
