@@ -296,11 +296,10 @@ class AccompanyEngine:
     # --- follow mode: listen → plan → voice → render ---------------------------------------------------------
     def planner(self):
         """The comping planner (shipped weights, loaded on first use; `debug` engines get an untrained one)."""
-        if getattr(self, "_planner", None) is None:
-            from backline.engines.accompany.planner import load_planner
+        from backline.engines.accompany.planner import load_planner
+        from backline.engines.bass.planner import engine_planner
 
-            self._planner = load_planner(config="debug") if self.config == "debug" else load_planner()
-        return self._planner
+        return engine_planner(self, load_planner)
 
     def listen(self, request: GenerationRequest, controls: dict[str, Any], mix: Audio):
         """The shared listener (DAW > user chart > band MIDI > audio), as the bass engine calls it."""

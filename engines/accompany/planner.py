@@ -29,7 +29,14 @@ import torch
 from backline.engines.bass.planner import ATTRS as BASS_ATTRS
 from backline.engines.bass.planner import N_FEATURES as GRID_FEATURES_ALL
 from backline.engines.bass.planner import STYLES as BASS_STYLES
-from backline.engines.bass.planner import Grid, StepPlanner, _sample, load_planner_as, resolve_config
+from backline.engines.bass.planner import (
+    Grid,
+    StepPlanner,
+    _sample,
+    aim_attributes,
+    load_planner_as,
+    resolve_config,
+)
 from backline.engines.bass.planner import PlannerConfig as BassPlannerConfig
 from backline.engines.bass.planner import features as grid_features
 from backline.engines.errors import ConfigError
@@ -171,9 +178,7 @@ class Planner:
         """Controls (0.5 = the style's typical; register in octaves) → the attributes the model aims at."""
         base = self.style_attrs.get(f"{family}/{style}") or self.style_attrs.get(f"{family}/unknown") or \
             {"complexity": 0.4, "intensity": 0.6, "register": 0.0, "density": 0.6}
-        return {"complexity": float(np.clip(base["complexity"] + (complexity - 0.5) * 0.8, 0.0, 1.0)),
-                "intensity": float(np.clip(base["intensity"] + (intensity - 0.5) * 0.5, 0.2, 1.0)),
-                "register": float(base["register"] + register), "density": float(base["density"])}
+        return aim_attributes(base, complexity, intensity, register) | {"density": float(base["density"])}
 
     @torch.no_grad()
     def plan(self, grid: Grid, family: str, style: str, attrs: dict[str, float], band: np.ndarray, *,

@@ -339,11 +339,9 @@ class BassEngine:
     # --- follow mode: listen → plan → render ------------------------------------------------------------
     def planner(self):
         """The bass planner (shipped weights, loaded on first use; `debug` engines get an untrained one)."""
-        if getattr(self, "_planner", None) is None:
-            from backline.engines.bass.planner import load_planner
+        from backline.engines.bass.planner import engine_planner, load_planner
 
-            self._planner = load_planner(config="debug") if self.config == "debug" else load_planner()
-        return self._planner
+        return engine_planner(self, load_planner)
 
     def listen(self, request: GenerationRequest, merged: dict[str, Any], mix: Audio):
         """What the mix plays (tempo, bars, key, chords per beat); the DAW's timeline wins when trusted."""

@@ -285,10 +285,8 @@ class Planner:
         """Controls (0.5 = the style's typical; register in octaves) → the attribute values the model aims at."""
         base = self.style_attrs.get(style) or self.style_attrs.get("unknown") or \
             {"complexity": 0.4, "intensity": 0.7, "register": 0.2, "lock": 0.4}
-        return {"complexity": float(np.clip(base["complexity"] + (complexity - 0.5) * 0.8, 0.0, 1.0)),
-                "intensity": float(np.clip(base["intensity"] + (intensity - 0.5) * 0.5, 0.2, 1.0)),
-                "register": float(base["register"] + register),
-                "lock": float(max(base["lock"], 0.9)) if lock_to_kick else float(base["lock"])}
+        return aim_attributes(base, complexity, intensity, register) | \
+            {"lock": float(max(base["lock"], 0.9)) if lock_to_kick else float(base["lock"])}
 
     @torch.no_grad()
     def plan(self, grid: Grid, style: str, attrs: dict[str, float], *, seed: int = 0, temperature: float = 0.7,
@@ -380,6 +378,14 @@ class Planner:
                 before_pitch, last_pitch = last_pitch, int(pitch_of[t])
             prev = torch.tensor([[t]])
         return notes_of(tokens, vels)
+
+
+def aim_attributes(base: dict[str, float], complexity: float, intensity: float, register: float) -> dict[str, float]:
+    """The controls both planners share → attribute values around a style's typical `base`: 0.5 keeps it,
+    complexity ±0.4 and intensity ±0.25 over the control's range (clipped), register in octaves added."""
+    return {"complexity": float(np.clip(base["complexity"] + (complexity - 0.5) * 0.8, 0.0, 1.0)),
+            "intensity": float(np.clip(base["intensity"] + (intensity - 0.5) * 0.5, 0.2, 1.0)),
+            "register": float(base["register"] + register)}
 
 
 #: styles whose new notes on the beat are held to chord roots (see `Planner.plan`): intervals allowed on the half
@@ -508,6 +514,14 @@ def load_planner(path: str | Path | None = None, config: str = "shipped") -> Pla
     """'shipped' (or a path) loads trained weights; 'debug'/'small' build an untrained planner (tests)."""
     return load_planner_as(Planner, path, config, weights=WEIGHTS, kind=KIND, build=build_planner, configs=CONFIGS,
                            format_version=FORMAT_VERSION)
+
+
+def engine_planner(engine: Any, load: Any) -> Any:
+    """`engine.planner()` of the bass and accompaniment engines: `load()`'s shipped planner, loaded on first use and
+    kept on the engine; a `debug` engine gets an untrained one (`load(config="debug")`), so tests need no weights."""
+    if getattr(engine, "_planner", None) is None:
+        engine._planner = load(config="debug") if engine.config == "debug" else load()
+    return engine._planner
 
 
 def load_planner_as(cls: type, path: str | Path | None, config: str, *, weights: Path, kind: str, build,
