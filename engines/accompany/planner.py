@@ -19,7 +19,7 @@ token, the voice of a single-note attack (0 = lowest … 3 = highest of the voic
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from backline.engines.bass.planner import N_FEATURES as GRID_FEATURES_ALL
 from backline.engines.bass.planner import STYLES as BASS_STYLES
 from backline.engines.bass.planner import (
     Grid,
+    LoadedPlanner,
     StepPlanner,
     _sample,
     aim_attributes,
@@ -165,13 +166,9 @@ def build_planner(config: str | dict[str, Any] | PlannerConfig = "small") -> Com
     return CompPlanner(resolve_config(config, CONFIGS, PlannerConfig))
 
 
-@dataclass
-class Planner:
-    """A loaded comping planner plus the per-(family, style) attribute means it was trained with."""
-
-    model: CompPlanner
-    style_attrs: dict[str, dict[str, float]] = field(default_factory=dict)
-    meta: dict[str, Any] = field(default_factory=dict)
+class Planner(LoadedPlanner):
+    """A loaded comping planner (its attribute means are per "family/style"): attributes from controls, the part
+    planned on a grid."""
 
     def attributes(self, family: str, style: str, complexity: float = 0.5, intensity: float = 0.5,
                    register: float = 0.0) -> dict[str, float]:

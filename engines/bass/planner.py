@@ -273,12 +273,17 @@ def build_planner(config: str | dict[str, Any] | PlannerConfig = "small") -> Bas
 
 
 @dataclass
-class Planner:
-    """A loaded planner plus the per-style attribute means it was trained with."""
+class LoadedPlanner:
+    """What `load_planner_as` gives both planners: the model, the per-style attribute means it was trained with
+    (what a 0.5 control asks for) and the weights' metadata."""
 
-    model: BassPlanner
+    model: StepPlanner
     style_attrs: dict[str, dict[str, float]] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
+
+
+class Planner(LoadedPlanner):
+    """A loaded bass planner: attributes from controls, and the line planned on a grid."""
 
     def attributes(self, style: str, complexity: float = 0.5, intensity: float = 0.5, register: float = 0.0,
                    lock_to_kick: bool = False) -> dict[str, float]:
