@@ -35,8 +35,10 @@ from backline.engines.bass.planner import (
     StepPlanner,
     _sample,
     aim_attributes,
+    bucket_velocity,
     load_planner_as,
     resolve_config,
+    token_runs,
 )
 from backline.engines.bass.planner import PlannerConfig as BassPlannerConfig
 from backline.engines.bass.planner import features as grid_features
@@ -102,22 +104,8 @@ def tokens_of(events: list[CompEvent], steps: int) -> tuple[np.ndarray, np.ndarr
 
 
 def events_of(tokens: np.ndarray, vidx: np.ndarray, vel: np.ndarray) -> list[CompEvent]:
-    out: list[CompEvent] = []
-    cur: list[int] | None = None
-    for s, t in enumerate(tokens.tolist()):
-        if t == HOLD and cur is not None:
-            cur[1] += 1
-            continue
-        if cur is not None:
-            out.append(CompEvent(*cur))
-            cur = None
-        if t >= 2:
-            voices = t - 1
-            v = int(vel[s]) if vel[s] >= 0 else 5
-            cur = [s, 1, voices, int(vidx[s]) if voices == 1 else -1, int(min(127, v * 128 // VEL_BUCKETS + 8))]
-    if cur is not None:
-        out.append(CompEvent(*cur))
-    return out
+    return [CompEvent(s, n, t - 1, int(vidx[s]) if t == 2 else -1, bucket_velocity(int(vel[s])))
+            for s, n, t in token_runs(tokens)]
 
 
 def features(grid: Grid, family: str, style: str, attrs: dict[str, float], band: np.ndarray) -> np.ndarray:

@@ -140,21 +140,27 @@ def tokens_of(notes: list[PlanNote], steps: int) -> tuple[np.ndarray, np.ndarray
 
 
 def notes_of(tokens: np.ndarray, vel: np.ndarray) -> list[PlanNote]:
-    out: list[PlanNote] = []
-    cur: list[int] | None = None
+    return [PlanNote(s, n, LOW + t - 2, bucket_velocity(int(vel[s]))) for s, n, t in token_runs(tokens)]
+
+
+def token_runs(tokens: np.ndarray) -> list[tuple[int, int, int]]:
+    """Step tokens → (first step, steps, token) of each attack (token >= 2) with the HOLDs after it; a HOLD after a
+    rest is dropped. How both planners (bass here, comping in `accompany.planner`) read their tokens back."""
+    runs: list[list[int]] = []
+    sounding = False
     for s, t in enumerate(tokens.tolist()):
-        if t == HOLD and cur is not None:
-            cur[1] += 1
+        if t == HOLD and sounding:
+            runs[-1][1] += 1
             continue
-        if cur is not None:
-            out.append(PlanNote(*cur))
-            cur = None
-        if t >= 2:
-            v = int(vel[s]) if vel[s] >= 0 else 5
-            cur = [s, 1, LOW + t - 2, int(min(127, v * 128 // VEL_BUCKETS + 8))]
-    if cur is not None:
-        out.append(PlanNote(*cur))
-    return out
+        sounding = t >= 2
+        if sounding:
+            runs.append([s, 1, t])
+    return [(s, n, t) for s, n, t in runs]
+
+
+def bucket_velocity(bucket: int) -> int:
+    """A velocity bucket (< 0: none predicted, read as bucket 5) → a MIDI velocity near the bucket's middle."""
+    return int(min(127, (bucket if bucket >= 0 else 5) * 128 // VEL_BUCKETS + 8))
 
 
 def features(grid: Grid, style: str, attrs: dict[str, float]) -> np.ndarray:
