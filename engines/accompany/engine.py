@@ -42,6 +42,7 @@ from backline.engines.accompany.instruments import INSTRUMENTS
 from backline.engines.accompany.planner import STYLES as PLANNER_STYLES
 from backline.engines.accompany.roles import ROLES, canonical, label_text, negative_prompt, parse_prompt
 from backline.engines.audio import Audio, resample
+from backline.engines.bass.follow import LISTEN_CONTROLS
 from backline.engines.diffusion.sampler import ADPM2, EulerChurn, sample
 from backline.engines.errors import AudioFormatError, BacklineError, ConfigError, WeightsError
 from backline.engines.protocol import (
@@ -83,14 +84,7 @@ FOLLOW_CONTROLS = (
             help="follow: listen to tempo, bars and chords, plan a part and play it with the instrument; "
                  "free: GMSDI partial generation (paper 003, experimental: it does not follow the chords yet); "
                  "extract/separate/ensemble: pull the prompted parts out of the mix; total: parts from nothing"),
-    Control("key", "text", "", "Key", group="advanced", help="e.g. D or Bm (empty = listen)"),
-    Control("chords", "text", "", "Chords", group="cli",
-            help='the chords per bar, e.g. "D | G A | Bm | G A7" (default: the chord lane, or listen)'),
-    Control("bpm", "float", 0.0, "Tempo", 0.0, 999.0, 0.01, group="cli",
-            help="tempo of the mix (0 = the DAW's, or listen for it)"),
-    Control("meter", "text", "", "Meter", group="cli", help="e.g. 4/4 or 6/8 (empty = the DAW's, or listen)"),
-    Control("tempo_from", "choice", "listen", "Tempo from", choices=("listen", "timeline"), group="cli",
-            help="timeline: trust the request's timeline (the DAW transport); listen: hear tempo and bar one"),
+    *LISTEN_CONTROLS,
 )
 #: GMSDI (free mode and separation) settings, under Advanced in musicians' words.
 GMSDI_CONTROLS = (
@@ -296,11 +290,10 @@ class AccompanyEngine:
     # --- follow mode: listen → plan → voice → render ---------------------------------------------------------
     def planner(self):
         """The comping planner (shipped weights, loaded on first use; `debug` engines get an untrained one)."""
-        if getattr(self, "_planner", None) is None:
-            from backline.engines.accompany.planner import load_planner
+        from backline.engines.accompany.planner import load_planner
+        from backline.engines.bass.planner import engine_planner
 
-            self._planner = load_planner(config="debug") if self.config == "debug" else load_planner()
-        return self._planner
+        return engine_planner(self, load_planner)
 
     def listen(self, request: GenerationRequest, controls: dict[str, Any], mix: Audio):
         """The shared listener (DAW > user chart > band MIDI > audio), as the bass engine calls it."""

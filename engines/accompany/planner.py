@@ -19,18 +19,28 @@ token, the voice of a single-note attack (0 = lowest … 3 = highest of the voic
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from backline.engines.bass.planner import ATTRS as BASS_ATTRS
 from backline.engines.bass.planner import N_FEATURES as GRID_FEATURES_ALL
 from backline.engines.bass.planner import STYLES as BASS_STYLES
-from backline.engines.bass.planner import Grid, _sample
+from backline.engines.bass.planner import (
+    Grid,
+    LoadedPlanner,
+    StepPlanner,
+    _sample,
+    aim_attributes,
+    bucket_velocity,
+    load_planner_as,
+    resolve_config,
+    token_runs,
+)
+from backline.engines.bass.planner import PlannerConfig as BassPlannerConfig
 from backline.engines.bass.planner import features as grid_features
 from backline.engines.errors import ConfigError
 
@@ -94,22 +104,8 @@ def tokens_of(events: list[CompEvent], steps: int) -> tuple[np.ndarray, np.ndarr
 
 
 def events_of(tokens: np.ndarray, vidx: np.ndarray, vel: np.ndarray) -> list[CompEvent]:
-    out: list[CompEvent] = []
-    cur: list[int] | None = None
-    for s, t in enumerate(tokens.tolist()):
-        if t == HOLD and cur is not None:
-            cur[1] += 1
-            continue
-        if cur is not None:
-            out.append(CompEvent(*cur))
-            cur = None
-        if t >= 2:
-            voices = t - 1
-            v = int(vel[s]) if vel[s] >= 0 else 5
-            cur = [s, 1, voices, int(vidx[s]) if voices == 1 else -1, int(min(127, v * 128 // VEL_BUCKETS + 8))]
-    if cur is not None:
-        out.append(CompEvent(*cur))
-    return out
+    return [CompEvent(s, n, t - 1, int(vidx[s]) if t == 2 else -1, bucket_velocity(int(vel[s])))
+            for s, n, t in token_runs(tokens)]
 
 
 def features(grid: Grid, family: str, style: str, attrs: dict[str, float], band: np.ndarray) -> np.ndarray:
@@ -136,68 +132,38 @@ def band_features(attacks: np.ndarray, bar: int, lead: np.ndarray | None = None)
 
 
 @dataclass
-class PlannerConfig:
-    hidden: int = 96
-    layers: int = 2
-    token_dim: int = 16
-    dropout: float = 0.1
-    n_features: int = N_FEATURES
+class PlannerConfig(BassPlannerConfig):
+    """The bass planner's config fields (same JSON keys) with the comping planner's smaller defaults."""
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    hidden: int = 96
+    token_dim: int = 16
+    n_features: int = N_FEATURES
 
 
 CONFIGS = {"small": PlannerConfig(), "debug": PlannerConfig(hidden=24, layers=1, token_dim=8)}
 
 
-class CompPlanner(nn.Module):
-    """cond [B, T, F] + previous tokens [B, T] → token, voice-index and velocity logits."""
+class CompPlanner(StepPlanner):
+    """cond [B, T, F] + previous tokens [B, T] → token, voice-index and velocity logits (the bass planner's GRU)."""
 
     def __init__(self, cfg: PlannerConfig) -> None:
-        super().__init__()
-        self.cfg = cfg
-        self.embed = nn.Embedding(N_TOKENS + 1, cfg.token_dim)
-        self.inp = nn.Sequential(nn.Linear(cfg.n_features + cfg.token_dim, cfg.hidden), nn.GELU())
-        self.gru = nn.GRU(cfg.hidden, cfg.hidden, cfg.layers, batch_first=True,
-                          dropout=cfg.dropout if cfg.layers > 1 else 0.0)
-        self.head = nn.Linear(cfg.hidden, N_TOKENS)
-        self.voice = nn.Linear(cfg.hidden, N_VOICE_IDX)
-        self.vel = nn.Linear(cfg.hidden, VEL_BUCKETS)
-
-    def forward(self, cond: torch.Tensor, prev: torch.Tensor, state: torch.Tensor | None = None):
-        x = self.inp(torch.cat([cond, self.embed(prev)], -1))
-        h, state = self.gru(x, state)
-        return self.head(h), self.voice(h), self.vel(h), state
+        super().__init__(cfg, N_TOKENS, N_VOICE_IDX)
 
 
 def build_planner(config: str | dict[str, Any] | PlannerConfig = "small") -> CompPlanner:
-    if isinstance(config, PlannerConfig):
-        cfg = config
-    elif isinstance(config, str):
-        if config not in CONFIGS:
-            raise ConfigError(f"unknown planner config {config!r}", fix=f"use one of {', '.join(CONFIGS)}")
-        cfg = CONFIGS[config]
-    else:
-        cfg = PlannerConfig(**{k: v for k, v in config.items() if k in PlannerConfig.__dataclass_fields__})
-    return CompPlanner(cfg)
+    return CompPlanner(resolve_config(config, CONFIGS, PlannerConfig))
 
 
-@dataclass
-class Planner:
-    """A loaded comping planner plus the per-(family, style) attribute means it was trained with."""
-
-    model: CompPlanner
-    style_attrs: dict[str, dict[str, float]] = field(default_factory=dict)
-    meta: dict[str, Any] = field(default_factory=dict)
+class Planner(LoadedPlanner):
+    """A loaded comping planner (its attribute means are per "family/style"): attributes from controls, the part
+    planned on a grid."""
 
     def attributes(self, family: str, style: str, complexity: float = 0.5, intensity: float = 0.5,
                    register: float = 0.0) -> dict[str, float]:
         """Controls (0.5 = the style's typical; register in octaves) → the attributes the model aims at."""
         base = self.style_attrs.get(f"{family}/{style}") or self.style_attrs.get(f"{family}/unknown") or \
             {"complexity": 0.4, "intensity": 0.6, "register": 0.0, "density": 0.6}
-        return {"complexity": float(np.clip(base["complexity"] + (complexity - 0.5) * 0.8, 0.0, 1.0)),
-                "intensity": float(np.clip(base["intensity"] + (intensity - 0.5) * 0.5, 0.2, 1.0)),
-                "register": float(base["register"] + register), "density": float(base["density"])}
+        return aim_attributes(base, complexity, intensity, register) | {"density": float(base["density"])}
 
     @torch.no_grad()
     def plan(self, grid: Grid, family: str, style: str, attrs: dict[str, float], band: np.ndarray, *,
@@ -229,12 +195,5 @@ class Planner:
 
 def load_planner(path: str | Path | None = None, config: str = "shipped") -> Planner:
     """'shipped' (or a path) loads trained weights; 'debug'/'small' build an untrained planner (tests)."""
-    from backline.engines.weights import load_weights
-
-    if path is None and config != "shipped":
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
-            return Planner(build_planner(config), {}, {"config": CONFIGS[config].to_dict()})
-    model, meta = load_weights(Path(path) if path else WEIGHTS, kind=KIND, build=build_planner,
-                               format_version=FORMAT_VERSION)
-    return Planner(model.float().eval(), meta.get("config", {}).get("style_attrs", {}), meta)
+    return load_planner_as(Planner, path, config, weights=WEIGHTS, kind=KIND, build=build_planner, configs=CONFIGS,
+                           format_version=FORMAT_VERSION)

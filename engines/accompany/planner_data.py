@@ -109,23 +109,17 @@ def composed_examples(n_songs: int, seed: int, *, min_bars: int = 16, max_bars: 
 def sample_crop(ex: Example, steps: int, rng: np.random.Generator, *, augment: bool = True):
     """A bar-aligned crop, transposed to a random key (-5..+6), with style/section/lead dropout and band noise
     → (grid, band [steps, 3], tokens, voice indices, velocities, family, style, attrs)."""
-    from backline.engines.bass.planner import SECTIONS
+    from backline.engines.bass.planner_data import crop_window, drop_labels
 
     bar = ex.grid.bar_steps
-    n_bars = ex.grid.steps // bar
-    want = max(1, steps // bar)
-    start_bar = int(rng.integers(0, max(1, n_bars - want + 1)))
-    a, b = start_bar * bar, min(ex.grid.steps, (start_bar + want) * bar)
+    a, b = crop_window(ex.grid, steps, rng)
     grid = ex.grid.crop(a, b)
     events = [CompEvent(e.step - a, e.length, e.voices, e.voice, e.velocity) for e in ex.events if a <= e.step < b]
     attacks, lead = ex.attacks[a:b].copy(), ex.lead[a:b].copy()
     style = ex.style
     if augment:
         grid = grid.transposed(int(rng.integers(-5, 7)))
-        if rng.random() < 0.1:
-            style = "unknown"
-        if rng.random() < 0.3:
-            grid.section[:] = SECTIONS.index("unknown")
+        style = drop_labels(grid, style, rng)
         if rng.random() < 0.5:  # heard from audio, the lead is unknown
             lead[:] = 0.0
         attacks = np.clip(attacks * rng.uniform(0.6, 1.4) + rng.normal(0, 0.08, len(attacks)), 0, 1)

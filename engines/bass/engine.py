@@ -26,6 +26,7 @@ import torch
 
 from backline.engines.audio import Audio, read_audio
 from backline.engines.balance import LEVEL, balance_take
+from backline.engines.bass.follow import LISTEN_CONTROLS
 from backline.engines.bass.planner import STYLES as PLANNER_STYLES
 from backline.engines.diffusion import classifier_free, ddim_sample, style_grounding
 from backline.engines.errors import (
@@ -135,14 +136,7 @@ FOLLOW_CONTROLS = (
     Control("swing", "float", 0.0, "Swing", 0.0, 1.0, 0.05, help="0 = straight, 1 = triplet swing"),
     Control("lock_to_kick", "bool", False, "Lock to kick", help="put the line's notes on the kick drum's hits"),
     LEVEL,
-    Control("key", "text", "", "Key", group="advanced", help="e.g. D or Bm (empty = listen)"),
-    Control("chords", "text", "", "Chords", group="cli",
-            help='the chords per bar, e.g. "D | G A | Bm | G A7" (default: the chord lane, or listen)'),
-    Control("bpm", "float", 0.0, "Tempo", 0.0, 999.0, 0.01, group="cli",
-            help="tempo of the mix (0 = the DAW's, or listen for it)"),
-    Control("meter", "text", "", "Meter", group="cli", help="e.g. 4/4 or 6/8 (empty = the DAW's, or listen)"),
-    Control("tempo_from", "choice", "listen", "Tempo from", choices=("listen", "timeline"), group="cli",
-            help="timeline: trust the request's timeline (the DAW transport); listen: hear tempo and bar one"),
+    *LISTEN_CONTROLS,
     Control("midi_in", "text", "", "Line MIDI", group="cli",
             help="play this bass line MIDI (edited in the DAW) in the preset's sound instead of planning one"),
 )
@@ -339,11 +333,9 @@ class BassEngine:
     # --- follow mode: listen → plan → render ------------------------------------------------------------
     def planner(self):
         """The bass planner (shipped weights, loaded on first use; `debug` engines get an untrained one)."""
-        if getattr(self, "_planner", None) is None:
-            from backline.engines.bass.planner import load_planner
+        from backline.engines.bass.planner import engine_planner, load_planner
 
-            self._planner = load_planner(config="debug") if self.config == "debug" else load_planner()
-        return self._planner
+        return engine_planner(self, load_planner)
 
     def listen(self, request: GenerationRequest, merged: dict[str, Any], mix: Audio):
         """What the mix plays (tempo, bars, key, chords per beat); the DAW's timeline wins when trusted."""

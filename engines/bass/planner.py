@@ -140,21 +140,27 @@ def tokens_of(notes: list[PlanNote], steps: int) -> tuple[np.ndarray, np.ndarray
 
 
 def notes_of(tokens: np.ndarray, vel: np.ndarray) -> list[PlanNote]:
-    out: list[PlanNote] = []
-    cur: list[int] | None = None
+    return [PlanNote(s, n, LOW + t - 2, bucket_velocity(int(vel[s]))) for s, n, t in token_runs(tokens)]
+
+
+def token_runs(tokens: np.ndarray) -> list[tuple[int, int, int]]:
+    """Step tokens → (first step, steps, token) of each attack (token >= 2) with the HOLDs after it; a HOLD after a
+    rest is dropped. How both planners (bass here, comping in `accompany.planner`) read their tokens back."""
+    runs: list[list[int]] = []
+    sounding = False
     for s, t in enumerate(tokens.tolist()):
-        if t == HOLD and cur is not None:
-            cur[1] += 1
+        if t == HOLD and sounding:
+            runs[-1][1] += 1
             continue
-        if cur is not None:
-            out.append(PlanNote(*cur))
-            cur = None
-        if t >= 2:
-            v = int(vel[s]) if vel[s] >= 0 else 5
-            cur = [s, 1, LOW + t - 2, int(min(127, v * 128 // VEL_BUCKETS + 8))]
-    if cur is not None:
-        out.append(PlanNote(*cur))
-    return out
+        sounding = t >= 2
+        if sounding:
+            runs.append([s, 1, t])
+    return [(s, n, t) for s, n, t in runs]
+
+
+def bucket_velocity(bucket: int) -> int:
+    """A velocity bucket (< 0: none predicted, read as bucket 5) → a MIDI velocity near the bucket's middle."""
+    return int(min(127, (bucket if bucket >= 0 else 5) * 128 // VEL_BUCKETS + 8))
 
 
 def features(grid: Grid, style: str, attrs: dict[str, float]) -> np.ndarray:
@@ -224,55 +230,74 @@ class PlannerConfig:
 CONFIGS = {"small": PlannerConfig(), "debug": PlannerConfig(hidden=32, layers=1, token_dim=8)}
 
 
-class BassPlanner(nn.Module):
-    """cond [B, T, F] + previous tokens [B, T] → token logits [B, T, N_TOKENS], velocity logits [B, T, 8]."""
+class StepPlanner(nn.Module):
+    """The step GRU both planners share (bass here, comping in `accompany.planner`): cond [B, T, F] + previous
+    tokens [B, T] → token logits, the optional voice-index logits, velocity logits and the GRU state. One class so
+    the two cannot drift; modules are made in the order the shipped weights were trained with (same tensor names,
+    same untrained `debug` weights under a seed)."""
 
-    def __init__(self, cfg: PlannerConfig) -> None:
+    def __init__(self, cfg: Any, n_tokens: int, n_voices: int = 0) -> None:
         super().__init__()
         self.cfg = cfg
-        self.embed = nn.Embedding(N_TOKENS + 1, cfg.token_dim)
+        self.embed = nn.Embedding(n_tokens + 1, cfg.token_dim)
         self.inp = nn.Sequential(nn.Linear(cfg.n_features + cfg.token_dim, cfg.hidden), nn.GELU())
         self.gru = nn.GRU(cfg.hidden, cfg.hidden, cfg.layers, batch_first=True,
                           dropout=cfg.dropout if cfg.layers > 1 else 0.0)
-        self.head = nn.Linear(cfg.hidden, N_TOKENS)
+        self.head = nn.Linear(cfg.hidden, n_tokens)
+        self.voice = nn.Linear(cfg.hidden, n_voices) if n_voices else None
         self.vel = nn.Linear(cfg.hidden, VEL_BUCKETS)
 
     def forward(self, cond: torch.Tensor, prev: torch.Tensor, state: torch.Tensor | None = None):
         x = self.inp(torch.cat([cond, self.embed(prev)], -1))
         h, state = self.gru(x, state)
-        return self.head(h), self.vel(h), state
+        if self.voice is None:
+            return self.head(h), self.vel(h), state
+        return self.head(h), self.voice(h), self.vel(h), state
+
+
+class BassPlanner(StepPlanner):
+    """cond [B, T, F] + previous tokens [B, T] → token logits [B, T, N_TOKENS], velocity logits [B, T, 8]."""
+
+    def __init__(self, cfg: PlannerConfig) -> None:
+        super().__init__(cfg, N_TOKENS)
+
+
+def resolve_config(config: Any, configs: dict[str, Any], cls: type) -> Any:
+    """A config object, a preset name from `configs` or a dict (an exported JSON config; keys the dataclass
+    does not know are ignored) → an instance of the dataclass `cls`. Shared by both planners' `build_planner`."""
+    if isinstance(config, cls):
+        return config
+    if isinstance(config, str):
+        if config not in configs:
+            raise ConfigError(f"unknown planner config {config!r}", fix=f"use one of {', '.join(configs)}")
+        return configs[config]
+    return cls(**{k: v for k, v in config.items() if k in cls.__dataclass_fields__})
 
 
 def build_planner(config: str | dict[str, Any] | PlannerConfig = "small") -> BassPlanner:
-    if isinstance(config, PlannerConfig):
-        cfg = config
-    elif isinstance(config, str):
-        if config not in CONFIGS:
-            raise ConfigError(f"unknown planner config {config!r}", fix=f"use one of {', '.join(CONFIGS)}")
-        cfg = CONFIGS[config]
-    else:
-        known = {k: v for k, v in config.items() if k in PlannerConfig.__dataclass_fields__}
-        cfg = PlannerConfig(**known)
-    return BassPlanner(cfg)
+    return BassPlanner(resolve_config(config, CONFIGS, PlannerConfig))
 
 
 @dataclass
-class Planner:
-    """A loaded planner plus the per-style attribute means it was trained with."""
+class LoadedPlanner:
+    """What `load_planner_as` gives both planners: the model, the per-style attribute means it was trained with
+    (what a 0.5 control asks for) and the weights' metadata."""
 
-    model: BassPlanner
+    model: StepPlanner
     style_attrs: dict[str, dict[str, float]] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
+
+
+class Planner(LoadedPlanner):
+    """A loaded bass planner: attributes from controls, and the line planned on a grid."""
 
     def attributes(self, style: str, complexity: float = 0.5, intensity: float = 0.5, register: float = 0.0,
                    lock_to_kick: bool = False) -> dict[str, float]:
         """Controls (0.5 = the style's typical; register in octaves) → the attribute values the model aims at."""
         base = self.style_attrs.get(style) or self.style_attrs.get("unknown") or \
             {"complexity": 0.4, "intensity": 0.7, "register": 0.2, "lock": 0.4}
-        return {"complexity": float(np.clip(base["complexity"] + (complexity - 0.5) * 0.8, 0.0, 1.0)),
-                "intensity": float(np.clip(base["intensity"] + (intensity - 0.5) * 0.5, 0.2, 1.0)),
-                "register": float(base["register"] + register),
-                "lock": float(max(base["lock"], 0.9)) if lock_to_kick else float(base["lock"])}
+        return aim_attributes(base, complexity, intensity, register) | \
+            {"lock": float(max(base["lock"], 0.9)) if lock_to_kick else float(base["lock"])}
 
     @torch.no_grad()
     def plan(self, grid: Grid, style: str, attrs: dict[str, float], *, seed: int = 0, temperature: float = 0.7,
@@ -364,6 +389,14 @@ class Planner:
                 before_pitch, last_pitch = last_pitch, int(pitch_of[t])
             prev = torch.tensor([[t]])
         return notes_of(tokens, vels)
+
+
+def aim_attributes(base: dict[str, float], complexity: float, intensity: float, register: float) -> dict[str, float]:
+    """The controls both planners share → attribute values around a style's typical `base`: 0.5 keeps it,
+    complexity ±0.4 and intensity ±0.25 over the control's range (clipped), register in octaves added."""
+    return {"complexity": float(np.clip(base["complexity"] + (complexity - 0.5) * 0.8, 0.0, 1.0)),
+            "intensity": float(np.clip(base["intensity"] + (intensity - 0.5) * 0.5, 0.2, 1.0)),
+            "register": float(base["register"] + register)}
 
 
 #: styles whose new notes on the beat are held to chord roots (see `Planner.plan`): intervals allowed on the half
@@ -490,15 +523,30 @@ def _sample(logits: torch.Tensor, temperature: float, top_p: float, gen: torch.G
 
 def load_planner(path: str | Path | None = None, config: str = "shipped") -> Planner:
     """'shipped' (or a path) loads trained weights; 'debug'/'small' build an untrained planner (tests)."""
+    return load_planner_as(Planner, path, config, weights=WEIGHTS, kind=KIND, build=build_planner, configs=CONFIGS,
+                           format_version=FORMAT_VERSION)
+
+
+def engine_planner(engine: Any, load: Any) -> Any:
+    """`engine.planner()` of the bass and accompaniment engines: `load()`'s shipped planner, loaded on first use and
+    kept on the engine; a `debug` engine gets an untrained one (`load(config="debug")`), so tests need no weights."""
+    if getattr(engine, "_planner", None) is None:
+        engine._planner = load(config="debug") if engine.config == "debug" else load()
+    return engine._planner
+
+
+def load_planner_as(cls: type, path: str | Path | None, config: str, *, weights: Path, kind: str, build,
+                    configs: dict[str, Any], format_version: int) -> Any:
+    """The loading both planners share: `cls(model, style_attrs, meta)` from exported weights (shipped or a path),
+    or an untrained `config` model built under seed 0 so tests are repeatable without touching the global RNG."""
     from backline.engines.weights import load_weights
 
     if path is None and config != "shipped":
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
-            return Planner(build_planner(config), {}, {"config": CONFIGS[config].to_dict()})
-    model, meta = load_weights(Path(path) if path else WEIGHTS, kind=KIND, build=build_planner,
-                               format_version=FORMAT_VERSION)
-    return Planner(model.float().eval(), meta.get("config", {}).get("style_attrs", {}), meta)
+            return cls(build(config), {}, {"config": configs[config].to_dict()})
+    model, meta = load_weights(Path(path) if path else weights, kind=kind, build=build, format_version=format_version)
+    return cls(model.float().eval(), meta.get("config", {}).get("style_attrs", {}), meta)
 
 
 def apply_swing(notes: list[PlanNote], swing: float) -> list[tuple[float, float, int, int]]:

@@ -192,14 +192,29 @@ def transpose_line(notes: list[PlanNote], k: int) -> list[PlanNote]:
     return moved
 
 
+def crop_window(grid: Grid, steps: int, rng: np.random.Generator) -> tuple[int, int]:
+    """A random bar-aligned window of about `steps` steps → (first step, end step). Both planners crop with it."""
+    bar = grid.bar_steps
+    n_bars = grid.steps // bar
+    want = max(1, steps // bar)
+    start_bar = int(rng.integers(0, max(1, n_bars - want + 1)))
+    return start_bar * bar, min(grid.steps, (start_bar + want) * bar)
+
+
+def drop_labels(grid: Grid, style: str, rng: np.random.Generator) -> str:
+    """The label dropout both planners train with (so either plans without a style or sections): style →
+    "unknown" 10 % of the time, the grid's sections (in place) 30 %; returns the style."""
+    if rng.random() < 0.1:
+        style = "unknown"
+    if rng.random() < 0.3:
+        grid.section[:] = SECTIONS.index("unknown")
+    return style
+
+
 def sample_crop(ex: Example, steps: int, rng: np.random.Generator, *, augment: bool = True):
     """A bar-aligned crop, transposed to a random key (-5..+6), with style/section dropout and kick noise →
     (grid, tokens, velocities, style, attrs)."""
-    bar = ex.grid.bar_steps
-    n_bars = ex.grid.steps // bar
-    want = max(1, steps // bar)
-    start_bar = int(rng.integers(0, max(1, n_bars - want + 1)))
-    a, b = start_bar * bar, min(ex.grid.steps, (start_bar + want) * bar)
+    a, b = crop_window(ex.grid, steps, rng)
     grid = ex.grid.crop(a, b)
     notes = [PlanNote(n.step - a, n.length, n.pitch, n.velocity) for n in ex.notes if a <= n.step < b]
     style = ex.style
@@ -207,10 +222,7 @@ def sample_crop(ex: Example, steps: int, rng: np.random.Generator, *, augment: b
         k = int(rng.integers(-5, 7))
         grid = grid.transposed(k)
         notes = transpose_line(notes, k)
-        if rng.random() < 0.1:
-            style = "unknown"
-        if rng.random() < 0.3:
-            grid.section[:] = SECTIONS.index("unknown")
+        style = drop_labels(grid, style, rng)
         drop = rng.random(grid.steps) < 0.08
         add = rng.random(grid.steps) < 0.02
         grid.kick = np.where(drop, 0, np.where(add, 1, grid.kick))

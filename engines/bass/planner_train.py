@@ -22,53 +22,68 @@ HELP = "train the bass planner (symbolic, chords/kick/style → bass MIDI; runs 
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from backline.engines.training import add_training_flags
-
     parser.add_argument("--synth", type=int, default=0, help="compose this many corpus songs in memory to train on")
     parser.add_argument("--synth-seed", type=int, default=7000, help="composer seed for --synth")
     parser.add_argument("--corpus", type=Path, action="append", default=[],
                         help="a Slakh-layout folder of songs with bass MIDI (repeatable)")
     parser.add_argument("--val-songs", type=int, default=64, help="composed held-out songs for a validation loss")
-    add_training_flags(parser, steps=6000, sizes=("small", "debug"), size="small", size_flags=("--size", "--config"),
+    add_planner_flags(parser, steps=6000, batch=32, bars=16, lr=2e-3, warmup=200, log_every=50, ckpt_every=500)
+
+
+def add_planner_flags(parser: argparse.ArgumentParser, *, steps: int, batch: int, bars: int, lr: float, warmup: int,
+                      log_every: int, ckpt_every: int) -> None:
+    """The flags every planner trainer takes (`train_planner` reads them); both planners declare them here so the
+    two command lines cannot drift. Defaults are each planner's own."""
+    from backline.engines.training import add_training_flags
+
+    add_training_flags(parser, steps=steps, sizes=("small", "debug"), size="small", size_flags=("--size", "--config"),
                        run_flags=("--run-dir", "--run"))
     parser.add_argument("--init", type=Path, help="start from these exported planner weights (fine-tune)")
-    parser.add_argument("--batch", type=int, default=32, help="batch per process")
-    parser.add_argument("--bars", type=int, default=16, help="bars per training crop")
-    parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--warmup", type=int, default=200)
+    parser.add_argument("--batch", type=int, default=batch, help="batch per process")
+    parser.add_argument("--bars", type=int, default=bars, help="bars per training crop")
+    parser.add_argument("--lr", type=float, default=lr)
+    parser.add_argument("--warmup", type=int, default=warmup)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--log-every", type=int, default=50)
-    parser.add_argument("--ckpt-every", type=int, default=500)
+    parser.add_argument("--log-every", type=int, default=log_every)
+    parser.add_argument("--ckpt-every", type=int, default=ckpt_every)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--export", type=Path, help="write the weights (safetensors + JSON) here at the end")
 
 
 def make_batch(examples, batch: int, bars: int, rng, *, augment: bool = True):
-    import numpy as np
-    import torch
-
     from backline.engines.bass.planner import BOS, features
+    from backline.engines.bass.planner_data import sample_crop
 
     rows = [examples[int(rng.integers(len(examples)))] for _ in range(batch)]
     crops = []
     for ex in rows:
-        from backline.engines.bass.planner_data import sample_crop
-
         grid, tok, vel, style, attrs = sample_crop(ex, bars * ex.grid.bar_steps, rng, augment=augment)
         crops.append((features(grid, style, attrs), tok, vel))
-    T = max(len(t) for _, t, _ in crops)  # noqa: N806
+    return pad_batch(crops, BOS)
+
+
+def pad_batch(crops, bos: int):
+    """[(cond [T, F], tokens [T], *labels [T])] of varied T → tensors (cond, previous tokens, tokens, *labels),
+    padded to the longest crop; padding and labels < 0 (no attack) read -100, which the losses ignore. Shared by
+    both planners' `make_batch`."""
+    import numpy as np
+    import torch
+
+    batch = len(crops)
+    T = max(len(c[1]) for c in crops)  # noqa: N806
     F = crops[0][0].shape[1]  # noqa: N806
     cond = np.zeros((batch, T, F), np.float32)
     tok = np.full((batch, T), -100, np.int64)
-    vel = np.full((batch, T), -100, np.int64)
-    prev = np.full((batch, T), BOS, np.int64)
-    for i, (c, t, v) in enumerate(crops):
+    labels = [np.full((batch, T), -100, np.int64) for _ in crops[0][2:]]
+    prev = np.full((batch, T), bos, np.int64)
+    for i, (c, t, *ls) in enumerate(crops):
         n = len(t)
         cond[i, :n], tok[i, :n] = c, t
-        vel[i, :n] = np.where(v >= 0, v, -100)
+        for out, v in zip(labels, ls):
+            out[i, :n] = np.where(v >= 0, v, -100)
         prev[i, 1:n] = t[:-1]
-    return tuple(torch.from_numpy(x) for x in (cond, prev, tok, vel))
+    return tuple(torch.from_numpy(x) for x in (cond, prev, tok, *labels))
 
 
 def style_attributes(examples) -> dict[str, dict[str, float]]:
@@ -85,50 +100,82 @@ def style_attributes(examples) -> dict[str, dict[str, float]]:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from backline.engines.bass import planner
+    from backline.engines.bass.planner_data import composed_examples, folder_examples
+    from backline.engines.errors import ConfigError
+
+    if args.synth <= 0 and not args.corpus:
+        raise ConfigError("nothing to train on", fix="give --synth N (composed songs) and/or --corpus FOLDER")
+
+    def load_data():
+        examples = composed_examples(args.synth, args.synth_seed) if args.synth > 0 else []
+        for folder in args.corpus:
+            examples += folder_examples(folder)
+        val = composed_examples(args.val_songs, args.synth_seed + 1_000_003, min_bars=16, max_bars=32) \
+            if args.val_songs else []
+        return examples, val
+
+    ce = torch.nn.functional.cross_entropy
+
+    def losses(m, batch):
+        cond, prev, tok, vel = batch
+        logits, vlog, _ = m(cond, prev)
+        return (ce(logits.float().flatten(0, 1), tok.flatten(), ignore_index=-100),
+                ce(vlog.float().flatten(0, 1), vel.flatten(), ignore_index=-100))
+
+    return train_planner(args, planner, name="bass-planner", unit="songs", load_data=load_data,
+                         make_batch=make_batch, losses=losses, weights=(1.0, 0.5), val_keys=("val_token_ce",),
+                         style_attributes=style_attributes,
+                         data=f"{args.synth} composed songs (seed {args.synth_seed})"
+                         + "".join(f" + {c}" for c in args.corpus))
+
+
+def train_planner(args: argparse.Namespace, planner, *, name: str, unit: str, load_data, make_batch, losses,
+                  weights: tuple[float, ...], val_keys: tuple[str, ...], style_attributes, data: str,
+                  half: bool = False) -> int:
+    """The training body both planners share (bass here, comping in `accompany.planner_train`), so recipe fixes
+    land in both: `planner` is the planner module (build/load, CONFIGS, KIND, FORMAT_VERSION); `losses(model,
+    batch)` → the cross-entropies, summed with `weights` for the step and logged under `val_keys` on the held-out
+    batch; AdamW, TrainLoop (warm-up, cosine, resume), gradient clip 1; exported with the per-style attribute
+    means (fp16 when `half`)."""
+    import copy
+
     import numpy as np
     import torch
 
-    from backline.engines.bass.planner import CONFIGS, FORMAT_VERSION, KIND, build_planner, load_planner
-    from backline.engines.bass.planner_data import composed_examples, folder_examples
     from backline.engines.errors import ConfigError
     from backline.engines.training import Distributed, TrainLoop, seed_everything
     from backline.engines.weights import save_weights
 
-    if args.synth <= 0 and not args.corpus:
-        raise ConfigError("nothing to train on", fix="give --synth N (composed songs) and/or --corpus FOLDER")
     if args.batch <= 0 or args.bars <= 0:
         raise ConfigError("--batch and --bars must be positive")
     torch.set_num_threads(max(1, args.threads))
     ctx = Distributed.setup(args.device)
     seed_everything(args.seed + ctx.rank)
     t0 = time.monotonic()
-    examples = composed_examples(args.synth, args.synth_seed) if args.synth > 0 else []
-    for folder in args.corpus:
-        examples += folder_examples(folder)
-    val = composed_examples(args.val_songs, args.synth_seed + 1_000_003, min_bars=16, max_bars=32) \
-        if args.val_songs else []
+    examples, val = load_data()
     if ctx.is_main:
-        print(f"bass planner: {len(examples)} training songs, {len(val)} held-out, "
+        print(f"{name.replace('-', ' ')}: {len(examples)} training {unit}, {len(val)} held-out, "
               f"data ready in {time.monotonic() - t0:.1f} s")
-    model = build_planner(args.size)
+    model = planner.build_planner(args.size)
     if args.init:
-        model.load_state_dict(load_planner(args.init).model.state_dict())
+        model.load_state_dict(planner.load_planner(args.init).model.state_dict())
     model = model.to(ctx.device)
     net = ctx.wrap(model)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     loop = TrainLoop(ctx, args.run_dir, modules={"model": model, "opt": opt}, optimizers=[opt], steps=args.steps,
                      lr=args.lr, warmup=args.warmup, max_minutes=args.max_minutes, log_every=args.log_every,
-                     ckpt_every=args.ckpt_every, desc="train bass-planner")
+                     ckpt_every=args.ckpt_every, desc=f"train {name}")
     rng = np.random.default_rng([args.seed, ctx.rank, loop.step])
     val_batch = make_batch(val, min(64, len(val)), args.bars, np.random.default_rng(1), augment=False) if val else None
-    ce = torch.nn.functional.cross_entropy
 
     def step_fn(_step: int) -> dict[str, float]:
-        cond, prev, tok, vel = (x.to(ctx.device) for x in make_batch(examples, args.batch, args.bars, rng))
+        batch = tuple(x.to(ctx.device) for x in make_batch(examples, args.batch, args.bars, rng))
         with ctx.autocast():
-            logits, vlog, _ = net(cond, prev)
-        loss = ce(logits.float().flatten(0, 1), tok.flatten(), ignore_index=-100) + \
-            0.5 * ce(vlog.float().flatten(0, 1), vel.flatten(), ignore_index=-100)
+            parts = losses(net, batch)
+        loss = sum(w * p for w, p in zip(weights, parts))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -140,23 +187,19 @@ def run(args: argparse.Namespace) -> int:
             return {}
         model.eval()
         with torch.no_grad():
-            c, p, t, _ = (x.to(ctx.device) for x in val_batch)
-            lg, _, _ = model(c, p)
-            value = float(ce(lg.flatten(0, 1), t.flatten(), ignore_index=-100))
+            parts = losses(model, tuple(x.to(ctx.device) for x in val_batch))
         model.train()
-        return {"val_token_ce": value}
+        return {k: float(p) for k, p in zip(val_keys, parts)}
 
     result = loop.run(step_fn, on_log)
     if ctx.is_main and args.export:
-        config = CONFIGS[args.size].to_dict() | {"style_attrs": style_attributes(examples)}
+        config = planner.CONFIGS[args.size].to_dict() | {"style_attrs": style_attributes(examples)}
         training = {"steps": result.step, "planned_steps": args.steps, "stopped_early": result.stopped_early,
-                    "batch": args.batch * ctx.world_size, "bars": args.bars, "lr": args.lr,
-                    "data": f"{args.synth} composed songs (seed {args.synth_seed})"
-                            + "".join(f" + {c}" for c in args.corpus),
+                    "batch": args.batch * ctx.world_size, "bars": args.bars, "lr": args.lr, "data": data,
                     "hardware": f"{ctx.device.type} x{ctx.world_size}, {torch.get_num_threads()} thread(s)",
                     "wall_s": round(result.elapsed_s, 1), "final": result.latest}
-        path = save_weights(model.eval(), args.export, kind=KIND, config=config, format_version=FORMAT_VERSION,
-                            training=training, overwrite=True)
+        path = save_weights((copy.deepcopy(model).half() if half else model).eval(), args.export, kind=planner.KIND,
+                            config=config, format_version=planner.FORMAT_VERSION, training=training, overwrite=True)
         print(f"exported {path} ({path.stat().st_size / 2**20:.2f} MiB)")
     ctx.close()
     return 0
