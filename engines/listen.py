@@ -38,6 +38,7 @@ import numpy as np
 
 from backline.engines.audio import Audio
 from backline.engines.errors import ConfigError, TimelineError
+from backline.engines.protocol import Control
 from backline.engines.timeline import Timeline, check_bpm
 
 NOTE_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
@@ -226,6 +227,20 @@ def parse_key(text: str) -> tuple[int, str]:
         raise ConfigError(f"key {text!r} is not a key", fix="write it like D, D major, Bm or B minor")
     minor = ch.quality in ("min", "min7") or (len(parts) > 1 and parts[1].startswith("minor"))
     return ch.root, "minor" if minor else "major"
+
+
+#: What a user may tell the shared listener instead of letting it hear (key, chord chart, tempo, meter, trust the
+#: DAW's timeline): the same controls, in the same order, for every follow-mode engine (bass, accompaniment).
+LISTEN_CONTROLS = (
+    Control("key", "text", "", "Key", group="advanced", help="e.g. D or Bm (empty = listen)"),
+    Control("chords", "text", "", "Chords", group="cli",
+            help='the chords per bar, e.g. "D | G A | Bm | G A7" (default: the chord lane, or listen)'),
+    Control("bpm", "float", 0.0, "Tempo", 0.0, 999.0, 0.01, group="cli",
+            help="tempo of the mix (0 = the DAW's, or listen for it)"),
+    Control("meter", "text", "", "Meter", group="cli", help="e.g. 4/4 or 6/8 (empty = the DAW's, or listen)"),
+    Control("tempo_from", "choice", "listen", "Tempo from", choices=("listen", "timeline"), group="cli",
+            help="timeline: trust the request's timeline (the DAW transport); listen: hear tempo and bar one"),
+)
 
 
 # --- audio --------------------------------------------------------------------------------------------------------
@@ -862,6 +877,8 @@ def listen(mix: Audio | None, *, transport: Timeline | None = None, region_start
         meter_t = (transport.numerator, transport.denominator)
         bpm = transport.bpm
         sr = transport.sample_rate
+        # a region cut on a bar line is *on* it, not half a sample past it (read back, a ceil skipped a whole bar)
+        region_start = transport.snap_to_grid(region_start)
         duration = mix.seconds if mix is not None else (midi_l.duration if midi_l else 0.0)
         t0 = region_start / sr  # the region's first sample, in the timeline's seconds
         q0, q1 = transport.samples_to_quarters(region_start), transport.seconds_to_quarters(t0 + duration)

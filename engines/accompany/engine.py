@@ -42,9 +42,9 @@ from backline.engines.accompany.instruments import INSTRUMENTS
 from backline.engines.accompany.planner import STYLES as PLANNER_STYLES
 from backline.engines.accompany.roles import ROLES, canonical, label_text, negative_prompt, parse_prompt
 from backline.engines.audio import Audio, resample
-from backline.engines.bass.follow import LISTEN_CONTROLS
 from backline.engines.diffusion.sampler import ADPM2, EulerChurn, sample
 from backline.engines.errors import AudioFormatError, BacklineError, ConfigError, WeightsError
+from backline.engines.listen import LISTEN_CONTROLS
 from backline.engines.protocol import (
     Control,
     EngineDescription,

@@ -26,7 +26,6 @@ import torch
 
 from backline.engines.audio import Audio, read_audio
 from backline.engines.balance import LEVEL, balance_take
-from backline.engines.bass.follow import LISTEN_CONTROLS
 from backline.engines.bass.planner import STYLES as PLANNER_STYLES
 from backline.engines.diffusion import classifier_free, ddim_sample, style_grounding
 from backline.engines.errors import (
@@ -37,6 +36,7 @@ from backline.engines.errors import (
     DeviceError,
     WeightsError,
 )
+from backline.engines.listen import LISTEN_CONTROLS
 from backline.engines.protocol import (
     Control,
     EngineDescription,
@@ -343,10 +343,7 @@ class BassEngine:
 
         transport = request.timeline if merged["tempo_from"] == "timeline" else None
         bpm = float(merged["bpm"]) or None
-        start = request.region_start
-        if transport is not None:  # a region cut on a bar line is *on* it, not half a sample past (a bar late)
-            start = transport.snap_to_grid(start)
-        return listen(mix, transport=transport, region_start=start, bpm=bpm,
+        return listen(mix, transport=transport, region_start=request.region_start, bpm=bpm,
                       meter=merged["meter"] or None, key=merged["key"] or None, chords=merged["chords"] or None,
                       band_midi=request.midi)
 

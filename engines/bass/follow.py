@@ -21,25 +21,12 @@ from backline.engines.audio import Audio
 from backline.engines.bass.planner import SECTIONS, Grid, Planner, apply_swing, quality_index, steps_per_bar
 from backline.engines.errors import ConfigError
 from backline.engines.listen import Listening
-from backline.engines.protocol import Control
 from backline.engines.transcribe import Note
 
 #: A bar one heard this close to the mix's first sample is the mix starting on its bar line (a DAW export, a
 #: region cut on the grid): the offset is the listener's onset latency, not music, so the grid starts at sample 0.
 ON_BAR_TOLERANCE_S = 0.06
 
-#: What a user may tell the shared listener instead of letting it hear (key, chord chart, tempo, meter, trust the
-#: DAW's timeline): the same controls, in the same order, for every follow-mode engine (bass, accompaniment).
-LISTEN_CONTROLS = (
-    Control("key", "text", "", "Key", group="advanced", help="e.g. D or Bm (empty = listen)"),
-    Control("chords", "text", "", "Chords", group="cli",
-            help='the chords per bar, e.g. "D | G A | Bm | G A7" (default: the chord lane, or listen)'),
-    Control("bpm", "float", 0.0, "Tempo", 0.0, 999.0, 0.01, group="cli",
-            help="tempo of the mix (0 = the DAW's, or listen for it)"),
-    Control("meter", "text", "", "Meter", group="cli", help="e.g. 4/4 or 6/8 (empty = the DAW's, or listen)"),
-    Control("tempo_from", "choice", "listen", "Tempo from", choices=("listen", "timeline"), group="cli",
-            help="timeline: trust the request's timeline (the DAW transport); listen: hear tempo and bar one"),
-)
 
 
 def grid_origin(lst: Listening) -> float:
