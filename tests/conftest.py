@@ -6,6 +6,13 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
+# A suite started in the background (`cmd &` in a script) inherits SIGINT ignored, and so would every `backline`
+# process the tests start: the Ctrl+C tests would see nothing arrive. Ctrl+C is what they test, so give it back.
+import signal  # noqa: E402
+
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 
 # --- tiny_corpus: two short rendered songs in the Slakh2100 layout (corpus helper) --------------------------
 import pytest  # noqa: E402
