@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -45,18 +44,12 @@ from _common import x_real_time  # noqa: E402
 from backline.engines.accompany import spec  # noqa: E402
 from backline.engines.accompany.roles import CORPUS_ROLES, ROLES  # noqa: E402
 from backline.engines.audio import Audio, resample  # noqa: E402
+from backline.engines.codec.fidelity import si_sdr  # noqa: E402 - the one SI-SDR
 
 EVAL_ROLES = ("Bass", "Drums", "Guitar", "Piano")
 PAPER = {"separator": (9.76, 15.57, 9.13, 9.57, 11.01), "extractor": (11.00, 10.55, 9.52, 10.13, 10.30),
          "ensemble": (None, None, None, None, 11.56)}
 
-
-def si_sdr(ref: np.ndarray, est: np.ndarray, eps: float = 1e-9) -> float:
-    ref = ref - ref.mean()
-    est = est - est.mean()
-    a = float(np.dot(est, ref) / (np.dot(ref, ref) + eps))
-    target = a * ref
-    return 10 * math.log10((np.dot(target, target) + eps) / (np.dot(est - target, est - target) + eps))
 
 
 def role_stems(track, start: int, frames: int) -> dict[str, Audio]:

@@ -43,17 +43,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import corpus_or_render, hardware  # noqa: E402
 
 from backline.engines.audio import Audio, read_audio, write_audio  # noqa: E402
+from backline.engines.codec.fidelity import si_sdr  # noqa: E402 - the one SI-SDR
 from backline.engines.frontend import istft, stft  # noqa: E402
 
 SR = 44100
 
-
-def si_sdr(ref: np.ndarray, est: np.ndarray, eps: float = 1e-9) -> float:
-    ref = ref - ref.mean()
-    est = est - est.mean()
-    a = float(np.dot(est, ref) / (np.dot(ref, ref) + eps))
-    target = a * ref
-    return 10 * math.log10((np.dot(target, target) + eps) / (np.dot(est - target, est - target) + eps))
 
 
 def mono(x: Audio | np.ndarray) -> np.ndarray:

@@ -663,7 +663,7 @@ def separate_job(lease: Lease, weights: Path | None) -> Job:
 
     from backline.engines.errors import DatasetError
     from backline.engines.separate.model import DEFAULT_CONFIG, SAMPLE_RATE, build
-    from backline.engines.separate.train import SHIPPED, step_loss
+    from backline.engines.separate.train import SHIPPED, apply_step, step_loss
     from backline.engines.separate.train import export as export_separate
     from backline.engines.weights import weight_paths
 
@@ -706,11 +706,7 @@ def separate_job(lease: Lease, weights: Path | None) -> Job:
             say(f"separate: bf16 autocast failed ({str(err)[:200]}); fp32 from here")
             precision["autocast"] = False
             loss = step_loss(model, mix, stems)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-        opt.step()
-        return {"loss": float(loss.detach())}
+        return {"loss": apply_step(model, opt, loss)}
 
     @torch.no_grad()
     def evaluate(part: str) -> dict[str, float]:

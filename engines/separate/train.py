@@ -64,6 +64,16 @@ def step_loss(model: torch.nn.Module, mix: torch.Tensor, target: torch.Tensor) -
     return masked_l1(model(mix), mix, target, w)
 
 
+def apply_step(model: torch.nn.Module, opt: torch.optim.Optimizer, loss: torch.Tensor) -> float:
+    """One optimiser update from `loss` (gradient norm clipped at 5): the trainer, `train_steps` and the GPU lease
+    all update the network this one way. Returns the loss as a float."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+    opt.step()
+    return float(loss.detach())
+
+
 def train_steps(model: torch.nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], steps: int,
                 device: str | torch.device = "cpu", *, lr: float = 1e-3,
                 opt: torch.optim.Optimizer | None = None) -> list[float]:
@@ -74,12 +84,7 @@ def train_steps(model: torch.nn.Module, batches: Iterable[tuple[torch.Tensor, to
     it = iter(batches)
     for _ in range(steps):
         mix, target = next(it)
-        loss = step_loss(model, mix.to(device), target.to(device))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-        opt.step()
-        losses.append(float(loss.detach()))
+        losses.append(apply_step(model, opt, step_loss(model, mix.to(device), target.to(device))))
     return losses
 
 
@@ -161,12 +166,7 @@ def run(args: argparse.Namespace) -> int:
 
     def step_fn(step: int) -> dict[str, float]:
         mix, stems = next(batches)
-        loss = step_loss(model, mix, stems)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-        opt.step()
-        return {"loss": float(loss.detach())}
+        return {"loss": apply_step(model, opt, step_loss(model, mix, stems))}
 
     def on_log(step: int) -> dict[str, float]:
         if step % args.eval_every:
