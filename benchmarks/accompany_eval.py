@@ -35,7 +35,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from backline.engines.audio import Audio, read_audio  # noqa: E402
+from backline.engines.core.audio import Audio, read_audio  # noqa: E402
 
 ROLE_INSTRUMENT = {"piano": "piano", "guitar": "acoustic guitar", "strings": "strings"}
 NOTE_PC = {n: i for i, n in enumerate(("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B"))}
@@ -130,7 +130,7 @@ def midi_tempo(mid) -> tuple[float, str]:
 def baselines(lst, take_notes, register, seed=0):
     """(random pitches on the take's rhythm, block triads on every beat) as notes."""
     from backline.engines.accompany.follow import chord_tones
-    from backline.engines.transcribe import Note
+    from backline.engines.core.transcribe import Note
 
     rng = np.random.default_rng(seed)
     lo, hi = register
@@ -154,10 +154,10 @@ def evaluate(engine, mix: Audio, inst_name: str, *, real_audio: Audio | None, re
              grid_origin: float = 0.0, band_midi=None, png: Path | None = None, label: str = "",
              chords: str = "") -> dict:
     from backline.engines.accompany.follow import INSTRUMENTS, render_part
-    from backline.engines.effects import loudness_lufs
-    from backline.engines.protocol import GenerationRequest
-    from backline.engines.timeline import Timeline
-    from backline.engines.transcribe import midi_to_notes
+    from backline.engines.core.effects import loudness_lufs
+    from backline.engines.core.protocol import GenerationRequest
+    from backline.engines.core.timeline import Timeline
+    from backline.engines.core.transcribe import midi_to_notes
 
     req = GenerationRequest("accompany", Path("/tmp/unused"), Timeline.constant(120.0, mix.sample_rate), mix=mix,
                             prompt=inst_name, region_stop=mix.frames, midi=band_midi,
@@ -269,8 +269,8 @@ def print_case(r: dict) -> None:
 def corpus_cases(engine, corpus: Path, songs: int, roles: list[str], png_dir: Path | None) -> list[dict]:
     import pretty_midi
 
+    from backline.engines.core.transcribe import Note
     from backline.engines.data.slakh import list_tracks
-    from backline.engines.transcribe import Note
 
     out = []
     for tr in list_tracks(corpus)[:songs]:
@@ -303,8 +303,8 @@ def demo_case(engine, png_dir: Path | None) -> dict:
 
     import pretty_midi
 
+    from backline.engines.core.transcribe import Note
     from backline.engines.data.slakh import read_track
-    from backline.engines.transcribe import Note
 
     folders = sorted(glob.glob(str(Path.home() / ".cache/backline/demo/demo-*")))
     if not folders:
@@ -442,9 +442,9 @@ def summarise(cases: list[dict]) -> None:
 def speed(engine, corpus: Path) -> None:
     import resource
 
+    from backline.engines.core.protocol import GenerationRequest
+    from backline.engines.core.timeline import Timeline
     from backline.engines.data.slakh import list_tracks
-    from backline.engines.protocol import GenerationRequest
-    from backline.engines.timeline import Timeline
 
     tr = next(t for t in list_tracks(corpus) if t.info()[1] / t.info()[0] >= 30.0)
     stems = [s for s in tr.audio_stems() if s.role != "piano"]

@@ -40,7 +40,7 @@ def tagger_table(run_dir: Path, test, heads, shipped: Path | None = None) -> dic
         macro_metrics,
     )
     from backline.engines.analysis.train_tagger import base_input, predict
-    from backline.engines.weights import load_weights
+    from backline.engines.core.weights import load_weights
 
     y, m = test.y.float(), test.mask.float()
     cy, cm = coarse_from_fine(y).numpy(), coarse_mask_from_fine(y, m).numpy()
@@ -100,7 +100,7 @@ def matching_top1(args, n: int = 25, seconds: float = 6.0) -> dict:
     from backline.engines.analysis import dataset
     from backline.engines.analysis.api import Analyzer
     from backline.engines.analysis.common import load_waves
-    from backline.engines.audio import Audio
+    from backline.engines.core.audio import Audio
 
     tracks = load_waves(args, "test")
     an = Analyzer("shipped", weights_dir=args.weights_dir)
@@ -140,7 +140,7 @@ def missing_table(corpus: Path, weights_dir: Path, limit: int | None = None) -> 
     part, how often it is flagged missing when removed and when it still plays."""
     from backline.engines.analysis.api import Analyzer
     from backline.engines.analysis.train_presence import GROUPS
-    from backline.engines.audio import Audio
+    from backline.engines.core.audio import Audio
     from backline.engines.data.slakh import list_tracks
 
     an = Analyzer("shipped", weights_dir=weights_dir)
@@ -194,7 +194,7 @@ def print_missing(res: dict) -> None:
 def timing(args) -> dict:
     from backline.engines.analysis.api import Analyzer
     from backline.engines.analysis.common import load_waves
-    from backline.engines.audio import Audio, resample
+    from backline.engines.core.audio import Audio, resample
 
     parts, total = [], 0
     for tr in load_waves(args, "test"):  # songs back to back until 30 s

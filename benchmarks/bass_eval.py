@@ -51,10 +51,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from backline.engines.audio import Audio, read_audio
 from backline.engines.bass.data import bass_tracks
 from backline.engines.bass.engine import Sampling, build
 from backline.engines.bass.presets import list_presets, load_preset, style_mean_of_audio
+from backline.engines.core.audio import Audio, read_audio
 
 NOTE_PC = {"C": 0, "C#": 1, "Db": 1, "D": 2, "D#": 3, "Eb": 3, "E": 4, "F": 5, "F#": 6, "Gb": 6, "G": 7, "G#": 8,
            "Ab": 8, "A": 9, "A#": 10, "Bb": 10, "B": 11}
@@ -105,7 +105,7 @@ def load_clips(corpus: Path, count: int, seconds: float, seed: int = 0) -> list[
 # --- features ----------------------------------------------------------------------------------------------------
 
 def frame_logmel(audio: Audio) -> np.ndarray:
-    from backline.engines.frontend import log_mel
+    from backline.engines.core.frontend import log_mel
 
     x = torch.from_numpy(audio.resampled(44100).with_channels(1).samples[0])
     return log_mel(x, 44100, n_fft=2048, hop=1024, n_mels=64, f_min=20.0, f_max=8000.0).T.numpy()  # [frames, 64]

@@ -34,7 +34,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from backline.engines.audio import Audio, read_audio  # noqa: E402
+from backline.engines.core.audio import Audio, read_audio  # noqa: E402
 
 MAJOR = (0, 2, 4, 5, 7, 9, 11)
 MINOR = (0, 2, 3, 5, 7, 8, 10, 11)  # natural minor + the raised 7th of the dominant
@@ -110,7 +110,7 @@ def time_shares(notes, chord_at, scale) -> tuple[float, float]:
 def fidelity(planned, rendered: Audio) -> tuple[float, float]:
     """(pitch-class agreement on note-time where both sound, note F1) of a rendered stem vs the planned notes."""
     from backline.engines.bass.engine import transcribe_bass
-    from backline.engines.transcribe import note_f1
+    from backline.engines.core.transcribe import note_f1
 
     heard = transcribe_bass(rendered)
     # basic-pitch also reports a sustained note's upper harmonics and release as short quiet notes (velocity ~40
@@ -158,7 +158,7 @@ def pipeline_table(engine, corpus: Path, songs: int) -> dict:
 
         bass_id = next(k for k, v in ex["roles"].items() if v == "bass")
         pm = pretty_midi.PrettyMIDI(str(tr.path / "MIDI" / f"{bass_id}.mid"))
-        from backline.engines.transcribe import Note
+        from backline.engines.core.transcribe import Note
 
         true_notes = [Note(n.pitch, n.start, n.end, n.velocity) for i in pm.instruments for n in i.notes]
         tch, tkey = time_shares(true_notes, chord_at, scale)
@@ -179,10 +179,10 @@ def pipeline_table(engine, corpus: Path, songs: int) -> dict:
 def demo_table(engine) -> dict:
     import mido
 
+    from backline.engines.core.protocol import GenerationRequest
+    from backline.engines.core.timeline import Timeline
     from backline.engines.data.demo import demo_song
     from backline.engines.data.slakh import read_track
-    from backline.engines.protocol import GenerationRequest
-    from backline.engines.timeline import Timeline
 
     sys.path.insert(0, str(Path(__file__).parent))
     from listen_eval import band_without_bass
@@ -193,8 +193,8 @@ def demo_table(engine) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         req = GenerationRequest("bass", Path(tmp) / "b", Timeline.constant(120.0, mix.sample_rate), mix=mix,
                                 preset="finger", region_stop=mix.frames)
-        from backline.engines.takes import generate_and_write
-        from backline.engines.transcribe import midi_to_notes
+        from backline.engines.core.takes import generate_and_write
+        from backline.engines.core.transcribe import midi_to_notes
 
         res = generate_and_write(engine, req)  # as `backline demo` does: the written WAV and MIDI are checked
         take = res.takes[0]
@@ -249,9 +249,9 @@ def demo_table(engine) -> dict:
 
 
 def speed(engine, corpus: Path) -> dict:
+    from backline.engines.core.protocol import GenerationRequest
+    from backline.engines.core.timeline import Timeline
     from backline.engines.data.slakh import list_tracks
-    from backline.engines.protocol import GenerationRequest
-    from backline.engines.timeline import Timeline
 
     sys.path.insert(0, str(Path(__file__).parent))
     from _common import x_real_time
@@ -268,7 +268,7 @@ def speed(engine, corpus: Path) -> dict:
                                 preset="finger", region_stop=mix.frames)
         import resource
 
-        from backline.engines.takes import generate_and_write
+        from backline.engines.core.takes import generate_and_write
 
         def cpu_now() -> float:  # this process and its children (fluidsynth renders in a child process)
             own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from _common import cpu_name
 
-from backline.engines.audio import Audio
 from backline.engines.bass.engine import Sampling, build
+from backline.engines.core.audio import Audio
 
 
 def test_mix(seconds: float, sr: int = 44100) -> Audio:
@@ -76,8 +76,8 @@ def main() -> None:
     print(f"{'cpu fp32':<28} {best['encode']:8.3f} {best['sample']:8.3f} {best['decode']:8.3f} {best['total']:8.3f} "
           f"{best['total'] / a.seconds:12.3f}")
     if a.transcribe:
-        from backline.bridge.timeline import Timeline
         from backline.engines.bass.engine import bass_midi
+        from backline.engines.core.timeline import Timeline
 
         t0 = time.perf_counter()
         bass_midi(mix, Timeline.constant(120, mix.sample_rate), 0)

@@ -10,7 +10,7 @@ Prints, naming the hardware:
   cannot be downloaded here) on the same audio resampled to 24 kHz (resampling not timed), and the speed ratio;
 - reconstruction quality on the corpus songs (first --seconds of each; without --corpus a small synthetic corpus
   is rendered and the table says "synthetic", not "held-out"): multi-resolution STFT distance,
-  log-spectral distance (dB) and mel L1 (backline.engines.frontend), for the shipped codecs, the same
+  log-spectral distance (dB) and mel L1 (backline.engines.core.frontend), for the shipped codecs, the same
   architecture untrained, and EnCodec-24k (random weights, so only a floor: it shows the metric's scale).
 """
 
@@ -91,7 +91,7 @@ def timed(fn, repeats: int, device: str) -> tuple[list[float], float]:
 
 
 def load_test_audio(corpus: Path | None, seconds: float, songs: int):
-    from backline.engines.audio import read_audio
+    from backline.engines.core.audio import read_audio
 
     n = int(seconds * 44100)
     out = []
@@ -110,7 +110,7 @@ def bass_notes(track_dir: Path, stems: dict, seconds: float) -> list | None:
     """The bass stem's MIDI notes that start within the excerpt (the reference for note F1)."""
     import mido
 
-    from backline.engines.transcribe import midi_to_notes
+    from backline.engines.core.transcribe import midi_to_notes
 
     ids = [sid for sid, role in stems if role == "bass"]
     path = Path(track_dir) / "MIDI" / f"{ids[0]}.mid" if ids else None
@@ -172,8 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from backline.engines.audio import Audio, resample
     from backline.engines.codec import load_codec
+    from backline.engines.core.audio import Audio, resample
 
     dev = args.device
     print(f"hardware: {hardware(dev)}")

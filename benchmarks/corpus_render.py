@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 from _common import cpu_name
 
-from backline.engines.audio import audio_info
+from backline.engines.core.audio import audio_info
 from backline.engines.data.synth import synthesize
 
 

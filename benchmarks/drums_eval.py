@@ -28,12 +28,12 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from _common import corpus_or_render, cpu_name, x_real_time  # noqa: E402
 
+from backline.engines.core.midi import midi_bytes  # noqa: E402
 from backline.engines.drums import data as drum_data  # noqa: E402
 from backline.engines.drums import novelty as nov  # noqa: E402
 from backline.engines.drums.engine import drum_midi, load_models, region_timeline  # noqa: E402
 from backline.engines.drums.representation import STEPS_PER_QUARTER, SongGrid  # noqa: E402
 from backline.engines.drums.velocity import assign_velocities  # noqa: E402
-from backline.engines.midi import midi_bytes  # noqa: E402
 
 
 def prf(pred: np.ndarray, true: np.ndarray) -> tuple[int, int, int]:
@@ -168,7 +168,7 @@ def main() -> int:
     reps = int(np.ceil(64 / g.n_bars))
     big = SongGrid(g.numerator, g.denominator, 64, np.concatenate([g.ma_onset] * reps, axis=1)[:, : 64 * g.steps_per_bar],
                    np.concatenate([g.ma_active] * reps, axis=1)[:, : 64 * g.steps_per_bar])
-    from backline.engines.timeline import Timeline
+    from backline.engines.core.timeline import Timeline
 
     tl = Timeline.constant(120, 48000, g.numerator, g.denominator)
     pipe.generate(big)  # warm-up

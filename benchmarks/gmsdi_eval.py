@@ -43,8 +43,8 @@ from _common import x_real_time  # noqa: E402
 
 from backline.engines.accompany import spec  # noqa: E402
 from backline.engines.accompany.roles import CORPUS_ROLES, ROLES  # noqa: E402
-from backline.engines.audio import Audio, resample  # noqa: E402
 from backline.engines.codec.fidelity import si_sdr  # noqa: E402 - the one SI-SDR
+from backline.engines.core.audio import Audio, resample  # noqa: E402
 
 EVAL_ROLES = ("Bass", "Drums", "Guitar", "Piano")
 PAPER = {"separator": (9.76, 15.57, 9.13, 9.57, 11.01), "extractor": (11.00, 10.55, 9.52, 10.13, 10.30),
@@ -84,7 +84,7 @@ def irm(stems: dict[str, Audio], mix: Audio) -> dict[str, np.ndarray]:
 
 def repr_table(tracks, seconds: float = 12.0) -> dict:
     from backline.engines.codec import load_codec
-    from backline.engines.frontend import stft
+    from backline.engines.core.frontend import stft
 
     codec = load_codec("stem", "shipped")
     mu, sd = codec.latent_stats
@@ -111,7 +111,7 @@ def repr_table(tracks, seconds: float = 12.0) -> dict:
 
 
 def separation(engine, tracks, clip_s: float, steps: int, w_sep: float, w_ext: float) -> dict:
-    from backline.engines.timeline import Timeline
+    from backline.engines.core.timeline import Timeline
 
     results: dict[str, dict[str, list[float]]] = {k: {r: [] for r in EVAL_ROLES} for k in
                                                    ("oracle IRM", "separator", "extractor", "ensemble", "best of both")}
@@ -192,7 +192,7 @@ def demo_extract(engine, steps: int, w: float) -> dict:
 
 
 def chord_tone_rate(audio: Audio, extras: dict) -> tuple[float, int]:
-    from backline.engines.transcribe import transcribe_polyphonic
+    from backline.engines.core.transcribe import transcribe_polyphonic
 
     notes = transcribe_polyphonic(audio)
     bpm = float(extras["tempo_bpm"])

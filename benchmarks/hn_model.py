@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from backline.engines.audio import Audio
+from backline.engines.core.audio import Audio
 
 SR = 44100
 HARMONICS = 24
@@ -29,7 +29,7 @@ class HarmonicNoise:
         self.voices = voices
 
     def render(self, notes, frames: int, sample_rate: int) -> Audio:
-        from backline.engines.effects import render
+        from backline.engines.core.effects import render
 
         out = np.zeros(int(frames * SR / sample_rate) + SR, np.float64)
         rng = np.random.default_rng(0)

@@ -49,7 +49,7 @@ def main() -> int:
     from PyQt6.QtCore import QTimer
     from PyQt6.QtWidgets import QApplication
 
-    from backline.bridge.timeline import parse_bar_range
+    from backline.engines.core.timeline import parse_bar_range
     from backline.host.app import demo_mix, parse_controls, wait_for
     from backline.host.mainwindow import MainWindow
     from backline.host.settings import HostSettings

@@ -23,7 +23,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import mir_eval  # noqa: E402
 import numpy as np  # noqa: E402
 
-from backline.engines.audio import Audio, read_audio  # noqa: E402
+from backline.engines.core.audio import Audio, read_audio  # noqa: E402
 from backline.engines.data.slakh import list_tracks, read_track  # noqa: E402
 from backline.engines.listen import NOTE_NAMES, listen  # noqa: E402
 

@@ -5,7 +5,7 @@
 1. Builds its own set from music21's corpus (`pip install -e .[bench]`): string quartets (Haydn, Mozart, Beethoven,
    Schumann) and other four-part writing, NEVER the Bach chorales (`bach/*` is skipped entirely: held back for
    evaluation). Per piece an excerpt of about 24 s from bar 1; the upper three parts are the band, rendered with
-   fluidsynth (engines/render.py) as strings, piano or choir in turn and at several tempi (quarter = 76…132); the
+   fluidsynth (engines/core/render.py) as strings, piano or choir in turn and at several tempi (quarter = 76…132); the
    lowest part is the truth. The chord on each beat is music21's root of the four parts sounding there.
    Per clip: tempo right (within 4 %, an octave counts as wrong), key (against music21's analysis of the excerpt),
    chord root in the bass on the beat (share of beats), silent beats (beats where the band sounds and the line
@@ -113,7 +113,7 @@ def build_set(cache: Path, pieces: int, bach: bool = False) -> list[dict]:
     """Render (once, cached) the band of up to `pieces` excerpts; returns clip dicts with the wav path."""
     import pretty_midi
 
-    from backline.engines.render import render_midi
+    from backline.engines.core.render import render_midi
 
     cache.mkdir(parents=True, exist_ok=True)
     index = cache / "index.json"
@@ -147,7 +147,7 @@ def build_set(cache: Path, pieces: int, bach: bool = False) -> list[dict]:
         mid = cache / f"clip{i:02d}.mid"
         pm.write(str(mid))
         audio = render_midi(mid, "FluidR3_GM", frames=int((ex["end"] + 1.0) * 44100))
-        from backline.engines.audio import write_audio
+        from backline.engines.core.audio import write_audio
 
         wav = cache / f"clip{i:02d}.wav"
         write_audio(wav, audio, overwrite=True, bit_depth=16)
@@ -208,9 +208,9 @@ def line_scores(notes, ex: dict, beats: np.ndarray, roots) -> dict:
 
 def evaluate(clips: list[dict], style: str = "root_fifth") -> tuple[list[dict], list]:
     """Rows per clip, and the listened grids (for the style table)."""
-    from backline.engines.audio import read_audio
     from backline.engines.bass.follow import grid_from_listening, plan_line
     from backline.engines.bass.planner import load_planner
+    from backline.engines.core.audio import read_audio
     from backline.engines.listen import NOTE_NAMES, listen
 
     planner = load_planner()
@@ -311,7 +311,7 @@ def style_measures(notes, grid) -> dict:
 def realdev_table(folder: Path) -> None:
     import mir_eval
 
-    from backline.engines.audio import Audio, read_audio
+    from backline.engines.core.audio import Audio, read_audio
     from backline.engines.listen import listen
 
     truth = {"ballroom_waltz.wav": 84.0, "gtzan_country.wav": 85.53, "hainsworth_001.flac": 100.16,
@@ -356,7 +356,7 @@ def short_table(folder: Path, clips: list[dict]) -> None:
     clips and the realdev recordings cut to 5 s. Under about 8 beats the listener used to refuse."""
     import sys as _sys
 
-    from backline.engines.audio import read_audio
+    from backline.engines.core.audio import read_audio
     from backline.engines.data.demo import demo_song
     from backline.engines.data.slakh import read_track
     from backline.engines.listen import listen

@@ -37,7 +37,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from backline.engines.audio import Audio, write_audio  # noqa: E402
+from backline.engines.core.audio import Audio, write_audio  # noqa: E402
 
 SR = 44100
 #: Held-out renders: (soundfont, GM program 1-based, chain) — no preset uses these pairs nor these effects.
@@ -89,10 +89,10 @@ def synth(notes, kind: str, seconds: float) -> Audio:
 
 
 def soundfont_reference(font: str, program: int, chain, notes, seconds: float) -> Audio:
-    from backline.engines.effects import render
-    from backline.engines.render import render_midi
-    from backline.engines.timeline import Timeline
-    from backline.engines.transcribe import Note, notes_to_midi
+    from backline.engines.core.effects import render
+    from backline.engines.core.render import render_midi
+    from backline.engines.core.timeline import Timeline
+    from backline.engines.core.transcribe import Note, notes_to_midi
 
     mid = notes_to_midi([Note(p, s, s + d, v) for p, s, d, v in notes], Timeline.constant(120.0, SR),
                         program=program - 1, name="held-out reference")
@@ -109,7 +109,7 @@ def band():
     from backline.engines.data.slakh import read_track
 
     track = read_track(Path(demo_song()))
-    from backline.engines.audio import read_audio
+    from backline.engines.core.audio import read_audio
 
     stems = [read_audio(st.audio) for st in track.audio_stems() if st.role != "bass"]
     n = min(a.frames for a in stems)
@@ -249,8 +249,8 @@ def main(argv: list[str] | None = None) -> int:
         results["build_s"] = build_s
         print(f"\n4. build from a 30 s reference: {build_s:.1f} s (target <= 30 s), then from the cache {cached_s:.2f} s "
               f"({info2['cache']})")
-        from backline.engines.protocol import GenerationRequest
-        from backline.engines.timeline import Timeline
+        from backline.engines.core.protocol import GenerationRequest
+        from backline.engines.core.timeline import Timeline
 
         path = tmp / "thirty.flac"
         req = GenerationRequest("bass", tmp / "out", Timeline.constant(120.0, mix.sample_rate), mix=mix,
@@ -289,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     # 6. real recordings (../shared/realdev; measured per clip, never trained on)
     if a.realdev and a.realdev.is_dir():
         from backline.engines.bass.reference import prepare_reference
-        from backline.engines.errors import BacklineError
+        from backline.engines.core.errors import BacklineError
 
         print(f"\n6. real recordings as references ({a.realdev}), one line each")
         for name in ("filosax01_bass_drums.wav", "gtzan_country.wav", "cuidado_falla.flac", "simac_rallou.flac"):
@@ -301,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
                 inst, info = prepare_reference(path, use_cache=False)
                 line, _, pinfo = plan_in_feel(planner, lst, lst.kicks, inst.feel, seed=1)
                 take = render_in_reference(inst, line, mix.frames, mix.sample_rate)[1]
-                from backline.engines.audio import read_audio
+                from backline.engines.core.audio import read_audio
 
                 d = distances(emb(read_audio(path)), emb(take))[0]
                 print(f"   {name}: \"{info['learned']}\" — {inst.feel.notes_per_bar:.1f} notes/bar at "
@@ -321,7 +321,7 @@ def save_spectrograms(folder: Path, items: list[tuple[str, Audio]]) -> None:
     """Log-mel spectrograms (0–4 kHz, first 8 s), each reference beside its take, one PNG (rows in `items` order,
     pairs left | right). Written with the project's own PNG encoder (no plotting library needed)."""
     from backline.engines.analysis.tagger import encode_png
-    from backline.engines.frontend import log_mel
+    from backline.engines.core.frontend import log_mel
 
     folder.mkdir(parents=True, exist_ok=True)
     tiles = []

@@ -42,9 +42,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from _common import corpus_or_render, hardware  # noqa: E402
 
-from backline.engines.audio import Audio, read_audio, write_audio  # noqa: E402
 from backline.engines.codec.fidelity import si_sdr  # noqa: E402 - the one SI-SDR
-from backline.engines.frontend import istft, stft  # noqa: E402
+from backline.engines.core.audio import Audio, read_audio, write_audio  # noqa: E402
+from backline.engines.core.frontend import istft, stft  # noqa: E402
 
 SR = 44100
 

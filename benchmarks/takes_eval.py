@@ -66,14 +66,14 @@ def timing(label: str, take, ref) -> str:
 def lowpass(audio, hz: float = 200.0):
     from scipy.signal import butter, sosfiltfilt
 
-    from backline.engines.audio import Audio
+    from backline.engines.core.audio import Audio
 
     sos = butter(4, hz, btype="low", fs=audio.sample_rate, output="sos")
     return Audio(sosfiltfilt(sos, audio.samples, axis=-1).astype(np.float32), audio.sample_rate)
 
 
 def db(a) -> float:
-    from backline.engines.balance import loudness_db
+    from backline.engines.core.balance import loudness_db
 
     return loudness_db(a)
 
@@ -86,8 +86,8 @@ def first_note_s(midi_path) -> float:
 
 
 def bass_take(engine, mix, timeline, out: Path, **controls):
-    from backline.engines.protocol import GenerationRequest
-    from backline.engines.takes import generate_and_write
+    from backline.engines.core.protocol import GenerationRequest
+    from backline.engines.core.takes import generate_and_write
 
     request = GenerationRequest("bass", out, timeline, region_start=0, region_stop=mix.frames, mix=mix,
                                 preset="finger", controls=controls, seed=0)
@@ -95,8 +95,8 @@ def bass_take(engine, mix, timeline, out: Path, **controls):
 
 
 def drum_take(engine, band_midi: Path, band_audio, timeline, out: Path):
-    from backline.engines.protocol import GenerationRequest
-    from backline.engines.takes import generate_and_write
+    from backline.engines.core.protocol import GenerationRequest
+    from backline.engines.core.takes import generate_and_write
 
     request = GenerationRequest("drums", out, timeline, midi=band_midi, mix=band_audio, seed=0)
     return generate_and_write(engine, request, cancel=threading.Event())
@@ -116,9 +116,9 @@ def midi_without_drums(track: Path, out: Path) -> Path:
 
 
 def song(name: str, track: Path, bass_engine, drum_engine, tmp: Path) -> dict:
-    from backline.engines.audio import Audio, read_audio
+    from backline.engines.core.audio import Audio, read_audio
+    from backline.engines.core.timeline import Timeline
     from backline.engines.data.slakh import read_track
-    from backline.engines.timeline import Timeline
 
     tr = read_track(track)
     stems = [(s.role, read_audio(s.audio)) for s in tr.audio_stems()]
@@ -159,14 +159,14 @@ def song(name: str, track: Path, bass_engine, drum_engine, tmp: Path) -> dict:
 
 
 def filosax(folder: Path, bass_engine, tmp: Path) -> None:
-    from backline.engines.audio import read_audio
-    from backline.engines.timeline import Timeline
+    from backline.engines.core.audio import read_audio
+    from backline.engines.core.timeline import Timeline
 
     bd = read_audio(folder.parent / f"{folder.name}_bass_drums.wav")
     pd = read_audio(folder.parent / f"{folder.name}_piano_drums.wav")
     n = min(bd.frames, pd.frames)
     bd, pd = bd.slice(0, n), pd.slice(0, n)
-    from backline.engines.errors import BacklineError
+    from backline.engines.core.errors import BacklineError
 
     try:
         res = bass_take(bass_engine, pd, Timeline.constant(120.0, pd.sample_rate), tmp / "filosax-bass")
@@ -198,8 +198,8 @@ def main() -> None:
 
     torch.set_num_threads(1)
     print(hardware())
+    from backline.engines.core.protocol import build_engine
     from backline.engines.data.demo import demo_song
-    from backline.engines.protocol import build_engine
 
     bass_engine = build_engine("bass")
     drum_engine = None if args.no_drums else build_engine("drums")

@@ -25,8 +25,8 @@ from backline.bridge.calibrate import Calibration, capture_latency
 from backline.bridge.capture import CaptureRing, Extract, LoopbackCapture
 from backline.bridge.osc import DIALECTS, REMOTE_COMMANDS, OscBridge
 from backline.bridge.playback import StemPlayer, write_take
-from backline.bridge.timeline import BBT, TempoMap, Timeline, parse_bar_range
 from backline.bridge.transport import Event, Transport, TransportSnapshot
+from backline.engines.core.timeline import BBT, TempoMap, Timeline, parse_bar_range
 
 __all__ = [
     "BBT", "Calibration", "CaptureRing", "DIALECTS", "Event", "Extract", "LoopbackCapture", "OscBridge",

@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from backline.bridge import devices
-from backline.engines.audio import write_bytes_atomic
-from backline.engines.errors import ConfigError, DeviceError
+from backline.engines.core.audio import write_bytes_atomic
+from backline.engines.core.errors import ConfigError, DeviceError
 
 
 @dataclass(frozen=True)

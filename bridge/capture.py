@@ -35,8 +35,8 @@ from backline.bridge.transport import Transport, _OnceLog
 
 if TYPE_CHECKING:  # pragma: no cover
     from backline.bridge.jack_transport import JackTransportSource
-from backline.engines.audio import Audio, resample
-from backline.engines.errors import AudioFormatError, DeviceError
+from backline.engines.core.audio import Audio, resample
+from backline.engines.core.errors import AudioFormatError, DeviceError
 
 log = logging.getLogger("backline.bridge")
 
@@ -342,7 +342,7 @@ class LoopbackCapture:
             self._new_epoch(default)
             # extract() will resample with torchaudio: load it now, not while the stream runs — loading
             # libtorch holds the GIL for seconds, and JACK drops a client whose callback waits that long
-            from backline.engines.audio import resample as _resample
+            from backline.engines.core.audio import resample as _resample
 
             _resample(np.zeros((1, 64), np.float32), default, self.transport.sample_rate)
             stream = sd.InputStream(device=index, channels=self.channels, samplerate=default, blocksize=0,

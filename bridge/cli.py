@@ -32,7 +32,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from backline.bridge.osc import OscBridge
     from backline.bridge.transport import Event, Transport
-    from backline.engines.errors import ConfigError
+    from backline.engines.core.errors import ConfigError
 
     if not args.interval > 0:
         raise ConfigError(f"--interval {args.interval:g} must be more than 0 seconds", fix="e.g. --interval 0.1")

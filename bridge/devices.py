@@ -21,7 +21,7 @@ import logging
 import threading
 import time
 
-from backline.engines.errors import DeviceError, MissingDependencyError
+from backline.engines.core.errors import DeviceError, MissingDependencyError
 
 log = logging.getLogger("backline.bridge")
 

@@ -18,7 +18,7 @@ import time
 
 from backline.bridge.devices import StreamClock
 from backline.bridge.transport import Transport
-from backline.engines.errors import DeviceError, MissingDependencyError
+from backline.engines.core.errors import DeviceError, MissingDependencyError
 
 log = logging.getLogger("backline.bridge")
 

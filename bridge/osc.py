@@ -34,7 +34,7 @@ from collections.abc import Callable, Sequence
 from pythonosc.osc_message_builder import OscMessageBuilder
 
 from backline.bridge.transport import Transport, _OnceLog
-from backline.engines.errors import ConfigError, DeviceError
+from backline.engines.core.errors import ConfigError, DeviceError
 
 log = logging.getLogger("backline.bridge")
 

@@ -25,8 +25,8 @@ import numpy as np
 
 from backline.bridge import devices
 from backline.bridge.transport import Transport, _OnceLog
-from backline.engines.audio import Audio, write_audio, write_bytes_atomic
-from backline.engines.errors import AudioFormatError
+from backline.engines.core.audio import Audio, write_audio, write_bytes_atomic
+from backline.engines.core.errors import AudioFormatError
 
 if TYPE_CHECKING:  # pragma: no cover
     from backline.bridge.jack_transport import JackTransportSource

@@ -29,8 +29,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from backline.bridge.timeline import BBT, MAX_BPM, MIN_BPM, Timeline
-from backline.engines.errors import TimelineError
+from backline.engines.core.errors import TimelineError
+from backline.engines.core.timeline import BBT, MAX_BPM, MIN_BPM, Timeline
 
 log = logging.getLogger("backline.bridge")
 

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from backline.engines.errors import BacklineError, ConfigError, MissingDependencyError
+from backline.engines.core.errors import BacklineError, ConfigError, MissingDependencyError
 
 HELP = "start the desktop app (or write screenshots of it with --screenshot DIR)"
 
@@ -72,7 +72,7 @@ def demo_band_without(roles: tuple[str, ...], folder: Path) -> Path:
     capture: keys, guitar, strings and lead waiting for a bass player and a drummer)."""
     import numpy as np
 
-    from backline.engines.audio import Audio, read_audio, write_audio
+    from backline.engines.core.audio import Audio, read_audio, write_audio
     from backline.engines.data.slakh import read_track
 
     track = read_track(demo_mix().parent)
@@ -149,8 +149,8 @@ def take_screenshots(app, window, out: Path, timeout: float, *, audio: Path | No
                      controls: dict[str, str] | None = None, band_midi: Path | None = None) -> list[Path]:
     """Drive the window through its states and write SCREENSHOTS into `out`: bass first, then drums (the
     band's MIDI dropped on its panel when there is one: the demo's, without its drums)."""
-    from backline.engines.protocol import available_engines
-    from backline.engines.timeline import parse_bar_range
+    from backline.engines.core.protocol import available_engines
+    from backline.engines.core.timeline import parse_bar_range
 
     out.mkdir(parents=True, exist_ok=True)
     engines = [e for e in ("bass", "drums") if e in available_engines() and e in window.panels]

@@ -20,7 +20,7 @@ import os
 import sys
 from pathlib import Path
 
-from backline.engines.errors import BacklineError
+from backline.engines.core.errors import BacklineError
 
 # (group, name) -> module; name "" means the group is itself the command.
 COMMANDS: dict[tuple[str, str], str] = {
@@ -222,7 +222,7 @@ def _one_line_warnings() -> None:
     """Backline's own warnings (a truncated file, a clamped tempo) print as one line each, like its errors."""
     import warnings
 
-    from backline.engines.errors import BacklineWarning
+    from backline.engines.core.errors import BacklineWarning
 
     previous = warnings.showwarning
     if getattr(previous, "_backline", False):

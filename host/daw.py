@@ -15,7 +15,7 @@ import time
 from PyQt6.QtCore import QObject, QTimer, pyqtSignal
 
 from backline.bridge.transport import Event, Transport, TransportSnapshot
-from backline.engines.errors import BacklineError
+from backline.engines.core.errors import BacklineError
 
 SNAPSHOT_SECONDS = 2.0
 DISPLAY_SECONDS = 240.0

@@ -23,8 +23,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from backline.engines.audio import write_bytes_atomic
-from backline.engines.errors import BacklineError
+from backline.engines.core.audio import write_bytes_atomic
+from backline.engines.core.errors import BacklineError
 
 HISTORY_VERSION = 1
 

@@ -1,4 +1,4 @@
-"""Qt face of the engine worker: turns `backline.engines.jobs.JobWorker` events into signals.
+"""Qt face of the engine worker: turns `backline.host.jobs.JobWorker` events into signals.
 
 The worker is polled from a 30 ms timer with a zero timeout, so the UI thread never waits on it. When the
 worker dies, every job it held gets a `crashed` signal (its take card shows why) and a fresh worker is started
@@ -12,8 +12,8 @@ import time
 
 from PyQt6.QtCore import QObject, QTimer, pyqtSignal
 
-from backline.engines.errors import BacklineError
-from backline.engines.jobs import JobEvent, JobWorker
+from backline.engines.core.errors import BacklineError
+from backline.host.jobs import JobEvent, JobWorker
 
 MAX_QUICK_RESTARTS = 3
 QUICK_SECONDS = 20.0

@@ -36,10 +36,10 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
-from backline.bridge.timeline import Timeline
-from backline.engines.audio import read_audio
-from backline.engines.errors import BacklineError
-from backline.engines.protocol import GenerationRequest, available_engines
+from backline.engines.core.audio import read_audio
+from backline.engines.core.errors import BacklineError
+from backline.engines.core.protocol import GenerationRequest, available_engines
+from backline.engines.core.timeline import Timeline
 from backline.host import theme
 from backline.host.capture import CaptureModel
 from backline.host.daw import DawLink

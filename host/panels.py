@@ -36,7 +36,7 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
-from backline.engines.protocol import Control, EngineDescription
+from backline.engines.core.protocol import Control, EngineDescription
 from backline.host.presets import Preset, load_presets
 from backline.host.widgets import MidiWell, StyleWell
 

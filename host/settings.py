@@ -28,7 +28,7 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
-from backline.engines.audio import write_bytes_atomic
+from backline.engines.core.audio import write_bytes_atomic
 
 DIALECTS = ("auto", "reaper", "ableton", "ardour", "bitwig", "backline")
 ENGINE_DEVICES = ("auto", "cpu", "cuda")

@@ -22,9 +22,9 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
-from backline.bridge.timeline import Timeline
-from backline.engines.audio import Audio, read_audio
-from backline.engines.errors import BacklineError
+from backline.engines.core.audio import Audio, read_audio
+from backline.engines.core.errors import BacklineError
+from backline.engines.core.timeline import Timeline
 from backline.host import theme
 from backline.host.history import SessionStore, TakeRecord
 from backline.host.widgets import DragChip, DrumLanes, PianoRoll, WaveStrip, read_midi_notes

@@ -26,8 +26,8 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
-from backline.bridge.timeline import Timeline
-from backline.engines.audio import READ_EXTENSIONS, Audio
+from backline.engines.core.audio import READ_EXTENSIONS, Audio
+from backline.engines.core.timeline import Timeline
 from backline.host import theme
 
 PEAK_BLOCK = 256
@@ -558,7 +558,7 @@ class DragChip(QLabel):
         self._press = None
 
     def start_drag(self) -> None:
-        from backline.engines.errors import BacklineError
+        from backline.engines.core.errors import BacklineError
 
         try:
             mime = self.mime_data()
@@ -611,8 +611,8 @@ class StyleWell(QFrame):
 
     def offer(self, path: str | Path) -> bool:
         """Validate and take a file; a non-audio file is refused with a message naming it."""
-        from backline.engines.audio import audio_info
-        from backline.engines.errors import BacklineError
+        from backline.engines.core.audio import audio_info
+        from backline.engines.core.errors import BacklineError
 
         path = Path(path)
         if path.suffix.lower() not in READ_EXTENSIONS:

@@ -54,7 +54,7 @@ def recalibrate_codec(weights: Path, held: Any, out_stem: Path) -> float:
     write the weights with it to `out_stem`. Returns the gain in dB."""
     from backline.engines.codec.codec import FORMAT_VERSION, KIND, load_codec
     from backline.engines.codec.train import calibrate_output_gain
-    from backline.engines.weights import save_weights
+    from backline.engines.core.weights import save_weights
 
     codec = load_codec(_role_of(weights), weights=weights)
     model = codec.model
@@ -78,8 +78,8 @@ def judge(returned: Path, bundle: Path, root: Path, min_gain: float, dry_run: bo
     import torch
 
     from backline.engines.codec.codec import latent_space_id, load_codec
-    from backline.engines.errors import BacklineError
-    from backline.engines.training import Distributed
+    from backline.engines.core.errors import BacklineError
+    from backline.engines.core.training import Distributed
 
     metrics_path = returned / "metrics.json"
     if not metrics_path.is_file():

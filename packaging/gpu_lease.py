@@ -12,7 +12,7 @@ dependencies (rendering, reading FLAC, loudness) happens here, into a *bundle* o
 imports only the standard library, torch, numpy, safetensors and the repository's pure-python modules (it sets
 up the `backline.*` namespace from this checkout, nothing is installed there), and says so in one line when
 something is missing. The plan is a small registry (`TASKS`): each entry is one model with a fixed time budget,
-trained from the shipped weights through the project's one training loop (`engines/training.py` TrainLoop,
+trained from the shipped weights through the project's one training loop (`engines/core/training.py` TrainLoop,
 bf16 autocast on CUDA), judged on the bundle's held-out split before and after, and written to $OUT as soon as
 it is done, so a lease cut short still returns what finished.
 """
@@ -166,8 +166,8 @@ def bundle_limit() -> int:
 def build_bundle(out: Path, spec: BundleSpec, corpus: Path | None = None, heldout: Path | None = None,
                  work: Path | None = None, log: Callable[[str], None] = say) -> Path:
     """Render (or read) a corpus and write the lease's training inputs to `out` (see docs/GPU.md)."""
+    from backline.engines.core.errors import ConfigError
     from backline.engines.data.synth import synthesize
-    from backline.engines.errors import ConfigError
 
     if out.exists() and any(out.iterdir()):
         raise ConfigError(f"{out} exists and is not empty", fix="remove it or choose another --out (a bundle is "
@@ -204,8 +204,8 @@ def _fill_bundle(tmp: Path, out: Path, spec: BundleSpec, corpus: Path, heldout: 
     from backline.engines.bass.data import encode_pairs
     from backline.engines.codec import load_codec
     from backline.engines.codec.codec import latent_space_id
+    from backline.engines.core.errors import ConfigError
     from backline.engines.data.slakh import list_tracks
-    from backline.engines.errors import ConfigError
 
     rng = np.random.default_rng(spec.seed)
     train_tracks, held_tracks = list_tracks(corpus), list_tracks(heldout)
@@ -259,7 +259,7 @@ def _segments(tracks: list, kind: str, n: int, length: int, rng) -> Any:
     half a random subset of the stems, as the codec trainer draws them), spread over the tracks."""
     import numpy as np
 
-    from backline.engines.errors import DatasetError
+    from backline.engines.core.errors import DatasetError
 
     candidates = []
     for track in tracks:
@@ -458,7 +458,7 @@ def _bundle_tensors(lease: Lease, name: str) -> dict[str, Any]:
     """A bundle file's tensors, packed audio (see `pack_pcm`) unpacked to float16."""
     from safetensors import safe_open
 
-    from backline.engines.errors import DatasetError
+    from backline.engines.core.errors import DatasetError
 
     path = lease.bundle / f"{name}.safetensors"
     if not path.is_file():
@@ -478,7 +478,7 @@ def _bundle_tensors(lease: Lease, name: str) -> dict[str, Any]:
 def _cosine_by_time(lease_loop, lr: float, warmup_frac: float) -> Callable[[int], float]:
     """LR by the fraction of the time budget used (warm-up, then cosine to 10 %): a time-boxed run does not know
     its step count in advance, and a fine-tune from shipped weights should end on a low LR."""
-    from backline.engines.training import warmup_cosine
+    from backline.engines.core.training import warmup_cosine
 
     def lr_at(step: int) -> float:
         clock = lease_loop["loop"].clock if "loop" in lease_loop else None
@@ -500,8 +500,8 @@ def codec_decoder_job(role: str) -> Callable[[Lease, Path | None], Job]:
 
         from backline.engines.codec.codec import FORMAT_VERSION, KIND, load_codec
         from backline.engines.codec.train import generator_losses
-        from backline.engines.errors import DatasetError
-        from backline.engines.weights import save_weights
+        from backline.engines.core.errors import DatasetError
+        from backline.engines.core.weights import save_weights
 
         codec = load_codec(role, weights=weights)
         model = codec.model.to(lease.ctx.device)
@@ -573,10 +573,10 @@ def bass_job(lease: Lease, weights: Path | None) -> Job:
 
     from backline.engines.bass.data import PairCache
     from backline.engines.bass.engine import FORMAT_VERSION, KIND, load_bass_model
+    from backline.engines.core.errors import DatasetError
+    from backline.engines.core.training import v_objective_step
+    from backline.engines.core.weights import save_weights
     from backline.engines.diffusion import CosineSchedule, v_loss
-    from backline.engines.errors import DatasetError
-    from backline.engines.training import v_objective_step
-    from backline.engines.weights import save_weights
 
     manifest = json.loads((lease.bundle / "manifest.json").read_text())
     model, meta = load_bass_model(weights=weights)
@@ -661,11 +661,11 @@ def separate_job(lease: Lease, weights: Path | None) -> Job:
     stems: 3 s crops, a random level per role (±9 dB) and 10 % of roles left out, as `data.crops` draws them."""
     import torch
 
-    from backline.engines.errors import DatasetError
+    from backline.engines.core.errors import DatasetError
+    from backline.engines.core.weights import weight_paths
     from backline.engines.separate.model import DEFAULT_CONFIG, SAMPLE_RATE, build
     from backline.engines.separate.train import SHIPPED, apply_step, step_loss
     from backline.engines.separate.train import export as export_separate
-    from backline.engines.weights import weight_paths
 
     start = weights if weights is not None else (SHIPPED if weight_paths(SHIPPED)[0].exists() else None)
     if start is not None:
@@ -758,7 +758,7 @@ def planned_minutes(tasks: list[Task]) -> float:
 
 def check_plan(tasks: list[Task]) -> None:
     """The registry's own limits, checked before anything heavy (also by the tests)."""
-    from backline.engines.errors import ConfigError
+    from backline.engines.core.errors import ConfigError
 
     train = sum(t.minutes for t in tasks)
     files = sum(len(t.outputs) for t in tasks) + len(EXTRA_OUTPUTS)
@@ -805,9 +805,9 @@ def bench(lease: Lease, log: Callable[[str], None]) -> list[dict[str, Any]]:
     import torch
 
     from backline.engines.accompany.engine import build as build_accompany
-    from backline.engines.audio import Audio
     from backline.engines.bass.engine import Sampling
     from backline.engines.bass.engine import build as build_bass
+    from backline.engines.core.audio import Audio
 
     device = str(lease.ctx.device)
     timer = Timer(lease.cuda)
@@ -987,7 +987,7 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace, out: Path) -> int:
     import torch
 
-    from backline.engines.training import Distributed, TrainLoop, seed_everything
+    from backline.engines.core.training import Distributed, TrainLoop, seed_everything
 
     tasks = [t for t in TASKS if t.name in args.tasks.split(",")] if args.tasks else [t for t in TASKS if t.default]
     unknown = set(args.tasks.split(",")) - {t.name for t in TASKS} if args.tasks else set()
@@ -1138,7 +1138,7 @@ def _remove_tree(path: Path) -> None:
 
 def bundle_main(args: argparse.Namespace) -> int:
     bootstrap()
-    from backline.engines.errors import BacklineError
+    from backline.engines.core.errors import BacklineError
 
     spec = SMOKE_BUNDLE if args.smoke else BundleSpec()
     if args.stem_mib is not None:

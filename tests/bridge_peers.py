@@ -122,7 +122,7 @@ class JackServer:
         proc, self.proc = self.proc, None
         if "sounddevice" in sys.modules:
             from backline.bridge.devices import portaudio_paused
-            from backline.engines.errors import DeviceError
+            from backline.engines.core.errors import DeviceError
 
             try:
                 with portaudio_paused():

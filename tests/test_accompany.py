@@ -12,11 +12,11 @@ import torch
 from backline.engines.accompany import spec
 from backline.engines.accompany.gmsdi import Extractor, Guide, PartialGeneration, Separator, TotalGeneration
 from backline.engines.accompany.roles import label_text, negative_prompt, parse_prompt
-from backline.engines.audio import Audio
+from backline.engines.core.audio import Audio
+from backline.engines.core.errors import ConfigError
+from backline.engines.core.protocol import GenerationRequest
+from backline.engines.core.timeline import Timeline
 from backline.engines.diffusion import ADPM2, EulerChurn, sample
-from backline.engines.errors import ConfigError
-from backline.engines.protocol import GenerationRequest
-from backline.engines.timeline import Timeline
 
 
 class GaussianScore(torch.nn.Module):
@@ -186,7 +186,7 @@ def test_debug_engine_refuses_bad_input_with_one_line(engine, tmp_path):
 def test_cancel_stops_sampling(engine, tmp_path):
     import threading
 
-    from backline.engines.errors import Cancelled
+    from backline.engines.core.errors import Cancelled
 
     cancel = threading.Event()
 

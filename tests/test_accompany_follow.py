@@ -15,11 +15,11 @@ import torch
 
 from backline.engines.accompany.follow import BASS_ROOM, INSTRUMENTS, Voicer, chord_tones, instrument_for
 from backline.engines.accompany.planner import CompEvent, events_of, tokens_of
-from backline.engines.audio import Audio
-from backline.engines.errors import BacklineError, ConfigError
-from backline.engines.protocol import GenerationRequest
-from backline.engines.timeline import Timeline
-from backline.engines.transcribe import midi_to_notes
+from backline.engines.core.audio import Audio
+from backline.engines.core.errors import BacklineError, ConfigError
+from backline.engines.core.protocol import GenerationRequest
+from backline.engines.core.timeline import Timeline
+from backline.engines.core.transcribe import midi_to_notes
 
 QUALS = {"maj": (0, 4, 7), "min": (0, 3, 7), "7": (0, 4, 7, 10), "min7": (0, 3, 7, 10), "maj7": (0, 4, 7, 11)}
 
@@ -27,10 +27,10 @@ QUALS = {"maj": (0, 4, 7), "min": (0, 3, 7), "7": (0, 4, 7, 10), "min7": (0, 3, 
 @pytest.fixture(scope="module")
 def band(tmp_path_factory):
     """A composed 8-bar song at 100 BPM in 4/4 rendered without its piano (fluidsynth): (audio, song, band MIDI)."""
+    from backline.engines.core.render import render_midi
     from backline.engines.data.midi import song_midi_bytes
     from backline.engines.data.song import make_song
     from backline.engines.data.synth import song_rng
-    from backline.engines.render import render_midi
 
     song = make_song(song_rng(5, 3), min_bars=8, max_bars=8, meter=(4, 4), bpm=100.0, with_lead=True)
     parts = [p for p in song.parts if p.role != "piano"]
@@ -275,8 +275,8 @@ def test_cli_bars_without_bpm_take_the_whole_files_grid_and_chords(band, tmp_pat
     """`--bars 3-6` with no `--bpm`: the accompaniment CLI goes the one region path (as the host and bass
     `--bars`): the whole file is heard, the region starts on bar 3's first sample and carries bars 3-6's chords."""
     from backline.engines.accompany import cli
-    from backline.engines.audio import write_audio
-    from backline.engines.region import file_chart, hear
+    from backline.engines.core.audio import write_audio
+    from backline.engines.listen.region import file_chart, hear
 
     audio, _, _ = band
     mix = tmp_path / "band.wav"
@@ -285,7 +285,7 @@ def test_cli_bars_without_bpm_take_the_whole_files_grid_and_chords(band, tmp_pat
     cli.configure(parser)
     args = parser.parse_args(["--mix", str(mix), "--prompt", "piano", "--bars", "3-6", "--out", str(tmp_path / "o")])
     from backline.engines.accompany.engine import FOLLOW_CONTROLS
-    from backline.engines.protocol import control_values
+    from backline.engines.core.protocol import control_values
 
     controls = control_values(args, FOLLOW_CONTROLS, skip=("prompt", "bpm", "meter", "tempo_from"))
     controls.pop("mode", None)

@@ -10,7 +10,7 @@ import yaml
 from backline.engines.accompany import spec
 from backline.engines.accompany.data import StemCache, all_subsets, subset_index
 from backline.engines.accompany.engine import build
-from backline.engines.audio import Audio, write_audio
+from backline.engines.core.audio import Audio, write_audio
 from backline.host.cli import main as cli_main
 
 SR = 44100

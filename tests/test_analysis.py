@@ -22,8 +22,8 @@ from backline.engines.analysis.features import (
     MusiCoderFeatures,
     SimCLRLogMel,
 )
-from backline.engines.audio import Audio
-from backline.engines.errors import AudioFormatError, Cancelled, FileExistsRefusal
+from backline.engines.core.audio import Audio
+from backline.engines.core.errors import AudioFormatError, Cancelled, FileExistsRefusal
 
 # --- CFM / CCM masking -------------------------------------------------------------------------------------
 
@@ -362,8 +362,8 @@ def test_embed_and_match_matrix_api():
 
 
 def test_engine_registered_generate_and_cancel(tmp_path):
-    from backline.engines.protocol import GenerationRequest, build_engine
-    from backline.engines.timeline import Timeline
+    from backline.engines.core.protocol import GenerationRequest, build_engine
+    from backline.engines.core.timeline import Timeline
 
     eng = build_engine("analysis", "debug")
     desc = eng.describe()
@@ -375,7 +375,7 @@ def test_engine_registered_generate_and_cancel(tmp_path):
     rep = res.takes[0].report
     assert set(rep["fine"]) == set(tg.FINE_TAGS) and seen[-1] == 1.0
     assert not any(tmp_path.iterdir())  # generate() is pure; the one writer writes the take
-    from backline.engines.takes import write_takes
+    from backline.engines.core.takes import write_takes
 
     write_takes(res, tmp_path)
     assert (tmp_path / "analysis_seed0.json").exists() and (tmp_path / "analysis_seed0_attention.png").exists()
@@ -386,14 +386,14 @@ def test_engine_registered_generate_and_cancel(tmp_path):
     with pytest.raises(Cancelled):
         eng.generate(req, progress=lambda f, m: None, cancel=cancel)
     with pytest.raises(FileExistsRefusal):
-        from backline.engines.audio import write_bytes_atomic
+        from backline.engines.core.audio import write_bytes_atomic
 
         write_bytes_atomic(tmp_path / "analysis_seed0.json", b"{}")
 
 
 def test_timbre_vector_is_level_free_and_tells_timbres_apart():
     from backline.engines.analysis.features import timbre_vector
-    from backline.engines.errors import AudioFormatError
+    from backline.engines.core.errors import AudioFormatError
 
     sr = 44100
     t = np.arange(2 * sr) / sr

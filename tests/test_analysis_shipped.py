@@ -35,7 +35,7 @@ def _band_without(track, *roles):
     """The demo band summed from its stems without `roles` (what `backline demo` analyses)."""
     import numpy as np
 
-    from backline.engines.audio import Audio, read_audio
+    from backline.engines.core.audio import Audio, read_audio
     from backline.engines.data.slakh import read_track
 
     stems = [read_audio(st.audio) for st in read_track(track).audio_stems() if st.role not in roles]
@@ -55,7 +55,7 @@ def test_a_removed_part_is_reported_missing_and_only_that_one(gone, missing):
 
 def test_each_engine_warns_when_its_part_already_plays(tmp_path):
     from backline.engines.analysis.api import role_already_playing
-    from backline.engines.audio import read_audio
+    from backline.engines.core.audio import read_audio
 
     track = demo.demo_song()
     full = read_audio(track / "mix.flac")

@@ -8,7 +8,7 @@ import json
 from backline.engines.analysis.musicoder import build_musicoder
 from backline.engines.analysis.simclr import MatchingModel, SimCLRConfig, SimCLRModel
 from backline.engines.analysis.tagger import build_tagger
-from backline.engines.weights import load_weights
+from backline.engines.core.weights import load_weights
 from backline.host.cli import main
 
 

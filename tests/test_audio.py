@@ -1,8 +1,15 @@
 import numpy as np
 import pytest
 
-from backline.engines.audio import Audio, audio_info, iter_audio_chunks, read_audio, resample, write_audio
-from backline.engines.errors import AudioFileError, AudioFormatError, FileExistsRefusal
+from backline.engines.core.audio import (
+    Audio,
+    audio_info,
+    iter_audio_chunks,
+    read_audio,
+    resample,
+    write_audio,
+)
+from backline.engines.core.errors import AudioFileError, AudioFormatError, FileExistsRefusal
 
 
 def _tone(seconds=0.5, rate=44100, channels=2, freq=440.0):

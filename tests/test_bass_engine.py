@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 
-from backline.engines.audio import Audio, read_audio, write_audio
 from backline.engines.bass import engine as bass_engine
 from backline.engines.bass.engine import Sampling, bass_midi, build
 from backline.engines.bass.presets import (
@@ -20,14 +19,15 @@ from backline.engines.bass.presets import (
     list_presets,
     load_preset,
 )
-from backline.engines.errors import (
+from backline.engines.core.audio import Audio, read_audio, write_audio
+from backline.engines.core.errors import (
     AudioFileError,
     AudioFormatError,
     Cancelled,
     ConfigError,
 )
-from backline.engines.protocol import GenerationRequest, build_engine
-from backline.engines.timeline import Timeline
+from backline.engines.core.protocol import GenerationRequest, build_engine
+from backline.engines.core.timeline import Timeline
 from backline.host.cli import main as cli_main
 
 SR = 48000  # a DAW rate that is not the codec's 44.1 kHz, so resampling and alignment are exercised
@@ -104,7 +104,7 @@ def test_midi_of_a_bass_line_lands_at_the_region_start():
 
 def test_bass_line_keeps_one_voice():
     from backline.engines.bass.engine import bass_line
-    from backline.engines.transcribe import Note
+    from backline.engines.core.transcribe import Note
 
     notes = [Note(40, 0.0, 0.5), Note(52, 0.01, 0.4),  # same onset, octave doubling → the lower
              Note(36, 0.05, 0.45),  # ghost 50 ms after the onset → dropped
@@ -161,7 +161,7 @@ def test_oom_falls_back_and_says_so(engine, monkeypatch):
     ref = engine.sample_latents(cond, [2], s, None)  # the fallback gives the same take as a normal run
     torch.testing.assert_close(res.latents[1], ref.latents[0], rtol=1e-4, atol=1e-4)
     limit["batch"] = 0
-    from backline.engines.errors import DeviceError
+    from backline.engines.core.errors import DeviceError
 
     with pytest.raises(DeviceError, match="out of memory"):
         engine.sample_latents(cond, [1], s, None)

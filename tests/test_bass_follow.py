@@ -8,16 +8,16 @@ import mido
 import numpy as np
 import pytest
 
-from backline.engines.audio import Audio, read_audio, write_audio
 from backline.engines.bass.engine import build
 from backline.engines.bass.planner import WEIGHTS, line_attributes, load_planner
 from backline.engines.bass.planner_data import composed_examples, track_example
+from backline.engines.core.audio import Audio, read_audio, write_audio
+from backline.engines.core.errors import ConfigError, FileExistsRefusal
+from backline.engines.core.protocol import GenerationRequest
+from backline.engines.core.takes import generate_and_write
+from backline.engines.core.timeline import Timeline
+from backline.engines.core.transcribe import Note, midi_to_notes, notes_to_midi
 from backline.engines.data.slakh import list_tracks
-from backline.engines.errors import ConfigError, FileExistsRefusal
-from backline.engines.protocol import GenerationRequest
-from backline.engines.takes import generate_and_write
-from backline.engines.timeline import Timeline
-from backline.engines.transcribe import Note, midi_to_notes, notes_to_midi
 from backline.host.cli import main as cli_main
 
 

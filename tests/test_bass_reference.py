@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 
-from backline.engines.audio import Audio, write_audio
 from backline.engines.bass.reference import (
     Instrument,
     build_instrument,
@@ -13,8 +12,9 @@ from backline.engines.bass.reference import (
     measure_feel,
     prepare_reference,
 )
-from backline.engines.errors import AudioFileError
-from backline.engines.transcribe import Note
+from backline.engines.core.audio import Audio, write_audio
+from backline.engines.core.errors import AudioFileError
+from backline.engines.core.transcribe import Note
 
 SR = 44100
 
@@ -145,7 +145,7 @@ def test_a_whole_song_has_its_bass_extracted_or_is_refused_in_one_line(tmp_path)
 
 @pytest.fixture(scope="module")
 def band(tiny_corpus):
-    from backline.engines.audio import read_audio
+    from backline.engines.core.audio import read_audio
     from backline.engines.data.slakh import list_tracks
 
     tr = next(t for t in list_tracks(tiny_corpus) if t.extras["time_signature"] == [4, 4])
@@ -157,9 +157,9 @@ def band(tiny_corpus):
 def test_follow_mode_plays_in_the_references_sound_and_midi_in_too(band, tmp_path, capsys):
     import mido
 
-    from backline.engines.audio import read_audio
-    from backline.engines.timeline import Timeline
-    from backline.engines.transcribe import midi_to_notes, notes_to_midi
+    from backline.engines.core.audio import read_audio
+    from backline.engines.core.timeline import Timeline
+    from backline.engines.core.transcribe import midi_to_notes, notes_to_midi
     from backline.host.cli import main as cli_main
 
     mix = write_audio(tmp_path / "band.wav", band)

@@ -6,9 +6,9 @@ import numpy as np
 import torch
 import yaml
 
-from backline.engines.audio import Audio, write_audio
 from backline.engines.bass.data import PairCache, bass_tracks, random_subsets
 from backline.engines.bass.engine import Sampling, build
+from backline.engines.core.audio import Audio, write_audio
 from backline.host.cli import main as cli_main
 
 SR = 44100

@@ -12,8 +12,8 @@ import pytest
 from backline.bridge.capture import FLAG_OVERFLOW, CaptureRing, LoopbackCapture
 from backline.bridge.playback import write_take
 from backline.bridge.transport import Transport
-from backline.engines.audio import Audio, read_audio
-from backline.engines.errors import AudioFormatError, FileExistsRefusal
+from backline.engines.core.audio import Audio, read_audio
+from backline.engines.core.errors import AudioFormatError, FileExistsRefusal
 
 SR, BLOCK = 48000, 256
 

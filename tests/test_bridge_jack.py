@@ -21,7 +21,7 @@ from backline.bridge.capture import LoopbackCapture
 from backline.bridge.osc import OscBridge, wait_for
 from backline.bridge.playback import StemPlayer
 from backline.bridge.transport import Event, Transport
-from backline.engines.audio import Audio, read_audio
+from backline.engines.core.audio import Audio, read_audio
 
 pytestmark = pytest.mark.timeout(180)
 SR = 48000

@@ -224,7 +224,7 @@ def test_bundles_are_unpacked(bridge):
 
 
 def test_port_in_use_is_a_clear_error():
-    from backline.engines.errors import DeviceError
+    from backline.engines.core.errors import DeviceError
 
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))

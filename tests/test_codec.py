@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from backline.engines.audio import Audio, read_audio, write_audio
 from backline.engines.codec import HOP, load_codec
 from backline.engines.codec.model import receptive_context
-from backline.engines.errors import AudioFormatError, ConfigError, WeightsError
+from backline.engines.core.audio import Audio, read_audio, write_audio
+from backline.engines.core.errors import AudioFormatError, ConfigError, WeightsError
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +148,7 @@ def test_unknown_config_and_mismatched_weights(tmp_path):
     with pytest.raises(ConfigError):
         load_codec("mix", "huge")
     from backline.engines.codec.codec import FORMAT_VERSION, KIND
-    from backline.engines.weights import save_weights
+    from backline.engines.core.weights import save_weights
 
     codec = load_codec("stem", "debug")
     path = save_weights(codec.model, tmp_path / "stem", kind=KIND, config=codec.config.to_dict(),

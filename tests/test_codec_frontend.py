@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from backline.engines import frontend as fe
-from backline.engines.audio import Audio
+from backline.engines.core import frontend as fe
+from backline.engines.core.audio import Audio
 
 
 def _tone(n=22050, f=440.0, sr=44100):

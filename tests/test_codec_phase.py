@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from backline.engines import frontend as fe
-from backline.engines.audio import Audio
 from backline.engines.codec import load_codec
 from backline.engines.codec.fidelity import chroma_cosine, hop_band_share, loudness_change, si_sdr
+from backline.engines.core import frontend as fe
+from backline.engines.core.audio import Audio
 from backline.engines.data.slakh import list_tracks
 
 
@@ -92,7 +92,7 @@ def test_shipped_mix_codec_round_trip_has_no_hop_buzz(tiny_corpus):
 
 
 def test_roundtrip_command_writes_what_the_models_hear(bass_stem, tmp_path, capsys):
-    from backline.engines.audio import read_audio, write_audio
+    from backline.engines.core.audio import read_audio, write_audio
     from backline.host.cli import main
 
     src = write_audio(tmp_path / "bass.wav", bass_stem.resampled(48000))

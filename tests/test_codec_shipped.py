@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from backline.engines.codec import load_codec
+from backline.engines.core.frontend import mel_l1, mr_stft_distance
 from backline.engines.data.slakh import list_tracks
-from backline.engines.frontend import mel_l1, mr_stft_distance
 
 
 @pytest.fixture(scope="module")

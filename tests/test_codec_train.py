@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from backline.engines.audio import read_audio
 from backline.engines.codec import load_codec
 from backline.engines.codec.latents import latent_cache_tracks, load_latent_cache, read_latent_meta
-from backline.engines.errors import DatasetError
+from backline.engines.core.audio import read_audio
+from backline.engines.core.errors import DatasetError
 from backline.host.cli import main as cli
 
 

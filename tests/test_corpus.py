@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 import yaml
 
-from backline.engines.audio import audio_info, read_audio
+from backline.engines.core.audio import audio_info, read_audio
+from backline.engines.core.errors import Cancelled, ConfigError, DatasetError, MissingDependencyError
 from backline.engines.data import synth
 from backline.engines.data.midi import note_on_seconds, song_midi_bytes
 from backline.engines.data.onsets import match_onsets
 from backline.engines.data.song import CRASH, HH_CLOSED, HH_OPEN, RIDE, make_song
-from backline.engines.errors import Cancelled, ConfigError, DatasetError, MissingDependencyError
 from backline.host.cli import main as cli
 
 ROLES = {"bass", "drums", "piano", "guitar", "strings", "lead"}

@@ -8,10 +8,10 @@ import mido
 import numpy as np
 import pytest
 
-from backline.engines.audio import read_audio
+from backline.engines.core.audio import read_audio
+from backline.engines.core.errors import FileExistsRefusal
 from backline.engines.data import demo
 from backline.engines.data.synth import missing_parts
-from backline.engines.errors import FileExistsRefusal
 from backline.host.cli import main as cli
 
 

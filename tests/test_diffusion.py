@@ -6,6 +6,7 @@ import threading
 import pytest
 import torch
 
+from backline.engines.core.errors import Cancelled, ConfigError
 from backline.engines.diffusion import (
     CosineSchedule,
     cfg_combine,
@@ -16,7 +17,6 @@ from backline.engines.diffusion import (
     v_loss,
     v_target,
 )
-from backline.engines.errors import Cancelled, ConfigError
 
 
 def test_grounding_formula_matches_paper_numerically():

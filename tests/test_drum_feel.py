@@ -9,6 +9,7 @@ import mido
 import numpy as np
 import pytest
 
+from backline.engines.core.timeline import Timeline
 from backline.engines.drums.feel import (
     STYLES,
     Feel,
@@ -20,7 +21,6 @@ from backline.engines.drums.feel import (
     timing_offsets,
 )
 from backline.engines.drums.representation import CLOSED_HAT, CRASH, KICK, N_CLASSES, OPEN_HAT, RIDE, SNARE
-from backline.engines.timeline import Timeline
 
 SPB = 96  # one 4/4 bar at 24 steps per quarter
 
@@ -133,9 +133,9 @@ def _onsets(midi):
 
 
 def test_every_control_changes_what_the_drum_engine_writes(tmp_path):
+    from backline.engines.core.protocol import GenerationRequest, build_engine
     from backline.engines.data.demo import demo_midi_without_drums
     from backline.engines.drums.engine import list_presets, preset_controls
-    from backline.engines.protocol import GenerationRequest, build_engine
 
     engine = build_engine("drums")  # the shipped models: the debug ones play nothing to change
     names = {c.name: c for c in engine.describe().controls}

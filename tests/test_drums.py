@@ -17,6 +17,9 @@ import mido
 import numpy as np
 import pytest
 
+from backline.engines.core.errors import AudioFileError, ConfigError, FileExistsRefusal, TimelineError
+from backline.engines.core.protocol import GenerationRequest
+from backline.engines.core.timeline import Timeline
 from backline.engines.drums import novelty as nov
 from backline.engines.drums.inputs import read_midi_files
 from backline.engines.drums.representation import (
@@ -33,9 +36,6 @@ from backline.engines.drums.representation import (
     quarters_per_bar,
     tokens_to_drums,
 )
-from backline.engines.errors import AudioFileError, ConfigError, FileExistsRefusal, TimelineError
-from backline.engines.protocol import GenerationRequest
-from backline.engines.timeline import Timeline
 
 SPB = 4 * STEPS_PER_QUARTER  # 96 steps per 4/4 bar
 
@@ -93,7 +93,7 @@ def test_tokens_round_trip_and_meters():
 # --- MIDI input ------------------------------------------------------------------------------------------
 
 def _track(name: str, program: int | None, channel: int, notes: list[tuple[float, float, int]], ppq: int = 480):
-    from backline.engines.transcribe import events_to_track
+    from backline.engines.core.transcribe import events_to_track
 
     ev = []
     if program is not None:
@@ -105,7 +105,7 @@ def _track(name: str, program: int | None, channel: int, notes: list[tuple[float
 
 
 def _midi(path: Path, tracks, tempos=((0, 120.0),), meters=((0, 4, 4),), ppq: int = 480) -> Path:
-    from backline.engines.transcribe import events_to_track
+    from backline.engines.core.transcribe import events_to_track
 
     meta = [(int(q * ppq), mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(b))) for q, b in tempos]
     meta += [(int(q * ppq), mido.MetaMessage("time_signature", numerator=n, denominator=d)) for q, n, d in meters]
@@ -182,7 +182,7 @@ def band_midi(tmp_path_factory):
 
 def _generate(engine, out, midi, seed: int = 0, overwrite: bool = False, **controls):
     """Generate (pure) and write the take the one way every caller does (engines.takes.write_takes)."""
-    from backline.engines.takes import write_takes
+    from backline.engines.core.takes import write_takes
 
     req = GenerationRequest("drums", out, Timeline.constant(120, 48000), midi=Path(midi),
                             controls={"render": False} | controls, seed=seed)
@@ -222,7 +222,7 @@ def test_midi_in_drum_midi_out_bar_aligned_channel_10_with_fills(engine, band_mi
     assert min(curve["4"], curve["12"]) > nov.DEFAULT_THRESHOLD >= np.median(others)
     assert all(1 <= v <= 127 for *_, v in notes)
     wav = take.stems["drums"]
-    from backline.engines.audio import read_audio
+    from backline.engines.core.audio import read_audio
 
     audio = read_audio(wav)
     assert audio.sample_rate == 48000 and audio.peak() > 0.01
@@ -265,7 +265,7 @@ def test_regenerate_mode_only_touches_its_bars(engine, band_midi, tmp_path):
 
 
 def test_debug_build_runs_and_describes_itself(band_midi, tmp_path):
-    from backline.engines.protocol import build_engine
+    from backline.engines.core.protocol import build_engine
 
     eng = build_engine("drums", "debug")
     desc = eng.describe()
@@ -275,7 +275,7 @@ def test_debug_build_runs_and_describes_itself(band_midi, tmp_path):
 
 
 def test_cancel_writes_nothing(engine, band_midi, tmp_path):
-    from backline.engines.errors import Cancelled
+    from backline.engines.core.errors import Cancelled
 
     cancel = threading.Event()
     cancel.set()
@@ -405,7 +405,7 @@ def test_jack_midi_input_records_notes(tmp_path):
 
 def test_audio_input_is_transcribed_and_gets_drums(engine, tmp_path):
     """The audio path: a rendered band (bass + piano, 4 bars) → basic-pitch → MA roles → drum MIDI."""
-    from backline.engines.render import find_soundfonts, render_midi
+    from backline.engines.core.render import find_soundfonts, render_midi
 
     if not find_soundfonts():
         pytest.skip("fluidsynth soundfonts not installed")

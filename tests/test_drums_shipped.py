@@ -49,7 +49,7 @@ def test_shipped_weights_generate_drum_midi_and_wav(tmp_path):
     assert info["fill_bars"], "the trained locator should place at least one fill in a multi-section song"
     # a fill bar stands out from its neighbours by the novelty measure
     assert max(info["novelty"][str(b)] for b in info["fill_bars"]) > 0.25
-    from backline.engines.audio import read_audio
+    from backline.engines.core.audio import read_audio
 
     assert read_audio(wav).peak() > 0.01
 

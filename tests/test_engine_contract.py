@@ -20,11 +20,11 @@ import mido
 import numpy as np
 import pytest
 
-from backline.engines.audio import Audio
-from backline.engines.errors import BacklineError, Cancelled, FileExistsRefusal
-from backline.engines.protocol import GenerationRequest, available_engines, build_engine
-from backline.engines.takes import OutputError, generate_and_write, preflight
-from backline.engines.timeline import Timeline
+from backline.engines.core.audio import Audio
+from backline.engines.core.errors import BacklineError, Cancelled, FileExistsRefusal
+from backline.engines.core.protocol import GenerationRequest, available_engines, build_engine
+from backline.engines.core.takes import OutputError, generate_and_write, preflight
+from backline.engines.core.timeline import Timeline
 
 SR = 44100
 BPM = 120.0
@@ -142,8 +142,8 @@ def test_cancel_mid_run_leaves_the_folder_as_it_was(engine, band, tmp_path):
 
 SIGTERM_SCRIPT = """
 import os, pickle, signal, sys
-from backline.engines.protocol import build_engine, generate_in_terminal
-from backline.engines.errors import BacklineError
+from backline.engines.core.protocol import build_engine, generate_in_terminal
+from backline.engines.core.errors import BacklineError
 name, path = sys.argv[1], sys.argv[2]
 request = pickle.load(open(path, "rb"))
 engine = build_engine(name, "debug")
@@ -181,7 +181,7 @@ def test_sigterm_mid_run_cancels_like_ctrl_c(engine, band, tmp_path):
 
 HOLD_SCRIPT = """
 import sys
-from backline.engines.takes import preflight
+from backline.engines.core.takes import preflight
 with preflight(sys.argv[1]):
     print("locked", flush=True)
     sys.stdin.readline()
@@ -254,15 +254,15 @@ def test_preflight_of_a_file_and_a_lock_in_this_process(tmp_path):
 
 
 def test_test_only_engines_are_not_registered_outside_tests():
-    code = "from backline.engines.protocol import ENGINE_REGISTRY as R, available_engines as a; print(sorted(R), a())"
+    code = "from backline.engines.core.protocol import ENGINE_REGISTRY as R, available_engines as a; print(sorted(R), a())"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "sine" not in out and "crash" not in out and "broken" not in out
 
 
 def test_signal_during_the_final_links_is_held_until_they_are_done(tmp_path):
     """A Ctrl+C that lands while the files are being linked into place waits until the take is complete."""
-    from backline.engines import takes
-    from backline.engines.protocol import GenerationResult, Take
+    from backline.engines.core import takes
+    from backline.engines.core.protocol import GenerationResult, Take
 
     result = GenerationResult([Take(seed=1, stems={"x": Audio(np.full((1, 100), 0.1, np.float32), 8000)}, midi=b"MThd")],
                               {"engine": "x"})
@@ -285,14 +285,14 @@ def test_signal_during_the_final_links_is_held_until_they_are_done(tmp_path):
 
 
 def test_core_types_come_from_one_place_without_the_bridge_or_torch():
-    code = ("import sys, backline.engines.core, backline.engines.protocol, backline.engines.takes; "
+    code = ("import sys, backline.engines.core, backline.engines.core.protocol, backline.engines.core.takes; "
             "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('backline.bridge')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
     root = Path(__file__).resolve().parents[1] / "engines"
     offenders = [str(p.relative_to(root)) for p in root.rglob("*.py")
                  if "backline.bridge" in p.read_text(encoding="utf-8")]
-    assert offenders == []  # engines never import the bridge (the timeline lives in engines/timeline.py)
+    assert offenders == []  # engines never import the bridge (the timeline lives in engines/core/timeline.py)
     # MIDI objects become bytes in one helper
     serialisers = [str(p.relative_to(root)) for p in root.rglob("*.py")
                    if ".save(file=" in p.read_text(encoding="utf-8") and p.name != "midi.py"]
@@ -309,8 +309,8 @@ def test_benchmarks_share_one_hardware_and_timing_helper():
 
 def test_overwrite_replaces_a_take_whole_never_mixing_old_and_new(tmp_path):
     """Issue 15 case 1: --overwrite without audio must not leave the old WAV beside the new MIDI and report."""
-    from backline.engines.protocol import GenerationResult, Take
-    from backline.engines.takes import write_takes
+    from backline.engines.core.protocol import GenerationResult, Take
+    from backline.engines.core.takes import write_takes
 
     audio = Audio(np.full((1, 100), 0.1, np.float32), 8000)
     write_takes(GenerationResult([Take(seed=0, stems={"x": audio}, midi=b"old")], {"engine": "x"}), tmp_path)

@@ -18,9 +18,9 @@ import mido
 import numpy as np
 import pytest
 
-from backline.engines.audio import Audio, read_audio, write_audio
-from backline.engines.errors import AudioFileError, BacklineError, BacklineWarning, WeightsError
-from backline.engines.takes import LOCK_NAME, STAGING_PREFIX, OutputError, preflight, write_takes
+from backline.engines.core.audio import Audio, read_audio, write_audio
+from backline.engines.core.errors import AudioFileError, BacklineError, BacklineWarning, WeightsError
+from backline.engines.core.takes import LOCK_NAME, STAGING_PREFIX, OutputError, preflight, write_takes
 from backline.host.cli import main as cli
 
 ENV = os.environ | {"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "QT_QPA_PLATFORM": "offscreen"}
@@ -62,9 +62,9 @@ def band_midi(path: Path, tempo: int = 500_000, meter: tuple[int, int] | None = 
 @pytest.fixture
 def no_heavy_work(monkeypatch):
     """Fail the test if any engine is built or any mix is read: the refusal must come before."""
-    from backline.engines import audio, protocol
     from backline.engines.accompany import engine as accompany_engine
     from backline.engines.bass import engine as bass_engine
+    from backline.engines.core import audio, protocol
 
     def not_reached(*args, **kwargs):
         raise AssertionError("heavy work started before the refusal")
@@ -91,7 +91,7 @@ def tmpfs(path: Path, size: str, *, read_only: bool = False):
 
 
 def small_result(engine: str = "x", seed: int = 1, seconds: float = 1.0, rate: int = 8000, level: float = 0.1):
-    from backline.engines.protocol import GenerationResult, Take
+    from backline.engines.core.protocol import GenerationResult, Take
 
     audio = Audio(np.full((2, int(seconds * rate)), level, np.float32), rate)
     return GenerationResult([Take(seed=seed, stems={engine: audio}, midi=b"MThd\x00\x00\x00\x06\x00\x00\x00\x01\x00`",
@@ -130,7 +130,7 @@ def test_band_midi_with_an_absurd_tempo_or_meter_is_refused(tmp_path, capsys, mi
 
 def test_the_host_ignores_an_absurd_meter_from_a_sidecar_or_the_daw(tmp_path):
     from backline.bridge.transport import Transport
-    from backline.engines.timeline import Timeline
+    from backline.engines.core.timeline import Timeline
     from backline.host.capture import CaptureModel
 
     fallback = Timeline.constant(100.0, 44100)
@@ -168,9 +168,9 @@ def test_take_counts_and_seeds_are_bounded(tmp_path, capsys, mix, no_heavy_work,
 
 
 def test_the_engine_path_bounds_them_too(tmp_path):
-    from backline.engines.protocol import GenerationRequest
-    from backline.engines.takes import generate_and_write
-    from backline.engines.timeline import Timeline
+    from backline.engines.core.protocol import GenerationRequest
+    from backline.engines.core.takes import generate_and_write
+    from backline.engines.core.timeline import Timeline
 
     for seed, variations in ((0, 1000), (10 ** 20, 1)):
         request = GenerationRequest("x", tmp_path / "o", Timeline.constant(120, 8000), seed=seed, variations=variations)
@@ -184,9 +184,9 @@ def test_the_engine_path_bounds_them_too(tmp_path):
 WRITER = textwrap.dedent("""
     import os, signal, sys
     import numpy as np
-    from backline.engines import takes
-    from backline.engines.audio import Audio
-    from backline.engines.protocol import GenerationResult, Take
+    from backline.engines.core import takes
+    from backline.engines.core.audio import Audio
+    from backline.engines.core.protocol import GenerationResult, Take
 
     out, level, overwrite, kill_at = sys.argv[1], float(sys.argv[2]), sys.argv[3] == "1", sys.argv[4]
     rate = 8000
@@ -308,10 +308,10 @@ def test_ctrl_c_or_sigterm_in_the_first_second_is_one_line_and_130(tmp_path, mix
 FILL_AFTER_CHECKS = textwrap.dedent("""
     import os, resource, signal, sys
     import numpy as np
-    from backline.engines.audio import Audio
-    from backline.engines.errors import BacklineError
-    from backline.engines.protocol import GenerationResult, Take
-    from backline.engines.takes import preflight, write_takes
+    from backline.engines.core.audio import Audio
+    from backline.engines.core.errors import BacklineError
+    from backline.engines.core.protocol import GenerationResult, Take
+    from backline.engines.core.takes import preflight, write_takes
 
     out, limit = sys.argv[1], int(sys.argv[2])
     result = GenerationResult([Take(seed=1, stems={"x": Audio(np.full((2, 400000), 0.1, np.float32), 8000)})],
@@ -373,9 +373,9 @@ def test_codec_roundtrip_and_analyze_json_to_a_read_only_or_full_disk(tmp_path, 
 def test_drums_take_size_is_estimated_from_the_band_midi(tmp_path):
     """A 19 s drum take (7.3 MB of float32 stereo) was refused on a disk with 100 MB free ("needs about 237 MB"):
     the estimate assumed 10 minutes. It now follows the MIDI's length."""
-    from backline.engines.protocol import GenerationRequest
-    from backline.engines.takes import estimate_bytes
-    from backline.engines.timeline import Timeline
+    from backline.engines.core.protocol import GenerationRequest
+    from backline.engines.core.takes import estimate_bytes
+    from backline.engines.core.timeline import Timeline
 
     midi = band_midi(tmp_path / "band.mid", quarters=38)  # 19 s at 120 BPM
     request = GenerationRequest("drums", tmp_path / "o", Timeline.constant(120, 48000), midi=midi)
@@ -572,7 +572,7 @@ def test_device_auto_everywhere(module):
     import argparse
     import importlib
 
-    from backline.engines.protocol import resolve_device
+    from backline.engines.core.protocol import resolve_device
 
     parser = argparse.ArgumentParser()
     importlib.import_module(module).configure(parser)

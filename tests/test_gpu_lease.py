@@ -49,7 +49,7 @@ def test_plan_fits_the_lease():
 
 
 def test_plan_over_budget_is_refused():
-    from backline.engines.errors import ConfigError
+    from backline.engines.core.errors import ConfigError
 
     extra = gpu_lease.Task("extra", 2.5, 0.05, ("x.safetensors",), {}, gpu_lease.bass_job, "test")
     with pytest.raises(ConfigError, match="min"):
@@ -67,7 +67,7 @@ def test_guard_makes_field_packages_absent_as_on_the_gpu_machine():
         "guard = g.LeaseImportGuard(); sys.meta_path.insert(0, guard); g.bootstrap()\n"
         "try:\n    import tqdm\n    print('IMPORTED')\nexcept ModuleNotFoundError:\n    print('ABSENT')\n"
         "print('PROBE', importlib.util.find_spec('tqdm') is not None)\n"
-        "from backline.engines.training import Distributed, progress_bar\n"
+        "from backline.engines.core.training import Distributed, progress_bar\n"
         "bar = progress_bar(10, 0, Distributed(), 'x'); bar.update(3); bar.close(); print(type(bar).__name__, bar.n)\n"
         "print('FOREIGN', guard.foreign())\n")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=_env(), capture_output=True, text=True,

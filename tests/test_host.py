@@ -17,8 +17,8 @@ import test_jobs_engines
 from PyQt6.QtCore import QPoint, Qt
 from PyQt6.QtWidgets import QApplication, QToolButton
 
-from backline.engines.audio import Audio, read_audio, write_audio
-from backline.engines.protocol import available_engines
+from backline.engines.core.audio import Audio, read_audio, write_audio
+from backline.engines.core.protocol import available_engines
 from backline.host.history import SessionStore
 from backline.host.mainwindow import MainWindow
 from backline.host.settings import HostSettings

@@ -23,7 +23,7 @@ from pythonosc.udp_client import SimpleUDPClient
 from test_host import WAIT_MS, capture_file, make_window, synthetic_mix, wait_ready
 
 from backline.bridge.capture import LoopbackCapture
-from backline.engines.audio import Audio, write_audio
+from backline.engines.core.audio import Audio, write_audio
 
 SHARED_FIXTURES = (capture_file, make_window)  # from test_host, so pytest finds them here too
 

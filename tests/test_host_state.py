@@ -138,7 +138,7 @@ def test_long_captures_zoom_scroll_and_show_the_selection(qtbot, make_window, tm
 def test_mix_against_aligns_by_position_across_sample_rates():
     import numpy as np
 
-    from backline.engines.audio import Audio
+    from backline.engines.core.audio import Audio
     from backline.host.player import mix_against
 
     mix = np.zeros((2, 48000), np.float32)

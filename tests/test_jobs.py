@@ -10,10 +10,10 @@ import time
 import pytest
 import test_jobs_engines
 
-from backline.engines.audio import Audio, read_audio
-from backline.engines.jobs import JobEvent, JobWorker
-from backline.engines.protocol import GenerationRequest, available_engines
-from backline.engines.timeline import Timeline
+from backline.engines.core.audio import Audio, read_audio
+from backline.engines.core.protocol import GenerationRequest, available_engines
+from backline.engines.core.timeline import Timeline
+from backline.host.jobs import JobEvent, JobWorker
 
 TIMEOUT = 120.0  # generous: the CI machine is small and shared
 

@@ -18,8 +18,8 @@ import time
 import mido
 import numpy as np
 
-from backline.engines.audio import Audio
-from backline.engines.protocol import (
+from backline.engines.core.audio import Audio
+from backline.engines.core.protocol import (
     ENGINE_REGISTRY,
     Control,
     EngineDescription,
@@ -28,7 +28,7 @@ from backline.engines.protocol import (
     Take,
     check_cancel,
 )
-from backline.engines.timeline import Timeline
+from backline.engines.core.timeline import Timeline
 
 
 class SineEngine:
@@ -137,8 +137,8 @@ def unregister() -> None:
 
 def test_sine_engine_writes_region_aligned_stem_and_midi(tmp_path):
     """The test engine itself behaves like an engine: outputs exactly cover the region, MIDI has notes."""
-    from backline.engines.audio import read_audio
-    from backline.engines.takes import write_takes
+    from backline.engines.core.audio import read_audio
+    from backline.engines.core.takes import write_takes
 
     tl = Timeline.constant(120.0, 8000)
     start, stop = tl.bar_range_to_samples(3, 4)

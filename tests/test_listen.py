@@ -5,11 +5,11 @@ import mir_eval
 import numpy as np
 import pytest
 
-from backline.engines.audio import Audio, read_audio
+from backline.engines.core.audio import Audio, read_audio
+from backline.engines.core.errors import BacklineError, ConfigError
+from backline.engines.core.timeline import Timeline
 from backline.engines.data.slakh import list_tracks
-from backline.engines.errors import BacklineError, ConfigError
 from backline.engines.listen import Chord, listen, parse_chart, parse_chord, parse_key
-from backline.engines.timeline import Timeline
 
 NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 
@@ -122,7 +122,7 @@ def test_bad_charts_fail_with_one_line_naming_the_problem(text, needle):
 
 def test_heard_beats_sit_on_the_attacks_not_the_envelope_peaks():
     """Percussive clicks at known times: the heard grid lands within 3 ms of them (ENVELOPE_LAG_S is taken off)."""
-    from backline.engines.audio import Audio
+    from backline.engines.core.audio import Audio
     from backline.engines.listen import SR, listen_audio
 
     rng = np.random.default_rng(0)

@@ -6,9 +6,9 @@ milliseconds, so the tests are fast and cannot be passed by a cached render."""
 import numpy as np
 import pytest
 
-from backline.engines.audio import Audio
 from backline.engines.bass.follow import plan_line
 from backline.engines.bass.planner import WEIGHTS, Grid, approach_share, load_planner, quality_index
+from backline.engines.core.audio import Audio
 from backline.engines.listen import NO_CHORD, Chord, hold_through, listen
 
 SR = 22050

@@ -12,9 +12,9 @@ import torch
 import yaml
 from torch.utils.data import DataLoader, DistributedSampler
 
-from backline.engines.audio import Audio, read_audio, write_audio
+from backline.engines.core.audio import Audio, read_audio, write_audio
+from backline.engines.core.errors import DatasetError
 from backline.engines.data import lpd5, slakh
-from backline.engines.errors import DatasetError
 
 
 def test_track_listing_api(tiny_corpus):

@@ -11,8 +11,8 @@ import pytest
 
 from backline.bridge.osc import OscBridge
 from backline.bridge.transport import Transport
-from backline.engines.audio import Audio, read_audio, write_audio
-from backline.engines.errors import AudioFileError, BacklineWarning, ConfigError, DeviceError
+from backline.engines.core.audio import Audio, read_audio, write_audio
+from backline.engines.core.errors import AudioFileError, BacklineWarning, ConfigError, DeviceError
 from backline.host.cli import main as cli
 
 

@@ -1,4 +1,4 @@
-"""The one preset class and TOML reader (engines/presets.py): path safety and the listing flags."""
+"""The one preset class and TOML reader (engines/core/presets.py): path safety and the listing flags."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import shutil
 import pytest
 
 from backline.engines.bass.presets import PRESET_DIR, load_preset
-from backline.engines.errors import ConfigError
-from backline.engines.presets import find_preset, load_presets, read_preset
+from backline.engines.core.errors import ConfigError
+from backline.engines.core.presets import find_preset, load_presets, read_preset
 from backline.host.cli import main as cli_main
 
 

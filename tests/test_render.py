@@ -6,8 +6,8 @@ import mido
 import numpy as np
 import pytest
 
-from backline.engines import render
-from backline.engines.errors import AudioFileError, MissingDependencyError
+from backline.engines.core import render
+from backline.engines.core.errors import AudioFileError, MissingDependencyError
 
 
 def _midi(path, notes, *, channel=0, program=0, bpm=120):

@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 import torch
 
-from backline.engines.audio import Audio, write_audio
-from backline.engines.errors import ConfigError, DeviceError
-from backline.engines.protocol import GenerationRequest
+from backline.engines.core.audio import Audio, write_audio
+from backline.engines.core.errors import ConfigError, DeviceError
+from backline.engines.core.protocol import GenerationRequest
+from backline.engines.core.timeline import Timeline
+from backline.engines.core.windows import overlap_add, windows
 from backline.engines.separate import engine as sep_engine
 from backline.engines.separate.engine import build, check_memory, estimate_memory_bytes, parse_roles
 from backline.engines.separate.model import BINS, ROLES, MaskNet, magnitude
-from backline.engines.timeline import Timeline
-from backline.engines.windows import overlap_add, windows
 from backline.host.cli import main as cli_main
 
 
@@ -184,9 +184,9 @@ def test_a_part_that_is_not_there_is_said_with_its_presence_and_gets_no_midi(eng
 
 
 def test_shipped_weights_load_small_and_extract_returns_the_stem_and_its_share():
+    from backline.engines.core.weights import weight_paths
     from backline.engines.separate import extract
     from backline.engines.separate.engine import WEIGHTS
-    from backline.engines.weights import weight_paths
 
     tensors, config = weight_paths(WEIGHTS)
     assert tensors.stat().st_size <= 4 * 2**20 and config.exists()

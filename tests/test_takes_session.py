@@ -16,12 +16,18 @@ import pytest
 from test_host import WAIT_MS, make_window  # noqa: F401 - fixtures
 from test_host_follow import song
 
-from backline.engines.audio import Audio
-from backline.engines.balance import LEVEL, balance_take, loudness_db, target_db
-from backline.engines.errors import BacklineError
-from backline.engines.protocol import GenerationRequest, build_engine
-from backline.engines.render import ATTACK_SHARE, audible_onsets, find_soundfonts, render_midi, render_take
-from backline.engines.timeline import Timeline
+from backline.engines.core.audio import Audio
+from backline.engines.core.balance import LEVEL, balance_take, loudness_db, target_db
+from backline.engines.core.errors import BacklineError
+from backline.engines.core.protocol import GenerationRequest, build_engine
+from backline.engines.core.render import (
+    ATTACK_SHARE,
+    audible_onsets,
+    find_soundfonts,
+    render_midi,
+    render_take,
+)
+from backline.engines.core.timeline import Timeline
 
 needs_fluid = pytest.mark.skipif("FluidR3_GM" not in find_soundfonts(), reason="FluidR3_GM soundfont not installed")
 
@@ -105,7 +111,7 @@ def test_balance_take_sits_at_the_corpus_balance_plus_level():
 
 
 def test_the_balance_table_and_the_level_control():
-    from backline.engines.balance import balance_table
+    from backline.engines.core.balance import balance_table
 
     roles = balance_table()["roles"]
     assert roles["bass"]["songs"] >= 10 and roles["drums"]["songs"] >= 10
@@ -139,7 +145,7 @@ def test_snap_to_grid_keeps_a_region_on_its_bar_line():
 
 def test_follow_take_is_on_the_grid_and_at_the_band_balance(tmp_path):
     """No --bpm: the grid is heard (bar one ~30 ms in, the listener's latency), and the take starts on it."""
-    from backline.engines.audio import read_audio
+    from backline.engines.core.audio import read_audio
 
     mix = read_audio(song(tmp_path / "song.wav"))
     engine = build_engine("bass", "debug")

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import io
 
+from backline.engines.core.protocol import TerminalProgress
 from backline.engines.data.demo import file_label
-from backline.engines.protocol import TerminalProgress
 
 
 class _Tty(io.StringIO):

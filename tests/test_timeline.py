@@ -1,7 +1,7 @@
 import pytest
 
-from backline.engines.errors import TimelineError
-from backline.engines.timeline import BBT, TempoMap, Timeline, check_bpm, parse_bar_range
+from backline.engines.core.errors import TimelineError
+from backline.engines.core.timeline import BBT, TempoMap, Timeline, check_bpm, parse_bar_range
 
 
 def test_bars_to_samples_4_4():

@@ -1,4 +1,4 @@
-"""The one training loop (engines/training.py): LR schedule, resume, and a time limit every rank agrees on."""
+"""The one training loop (engines/core/training.py): LR schedule, resume, and a time limit every rank agrees on."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import sys
 import pytest
 import torch
 
-from backline.engines.training import Distributed, TrainLoop, warmup_cosine
+from backline.engines.core.training import Distributed, TrainLoop, warmup_cosine
 
 
 def test_warmup_then_cosine_to_the_floor():
@@ -68,7 +68,7 @@ def test_time_limit_stops_and_saves(tmp_path):
 
 RANK_SCRIPT = r"""
 import sys, time, torch
-from backline.engines.training import Distributed, TrainLoop
+from backline.engines.core.training import Distributed, TrainLoop
 ctx = Distributed.setup("cpu")
 model = torch.nn.Linear(2, 1)
 net = ctx.wrap(model)

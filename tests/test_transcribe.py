@@ -6,11 +6,11 @@ import mido
 import numpy as np
 import pytest
 
-from backline.engines.audio import Audio
-from backline.engines.errors import ConfigError
-from backline.engines.render import find_soundfonts, render_midi
-from backline.engines.timeline import Timeline
-from backline.engines.transcribe import (
+from backline.engines.core.audio import Audio
+from backline.engines.core.errors import ConfigError
+from backline.engines.core.render import find_soundfonts, render_midi
+from backline.engines.core.timeline import Timeline
+from backline.engines.core.transcribe import (
     Note,
     midi_to_notes,
     note_f1,

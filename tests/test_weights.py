@@ -3,9 +3,9 @@ import json
 import pytest
 import torch
 
-from backline.engines.errors import WeightsError
-from backline.engines.training import Checkpointer, Distributed
-from backline.engines.weights import load_weights, save_weights
+from backline.engines.core.errors import WeightsError
+from backline.engines.core.training import Checkpointer, Distributed
+from backline.engines.core.weights import load_weights, save_weights
 
 
 def _build(config):
@@ -26,7 +26,7 @@ def test_weights_round_trip_and_config_checks(tmp_path):
     with pytest.raises(WeightsError, match="format version"):
         load_weights(path, kind="toy", build=_build, format_version=2)
     # never overwrite silently
-    from backline.engines.errors import FileExistsRefusal
+    from backline.engines.core.errors import FileExistsRefusal
 
     with pytest.raises(FileExistsRefusal):
         save_weights(model, tmp_path / "m", kind="toy", config={"d": 4})

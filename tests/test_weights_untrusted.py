@@ -9,7 +9,7 @@ import shutil
 import pytest
 
 from backline.engines.bass.engine import KIND, WEIGHTS_DIR, load_bass_model
-from backline.engines.errors import WeightsError
+from backline.engines.core.errors import WeightsError
 
 
 @pytest.fixture

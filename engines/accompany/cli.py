@@ -14,7 +14,7 @@ HELP = "play an accompaniment (e.g. --prompt \"piano\" or \"warm rhodes, strings
 
 def configure(parser: argparse.ArgumentParser) -> None:
     from backline.engines.accompany.engine import FOLLOW_CONTROLS
-    from backline.engines.protocol import add_control_flags
+    from backline.engines.core.protocol import add_control_flags
 
     parser.add_argument("--mix", type=Path, help="the mix to play along to (wav/flac/...); without it (--mode free "
                         "only) the parts are generated from nothing (total generation, needs --bars and --bpm)")
@@ -35,7 +35,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def add_common(parser: argparse.ArgumentParser) -> None:
-    from backline.engines.protocol import add_device_flag
+    from backline.engines.core.protocol import add_device_flag
 
     parser.add_argument("--bars", help="bars to use, e.g. 9-24 (1-based, inclusive; follow mode hears the tempo, other modes need --bpm)")
     parser.add_argument("--bpm", type=float, help="tempo of the mix (default: listen for it; --bars needs it)")
@@ -56,11 +56,11 @@ def build_request(args: argparse.Namespace, mode: str, prompt: str, controls: di
 
     from backline.engines.accompany.engine import build
     from backline.engines.accompany.roles import parse_prompt
-    from backline.engines.audio import audio_info, read_audio
-    from backline.engines.errors import ConfigError
+    from backline.engines.core.audio import audio_info, read_audio
+    from backline.engines.core.errors import ConfigError
+    from backline.engines.core.protocol import GenerationRequest, check_seed_and_variations, resolve_device
+    from backline.engines.core.timeline import Timeline, check_bpm, region_of_bars
     from backline.engines.listen import parse_meter
-    from backline.engines.protocol import GenerationRequest, check_seed_and_variations, resolve_device
-    from backline.engines.timeline import Timeline, check_bpm, region_of_bars
 
     if mode != "follow":
         parse_prompt(prompt)  # unknown labels fail before any loading
@@ -83,7 +83,7 @@ def build_request(args: argparse.Namespace, mode: str, prompt: str, controls: di
             # the one region path (engines.region, as the host's selection and bass --bars): hear the whole file
             # (or take --bpm), then cut the bars, with the whole file's grid, chords and key
             from backline.engines.accompany.engine import FOLLOW_CONTROLS
-            from backline.engines.region import cut_file
+            from backline.engines.listen.region import cut_file
 
             region = cut_file(args.mix, args.bars, timeline if args.bpm is not None else None,
                               meter=(num, den) if args.meter else None, controls=controls,
@@ -142,8 +142,8 @@ def print_result(result) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from backline.engines.accompany.engine import FOLLOW_CONTROLS
-    from backline.engines.errors import ConfigError
-    from backline.engines.protocol import control_values, generate_in_terminal
+    from backline.engines.core.errors import ConfigError
+    from backline.engines.core.protocol import control_values, generate_in_terminal
 
     if args.list_instruments:
         from backline.engines.accompany.follow import list_instruments

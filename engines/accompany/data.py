@@ -25,8 +25,8 @@ from safetensors import safe_open
 
 from backline.engines.accompany.roles import CORPUS_ROLES, ROLES
 from backline.engines.accompany.spec import HOP, SAMPLE_RATE, complex_spec, mix_scale
+from backline.engines.core.errors import DatasetError
 from backline.engines.data.slakh import Track, list_tracks
-from backline.engines.errors import DatasetError
 
 
 def split_tracks(corpus: str | Path, holdout: int) -> tuple[list[Track], list[Track]]:

@@ -41,11 +41,9 @@ from backline.engines.accompany.gmsdi import (
 from backline.engines.accompany.instruments import INSTRUMENTS
 from backline.engines.accompany.planner import STYLES as PLANNER_STYLES
 from backline.engines.accompany.roles import ROLES, canonical, label_text, negative_prompt, parse_prompt
-from backline.engines.audio import Audio, resample
-from backline.engines.diffusion.sampler import ADPM2, EulerChurn, sample
-from backline.engines.errors import AudioFormatError, BacklineError, ConfigError, WeightsError
-from backline.engines.listen import LISTEN_CONTROLS
-from backline.engines.protocol import (
+from backline.engines.core.audio import Audio, resample
+from backline.engines.core.errors import AudioFormatError, BacklineError, ConfigError, WeightsError
+from backline.engines.core.protocol import (
     Control,
     EngineDescription,
     GenerationRequest,
@@ -54,6 +52,8 @@ from backline.engines.protocol import (
     Take,
     check_cancel,
 )
+from backline.engines.diffusion.sampler import ADPM2, EulerChurn, sample
+from backline.engines.listen import LISTEN_CONTROLS
 
 NAME = "accompany"
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -319,9 +319,9 @@ class AccompanyEngine:
                          t_start: float) -> GenerationResult:
         from backline.engines.accompany.follow import band_activity, plan_part, register_lanes, render_part
         from backline.engines.bass.follow import grid_from_listening
-        from backline.engines.effects import loudness_lufs
+        from backline.engines.core.effects import loudness_lufs
+        from backline.engines.core.transcribe import notes_to_midi
         from backline.engines.listen import kick_onsets
-        from backline.engines.transcribe import notes_to_midi
 
         if request.variations < 1:
             raise ConfigError(f"variations={request.variations} must be >= 1")
@@ -602,7 +602,7 @@ def apply_masks_at_rate(masks: torch.Tensor, mix: Audio) -> np.ndarray:
     """Masks [K, BINS, F16] from the 16 kHz STFT → stems [K, channels, frames] of the mix at its own rate: an
     STFT of the same duration per hop (n_fft, hop scaled by rate/16 kHz, rounded to even), the masks
     interpolated bilinearly onto its (frequency, time) grid, above 8 kHz the top bin's mask."""
-    from backline.engines.frontend import istft, stft
+    from backline.engines.core.frontend import istft, stft
 
     ratio = mix.sample_rate / spec.SAMPLE_RATE
     hop = max(1, int(round(spec.HOP * ratio)))
@@ -658,7 +658,7 @@ def _interp(x: torch.Tensor, idx: torch.Tensor, dim: int) -> torch.Tensor:
 
 def role_midi(audio: Audio, role: str, timeline, region_start: int):
     """basic-pitch transcription of one stem, placed at the region's start on the DAW timeline."""
-    from backline.engines.transcribe import notes_to_midi, transcribe_polyphonic
+    from backline.engines.core.transcribe import notes_to_midi, transcribe_polyphonic
 
     notes = transcribe_polyphonic(audio)
     mid = notes_to_midi(notes, timeline, program=GM_PROGRAM[role], offset_seconds=region_start / timeline.sample_rate,
@@ -667,7 +667,7 @@ def role_midi(audio: Audio, role: str, timeline, region_start: int):
 
 
 def _midi_bytes(mid) -> bytes:
-    from backline.engines.midi import midi_bytes  # the one MIDI serialiser
+    from backline.engines.core.midi import midi_bytes  # the one MIDI serialiser
 
     return midi_bytes(mid)
 
@@ -690,7 +690,7 @@ def _merge_midi(midis: dict[str, Any]):
 # --- building -----------------------------------------------------------------------------------------------
 def load_model(weights: Path | None = None):
     from backline.engines.accompany.model import build_model
-    from backline.engines.weights import load_weights
+    from backline.engines.core.weights import load_weights
 
     path = weights or WEIGHTS_DIR / "gmsdi"
     model, meta = load_weights(path, kind=KIND, build=lambda c: build_model(c).half() if c.get("dtype") == "float16"

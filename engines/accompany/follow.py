@@ -10,7 +10,7 @@
 - `Voicer` picks the pitches: chord tones of the heard chord, voice-led (common tones kept, smallest total motion),
   inside the instrument's register and above the bass's room, no close intervals or parallel fifths low down.
 - `plan_part` → notes in seconds on the heard grid; `render_part` plays them through the instrument's program and
-  chain (`engines/render.py`, `engines/effects.py`) at a level relative to the band.
+  chain (`engines/core/render.py`, `engines/core/effects.py`) at a level relative to the band.
 """
 
 from __future__ import annotations
@@ -32,12 +32,12 @@ from backline.engines.accompany.instruments import (  # noqa: F401 - the instrum
     split_prompt,
 )
 from backline.engines.accompany.planner import FAMILY_STYLES, CompEvent, Planner, band_features
-from backline.engines.audio import Audio
 from backline.engines.bass.follow import grid_from_listening
 from backline.engines.bass.planner import QUALITIES, QUALITY_INTERVALS, Grid
-from backline.engines.errors import ConfigError
+from backline.engines.core.audio import Audio
+from backline.engines.core.errors import ConfigError
+from backline.engines.core.transcribe import Note
 from backline.engines.listen import Listening
-from backline.engines.transcribe import Note
 
 #: Below this MIDI pitch is the bass's room (C3): comping stays out of it.
 BASS_ROOM = 48
@@ -272,10 +272,10 @@ def events_to_notes(events: list[CompEvent], grid: Grid, origin: float, step_s: 
 def render_part(notes: list[Note], instrument: Instrument, frames: int, sample_rate: int, bpm: float, *,
                 numerator: int = 4, denominator: int = 4, target_lufs: float = -20.0) -> tuple[Audio, Audio, dict]:
     """Notes → (dry, wet, level report) through the instrument's GM program, soundfont and chain."""
-    from backline.engines.effects import render
-    from backline.engines.render import SAMPLE_RATE, render_take
-    from backline.engines.timeline import Timeline
-    from backline.engines.transcribe import notes_to_midi
+    from backline.engines.core.effects import render
+    from backline.engines.core.render import SAMPLE_RATE, render_take
+    from backline.engines.core.timeline import Timeline
+    from backline.engines.core.transcribe import notes_to_midi
 
     mid = notes_to_midi(notes, Timeline.constant(bpm, SAMPLE_RATE, numerator, denominator),
                         program=instrument.program, name=f"Backline {instrument.name}")

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from backline.engines.errors import ConfigError
+from backline.engines.core.errors import ConfigError
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ from backline.engines.bass.planner import (
 )
 from backline.engines.bass.planner import PlannerConfig as BassPlannerConfig
 from backline.engines.bass.planner import features as grid_features
-from backline.engines.errors import ConfigError
+from backline.engines.core.errors import ConfigError
 
 KIND = "comp-planner"
 FORMAT_VERSION = 1

@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     from backline.engines.accompany import planner
     from backline.engines.accompany.planner_data import composed_examples
     from backline.engines.bass.planner_train import train_planner
-    from backline.engines.errors import ConfigError
+    from backline.engines.core.errors import ConfigError
 
     if args.synth <= 0:
         raise ConfigError("nothing to train on", fix="give --synth N (composed songs)")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from backline.engines.errors import ConfigError
+from backline.engines.core.errors import ConfigError
 
 #: Model roles, in the canonical order of a concatenated label ("Bass, Drums, Piano").
 ROLES: tuple[str, ...] = ("Bass", "Drums", "Guitar", "Piano", "Strings", "Lead")

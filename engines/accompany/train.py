@@ -30,7 +30,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="Slakh-layout corpus (backline data synth); repeat for several")
     parser.add_argument("--holdout", type=int, default=0, help="leave the last N tracks out of training")
     parser.add_argument("--cache", type=Path, help="16 kHz stem cache (default: RUN/stem_cache)")
-    from backline.engines.training import add_training_flags
+    from backline.engines.core.training import add_training_flags
 
     add_training_flags(parser, steps=4000, sizes=("small", "debug"), size="small",
                        size_flags=("--size", "--config"), run_flags=("--run-dir", "--run"))
@@ -71,16 +71,16 @@ def run(args: argparse.Namespace) -> int:
     from backline.engines.accompany.data import StemCache, build_cache, split_tracks
     from backline.engines.accompany.engine import FORMAT_VERSION, KIND
     from backline.engines.accompany.model import CONFIGS, ScoreConfig, build_model, count_parameters
-    from backline.engines.diffusion import CosineSchedule
-    from backline.engines.errors import ConfigError
-    from backline.engines.training import (
+    from backline.engines.core.errors import ConfigError
+    from backline.engines.core.training import (
         Distributed,
         TrainLoop,
         progress_bar,
         seed_everything,
         v_objective_step,
     )
-    from backline.engines.weights import save_weights
+    from backline.engines.core.weights import save_weights
+    from backline.engines.diffusion import CosineSchedule
 
     if args.steps <= 0 or args.batch <= 0 or args.crop < 0:
         raise ConfigError("--steps and --batch must be positive, --crop >= 0")

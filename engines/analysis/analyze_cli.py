@@ -18,7 +18,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", type=Path, default=None, help="also write the report as JSON here (never overwrites)")
     parser.add_argument("--attention-png", type=Path, default=None, help="write the ResAtt attention map as PNG")
     parser.add_argument("--config", default="shipped", choices=["shipped", "debug"])
-    from backline.engines.protocol import add_device_flag
+    from backline.engines.core.protocol import add_device_flag
 
     add_device_flag(parser)
 
@@ -52,9 +52,9 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from backline.engines.analysis.api import Analyzer
-    from backline.engines.audio import atomic_output, read_audio, write_bytes_atomic
-    from backline.engines.errors import ConfigError
-    from backline.engines.protocol import resolve_device
+    from backline.engines.core.audio import atomic_output, read_audio, write_bytes_atomic
+    from backline.engines.core.errors import ConfigError
+    from backline.engines.core.protocol import resolve_device
 
     if not -0.3 <= args.sensitivity <= 0.3:
         raise ConfigError(f"--sensitivity {args.sensitivity} is out of range", fix="use -0.3..0.3")

@@ -39,9 +39,9 @@ from backline.engines.analysis.features import (
     to_feature_rate,
 )
 from backline.engines.analysis.tagger import COARSE_TAGS, FINE_TAGS, attention_png, build_tagger
-from backline.engines.audio import Audio, read_audio
-from backline.engines.errors import AudioFormatError, ConfigError
-from backline.engines.protocol import check_cancel
+from backline.engines.core.audio import Audio, read_audio
+from backline.engines.core.errors import AudioFormatError, ConfigError
+from backline.engines.core.protocol import check_cancel
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 MIN_SECONDS = 1.0  # shorter clips carry too little to tag (a 5 s window is what the tagger was trained on)
@@ -111,7 +111,7 @@ class Analyzer:
 
     # --- models (lazy) -------------------------------------------------------------------------------------
     def _load(self, name: str, kind: str, build: Callable[[dict], torch.nn.Module]) -> torch.nn.Module:
-        from backline.engines.weights import load_weights
+        from backline.engines.core.weights import load_weights
 
         model, meta = load_weights(self.weights_dir / name, kind=kind, build=build, map_location=str(self.device))
         self.meta[name] = meta

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from backline.engines.analysis import dataset
-from backline.engines.errors import DatasetError
+from backline.engines.core.errors import DatasetError
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 #: The corpus when --corpus is not given: $BACKLINE_CORPUS, else ./corpus (no machine-specific default path).

@@ -27,8 +27,8 @@ import torch
 
 from backline.engines.analysis.features import FEATURE_SR, MusiCoderFeatures, SimCLRLogMel
 from backline.engines.analysis.tagger import FINE_TAGS, fine_index
+from backline.engines.core.errors import DatasetError
 from backline.engines.data import slakh
-from backline.engines.errors import DatasetError
 
 CROP_SECONDS = 5.0
 PRESENT_DB, ABSENT_DB, PRESENT_FRACTION = -50.0, -70.0, 0.10

@@ -11,8 +11,8 @@ from __future__ import annotations
 import threading
 
 from backline.engines.analysis.api import Analyzer
-from backline.engines.errors import AudioFormatError, ConfigError
-from backline.engines.protocol import (
+from backline.engines.core.errors import AudioFormatError, ConfigError
+from backline.engines.core.protocol import (
     Control,
     EngineDescription,
     GenerationRequest,

@@ -1,7 +1,7 @@
 """Front ends of the listening models: MusiCoder's 324-dim frame features and SimCLR's 96-bin log-mel.
 
 Everything runs at 16 kHz mono (`FEATURE_SR`): the mix is resampled once with the project's one resampler
-(`backline.engines.audio.resample`) and both front ends read that signal, so one analysis costs one
+(`backline.engines.core.audio.resample`) and both front ends read that signal, so one analysis costs one
 resample. Torchaudio transforms do the STFT, mel scale, DCT (MFCC) and deltas; torchaudio has no chroma and
 no constant-Q transform, so both are small documented filterbanks applied to the same power STFT:
 
@@ -35,8 +35,8 @@ import torch
 import torchaudio.functional as taf
 import torchaudio.transforms as T
 
-from backline.engines.audio import Audio, resample
-from backline.engines.errors import AudioFormatError
+from backline.engines.core.audio import Audio, resample
+from backline.engines.core.errors import AudioFormatError
 
 FEATURE_SR = 16000
 HOP = 320

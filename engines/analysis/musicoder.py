@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from backline.engines.analysis.features import CMVN, FEATURE_DIM, FEATURE_SLICES
-from backline.engines.errors import ConfigError
+from backline.engines.core.errors import ConfigError
 
 MAX_FRAMES = 1600
 

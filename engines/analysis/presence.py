@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from backline.engines.analysis.features import FEATURE_SR, chroma_filterbank
-from backline.engines.frontend import stft
+from backline.engines.core.frontend import stft
 
 PARTS = ("bass", "drums", "accompaniment")
 N_FFT, HOP = 2048, 512  # 7.8 Hz bins at 16 kHz: resolves the bass range

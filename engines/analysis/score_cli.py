@@ -16,7 +16,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from backline.engines.analysis.api import Analyzer
-    from backline.engines.audio import read_audio
+    from backline.engines.core.audio import read_audio
 
     mix, stem = read_audio(args.mix), read_audio(args.stem)
     notes = []

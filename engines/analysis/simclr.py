@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from backline.engines.analysis.features import SIMCLR_N_MELS
-from backline.engines.errors import ConfigError
+from backline.engines.core.errors import ConfigError
 
 TAU = 0.1
 SNIPPET_FRAMES = 300  # 3 s at 100 frames/s

@@ -42,8 +42,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from backline.engines.core.errors import ConfigError
 from backline.engines.data.gm import GM_FAMILIES
-from backline.engines.errors import ConfigError
 
 FINE_TAGS: tuple[str, ...] = tuple("Ensemble" if f == "Strings (continued)" else f for f in GM_FAMILIES) + ("Drums",)
 COARSE_TAGS: tuple[str, ...] = ("percussion", "struck", "plucked", "bowed", "blown", "electronic")

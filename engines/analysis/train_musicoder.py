@@ -42,8 +42,8 @@ def run(args: argparse.Namespace) -> int:
     from backline.engines.analysis import dataset
     from backline.engines.analysis.common import ensure_cache, load_crops, setup_threads
     from backline.engines.analysis.musicoder import MusiCoderPretrainer, get_config, noam_lr
-    from backline.engines.training import Distributed, TrainLoop, seed_everything
-    from backline.engines.weights import save_weights
+    from backline.engines.core.training import Distributed, TrainLoop, seed_everything
+    from backline.engines.core.weights import save_weights
 
     setup_threads(args.threads)
     ctx = Distributed.setup("cpu" if not torch.cuda.is_available() else "auto")

@@ -158,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
 
     from backline.engines.analysis.api import Analyzer
     from backline.engines.analysis.presence import N_FEATURES, PARTS, PresenceModel
-    from backline.engines.weights import check_export, save_weights
+    from backline.engines.core.weights import check_export, save_weights
 
     check_export(args.out, overwrite=args.overwrite, flag="--out")  # refused now, not after the fitting
     torch.set_num_threads(1)

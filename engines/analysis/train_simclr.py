@@ -55,8 +55,8 @@ def run(args: argparse.Namespace) -> int:
         mixup,
         nt_xent,
     )
-    from backline.engines.training import Distributed, TrainLoop, seed_everything
-    from backline.engines.weights import load_weights, save_weights
+    from backline.engines.core.training import Distributed, TrainLoop, seed_everything
+    from backline.engines.core.weights import load_weights, save_weights
 
     setup_threads(args.threads)
     ctx = Distributed.setup("cpu" if not torch.cuda.is_available() else "auto")
@@ -193,8 +193,8 @@ def _distinct_batch(owner: torch.Tensor, batch: int, gen: torch.Generator) -> to
 def _train_aligned(args, ctx, run_dir: Path, train_tracks, val_tracks, rng) -> int:
     from backline.engines.analysis.matching import CONFIGS, AlignedMatcher
     from backline.engines.analysis.simclr import fit_calibration
-    from backline.engines.training import TrainLoop
-    from backline.engines.weights import save_weights
+    from backline.engines.core.training import TrainLoop
+    from backline.engines.core.weights import save_weights
 
     cfg = CONFIGS["debug" if args.config == "debug" else "small"]
     mix, stem, owner = aligned_pairs(train_tracks, args.windows, rng)

@@ -51,7 +51,7 @@ def load_base(base: str, path: Path | None):
     from backline.engines.analysis.common import WEIGHTS_DIR
     from backline.engines.analysis.musicoder import build_musicoder
     from backline.engines.analysis.simclr import SimCLRConfig, SimCLRModel
-    from backline.engines.weights import load_weights
+    from backline.engines.core.weights import load_weights
 
     if base == "musicoder":
         enc, meta = load_weights(path or WEIGHTS_DIR / "musicoder", kind="musicoder-encoder", build=build_musicoder)
@@ -161,9 +161,15 @@ def run(args: argparse.Namespace) -> int:
         macro_metrics,
         tune_thresholds,
     )
-    from backline.engines.errors import ConfigError
-    from backline.engines.training import Distributed, MetricLog, TimeLimit, progress_bar, seed_everything
-    from backline.engines.weights import save_weights
+    from backline.engines.core.errors import ConfigError
+    from backline.engines.core.training import (
+        Distributed,
+        MetricLog,
+        TimeLimit,
+        progress_bar,
+        seed_everything,
+    )
+    from backline.engines.core.weights import save_weights
 
     setup_threads(args.threads)
     heads = [h.strip() for h in args.heads.split(",") if h.strip()]
@@ -201,7 +207,7 @@ def run(args: argparse.Namespace) -> int:
     for head in heads:
         if args.init_tagger is not None:
             from backline.engines.analysis.tagger import build_tagger
-            from backline.engines.weights import load_weights
+            from backline.engines.core.weights import load_weights
 
             prev, prev_meta = load_weights(args.init_tagger, kind="tagger", build=build_tagger)
             if prev.head.kind != head:

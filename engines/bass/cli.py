@@ -10,7 +10,7 @@ HELP = "generate a bass line for a mix: listen to its tempo, bars and chords, pl
 
 def configure(parser: argparse.ArgumentParser) -> None:
     from backline.engines.bass.engine import CONTROLS, FOLLOW_CONTROLS
-    from backline.engines.protocol import add_control_flags, add_device_flag
+    from backline.engines.core.protocol import add_control_flags, add_device_flag
 
     parser.add_argument("--mix", type=Path, help="the mix to play along to (wav/flac/...); required to generate")
     parser.add_argument("--out", type=Path, help="folder for bass_seedN.wav/.mid/.json; required to generate")
@@ -40,18 +40,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
 
-    from backline.engines.audio import audio_info, read_audio
     from backline.engines.bass.engine import ALL_CONTROLS
     from backline.engines.bass.presets import list_presets, load_preset
-    from backline.engines.errors import ConfigError
-    from backline.engines.protocol import (
+    from backline.engines.core.audio import audio_info, read_audio
+    from backline.engines.core.errors import ConfigError
+    from backline.engines.core.protocol import (
         GenerationRequest,
         check_seed_and_variations,
         control_values,
         generate_in_terminal,
         resolve_device,
     )
-    from backline.engines.timeline import Timeline, check_bpm, region_of_bars
+    from backline.engines.core.timeline import Timeline, check_bpm, region_of_bars
 
     if args.list_presets:
         for name in list_presets():
@@ -65,11 +65,11 @@ def run(args: argparse.Namespace) -> int:
         load_preset(args.preset)  # unknown names fail now, listing the known ones
     check_seed_and_variations(args.seed, args.variations)
     if args.band_midi is not None:
-        from backline.engines.midi import check_band_midi
+        from backline.engines.core.midi import check_band_midi
 
         check_band_midi(args.band_midi, "--band-midi")
     if args.reference is not None:  # a text file or /etc/passwd: one line, from its header, before any work
-        from backline.engines.audio import require_audio_file
+        from backline.engines.core.audio import require_audio_file
 
         require_audio_file(args.reference, "--reference")
     from backline.engines.listen import parse_chart, parse_key, parse_meter
@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     if args.bars:
         # the one region path (engines.region, as the host's selection): hear the whole file (or take --bpm),
         # then cut the bars from it, with the whole file's chords and key
-        from backline.engines.region import cut_file
+        from backline.engines.listen.region import cut_file
 
         region = cut_file(args.mix, args.bars, timeline if args.bpm is not None else None,
                           meter=(num, den) if args.meter else None, controls=controls,

@@ -24,11 +24,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from backline.engines.audio import Audio, read_audio
-from backline.engines.balance import LEVEL, balance_take
 from backline.engines.bass.planner import STYLES as PLANNER_STYLES
-from backline.engines.diffusion import classifier_free, ddim_sample, style_grounding
-from backline.engines.errors import (
+from backline.engines.core.audio import Audio, read_audio
+from backline.engines.core.balance import LEVEL, balance_take
+from backline.engines.core.errors import (
     AudioFormatError,
     BacklineError,
     Cancelled,
@@ -36,8 +35,7 @@ from backline.engines.errors import (
     DeviceError,
     WeightsError,
 )
-from backline.engines.listen import LISTEN_CONTROLS
-from backline.engines.protocol import (
+from backline.engines.core.protocol import (
     Control,
     EngineDescription,
     GenerationRequest,
@@ -47,6 +45,8 @@ from backline.engines.protocol import (
     check_cancel,
     validate_controls,
 )
+from backline.engines.diffusion import classifier_free, ddim_sample, style_grounding
+from backline.engines.listen import LISTEN_CONTROLS
 
 NAME = "bass"
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -288,7 +288,7 @@ class BassEngine:
             dries.append(dry if dry.frames == mix.frames else dry.slice(0, mix.frames))  # exact region length
         timings["decode_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        from backline.engines.effects import render
+        from backline.engines.core.effects import render
 
         rendered = []
         for dry in dries:
@@ -350,8 +350,8 @@ class BassEngine:
     def _generate_follow(self, request: GenerationRequest, merged: dict[str, Any], preset, progress, cancel,
                          t_start: float, reference: Path | None = None) -> GenerationResult:
         from backline.engines.bass.follow import plan_line, read_line_midi, render_line
+        from backline.engines.core.transcribe import notes_to_midi
         from backline.engines.listen import kick_onsets
-        from backline.engines.transcribe import notes_to_midi
 
         timings: dict[str, float] = {}
         if request.variations < 1:
@@ -619,7 +619,7 @@ def bass_line(notes, *, max_pitch: int = 67, min_dur: float = 0.05, ghost_s: flo
     On corpus bass stems this raised onset+pitch F1 (50 ms) from 0.44 to 0.55–0.66; CREPE (tiny and full) found
     almost none of the notes of these low (E1–C3) lines (F1 ≈ 0), which is why the bass engine does not use it.
     """
-    from backline.engines.transcribe import Note
+    from backline.engines.core.transcribe import Note
 
     out: list = []
     for n in sorted((n for n in notes if n.pitch <= max_pitch and n.end - n.start >= min_dur),
@@ -643,8 +643,8 @@ def transcribe_bass(audio: Audio) -> list:
 
     The stem is first brought to −18 LUFS: basic-pitch's thresholds are absolute, and a decoded stem can come
     out of the codec far quieter than a real one."""
-    from backline.engines.effects import normalise_loudness
-    from backline.engines.transcribe import transcribe_polyphonic
+    from backline.engines.core.effects import normalise_loudness
+    from backline.engines.core.transcribe import transcribe_polyphonic
 
     audio, _ = normalise_loudness(audio, -18.0)
     return bass_line(transcribe_polyphonic(audio, min_hz=30.0, max_hz=450.0))
@@ -652,7 +652,7 @@ def transcribe_bass(audio: Audio) -> list:
 
 def bass_midi(audio: Audio, timeline, region_start: int, quantise: str = "off", gm_program: int = 34):
     """Transcribe a generated bass → (notes, MIDI file) placed at `region_start` on the DAW timeline."""
-    from backline.engines.transcribe import notes_to_midi
+    from backline.engines.core.transcribe import notes_to_midi
 
     if quantise not in QUANTISE:
         raise ConfigError(f"quantise={quantise!r} is not a grid", fix=f"use one of {', '.join(QUANTISE)}")
@@ -677,7 +677,7 @@ def _empty_cache() -> None:
 def load_bass_model(config: str = "shipped", weights: str | Path | None = None):
     """(model, meta). 'shipped' loads engines/bass/weights/bass; 'debug'/'small'/'paper' build untrained models."""
     from backline.engines.bass.model import CONFIGS, build_model
-    from backline.engines.weights import load_weights
+    from backline.engines.core.weights import load_weights
 
     if weights is not None or config == "shipped":
         path = Path(weights) if weights is not None else WEIGHTS_DIR / "bass"
@@ -699,7 +699,7 @@ def build(config: str = "shipped", device: str = "cpu", weights: str | Path | No
     `weights` / `codec_weights` (a folder with mix.safetensors and stem.safetensors) override the shipped files,
     for evaluating a training run before it is shipped."""
     from backline.engines.codec import load_codec
-    from backline.engines.protocol import check_device
+    from backline.engines.core.protocol import check_device
 
     check_device(device)
     if device.startswith("cuda") and not torch.cuda.is_available():

@@ -4,7 +4,7 @@
   at a bar line at or before the mix's first sample (so a pickup before bar one is covered).
 - `plan_line` runs the planner and turns its steps into seconds (with swing) on that grid.
 - `render_line` plays the notes through the preset's General MIDI program in the preset's soundfont (fluidsynth,
-  `engines/render.py`) and its pedalboard chain (`engines/effects.py`): the instant preview, and the default
+  `engines/core/render.py`) and its pedalboard chain (`engines/core/effects.py`): the instant preview, and the default
   render of follow mode (see the README for the measurements behind that choice).
 - `read_line_midi` reads a line the user edited in the DAW (`--midi-in`): the lowest-pitched non-drum track.
 """
@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from backline.engines.audio import Audio
 from backline.engines.bass.planner import SECTIONS, Grid, Planner, apply_swing, quality_index, steps_per_bar
-from backline.engines.errors import ConfigError
+from backline.engines.core.audio import Audio
+from backline.engines.core.errors import ConfigError
+from backline.engines.core.transcribe import Note
 from backline.engines.listen import Listening
-from backline.engines.transcribe import Note
 
 #: A bar one heard this close to the mix's first sample is the mix starting on its bar line (a DAW export, a
 #: region cut on the grid): the offset is the listener's onset latency, not music, so the grid starts at sample 0.
@@ -91,10 +91,10 @@ def render_line(notes: list[Note], preset, frames: int, sample_rate: int, bpm: f
 
     Rendered by `engines.render.render_take` (audible onsets on the note-ons, the release faded at the region's
     end, not cut); the level against the band is set afterwards by `engines.balance` (the engine's job)."""
-    from backline.engines.effects import render
-    from backline.engines.render import SAMPLE_RATE, fit_to_region, render_take
-    from backline.engines.timeline import Timeline
-    from backline.engines.transcribe import notes_to_midi
+    from backline.engines.core.effects import render
+    from backline.engines.core.render import SAMPLE_RATE, fit_to_region, render_take
+    from backline.engines.core.timeline import Timeline
+    from backline.engines.core.transcribe import notes_to_midi
 
     font = (preset.render or {}).get("soundfont", "FluidR3_GM") if preset else "FluidR3_GM"
     program = (preset.gm_program if preset else 34) - 1

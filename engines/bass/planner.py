@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from backline.engines.errors import ConfigError
+from backline.engines.core.errors import ConfigError
 
 KIND = "bass-planner"
 FORMAT_VERSION = 1
@@ -539,7 +539,7 @@ def load_planner_as(cls: type, path: str | Path | None, config: str, *, weights:
                     configs: dict[str, Any], format_version: int) -> Any:
     """The loading both planners share: `cls(model, style_attrs, meta)` from exported weights (shipped or a path),
     or an untrained `config` model built under seed 0 so tests are repeatable without touching the global RNG."""
-    from backline.engines.weights import load_weights
+    from backline.engines.core.weights import load_weights
 
     if path is None and config != "shipped":
         with torch.random.fork_rng(devices=[]):

@@ -26,7 +26,7 @@ from backline.engines.bass.planner import (
     steps_per_bar,
     tokens_of,
 )
-from backline.engines.errors import ConfigError
+from backline.engines.core.errors import ConfigError
 
 
 @dataclass

@@ -34,7 +34,7 @@ def add_planner_flags(parser: argparse.ArgumentParser, *, steps: int, batch: int
                       log_every: int, ckpt_every: int) -> None:
     """The flags every planner trainer takes (`train_planner` reads them); both planners declare them here so the
     two command lines cannot drift. Defaults are each planner's own."""
-    from backline.engines.training import add_training_flags
+    from backline.engines.core.training import add_training_flags
 
     add_training_flags(parser, steps=steps, sizes=("small", "debug"), size="small", size_flags=("--size", "--config"),
                        run_flags=("--run-dir", "--run"))
@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
 
     from backline.engines.bass import planner
     from backline.engines.bass.planner_data import composed_examples, folder_examples
-    from backline.engines.errors import ConfigError
+    from backline.engines.core.errors import ConfigError
 
     if args.synth <= 0 and not args.corpus:
         raise ConfigError("nothing to train on", fix="give --synth N (composed songs) and/or --corpus FOLDER")
@@ -145,9 +145,9 @@ def train_planner(args: argparse.Namespace, planner, *, name: str, unit: str, lo
     import numpy as np
     import torch
 
-    from backline.engines.errors import ConfigError
-    from backline.engines.training import Distributed, TrainLoop, seed_everything
-    from backline.engines.weights import save_weights
+    from backline.engines.core.errors import ConfigError
+    from backline.engines.core.training import Distributed, TrainLoop, seed_everything
+    from backline.engines.core.weights import save_weights
 
     if args.batch <= 0 or args.bars <= 0:
         raise ConfigError("--batch and --bars must be positive")

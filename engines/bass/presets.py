@@ -1,10 +1,10 @@
 """Bass style presets: data files in `presets/bass/` (TOML + a reference recording), and style means.
 
-Presets are read by the shared reader (`backline.engines.presets`: one class, one TOML reader, path-safe); a
+Presets are read by the shared reader (`backline.engines.core.presets`: one class, one TOML reader, path-safe); a
 bass preset TOML holds `name`, `title`, `engine = "bass"`, `reference` (an audio file beside the TOML),
 `gm_program` (1-based General MIDI program the reference was rendered with, also written into the MIDI),
 `[controls]` (default steps / cfg / rescale / strength), `loudness_lufs` and `[[chain]]` (a pedalboard chain,
-see `backline.engines.effects`).
+see `backline.engines.core.effects`).
 
 The style mean μ_t(c_style) (paper 000 §3.3: the stem-codec latents of the reference averaged over time) is
 cached with the SHA-256 of the reference file and a fingerprint of the stem codec, and recomputed whenever
@@ -13,7 +13,7 @@ either changes: the release ships `<name>.style.json` beside the preset for the 
 reference, another codec) is cached per user in `$XDG_CACHE_HOME/backline/styles/`.
 
 `render_references()` rebuilds the reference recordings from the corpus instruments: a fixed two-bar-pattern
-bass line (written here, not taken from any song) rendered by `backline.engines.render` with each preset's GM
+bass line (written here, not taken from any song) rendered by `backline.engines.core.render` with each preset's GM
 bass program (33–40, 1-based) through a General MIDI soundfont (the fonts the corpus is rendered with), dry and
 loudness-normalised. The chain is *not* baked in: it is applied to the generated output.
 """
@@ -29,10 +29,10 @@ from typing import Any
 
 import numpy as np
 
-from backline.engines import presets as shared
-from backline.engines.audio import Audio, read_audio, write_bytes_atomic
-from backline.engines.errors import AudioFileError, ConfigError
-from backline.engines.presets import Preset
+from backline.engines.core import presets as shared
+from backline.engines.core.audio import Audio, read_audio, write_bytes_atomic
+from backline.engines.core.errors import AudioFileError, ConfigError
+from backline.engines.core.presets import Preset
 
 PRESET_DIR = shared.engine_preset_dir("bass")
 
@@ -69,7 +69,7 @@ def load_preset(name: str, folder: Path | None = None) -> Preset:
     if unknown:
         raise ConfigError(f"unknown control(s) {', '.join(sorted(unknown))}", path=path,
                           fix=f"known: {', '.join(CONTROL_KEYS)}")
-    from backline.engines.effects import build_chain
+    from backline.engines.core.effects import build_chain
 
     build_chain(preset.chain, where=f"{path.name} chain")  # fail now, not after a minute of sampling
     return preset
@@ -97,7 +97,7 @@ def bass_band_share(audio: Audio) -> float:
     """Share of the signal's power below BASS_BAND_HZ (mono, 8192-point STFT ≈ 5 Hz bins at 44.1 kHz)."""
     import torch
 
-    from backline.engines.frontend import stft
+    from backline.engines.core.frontend import stft
 
     mono = torch.from_numpy(audio.with_channels(1).samples[0])
     power = stft(mono, n_fft=8192, hop=2048).abs().square().sum(-1)
@@ -217,8 +217,8 @@ def _riff_midi(path: Path, program_1based: int, octave: int = 0, bpm: float = 10
 
 def render_reference(preset: Preset) -> Audio:
     """Render the preset's reference from its GM program (see the module docstring)."""
-    from backline.engines.effects import render as render_chain
-    from backline.engines.render import render_midi
+    from backline.engines.core.effects import render as render_chain
+    from backline.engines.core.render import render_midi
 
     font = preset.render.get("soundfont", "FluidR3_GM")
     octave = int(preset.render.get("octave", 0))
@@ -233,7 +233,7 @@ def render_reference(preset: Preset) -> Audio:
 
 def render_references(folder: Path | None = None, overwrite: bool = False) -> list[Path]:
     """(Re)render every preset's reference recording as 16-bit mono FLAC."""
-    from backline.engines.audio import write_audio
+    from backline.engines.core.audio import write_audio
 
     out = []
     for name in list_presets(folder):

@@ -43,10 +43,10 @@ from typing import Any
 
 import numpy as np
 
-from backline.engines.audio import Audio, read_audio, write_bytes_atomic
-from backline.engines.errors import AudioFileError, Cancelled
-from backline.engines.protocol import ProgressFn, check_cancel
-from backline.engines.transcribe import Note
+from backline.engines.core.audio import Audio, read_audio, write_bytes_atomic
+from backline.engines.core.errors import AudioFileError, Cancelled
+from backline.engines.core.protocol import ProgressFn, check_cancel
+from backline.engines.core.transcribe import Note
 
 #: Bumped whenever the build changes what it stores (older cache files are rebuilt).
 VERSION = 1
@@ -90,7 +90,7 @@ def harmonic_share(audio: Audio, notes: list[Note]) -> float:
     even distorted, puts almost all of it there; a song's drums and chords do not."""
     import torch
 
-    from backline.engines.frontend import stft
+    from backline.engines.core.frontend import stft
 
     x = audio.with_channels(1).resampled(SR).samples[0].astype(np.float32)
     spec = stft(torch.from_numpy(x), n_fft=4096, hop=1024).abs().square().numpy()
@@ -160,7 +160,7 @@ def isolate_bass(audio: Audio, path: Path | None = None, progress: ProgressFn | 
         raise AudioFileError(f"the style reference is a whole song ({' and '.join(others)} with the bass), and the "
                              "separation engine that would extract its bass is not installed", path=path,
                              fix="give a solo bass recording (mute the other tracks), or pick a preset") from err
-    from backline.engines.errors import BacklineError
+    from backline.engines.core.errors import BacklineError
 
     try:
         bass, presence = extract(audio, role="bass", progress=progress, cancel=cancel)
@@ -674,7 +674,7 @@ def tone_of(bass: np.ndarray, notes: list[Note]) -> dict[str, Any]:
     technique it suggests (a description, not a classifier: 'finger style' is the plain electric default)."""
     import torch
 
-    from backline.engines.frontend import stft
+    from backline.engines.core.frontend import stft
 
     spec = stft(torch.from_numpy(bass.astype(np.float32)), n_fft=4096, hop=1024).abs().square().numpy()
     freqs = np.arange(spec.shape[0]) * SR / 4096
@@ -704,7 +704,7 @@ def tone_of(bass: np.ndarray, notes: list[Note]) -> dict[str, Any]:
 
 def build_instrument(bass: Audio, notes: list[Note], feel: Feel) -> Instrument:
     """Slice the transcribed notes from the recording and keep the cleanest per pitch and velocity layer."""
-    from backline.engines.effects import normalise_loudness
+    from backline.engines.core.effects import normalise_loudness
 
     t0 = time.perf_counter()
     bass, _ = normalise_loudness(bass.with_channels(1).resampled(SR), -18.0)
@@ -778,7 +778,7 @@ def prepare_reference(path: str | Path, *, progress: ProgressFn | None = None,
         except Exception:  # noqa: BLE001 - an old or damaged cache is rebuilt
             pass
     from backline.engines.bass.presets import BASS_BAND_HZ, bass_band_share
-    from backline.engines.effects import normalise_loudness
+    from backline.engines.core.effects import normalise_loudness
 
     if audio.seconds > MAX_SECONDS:  # a minute shows the sound and the feel; a whole song would cost minutes
         audio = audio.slice(0, int(MAX_SECONDS * audio.sample_rate))
@@ -821,7 +821,7 @@ def render_in_reference(inst: Instrument, notes: list[Note], frames: int, sample
                         lufs: float = -18.0) -> tuple[Audio, Audio, dict]:
     """(dry, wet, level report) like follow.render_line, in the reference's own sound (its effects are already in
     the samples, so no chain is added; the level is set like a preset's)."""
-    from backline.engines.effects import render
+    from backline.engines.core.effects import render
 
     dry = inst.render(notes, frames, sample_rate)
     wet, level = render(dry.with_channels(2), (), target_lufs=lufs, where="reference instrument")

@@ -32,7 +32,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="folder with mix.safetensors/stem.safetensors (+ .json) to use instead of --codec")
     parser.add_argument("--init", type=Path, help="start from these exported bass weights (fine-tune; latent "
                         "statistics are re-measured on this cache, e.g. after the codec was retrained)")
-    from backline.engines.training import add_training_flags
+    from backline.engines.core.training import add_training_flags
 
     add_training_flags(parser, steps=4000, sizes=("small", "debug", "paper"), size="small",
                        size_flags=("--size", "--config"), run_flags=("--run-dir", "--run"))
@@ -59,16 +59,16 @@ def run(args: argparse.Namespace) -> int:
     from backline.engines.bass.engine import FORMAT_VERSION, KIND, codec_fingerprint
     from backline.engines.bass.model import CONFIGS, UNetConfig, build_model, count_parameters
     from backline.engines.codec import load_codec
-    from backline.engines.diffusion import CosineSchedule
-    from backline.engines.errors import ConfigError
-    from backline.engines.training import (
+    from backline.engines.core.errors import ConfigError
+    from backline.engines.core.training import (
         Distributed,
         TrainLoop,
         progress_bar,
         seed_everything,
         v_objective_step,
     )
-    from backline.engines.weights import save_weights
+    from backline.engines.core.weights import save_weights
+    from backline.engines.diffusion import CosineSchedule
 
     if args.steps <= 0 or args.batch <= 0 or args.crop <= 0:
         raise ConfigError("--steps, --batch and --crop must be positive")

@@ -40,8 +40,8 @@ def encode_track(track: Path, mix_codec, stem_codec, minus: list[str]) -> tuple[
     """All latents of one track (see `latents` for the keys) and its metadata."""
     import numpy as np
 
-    from backline.engines.audio import Audio, audio_info, read_audio
     from backline.engines.codec.latents import stem_roles
+    from backline.engines.core.audio import Audio, audio_info, read_audio
     from backline.engines.data.slakh import read_track
 
     stems = [s.audio for s in read_track(track).audio_stems()]
@@ -76,11 +76,11 @@ def encode_track(track: Path, mix_codec, stem_codec, minus: list[str]) -> tuple[
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from backline.engines.audio import write_bytes_atomic
     from backline.engines.codec import load_codec
     from backline.engines.codec.latents import FORMAT, VERSION, save_track_latents
     from backline.engines.codec.train import _NoBar, find_tracks
-    from backline.engines.training import Distributed, progress_bar
+    from backline.engines.core.audio import write_bytes_atomic
+    from backline.engines.core.training import Distributed, progress_bar
 
     ctx = Distributed.setup(args.device)
     try:

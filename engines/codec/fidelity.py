@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from backline.engines.audio import Audio
+from backline.engines.core.audio import Audio
 
 HOP_BAND_HZ = 2.0
 STFT_HOP = 256
@@ -40,7 +40,7 @@ def hop_band_share(audio: Audio, hop: int = STFT_HOP, harmonics: int = 4) -> flo
 
 def loudness_change(reference: Audio, estimate: Audio) -> float:
     """LU gained (+) or lost (−) by the estimate; 0 when both are silent."""
-    from backline.engines.effects import loudness_lufs
+    from backline.engines.core.effects import loudness_lufs
 
     a, b = loudness_lufs(reference), loudness_lufs(estimate)
     if not np.isfinite(a) and not np.isfinite(b):
@@ -111,7 +111,7 @@ def bass_note_f1(audio: Audio, reference_notes: list) -> float:
 
 def fidelity(reference: Audio, estimate: Audio) -> dict[str, float]:
     """Every listener-facing measure of a round trip at once (both at the same rate and length)."""
-    from backline.engines.frontend import mr_stft_distance
+    from backline.engines.core.frontend import mr_stft_distance
 
     n = min(reference.frames, estimate.frames)
     ref, est = reference.slice(0, n), estimate.slice(0, n)

@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from backline.engines.errors import DatasetError
+from backline.engines.core.errors import DatasetError
 
 FORMAT = "backline-latent-cache"
 VERSION = 1
@@ -97,7 +97,7 @@ def save_track_latents(path: Path, tensors: dict[str, torch.Tensor], meta: dict[
     """Atomic write (temp file + rename); refuses to replace an existing file unless `overwrite`."""
     from safetensors.torch import save_file
 
-    from backline.engines.audio import atomic_output
+    from backline.engines.core.audio import atomic_output
 
     final, tmp = atomic_output(path, overwrite=overwrite)
     strings = {k: v if isinstance(v, str) else json.dumps(v) for k, v in meta.items()}

@@ -34,7 +34,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from backline.engines import frontend as fe
+from backline.engines.core import frontend as fe
 
 SAMPLE_RATE = 44100
 N_FFT = 1024

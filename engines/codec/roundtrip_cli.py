@@ -30,15 +30,15 @@ def run(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from backline.engines.audio import atomic_output, read_audio, write_audio
     from backline.engines.codec import load_codec
     from backline.engines.codec.fidelity import fidelity
-    from backline.engines.errors import AudioFileError
+    from backline.engines.core.audio import atomic_output, read_audio, write_audio
+    from backline.engines.core.errors import AudioFileError
 
     out = Path(args.output)
     if out.suffix.lower() not in (".wav", ".flac"):
         raise AudioFileError(f"cannot write '{out.suffix}'", path=out, fix="name a .wav or .flac file")
-    from backline.engines.audio import audio_info
+    from backline.engines.core.audio import audio_info
 
     _, channels, frames = audio_info(args.input)
     # refuse before any work: exists, read-only, under a file, or a disk without room for the float32 result

@@ -83,8 +83,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def find_tracks(root: str | Path) -> list:
     """Tracks (backline.engines.data.slakh) that have a mix and stems with audio; a clear error when none."""
+    from backline.engines.core.errors import DatasetError
     from backline.engines.data.slakh import list_tracks
-    from backline.engines.errors import DatasetError
 
     tracks = [t for t in list_tracks(root) if t.mix_path.is_file()]
     if not tracks:
@@ -107,7 +107,7 @@ class CropStream(torch.utils.data.IterableDataset):
         self.items = self._scan()
 
     def _scan(self) -> list[tuple[Any, list[str], int]]:
-        from backline.engines.errors import DatasetError
+        from backline.engines.core.errors import DatasetError
 
         items = []
         for track in find_tracks(self.root):
@@ -151,7 +151,7 @@ class CropStream(torch.utils.data.IterableDataset):
         (ignored by the loss) when a pitched stem has no MIDI file (e.g. a corpus without MIDI)."""
         import mido
 
-        from backline.engines.transcribe import midi_to_notes
+        from backline.engines.core.transcribe import midi_to_notes
 
         steps = CROP // PITCH_HOP
         roll = np.zeros((128, steps), np.float32)
@@ -185,7 +185,7 @@ def generator_losses(model, critics, x: torch.Tensor, use_adv: bool, probe: torc
     spectral convergence on linear magnitudes, ‖|X| − |X̂|‖_F / ‖|X|‖_F, and the L1 of per-frame log energies: the
     L1 of log-magnitudes alone settles on the median (a smooth envelope a few dB low), while spectral convergence
     is dominated by the loud partials, which carry the pitch, and the energy term holds the level. The waveform (and so L_mssd) is only built when a term needs it."""
-    from backline.engines.frontend import multiscale_spectral_distance
+    from backline.engines.core.frontend import multiscale_spectral_distance
 
     spsi = _unwrap(model).cfg.phase == "spsi"
     out = model(x, synthesise=use_adv or not spsi)
@@ -270,8 +270,8 @@ def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
 def train(args: argparse.Namespace) -> dict[str, Any]:
     from backline.engines.codec.codec import FORMAT_VERSION, KIND, build_model
     from backline.engines.codec.model import Critics, count_parameters, make_config
-    from backline.engines.errors import ConfigError
-    from backline.engines.training import (
+    from backline.engines.core.errors import ConfigError
+    from backline.engines.core.training import (
         Checkpointer,
         Distributed,
         MetricLog,
@@ -279,7 +279,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         progress_bar,
         seed_everything,
     )
-    from backline.engines.weights import save_weights
+    from backline.engines.core.weights import save_weights
 
     if args.steps <= 0 or args.batch <= 0:
         raise ConfigError("--steps and --batch must be positive")
@@ -418,8 +418,8 @@ class _NoBar:
 def calibrate_output_gain(model: torch.nn.Module, batches, n_batches: int = 6) -> float:
     """The decoder's median loudness change (LU) over training crops, negated: the gain (dB) that makes a round
     trip keep its level. Measured with the gain at 0; the caller stores it in the config (`output_gain_db`)."""
-    from backline.engines.audio import Audio
     from backline.engines.codec.fidelity import loudness_change
+    from backline.engines.core.audio import Audio
 
     model.eval()
     saved, model.cfg.output_gain_db = model.cfg.output_gain_db, 0.0

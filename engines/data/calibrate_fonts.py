@@ -18,8 +18,8 @@ from pathlib import Path
 import mido
 import numpy as np
 
+from backline.engines.core.render import find_soundfonts, render_midi
 from backline.engines.data.onsets import match_onsets
-from backline.engines.render import find_soundfonts, render_midi
 
 TABLE = Path(__file__).with_name("font_onsets.json")
 #: A pair is usable when its worst isolated-note onset error is within this (the corpus test allows 15 ms).

@@ -29,8 +29,8 @@ from pathlib import Path
 
 import mido
 
-from backline.engines.audio import write_bytes_atomic
-from backline.engines.errors import FileExistsRefusal
+from backline.engines.core.audio import write_bytes_atomic
+from backline.engines.core.errors import FileExistsRefusal
 
 HELP = "the main job on the bundled demo song: render it, hear what is missing, generate bass and drums"
 
@@ -66,9 +66,9 @@ def _fingerprint(folder: Path) -> str:
 
 def demo_song(*, refresh: bool = False) -> Path:
     """The rendered demo track folder (rendered into the cache on first use). Needs fluidsynth + a GM soundfont."""
+    from backline.engines.core.render import require_soundfonts
     from backline.engines.data.slakh import read_metadata
     from backline.engines.data.synth import _write_yaml, missing_parts, render_track_audio
-    from backline.engines.render import require_soundfonts
 
     src = _preset_dir()
     final = cache_root() / "demo" / f"demo-{_fingerprint(src)}"
@@ -104,7 +104,7 @@ def demo_midi_without_drums(folder: str | Path, *, name: str = "demo_band.mid") 
         channels = {m.channel for m in track if hasattr(m, "channel")}
         if channels != {9}:
             out.tracks.append(track)
-    from backline.engines.midi import midi_bytes
+    from backline.engines.core.midi import midi_bytes
 
     data = midi_bytes(out)
     path = Path(folder) / name
@@ -118,9 +118,9 @@ def demo_midi_without_drums(folder: str | Path, *, name: str = "demo_band.mid") 
 
 def write_demo_preset(folder: str | Path = DEMO_DIR) -> Path:
     """Maintainer tool: recompose the shipped demo (MIDI, metadata.yaml, extras.json) into `folder`."""
+    from backline.engines.core.render import find_soundfonts
     from backline.engines.data.song import make_song
     from backline.engines.data.synth import choose_fonts, song_rng, write_song_files
-    from backline.engines.render import find_soundfonts
 
     folder = Path(folder)
     song = make_song(song_rng(DEMO_SEED, DEMO_INDEX), min_bars=8, max_bars=8, meter=(4, 4), bpm=100,
@@ -168,10 +168,10 @@ def generate_on_demo(track: Path, takes: Path, seed: int = 0) -> dict[str, Path]
     MIDI) into `takes`; return the written files by name. Progress goes to a bar per engine."""
     import numpy as np
 
-    from backline.engines.audio import Audio, read_audio, write_audio
+    from backline.engines.core.audio import Audio, read_audio, write_audio
+    from backline.engines.core.protocol import GenerationRequest, build_engine, generate_in_terminal
+    from backline.engines.core.timeline import Timeline
     from backline.engines.data.slakh import read_track
-    from backline.engines.protocol import GenerationRequest, build_engine, generate_in_terminal
-    from backline.engines.timeline import Timeline
 
     tr = read_track(track)
     ex = tr.extras or {}

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from backline.engines.audio import write_bytes_atomic
-from backline.engines.errors import DatasetError
+from backline.engines.core.audio import write_bytes_atomic
+from backline.engines.core.errors import DatasetError
 
 LPD5_TRACKS = ("Drums", "Piano", "Guitar", "Bass", "Strings")
 BEAT_RESOLUTION = 24

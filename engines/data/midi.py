@@ -58,7 +58,7 @@ def _part_track(part: Part) -> mido.MidiTrack:
 
 
 def _to_bytes(mid: mido.MidiFile) -> bytes:
-    from backline.engines.midi import midi_bytes
+    from backline.engines.core.midi import midi_bytes
 
     return midi_bytes(mid)
 

@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-from backline.engines.audio import Audio, audio_info, read_audio
-from backline.engines.errors import DatasetError
+from backline.engines.core.audio import Audio, audio_info, read_audio
+from backline.engines.core.errors import DatasetError
 
 #: Slakh inst_class → our role names (used when a track has no extras.json, e.g. real Slakh2100).
 ROLE_OF_CLASS = {

@@ -40,12 +40,12 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from backline.engines.audio import Audio, write_audio, write_bytes_atomic
+from backline.engines.core.audio import Audio, write_audio, write_bytes_atomic
+from backline.engines.core.errors import ConfigError, DatasetError
+from backline.engines.core.render import SAMPLE_RATE, Soundfont, render_midi, require_soundfonts
 from backline.engines.data.gm import inst_class, program_name
 from backline.engines.data.midi import midi_seconds, part_midi_bytes, song_midi_bytes
 from backline.engines.data.song import Song, make_song
-from backline.engines.errors import ConfigError, DatasetError
-from backline.engines.render import SAMPLE_RATE, Soundfont, render_midi, require_soundfonts
 
 GENERATOR_VERSION = 3  # v1: drum notes cut after 60 ticks (TimGM6mb hat clicks); v2: wider program choice
 #: Target RMS (dBFS, over non-silent blocks) per role before the global gain.
@@ -127,7 +127,7 @@ def render_track_audio(folder: Path, meta: dict, fonts: dict[str, Soundfont], *,
     gains: dict[str, float] = {}
     for sid, stem in meta["stems"].items():
         if cancel is not None and cancel():
-            from backline.engines.errors import Cancelled
+            from backline.engines.core.errors import Cancelled
 
             raise Cancelled()
         font = by_file.get(stem["plugin_name"]) or fonts.get(Path(stem["plugin_name"]).stem)

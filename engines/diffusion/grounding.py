@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import torch
 
+from backline.engines.core.errors import ConfigError
 from backline.engines.diffusion.sampler import Step, StepTransform
-from backline.engines.errors import ConfigError
 
 
 def ground_denoised(denoised: torch.Tensor, mu_style: torch.Tensor, beta: float, strength: float = 1.0) -> torch.Tensor:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import torch
 
-from backline.engines.errors import ConfigError
+from backline.engines.core.errors import ConfigError
 
 
 def cfg_combine(cond: torch.Tensor, uncond: torch.Tensor, scale: float, rescale: float = 0.0,

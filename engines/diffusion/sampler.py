@@ -33,9 +33,9 @@ from typing import Any
 
 import torch
 
+from backline.engines.core.errors import ConfigError
+from backline.engines.core.protocol import check_cancel
 from backline.engines.diffusion.schedule import CosineSchedule, _expand
-from backline.engines.errors import ConfigError
-from backline.engines.protocol import check_cancel
 
 ModelFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 

@@ -17,8 +17,8 @@ HELP = "generate a drum part with fills (and its MIDI, WAV and report) for the b
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from backline.engines.core.protocol import add_control_flags, add_device_flag
     from backline.engines.drums.engine import CONTROLS
-    from backline.engines.protocol import add_control_flags, add_device_flag
 
     src = parser.add_argument_group("input (one of)")
     src.add_argument("--midi", help="the band's MIDI file (multitrack; tracks mapped to piano/guitar/bass/strings)")
@@ -49,7 +49,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def _list_presets() -> int:
-    from backline.engines.presets import load_presets
+    from backline.engines.core.presets import load_presets
 
     presets, problems = load_presets("drums")
     for preset in sorted(presets, key=lambda p: p.name):
@@ -62,8 +62,8 @@ def _list_presets() -> int:
 
 
 def _timeline(args):
-    from backline.engines.errors import ConfigError
-    from backline.engines.timeline import Timeline, check_bpm
+    from backline.engines.core.errors import ConfigError
+    from backline.engines.core.timeline import Timeline, check_bpm
 
     if args.bpm is None:
         raise ConfigError("--audio and --jack need the tempo", fix="pass --bpm, e.g. --bpm 120")
@@ -81,9 +81,8 @@ def _timeline(args):
 def run(args: argparse.Namespace) -> int:
     import tempfile
 
-    from backline.engines.drums.engine import CONTROLS
-    from backline.engines.errors import ConfigError
-    from backline.engines.protocol import (
+    from backline.engines.core.errors import ConfigError
+    from backline.engines.core.protocol import (
         GenerationRequest,
         build_engine,
         check_seed_and_variations,
@@ -91,7 +90,8 @@ def run(args: argparse.Namespace) -> int:
         generate_in_terminal,
         resolve_device,
     )
-    from backline.engines.timeline import Timeline
+    from backline.engines.core.timeline import Timeline
+    from backline.engines.drums.engine import CONTROLS
 
     if args.list_presets:
         return _list_presets()
@@ -110,13 +110,13 @@ def run(args: argparse.Namespace) -> int:
     if args.midi:
         midi = Path(args.midi)
     elif args.audio:
-        from backline.engines.audio import read_audio
+        from backline.engines.core.audio import read_audio
 
         timeline = _timeline(args)
         mix = read_audio(args.audio)
     else:
+        from backline.engines.core.transcribe import events_to_track
         from backline.engines.drums.inputs import JackMidiInput
-        from backline.engines.transcribe import events_to_track
 
         timeline = _timeline(args)
         port = JackMidiInput()
@@ -146,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
     if args.band_audio is not None:
         if not args.midi:
             raise ConfigError("--band-audio goes with --midi", fix="with --audio the band's audio is already there")
-        from backline.engines.audio import read_audio
+        from backline.engines.core.audio import read_audio
 
         mix = read_audio(args.band_audio, sample_rate=args.sample_rate)  # a bad file: one line, before any work
     engine = build_engine("drums", args.config, resolve_device(args.device))

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from backline.engines.core.errors import BacklineError, DatasetError
 from backline.engines.drums import novelty as nov
 from backline.engines.drums.inputs import read_midi_files, role_for_program
 from backline.engines.drums.representation import (
@@ -33,7 +34,6 @@ from backline.engines.drums.representation import (
     ma_tokens,
     meter_id,
 )
-from backline.engines.errors import BacklineError, DatasetError
 
 
 @dataclass

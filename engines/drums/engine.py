@@ -10,7 +10,7 @@ kit's attack latency is measured and taken off). Its level sits at the corpus's 
 the request's mix when there is one (`engines.balance`, the `level` control), else as rendered.
 
 Drum MIDI is on channel 10 (mido channel 9), notes a 32nd long, GM drum keys (representation.CLASS_PITCH).
-Audio: the GM soundfonts' standard kit through backline.engines.render (fluidsynth), or a VST3 instrument
+Audio: the GM soundfonts' standard kit through backline.engines.core.render (fluidsynth), or a VST3 instrument
 through pedalboard (`vst3` control). Linux has no VST3 instruments installed here; the path exists for
 users who have one, and a plugin that is not an instrument is refused with a message.
 """
@@ -29,8 +29,25 @@ import mido
 import numpy as np
 import torch
 
-from backline.engines.audio import Audio
-from backline.engines.balance import LEVEL, balance_take
+from backline.engines.core.audio import Audio
+from backline.engines.core.balance import LEVEL, balance_take
+from backline.engines.core.errors import (
+    AudioFileError,
+    ConfigError,
+    MissingDependencyError,
+    TimelineError,
+    WeightsError,
+)
+from backline.engines.core.protocol import (
+    Control,
+    EngineDescription,
+    GenerationRequest,
+    GenerationResult,
+    Take,
+    check_cancel,
+)
+from backline.engines.core.timeline import TempoMap, Timeline, parse_bar_range
+from backline.engines.core.transcribe import events_to_track
 from backline.engines.drums import novelty as nov
 from backline.engines.drums.feel import (
     CONTROL_NAMES,
@@ -58,23 +75,6 @@ from backline.engines.drums.representation import (
     check_bar_list,
 )
 from backline.engines.drums.velocity import assign_velocities
-from backline.engines.errors import (
-    AudioFileError,
-    ConfigError,
-    MissingDependencyError,
-    TimelineError,
-    WeightsError,
-)
-from backline.engines.protocol import (
-    Control,
-    EngineDescription,
-    GenerationRequest,
-    GenerationResult,
-    Take,
-    check_cancel,
-)
-from backline.engines.timeline import TempoMap, Timeline, parse_bar_range
-from backline.engines.transcribe import events_to_track
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 MODEL_NAMES = ("seq2seq", "locator", "infiller", "vae")
@@ -130,7 +130,7 @@ class LoadedModels:
 
 def load_models(config: str = "shipped", device: str = "cpu", weights_dir: str | Path | None = None) -> LoadedModels:
     """Shipped: the trained weights (safetensors + JSON config, checked). Debug: tiny random-init models."""
-    from backline.engines.weights import load_weights
+    from backline.engines.core.weights import load_weights
 
     if config == "debug":
         torch.manual_seed(0)
@@ -160,7 +160,7 @@ def build(config: str = "shipped", device: str = "cpu") -> DrumEngine:
 
 
 def list_presets() -> list[str]:
-    from backline.engines.presets import list_presets as shared_list
+    from backline.engines.core.presets import list_presets as shared_list
 
     return shared_list("drums")
 
@@ -170,7 +170,7 @@ def preset_controls(name: str | None) -> dict[str, Any]:
     reader), {} for none."""
     if not name:
         return {}
-    from backline.engines.presets import find_preset
+    from backline.engines.core.presets import find_preset
 
     return dict(find_preset("drums", name).controls)
 
@@ -414,13 +414,13 @@ class DrumEngine:
             progress(0.3, "rendering audio")
             frames = rtl.quarters_to_samples((last - first + 1) * tl.quarters_per_bar)
             if controls["vst3"]:
-                from backline.engines.render import fit_to_region
+                from backline.engines.core.render import fit_to_region
 
                 audio = render_vst3(controls["vst3"], mid, frames / tl.sample_rate + 4.0, tl.sample_rate)
                 audio, tail = fit_to_region(audio, frames)  # its release faded at the region's end, not cut
                 render_info = {"vst3": controls["vst3"]} | tail
             else:
-                from backline.engines.render import render_take
+                from backline.engines.core.render import render_take
 
                 with tempfile.TemporaryDirectory(prefix="backline-drums-") as tmp:
                     tmp_mid = Path(tmp) / "drums.mid"

@@ -8,7 +8,7 @@
    Strings track). Channel 10 (mido 9) is always drums. A role 'ignore' drops a track.
 2. Notes received live on a JACK MIDI port (python-rtmidi's JACK backend; ALSA sequencer is not used), timed
    against a tempo and meter the caller gives (`JackMidiInput`).
-3. Audio, transcribed with basic-pitch (`backline.engines.transcribe`): notes below MIDI 48 (C3) become the
+3. Audio, transcribed with basic-pitch (`backline.engines.core.transcribe`): notes below MIDI 48 (C3) become the
    bass role, the rest piano, since a mix transcription has no instrument labels.
 
 Tempo maps are kept (the grid is in quarters, so tempo changes do not move notes); meter changes are refused.
@@ -27,6 +27,13 @@ from pathlib import Path
 import mido
 import numpy as np
 
+from backline.engines.core.errors import (
+    ConfigError,
+    DeviceError,
+    MissingDependencyError,
+    TimelineError,
+)
+from backline.engines.core.timeline import TempoMap, Timeline
 from backline.engines.drums.representation import (
     GM_TO_CLASS,
     MA_ROLES,
@@ -36,13 +43,6 @@ from backline.engines.drums.representation import (
     SongGrid,
     quarters_per_bar,
 )
-from backline.engines.errors import (
-    ConfigError,
-    DeviceError,
-    MissingDependencyError,
-    TimelineError,
-)
-from backline.engines.timeline import TempoMap, Timeline
 
 ROLE_CHOICES = (*MA_ROLES, "drums", "ignore")
 _NAME_RULES = (
@@ -115,7 +115,7 @@ def parse_role_overrides(items: Sequence[str] | None) -> dict[str, str]:
 
 
 def _load_midi(path: Path) -> mido.MidiFile:
-    from backline.engines.midi import read_midi
+    from backline.engines.core.midi import read_midi
 
     return read_midi(path)
 
@@ -148,7 +148,7 @@ def _tempo_and_meter(mids: Sequence[tuple[Path, mido.MidiFile]]) -> tuple[list[t
     merged: list[tuple[float, float]] = []
     for q, bpm in points:
         if not 10.0 <= bpm <= 999.0:
-            from backline.engines.errors import warn
+            from backline.engines.core.errors import warn
 
             used = min(max(bpm, 10.0), 999.0)
             warn(f"the MIDI tempo {bpm:.2f} BPM at quarter {q:g} is outside 10–999 BPM; using {used:g} BPM",
@@ -280,7 +280,7 @@ def read_drum_midi(path: str | Path, numerator: int, denominator: int, n_bars: i
 
 def grid_from_audio(audio, timeline: Timeline, *, bass_split: int = 48) -> BandInput:
     """A mix (or any band audio) → notes with basic-pitch → bass (< `bass_split`) and piano roles."""
-    from backline.engines.transcribe import transcribe_polyphonic
+    from backline.engines.core.transcribe import transcribe_polyphonic
 
     notes = transcribe_polyphonic(audio)
     if not notes:

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from backline.engines.core.protocol import check_cancel
 from backline.engines.drums import novelty as nov
 from backline.engines.drums.models import MASK_FILL, MASK_REGENERATE, MASK_VISIBLE
 from backline.engines.drums.representation import (
@@ -41,7 +42,6 @@ from backline.engines.drums.representation import (
     meter_id,
     token_positions,
 )
-from backline.engines.protocol import check_cancel
 
 PREFIX_BARS = 5
 

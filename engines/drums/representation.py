@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from backline.engines.errors import ConfigError, TimelineError
+from backline.engines.core.errors import ConfigError, TimelineError
 
 STEPS_PER_QUARTER = 24
 CONTEXT_BARS = 11

@@ -2,7 +2,7 @@
 
 Runs unchanged as `backline train drums ...` or
 `torchrun --nproc_per_node N -m backline.engines.drums.train --run-dir DIR ...`
-(DDP through backline.engines.training; each rank draws its own windows from a rank-seeded generator).
+(DDP through backline.engines.core.training; each rank draws its own windows from a rank-seeded generator).
 The models train one after another (seq2seq → locator → infiller → vae) in one run folder, with one
 checkpoint (all models and optimizers, safetensors) so an interrupted run resumes where it stopped.
 
@@ -92,7 +92,7 @@ class Windows:
             for b0 in range(g.n_bars - bars + 1):
                 self.groups.setdefault(g.qpb, []).append((idx, b0))
         if not self.groups:
-            from backline.engines.errors import DatasetError
+            from backline.engines.core.errors import DatasetError
 
             raise DatasetError(f"no song is at least {bars} bars long with drums and a band", fix="check the corpus")
         self.keys = sorted(self.groups)
@@ -217,12 +217,8 @@ def _run(args: argparse.Namespace) -> int:
     import torch
     import torch.nn.functional as F
 
-    from backline.engines.drums import data as drum_data
-    from backline.engines.drums import novelty as nov
-    from backline.engines.drums.models import CONFIGS, build_model
-    from backline.engines.drums.representation import CONTEXT_BARS, DRUM_TOKEN_DIM, MAX_QUARTERS_PER_BAR
-    from backline.engines.errors import ConfigError, DatasetError
-    from backline.engines.training import (
+    from backline.engines.core.errors import ConfigError, DatasetError
+    from backline.engines.core.training import (
         Checkpointer,
         Distributed,
         MetricLog,
@@ -230,13 +226,17 @@ def _run(args: argparse.Namespace) -> int:
         progress_bar,
         seed_everything,
     )
-    from backline.engines.weights import save_weights, weight_paths
+    from backline.engines.core.weights import save_weights, weight_paths
+    from backline.engines.drums import data as drum_data
+    from backline.engines.drums import novelty as nov
+    from backline.engines.drums.models import CONFIGS, build_model
+    from backline.engines.drums.representation import CONTEXT_BARS, DRUM_TOKEN_DIM, MAX_QUARTERS_PER_BAR
 
     if args.steps <= 0 or args.batch <= 0 or args.lr <= 0:
         raise ConfigError("--steps, --batch and --lr must be positive")
     if args.export:  # refused now, not after the training
+        from backline.engines.core.weights import check_export
         from backline.engines.drums.engine import MODEL_NAMES
-        from backline.engines.weights import check_export
 
         check_export([Path(args.export) / n for n in (*MODEL_NAMES, "pipeline")], overwrite=args.overwrite)
     torch.set_num_threads(max(1, args.threads))
@@ -292,7 +292,7 @@ def _run(args: argparse.Namespace) -> int:
     init_training: dict[str, dict] = {}  # models kept from --init keep the record of how they were trained
     for name in PHASES:
         if args.init and name not in only:  # kept as trained; the models in --only start from scratch
-            from backline.engines.weights import load_weights
+            from backline.engines.core.weights import load_weights
 
             built[name], meta = load_weights(Path(args.init) / name, kind=f"drums-{name}", format_version=FORMAT_VERSION,
                                              build=lambda c, n=name: build_model(n, c))
@@ -413,7 +413,7 @@ def _run(args: argparse.Namespace) -> int:
                              training=init_training.get(name, summary), overwrite=args.overwrite)
             pipeline = {"format_version": FORMAT_VERSION, "config": args.config, "locator_threshold": threshold,
                         "novelty_threshold": nov.DEFAULT_THRESHOLD, "training": summary}
-            from backline.engines.audio import write_bytes_atomic
+            from backline.engines.core.audio import write_bytes_atomic
 
             write_bytes_atomic(out / "pipeline.json", json.dumps(pipeline, indent=1).encode(), overwrite=args.overwrite)
             print(f"weights written to {out}")

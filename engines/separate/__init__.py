@@ -12,7 +12,7 @@ import threading
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from backline.engines.audio import Audio
+    from backline.engines.core.audio import Audio
 
 
 def extract(audio: Audio, role: str = "bass", *, progress=None,

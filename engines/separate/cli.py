@@ -23,7 +23,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="take number in the file names (the network is "
                                                              "deterministic)")
     parser.add_argument("--weights", type=Path, help="weights from `backline train separate --export`")
-    from backline.engines.protocol import add_device_flag
+    from backline.engines.core.protocol import add_device_flag
 
     add_device_flag(parser)
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch (default 1)")
@@ -33,11 +33,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from backline.engines.audio import audio_info, read_audio
-    from backline.engines.errors import ConfigError
-    from backline.engines.protocol import GenerationRequest, generate_in_terminal, resolve_device
+    from backline.engines.core.audio import audio_info, read_audio
+    from backline.engines.core.errors import ConfigError
+    from backline.engines.core.protocol import GenerationRequest, generate_in_terminal, resolve_device
+    from backline.engines.core.timeline import Timeline, check_bpm, region_of_bars
     from backline.engines.separate.engine import build, check_memory, parse_roles
-    from backline.engines.timeline import Timeline, check_bpm, region_of_bars
 
     if args.prompt and args.all:
         raise ConfigError("give --prompt or --all, not both")

@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from backline.engines.audio import Audio, read_audio
-from backline.engines.effects import apply_chain
+from backline.engines.core.audio import Audio, read_audio
+from backline.engines.core.effects import apply_chain
 from backline.engines.separate.model import ROLES, SAMPLE_RATE
 
 

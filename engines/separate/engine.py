@@ -29,9 +29,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from backline.engines.audio import RESAMPLE_CHUNK, Audio, resample
-from backline.engines.errors import ConfigError, DeviceError
-from backline.engines.protocol import (
+from backline.engines.core.audio import RESAMPLE_CHUNK, Audio, resample
+from backline.engines.core.errors import ConfigError, DeviceError
+from backline.engines.core.protocol import (
     Control,
     EngineDescription,
     GenerationRequest,
@@ -39,8 +39,8 @@ from backline.engines.protocol import (
     Take,
     check_cancel,
 )
+from backline.engines.core.timeline import Timeline
 from backline.engines.separate.model import BINS, HOP, N_FFT, ROLES, SAMPLE_RATE
-from backline.engines.timeline import Timeline
 
 WEIGHTS = Path(__file__).with_name("weights") / "separate"
 #: Labels a musician may type → (network role, inverted?). The band without a part is 1 − that part's mask.
@@ -122,8 +122,8 @@ def _clock(seconds: float) -> str:
 
 def load_model(path: str | Path = WEIGHTS) -> torch.nn.Module:
     """The mask network from fp16 safetensors + JSON (computed in float32)."""
+    from backline.engines.core.weights import load_weights
     from backline.engines.separate.model import DEFAULT_CONFIG, KIND, build
-    from backline.engines.weights import load_weights
 
     model, _ = load_weights(path, kind=KIND, build=build, reference=DEFAULT_CONFIG | {"dtype": "float16"})
     return model.float().eval()
@@ -167,7 +167,7 @@ class Separator:
     @torch.inference_mode()
     def window(self, x: np.ndarray, rate: int, parts: list[tuple[str, bool]]) -> np.ndarray:
         """One window [C, n] at `rate` → stems [len(parts), C, n]: each part's mask on each channel's STFT."""
-        from backline.engines.frontend import istft, stft
+        from backline.engines.core.frontend import istft, stft
 
         n = x.shape[-1]
         mono = resample(x.mean(axis=0), rate, SAMPLE_RATE)
@@ -184,7 +184,7 @@ class Separator:
     def separate(self, audio: Audio, parts: list[tuple[str, bool]], *, progress=None,
                  cancel: threading.Event | None = None) -> list[Audio]:
         """Every part of a whole mix (any length: 30 s windows, cross-faded), at the mix's own rate."""
-        from backline.engines.windows import overlap_add
+        from backline.engines.core.windows import overlap_add
 
         rate = audio.sample_rate
         work = min(rate, MAX_WORK_RATE)
@@ -298,13 +298,13 @@ class SeparateEngine:
         bass by CREPE (monophonic), drums as kick hits (note 36), the rest by basic-pitch."""
         import mido
 
-        from backline.engines.listen import kick_onsets, listen
-        from backline.engines.transcribe import (
+        from backline.engines.core.transcribe import (
             Note,
             notes_to_midi,
             transcribe_monophonic,
             transcribe_polyphonic,
         )
+        from backline.engines.listen import kick_onsets, listen
 
         wanted = [w for w in stems if present[w] and not ROLE_WORDS[w][1]]
         if not wanted:

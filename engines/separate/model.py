@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from backline.engines.frontend import stft
+from backline.engines.core.frontend import stft
 
 SAMPLE_RATE = 22050
 N_FFT = 1024

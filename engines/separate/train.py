@@ -30,7 +30,7 @@ ROLE_WEIGHTS = (2.0, 1.0, 1.0)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from backline.engines.training import add_training_flags
+    from backline.engines.core.training import add_training_flags
 
     parser.add_argument("--corpus", type=Path, required=True, action="append", help="Slakh-layout corpus; repeatable")
     parser.add_argument("--val", type=Path, help="held-out corpus for the learning curve (never trained on)")
@@ -91,7 +91,7 @@ def train_steps(model: torch.nn.Module, batches: Iterable[tuple[torch.Tensor, to
 def heldout_sisdri(model: torch.nn.Module, songs: list[np.ndarray], seconds: float = 20.0) -> dict[str, float]:
     """Mean SI-SDR improvement per role over held-out songs (an excerpt of each from 5 s in), mixture phase."""
     from backline.engines.codec.fidelity import si_sdr
-    from backline.engines.frontend import istft, stft
+    from backline.engines.core.frontend import istft, stft
     from backline.engines.separate.model import HOP, N_FFT, ROLES, SAMPLE_RATE
 
     was = model.training
@@ -115,8 +115,8 @@ def heldout_sisdri(model: torch.nn.Module, songs: list[np.ndarray], seconds: flo
 def export(model: torch.nn.Module, path: Path, training: dict) -> None:
     import copy
 
+    from backline.engines.core.weights import save_weights
     from backline.engines.separate.model import DEFAULT_CONFIG, KIND
-    from backline.engines.weights import save_weights
 
     half = copy.deepcopy(model).half()
     save_weights(half, path, kind=KIND, config=DEFAULT_CONFIG | {"dtype": "float16"}, training=training,
@@ -124,10 +124,10 @@ def export(model: torch.nn.Module, path: Path, training: dict) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from backline.engines.core.training import Distributed, TrainLoop, seed_everything
+    from backline.engines.core.weights import weight_paths
     from backline.engines.separate.data import build_cache, cached_files, crops, load_cache
     from backline.engines.separate.model import DEFAULT_CONFIG, build
-    from backline.engines.training import Distributed, TrainLoop, seed_everything
-    from backline.engines.weights import weight_paths
 
     torch.set_num_threads(args.threads)
     seed_everything(args.seed)

@@ -11,7 +11,7 @@ import io
 from pathlib import Path
 from typing import Any
 
-from backline.engines.errors import AudioFileError
+from backline.engines.core.errors import AudioFileError
 
 
 class MidiFileError(AudioFileError):
@@ -34,7 +34,7 @@ def midi_bytes(mid: Any) -> bytes:
 
 def write_midi(path: str | Path, mid: Any, *, overwrite: bool = False) -> Path:
     """Write MIDI atomically with the one never-overwrite rule (engines.audio.write_bytes_atomic)."""
-    from backline.engines.audio import write_bytes_atomic
+    from backline.engines.core.audio import write_bytes_atomic
 
     return write_bytes_atomic(path, midi_bytes(mid), overwrite=overwrite)
 
@@ -63,7 +63,7 @@ def check_band_midi(path: str | Path, what: str = "the band MIDI") -> Any:
     Returns the `mido.MidiFile`."""
     import mido
 
-    from backline.engines.timeline import MAX_BPM, MIN_BPM, Timeline, TimelineError
+    from backline.engines.core.timeline import MAX_BPM, MIN_BPM, Timeline, TimelineError
 
     mid = read_midi(path)
     for track in mid.tracks:

@@ -27,9 +27,9 @@ from functools import lru_cache
 import mido
 import numpy as np
 
-from backline.engines.audio import Audio
-from backline.engines.errors import AudioFormatError, ConfigError, MissingDependencyError
-from backline.engines.timeline import Timeline
+from backline.engines.core.audio import Audio
+from backline.engines.core.errors import AudioFormatError, ConfigError, MissingDependencyError
+from backline.engines.core.timeline import Timeline
 
 #: basic-pitch works at 22.05 kHz; CREPE at 16 kHz with a 10 ms hop.
 BASIC_PITCH_RATE = 22050

@@ -11,7 +11,7 @@ A preset is `presets/<engine>/<name>.toml` in the install, or a TOML in a folder
     loudness_lufs = -18.0               # optional: output loudness
     [controls]                          # optional: the engine's control defaults for this style
     steps = 64
-    [[chain]]                           # optional: a pedalboard chain (backline.engines.effects)
+    [[chain]]                           # optional: a pedalboard chain (backline.engines.core.effects)
     type = "Compressor"
 
 Path safety (a preset is data someone may have sent you): the name must be a plain identifier (it ends up in
@@ -29,7 +29,7 @@ from typing import Any
 
 import tomllib
 
-from backline.engines.errors import ConfigError
+from backline.engines.core.errors import ConfigError
 
 #: Preset ids: what may appear in a cache file name.
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
@@ -67,7 +67,7 @@ def builtin_preset_dir() -> Path | None:
 
 
 def engine_preset_dir(engine: str) -> Path:
-    base = builtin_preset_dir() or Path(__file__).resolve().parents[1] / "presets"
+    base = builtin_preset_dir() or Path(__file__).resolve().parents[2] / "presets"
     return base / engine
 
 

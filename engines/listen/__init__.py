@@ -36,10 +36,10 @@ from pathlib import Path
 
 import numpy as np
 
-from backline.engines.audio import Audio
-from backline.engines.errors import ConfigError, TimelineError
-from backline.engines.protocol import Control
-from backline.engines.timeline import Timeline, check_bpm
+from backline.engines.core.audio import Audio
+from backline.engines.core.errors import ConfigError, TimelineError
+from backline.engines.core.protocol import Control
+from backline.engines.core.timeline import Timeline, check_bpm
 
 NOTE_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 _PC = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
@@ -377,7 +377,7 @@ def key_from_chroma(chroma_sum: np.ndarray) -> tuple[int, str]:
     return best[1], best[2]
 
 
-KEY_WEIGHTS = Path(__file__).parent / "listen_weights" / "key"
+KEY_WEIGHTS = Path(__file__).parent / "weights" / "key"
 KEY_KIND = "key-finder"
 _KEY_MODEL: dict = {}
 
@@ -431,7 +431,7 @@ def train_key_finder(songs: int = 3000, seed: int = 11, out: Path | None = None)
     import torch
     from safetensors.numpy import save_file
 
-    from backline.engines.audio import write_bytes_atomic
+    from backline.engines.core.audio import write_bytes_atomic
     from backline.engines.data.song import make_song
     from backline.engines.data.synth import song_rng
 
@@ -922,15 +922,3 @@ def listen(mix: Audio | None, *, transport: Timeline | None = None, region_start
         lst.chords = [midi_l.chord_at(t + 1e-3) for t in lst.beats]
         lst.sources["chords"] = "midi"
     return lst
-
-
-if __name__ == "__main__":  # python -m backline.engines.listen --train-key (how listen_weights/key was made)
-    import argparse
-
-    ap = argparse.ArgumentParser(description="train the key scorer on composed corpus songs")
-    ap.add_argument("--train-key", action="store_true")
-    ap.add_argument("--songs", type=int, default=3000)
-    ap.add_argument("--seed", type=int, default=11)
-    a = ap.parse_args()
-    if a.train_key:
-        print(train_key_finder(a.songs, a.seed))

@@ -34,7 +34,7 @@ import torch
 from torch.nn import functional as F
 
 if TYPE_CHECKING:  # pragma: no cover
-    from backline.engines.audio import Audio
+    from backline.engines.core.audio import Audio
 
 LOG_EPS = 1e-5
 MSSD_HOPS: tuple[int, ...] = (2**5, 2**6, 2**7, 2**8, 2**9, 2**11, 2**12)

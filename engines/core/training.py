@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from backline.engines.weights import load_state, save_state, weight_paths
+from backline.engines.core.weights import load_state, save_state, weight_paths
 
 
 @dataclass
@@ -276,7 +276,7 @@ class TrainLoop:
     def __init__(self, ctx: Distributed, run_dir: str | Path, *, modules: dict[str, Any], optimizers: list[Any],
                  steps: int, lr: float, warmup: int = 0, floor: float = 0.1, max_minutes: float | None = None,
                  log_every: int = 50, ckpt_every: int = 500, desc: str = "train", lr_fn=None) -> None:
-        from backline.engines.errors import ConfigError
+        from backline.engines.core.errors import ConfigError
 
         if steps <= 0 or log_every <= 0 or ckpt_every <= 0:
             raise ConfigError("--steps, log and checkpoint intervals must be positive")

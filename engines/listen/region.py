@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from backline.engines.audio import Audio
-from backline.engines.errors import BacklineError, TimelineError
-from backline.engines.timeline import Timeline
+from backline.engines.core.audio import Audio
+from backline.engines.core.errors import BacklineError, TimelineError
+from backline.engines.core.timeline import Timeline
 
 
 @dataclass
@@ -118,9 +118,9 @@ def cut_file(path, bars: str | None, known: Timeline | None, *, meter: tuple[int
              controls: dict | None = None, control_names: set[str] | frozenset[str] = frozenset()) -> Region:
     """The CLI's `--bars` on a file: read the whole recording, hear it (or take `known`, from `--bpm`), cut the
     bars — the same `cut` the host's selection goes through. No steady beat and no `--bpm`: one line."""
-    from backline.engines.audio import read_audio
-    from backline.engines.errors import ConfigError
-    from backline.engines.timeline import parse_bar_range
+    from backline.engines.core.audio import read_audio
+    from backline.engines.core.errors import ConfigError
+    from backline.engines.core.timeline import parse_bar_range
 
     whole = read_audio(path)
     heard = hear(whole, known, meter=meter)

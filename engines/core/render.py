@@ -39,8 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
-from backline.engines.audio import Audio, read_audio
-from backline.engines.errors import AudioFileError, MissingDependencyError
+from backline.engines.core.audio import Audio, read_audio
+from backline.engines.core.errors import AudioFileError, MissingDependencyError
 
 SAMPLE_RATE = 44100
 INSTALL_FIX = "install them with: apt-get install fluidsynth fluid-soundfont-gm timgm6mb-soundfont musescore-general-soundfont"
@@ -239,7 +239,7 @@ def attack_latency(font: Soundfont | str | Path, program: int = 0, *, drums: boo
     Every key of the part's range (`role`: bass, drums or other) is probed (`audible_onsets`: librosa's
     backtracked onsets, the timing protocol of benchmarks/takes_eval.py); keys outside the range take the
     nearest measured one (`latency_of`)."""
-    from backline.engines.audio import write_bytes_atomic
+    from backline.engines.core.audio import write_bytes_atomic
 
     path = _font_path(font)
     part = "drums" if drums else role if role in _PROBE_RANGE else "other"

@@ -3,7 +3,7 @@
 Why a process and not a thread: a model that segfaults, runs out of GPU memory or hangs in native code must
 not take the desktop app, the OSC listener or the audio capture with it. The worker is started with the
 multiprocessing 'spawn' method (no forked CUDA or Qt state), builds engines lazily through
-`backline.engines.protocol.build_engine` and keeps them loaded between jobs.
+`backline.engines.core.protocol.build_engine` and keeps them loaded between jobs.
 
 Messages are plain tuples over two pipes.
 
@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from backline.engines.errors import BacklineError, Cancelled, ConfigError, DeviceError
+from backline.engines.core.errors import BacklineError, Cancelled, ConfigError, DeviceError
 
 #: Progress events are throttled to this many per second per job (the final one always goes through).
 PROGRESS_RATE_HZ = 20.0
@@ -70,7 +70,7 @@ def resolve_device(device: str) -> tuple[str, str]:
 
     'cpu' does not import torch: the worker is ready at once, and engines that need torch import it themselves.
     """
-    from backline.engines.protocol import check_device
+    from backline.engines.core.protocol import check_device
 
     check_device(device)
     if device == "cpu":
@@ -128,7 +128,7 @@ class _Worker:
 
     def engine(self, name: str) -> Any:
         if name not in self.engines:
-            from backline.engines.protocol import build_engine
+            from backline.engines.core.protocol import build_engine
 
             self.engines[name] = build_engine(name, config=self.config, device=self.device)
         return self.engines[name]
@@ -173,7 +173,7 @@ class _Worker:
                 self.send("progress", job_id, float(min(max(fraction, 0.0), 1.0)), str(message))
 
         try:
-            from backline.engines.takes import generate_and_write
+            from backline.engines.core.takes import generate_and_write
 
             engine = self.engine(request.engine)
             progress(0.0, f"{request.engine}: starting")
@@ -206,7 +206,7 @@ class _Worker:
         `fit_unavailable` and the take is delivered without a score. `fit='auto'` scores only with shipped
         weights (a random debug matching model says nothing about fit); 'always' / 'never' force it.
         """
-        from backline.engines.protocol import available_engines
+        from backline.engines.core.protocol import available_engines
 
         if self.fit == "never" or (self.fit == "auto" and self.config != "shipped"):
             return
@@ -246,7 +246,7 @@ def _worker_main(cmd: Connection, evt: Connection, config: str, device: str, reg
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, terminate)
-    from backline.engines import protocol
+    from backline.engines.core import protocol
 
     protocol.ENGINE_REGISTRY.clear()
     protocol.ENGINE_REGISTRY.update(registry)  # the host's view, including engines registered at run time
@@ -288,7 +288,7 @@ class JobWorker:
 
     # -- lifecycle ----------------------------------------------------------------------------------------
     def start(self) -> None:
-        from backline.engines.protocol import ENGINE_REGISTRY
+        from backline.engines.core.protocol import ENGINE_REGISTRY
 
         ctx = mp.get_context("spawn")
         cmd_r, cmd_w = ctx.Pipe(duplex=False)

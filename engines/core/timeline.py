@@ -19,7 +19,7 @@ import math
 import re
 from dataclasses import dataclass, field
 
-from backline.engines.errors import TimelineError
+from backline.engines.core.errors import TimelineError
 
 MIN_BPM, MAX_BPM = 10.0, 999.0
 DEFAULT_PPQ = 960

@@ -3,7 +3,7 @@
 A generated part is useful only at the level a player would sit at in that band. We measured it on the rendered
 corpus (`backline data synth`, the General MIDI mixes our models learn from): for every song and part, the
 part's loudness minus the loudness of the rest of the band (what the take is generated against), and keep the
-median per part (`engines/data/balance.json`, rebuilt with `python -m backline.engines.balance --corpus DIR`).
+median per part (`engines/data/balance.json`, rebuilt with `python -m backline.engines.core.balance --corpus DIR`).
 
 Loudness here is the mean square over the region in dB (all channels), the measure the takes benchmark uses:
 the bass's energy is mostly below 150 Hz, where K-weighted LUFS looks away, and a bass balanced by LUFS comes
@@ -22,10 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from backline.engines.audio import Audio
-from backline.engines.protocol import Control
+from backline.engines.core.audio import Audio
+from backline.engines.core.protocol import Control
 
-TABLE = Path(__file__).parent / "data" / "balance.json"
+TABLE = Path(__file__).resolve().parents[1] / "data" / "balance.json"
 #: The take's peak never passes this (dBFS); if the balance asks for more, the report says how much was held back.
 CEILING_DB = -1.0
 #: Quieter than this (mean square, dBFS) is no band to balance against.
@@ -84,7 +84,7 @@ def balance_take(take: Audio, band: Audio | None, role: str, level_db: float = 0
 def measure_corpus(folder: str | Path) -> dict:
     """Per song and part: loudness(part) − loudness(rest of the band); the median per role (and per bass/drum
     style where the song says which)."""
-    from backline.engines.audio import read_audio
+    from backline.engines.core.audio import read_audio
     from backline.engines.data.slakh import read_track
 
     per_role: dict[str, list[float]] = {}
@@ -116,7 +116,7 @@ def measure_corpus(folder: str | Path) -> dict:
             "styles": {s: summary(v) for s, v in sorted(per_style.items())}}
 
 
-if __name__ == "__main__":  # python -m backline.engines.balance --corpus DIR [--write]
+if __name__ == "__main__":  # python -m backline.engines.core.balance --corpus DIR [--write]
     import argparse
 
     ap = argparse.ArgumentParser(description="measure each part's balance against its band on a rendered corpus")
@@ -126,7 +126,7 @@ if __name__ == "__main__":  # python -m backline.engines.balance --corpus DIR [-
     table = measure_corpus(args.corpus)
     print(json.dumps(table, indent=1))
     if args.write:
-        from backline.engines.audio import write_bytes_atomic
+        from backline.engines.core.audio import write_bytes_atomic
 
         write_bytes_atomic(TABLE, (json.dumps(table, indent=1) + "\n").encode(), overwrite=True)
         print(f"wrote {TABLE}")

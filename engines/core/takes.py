@@ -47,9 +47,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from backline.engines.audio import Audio, write_audio
-from backline.engines.errors import AudioFileError, BacklineError, FileExistsRefusal
-from backline.engines.midi import midi_bytes
+from backline.engines.core.audio import Audio, write_audio
+from backline.engines.core.errors import AudioFileError, BacklineError, FileExistsRefusal
+from backline.engines.core.midi import midi_bytes
 
 LOCK_NAME = ".backline.lock"
 STAGING_PREFIX = ".backline-staging-"
@@ -202,7 +202,7 @@ def recover(folder: Path) -> list[str]:
                 _roll_forward(staging, folder, [str(n) for n in plan["names"]],
                               [str(n) for n in plan.get("stale", [])])
             except OSError as err:  # keep every file (old and new) where the user can see them
-                from backline.engines.errors import warn
+                from backline.engines.core.errors import warn
 
                 warn(f"could not finish a take an interrupted run left half linked ({err.strerror or err}); its "
                      f"files are kept in {staging.name}", path=folder)
@@ -210,7 +210,7 @@ def recover(folder: Path) -> list[str]:
             placed += [str(n) for n in plan["names"]]
         shutil.rmtree(staging, ignore_errors=True)  # no journal: the commit never began, the old take is whole
     if placed:
-        from backline.engines.errors import warn
+        from backline.engines.core.errors import warn
 
         warn(f"finished a take that an interrupted run had left half linked: {', '.join(placed)}", path=folder)
     return placed
@@ -409,7 +409,7 @@ def generate_and_write(engine: Any, request: Any, *, progress=None, cancel: thre
     checked before any work, and a cancel or an error anywhere leaves it exactly as it was. With `role_check`
     (the analysis config, e.g. 'shipped') the request is first checked for its part already playing in the
     mix or band MIDI: the warning goes to `on_warning` at once and into the result's and takes' reports."""
-    from backline.engines.protocol import check_cancel, check_seed_and_variations, role_warning
+    from backline.engines.core.protocol import check_cancel, check_seed_and_variations, role_warning
 
     progress = progress or (lambda f, m: None)
     cancel = cancel or threading.Event()
@@ -446,7 +446,7 @@ def write_takes(result: Any, out_dir: str | Path, *, overwrite: bool = False, lo
     `report['files']`), with `report['report_paths']`. Refuses (before writing anything) to replace an existing
     file unless `overwrite`; with `overwrite` an existing take is replaced whole, never mixed with the new one.
     """
-    from backline.engines.protocol import GenerationResult, Take
+    from backline.engines.core.protocol import GenerationResult, Take
 
     folder = Path(out_dir).expanduser()
     own = lock is None
@@ -598,7 +598,7 @@ def _place(src: Path, dst: Path) -> None:
 
 
 def _audio_from_path(path: Any) -> Audio:
-    from backline.engines.audio import read_audio
+    from backline.engines.core.audio import read_audio
 
     return read_audio(path)
 

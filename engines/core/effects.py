@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from backline.engines.audio import Audio
-from backline.engines.errors import ConfigError
+from backline.engines.core.audio import Audio
+from backline.engines.core.errors import ConfigError
 
 PLUGINS: tuple[str, ...] = (
     "Bitcrush", "Chorus", "Clipping", "Compressor", "Delay", "Distortion", "Gain", "HighShelfFilter",

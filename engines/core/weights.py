@@ -19,8 +19,8 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from backline.engines.audio import atomic_output, write_bytes_atomic
-from backline.engines.errors import WeightsError
+from backline.engines.core.audio import atomic_output, write_bytes_atomic
+from backline.engines.core.errors import WeightsError
 
 
 def weight_paths(path: str | Path) -> tuple[Path, Path]:
@@ -53,7 +53,7 @@ def save_weights(model: torch.nn.Module, path: str | Path, *, kind: str, config:
 def check_export(paths: list[str | Path] | str | Path, *, overwrite: bool = False, flag: str = "--export") -> None:
     """Call before training: refuse (one line) an export that would fail only after the training — weights
     already there without `overwrite`, a path under a file, a read-only folder. Creates nothing."""
-    from backline.engines.errors import ConfigError
+    from backline.engines.core.errors import ConfigError
 
     names = [paths] if isinstance(paths, (str, Path)) else list(paths)
     for name in names:

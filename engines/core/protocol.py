@@ -15,9 +15,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from backline.engines.audio import Audio
-from backline.engines.errors import Cancelled, ConfigError
-from backline.engines.timeline import Timeline
+from backline.engines.core.audio import Audio
+from backline.engines.core.errors import Cancelled, ConfigError
+from backline.engines.core.timeline import Timeline
 
 ProgressFn = Callable[[float, str], None]
 
@@ -171,7 +171,7 @@ class Take:
 
     From `Engine.generate()` (pure, nothing on disk): `stems` maps a stem name to its `Audio`, `midi` is bytes,
     a `mido.MidiFile` or a `pretty_midi.PrettyMIDI`, `report` is plain data. After
-    `backline.engines.takes.write_takes` the same fields name the written files (`Path`s).
+    `backline.engines.core.takes.write_takes` the same fields name the written files (`Path`s).
     """
 
     seed: int
@@ -250,7 +250,7 @@ def add_device_flag(parser: Any) -> None:
 def resolve_device(device: str) -> str:
     """'auto' → 'cuda' when a GPU is visible, else 'cpu'; 'cuda' without one is a one-line DeviceError.
     'cpu' does not import torch."""
-    from backline.engines.errors import DeviceError
+    from backline.engines.core.errors import DeviceError
 
     check_device(device)
     if device == "cpu":
@@ -309,7 +309,7 @@ def generate_in_terminal(engine: Engine, request: GenerationRequest, *, desc: st
     steps and the time left; Ctrl+C and SIGTERM both cancel (the engine stops within one step, nothing is
     written) and re-raise KeyboardInterrupt; `write_takes` then writes the takes all-or-nothing. Returns the
     result with file paths."""
-    from backline.engines.takes import generate_and_write
+    from backline.engines.core.takes import generate_and_write
 
     with _sigterm_as_interrupt(), TerminalProgress(desc or request.engine) as bar:
         return generate_and_write(engine, request, progress=bar.update, overwrite=overwrite, role_check="shipped",
