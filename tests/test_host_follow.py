@@ -69,10 +69,10 @@ def test_chord_lane_bass_panel_and_rerender_from_midi(qtbot, make_window, tmp_pa
 
     assert window.load_capture_file(song(tmp_path / "song.wav"))
     window.chord_lane.setText("D | H | A")
-    window._chords_edited()
+    window.capture_control.chords_edited()
     assert "H" in window.message_bar.text() and window.capture.chart == ""  # refused, one line
     window.chord_lane.setText("D | G | A | G | D | Bm | G | A7")
-    window._chords_edited()
+    window.capture_control.chords_edited()
     assert window.capture.chart.startswith("D | G")
     with qtbot.waitSignal(window.takeAdded, timeout=WAIT_MS) as added:
         assert window.generate(engine="bass", bars=(5, 6), seed=4)
