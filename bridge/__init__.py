@@ -16,7 +16,8 @@ Typical host wiring::
     for part in (player, capture, osc): part.stop()
 
 Modules: `transport` (Transport, Event, TransportSnapshot), `osc` (OscBridge and the OSC codec), `capture`
-(CaptureRing, LoopbackCapture, Extract), `playback` (StemPlayer, write_take), `jack_transport`
+(CaptureRing, LoopbackCapture, Extract), `playback` (StemPlayer; takes are written by
+`backline.engines.core.takes`), `jack_transport`
 (JackTransportSource), `calibrate` (measure, save, capture_latency), `devices` (find_device, rescan),
 `timeline` (the one Timeline).
 """
@@ -24,14 +25,14 @@ Modules: `transport` (Transport, Event, TransportSnapshot), `osc` (OscBridge and
 from backline.bridge.calibrate import Calibration, capture_latency
 from backline.bridge.capture import CaptureRing, Extract, LoopbackCapture
 from backline.bridge.osc import DIALECTS, REMOTE_COMMANDS, OscBridge
-from backline.bridge.playback import StemPlayer, write_take
+from backline.bridge.playback import StemPlayer
 from backline.bridge.transport import Event, Transport, TransportSnapshot
 from backline.engines.core.timeline import BBT, TempoMap, Timeline, parse_bar_range
 
 __all__ = [
     "BBT", "Calibration", "CaptureRing", "DIALECTS", "Event", "Extract", "LoopbackCapture", "OscBridge",
     "REMOTE_COMMANDS", "StemPlayer", "TempoMap", "Timeline", "Transport", "TransportSnapshot",
-    "capture_latency", "parse_bar_range", "write_take",
+    "capture_latency", "parse_bar_range",
 ]
 
 

@@ -1,4 +1,4 @@
-"""The return path: play a generated stem into an output device in sync with the DAW, and write takes.
+"""The return path: play a generated stem into an output device in sync with the DAW.
 
 `StemPlayer` places a stem at a DAW sample position (usually the start of the bars it was generated for) and,
 in the output callback, copies the part of it the DAW is at *when the block will be heard*. The play head
@@ -7,25 +7,22 @@ the transport disagrees by more than `resync` seconds: a locate, a start, a loop
 the DAW is stopped, it outputs silence. On a JACK output with a `JackTransportSource` it follows the JACK
 cycle's own transport frame exactly.
 
-`write_take` hands results out through the one writer (`write_audio`, `write_bytes_atomic`: atomic, never
-overwriting) with a small JSON sidecar saying where the stem belongs on the DAW timeline, which is what the
-REAPER helper script reads to import it at the right bar.
+Takes reach the disk through the one take writer (`backline.engines.core.takes`), whose report carries the
+`daw` block the DAW helper scripts import a take by.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from backline.bridge import devices
 from backline.bridge.transport import Transport, _OnceLog
-from backline.engines.core.audio import Audio, write_audio, write_bytes_atomic
+from backline.engines.core.audio import Audio
 from backline.engines.core.errors import AudioFormatError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -130,25 +127,3 @@ class StemPlayer:
             outdata[lo - head:hi - head] = stem[lo:hi]
         self._head = head + frames
 
-
-def write_take(folder: str | Path, name: str, stem: Audio, *, start: int, transport: Transport | None = None,
-               midi: bytes | None = None, overwrite: bool = False) -> dict[str, Path]:
-    """Write `name.wav` (+ `name.mid`) and `name.json` saying where on the DAW timeline they start.
-
-    Nothing is overwritten unless `overwrite`; each file is written atomically by the one writer.
-    """
-    folder = Path(folder)
-    paths = {"audio": write_audio(folder / f"{name}.wav", stem, overwrite=overwrite)}
-    if midi is not None:
-        paths["midi"] = write_bytes_atomic(folder / f"{name}.mid", midi, overwrite=overwrite)
-    info: dict[str, object] = {"start_sample": int(start), "sample_rate": stem.sample_rate, "written": time.time(),
-                               "frames": stem.frames, "audio": paths["audio"].name}
-    if "midi" in paths:
-        info["midi"] = paths["midi"].name
-    if transport is not None:
-        tl = transport.timeline
-        info.update(start_seconds=start / transport.sample_rate, start_bar=round(tl.samples_to_bar(start), 6),
-                    bpm=tl.bpm, meter=[tl.numerator, tl.denominator], daw_sample_rate=transport.sample_rate)
-    paths["info"] = write_bytes_atomic(folder / f"{name}.json", json.dumps(info, indent=1).encode(),
-                                       overwrite=overwrite)
-    return paths

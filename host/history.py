@@ -25,6 +25,9 @@ from typing import Any
 
 from backline.engines.core.audio import write_bytes_atomic
 from backline.engines.core.errors import BacklineError
+from backline.engines.core.protocol import Take
+from backline.engines.core.takes import daw_manifest
+from backline.engines.core.timeline import Timeline
 
 HISTORY_VERSION = 1
 
@@ -70,6 +73,14 @@ class TakeRecord:
     @property
     def label(self) -> str:
         return f"{self.engine_title or self.engine.title()} #{self.number}"
+
+
+def _daw_block(take: TakeRecord, files: dict[str, str]) -> dict[str, Any]:
+    """The `daw` block of the take writer's report (`engines.core.takes.daw_manifest`) for an exported copy."""
+    timeline = Timeline.constant(take.bpm, take.sample_rate, *take.meter)
+    stems = {name: None for name in take.stems}
+    return _jsonable(daw_manifest(Take(seed=take.seed, stems=stems, midi=take.midi, start_sample=take.start_sample),
+                                  files, take.engine, timeline))
 
 
 def _safe_name(text: str) -> str:
@@ -215,12 +226,17 @@ class SessionStore:
             for take in ok:
                 folder = partial / _safe_name(f"{take.label} seed {take.seed}")
                 folder.mkdir()
+                files: dict[str, str] = {}
                 for name, rel in take.stems.items():
                     src = self.absolute(rel)
-                    shutil.copyfile(src, folder / f"{_safe_name(name)}{src.suffix}")
+                    files[name] = f"{_safe_name(name)}{src.suffix}"
+                    shutil.copyfile(src, folder / files[name])
                 if take.midi:
-                    shutil.copyfile(self.absolute(take.midi), folder / f"{_safe_name(take.engine)}.mid")
-                (folder / "take.json").write_text(json.dumps(_jsonable(asdict(take)), indent=1))
+                    files["midi"] = f"{_safe_name(take.engine)}.mid"
+                    shutil.copyfile(self.absolute(take.midi), folder / files["midi"])
+                # the take writer's `daw` block first, naming the copies: the DAW helpers import an export too
+                record = {"daw": _daw_block(take, files)} | _jsonable(asdict(take))
+                (folder / "take.json").write_text(json.dumps(record, indent=1))
             os.replace(partial, dest)
         except OSError as err:
             shutil.rmtree(partial, ignore_errors=True)

@@ -65,6 +65,10 @@ def _label(text: str, name: str = "") -> QLabel:
 
 
 class MainWindow(QMainWindow):
+    """Builds the widgets and connects them to the controllers (`daw_control`, `capture_control`,
+    `job_control`, `take_list`), which hold the behaviour; the models (`daw`, `capture`, `jobs`, `store`,
+    `player`) and the widgets stay here, where every controller reaches them."""
+
     takeAdded = pyqtSignal(object)  # TakeRecord
     jobProgress = pyqtSignal(str, float)
 

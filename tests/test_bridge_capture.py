@@ -4,16 +4,13 @@ The ring is fed exactly as the audio callback feeds it (blocks + stamps); the JA
 test_bridge_jack.py feed it from a real device.
 """
 
-import json
 
 import numpy as np
 import pytest
 
 from backline.bridge.capture import FLAG_OVERFLOW, CaptureRing, LoopbackCapture
-from backline.bridge.playback import write_take
 from backline.bridge.transport import Transport
-from backline.engines.core.audio import Audio, read_audio
-from backline.engines.core.errors import AudioFormatError, FileExistsRefusal
+from backline.engines.core.errors import AudioFormatError
 
 SR, BLOCK = 48000, 256
 
@@ -112,14 +109,3 @@ def test_rate_change_keeps_the_old_buffer_and_resamples_it():
     assert np.max(np.abs(second - ref)) < 0.02  # resampled to the DAW rate, in place
     assert np.allclose(ex.audio.samples[0, :SR - 256], tone[:SR - 256])
 
-
-def test_write_take_never_overwrites_and_says_where_it_goes(tmp_path):
-    tr = Transport(SR)
-    stem = Audio(np.zeros((2, SR), np.float32) + 0.1, SR)
-    start = tr.timeline.bar_to_samples(9)
-    paths = write_take(tmp_path, "bass", stem, start=start, transport=tr, midi=b"MThd\x00\x00\x00\x06")
-    info = json.loads(paths["info"].read_text())
-    assert info["start_bar"] == 9 and info["start_sample"] == start and info["midi"] == "bass.mid"
-    assert read_audio(paths["audio"]).frames == SR
-    with pytest.raises(FileExistsRefusal):
-        write_take(tmp_path, "bass", stem, start=start)

@@ -14,7 +14,8 @@ same file names:
     {engine}_seed{N}.wav            the take's main stem (a stem named like the engine)
     {engine}_{stem}_seed{N}.wav     any other stem of the take
     {engine}_seed{N}.mid            its MIDI
-    {engine}_seed{N}.json           its report (the run's report merged with the take's, plus file names)
+    {engine}_seed{N}.json           its report (the run's report merged with the take's, plus file names),
+                                    opening with the `daw` block the DAW helper scripts read (see `daw_manifest`)
     {engine}_seed{N}_{suffix}       an attachment (e.g. analysis_seed0_attention.png)
 
 All-or-nothing: every file is first written into a hidden staging folder inside `out_dir` (same disk), then
@@ -30,6 +31,12 @@ that was never complete and is deleted; one with a journal (`.commit.json`, writ
 file of the take is staged) was killed while linking, and the commit is finished from it (old files of an
 `--overwrite` that were moved aside are dropped, the new take is placed whole). Either way the folder ends with
 the old take or the new one, never a mix.
+
+The DAW helpers (packaging/reaper/backline.lua, packaging/ardour/backline_import.lua,
+packaging/ableton/backline_take.py) import a take from its report alone: the report's first key, `daw`, is a
+flat block (`DAW_MANIFEST_VERSION`) naming the take's files relative to the report and where the take starts
+on the timeline it was generated on, in samples, seconds, bars and quarter notes, with the tempo and meter
+there. Flat and first, so a ten-line reader without a JSON library (REAPER's and Ardour's Lua) finds it.
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ import shutil
 import signal
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +64,8 @@ STAGING_PREFIX = ".backline-staging-"
 JOURNAL_NAME = ".commit.json"
 #: Free space kept on top of the estimate (filesystems misbehave when they are full to the last block).
 SPARE_BYTES = 16 * 2**20
+#: Version of the report's `daw` block (what the DAW helper scripts read); bump when a key changes meaning.
+DAW_MANIFEST_VERSION = 1
 
 
 class OutputError(BacklineError):
@@ -433,18 +443,59 @@ def generate_and_write(engine: Any, request: Any, *, progress=None, cancel: thre
             before_write(result)
             check_cancel(cancel)
         result.report.setdefault("engine", request.engine)
-        return write_takes(result, request.out_dir, overwrite=overwrite, lock=lock)
+        return write_takes(result, request.out_dir, overwrite=overwrite, lock=lock,
+                           timeline=getattr(request, "timeline", None))
 
 
 # --- writing -------------------------------------------------------------------------------------------------
 
+def daw_manifest(take: Any, files: dict[str, str], engine: str, timeline: Any = None) -> dict[str, Any]:
+    """The `daw` block of a take's report: what a DAW helper needs to import the take where it belongs.
+
+    `files` maps the take's parts to their file names (as in the report's `files`); names are relative to the
+    report's folder. Positions are on the timeline the take was generated on (the DAW's when the mix was
+    captured live, the file's own for a loaded file: sample 0 = its first frame). Without a `timeline` the
+    start is given in samples and seconds at the main stem's rate only; bars, quarters and tempo are null."""
+    stems = {stem: files[stem] for stem in take.stems}
+    main = engine if engine in stems else next(iter(stems), None)
+    audio = take.stems.get(main) if main is not None else None
+    start = int(take.start_sample)
+    rate = int(timeline.sample_rate) if timeline is not None else \
+        (int(audio.sample_rate) if isinstance(audio, Audio) else None)
+    block: dict[str, Any] = {
+        "version": DAW_MANIFEST_VERSION,
+        "engine": engine,
+        "seed": int(take.seed),
+        "audio": stems.get(main) if main is not None else None,
+        "midi": files.get("midi"),
+        "sample_rate": rate,
+        "start_sample": start,
+        "start_seconds": start / rate if rate else None,
+        "start_bar": None,
+        "start_quarters": None,
+        "bpm": None,
+        "meter": None,
+        "length_seconds": round(audio.frames / audio.sample_rate, 6) if isinstance(audio, Audio) else None,
+        "written": round(time.time(), 3),
+    }
+    if timeline is not None:
+        quarters = timeline.samples_to_quarters(start)
+        block.update(start_bar=round(timeline.samples_to_bar(start), 6), start_quarters=round(quarters, 6),
+                     bpm=float(timeline.tempo.bpm_at_quarter(quarters)),
+                     meter=[int(timeline.numerator), int(timeline.denominator)])
+    block["stems"] = stems  # last: the flat keys above come first for the helpers' pattern readers
+    return block
+
+
+
 def write_takes(result: Any, out_dir: str | Path, *, overwrite: bool = False, lock: OutputLock | None = None,
-                engine: str | None = None) -> Any:
+                engine: str | None = None, timeline: Any = None) -> Any:
     """Write every take of `result` (a `GenerationResult` from a pure `generate`) into `out_dir`, all or nothing.
 
     Returns a new `GenerationResult` whose takes name the written files (`stems` → paths, `midi` → path,
     `report['files']`), with `report['report_paths']`. Refuses (before writing anything) to replace an existing
     file unless `overwrite`; with `overwrite` an existing take is replaced whole, never mixed with the new one.
+    `timeline` (the request's) places each take in bars, quarters and tempo in its report's `daw` block.
     """
     from backline.engines.core.protocol import GenerationResult, Take
 
@@ -474,7 +525,10 @@ def write_takes(result: Any, out_dir: str | Path, *, overwrite: bool = False, lo
                 files[suffix] = names[f"attachment:{suffix}"]
                 plan.append((names[f"attachment:{suffix}"], bytes(data), "bytes"))
             files["report"] = names["report"]
-            report = _jsonable(dict(result.report) | dict(take.report)
+            merged = dict(result.report) | dict(take.report)
+            merged.pop("daw", None)
+            daw = daw_manifest(take, files, name, timeline) if take.stems or take.midi is not None else None
+            report = _jsonable(({"daw": daw} if daw else {}) | merged
                                | {"engine": name, "seed": int(take.seed), "start_sample": int(take.start_sample),
                                   "files": dict(files)})
             plan.append((names["report"], json.dumps(report, indent=1).encode(), "bytes"))
@@ -619,5 +673,5 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-__all__ = ["InterruptedAfterWrite", "OutputError", "OutputLock", "recover", "estimate_bytes", "generate_and_write", "preflight", "take_names",
-           "write_takes"]
+__all__ = ["DAW_MANIFEST_VERSION", "InterruptedAfterWrite", "OutputError", "OutputLock", "daw_manifest", "estimate_bytes",
+           "generate_and_write", "preflight", "recover", "take_names", "write_takes"]

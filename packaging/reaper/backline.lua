@@ -4,11 +4,17 @@ Backline for REAPER (ReaScript, Lua 5.3/5.4 as bundled with REAPER 6/7).
   * With a time selection: sends it to Backline as /backline/region <start_s> <end_s> <bpm> <num> <den>
     (and /backline/generate <engine>), then waits for the take Backline writes and imports it at the
     edit cursor on the selected track.
-  * Without a time selection: imports the newest take in TAKES_DIR at the edit cursor.
+  * Without a time selection: imports the newest take under TAKES_DIR at the edit cursor.
 
-Backline writes each take as NAME.wav (+ NAME.mid) with NAME.json beside it
-({"start_sample": ..., "start_seconds": ..., "start_bar": ..., "audio": "NAME.wav", "midi": "NAME.mid"}).
-Set PLACE_AT_TAKE_BAR = true to import at the bar the take was generated for instead of the cursor.
+Backline's one take writer (backline.engines.core.takes) writes each take as ENGINE_seedN.wav (+ .mid) with
+its report ENGINE_seedN.json, which opens with a flat "daw" block:
+  "daw": {"version": 1, "audio": "bass_seed3.wav", "midi": "bass_seed3.mid", "sample_rate": 48000,
+          "start_sample": ..., "start_seconds": ..., "start_bar": ..., "start_quarters": ..., "bpm": ...,
+          "meter": [4, 4], "written": <unix time>, ...}
+File names are relative to the report. TAKES_DIR is searched, and each folder in it one level down (the
+desktop app writes every job into its own folder under SESSION/takes/). Set PLACE_AT_TAKE_BAR = true to
+import at the position the take was generated for instead of the cursor (the positions are on the DAW's
+timeline when Backline captured the mix live from REAPER).
 
 Sending OSC: REAPER's Lua has no UDP, so the script uses LuaSocket when it is installed (e.g. via
 ReaPack "mavriq-lua-sockets"), else liblo's `oscsend` (Linux: apt install liblo-tools; macOS: brew install
@@ -17,8 +23,10 @@ liblo), else it says what to install. Install: Actions > Show action list > New 
 
 local HOST, PORT = "127.0.0.1", 9000
 local ENGINE = "bass"
-local TAKES_DIR = (os.getenv("HOME") or os.getenv("USERPROFILE") or ".") .. "/Backline/takes"
-local PLACE_AT_TAKE_BAR = false
+local HOME = os.getenv("HOME") or os.getenv("USERPROFILE") or "."
+local TAKES_DIR = BACKLINE_TAKES_DIR
+  or ((os.getenv("BACKLINE_SESSION_DIR") or (HOME .. "/Music/Backline/Session")) .. "/takes")
+local PLACE_AT_TAKE_BAR = BACKLINE_PLACE_AT_TAKE_BAR or false
 local WAIT_SECONDS = 600
 
 -- OSC encoding (strings padded to 4 bytes, big-endian float32 / int32) -------------------------------
@@ -68,27 +76,54 @@ local function read_file(path)
   return text
 end
 
-local function newest_take(after)
-  local best, best_time, i = nil, after or -1, 0
+-- The take a Backline report describes: its "daw" block's fields, file names made absolute. nil if the
+-- JSON is not a take report (an analysis report, a preset, anything else).
+local function read_take(path)
+  local text = read_file(path)
+  local block = text and text:match('^%s*{%s*"daw"%s*:%s*(%b{})')
+  if not block then return nil end
+  local folder = path:match("^(.*)[/\\][^/\\]*$") or "."
+  local function str(key) return block:match('"' .. key .. '"%s*:%s*"([^"]*)"') end
+  local function num(key) return tonumber(block:match('"' .. key .. '"%s*:%s*([%-%d%.eE+]+)')) end
+  local take = { json = path, audio = str("audio"), midi = str("midi"), written = num("written") or 0,
+                 start_seconds = num("start_seconds"), start_bar = num("start_bar"), bpm = num("bpm") }
+  if not (take.audio or take.midi) then return nil end
+  if take.audio then take.audio = folder .. "/" .. take.audio end
+  if take.midi then take.midi = folder .. "/" .. take.midi end
+  return take
+end
+
+local function takes_in(folder, found)
+  local i = 0
   while true do
-    local name = reaper.EnumerateFiles(TAKES_DIR, i)
+    local name = reaper.EnumerateFiles(folder, i)
     if not name then break end
     if name:match("%.json$") then
-      local path = TAKES_DIR .. "/" .. name
-      local text = read_file(path)
-      local mtime = text and tonumber(text:match('"written"%s*:%s*([%d%.]+)')) or i
-      if text and text:match('"audio"') and (best == nil or mtime >= best_time) then
-        best, best_time = { json = path, text = text }, mtime
-      end
+      local take = read_take(folder .. "/" .. name)
+      if take then found[#found + 1] = take end
     end
     i = i + 1
+  end
+end
+
+local function newest_take()
+  local found = {}
+  takes_in(TAKES_DIR, found)
+  local i = 0
+  while true do  -- one level down: the desktop app's job folders
+    local sub = reaper.EnumerateSubdirectories(TAKES_DIR, i)
+    if not sub then break end
+    takes_in(TAKES_DIR .. "/" .. sub, found)
+    i = i + 1
+  end
+  local best = nil
+  for _, take in ipairs(found) do
+    if best == nil or take.written > best.written then best = take end
   end
   return best
 end
 
 local function import(take)
-  local audio = take.text:match('"audio"%s*:%s*"([^"]+)"')
-  if not audio then return false end
   local track = reaper.GetSelectedTrack(0, 0) or reaper.GetLastTouchedTrack()
   if not track then
     reaper.InsertTrackAtIndex(reaper.CountTracks(0), true)
@@ -96,18 +131,18 @@ local function import(take)
   end
   reaper.SetOnlyTrackSelected(track)
   reaper.Undo_BeginBlock()
-  if PLACE_AT_TAKE_BAR then
-    local start = tonumber(take.text:match('"start_seconds"%s*:%s*([%-%d%.eE]+)'))
-    if start then reaper.SetEditCurPos(start, false, false) end
+  if PLACE_AT_TAKE_BAR and take.start_seconds then
+    reaper.SetEditCurPos(take.start_seconds, false, false)
   end
   local cursor = reaper.GetCursorPosition()
-  reaper.InsertMedia(TAKES_DIR .. "/" .. audio, 0)  -- 0: onto the selected track at the edit cursor
-  local midi = take.text:match('"midi"%s*:%s*"([^"]+)"')
-  if midi then
-    reaper.SetEditCurPos(cursor, false, false)
-    reaper.InsertMedia(TAKES_DIR .. "/" .. midi, 1)  -- 1: onto a new track
+  if take.audio then
+    reaper.InsertMedia(take.audio, 0)  -- 0: onto the selected track at the edit cursor
   end
-  reaper.Undo_EndBlock("Backline: import " .. audio, -1)
+  if take.midi then
+    reaper.SetEditCurPos(cursor, false, false)
+    reaper.InsertMedia(take.midi, take.audio and 1 or 0)  -- 1: onto a new track (under the audio)
+  end
+  reaper.Undo_EndBlock("Backline: import " .. (take.audio or take.midi):match("[^/\\]*$"), -1)
   reaper.UpdateArrange()
   return true
 end
@@ -119,14 +154,18 @@ if end_s > start_s then
   local before = newest_take()
   if send("/backline/region", "fffii", start_s, end_s, bpm, num, den) then
     send("/backline/generate", "s", ENGINE)
-    local deadline = reaper.time_precise() + WAIT_SECONDS
+    local deadline, next_look = reaper.time_precise() + WAIT_SECONDS, 0
     local function wait()
-      local take = newest_take()
-      if take and (before == nil or take.json ~= before.json) then
-        import(take)
-      elseif reaper.time_precise() < deadline then
-        reaper.defer(wait)
+      local now = reaper.time_precise()
+      if now >= next_look then  -- read the reports twice a second, not on every defer tick
+        next_look = now + 0.5
+        local take = newest_take()
+        if take and (before == nil or take.json ~= before.json or take.written ~= before.written) then
+          import(take)
+          return
+        end
       end
+      if now < deadline then reaper.defer(wait) end
     end
     reaper.defer(wait)
   end
