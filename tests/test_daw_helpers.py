@@ -43,7 +43,7 @@ def midi_line() -> bytes:
     return buf.getvalue()
 
 
-def write_take(folder: Path, seed: int, *, bar: int, bpm: float = 120.0, meter=(4, 4), midi: bool = True,
+def write_one_take(folder: Path, seed: int, *, bar: int, bpm: float = 120.0, meter=(4, 4), midi: bool = True,
                stems: bool = True) -> Path:
     """One take through the real writer, as the job worker writes it (the request's timeline given)."""
     timeline = Timeline.constant(bpm, SR, *meter)
@@ -62,10 +62,10 @@ def takes(tmp_path):
     """A session's takes/ folder: an older take at the top (a CLI --out folder), the newest one in a job folder
     as the desktop app writes it, and an analysis report that is no take."""
     root = tmp_path / "Session" / "takes"
-    old = write_take(root, 1, bar=3)
+    old = write_one_take(root, 1, bar=3)
     analysis = root / "analysis_seed0.json"
     analysis.write_text(json.dumps({"engine": "analysis", "key": "A minor", "audio": "not-a-take.wav"}))
-    newest = write_take(root / "20261206-171500-002-bass-seed7", 7, bar=9, bpm=100.0, meter=(3, 4))
+    newest = write_one_take(root / "20261206-171500-002-bass-seed7", 7, bar=9, bpm=100.0, meter=(3, 4))
     report = json.loads(newest.read_text())
     report["daw"]["written"] = json.loads(old.read_text())["daw"]["written"] + 5.0  # newest without a sleep
     newest.write_text(json.dumps(report, indent=1))
@@ -90,7 +90,7 @@ def test_report_opens_with_the_daw_block(takes):
 def test_daw_block_without_audio_or_timeline(tmp_path):
     """A MIDI-only take still tells where it starts; a take with neither audio nor MIDI (analysis) has no block;
     a writer given no timeline says samples and seconds at the stem's rate and leaves the musical units null."""
-    midi_only = json.loads(write_take(tmp_path / "m", 2, bar=5, stems=False).read_text())["daw"]
+    midi_only = json.loads(write_one_take(tmp_path / "m", 2, bar=5, stems=False).read_text())["daw"]
     assert midi_only["audio"] is None and midi_only["midi"] == "bass_seed2.mid" and midi_only["start_seconds"] == 8.0
     result = GenerationResult([Take(seed=0, report={"key": "A"})], {"engine": "analysis"})
     report = json.loads(Path(write_takes(result, tmp_path / "a").report["report_paths"][0]).read_text())
