@@ -7,6 +7,10 @@ does not load torch. Each command module provides:
     configure(parser: argparse.ArgumentParser)  add its arguments
     run(args: argparse.Namespace) -> int        do the work, return an exit code
 
+or, for an engine command (`generate X`, `separate`, `analyze`), `ENGINE = "name"`: its flags then come from the
+engine's description and it runs through the one run path (`backline.engines.runner`), the module adding only
+what it prints and any flags of its own.
+
 Adding a command is one line in `COMMANDS`; commands whose module is not in this install are not listed.
 Errors the user can fix (`BacklineError`) are printed as one line and exit with status 2. Ctrl+C and SIGTERM
 cancel from the very first instruction (before torch is imported): one line, exit status 130.
@@ -205,14 +209,21 @@ def _main(argv: list[str] | None = None) -> int:
     module = importlib.import_module(available[(group, name)])
     prog = f"backline {group}" + (f" {name}" if name else "")
     parser = argparse.ArgumentParser(prog=prog, description=getattr(module, "HELP", ""))
-    module.configure(parser)
+    if hasattr(module, "ENGINE"):  # an engine command: one run path, its flags from the engine's describe()
+        from backline.engines import runner
+
+        runner.configure(parser, module)
+        run = lambda args: runner.run(args, module)  # noqa: E731
+    else:
+        module.configure(parser)
+        run = module.run
     args = parser.parse_args(rest)
     if group == "host":  # Qt's event loop runs no Python signal handlers while idle: SIGTERM keeps its default
         import signal
 
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
     try:
-        return int(module.run(args) or 0)
+        return int(run(args) or 0)
     except BacklineError as err:
         print(f"backline: error: {err}", file=sys.stderr)
         return 2

@@ -38,8 +38,9 @@ from PyQt6.QtWidgets import (
 
 from backline.engines.core.audio import read_audio
 from backline.engines.core.errors import BacklineError
-from backline.engines.core.protocol import GenerationRequest, available_engines
+from backline.engines.core.protocol import GenerationRequest
 from backline.engines.core.timeline import Timeline
+from backline.engines.registry import available_engines
 from backline.host import theme
 from backline.host.capture import CaptureModel
 from backline.host.daw import DawLink

@@ -19,7 +19,7 @@ from test_host_follow import song
 from backline.engines.core.audio import Audio
 from backline.engines.core.balance import LEVEL, balance_take, loudness_db, target_db
 from backline.engines.core.errors import BacklineError
-from backline.engines.core.protocol import GenerationRequest, build_engine
+from backline.engines.core.protocol import GenerationRequest
 from backline.engines.core.render import (
     ATTACK_SHARE,
     audible_onsets,
@@ -28,6 +28,7 @@ from backline.engines.core.render import (
     render_take,
 )
 from backline.engines.core.timeline import Timeline
+from backline.engines.registry import build_engine
 
 needs_fluid = pytest.mark.skipif("FluidR3_GM" not in find_soundfonts(), reason="FluidR3_GM soundfont not installed")
 

@@ -49,7 +49,9 @@ from typing import Any
 
 from backline.engines.core.audio import Audio, write_audio
 from backline.engines.core.errors import AudioFileError, BacklineError, FileExistsRefusal
+from backline.engines.core.hooks import role_warning
 from backline.engines.core.midi import midi_bytes
+from backline.engines.core.protocol import GenerationResult, Take, check_cancel, check_seed_and_variations
 
 LOCK_NAME = ".backline.lock"
 STAGING_PREFIX = ".backline-staging-"
@@ -409,8 +411,6 @@ def generate_and_write(engine: Any, request: Any, *, progress=None, cancel: thre
     checked before any work, and a cancel or an error anywhere leaves it exactly as it was. With `role_check`
     (the analysis config, e.g. 'shipped') the request is first checked for its part already playing in the
     mix or band MIDI: the warning goes to `on_warning` at once and into the result's and takes' reports."""
-    from backline.engines.core.protocol import check_cancel, check_seed_and_variations, role_warning
-
     progress = progress or (lambda f, m: None)
     cancel = cancel or threading.Event()
     seed, variations = check_seed_and_variations(request.seed, request.variations)
@@ -446,8 +446,6 @@ def write_takes(result: Any, out_dir: str | Path, *, overwrite: bool = False, lo
     `report['files']`), with `report['report_paths']`. Refuses (before writing anything) to replace an existing
     file unless `overwrite`; with `overwrite` an existing take is replaced whole, never mixed with the new one.
     """
-    from backline.engines.core.protocol import GenerationResult, Take
-
     folder = Path(out_dir).expanduser()
     own = lock is None
     if own:
