@@ -72,6 +72,23 @@ def deprecated_alias(parser: Any, flag: str, dest: str, new: str, **kwargs: Any)
     parser.add_argument(flag, dest=dest, action=_Deprecated, new=new, default=argparse.SUPPRESS, **kwargs)
 
 
+def engine_command(name: str) -> ModuleType:
+    """The command of a registered engine that has no command module of its own: its flags from its
+    description, and a summary naming the files written."""
+    desc = registry.describe_engine(name)
+    command = ModuleType(f"backline generate {name}", desc.title)
+    command.ENGINE, command.HELP, command.summary = name, desc.title, _print_files
+    return command
+
+
+def _print_files(result: GenerationResult, args: argparse.Namespace) -> None:
+    if result.report.get("summary"):
+        print(result.report["summary"])
+    for take in result.takes:
+        for kind, path in (take.report.get("files") or {}).items():
+            print(f"{kind:<9} {path}  (seed {take.seed})")
+
+
 def description(command: ModuleType) -> EngineDescription:
     return registry.describe_engine(command.ENGINE)
 

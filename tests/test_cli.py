@@ -105,3 +105,37 @@ def test_the_core_imports_no_engine_package():
     pattern = re.compile(r"backline\.engines\.(bass|drums|accompany|separate|analysis|codec|diffusion|data|listen)\b")
     for path in Path(core.__file__).parent.glob("*.py"):
         assert not pattern.search(path.read_text(encoding="utf-8")), path.name
+
+
+def test_the_analysis_warning_reaches_every_run_as_a_hook(tmp_path):
+    """`core.hooks.role_warning` finds the analysis engine's check through the registry's provider list (the
+    core never imports it): band MIDI with a bass track warns the bass engine, not the drum engine."""
+    import subprocess
+    import sys
+
+    import mido
+
+    mid = mido.MidiFile(type=1, ticks_per_beat=96)
+    track = mido.MidiTrack([mido.MetaMessage("track_name", name="Bass"),
+                            mido.Message("program_change", program=33, channel=0)])
+    for _ in range(4):
+        track += [mido.Message("note_on", note=40, velocity=80, time=0),
+                  mido.Message("note_off", note=40, velocity=0, time=96)]
+    mid.tracks.append(track)
+    mid.save(tmp_path / "band.mid")
+    code = f"""
+import sys
+from pathlib import Path
+from backline.engines.core import hooks
+from backline.engines.core.protocol import GenerationRequest
+from backline.engines.core.timeline import Timeline
+assert hooks.hook("role_warning") is None  # nothing declared a provider yet: no hook, no import
+import backline.engines.registry  # the registry declares the analysis engine's hooks
+req = lambda engine: GenerationRequest(engine, Path("o"), Timeline.constant(120, 44100), midi=Path({str(tmp_path / 'band.mid')!r}))
+print(hooks.role_warning(req("bass"), "debug"))
+print(hooks.role_warning(req("drums"), "debug"))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    bass, drums = out.stdout.strip().splitlines()[-2:]
+    assert "already has a bass" in bass and drums == "None"
