@@ -219,7 +219,7 @@ def prepare(args: argparse.Namespace, command: ModuleType) -> tuple[GenerationRe
     if hasattr(command, "inputs"):
         timeline, start, stop, mix, midi, cleanup = command.inputs(args, controls, meter)
     else:
-        timeline, start, stop, mix, controls = _region(args, command, controls, meter, variations)
+        timeline, start, stop, mix, controls = _region(args, command, controls, meter)
         midi = getattr(args, "band_midi", None)
     request = GenerationRequest(desc.name, args.out, timeline, region_start=start, region_stop=stop, mix=mix,
                                 midi=midi, prompt=getattr(args, "prompt", None) or "",
@@ -260,8 +260,7 @@ def _check_listening_controls(controls: dict[str, Any], meter: tuple[int, int]) 
         parse_key(controls["key"])
 
 
-def _region(args: argparse.Namespace, command: ModuleType, controls: dict[str, Any], meter: tuple[int, int],
-            variations: int):
+def _region(args: argparse.Namespace, command: ModuleType, controls: dict[str, Any], meter: tuple[int, int]):
     """The timeline, region and mix: `--bars` of `--mix` (heard first, the host's selection path, when the
     engine listens and no --bpm is given), or the whole file; without a mix, --bars at --bpm."""
     from backline.engines.core import audio
@@ -275,9 +274,7 @@ def _region(args: argparse.Namespace, command: ModuleType, controls: dict[str, A
     memory = getattr(command, "check_memory", None)
     if args.mix is None:
         timeline = Timeline.constant(bpm, 44100, *meter)
-        if not bars:
-            return timeline, 0, None, None, controls
-        start, stop = region_of_bars(timeline, bars, None)  # bounded: no recording sets the length
+        start, stop = region_of_bars(timeline, bars, None)  # needs --bars, and bounded: no recording sets the length
         return timeline, start, stop, None, controls
     rate, channels, total = audio.audio_info(args.mix)
     timeline = Timeline.constant(bpm, rate, *meter)
