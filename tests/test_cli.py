@@ -139,3 +139,12 @@ print(hooks.role_warning(req("drums"), "debug"))
     assert out.returncode == 0, out.stderr
     bass, drums = out.stdout.strip().splitlines()[-2:]
     assert "already has a bass" in bass and drums == "None"
+
+
+def test_analyze_json_is_gone_in_one_line(tmp_path, capsys):
+    """`analyze --json FILE` wrote a file around the engine; `--out DIR` writes the engine's own report now, and
+    the old flag says so in one line instead of an argparse usage dump."""
+    assert cli.main(["analyze", str(tmp_path / "mix.wav"), "--json", str(tmp_path / "r.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--json is gone" in err and "--out DIR" in err
+    assert not (tmp_path / "r.json").exists()

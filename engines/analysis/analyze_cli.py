@@ -14,6 +14,18 @@ MIX_POSITIONAL = True
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--all", action="store_true", help="list every tag's probability, not only those present")
+    for gone in ("--json", "--attention-png"):  # before the one run path: said in one line, not a usage dump
+        parser.add_argument(gone, dest="gone_" + gone[2:].replace("-", "_"), help=argparse.SUPPRESS)
+
+
+def check(args: argparse.Namespace, controls: dict, meter: tuple[int, int]) -> dict:
+    from backline.engines.core.errors import ConfigError
+
+    for flag in ("json", "attention_png"):
+        if getattr(args, "gone_" + flag) is not None:
+            raise ConfigError(f"--{flag.replace('_', '-')} is gone: the analysis writes its files like every engine",
+                              fix="use --out DIR (analysis_seed0.json and analysis_seed0_attention.png)")
+    return controls
 
 
 def summary(result, args: argparse.Namespace) -> None:
