@@ -198,8 +198,8 @@ def main() -> None:
 
     torch.set_num_threads(1)
     print(hardware())
-    from backline.engines.core.protocol import build_engine
     from backline.engines.data.demo import demo_song
+    from backline.engines.registry import build_engine
 
     bass_engine = build_engine("bass")
     drum_engine = None if args.no_drums else build_engine("drums")

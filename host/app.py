@@ -149,8 +149,8 @@ def take_screenshots(app, window, out: Path, timeout: float, *, audio: Path | No
                      controls: dict[str, str] | None = None, band_midi: Path | None = None) -> list[Path]:
     """Drive the window through its states and write SCREENSHOTS into `out`: bass first, then drums (the
     band's MIDI dropped on its panel when there is one: the demo's, without its drums)."""
-    from backline.engines.core.protocol import available_engines
     from backline.engines.core.timeline import parse_bar_range
+    from backline.engines.registry import available_engines
 
     out.mkdir(parents=True, exist_ok=True)
     engines = [e for e in ("bass", "drums") if e in available_engines() and e in window.panels]

@@ -7,6 +7,10 @@ does not load torch. Each command module provides:
     configure(parser: argparse.ArgumentParser)  add its arguments
     run(args: argparse.Namespace) -> int        do the work, return an exit code
 
+or, for an engine command (`generate X`, `separate`, `analyze`), `ENGINE = "name"`: its flags then come from the
+engine's description and it runs through the one run path (`backline.engines.runner`), the module adding only
+what it prints and any flags of its own.
+
 Adding a command is one line in `COMMANDS`; commands whose module is not in this install are not listed.
 Errors the user can fix (`BacklineError`) are printed as one line and exit with status 2. Ctrl+C and SIGTERM
 cancel from the very first instruction (before torch is imported): one line, exit status 130.
@@ -193,6 +197,10 @@ def _main(argv: list[str] | None = None) -> int:
     name = rest[0] if rest and (group, rest[0]) in available else ""
     if name:
         rest = rest[1:]
+    elif group == "generate" and rest and not rest[0].startswith("-"):
+        command = _registered_engine(rest[0])  # any registered engine runs through the one run path
+        if command is not None:
+            return _run(command, f"backline generate {rest[0]}", rest[1:])
     if (group, name) not in available:
         names = sorted(n for g, n in available if g == group and n)
         if rest and rest[0] in ("-h", "--help") or not rest:
@@ -201,18 +209,43 @@ def _main(argv: list[str] | None = None) -> int:
                 print(f"  {n:<12} {_module_help(available[(group, n)])}")
             return 0 if rest else 2
         top.error(f"unknown {group} command {rest[0]!r}; choose from {', '.join(names)}")
-    _one_line_warnings()
     module = importlib.import_module(available[(group, name)])
-    prog = f"backline {group}" + (f" {name}" if name else "")
+    return _run(module, f"backline {group}" + (f" {name}" if name else ""), rest, group)
+
+
+def _registered_engine(name: str):
+    """A registered engine without a command module of its own, as a command (None when there is none)."""
+    from backline.engines import registry
+
+    if name not in registry.available_engines():
+        return None
+    own = f"backline.engines.{name}.cli"  # the engine's own command module, under another command name
+    if own in COMMANDS.values() and _present(own):
+        return importlib.import_module(own)
+    from backline.engines import runner
+
+    return runner.engine_command(name)
+
+
+def _run(module, prog: str, rest: list[str], group: str = "generate") -> int:
+    """Parse `rest` with the command's flags and run it: a user error is one line and exit status 2."""
+    _one_line_warnings()
     parser = argparse.ArgumentParser(prog=prog, description=getattr(module, "HELP", ""))
-    module.configure(parser)
+    if hasattr(module, "ENGINE"):  # an engine command: one run path, its flags from the engine's describe()
+        from backline.engines import runner
+
+        runner.configure(parser, module)
+        run = lambda args: runner.run(args, module)  # noqa: E731
+    else:
+        module.configure(parser)
+        run = module.run
     args = parser.parse_args(rest)
     if group == "host":  # Qt's event loop runs no Python signal handlers while idle: SIGTERM keeps its default
         import signal
 
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
     try:
-        return int(module.run(args) or 0)
+        return int(run(args) or 0)
     except BacklineError as err:
         print(f"backline: error: {err}", file=sys.stderr)
         return 2

@@ -3,7 +3,7 @@
 Why a process and not a thread: a model that segfaults, runs out of GPU memory or hangs in native code must
 not take the desktop app, the OSC listener or the audio capture with it. The worker is started with the
 multiprocessing 'spawn' method (no forked CUDA or Qt state), builds engines lazily through
-`backline.engines.core.protocol.build_engine` and keeps them loaded between jobs.
+`backline.engines.registry.build_engine` and keeps them loaded between jobs.
 
 Messages are plain tuples over two pipes.
 
@@ -128,7 +128,7 @@ class _Worker:
 
     def engine(self, name: str) -> Any:
         if name not in self.engines:
-            from backline.engines.core.protocol import build_engine
+            from backline.engines.registry import build_engine
 
             self.engines[name] = build_engine(name, config=self.config, device=self.device)
         return self.engines[name]
@@ -200,28 +200,28 @@ class _Worker:
 
 
     def score_fit(self, request: Any, result: Any, cancel: threading.Event) -> None:
-        """Add `report['fit']` (how well each take sits in the mix) when the analysis engine is installed.
+        """Add `report['fit']` (how well each take sits in the mix) when an engine provides the fit-score hook
+        (the analysis engine registers it: `core.hooks`).
 
         The matching model is optional: when its weights are missing the reason goes into the report as
         `fit_unavailable` and the take is delivered without a score. `fit='auto'` scores only with shipped
         weights (a random debug matching model says nothing about fit); 'always' / 'never' force it.
         """
-        from backline.engines.core.protocol import available_engines
+        from backline.engines.core import hooks
 
         if self.fit == "never" or (self.fit == "auto" and self.config != "shipped"):
             return
-        if request.engine == "analysis" or request.mix is None or "analysis" not in available_engines():
+        if request.engine == "analysis" or request.mix is None or hooks.hook("fit_score") is None:
             return
         takes = [t for t in result.takes if t.stems and "fit" not in t.report]
         if not takes:
             return
         try:
-            from backline.engines.analysis.api import get_analyzer
-
-            analyzer = get_analyzer(self.config, self.device)
             for take in takes:
                 check_cancel_event(cancel)
-                take.report["fit"] = round(float(analyzer.fit_score(request.mix, next(iter(take.stems.values())))), 4)
+                score = hooks.fit_score(request.mix, next(iter(take.stems.values())), config=self.config,
+                                        device=self.device)
+                take.report["fit"] = round(float(score), 4)
         except Cancelled:
             raise
         except BacklineError as err:
@@ -246,10 +246,10 @@ def _worker_main(cmd: Connection, evt: Connection, config: str, device: str, reg
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, terminate)
-    from backline.engines.core import protocol
+    from backline.engines import registry as engines
 
-    protocol.ENGINE_REGISTRY.clear()
-    protocol.ENGINE_REGISTRY.update(registry)  # the host's view, including engines registered at run time
+    engines.ENGINE_REGISTRY.clear()
+    engines.ENGINE_REGISTRY.update(registry)  # the host's view, including engines registered at run time
     try:
         _Worker(cmd, evt, config, device, fit).run()
     except KeyboardInterrupt:  # the running job unwound (its output folder released, nothing written)
@@ -288,7 +288,7 @@ class JobWorker:
 
     # -- lifecycle ----------------------------------------------------------------------------------------
     def start(self) -> None:
-        from backline.engines.core.protocol import ENGINE_REGISTRY
+        from backline.engines.registry import ENGINE_REGISTRY
 
         ctx = mp.get_context("spawn")
         cmd_r, cmd_w = ctx.Pipe(duplex=False)

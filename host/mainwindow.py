@@ -35,7 +35,7 @@ from PyQt6.QtWidgets import (
 )
 
 from backline.engines.core.errors import BacklineError
-from backline.engines.core.protocol import available_engines
+from backline.engines.registry import available_engines
 from backline.host import theme
 from backline.host.capture import CaptureModel
 from backline.host.controllers import CaptureController, DawController, Job, JobController, TakeListController

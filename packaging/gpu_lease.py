@@ -574,9 +574,9 @@ def bass_job(lease: Lease, weights: Path | None) -> Job:
     from backline.engines.bass.data import PairCache
     from backline.engines.bass.engine import FORMAT_VERSION, KIND, load_bass_model
     from backline.engines.core.errors import DatasetError
-    from backline.engines.core.training import v_objective_step
     from backline.engines.core.weights import save_weights
     from backline.engines.diffusion import CosineSchedule, v_loss
+    from backline.engines.diffusion.training import v_objective_step
 
     manifest = json.loads((lease.bundle / "manifest.json").read_text())
     model, meta = load_bass_model(weights=weights)

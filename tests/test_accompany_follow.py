@@ -274,6 +274,7 @@ def test_style_auto_leaves_room_where_the_band_is_busy():
 def test_cli_bars_without_bpm_take_the_whole_files_grid_and_chords(band, tmp_path):
     """`--bars 3-6` with no `--bpm`: the accompaniment CLI goes the one region path (as the host and bass
     `--bars`): the whole file is heard, the region starts on bar 3's first sample and carries bars 3-6's chords."""
+    from backline.engines import runner
     from backline.engines.accompany import cli
     from backline.engines.core.audio import write_audio
     from backline.engines.listen.region import file_chart, hear
@@ -282,14 +283,9 @@ def test_cli_bars_without_bpm_take_the_whole_files_grid_and_chords(band, tmp_pat
     mix = tmp_path / "band.wav"
     write_audio(mix, audio)
     parser = argparse.ArgumentParser()
-    cli.configure(parser)
+    runner.configure(parser, cli)
     args = parser.parse_args(["--mix", str(mix), "--prompt", "piano", "--bars", "3-6", "--out", str(tmp_path / "o")])
-    from backline.engines.accompany.engine import FOLLOW_CONTROLS
-    from backline.engines.core.protocol import control_values
-
-    controls = control_values(args, FOLLOW_CONTROLS, skip=("prompt", "bpm", "meter", "tempo_from"))
-    controls.pop("mode", None)
-    _, request = cli.build_request(args, "follow", "piano", controls)
+    request, _ = runner.prepare(args, cli)  # everything up to building the engine
     heard = hear(audio)
     start, stop = heard.timeline.bar_range_to_samples(3, 6)
     assert (request.region_start, request.region_stop) == (start, stop)

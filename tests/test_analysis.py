@@ -362,8 +362,9 @@ def test_embed_and_match_matrix_api():
 
 
 def test_engine_registered_generate_and_cancel(tmp_path):
-    from backline.engines.core.protocol import GenerationRequest, build_engine
+    from backline.engines.core.protocol import GenerationRequest
     from backline.engines.core.timeline import Timeline
+    from backline.engines.registry import build_engine
 
     eng = build_engine("analysis", "debug")
     desc = eng.describe()

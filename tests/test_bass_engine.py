@@ -26,8 +26,9 @@ from backline.engines.core.errors import (
     Cancelled,
     ConfigError,
 )
-from backline.engines.core.protocol import GenerationRequest, build_engine
+from backline.engines.core.protocol import GenerationRequest
 from backline.engines.core.timeline import Timeline
+from backline.engines.registry import build_engine
 from backline.host.cli import main as cli_main
 
 SR = 48000  # a DAW rate that is not the codec's 44.1 kHz, so resampling and alignment are exercised

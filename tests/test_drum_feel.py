@@ -133,9 +133,10 @@ def _onsets(midi):
 
 
 def test_every_control_changes_what_the_drum_engine_writes(tmp_path):
-    from backline.engines.core.protocol import GenerationRequest, build_engine
+    from backline.engines.core.protocol import GenerationRequest
     from backline.engines.data.demo import demo_midi_without_drums
     from backline.engines.drums.engine import list_presets, preset_controls
+    from backline.engines.registry import build_engine
 
     engine = build_engine("drums")  # the shipped models: the debug ones play nothing to change
     names = {c.name: c for c in engine.describe().controls}

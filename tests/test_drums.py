@@ -265,7 +265,7 @@ def test_regenerate_mode_only_touches_its_bars(engine, band_midi, tmp_path):
 
 
 def test_debug_build_runs_and_describes_itself(band_midi, tmp_path):
-    from backline.engines.core.protocol import build_engine
+    from backline.engines.registry import build_engine
 
     eng = build_engine("drums", "debug")
     desc = eng.describe()
@@ -342,13 +342,13 @@ def test_cli_writes_midi_wav_and_report_and_reports_errors(band_midi, tmp_path, 
     from backline.host.cli import main
 
     out = tmp_path / "cli"
-    rc = main(["generate", "drums", "--midi", str(band_midi[0]), "--out", str(out), "--config", "debug",
+    rc = main(["generate", "drums", "--band-midi", str(band_midi[0]), "--out", str(out), "--config", "debug",
                "--fill-bars", "4", "--seed", "3"])
     assert rc == 0
     assert {p.name for p in out.iterdir()} == {"drums_seed3.mid", "drums_seed3.wav", "drums_seed3.json"}
     report = json.loads((out / "drums_seed3.json").read_text())
     assert report["fill_bars"] == [4] and report["seed"] == 3
-    rc = main(["generate", "drums", "--midi", str(tmp_path / "nope.mid"), "--out", str(out), "--config", "debug"])
+    rc = main(["generate", "drums", "--band-midi", str(tmp_path / "nope.mid"), "--out", str(out), "--config", "debug"])
     assert rc == 2 and "MIDI file not found" in capsys.readouterr().err
 
 

@@ -40,7 +40,7 @@ def test_shipped_weights_generate_drum_midi_and_wav(tmp_path):
 
     band = _band_without_drums(tmp_path)
     out = tmp_path / "d"
-    assert main(["generate", "drums", "--midi", str(band), "--out", str(out)]) == 0
+    assert main(["generate", "drums", "--band-midi", str(band), "--out", str(out)]) == 0
     midi, wav, report = out / "drums_seed0.mid", out / "drums_seed0.wav", out / "drums_seed0.json"
     assert midi.is_file() and wav.is_file() and report.is_file()
     notes = [m for m in mido.MidiFile(str(midi)) if m.type == "note_on" and m.velocity > 0]

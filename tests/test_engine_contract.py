@@ -22,9 +22,10 @@ import pytest
 
 from backline.engines.core.audio import Audio
 from backline.engines.core.errors import BacklineError, Cancelled, FileExistsRefusal
-from backline.engines.core.protocol import GenerationRequest, available_engines, build_engine
+from backline.engines.core.protocol import GenerationRequest
 from backline.engines.core.takes import OutputError, generate_and_write, preflight
 from backline.engines.core.timeline import Timeline
+from backline.engines.registry import available_engines, build_engine
 
 SR = 44100
 BPM = 120.0
@@ -142,7 +143,8 @@ def test_cancel_mid_run_leaves_the_folder_as_it_was(engine, band, tmp_path):
 
 SIGTERM_SCRIPT = """
 import os, pickle, signal, sys
-from backline.engines.core.protocol import build_engine, generate_in_terminal
+from backline.engines.registry import build_engine
+from backline.engines.runner import generate_in_terminal
 from backline.engines.core.errors import BacklineError
 name, path = sys.argv[1], sys.argv[2]
 request = pickle.load(open(path, "rb"))
@@ -254,7 +256,7 @@ def test_preflight_of_a_file_and_a_lock_in_this_process(tmp_path):
 
 
 def test_test_only_engines_are_not_registered_outside_tests():
-    code = "from backline.engines.core.protocol import ENGINE_REGISTRY as R, available_engines as a; print(sorted(R), a())"
+    code = "from backline.engines.registry import ENGINE_REGISTRY as R, available_engines as a; print(sorted(R), a())"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "sine" not in out and "crash" not in out and "broken" not in out
 

@@ -18,7 +18,7 @@ from PyQt6.QtCore import QPoint, Qt
 from PyQt6.QtWidgets import QApplication, QToolButton
 
 from backline.engines.core.audio import Audio, read_audio, write_audio
-from backline.engines.core.protocol import available_engines
+from backline.engines.registry import available_engines
 from backline.host.history import SessionStore
 from backline.host.mainwindow import MainWindow
 from backline.host.settings import HostSettings

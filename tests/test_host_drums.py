@@ -12,8 +12,8 @@ from PyQt6.QtWidgets import QLabel, QLineEdit
 from test_host import WAIT_MS, capture_file, make_window, wait_ready
 from test_host_inputs import drop
 
-from backline.engines.core.protocol import available_engines
 from backline.engines.core.timeline import Timeline
+from backline.engines.registry import available_engines
 from backline.host.history import SessionStore, TakeRecord
 from backline.host.takecard import TakeCard, fit_words
 from backline.host.widgets import DrumLanes, PianoRoll, read_midi_notes
@@ -78,8 +78,9 @@ def test_drums_panel_shows_musician_controls_only(qtbot, make_window, capture_fi
 
 
 def test_a_drum_take_shows_lanes_and_the_fit_in_words(qtbot, tmp_path):
-    from backline.engines.core.protocol import GenerationRequest, build_engine
+    from backline.engines.core.protocol import GenerationRequest
     from backline.engines.core.takes import generate_and_write
+    from backline.engines.registry import build_engine
 
     session = SessionStore(tmp_path / "session")
     band = demo.demo_midi_without_drums(tmp_path)

@@ -9,8 +9,8 @@ import pytest
 from test_host import WAIT_MS, make_window, wait_ready  # noqa: F401 - fixtures
 
 from backline.engines.core.audio import Audio, write_audio
-from backline.engines.core.protocol import available_engines
 from backline.engines.core.transcribe import midi_to_notes
+from backline.engines.registry import available_engines
 
 pytestmark = pytest.mark.skipif("bass" not in available_engines(), reason="the bass engine is not installed")
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from test_host import synthetic_mix
 
-from backline.engines.core.protocol import available_engines
+from backline.engines.registry import available_engines
 from backline.host.app import SCREENSHOTS
 
 

@@ -11,8 +11,9 @@ import pytest
 import test_jobs_engines
 
 from backline.engines.core.audio import Audio, read_audio
-from backline.engines.core.protocol import GenerationRequest, available_engines
+from backline.engines.core.protocol import GenerationRequest
 from backline.engines.core.timeline import Timeline
+from backline.engines.registry import available_engines
 from backline.host.jobs import JobEvent, JobWorker
 
 TIMEOUT = 120.0  # generous: the CI machine is small and shared

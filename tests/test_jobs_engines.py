@@ -20,7 +20,6 @@ import numpy as np
 
 from backline.engines.core.audio import Audio
 from backline.engines.core.protocol import (
-    ENGINE_REGISTRY,
     Control,
     EngineDescription,
     GenerationRequest,
@@ -29,6 +28,7 @@ from backline.engines.core.protocol import (
     check_cancel,
 )
 from backline.engines.core.timeline import Timeline
+from backline.engines.registry import ENGINE_REGISTRY
 
 
 class SineEngine:

@@ -76,7 +76,7 @@ def test_listening_on_every_interface_warns(caplog):
 
 
 def test_midi_given_a_folder_says_it_is_a_folder(tmp_path, capsys):
-    err = _one_line_error(capsys, ["generate", "drums", "--midi", str(tmp_path), "--out", str(tmp_path / "o"),
+    err = _one_line_error(capsys, ["generate", "drums", "--band-midi", str(tmp_path), "--out", str(tmp_path / "o"),
                                    "--config", "debug"])
     assert "is a folder" in err and "not found" not in err
 
@@ -113,7 +113,7 @@ def test_a_2000_bar_midi_is_refused_before_any_work_in_the_users_words(tmp_path,
         raise AssertionError("the models ran before the length was checked")
 
     monkeypatch.setattr(DrumPipeline, "generate", not_reached)
-    err = _one_line_error(capsys, ["generate", "drums", "--midi", str(path), "--out", str(tmp_path / "o"),
+    err = _one_line_error(capsys, ["generate", "drums", "--band-midi", str(path), "--out", str(tmp_path / "o"),
                                    "--config", "debug"])
     assert "bars 1-2000 last 66:40" in err and "--bars" in err and "--no-render" in err
     assert "tmp" not in err.split("—")[0] and "iter_audio_chunks" not in err

@@ -57,7 +57,7 @@ def test_preset_lookup_by_name_stays_in_the_preset_folders(tmp_path, capsys):
     assert cli_main(["generate", "bass", "--mix", str(mix), "--out", str(tmp_path / "o"), "--preset",
                      "../../x/mine", "--config", "debug"]) == 2
     err = capsys.readouterr().err
-    assert "not a plain name" in err and err.count("\n") == 1
+    assert "known presets: finger" in err and err.count("\n") == 1  # the engine's declared presets, no path
 
 
 def test_bad_preset_values_are_one_line_errors(tmp_path):
@@ -83,5 +83,5 @@ def test_list_presets_works_on_its_own(engine, capsys):
 def test_generate_without_mix_or_out_says_what_is_missing(tmp_path, capsys):
     assert cli_main(["generate", "bass"]) == 2
     assert "--mix and --out are needed" in capsys.readouterr().err
-    assert cli_main(["generate", "drums", "--midi", str(tmp_path / "b.mid")]) == 2
+    assert cli_main(["generate", "drums", "--band-midi", str(tmp_path / "b.mid")]) == 2
     assert "--out is needed" in capsys.readouterr().err

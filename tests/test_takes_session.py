@@ -19,7 +19,7 @@ from test_host_follow import song
 from backline.engines.core.audio import Audio
 from backline.engines.core.balance import LEVEL, balance_take, loudness_db, target_db
 from backline.engines.core.errors import BacklineError
-from backline.engines.core.protocol import GenerationRequest, build_engine
+from backline.engines.core.protocol import GenerationRequest
 from backline.engines.core.render import (
     ATTACK_SHARE,
     audible_onsets,
@@ -28,6 +28,7 @@ from backline.engines.core.render import (
     render_take,
 )
 from backline.engines.core.timeline import Timeline
+from backline.engines.registry import build_engine
 
 needs_fluid = pytest.mark.skipif("FluidR3_GM" not in find_soundfonts(), reason="FluidR3_GM soundfont not installed")
 
@@ -120,10 +121,11 @@ def test_the_balance_table_and_the_level_control():
     from backline.engines.drums.engine import CONTROLS as DRUM_CONTROLS
 
     assert LEVEL in ALL_CONTROLS and LEVEL in DRUM_CONTROLS  # one declaration: panel and CLI flags both come from it
+    from backline.engines import runner
     from backline.engines.bass import cli
 
     parser = argparse.ArgumentParser()
-    cli.configure(parser)
+    runner.configure(parser, cli)
     assert parser.parse_args(["--level", "-3"]).level == -3.0
 
 
@@ -189,6 +191,7 @@ def midi_notes(path: Path) -> list[tuple[int, int, int]]:
 def test_a_mid_song_region_is_the_same_from_the_host_and_the_cli(qtbot, make_window, tmp_path):  # noqa: F811
     """Bars 3–6 of a plain WAV (chords D G A G D Bm G A): the host's selection and `--bars 3-6` hear the whole file,
     cut the same region and give the same notes at the same ticks — bar 3's chord on bar 3."""
+    from backline.engines import runner
     from backline.engines.bass import cli
 
     path = song(tmp_path / "song.wav")
@@ -205,10 +208,10 @@ def test_a_mid_song_region_is_the_same_from_the_host_and_the_cli(qtbot, make_win
     host_notes = midi_notes(window.store.absolute(record.midi))
 
     parser = argparse.ArgumentParser()
-    cli.configure(parser)
+    runner.configure(parser, cli)
     args = parser.parse_args(["--mix", str(path), "--out", str(tmp_path / "cli"), "--bars", "3-6", "--config", "debug",
                               "--style", "root_fifth", "--seed", "0"])
-    assert cli.run(args) == 0
+    assert runner.run(args, cli) == 0
     cli_mid = tmp_path / "cli" / "bass_seed0.mid"
     assert host_notes and midi_notes(cli_mid) == host_notes
     import json
@@ -217,6 +220,7 @@ def test_a_mid_song_region_is_the_same_from_the_host_and_the_cli(qtbot, make_win
 
 
 def test_a_reference_that_is_not_audio_is_refused_before_any_work(tmp_path, monkeypatch, capsys):
+    from backline.engines import runner
     from backline.engines.bass import cli, engine
 
     def no_work(*a, **k):
@@ -227,18 +231,18 @@ def test_a_reference_that_is_not_audio_is_refused_before_any_work(tmp_path, monk
     text = tmp_path / "notes.txt"
     text.write_text("not a bass")
     parser = argparse.ArgumentParser()
-    cli.configure(parser)
+    runner.configure(parser, cli)
     for ref in (text, Path("/etc/passwd")):
         args = parser.parse_args(["--mix", str(mix), "--out", str(tmp_path / "o"), "--reference", str(ref)])
         with pytest.raises(BacklineError) as err:
-            cli.run(args)
+            runner.run(args, cli)
         assert "--reference is not an audio file" in str(err.value) and "\n" not in str(err.value)
     assert not (tmp_path / "o").exists()
 
 
 @needs_fluid
 def test_drum_take_sits_at_the_balance_against_the_band_audio(tmp_path, monkeypatch):
-    """The drums play from the band's MIDI; given the band's audio too (the host's capture, `--band-audio`), their
+    """The drums play from the band's MIDI; given the band's audio too (the host's capture, `--mix`), their
     level is set against it, and their hits sound on the grid."""
     monkeypatch.setenv("BACKLINE_CACHE", str(tmp_path / "cache"))
     mid = mido.MidiFile(type=1, ticks_per_beat=480)

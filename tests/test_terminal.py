@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import io
 
-from backline.engines.core.protocol import TerminalProgress
 from backline.engines.data.demo import file_label
+from backline.engines.runner import TerminalProgress
 
 
 class _Tty(io.StringIO):
@@ -49,7 +49,7 @@ def test_drums_output_has_no_raw_json(tmp_path, capsys):
                   mido.Message("note_off", note=60, velocity=0, time=96)]
     mid.tracks.append(track)
     mid.save(tmp_path / "band.mid")
-    assert main(["generate", "drums", "--midi", str(tmp_path / "band.mid"), "--out", str(tmp_path / "o"),
+    assert main(["generate", "drums", "--band-midi", str(tmp_path / "band.mid"), "--out", str(tmp_path / "o"),
                  "--config", "debug", "--no-render"]) == 0
     out = capsys.readouterr().out
     assert "{" not in out and "[{" not in out

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -190,9 +190,7 @@ class AccompanyEngine:
         planner = "untrained (debug)" if self.config == "debug" else "weights/planner"
         weights = f"follow: comp planner {planner}; free: GMSDI score model ({self.config}); " + (
             f"{training.get('steps', '?')} steps on {training.get('data', '?')}" if training else "untrained")
-        return EngineDescription(NAME, "Accompaniment & separation", CONTROLS,
-                                 inputs=("mix", "prompt"), outputs=("audio", "midi"), weights=weights,
-                                 device=self.device)
+        return replace(describe(self.config, self.device), weights=weights)
 
     def generate(self, request: GenerationRequest, *, progress: ProgressFn | None = None,
                  cancel: threading.Event | None = None) -> GenerationResult:
@@ -717,3 +715,10 @@ def build(config: str = "shipped", device: str = "cpu", weights: Path | None = N
     except WeightsError:
         raise
     return AccompanyEngine(model, table, device=device, config="shipped", meta=meta)
+
+
+def describe(config: str = "shipped", device: str = "cpu") -> EngineDescription:
+    """The engine's description without loading any weights: the command line builds its flags from it."""
+    return EngineDescription(NAME, "Accompaniment & separation", CONTROLS, inputs=("mix", "prompt"),
+                             extra_inputs=("midi",), outputs=("audio", "midi"), weights=f"accompaniment ({config})",
+                             device=device)

@@ -1,26 +1,43 @@
 """`backline analyze MIX`: which instruments the mix holds (fine GM families and coarse tone classes, with
-probabilities), which parts are missing, and which engine to run next."""
+probabilities), which parts are missing, and which engine to run next. The flags come from the analysis
+engine's description and the shared vocabulary (`backline.engines.runner`); with `--out DIR` the engine's
+report and attention map are written like any take (`analysis_seed0.json`, `analysis_seed0_attention.png`)."""
 
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
 HELP = "say which instruments a mix holds, which parts are missing and which engine to run"
+ENGINE = "analysis"
+MIX_POSITIONAL = True
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("mix", type=Path, help="audio file (wav, flac, mp3, ...) at any sample rate")
     parser.add_argument("--all", action="store_true", help="list every tag's probability, not only those present")
-    parser.add_argument("--sensitivity", type=float, default=0.0,
-                        help="-0.3..0.3: positive lists quieter instruments (lowers every threshold)")
-    parser.add_argument("--json", type=Path, default=None, help="also write the report as JSON here (never overwrites)")
-    parser.add_argument("--attention-png", type=Path, default=None, help="write the ResAtt attention map as PNG")
-    parser.add_argument("--config", default="shipped", choices=["shipped", "debug"])
-    from backline.engines.core.protocol import add_device_flag
+    for gone in ("--json", "--attention-png"):  # before the one run path: said in one line, not a usage dump
+        parser.add_argument(gone, dest="gone_" + gone[2:].replace("-", "_"), help=argparse.SUPPRESS)
 
-    add_device_flag(parser)
+
+def check(args: argparse.Namespace, controls: dict, meter: tuple[int, int]) -> dict:
+    from backline.engines.core.errors import ConfigError
+
+    for flag in ("json", "attention_png"):
+        if getattr(args, "gone_" + flag) is not None:
+            raise ConfigError(f"--{flag.replace('_', '-')} is gone: the analysis writes its files like every engine",
+                              fix="use --out DIR (analysis_seed0.json and analysis_seed0_attention.png)")
+    return controls
+
+
+def summary(result, args: argparse.Namespace) -> None:
+    from dataclasses import fields
+
+    from backline.engines.analysis.api import AnalysisReport
+
+    data = result.takes[0].report
+    report = AnalysisReport(**{f.name: data[f.name] for f in fields(AnalysisReport) if f.name in data})
+    print(format_report(report, args.all))
+    for name, path in (data.get("files") or {}).items():
+        print(f"{name:<9} {path}")
 
 
 def format_report(report, show_all: bool = False) -> str:
@@ -46,30 +63,3 @@ def format_report(report, show_all: bool = False) -> str:
     else:
         lines.append("missing parts: none (bass, drums and accompaniment all play)")
     return "\n".join(lines)
-
-
-def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from backline.engines.analysis.api import Analyzer
-    from backline.engines.core.audio import atomic_output, read_audio, write_bytes_atomic
-    from backline.engines.core.errors import ConfigError
-    from backline.engines.core.protocol import resolve_device
-
-    if not -0.3 <= args.sensitivity <= 0.3:
-        raise ConfigError(f"--sensitivity {args.sensitivity} is out of range", fix="use -0.3..0.3")
-    for out in (args.json, args.attention_png):
-        if out is not None:  # exists, read-only, full or under a file: refused now, not after the analysis
-            _, probe = atomic_output(out, need_bytes=2**20)
-            probe.unlink(missing_ok=True)
-    audio = read_audio(args.mix)
-    analyzer = Analyzer(args.config, resolve_device(args.device))
-    with tqdm(total=100, desc="analyse", leave=False, disable=audio.seconds < 60) as bar:
-        report = analyzer.analyze(audio, sensitivity=args.sensitivity,
-                                  progress=lambda f, m: bar.update(int(100 * f) - bar.n))
-    print(format_report(report, args.all))
-    if args.json is not None:
-        write_bytes_atomic(args.json, json.dumps(report.to_dict(), indent=2).encode())
-    if args.attention_png is not None and report.attention is not None:
-        write_bytes_atomic(args.attention_png, report.attention_png())
-    return 0

@@ -38,8 +38,7 @@ class AnalysisEngine:
 
     def describe(self) -> EngineDescription:
         weights = "debug (random, seeded)" if self.config == "debug" else f"shipped weights in {self.analyzer.weights_dir}"
-        return EngineDescription(NAME, "Listen: instruments present and missing parts",
-                                 CONTROLS, inputs=("mix",), outputs=("report",), weights=weights, device=self.device)
+        return describe(self.config, self.device, weights)
 
     def generate(self, request: GenerationRequest, *, progress: ProgressFn | None = None,
                  cancel: threading.Event | None = None) -> GenerationResult:
@@ -63,3 +62,9 @@ class AnalysisEngine:
 
 def build(config: str = "shipped", device: str = "cpu") -> AnalysisEngine:
     return AnalysisEngine(config, device)
+
+
+def describe(config: str = "shipped", device: str = "cpu", weights: str = "") -> EngineDescription:
+    """The engine's description without loading any weights: the command line builds its flags from it."""
+    return EngineDescription(NAME, "Listen: instruments present and missing parts", CONTROLS, inputs=("mix",),
+                             outputs=("report",), weights=weights or f"analysis ({config})", device=device)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -198,16 +198,10 @@ class BassEngine:
 
     # --- protocol ---------------------------------------------------------------------------------------
     def describe(self) -> EngineDescription:
-        from backline.engines.bass.presets import list_presets
-
-        controls = tuple(
-            Control(c.name, "choice", c.default, c.label, choices=tuple(list_presets()), help=c.help)
-            if c.name == "preset" else c for c in ALL_CONTROLS)
         training = self.meta.get("training", {})
         weights = f"bass diffusion ({self.config}); " + (
             f"{training.get('steps', '?')} steps on {training.get('data', '?')}" if training else "untrained")
-        return EngineDescription(NAME, "Bass", controls, inputs=("mix",),
-                                 outputs=("audio", "midi"), weights=weights, device=self.device)
+        return replace(describe(self.config, self.device), weights=weights)
 
     def generate(self, request: GenerationRequest, *, progress: ProgressFn | None = None,
                  cancel: threading.Event | None = None) -> GenerationResult:
@@ -733,3 +727,15 @@ def build(config: str = "shipped", device: str = "cpu", weights: str | Path | No
 
 
 __all__ = ["BassEngine", "Sampling", "build", "codec_fingerprint", "load_bass_model", "Cancelled"]
+
+
+def describe(config: str = "shipped", device: str = "cpu") -> EngineDescription:
+    """The engine's description without loading any weights: the command line builds its flags from it, the
+    built engine adds what its weights are."""
+    from backline.engines.bass.presets import list_presets
+
+    controls = tuple(
+        Control(c.name, "choice", c.default, c.label, choices=tuple(list_presets()), help=c.help)
+        if c.name == "preset" else c for c in ALL_CONTROLS)
+    return EngineDescription(NAME, "Bass", controls, inputs=("mix",), extra_inputs=("midi",),
+                             outputs=("audio", "midi"), weights=f"bass diffusion ({config})", device=device)

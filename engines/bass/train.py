@@ -65,10 +65,10 @@ def run(args: argparse.Namespace) -> int:
         TrainLoop,
         progress_bar,
         seed_everything,
-        v_objective_step,
     )
     from backline.engines.core.weights import save_weights
     from backline.engines.diffusion import CosineSchedule
+    from backline.engines.diffusion.training import v_objective_step
 
     if args.steps <= 0 or args.batch <= 0 or args.crop <= 0:
         raise ConfigError("--steps, --batch and --crop must be positive")

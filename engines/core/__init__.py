@@ -4,5 +4,7 @@ One module per job, one way to do each thing: `audio` (file I/O, resampling), `t
 `midi`, `errors`, `takes` (the one take writer), `protocol` (the engine contract), `weights` (safetensors
 loading), `training` (the one training loop), `effects` and `render` (instruments, the take renderer), `windows`
 (overlap-add), `frontend` (the STFT front end), `balance` (level against the band), `presets`, `transcribe`
-(audio to MIDI). Nothing here imports an engine package: the arrows point into `core`.
+(audio to MIDI), `hooks` (what an optional engine adds to every run: the analysis engine's warning and fit
+score). Nothing here imports an engine package: the arrows point into `core`; the engines are listed in
+`backline.engines.registry`, one layer up.
 """

@@ -3,7 +3,7 @@
 A generated part is useful only at the level a player would sit at in that band. We measured it on the rendered
 corpus (`backline data synth`, the General MIDI mixes our models learn from): for every song and part, the
 part's loudness minus the loudness of the rest of the band (what the take is generated against), and keep the
-median per part (`engines/data/balance.json`, rebuilt with `python -m backline.engines.core.balance --corpus DIR`).
+median per part (`engines/core/balance.json`, rebuilt by the corpus tool in `engines/data/balance.py`).
 
 Loudness here is the mean square over the region in dB (all channels), the measure the takes benchmark uses:
 the bass's energy is mostly below 150 Hz, where K-weighted LUFS looks away, and a bass balanced by LUFS comes
@@ -25,7 +25,7 @@ import numpy as np
 from backline.engines.core.audio import Audio
 from backline.engines.core.protocol import Control
 
-TABLE = Path(__file__).resolve().parents[1] / "data" / "balance.json"
+TABLE = Path(__file__).resolve().with_name("balance.json")
 #: The take's peak never passes this (dBFS); if the balance asks for more, the report says how much was held back.
 CEILING_DB = -1.0
 #: Quieter than this (mean square, dBFS) is no band to balance against.
@@ -79,54 +79,3 @@ def balance_take(take: Audio, band: Audio | None, role: str, level_db: float = 0
     out = Audio((take.samples * np.float32(10 ** (gain_db / 20))).astype(np.float32), take.sample_rate)
     return out, report | {"applied": True, "gain_db": round(gain_db, 2), "vs_band_db": round(loudness_db(out) - band_db, 2),
                           "held_back_db": round(held, 2)}
-
-
-def measure_corpus(folder: str | Path) -> dict:
-    """Per song and part: loudness(part) − loudness(rest of the band); the median per role (and per bass/drum
-    style where the song says which)."""
-    from backline.engines.core.audio import read_audio
-    from backline.engines.data.slakh import read_track
-
-    per_role: dict[str, list[float]] = {}
-    per_style: dict[str, list[float]] = {}
-    tracks = sorted(p for p in Path(folder).iterdir() if (p / "metadata.yaml").is_file())
-    for track_dir in tracks:
-        track = read_track(track_dir)
-        stems = [(s.role, read_audio(s.audio)) for s in track.audio_stems()]
-        styles = (track.extras or {}).get("styles", {})
-        style_of = {s.role: styles.get(s.id) for s in track.audio_stems() if s.role in ("bass", "drums")}
-        frames = min(a.frames for _, a in stems)
-        total = np.sum([a.samples[:, :frames] for _, a in stems], axis=0)
-        roles = {"accompaniment" if r in ("piano", "guitar", "strings", "keys") else r for r, _ in stems}
-        for role in sorted(roles):
-            group = [a.samples[:, :frames] for r, a in stems
-                     if (("accompaniment" if r in ("piano", "guitar", "strings", "keys") else r) == role)]
-            part = np.sum(group, axis=0)
-            rest = total - part
-            if loudness_db(rest) < SILENT_DB or loudness_db(part) < SILENT_DB:
-                continue
-            value = loudness_db(part) - loudness_db(rest)
-            per_role.setdefault(role, []).append(value)
-            style = style_of.get(role)
-            if isinstance(style, str):
-                per_style.setdefault(f"{role}:{style}", []).append(value)
-    summary = lambda v: {"median_db": round(float(np.median(v)), 2), "iqr_db": round(float(np.subtract(*np.percentile(v, [75, 25]))), 2), "songs": len(v)}  # noqa: E731
-    return {"measure": "mean square dB of the part minus that of the rest of the band, median over songs",
-            "corpus": str(folder), "roles": {r: summary(v) for r, v in sorted(per_role.items())},
-            "styles": {s: summary(v) for s, v in sorted(per_style.items())}}
-
-
-if __name__ == "__main__":  # python -m backline.engines.core.balance --corpus DIR [--write]
-    import argparse
-
-    ap = argparse.ArgumentParser(description="measure each part's balance against its band on a rendered corpus")
-    ap.add_argument("--corpus", required=True, type=Path)
-    ap.add_argument("--write", action="store_true", help=f"write {TABLE}")
-    args = ap.parse_args()
-    table = measure_corpus(args.corpus)
-    print(json.dumps(table, indent=1))
-    if args.write:
-        from backline.engines.core.audio import write_bytes_atomic
-
-        write_bytes_atomic(TABLE, (json.dumps(table, indent=1) + "\n").encode(), overwrite=True)
-        print(f"wrote {TABLE}")

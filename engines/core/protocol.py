@@ -1,14 +1,12 @@
 """The Engine protocol: the one small surface every engine (bass, accompaniment, drums, analysis) exposes.
 
 The host builds its panels from `describe()`, the job worker calls `generate()`, and the CLI does both, so a
-new engine needs no new UI or CLI code. Engines are registered by name with a lazy import path so that
-listing them does not load torch.
+new engine needs no new UI or CLI code. Engines are registered by name with a lazy import path in
+`backline.engines.registry` (this module names no engine).
 """
 
 from __future__ import annotations
 
-import importlib
-import sys
 import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -128,6 +126,8 @@ class EngineDescription:
     title: str
     controls: tuple[Control, ...]
     inputs: tuple[str, ...] = ("mix",)  # what the request must carry: 'mix', 'midi', 'prompt', ...
+    #: what the request may carry besides (e.g. the band's MIDI beside the mix: exact tempo, bars and chords)
+    extra_inputs: tuple[str, ...] = ()
     outputs: tuple[str, ...] = ("audio", "midi")
     weights: str = ""  # human description of the loaded weights (path, training summary)
     device: str = "cpu"
@@ -208,30 +208,6 @@ def check_cancel(cancel: threading.Event | None) -> None:
         raise Cancelled()
 
 
-# name -> "module:builder"; builder(config: str = 'shipped', device: str = 'cpu') -> Engine
-ENGINE_REGISTRY: dict[str, str] = {
-    "bass": "backline.engines.bass.engine:build",
-    "accompany": "backline.engines.accompany.engine:build",
-    "drums": "backline.engines.drums.engine:build",
-    "analysis": "backline.engines.analysis.engine:build",
-    "separate": "backline.engines.separate.engine:build",
-}
-
-
-def available_engines() -> list[str]:
-    """Registered engines whose module is present in this install."""
-    from importlib.util import find_spec
-
-    names = []
-    for name, target in ENGINE_REGISTRY.items():
-        try:
-            if find_spec(target.split(":")[0]) is not None:
-                names.append(name)
-        except ModuleNotFoundError:
-            continue
-    return names
-
-
 def check_device(device: str) -> str:
     """'cpu', 'cuda', 'cuda:N' (or 'auto'), else a ConfigError — never a traceback from deep in torch."""
     import re
@@ -281,129 +257,3 @@ def check_seed_and_variations(seed: Any, variations: Any, flag: str = "--variati
     if not 0 <= seed <= MAX_SEED - (variations - 1):
         raise ConfigError(f"--seed {seed} is out of range", fix=f"use 0–{MAX_SEED - (variations - 1)}")
     return seed, variations
-
-
-def build_engine(name: str, config: str = "shipped", device: str = "cpu") -> Engine:
-    check_device(device)
-    if name not in ENGINE_REGISTRY or name not in available_engines():
-        raise ConfigError(f"unknown engine {name!r}", fix=f"available: {', '.join(available_engines()) or 'none'}")
-    module_name, builder = ENGINE_REGISTRY[name].split(":")
-    return getattr(importlib.import_module(module_name), builder)(config=config, device=device)
-
-
-def role_warning(request: GenerationRequest, config: str = "shipped") -> str | None:
-    """A one-line warning when the part this request generates already plays in its mix or band MIDI (the
-    analysis engine's presence model; see `analysis.api.role_already_playing`), else None. Never raises."""
-    try:
-        from backline.engines.analysis.api import role_already_playing
-    except ImportError:  # the analysis engine is optional
-        return None
-    return role_already_playing(request.engine, request.mix, request.midi, config=config)
-
-
-def generate_in_terminal(engine: Engine, request: GenerationRequest, *, desc: str | None = None,
-                         overwrite: bool = False) -> GenerationResult:
-    """Run one request from a command line, the way every CLI does it.
-
-    `preflight` locks and checks `request.out_dir` before any work; a progress bar shows the engine's own
-    steps and the time left; Ctrl+C and SIGTERM both cancel (the engine stops within one step, nothing is
-    written) and re-raise KeyboardInterrupt; `write_takes` then writes the takes all-or-nothing. Returns the
-    result with file paths."""
-    from backline.engines.core.takes import generate_and_write
-
-    with _sigterm_as_interrupt(), TerminalProgress(desc or request.engine) as bar:
-        return generate_and_write(engine, request, progress=bar.update, overwrite=overwrite, role_check="shipped",
-                                  on_warning=lambda text: print(f"warning: {text}", file=sys.stderr, flush=True))
-
-
-class _sigterm_as_interrupt:
-    """SIGTERM raises KeyboardInterrupt in the main thread while a job runs, so it cancels like Ctrl+C."""
-
-    def __enter__(self):
-        import signal
-
-        self.previous = None
-        if threading.current_thread() is threading.main_thread():
-            def raise_interrupt(_sig, _frame):
-                raise KeyboardInterrupt
-
-            self.previous = signal.signal(signal.SIGTERM, raise_interrupt)
-        return self
-
-    def __exit__(self, *exc):
-        import signal
-
-        if self.previous is not None:
-            signal.signal(signal.SIGTERM, self.previous)
-
-
-class TerminalProgress:
-    """A one-line progress bar for engine runs: percent, the engine's own step text ("step 12/64"), and the
-    time left (estimated from the progress made so far). Writes to stderr, and only when it is a terminal (logs
-    and pipes get the result lines alone)."""
-
-    def __init__(self, desc: str, width: int = 28) -> None:
-        import sys
-
-        self.desc, self.width = desc, width
-        self.stream = sys.stderr
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self.started = 0.0
-        self.first: tuple[float, float] | None = None  # (time, fraction) of the first report
-        self.last_draw = 0.0
-        self.fraction, self.message = 0.0, ""
-
-    def __enter__(self) -> TerminalProgress:
-        import time
-
-        self.started = time.monotonic()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.tty:
-            self.stream.write("\n")
-            self.stream.flush()
-
-    def eta(self, now: float) -> float | None:
-        if self.first is None or self.fraction <= self.first[1] + 1e-6 or self.fraction >= 1.0:
-            return None
-        t0, f0 = self.first
-        rate = (self.fraction - f0) / max(now - t0, 1e-6)
-        return (1.0 - self.fraction) / rate if rate > 0 else None
-
-    def line(self, now: float) -> str:
-        filled = int(round(self.fraction * self.width))
-        bar = "█" * filled + "·" * (self.width - filled)
-        parts = [f"{self.desc} {self.fraction * 100:3.0f}% {bar}"]
-        if self.message:
-            parts.append(self.message)
-        eta = self.eta(now)
-        elapsed = now - self.started
-        parts.append(f"{_clock(elapsed)} elapsed" + (f", ~{_clock(eta)} left" if eta is not None else ""))
-        return "  ".join(parts)
-
-    def update(self, fraction: float, message: str = "") -> None:
-        import time
-
-        now = time.monotonic()
-        self.fraction = max(self.fraction, min(1.0, max(0.0, float(fraction))))
-        self.message = str(message).strip().lstrip(",").strip()
-        if self.first is None and self.fraction > 0:
-            self.first = (now, self.fraction)
-        if not self.tty or (now - self.last_draw < 0.1 and self.fraction < 1.0):
-            return
-        self.last_draw = now
-        columns = 100
-        try:
-            import shutil
-
-            columns = shutil.get_terminal_size().columns
-        except (OSError, ValueError):
-            pass
-        self.stream.write("\r" + self.line(now)[: max(20, columns - 1)].ljust(max(20, columns - 1)))
-        self.stream.flush()
-
-
-def _clock(seconds: float) -> str:
-    seconds = int(round(seconds))
-    return f"{seconds // 60}:{seconds % 60:02d}"

@@ -57,7 +57,9 @@ from typing import Any
 
 from backline.engines.core.audio import Audio, write_audio
 from backline.engines.core.errors import AudioFileError, BacklineError, FileExistsRefusal
+from backline.engines.core.hooks import role_warning
 from backline.engines.core.midi import midi_bytes
+from backline.engines.core.protocol import GenerationResult, Take, check_cancel, check_seed_and_variations
 
 LOCK_NAME = ".backline.lock"
 STAGING_PREFIX = ".backline-staging-"
@@ -419,8 +421,6 @@ def generate_and_write(engine: Any, request: Any, *, progress=None, cancel: thre
     checked before any work, and a cancel or an error anywhere leaves it exactly as it was. With `role_check`
     (the analysis config, e.g. 'shipped') the request is first checked for its part already playing in the
     mix or band MIDI: the warning goes to `on_warning` at once and into the result's and takes' reports."""
-    from backline.engines.core.protocol import check_cancel, check_seed_and_variations, role_warning
-
     progress = progress or (lambda f, m: None)
     cancel = cancel or threading.Event()
     seed, variations = check_seed_and_variations(request.seed, request.variations)
@@ -497,8 +497,6 @@ def write_takes(result: Any, out_dir: str | Path, *, overwrite: bool = False, lo
     file unless `overwrite`; with `overwrite` an existing take is replaced whole, never mixed with the new one.
     `timeline` (the request's) places each take in bars, quarters and tempo in its report's `daw` block.
     """
-    from backline.engines.core.protocol import GenerationResult, Take
-
     folder = Path(out_dir).expanduser()
     own = lock is None
     if own:

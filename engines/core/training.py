@@ -200,26 +200,6 @@ def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> No
         be.copy_(bm)
 
 
-def v_objective_step(net: torch.nn.Module, model: torch.nn.Module, ema: torch.nn.Module, opt: torch.optim.Optimizer,
-                     schedule: Any, x: torch.Tensor, cond: torch.Tensor, ctx: Distributed, ema_decay: float,
-                     clip: float = 1.0) -> float:
-    """One optimiser step of a latent-diffusion trainer (paper 000 §4): t ~ U, noise x, predict v from
-    (z_t, t, cond) through `net` (the DDP-wrapped `model`), MSE on v, clip, step, EMA. Returns the loss."""
-    from backline.engines.diffusion import v_loss
-
-    t = schedule.sample_t(x.shape[0], device=x.device)
-    eps = torch.randn_like(x)
-    with ctx.autocast():
-        v = net(schedule.noise(x, t, eps), t, cond)
-    loss = v_loss(schedule, v, x, t, eps)
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-    opt.step()
-    ema_update(ema, model, ema_decay)
-    return float(loss.detach())
-
-
 def warmup_cosine(step: int, total: int, warmup: int, floor: float = 0.1) -> float:
     """LR multiplier: linear warm-up over `warmup` steps, then a cosine from 1 down to `floor` at `total`."""
     if warmup > 0 and step < warmup:

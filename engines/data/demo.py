@@ -169,9 +169,11 @@ def generate_on_demo(track: Path, takes: Path, seed: int = 0) -> dict[str, Path]
     import numpy as np
 
     from backline.engines.core.audio import Audio, read_audio, write_audio
-    from backline.engines.core.protocol import GenerationRequest, build_engine, generate_in_terminal
+    from backline.engines.core.protocol import GenerationRequest
     from backline.engines.core.timeline import Timeline
     from backline.engines.data.slakh import read_track
+    from backline.engines.registry import build_engine
+    from backline.engines.runner import generate_in_terminal
 
     tr = read_track(track)
     ex = tr.extras or {}

@@ -1,10 +1,13 @@
 """`backline generate drums`: a drum part with fills for the band's MIDI (or audio, or live JACK MIDI).
 
-    backline generate drums --midi BAND.mid --out DIR [--drums MYDRUMS.mid] [--bars 9-24]
-                            [--mode full|fills|regenerate] [--fill-bars 8,16] [--seed N] [--variation X]
+    backline generate drums --band-midi BAND.mid --out DIR [--mix BAND.wav] [--drums-midi MYDRUMS.mid]
+                            [--bars 9-24] [--mode full|fills|regenerate] [--fill-bars 8,16] [--variations N]
 
 Writes DIR/drums_seedN.mid (channel 10, GM drum map, bar-aligned to the region), DIR/drums_seedN.wav and
-DIR/drums_seedN.json (fill bars, fill probabilities, novelty per bar, timing, track roles).
+DIR/drums_seedN.json (fill bars, fill probabilities, novelty per bar, timing, track roles). The flags come
+from the drum engine's description and the shared vocabulary (`backline.engines.runner`); this module adds
+what is the drums' alone (`--jack`, `--role`, `--sample-rate`), the inputs they make, and the summary.
+`--mix` is the band's audio: with `--band-midi` the drums are balanced against it, alone it is transcribed.
 """
 
 from __future__ import annotations
@@ -14,41 +17,25 @@ import time
 from pathlib import Path
 
 HELP = "generate a drum part with fills (and its MIDI, WAV and report) for the band's MIDI, audio or live JACK input"
+ENGINE = "drums"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from backline.engines.core.protocol import add_control_flags, add_device_flag
-    from backline.engines.drums.engine import CONTROLS
+    from backline.engines.runner import deprecated_alias
 
-    src = parser.add_argument_group("input (one of)")
-    src.add_argument("--midi", help="the band's MIDI file (multitrack; tracks mapped to piano/guitar/bass/strings)")
-    src.add_argument("--audio", help="the band's audio (transcribed with basic-pitch); needs --bpm")
-    src.add_argument("--jack", type=float, metavar="SECONDS",
-                     help="record this long from a JACK MIDI port (backline-drums:band-in), then generate; needs --bpm")
-    parser.add_argument("--band-audio", type=Path, metavar="WAV",
-                        help="with --midi: the band's audio from bar 1 (without drums); the drums are balanced "
-                             "against it the way a real drummer sits in a mix (default: left as rendered)")
-    parser.add_argument("--out", help="output folder; required to generate")
-    parser.add_argument("--list-presets", action="store_true", help="list the drum style presets and exit")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--takes", type=int, default=1, help="how many takes (seeds seed, seed+1, ...)")
-    parser.add_argument("--role", action="append", default=[], metavar="NAME=ROLE",
-                        help="override a track's role (NAME = track name or 0-based index; ROLE = piano, guitar, "
-                             "bass, strings, drums, ignore); repeatable")
-    parser.add_argument("--bpm", type=float, default=None, help="tempo for --audio / --jack")
-    parser.add_argument("--meter", default="4/4", help="meter for --audio / --jack, e.g. 3/4")
-    parser.add_argument("--sample-rate", type=int, default=48000, help="sample rate of the WAV")
-    parser.add_argument("--config", choices=("shipped", "debug"), default="shipped",
-                        help="model weights: shipped (trained) or debug (tiny random init, for testing)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an earlier take of the same seed in --out")
-    add_device_flag(parser)
-    parser.add_argument("--preset", default=None, help="drum style preset (--list-presets shows them); the control "
-                                                        "flags below override it")
-    # the engine's controls, from its own declaration (the host's panel is built from the same one)
-    add_control_flags(parser, CONTROLS, title="drum controls")
+    extra = parser.add_argument_group("drums")
+    extra.add_argument("--jack", type=float, metavar="SECONDS",
+                       help="record this long from a JACK MIDI port (backline-drums:band-in), then generate; "
+                            "needs --bpm")
+    extra.add_argument("--role", action="append", default=[], metavar="NAME=ROLE",
+                       help="override a track's role (NAME = track name or 0-based index; ROLE = piano, guitar, "
+                            "bass, strings, drums, ignore); repeatable")
+    extra.add_argument("--sample-rate", type=int, default=48000, help="sample rate of the WAV")
+    deprecated_alias(parser, "--audio", "mix", "--mix", type=Path)
+    deprecated_alias(parser, "--band-audio", "mix", "--mix", type=Path)
 
 
-def _list_presets() -> int:
+def list_presets() -> int:
     from backline.engines.core.presets import load_presets
 
     presets, problems = load_presets("drums")
@@ -61,102 +48,79 @@ def _list_presets() -> int:
     return 0
 
 
-def _timeline(args):
+def check(args: argparse.Namespace, controls: dict, meter: tuple[int, int]) -> dict:
     from backline.engines.core.errors import ConfigError
-    from backline.engines.core.timeline import Timeline, check_bpm
 
-    if args.bpm is None:
-        raise ConfigError("--audio and --jack need the tempo", fix="pass --bpm, e.g. --bpm 120")
-    try:
-        num, den = (int(x) for x in args.meter.split("/"))
-    except ValueError as err:
-        raise ConfigError(f"meter {args.meter!r} is not N/D", fix="e.g. --meter 4/4") from err
-    from backline.engines.drums.representation import quarters_per_bar
+    if not (args.band_midi or args.mix or args.jack):
+        raise ConfigError("give the band", fix="--band-midi BAND.mid, --mix MIX.wav or --jack SECONDS")
+    if args.jack and (args.band_midi or args.mix):
+        raise ConfigError("--jack records the band itself", fix="give --jack alone, or --band-midi / --mix")
+    if args.band_midi is None and args.bpm is None:
+        raise ConfigError("--mix and --jack need the tempo", fix="pass --bpm, e.g. --bpm 120")
+    if args.band_midi is None:
+        from backline.engines.drums.representation import quarters_per_bar
 
-    timeline = Timeline.constant(check_bpm(args.bpm), args.sample_rate, num, den)
-    quarters_per_bar(num, den)  # a meter the drum models cannot play fails now, before any audio is read (64/4)
-    return timeline
+        quarters_per_bar(*meter)  # a meter the drum models cannot play fails now, before any audio is read (64/4)
+    if args.preset:
+        from backline.engines.drums.engine import preset_controls
 
-
-def run(args: argparse.Namespace) -> int:
-    import tempfile
-
-    from backline.engines.core.errors import ConfigError
-    from backline.engines.core.protocol import (
-        GenerationRequest,
-        build_engine,
-        check_seed_and_variations,
-        control_values,
-        generate_in_terminal,
-        resolve_device,
-    )
-    from backline.engines.core.timeline import Timeline
-    from backline.engines.drums.engine import CONTROLS
-
-    if args.list_presets:
-        return _list_presets()
-    sources = [s for s in (args.midi, args.audio, args.jack) if s]
-    if len(sources) != 1:
-        raise ConfigError("give exactly one input", fix="--midi BAND.mid, --audio MIX.wav or --jack SECONDS")
-    if args.out is None:
-        raise ConfigError("--out is needed to generate", fix="e.g. --out takes/ (or --list-presets)")
-    check_seed_and_variations(args.seed, args.takes, "--takes")
-    controls = control_values(args, CONTROLS)
+        preset_controls(args.preset)  # an unknown name fails now, listing the known ones
     if args.role:
         controls["roles"] = ",".join(filter(None, [controls.get("roles", ""), *args.role]))
-    midi, mix = None, None
-    timeline = Timeline.constant(120.0, args.sample_rate)
-    tmp_dir = None
-    if args.midi:
-        midi = Path(args.midi)
-    elif args.audio:
-        from backline.engines.core.audio import read_audio
+    return controls
 
-        timeline = _timeline(args)
-        mix = read_audio(args.audio)
-    else:
-        from backline.engines.core.transcribe import events_to_track
-        from backline.engines.drums.inputs import JackMidiInput
 
-        timeline = _timeline(args)
-        port = JackMidiInput()
-        print(f"recording {args.jack:g} s from JACK port {port.port_name}; play now ...")
-        port.start()
-        time.sleep(args.jack)
-        band = port.band(timeline)
-        port.close()
-        # hand the recording to the engine as a MIDI file, the same path every other input takes
-        import mido
+def inputs(args: argparse.Namespace, controls: dict, meter: tuple[int, int]):
+    """(timeline, start, stop, mix, midi, cleanup): band MIDI (with its audio to balance against), audio
+    alone (transcribed), or a JACK recording handed over as a MIDI file, the path every other input takes."""
+    from backline.engines.core import audio
+    from backline.engines.core.timeline import Timeline, check_bpm
 
-        tmp_dir = tempfile.TemporaryDirectory(prefix="backline-jack-")
-        midi = Path(tmp_dir.name) / "jack.mid"
-        mf = mido.MidiFile(type=1, ticks_per_beat=timeline.ppq)
-        events = [(0, mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(timeline.bpm))),
-                  (0, mido.MetaMessage("time_signature", numerator=timeline.numerator, denominator=timeline.denominator))]
-        mf.tracks.append(events_to_track(events, "tempo"))
-        by_track: dict[str, list] = {}
-        for t0, t1, pitch, vel, ch, name in band_notes(band):
-            by_track.setdefault(name, []).extend([
-                (int(t0 * timeline.ppq), mido.Message("note_on", note=pitch, velocity=vel, channel=ch)),
-                (int(t1 * timeline.ppq), mido.Message("note_off", note=pitch, velocity=0, channel=ch))])
-        for name, notes in by_track.items():  # one track per role, named so the reader maps it back
-            mf.tracks.append(events_to_track(notes, name))
-        mf.save(midi)
+    if args.band_midi is not None:
+        mix = audio.read_audio(args.mix, sample_rate=args.sample_rate) if args.mix is not None else None
+        return Timeline.constant(120.0, args.sample_rate), 0, None, mix, args.band_midi, None
+    timeline = Timeline.constant(check_bpm(args.bpm), args.sample_rate, *meter)
+    if args.mix is not None:
+        return timeline, 0, None, audio.read_audio(args.mix), None, None
+    import tempfile
 
-    if args.band_audio is not None:
-        if not args.midi:
-            raise ConfigError("--band-audio goes with --midi", fix="with --audio the band's audio is already there")
-        from backline.engines.core.audio import read_audio
-
-        mix = read_audio(args.band_audio, sample_rate=args.sample_rate)  # a bad file: one line, before any work
-    engine = build_engine("drums", args.config, resolve_device(args.device))
-    request = GenerationRequest(engine="drums", out_dir=Path(args.out), timeline=timeline, midi=midi, mix=mix,
-                                controls=controls, seed=args.seed, variations=args.takes, preset=args.preset)
+    tmp_dir = tempfile.TemporaryDirectory(prefix="backline-jack-")
     try:
-        result = generate_in_terminal(engine, request, overwrite=args.overwrite)
-    finally:
-        if tmp_dir is not None:
-            tmp_dir.cleanup()
+        midi = _record_jack(args.jack, timeline, Path(tmp_dir.name) / "jack.mid")
+    except BaseException:
+        tmp_dir.cleanup()
+        raise
+    return timeline, 0, None, None, midi, tmp_dir.cleanup
+
+
+def _record_jack(seconds: float, timeline, path: Path) -> Path:
+    import mido
+
+    from backline.engines.core.transcribe import events_to_track
+    from backline.engines.drums.inputs import JackMidiInput
+
+    port = JackMidiInput()
+    print(f"recording {seconds:g} s from JACK port {port.port_name}; play now ...")
+    port.start()
+    time.sleep(seconds)
+    band = port.band(timeline)
+    port.close()
+    mf = mido.MidiFile(type=1, ticks_per_beat=timeline.ppq)
+    events = [(0, mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(timeline.bpm))),
+              (0, mido.MetaMessage("time_signature", numerator=timeline.numerator, denominator=timeline.denominator))]
+    mf.tracks.append(events_to_track(events, "tempo"))
+    by_track: dict[str, list] = {}
+    for t0, t1, pitch, vel, ch, name in band_notes(band):
+        by_track.setdefault(name, []).extend([
+            (int(t0 * timeline.ppq), mido.Message("note_on", note=pitch, velocity=vel, channel=ch)),
+            (int(t1 * timeline.ppq), mido.Message("note_off", note=pitch, velocity=0, channel=ch))])
+    for name, notes in by_track.items():  # one track per role, named so the reader maps it back
+        mf.tracks.append(events_to_track(notes, name))
+    mf.save(path)
+    return path
+
+
+def summary(result, args: argparse.Namespace) -> None:
     for take in result.takes:
         r = take.report
         print(f"seed {take.seed}: bars {r['bars'][0]}-{r['bars'][1]}, fills at {r['fill_bars'] or 'none'}, "
@@ -164,7 +128,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"  MIDI   {take.midi}" + (f"\n  audio  {take.stems['drums']}" if "drums" in take.stems else ""))
         print(f"  report {r['files']['report']}")
     print("band tracks: " + "; ".join(_track_line(t) for t in result.report["tracks"]))
-    return 0
 
 
 def _track_line(track) -> str:

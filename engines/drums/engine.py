@@ -21,7 +21,7 @@ import json
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -267,9 +267,7 @@ class DrumEngine:
         self.device = device
 
     def describe(self) -> EngineDescription:
-        return EngineDescription("drums", "Drums", CONTROLS,
-                                 inputs=("midi", "mix"), outputs=("audio", "midi"), weights=self.models.summary,
-                                 device=self.device)
+        return replace(describe(device=self.device), weights=self.models.summary)
 
     # input ------------------------------------------------------------------------------------------------
     def read_input(self, request: GenerationRequest, controls: dict[str, Any]) -> BandInput:
@@ -462,3 +460,9 @@ def _has_tempo(path: str | Path) -> bool:
     except Exception:  # noqa: BLE001 - read_midi_files has already reported unreadable files
         return True
     return any(msg.type == "set_tempo" for track in mid.tracks for msg in track)
+
+
+def describe(config: str = "shipped", device: str = "cpu") -> EngineDescription:
+    """The engine's description without loading any weights: the command line builds its flags from it."""
+    return EngineDescription("drums", "Drums", CONTROLS, inputs=("midi", "mix"), outputs=("audio", "midi"),
+                             weights=f"drum models ({config})", device=device)

@@ -245,8 +245,7 @@ class SeparateEngine:
         self.separator, self.weights, self.device = separator, weights, device
 
     def describe(self) -> EngineDescription:
-        return EngineDescription("separate", "Separate", CONTROLS, inputs=("mix",), outputs=("audio", "midi"),
-                                 weights=self.weights, device=self.device)
+        return describe(device=self.device, weights=self.weights)
 
     def generate(self, request: GenerationRequest, *, progress, cancel: threading.Event) -> GenerationResult:
         progress = progress or (lambda f, m: None)
@@ -374,3 +373,10 @@ def extract(audio: Audio, role: str = "bass", *, progress=None,
         _SHIPPED["cpu"] = Separator(load_model(WEIGHTS))
     stem = _SHIPPED["cpu"].separate(audio, [ROLE_WORDS[labels[0]]], progress=progress, cancel=cancel)[0]
     return stem, presence(stem, audio)
+
+
+def describe(config: str = "shipped", device: str = "cpu", weights: str = "") -> EngineDescription:
+    """The engine's description without loading any weights: the command line builds its flags from it. The
+    parts to separate come as the request's prompt (or the `roles` control, for a panel)."""
+    return EngineDescription("separate", "Separate", CONTROLS, inputs=("mix",), extra_inputs=("prompt",),
+                             outputs=("audio", "midi"), weights=weights or f"separation masks ({config})", device=device)

@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from backline.engines.core.errors import BacklineError
-from backline.engines.core.protocol import GenerationRequest, available_engines
+from backline.engines.core.protocol import GenerationRequest
 from backline.engines.core.timeline import Timeline
+from backline.engines.registry import available_engines
 from backline.host.controllers.base import Controller
 from backline.host.history import TakeRecord
 from backline.host.takecard import PendingCard
