@@ -140,33 +140,40 @@ class Prepared:
 
 def windowed(prep: Prepared, run, callback=None, window: int = 0, overlap: int = 0) -> dict[str, torch.Tensor]:
     """`run(prep_window, callback) -> {name: [BINS, frames]}` over overlapping windows of a long mixture, joined
-    with linear cross-fades. Why: the bottom attention is quadratic in length (a 15-minute mix would need
-    tens of GB); windows of ~16 s keep memory flat and every window sees 2 s of context either side."""
+    by the one windowing helper (`engines.core.windows.overlap_add`, raised-cosine cross-fades). Why: the bottom
+    attention is quadratic in length (a 15-minute mix would need tens of GB); windows of ~16 s keep memory flat
+    and every window sees 2 s of context either side."""
+    from backline.engines.core.windows import overlap_add, windows
+
     window = window or WINDOW_FRAMES
     overlap = overlap or OVERLAP_FRAMES
     total = prep.mag.shape[-1]
     if total <= window:
         return run(prep, callback)
-    starts = list(range(0, total - overlap, window - overlap))
-    out: dict[str, torch.Tensor] = {}
-    weight = torch.zeros(total)
-    for k, a in enumerate(starts):
-        b = min(total, a + window)
+    n = len(list(windows(total, window, window - overlap)))
+    names: list[str] = []
+    device = [torch.device("cpu")]
+    k = 0
 
-        def cb(state, k=k):
+    def one(frames: np.ndarray) -> np.ndarray:
+        # the helper windows the frame indices, so `run` gets the Prepared window (with the whole mix's level)
+        a, b = int(frames[0]), int(frames[-1]) + 1
+
+        def cb(state):
             if callback is not None:
-                callback(state | {"i": k * state["steps"] + state["i"], "steps": len(starts) * state["steps"]})
+                callback(state | {"i": k * state["steps"] + state["i"], "steps": n * state["steps"]})
 
         part = run(prep.window(a, b), cb)
-        ramp = torch.ones(b - a)
-        if k > 0:
-            ramp[:overlap] = torch.linspace(0, 1, overlap + 2)[1:-1]
-        if b < total:
-            ramp[-overlap:] = torch.minimum(ramp[-overlap:], torch.linspace(1, 0, overlap + 2)[1:-1])
-        for name, x in part.items():
-            out.setdefault(name, torch.zeros(*x.shape[:-1], total))[..., a:b] += x * ramp
-        weight[a:b] += ramp
-    return {name: x / weight.clamp_min(1e-6) for name, x in out.items()}
+        names[:] = list(part)
+        device[0] = part[names[0]].device
+        return torch.stack([part[name] for name in names]).float().cpu().numpy()
+
+    def advance(i: int, _n: int) -> None:
+        nonlocal k
+        k = i + 1
+
+    out = overlap_add(one, np.arange(total), window, window - overlap, on_window=advance)
+    return {name: torch.from_numpy(out[i]).to(device[0]) for i, name in enumerate(names)}
 
 
 class AccompanyEngine:
