@@ -193,13 +193,17 @@ class AccompanyEngine:
 
     # --- protocol ---------------------------------------------------------------------------------------
     def describe(self) -> EngineDescription:
+        from backline.engines.accompany.text import cache_root as text_cache_dir
+        from backline.engines.core.render import latency_cache_dir
+
         training = self.meta.get("training", {})
         planner = "untrained (debug)" if self.config == "debug" else "weights/planner"
         weights = f"follow: comp planner {planner}; free: GMSDI score model ({self.config}); " + (
             f"{training.get('steps', '?')} steps on {training.get('data', '?')}" if training else "untrained")
         return EngineDescription(NAME, "Accompaniment & separation", CONTROLS,
                                  inputs=("mix", "prompt"), outputs=("audio", "midi"), weights=weights,
-                                 device=self.device)
+                                 device=self.device, fast={"steps": 2},
+                                 caches=(str(text_cache_dir()), str(latency_cache_dir())))
 
     def generate(self, request: GenerationRequest, *, progress: ProgressFn | None = None,
                  cancel: threading.Event | None = None) -> GenerationResult:

@@ -198,7 +198,9 @@ class BassEngine:
 
     # --- protocol ---------------------------------------------------------------------------------------
     def describe(self) -> EngineDescription:
-        from backline.engines.bass.presets import list_presets
+        from backline.engines.bass.presets import list_presets, user_cache_dir
+        from backline.engines.bass.reference import cache_dir as instrument_cache_dir
+        from backline.engines.core.render import latency_cache_dir
 
         controls = tuple(
             Control(c.name, "choice", c.default, c.label, choices=tuple(list_presets()), help=c.help)
@@ -207,7 +209,9 @@ class BassEngine:
         weights = f"bass diffusion ({self.config}); " + (
             f"{training.get('steps', '?')} steps on {training.get('data', '?')}" if training else "untrained")
         return EngineDescription(NAME, "Bass", controls, inputs=("mix",),
-                                 outputs=("audio", "midi"), weights=weights, device=self.device)
+                                 outputs=("audio", "midi"), weights=weights, device=self.device,
+                                 fast={"steps": 2}, caches=tuple(str(d) for d in (
+                                     user_cache_dir(), instrument_cache_dir(), latency_cache_dir())))
 
     def generate(self, request: GenerationRequest, *, progress: ProgressFn | None = None,
                  cancel: threading.Event | None = None) -> GenerationResult:

@@ -267,9 +267,11 @@ class DrumEngine:
         self.device = device
 
     def describe(self) -> EngineDescription:
+        from backline.engines.core.render import latency_cache_dir
+
         return EngineDescription("drums", "Drums", CONTROLS,
                                  inputs=("midi", "mix"), outputs=("audio", "midi"), weights=self.models.summary,
-                                 device=self.device)
+                                 device=self.device, caches=(str(latency_cache_dir()),))
 
     # input ------------------------------------------------------------------------------------------------
     def read_input(self, request: GenerationRequest, controls: dict[str, Any]) -> BandInput:
