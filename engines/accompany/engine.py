@@ -140,39 +140,33 @@ class Prepared:
 
 def windowed(prep: Prepared, run, callback=None, window: int = 0, overlap: int = 0) -> dict[str, torch.Tensor]:
     """`run(prep_window, callback) -> {name: [BINS, frames]}` over overlapping windows of a long mixture, joined
-    by the one windowing helper (`engines.core.windows.overlap_add`, raised-cosine cross-fades). Why: the bottom
-    attention is quadratic in length (a 15-minute mix would need tens of GB); windows of ~16 s keep memory flat
-    and every window sees 2 s of context either side."""
-    from backline.engines.core.windows import overlap_add, windows
+    by the one windowing helper (`engines.core.windows`, raised-cosine cross-fades). Why: the bottom attention is
+    quadratic in length (a 15-minute mix would need tens of GB); windows of ~16 s keep memory flat and every
+    window sees 2 s of context either side. The callback sees the steps of all windows as one count."""
+    from backline.engines.core.windows import overlap_add_spans, windows
 
     window = window or WINDOW_FRAMES
     overlap = overlap or OVERLAP_FRAMES
     total = prep.mag.shape[-1]
     if total <= window:
         return run(prep, callback)
-    n = len(list(windows(total, window, window - overlap)))
+    starts = [a for a, _ in windows(total, window, window - overlap)]
     names: list[str] = []
     device = [torch.device("cpu")]
-    k = 0
 
-    def one(frames: np.ndarray) -> np.ndarray:
-        # the helper windows the frame indices, so `run` gets the Prepared window (with the whole mix's level)
-        a, b = int(frames[0]), int(frames[-1]) + 1
+    def one(a: int, b: int) -> np.ndarray:
+        k = starts.index(a)
 
         def cb(state):
             if callback is not None:
-                callback(state | {"i": k * state["steps"] + state["i"], "steps": n * state["steps"]})
+                callback(state | {"i": k * state["steps"] + state["i"], "steps": len(starts) * state["steps"]})
 
-        part = run(prep.window(a, b), cb)
+        part = run(prep.window(a, b), cb)  # the window keeps the whole mixture's level
         names[:] = list(part)
         device[0] = part[names[0]].device
         return torch.stack([part[name] for name in names]).float().cpu().numpy()
 
-    def advance(i: int, _n: int) -> None:
-        nonlocal k
-        k = i + 1
-
-    out = overlap_add(one, np.arange(total), window, window - overlap, on_window=advance)
+    out = overlap_add_spans(one, total, window, window - overlap)
     return {name: torch.from_numpy(out[i]).to(device[0]) for i, name in enumerate(names)}
 
 

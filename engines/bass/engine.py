@@ -582,31 +582,24 @@ class BassEngine:
 
     def _chunked(self, noise, cond_n, sampling, mu_n, callback, cancel, device, chunk: int = OOM_CHUNK,
                  overlap: int = OOM_OVERLAP) -> torch.Tensor:
-        """Independent overlapping windows, linearly crossfaded in latent space (memory bound, seams possible).
-        The callback sees the steps of all windows as one count (window k's step i = k·steps + i)."""
-        frames = noise.shape[-1]
-        out = torch.zeros_like(noise, device=device)
-        weight = torch.zeros(frames, device=device)
-        step = chunk - overlap
-        starts = list(range(0, max(frames - overlap, 1), step))
-        for k, a in enumerate(starts):
-            b = min(frames, a + chunk)
+        """Independent overlapping windows, cross-faded in latent space by the one windowing helper
+        (`engines.core.windows`; memory bound, seams possible). The callback sees the steps of all windows as one
+        count (window k's step i = k·steps + i)."""
+        from backline.engines.core.windows import overlap_add_spans, windows
+
+        starts = [a for a, _ in windows(noise.shape[-1], chunk, chunk - overlap)]
+
+        def one(a: int, b: int) -> np.ndarray:
+            k = starts.index(a)
             window_callback = None
             if callback is not None:
-                def window_callback(state, k=k):
+                def window_callback(state):
                     callback(state | {"i": k * state["steps"] + state["i"], "steps": len(starts) * state["steps"]})
             x = self._run(noise[..., a:b], cond_n[..., a:b], sampling, mu_n, window_callback, cancel, device)
-            w = torch.ones(b - a, device=device)
-            ramp = min(overlap, b - a)
-            if a > 0:
-                w[:ramp] = torch.linspace(0, 1, ramp + 2, device=device)[1:-1]
-            if b < frames:
-                w[-ramp:] = torch.minimum(w[-ramp:], torch.linspace(1, 0, ramp + 2, device=device)[1:-1])
-            out[..., a:b] += x * w
-            weight[a:b] += w
-            if b == frames:
-                break
-        return out / weight.clamp_min(1e-6)
+            return x.float().cpu().numpy()
+
+        out = overlap_add_spans(one, noise.shape[-1], chunk, chunk - overlap)
+        return torch.from_numpy(out).to(device=device, dtype=noise.dtype)
 
     def enable_compile(self) -> None:
         """torch.compile the U-Net (CUDA; dynamic shapes so new lengths do not recompile every time)."""
