@@ -191,6 +191,24 @@ def infinite(loader: Any, ctx: Distributed) -> Iterator[Any]:
 
 # --- the one training loop -----------------------------------------------------------------------------------
 
+def ramp_cosine(step: int, total: int, warmup: int) -> float:
+    """LR multiplier of the drum and tagger recipes (kept so their shipped weights reproduce): a linear ramp over
+    `warmup` steps multiplied by a cosine from 1 to 0 over all `total` steps."""
+    return min(1.0, (step + 1) / max(1, warmup)) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, step / max(1, total))))
+
+
+def apply_update(opt: torch.optim.Optimizer, loss: torch.Tensor, params: Any = None,
+                 clip: float | None = None) -> float:
+    """One optimiser update from `loss`: zero the grads, backward, clip the norm of `params` to `clip` (when
+    given), step. Returns the loss as a float. A GAN calls it once per network, each with its own optimiser."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if clip is not None:
+        torch.nn.utils.clip_grad_norm_(params, clip)
+    opt.step()
+    return float(loss.detach())
+
+
 @torch.no_grad()
 def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
     """Exponential moving average of the parameters (buffers copied): the weights the diffusion trainers export."""
@@ -211,31 +229,9 @@ def v_objective_step(net: torch.nn.Module, model: torch.nn.Module, ema: torch.nn
     eps = torch.randn_like(x)
     with ctx.autocast():
         v = net(schedule.noise(x, t, eps), t, cond)
-    loss = v_loss(schedule, v, x, t, eps)
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-    opt.step()
+    value = apply_update(opt, v_loss(schedule, v, x, t, eps), model.parameters(), clip)
     ema_update(ema, model, ema_decay)
-    return float(loss.detach())
-
-
-def ramp_cosine(step: int, total: int, warmup: int) -> float:
-    """LR multiplier of the drum and tagger recipes (kept so their shipped weights reproduce): a linear ramp over
-    `warmup` steps multiplied by a cosine from 1 to 0 over all `total` steps."""
-    return min(1.0, (step + 1) / max(1, warmup)) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, step / max(1, total))))
-
-
-def apply_update(opt: torch.optim.Optimizer, loss: torch.Tensor, params: Any = None,
-                 clip: float | None = None) -> float:
-    """One optimiser update from `loss`: zero the grads, backward, clip the norm of `params` to `clip` (when
-    given), step. Returns the loss as a float. A GAN calls it once per network, each with its own optimiser."""
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    if clip is not None:
-        torch.nn.utils.clip_grad_norm_(params, clip)
-    opt.step()
-    return float(loss.detach())
+    return value
 
 
 def warmup_cosine(step: int, total: int, warmup: int, floor: float = 0.1) -> float:
