@@ -45,3 +45,11 @@ def test_trainers_end_to_end(tiny_corpus, tmp_path):
         model, meta = load_weights(tg / f"tagger_{head}", kind="tagger", build=build_tagger)
         assert model.head.kind == head and len(meta["training"]["lam_grid_val_fine_bce"]) == (0 if head == "flat" else 5)
         assert ((model.fine_thresholds > 0) & (model.fine_thresholds < 1)).all()
+    # each head is its own resumable run on the one training loop, with a held-out learning curve
+    rows = [json.loads(line) for line in (tg / "gmp" / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["step"] == 2 and "val_fine_bce" in rows[-1] and "gmp_loss" in rows[-1]
+    assert main(["train", "tagger", *data, "--encoder", str(mc / "musicoder"), "--heads", "gmp", "--steps", "3",
+                 "--batch", "4", "--run-dir", str(tg)]) == 0
+    rows = [json.loads(line) for line in (tg / "gmp" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [2, 3]  # resumed at step 2, not restarted
+    assert json.loads((tg / "tagger_gmp.json").read_text())["training"]["steps"] == 3

@@ -1,9 +1,13 @@
-"""The engine contract, checked for every registered engine with its debug config (a new engine gets these
-tests for free by being in `ENGINE_REGISTRY`).
+"""The engine contract, checked for every registered engine in every mode its `describe()` declares, with its
+debug config and the fast settings it declares (`EngineDescription.fast`): a new engine, or a new mode, gets
+these tests for free by being in `ENGINE_REGISTRY` and its description.
 
-For each engine: the defaults validate; generate() is pure and its stems are exactly the region's length; a
-cancel in the middle of a run and a SIGTERM leave the output folder exactly as it was; two runs into one folder
-give one take and one clear error; a read-only folder gives a one-line error before any work.
+For each engine and mode: the defaults and the fast settings validate; generate() is pure — with HOME, TMPDIR,
+XDG_CACHE_HOME and the working folder sandboxed to empty folders, it writes nothing but into the caches it
+declares (`EngineDescription.caches`) — and its stems are exactly the region's length; a cancel in the middle of
+a run leaves the output folder exactly as it was. For each engine: a SIGTERM cancels like Ctrl+C; two runs into
+one folder give one take and one clear error; a read-only folder or a full disk gives a one-line error before
+any work.
 """
 
 from __future__ import annotations
@@ -13,7 +17,9 @@ import pickle
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
+from functools import cache
 from pathlib import Path
 
 import mido
@@ -23,7 +29,7 @@ import pytest
 from backline.engines.core.audio import Audio
 from backline.engines.core.errors import BacklineError, Cancelled, FileExistsRefusal
 from backline.engines.core.protocol import GenerationRequest
-from backline.engines.core.takes import OutputError, generate_and_write, preflight
+from backline.engines.core.takes import OutputError, generate_and_write, preflight, write_takes
 from backline.engines.core.timeline import Timeline
 from backline.engines.registry import available_engines, build_engine
 
@@ -33,9 +39,28 @@ BARS = (2, 3)  # the region: bars 2-3 of a 4-bar song (4 s at 120 BPM)
 ENGINES = sorted(available_engines())
 
 
+@cache
+def built(name: str):
+    """One debug build per engine for the whole module (collection reads its modes from describe())."""
+    return build_engine(name, "debug")
+
+
+def modes_of(name: str) -> tuple[str, ...]:
+    try:
+        return built(name).describe().modes()
+    except Exception:  # noqa: BLE001 - an engine that does not build fails its own cases, not the collection
+        return ("",)
+
+
+#: every (engine, mode) pair the registry and the descriptions declare; "" = an engine without modes
+CASES = [(name, mode) for name in ENGINES for mode in modes_of(name)]
+CASE_IDS = [f"{name}-{mode}" if mode else name for name, mode in CASES]
+
+
 @pytest.fixture(scope="module")
 def band(tmp_path_factory) -> tuple[Path, Audio]:
-    """A 4-bar band as MIDI (piano chords + a bass line) and as audio (the same harmony as tones)."""
+    """A 4-bar band as MIDI (piano chords, a bass line and the drummer's part, which the modes that rework a
+    drum part need) and as audio (the same harmony as tones)."""
     folder = tmp_path_factory.mktemp("band")
     mid = mido.MidiFile(type=1, ticks_per_beat=480)
     conductor = mido.MidiTrack([mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(BPM)),
@@ -51,6 +76,14 @@ def band(tmp_path_factory) -> tuple[Path, Audio]:
                 track.append(mido.Message("note_off", note=p, velocity=0, channel=channel, time=440 if k == 0 else 0))
             track.append(mido.Message("note_off", note=pitches[0], velocity=0, channel=channel, time=40))
         mid.tracks.append(track)
+    drums = mido.MidiTrack([mido.MetaMessage("track_name", name="Drums")])
+    for eighth in range(32):  # kick on 1 and 3, snare on 2 and 4, closed hi-hat on every eighth
+        hits = [42] + ([36] if eighth % 8 in (0, 4) else []) + ([38] if eighth % 8 in (2, 6) else [])
+        for p in hits:
+            drums.append(mido.Message("note_on", note=p, velocity=90, channel=9, time=0))
+        for k, p in enumerate(hits):
+            drums.append(mido.Message("note_off", note=p, velocity=0, channel=9, time=240 if k == 0 else 0))
+    mid.tracks.append(drums)
     path = folder / "band.mid"
     mid.save(path)
     t = np.arange(int(4 * 4 * 60 / BPM * SR)) / SR
@@ -61,15 +94,44 @@ def band(tmp_path_factory) -> tuple[Path, Audio]:
 
 @pytest.fixture(scope="module", params=ENGINES)
 def engine(request):
-    return build_engine(request.param, "debug")
+    return built(request.param)
 
 
-def make_request(engine, band, out_dir: Path, seed: int = 0) -> GenerationRequest:
+@pytest.fixture
+def sandbox(tmp_path, monkeypatch) -> Path:
+    """HOME, TMPDIR, XDG_CACHE_HOME and the working folder as empty folders of their own (tempfile's cached
+    choice too), so any cache or temporary file a run writes shows up in them."""
+    root = tmp_path / "sandbox"
+    for name, var in (("home", "HOME"), ("tmp", "TMPDIR"), ("cache", "XDG_CACHE_HOME")):
+        (root / name).mkdir(parents=True)
+        monkeypatch.setenv(var, str(root / name))
+    for var in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME"):
+        monkeypatch.delenv(var, raising=False)  # their defaults are under the sandboxed HOME
+    monkeypatch.setattr(tempfile, "tempdir", str(root / "tmp"))
+    (root / "cwd").mkdir()
+    monkeypatch.chdir(root / "cwd")
+    return root
+
+
+def stray_writes(sandbox: Path, caches: tuple[str, ...]) -> list[str]:
+    """What a run left in the sandbox outside the caches its engine declares (their parents may be created)."""
+    allowed = [Path(c).resolve() for c in caches]
+    stray = []
+    for p in sorted(sandbox.rglob("*")):
+        r = p.resolve() if not p.is_symlink() else p.parent.resolve() / p.name
+        if p.parent == sandbox or any(r == c or c in r.parents or r in c.parents for c in allowed):
+            continue
+        stray.append(str(p.relative_to(sandbox)))
+    return stray
+
+
+def make_request(engine, band, out_dir: Path, seed: int = 0, mode: str = "") -> GenerationRequest:
     midi_path, audio = band
     tl = Timeline.constant(BPM, SR)
     start, stop = tl.bar_range_to_samples(*BARS)
-    inputs = engine.describe().inputs  # alternatives: the band's MIDI when the engine reads it, else the mix
-    controls = {"steps": 2} if engine.name == "bass" else {}
+    desc = engine.describe()
+    inputs = desc.inputs  # alternatives: the band's MIDI when the engine reads it, else the mix
+    controls = dict(desc.fast) | ({"mode": mode} if mode else {})
     midi = midi_path if "midi" in inputs else None
     return GenerationRequest(engine.name, out_dir, tl, region_start=start, region_stop=stop,
                              mix=audio.slice(start, stop) if midi is None and "mix" in inputs else None,
@@ -91,18 +153,28 @@ def user_folder(tmp_path: Path) -> Path:
     return out
 
 
-def test_defaults_validate(engine):
+def test_every_engine_declares_its_modes_and_fast_settings_validly(engine, sandbox):
     desc = engine.describe()
     assert desc.name == engine.name
     assert desc.validate({}) == desc.defaults()
     assert desc.validate(desc.defaults()) == desc.defaults()
+    for mode in desc.modes():
+        controls = desc.validate(dict(desc.fast) | ({"mode": mode} if mode else {}))
+        assert set(desc.fast) <= set(controls)
+    for c in desc.caches:  # resolved from the environment, so a sandboxed run caches into its sandbox
+        assert sandbox in Path(c).resolve().parents, f"{c} is not under $HOME or $XDG_CACHE_HOME"
 
 
-def test_generate_is_pure_and_outputs_are_exactly_the_region(engine, band, tmp_path):
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_every_mode_is_pure_and_outputs_are_exactly_the_region(case, band, tmp_path, sandbox):
+    name, mode = case
+    engine = built(name)
+    caches = engine.describe().caches  # resolved inside the sandbox
     out = tmp_path / "out"
-    request = make_request(engine, band, out)
+    request = make_request(engine, band, out, mode=mode)
     result = engine.generate(request, progress=lambda f, m: None, cancel=threading.Event())
     assert not out.exists()  # generate() wrote nothing
+    assert (stray := stray_writes(sandbox, caches)) == [], " ".join(stray)  # no temp file, no undeclared cache
     assert result.takes
     start, stop = request.region_start, request.region_stop
     for take in result.takes:
@@ -110,14 +182,18 @@ def test_generate_is_pure_and_outputs_are_exactly_the_region(engine, band, tmp_p
         for audio in take.stems.values():
             assert isinstance(audio, Audio)
             assert audio.frames == stop - start and audio.sample_rate == SR
-    written = generate_and_write(engine, request)
+    written = write_takes(result, out)  # the one take writer (generate_and_write is under test below)
     names = sorted(p.name for p in out.iterdir())
     assert f"{engine.name}_seed0.json" in names and not any(n.startswith(".") for n in names)
     for take in written.takes:
         assert all(Path(p).is_file() for p in take.stems.values())
+    assert stray_writes(sandbox, caches) == []  # writing the take left nothing behind either
 
 
-def test_cancel_mid_run_leaves_the_folder_as_it_was(engine, band, tmp_path):
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_cancel_mid_run_leaves_the_folder_as_it_was(case, band, tmp_path, sandbox):
+    name, mode = case
+    engine = built(name)
     out = user_folder(tmp_path)
     before = listing(out)
     cancel = threading.Event()
@@ -129,15 +205,16 @@ def test_cancel_mid_run_leaves_the_folder_as_it_was(engine, band, tmp_path):
             cancel.set()
 
     with pytest.raises(Cancelled):
-        generate_and_write(engine, make_request(engine, band, out), progress=progress, cancel=cancel)
+        generate_and_write(engine, make_request(engine, band, out, mode=mode), progress=progress, cancel=cancel)
     assert len(calls) >= 2  # it was running when cancelled
     assert listing(out) == before
+    assert stray_writes(sandbox, engine.describe().caches) == []
     # and into a folder that did not exist: it does not exist afterwards either
     fresh = tmp_path / "new" / "folder"
     cancel2 = threading.Event()
     cancel2.set()
     with pytest.raises(Cancelled):
-        generate_and_write(engine, make_request(engine, band, fresh), cancel=cancel2)
+        generate_and_write(engine, make_request(engine, band, fresh, mode=mode), cancel=cancel2)
     assert not (tmp_path / "new").exists()
 
 

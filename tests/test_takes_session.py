@@ -74,7 +74,7 @@ def test_audible_onsets_land_on_the_note_ons(tmp_path, monkeypatch):
     # the take keeps (1 - ATTACK_SHARE) of the attack, as the band's own parts sound behind their note-ons
     assert abs(np.median(on_time) - (1 - ATTACK_SHARE) * late) < 0.004 and np.max(np.abs(on_time)) < 0.03
     assert 0 < report["attack_latency_ms"] <= report["attack_latency_max_ms"] <= 60
-    assert (tmp_path / "cache" / "attack_latency.json").is_file()  # measured once, then cached
+    assert (tmp_path / "cache" / "render" / "attack_latency.json").is_file()  # measured once, then cached
 
 
 @needs_fluid

@@ -102,3 +102,44 @@ def test_all_ranks_agree_when_to_stop(tmp_path):
     outs = [p.communicate(timeout=300) for p in procs]
     assert all(p.returncode == 0 for p in procs), outs
     assert [o.strip() for o, _ in outs] == ["rank 0 stopped at 1", "rank 1 stopped at 1"]
+
+
+def test_ctrl_c_keeps_the_finished_steps_and_the_next_run_resumes_there(tmp_path):
+    loop, seen, fn, model = _loop(tmp_path, 100)
+
+    def interrupted(step):
+        if step == 5:
+            raise KeyboardInterrupt
+        return fn(step)
+
+    with pytest.raises(KeyboardInterrupt):
+        loop.run(interrupted)
+    weights = model.weight.detach().clone()
+    loop2, seen2, fn2, model2 = _loop(tmp_path, 100)
+    assert loop2.step == 5 and torch.equal(model2.weight, weights)  # not step 3, the last periodic checkpoint
+
+
+def test_two_optimisers_and_values_logged_only_on_some_steps(tmp_path):
+    """A GAN-like loop: both optimisers get the step's LR; a value returned on some steps only (the critic's,
+    once it starts) is averaged over those steps, not diluted by the others."""
+    from backline.engines.core.training import apply_update
+
+    g, d = torch.nn.Linear(2, 1), torch.nn.Linear(1, 1)
+    opt_g, opt_d = torch.optim.SGD(g.parameters(), lr=1.0), torch.optim.SGD(d.parameters(), lr=1.0)
+    loop = TrainLoop(Distributed(), tmp_path, modules={"g": g, "d": d, "opt_g": opt_g, "opt_d": opt_d},
+                     optimizers=[opt_g, opt_d], steps=4, lr=0.01, floor=1.0, log_every=4, quiet=True)
+    lrs = []
+
+    def step(i):
+        lrs.append((opt_g.param_groups[0]["lr"], opt_d.param_groups[0]["lr"]))
+        out = {"gen": apply_update(opt_g, g(torch.ones(1, 2)).pow(2).sum(), g.parameters(), clip=1.0)}
+        if i >= 2:
+            out["critic"] = apply_update(opt_d, d(torch.ones(1, 1)).pow(2).sum() * 0 + float(i))
+        return out
+
+    loop.run(step)
+    assert lrs == [(0.01, 0.01)] * 4  # floor 1: a constant rate
+    row = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
+    assert row["critic"] == pytest.approx(2.5)  # (2 + 3) / 2, not / 4
+    assert TrainLoop(Distributed(), tmp_path, modules={"g": g, "d": d, "opt_g": opt_g, "opt_d": opt_d},
+                     optimizers=[opt_g, opt_d], steps=4, lr=0.01).step == 4

@@ -140,33 +140,34 @@ class Prepared:
 
 def windowed(prep: Prepared, run, callback=None, window: int = 0, overlap: int = 0) -> dict[str, torch.Tensor]:
     """`run(prep_window, callback) -> {name: [BINS, frames]}` over overlapping windows of a long mixture, joined
-    with linear cross-fades. Why: the bottom attention is quadratic in length (a 15-minute mix would need
-    tens of GB); windows of ~16 s keep memory flat and every window sees 2 s of context either side."""
+    by the one windowing helper (`engines.core.windows`, raised-cosine cross-fades). Why: the bottom attention is
+    quadratic in length (a 15-minute mix would need tens of GB); windows of ~16 s keep memory flat and every
+    window sees 2 s of context either side. The callback sees the steps of all windows as one count."""
+    from backline.engines.core.windows import overlap_add_spans, windows
+
     window = window or WINDOW_FRAMES
     overlap = overlap or OVERLAP_FRAMES
     total = prep.mag.shape[-1]
     if total <= window:
         return run(prep, callback)
-    starts = list(range(0, total - overlap, window - overlap))
-    out: dict[str, torch.Tensor] = {}
-    weight = torch.zeros(total)
-    for k, a in enumerate(starts):
-        b = min(total, a + window)
+    starts = [a for a, _ in windows(total, window, window - overlap)]
+    names: list[str] = []
+    device = [torch.device("cpu")]
 
-        def cb(state, k=k):
+    def one(a: int, b: int) -> np.ndarray:
+        k = starts.index(a)
+
+        def cb(state):
             if callback is not None:
                 callback(state | {"i": k * state["steps"] + state["i"], "steps": len(starts) * state["steps"]})
 
-        part = run(prep.window(a, b), cb)
-        ramp = torch.ones(b - a)
-        if k > 0:
-            ramp[:overlap] = torch.linspace(0, 1, overlap + 2)[1:-1]
-        if b < total:
-            ramp[-overlap:] = torch.minimum(ramp[-overlap:], torch.linspace(1, 0, overlap + 2)[1:-1])
-        for name, x in part.items():
-            out.setdefault(name, torch.zeros(*x.shape[:-1], total))[..., a:b] += x * ramp
-        weight[a:b] += ramp
-    return {name: x / weight.clamp_min(1e-6) for name, x in out.items()}
+        part = run(prep.window(a, b), cb)  # the window keeps the whole mixture's level
+        names[:] = list(part)
+        device[0] = part[names[0]].device
+        return torch.stack([part[name] for name in names]).float().cpu().numpy()
+
+    out = overlap_add_spans(one, total, window, window - overlap)
+    return {name: torch.from_numpy(out[i]).to(device[0]) for i, name in enumerate(names)}
 
 
 class AccompanyEngine:
@@ -719,6 +720,10 @@ def build(config: str = "shipped", device: str = "cpu", weights: Path | None = N
 
 def describe(config: str = "shipped", device: str = "cpu") -> EngineDescription:
     """The engine's description without loading any weights: the command line builds its flags from it."""
+    from backline.engines.accompany.text import cache_root as text_cache_dir
+    from backline.engines.core.render import latency_cache_dir
+
     return EngineDescription(NAME, "Accompaniment & separation", CONTROLS, inputs=("mix", "prompt"),
                              extra_inputs=("midi",), outputs=("audio", "midi"), weights=f"accompaniment ({config})",
-                             device=device)
+                             device=device, fast={"steps": 2},
+                             caches=(str(text_cache_dir()), str(latency_cache_dir())))

@@ -26,7 +26,9 @@ DIM = 384
 
 
 def cache_root() -> Path:
-    return Path(os.environ.get("BACKLINE_CACHE") or Path.home() / ".cache" / "backline") / "text"
+    from backline.engines.core.protocol import cache_dir
+
+    return cache_dir("text")
 
 
 class TextEncoder:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from pathlib import Path
 
@@ -42,7 +41,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--max-minutes", "--minutes", dest="minutes", type=float, default=25.0,
                         help="wall-time cap for all heads together (default 25)")
-    parser.add_argument("--run-dir", type=Path, default=Path("runs/analysis/tagger"))
+    parser.add_argument("--run-dir", type=Path, default=Path("runs/analysis/tagger"),
+                        help="weights tagger_<head>.*, and per head a folder with its checkpoint (resumed "
+                             "automatically) and metrics.jsonl")
+    parser.add_argument("--eval-every", type=int, default=100,
+                        help="steps between held-out fine-level BCE rows in metrics.jsonl (the learning curve)")
     parser.add_argument("--seed", type=int, default=0)
 
 
@@ -143,11 +146,6 @@ def lambda_grid(z_tr, z_va, tr_lab, va_lab, head: str, seed: int, grid=None) -> 
     return best, losses, states[best]
 
 
-def _warm_cosine(step: int, total: int) -> float:
-    warm = max(1, total // 10)
-    return min(1.0, (step + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, step / total)))
-
-
 def run(args: argparse.Namespace) -> int:
     from backline.engines.analysis import dataset
     from backline.engines.analysis.common import ensure_cache, load_crops, setup_threads
@@ -157,16 +155,10 @@ def run(args: argparse.Namespace) -> int:
         SimCLRTaggerBase,
         Tagger,
         TaggerConfig,
-        hierarchical_loss,
-        macro_metrics,
-        tune_thresholds,
     )
     from backline.engines.core.errors import ConfigError
     from backline.engines.core.training import (
         Distributed,
-        MetricLog,
-        TimeLimit,
-        progress_bar,
         seed_everything,
     )
     from backline.engines.core.weights import save_weights
@@ -176,6 +168,8 @@ def run(args: argparse.Namespace) -> int:
     for h in heads:
         if h not in HEADS:
             raise ConfigError(f"unknown head {h!r}", fix=f"use {', '.join(HEADS)}")
+    if args.steps <= 0 or args.batch <= 0 or args.eval_every <= 0:
+        raise ConfigError("--steps, --batch and --eval-every must be positive")
     ctx = Distributed.setup("cpu" if not torch.cuda.is_available() else "auto")
     seed_everything(args.seed)
     if ctx.is_main:
@@ -187,7 +181,6 @@ def run(args: argparse.Namespace) -> int:
     tr_lab, va_lab = labels(train), labels(val)
     run_dir = Path(args.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    log = MetricLog(run_dir, ctx)
     started = time.monotonic()
     budget = args.minutes * 60 / max(1, len(heads))
     summary: dict = {"base": args.base, "heads": {}}
@@ -226,42 +219,11 @@ def run(args: argparse.Namespace) -> int:
         if args.init_tagger is None:
             tagger = make(head, lam)
             tagger.head.load_state_dict(state)  # warm start from the frozen-base fit, then train jointly
-        model = ctx.wrap(tagger)
-        inner = getattr(model, "module", model)
-        opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _warm_cosine(s, args.steps))
-        gen = torch.Generator().manual_seed(args.seed)
-        bar = progress_bar(args.steps, 0, ctx, f"tagger/{head}")
-        head_started = time.monotonic()
-        limit = TimeLimit(budget / 60, ctx)  # every rank stops at the same step (no rank left in an all-reduce)
-        step = 0
-        for step in range(1, args.steps + 1):
-            model.train()
-            idx = torch.randint(0, len(x_tr), (args.batch,), generator=gen)
-            x = fill_masked(spec_augment(x_tr[idx].float(), args.base, gen), inner)
-            with ctx.autocast():
-                loss = hierarchical_loss(model(x), head, *(t[idx] for t in tr_lab), lam)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            sched.step()
-            if step % 20 == 0:
-                log.log(step, **{f"{head}_loss": loss.item()})
-                bar.set_postfix(loss=f"{loss.item():.4f}")
-            bar.update(1)
-            if limit.should_stop():
-                break
-        bar.close()
-        fine_p, coarse_p = predict(inner, x_va)
-        y, m, cy, cm = (t.numpy() for t in va_lab)
-        inner.fine_thresholds.copy_(torch.from_numpy(tune_thresholds(fine_p, y, m)))
-        inner.coarse_thresholds.copy_(torch.from_numpy(tune_thresholds(coarse_p, cy, cm)))
-        val_metrics = {"fine": macro_metrics(fine_p, y, m, inner.fine_thresholds.numpy()),
-                       "coarse": macro_metrics(coarse_p, cy, cm, inner.coarse_thresholds.numpy())}
-        training = {"lam": lam, "lam_grid_val_fine_bce": grid, "steps": step, "batch": args.batch,
-                    "final_loss": loss.item(), "minutes": round((time.monotonic() - head_started) / 60, 2),
-                    "train_crops": len(train), "val_crops": len(val), "val": val_metrics}
+        inner, training = train_head(args, ctx, tagger, lam, (x_tr, tr_lab), (x_va, va_lab), run_dir / head,
+                                     budget / 60)
+        training = {"lam": lam, "lam_grid_val_fine_bce": grid} | training | {"train_crops": len(train),
+                                                                             "val_crops": len(val)}
+        val_metrics = training["val"]
         if ctx.is_main:
             save_weights(inner, run_dir / f"tagger_{head}", kind="tagger", config=inner.config.to_dict(),
                          overwrite=True, training=training)
@@ -273,3 +235,51 @@ def run(args: argparse.Namespace) -> int:
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     ctx.close()
     return 0
+
+
+def train_head(args: argparse.Namespace, ctx, tagger, lam: float, train: tuple, val: tuple, run_dir: Path,
+               minutes: float) -> tuple[torch.nn.Module, dict]:
+    """Joint training of one head with its base on the one training loop (its own run folder: resumed from its
+    checkpoint; stopped by its share of the time, every rank at the same step), then per-tag thresholds tuned on
+    the validation crops. Returns (the trained tagger, its training record)."""
+    from backline.engines.analysis.tagger import hierarchical_loss, macro_metrics, masked_bce, tune_thresholds
+    from backline.engines.core.training import TrainLoop, apply_update, ramp_cosine
+
+    (x_tr, tr_lab), (x_va, va_lab) = train, val
+    head = tagger.head.kind
+    model = ctx.wrap(tagger)
+    inner = getattr(model, "module", model)
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
+    started = time.monotonic()
+    loop = TrainLoop(ctx, run_dir, modules={"model": inner, "opt": opt}, optimizers=[opt], steps=args.steps,
+                     lr=args.lr, lr_fn=lambda s: args.lr * ramp_cosine(s, args.steps, max(1, args.steps // 10)),
+                     max_minutes=minutes, log_every=20, ckpt_every=200, desc=f"tagger/{head}")
+    gen = torch.Generator().manual_seed(args.seed + 1000 * loop.step)
+    last: dict[str, float] = {}
+
+    def step_fn(step: int) -> dict[str, float]:
+        model.train()
+        idx = torch.randint(0, len(x_tr), (args.batch,), generator=gen)
+        x = fill_masked(spec_augment(x_tr[idx].float(), args.base, gen), inner)
+        with ctx.autocast():
+            loss = hierarchical_loss(model(x), head, *(t[idx] for t in tr_lab), lam)
+        last["loss"] = apply_update(opt, loss, model.parameters(), clip=1.0)
+        return {f"{head}_loss": last["loss"]}
+
+    def on_log(step: int) -> dict[str, float]:
+        """The learning curve: held-out fine-level BCE against training minutes."""
+        if step % args.eval_every and step != args.steps:
+            return {}
+        fine_p, _ = predict(inner, x_va)
+        return {"val_fine_bce": float(masked_bce(torch.from_numpy(fine_p), va_lab[0], va_lab[1])),
+                "train_minutes": loop.elapsed_s / 60}
+
+    step = loop.run(step_fn, on_log).step
+    fine_p, coarse_p = predict(inner, x_va)
+    y, m, cy, cm = (t.numpy() for t in va_lab)
+    inner.fine_thresholds.copy_(torch.from_numpy(tune_thresholds(fine_p, y, m)))
+    inner.coarse_thresholds.copy_(torch.from_numpy(tune_thresholds(coarse_p, cy, cm)))
+    val_metrics = {"fine": macro_metrics(fine_p, y, m, inner.fine_thresholds.numpy()),
+                   "coarse": macro_metrics(coarse_p, cy, cm, inner.coarse_thresholds.numpy())}
+    return inner, {"steps": step, "batch": args.batch, "final_loss": last.get("loss"),
+                   "minutes": round((time.monotonic() - started) / 60, 2), "val": val_metrics}

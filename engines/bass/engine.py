@@ -572,31 +572,24 @@ class BassEngine:
 
     def _chunked(self, noise, cond_n, sampling, mu_n, callback, cancel, device, chunk: int = OOM_CHUNK,
                  overlap: int = OOM_OVERLAP) -> torch.Tensor:
-        """Independent overlapping windows, linearly crossfaded in latent space (memory bound, seams possible).
-        The callback sees the steps of all windows as one count (window k's step i = k·steps + i)."""
-        frames = noise.shape[-1]
-        out = torch.zeros_like(noise, device=device)
-        weight = torch.zeros(frames, device=device)
-        step = chunk - overlap
-        starts = list(range(0, max(frames - overlap, 1), step))
-        for k, a in enumerate(starts):
-            b = min(frames, a + chunk)
+        """Independent overlapping windows, cross-faded in latent space by the one windowing helper
+        (`engines.core.windows`; memory bound, seams possible). The callback sees the steps of all windows as one
+        count (window k's step i = k·steps + i)."""
+        from backline.engines.core.windows import overlap_add_spans, windows
+
+        starts = [a for a, _ in windows(noise.shape[-1], chunk, chunk - overlap)]
+
+        def one(a: int, b: int) -> np.ndarray:
+            k = starts.index(a)
             window_callback = None
             if callback is not None:
-                def window_callback(state, k=k):
+                def window_callback(state):
                     callback(state | {"i": k * state["steps"] + state["i"], "steps": len(starts) * state["steps"]})
             x = self._run(noise[..., a:b], cond_n[..., a:b], sampling, mu_n, window_callback, cancel, device)
-            w = torch.ones(b - a, device=device)
-            ramp = min(overlap, b - a)
-            if a > 0:
-                w[:ramp] = torch.linspace(0, 1, ramp + 2, device=device)[1:-1]
-            if b < frames:
-                w[-ramp:] = torch.minimum(w[-ramp:], torch.linspace(1, 0, ramp + 2, device=device)[1:-1])
-            out[..., a:b] += x * w
-            weight[a:b] += w
-            if b == frames:
-                break
-        return out / weight.clamp_min(1e-6)
+            return x.float().cpu().numpy()
+
+        out = overlap_add_spans(one, noise.shape[-1], chunk, chunk - overlap)
+        return torch.from_numpy(out).to(device=device, dtype=noise.dtype)
 
     def enable_compile(self) -> None:
         """torch.compile the U-Net (CUDA; dynamic shapes so new lengths do not recompile every time)."""
@@ -732,10 +725,14 @@ __all__ = ["BassEngine", "Sampling", "build", "codec_fingerprint", "load_bass_mo
 def describe(config: str = "shipped", device: str = "cpu") -> EngineDescription:
     """The engine's description without loading any weights: the command line builds its flags from it, the
     built engine adds what its weights are."""
-    from backline.engines.bass.presets import list_presets
+    from backline.engines.bass.presets import list_presets, user_cache_dir
+    from backline.engines.bass.reference import cache_dir as instrument_cache_dir
+    from backline.engines.core.render import latency_cache_dir
 
     controls = tuple(
         Control(c.name, "choice", c.default, c.label, choices=tuple(list_presets()), help=c.help)
         if c.name == "preset" else c for c in ALL_CONTROLS)
     return EngineDescription(NAME, "Bass", controls, inputs=("mix",), extra_inputs=("midi",),
-                             outputs=("audio", "midi"), weights=f"bass diffusion ({config})", device=device)
+                             outputs=("audio", "midi"), weights=f"bass diffusion ({config})", device=device,
+                             fast={"steps": 2}, caches=tuple(str(d) for d in (
+                                 user_cache_dir(), instrument_cache_dir(), latency_cache_dir())))

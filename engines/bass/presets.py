@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -131,7 +130,9 @@ def style_mean_of_audio(audio: Audio, codec) -> np.ndarray:
 
 
 def user_cache_dir() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "backline" / "styles"
+    from backline.engines.core.protocol import cache_dir
+
+    return cache_dir("styles")
 
 
 def _cache_paths(preset: Preset, fingerprint: str) -> tuple[Path, Path]:

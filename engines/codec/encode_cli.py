@@ -78,9 +78,9 @@ def run(args: argparse.Namespace) -> int:
 
     from backline.engines.codec import load_codec
     from backline.engines.codec.latents import FORMAT, VERSION, save_track_latents
-    from backline.engines.codec.train import _NoBar, find_tracks
+    from backline.engines.codec.train import find_tracks
     from backline.engines.core.audio import write_bytes_atomic
-    from backline.engines.core.training import Distributed, progress_bar
+    from backline.engines.core.training import Distributed, SilentBar, progress_bar
 
     ctx = Distributed.setup(args.device)
     try:
@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
             stem_codec = load_codec("stem", args.config, device, weights=args.stem_weights)
             ids["stem_codec"] = _weights_id(stem_codec)
         mine = tracks[ctx.rank:: ctx.world_size]
-        bar = _NoBar() if args.quiet else progress_bar(len(mine), 0, ctx, "encoding tracks")
+        bar = SilentBar() if args.quiet else progress_bar(len(mine), 0, ctx, "encoding tracks")
         written = kept = 0
         for track in mine:
             target = out / f"{track.name}.safetensors"

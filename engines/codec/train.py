@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import random
-import time
 from pathlib import Path
 from typing import Any
 
@@ -271,14 +270,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     from backline.engines.codec.codec import FORMAT_VERSION, KIND, build_model
     from backline.engines.codec.model import Critics, count_parameters, make_config
     from backline.engines.core.errors import ConfigError
-    from backline.engines.core.training import (
-        Checkpointer,
-        Distributed,
-        MetricLog,
-        infinite,
-        progress_bar,
-        seed_everything,
-    )
+    from backline.engines.core.training import Distributed, TrainLoop, apply_update, infinite, seed_everything
     from backline.engines.core.weights import save_weights
 
     if args.steps <= 0 or args.batch <= 0:
@@ -314,9 +306,13 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
                 raise ConfigError(f"--init weights are not the {args.config}/{args.size} codec",
                                   fix="pass weights of the same --config and --size")
             model.load_state_dict(start.state_dict())
-        ckpt = Checkpointer(run_dir, ctx)
-        step, extra = ckpt.load({"model": model, "critics": critics, "probe": probe, "opt_g": opt_g, "opt_d": opt_d})
         adv_start = args.adv_start if args.adv_start is not None else int(0.2 * args.steps)
+        # one loop, two optimisers: the autoencoder (+ pitch probe) and the critics, at the same constant rate
+        loop = TrainLoop(ctx, run_dir, modules={"model": model, "critics": critics, "probe": probe, "opt_g": opt_g,
+                                                "opt_d": opt_d},
+                         optimizers=[opt_g, opt_d], steps=args.steps, lr=args.lr, floor=1.0,
+                         max_minutes=args.max_minutes, log_every=args.log_every, ckpt_every=args.ckpt_every,
+                         desc=f"codec {args.config}/{args.size}", quiet=args.quiet)
         g = ctx.wrap(model)
         probe_w = ctx.wrap(probe) if use_probe else probe  # DDP averages the probe's gradients across ranks too
         d = ctx.wrap(critics)
@@ -326,17 +322,12 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         data = CropStream(args.data, args.config, args.seed + 7919 * ctx.rank, stem_roles=roles)
         loader = torch.utils.data.DataLoader(data, batch_size=args.batch, num_workers=args.workers)
         batches = infinite(loader, ctx)
-        log = MetricLog(run_dir, ctx)
-        started = time.monotonic()
-        elapsed_before = float(extra.get("elapsed_s", 0.0))
-        bar = progress_bar(args.steps, step, ctx, f"codec {args.config}/{args.size}") if not args.quiet else _NoBar()
-        if ctx.is_main and step == 0:
+        if ctx.is_main and loop.step == 0:
             print(f"codec {args.config}/{args.size}: {count_parameters(model) / 1e6:.2f} M autoencoder + "
                   f"{count_parameters(critics) / 1e6:.2f} M critic parameters; world size {ctx.world_size}; "
                   f"adversarial from step {adv_start}", flush=True)
-        logs: dict[str, float] = {}
-        stop_reason = "steps"
-        while step < args.steps:
+
+        def step_fn(step: int) -> dict[str, float]:
             x, roll = next(batches)
             x, roll = x.to(ctx.device, non_blocking=True), roll.to(ctx.device, non_blocking=True)
             use_adv = step >= adv_start
@@ -346,37 +337,20 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             with ctx.autocast():
                 total, logs, wav = generator_losses(g, critics, x, use_adv, probe_w if use_probe else None, roll,
                                                     monophonic=args.config == "stem")
-            opt_g.zero_grad(set_to_none=True)
-            total.backward()
-            opt_g.step()
+            apply_update(opt_g, total)
             critics.requires_grad_(True)
             if use_adv:
                 with ctx.autocast():
-                    both = torch.cat([x, wav.detach()])
-                    spec_logits, mel_logits = d(both)
+                    spec_logits, mel_logits = d(torch.cat([x, wav.detach()]))
                     b = x.shape[0]
                     l_d = hinge_critic_loss(spec_logits[:b].float(), spec_logits[b:].float()) + \
                         hinge_critic_loss(mel_logits[:b].float(), mel_logits[b:].float())
-                opt_d.zero_grad(set_to_none=True)
-                l_d.backward()
-                opt_d.step()
-                logs["critic"] = float(l_d.detach())
-            step += 1
-            bar.update(1)
-            if step % args.log_every == 0 or step == args.steps:
-                log.log(step, **logs)
-                bar.set_postfix({k: f"{v:.3g}" for k, v in log.latest.items()})
-            out_of_time = args.max_minutes is not None and (time.monotonic() - started) / 60 >= args.max_minutes
-            if ctx.distributed:  # every rank must agree to stop at the same step
-                out_of_time = ctx.mean(float(out_of_time)) > 0
-            if step % args.ckpt_every == 0 or step == args.steps or out_of_time:
-                ckpt.save(step, {"model": model, "critics": critics, "probe": probe, "opt_g": opt_g, "opt_d": opt_d},
-                          {"elapsed_s": elapsed_before + time.monotonic() - started})
-            if out_of_time:
-                stop_reason = "time limit"
-                break
-        bar.close()
-        elapsed = elapsed_before + time.monotonic() - started
+                logs["critic"] = apply_update(opt_d, l_d)
+            return logs
+
+        done = loop.run(step_fn)
+        step, elapsed, log = done.step, done.elapsed_s, loop.log
+        stop_reason = "time limit" if done.stopped_early else "steps"
         stats = latent_stats(model, batches, ctx) if step > 0 else None
         result = {"steps": step, "target_steps": args.steps, "stop": stop_reason, "elapsed_s": round(elapsed, 1),
                   "batch_per_process": args.batch, "world_size": ctx.world_size, "lr": args.lr,
@@ -401,17 +375,6 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         return result
     finally:
         ctx.close()
-
-
-class _NoBar:
-    def update(self, n: int) -> None:
-        pass
-
-    def set_postfix(self, *a: Any, **k: Any) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
 
 
 @torch.no_grad()

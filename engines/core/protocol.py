@@ -120,6 +120,18 @@ def control_values(args: Any, controls: tuple[Control, ...], *, skip: tuple[str,
     return {name: known[name].validate(value) for name, value in given.items()}
 
 
+def cache_dir(name: str) -> Path:
+    """The one place Backline caches derived data (safe to delete): `$BACKLINE_CACHE/<name>`, else
+    `$XDG_CACHE_HOME/backline/<name>`, else `~/.cache/backline/<name>`; read from the environment at each call.
+    Engines list the ones they write in `EngineDescription.caches`."""
+    import os
+
+    root = os.environ.get("BACKLINE_CACHE")
+    if not root:
+        root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "backline"
+    return Path(root) / name
+
+
 @dataclass(frozen=True)
 class EngineDescription:
     name: str
@@ -131,9 +143,20 @@ class EngineDescription:
     outputs: tuple[str, ...] = ("audio", "midi")
     weights: str = ""  # human description of the loaded weights (path, training summary)
     device: str = "cpu"
+    #: control values for a quick run (few sampler steps): what the contract tests and smoke runs use, never a
+    #: quality setting. Declared here so no caller special-cases an engine by name.
+    fast: dict[str, Any] = field(default_factory=dict)
+    #: folders generate() may write to: caches of derived data only (safe to delete), resolved from the
+    #: environment ($XDG_CACHE_HOME) when describe() is called. Any other write breaks the contract (tested).
+    caches: tuple[str, ...] = ()
 
     def defaults(self) -> dict[str, Any]:
         return {c.name: c.default for c in self.controls}
+
+    def modes(self) -> tuple[str, ...]:
+        """What one run can do: the choices of the engine's `mode` control, or ("",) when it has none."""
+        mode = next((c for c in self.controls if c.name == "mode"), None)
+        return tuple(mode.choices) if mode is not None and mode.choices else ("",)
 
     def validate(self, controls: dict[str, Any]) -> dict[str, Any]:
         return validate_controls(self.controls, controls, self.name)

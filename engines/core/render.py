@@ -142,8 +142,10 @@ def render_midi(
                "-o", "synth.dynamic-sample-loading=1", "-o", "synth.cpu-cores=1",
                "-o", "synth.polyphony=512", str(font_path), str(midi_path)]
         try:
+            # SDL_AUDIODRIVER=dummy: rendering to a file needs no sound card, and SDL's audio probe would
+            # otherwise start a PulseAudio client that leaves ~/.config/pulse and a /tmp/pulse-* folder behind
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, check=False,
-                                  stdin=subprocess.DEVNULL)
+                                  stdin=subprocess.DEVNULL, env=os.environ | {"SDL_AUDIODRIVER": "dummy"})
         except subprocess.TimeoutExpired as err:
             raise AudioFileError(f"fluidsynth took longer than {timeout_s:.0f} s to render", path=midi_path,
                                  fix="render a shorter MIDI file") from err
@@ -191,10 +193,15 @@ ATTACK_SHARE = 0.5
 PRE_ROLL_S = 0.1
 
 
+#: the cache `attack_latency` writes (engines that render declare it in `EngineDescription.caches`)
+def latency_cache_dir() -> Path:
+    from backline.engines.core.protocol import cache_dir
+
+    return cache_dir("render")
+
+
 def _latency_cache() -> Path:
-    env = os.environ.get("BACKLINE_CACHE")
-    root = Path(env) if env else Path.home() / ".cache" / "backline"
-    return root / "attack_latency.json"
+    return latency_cache_dir() / "attack_latency.json"
 
 
 def _font_path(font: Soundfont | str | Path) -> Path:

@@ -191,6 +191,24 @@ def infinite(loader: Any, ctx: Distributed) -> Iterator[Any]:
 
 # --- the one training loop -----------------------------------------------------------------------------------
 
+def ramp_cosine(step: int, total: int, warmup: int) -> float:
+    """LR multiplier of the drum and tagger recipes (kept so their shipped weights reproduce): a linear ramp over
+    `warmup` steps multiplied by a cosine from 1 to 0 over all `total` steps."""
+    return min(1.0, (step + 1) / max(1, warmup)) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, step / max(1, total))))
+
+
+def apply_update(opt: torch.optim.Optimizer, loss: torch.Tensor, params: Any = None,
+                 clip: float | None = None) -> float:
+    """One optimiser update from `loss`: zero the grads, backward, clip the norm of `params` to `clip` (when
+    given), step. Returns the loss as a float. A GAN calls it once per network, each with its own optimiser."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if clip is not None:
+        torch.nn.utils.clip_grad_norm_(params, clip)
+    opt.step()
+    return float(loss.detach())
+
+
 @torch.no_grad()
 def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
     """Exponential moving average of the parameters (buffers copied): the weights the diffusion trainers export."""
@@ -249,13 +267,22 @@ class TrainLoop:
 
     `step_fn(step) -> dict of floats` does one optimisation step (the loop sets each optimizer group's LR first:
     warm-up then cosine to `floor`·lr, or `lr_fn(step)` when given). Every `log_every` steps the means of what
-    it returned (plus `on_log(step)`) go to `metrics.jsonl` and the progress bar; every `ckpt_every` steps and
-    at the end `checkpoint.*` is written (rank 0), with the elapsed time so a resumed run keeps its clock. The
-    time limit is agreed by all ranks (`TimeLimit`)."""
+    it returned (each value over the steps that returned it; plus `on_log(step)`, the learning-curve hook: held-out
+    quality at that step) go to `metrics.jsonl` and the progress bar; every `ckpt_every` steps and at the end
+    `checkpoint.*` is written (rank 0), with the elapsed time so a resumed run keeps its clock. The time limit is
+    agreed by all ranks (`TimeLimit`). Ctrl+C (or SIGTERM turned into KeyboardInterrupt) writes the checkpoint of
+    the last finished step before it propagates (single process: under torchrun every rank is interrupted at its
+    own moment, so only the periodic checkpoints count), so a cancelled run resumes where it stopped.
+
+    Several networks trained against each other (a GAN's generator and critics, or models trained one after
+    another in one run) are one loop: every module and optimizer goes in `modules` (one checkpoint), every
+    optimizer in `optimizers` (each gets the LR of the step), and `step_fn` updates whichever it needs that step,
+    e.g. with `apply_update` once per optimizer. `lr_fn(step)` gives any schedule, phase-local ones included."""
 
     def __init__(self, ctx: Distributed, run_dir: str | Path, *, modules: dict[str, Any], optimizers: list[Any],
                  steps: int, lr: float, warmup: int = 0, floor: float = 0.1, max_minutes: float | None = None,
-                 log_every: int = 50, ckpt_every: int = 500, desc: str = "train", lr_fn=None) -> None:
+                 log_every: int = 50, ckpt_every: int = 500, desc: str = "train", lr_fn=None,
+                 quiet: bool = False) -> None:
         from backline.engines.core.errors import ConfigError
 
         if steps <= 0 or log_every <= 0 or ckpt_every <= 0:
@@ -265,7 +292,7 @@ class TrainLoop:
         self.ctx, self.modules, self.optimizers = ctx, modules, optimizers
         self.steps, self.lr, self.warmup, self.floor = steps, lr, warmup, floor
         self.log_every, self.ckpt_every, self.desc = log_every, ckpt_every, desc
-        self.lr_fn = lr_fn
+        self.lr_fn, self.quiet = lr_fn, quiet
         self.ckpt = Checkpointer(run_dir, ctx)
         self.step, self.extra = self.ckpt.load(modules)
         self.elapsed_before = float(self.extra.get("elapsed_s", 0.0))
@@ -280,10 +307,16 @@ class TrainLoop:
         self.ckpt.save(self.step, self.modules,
                        {"elapsed_s": self.elapsed_before + self.clock.elapsed_s} | (extra or {}))
 
+    @property
+    def elapsed_s(self) -> float:
+        """Training time of this run plus the runs it resumed (the x axis of a learning curve)."""
+        return self.elapsed_before + self.clock.elapsed_s
+
     def run(self, step_fn, on_log=None) -> LoopResult:
-        bar = progress_bar(self.steps, self.step, self.ctx, self.desc)
+        bar = SilentBar(self.steps, self.step) if self.quiet else progress_bar(self.steps, self.step, self.ctx,
+                                                                                self.desc)
         sums: dict[str, float] = {}
-        count = 0
+        counts: dict[str, int] = {}
         stopped_early = False
         try:
             while self.step < self.steps:
@@ -293,26 +326,30 @@ class TrainLoop:
                         group["lr"] = lr
                 values = step_fn(self.step) or {}
                 self.step += 1
-                count += 1
                 for k, v in values.items():
                     sums[k] = sums.get(k, 0.0) + float(v)
+                    counts[k] = counts.get(k, 0) + 1
                 bar.update(1)
                 if self.step % self.log_every == 0 or self.step == self.steps:
-                    row = {k: v / count for k, v in sums.items()} | {"lr": lr}
+                    row = {k: v / counts[k] for k, v in sums.items()} | {"lr": lr}
                     if on_log is not None:
                         row |= on_log(self.step) or {}
                     self.log.log(self.step, **row)
                     bar.set_postfix({k: f"{v:.4g}" for k, v in self.log.latest.items() if k != "lr"})
-                    sums, count = {}, 0
+                    sums, counts = {}, {}
                 if self.step % self.ckpt_every == 0:
                     self.save()
                 if self.clock.should_stop():
                     stopped_early = self.step < self.steps
                     break
+        except KeyboardInterrupt:
+            if not self.ctx.distributed:
+                self.save()  # the steps done so far are kept: the next run resumes here
+            raise
         finally:
             bar.close()
         self.save()
-        return LoopResult(self.step, stopped_early, self.elapsed_before + self.clock.elapsed_s, dict(self.log.latest))
+        return LoopResult(self.step, stopped_early, self.elapsed_s, dict(self.log.latest))
 
 
 def add_training_flags(parser: Any, *, steps: int, sizes: tuple[str, ...] = (), size: str | None = None,

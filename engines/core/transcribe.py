@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -64,6 +65,9 @@ def _mono(audio: Audio, rate: int) -> np.ndarray:
 def _basic_pitch_model():
     """Load basic-pitch's ONNX model once. Its import logs a warning per missing backend (TF, CoreML,
     TFLite): we only use ONNX, so those warnings are silenced."""
+    # onnxruntime's telemetry would write a device id and an event store under ~/.cache/Microsoft and a file
+    # in the temp folder on the first session: off (Backline is offline and writes nothing it does not declare)
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)

@@ -41,11 +41,20 @@ def overlap_add(fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray, window: i
     may differ from `x`'s (one output per source, say). `out` (shape `fn`'s leading shape + (T,)) may be given to
     write into preallocated or memory-mapped storage. `on_window(i, n)` is called after window i of n (progress,
     cancellation: raise from it to stop)."""
-    length = x.shape[-1]
+    if x.shape[-1] == 0:  # empty input
+        return np.asarray(fn(x)) if out is None else out
+    return overlap_add_spans(lambda a, b: fn(x[..., a:b]), x.shape[-1], window, hop, out=out, on_window=on_window)
+
+
+def overlap_add_spans(fn: Callable[[int, int], np.ndarray], length: int, window: int, hop: int, *,
+                      out: np.ndarray | None = None,
+                      on_window: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """`overlap_add` for callers whose input is not one array (a prepared spectrogram with its level, latents
+    with their conditioning): `fn(a, b)` makes the output of samples/frames [a, b) itself."""
     spans = list(windows(length, window, hop))
     prev_stop = 0
     for i, (a, b) in enumerate(spans):
-        y = np.asarray(fn(x[..., a:b]))
+        y = np.asarray(fn(a, b))
         if y.shape[-1] != b - a:
             raise ValueError(f"window function returned {y.shape[-1]} samples for a window of {b - a}")
         if out is None:
@@ -58,6 +67,4 @@ def overlap_add(fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray, window: i
         prev_stop = b
         if on_window is not None:
             on_window(i, len(spans))
-    if out is None:  # empty input
-        out = np.asarray(fn(x))
     return out

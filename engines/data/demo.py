@@ -52,8 +52,9 @@ def _preset_dir() -> Path:
 
 
 def cache_root() -> Path:
-    env = os.environ.get("BACKLINE_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "backline"
+    from backline.engines.core.protocol import cache_dir
+
+    return cache_dir("demo").parent
 
 
 def _fingerprint(folder: Path) -> str:
@@ -154,7 +155,7 @@ def _takes_folder(arg: str | None) -> Path:
     else:
         import time
 
-        root = Path(os.environ.get("BACKLINE_CACHE") or Path.home() / ".cache" / "backline") / "takes"
+        root = cache_root() / "takes"
         path = root / time.strftime("demo-%Y%m%d-%H%M%S")
     if path.exists():
         raise FileExistsRefusal("already exists; Backline never overwrites your files", path=path,

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from backline.engines.core.training import Distributed, ema_update
+from backline.engines.core.training import Distributed, apply_update, ema_update
 from backline.engines.diffusion.schedule import v_loss
 
 
@@ -20,10 +20,6 @@ def v_objective_step(net: torch.nn.Module, model: torch.nn.Module, ema: torch.nn
     eps = torch.randn_like(x)
     with ctx.autocast():
         v = net(schedule.noise(x, t, eps), t, cond)
-    loss = v_loss(schedule, v, x, t, eps)
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-    opt.step()
+    value = apply_update(opt, v_loss(schedule, v, x, t, eps), model.parameters(), clip)
     ema_update(ema, model, ema_decay)
-    return float(loss.detach())
+    return value

@@ -464,5 +464,8 @@ def _has_tempo(path: str | Path) -> bool:
 
 def describe(config: str = "shipped", device: str = "cpu") -> EngineDescription:
     """The engine's description without loading any weights: the command line builds its flags from it."""
+    from backline.engines.core.render import latency_cache_dir
+
     return EngineDescription("drums", "Drums", CONTROLS, inputs=("midi", "mix"), outputs=("audio", "midi"),
-                             weights=f"drum models ({config})", device=device)
+                             weights=f"drum models ({config})", device=device,
+                             caches=(str(latency_cache_dir()),))

@@ -4,7 +4,8 @@ Runs unchanged as `backline train drums ...` or
 `torchrun --nproc_per_node N -m backline.engines.drums.train --run-dir DIR ...`
 (DDP through backline.engines.core.training; each rank draws its own windows from a rank-seeded generator).
 The models train one after another (seq2seq → locator → infiller → vae) in one run folder, with one
-checkpoint (all models and optimizers, safetensors) so an interrupted run resumes where it stopped.
+checkpoint (all models and optimizers, safetensors) so an interrupted run resumes where it stopped: one
+`TrainLoop` over the models' steps end to end, each model with its own warm-up and cosine.
 
 Fill class imbalance (fills are ~10–20 % of bars), handled explicitly:
 - locator: **loss weighting**, BCE `pos_weight` = (#non-fill bars / #fill bars) of the training labels;
@@ -22,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import time
 from pathlib import Path
@@ -213,24 +213,9 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(threads)  # called in-process (tests, notebooks): leave the caller's setting
 
 
-def _run(args: argparse.Namespace) -> int:
-    import torch
-    import torch.nn.functional as F
-
-    from backline.engines.core.errors import ConfigError, DatasetError
-    from backline.engines.core.training import (
-        Checkpointer,
-        Distributed,
-        MetricLog,
-        TimeLimit,
-        progress_bar,
-        seed_everything,
-    )
-    from backline.engines.core.weights import save_weights, weight_paths
-    from backline.engines.drums import data as drum_data
-    from backline.engines.drums import novelty as nov
-    from backline.engines.drums.models import CONFIGS, build_model
-    from backline.engines.drums.representation import CONTEXT_BARS, DRUM_TOKEN_DIM, MAX_QUARTERS_PER_BAR
+def check_args(args: argparse.Namespace) -> None:
+    """Everything that can be refused from the flags alone, before the corpus is read (--export included)."""
+    from backline.engines.core.errors import ConfigError
 
     if args.steps <= 0 or args.batch <= 0 or args.lr <= 0:
         raise ConfigError("--steps, --batch and --lr must be positive")
@@ -239,11 +224,13 @@ def _run(args: argparse.Namespace) -> int:
         from backline.engines.drums.engine import MODEL_NAMES
 
         check_export([Path(args.export) / n for n in (*MODEL_NAMES, "pipeline")], overwrite=args.overwrite)
-    torch.set_num_threads(max(1, args.threads))
-    ctx = Distributed.setup(args.device)
-    seed_everything(args.seed + ctx.rank)
-    rng = np.random.default_rng([args.seed, ctx.rank])
-    started = time.monotonic()
+
+
+def load_songs(args: argparse.Namespace, ctx) -> tuple[list, list]:
+    """(training songs, validation songs) from --data / --synth / --lpd5, split by song with --seed."""
+    from backline.engines.core.errors import DatasetError
+    from backline.engines.drums import data as drum_data
+    from backline.engines.drums.representation import CONTEXT_BARS
 
     songs = []
     if args.synth:
@@ -261,15 +248,13 @@ def _run(args: argparse.Namespace) -> int:
                            path=args.data, fix="build a bigger corpus")
     order = np.random.default_rng(args.seed).permutation(len(songs))
     n_val = max(1, int(round(len(songs) * args.val_fraction)))
-    val = [songs[i] for i in order[:n_val]]
-    train = [songs[i] for i in order[n_val:]]
-    windows = Windows(train, args.labels, CONTEXT_BARS)
-    fill_rate = float(np.mean(np.concatenate([s["fills"] for s in windows.songs])))
-    pos_weight = (1 - fill_rate) / max(fill_rate, 1e-3)
-    if ctx.is_main:
-        print(f"drums: {len(train)} training songs, {len(val)} validation, "
-              f"{sum(len(g) for g in windows.groups.values())} windows, fill rate {fill_rate:.3f} "
-              f"(locator pos_weight {pos_weight:.2f})")
+    return [songs[i] for i in order[n_val:]], [songs[i] for i in order[:n_val]]
+
+
+def plan(args: argparse.Namespace) -> tuple[dict[str, dict], list[str], dict[str, int]]:
+    """(model configs with --set applied, the models to train, steps per model) from the flags."""
+    from backline.engines.core.errors import ConfigError
+    from backline.engines.drums.models import CONFIGS
 
     cfg = {k: dict(v) for k, v in CONFIGS[args.config].items()}
     only = [x.strip() for x in args.only.split(",") if x.strip()] or list(PHASES)
@@ -288,20 +273,6 @@ def _run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--only {args.only!r} names unknown models", fix=f"models: {', '.join(PHASES)}")
     if len(only) < len(PHASES) and not args.init:
         raise ConfigError("--only needs --init (where the other models come from)", fix="e.g. --init engines/drums/weights")
-    built = {}
-    init_training: dict[str, dict] = {}  # models kept from --init keep the record of how they were trained
-    for name in PHASES:
-        if args.init and name not in only:  # kept as trained; the models in --only start from scratch
-            from backline.engines.core.weights import load_weights
-
-            built[name], meta = load_weights(Path(args.init) / name, kind=f"drums-{name}", format_version=FORMAT_VERSION,
-                                             build=lambda c, n=name: build_model(n, c))
-            cfg[name] = meta["config"]
-            init_training[name] = meta.get("training", {})
-        else:
-            built[name] = build_model(name, cfg[name])
-    models = {name: ctx.wrap(built[name]) for name in PHASES}
-    opts = {name: torch.optim.AdamW(models[name].parameters(), lr=args.lr, weight_decay=0.01) for name in PHASES}
     steps = {name: (args.steps if name in only else 0) for name in PHASES}
     if args.vae_steps is not None:
         steps["vae"] = args.vae_steps if "vae" in only else 0
@@ -310,115 +281,164 @@ def _run(args: argparse.Namespace) -> int:
         if name not in steps or not value.isdigit() or int(value) <= 0:
             raise ConfigError(f"--phase-steps item {item!r} is not MODEL=STEPS", fix=f"models: {', '.join(PHASES)}")
         steps[name] = int(value)
-    total = sum(steps.values())
-    ckpt = Checkpointer(args.run, ctx)
-    log = MetricLog(args.run, ctx)
-    state = {**models, **{f"opt_{k}": v for k, v in opts.items()}}
-    step, _extra = ckpt.load(state)
-    bar = progress_bar(total, step, ctx, "train drums")
-    dev = ctx.device
-    final_losses: dict[str, float] = {}
+    return cfg, only, steps
 
-    def lr_at(local: int, n: int) -> float:
-        warm = max(1, n // 20)
-        return args.lr * min(1.0, (local + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(local / n, 1.0)))
 
-    offset = 0
-    limit = TimeLimit(args.max_minutes, ctx)
-    out_of_time = False
+def build_models(args: argparse.Namespace, cfg: dict[str, dict], only: list[str]) -> tuple[dict, dict[str, dict]]:
+    """The four models: those in --only fresh, the others from --init (their configs and training records too)."""
+    from backline.engines.core.weights import load_weights
+    from backline.engines.drums.models import build_model
+
+    built, init_training = {}, {}
     for name in PHASES:
-        model, opt, n = models[name], opts[name], steps[name]
-        model.train()
-        while offset <= step < offset + n:
-            local = step - offset
-            for g in opt.param_groups:
-                g["lr"] = lr_at(local, n)
-            qpb, ma, dr, fills, meter, first = windows.sample(rng, args.batch, 4.0 if name == "infiller" else 1.0)
-            beat, barpos, phrase = positions(qpb, CONTEXT_BARS, first)
-            ma_t, dr_t = torch.from_numpy(ma).to(dev), torch.from_numpy(dr).to(dev)
-            meter_t = torch.from_numpy(meter).long().to(dev)
-            beat, barpos, phrase = beat.to(dev), barpos.to(dev), phrase.to(dev)
-            valid = torch.ones(ma_t.shape[:2], dtype=torch.bool, device=dev)
+        if args.init and name not in only:  # kept as trained; the models in --only start from scratch
+            built[name], meta = load_weights(Path(args.init) / name, kind=f"drums-{name}", format_version=FORMAT_VERSION,
+                                             build=lambda c, n=name: build_model(n, c))
+            cfg[name] = meta["config"]
+            init_training[name] = meta.get("training", {})
+        else:
+            built[name] = build_model(name, cfg[name])
+    return built, init_training
+
+
+def phase_loss(name: str, model, batch, rng: np.random.Generator, pos_weight: float, kl_weight: float, dev):
+    """The training loss of one model on one batch of windows (`Windows.sample`)."""
+    import torch
+    import torch.nn.functional as F
+
+    from backline.engines.drums.representation import CONTEXT_BARS, DRUM_TOKEN_DIM, MAX_QUARTERS_PER_BAR
+
+    qpb, ma, dr, fills, meter, first = batch
+    beat, barpos, phrase = (t.to(dev) for t in positions(qpb, CONTEXT_BARS, first))
+    ma_t, dr_t = torch.from_numpy(ma).to(dev), torch.from_numpy(dr).to(dev)
+    meter_t = torch.from_numpy(meter).long().to(dev)
+    valid = torch.ones(ma_t.shape[:2], dtype=torch.bool, device=dev)
+    if name == "seq2seq":
+        logits = model(ma_t, dr_t, beat, barpos, phrase, meter_t, valid, qpb)
+        return F.binary_cross_entropy_with_logits(logits.float(), dr_t)
+    if name == "locator":
+        logits = model(ma_t, beat, barpos, phrase, meter_t, valid, n_bars=CONTEXT_BARS)
+        return F.binary_cross_entropy_with_logits(logits.float(), torch.from_numpy(fills).to(dev),
+                                                  pos_weight=torch.tensor(pos_weight, device=dev))
+    if name == "infiller":
+        kind = torch.from_numpy(infill_masks(rng, fills, qpb)).to(dev)
+        logits = model(ma_t, dr_t, kind, beat, barpos, phrase, meter_t, valid)
+        masked = (kind > 0).float()[..., None]
+        bce = F.binary_cross_entropy_with_logits(logits.float(), dr_t, reduction="none")
+        return (bce * masked).sum() / (masked.sum() * DRUM_TOKEN_DIM).clamp(min=1)
+    # vae on fill bars: (fill, previous bar) pairs from the sampled windows
+    fb = np.argwhere(fills[:, 1:] > 0.5)  # bar index >= 1 so a previous bar exists
+    if len(fb) == 0:
+        fb = np.array([[0, 1]])
+    width = MAX_QUARTERS_PER_BAR * DRUM_TOKEN_DIM
+    fill = torch.zeros(len(fb), width, device=dev)
+    prev = torch.zeros(len(fb), width, device=dev)
+    for j, (i, k) in enumerate(fb):
+        k = k + 1
+        fill[j, : qpb * DRUM_TOKEN_DIM] = dr_t[i, k * qpb:(k + 1) * qpb].reshape(-1)
+        prev[j, : qpb * DRUM_TOKEN_DIM] = dr_t[i, (k - 1) * qpb:k * qpb].reshape(-1)
+    recon, mu, logvar = model(fill, prev)
+    rec = F.binary_cross_entropy_with_logits(recon.float()[:, : qpb * DRUM_TOKEN_DIM],
+                                             fill[:, : qpb * DRUM_TOKEN_DIM], reduction="sum") / len(fb)
+    kl = (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp())).sum(-1).mean()
+    return (rec + kl_weight * kl) / (qpb * DRUM_TOKEN_DIM) * 10
+
+
+def _run(args: argparse.Namespace) -> int:
+    import torch
+
+    from backline.engines.core.training import (
+        Distributed,
+        TrainLoop,
+        apply_update,
+        ramp_cosine,
+        seed_everything,
+    )
+    from backline.engines.drums.representation import CONTEXT_BARS
+
+    check_args(args)
+    cfg, only, steps = plan(args)
+    torch.set_num_threads(max(1, args.threads))
+    ctx = Distributed.setup(args.device)
+    seed_everything(args.seed + ctx.rank)
+    started = time.monotonic()
+    train, val = load_songs(args, ctx)
+    windows = Windows(train, args.labels, CONTEXT_BARS)
+    fill_rate = float(np.mean(np.concatenate([s["fills"] for s in windows.songs])))
+    pos_weight = (1 - fill_rate) / max(fill_rate, 1e-3)
+    if ctx.is_main:
+        print(f"drums: {len(train)} training songs, {len(val)} validation, "
+              f"{sum(len(g) for g in windows.groups.values())} windows, fill rate {fill_rate:.3f} "
+              f"(locator pos_weight {pos_weight:.2f})")
+    built, init_training = build_models(args, cfg, only)
+    models = {name: ctx.wrap(built[name]) for name in PHASES}
+    opts = {name: torch.optim.AdamW(models[name].parameters(), lr=args.lr, weight_decay=0.01) for name in PHASES}
+    # the models train one after another: global step -> (model, its first step, its steps)
+    spans, offset = [], 0
+    for name in PHASES:
+        spans.append((name, offset, steps[name]))
+        offset += steps[name]
+
+    def phase_at(step: int) -> tuple[str, int, int]:
+        name, first, n = next(span for span in spans if span[1] <= step < span[1] + span[2])
+        return name, step - first, n
+
+    def lr_at(step: int) -> float:  # each model has its own warm-up and cosine
+        _, local, n = phase_at(step)
+        return args.lr * ramp_cosine(local, n, max(1, n // 20))
+
+    final_losses: dict[str, float] = {}
+    stopped_early = False
+    if offset:  # --calibrate-only trains nothing: no loop, the --init models as they are
+        loop = TrainLoop(ctx, args.run, modules={**models, **{f"opt_{k}": v for k, v in opts.items()}},
+                         optimizers=list(opts.values()), steps=offset, lr=args.lr, lr_fn=lr_at,
+                         max_minutes=args.max_minutes, log_every=25, ckpt_every=500, desc="train drums")
+        rng = np.random.default_rng([args.seed, ctx.rank] + ([loop.step] if loop.step else []))
+
+        def step_fn(step: int) -> dict[str, float]:
+            name, local, n = phase_at(step)
+            model = models[name].train()
+            batch = windows.sample(rng, args.batch, 4.0 if name == "infiller" else 1.0)
             with ctx.autocast():
-                if name == "seq2seq":
-                    logits = model(ma_t, dr_t, beat, barpos, phrase, meter_t, valid, qpb)
-                    loss = F.binary_cross_entropy_with_logits(logits.float(), dr_t)
-                elif name == "locator":
-                    logits = model(ma_t, beat, barpos, phrase, meter_t, valid, n_bars=CONTEXT_BARS)
-                    loss = F.binary_cross_entropy_with_logits(
-                        logits.float(), torch.from_numpy(fills).to(dev),
-                        pos_weight=torch.tensor(pos_weight, device=dev))
-                elif name == "infiller":
-                    kind = torch.from_numpy(infill_masks(rng, fills, qpb)).to(dev)
-                    logits = model(ma_t, dr_t, kind, beat, barpos, phrase, meter_t, valid)
-                    masked = (kind > 0).float()[..., None]
-                    bce = F.binary_cross_entropy_with_logits(logits.float(), dr_t, reduction="none")
-                    loss = (bce * masked).sum() / (masked.sum() * DRUM_TOKEN_DIM).clamp(min=1)
-                else:  # vae on fill bars: (fill, previous bar) pairs from the sampled windows
-                    fb = np.argwhere(fills[:, 1:] > 0.5)  # bar index >= 1 so a previous bar exists
-                    if len(fb) == 0:
-                        fb = np.array([[0, 1]])
-                    width = MAX_QUARTERS_PER_BAR * DRUM_TOKEN_DIM
-                    fill = torch.zeros(len(fb), width, device=dev)
-                    prev = torch.zeros(len(fb), width, device=dev)
-                    for j, (i, k) in enumerate(fb):
-                        k = k + 1
-                        fill[j, : qpb * DRUM_TOKEN_DIM] = dr_t[i, k * qpb:(k + 1) * qpb].reshape(-1)
-                        prev[j, : qpb * DRUM_TOKEN_DIM] = dr_t[i, (k - 1) * qpb:k * qpb].reshape(-1)
-                    recon, mu, logvar = model(fill, prev)
-                    rec = F.binary_cross_entropy_with_logits(recon.float()[:, : qpb * DRUM_TOKEN_DIM],
-                                                             fill[:, : qpb * DRUM_TOKEN_DIM], reduction="sum") / len(fb)
-                    kl = (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp())).sum(-1).mean()
-                    loss = (rec + min(1.0, local / max(1, n // 2)) * kl) / (qpb * DRUM_TOKEN_DIM) * 10
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            step += 1
-            bar.update(1)
-            if step % 25 == 0 or local == n - 1:
-                log.log(step, **{f"{name}_loss": float(loss.item())})
-                final_losses[name] = log.latest.get(f"{name}_loss", float(loss.item()))
-                bar.set_postfix(phase=name, loss=f"{final_losses[name]:.4f}")
-            if step % 500 == 0:
-                ckpt.save(step, state, {"phase": name})
-            if limit.should_stop():  # every rank agrees; the next run resumes from this step
-                out_of_time = True
-                break
-        offset += n
-        if out_of_time:
-            break
-    bar.close()
-    ckpt.save(step, state, {"phase": "stopped (--max-minutes)" if out_of_time else "done"})
+                loss = phase_loss(name, model, batch, rng, pos_weight, min(1.0, local / max(1, n // 2)), ctx.device)
+            final_losses[name] = apply_update(opts[name], loss, model.parameters(), clip=1.0)
+            return {f"{name}_loss": final_losses[name]}
+
+        stopped_early = loop.run(step_fn).stopped_early  # --max-minutes: every rank agrees; the next run resumes
 
     if ctx.is_main:
         plain = {k: getattr(m, "module", m).eval() for k, m in models.items()}
         threshold, val_scores = locator_f1(val, plain["locator"])
-        elapsed = time.monotonic() - started
         summary = {"songs": len(train), "validation_songs": len(val), "labels": args.labels,
                    "steps": steps, "batch": args.batch, "lr": args.lr, "world_size": ctx.world_size,
-                   "threads": args.threads, "seconds": round(elapsed, 1), "final_losses": final_losses,
+                   "threads": args.threads, "seconds": round(time.monotonic() - started, 1),
+                   "stopped_early": stopped_early, "final_losses": final_losses,
                    "locator_threshold": threshold, "locator_validation": val_scores,
                    "fill_rate": fill_rate, "data": str(args.data), "lpd5": args.lpd5}
         print(json.dumps(summary, indent=1))
         (Path(args.run) / "summary.json").write_text(json.dumps(summary, indent=1))
         if args.export:
-            out = Path(args.export)
-            out.mkdir(parents=True, exist_ok=True)
-            for name, m in plain.items():
-                for p in weight_paths(out / name):
-                    if p.exists() and not args.overwrite:
-                        raise ConfigError(f"{p} exists", fix="pass --overwrite to replace the weights")
-                save_weights(m, out / name, kind=f"drums-{name}", config=cfg[name], format_version=FORMAT_VERSION,
-                             training=init_training.get(name, summary), overwrite=args.overwrite)
-            pipeline = {"format_version": FORMAT_VERSION, "config": args.config, "locator_threshold": threshold,
-                        "novelty_threshold": nov.DEFAULT_THRESHOLD, "training": summary}
-            from backline.engines.core.audio import write_bytes_atomic
-
-            write_bytes_atomic(out / "pipeline.json", json.dumps(pipeline, indent=1).encode(), overwrite=args.overwrite)
-            print(f"weights written to {out}")
+            export(plain, Path(args.export), cfg, init_training, summary, threshold, args)
     ctx.close()
     return 0
+
+
+def export(models: dict, out: Path, cfg: dict[str, dict], init_training: dict[str, dict], summary: dict,
+           threshold: float, args: argparse.Namespace) -> None:
+    """The four models (fp32 safetensors + JSON) and pipeline.json; models kept from --init keep their record."""
+    from backline.engines.core.audio import write_bytes_atomic
+    from backline.engines.core.weights import check_export, save_weights
+    from backline.engines.drums import novelty as nov
+
+    check_export([out / n for n in (*models, "pipeline")], overwrite=args.overwrite)  # again: time has passed
+    out.mkdir(parents=True, exist_ok=True)
+    for name, m in models.items():
+        save_weights(m, out / name, kind=f"drums-{name}", config=cfg[name], format_version=FORMAT_VERSION,
+                     training=init_training.get(name, summary), overwrite=args.overwrite)
+    pipeline = {"format_version": FORMAT_VERSION, "config": args.config, "locator_threshold": threshold,
+                "novelty_threshold": nov.DEFAULT_THRESHOLD, "training": summary}
+    write_bytes_atomic(out / "pipeline.json", json.dumps(pipeline, indent=1).encode(), overwrite=args.overwrite)
+    print(f"weights written to {out}")
 
 
 def main() -> int:
