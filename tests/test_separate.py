@@ -160,6 +160,33 @@ def test_augmented_stems_still_sum_to_their_mix():
     torch.testing.assert_close(parts.sum(1), mix)
 
 
+def test_remixed_and_shifted_crops_sum_to_their_mix_and_move_the_pitch():
+    """Remixed crops take each role from another song; shifted crops move every part's pitch by one ratio."""
+    from backline.engines.separate.data import crops
+
+    t = np.arange(4 * 22050) / 22050
+    songs = []
+    for hz in (100.0, 200.0):  # song k: every role a sine at its own pitch, bass at hz
+        songs.append(np.stack([np.sin(2 * np.pi * hz * (r + 1) * t) for r in range(len(ROLES))]).astype(np.float32))
+    rng = np.random.default_rng(5)
+    mix, parts = next(crops(songs, 64, 1.0, rng, absent=0.0, remix=1.0))
+    torch.testing.assert_close(parts.sum(1), mix)
+    peaks = {int(np.argmax(np.abs(np.fft.rfft(p[0].numpy())))) for p in parts}  # the bass's pitch, 1 Hz bins
+    assert peaks == {100, 200}
+    drums = {int(np.argmax(np.abs(np.fft.rfft(p[1].numpy())))) for p in parts}
+    pairs = {(int(np.argmax(np.abs(np.fft.rfft(p[0].numpy())))), int(np.argmax(np.abs(np.fft.rfft(p[1].numpy())))))
+             for p in parts}
+    assert drums == {200, 400} and len(pairs) > 2  # roles drawn from different songs, not always together
+
+    mix, parts = next(crops(songs[:1], 64, 1.0, np.random.default_rng(6), absent=0.0, shift=3.0))
+    torch.testing.assert_close(parts.sum(1), mix)
+    bass = np.array([np.argmax(np.abs(np.fft.rfft(p[0].numpy()))) for p in parts])
+    other = np.array([np.argmax(np.abs(np.fft.rfft(p[2].numpy()))) for p in parts])
+    assert (bass == 100).any() and (bass != 100).any()  # about half the crops shifted
+    assert bass.min() >= 100 * 2 ** (-3 / 12) - 1 and bass.max() <= 100 * 2 ** (3 / 12) + 1
+    np.testing.assert_allclose(other, 3 * bass, atol=2)  # one ratio for every role of a crop
+
+
 def test_octave_down_halves_the_pitch():
     from backline.engines.separate.data import octave_down
 

@@ -163,19 +163,47 @@ def octave_down(x: np.ndarray, n: int) -> np.ndarray:
     return np.interp(np.arange(n) / 2.0, np.arange(len(half)), half).astype(np.float32)
 
 
+def _window(s: np.ndarray, n: int, factor: float, rng: np.random.Generator) -> np.ndarray:
+    """A random n-sample crop of `s` [R, samples] played `factor` times faster (pitch up by that ratio): read
+    n·factor samples and interpolate them onto n. Linear interpolation is a crude resampler, but every role and
+    the mix go through the same one, so the stems still sum to the mixture."""
+    m = int(np.ceil(n * factor)) + 1 if factor != 1.0 else n
+    start = int(rng.integers(0, max(1, s.shape[1] - m)))
+    part = np.array(s[:, start:start + m], dtype=np.float32)
+    if factor == 1.0 or part.shape[1] < 2:
+        return part
+    t = np.minimum(np.arange(n) * factor, part.shape[1] - 1)
+    return np.stack([np.interp(t, np.arange(part.shape[1]), row) for row in part]).astype(np.float32)
+
+
 def crops(songs: list[np.ndarray], batch: int, seconds: float, rng: np.random.Generator,
-          absent: float = 0.1, low_other: float = 0.0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+          absent: float = 0.1, low_other: float = 0.0, remix: float = 0.0,
+          shift: float = 0.0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Endless batches (mix [B, samples], stems [B, R, samples]) of random crops with a random level per role
     (±9 dB) and, with probability `absent` per role, that role left out. With probability `low_other` the
     "other" part is played an octave down, so low piano voicings and cellos are not taken for a bass (a real
-    jazz pianist's left hand at 100–140 Hz was, see TRAINING.md)."""
+    jazz pianist's left hand at 100–140 Hz was, see TRAINING.md).
+
+    Widening the sound beyond what the corpus rendered: with probability `remix` each role of a crop comes from
+    another song (and place), so a bass meets drums and keys it was never rendered with — new balances of
+    timbre, register and density for free; and with probability ½ when `shift` > 0 the crop (or each remixed
+    role) is played up to `shift` semitones higher or lower, moving every instrument's register and formants
+    (a GM patch transposed is another instrument's timbre)."""
     n = int(seconds * SAMPLE_RATE)
+
+    def factor() -> float:
+        return float(2 ** (rng.uniform(-shift, shift) / 12)) if shift > 0 and rng.random() < 0.5 else 1.0
+
     while True:
         stems = np.zeros((batch, len(ROLES), n), np.float32)
         for b in range(batch):
-            s = songs[int(rng.integers(len(songs)))]
-            start = int(rng.integers(0, max(1, s.shape[1] - n)))
-            part = np.array(s[:, start:start + n], dtype=np.float32)
+            if remix > 0 and rng.random() < remix:
+                part = np.zeros((len(ROLES), n), np.float32)
+                for r in range(len(ROLES)):
+                    row = _window(songs[int(rng.integers(len(songs)))], n, factor(), rng)[r]
+                    part[r, : row.shape[0]] = row
+            else:
+                part = _window(songs[int(rng.integers(len(songs)))], n, factor(), rng)
             if low_other > 0 and rng.random() < low_other and part.shape[1] == n:
                 part[ROLES.index("other")] = octave_down(part[ROLES.index("other")], n)
             gains = 10 ** (rng.uniform(-9, 9, len(ROLES)) / 20)

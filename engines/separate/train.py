@@ -42,6 +42,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--low-other", type=float, default=0.0,
                         help="probability that a crop's 'other' part is played an octave down (low piano voicings)")
+    parser.add_argument("--remix", type=float, default=0.0,
+                        help="probability that each role of a crop comes from another song (new combinations)")
+    parser.add_argument("--shift", type=float, default=0.0,
+                        help="play half the crops up to this many semitones higher or lower (0 = off)")
     parser.add_argument("--eval-every", type=int, default=200, help="steps between held-out evaluations")
     parser.add_argument("--init", type=Path, default=SHIPPED, help="weights a fresh run starts from ('' = random)")
     parser.add_argument("--export", type=Path, help="write fp16 weights + JSON here at the end")
@@ -162,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
         model.load_state_dict(load_model(args.init).float().state_dict())
         print(f"starting from {args.init}", flush=True)
     batches = crops(songs, args.batch, args.crop_seconds, np.random.default_rng([args.seed, loop.step]),
-                    low_other=args.low_other)
+                    low_other=args.low_other, remix=args.remix, shift=args.shift)
 
     def step_fn(step: int) -> dict[str, float]:
         mix, stems = next(batches)
@@ -185,7 +189,8 @@ def run(args: argparse.Namespace) -> int:
     if args.export:
         export(model, args.export, {"steps": result.step, "minutes": round(result.elapsed_s / 60, 1),
                                     "batch": args.batch, "crop_seconds": args.crop_seconds, "lr": args.lr,
-                                    "variants": args.variants, "low_other": args.low_other, "corpus": [str(c) for c in args.corpus]})
+                                    "variants": args.variants, "low_other": args.low_other, "remix": args.remix,
+                                    "shift": args.shift, "corpus": [str(c) for c in args.corpus]})
         print(f"exported {args.export}", flush=True)
     return 0
 
