@@ -149,10 +149,16 @@ def test_smoke_weights_load_and_keep_the_latent_space(smoke):
     for role in ("stem",):
         returned, shipped = load_codec(role, weights=out / f"{role}.safetensors"), load_codec(role)
         assert latent_space_id(returned) == latent_space_id(shipped)  # decoder-only: the bass model still fits
-        assert returned.meta["training"]["gpu_lease"]["steps"] >= 1
+        record = returned.meta["training"]["gpu_lease"]
+        assert record["steps"] >= 1
         changed = [k for k, v in returned.model.decoder.state_dict().items()
                    if not v.equal(shipped.model.decoder.state_dict()[k])]
-        assert changed  # the decoder did train
+        # best-of held-out selection: a trained step is returned only when it measured better, else the shipped
+        # decoder itself comes back unchanged (a few smoke steps at batch 2 may well not help)
+        if record["selected_step"] > 0:
+            assert changed and record["heldout_after"]["loss"] < record["heldout_before"]["loss"]
+        else:
+            assert not changed and record["heldout_after"] == record["heldout_before"]
     model, meta = load_bass_model(weights=out / "bass")
     _, shipped_meta = load_bass_model()
     assert meta["config"] == shipped_meta["config"]
