@@ -21,6 +21,14 @@ Tables printed:
    reference, 1 thread; render alone too).
 5. Sampler vs harmonic-plus-noise (DDSP-style: 24 harmonic amplitudes + exponential decay + attack noise fitted to
    the same slices): grounding ratio and contrast with each, build time.
+6. Real recordings (../shared/realdev) as references, one line each (measured, never trained on).
+7. Matching (`--corpus`, 25 held-out songs, one 8-s clip each): the analysis engine's (mix, bass) matching model's
+   25×25 soft-assignment matrix over the follow-mode takes, top-1 = the share of bands whose own take scores highest
+   (paper 000's measure, as bass_follow_eval.py prints it). Rows: the real basses (ceiling); the take as the engine
+   makes it by default (`engine.generate`, finger preset, follow mode); the take with a user reference (the held-out
+   references of table 1 in turn, planned in their feel, rendered in their sound); the settings of the 0.76 row
+   (root_fifth through the finger soundfont, no balance); and the trivial baselines: the heard key's tonic held
+   every bar, and random pitches (in the heard key, bass register) on the default take's own rhythm.
 """
 
 from __future__ import annotations
@@ -125,11 +133,16 @@ def prepare(audio: Audio, folder: Path, name: str, use_cache: bool = False):
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--skip", default="", help="comma list: grounding,contrast,feel,speed,hn (realdev: --realdev '')")
+    ap.add_argument("--skip", default="", help="comma list: grounding,contrast,feel,speed,hn,matching (realdev: --realdev '')")
     ap.add_argument("--pictures", type=Path, help="write spectrograms of references and takes here (PNG)")
     ap.add_argument("--realdev", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared" / "realdev",
                     help="real recordings to try as references (measure only)")
     ap.add_argument("--seeds", type=int, default=6, help="lines per reference in the contrast table (2-6)")
+    ap.add_argument("--corpus", type=Path, default=None,
+                    help="held-out rendered songs for the matching table (25 songs: one clip each); default: the "
+                         "benchmark's 4 synthetic songs (several clips per song, so not the issue's figure)")
+    ap.add_argument("--clips", type=int, default=25, help="clips (songs) in the matching matrix")
+    ap.add_argument("--clip-seconds", type=float, default=8.0, help="clip length for the matching matrix")
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
     sys.path.insert(0, str(Path(__file__).parent))
@@ -157,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # 1. grounding ratio on held-out references
     refs, insts = [], []
-    if "grounding" not in skip:
+    if {"grounding", "matching"} - skip:
         notes = riff(8, 8, 96.0, low=40)
         for font, prog, chain in HELD_OUT:
             ref = soundfont_reference(font, prog, chain, notes, 20.5)
@@ -166,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
             insts.append(inst)
             print(f"   held-out {font} {prog} {chain[0]['type']}: {info['learned']}  ({info['samples']} samples, "
                   f"{info['build_s']:.1f} s)")
+    if "grounding" not in skip:
         ref_emb = [emb(r) for r in refs]
         grounded, other, now, nearest = [], [], [], []
         finger = load_preset("finger")
@@ -287,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
               f"fit {hn_s:.2f} s per reference")
 
     # 6. real recordings (../shared/realdev; measured per clip, never trained on)
-    if a.realdev and a.realdev.is_dir():
+    if str(a.realdev) not in ("", ".") and a.realdev.is_dir():
         from backline.engines.bass.reference import prepare_reference
         from backline.engines.errors import BacklineError
 
@@ -311,10 +325,101 @@ def main(argv: list[str] | None = None) -> int:
             except BacklineError as err:
                 print(f"   {name}: refused — {err}")
 
+    # 7. matching top-1 on held-out songs
+    if "matching" not in skip:
+        results |= matching_table(engine, a.corpus, a.clips, a.clip_seconds, tmp, insts)
+
     if a.pictures and pictures:
         save_spectrograms(a.pictures, pictures)
     print("\nresults:", {k: (round(v, 3) if isinstance(v, float) else v) for k, v in results.items()})
     return 0
+
+
+def matching_table(engine, corpus: Path | None, clips_n: int, seconds: float, tmp: Path, insts: list) -> dict:
+    """Table 7 (see the module docstring): matching top-1 of follow-mode takes against their own bands."""
+    from _common import corpus_or_render
+    from bass_eval import load_clips
+
+    from backline.engines.analysis.api import match_matrix
+    from backline.engines.balance import balance_take
+    from backline.engines.bass.follow import plan_line, render_line
+    from backline.engines.bass.presets import load_preset
+    from backline.engines.bass.reference import plan_in_feel, render_in_reference
+    from backline.engines.listen import listen
+    from backline.engines.protocol import GenerationRequest
+    from backline.engines.timeline import Timeline
+    from backline.engines.transcribe import Note
+
+    corpus, label = corpus_or_render(corpus, min_bars=20, max_bars=28)
+    clips = load_clips(corpus, clips_n, seconds)
+    songs = len({c.name.split("@")[0] for c in clips})
+    print(f"\n7. matching: {len(clips)} clips of {seconds:g} s from {songs} songs ({label})")
+    finger = load_preset("finger")
+    rng = np.random.default_rng(0)
+    rows: dict[str, list[Audio]] = {k: [] for k in ("real bass (ceiling)", "engine default", "with a reference",
+                                                   "0.76 settings", "held tonic", "random pitches, same rhythm")}
+    t_default = 0.0
+    for i, c in enumerate(clips):
+        mix = c.mix
+        rows["real bass (ceiling)"].append(c.bass)
+        req = GenerationRequest("bass", tmp / "out", Timeline.constant(120.0, mix.sample_rate), mix=mix,
+                                region_stop=mix.frames, seed=1)
+        t = time.perf_counter()
+        res = engine.generate(req)
+        t_default += time.perf_counter() - t
+        take = res.takes[0]
+        rows["engine default"].append(take.stems["bass"])
+        lst = listen(mix)
+        if insts:
+            inst = insts[i % len(insts)]
+            line, _, _ = plan_in_feel(engine.planner(), lst, lst.kicks, inst.feel, seed=1)
+            rows["with a reference"].append(balance_take(render_in_reference(inst, line, mix.frames,
+                                                                             mix.sample_rate)[1], mix, "bass")[0])
+        notes, _, _ = plan_line(engine.planner(), lst, lst.kicks, style="root_fifth")
+        rows["0.76 settings"].append(render_line(notes, finger, mix.frames, mix.sample_rate, lst.bpm)[1])
+        bar_s = 4 * 60.0 / lst.bpm
+        tonic = 36 + (lst.key_pc - 36) % 12
+        held = [Note(tonic, t0, min(t0 + bar_s - 0.05, mix.seconds), 90)
+                for t0 in np.arange(max(lst.bar_one - bar_s * np.ceil(lst.bar_one / bar_s), 0.0), mix.seconds, bar_s)]
+        rows["held tonic"].append(balance_take(render_line(held, finger, mix.frames, mix.sample_rate, lst.bpm)[1],
+                                               mix, "bass")[0])
+        scale = [(lst.key_pc + d) % 12 for d in ((0, 2, 3, 5, 7, 8, 10) if lst.mode == "minor" else
+                                                 (0, 2, 4, 5, 7, 9, 11))]
+        line = default_notes(take)
+        rnd = [Note(int(36 + (scale[rng.integers(len(scale))] - 36) % 12 + 12 * rng.integers(0, 2)), n.start, n.end,
+                    n.velocity) for n in line]
+        rows["random pitches, same rhythm"].append(balance_take(render_line(rnd, finger, mix.frames, mix.sample_rate,
+                                                                            lst.bpm)[1], mix, "bass")[0])
+    mixes = [c.mix for c in clips]
+    out = {}
+    for name, takes in rows.items():
+        if len(takes) != len(clips):
+            continue
+        mat = match_matrix(mixes, takes).float().numpy()
+        top1 = float((mat.argmax(1) == np.arange(len(clips))).mean())
+        out[f"matching_top1[{name}]"] = top1
+        print(f"   {name:>28}: top-1 {top1:.2f}, mean diagonal p {np.diag(mat).mean():.3f} (chance "
+              f"{1 / len(clips):.3f}; target >= 0.8)")
+    print(f"   engine default: {t_default / sum(c.mix.seconds for c in clips):.3f}x real time wall per clip "
+          f"(listen, plan, render, balance; shared machine)")
+    return out
+
+
+def default_notes(take) -> list:
+    """The notes of a take's MIDI (seconds from the region's first sample)."""
+    import io
+
+    import pretty_midi
+
+    from backline.engines.transcribe import Note
+
+    midi = take.midi
+    if not isinstance(midi, pretty_midi.PrettyMIDI):
+        buf = io.BytesIO()
+        midi.save(file=buf) if hasattr(midi, "save") else buf.write(midi)
+        buf.seek(0)
+        midi = pretty_midi.PrettyMIDI(buf)
+    return [Note(n.pitch, n.start, n.end, n.velocity) for inst in midi.instruments for n in inst.notes]
 
 
 def save_spectrograms(folder: Path, items: list[tuple[str, Audio]]) -> None:
