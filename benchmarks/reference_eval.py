@@ -29,6 +29,11 @@ Tables printed:
    references of table 1 in turn, planned in their feel, rendered in their sound); the settings of the 0.76 row
    (root_fifth through the finger soundfont, no balance); and the trivial baselines: the heard key's tonic held
    every bar, and random pitches (in the heard key, bass register) on the default take's own rhythm.
+8. Presets (`presets`): each preset's line (its own style) on the demo band through the GM soundfont (the old
+   default) and through the instrument sampled from the preset's reference (+ its chain): the grounding ratio among
+   the presets (timbre distance to the preset's reference in its own sound over the other presets' sounds), render
+   fidelity (basic-pitch on the rendered take vs the planned notes: pitch-class agreement, note F1), the build time
+   of the eight instruments (cache off) and the cached load, and the render time.
 """
 
 from __future__ import annotations
@@ -45,7 +50,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from backline.engines.audio import Audio, write_audio  # noqa: E402
+from backline.engines.audio import Audio, read_audio, write_audio  # noqa: E402
 
 SR = 44100
 #: Held-out renders: (soundfont, GM program 1-based, chain) — no preset uses these pairs nor these effects.
@@ -143,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
                          "benchmark's 4 synthetic songs (several clips per song, so not the issue's figure)")
     ap.add_argument("--clips", type=int, default=25, help="clips (songs) in the matching matrix")
     ap.add_argument("--clip-seconds", type=float, default=8.0, help="clip length for the matching matrix")
+    ap.add_argument("--per-song", type=int, default=1,
+                    help="adjacent clips per song in the matching matrix (2: the harder protocol, see song_clips)")
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
     sys.path.insert(0, str(Path(__file__).parent))
@@ -325,9 +332,13 @@ def main(argv: list[str] | None = None) -> int:
             except BacklineError as err:
                 print(f"   {name}: refused — {err}")
 
+    # 8. presets: soundfont vs their reference instrument
+    if "presets" not in skip:
+        results |= presets_table(engine, lst, mix, emb, distances)
+
     # 7. matching top-1 on held-out songs
     if "matching" not in skip:
-        results |= matching_table(engine, a.corpus, a.clips, a.clip_seconds, tmp, insts)
+        results |= matching_table(engine, a.corpus, a.clips, a.clip_seconds, tmp, insts, a.per_song)
 
     if a.pictures and pictures:
         save_spectrograms(a.pictures, pictures)
@@ -335,7 +346,90 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def matching_table(engine, corpus: Path | None, clips_n: int, seconds: float, tmp: Path, insts: list) -> dict:
+def presets_table(engine, lst, mix: Audio, emb, distances) -> dict:
+    """Table 8 (see the module docstring)."""
+    from bass_follow_eval import fidelity
+
+    from backline.engines.bass.follow import plan_line, render_line
+    from backline.engines.bass.presets import list_presets, load_preset
+    from backline.engines.bass.reference import prepare_reference, preset_instrument, render_preset
+
+    presets = [load_preset(p) for p in list_presets()]
+    t = time.perf_counter()
+    insts = [prepare_reference(p.reference, use_cache=False)[0] for p in presets]
+    build_s = time.perf_counter() - t
+    for p in presets:  # fill the cache, then time the cached load
+        preset_instrument(p)
+    t = time.perf_counter()
+    for p in presets:
+        preset_instrument(p)
+    cached_s = (time.perf_counter() - t) / len(presets)
+    refs = [emb(read_audio(p.reference)) for p in presets]
+    out: dict = {}
+    print(f"\n8. presets on the demo band: soundfont vs the instrument sampled from the preset's reference; building "
+          f"the {len(presets)} instruments {build_s:.1f} s (cache off), cached load {cached_s * 1e3:.0f} ms each")
+    for method in ("soundfont", "reference instrument"):
+        own, other, agree, f1, secs = [], [], [], [], 0.0
+        for i, p in enumerate(presets):
+            style = p.controls.get("style") or "root_fifth"
+            octave = int((p.render or {}).get("octave", 0))
+            notes, _, _ = plan_line(engine.planner(), lst, lst.kicks, style=style, seed=1, octave=octave)
+            takes = []
+            for j, q in enumerate(presets):
+                t = time.perf_counter()
+                dry, wet, _ = (render_line(notes, q, mix.frames, mix.sample_rate, lst.bpm) if method == "soundfont"
+                               else render_preset(insts[j], q, notes, mix.frames, mix.sample_rate))
+                secs += time.perf_counter() - t
+                takes.append(emb(wet))
+                if j == i:
+                    a, f = fidelity(notes, dry)
+                    agree.append(a)
+                    f1.append(f)
+            own.append(distances(refs[i], takes[i])[0])
+            other += [distances(refs[i], takes[j])[0] for j in range(len(presets)) if j != i]
+        ratio = float(np.mean(own) / np.mean(other))
+        out[f"preset_grounding[{method}]"] = ratio
+        out[f"preset_f1[{method}]"] = float(np.mean(f1))
+        print(f"   {method:>20}: grounding ratio {ratio:.3f} (distance to own reference {np.mean(own):.3f}, to the "
+              f"others' {np.mean(other):.3f}); render fidelity pc {np.mean(agree):.3f}, note F1 {np.mean(f1):.3f}; "
+              f"render {secs / (len(presets) ** 2 * mix.seconds):.4f}x real time")
+    return out
+
+
+def song_clips(corpus: Path, count: int, seconds: float, per_song: int) -> list:
+    """`per_song` adjacent, non-overlapping clips from each song (from bar 1, whole bars), `count` in all: the
+    harder matching protocol, where a band's own take must also win over the takes made for its song's other bars
+    (same key, instruments and chords, other moments)."""
+    import json
+    import math
+
+    from bass_eval import Clip
+
+    from backline.engines.bass.data import bass_tracks
+
+    clips = []
+    for tr in bass_tracks(corpus):
+        extras = json.loads((tr.folder / "extras.json").read_text())
+        num, den = extras.get("time_signature", [4, 4])
+        bar_s = num * 4.0 / den * 60.0 / float(extras.get("tempo_bpm", 120.0))
+        stems = {s: read_audio(tr.folder / "stems" / f"{s}.flac") for s in (tr.bass, *tr.others)}
+        sr = stems[tr.bass].sample_rate
+        span = math.ceil(seconds / bar_s)
+        for k in range(per_song):
+            if len(clips) >= count:
+                return clips
+            bar = 1 + k * span
+            start, frames = int(round((bar - 1) * bar_s * sr)), int(seconds * sr)
+            if start + frames > stems[tr.bass].frames:
+                break
+            mix = sum(stems[s].slice(start, start + frames).samples for s in tr.others)
+            bass = stems[tr.bass].slice(start, start + frames)
+            clips.append(Clip(f"{tr.folder.name}@bar{bar}", Audio(mix, sr), bass, extras, (bar - 1) * bar_s))
+    return clips
+
+
+def matching_table(engine, corpus: Path | None, clips_n: int, seconds: float, tmp: Path, insts: list,
+                   per_song: int = 1) -> dict:
     """Table 7 (see the module docstring): matching top-1 of follow-mode takes against their own bands."""
     from _common import corpus_or_render
     from bass_eval import load_clips
@@ -351,9 +445,11 @@ def matching_table(engine, corpus: Path | None, clips_n: int, seconds: float, tm
     from backline.engines.transcribe import Note
 
     corpus, label = corpus_or_render(corpus, min_bars=20, max_bars=28)
-    clips = load_clips(corpus, clips_n, seconds)
+    clips = load_clips(corpus, clips_n, seconds) if per_song == 1 else song_clips(corpus, clips_n, seconds, per_song)
     songs = len({c.name.split("@")[0] for c in clips})
-    print(f"\n7. matching: {len(clips)} clips of {seconds:g} s from {songs} songs ({label})")
+    print(f"\n7. matching: {len(clips)} clips of {seconds:g} s from {songs} songs ({label}"
+          + (f"; {per_song} adjacent clips per song: each band must be told from its own song's other bars)"
+             if per_song > 1 else ")"))
     finger = load_preset("finger")
     rng = np.random.default_rng(0)
     rows: dict[str, list[Audio]] = {k: [] for k in ("real bass (ceiling)", "engine default", "with a reference",
@@ -397,7 +493,7 @@ def matching_table(engine, corpus: Path | None, clips_n: int, seconds: float, tm
             continue
         mat = match_matrix(mixes, takes).float().numpy()
         top1 = float((mat.argmax(1) == np.arange(len(clips))).mean())
-        out[f"matching_top1[{name}]"] = top1
+        out[f"matching_top1[{name}{', 2 per song' if per_song > 1 else ''}]"] = top1
         print(f"   {name:>28}: top-1 {top1:.2f}, mean diagonal p {np.diag(mat).mean():.3f} (chance "
               f"{1 / len(clips):.3f}; target >= 0.8)")
     print(f"   engine default: {t_default / sum(c.mix.seconds for c in clips):.3f}x real time wall per clip "

@@ -864,6 +864,7 @@ class MainWindow(QMainWindow):
         card.recallRequested.connect(self.recall_take)
         card.regenerateRequested.connect(self.regenerate_take)
         card.rerenderRequested.connect(self.choose_rerender)
+        card.previewMidiRequested.connect(self.preview_take_midi)
         card.selected.connect(self.select_take)
         card.message.connect(self.show_message)
         card.dragStarted.connect(lambda mime: self.statusBar().showMessage(
@@ -931,6 +932,20 @@ class MainWindow(QMainWindow):
             self.player.stop()
         elif self.selected_take:
             self.play_take(self.selected_take, with_mix)
+
+    def preview_take_midi(self, take_id: str) -> None:
+        """Play a bass take's MIDI file (what the MIDI chip drags out, edits included) in the take's sound."""
+        try:
+            take = self.store.get(take_id)
+            midi = self.store.absolute(take.midi)
+            if midi is None or not Path(midi).is_file():
+                raise BacklineError(f"{take.label} has no MIDI file to preview")
+            from backline.engines.bass.reference import preview_midi
+
+            self.player.play(preview_midi(midi, reference=take.reference, preset=take.preset), f"midi:{take_id}")
+            self.statusBar().showMessage(f"Previewing the MIDI of {take.label} in its sound", 4000)
+        except BacklineError as err:
+            self.show_message("error", str(err))
 
     def audition_preset(self, preset) -> None:
         try:

@@ -135,6 +135,9 @@ FOLLOW_CONTROLS = (
     Control("register", "int", 0, "Register", -1, 1, 1, help="octave: -1 low, 0 usual, +1 high"),
     Control("swing", "float", 0.0, "Swing", 0.0, 1.0, 0.05, help="0 = straight, 1 = triplet swing"),
     Control("lock_to_kick", "bool", False, "Lock to kick", help="put the line's notes on the kick drum's hits"),
+    Control("sound", "choice", "reference", "Preset sound", choices=("reference", "soundfont"), group="advanced",
+            help="reference: a preset plays through the instrument sampled from its reference recording (built "
+                 "once, cached); soundfont: through its General MIDI program"),
     LEVEL,
     *LISTEN_CONTROLS,
     Control("midi_in", "text", "", "Line MIDI", group="cli",
@@ -370,7 +373,7 @@ class BassEngine:
         mix = self._check_mix(request.mix)
         seeds = [int(request.seed) + k for k in range(request.variations)]
         # --- style reference (issue 22, engines/bass/reference.py): the user's recording gives the sound and feel
-        ref_inst = ref_info = None
+        ref_inst = ref_info = preset_inst = None
         if reference is not None:
             from backline.engines.bass.reference import prepare_reference
 
@@ -378,6 +381,12 @@ class BassEngine:
             ref_inst, ref_info = prepare_reference(reference, progress=lambda f, m: progress(0.05 * f, m),
                                                    cancel=cancel)
             timings["reference_s"] = time.perf_counter() - t0
+        elif preset is not None and merged.get("sound", "reference") == "reference":
+            from backline.engines.bass.reference import preset_instrument
+
+            t0 = time.perf_counter()  # a preset = its reference (the sound) + its style (how it is played)
+            preset_inst, _ = preset_instrument(preset, progress=lambda f, m: progress(0.05 * f, m), cancel=cancel)
+            timings["instrument_s"] = time.perf_counter() - t0
         # --- end style reference
         progress(0.05, "listening")
         t0 = time.perf_counter()
@@ -424,6 +433,10 @@ class BassEngine:
                 from backline.engines.bass.reference import render_in_reference
 
                 dry, wet, level = render_in_reference(ref_inst, notes, mix.frames, sr)
+            elif preset_inst is not None:
+                from backline.engines.bass.reference import render_preset
+
+                dry, wet, level = render_preset(preset_inst, preset, notes, mix.frames, sr)
             else:
                 dry, wet, level = render_line(notes, preset, mix.frames, sr, lst.bpm)
             wet, balance = balance_take(wet, mix, "bass", float(merged["level"]))  # at the band's balance
@@ -441,11 +454,12 @@ class BassEngine:
         timings["total_s"] = time.perf_counter() - t_start
         report = {
             "engine": NAME, "mode": "follow" if not merged.get("midi_in") else "midi-in",
-            "render": "reference sampler" if ref_inst is not None else "soundfont",
+            "render": "reference sampler" if ref_inst is not None else
+                      "preset's reference instrument" if preset_inst is not None else "soundfont",
             "config": self.config, "device": "cpu", "fallbacks": [], "warnings": list(self.warnings),
             "weights": self.describe().weights, "listening": lst.to_dict(),
             "settings": {k: merged[k] for k in ("style", "complexity", "intensity", "register", "swing",
-                                                "lock_to_kick", "level")} | {"variations": len(seeds)},
+                                                "lock_to_kick", "level", "sound")} | {"variations": len(seeds)},
             "seeds": seeds, "preset": preset.name if preset else None,
             "region": {"start_sample": request.region_start, "frames": mix.frames, "sample_rate": sr,
                        "bpm": timeline.bpm, "start_bar": round(timeline.samples_to_bar(request.region_start), 4)},

@@ -818,15 +818,53 @@ def prepare_reference(path: str | Path, *, progress: ProgressFn | None = None,
 
 
 def render_in_reference(inst: Instrument, notes: list[Note], frames: int, sample_rate: int,
-                        lufs: float = -18.0) -> tuple[Audio, Audio, dict]:
-    """(dry, wet, level report) like follow.render_line, in the reference's own sound (its effects are already in
-    the samples, so no chain is added; the level is set like a preset's)."""
+                        lufs: float = -18.0, chain: Any = (), where: str = "reference instrument"
+                        ) -> tuple[Audio, Audio, dict]:
+    """(dry, wet, level report) like follow.render_line, in the reference's own sound. A user's reference has its
+    effects in the samples already (no chain); a preset's reference is recorded dry, so its chain is added."""
     from backline.engines.effects import render
 
     dry = inst.render(notes, frames, sample_rate)
-    wet, level = render(dry.with_channels(2), (), target_lufs=lufs, where="reference instrument")
+    wet, level = render(dry.with_channels(2), chain, target_lufs=lufs, where=where)
     return dry, wet, level
 
 
+def preset_instrument(preset, *, progress: ProgressFn | None = None,
+                      cancel: threading.Event | None = None) -> tuple[Instrument, dict]:
+    """A preset is "a reference + how it is played": its sound is the instrument sampled from its reference
+    recording, built like a user's (cached per content in the user's cache; a read-only install rebuilds it per
+    process), its feel the preset's style."""
+    return prepare_reference(preset.reference, progress=progress, cancel=cancel)
+
+
+def render_preset(inst: Instrument, preset, notes: list[Note], frames: int, sample_rate: int
+                  ) -> tuple[Audio, Audio, dict]:
+    """A line in a preset's sound: its reference instrument, then its chain at its loudness (as `render_line`)."""
+    return render_in_reference(inst, notes, frames, sample_rate, lufs=preset.loudness_lufs, chain=preset.chain,
+                               where=f"{preset.name} chain")
+
+
+def preview_midi(midi: str | Path, *, reference: str | Path | None = None, preset: str | None = None,
+                 sample_rate: int = SR, lead_s: float = 0.1) -> Audio:
+    """A bass MIDI line (a take's, or the one the musician edited and drags back) in the take's sound: its user
+    reference's instrument, else its preset's reference instrument — the host's MIDI preview. Both instruments are
+    cached from the take's generation, so this costs the render (~0.01x real time). The line starts `lead_s`
+    after the preview's first sample (a take's MIDI sits at its bars' place on the DAW timeline)."""
+    from backline.engines.bass.follow import read_line_midi
+    from backline.engines.bass.presets import load_preset
+
+    notes, _ = read_line_midi(midi)
+    shift = notes[0].start - lead_s
+    notes = [Note(n.pitch, n.start - shift, n.end - shift, n.velocity) for n in notes]
+    frames = int((max(n.end for n in notes) + RELEASE_S + 0.2) * sample_rate)
+    if reference:
+        inst, _ = prepare_reference(reference)
+        return render_in_reference(inst, notes, frames, sample_rate)[1]
+    p = load_preset(preset or "finger")
+    inst, _ = preset_instrument(p)
+    return render_preset(inst, p, notes, frames, sample_rate)[1]
+
+
 __all__ = ["Feel", "Instrument", "build_instrument", "estimate_tempo", "load_reference_audio", "measure_feel",
-           "plan_in_feel", "prepare_reference", "render_in_reference"]
+           "plan_in_feel", "prepare_reference", "preset_instrument", "preview_midi", "render_in_reference",
+           "render_preset"]
