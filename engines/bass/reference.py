@@ -644,7 +644,7 @@ def _sustain_loop(x: np.ndarray, attack: int, need: int, f0: float) -> np.ndarra
         return x
     start = max(attack + int(0.05 * SR), body_end - seg)
     if body_end - start < 64:
-        return np.pad(x, (0, need - len(x)))
+        return np.pad(x, (0, max(0, need - len(x))))  # no body to loop (a staccato slice)
     loop = x[start:body_end].copy()
     # flatten the segment's own decay (repeating a decaying piece would pump at the loop rate), hold the level the
     # body ends on, and let it keep decaying gently across the repeats
@@ -837,11 +837,31 @@ def preset_instrument(preset, *, progress: ProgressFn | None = None,
     return prepare_reference(preset.reference, progress=progress, cancel=cancel)
 
 
+def preset_lag(preset, pitch: int) -> float:
+    """Seconds a preset's sampled note sounds after its note-on: what its soundfont take keeps of the GM program's
+    attack latency (`engines.render`: a take keeps (1 − ATTACK_SHARE) of it, as the band's own parts sound behind
+    their note-ons). The sampler puts each attack on its note-on; without this lag the preset takes sat 11.6 ms
+    before the real bass on the demo (hop 512 and 128, benchmarks/takes_eval.py --sound reference), with it where
+    the soundfont take sits (measured once per program, cached)."""
+    from backline.engines.render import attack_latency, latency_of
+
+    font = (preset.render or {}).get("soundfont", "FluidR3_GM")
+    lat = attack_latency(font, preset.gm_program - 1, role="bass")
+    if not lat:
+        return 0.0
+    own = lat[pitch] if pitch in lat else lat[min(lat, key=lambda p: (abs(p - pitch), p))]
+    return max(0.0, own - latency_of(lat, pitch))
+
+
 def render_preset(inst: Instrument, preset, notes: list[Note], frames: int, sample_rate: int
                   ) -> tuple[Audio, Audio, dict]:
-    """A line in a preset's sound: its reference instrument, then its chain at its loudness (as `render_line`)."""
-    return render_in_reference(inst, notes, frames, sample_rate, lufs=preset.loudness_lufs, chain=preset.chain,
-                               where=f"{preset.name} chain")
+    """A line in a preset's sound: its reference instrument (each note `preset_lag` after its note-on), then its
+    chain at its loudness (as `render_line`)."""
+    lags = {p: preset_lag(preset, p) for p in {n.pitch for n in notes}}
+    notes = [Note(n.pitch, n.start + lags[n.pitch], n.end + lags[n.pitch], n.velocity) for n in notes]
+    dry, wet, level = render_in_reference(inst, notes, frames, sample_rate, lufs=preset.loudness_lufs,
+                                          chain=preset.chain, where=f"{preset.name} chain")
+    return dry, wet, level | {"lag_ms": round(1e3 * float(np.median(list(lags.values()))), 2) if lags else 0.0}
 
 
 def preview_midi(midi: str | Path, *, reference: str | Path | None = None, preset: str | None = None,
@@ -866,5 +886,5 @@ def preview_midi(midi: str | Path, *, reference: str | Path | None = None, prese
 
 
 __all__ = ["Feel", "Instrument", "build_instrument", "estimate_tempo", "load_reference_audio", "measure_feel",
-           "plan_in_feel", "prepare_reference", "preset_instrument", "preview_midi", "render_in_reference",
+           "plan_in_feel", "prepare_reference", "preset_instrument", "preset_lag", "preview_midi", "render_in_reference",
            "render_preset"]
