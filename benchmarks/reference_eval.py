@@ -25,9 +25,10 @@ Tables printed:
 7. Matching (`--corpus`, 25 held-out songs, one 8-s clip each): the analysis engine's (mix, bass) matching model's
    25×25 soft-assignment matrix over the follow-mode takes, top-1 = the share of bands whose own take scores highest
    (paper 000's measure, as bass_follow_eval.py prints it). Rows: the real basses (ceiling); the take as the engine
-   makes it by default (`engine.generate`, finger preset, follow mode); the take with a user reference (the held-out
-   references of table 1 in turn, planned in their feel, rendered in their sound); the settings of the 0.76 row
-   (root_fifth through the finger soundfont, no balance); and the trivial baselines: the heard key's tonic held
+   makes it by default (`engine.generate`, finger preset, follow mode) and as it made it before this change (the
+   GM soundfont, no lock to the kick); the take with a user reference (the held-out references of table 1 in turn,
+   `engine.generate(reference=...)`: planned in their feel, in their sound), with and without the lock; the
+   settings of the 0.76 row (root_fifth through the finger soundfont, no balance); and the trivial baselines: the heard key's tonic held
    every bar, and random pitches (in the heard key, bass register) on the default take's own rhythm.
 8. Presets (`presets`): each preset's line (its own style) on the demo band through the GM soundfont (the old
    default) and through the instrument sampled from the preset's reference (+ its chain): the grounding ratio among
@@ -181,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         notes = riff(8, 8, 96.0, low=40)
         for font, prog, chain in HELD_OUT:
             ref = soundfont_reference(font, prog, chain, notes, 20.5)
-            inst, info = prepare(ref, tmp, f"{font}-{prog}")
+            inst, info = prepare(ref, tmp, f"{font}-{prog}", use_cache=True)  # the engine reuses it (table 7)
             refs.append(ref)
             insts.append(inst)
             print(f"   held-out {font} {prog} {chain[0]['type']}: {info['learned']}  ({info['samples']} samples, "
@@ -338,7 +339,9 @@ def main(argv: list[str] | None = None) -> int:
 
     # 7. matching top-1 on held-out songs
     if "matching" not in skip:
-        results |= matching_table(engine, a.corpus, a.clips, a.clip_seconds, tmp, insts, a.per_song)
+        results |= matching_table(engine, a.corpus, a.clips, a.clip_seconds, tmp,
+                                  [tmp / f"{font}-{prog}.flac" for font, prog, _ in HELD_OUT] if insts else [],
+                                  a.per_song)
 
     if a.pictures and pictures:
         save_spectrograms(a.pictures, pictures)
@@ -352,14 +355,13 @@ def presets_table(engine, lst, mix: Audio, emb, distances) -> dict:
 
     from backline.engines.bass.follow import plan_line, render_line
     from backline.engines.bass.presets import list_presets, load_preset
-    from backline.engines.bass.reference import prepare_reference, preset_instrument, render_preset
+    from backline.engines.bass.reference import preset_instrument, render_preset
 
     presets = [load_preset(p) for p in list_presets()]
+    os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="backline-presets-")  # an empty cache: built here
     t = time.perf_counter()
-    insts = [prepare_reference(p.reference, use_cache=False)[0] for p in presets]
+    insts = [preset_instrument(p)[0] for p in presets]
     build_s = time.perf_counter() - t
-    for p in presets:  # fill the cache, then time the cached load
-        preset_instrument(p)
     t = time.perf_counter()
     for p in presets:
         preset_instrument(p)
@@ -393,6 +395,26 @@ def presets_table(engine, lst, mix: Audio, emb, distances) -> dict:
         print(f"   {method:>20}: grounding ratio {ratio:.3f} (distance to own reference {np.mean(own):.3f}, to the "
               f"others' {np.mean(other):.3f}); render fidelity pc {np.mean(agree):.3f}, note F1 {np.mean(f1):.3f}; "
               f"render {secs / (len(presets) ** 2 * mix.seconds):.4f}x real time")
+    # the whole engine, default preset (finger), follow mode: wall and CPU (this process and fluidsynth's children)
+    import resource
+
+    from backline.engines.protocol import GenerationRequest
+    from backline.engines.timeline import Timeline
+
+    def cpu_now() -> float:
+        own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+    for sound in ("soundfont", "reference"):
+        req = GenerationRequest("bass", Path(tempfile.mkdtemp()), Timeline.constant(120.0, mix.sample_rate), mix=mix,
+                                region_stop=mix.frames, seed=1, controls={"sound": sound})
+        engine.generate(req)  # warm: planner, listener, the instrument's cache
+        w, c = time.perf_counter(), cpu_now()
+        res = engine.generate(req)
+        w, c = time.perf_counter() - w, cpu_now() - c
+        out[f"follow_x_rt[{sound}]"] = c / mix.seconds
+        print(f"   whole engine, finger preset, sound={sound}: {c / mix.seconds:.3f}x real time CPU ({w / mix.seconds:.3f}x "
+              f"wall, shared machine; target <= 0.15x); stages {res.report['timings_s']}")
     return out
 
 
@@ -428,7 +450,7 @@ def song_clips(corpus: Path, count: int, seconds: float, per_song: int) -> list:
     return clips
 
 
-def matching_table(engine, corpus: Path | None, clips_n: int, seconds: float, tmp: Path, insts: list,
+def matching_table(engine, corpus: Path | None, clips_n: int, seconds: float, tmp: Path, refs: list[Path],
                    per_song: int = 1) -> dict:
     """Table 7 (see the module docstring): matching top-1 of follow-mode takes against their own bands."""
     from _common import corpus_or_render
@@ -438,7 +460,6 @@ def matching_table(engine, corpus: Path | None, clips_n: int, seconds: float, tm
     from backline.engines.balance import balance_take
     from backline.engines.bass.follow import plan_line, render_line
     from backline.engines.bass.presets import load_preset
-    from backline.engines.bass.reference import plan_in_feel, render_in_reference
     from backline.engines.listen import listen
     from backline.engines.protocol import GenerationRequest
     from backline.engines.timeline import Timeline
@@ -452,25 +473,28 @@ def matching_table(engine, corpus: Path | None, clips_n: int, seconds: float, tm
              if per_song > 1 else ")"))
     finger = load_preset("finger")
     rng = np.random.default_rng(0)
-    rows: dict[str, list[Audio]] = {k: [] for k in ("real bass (ceiling)", "engine default", "with a reference",
-                                                   "0.76 settings", "held tonic", "random pitches, same rhythm")}
+    rows: dict[str, list[Audio]] = {k: [] for k in (
+        "real bass (ceiling)", "engine default", "before: soundfont, no lock", "with a reference",
+        "with a reference, no lock", "0.76 settings", "held tonic", "random pitches, same rhythm")}
     t_default = 0.0
     for i, c in enumerate(clips):
         mix = c.mix
         rows["real bass (ceiling)"].append(c.bass)
-        req = GenerationRequest("bass", tmp / "out", Timeline.constant(120.0, mix.sample_rate), mix=mix,
-                                region_stop=mix.frames, seed=1)
+
+        def take_of(controls: dict, reference: Path | None = None, mix=mix):
+            req = GenerationRequest("bass", tmp / "out", Timeline.constant(120.0, mix.sample_rate), mix=mix,
+                                    region_stop=mix.frames, seed=1, controls=controls, reference=reference)
+            return engine.generate(req).takes[0]
+
         t = time.perf_counter()
-        res = engine.generate(req)
+        take = take_of({})
         t_default += time.perf_counter() - t
-        take = res.takes[0]
         rows["engine default"].append(take.stems["bass"])
+        rows["before: soundfont, no lock"].append(take_of({"sound": "soundfont", "lock_to_kick": False}).stems["bass"])
         lst = listen(mix)
-        if insts:
-            inst = insts[i % len(insts)]
-            line, _, _ = plan_in_feel(engine.planner(), lst, lst.kicks, inst.feel, seed=1)
-            rows["with a reference"].append(balance_take(render_in_reference(inst, line, mix.frames,
-                                                                             mix.sample_rate)[1], mix, "bass")[0])
+        if refs:
+            rows["with a reference"].append(take_of({}, refs[i % len(refs)]).stems["bass"])
+            rows["with a reference, no lock"].append(take_of({"lock_to_kick": False}, refs[i % len(refs)]).stems["bass"])
         notes, _, _ = plan_line(engine.planner(), lst, lst.kicks, style="root_fifth")
         rows["0.76 settings"].append(render_line(notes, finger, mix.frames, mix.sample_rate, lst.bpm)[1])
         bar_s = 4 * 60.0 / lst.bpm
