@@ -250,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
             f = inst.feel
             takes = []
             for seed in range(3):
-                line, _, pinfo = plan_in_feel(planner, lst, lst.kicks, f, seed=seed)
+                line, _, pinfo = plan_in_feel(planner, lst, lst.kicks, f, seed=seed, lock_to_kick=True)  # as the engine
                 takes.append(pinfo["notes_per_bar"])
             err = (np.mean(takes) - division) / division
             errs.append(abs(err))

@@ -380,6 +380,10 @@ def plan_in_feel(planner, lst, kicks: np.ndarray, feel: Feel, *, seed: int = 0, 
     bar_s = 60.0 / lst.bpm * steps_per_bar(lst.numerator, lst.denominator) / 4.0
     span = max(lst.duration - max(lst.bar_one - bar_s, 0.0), bar_s)
     target = feel.notes_per_bar * steps_per_bar(lst.numerator, lst.denominator) / 16.0  # per bar of the mix's meter
+    # the lock to the kick (the engine's default) only where the reference plays at least as many notes as the kick
+    # hits: a whole-note player does not strike every kick, and the reference's density wins
+    kicks_per_bar = len(kicks) / max(span / bar_s, 1e-6) if kicks is not None else 0.0
+    lock_to_kick = bool(lock_to_kick and target >= kicks_per_bar)
     lo, hi = 0.0, 1.0
     complexity = float(np.clip(0.5 + (min(target / 12.0, 1.0) - base.get("complexity", 0.4)) / 0.8, 0.0, 1.0))
     best: tuple[float, list[Note], Any, dict, float] | None = None
@@ -403,7 +407,7 @@ def plan_in_feel(planner, lst, kicks: np.ndarray, feel: Feel, *, seed: int = 0, 
     if _notes_per_bar(notes, bar_s, span) < 0.85 * target:
         notes = restrike(notes, int(round(target * span / bar_s)) - len(notes), step_s)
     notes = articulate(notes, feel, 60.0 / lst.bpm)
-    info = {"style": style, "from_reference": True, "target_notes_per_bar": round(target, 2),
+    info = {"style": style, "from_reference": True, "target_notes_per_bar": round(target, 2), "lock_to_kick": lock_to_kick,
             "notes_per_bar": round(_notes_per_bar(notes, bar_s, span), 2),
             "controls": {"complexity": round(complexity, 3), "intensity": round(intensity, 3),
                          "register": round(register, 3), "swing": feel.swing},
