@@ -546,7 +546,11 @@ class Instrument:
                 "build_s": round(self.build_s, 2)}
 
     # -- rendering --
-    def _choose(self, pitch: int, loud: bool, counters: dict) -> Slice:
+    def _choose(self, pitch: int, loud: bool, counters: dict, need: int = 0) -> Slice:
+        """The slice to play `pitch` from: nearest recorded pitch (from above on a tie), round-robin among the
+        slices whose recording lasts the note (`need` samples after the attack, at the played pitch), else the
+        longest: a slice looped past its end re-attacks audibly (basic-pitch heard an extra note at the loop point
+        in 7 of 33 scale notes of the finger preset, note F1 0.90; 1.00 through the soundfont)."""
         layers = sorted({s.layer for s in self.slices})
         layer = layers[-1] if loud else layers[0]
         pool = [s for s in self.slices if s.layer == layer] or self.slices
@@ -555,6 +559,9 @@ class Instrument:
         cands = [s for s in pool if abs(s.pitch - pitch) == best]
         top = max(s.pitch for s in cands)
         cands = [s for s in cands if s.pitch == top]
+        ratio = 2.0 ** ((pitch - top) / 12.0)  # varispeed: a slice lasts length / ratio at the played pitch
+        lasting = [s for s in cands if (s.length - s.attack) / ratio >= need]
+        cands = lasting or [max(cands, key=lambda s: s.length - s.attack)]
         k = counters.get((top, layer), 0)
         counters[(top, layer)] = k + 1
         return cands[k % len(cands)]
@@ -580,8 +587,8 @@ class Instrument:
         # the loud layer (recorded at or above the reference's median)
         median = float(np.median([n.velocity for n in notes])) if notes else 0.0
         for n in sorted(notes, key=lambda n: n.start):
-            s = self._choose(int(n.pitch), n.velocity > median, counters)
             length = max(int((n.end - n.start) * SR), int(0.03 * SR))
+            s = self._choose(int(n.pitch), n.velocity > median, counters, length + rel)
             x, attack = self._voice(s, int(n.pitch), length + rel)
             x = x[:attack + length + rel].copy()
             fade = np.ones(len(x), np.float32)
