@@ -474,7 +474,8 @@ def matching_table(engine, corpus: Path | None, clips_n: int, seconds: float, tm
     finger = load_preset("finger")
     rng = np.random.default_rng(0)
     rows: dict[str, list[Audio]] = {k: [] for k in (
-        "real bass (ceiling)", "engine default", "before: soundfont, no lock", "with a reference",
+        "real bass (ceiling)", "engine default", "soundfont, lock", "reference instrument, lock",
+        "before: soundfont, no lock", "with a reference",
         "with a reference, no lock", "0.76 settings", "held tonic", "random pitches, same rhythm")}
     t_default = 0.0
     for i, c in enumerate(clips):
@@ -490,6 +491,8 @@ def matching_table(engine, corpus: Path | None, clips_n: int, seconds: float, tm
         take = take_of({})
         t_default += time.perf_counter() - t
         rows["engine default"].append(take.stems["bass"])
+        rows["soundfont, lock"].append(take_of({"sound": "soundfont", "lock_to_kick": True}).stems["bass"])
+        rows["reference instrument, lock"].append(take_of({"sound": "reference", "lock_to_kick": True}).stems["bass"])
         rows["before: soundfont, no lock"].append(take_of({"sound": "soundfont", "lock_to_kick": False}).stems["bass"])
         lst = listen(mix)
         if refs:

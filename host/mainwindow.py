@@ -940,9 +940,12 @@ class MainWindow(QMainWindow):
             midi = self.store.absolute(take.midi)
             if midi is None or not Path(midi).is_file():
                 raise BacklineError(f"{take.label} has no MIDI file to preview")
+            from backline.engines.bass.engine import ALL_CONTROLS
             from backline.engines.bass.reference import preview_midi
 
-            self.player.play(preview_midi(midi, reference=take.reference, preset=take.preset), f"midi:{take_id}")
+            sound = take.controls.get("sound") or next(c.default for c in ALL_CONTROLS if c.name == "sound")
+            audio = preview_midi(midi, reference=take.reference, preset=take.preset, sound=sound)
+            self.player.play(audio, f"midi:{take_id}")
             self.statusBar().showMessage(f"Previewing the MIDI of {take.label} in its sound", 4000)
         except BacklineError as err:
             self.show_message("error", str(err))

@@ -4,9 +4,9 @@
   at a bar line at or before the mix's first sample (so a pickup before bar one is covered).
 - `plan_line` runs the planner and turns its steps into seconds (with swing) on that grid.
 - `render_line` plays the notes through the preset's General MIDI program in the preset's soundfont (fluidsynth,
-  `engines/render.py`) and its pedalboard chain (`engines/effects.py`): the `sound=soundfont` render. By default a
-  preset plays through the instrument sampled from its reference recording (`reference.render_preset`, same
-  chain and level; see the README for the measurements behind that choice).
+  `engines/render.py`) and its pedalboard chain (`engines/effects.py`): the instant preview, and the default
+  render of follow mode (`sound=reference` plays the instrument sampled from the preset's reference instead,
+  `reference.render_preset`; see the README for the measurements behind that choice).
 - `read_line_midi` reads a line the user edited in the DAW (`--midi-in`): the lowest-pitched non-drum track.
 """
 

@@ -906,12 +906,13 @@ def render_preset(inst: Instrument, preset, notes: list[Note], frames: int, samp
 
 
 def preview_midi(midi: str | Path, *, reference: str | Path | None = None, preset: str | None = None,
-                 sample_rate: int = SR, lead_s: float = 0.1) -> Audio:
+                 sound: str = "reference", sample_rate: int = SR, lead_s: float = 0.1) -> Audio:
     """A bass MIDI line (a take's, or the one the musician edited and drags back) in the take's sound: its user
-    reference's instrument, else its preset's reference instrument — the host's MIDI preview. Both instruments are
-    cached from the take's generation, so this costs the render (~0.01x real time). The line starts `lead_s`
-    after the preview's first sample (a take's MIDI sits at its bars' place on the DAW timeline)."""
-    from backline.engines.bass.follow import read_line_midi
+    reference's instrument, else its preset's (`sound`: "reference" = the preset's reference instrument,
+    "soundfont" = its GM program) — the host's MIDI preview. Instruments are cached from the take's generation,
+    so this costs the render. The line starts `lead_s` after the preview's first sample (a take's MIDI sits at its
+    bars' place on the DAW timeline)."""
+    from backline.engines.bass.follow import read_line_midi, render_line
     from backline.engines.bass.presets import load_preset
 
     notes, _ = read_line_midi(midi)
@@ -922,6 +923,8 @@ def preview_midi(midi: str | Path, *, reference: str | Path | None = None, prese
         inst, _ = prepare_reference(reference)
         return render_in_reference(inst, notes, frames, sample_rate)[1]
     p = load_preset(preset or "finger")
+    if sound == "soundfont":
+        return render_line(notes, p, frames, sample_rate, 120.0)[1]
     inst, _ = preset_instrument(p)
     return render_preset(inst, p, notes, frames, sample_rate)[1]
 
