@@ -21,6 +21,20 @@ Tables printed:
    reference, 1 thread; render alone too).
 5. Sampler vs harmonic-plus-noise (DDSP-style: 24 harmonic amplitudes + exponential decay + attack noise fitted to
    the same slices): grounding ratio and contrast with each, build time.
+6. Real recordings (../shared/realdev) as references, one line each (measured, never trained on).
+7. Matching (`--corpus`, 25 held-out songs, one 8-s clip each): the analysis engine's (mix, bass) matching model's
+   25×25 soft-assignment matrix over the follow-mode takes, top-1 = the share of bands whose own take scores highest
+   (paper 000's measure, as bass_follow_eval.py prints it). Rows: the real basses (ceiling); the take as the engine
+   makes it by default (`engine.generate`, finger preset, follow mode) and as it made it before this change (the
+   GM soundfont, no lock to the kick); the take with a user reference (the held-out references of table 1 in turn,
+   `engine.generate(reference=...)`: planned in their feel, in their sound), with and without the lock; the
+   settings of the 0.76 row (root_fifth through the finger soundfont, no balance); and the trivial baselines: the heard key's tonic held
+   every bar, and random pitches (in the heard key, bass register) on the default take's own rhythm.
+8. Presets (`presets`): each preset's line (its own style) on the demo band through the GM soundfont (the old
+   default) and through the instrument sampled from the preset's reference (+ its chain): the grounding ratio among
+   the presets (timbre distance to the preset's reference in its own sound over the other presets' sounds), render
+   fidelity (basic-pitch on the rendered take vs the planned notes: pitch-class agreement, note F1), the build time
+   of the eight instruments (cache off) and the cached load, and the render time.
 """
 
 from __future__ import annotations
@@ -37,7 +51,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from backline.engines.core.audio import Audio, write_audio  # noqa: E402
+from backline.engines.core.audio import Audio, read_audio, write_audio  # noqa: E402
 
 SR = 44100
 #: Held-out renders: (soundfont, GM program 1-based, chain) — no preset uses these pairs nor these effects.
@@ -125,11 +139,18 @@ def prepare(audio: Audio, folder: Path, name: str, use_cache: bool = False):
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--skip", default="", help="comma list: grounding,contrast,feel,speed,hn (realdev: --realdev '')")
+    ap.add_argument("--skip", default="", help="comma list: grounding,contrast,feel,speed,hn,matching (realdev: --realdev '')")
     ap.add_argument("--pictures", type=Path, help="write spectrograms of references and takes here (PNG)")
     ap.add_argument("--realdev", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared" / "realdev",
                     help="real recordings to try as references (measure only)")
     ap.add_argument("--seeds", type=int, default=6, help="lines per reference in the contrast table (2-6)")
+    ap.add_argument("--corpus", type=Path, default=None,
+                    help="held-out rendered songs for the matching table (25 songs: one clip each); default: the "
+                         "benchmark's 4 synthetic songs (several clips per song, so not the issue's figure)")
+    ap.add_argument("--clips", type=int, default=25, help="clips (songs) in the matching matrix")
+    ap.add_argument("--clip-seconds", type=float, default=8.0, help="clip length for the matching matrix")
+    ap.add_argument("--per-song", type=int, default=1,
+                    help="adjacent clips per song in the matching matrix (2: the harder protocol, see song_clips)")
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
     sys.path.insert(0, str(Path(__file__).parent))
@@ -157,15 +178,16 @@ def main(argv: list[str] | None = None) -> int:
 
     # 1. grounding ratio on held-out references
     refs, insts = [], []
-    if "grounding" not in skip:
+    if {"grounding", "matching"} - skip:
         notes = riff(8, 8, 96.0, low=40)
         for font, prog, chain in HELD_OUT:
             ref = soundfont_reference(font, prog, chain, notes, 20.5)
-            inst, info = prepare(ref, tmp, f"{font}-{prog}")
+            inst, info = prepare(ref, tmp, f"{font}-{prog}", use_cache=True)  # the engine reuses it (table 7)
             refs.append(ref)
             insts.append(inst)
             print(f"   held-out {font} {prog} {chain[0]['type']}: {info['learned']}  ({info['samples']} samples, "
                   f"{info['build_s']:.1f} s)")
+    if "grounding" not in skip:
         ref_emb = [emb(r) for r in refs]
         grounded, other, now, nearest = [], [], [], []
         finger = load_preset("finger")
@@ -228,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
             f = inst.feel
             takes = []
             for seed in range(3):
-                line, _, pinfo = plan_in_feel(planner, lst, lst.kicks, f, seed=seed)
+                line, _, pinfo = plan_in_feel(planner, lst, lst.kicks, f, seed=seed, lock_to_kick=True)  # as the engine
                 takes.append(pinfo["notes_per_bar"])
             err = (np.mean(takes) - division) / division
             errs.append(abs(err))
@@ -287,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
               f"fit {hn_s:.2f} s per reference")
 
     # 6. real recordings (../shared/realdev; measured per clip, never trained on)
-    if a.realdev and a.realdev.is_dir():
+    if str(a.realdev) not in ("", ".") and a.realdev.is_dir():
         from backline.engines.bass.reference import prepare_reference
         from backline.engines.core.errors import BacklineError
 
@@ -311,10 +333,216 @@ def main(argv: list[str] | None = None) -> int:
             except BacklineError as err:
                 print(f"   {name}: refused — {err}")
 
+    # 8. presets: soundfont vs their reference instrument
+    if "presets" not in skip:
+        results |= presets_table(engine, lst, mix, emb, distances)
+
+    # 7. matching top-1 on held-out songs
+    if "matching" not in skip:
+        results |= matching_table(engine, a.corpus, a.clips, a.clip_seconds, tmp,
+                                  [tmp / f"{font}-{prog}.flac" for font, prog, _ in HELD_OUT] if insts else [],
+                                  a.per_song)
+
     if a.pictures and pictures:
         save_spectrograms(a.pictures, pictures)
     print("\nresults:", {k: (round(v, 3) if isinstance(v, float) else v) for k, v in results.items()})
     return 0
+
+
+def presets_table(engine, lst, mix: Audio, emb, distances) -> dict:
+    """Table 8 (see the module docstring)."""
+    from bass_follow_eval import fidelity
+
+    from backline.engines.bass.follow import plan_line, render_line
+    from backline.engines.bass.presets import list_presets, load_preset
+    from backline.engines.bass.reference import preset_instrument, render_preset
+
+    presets = [load_preset(p) for p in list_presets()]
+    os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="backline-presets-")  # an empty cache: built here
+    t = time.perf_counter()
+    insts = [preset_instrument(p)[0] for p in presets]
+    build_s = time.perf_counter() - t
+    t = time.perf_counter()
+    for p in presets:
+        preset_instrument(p)
+    cached_s = (time.perf_counter() - t) / len(presets)
+    refs = [emb(read_audio(p.reference)) for p in presets]
+    out: dict = {}
+    print(f"\n8. presets on the demo band: soundfont vs the instrument sampled from the preset's reference; building "
+          f"the {len(presets)} instruments {build_s:.1f} s (cache off), cached load {cached_s * 1e3:.0f} ms each")
+    for method in ("soundfont", "reference instrument"):
+        own, other, agree, f1, secs = [], [], [], [], 0.0
+        for i, p in enumerate(presets):
+            style = p.controls.get("style") or "root_fifth"
+            octave = int((p.render or {}).get("octave", 0))
+            notes, _, _ = plan_line(engine.planner(), lst, lst.kicks, style=style, seed=1, octave=octave)
+            takes = []
+            for j, q in enumerate(presets):
+                t = time.perf_counter()
+                dry, wet, _ = (render_line(notes, q, mix.frames, mix.sample_rate, lst.bpm) if method == "soundfont"
+                               else render_preset(insts[j], q, notes, mix.frames, mix.sample_rate))
+                secs += time.perf_counter() - t
+                takes.append(emb(wet))
+                if j == i:
+                    a, f = fidelity(notes, dry)
+                    agree.append(a)
+                    f1.append(f)
+            own.append(distances(refs[i], takes[i])[0])
+            other += [distances(refs[i], takes[j])[0] for j in range(len(presets)) if j != i]
+        ratio = float(np.mean(own) / np.mean(other))
+        out[f"preset_grounding[{method}]"] = ratio
+        out[f"preset_f1[{method}]"] = float(np.mean(f1))
+        print(f"   {method:>20}: grounding ratio {ratio:.3f} (distance to own reference {np.mean(own):.3f}, to the "
+              f"others' {np.mean(other):.3f}); render fidelity pc {np.mean(agree):.3f}, note F1 {np.mean(f1):.3f}; "
+              f"render {secs / (len(presets) ** 2 * mix.seconds):.4f}x real time")
+    # the whole engine, default preset (finger), follow mode: wall and CPU (this process and fluidsynth's children)
+    import resource
+
+    from backline.engines.core.protocol import GenerationRequest
+    from backline.engines.core.timeline import Timeline
+
+    def cpu_now() -> float:
+        own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+    for sound in ("soundfont", "reference"):
+        req = GenerationRequest("bass", Path(tempfile.mkdtemp()), Timeline.constant(120.0, mix.sample_rate), mix=mix,
+                                region_stop=mix.frames, seed=1, controls={"sound": sound})
+        engine.generate(req)  # warm: planner, listener, the instrument's cache
+        w, c = time.perf_counter(), cpu_now()
+        res = engine.generate(req)
+        w, c = time.perf_counter() - w, cpu_now() - c
+        out[f"follow_x_rt[{sound}]"] = c / mix.seconds
+        print(f"   whole engine, finger preset, sound={sound}: {c / mix.seconds:.3f}x real time CPU ({w / mix.seconds:.3f}x "
+              f"wall, shared machine; target <= 0.15x); stages {res.report['timings_s']}")
+    return out
+
+
+def song_clips(corpus: Path, count: int, seconds: float, per_song: int) -> list:
+    """`per_song` adjacent, non-overlapping clips from each song (from bar 1, whole bars), `count` in all: the
+    harder matching protocol, where a band's own take must also win over the takes made for its song's other bars
+    (same key, instruments and chords, other moments)."""
+    import json
+    import math
+
+    from bass_eval import Clip
+
+    from backline.engines.bass.data import bass_tracks
+
+    clips = []
+    for tr in bass_tracks(corpus):
+        extras = json.loads((tr.folder / "extras.json").read_text())
+        num, den = extras.get("time_signature", [4, 4])
+        bar_s = num * 4.0 / den * 60.0 / float(extras.get("tempo_bpm", 120.0))
+        stems = {s: read_audio(tr.folder / "stems" / f"{s}.flac") for s in (tr.bass, *tr.others)}
+        sr = stems[tr.bass].sample_rate
+        span = math.ceil(seconds / bar_s)
+        for k in range(per_song):
+            if len(clips) >= count:
+                return clips
+            bar = 1 + k * span
+            start, frames = int(round((bar - 1) * bar_s * sr)), int(seconds * sr)
+            if start + frames > stems[tr.bass].frames:
+                break
+            mix = sum(stems[s].slice(start, start + frames).samples for s in tr.others)
+            bass = stems[tr.bass].slice(start, start + frames)
+            clips.append(Clip(f"{tr.folder.name}@bar{bar}", Audio(mix, sr), bass, extras, (bar - 1) * bar_s))
+    return clips
+
+
+def matching_table(engine, corpus: Path | None, clips_n: int, seconds: float, tmp: Path, refs: list[Path],
+                   per_song: int = 1) -> dict:
+    """Table 7 (see the module docstring): matching top-1 of follow-mode takes against their own bands."""
+    from _common import corpus_or_render
+    from bass_eval import load_clips
+
+    from backline.engines.analysis.api import match_matrix
+    from backline.engines.bass.follow import plan_line, render_line
+    from backline.engines.bass.presets import load_preset
+    from backline.engines.core.balance import balance_take
+    from backline.engines.core.protocol import GenerationRequest
+    from backline.engines.core.timeline import Timeline
+    from backline.engines.core.transcribe import Note
+    from backline.engines.listen import listen
+
+    corpus, label = corpus_or_render(corpus, min_bars=20, max_bars=28)
+    clips = load_clips(corpus, clips_n, seconds) if per_song == 1 else song_clips(corpus, clips_n, seconds, per_song)
+    songs = len({c.name.split("@")[0] for c in clips})
+    print(f"\n7. matching: {len(clips)} clips of {seconds:g} s from {songs} songs ({label}"
+          + (f"; {per_song} adjacent clips per song: each band must be told from its own song's other bars)"
+             if per_song > 1 else ")"))
+    finger = load_preset("finger")
+    rng = np.random.default_rng(0)
+    rows: dict[str, list[Audio]] = {k: [] for k in (
+        "real bass (ceiling)", "engine default", "soundfont, lock", "reference instrument, lock",
+        "before: soundfont, no lock", "with a reference",
+        "with a reference, no lock", "0.76 settings", "held tonic", "random pitches, same rhythm")}
+    t_default = 0.0
+    for i, c in enumerate(clips):
+        mix = c.mix
+        rows["real bass (ceiling)"].append(c.bass)
+
+        def take_of(controls: dict, reference: Path | None = None, mix=mix):
+            req = GenerationRequest("bass", tmp / "out", Timeline.constant(120.0, mix.sample_rate), mix=mix,
+                                    region_stop=mix.frames, seed=1, controls=controls, reference=reference)
+            return engine.generate(req).takes[0]
+
+        t = time.perf_counter()
+        take = take_of({})
+        t_default += time.perf_counter() - t
+        rows["engine default"].append(take.stems["bass"])
+        rows["soundfont, lock"].append(take_of({"sound": "soundfont", "lock_to_kick": True}).stems["bass"])
+        rows["reference instrument, lock"].append(take_of({"sound": "reference", "lock_to_kick": True}).stems["bass"])
+        rows["before: soundfont, no lock"].append(take_of({"sound": "soundfont", "lock_to_kick": False}).stems["bass"])
+        lst = listen(mix)
+        if refs:
+            rows["with a reference"].append(take_of({}, refs[i % len(refs)]).stems["bass"])
+            rows["with a reference, no lock"].append(take_of({"lock_to_kick": False}, refs[i % len(refs)]).stems["bass"])
+        notes, _, _ = plan_line(engine.planner(), lst, lst.kicks, style="root_fifth")
+        rows["0.76 settings"].append(render_line(notes, finger, mix.frames, mix.sample_rate, lst.bpm)[1])
+        bar_s = 4 * 60.0 / lst.bpm
+        tonic = 36 + (lst.key_pc - 36) % 12
+        held = [Note(tonic, t0, min(t0 + bar_s - 0.05, mix.seconds), 90)
+                for t0 in np.arange(max(lst.bar_one - bar_s * np.ceil(lst.bar_one / bar_s), 0.0), mix.seconds, bar_s)]
+        rows["held tonic"].append(balance_take(render_line(held, finger, mix.frames, mix.sample_rate, lst.bpm)[1],
+                                               mix, "bass")[0])
+        scale = [(lst.key_pc + d) % 12 for d in ((0, 2, 3, 5, 7, 8, 10) if lst.mode == "minor" else
+                                                 (0, 2, 4, 5, 7, 9, 11))]
+        line = default_notes(take)
+        rnd = [Note(int(36 + (scale[rng.integers(len(scale))] - 36) % 12 + 12 * rng.integers(0, 2)), n.start, n.end,
+                    n.velocity) for n in line]
+        rows["random pitches, same rhythm"].append(balance_take(render_line(rnd, finger, mix.frames, mix.sample_rate,
+                                                                            lst.bpm)[1], mix, "bass")[0])
+    mixes = [c.mix for c in clips]
+    out = {}
+    for name, takes in rows.items():
+        if len(takes) != len(clips):
+            continue
+        mat = match_matrix(mixes, takes).float().numpy()
+        top1 = float((mat.argmax(1) == np.arange(len(clips))).mean())
+        out[f"matching_top1[{name}{', 2 per song' if per_song > 1 else ''}]"] = top1
+        print(f"   {name:>28}: top-1 {top1:.2f}, mean diagonal p {np.diag(mat).mean():.3f} (chance "
+              f"{1 / len(clips):.3f}; target >= 0.8)")
+    print(f"   engine default: {t_default / sum(c.mix.seconds for c in clips):.3f}x real time wall per clip "
+          f"(listen, plan, render, balance; shared machine)")
+    return out
+
+
+def default_notes(take) -> list:
+    """The notes of a take's MIDI (seconds from the region's first sample)."""
+    import io
+
+    import pretty_midi
+
+    from backline.engines.core.transcribe import Note
+
+    midi = take.midi
+    if not isinstance(midi, pretty_midi.PrettyMIDI):
+        buf = io.BytesIO()
+        midi.save(file=buf) if hasattr(midi, "save") else buf.write(midi)
+        buf.seek(0)
+        midi = pretty_midi.PrettyMIDI(buf)
+    return [Note(n.pitch, n.start, n.end, n.velocity) for inst in midi.instruments for n in inst.notes]
 
 
 def save_spectrograms(folder: Path, items: list[tuple[str, Audio]]) -> None:

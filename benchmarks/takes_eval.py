@@ -85,12 +85,16 @@ def first_note_s(midi_path) -> float:
     return min(n.start for i in pm.instruments for n in i.notes)
 
 
+#: controls every bass take gets (--sound)
+SOUND: dict[str, str] = {}
+
+
 def bass_take(engine, mix, timeline, out: Path, **controls):
     from backline.engines.core.protocol import GenerationRequest
     from backline.engines.core.takes import generate_and_write
 
     request = GenerationRequest("bass", out, timeline, region_start=0, region_stop=mix.frames, mix=mix,
-                                preset="finger", controls=controls, seed=0)
+                                preset="finger", controls=SOUND | controls, seed=0)
     return generate_and_write(engine, request, cancel=threading.Event())
 
 
@@ -193,7 +197,11 @@ def main() -> None:
     ap.add_argument("--songs", type=int, default=4)
     ap.add_argument("--realdev", type=Path, help="../shared/realdev (filosax01 is used)")
     ap.add_argument("--no-drums", action="store_true")
+    ap.add_argument("--sound", choices=("reference", "soundfont"), default=None,
+                    help="the bass preset's sound (default: the engine's; soundfont = the GM program, as before)")
     args = ap.parse_args()
+    if args.sound:
+        SOUND["sound"] = args.sound
     import torch
 
     torch.set_num_threads(1)

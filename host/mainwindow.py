@@ -471,6 +471,9 @@ class MainWindow(QMainWindow):
     def rerender_take(self, take_id: str, midi: str | Path | None = None) -> str | None:
         return self.take_list.rerender_take(take_id, midi)
 
+    def preview_take_midi(self, take_id: str) -> None:
+        self.take_list.preview_take_midi(take_id)
+
     def export_takes(self, dest: Path) -> Path | None:
         return self.take_list.export_takes(dest)
 

@@ -97,6 +97,7 @@ class TakeCard(QFrame):
     recallRequested = pyqtSignal(str)
     regenerateRequested = pyqtSignal(str)
     rerenderRequested = pyqtSignal(str)  # take id: play its (edited) MIDI again in its sound
+    previewMidiRequested = pyqtSignal(str)  # take id: hear its MIDI file in the take's (reference's) sound
     selected = pyqtSignal(str)
     message = pyqtSignal(str, str)
     dragStarted = pyqtSignal(object)  # QMimeData
@@ -225,6 +226,12 @@ class TakeCard(QFrame):
         again.clicked.connect(lambda: self.regenerateRequested.emit(take.id))
         row.addWidget(again)
         if take.midi and take.engine == "bass":
+            self.preview_midi = QToolButton()
+            self.preview_midi.setText("▶ MIDI")
+            self.preview_midi.setToolTip("Hear the MIDI file you drag out (as it is now on disk, edits included) in "
+                                         "this take's sound: its reference's, or its preset's")
+            self.preview_midi.clicked.connect(lambda: self.previewMidiRequested.emit(take.id))
+            row.addWidget(self.preview_midi)
             rerender = QToolButton()
             rerender.setText("♪ From MIDI")
             rerender.setToolTip("Re-render this take from its MIDI after you edited it in the DAW (pick the file)")

@@ -209,3 +209,63 @@ def test_harmonic_share_tells_one_bass_voice_from_a_band():
     hats = np.random.default_rng(0).normal(0, 0.1, bass.frames) * ((t % 0.3) < 0.03)
     band = Audio((bass.samples[0] + pad + hats)[None].astype(np.float32), SR)
     assert harmonic_share(bass, notes) >= SOLO_HARMONIC_SHARE > harmonic_share(band, notes)
+
+
+def test_presets_play_through_their_reference_instrument_and_preview_midi(band, tmp_path, capsys):
+    """A preset is its reference + its style: by default the take sounds in the instrument sampled from the
+    preset's reference (built once, cached), `--sound soundfont` gives the GM program; the host's MIDI preview
+    plays a take's MIDI in the same sound, each attack on its note."""
+    import json
+
+    from backline.engines.bass.presets import load_preset
+    from backline.engines.bass.reference import preset_instrument, preset_lag, preview_midi
+    from backline.engines.core.audio import read_audio
+    from backline.engines.core.timeline import Timeline
+    from backline.engines.core.transcribe import notes_to_midi
+    from backline.host.cli import main as cli_main
+
+    mix = write_audio(tmp_path / "band.wav", band)
+    user = [Note(40, 0.5, 1.0, 100), Note(47, 1.0, 1.5, 90), Note(45, 2.0, 3.0, 80)]
+    path = tmp_path / "line.mid"
+    notes_to_midi(user, Timeline.constant(100.0, 44100), program=33).save(str(path))
+    takes = {}
+    for sound in ("reference", "soundfont"):
+        out = tmp_path / sound
+        assert cli_main(["generate", "bass", "--mix", str(mix), "--out", str(out), "--config", "debug", "--bpm", "100",
+                         "--preset", "slap", "--midi-in", str(path), "--sound", sound]) == 0, capsys.readouterr().err
+        report = json.loads((out / "bass_seed0.json").read_text())
+        assert report["render"] == ("preset's reference instrument" if sound == "reference" else "soundfont"), report
+        takes[sound] = read_audio(out / "bass_seed0.wav").with_channels(1).samples[0]
+    sr = band.sample_rate
+
+    def first(y):
+        return np.flatnonzero(np.abs(y) > 0.1 * np.abs(y[: int(1.5 * sr)]).max())[0] / sr
+
+    lag = preset_lag(load_preset("slap"), 40)
+    assert 0.0 <= lag < 0.03
+    # the sampled attack sits where the soundfont take's does: on the note-on plus the lag the soundfont keeps
+    assert abs(first(takes["reference"]) - (0.5 + lag)) < 0.005, (first(takes["reference"]), lag)
+    assert abs(first(takes["reference"]) - first(takes["soundfont"])) < 0.006
+    assert not np.allclose(takes["reference"][: 3 * sr], takes["soundfont"][: 3 * sr], atol=1e-3)
+    assert (tmp_path / "cache" / "backline" / "instruments").is_dir()  # built once, kept for the next take
+    inst, info = preset_instrument(load_preset("slap"))
+    assert info["cached"] and inst.slices
+    # the preview: the MIDI file as the DAW gets it, in the take's sound, starting just before its first note
+    audio = preview_midi(path, preset="slap", sample_rate=sr)
+    x = audio.with_channels(1).samples[0]
+    onset = np.flatnonzero(np.abs(x) > 0.1 * np.abs(x).max())[0] / sr
+    assert abs(onset - 0.1 - lag) < 0.005 and abs(audio.seconds - (3.0 - 0.5 + 0.1 + 0.24)) < 0.05, (onset, audio.seconds)
+    ref = write_audio(tmp_path / "my bass.flac", synth(line(8, bars=6), "dark"))
+    dark = preview_midi(path, reference=ref, sample_rate=sr)
+    assert dark.frames == audio.frames and not np.allclose(dark.samples, audio.samples, atol=1e-3)
+
+
+def test_a_staccato_slice_longer_than_needed_is_not_padded_negatively():
+    """A slice whose note dies within 50 ms of its attack but whose recording runs on (a rest before the next note)
+    has no body to loop: it is played as recorded (this raised inside np.pad for a preset's staccato notes)."""
+    from backline.engines.bass.reference import _sustain_loop
+
+    t = np.arange(int(0.6 * SR)) / SR
+    x = (np.sin(2 * np.pi * 82.4 * t) * np.where(t < 0.03, 1.0, 1e-3)).astype(np.float32)
+    out = _sustain_loop(x, 0, int(0.2 * SR), 82.4)
+    assert len(out) >= int(0.2 * SR) and np.array_equal(out[: len(x)], x)

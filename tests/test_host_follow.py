@@ -99,3 +99,12 @@ def test_chord_lane_bass_panel_and_rerender_from_midi(qtbot, make_window, tmp_pa
     got = midi_to_notes(mido.MidiFile(str(window.store.absolute(redo.midi))))
     assert [n.pitch for n in got] == [n.pitch + 7 for n in notes]
     assert Path(window.store.absolute(redo.stems["bass"])).is_file()
+
+    # the MIDI chip's file, previewed in the take's sound (its preset's reference instrument): no sound card here,
+    # so what would be played is caught at the player
+    played = []
+    window.player.play = lambda audio, what="": played.append((audio, what))
+    window.cards[redo.id].preview_midi.click()
+    assert len(played) == 1 and played[0][1] == f"midi:{redo.id}", window.message_bar.text()
+    audio = played[0][0]
+    assert audio.peak() > 0.01 and abs(audio.seconds - (got[-1].end - got[0].start + 0.34)) < 0.1

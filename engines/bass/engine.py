@@ -134,7 +134,19 @@ FOLLOW_CONTROLS = (
     Control("intensity", "float", 0.5, "Intensity", 0.0, 1.0, 0.05, help="softer ↔ harder playing"),
     Control("register", "int", 0, "Register", -1, 1, 1, help="octave: -1 low, 0 usual, +1 high"),
     Control("swing", "float", 0.0, "Swing", 0.0, 1.0, 0.05, help="0 = straight, 1 = triplet swing"),
-    Control("lock_to_kick", "bool", False, "Lock to kick", help="put the line's notes on the kick drum's hits"),
+    # off by default: striking every heard kick fits the band only a little better (benchmarks/reference_eval.py
+    # table 7, matching top-1 with two clips per song: dev songs 0.76 → 0.80, held-out 0.92 → 0.92), but where the
+    # listener hears false kicks (35–41 % of "kicks" on 2 of 6 held-out songs had no drum onset within 40 ms) the
+    # locked line's p90 against the real drums rose from 23 to 57–70 ms — a late-sounding part. The real basses
+    # strike ~0.63 of the heard kicks, the locked line ~0.98; unlocked, the style's rhythm alone ~0.60.
+    Control("lock_to_kick", "bool", False, "Lock to kick",
+            help="a note on every kick drum hit (the band's kick, heard or from its MIDI); off: the style's rhythm alone"),
+    # soundfont by default: the reference instrument is nearer the preset's reference (timbre grounding among the
+    # presets 0.66 vs 0.71) and renders 4x faster, but plays the notes less cleanly (basic-pitch on the take: note
+    # F1 0.75 vs 0.85, pitch class 0.93 vs 0.97; benchmarks/reference_eval.py table 8) — its riff spans F2–C4 only
+    Control("sound", "choice", "soundfont", "Preset sound", choices=("soundfont", "reference"), group="advanced",
+            help="soundfont: a preset plays through its General MIDI program; reference: through the instrument "
+                 "sampled from its reference recording (built once in 0.2 s, cached)"),
     LEVEL,
     *LISTEN_CONTROLS,
     Control("midi_in", "text", "", "Line MIDI", group="cli",
@@ -364,7 +376,7 @@ class BassEngine:
         mix = self._check_mix(request.mix)
         seeds = [int(request.seed) + k for k in range(request.variations)]
         # --- style reference (issue 22, engines/bass/reference.py): the user's recording gives the sound and feel
-        ref_inst = ref_info = None
+        ref_inst = ref_info = preset_inst = None
         if reference is not None:
             from backline.engines.bass.reference import prepare_reference
 
@@ -372,6 +384,12 @@ class BassEngine:
             ref_inst, ref_info = prepare_reference(reference, progress=lambda f, m: progress(0.05 * f, m),
                                                    cancel=cancel)
             timings["reference_s"] = time.perf_counter() - t0
+        elif preset is not None and merged.get("sound") == "reference":
+            from backline.engines.bass.reference import preset_instrument
+
+            t0 = time.perf_counter()  # a preset = its reference (the sound) + its style (how it is played)
+            preset_inst, _ = preset_instrument(preset, progress=lambda f, m: progress(0.05 * f, m), cancel=cancel)
+            timings["instrument_s"] = time.perf_counter() - t0
         # --- end style reference
         progress(0.05, "listening")
         t0 = time.perf_counter()
@@ -418,6 +436,10 @@ class BassEngine:
                 from backline.engines.bass.reference import render_in_reference
 
                 dry, wet, level = render_in_reference(ref_inst, notes, mix.frames, sr)
+            elif preset_inst is not None:
+                from backline.engines.bass.reference import render_preset
+
+                dry, wet, level = render_preset(preset_inst, preset, notes, mix.frames, sr)
             else:
                 dry, wet, level = render_line(notes, preset, mix.frames, sr, lst.bpm)
             wet, balance = balance_take(wet, mix, "bass", float(merged["level"]))  # at the band's balance
@@ -435,11 +457,12 @@ class BassEngine:
         timings["total_s"] = time.perf_counter() - t_start
         report = {
             "engine": NAME, "mode": "follow" if not merged.get("midi_in") else "midi-in",
-            "render": "reference sampler" if ref_inst is not None else "soundfont",
+            "render": "reference sampler" if ref_inst is not None else
+                      "preset's reference instrument" if preset_inst is not None else "soundfont",
             "config": self.config, "device": "cpu", "fallbacks": [], "warnings": list(self.warnings),
             "weights": self.describe().weights, "listening": lst.to_dict(),
             "settings": {k: merged[k] for k in ("style", "complexity", "intensity", "register", "swing",
-                                                "lock_to_kick", "level")} | {"variations": len(seeds)},
+                                                "lock_to_kick", "level", "sound")} | {"variations": len(seeds)},
             "seeds": seeds, "preset": preset.name if preset else None,
             "region": {"start_sample": request.region_start, "frames": mix.frames, "sample_rate": sr,
                        "bpm": timeline.bpm, "start_bar": round(timeline.samples_to_bar(request.region_start), 4)},

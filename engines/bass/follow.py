@@ -5,7 +5,8 @@
 - `plan_line` runs the planner and turns its steps into seconds (with swing) on that grid.
 - `render_line` plays the notes through the preset's General MIDI program in the preset's soundfont (fluidsynth,
   `engines/core/render.py`) and its pedalboard chain (`engines/core/effects.py`): the instant preview, and the default
-  render of follow mode (see the README for the measurements behind that choice).
+  render of follow mode (`sound=reference` plays the instrument sampled from the preset's reference instead,
+  `reference.render_preset`; see the README for the measurements behind that choice).
 - `read_line_midi` reads a line the user edited in the DAW (`--midi-in`): the lowest-pitched non-drum track.
 """
 

@@ -194,6 +194,15 @@ _RIFF = [(0, 45, 1.0), (1, 45, 0.5), (1.5, 52, 0.5), (2, 57, 0.75), (3, 55, 0.5)
          (12, 43, 0.5), (12.5, 43, 0.5), (13, 50, 1.0), (14, 55, 0.5), (14.5, 47, 0.5), (15, 43, 1.0)]
 
 
+def riff_notes(preset: Preset, bpm: float = 100.0) -> list:
+    """The notes of a preset's reference recording as `render_reference` plays them (seconds): what its instrument
+    is sampled from, with no transcription needed."""
+    from backline.engines.core.transcribe import Note
+
+    beat, octave = 60.0 / bpm, int((preset.render or {}).get("octave", 0))
+    return [Note(pitch + 12 * octave, b * beat, (b + length * 0.95) * beat, 100) for b, pitch, length in _RIFF]
+
+
 def _riff_midi(path: Path, program_1based: int, octave: int = 0, bpm: float = 100.0) -> None:
     import mido
 

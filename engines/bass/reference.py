@@ -380,6 +380,10 @@ def plan_in_feel(planner, lst, kicks: np.ndarray, feel: Feel, *, seed: int = 0, 
     bar_s = 60.0 / lst.bpm * steps_per_bar(lst.numerator, lst.denominator) / 4.0
     span = max(lst.duration - max(lst.bar_one - bar_s, 0.0), bar_s)
     target = feel.notes_per_bar * steps_per_bar(lst.numerator, lst.denominator) / 16.0  # per bar of the mix's meter
+    # the lock to the kick (the engine's default) only where the reference plays at least as many notes as the kick
+    # hits: a whole-note player does not strike every kick, and the reference's density wins
+    kicks_per_bar = len(kicks) / max(span / bar_s, 1e-6) if kicks is not None else 0.0
+    lock_to_kick = bool(lock_to_kick and target >= kicks_per_bar)
     lo, hi = 0.0, 1.0
     complexity = float(np.clip(0.5 + (min(target / 12.0, 1.0) - base.get("complexity", 0.4)) / 0.8, 0.0, 1.0))
     best: tuple[float, list[Note], Any, dict, float] | None = None
@@ -403,7 +407,7 @@ def plan_in_feel(planner, lst, kicks: np.ndarray, feel: Feel, *, seed: int = 0, 
     if _notes_per_bar(notes, bar_s, span) < 0.85 * target:
         notes = restrike(notes, int(round(target * span / bar_s)) - len(notes), step_s)
     notes = articulate(notes, feel, 60.0 / lst.bpm)
-    info = {"style": style, "from_reference": True, "target_notes_per_bar": round(target, 2),
+    info = {"style": style, "from_reference": True, "target_notes_per_bar": round(target, 2), "lock_to_kick": lock_to_kick,
             "notes_per_bar": round(_notes_per_bar(notes, bar_s, span), 2),
             "controls": {"complexity": round(complexity, 3), "intensity": round(intensity, 3),
                          "register": round(register, 3), "swing": feel.swing},
@@ -542,7 +546,11 @@ class Instrument:
                 "build_s": round(self.build_s, 2)}
 
     # -- rendering --
-    def _choose(self, pitch: int, loud: bool, counters: dict) -> Slice:
+    def _choose(self, pitch: int, loud: bool, counters: dict, need: int = 0) -> Slice:
+        """The slice to play `pitch` from: nearest recorded pitch (from above on a tie), round-robin among the
+        slices whose recording lasts the note (`need` samples after the attack, at the played pitch), else the
+        longest: a slice looped past its end re-attacks audibly (basic-pitch heard an extra note at the loop point
+        in 7 of 33 scale notes of the finger preset, note F1 0.90; 1.00 through the soundfont)."""
         layers = sorted({s.layer for s in self.slices})
         layer = layers[-1] if loud else layers[0]
         pool = [s for s in self.slices if s.layer == layer] or self.slices
@@ -551,6 +559,9 @@ class Instrument:
         cands = [s for s in pool if abs(s.pitch - pitch) == best]
         top = max(s.pitch for s in cands)
         cands = [s for s in cands if s.pitch == top]
+        ratio = 2.0 ** ((pitch - top) / 12.0)  # varispeed: a slice lasts length / ratio at the played pitch
+        lasting = [s for s in cands if (s.length - s.attack) / ratio >= need]
+        cands = lasting or [max(cands, key=lambda s: s.length - s.attack)]
         k = counters.get((top, layer), 0)
         counters[(top, layer)] = k + 1
         return cands[k % len(cands)]
@@ -576,8 +587,8 @@ class Instrument:
         # the loud layer (recorded at or above the reference's median)
         median = float(np.median([n.velocity for n in notes])) if notes else 0.0
         for n in sorted(notes, key=lambda n: n.start):
-            s = self._choose(int(n.pitch), n.velocity > median, counters)
             length = max(int((n.end - n.start) * SR), int(0.03 * SR))
+            s = self._choose(int(n.pitch), n.velocity > median, counters, length + rel)
             x, attack = self._voice(s, int(n.pitch), length + rel)
             x = x[:attack + length + rel].copy()
             fade = np.ones(len(x), np.float32)
@@ -644,7 +655,7 @@ def _sustain_loop(x: np.ndarray, attack: int, need: int, f0: float) -> np.ndarra
         return x
     start = max(attack + int(0.05 * SR), body_end - seg)
     if body_end - start < 64:
-        return np.pad(x, (0, need - len(x)))
+        return np.pad(x, (0, max(0, need - len(x))))  # no body to loop (a staccato slice)
     loop = x[start:body_end].copy()
     # flatten the segment's own decay (repeating a decaying piece would pump at the loop rate), hold the level the
     # body ends on, and let it keep decaying gently across the repeats
@@ -818,15 +829,106 @@ def prepare_reference(path: str | Path, *, progress: ProgressFn | None = None,
 
 
 def render_in_reference(inst: Instrument, notes: list[Note], frames: int, sample_rate: int,
-                        lufs: float = -18.0) -> tuple[Audio, Audio, dict]:
-    """(dry, wet, level report) like follow.render_line, in the reference's own sound (its effects are already in
-    the samples, so no chain is added; the level is set like a preset's)."""
+                        lufs: float = -18.0, chain: Any = (), where: str = "reference instrument"
+                        ) -> tuple[Audio, Audio, dict]:
+    """(dry, wet, level report) like follow.render_line, in the reference's own sound. A user's reference has its
+    effects in the samples already (no chain); a preset's reference is recorded dry, so its chain is added."""
     from backline.engines.core.effects import render
 
     dry = inst.render(notes, frames, sample_rate)
-    wet, level = render(dry.with_channels(2), (), target_lufs=lufs, where="reference instrument")
+    wet, level = render(dry.with_channels(2), chain, target_lufs=lufs, where=where)
     return dry, wet, level
 
 
+def preset_instrument(preset, *, progress: ProgressFn | None = None,
+                      cancel: threading.Event | None = None) -> tuple[Instrument, dict]:
+    """A preset is "a reference + how it is played": its sound is the instrument sampled from its reference
+    recording, its feel the preset's style. A shipped preset's reference was rendered from a known riff
+    (`presets.render_reference`), so its notes are known: no transcription, ~0.2 s to build instead of 3–5 s.
+    A preset with a recording of its own (no `[render] soundfont`) is built like a user's reference. Either way
+    the instrument is cached per content in the user's cache (a read-only home rebuilds it per process)."""
+    from backline.engines.bass.presets import file_sha256, riff_notes
+
+    if not (preset.render or {}).get("soundfont"):
+        return prepare_reference(preset.reference, progress=progress, cancel=cancel)
+    digest = file_sha256(preset.reference)
+    cache = cache_dir() / f"preset-{digest[:32]}-v{VERSION}.safetensors"
+    info = {"reference": str(preset.reference), "preset": preset.name}
+    if cache.is_file():
+        try:
+            inst = Instrument.from_file(cache)
+            return inst, inst.summary() | info | {"cache": str(cache), "cached": True}
+        except Exception:  # noqa: BLE001 - an old or damaged cache is rebuilt
+            pass
+    t0 = time.perf_counter()
+    progress = progress or (lambda f, m: None)
+    progress(0.0, f"sampling the {preset.name} preset's reference")
+    notes = riff_notes(preset)
+    inst = build_instrument(read_audio(preset.reference), notes, measure_feel(notes, bpm=100.0))
+    inst.sha256 = digest
+    inst.source = {"source": "preset reference (its riff's notes)", "file": Path(preset.reference).name}
+    inst.build_s = time.perf_counter() - t0
+    where = None
+    try:
+        write_bytes_atomic(cache, inst.to_bytes(), overwrite=True)
+        where = str(cache)
+    except OSError:
+        pass
+    check_cancel(cancel)
+    return inst, inst.summary() | info | {"cache": where, "cached": False}
+
+
+def preset_lag(preset, pitch: int) -> float:
+    """Seconds a preset's sampled note sounds after its note-on: what its soundfont take keeps of the GM program's
+    attack latency (`engines.render`: a take keeps (1 − ATTACK_SHARE) of it, as the band's own parts sound behind
+    their note-ons). The sampler puts each attack on its note-on; without this lag the preset takes sat 11.6 ms
+    before the real bass on the demo (hop 512 and 128, benchmarks/takes_eval.py --sound reference), with it where
+    the soundfont take sits (measured once per program, cached)."""
+    from backline.engines.core.render import attack_latency, latency_of
+
+    font = (preset.render or {}).get("soundfont", "FluidR3_GM")
+    lat = attack_latency(font, preset.gm_program - 1, role="bass")
+    if not lat:
+        return 0.0
+    own = lat[pitch] if pitch in lat else lat[min(lat, key=lambda p: (abs(p - pitch), p))]
+    return max(0.0, own - latency_of(lat, pitch))
+
+
+def render_preset(inst: Instrument, preset, notes: list[Note], frames: int, sample_rate: int
+                  ) -> tuple[Audio, Audio, dict]:
+    """A line in a preset's sound: its reference instrument (each note `preset_lag` after its note-on), then its
+    chain at its loudness (as `render_line`)."""
+    lags = {p: preset_lag(preset, p) for p in {n.pitch for n in notes}}
+    notes = [Note(n.pitch, n.start + lags[n.pitch], n.end + lags[n.pitch], n.velocity) for n in notes]
+    dry, wet, level = render_in_reference(inst, notes, frames, sample_rate, lufs=preset.loudness_lufs,
+                                          chain=preset.chain, where=f"{preset.name} chain")
+    return dry, wet, level | {"lag_ms": round(1e3 * float(np.median(list(lags.values()))), 2) if lags else 0.0}
+
+
+def preview_midi(midi: str | Path, *, reference: str | Path | None = None, preset: str | None = None,
+                 sound: str = "reference", sample_rate: int = SR, lead_s: float = 0.1) -> Audio:
+    """A bass MIDI line (a take's, or the one the musician edited and drags back) in the take's sound: its user
+    reference's instrument, else its preset's (`sound`: "reference" = the preset's reference instrument,
+    "soundfont" = its GM program) — the host's MIDI preview. Instruments are cached from the take's generation,
+    so this costs the render. The line starts `lead_s` after the preview's first sample (a take's MIDI sits at its
+    bars' place on the DAW timeline)."""
+    from backline.engines.bass.follow import read_line_midi, render_line
+    from backline.engines.bass.presets import load_preset
+
+    notes, _ = read_line_midi(midi)
+    shift = notes[0].start - lead_s
+    notes = [Note(n.pitch, n.start - shift, n.end - shift, n.velocity) for n in notes]
+    frames = int((max(n.end for n in notes) + RELEASE_S + 0.2) * sample_rate)
+    if reference:
+        inst, _ = prepare_reference(reference)
+        return render_in_reference(inst, notes, frames, sample_rate)[1]
+    p = load_preset(preset or "finger")
+    if sound == "soundfont":
+        return render_line(notes, p, frames, sample_rate, 120.0)[1]
+    inst, _ = preset_instrument(p)
+    return render_preset(inst, p, notes, frames, sample_rate)[1]
+
+
 __all__ = ["Feel", "Instrument", "build_instrument", "estimate_tempo", "load_reference_audio", "measure_feel",
-           "plan_in_feel", "prepare_reference", "render_in_reference"]
+           "plan_in_feel", "prepare_reference", "preset_instrument", "preset_lag", "preview_midi", "render_in_reference",
+           "render_preset"]

@@ -48,6 +48,7 @@ class TakeListController(Controller):
         card.recallRequested.connect(self.recall_take)
         card.regenerateRequested.connect(self.regenerate_take)
         card.rerenderRequested.connect(self.choose_rerender)
+        card.previewMidiRequested.connect(self.preview_take_midi)
         card.selected.connect(self.select_take)
         card.message.connect(self.show_message)
         card.dragStarted.connect(lambda mime: self.status(
@@ -125,6 +126,24 @@ class TakeListController(Controller):
             return
         self.select_take(take_id)
         self.status(f"Playing {take.label}" + (" with the mix" if with_mix else ""), 4000)
+
+    def preview_take_midi(self, take_id: str) -> None:
+        """Play a bass take's MIDI file (what the MIDI chip drags out, edits included) in the take's sound."""
+        w = self.window
+        try:
+            take = w.store.get(take_id)
+            midi = w.store.absolute(take.midi)
+            if midi is None or not Path(midi).is_file():
+                raise BacklineError(f"{take.label} has no MIDI file to preview")
+            from backline.engines.bass.engine import ALL_CONTROLS  # the bass engine loads only when asked
+            from backline.engines.bass.reference import preview_midi
+
+            sound = take.controls.get("sound") or next(c.default for c in ALL_CONTROLS if c.name == "sound")
+            audio = preview_midi(midi, reference=take.reference, preset=take.preset, sound=sound)
+            w.player.play(audio, f"midi:{take_id}")
+            self.status(f"Previewing the MIDI of {take.label} in its sound", 4000)
+        except BacklineError as err:
+            self.show_message("error", str(err))
 
     def toggle_play_selected(self, with_mix: bool = False) -> None:
         if self.window.player.playing:
