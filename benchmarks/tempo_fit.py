@@ -4,7 +4,8 @@
 
 Training clips (never the nodrums_eval set, never a Bach chorale, never realdev):
 - music21 four-part pieces after the first 16 of `nodrums_eval.build_set` (those 16 are the evaluation set; the
-  same cache serves both), whole (24 s) and their first 5 s, and a second excerpt of each from quarter 40;
+  same cache serves both), and two later excerpts of each (from quarters 40 and 80, at other tempi and voices),
+  each whole (24 s) and its first 5 s;
 - rendered corpus songs with drums (the band without its bass; `--drums`, else 10 songs of seed 4242 are rendered).
 Per clip, `listen.tempo_table` lists every candidate grid and its features; a candidate is right within 4 % of the
 true tempo (an octave is wrong). The weights maximise the log-probability of the right candidates under a softmax
@@ -29,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import corpus_or_render, hardware  # noqa: E402
 
 EVAL_PIECES = 16  # nodrums_eval's default set: the first 16 clips of build_set
-SECOND_EXCERPT_Q = 40.0
+LATER_EXCERPTS_Q = (40.0, 80.0)
 
 
 def clips(cache: Path, pieces: int, drums: Path | None):
@@ -45,10 +46,13 @@ def clips(cache: Path, pieces: int, drums: Path | None):
         mix = read_audio(ex["wav"])
         yield "music21", ex["rel"], mix, float(ex["bpm"])
         yield "music21 5 s", ex["rel"], mix.slice(0, 5 * mix.sample_rate), float(ex["bpm"])
-    later = nodrums_eval.build_set(cache / f"from-q{SECOND_EXCERPT_Q:g}", len(train), start_q=SECOND_EXCERPT_Q,
-                                   rels=[ex["rel"] for ex in train])
-    for ex in later:
-        yield "music21 later", ex["rel"], read_audio(ex["wav"]), float(ex["bpm"])
+    for start_q in LATER_EXCERPTS_Q:
+        later = nodrums_eval.build_set(cache / f"from-q{start_q:g}", len(train), start_q=start_q,
+                                       rels=[ex["rel"] for ex in train])
+        for ex in later:
+            mix = read_audio(ex["wav"])
+            yield "music21 later", ex["rel"], mix, float(ex["bpm"])
+            yield "music21 later 5 s", ex["rel"], mix.slice(0, 5 * mix.sample_rate), float(ex["bpm"])
     folder, _ = corpus_or_render(drums, flag="--drums", songs=10, min_bars=8, max_bars=16, seed=4242)
     for tr in list_tracks(folder):
         yield "drums", tr.path.name, band_without_bass(tr), float(tr.extras["tempo_bpm"])
