@@ -336,11 +336,20 @@ def _pitch_flux(cqt: np.ndarray) -> np.ndarray:
     return np.repeat(flux, 512 // HOP)
 
 
+#: how far under a low peak its octave may be for the peak to count as a voice (`_low_voice`): set on the 27
+#: music21 clips of the four-part sets (piano within 3 semitones 1/9 → 6/9; strings 7/9 → 6/9; choir 8/9 kept)
+LOW_VOICE_OCTAVE_DB = 12.0
+
+
 def _low_voice(cqt: np.ndarray) -> float | None:
     """MIDI pitch of the band's lowest voice, low in its range (10th percentile over the frames where it sounds):
     per frame the lowest semitone peak within 20 dB of the frame's loudest that stands 6 dB over its neighbours two
-    semitones away (a piano's attack smears broadband energy over the low bins: no peak). Overtones sit above a
-    fundamental, so the lowest strong peak is the lowest voice. Whatever sounds at C2 or below reads as 36 (a bass is in the band)."""
+    semitones away (a piano's attack smears broadband energy over the low bins: no peak) and has its octave (the
+    second harmonic) within `LOW_VOICE_OCTAVE_DB` of it: a piano's body thump (E2–B2 whichever key is struck) is a
+    peak with no harmonic above it, and read alone it put the band's low voice an octave and more under a piano
+    (median −12 semitones on the four-part set's piano clips; with the octave asked for −1.9). Overtones sit above
+    a fundamental, so the lowest strong peak is the lowest voice. Whatever sounds at C2 or below reads as 36 (a bass
+    is in the band)."""
     db = 20.0 * np.log10(cqt + 1e-9)
     pad = np.pad(db, ((1, 1), (0, 0)), constant_values=-180.0)
     semi = np.maximum(pad[1:-1:3], np.maximum(pad[0:-2:3], pad[2::3]))  # [72, frames], each semitone ±1/3, C2 = 0
@@ -354,8 +363,8 @@ def _low_voice(cqt: np.ndarray) -> float | None:
         strong = col > top[f] - 20.0
         flank = np.maximum(np.r_[col[:1], col[:1], col[:-2]], np.r_[col[2:], col[-1:], col[-1:]])  # ±2 semitones
         peak = strong & (col >= np.r_[-np.inf, col[:-1]]) & (col >= np.r_[col[1:], -np.inf]) & (col - flank >= 6.0)
-        idx = np.flatnonzero(peak)
-        if len(idx):
+        idx = [i for i in np.flatnonzero(peak) if i + 12 >= len(col) or col[i + 12] >= col[i] - LOW_VOICE_OCTAVE_DB]
+        if idx:
             lows.append(idx[0])
     if len(lows) < 8:
         return None

@@ -160,3 +160,23 @@ def test_a_waltz_is_heard_in_three_at_its_tempo():
         assert abs(lst.bpm - bpm) / bpm < 0.04, (bpm, lst.bpm)
         assert lst.numerator == 3, (bpm, lst.numerator)
         assert abs(lst.bar_one - 0.0) < 0.05 or abs(lst.bar_one - 3 * 60.0 / bpm) < 0.05, lst.bar_one
+
+
+def test_a_pianos_body_thump_is_not_the_bands_lowest_voice(monkeypatch):
+    """Chords from A3 up, each attack with a short body thump at 82 Hz (E2) under it, as a sampled piano has: the
+    band's lowest voice is A3 (57), not E2 — the thump has no harmonic series above it."""
+    from backline.engines import listen as listen_mod
+
+    beat = 0.5
+    y = np.zeros(int(16 * beat * SR), np.float32)
+    t = np.arange(int(0.3 * SR)) / SR
+    thump = (np.sin(2 * np.pi * 82.4 * t) * np.exp(-t * 8.0)).astype(np.float32) * 0.2
+    for i in range(16):
+        a = int(i * beat * SR)
+        for p in ((57, 61, 64), (59, 62, 66))[i % 2]:
+            x = _tone(p, beat) * 0.2
+            y[a:a + len(x)] += x
+        y[a:a + len(thump)] += thump
+    assert abs(listen_mod._frame_chroma(y)[1] - 57.0) <= 2.0
+    monkeypatch.setattr(listen_mod, "LOW_VOICE_OCTAVE_DB", 1000.0)  # any peak a voice: the thump is read
+    assert listen_mod._frame_chroma(y)[1] < 50.0
