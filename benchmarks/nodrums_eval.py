@@ -75,8 +75,9 @@ def _candidates(bach: bool = False) -> list[str]:
     return mixed
 
 
-def _extract(rel: str, bpm: float) -> dict | None:
-    """Four parts, constant x/4 meter over the excerpt → notes in seconds (band = upper three, bass = lowest)."""
+def _extract(rel: str, bpm: float, start_q: float = 0.0) -> dict | None:
+    """Four parts, constant x/4 meter over the excerpt → notes in seconds (band = upper three, bass = lowest).
+    `start_q` > 0: the excerpt starts on the first bar line from that quarter on (a second excerpt of a piece)."""
     from music21 import corpus, meter
 
     score = corpus.parse(rel)
@@ -87,7 +88,9 @@ def _extract(rel: str, bpm: float) -> dict | None:
     if not ts or ts[0].denominator != 4 or ts[0].numerator not in (2, 3, 4):
         return None
     num = ts[0].numerator
-    q_max = MAX_SECONDS * bpm / 60.0
+    pickup = float(parts[0].getElementsByClass("Measure")[0].paddingLeft or 0.0)
+    q0 = 0.0 if start_q <= 0 else float(np.ceil((start_q + pickup) / num) * num - pickup)
+    q_max = q0 + MAX_SECONDS * bpm / 60.0
     if any(t.offset < q_max and (t.numerator, t.denominator) != (num, 4) for t in ts):
         return None
     sec = 60.0 / bpm
@@ -97,20 +100,25 @@ def _extract(rel: str, bpm: float) -> dict | None:
         for n in part.stripTies().flatten().notes:
             if n.offset >= q_max:
                 break
+            if n.offset + n.quarterLength <= q0:
+                continue
             for p in (n.pitches if n.isChord else [n.pitch]):
-                notes.append((float(n.offset) * sec, float(min(n.offset + n.quarterLength, q_max)) * sec, int(p.midi)))
+                notes.append((max(0.0, float(n.offset) - q0) * sec, float(min(n.offset + n.quarterLength, q_max) - q0) * sec,
+                              int(p.midi)))
         voices.append(notes)
     voices.sort(key=lambda v: -np.mean([p for _, _, p in v]) if v else 0)
     if min(len(v) for v in voices) < 8:
         return None
-    pickup = float(parts[0].getElementsByClass("Measure")[0].paddingLeft or 0.0) * sec
-    key = score.measures(1, max(2, int(q_max / num))).analyze("key")
-    return {"rel": rel, "bpm": bpm, "numerator": num, "band": voices[:3], "bass": voices[3], "pickup_s": pickup,
+    key = score.measures(int(q0 / num) + 1, max(2, int(q_max / num))).analyze("key")
+    return {"rel": rel, "bpm": bpm, "numerator": num, "band": voices[:3], "bass": voices[3],
+            "pickup_s": pickup * sec if q0 == 0 else 0.0, "start_q": q0,
             "key": f"{key.tonic.pitchClass} {key.mode}", "end": min(MAX_SECONDS, max(e for v in voices for _, e, _ in v))}
 
 
-def build_set(cache: Path, pieces: int, bach: bool = False) -> list[dict]:
-    """Render (once, cached) the band of up to `pieces` excerpts; returns clip dicts with the wav path."""
+def build_set(cache: Path, pieces: int, bach: bool = False, start_q: float = 0.0,
+              rels: list[str] | None = None) -> list[dict]:
+    """Render (once, cached) the band of up to `pieces` excerpts; returns clip dicts with the wav path.
+    `rels` (instead of the corpus' candidates) and `start_q` (`_extract`): later excerpts of given pieces."""
     import pretty_midi
 
     from backline.engines.core.render import render_midi
@@ -122,7 +130,7 @@ def build_set(cache: Path, pieces: int, bach: bool = False) -> list[dict]:
         return clips[:pieces]
     done = {c["rel"] for c in clips}
     tried = set(json.loads((cache / "skipped.json").read_text())) if (cache / "skipped.json").is_file() else set()
-    cands = [c for c in _candidates(bach) if c not in done and c not in tried]
+    cands = [c for c in (rels if rels is not None else _candidates(bach)) if c not in done and c not in tried]
     for rel in cands:
         if len(clips) >= pieces:
             break
@@ -130,7 +138,7 @@ def build_set(cache: Path, pieces: int, bach: bool = False) -> list[dict]:
         bpm = TEMPI[i % len(TEMPI)]
         t0 = time.perf_counter()
         try:
-            ex = _extract(rel, bpm)
+            ex = _extract(rel, bpm, start_q)
         except Exception as err:  # noqa: BLE001 - music21 parsers raise many kinds
             print(f"  skip {rel}: {err}", flush=True)
             ex = None

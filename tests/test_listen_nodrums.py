@@ -9,7 +9,7 @@ import pytest
 from backline.engines.bass.follow import plan_line
 from backline.engines.bass.planner import WEIGHTS, Grid, approach_share, load_planner, quality_index
 from backline.engines.core.audio import Audio
-from backline.engines.listen import NO_CHORD, Chord, hold_through, listen
+from backline.engines.listen import NO_CHORD, Chord, _novelty, _on_grid, hold_through, listen
 
 SR = 22050
 # I  vi  IV  V | I  IV  V  I in C: a chord per beat, as in a hymn (voices: tenor, alto, soprano)
@@ -109,3 +109,74 @@ def test_walking_walks_quarter_notes_with_approach_notes():
         assert changes == 14 and share >= 0.6
         other = planner.plan(grid, "root_fifth", planner.attributes("root_fifth"), seed=seed)
         assert approach_share(other, grid)[0] < share  # the rule is walking's, not every style's
+
+
+def test_a_chord_that_swells_in_changes_on_its_own_beat():
+    """Bar one follows the chord changes: a new chord whose first beat still carries half of the old one (strings
+    swelling in, a chord spread over the beat) changes on that beat, not on the next (comparing each beat with the
+    one before put it there: 0.52 on the next beat against 0.28, and bar one a beat late)."""
+    a, b = np.zeros(12), np.zeros(12)
+    a[[0, 4, 7]] = 1.0  # C
+    b[[5, 9, 0]] = 1.0  # F
+    nov = _novelty(np.stack([a] * 4 + [0.5 * a + 0.5 * b] + [b] * 4, 1))
+    assert np.isnan(nov[0])  # nothing before the first beat: no change is known there
+    assert nov[4] >= nov[5] - 1e-9 and nov[4] > 5 * max(nov[1:4].max(), nov[6:].max())
+
+
+def test_onsets_on_a_grid_are_scored_against_chance_not_raw():
+    """A fine grid catches random onsets by chance (±35 ms covers 83 % of a 16th at 180 BPM): the share is taken
+    over chance, so random onsets score about 0 at any tempo and onsets on the grid 1."""
+    rng = np.random.default_rng(0)
+    random = np.sort(rng.uniform(0.0, 30.0, 400))
+    for bpm in (60.0, 120.0, 180.0):
+        step = 60.0 / bpm / 4
+        assert abs(_on_grid(random, 0.0, step)) < 0.15, bpm
+        on = np.arange(0.0, 30.0, step)[::3] + rng.normal(0.0, 0.004, len(np.arange(0.0, 30.0, step)[::3]))
+        assert _on_grid(on, 0.0, step) > 0.85, bpm
+    assert _on_grid(random[:5], 0.0, 0.125) == 0.0  # too few to say
+
+
+def _waltz(bpm: float, bars: int) -> Audio:
+    """Oom-pah-pah: a low root on one, the triad on two and three, a new chord every bar (I IV V I ...)."""
+    beat = 60.0 / bpm
+    prog = [(48, 52, 55), (53, 57, 60), (55, 59, 62), (48, 52, 55), (45, 48, 52), (50, 53, 57), (55, 59, 62),
+            (48, 52, 55)]
+    y = np.zeros(int((bars * 3 * beat + 1.0) * SR), np.float32)
+    for bar in range(bars):
+        ch = prog[bar % len(prog)]
+        for k in range(3):
+            a = int((bar * 3 + k) * beat * SR)
+            notes = [ch[0] - 12] if k == 0 else [p + 12 for p in ch]
+            for p in notes:
+                x = _tone(p, beat, decay=3.0) * (0.35 if k == 0 else 0.12)
+                y[a:a + len(x)] += x
+    return Audio(y, SR)
+
+
+def test_a_waltz_is_heard_in_three_at_its_tempo():
+    """Triple meter without drums: the beat, not two-thirds or three-halves of it, and bar one on the low root."""
+    for bpm in (84.0, 132.0):
+        lst = listen(_waltz(bpm, 12))
+        assert abs(lst.bpm - bpm) / bpm < 0.04, (bpm, lst.bpm)
+        assert lst.numerator == 3, (bpm, lst.numerator)
+        assert abs(lst.bar_one - 0.0) < 0.05 or abs(lst.bar_one - 3 * 60.0 / bpm) < 0.05, lst.bar_one
+
+
+def test_a_pianos_body_thump_is_not_the_bands_lowest_voice(monkeypatch):
+    """Chords from A3 up, each attack with a short body thump at 82 Hz (E2) under it, as a sampled piano has: the
+    band's lowest voice is A3 (57), not E2 — the thump has no harmonic series above it."""
+    from backline.engines import listen as listen_mod
+
+    beat = 0.5
+    y = np.zeros(int(16 * beat * SR), np.float32)
+    t = np.arange(int(0.3 * SR)) / SR
+    thump = (np.sin(2 * np.pi * 82.4 * t) * np.exp(-t * 8.0)).astype(np.float32) * 0.2
+    for i in range(16):
+        a = int(i * beat * SR)
+        for p in ((57, 61, 64), (59, 62, 66))[i % 2]:
+            x = _tone(p, beat) * 0.2
+            y[a:a + len(x)] += x
+        y[a:a + len(thump)] += thump
+    assert abs(listen_mod._frame_chroma(y)[1] - 57.0) <= 2.0
+    monkeypatch.setattr(listen_mod, "LOW_VOICE_OCTAVE_DB", 1000.0)  # any peak a voice: the thump is read
+    assert listen_mod._frame_chroma(y)[1] < 50.0

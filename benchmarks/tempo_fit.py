@@ -1,0 +1,128 @@
+"""How `listen.TEMPO_WEIGHTS` were made: a conditional logit over each clip's tempo candidates.
+
+    .venv/bin/python benchmarks/tempo_fit.py [--cache /tmp/backline-nodrums] [--pieces 27] [--drums DIR]
+
+Training clips (never the nodrums_eval set, never a Bach chorale, never realdev):
+- music21 four-part pieces after the first 16 of `nodrums_eval.build_set` (those 16 are the evaluation set; the
+  same cache serves both), and two later excerpts of each (from quarters 40 and 80, at other tempi and voices),
+  each whole (24 s) and its first 5 s;
+- rendered corpus songs with drums (the band without its bass; `--drums`, else 10 songs of seed 4242 are rendered).
+Per clip, `listen.tempo_table` lists every candidate grid and its features; a candidate is right within 4 % of the
+true tempo (an octave is wrong). The weights maximise the log-probability of the right candidates under a softmax
+over the clip's candidates, with an L2 penalty (`--l2`). Prints the weights (paste into engines/listen/) and the
+share of clips whose best candidate is right, per group, for the fitted and the shipped weights.
+Numbers are printed, never asserted. Hardware first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import corpus_or_render, hardware  # noqa: E402
+
+EVAL_PIECES = 16  # nodrums_eval's default set: the first 16 clips of build_set
+LATER_EXCERPTS_Q = (40.0, 80.0)
+
+
+def clips(cache: Path, pieces: int, drums: Path | None):
+    """(group, name, Audio, true quarter-note BPM) for every training clip."""
+    import nodrums_eval
+    from listen_eval import band_without_bass
+
+    from backline.engines.core.audio import read_audio
+    from backline.engines.data.slakh import list_tracks
+
+    train = nodrums_eval.build_set(cache, pieces)[EVAL_PIECES:]
+    for ex in train:
+        mix = read_audio(ex["wav"])
+        yield "music21", ex["rel"], mix, float(ex["bpm"])
+        yield "music21 5 s", ex["rel"], mix.slice(0, 5 * mix.sample_rate), float(ex["bpm"])
+    for start_q in LATER_EXCERPTS_Q:
+        later = nodrums_eval.build_set(cache / f"from-q{start_q:g}", len(train), start_q=start_q,
+                                       rels=[ex["rel"] for ex in train])
+        for ex in later:
+            mix = read_audio(ex["wav"])
+            yield "music21 later", ex["rel"], mix, float(ex["bpm"])
+            yield "music21 later 5 s", ex["rel"], mix.slice(0, 5 * mix.sample_rate), float(ex["bpm"])
+    folder, _ = corpus_or_render(drums, flag="--drums", songs=10, min_bars=8, max_bars=16, seed=4242)
+    for tr in list_tracks(folder):
+        yield "drums", tr.path.name, band_without_bass(tr), float(tr.extras["tempo_bpm"])
+
+
+def table(group_clips) -> list[tuple[str, str, list[dict], float]]:
+    from backline.engines.listen import tempo_table
+
+    out = []
+    for group, name, mix, bpm in group_clips:
+        cands = [{k: v for k, v in c.items() if isinstance(v, float)} for c in tempo_table(mix)]
+        out.append((group, name, cands, bpm))
+        right = any(abs(c["bpm"] / bpm - 1.0) < 0.04 for c in cands)
+        print(f"  {group:14s} {name[:40]:40s} {len(cands):3d} candidates, the right one among them: {right}", flush=True)
+    return out
+
+
+def _xy(cands: list[dict], bpm: float, keys: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    x = np.array([[c[k] for k in keys] for c in cands], float).reshape(len(cands), len(keys))
+    return x, np.array([abs(c["bpm"] / bpm - 1.0) < 0.04 for c in cands], bool)
+
+
+def fit(rows, keys: list[str], l2: float) -> np.ndarray:
+    """Weights maximising sum log P(right | clip) - l2 |w|^2 (softmax over the clip's candidates), L-BFGS."""
+    from scipy.optimize import minimize
+
+    data = [xy for xy in (_xy(c, bpm, keys) for _, _, c, bpm in rows) if xy[1].any()]
+
+    def loss(w):
+        total, grad = 0.0, np.zeros_like(w)
+        for x, r in data:
+            s = x @ w
+            p = np.exp(s - s.max())
+            p /= p.sum()
+            pr = p[r].sum()
+            total -= np.log(pr + 1e-12)
+            grad -= p[r] @ x[r] / (pr + 1e-12) - p @ x
+        return total / len(data) + l2 * w @ w, grad / len(data) + 2 * l2 * w
+
+    return minimize(loss, np.zeros(len(keys)), jac=True, method="L-BFGS-B").x
+
+
+def report(rows, keys: list[str], w: np.ndarray, label: str) -> None:
+    groups: dict[str, list[bool]] = {}
+    for group, _, cands, bpm in rows:
+        x, r = _xy(cands, bpm, keys)
+        groups.setdefault(group, []).append(bool(len(x)) and bool(r[int(np.argmax(x @ w))]))
+    print(f"{label}: " + ", ".join(f"{g} {sum(v)}/{len(v)}" for g, v in groups.items()))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cache", type=Path, default=Path("/tmp/backline-nodrums"))
+    ap.add_argument("--pieces", type=int, default=27, help="clips of build_set; the first 16 are never used here")
+    ap.add_argument("--drums", type=Path, default=None, help="rendered songs with drums (Slakh layout)")
+    ap.add_argument("--l2", type=float, default=0.01)
+    ap.add_argument("--features", default="", help="comma list (default: the keys of listen.TEMPO_WEIGHTS)")
+    a = ap.parse_args()
+    print(hardware())
+    from backline.engines.listen import TEMPO_WEIGHTS
+
+    keys = a.features.split(",") if a.features else list(TEMPO_WEIGHTS)
+    rows = table(clips(a.cache, a.pieces, a.drums))
+    if set(keys) <= set(TEMPO_WEIGHTS):
+        report(rows, list(TEMPO_WEIGHTS), np.array(list(TEMPO_WEIGHTS.values())), "shipped weights")
+    w = fit(rows, keys, a.l2)
+    report(rows, keys, w, "fitted weights ")
+    print("TEMPO_WEIGHTS = " + json.dumps({k: round(float(v), 2) for k, v in zip(keys, w)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
