@@ -576,8 +576,9 @@ def chords_from_chroma(chroma: np.ndarray, bar_pos: np.ndarray, numerator: int, 
         p_init = np.zeros(n_c * m)
         p_init[np.arange(n_c) * m + pos[0]] = 1.0 / n_c
         states, logp = librosa.sequence.viterbi(prob, trans, p_init=p_init, return_logp=True)
+        logp = float(np.ravel(logp)[0])
         if best is None or logp > best[0] + CHANGE_PHASE_MARGIN:
-            best = (float(np.ravel(logp)[0]), states)
+            best = (logp, states)
     states = best[1]
     return _add_sevenths([chords[s // m] if s // m < len(chords) else NO_CHORD for s in states], chroma,
                          SEVENTH_RATIO_UPPER if upper is not None else 0.8)
