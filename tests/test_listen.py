@@ -136,3 +136,37 @@ def test_heard_beats_sit_on_the_attacks_not_the_envelope_peaks():
     lst = listen_audio(Audio(y[None], SR), bpm=120.0)
     offsets = [b - times[np.argmin(np.abs(times - b))] for b in lst.beats if b > 0.25]
     assert abs(float(np.median(offsets))) < 0.003
+
+
+def test_a_band_tuned_40_cents_flat_keeps_each_tone_in_its_own_pitch_class():
+    """filosax01 is ~40 cents flat: a tuning estimated at 36 bins per octave (known only modulo a third of a
+    semitone) let every tone leak into the pitch class below (C# read as C and C#: G major heard over C#7)."""
+    from backline.engines.listen import _frame_chroma
+
+    sr = 22050
+    t = np.arange(4 * sr) / sr
+    for flat in (-0.3, -0.4, -0.45):  # C#-F-G# with a little chorus (three voices 10 cents apart)
+        y = sum(np.sin(2 * np.pi * 440.0 * 2 ** ((p + flat + d - 69) / 12) * t)
+                for p in (49, 61, 65, 68) for d in (-0.1, 0.0, 0.1))
+        c = _frame_chroma(y.astype(np.float32))[0].mean(1)
+        for pc in (1, 5, 8):
+            assert c[pc - 1] < 0.15 * c[pc], (flat, pc, c.round(2))
+
+
+def test_chord_changes_follow_the_harmony_when_bar_one_is_heard_a_beat_early():
+    """A bar one heard a beat early (a tumbao bass anticipates the next chord on beat four) must not drag every
+    change a beat early: the phase of the changes is taken from the chroma where it is clearly better."""
+    from backline.engines.listen import chords_from_chroma
+
+    tones = {0: (0, 4, 7), 1: (5, 9, 0), 2: (7, 11, 2), 3: (9, 0, 4)}  # C F G Am, one per bar
+    beats = 16
+    chroma = np.full((12, beats), 0.05)
+    for b in range(beats):
+        for pc in tones[b // 4]:
+            chroma[pc, b] = 1.0
+        if b % 4 == 3 and b // 4 + 1 in tones:  # the anticipation: the next chord nearly as loud
+            for pc in tones[b // 4 + 1]:
+                chroma[pc, b] = max(chroma[pc, b], 0.9)
+    heard_pos = (np.arange(beats) + 1) % 4  # the heard bar one sits on the true bar's last beat
+    chords = chords_from_chroma(chroma, heard_pos, 4, (0, "major"), np.ones(beats))
+    assert [c.root for c in chords] == [0] * 4 + [5] * 4 + [7] * 4 + [9] * 4, [c.symbol for c in chords]
