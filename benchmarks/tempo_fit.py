@@ -112,7 +112,7 @@ def main() -> int:
     ap.add_argument("--features", default="", help="comma list (default: the keys of listen.TEMPO_WEIGHTS)")
     a = ap.parse_args()
     print(hardware())
-    from backline.engines.listen import TEMPO_WEIGHTS
+    from backline.engines.listen.tempo import TEMPO_WEIGHTS
 
     keys = a.features.split(",") if a.features else list(TEMPO_WEIGHTS)
     rows = table(clips(a.cache, a.pieces, a.drums))

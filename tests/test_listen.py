@@ -123,7 +123,8 @@ def test_bad_charts_fail_with_one_line_naming_the_problem(text, needle):
 def test_heard_beats_sit_on_the_attacks_not_the_envelope_peaks():
     """Percussive clicks at known times: the heard grid lands within 3 ms of them (ENVELOPE_LAG_S is taken off)."""
     from backline.engines.core.audio import Audio
-    from backline.engines.listen import SR, listen_audio
+    from backline.engines.listen import listen_audio
+    from backline.engines.listen.tempo import SR
 
     rng = np.random.default_rng(0)
     y = np.zeros(SR * 12, np.float32)
@@ -141,7 +142,7 @@ def test_heard_beats_sit_on_the_attacks_not_the_envelope_peaks():
 def test_a_band_tuned_40_cents_flat_keeps_each_tone_in_its_own_pitch_class():
     """filosax01 is ~40 cents flat: a tuning estimated at 36 bins per octave (known only modulo a third of a
     semitone) let every tone leak into the pitch class below (C# read as C and C#: G major heard over C#7)."""
-    from backline.engines.listen import _frame_chroma
+    from backline.engines.listen.harmony import _frame_chroma
 
     sr = 22050
     t = np.arange(4 * sr) / sr

@@ -9,7 +9,8 @@ import pytest
 from backline.engines.bass.follow import plan_line
 from backline.engines.bass.planner import WEIGHTS, Grid, approach_share, load_planner, quality_index
 from backline.engines.core.audio import Audio
-from backline.engines.listen import NO_CHORD, Chord, _novelty, _on_grid, hold_through, listen
+from backline.engines.listen import NO_CHORD, Chord, hold_through, listen
+from backline.engines.listen.tempo import _novelty, _on_grid
 
 SR = 22050
 # I  vi  IV  V | I  IV  V  I in C: a chord per beat, as in a hymn (voices: tenor, alto, soprano)
@@ -165,7 +166,7 @@ def test_a_waltz_is_heard_in_three_at_its_tempo():
 def test_a_pianos_body_thump_is_not_the_bands_lowest_voice(monkeypatch):
     """Chords from A3 up, each attack with a short body thump at 82 Hz (E2) under it, as a sampled piano has: the
     band's lowest voice is A3 (57), not E2 — the thump has no harmonic series above it."""
-    from backline.engines import listen as listen_mod
+    from backline.engines.listen import harmony as listen_mod
 
     beat = 0.5
     y = np.zeros(int(16 * beat * SR), np.float32)

@@ -1,0 +1,158 @@
+"""Listening to a mix: the cues read from the samples, then tempo, bar one, key and chords per beat in order."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from backline.engines.core.audio import Audio
+from backline.engines.core.errors import ConfigError
+from backline.engines.listen.chart import Chord, _chart_on_beats
+from backline.engines.listen.harmony import _beat_chroma, _frame_chroma, chords_from_chroma, hold_through
+from backline.engines.listen.key import key_from_chords, key_from_chroma
+from backline.engines.listen.listening import Listening
+from backline.engines.listen.tempo import (
+    ENVELOPE_LAG_S,
+    HOP,
+    SR,
+    _kicks,
+    _meter_and_phase,
+    _novelty,
+    _onsets,
+    fit_grid,
+    tempo_candidates,
+    tempo_features,
+    tempo_value,
+)
+
+
+def _cues(y: np.ndarray):
+    """Everything listening reads from the samples: the onset envelopes (`_onsets`), the CQT chroma, the band's
+    low voice, the pitch-change envelope (aligned with the onset envelope) and the upper chroma (`_frame_chroma`)."""
+    env, low, kick_env = _onsets(y)
+    frame_chroma, band_low, pitch_env, upper_chroma = _frame_chroma(y)
+    pitch_env = np.pad(pitch_env, (0, max(0, len(env) - len(pitch_env))))[:len(env)]
+    return env, low, kick_env, frame_chroma, band_low, pitch_env, upper_chroma
+
+
+def _grid_cues(frame_chroma: np.ndarray, low: np.ndarray, beats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per beat of a grid: its chroma, and the low-band onset strength at it (bar one's cues)."""
+    fr = np.clip(np.rint(beats * SR / HOP).astype(int), 0, len(low) - 1)
+    return _beat_chroma(frame_chroma, beats), np.array([low[max(0, f - 2):f + 3].max() for f in fr])
+
+
+def tempo_table(mix: Audio, meters: tuple[tuple[int, int], ...] = ((4, 4), (3, 4))) -> list[dict]:
+    """Every tempo candidate `listen` weighs for this mix, with its features (`tempo_features`): what
+    benchmarks/tempo_fit.py fits `TEMPO_WEIGHTS` on."""
+    y = np.nan_to_num(mix.with_channels(1).resampled(SR).samples[0].astype(np.float32))
+    env, low, _, frame_chroma, _, pitch_env, _ = _cues(y)
+    return tempo_features(tempo_candidates(env), env, low, len(y) / SR, list(meters),
+                          lambda beats: _grid_cues(frame_chroma, low, beats), pitch_env)
+
+
+def listen_audio(mix: Audio, *, bpm: float | None = None, meter: tuple[int, int] | None = None,
+                 key: tuple[int, str] | None = None, chart: list[list[Chord]] | None = None,
+                 beats_hint: np.ndarray | None = None, downbeat_hint: float | None = None,
+                 sources: dict[str, str] | None = None) -> Listening:
+    """Listen to audio; anything given (bpm, meter, key, chart, beats from MIDI/DAW) is used instead of guessed."""
+    import librosa
+
+    sources = dict(sources or {})
+    y = mix.with_channels(1).resampled(SR).samples[0].astype(np.float32)
+    y = np.nan_to_num(y)
+    duration = len(y) / SR
+    if duration < 2.0:
+        raise ConfigError(f"the mix is {duration:.1f} s long; listening needs at least two bars",
+                          fix="give a longer mix, or the tempo and chords (--bpm, --chords)")
+    env, low, kick_env, frame_chroma, band_low, pitch_env, upper_chroma = _cues(y)
+    fps = SR / HOP
+    fr_of = lambda t: np.clip(np.rint(t * fps).astype(int), 0, len(low) - 1)  # noqa: E731
+    want_compound = meter == (6, 8) and beats_hint is None
+    # a 6/8 the user names is felt in quarters (three to the bar) or in dotted quarters (two): try both
+    meters = [(3, 4), (6, 8)] if want_compound else [meter] if meter else [(4, 4), (3, 4)]
+    if meter is not None:
+        sources.setdefault("meter", "user")
+
+    rms = librosa.feature.rms(y=y, hop_length=512)[0][None]  # chroma is normalised per frame: level from here
+
+    def grid_of(beats: np.ndarray):
+        return _grid_cues(frame_chroma, low, beats)
+
+    if beats_hint is not None:
+        beats = np.asarray(beats_hint, float)
+        beat_s = float(np.median(np.diff(beats))) if len(beats) > 1 else 0.5
+        chroma, lowb = grid_of(beats)
+        if downbeat_hint is not None:
+            meter = meter or (4, 4)
+            phase = int(np.argmin(np.abs(beats - downbeat_hint))) % meter[0]
+        else:
+            meter, phase, _ = _meter_and_phase(_novelty(chroma), lowb, meters)
+    else:
+        if bpm is not None:
+            beat_q = 4.0 / (meter[1] if meter else 4)
+            period = fps * 60.0 / bpm * beat_q
+            _, ph, sc = fit_grid(env, period, span=0.0)
+            cands = [(sc, period, ph)]
+        else:
+            cands = tempo_candidates(env)
+            sources["tempo"] = "audio"
+        best = None
+        for f in tempo_features(cands, env, low, duration, meters, grid_of, pitch_env):
+            value = tempo_value(f)
+            if best is None or value > best[0]:
+                best = (value, f["beats"], f["beat_s"], f["chroma"], f["low"], f["meter"], f["phase"])
+        if best is None:
+            raise ConfigError("no steady beat was heard in the mix", fix="give the tempo with --bpm")
+        _, beats, beat_s, chroma, lowb, meter, phase = best
+        meter, phase, _ = _meter_and_phase(_novelty(chroma), lowb, meters)  # bar one: harmony and the low band
+        sources["bar_one"] = "audio"
+        sources.setdefault("meter", "audio")
+    energy = _beat_chroma(rms, beats)[0]
+    if key is None:
+        key = key_from_chroma((chroma * energy[None]).sum(1))
+        sources["key"] = "audio"
+    if meter == (3, 4) and beats_hint is None and sources.get("meter") != "user" or want_compound:
+        # 3/4 or 6/8? Both have six eighths in a bar; 6/8 accents the fourth (two groups of three), 3/4 the third
+        # and fifth (three groups of two). Compare the onset strength there, bar by bar.
+        per = 3 if meter == (6, 8) else 2  # eighths per heard beat (dotted quarter or quarter)
+        peak = np.maximum(env, np.maximum(np.roll(env, 1), np.roll(env, -1)))
+        first = beats[phase] if phase < len(beats) else beats[0]
+        eighth = beat_s / per
+        eighths = first + np.arange(int((duration - first) / eighth)) * eighth
+        prof = np.array([peak[fr_of(eighths[p::6])].mean() if len(eighths[p::6]) else 0.0 for p in range(6)])
+        if want_compound or prof[3] > max(prof[2], prof[4]):
+            meter = (6, 8)
+            start = first - np.floor(first / eighth) * eighth
+            beats = np.arange(start, duration - 0.05, eighth)
+            phase = int(round((first - start) / eighth)) % 6
+            chroma = np.repeat(chroma, per, axis=1)
+            energy = np.repeat(energy, per)
+            if chroma.shape[1] < len(beats):
+                pad = len(beats) - chroma.shape[1]
+                chroma = np.pad(chroma, ((0, 0), (pad, 0)), mode="edge")
+                energy = np.pad(energy, (pad, 0), mode="edge")
+            chroma, energy = chroma[:, :len(beats)], energy[:len(beats)]
+            beat_s = eighth
+    num = meter[0]
+    bar_pos = (np.arange(len(beats)) - phase) % num
+    downbeats = beats[bar_pos == 0]
+    quarter_s = beat_s * meter[1] / 4.0
+    tempo = bpm if bpm is not None else 60.0 / quarter_s
+    if chart is not None:
+        chords = _chart_on_beats(chart, len(beats), int(np.argmax(bar_pos == 0)), num)
+        sources["chords"] = "user"
+    else:
+        upper = _beat_chroma(upper_chroma, beats)
+        chords = hold_through(chords_from_chroma(chroma, bar_pos, num, key, energy, upper), energy)
+        sources.setdefault("chords", "audio")
+    if sources.get("key") == "audio":
+        key = key_from_chords(chords, bar_pos == 0, (chroma * energy[None]).sum(1), key)
+    if beats_hint is None:
+        beats, downbeats = (np.maximum(b - ENVELOPE_LAG_S, 0.0) for b in (beats, downbeats))
+    return Listening(float(tempo), num, meter[1], beats, downbeats, key[0], key[1], chords, duration, sources,
+                     kicks=_kicks(kick_env), band_low=band_low)
+
+
+def kick_onsets(mix: Audio) -> np.ndarray:
+    """Times of kick-drum hits in a mix (what `listen` stores as `Listening.kicks`)."""
+    y = np.nan_to_num(mix.with_channels(1).resampled(SR).samples[0].astype(np.float32))
+    return _kicks(_onsets(y)[2])
