@@ -68,7 +68,7 @@ def make_request(engine, band, out_dir: Path, seed: int = 0) -> GenerationReques
     tl = Timeline.constant(BPM, SR)
     start, stop = tl.bar_range_to_samples(*BARS)
     inputs = engine.describe().inputs  # alternatives: the band's MIDI when the engine reads it, else the mix
-    controls = {"steps": 2} if engine.name == "bass" else {}
+    controls = {"steps": 2} if engine.name in ("bass", "bass-latent") else {}
     midi = midi_path if "midi" in inputs else None
     return GenerationRequest(engine.name, out_dir, tl, region_start=start, region_stop=stop,
                              mix=audio.slice(start, stop) if midi is None and "mix" in inputs else None,

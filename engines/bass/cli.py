@@ -9,7 +9,7 @@ HELP = "generate a bass line for a mix: listen to its tempo, bars and chords, pl
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from backline.engines.bass.engine import CONTROLS, FOLLOW_CONTROLS
+    from backline.engines.bass.common import CONTROLS, FOLLOW_CONTROLS
     from backline.engines.core.protocol import add_control_flags, add_device_flag
 
     parser.add_argument("--mix", type=Path, help="the mix to play along to (wav/flac/...); required to generate")
@@ -40,7 +40,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
 
-    from backline.engines.bass.engine import ALL_CONTROLS
+    from backline.engines.bass.common import ALL_CONTROLS
     from backline.engines.bass.presets import list_presets, load_preset
     from backline.engines.core.audio import audio_info, read_audio
     from backline.engines.core.errors import ConfigError
@@ -118,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
         load_reference_audio(args.reference)
     import torch
 
-    from backline.engines.bass.engine import build
+    from backline.engines.bass.follow_engine import build  # mode=free: it builds the bass-latent engine
 
     if args.threads < 1:
         raise ConfigError(f"--threads {args.threads} must be >= 1")

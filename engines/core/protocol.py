@@ -210,7 +210,8 @@ def check_cancel(cancel: threading.Event | None) -> None:
 
 # name -> "module:builder"; builder(config: str = 'shipped', device: str = 'cpu') -> Engine
 ENGINE_REGISTRY: dict[str, str] = {
-    "bass": "backline.engines.bass.engine:build",
+    "bass": "backline.engines.bass.follow_engine:build",  # follow (listen → plan → render); mode=free → bass-latent
+    "bass-latent": "backline.engines.bass.engine:build",  # paper 000: codecs + latent diffusion
     "accompany": "backline.engines.accompany.engine:build",
     "drums": "backline.engines.drums.engine:build",
     "analysis": "backline.engines.analysis.engine:build",
