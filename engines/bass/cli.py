@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     controls = control_values(args, ALL_CONTROLS, skip=("preset", "reference", "bpm", "meter", "tempo_from"))
     num, den = parse_meter(args.meter) if args.meter else (4, 4)
     if args.meter and controls.get("mode", "follow") == "follow":
-        from backline.engines.bass.planner import steps_per_bar
+        from backline.engines.bass.grid import steps_per_bar
 
         steps_per_bar(num, den)  # a meter the planner cannot play fails now, not after listening (64/4)
     if controls.get("chords"):

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from backline.engines.bass.planner import STYLES as PLANNER_STYLES
+from backline.engines.bass.grid import STYLES as PLANNER_STYLES
 from backline.engines.bass.presets import list_presets, load_preset
 from backline.engines.core.audio import Audio
 from backline.engines.core.balance import LEVEL

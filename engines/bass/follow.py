@@ -17,15 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from backline.engines.bass.planner import (
-    SECTIONS,
-    Grid,
-    Planner,
-    apply_swing,
-    quality_index,
-    register_floor,
-    steps_per_bar,
-)
+from backline.engines.bass.grid import SECTIONS, Grid, quality_index, steps_per_bar
+from backline.engines.bass.planner import Planner, apply_swing, register_floor
 from backline.engines.core.audio import Audio
 from backline.engines.core.effects import render
 from backline.engines.core.errors import ConfigError

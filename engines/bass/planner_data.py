@@ -16,16 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from backline.engines.bass.planner import (
-    SECTIONS,
-    STYLES,
-    Grid,
-    PlanNote,
-    line_attributes,
-    quality_index,
-    steps_per_bar,
-    tokens_of,
-)
+from backline.engines.bass.grid import SECTIONS, STYLES, Grid, PlanNote, quality_index, steps_per_bar
+from backline.engines.bass.planner import line_attributes, tokens_of
 from backline.engines.core.errors import ConfigError
 
 

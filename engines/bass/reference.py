@@ -48,7 +48,7 @@ from safetensors.numpy import load_file, save
 
 from backline.engines.bass.common import transcribe_bass
 from backline.engines.bass.follow import plan_line
-from backline.engines.bass.planner import steps_per_bar
+from backline.engines.bass.grid import steps_per_bar
 from backline.engines.bass.presets import (
     BASS_BAND_HZ,
     MIN_BASS_SHARE,
