@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from torch.overrides import TorchFunctionMode
@@ -150,7 +151,30 @@ class _SkipInitOnMeta(TorchFunctionMode):
             empty = _meta_pointwise(name, args)
             if empty is not None:
                 return empty
+        elif name in ("randn", "rand") and str(kwargs.get("device", "meta")) == "meta":  # a learned embedding
+            size = args[0] if len(args) == 1 and isinstance(args[0], (tuple, list)) else args
+            if all(isinstance(n, int) and not isinstance(n, bool) for n in size) and \
+                    not set(kwargs) - {"dtype", "device", "generator", "requires_grad"}:
+                return torch.empty(tuple(size), dtype=kwargs.get("dtype") or torch.get_default_dtype(), device="meta")
+        elif name in ("argmax", "argmin"):  # their meta checks import sympy
+            empty = _meta_argmax(args, kwargs)
+            if empty is not None:
+                return empty
         return func(*args, **kwargs)
+
+
+def _meta_argmax(args: tuple, kwargs: dict[str, Any]) -> torch.Tensor | None:
+    names = ("input", "dim", "keepdim")
+    given = dict(zip(names, args)) | {k: v for k, v in kwargs.items() if k in names}
+    x, dim, keepdim = given.get("input"), given.get("dim"), bool(given.get("keepdim", False))
+    if not isinstance(x, torch.Tensor) or not x.is_meta or set(kwargs) - set(names) or x.dim() == 0:
+        return None
+    if dim is None:
+        shape: tuple[int, ...] = (1,) * x.dim() if keepdim else ()
+    else:
+        d = int(dim) % x.dim()
+        shape = tuple(1 if i == d else n for i, n in enumerate(x.shape) if keepdim or i != d)
+    return torch.empty(shape, dtype=torch.int64, device="meta")
 
 
 #: Elementwise ops whose meta kernels are Python decompositions too: answered with an empty meta tensor of the
@@ -178,7 +202,8 @@ def _meta_pointwise(name: str, args: tuple) -> torch.Tensor | None:
         dtype = tensors[0].dtype
         if name in _FLOAT_UNARY and not (dtype.is_floating_point or dtype.is_complex):
             dtype = torch.get_default_dtype()
-    return torch.empty(torch.broadcast_shapes(*(t.shape for t in tensors)), dtype=dtype, device="meta")
+    shape = np.broadcast_shapes(*(tuple(t.shape) for t in tensors))  # torch.broadcast_shapes imports sympy
+    return torch.empty(shape, dtype=dtype, device="meta")
 
 
 def _meta_arange(args: tuple, kwargs: dict[str, Any]) -> torch.Tensor | None:
