@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from backline.engines.bass import engine as bass_engine
-from backline.engines.bass.common import bass_line, bass_midi
 from backline.engines.bass.engine import Sampling, build
 from backline.engines.bass.presets import (
     PRESET_DIR,
@@ -20,6 +19,7 @@ from backline.engines.bass.presets import (
     list_presets,
     load_preset,
 )
+from backline.engines.bass.transcription import bass_line, bass_midi
 from backline.engines.core.audio import Audio, read_audio, write_audio
 from backline.engines.core.errors import (
     AudioFileError,

@@ -33,7 +33,6 @@ from backline.engines.bass.common import (
     LATENT_CONTROLS,
     LATENT_NAME,
     QUANTISE,
-    bass_midi,
     check_mix,
     listen_mix,
     panel_controls,
@@ -253,6 +252,10 @@ class BassEngine:
             rendered.append((dry, wet, level | {"balance": balance}))
         timings["render_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
+        # lazy: the MIDI tooling (mido, basic-pitch) is an optional dependency here — a bare GPU machine imports
+        # this module to sample latents only (packaging/gpu_lease.py's import guard)
+        from backline.engines.bass.transcription import bass_midi
+
         midis = []
         for dry, _, _ in rendered:
             check_cancel(cancel)

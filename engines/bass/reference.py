@@ -46,7 +46,6 @@ import torch
 from safetensors import safe_open
 from safetensors.numpy import load_file, save
 
-from backline.engines.bass.common import transcribe_bass
 from backline.engines.bass.follow import plan_line
 from backline.engines.bass.grid import steps_per_bar
 from backline.engines.bass.presets import (
@@ -57,6 +56,7 @@ from backline.engines.bass.presets import (
     file_sha256,
     user_cache_dir,
 )
+from backline.engines.bass.transcription import transcribe_bass
 from backline.engines.core.audio import Audio, read_audio, write_bytes_atomic
 from backline.engines.core.effects import normalise_loudness, render
 from backline.engines.core.errors import AudioFileError, BacklineError, Cancelled
