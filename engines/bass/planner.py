@@ -39,6 +39,7 @@ from backline.engines.bass.grid import (
     PlanNote,
 )
 from backline.engines.core.errors import ConfigError
+from backline.engines.core.weights import load_weights
 
 KIND = "bass-planner"
 FORMAT_VERSION = 1
@@ -477,8 +478,6 @@ def load_planner_as(cls: type, path: str | Path | None, config: str, *, weights:
                     configs: dict[str, Any], format_version: int) -> Any:
     """The loading both planners share: `cls(model, style_attrs, meta)` from exported weights (shipped or a path),
     or an untrained `config` model built under seed 0 so tests are repeatable without touching the global RNG."""
-    from backline.engines.core.weights import load_weights
-
     if path is None and config != "shipped":
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
