@@ -162,7 +162,7 @@ def distances(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
 # --- musical checks ------------------------------------------------------------------------------------------------
 
 def musical_shares(audio: Audio, clip: Clip) -> tuple[int, float, float, float]:
-    from backline.engines.bass.engine import transcribe_bass
+    from backline.engines.bass.transcription import transcribe_bass
 
     notes = transcribe_bass(audio)
     ex = clip.extras

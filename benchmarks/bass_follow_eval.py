@@ -109,7 +109,7 @@ def time_shares(notes, chord_at, scale) -> tuple[float, float]:
 
 def fidelity(planned, rendered: Audio) -> tuple[float, float]:
     """(pitch-class agreement on note-time where both sound, note F1) of a rendered stem vs the planned notes."""
-    from backline.engines.bass.engine import transcribe_bass
+    from backline.engines.bass.transcription import transcribe_bass
     from backline.engines.core.transcribe import note_f1
 
     heard = transcribe_bass(rendered)
@@ -352,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     from bass_speed import cpu_name
 
-    from backline.engines.bass.engine import build
+    from backline.engines.bass.follow_engine import build
     from backline.engines.bass.planner import load_planner
 
     skip = set(a.skip.split(","))

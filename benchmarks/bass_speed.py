@@ -76,7 +76,7 @@ def main() -> None:
     print(f"{'cpu fp32':<28} {best['encode']:8.3f} {best['sample']:8.3f} {best['decode']:8.3f} {best['total']:8.3f} "
           f"{best['total'] / a.seconds:12.3f}")
     if a.transcribe:
-        from backline.engines.bass.engine import bass_midi
+        from backline.engines.bass.transcription import bass_midi
         from backline.engines.core.timeline import Timeline
 
         t0 = time.perf_counter()

@@ -157,8 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     from bass_eval import Embedder, distances
     from bass_speed import cpu_name
 
-    from backline.engines.bass.engine import build
     from backline.engines.bass.follow import render_line
+    from backline.engines.bass.follow_engine import build
     from backline.engines.bass.presets import list_presets, load_preset
     from backline.engines.bass.reference import plan_in_feel, render_in_reference
     from backline.engines.listen import listen

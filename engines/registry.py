@@ -15,7 +15,8 @@ from backline.engines.core.errors import ConfigError
 from backline.engines.core.protocol import Engine, EngineDescription, check_device
 
 ENGINE_REGISTRY: dict[str, str] = {
-    "bass": "backline.engines.bass.engine:build",
+    "bass": "backline.engines.bass.follow_engine:build",  # follow (listen → plan → render); mode=free → bass-latent
+    "bass-latent": "backline.engines.bass.engine:build",  # paper 000: codecs + latent diffusion
     "accompany": "backline.engines.accompany.engine:build",
     "drums": "backline.engines.drums.engine:build",
     "analysis": "backline.engines.analysis.engine:build",

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from backline.engines.bass import engine as bass_engine
-from backline.engines.bass.engine import Sampling, bass_midi, build
+from backline.engines.bass.engine import Sampling, build
 from backline.engines.bass.presets import (
     PRESET_DIR,
     bass_band_share,
@@ -19,6 +19,7 @@ from backline.engines.bass.presets import (
     list_presets,
     load_preset,
 )
+from backline.engines.bass.transcription import bass_line, bass_midi
 from backline.engines.core.audio import Audio, read_audio, write_audio
 from backline.engines.core.errors import (
     AudioFileError,
@@ -52,10 +53,11 @@ def _mix(seconds: float, sr: int = SR) -> Audio:
 
 
 def _request(out, mix, **kw):
-    """A free-mode request (paper 000's diffusion path; follow mode is tested in test_bass_follow.py)."""
-    kw["controls"] = {"mode": "free"} | kw.get("controls", {"steps": 3})
+    """A request to the latent engine (paper 000's diffusion path, the follow engine's mode=free; follow mode is
+    tested in test_bass_follow.py)."""
+    kw["controls"] = kw.get("controls", {"steps": 3})
     defaults = dict(timeline=Timeline.constant(120, mix.sample_rate if mix else SR), mix=mix, preset="finger")
-    return GenerationRequest("bass", Path(out), **(defaults | kw))
+    return GenerationRequest("bass-latent", Path(out), **(defaults | kw))
 
 
 def test_cli_full_path_writes_aligned_stem_midi_and_report(tmp_path):
@@ -104,7 +106,6 @@ def test_midi_of_a_bass_line_lands_at_the_region_start():
 
 
 def test_bass_line_keeps_one_voice():
-    from backline.engines.bass.engine import bass_line
     from backline.engines.core.transcribe import Note
 
     notes = [Note(40, 0.0, 0.5), Note(52, 0.01, 0.4),  # same onset, octave doubling → the lower
@@ -265,10 +266,21 @@ def test_bass_band_share_separates_bass_from_other_sounds():
 
 
 def test_registered_and_described():
+    """Two engines: `bass` (follow; its panel keeps mode=free for the latent engine's controls) and `bass-latent`
+    (paper 000 alone). Building the follow engine loads no U-Net and no codec; free mode builds the latent once."""
     eng = build_engine("bass", config="debug")
     desc = eng.describe()
     names = {c.name for c in desc.controls}
-    assert {"steps", "cfg", "rescale", "strength", "preset", "reference", "quantise"} <= names
+    assert {"mode", "style", "steps", "cfg", "rescale", "strength", "preset", "reference", "quantise"} <= names
     preset = next(c for c in desc.controls if c.name == "preset")
     assert "finger" in preset.choices
-    assert bass_engine.NAME == "bass"
+    assert eng._latent is None and eng._planner is None  # nothing loaded to build or describe it
+    latent = build_engine("bass-latent", config="debug")
+    latent_names = {c.name for c in latent.describe().controls}
+    assert {"steps", "cfg", "rescale", "strength", "preset", "reference", "quantise", "level"} <= latent_names
+    assert not latent_names & {"mode", "style", "complexity", "lock_to_kick", "midi_in"}
+    assert latent.describe().name == bass_engine.NAME == "bass-latent"
+    result = eng.generate(GenerationRequest("bass", Path("/nonexistent"), Timeline.constant(120, SR), mix=_mix(2.0),
+                                            preset="finger", controls={"mode": "free", "steps": 2, "style": "walking"}))
+    assert result.report["engine"] == "bass" and result.report["mode"] == "free" and eng._latent is not None
+    assert eng._planner is None  # free mode never loads the planner

@@ -8,7 +8,7 @@ import mido
 import numpy as np
 import pytest
 
-from backline.engines.bass.engine import build
+from backline.engines.bass.follow_engine import build
 from backline.engines.bass.planner import WEIGHTS, line_attributes, load_planner
 from backline.engines.bass.planner_data import composed_examples, track_example
 from backline.engines.core.audio import Audio, read_audio, write_audio

@@ -65,12 +65,14 @@ def no_heavy_work(monkeypatch):
     from backline.engines import registry
     from backline.engines.accompany import engine as accompany_engine
     from backline.engines.bass import engine as bass_engine
+    from backline.engines.bass import follow_engine as bass_follow_engine
     from backline.engines.core import audio
 
     def not_reached(*args, **kwargs):
         raise AssertionError("heavy work started before the refusal")
 
     monkeypatch.setattr(bass_engine, "build", not_reached)
+    monkeypatch.setattr(bass_follow_engine, "build", not_reached)
     monkeypatch.setattr(accompany_engine, "build", not_reached)
     monkeypatch.setattr(registry, "build_engine", not_reached)
     monkeypatch.setattr(audio, "read_audio", not_reached)

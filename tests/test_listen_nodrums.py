@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from backline.engines.bass.follow import plan_line
-from backline.engines.bass.planner import WEIGHTS, Grid, approach_share, load_planner, quality_index
+from backline.engines.bass.grid import Grid, quality_index
+from backline.engines.bass.planner import WEIGHTS, approach_share, load_planner
 from backline.engines.core.audio import Audio
 from backline.engines.listen import NO_CHORD, Chord, hold_through, listen
 from backline.engines.listen.tempo import _novelty, _on_grid

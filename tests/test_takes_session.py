@@ -117,7 +117,7 @@ def test_the_balance_table_and_the_level_control():
     roles = balance_table()["roles"]
     assert roles["bass"]["songs"] >= 10 and roles["drums"]["songs"] >= 10
     assert -12 < roles["bass"]["median_db"] < 0 and -8 < roles["drums"]["median_db"] < 4
-    from backline.engines.bass.engine import ALL_CONTROLS
+    from backline.engines.bass.common import ALL_CONTROLS
     from backline.engines.drums.engine import CONTROLS as DRUM_CONTROLS
 
     assert LEVEL in ALL_CONTROLS and LEVEL in DRUM_CONTROLS  # one declaration: panel and CLI flags both come from it

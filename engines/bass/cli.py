@@ -25,7 +25,7 @@ def check(args: argparse.Namespace, controls: dict, meter: tuple[int, int]) -> d
     from backline.engines.core.errors import ConfigError
 
     if args.meter and controls.get("mode", "follow") == "follow":
-        from backline.engines.bass.planner import steps_per_bar
+        from backline.engines.bass.grid import steps_per_bar
 
         steps_per_bar(*meter)  # a meter the planner cannot play fails now, not after listening (64/4)
     if controls.get("midi_in") and not Path(controls["midi_in"]).is_file():

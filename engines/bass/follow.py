@@ -18,10 +18,14 @@ from pathlib import Path
 
 import numpy as np
 
-from backline.engines.bass.planner import SECTIONS, Grid, Planner, apply_swing, quality_index, steps_per_bar
+from backline.engines.bass.grid import SECTIONS, Grid, quality_index, steps_per_bar
+from backline.engines.bass.planner import Planner, apply_swing, register_floor
 from backline.engines.core.audio import Audio
+from backline.engines.core.effects import render
 from backline.engines.core.errors import ConfigError
-from backline.engines.core.transcribe import Note
+from backline.engines.core.render import SAMPLE_RATE, fit_to_region, render_take
+from backline.engines.core.timeline import Timeline
+from backline.engines.core.transcribe import Note, notes_to_midi
 from backline.engines.listen import Listening
 
 #: A bar one heard this close to the mix's first sample is the mix starting on its bar line (a DAW export, a
@@ -70,10 +74,8 @@ def plan_line(planner: Planner, lst: Listening, kicks: np.ndarray, *, style: str
     """Plan a bass line on what was heard → notes in seconds from the mix's first sample."""
     grid, origin, step_s = grid_from_listening(lst, kicks)
     attrs = planner.attributes(style, complexity, intensity, register, lock_to_kick)
-    from backline.engines.bass.planner import register_floor  # not far under the band's lowest voice
-
     planned = planner.plan(grid, style, attrs, seed=seed, lock_to_kick=lock_to_kick,
-                           floor=register_floor(lst.band_low, octave, register))
+                           floor=register_floor(lst.band_low, octave, register))  # not far under the band's lowest voice
     gap = min(0.06, step_s * 0.35)  # a player's damping before the next note keeps every attack clean
     notes = []
     for on, length, pitch, vel in apply_swing(planned, swing):
@@ -92,11 +94,6 @@ def render_line(notes: list[Note], preset, frames: int, sample_rate: int, bpm: f
 
     Rendered by `engines.render.render_take` (audible onsets on the note-ons, the release faded at the region's
     end, not cut); the level against the band is set afterwards by `engines.balance` (the engine's job)."""
-    from backline.engines.core.effects import render
-    from backline.engines.core.render import SAMPLE_RATE, fit_to_region, render_take
-    from backline.engines.core.timeline import Timeline
-    from backline.engines.core.transcribe import notes_to_midi
-
     font = (preset.render or {}).get("soundfont", "FluidR3_GM") if preset else "FluidR3_GM"
     program = (preset.gm_program if preset else 34) - 1
     mid = notes_to_midi(notes, Timeline.constant(bpm, SAMPLE_RATE), program=program, name="Backline bass")
@@ -117,7 +114,7 @@ def render_line(notes: list[Note], preset, frames: int, sample_rate: int, bpm: f
 
 def read_line_midi(path: str | Path) -> tuple[list[Note], float | None]:
     """A bass line MIDI file (`--midi-in`) → (notes in seconds, its tempo). The lowest non-drum track is the line."""
-    import pretty_midi
+    import pretty_midi  # lazy: only a --midi-in line needs it (a heavy optional import on the follow path)
 
     path = Path(path)
     if not path.is_file():

@@ -27,7 +27,19 @@ import numpy as np
 import torch
 from torch import nn
 
+from backline.engines.bass.grid import (
+    ATTRS,
+    METERS,
+    POSITIONS,
+    QUALITIES,
+    QUALITY_INTERVALS,
+    SECTIONS,
+    STYLES,
+    Grid,
+    PlanNote,
+)
 from backline.engines.core.errors import ConfigError
+from backline.engines.core.weights import load_weights
 
 KIND = "bass-planner"
 FORMAT_VERSION = 1
@@ -39,79 +51,6 @@ REST, HOLD = 0, 1
 N_TOKENS = 2 + N_PITCH
 BOS = N_TOKENS  # the "previous token" at step 0
 VEL_BUCKETS = 8
-#: Chord qualities the planner knows (the listener's vocabulary; corpus m7b5 counts as dim), N = no chord.
-QUALITIES = ("maj", "min", "7", "maj7", "min7", "dim", "sus4", "N")
-QUALITY_INTERVALS = {"maj": (0, 4, 7), "min": (0, 3, 7), "7": (0, 4, 7, 10), "maj7": (0, 4, 7, 11),
-                     "min7": (0, 3, 7, 10), "dim": (0, 3, 6), "sus4": (0, 5, 7), "N": ()}
-STYLES = ("root_fifth", "walking", "syncopated", "octave", "sustained", "funk16", "reggae", "disco", "tumbao",
-          "ballad", "unknown")
-SECTIONS = ("intro", "verse", "chorus", "bridge", "outro", "unknown")
-POSITIONS = 24  # 16th steps per bar up to 6/4 and 12/8
-METERS = ((4, 4), (3, 4), (6, 8))
-ATTRS = ("complexity", "intensity", "register", "lock")
-
-
-def steps_per_bar(numerator: int, denominator: int) -> int:
-    steps = numerator * 16 // denominator
-    if steps * denominator != numerator * 16 or not 1 <= steps <= POSITIONS:
-        raise ConfigError(f"the bass planner cannot play in {numerator}/{denominator}",
-                          fix="use a meter of 1-6 quarters or 1-12 eighths per bar (4/4, 3/4, 6/8, 12/8 ...)")
-    return steps
-
-
-@dataclass
-class Grid:
-    """The song as the planner sees it, one entry per 16th step from the first bar line (step 0 = bar one).
-
-    root: 0-11 or 12 = no chord; quality: index into QUALITIES; kick: 0/1; section: index into SECTIONS."""
-
-    numerator: int
-    denominator: int
-    key_pc: int
-    mode: str  # "major" | "minor"
-    root: np.ndarray
-    quality: np.ndarray
-    kick: np.ndarray
-    section: np.ndarray
-
-    @property
-    def steps(self) -> int:
-        return len(self.root)
-
-    @property
-    def bar_steps(self) -> int:
-        return steps_per_bar(self.numerator, self.denominator)
-
-    def transposed(self, k: int) -> Grid:
-        root = np.where(self.root < 12, (self.root + k) % 12, 12)
-        return Grid(self.numerator, self.denominator, (self.key_pc + k) % 12, self.mode, root, self.quality.copy(),
-                    self.kick.copy(), self.section.copy())
-
-    def crop(self, a: int, b: int) -> Grid:
-        return Grid(self.numerator, self.denominator, self.key_pc, self.mode, self.root[a:b], self.quality[a:b],
-                    self.kick[a:b], self.section[a:b])
-
-    def chord_pcs(self, step: int) -> set[int]:
-        r = int(self.root[step])
-        if r >= 12:
-            return set()
-        return {(r + i) % 12 for i in QUALITY_INTERVALS[QUALITIES[int(self.quality[step])]]}
-
-
-@dataclass(frozen=True)
-class PlanNote:
-    step: int  # onset, 16th steps from bar one
-    length: int  # in steps
-    pitch: int
-    velocity: int
-
-
-def quality_index(quality: str) -> int:
-    q = {"m7b5": "dim", "sus": "sus4", "sus2": "sus4", "": "maj", "m": "min", "hdim7": "dim", "aug": "maj"}.get(
-        quality, quality)
-    return QUALITIES.index(q) if q in QUALITIES else QUALITIES.index("maj")
-
-
 def line_attributes(notes: list[PlanNote], grid: Grid) -> dict[str, float]:
     """The four attributes of a line on a grid (what the controls ask for)."""
     if not notes:
@@ -539,8 +478,6 @@ def load_planner_as(cls: type, path: str | Path | None, config: str, *, weights:
                     configs: dict[str, Any], format_version: int) -> Any:
     """The loading both planners share: `cls(model, style_attrs, meta)` from exported weights (shipped or a path),
     or an untrained `config` model built under seed 0 so tests are repeatable without touching the global RNG."""
-    from backline.engines.core.weights import load_weights
-
     if path is None and config != "shipped":
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)

@@ -16,17 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
-from backline.engines.bass.planner import (
-    SECTIONS,
-    STYLES,
-    Grid,
-    PlanNote,
-    line_attributes,
-    quality_index,
-    steps_per_bar,
-    tokens_of,
-)
+from backline.engines.bass.grid import SECTIONS, STYLES, Grid, PlanNote, quality_index, steps_per_bar
+from backline.engines.bass.planner import HIGH, LOW, line_attributes, tokens_of
 from backline.engines.core.errors import ConfigError
+from backline.engines.data.slakh import list_tracks, read_track
+from backline.engines.data.song import PPQ, make_song
+from backline.engines.data.synth import song_rng
+from backline.engines.listen import chords_from_notes, key_from_chroma
 
 
 @dataclass
@@ -44,7 +40,6 @@ def _len_steps(duration_ticks: float, step_ticks: float) -> int:
 
 def song_example(song, name: str = "") -> Example:
     """A composed `Song` → Example (16th steps from bar 1)."""
-    from backline.engines.data.song import PPQ
 
     step = PPQ // 4
     bar = steps_per_bar(song.numerator, song.denominator)
@@ -74,8 +69,6 @@ def song_example(song, name: str = "") -> Example:
 
 
 def composed_examples(n_songs: int, seed: int, *, min_bars: int = 16, max_bars: int = 48) -> list[Example]:
-    from backline.engines.data.song import make_song
-    from backline.engines.data.synth import song_rng
 
     return [song_example(make_song(song_rng(seed, i), min_bars=min_bars, max_bars=max_bars), f"song{seed}-{i}")
             for i in range(n_songs)]
@@ -83,10 +76,8 @@ def composed_examples(n_songs: int, seed: int, *, min_bars: int = 16, max_bars: 
 
 def track_example(track_dir: str | Path) -> Example:
     """A Slakh-layout track folder → Example (the bass stem's MIDI is the line)."""
-    import pretty_midi
+    import pretty_midi  # lazy: heavy, only for reading a corpus's MIDI
 
-    from backline.engines.data.slakh import read_track
-    from backline.engines.listen import chords_from_notes, key_from_chroma
 
     tr = read_track(track_dir)
     bass_stems = [s for s in tr.stems.values() if s.role == "bass" or s.inst_class.lower() == "bass"]
@@ -166,7 +157,6 @@ NOTE_PC |= {"Db": 1, "D#": 3, "Gb": 6, "G#": 8, "A#": 10}
 
 def folder_examples(root: str | Path) -> list[Example]:
     """Every track with a bass stem in a Slakh-layout folder (tracks without one are skipped)."""
-    from backline.engines.data.slakh import list_tracks
 
     out = []
     for tr in list_tracks(root, require_audio=False):
@@ -182,7 +172,6 @@ def folder_examples(root: str | Path) -> list[Example]:
 
 def transpose_line(notes: list[PlanNote], k: int) -> list[PlanNote]:
     """Transpose by k semitones, then by octaves so the line stays within the planner's range where it can."""
-    from backline.engines.bass.planner import HIGH, LOW
 
     moved = [PlanNote(n.step, n.length, n.pitch + k, n.velocity) for n in notes]
     if moved:

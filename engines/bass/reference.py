@@ -42,9 +42,25 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.numpy import load_file, save
 
+from backline.engines.bass.follow import plan_line
+from backline.engines.bass.grid import steps_per_bar
+from backline.engines.bass.presets import (
+    BASS_BAND_HZ,
+    MIN_BASS_SHARE,
+    SILENCE_PEAK_DB,
+    bass_band_share,
+    file_sha256,
+    user_cache_dir,
+)
+from backline.engines.bass.transcription import transcribe_bass
 from backline.engines.core.audio import Audio, read_audio, write_bytes_atomic
-from backline.engines.core.errors import AudioFileError, Cancelled
+from backline.engines.core.effects import normalise_loudness, render
+from backline.engines.core.errors import AudioFileError, BacklineError, Cancelled
+from backline.engines.core.frontend import stft
 from backline.engines.core.protocol import ProgressFn, check_cancel
 from backline.engines.core.transcribe import Note
 
@@ -64,8 +80,6 @@ ROUND_ROBIN = 3
 
 def load_reference_audio(path: str | Path) -> Audio:
     """Read a reference and refuse, in one line, what is not audio or is silent (before any heavy work)."""
-    from backline.engines.bass.presets import SILENCE_PEAK_DB
-
     path = Path(path)
     audio = read_audio(path)  # AudioFileError for a text file, /etc/passwd, a folder, an empty file
     if audio.frames == 0 or audio.peak() <= 10 ** (SILENCE_PEAK_DB / 20):
@@ -88,9 +102,7 @@ SOLO_HARMONIC_SHARE = 0.87
 def harmonic_share(audio: Audio, notes: list[Note]) -> float:
     """Share of the power (below 8 kHz, while notes sound) on the harmonics of the sounding bass note: a solo bass,
     even distorted, puts almost all of it there; a song's drums and chords do not."""
-    import torch
 
-    from backline.engines.core.frontend import stft
 
     x = audio.with_channels(1).resampled(SR).samples[0].astype(np.float32)
     spec = stft(torch.from_numpy(x), n_fft=4096, hop=1024).abs().square().numpy()
@@ -124,14 +136,12 @@ def isolate_bass(audio: Audio, path: Path | None = None, progress: ProgressFn | 
     0.71–0.82 for songs (the demo mix, GTZAN country, a waltz, Hainsworth 001, Greek folk, classical). So:
     a bass is there when the model hears one or the recording is one low harmonic voice; it is a song to separate
     when the model hears other parts and the recording is not one harmonic voice."""
-    from backline.engines.bass.presets import BASS_BAND_HZ, MIN_BASS_SHARE, bass_band_share
-
     share = bass_band_share(audio)
     harm = harmonic_share(audio, notes) if notes else 1.0
     solo_like = harm >= SOLO_HARMONIC_SHARE
     parts: dict[str, float] = {}
     try:
-        from backline.engines.analysis.api import analyze
+        from backline.engines.analysis.api import analyze  # lazy: an optional engine, heavy models
 
         report = analyze(audio)
         parts = {k: round(float(v), 3) for k, v in report.parts.items()}
@@ -155,12 +165,11 @@ def isolate_bass(audio: Audio, path: Path | None = None, progress: ProgressFn | 
                                  fix="give a solo bass recording, or pick a preset (--preset finger)")
         return audio, info | {"source": "solo bass" if not others else f"bass (with {' and '.join(others)} heard)"}
     try:
-        from backline.engines.separate import extract
+        from backline.engines.separate import extract  # lazy: an optional engine, heavy models
     except ImportError as err:
         raise AudioFileError(f"the style reference is a whole song ({' and '.join(others)} with the bass), and the "
                              "separation engine that would extract its bass is not installed", path=path,
                              fix="give a solo bass recording (mute the other tracks), or pick a preset") from err
-    from backline.engines.core.errors import BacklineError
 
     try:
         bass, presence = extract(audio, role="bass", progress=progress, cancel=cancel)
@@ -258,7 +267,7 @@ def estimate_tempo(notes: list[Note]) -> float:
     """Tempo of a bass line from its notes: the onset train (accented where the pitch changes, or loud) through
     librosa's tempo estimator (log-normal prior at 110 BPM), folded into 70–140 BPM. A whole-note line only has a
     period of a bar; folding by octaves puts it back in a playable range."""
-    import librosa
+    import librosa  # lazy: heavy (scipy, numba caches), needed only to learn from a reference
 
     hop_s = 0.01
     if len(notes) < 3:
@@ -371,8 +380,6 @@ def plan_in_feel(planner, lst, kicks: np.ndarray, feel: Feel, *, seed: int = 0, 
                  style: str | None = None, octave: int = 0, iterations: int = 6) -> tuple[list[Note], Any, dict]:
     """Plan a line on what was heard, played like the reference: its style, register, intensity and swing, the
     complexity control searched so the take's notes per bar match the reference's, lengths at its articulation."""
-    from backline.engines.bass.follow import plan_line, steps_per_bar
-
     style = style or feel.style()
     base = planner.style_attrs.get(style) or planner.style_attrs.get("unknown") or {}
     register = float((feel.mean_pitch - 36.0) / 12.0 - base.get("register", 0.2))
@@ -611,7 +618,6 @@ class Instrument:
 
     # -- storage (safetensors, never pickle) --
     def to_bytes(self) -> bytes:
-        from safetensors.numpy import save
 
         meta = {"version": VERSION, "slices": [asdict(s) for s in self.slices], "feel": asdict(self.feel),
                 "tone": self.tone, "source": self.source, "sha256": self.sha256, "build_s": self.build_s}
@@ -620,8 +626,6 @@ class Instrument:
 
     @classmethod
     def from_file(cls, path: Path) -> Instrument:
-        from safetensors import safe_open
-        from safetensors.numpy import load_file
 
         with safe_open(str(path), framework="numpy") as f:
             meta = json.loads((f.metadata() or {})["backline"])
@@ -683,9 +687,7 @@ def _sustain_loop(x: np.ndarray, attack: int, need: int, f0: float) -> np.ndarra
 def tone_of(bass: np.ndarray, notes: list[Note]) -> dict[str, Any]:
     """Brightness (spectral centroid over the harmonic index), attack sharpness → words for the tone and the
     technique it suggests (a description, not a classifier: 'finger style' is the plain electric default)."""
-    import torch
 
-    from backline.engines.core.frontend import stft
 
     spec = stft(torch.from_numpy(bass.astype(np.float32)), n_fft=4096, hop=1024).abs().square().numpy()
     freqs = np.arange(spec.shape[0]) * SR / 4096
@@ -715,8 +717,6 @@ def tone_of(bass: np.ndarray, notes: list[Note]) -> dict[str, Any]:
 
 def build_instrument(bass: Audio, notes: list[Note], feel: Feel) -> Instrument:
     """Slice the transcribed notes from the recording and keep the cleanest per pitch and velocity layer."""
-    from backline.engines.core.effects import normalise_loudness
-
     t0 = time.perf_counter()
     bass, _ = normalise_loudness(bass.with_channels(1).resampled(SR), -18.0)
     x = bass.samples[0].astype(np.float32)
@@ -760,7 +760,6 @@ def build_instrument(bass: Audio, notes: list[Note], feel: Feel) -> Instrument:
 # --- the whole step, cached -------------------------------------------------------------------------------
 
 def cache_dir() -> Path:
-    from backline.engines.bass.presets import user_cache_dir
 
     return user_cache_dir().parent / "instruments"
 
@@ -773,9 +772,6 @@ def prepare_reference(path: str | Path, *, progress: ProgressFn | None = None,
                       cancel: threading.Event | None = None, use_cache: bool = True) -> tuple[Instrument, dict]:
     """A reference file → (its instrument, info with what was learned). Cached per file content; bad input is
     refused with one line before any heavy work, and nothing is cached for it."""
-    from backline.engines.bass.engine import transcribe_bass
-    from backline.engines.bass.presets import file_sha256
-
     progress = progress or (lambda f, m: None)
     path = Path(path)
     t0 = time.perf_counter()
@@ -788,8 +784,6 @@ def prepare_reference(path: str | Path, *, progress: ProgressFn | None = None,
             return inst, inst.summary() | {"reference": str(path), "cache": str(cache), "cached": True}
         except Exception:  # noqa: BLE001 - an old or damaged cache is rebuilt
             pass
-    from backline.engines.bass.presets import BASS_BAND_HZ, bass_band_share
-    from backline.engines.core.effects import normalise_loudness
 
     if audio.seconds > MAX_SECONDS:  # a minute shows the sound and the feel; a whole song would cost minutes
         audio = audio.slice(0, int(MAX_SECONDS * audio.sample_rate))
@@ -833,8 +827,6 @@ def render_in_reference(inst: Instrument, notes: list[Note], frames: int, sample
                         ) -> tuple[Audio, Audio, dict]:
     """(dry, wet, level report) like follow.render_line, in the reference's own sound. A user's reference has its
     effects in the samples already (no chain); a preset's reference is recorded dry, so its chain is added."""
-    from backline.engines.core.effects import render
-
     dry = inst.render(notes, frames, sample_rate)
     wet, level = render(dry.with_channels(2), chain, target_lufs=lufs, where=where)
     return dry, wet, level

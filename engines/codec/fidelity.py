@@ -104,7 +104,7 @@ def note_f1(reference: list, estimate: list, onset_tolerance: float = 0.05) -> f
 
 def bass_note_f1(audio: Audio, reference_notes: list) -> float:
     """Transcribe a bass stem the way the bass engine does and score it against the notes it should play."""
-    from backline.engines.bass.engine import transcribe_bass
+    from backline.engines.bass.transcription import transcribe_bass
 
     return note_f1(reference_notes, transcribe_bass(audio))
 
