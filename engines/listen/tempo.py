@@ -179,8 +179,8 @@ def tempo_candidates(env: np.ndarray) -> list[tuple[float, float, float]]:
 #: weights of the tempo choice (`tempo_value`): a conditional logit over each clip's candidates, fitted by
 #: `benchmarks/tempo_fit.py` on music21 four-part pieces outside the nodrums_eval set (never Bach) and rendered
 #: corpus songs with drums; never on realdev.
-TEMPO_WEIGHTS = {"fit": 1.46, "contrast": 0.24, "lp": 2.37, "thin": -1.1, "n8": 1.56, "n16": 1.2, "k16": 0.81,
-                 "pfit": 1.9, "p8": 1.08, "p16": 1.06}
+TEMPO_WEIGHTS = {"fit": 1.44, "contrast": 0.17, "lp": 2.38, "thin": -1.09, "n8": 1.56, "n16": 1.2, "k16": 0.81,
+                 "pfit": 1.9, "p8": 1.15, "p16": 1.07}
 
 
 def tempo_value(f: dict, w: dict | None = None) -> float:
