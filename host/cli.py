@@ -24,7 +24,7 @@ import os
 import sys
 from pathlib import Path
 
-from backline.engines.core.errors import BacklineError
+from backline.engines.core.errors import BacklineError, BacklineWarning
 
 # (group, name) -> module; name "" means the group is itself the command.
 COMMANDS: dict[tuple[str, str], str] = {
@@ -254,8 +254,6 @@ def _run(module, prog: str, rest: list[str], group: str = "generate") -> int:
 def _one_line_warnings() -> None:
     """Backline's own warnings (a truncated file, a clamped tempo) print as one line each, like its errors."""
     import warnings
-
-    from backline.engines.core.errors import BacklineWarning
 
     previous = warnings.showwarning
     if getattr(previous, "_backline", False):

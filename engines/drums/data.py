@@ -26,7 +26,9 @@ from backline.engines.drums import novelty as nov
 from backline.engines.drums.inputs import read_midi_files, role_for_program
 from backline.engines.drums.representation import (
     CONTEXT_BARS,
+    GM_TO_CLASS,
     MA_ROLES,
+    N_CLASSES,
     N_ROLES,
     STEPS_PER_QUARTER,
     SongGrid,
@@ -142,8 +144,6 @@ def lpd5_to_grid(item) -> SongGrid | None:
         on = roll[:steps] > 0
         active[r, : on.shape[0]] = on
         onset[r, : on.shape[0]] = on & ~np.vstack([np.zeros((1, 128), bool), on[:-1]])
-    from backline.engines.drums.representation import GM_TO_CLASS, N_CLASSES
-
     vroll = tracks["drums"][:steps]
     droll = vroll > 0
     dstart = droll & ~np.vstack([np.zeros((1, 128), bool), droll[:-1]])
