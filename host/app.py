@@ -60,6 +60,7 @@ def _size(text: str) -> tuple[int, int]:
 def demo_mix() -> Path:
     """The demo song's mix.flac (rendered on first use by the corpus helper)."""
     try:
+        # lazy: optional part of an install; its ImportError becomes the one-line message below
         from backline.engines.data.demo import demo_song
     except ImportError as err:
         raise MissingDependencyError("the demo song is not part of this install",
@@ -281,6 +282,7 @@ def _run(args: argparse.Namespace, screenshot: bool) -> int:
             print(f"Qt platform: {app.platformName()}", flush=True)
             band, audio = None, args.audio
             if audio is None:  # the demo: a band that needs bass and drums, and its MIDI for the drums panel
+                # lazy: optional demo data (see demo_mix); only the screenshot path needs it
                 from backline.engines.data.demo import demo_midi_without_drums
 
                 audio = demo_band_without(("bass", "drums"), args.session)

@@ -109,6 +109,7 @@ def read_corpus(root: str | Path, *, limit: int | None = None, threshold: float 
 def read_lpd5(root: str | Path, *, limit: int | None = None, threshold: float = nov.DEFAULT_THRESHOLD) -> list[LabelledSong]:
     """LPD-5 songs via the foundation's reader (`backline.engines.data.lpd5`); labels from novelty only."""
     try:
+        # lazy: the LPD-5 reader is optional in an install (ImportError → DatasetError)
         from backline.engines.data import lpd5
     except ImportError as err:
         raise DatasetError("the LPD-5 reader (backline.engines.data.lpd5) is not in this install",
