@@ -46,7 +46,7 @@ from backline.engines.core import hooks
 from backline.engines.core.errors import BacklineError, Cancelled, ConfigError, DeviceError
 from backline.engines.core.protocol import check_device
 from backline.engines.core.takes import generate_and_write
-from backline.engines.registry import ENGINE_REGISTRY, build_engine
+from backline.engines.registry import ENGINE_REGISTRY
 
 #: Progress events are throttled to this many per second per job (the final one always goes through).
 PROGRESS_RATE_HZ = 20.0
@@ -131,7 +131,7 @@ class _Worker:
 
     def engine(self, name: str) -> Any:
         if name not in self.engines:
-            self.engines[name] = build_engine(name, config=self.config, device=self.device)
+            self.engines[name] = engines.build_engine(name, config=self.config, device=self.device)
         return self.engines[name]
 
     def run(self) -> None:

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from backline.engines.codec import load_codec
 from backline.engines.codec.fidelity import fidelity
-from backline.engines.core.audio import atomic_output, audio_info, read_audio, write_audio
+from backline.engines.core import audio as core_audio
+from backline.engines.core.audio import atomic_output, audio_info, write_audio
 from backline.engines.core.errors import AudioFileError
 
 HELP = "encode and decode a file through the mix or stem codec, to hear what the models hear"
@@ -42,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     # refuse before any work: exists, read-only, under a file, or a disk without room for the float32 result
     final, tmp = atomic_output(out, overwrite=args.overwrite, need_bytes=frames * max(2, channels) * 4 + 2**20)
     tmp.unlink(missing_ok=True)
-    audio = read_audio(args.input)
+    audio = core_audio.read_audio(args.input)  # looked up at call time (the fault tests watch it)
     codec = load_codec(args.role, weights=args.weights)
     cancel = threading.Event()
     with tqdm(total=2 * 100, desc=f"{args.role} codec", unit="%", disable=args.quiet,
