@@ -37,7 +37,8 @@ __all__ = [
 
 
 def __getattr__(name: str):
-    if name == "JackTransportSource":  # imports JACK-Client only when asked for
+    if name == "JackTransportSource":
+        # lazy: optional dependency (JACK-Client), imported only when asked for
         from backline.bridge.jack_transport import JackTransportSource
 
         return JackTransportSource

@@ -11,6 +11,12 @@ from __future__ import annotations
 import argparse
 import time
 
+from backline.bridge import calibrate, devices
+from backline.bridge.capture import LoopbackCapture
+from backline.bridge.jack_transport import JackTransportSource
+from backline.bridge.osc import OscBridge
+from backline.bridge.transport import Transport
+
 HELP = "measure loopback latency (click out, click in) and save it for the capture"
 
 
@@ -37,17 +43,10 @@ def _device(spec: str | None) -> str | int | None:
 
 
 def _daw(args: argparse.Namespace) -> int:
-    from backline.bridge import calibrate, devices
-    from backline.bridge.capture import LoopbackCapture
-    from backline.bridge.osc import OscBridge
-    from backline.bridge.transport import Transport
-
     tr = Transport(args.sample_rate)
     hostapi = args.hostapi or (devices.JACK_HOSTAPI if args.jack_transport else None)
     source = None
     if args.jack_transport:
-        from backline.bridge.jack_transport import JackTransportSource
-
         source = JackTransportSource(tr).start()
     else:
         source = OscBridge(tr, dialect=args.dialect, host=args.host, port=args.port).start()
@@ -70,8 +69,6 @@ def _daw(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from backline.bridge import calibrate, devices
-
     if args.daw:
         return _daw(args)
     hostapi = args.hostapi or (devices.JACK_HOSTAPI if args.jack_loopback else None)

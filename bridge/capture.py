@@ -32,6 +32,7 @@ import numpy as np
 
 from backline.bridge import devices
 from backline.bridge.transport import Transport, _OnceLog
+from backline.engines.core.audio import resample as _resample
 
 if TYPE_CHECKING:  # pragma: no cover
     from backline.bridge.jack_transport import JackTransportSource
@@ -342,8 +343,6 @@ class LoopbackCapture:
             self._new_epoch(default)
             # extract() will resample with torchaudio: load it now, not while the stream runs — loading
             # libtorch holds the GIL for seconds, and JACK drops a client whose callback waits that long
-            from backline.engines.core.audio import resample as _resample
-
             _resample(np.zeros((1, 64), np.float32), default, self.transport.sample_rate)
             stream = sd.InputStream(device=index, channels=self.channels, samplerate=default, blocksize=0,
                                     dtype="float32", callback=self._callback)

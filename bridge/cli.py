@@ -7,12 +7,15 @@ import logging
 import sys
 import time
 
+from backline.bridge.jack_transport import JackTransportSource
+from backline.bridge.osc import DIALECTS, OscBridge
+from backline.bridge.transport import Event, Transport
+from backline.engines.core.errors import ConfigError
+
 HELP = "show the DAW's live transport over OSC (REAPER, Ableton, Ardour, Bitwig) or JACK"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from backline.bridge.osc import DIALECTS
-
     parser.add_argument("--dialect", choices=DIALECTS, default="auto",
                         help="the DAW's OSC dialect; auto = recognise it from its messages (default)")
     parser.add_argument("--host", default="127.0.0.1",
@@ -30,10 +33,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from backline.bridge.osc import OscBridge
-    from backline.bridge.transport import Event, Transport
-    from backline.engines.core.errors import ConfigError
-
     if not args.interval > 0:
         raise ConfigError(f"--interval {args.interval:g} must be more than 0 seconds", fix="e.g. --interval 0.1")
     if args.seconds < 0:
@@ -63,8 +62,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"listening for {args.dialect} OSC on {bridge.host}:{bridge.port} "
               f"(DAW at {bridge.daw[0]}:{bridge.daw[1]}); Ctrl-C to stop", flush=True)
         if args.jack_transport:
-            from backline.bridge.jack_transport import JackTransportSource
-
             jack_source = JackTransportSource(transport).start()
         deadline = time.monotonic() + args.seconds if args.seconds > 0 else float("inf")
         try:

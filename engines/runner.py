@@ -37,7 +37,10 @@ from types import ModuleType
 from typing import Any
 
 from backline.engines import registry
+from backline.engines.core import audio
+from backline.engines.core.audio import require_audio_file
 from backline.engines.core.errors import ConfigError
+from backline.engines.core.midi import check_band_midi
 from backline.engines.core.protocol import (
     Engine,
     EngineDescription,
@@ -50,6 +53,9 @@ from backline.engines.core.protocol import (
     resolve_device,
 )
 from backline.engines.core.takes import generate_and_write, preflight
+from backline.engines.core.timeline import Timeline, check_bpm, region_of_bars
+from backline.engines.listen import parse_chart, parse_key, parse_meter
+from backline.engines.listen.region import cut_file
 
 #: controls the shared vocabulary already carries (the request's preset/reference, the timeline's tempo/meter)
 SHARED = ("preset", "reference", "bpm", "meter", "tempo_from")
@@ -195,12 +201,8 @@ def prepare(args: argparse.Namespace, command: ModuleType) -> tuple[GenerationRe
     if args.threads < 1:
         raise ConfigError(f"--threads {args.threads} must be >= 1")
     if getattr(args, "band_midi", None) is not None:
-        from backline.engines.core.midi import check_band_midi
-
         check_band_midi(args.band_midi, "--band-midi")
     if getattr(args, "reference", None) is not None:  # a text file or /etc/passwd: one line, from its header
-        from backline.engines.core.audio import require_audio_file
-
         require_audio_file(args.reference, "--reference")
     if args.out is not None:  # a file in the way, read-only, full, or takes of these seeds there: one line, now
         with preflight(args.out, engine=desc.name, seeds=range(seed, seed + variations), overwrite=args.overwrite):
@@ -244,16 +246,12 @@ def _list_presets(command: ModuleType) -> int:
 
 
 def _meter(args: argparse.Namespace) -> tuple[int, int]:
-    from backline.engines.listen import parse_meter
-
     text = getattr(args, "meter", None)
     return parse_meter(text) if text else (4, 4)  # bounded: an absurd meter is one line
 
 
 def _check_listening_controls(controls: dict[str, Any], meter: tuple[int, int]) -> None:
     """A chord chart or key with a typo fails now, in one line naming it, not after listening."""
-    from backline.engines.listen import parse_chart, parse_key
-
     if controls.get("chords"):
         parse_chart(controls["chords"], meter[0])
     if controls.get("key"):
@@ -263,9 +261,6 @@ def _check_listening_controls(controls: dict[str, Any], meter: tuple[int, int]) 
 def _region(args: argparse.Namespace, command: ModuleType, controls: dict[str, Any], meter: tuple[int, int]):
     """The timeline, region and mix: `--bars` of `--mix` (heard first, the host's selection path, when the
     engine listens and no --bpm is given), or the whole file; without a mix, --bars at --bpm."""
-    from backline.engines.core import audio
-    from backline.engines.core.timeline import Timeline, check_bpm, region_of_bars
-
     bars, bpm_given = getattr(args, "bars", None), getattr(args, "bpm", None)
     listens = bool(getattr(command, "listens", lambda c: False)(controls))
     if bars and bpm_given is None and (args.mix is None or not listens):
@@ -281,8 +276,6 @@ def _region(args: argparse.Namespace, command: ModuleType, controls: dict[str, A
     if bpm_given is not None:
         region_of_bars(timeline, bars, total, path=args.mix)  # bars past the end: refused now
     if bars and listens:
-        from backline.engines.listen.region import cut_file
-
         region = cut_file(args.mix, bars, timeline if bpm_given is not None else None,
                           meter=meter if getattr(args, "meter", None) else None, controls=controls,
                           control_names={c.name for c in description(command).controls})

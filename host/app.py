@@ -18,7 +18,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import backline
+from backline.engines.core.audio import Audio, read_audio, write_audio
 from backline.engines.core.errors import BacklineError, ConfigError, MissingDependencyError
+from backline.engines.core.timeline import parse_bar_range
+from backline.engines.registry import available_engines
 
 HELP = "start the desktop app (or write screenshots of it with --screenshot DIR)"
 
@@ -56,6 +60,7 @@ def _size(text: str) -> tuple[int, int]:
 def demo_mix() -> Path:
     """The demo song's mix.flac (rendered on first use by the corpus helper)."""
     try:
+        # lazy: optional part of an install; its ImportError becomes the one-line message below
         from backline.engines.data.demo import demo_song
     except ImportError as err:
         raise MissingDependencyError("the demo song is not part of this install",
@@ -72,7 +77,7 @@ def demo_band_without(roles: tuple[str, ...], folder: Path) -> Path:
     capture: keys, guitar, strings and lead waiting for a bass player and a drummer)."""
     import numpy as np
 
-    from backline.engines.core.audio import Audio, read_audio, write_audio
+    # lazy: pulls torch; keeps the host's first paint and `backline-host --help` light
     from backline.engines.data.slakh import read_track
 
     track = read_track(demo_mix().parent)
@@ -98,6 +103,7 @@ def _app(screenshot: bool):
                                                     "with: backline host --screenshot DIR")
     from PyQt6.QtWidgets import QApplication
 
+    # lazy: pulls PyQt6; keeps `backline-host --help` and the headless paths light
     from backline.host import theme
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
@@ -120,7 +126,10 @@ def wait_for(app, predicate: Callable[[], bool], timeout: float, what: str) -> N
 
 
 def build_window(args: argparse.Namespace, *, screenshot: bool = False):
+    # lazy: pulls PyQt6; keeps `backline-host --help` and the headless paths light
     from backline.host.mainwindow import MainWindow
+
+    # lazy: pulls PyQt6; keeps `backline-host --help` and the headless paths light
     from backline.host.settings import HostSettings
 
     settings, warning = HostSettings.load()
@@ -149,9 +158,6 @@ def take_screenshots(app, window, out: Path, timeout: float, *, audio: Path | No
                      controls: dict[str, str] | None = None, band_midi: Path | None = None) -> list[Path]:
     """Drive the window through its states and write SCREENSHOTS into `out`: bass first, then drums (the
     band's MIDI dropped on its panel when there is one: the demo's, without its drums)."""
-    from backline.engines.core.timeline import parse_bar_range
-    from backline.engines.registry import available_engines
-
     out.mkdir(parents=True, exist_ok=True)
     engines = [e for e in ("bass", "drums") if e in available_engines() and e in window.panels]
     if engines != ["bass", "drums"]:
@@ -238,8 +244,6 @@ def take_screenshots(app, window, out: Path, timeout: float, *, audio: Path | No
 def first_screen(app, window, path: Path) -> Path:
     """Write the window as it first appears (menus, DAW strip, capture and engine areas laid out) and report
     where Backline was loaded from — the bundle's smoke test checks that it is the bundle's own copy."""
-    import backline
-
     wait_for(app, lambda: window.isVisible() and window.width() > 0, 30.0, "the window")
     window.centralWidget().layout().activate()
     app.processEvents()
@@ -278,6 +282,7 @@ def _run(args: argparse.Namespace, screenshot: bool) -> int:
             print(f"Qt platform: {app.platformName()}", flush=True)
             band, audio = None, args.audio
             if audio is None:  # the demo: a band that needs bass and drums, and its MIDI for the drums panel
+                # lazy: optional demo data (see demo_mix); only the screenshot path needs it
                 from backline.engines.data.demo import demo_midi_without_drums
 
                 audio = demo_band_without(("bass", "drums"), args.session)

@@ -3,6 +3,7 @@ capture reads it (bridge.json), so there is one stored latency for the whole app
 
 from __future__ import annotations
 
+from backline.bridge.calibrate import measure, save
 from backline.host.settings import HostSettings
 
 
@@ -11,8 +12,6 @@ def calibrate(settings: HostSettings) -> str:
 
     Raises `DeviceError` (from the bridge) when there is no input/output device or no click came back.
     """
-    from backline.bridge.calibrate import measure, save
-
     cal = measure(input_device=settings.input_device or None, output_device=settings.output_device or None)
     path = save(cal)
     return (f"round trip {cal.roundtrip_ms:.1f} ms from {cal.clicks_found} clicks on {cal.device_in} → "

@@ -16,6 +16,8 @@ from PyQt6.QtCore import QObject, pyqtSignal
 from backline.engines.core.audio import Audio, read_audio
 from backline.engines.core.errors import BacklineError, TimelineError
 from backline.engines.core.timeline import Timeline
+from backline.engines.listen.region import Heard, chords_for_bars, cut, file_chart, hear
+from backline.host.widgets import peak_summary
 
 
 class CaptureModel(QObject):
@@ -47,8 +49,6 @@ class CaptureModel(QObject):
     @classmethod
     def read_file(cls, path: str | Path, fallback: Timeline) -> tuple:
         """The slow half of `load_file` (decode + peaks); safe to run on a worker thread."""
-        from backline.host.widgets import peak_summary
-
         path = Path(path)
         audio = read_audio(path)
         timeline, from_file = cls._timeline_beside(path, audio.sample_rate, fallback)
@@ -61,14 +61,10 @@ class CaptureModel(QObject):
     def listen_to(audio: Audio, known: Timeline | None = None):
         """The whole file heard (`backline.engines.listen.region.hear`: tempo, bar one, key, chords; `listening` None
         when nothing steady is heard — a click, silence — and the file still loads with the default grid)."""
-        from backline.engines.listen.region import hear
-
         return hear(audio, known)
 
     def heard(self):
         """What the engines are told about the loaded file (`engines.region.Heard`)."""
-        from backline.engines.listen.region import Heard
-
         return Heard(self.timeline, self.listening, "known" if self.tempo_from_file else "listen")
 
     def apply_file(self, path: Path, audio: Audio, timeline: Timeline, from_file: bool, peaks,
@@ -122,14 +118,10 @@ class CaptureModel(QObject):
         """The chords heard in the file, on its bars (`engines.region.file_chart`), '' when none were heard."""
         if self.listening is None or self.audio is None or self.timeline is None or self.origin:
             return ""
-        from backline.engines.listen.region import file_chart
-
         return file_chart(self.heard(), self.audio.frames)
 
     def chords_for_bars(self, first: int, last: int) -> str:
         """The chord lane's bars first..last (1-based) as a chart for an engine, '' when there is none."""
-        from backline.engines.listen.region import chords_for_bars
-
         return chords_for_bars(self.chord_chart(), first, last, self.timeline.numerator if self.timeline else 4)
 
     def _extent(self) -> tuple[int, int]:
@@ -154,8 +146,6 @@ class CaptureModel(QObject):
                control_names: set[str] | frozenset[str] = frozenset()):
         """The request's region for bars first..last: `engines.region.cut` (the one path the CLI takes too), so
         the engine gets the whole file's grid, chords and key. Returns an `engines.region.Region`."""
-        from backline.engines.listen.region import cut
-
         if self.empty or self.timeline is None:
             raise BacklineError("no audio has been captured yet",
                                 fix="press play in your DAW, or load an audio file as the capture (Ctrl+O)")

@@ -24,7 +24,7 @@ import os
 import sys
 from pathlib import Path
 
-from backline.engines.core.errors import BacklineError
+from backline.engines.core.errors import BacklineError, BacklineWarning
 
 # (group, name) -> module; name "" means the group is itself the command.
 COMMANDS: dict[tuple[str, str], str] = {
@@ -215,6 +215,7 @@ def _main(argv: list[str] | None = None) -> int:
 
 def _registered_engine(name: str):
     """A registered engine without a command module of its own, as a command (None when there is none)."""
+    # lazy: the engine registry loads only when a command runs; keeps `backline --help` instant
     from backline.engines import registry
 
     if name not in registry.available_engines():
@@ -222,6 +223,7 @@ def _registered_engine(name: str):
     own = f"backline.engines.{name}.cli"  # the engine's own command module, under another command name
     if own in COMMANDS.values() and _present(own):
         return importlib.import_module(own)
+    # lazy: the run path loads only when a command runs; keeps `backline --help` instant
     from backline.engines import runner
 
     return runner.engine_command(name)
@@ -232,6 +234,7 @@ def _run(module, prog: str, rest: list[str], group: str = "generate") -> int:
     _one_line_warnings()
     parser = argparse.ArgumentParser(prog=prog, description=getattr(module, "HELP", ""))
     if hasattr(module, "ENGINE"):  # an engine command: one run path, its flags from the engine's describe()
+        # lazy: the run path loads only when a command runs; keeps `backline --help` instant
         from backline.engines import runner
 
         runner.configure(parser, module)
@@ -254,8 +257,6 @@ def _run(module, prog: str, rest: list[str], group: str = "generate") -> int:
 def _one_line_warnings() -> None:
     """Backline's own warnings (a truncated file, a clamped tempo) print as one line each, like its errors."""
     import warnings
-
-    from backline.engines.core.errors import BacklineWarning
 
     previous = warnings.showwarning
     if getattr(previous, "_backline", False):

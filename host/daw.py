@@ -14,8 +14,12 @@ import time
 
 from PyQt6.QtCore import QObject, QTimer, pyqtSignal
 
+from backline.bridge.calibrate import capture_latency
+from backline.bridge.capture import LoopbackCapture
+from backline.bridge.osc import DIALECTS, OscBridge
 from backline.bridge.transport import Event, Transport, TransportSnapshot
 from backline.engines.core.errors import BacklineError
+from backline.host.widgets import peak_summary
 
 SNAPSHOT_SECONDS = 2.0
 DISPLAY_SECONDS = 240.0
@@ -61,8 +65,6 @@ class DawLink(QObject):
 
     def start(self, dialect: str, host: str, port: int, daw_port: int) -> bool:
         """Listen for the DAW. A busy port is reported through `failed`, and the app carries on without it."""
-        from backline.bridge.osc import DIALECTS, OscBridge
-
         self.stop()
         try:
             self.bridge = OscBridge(self.transport, dialect=dialect if dialect in DIALECTS else "auto",
@@ -84,9 +86,6 @@ class DawLink(QObject):
     # -- capture ------------------------------------------------------------------------------------------
     def start_capture(self, device: str, minutes: int) -> bool:
         """Record the loopback input. No device (or no sound card) is reported through `failed`."""
-        from backline.bridge.calibrate import capture_latency
-        from backline.bridge.capture import LoopbackCapture
-
         self.stop_capture()
         try:
             capture = LoopbackCapture(self.transport, device=device or None, seconds=60.0 * minutes,
@@ -145,8 +144,6 @@ class DawLink(QObject):
 
     def _snapshot(self, capture, span: tuple[int, int]) -> None:
         """Background: copy the newest part of the span and its peaks; the signal hands them to the UI."""
-        from backline.host.widgets import peak_summary
-
         try:
             start = max(span[0], span[1] - int(DISPLAY_SECONDS * capture.ring.daw_rate))
             audio = capture.extract(start, span[1]).audio

@@ -41,7 +41,12 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
+from backline.engines import registry as engines
+from backline.engines.core import hooks
 from backline.engines.core.errors import BacklineError, Cancelled, ConfigError, DeviceError
+from backline.engines.core.protocol import check_device
+from backline.engines.core.takes import generate_and_write
+from backline.engines.registry import ENGINE_REGISTRY
 
 #: Progress events are throttled to this many per second per job (the final one always goes through).
 PROGRESS_RATE_HZ = 20.0
@@ -70,8 +75,6 @@ def resolve_device(device: str) -> tuple[str, str]:
 
     'cpu' does not import torch: the worker is ready at once, and engines that need torch import it themselves.
     """
-    from backline.engines.core.protocol import check_device
-
     check_device(device)
     if device == "cpu":
         return "cpu", f"CPU ({os.cpu_count() or 1} cores)"
@@ -128,9 +131,7 @@ class _Worker:
 
     def engine(self, name: str) -> Any:
         if name not in self.engines:
-            from backline.engines.registry import build_engine
-
-            self.engines[name] = build_engine(name, config=self.config, device=self.device)
+            self.engines[name] = engines.build_engine(name, config=self.config, device=self.device)
         return self.engines[name]
 
     def run(self) -> None:
@@ -173,8 +174,6 @@ class _Worker:
                 self.send("progress", job_id, float(min(max(fraction, 0.0), 1.0)), str(message))
 
         try:
-            from backline.engines.core.takes import generate_and_write
-
             engine = self.engine(request.engine)
             progress(0.0, f"{request.engine}: starting")
             # the output folder is locked and checked before any work; the takes are written all-or-nothing
@@ -207,8 +206,6 @@ class _Worker:
         `fit_unavailable` and the take is delivered without a score. `fit='auto'` scores only with shipped
         weights (a random debug matching model says nothing about fit); 'always' / 'never' force it.
         """
-        from backline.engines.core import hooks
-
         if self.fit == "never" or (self.fit == "auto" and self.config != "shipped"):
             return
         if request.engine == "analysis" or request.mix is None or hooks.hook("fit_score") is None:
@@ -246,8 +243,6 @@ def _worker_main(cmd: Connection, evt: Connection, config: str, device: str, reg
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, terminate)
-    from backline.engines import registry as engines
-
     engines.ENGINE_REGISTRY.clear()
     engines.ENGINE_REGISTRY.update(registry)  # the host's view, including engines registered at run time
     try:
@@ -288,8 +283,6 @@ class JobWorker:
 
     # -- lifecycle ----------------------------------------------------------------------------------------
     def start(self) -> None:
-        from backline.engines.registry import ENGINE_REGISTRY
-
         ctx = mp.get_context("spawn")
         cmd_r, cmd_w = ctx.Pipe(duplex=False)
         evt_r, evt_w = ctx.Pipe(duplex=False)

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from backline.bridge.playback import StemPlayer
 from backline.engines.core.audio import Audio
-from backline.engines.core.errors import DeviceError
+from backline.engines.core.errors import BacklineError, DeviceError
 
 
 def mix_against(take: Audio, take_start: int, mix: Audio | None, mix_start: int, mix_gain: float = 0.7) -> Audio:
@@ -70,9 +71,6 @@ class Player:
 
         The take sounds when the DAW plays through its bars, in time with the DAW's own tracks.
         """
-        from backline.bridge.playback import StemPlayer
-        from backline.engines.core.errors import BacklineError
-
         self.stop()
         player = StemPlayer(transport, device=self.device)
         try:

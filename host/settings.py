@@ -28,6 +28,7 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
+from backline.bridge.calibrate import load_all
 from backline.engines.core.audio import write_bytes_atomic
 
 DIALECTS = ("auto", "reaper", "ableton", "ardour", "bitwig", "backline")
@@ -98,8 +99,6 @@ class HostSettings:
 def calibration_text() -> str:
     """The capture's latency compensation as the bridge stores it."""
     try:
-        from backline.bridge.calibrate import load_all
-
         cal = load_all().get("calibration")
     except Exception as err:  # a broken bridge.json is reported, not fatal
         return f"unreadable ({err})"

@@ -26,7 +26,8 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
-from backline.engines.core.audio import READ_EXTENSIONS, Audio
+from backline.engines.core.audio import READ_EXTENSIONS, Audio, audio_info
+from backline.engines.core.errors import BacklineError
 from backline.engines.core.timeline import Timeline
 from backline.host import theme
 
@@ -558,8 +559,6 @@ class DragChip(QLabel):
         self._press = None
 
     def start_drag(self) -> None:
-        from backline.engines.core.errors import BacklineError
-
         try:
             mime = self.mime_data()
         except BacklineError as err:
@@ -611,9 +610,6 @@ class StyleWell(QFrame):
 
     def offer(self, path: str | Path) -> bool:
         """Validate and take a file; a non-audio file is refused with a message naming it."""
-        from backline.engines.core.audio import audio_info
-        from backline.engines.core.errors import BacklineError
-
         path = Path(path)
         if path.suffix.lower() not in READ_EXTENSIONS:
             self.rejected.emit(f"{path.name} is not an audio file — drop a recording "

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import argparse
 
+from backline.engines.accompany.roles import parse_prompt
+from backline.engines.core.errors import ConfigError
+
 HELP = "play an accompaniment (e.g. --prompt \"piano\" or \"warm rhodes, strings\") that follows a mix's chords"
 ENGINE = "accompany"
 
@@ -21,6 +24,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def listing(args: argparse.Namespace) -> int | None:
     if not args.list_instruments:
         return None
+    # lazy: pulls torch; keeps `backline <cmd> --help` light
     from backline.engines.accompany.follow import list_instruments
 
     print("\n".join(list_instruments()))
@@ -28,8 +32,6 @@ def listing(args: argparse.Namespace) -> int | None:
 
 
 def check(args: argparse.Namespace, controls: dict, meter: tuple[int, int]) -> dict:
-    from backline.engines.core.errors import ConfigError
-
     if not args.prompt:
         raise ConfigError("--prompt is needed to generate",
                           fix="e.g. backline generate accompaniment --mix BAND.wav --prompt piano --out takes/ "
@@ -41,7 +43,10 @@ def check(args: argparse.Namespace, controls: dict, meter: tuple[int, int]) -> d
                               "--bpm ... to generate from nothing)")
         mode = "total"
     if mode == "follow":
+        # lazy: pulls torch; keeps `backline <cmd> --help` light
         from backline.engines.accompany.follow import instrument_for, split_prompt
+
+        # lazy: pulls torch; keeps `backline <cmd> --help` light
         from backline.engines.accompany.planner import FAMILY_STYLES
 
         for text in split_prompt(args.prompt):  # an unknown instrument or style fails now, in one line
@@ -50,8 +55,6 @@ def check(args: argparse.Namespace, controls: dict, meter: tuple[int, int]) -> d
                 raise ConfigError(f"{inst.name} does not play {controls['style']!r}",
                                   fix=f"{inst.family} styles: {', '.join(FAMILY_STYLES[inst.family])} (or auto)")
     else:
-        from backline.engines.accompany.roles import parse_prompt
-
         parse_prompt(args.prompt)  # unknown labels fail before any loading
     return controls | {"mode": mode}
 

@@ -30,6 +30,14 @@ import numpy as np
 import torch
 
 from backline.engines.accompany import spec
+from backline.engines.accompany.follow import (
+    band_activity,
+    instrument_for,
+    plan_part,
+    register_lanes,
+    render_part,
+    split_prompt,
+)
 from backline.engines.accompany.gmsdi import (
     ENSEMBLE_CHOICE,
     Extractor,
@@ -39,10 +47,19 @@ from backline.engines.accompany.gmsdi import (
     TotalGeneration,
 )
 from backline.engines.accompany.instruments import INSTRUMENTS
+from backline.engines.accompany.model import CONFIGS, build_model
+from backline.engines.accompany.planner import FAMILY_STYLES, load_planner
 from backline.engines.accompany.planner import STYLES as PLANNER_STYLES
 from backline.engines.accompany.roles import ROLES, canonical, label_text, negative_prompt, parse_prompt
+from backline.engines.accompany.text import TextEncoder, load_table
+from backline.engines.accompany.text import cache_root as text_cache_dir
+from backline.engines.bass.follow import grid_from_listening
+from backline.engines.bass.planner import engine_planner
 from backline.engines.core.audio import Audio, resample
+from backline.engines.core.effects import loudness_lufs
 from backline.engines.core.errors import AudioFormatError, BacklineError, ConfigError, WeightsError
+from backline.engines.core.frontend import istft, stft
+from backline.engines.core.midi import midi_bytes
 from backline.engines.core.protocol import (
     Control,
     EngineDescription,
@@ -52,8 +69,13 @@ from backline.engines.core.protocol import (
     Take,
     check_cancel,
 )
-from backline.engines.diffusion.sampler import ADPM2, EulerChurn, sample
-from backline.engines.listen import LISTEN_CONTROLS
+from backline.engines.core.render import latency_cache_dir
+from backline.engines.core.transcribe import notes_to_midi, transcribe_polyphonic
+from backline.engines.core.weights import load_weights
+from backline.engines.core.windows import overlap_add_spans, windows
+from backline.engines.diffusion.sampler import ADPM2, EulerChurn, sample, sigma_of
+from backline.engines.diffusion.schedule import CosineSchedule
+from backline.engines.listen import LISTEN_CONTROLS, kick_onsets, listen
 
 NAME = "accompany"
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -143,8 +165,6 @@ def windowed(prep: Prepared, run, callback=None, window: int = 0, overlap: int =
     by the one windowing helper (`engines.core.windows`, raised-cosine cross-fades). Why: the bottom attention is
     quadratic in length (a 15-minute mix would need tens of GB); windows of ~16 s keep memory flat and every
     window sees 2 s of context either side. The callback sees the steps of all windows as one count."""
-    from backline.engines.core.windows import overlap_add_spans, windows
-
     window = window or WINDOW_FRAMES
     overlap = overlap or OVERLAP_FRAMES
     total = prep.mag.shape[-1]
@@ -175,8 +195,6 @@ class AccompanyEngine:
 
     def __init__(self, model, table: dict[str, torch.Tensor] | None = None, *, device: str = "cpu",
                  config: str = "shipped", meta: dict[str, Any] | None = None) -> None:
-        from backline.engines.accompany.text import TextEncoder
-
         self.model = model.to(device).eval()
         for p in self.model.parameters():
             p.requires_grad_(False)
@@ -289,15 +307,10 @@ class AccompanyEngine:
     # --- follow mode: listen → plan → voice → render ---------------------------------------------------------
     def planner(self):
         """The comping planner (shipped weights, loaded on first use; `debug` engines get an untrained one)."""
-        from backline.engines.accompany.planner import load_planner
-        from backline.engines.bass.planner import engine_planner
-
         return engine_planner(self, load_planner)
 
     def listen(self, request: GenerationRequest, controls: dict[str, Any], mix: Audio):
         """The shared listener (DAW > user chart > band MIDI > audio), as the bass engine calls it."""
-        from backline.engines.listen import listen
-
         transport = request.timeline if controls["tempo_from"] == "timeline" else None
         return listen(mix, transport=transport, region_start=request.region_start, bpm=float(controls["bpm"]) or None,
                       meter=controls["meter"] or None, key=controls["key"] or None,
@@ -305,8 +318,6 @@ class AccompanyEngine:
 
     def instruments(self, prompt: str) -> list[tuple[Any, float]]:
         """Prompt → [(instrument, match score)], one per comma-separated part, in the prompt's order."""
-        from backline.engines.accompany.follow import instrument_for, split_prompt
-
         out = []
         for text in split_prompt(prompt):
             inst, score = instrument_for(text, self.text)
@@ -316,20 +327,12 @@ class AccompanyEngine:
 
     def _generate_follow(self, request: GenerationRequest, controls: dict[str, Any], progress, cancel,
                          t_start: float) -> GenerationResult:
-        from backline.engines.accompany.follow import band_activity, plan_part, register_lanes, render_part
-        from backline.engines.bass.follow import grid_from_listening
-        from backline.engines.core.effects import loudness_lufs
-        from backline.engines.core.transcribe import notes_to_midi
-        from backline.engines.listen import kick_onsets
-
         if request.variations < 1:
             raise ConfigError(f"variations={request.variations} must be >= 1")
         timings: dict[str, float] = {}
         insts = self.instruments(request.prompt or controls["prompt"])
         style = None if controls["style"] == "auto" else controls["style"]
         if style is not None:
-            from backline.engines.accompany.planner import FAMILY_STYLES
-
             for inst, _ in insts:
                 if style not in FAMILY_STYLES[inst.family]:
                     raise ConfigError(f"{inst.name} does not play {style!r}",
@@ -601,8 +604,6 @@ def apply_masks_at_rate(masks: torch.Tensor, mix: Audio) -> np.ndarray:
     """Masks [K, BINS, F16] from the 16 kHz STFT → stems [K, channels, frames] of the mix at its own rate: an
     STFT of the same duration per hop (n_fft, hop scaled by rate/16 kHz, rounded to even), the masks
     interpolated bilinearly onto its (frequency, time) grid, above 8 kHz the top bin's mask."""
-    from backline.engines.core.frontend import istft, stft
-
     ratio = mix.sample_rate / spec.SAMPLE_RATE
     hop = max(1, int(round(spec.HOP * ratio)))
     n_fft = int(2 ** math.ceil(math.log2(spec.N_FFT * ratio)))
@@ -624,9 +625,6 @@ def stable_steps(solver: EulerChurn, sources: int, steps: int, limit: int = 400)
     (all free sources moving together) is K times a single source's: an explicit step from σ̂ to σ_next is
     stable only while K (1 − σ_next/σ̂) < 2 (we keep 1.8). Karras' ρ = 7 grid with s_churn 20 needs ~125 steps
     for six sources (16 steps blew the estimates up to 10⁴× the mixture); the paper ran 150."""
-    from backline.engines.diffusion.sampler import sigma_of
-    from backline.engines.diffusion.schedule import CosineSchedule
-
     n = steps
     while n < limit:
         sig = [sigma_of(t) for t in solver.times(n, CosineSchedule())]
@@ -657,8 +655,6 @@ def _interp(x: torch.Tensor, idx: torch.Tensor, dim: int) -> torch.Tensor:
 
 def role_midi(audio: Audio, role: str, timeline, region_start: int):
     """basic-pitch transcription of one stem, placed at the region's start on the DAW timeline."""
-    from backline.engines.core.transcribe import notes_to_midi, transcribe_polyphonic
-
     notes = transcribe_polyphonic(audio)
     mid = notes_to_midi(notes, timeline, program=GM_PROGRAM[role], offset_seconds=region_start / timeline.sample_rate,
                         name=f"Backline {role.lower()}")
@@ -666,8 +662,6 @@ def role_midi(audio: Audio, role: str, timeline, region_start: int):
 
 
 def _midi_bytes(mid) -> bytes:
-    from backline.engines.core.midi import midi_bytes  # the one MIDI serialiser
-
     return midi_bytes(mid)
 
 
@@ -688,9 +682,6 @@ def _merge_midi(midis: dict[str, Any]):
 
 # --- building -----------------------------------------------------------------------------------------------
 def load_model(weights: Path | None = None):
-    from backline.engines.accompany.model import build_model
-    from backline.engines.core.weights import load_weights
-
     path = weights or WEIGHTS_DIR / "gmsdi"
     model, meta = load_weights(path, kind=KIND, build=lambda c: build_model(c).half() if c.get("dtype") == "float16"
                                else build_model(c), format_version=FORMAT_VERSION)
@@ -699,9 +690,6 @@ def load_model(weights: Path | None = None):
 
 def build(config: str = "shipped", device: str = "cpu", weights: Path | None = None) -> AccompanyEngine:
     """`shipped` loads weights/gmsdi.safetensors; `debug` is a tiny seeded random-init model (tests)."""
-    from backline.engines.accompany.model import CONFIGS, build_model
-    from backline.engines.accompany.text import load_table
-
     table_path = WEIGHTS_DIR / "labels.safetensors"
     table = load_table(table_path) if table_path.exists() else None
     if config == "debug":
@@ -720,9 +708,6 @@ def build(config: str = "shipped", device: str = "cpu", weights: Path | None = N
 
 def describe(config: str = "shipped", device: str = "cpu") -> EngineDescription:
     """The engine's description without loading any weights: the command line builds its flags from it."""
-    from backline.engines.accompany.text import cache_root as text_cache_dir
-    from backline.engines.core.render import latency_cache_dir
-
     return EngineDescription(NAME, "Accompaniment & separation", CONTROLS, inputs=("mix", "prompt"),
                              extra_inputs=("midi",), outputs=("audio", "midi"), weights=f"accompaniment ({config})",
                              device=device, fast={"steps": 2},

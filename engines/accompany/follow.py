@@ -35,8 +35,11 @@ from backline.engines.accompany.planner import FAMILY_STYLES, CompEvent, Planner
 from backline.engines.bass.follow import grid_from_listening
 from backline.engines.bass.planner import QUALITIES, QUALITY_INTERVALS, Grid
 from backline.engines.core.audio import Audio
+from backline.engines.core.effects import render
 from backline.engines.core.errors import ConfigError
-from backline.engines.core.transcribe import Note
+from backline.engines.core.render import SAMPLE_RATE, render_take
+from backline.engines.core.timeline import Timeline
+from backline.engines.core.transcribe import Note, notes_to_midi
 from backline.engines.listen import Listening
 
 #: Below this MIDI pitch is the bass's room (C3): comping stays out of it.
@@ -272,11 +275,6 @@ def events_to_notes(events: list[CompEvent], grid: Grid, origin: float, step_s: 
 def render_part(notes: list[Note], instrument: Instrument, frames: int, sample_rate: int, bpm: float, *,
                 numerator: int = 4, denominator: int = 4, target_lufs: float = -20.0) -> tuple[Audio, Audio, dict]:
     """Notes → (dry, wet, level report) through the instrument's GM program, soundfont and chain."""
-    from backline.engines.core.effects import render
-    from backline.engines.core.render import SAMPLE_RATE, render_take
-    from backline.engines.core.timeline import Timeline
-    from backline.engines.core.transcribe import notes_to_midi
-
     mid = notes_to_midi(notes, Timeline.constant(bpm, SAMPLE_RATE, numerator, denominator),
                         program=instrument.program, name=f"Backline {instrument.name}")
     with tempfile.TemporaryDirectory(prefix="backline-accompany-") as tmp:

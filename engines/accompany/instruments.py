@@ -92,6 +92,7 @@ def instrument_for(text: str, encoder=None) -> tuple[Instrument, float]:
         if t == inst.name or t in inst.aliases:
             return inst, 1.0
     if encoder is None:
+        # lazy: pulls torch; the instrument table stays light (the follow path needs no text encoder)
         from backline.engines.accompany.text import TextEncoder
 
         encoder = TextEncoder()

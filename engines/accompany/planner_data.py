@@ -20,7 +20,9 @@ from backline.engines.accompany.planner import (
     tokens_of,
 )
 from backline.engines.bass.planner import Grid
-from backline.engines.bass.planner_data import _len_steps, song_example
+from backline.engines.bass.planner_data import _len_steps, crop_window, drop_labels, song_example
+from backline.engines.data.song import PPQ, make_song
+from backline.engines.data.synth import song_rng
 
 #: Corpus role → planner family. Notes below C3 are the composer's left-hand bass notes (the bass's room): not comping.
 ROLE_FAMILY = {"piano": "keys", "guitar": "guitar", "strings": "strings"}
@@ -68,8 +70,6 @@ def part_events(notes, step_ticks: int, n: int, bar: int) -> tuple[list[CompEven
 
 def song_examples(song, name: str = "") -> list[Example]:
     """One composed `Song` → an example per comping part (and a pads example for sustained strings)."""
-    from backline.engines.data.song import PPQ
-
     grid = song_example(song, name).grid
     step = PPQ // 4
     n, bar = grid.steps, grid.bar_steps
@@ -97,9 +97,6 @@ def song_examples(song, name: str = "") -> list[Example]:
 
 
 def composed_examples(n_songs: int, seed: int, *, min_bars: int = 16, max_bars: int = 48) -> list[Example]:
-    from backline.engines.data.song import make_song
-    from backline.engines.data.synth import song_rng
-
     out = []
     for i in range(n_songs):
         out += song_examples(make_song(song_rng(seed, i), min_bars=min_bars, max_bars=max_bars), f"song{seed}-{i}")
@@ -109,8 +106,6 @@ def composed_examples(n_songs: int, seed: int, *, min_bars: int = 16, max_bars: 
 def sample_crop(ex: Example, steps: int, rng: np.random.Generator, *, augment: bool = True):
     """A bar-aligned crop, transposed to a random key (-5..+6), with style/section/lead dropout and band noise
     → (grid, band [steps, 3], tokens, voice indices, velocities, family, style, attrs)."""
-    from backline.engines.bass.planner_data import crop_window, drop_labels
-
     bar = ex.grid.bar_steps
     a, b = crop_window(ex.grid, steps, rng)
     grid = ex.grid.crop(a, b)

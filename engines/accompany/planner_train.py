@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import argparse
 
+from backline.engines.bass.planner_train import add_planner_flags, pad_batch, train_planner
+from backline.engines.core.errors import ConfigError
+
 HELP = "train the comping planner (symbolic: chords/band/style → when and how thick the accompaniment plays)"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from backline.engines.bass.planner_train import add_planner_flags
-
     parser.add_argument("--synth", type=int, default=600, help="compose this many corpus songs in memory")
     parser.add_argument("--synth-seed", type=int, default=7100, help="composer seed for --synth")
     parser.add_argument("--val-songs", type=int, default=24, help="composed held-out songs for a validation loss")
@@ -27,10 +28,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def make_batch(examples, batch: int, bars: int, rng, *, augment: bool = True):
+    # lazy: pulls torch; keeps `backline <cmd> --help` light
     from backline.engines.accompany.planner import BOS, features
-    from backline.engines.accompany.planner_data import sample_crop
-    from backline.engines.bass.planner_train import pad_batch
 
+    # lazy: pulls torch; keeps `backline <cmd> --help` light
+    from backline.engines.accompany.planner_data import sample_crop
     crops = []
     for _ in range(batch):
         ex = examples[int(rng.integers(len(examples)))]
@@ -43,6 +45,7 @@ def make_batch(examples, batch: int, bars: int, rng, *, augment: bool = True):
 def style_attributes(examples) -> dict[str, dict[str, float]]:
     import numpy as np
 
+    # lazy: pulls torch; keeps `backline <cmd> --help` light
     from backline.engines.accompany.planner import ATTRS, part_attributes
 
     by: dict[str, list[dict[str, float]]] = {}
@@ -56,11 +59,11 @@ def style_attributes(examples) -> dict[str, dict[str, float]]:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    # lazy: pulls torch; keeps `backline <cmd> --help` light
     from backline.engines.accompany import planner
-    from backline.engines.accompany.planner_data import composed_examples
-    from backline.engines.bass.planner_train import train_planner
-    from backline.engines.core.errors import ConfigError
 
+    # lazy: pulls torch; keeps `backline <cmd> --help` light
+    from backline.engines.accompany.planner_data import composed_examples
     if args.synth <= 0:
         raise ConfigError("nothing to train on", fix="give --synth N (composed songs)")
 

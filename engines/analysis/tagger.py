@@ -42,6 +42,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from backline.engines.analysis.musicoder import build_musicoder
+from backline.engines.analysis.simclr import NFLiteEncoder, SimCLRConfig
 from backline.engines.core.errors import ConfigError
 from backline.engines.data.gm import GM_FAMILIES
 
@@ -332,12 +334,8 @@ def build_tagger(config: dict | TaggerConfig) -> Tagger:
     if isinstance(config, dict):
         config = TaggerConfig(**config)
     if config.base == "musicoder":
-        from backline.engines.analysis.musicoder import build_musicoder
-
         base: nn.Module = MusiCoderTaggerBase(build_musicoder(config.encoder))
     elif config.base == "simclr":
-        from backline.engines.analysis.simclr import NFLiteEncoder, SimCLRConfig
-
         base = SimCLRTaggerBase(NFLiteEncoder(SimCLRConfig.from_dict(config.encoder)))
     else:
         raise ConfigError(f"unknown tagger base {config.base!r}", fix="use musicoder or simclr")

@@ -16,12 +16,16 @@ from pathlib import Path
 
 import torch
 
+from backline.engines.analysis import dataset
+from backline.engines.analysis.common import add_data_args, ensure_cache, load_crops, setup_threads
+from backline.engines.analysis.musicoder import MusiCoderPretrainer, get_config, noam_lr
+from backline.engines.core.training import Distributed, TrainLoop, seed_everything
+from backline.engines.core.weights import save_weights
+
 HELP = "pretrain MusiCoder (CFM + CCM masked reconstruction) on the corpus"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from backline.engines.analysis.common import add_data_args
-
     add_data_args(parser)
     parser.add_argument("--size", "--config", dest="config", default="small",
                         help="model size: base | large | small (shipped) | debug")
@@ -39,12 +43,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from backline.engines.analysis import dataset
-    from backline.engines.analysis.common import ensure_cache, load_crops, setup_threads
-    from backline.engines.analysis.musicoder import MusiCoderPretrainer, get_config, noam_lr
-    from backline.engines.core.training import Distributed, TrainLoop, seed_everything
-    from backline.engines.core.weights import save_weights
-
     setup_threads(args.threads)
     ctx = Distributed.setup("cpu" if not torch.cuda.is_available() else "auto")
     seed_everything(args.seed + ctx.rank)

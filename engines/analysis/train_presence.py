@@ -37,6 +37,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def song_mixes(track, rng: np.random.Generator, random_mixes: int) -> list[tuple[str, dict[str, np.ndarray]]]:
     """(name, {stem role: 16 kHz mono samples}) for every mix configuration of one song."""
+    # lazy: pulls torch; keeps `backline <cmd> --help` light
     from backline.engines.analysis.features import FEATURE_SR
 
     stems = {}
@@ -63,8 +64,13 @@ def window_rows(analyzer, parts: dict[str, np.ndarray]) -> tuple[np.ndarray, np.
     """Features [W, F] and labels [W, 3] for one mix given as {role: samples}."""
     import torch
 
+    # lazy: pulls torch; keeps `backline <cmd> --help` light
     from backline.engines.analysis.api import SILENCE_DB, WINDOW_S
+
+    # lazy: pulls torch; keeps `backline <cmd> --help` light
     from backline.engines.analysis.features import FEATURE_SR, loudness
+
+    # lazy: pulls torch; keeps `backline <cmd> --help` light
     from backline.engines.analysis.presence import with_tags
 
     mix = torch.from_numpy(np.sum(list(parts.values()), axis=0).astype(np.float32))
@@ -90,6 +96,7 @@ def clip_prob(p: np.ndarray) -> np.ndarray:
 
 def collect(corpus: list[Path], analyzer, random_mixes: int, seed: int, log=print) -> list[dict]:
     """One row per (song, mix): window features/labels and the clip label (part's stems in the mix)."""
+    # lazy: pulls torch; keeps `backline <cmd> --help` light
     from backline.engines.data.slakh import list_tracks
 
     rng = np.random.default_rng(seed)
@@ -156,8 +163,13 @@ def thresholds(rows: list[dict], max_false_missing: float, folds: int = 5, hidde
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    # lazy: pulls torch; keeps `backline <cmd> --help` light
     from backline.engines.analysis.api import Analyzer
+
+    # lazy: pulls torch; keeps `backline <cmd> --help` light
     from backline.engines.analysis.presence import N_FEATURES, PARTS, PresenceModel
+
+    # lazy: pulls torch; keeps `backline <cmd> --help` light
     from backline.engines.core.weights import check_export, save_weights
 
     check_export(args.out, overwrite=args.overwrite, flag="--out")  # refused now, not after the fitting

@@ -18,12 +18,26 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from backline.engines.analysis import dataset
+from backline.engines.analysis.common import add_data_args, ensure_cache, load_waves, setup_threads
+from backline.engines.analysis.features import FEATURE_SR, MusiCoderFeatures, SimCLRLogMel
+from backline.engines.analysis.matching import CONFIGS, AlignedMatcher
+from backline.engines.analysis.simclr import (
+    MatchingModel,
+    SimCLRConfig,
+    SimCLRModel,
+    fit_calibration,
+    get_config,
+    mixup,
+    nt_xent,
+)
+from backline.engines.core.training import Distributed, TrainLoop, seed_everything
+from backline.engines.core.weights import load_weights, save_weights
+
 HELP = "train the SimCLR encoder (or, with --mode matching, the mix/stem fit model)"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from backline.engines.analysis.common import add_data_args
-
     add_data_args(parser)
     parser.add_argument("--mode", default="simclr", choices=["simclr", "matching", "aligned"],
                         help="simclr encoder | matching on the SimCLR backbone | aligned: the shipped frame-aligned "
@@ -43,21 +57,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from backline.engines.analysis import dataset
-    from backline.engines.analysis.common import ensure_cache, load_waves, setup_threads
-    from backline.engines.analysis.features import SimCLRLogMel
-    from backline.engines.analysis.simclr import (
-        MatchingModel,
-        SimCLRConfig,
-        SimCLRModel,
-        fit_calibration,
-        get_config,
-        mixup,
-        nt_xent,
-    )
-    from backline.engines.core.training import Distributed, TrainLoop, seed_everything
-    from backline.engines.core.weights import load_weights, save_weights
-
     setup_threads(args.threads)
     ctx = Distributed.setup("cpu" if not torch.cuda.is_available() else "auto")
     seed_everything(args.seed + ctx.rank)
@@ -152,9 +151,6 @@ def run(args: argparse.Namespace) -> int:
 
 def aligned_pairs(tracks, windows: int, rng: np.random.Generator):
     """Cached (mix frames, stem frames, track index) for `windows` 3 s windows per (song, bass|drums|other)."""
-    from backline.engines.analysis import dataset
-    from backline.engines.analysis.features import FEATURE_SR, MusiCoderFeatures
-
     feats = MusiCoderFeatures()
     mixes, stems, owner = [], [], []
     n = 3 * FEATURE_SR
@@ -191,11 +187,6 @@ def _distinct_batch(owner: torch.Tensor, batch: int, gen: torch.Generator) -> to
 
 
 def _train_aligned(args, ctx, run_dir: Path, train_tracks, val_tracks, rng) -> int:
-    from backline.engines.analysis.matching import CONFIGS, AlignedMatcher
-    from backline.engines.analysis.simclr import fit_calibration
-    from backline.engines.core.training import TrainLoop
-    from backline.engines.core.weights import save_weights
-
     cfg = CONFIGS["debug" if args.config == "debug" else "small"]
     mix, stem, owner = aligned_pairs(train_tracks, args.windows, rng)
     model = AlignedMatcher(cfg)

@@ -23,12 +23,47 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from backline.engines.analysis import dataset
+from backline.engines.analysis.common import (
+    WEIGHTS_DIR,
+    add_data_args,
+    ensure_cache,
+    load_crops,
+    setup_threads,
+)
+from backline.engines.analysis.features import FEATURE_SLICES
+from backline.engines.analysis.musicoder import build_musicoder
+from backline.engines.analysis.simclr import SimCLRConfig, SimCLRModel
+from backline.engines.analysis.tagger import (
+    HEADS,
+    LAMBDA_GRID,
+    MusiCoderTaggerBase,
+    SimCLRTaggerBase,
+    Tagger,
+    TaggerConfig,
+    TaggerHead,
+    build_tagger,
+    coarse_from_fine,
+    coarse_mask_from_fine,
+    hierarchical_loss,
+    macro_metrics,
+    masked_bce,
+    tune_thresholds,
+)
+from backline.engines.core.errors import ConfigError
+from backline.engines.core.training import (
+    Distributed,
+    TrainLoop,
+    apply_update,
+    ramp_cosine,
+    seed_everything,
+)
+from backline.engines.core.weights import load_weights, save_weights
+
 HELP = "train the hierarchical instrument tagger (flat, level-wise, top-down, GMP, ResAtt heads)"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from backline.engines.analysis.common import add_data_args
-
     add_data_args(parser)
     parser.add_argument("--base", default="musicoder", choices=["musicoder", "simclr"])
     parser.add_argument("--encoder", type=Path, default=None, help="pretrained encoder weights (default: shipped)")
@@ -51,11 +86,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def load_base(base: str, path: Path | None):
     """(encoder module, its config dict) from saved weights."""
-    from backline.engines.analysis.common import WEIGHTS_DIR
-    from backline.engines.analysis.musicoder import build_musicoder
-    from backline.engines.analysis.simclr import SimCLRConfig, SimCLRModel
-    from backline.engines.core.weights import load_weights
-
     if base == "musicoder":
         enc, meta = load_weights(path or WEIGHTS_DIR / "musicoder", kind="musicoder-encoder", build=build_musicoder)
         return enc, meta["config"]
@@ -71,8 +101,6 @@ def base_input(crops, base: str) -> torch.Tensor:
 def spec_augment(x: torch.Tensor, base: str, gen: torch.Generator) -> torch.Tensor:
     """One time mask (≤ 10 % of frames) and one channel mask per spectral block; on raw features the masked
     value is the CMVN mean (MusiCoder) or the per-bin mean (SimCLR), i.e. zero after normalisation."""
-    from backline.engines.analysis.features import FEATURE_SLICES
-
     x = x.clone()
     b = x.shape[0]
     for i in range(b):
@@ -116,8 +144,6 @@ def predict(model, x: torch.Tensor, batch: int = 64) -> tuple[np.ndarray, np.nda
 
 
 def labels(crops) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    from backline.engines.analysis.tagger import coarse_from_fine, coarse_mask_from_fine
-
     y, m = crops.y.float(), crops.mask.float()
     return y, m, coarse_from_fine(y), coarse_mask_from_fine(y, m)
 
@@ -126,8 +152,6 @@ def lambda_grid(z_tr, z_va, tr_lab, va_lab, head: str, seed: int, grid=None) -> 
     """Heads only on frozen embeddings; λ with the lowest validation fine BCE (paper §4.2).
 
     Returns (λ, {λ: val fine BCE}, the chosen head's state dict); the state warm-starts joint training."""
-    from backline.engines.analysis.tagger import LAMBDA_GRID, TaggerHead, hierarchical_loss, masked_bce
-
     losses, states = {}, {}
     for lam in grid or LAMBDA_GRID:
         torch.manual_seed(seed)
@@ -147,22 +171,6 @@ def lambda_grid(z_tr, z_va, tr_lab, va_lab, head: str, seed: int, grid=None) -> 
 
 
 def run(args: argparse.Namespace) -> int:
-    from backline.engines.analysis import dataset
-    from backline.engines.analysis.common import ensure_cache, load_crops, setup_threads
-    from backline.engines.analysis.tagger import (
-        HEADS,
-        MusiCoderTaggerBase,
-        SimCLRTaggerBase,
-        Tagger,
-        TaggerConfig,
-    )
-    from backline.engines.core.errors import ConfigError
-    from backline.engines.core.training import (
-        Distributed,
-        seed_everything,
-    )
-    from backline.engines.core.weights import save_weights
-
     setup_threads(args.threads)
     heads = [h.strip() for h in args.heads.split(",") if h.strip()]
     for h in heads:
@@ -199,9 +207,6 @@ def run(args: argparse.Namespace) -> int:
 
     for head in heads:
         if args.init_tagger is not None:
-            from backline.engines.analysis.tagger import build_tagger
-            from backline.engines.core.weights import load_weights
-
             prev, prev_meta = load_weights(args.init_tagger, kind="tagger", build=build_tagger)
             if prev.head.kind != head:
                 raise ConfigError(f"--init-tagger holds a {prev.head.kind} head, not {head}", fix=f"pass --heads {prev.head.kind}")
@@ -242,9 +247,6 @@ def train_head(args: argparse.Namespace, ctx, tagger, lam: float, train: tuple, 
     """Joint training of one head with its base on the one training loop (its own run folder: resumed from its
     checkpoint; stopped by its share of the time, every rank at the same step), then per-tag thresholds tuned on
     the validation crops. Returns (the trained tagger, its training record)."""
-    from backline.engines.analysis.tagger import hierarchical_loss, macro_metrics, masked_bce, tune_thresholds
-    from backline.engines.core.training import TrainLoop, apply_update, ramp_cosine
-
     (x_tr, tr_lab), (x_va, va_lab) = train, val
     head = tagger.head.kind
     model = ctx.wrap(tagger)

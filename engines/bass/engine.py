@@ -19,7 +19,6 @@ controls, the preset/reference resolution, the mix check and the transcription l
 from __future__ import annotations
 
 import math
-import os
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -59,6 +58,7 @@ from backline.engines.core.protocol import (
     Take,
     check_cancel,
     check_device,
+    memory_limit_bytes,
 )
 from backline.engines.core.weights import load_weights
 from backline.engines.diffusion import classifier_free, ddim_sample, style_grounding
@@ -80,22 +80,11 @@ ONE_PASS_FRAMES, LONG_CHUNK, LONG_OVERLAP = 2048, 1024, 64
 MEMORY_BASE_BYTES = 1.02e9
 MEMORY_PER_SECOND = 4.3e6
 MEMORY_PER_VARIATION_SECOND = 1.2e6
-#: The limit: BACKLINE_MEMORY_GB (default 2 GB, what a laptop can spare beside a DAW).
-DEFAULT_MEMORY_GB = 2.0
 
 
 def estimate_memory_bytes(seconds: float, variations: int = 1) -> float:
     """Estimated peak RSS of a CPU generation for `seconds` of mix (see MEMORY_BASE_BYTES)."""
     return MEMORY_BASE_BYTES + seconds * (MEMORY_PER_SECOND + max(0, variations - 1) * MEMORY_PER_VARIATION_SECOND)
-
-
-def memory_limit_bytes() -> float:
-    raw = os.environ.get("BACKLINE_MEMORY_GB", "")
-    try:
-        gb = float(raw) if raw.strip() else DEFAULT_MEMORY_GB
-    except ValueError as err:
-        raise ConfigError(f"BACKLINE_MEMORY_GB={raw!r} is not a number", fix="e.g. BACKLINE_MEMORY_GB=4") from err
-    return gb * 1e9
 
 
 def check_memory(seconds: float, variations: int = 1) -> None:

@@ -41,7 +41,14 @@ from backline.engines.codec.model import (
     make_config,
     receptive_context,
 )
-from backline.engines.core.audio import Audio, atomic_output, audio_info, iter_audio_chunks
+from backline.engines.core.audio import (
+    MAX_IN_MEMORY_SECONDS,
+    Audio,
+    atomic_output,
+    audio_info,
+    iter_audio_chunks,
+    read_audio,
+)
 from backline.engines.core.errors import (
     AudioFileError,
     AudioFormatError,
@@ -49,6 +56,7 @@ from backline.engines.core.errors import (
     ConfigError,
     WeightsError,
 )
+from backline.engines.core.weights import load_weights
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 KIND = "codec"
@@ -302,8 +310,6 @@ class Codec:
         if rate != SAMPLE_RATE:
             # A streaming resampler would need its own overlap logic; one resampler exists (audio.resample), and
             # it works on whole signals, so other rates are refused for streaming rather than seamed.
-            from backline.engines.core.audio import MAX_IN_MEMORY_SECONDS, read_audio
-
             if total / rate > MAX_IN_MEMORY_SECONDS:
                 raise AudioFormatError(f"streaming needs 44.1 kHz audio, this file is {rate} Hz", path=path,
                                        fix="export it at 44.1 kHz")
@@ -410,8 +416,6 @@ def load_codec(role: str = "mix", config: str = "shipped", device: str | torch.d
         raise ConfigError(f"unknown codec {role!r}", fix="use 'mix' or 'stem'")
     if weights is not None or config == "shipped":
         path = Path(weights) if weights is not None else shipped_weights_path(role)
-        from backline.engines.core.weights import load_weights
-
         model, meta = load_weights(path, kind=KIND, build=build_model, format_version=FORMAT_VERSION,
                                    map_location=str(device) if str(device).startswith("cuda") else "cpu")
         if model.cfg.role != role:

@@ -11,6 +11,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from backline.engines.codec import load_codec
+from backline.engines.codec.codec import latent_space_id
+from backline.engines.codec.latents import FORMAT, VERSION, save_track_latents, stem_roles
+from backline.engines.codec.train import find_tracks
+from backline.engines.core.audio import Audio, audio_info, read_audio, write_bytes_atomic
+from backline.engines.core.training import Distributed, SilentBar, progress_bar
+from backline.engines.data.slakh import read_track
+
 HELP = "encode a Slakh2100-layout corpus into codec latents (mix, mix minus a role, every stem) for diffusion training"
 
 
@@ -31,18 +39,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def _weights_id(codec) -> str:
     """The codec's latent-space id, so a cache can be matched to the encoder that wrote it."""
-    from backline.engines.codec.codec import latent_space_id
-
     return latent_space_id(codec)
 
 
 def encode_track(track: Path, mix_codec, stem_codec, minus: list[str]) -> tuple[dict, dict]:
     """All latents of one track (see `latents` for the keys) and its metadata."""
     import numpy as np
-
-    from backline.engines.codec.latents import stem_roles
-    from backline.engines.core.audio import Audio, audio_info, read_audio
-    from backline.engines.data.slakh import read_track
 
     stems = [s.audio for s in read_track(track).audio_stems()]
     rate, _, total = audio_info(track / "mix.flac")
@@ -75,12 +77,6 @@ def encode_track(track: Path, mix_codec, stem_codec, minus: list[str]) -> tuple[
 
 def run(args: argparse.Namespace) -> int:
     import json
-
-    from backline.engines.codec import load_codec
-    from backline.engines.codec.latents import FORMAT, VERSION, save_track_latents
-    from backline.engines.codec.train import find_tracks
-    from backline.engines.core.audio import write_bytes_atomic
-    from backline.engines.core.training import Distributed, SilentBar, progress_bar
 
     ctx = Distributed.setup(args.device)
     try:

@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from backline.engines.bass.transcription import transcribe_bass
 from backline.engines.core.audio import Audio
+from backline.engines.core.effects import loudness_lufs
+from backline.engines.core.frontend import mr_stft_distance
 
 HOP_BAND_HZ = 2.0
 STFT_HOP = 256
@@ -40,8 +43,6 @@ def hop_band_share(audio: Audio, hop: int = STFT_HOP, harmonics: int = 4) -> flo
 
 def loudness_change(reference: Audio, estimate: Audio) -> float:
     """LU gained (+) or lost (−) by the estimate; 0 when both are silent."""
-    from backline.engines.core.effects import loudness_lufs
-
     a, b = loudness_lufs(reference), loudness_lufs(estimate)
     if not np.isfinite(a) and not np.isfinite(b):
         return 0.0
@@ -104,15 +105,11 @@ def note_f1(reference: list, estimate: list, onset_tolerance: float = 0.05) -> f
 
 def bass_note_f1(audio: Audio, reference_notes: list) -> float:
     """Transcribe a bass stem the way the bass engine does and score it against the notes it should play."""
-    from backline.engines.bass.transcription import transcribe_bass
-
     return note_f1(reference_notes, transcribe_bass(audio))
 
 
 def fidelity(reference: Audio, estimate: Audio) -> dict[str, float]:
     """Every listener-facing measure of a round trip at once (both at the same rate and length)."""
-    from backline.engines.core.frontend import mr_stft_distance
-
     n = min(reference.frames, estimate.frames)
     ref, est = reference.slice(0, n), estimate.slice(0, n)
     return {"hop_band_in": hop_band_share(ref), "hop_band_out": hop_band_share(est),

@@ -29,7 +29,9 @@ from typing import Any
 
 import torch
 
+from backline.engines.core.audio import atomic_output
 from backline.engines.core.errors import DatasetError
+from backline.engines.data.slakh import read_track
 
 FORMAT = "backline-latent-cache"
 VERSION = 1
@@ -87,8 +89,6 @@ def latent_cache_tracks(cache_dir: str | Path) -> list[Path]:
 
 def stem_roles(track: Path) -> dict[str, str]:
     """{"S00": "bass", …}: the roles backline.engines.data.slakh assigns (extras.json, else Slakh inst_class)."""
-    from backline.engines.data.slakh import read_track
-
     return {sid: stem.role for sid, stem in read_track(track).stems.items()}
 
 
@@ -96,8 +96,6 @@ def save_track_latents(path: Path, tensors: dict[str, torch.Tensor], meta: dict[
                        overwrite: bool = False) -> Path:
     """Atomic write (temp file + rename); refuses to replace an existing file unless `overwrite`."""
     from safetensors.torch import save_file
-
-    from backline.engines.core.audio import atomic_output
 
     final, tmp = atomic_output(path, overwrite=overwrite)
     strings = {k: v if isinstance(v, str) else json.dumps(v) for k, v in meta.items()}

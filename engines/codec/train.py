@@ -30,6 +30,17 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from backline.engines.codec.codec import FORMAT_VERSION, KIND, build_model, convert_phase, load_codec
+from backline.engines.codec.fidelity import loudness_change
+from backline.engines.codec.model import Critics, count_parameters, make_config
+from backline.engines.core.audio import Audio
+from backline.engines.core.errors import ConfigError, DatasetError
+from backline.engines.core.frontend import multiscale_spectral_distance
+from backline.engines.core.training import Distributed, TrainLoop, apply_update, infinite, seed_everything
+from backline.engines.core.transcribe import midi_to_notes
+from backline.engines.core.weights import save_weights
+from backline.engines.data.slakh import list_tracks
+
 HELP = "train the spectral codec (mix or stem) of paper 000 on a Slakh2100-layout corpus"
 
 CROP = 16 * 4096  # 1.486 s: the multiple of the latent hop nearest the paper's 1.5 s crops
@@ -82,9 +93,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def find_tracks(root: str | Path) -> list:
     """Tracks (backline.engines.data.slakh) that have a mix and stems with audio; a clear error when none."""
-    from backline.engines.core.errors import DatasetError
-    from backline.engines.data.slakh import list_tracks
-
     tracks = [t for t in list_tracks(root) if t.mix_path.is_file()]
     if not tracks:
         raise DatasetError("holds no TrackNNNNN/ folders with mix.flac and stems/", path=root,
@@ -106,8 +114,6 @@ class CropStream(torch.utils.data.IterableDataset):
         self.items = self._scan()
 
     def _scan(self) -> list[tuple[Any, list[str], int]]:
-        from backline.engines.core.errors import DatasetError
-
         items = []
         for track in find_tracks(self.root):
             rate, frames = track.info()
@@ -150,8 +156,6 @@ class CropStream(torch.utils.data.IterableDataset):
         (ignored by the loss) when a pitched stem has no MIDI file (e.g. a corpus without MIDI)."""
         import mido
 
-        from backline.engines.core.transcribe import midi_to_notes
-
         steps = CROP // PITCH_HOP
         roll = np.zeros((128, steps), np.float32)
         times = start_s + (np.arange(steps) + 0.5) * PITCH_HOP / 44100
@@ -184,8 +188,6 @@ def generator_losses(model, critics, x: torch.Tensor, use_adv: bool, probe: torc
     spectral convergence on linear magnitudes, ‖|X| − |X̂|‖_F / ‖|X|‖_F, and the L1 of per-frame log energies: the
     L1 of log-magnitudes alone settles on the median (a smooth envelope a few dB low), while spectral convergence
     is dominated by the loud partials, which carry the pitch, and the energy term holds the level. The waveform (and so L_mssd) is only built when a term needs it."""
-    from backline.engines.core.frontend import multiscale_spectral_distance
-
     spsi = _unwrap(model).cfg.phase == "spsi"
     out = model(x, synthesise=use_adv or not spsi)
     l_rec = (out["log_mag"].float() - out["s"].float()).abs().mean()
@@ -267,12 +269,6 @@ def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
 # --- the loop ----------------------------------------------------------------------------------------------------
 
 def train(args: argparse.Namespace) -> dict[str, Any]:
-    from backline.engines.codec.codec import FORMAT_VERSION, KIND, build_model
-    from backline.engines.codec.model import Critics, count_parameters, make_config
-    from backline.engines.core.errors import ConfigError
-    from backline.engines.core.training import Distributed, TrainLoop, apply_update, infinite, seed_everything
-    from backline.engines.core.weights import save_weights
-
     if args.steps <= 0 or args.batch <= 0:
         raise ConfigError("--steps and --batch must be positive")
     if args.threads:
@@ -296,8 +292,6 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         opt_g = torch.optim.Adam(trainable, lr=args.lr, betas=(0.5, 0.9))
         opt_d = torch.optim.Adam(critics.parameters(), lr=args.lr, betas=(0.5, 0.9))
         if getattr(args, "init", None):
-            from backline.engines.codec.codec import convert_phase, load_codec
-
             start = load_codec(args.config, weights=None if args.init == "shipped" else args.init).model
             start = convert_phase(start, cfg)
             decode_only = ("output_gain_db", "phase_iters")  # recalibrated at export; not part of the weights
@@ -381,9 +375,6 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
 def calibrate_output_gain(model: torch.nn.Module, batches, n_batches: int = 6) -> float:
     """The decoder's median loudness change (LU) over training crops, negated: the gain (dB) that makes a round
     trip keep its level. Measured with the gain at 0; the caller stores it in the config (`output_gain_db`)."""
-    from backline.engines.codec.fidelity import loudness_change
-    from backline.engines.core.audio import Audio
-
     model.eval()
     saved, model.cfg.output_gain_db = model.cfg.output_gain_db, 0.0
     changes = []

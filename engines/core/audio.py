@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from backline.engines.core.errors import AudioFileError, AudioFormatError, BacklineError, FileExistsRefusal
+from backline.engines.core.errors import (
+    AudioFileError,
+    AudioFormatError,
+    BacklineError,
+    FileExistsRefusal,
+    warn,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -267,8 +273,6 @@ def read_audio(
     _check_complete(path, file_rate, total)
     held = _wav_frames_held(path)
     if held is not None and held < total and start + data.shape[1] > held:
-        from backline.engines.core.errors import warn
-
         warn(f"is truncated: it holds {held / file_rate:.2f} s of the {total / file_rate:.2f} s its header "
              "announces; the rest is read as silence", path=path)
     if frames is not None and data.shape[1] < frames:  # keep the requested length (alignment)

@@ -11,7 +11,9 @@ import io
 from pathlib import Path
 from typing import Any
 
+from backline.engines.core.audio import write_bytes_atomic
 from backline.engines.core.errors import AudioFileError
+from backline.engines.core.timeline import MAX_BPM, MIN_BPM, Timeline, TimelineError
 
 
 class MidiFileError(AudioFileError):
@@ -34,8 +36,6 @@ def midi_bytes(mid: Any) -> bytes:
 
 def write_midi(path: str | Path, mid: Any, *, overwrite: bool = False) -> Path:
     """Write MIDI atomically with the one never-overwrite rule (engines.audio.write_bytes_atomic)."""
-    from backline.engines.core.audio import write_bytes_atomic
-
     return write_bytes_atomic(path, midi_bytes(mid), overwrite=overwrite)
 
 
@@ -62,8 +62,6 @@ def check_band_midi(path: str | Path, what: str = "the band MIDI") -> Any:
     holds (a 1 µs tempo is 60,000,000 BPM; a 1000/4 or x/2^40 bar): every engine sizes arrays by them.
     Returns the `mido.MidiFile`."""
     import mido
-
-    from backline.engines.core.timeline import MAX_BPM, MIN_BPM, Timeline, TimelineError
 
     mid = read_midi(path)
     for track in mid.tracks:

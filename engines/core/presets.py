@@ -59,6 +59,7 @@ class Preset:
 def builtin_preset_dir() -> Path | None:
     """The install's `presets/` folder (the `backline.presets` data package)."""
     try:
+        # lazy: the presets data package is optional in an install (ImportError → None)
         import backline.presets as pkg
     except ImportError:
         return None

@@ -7,6 +7,7 @@ new engine needs no new UI or CLI code. Engines are registered by name with a la
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from backline.engines.core.audio import Audio
-from backline.engines.core.errors import Cancelled, ConfigError
+from backline.engines.core.errors import Cancelled, ConfigError, DeviceError
 from backline.engines.core.timeline import Timeline
 
 ProgressFn = Callable[[float, str], None]
@@ -249,8 +250,6 @@ def add_device_flag(parser: Any) -> None:
 def resolve_device(device: str) -> str:
     """'auto' → 'cuda' when a GPU is visible, else 'cpu'; 'cuda' without one is a one-line DeviceError.
     'cpu' does not import torch."""
-    from backline.engines.core.errors import DeviceError
-
     check_device(device)
     if device == "cpu":
         return device
@@ -280,3 +279,18 @@ def check_seed_and_variations(seed: Any, variations: Any, flag: str = "--variati
     if not 0 <= seed <= MAX_SEED - (variations - 1):
         raise ConfigError(f"--seed {seed} is out of range", fix=f"use 0–{MAX_SEED - (variations - 1)}")
     return seed, variations
+
+
+#: The memory limit every engine checks a request against before any work: BACKLINE_MEMORY_GB (default 2 GB, what
+#: a laptop can spare beside a DAW). Lives in the core so engines share one reader without importing each other.
+DEFAULT_MEMORY_GB = 2.0
+
+
+def memory_limit_bytes() -> float:
+    """BACKLINE_MEMORY_GB in bytes; a value that is not a number is a ConfigError with the fix."""
+    raw = os.environ.get("BACKLINE_MEMORY_GB", "")
+    try:
+        gb = float(raw) if raw.strip() else DEFAULT_MEMORY_GB
+    except ValueError as err:
+        raise ConfigError(f"BACKLINE_MEMORY_GB={raw!r} is not a number", fix="e.g. BACKLINE_MEMORY_GB=4") from err
+    return gb * 1e9

@@ -39,8 +39,9 @@ from pathlib import Path
 
 import numpy as np
 
-from backline.engines.core.audio import Audio, read_audio
+from backline.engines.core.audio import Audio, read_audio, write_bytes_atomic
 from backline.engines.core.errors import AudioFileError, MissingDependencyError
+from backline.engines.core.protocol import cache_dir
 
 SAMPLE_RATE = 44100
 INSTALL_FIX = "install them with: apt-get install fluidsynth fluid-soundfont-gm timgm6mb-soundfont musescore-general-soundfont"
@@ -195,8 +196,6 @@ PRE_ROLL_S = 0.1
 
 #: the cache `attack_latency` writes (engines that render declare it in `EngineDescription.caches`)
 def latency_cache_dir() -> Path:
-    from backline.engines.core.protocol import cache_dir
-
     return cache_dir("render")
 
 
@@ -246,8 +245,6 @@ def attack_latency(font: Soundfont | str | Path, program: int = 0, *, drums: boo
     Every key of the part's range (`role`: bass, drums or other) is probed (`audible_onsets`: librosa's
     backtracked onsets, the timing protocol of benchmarks/takes_eval.py); keys outside the range take the
     nearest measured one (`latency_of`)."""
-    from backline.engines.core.audio import write_bytes_atomic
-
     path = _font_path(font)
     part = "drums" if drums else role if role in _PROBE_RANGE else "other"
     key = (f"v{LATENCY_VERSION}|{path.name}|{path.stat().st_size if path.is_file() else 0}|"

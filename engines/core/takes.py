@@ -55,8 +55,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from backline.engines.core.audio import Audio, write_audio
-from backline.engines.core.errors import AudioFileError, BacklineError, FileExistsRefusal
+from backline.engines.core.audio import Audio, read_audio, write_audio
+from backline.engines.core.errors import AudioFileError, BacklineError, FileExistsRefusal, warn
 from backline.engines.core.hooks import role_warning
 from backline.engines.core.midi import midi_bytes
 from backline.engines.core.protocol import GenerationResult, Take, check_cancel, check_seed_and_variations
@@ -214,16 +214,12 @@ def recover(folder: Path) -> list[str]:
                 _roll_forward(staging, folder, [str(n) for n in plan["names"]],
                               [str(n) for n in plan.get("stale", [])])
             except OSError as err:  # keep every file (old and new) where the user can see them
-                from backline.engines.core.errors import warn
-
                 warn(f"could not finish a take an interrupted run left half linked ({err.strerror or err}); its "
                      f"files are kept in {staging.name}", path=folder)
                 continue
             placed += [str(n) for n in plan["names"]]
         shutil.rmtree(staging, ignore_errors=True)  # no journal: the commit never began, the old take is whole
     if placed:
-        from backline.engines.core.errors import warn
-
         warn(f"finished a take that an interrupted run had left half linked: {', '.join(placed)}", path=folder)
     return placed
 
@@ -650,8 +646,6 @@ def _place(src: Path, dst: Path) -> None:
 
 
 def _audio_from_path(path: Any) -> Audio:
-    from backline.engines.core.audio import read_audio
-
     return read_audio(path)
 
 

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from backline.engines.core.errors import ConfigError
 from backline.engines.core.weights import load_state, save_state, weight_paths
 
 
@@ -283,8 +284,6 @@ class TrainLoop:
                  steps: int, lr: float, warmup: int = 0, floor: float = 0.1, max_minutes: float | None = None,
                  log_every: int = 50, ckpt_every: int = 500, desc: str = "train", lr_fn=None,
                  quiet: bool = False) -> None:
-        from backline.engines.core.errors import ConfigError
-
         if steps <= 0 or log_every <= 0 or ckpt_every <= 0:
             raise ConfigError("--steps, log and checkpoint intervals must be positive")
         if max_minutes is not None and max_minutes < 0:

@@ -29,8 +29,23 @@ from pathlib import Path
 
 import mido
 
-from backline.engines.core.audio import write_bytes_atomic
+from backline.engines.core.audio import Audio, read_audio, write_audio, write_bytes_atomic
 from backline.engines.core.errors import FileExistsRefusal
+from backline.engines.core.midi import midi_bytes
+from backline.engines.core.protocol import GenerationRequest, cache_dir
+from backline.engines.core.render import find_soundfonts, require_soundfonts
+from backline.engines.core.timeline import Timeline
+from backline.engines.data.song import make_song
+from backline.engines.data.synth import (
+    _write_yaml,
+    choose_fonts,
+    missing_parts,
+    render_track_audio,
+    song_rng,
+    write_song_files,
+)
+from backline.engines.registry import build_engine
+from backline.engines.runner import generate_in_terminal
 
 HELP = "the main job on the bundled demo song: render it, hear what is missing, generate bass and drums"
 
@@ -52,8 +67,6 @@ def _preset_dir() -> Path:
 
 
 def cache_root() -> Path:
-    from backline.engines.core.protocol import cache_dir
-
     return cache_dir("demo").parent
 
 
@@ -67,10 +80,8 @@ def _fingerprint(folder: Path) -> str:
 
 def demo_song(*, refresh: bool = False) -> Path:
     """The rendered demo track folder (rendered into the cache on first use). Needs fluidsynth + a GM soundfont."""
-    from backline.engines.core.render import require_soundfonts
+    # lazy: pulls torch; keeps the host's demo path light
     from backline.engines.data.slakh import read_metadata
-    from backline.engines.data.synth import _write_yaml, missing_parts, render_track_audio
-
     src = _preset_dir()
     final = cache_root() / "demo" / f"demo-{_fingerprint(src)}"
     if final.is_dir() and not refresh and not missing_parts(final):
@@ -105,8 +116,6 @@ def demo_midi_without_drums(folder: str | Path, *, name: str = "demo_band.mid") 
         channels = {m.channel for m in track if hasattr(m, "channel")}
         if channels != {9}:
             out.tracks.append(track)
-    from backline.engines.core.midi import midi_bytes
-
     data = midi_bytes(out)
     path = Path(folder) / name
     if path.exists():
@@ -119,10 +128,6 @@ def demo_midi_without_drums(folder: str | Path, *, name: str = "demo_band.mid") 
 
 def write_demo_preset(folder: str | Path = DEMO_DIR) -> Path:
     """Maintainer tool: recompose the shipped demo (MIDI, metadata.yaml, extras.json) into `folder`."""
-    from backline.engines.core.render import find_soundfonts
-    from backline.engines.data.song import make_song
-    from backline.engines.data.synth import choose_fonts, song_rng, write_song_files
-
     folder = Path(folder)
     song = make_song(song_rng(DEMO_SEED, DEMO_INDEX), min_bars=8, max_bars=8, meter=(4, 4), bpm=100,
                      with_lead=True)
@@ -169,13 +174,8 @@ def generate_on_demo(track: Path, takes: Path, seed: int = 0) -> dict[str, Path]
     MIDI) into `takes`; return the written files by name. Progress goes to a bar per engine."""
     import numpy as np
 
-    from backline.engines.core.audio import Audio, read_audio, write_audio
-    from backline.engines.core.protocol import GenerationRequest
-    from backline.engines.core.timeline import Timeline
+    # lazy: pulls torch; keeps the host's demo path light
     from backline.engines.data.slakh import read_track
-    from backline.engines.registry import build_engine
-    from backline.engines.runner import generate_in_terminal
-
     tr = read_track(track)
     ex = tr.extras or {}
     stems = tr.audio_stems()
@@ -187,6 +187,7 @@ def generate_on_demo(track: Path, takes: Path, seed: int = 0) -> dict[str, Path]
     no_drums = Audio(np.sum([a.samples[:, :frames] for r, a in audio if r != "drums"], axis=0).astype(np.float32), rate)
     files: dict[str, Path] = {"band without bass": write_audio(takes / "band_without_bass.wav", mix)}
 
+    # lazy: pulls torch; keeps the host's demo path light
     from backline.engines.analysis.api import analyze
 
     report = analyze(mix)
@@ -232,6 +233,7 @@ def run(args: argparse.Namespace) -> int:
                                     fix="choose a new folder for --out")
         shutil.copytree(track, out)
         track = out
+    # lazy: pulls torch; keeps the host's demo path light
     from backline.engines.data.slakh import read_track
 
     tr = read_track(track)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import mido
 
+from backline.engines.core.midi import midi_bytes
 from backline.engines.data.gm import program_name
 from backline.engines.data.song import NOTE_NAMES, PPQ, Part, Song
 
@@ -58,8 +59,6 @@ def _part_track(part: Part) -> mido.MidiTrack:
 
 
 def _to_bytes(mid: mido.MidiFile) -> bytes:
-    from backline.engines.core.midi import midi_bytes
-
     return midi_bytes(mid)
 
 

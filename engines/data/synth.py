@@ -41,8 +41,9 @@ import numpy as np
 import yaml
 
 from backline.engines.core.audio import Audio, write_audio, write_bytes_atomic
-from backline.engines.core.errors import ConfigError, DatasetError
+from backline.engines.core.errors import Cancelled, ConfigError, DatasetError
 from backline.engines.core.render import SAMPLE_RATE, Soundfont, render_midi, require_soundfonts
+from backline.engines.data.calibrate_fonts import MAX_LAG_S
 from backline.engines.data.gm import inst_class, program_name
 from backline.engines.data.midi import midi_seconds, part_midi_bytes, song_midi_bytes
 from backline.engines.data.song import Song, make_song
@@ -127,8 +128,6 @@ def render_track_audio(folder: Path, meta: dict, fonts: dict[str, Soundfont], *,
     gains: dict[str, float] = {}
     for sid, stem in meta["stems"].items():
         if cancel is not None and cancel():
-            from backline.engines.core.errors import Cancelled
-
             raise Cancelled()
         font = by_file.get(stem["plugin_name"]) or fonts.get(Path(stem["plugin_name"]).stem)
         if font is None:
@@ -180,8 +179,6 @@ def choose_fonts(rng: np.random.Generator, song: Song, available: dict[str, Soun
     The table comes from `calibrate_fonts.py` (drum kits: `DRUM_KIT_LAGS`); unlisted programs may use any font.
     A program none of whose good fonts is installed falls back to any installed font.
     """
-    from backline.engines.data.calibrate_fonts import MAX_LAG_S
-
     table = _onset_table()
     names = sorted(available)
     out = []

@@ -6,6 +6,8 @@ import argparse
 import os
 import time
 
+from backline.engines.data.synth import synthesize
+
 HELP = "render a seeded multitrack corpus (Slakh2100 layout) with fluidsynth and the GM soundfonts"
 
 
@@ -26,8 +28,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from backline.engines.data.synth import synthesize
-
     t0 = time.perf_counter()
     report = synthesize(args.out, args.songs, args.seed, jobs=args.jobs, min_bars=args.min_bars,
                         max_bars=args.max_bars, progress=not args.quiet)

@@ -16,13 +16,20 @@ import argparse
 import time
 from pathlib import Path
 
+from backline.engines.core import audio
+from backline.engines.core.errors import ConfigError
+from backline.engines.core.presets import load_presets
+from backline.engines.core.timeline import Timeline, check_bpm
+from backline.engines.core.transcribe import events_to_track
+from backline.engines.drums.inputs import JackMidiInput
+from backline.engines.drums.representation import CLASS_PITCH, MA_ROLES, STEPS_PER_QUARTER, quarters_per_bar
+from backline.engines.runner import deprecated_alias
+
 HELP = "generate a drum part with fills (and its MIDI, WAV and report) for the band's MIDI, audio or live JACK input"
 ENGINE = "drums"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from backline.engines.runner import deprecated_alias
-
     extra = parser.add_argument_group("drums")
     extra.add_argument("--jack", type=float, metavar="SECONDS",
                        help="record this long from a JACK MIDI port (backline-drums:band-in), then generate; "
@@ -36,8 +43,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def list_presets() -> int:
-    from backline.engines.core.presets import load_presets
-
     presets, problems = load_presets("drums")
     for preset in sorted(presets, key=lambda p: p.name):
         print(f"{preset.name:<12} {preset.title}")
@@ -49,8 +54,6 @@ def list_presets() -> int:
 
 
 def check(args: argparse.Namespace, controls: dict, meter: tuple[int, int]) -> dict:
-    from backline.engines.core.errors import ConfigError
-
     if not (args.band_midi or args.mix or args.jack):
         raise ConfigError("give the band", fix="--band-midi BAND.mid, --mix MIX.wav or --jack SECONDS")
     if args.jack and (args.band_midi or args.mix):
@@ -58,10 +61,9 @@ def check(args: argparse.Namespace, controls: dict, meter: tuple[int, int]) -> d
     if args.band_midi is None and args.bpm is None:
         raise ConfigError("--mix and --jack need the tempo", fix="pass --bpm, e.g. --bpm 120")
     if args.band_midi is None:
-        from backline.engines.drums.representation import quarters_per_bar
-
         quarters_per_bar(*meter)  # a meter the drum models cannot play fails now, before any audio is read (64/4)
     if args.preset:
+        # lazy: pulls torch; keeps `backline <cmd> --help` light
         from backline.engines.drums.engine import preset_controls
 
         preset_controls(args.preset)  # an unknown name fails now, listing the known ones
@@ -73,9 +75,6 @@ def check(args: argparse.Namespace, controls: dict, meter: tuple[int, int]) -> d
 def inputs(args: argparse.Namespace, controls: dict, meter: tuple[int, int]):
     """(timeline, start, stop, mix, midi, cleanup): band MIDI (with its audio to balance against), audio
     alone (transcribed), or a JACK recording handed over as a MIDI file, the path every other input takes."""
-    from backline.engines.core import audio
-    from backline.engines.core.timeline import Timeline, check_bpm
-
     if args.band_midi is not None:
         mix = audio.read_audio(args.mix, sample_rate=args.sample_rate) if args.mix is not None else None
         return Timeline.constant(120.0, args.sample_rate), 0, None, mix, args.band_midi, None
@@ -95,9 +94,6 @@ def inputs(args: argparse.Namespace, controls: dict, meter: tuple[int, int]):
 
 def _record_jack(seconds: float, timeline, path: Path) -> Path:
     import mido
-
-    from backline.engines.core.transcribe import events_to_track
-    from backline.engines.drums.inputs import JackMidiInput
 
     port = JackMidiInput()
     print(f"recording {seconds:g} s from JACK port {port.port_name}; play now ...")
@@ -141,8 +137,6 @@ def band_notes(band):
     """(start_q, end_q, pitch, velocity, channel, track name) from a JACK recording's grid, for the hand-off
     MIDI file (track names are the roles, which the MIDI reader maps back)."""
     import numpy as np
-
-    from backline.engines.drums.representation import CLASS_PITCH, MA_ROLES, STEPS_PER_QUARTER
 
     out = []
     g = band.grid

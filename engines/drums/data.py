@@ -26,7 +26,9 @@ from backline.engines.drums import novelty as nov
 from backline.engines.drums.inputs import read_midi_files, role_for_program
 from backline.engines.drums.representation import (
     CONTEXT_BARS,
+    GM_TO_CLASS,
     MA_ROLES,
+    N_CLASSES,
     N_ROLES,
     STEPS_PER_QUARTER,
     SongGrid,
@@ -107,6 +109,7 @@ def read_corpus(root: str | Path, *, limit: int | None = None, threshold: float 
 def read_lpd5(root: str | Path, *, limit: int | None = None, threshold: float = nov.DEFAULT_THRESHOLD) -> list[LabelledSong]:
     """LPD-5 songs via the foundation's reader (`backline.engines.data.lpd5`); labels from novelty only."""
     try:
+        # lazy: the LPD-5 reader is optional in an install (ImportError → DatasetError)
         from backline.engines.data import lpd5
     except ImportError as err:
         raise DatasetError("the LPD-5 reader (backline.engines.data.lpd5) is not in this install",
@@ -142,8 +145,6 @@ def lpd5_to_grid(item) -> SongGrid | None:
         on = roll[:steps] > 0
         active[r, : on.shape[0]] = on
         onset[r, : on.shape[0]] = on & ~np.vstack([np.zeros((1, 128), bool), on[:-1]])
-    from backline.engines.drums.representation import GM_TO_CLASS, N_CLASSES
-
     vroll = tracks["drums"][:steps]
     droll = vroll > 0
     dstart = droll & ~np.vstack([np.zeros((1, 128), bool), droll[:-1]])

@@ -38,6 +38,8 @@ from backline.engines.core.errors import (
     TimelineError,
     WeightsError,
 )
+from backline.engines.core.presets import find_preset
+from backline.engines.core.presets import list_presets as shared_list
 from backline.engines.core.protocol import (
     Control,
     EngineDescription,
@@ -46,8 +48,10 @@ from backline.engines.core.protocol import (
     Take,
     check_cancel,
 )
+from backline.engines.core.render import fit_to_region, latency_cache_dir, render_take
 from backline.engines.core.timeline import TempoMap, Timeline, parse_bar_range
 from backline.engines.core.transcribe import events_to_track
+from backline.engines.core.weights import load_weights
 from backline.engines.drums import novelty as nov
 from backline.engines.drums.feel import (
     CONTROL_NAMES,
@@ -130,8 +134,6 @@ class LoadedModels:
 
 def load_models(config: str = "shipped", device: str = "cpu", weights_dir: str | Path | None = None) -> LoadedModels:
     """Shipped: the trained weights (safetensors + JSON config, checked). Debug: tiny random-init models."""
-    from backline.engines.core.weights import load_weights
-
     if config == "debug":
         torch.manual_seed(0)
         models = {name: build_model(name, CONFIGS["debug"][name]) for name in MODEL_NAMES}
@@ -160,8 +162,6 @@ def build(config: str = "shipped", device: str = "cpu") -> DrumEngine:
 
 
 def list_presets() -> list[str]:
-    from backline.engines.core.presets import list_presets as shared_list
-
     return shared_list("drums")
 
 
@@ -170,8 +170,6 @@ def preset_controls(name: str | None) -> dict[str, Any]:
     reader), {} for none."""
     if not name:
         return {}
-    from backline.engines.core.presets import find_preset
-
     return dict(find_preset("drums", name).controls)
 
 
@@ -412,14 +410,10 @@ class DrumEngine:
             progress(0.3, "rendering audio")
             frames = rtl.quarters_to_samples((last - first + 1) * tl.quarters_per_bar)
             if controls["vst3"]:
-                from backline.engines.core.render import fit_to_region
-
                 audio = render_vst3(controls["vst3"], mid, frames / tl.sample_rate + 4.0, tl.sample_rate)
                 audio, tail = fit_to_region(audio, frames)  # its release faded at the region's end, not cut
                 render_info = {"vst3": controls["vst3"]} | tail
             else:
-                from backline.engines.core.render import render_take
-
                 with tempfile.TemporaryDirectory(prefix="backline-drums-") as tmp:
                     tmp_mid = Path(tmp) / "drums.mid"
                     mid.save(tmp_mid)
@@ -464,8 +458,6 @@ def _has_tempo(path: str | Path) -> bool:
 
 def describe(config: str = "shipped", device: str = "cpu") -> EngineDescription:
     """The engine's description without loading any weights: the command line builds its flags from it."""
-    from backline.engines.core.render import latency_cache_dir
-
     return EngineDescription("drums", "Drums", CONTROLS, inputs=("midi", "mix"), outputs=("audio", "midi"),
                              weights=f"drum models ({config})", device=device,
                              caches=(str(latency_cache_dir()),))

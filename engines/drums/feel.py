@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from backline.engines.data.song import _groove
 from backline.engines.drums.representation import (
     CLOSED_HAT,
     CRASH,
@@ -85,8 +86,6 @@ def fill_threshold(fill_amount: float, base: float) -> float | None:
 
 def template_bar(style: str, variant: str, steps_per_bar: int) -> np.ndarray:
     """The style's groove (corpus generator) as a [steps_per_bar, 9] onset grid for one 4/4 bar."""
-    from backline.engines.data.song import _groove
-
     name = STYLES[style]
     n = 12 if name == "shuffle" else 16
     bar = np.zeros((steps_per_bar, N_CLASSES), bool)

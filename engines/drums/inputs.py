@@ -32,8 +32,11 @@ from backline.engines.core.errors import (
     DeviceError,
     MissingDependencyError,
     TimelineError,
+    warn,
 )
+from backline.engines.core.midi import read_midi
 from backline.engines.core.timeline import TempoMap, Timeline
+from backline.engines.core.transcribe import transcribe_polyphonic
 from backline.engines.drums.representation import (
     GM_TO_CLASS,
     MA_ROLES,
@@ -115,8 +118,6 @@ def parse_role_overrides(items: Sequence[str] | None) -> dict[str, str]:
 
 
 def _load_midi(path: Path) -> mido.MidiFile:
-    from backline.engines.core.midi import read_midi
-
     return read_midi(path)
 
 
@@ -148,8 +149,6 @@ def _tempo_and_meter(mids: Sequence[tuple[Path, mido.MidiFile]]) -> tuple[list[t
     merged: list[tuple[float, float]] = []
     for q, bpm in points:
         if not 10.0 <= bpm <= 999.0:
-            from backline.engines.core.errors import warn
-
             used = min(max(bpm, 10.0), 999.0)
             warn(f"the MIDI tempo {bpm:.2f} BPM at quarter {q:g} is outside 10–999 BPM; using {used:g} BPM",
                  path=mids[0][0] if mids else None)
@@ -280,8 +279,6 @@ def read_drum_midi(path: str | Path, numerator: int, denominator: int, n_bars: i
 
 def grid_from_audio(audio, timeline: Timeline, *, bass_split: int = 48) -> BandInput:
     """A mix (or any band audio) → notes with basic-pitch → bass (< `bass_split`) and piano roles."""
-    from backline.engines.core.transcribe import transcribe_polyphonic
-
     notes = transcribe_polyphonic(audio)
     if not notes:
         raise ConfigError("no notes were heard in the audio", fix="give audio with the band playing, or the band's MIDI")

@@ -29,6 +29,21 @@ from pathlib import Path
 
 import numpy as np
 
+from backline.engines.core.audio import write_bytes_atomic
+from backline.engines.core.errors import ConfigError, DatasetError
+from backline.engines.data.song import make_song
+from backline.engines.data.synth import song_rng, track_name, write_song_files
+from backline.engines.drums import data as drum_data
+from backline.engines.drums import novelty as nov
+from backline.engines.drums.representation import (
+    CONTEXT_BARS,
+    DRUM_TOKEN_DIM,
+    MAX_QUARTERS_PER_BAR,
+    drum_tokens,
+    ma_tokens,
+    meter_id,
+)
+
 HELP = "train the drum engine (seq2seq pattern, BERT fill locator, BERT infiller, MLP fill VAE) on corpus MIDI or LPD-5"
 
 PHASES = ("seq2seq", "locator", "infiller", "vae")
@@ -76,8 +91,6 @@ class Windows:
     """Song-level token arrays + an index of 11-bar windows, grouped by bar length (quarters per bar)."""
 
     def __init__(self, songs, labels: str, bars: int) -> None:
-        from backline.engines.drums.representation import drum_tokens, ma_tokens, meter_id
-
         self.songs = []
         self.groups: dict[int, list[tuple[int, int]]] = {}
         self.bars = bars
@@ -92,8 +105,6 @@ class Windows:
             for b0 in range(g.n_bars - bars + 1):
                 self.groups.setdefault(g.qpb, []).append((idx, b0))
         if not self.groups:
-            from backline.engines.core.errors import DatasetError
-
             raise DatasetError(f"no song is at least {bars} bars long with drums and a band", fix="check the corpus")
         self.keys = sorted(self.groups)
         self.sizes = np.array([len(self.groups[k]) for k in self.keys], float)
@@ -137,6 +148,7 @@ def positions(qpb: int, bars: int, first_bars: np.ndarray):
 def infill_masks(rng: np.random.Generator, fills: np.ndarray, qpb: int) -> np.ndarray:
     """Mask kinds per token for a batch: fill bars as 'fill' (70 % when the window has any; then the first
     quarter of the bar after a fill as 'regenerate' half the time), else 1–3 random bars as 'regenerate'."""
+    # lazy: pulls torch; keeps `backline <cmd> --help` light
     from backline.engines.drums.models import MASK_FILL, MASK_REGENERATE
 
     b, bars = fills.shape
@@ -161,9 +173,6 @@ def synth_midi_corpus(out: Path, songs: int, seed: int, max_bars: int, write: bo
     Song i uses the corpus builder's seed sequence [seed, i], so `--synth N --synth-seed 1` composes the same
     kind of songs as `backline data synth --seed 1`, without the hour of audio rendering the drums never read.
     """
-    from backline.engines.data.song import make_song
-    from backline.engines.data.synth import song_rng, track_name, write_song_files
-
     if write:
         for i in range(songs):
             folder = out / track_name(i)
@@ -176,6 +185,7 @@ def synth_midi_corpus(out: Path, songs: int, seed: int, max_bars: int, write: bo
 
 def locator_f1(songs, locator, threshold_grid=None) -> tuple[float, dict]:
     """Choose the fill-probability threshold that maximises F1 against the songs' training labels."""
+    # lazy: pulls torch; keeps `backline <cmd> --help` light
     from backline.engines.drums.pipeline import DrumPipeline
 
     pipe = DrumPipeline(None, locator, None)
@@ -215,12 +225,13 @@ def run(args: argparse.Namespace) -> int:
 
 def check_args(args: argparse.Namespace) -> None:
     """Everything that can be refused from the flags alone, before the corpus is read (--export included)."""
-    from backline.engines.core.errors import ConfigError
-
     if args.steps <= 0 or args.batch <= 0 or args.lr <= 0:
         raise ConfigError("--steps, --batch and --lr must be positive")
     if args.export:  # refused now, not after the training
+        # lazy: pulls torch; keeps `backline <cmd> --help` light
         from backline.engines.core.weights import check_export
+
+        # lazy: pulls torch; keeps `backline <cmd> --help` light
         from backline.engines.drums.engine import MODEL_NAMES
 
         check_export([Path(args.export) / n for n in (*MODEL_NAMES, "pipeline")], overwrite=args.overwrite)
@@ -228,10 +239,6 @@ def check_args(args: argparse.Namespace) -> None:
 
 def load_songs(args: argparse.Namespace, ctx) -> tuple[list, list]:
     """(training songs, validation songs) from --data / --synth / --lpd5, split by song with --seed."""
-    from backline.engines.core.errors import DatasetError
-    from backline.engines.drums import data as drum_data
-    from backline.engines.drums.representation import CONTEXT_BARS
-
     songs = []
     if args.synth:
         args.data = str(synth_midi_corpus(Path(args.run) / "synth", args.synth, args.synth_seed, args.synth_max_bars,
@@ -253,7 +260,7 @@ def load_songs(args: argparse.Namespace, ctx) -> tuple[list, list]:
 
 def plan(args: argparse.Namespace) -> tuple[dict[str, dict], list[str], dict[str, int]]:
     """(model configs with --set applied, the models to train, steps per model) from the flags."""
-    from backline.engines.core.errors import ConfigError
+    # lazy: pulls torch; keeps `backline <cmd> --help` light
     from backline.engines.drums.models import CONFIGS
 
     cfg = {k: dict(v) for k, v in CONFIGS[args.config].items()}
@@ -286,7 +293,10 @@ def plan(args: argparse.Namespace) -> tuple[dict[str, dict], list[str], dict[str
 
 def build_models(args: argparse.Namespace, cfg: dict[str, dict], only: list[str]) -> tuple[dict, dict[str, dict]]:
     """The four models: those in --only fresh, the others from --init (their configs and training records too)."""
+    # lazy: pulls torch; keeps `backline <cmd> --help` light
     from backline.engines.core.weights import load_weights
+
+    # lazy: pulls torch; keeps `backline <cmd> --help` light
     from backline.engines.drums.models import build_model
 
     built, init_training = {}, {}
@@ -305,8 +315,6 @@ def phase_loss(name: str, model, batch, rng: np.random.Generator, pos_weight: fl
     """The training loss of one model on one batch of windows (`Windows.sample`)."""
     import torch
     import torch.nn.functional as F
-
-    from backline.engines.drums.representation import CONTEXT_BARS, DRUM_TOKEN_DIM, MAX_QUARTERS_PER_BAR
 
     qpb, ma, dr, fills, meter, first = batch
     beat, barpos, phrase = (t.to(dev) for t in positions(qpb, CONTEXT_BARS, first))
@@ -347,6 +355,7 @@ def phase_loss(name: str, model, batch, rng: np.random.Generator, pos_weight: fl
 def _run(args: argparse.Namespace) -> int:
     import torch
 
+    # lazy: pulls torch; keeps `backline <cmd> --help` light
     from backline.engines.core.training import (
         Distributed,
         TrainLoop,
@@ -354,8 +363,6 @@ def _run(args: argparse.Namespace) -> int:
         ramp_cosine,
         seed_everything,
     )
-    from backline.engines.drums.representation import CONTEXT_BARS
-
     check_args(args)
     cfg, only, steps = plan(args)
     torch.set_num_threads(max(1, args.threads))
@@ -426,10 +433,8 @@ def _run(args: argparse.Namespace) -> int:
 def export(models: dict, out: Path, cfg: dict[str, dict], init_training: dict[str, dict], summary: dict,
            threshold: float, args: argparse.Namespace) -> None:
     """The four models (fp32 safetensors + JSON) and pipeline.json; models kept from --init keep their record."""
-    from backline.engines.core.audio import write_bytes_atomic
+    # lazy: pulls torch; keeps `backline <cmd> --help` light
     from backline.engines.core.weights import check_export, save_weights
-    from backline.engines.drums import novelty as nov
-
     check_export([out / n for n in (*models, "pipeline")], overwrite=args.overwrite)  # again: time has passed
     out.mkdir(parents=True, exist_ok=True)
     for name, m in models.items():

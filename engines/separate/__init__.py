@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 def extract(audio: Audio, role: str = "bass", *, progress=None,
             cancel: threading.Event | None = None) -> tuple[Audio, float]:
     """One part of a whole song → (its separated stem, its share of the mix's energy). See engine.extract."""
+    # lazy: pulls torch; keeps the package import (registry, describe) light
     from backline.engines.separate.engine import extract as run
 
     return run(audio, role, progress=progress, cancel=cancel)

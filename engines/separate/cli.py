@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 
+from backline.engines.core.errors import ConfigError
+
 HELP = "split a mix into parts: bass, drums, other, or the band without the bass (no-bass), with their MIDI"
 ENGINE = "separate"
 MIX_POSITIONAL = True
@@ -18,7 +20,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def check(args: argparse.Namespace, controls: dict, meter: tuple[int, int]) -> dict:
-    from backline.engines.core.errors import ConfigError
+    # lazy: pulls torch; keeps `backline <cmd> --help` light
     from backline.engines.separate.engine import parse_roles
 
     if args.prompt and args.all:
@@ -28,6 +30,7 @@ def check(args: argparse.Namespace, controls: dict, meter: tuple[int, int]) -> d
 
 
 def check_memory(args: argparse.Namespace, seconds: float, rate: int, channels: int, controls: dict) -> None:
+    # lazy: pulls torch; keeps `backline <cmd> --help` light
     from backline.engines.separate.engine import check_memory
 
     check_memory(seconds, rate, channels, len(args.prompt.split(",")))  # before the file is read

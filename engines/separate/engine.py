@@ -32,6 +32,7 @@ import torch
 
 from backline.engines.core.audio import RESAMPLE_CHUNK, Audio, resample
 from backline.engines.core.errors import ConfigError, DeviceError
+from backline.engines.core.frontend import istft, stft
 from backline.engines.core.protocol import (
     Control,
     EngineDescription,
@@ -39,9 +40,30 @@ from backline.engines.core.protocol import (
     GenerationResult,
     Take,
     check_cancel,
+    memory_limit_bytes,
 )
 from backline.engines.core.timeline import Timeline
-from backline.engines.separate.model import BINS, HOP, N_FFT, ROLES, SAMPLE_RATE
+from backline.engines.core.transcribe import (
+    Note,
+    notes_to_midi,
+    transcribe_monophonic,
+    transcribe_polyphonic,
+)
+from backline.engines.core.weights import load_weights
+from backline.engines.core.windows import overlap_add
+from backline.engines.listen import kick_onsets, listen
+from backline.engines.separate.model import (
+    BINS,
+    DEFAULT_CONFIG,
+    HOP,
+    KIND,
+    N_FFT,
+    ROLES,
+    SAMPLE_RATE,
+    MaskNet,
+    magnitude,
+)
+from backline.engines.separate.model import build as build_model
 
 WEIGHTS = Path(__file__).with_name("weights") / "separate"
 #: Labels a musician may type → (network role, inverted?). The band without a part is 1 − that part's mask.
@@ -61,7 +83,6 @@ SILENT_PEAK = 10 ** (-80 / 20)
 #: Peak RSS ≈ BASE + bytes held per second of mix (see `estimate_memory_bytes`); BASE is Python, torch, the model
 #: and one window's work: 0.77 GB measured with /usr/bin/time on a 10 s mix.
 MEMORY_BASE_BYTES = 0.8e9
-DEFAULT_MEMORY_GB = 2.0
 
 CONTROLS = (
     Control("roles", "text", "bass", "Parts",
@@ -97,12 +118,6 @@ def estimate_memory_bytes(seconds: float, sample_rate: int, channels: int, parts
     return MEMORY_BASE_BYTES + seconds * channels * per_channel_second + resampler
 
 
-def memory_limit_bytes() -> float:
-    from backline.engines.bass.engine import memory_limit_bytes as shared  # the one BACKLINE_MEMORY_GB reader
-
-    return shared()
-
-
 def check_memory(seconds: float, sample_rate: int, channels: int, parts: int) -> float:
     need, limit = estimate_memory_bytes(seconds, sample_rate, channels, parts), memory_limit_bytes()
     if need > limit:
@@ -123,10 +138,7 @@ def _clock(seconds: float) -> str:
 
 def load_model(path: str | Path = WEIGHTS) -> torch.nn.Module:
     """The mask network from fp16 safetensors + JSON (computed in float32)."""
-    from backline.engines.core.weights import load_weights
-    from backline.engines.separate.model import DEFAULT_CONFIG, KIND, build
-
-    model, _ = load_weights(path, kind=KIND, build=build, reference=DEFAULT_CONFIG | {"dtype": "float16"})
+    model, _ = load_weights(path, kind=KIND, build=build_model, reference=DEFAULT_CONFIG | {"dtype": "float16"})
     return model.float().eval()
 
 
@@ -160,16 +172,12 @@ class Separator:
     @torch.inference_mode()
     def masks(self, mono22: np.ndarray) -> torch.Tensor:
         """Mono 22.05 kHz window → masks [len(ROLES), BINS, frames] (softmax over the roles)."""
-        from backline.engines.separate.model import magnitude
-
         mag = magnitude(torch.from_numpy(np.ascontiguousarray(mono22, dtype=np.float32)).to(self.device))
         return self.model(mag[None])[0].float().cpu()
 
     @torch.inference_mode()
     def window(self, x: np.ndarray, rate: int, parts: list[tuple[str, bool]]) -> np.ndarray:
         """One window [C, n] at `rate` → stems [len(parts), C, n]: each part's mask on each channel's STFT."""
-        from backline.engines.core.frontend import istft, stft
-
         n = x.shape[-1]
         mono = resample(x.mean(axis=0), rate, SAMPLE_RATE)
         masks = self.masks(mono)
@@ -185,8 +193,6 @@ class Separator:
     def separate(self, audio: Audio, parts: list[tuple[str, bool]], *, progress=None,
                  cancel: threading.Event | None = None) -> list[Audio]:
         """Every part of a whole mix (any length: 30 s windows, cross-faded), at the mix's own rate."""
-        from backline.engines.core.windows import overlap_add
-
         rate = audio.sample_rate
         work = min(rate, MAX_WORK_RATE)
         x = audio.samples if work == rate else resample(audio.samples, rate, work)
@@ -298,14 +304,6 @@ class SeparateEngine:
         bass by CREPE (monophonic), drums as kick hits (note 36), the rest by basic-pitch."""
         import mido
 
-        from backline.engines.core.transcribe import (
-            Note,
-            notes_to_midi,
-            transcribe_monophonic,
-            transcribe_polyphonic,
-        )
-        from backline.engines.listen import kick_onsets, listen
-
         wanted = [w for w in stems if present[w] and not ROLE_WORDS[w][1]]
         if not wanted:
             return None, {}, {}
@@ -345,8 +343,6 @@ class SeparateEngine:
 def build(config: str = "shipped", device: str = "cpu", weights: str | Path | None = None) -> SeparateEngine:
     """'shipped' loads weights/separate.*; 'debug' is a small random network (tests: the plumbing, not quality)."""
     if config == "debug":
-        from backline.engines.separate.model import MaskNet
-
         torch.manual_seed(0)
         return SeparateEngine(Separator(MaskNet(hidden=16, layers=1), device), "debug (random, untrained)", device)
     if config != "shipped":

@@ -24,14 +24,30 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from backline.engines.codec.fidelity import si_sdr
+from backline.engines.core.frontend import istft, stft
+from backline.engines.core.training import Distributed, TrainLoop, add_training_flags, seed_everything
+from backline.engines.core.weights import save_weights, weight_paths
+from backline.engines.separate.data import build_cache, cached_files, crops, load_cache
+from backline.engines.separate.engine import load_model
+from backline.engines.separate.model import (
+    DEFAULT_CONFIG,
+    HOP,
+    KIND,
+    N_FFT,
+    ROLES,
+    SAMPLE_RATE,
+    build,
+    magnitude,
+    masked_l1,
+)
+
 HELP = "train the separation mask network (bass / drums / other)"
 SHIPPED = Path(__file__).with_name("weights") / "separate"
 ROLE_WEIGHTS = (2.0, 1.0, 1.0)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from backline.engines.core.training import add_training_flags
-
     parser.add_argument("--corpus", type=Path, required=True, action="append", help="Slakh-layout corpus; repeatable")
     parser.add_argument("--val", type=Path, help="held-out corpus for the learning curve (never trained on)")
     parser.add_argument("--cache", type=Path, help="augmented stem cache (default RUN/cache)")
@@ -60,8 +76,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def step_loss(model: torch.nn.Module, mix: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """The training loss on one batch: waveforms (mix [B, S], stems [B, R, S]) or magnitudes ([B, F, T],
     [B, R, F, T])."""
-    from backline.engines.separate.model import magnitude, masked_l1
-
     if mix.dim() == 2:
         mix, target = magnitude(mix), magnitude(target)
     w = torch.tensor(ROLE_WEIGHTS[: target.shape[1]], device=mix.device)
@@ -94,10 +108,6 @@ def train_steps(model: torch.nn.Module, batches: Iterable[tuple[torch.Tensor, to
 
 def heldout_sisdri(model: torch.nn.Module, songs: list[np.ndarray], seconds: float = 20.0) -> dict[str, float]:
     """Mean SI-SDR improvement per role over held-out songs (an excerpt of each from 5 s in), mixture phase."""
-    from backline.engines.codec.fidelity import si_sdr
-    from backline.engines.core.frontend import istft, stft
-    from backline.engines.separate.model import HOP, N_FFT, ROLES, SAMPLE_RATE
-
     was = model.training
     model.eval()
     sums = {r: [] for r in ROLES}
@@ -119,20 +129,12 @@ def heldout_sisdri(model: torch.nn.Module, songs: list[np.ndarray], seconds: flo
 def export(model: torch.nn.Module, path: Path, training: dict) -> None:
     import copy
 
-    from backline.engines.core.weights import save_weights
-    from backline.engines.separate.model import DEFAULT_CONFIG, KIND
-
     half = copy.deepcopy(model).half()
     save_weights(half, path, kind=KIND, config=DEFAULT_CONFIG | {"dtype": "float16"}, training=training,
                  overwrite=True)
 
 
 def run(args: argparse.Namespace) -> int:
-    from backline.engines.core.training import Distributed, TrainLoop, seed_everything
-    from backline.engines.core.weights import weight_paths
-    from backline.engines.separate.data import build_cache, cached_files, crops, load_cache
-    from backline.engines.separate.model import DEFAULT_CONFIG, build
-
     torch.set_num_threads(args.threads)
     seed_everything(args.seed)
     ctx = Distributed.setup("cpu")
@@ -161,8 +163,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"exported {args.export} from step {loop.step}", flush=True)
         return 0
     if loop.step == 0 and args.init and str(args.init) and weight_paths(args.init)[0].exists():
-        from backline.engines.separate.engine import load_model
-
         model.load_state_dict(load_model(args.init).float().state_dict())
         print(f"starting from {args.init}", flush=True)
     batches = crops(songs, args.batch, args.crop_seconds, np.random.default_rng([args.seed, loop.step]),

@@ -9,6 +9,7 @@ from PyQt6.QtCore import pyqtSignal
 from PyQt6.QtWidgets import QFileDialog
 
 from backline.engines.core.errors import BacklineError
+from backline.engines.listen import parse_chart
 from backline.host.capture import CaptureModel
 from backline.host.controllers.base import Controller
 
@@ -132,8 +133,6 @@ class CaptureController(Controller):
 
     def chords_edited(self) -> None:
         """The musician corrected the chord lane: check it (one-line reason if it is not a chart) and keep it."""
-        from backline.engines.listen import parse_chart
-
         capture = self.window.capture
         text = self.window.chord_lane.text().strip()
         heard = capture.heard_chart()

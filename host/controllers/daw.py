@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from backline.host import theme
+from backline.host.calibration import calibrate
 from backline.host.controllers.base import Controller
+from backline.host.settings import audio_device_names
 
 
 class DawController(Controller):
@@ -81,8 +83,6 @@ class DawController(Controller):
 
     def calibrate(self) -> str:
         """Run the bridge's calibration with the capture paused (it needs the same input), then resume it."""
-        from backline.host.calibration import calibrate
-
         w = self.window
         was_capturing = w.daw.capture is not None
         w.daw.stop_capture()
@@ -94,8 +94,6 @@ class DawController(Controller):
 
     def update_input(self) -> None:
         """The header's INPUT line: the device the loopback capture records from, or why there is none."""
-        from backline.host.settings import audio_device_names
-
         w = self.window
         names = audio_device_names("input")
         capture = w.daw.capture

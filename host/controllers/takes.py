@@ -135,7 +135,8 @@ class TakeListController(Controller):
             midi = w.store.absolute(take.midi)
             if midi is None or not Path(midi).is_file():
                 raise BacklineError(f"{take.label} has no MIDI file to preview")
-            from backline.engines.bass.common import ALL_CONTROLS  # the bass engine loads only when asked
+            # lazy: the bass package pulls torch; keeps the host's first paint light
+            from backline.engines.bass.common import ALL_CONTROLS
             from backline.engines.bass.reference import preview_midi
 
             sound = take.controls.get("sound") or next(c.default for c in ALL_CONTROLS if c.name == "sound")
