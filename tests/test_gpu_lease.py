@@ -153,10 +153,11 @@ def test_smoke_weights_load_and_keep_the_latent_space(smoke):
         assert record["steps"] >= 1
         changed = [k for k, v in returned.model.decoder.state_dict().items()
                    if not v.equal(shipped.model.decoder.state_dict()[k])]
-        # best-of held-out selection: a trained step is returned only when it measured better, else the shipped
-        # decoder itself comes back unchanged (a few smoke steps at batch 2 may well not help)
+        # best-of held-out selection on the "select" half of the held-out crops: a trained step is returned only
+        # when it scored better there (the reported before/after is the other half, so it may differ), else the
+        # shipped decoder itself comes back unchanged (a few smoke steps at batch 2 may well not help)
         if record["selected_step"] > 0:
-            assert changed and record["heldout_after"]["loss"] < record["heldout_before"]["loss"]
+            assert changed
         else:
             assert not changed and record["heldout_after"] == record["heldout_before"]
     model, meta = load_bass_model(weights=out / "bass")
