@@ -55,9 +55,9 @@ from backline.engines.accompany.text import TextEncoder, load_table
 from backline.engines.accompany.text import cache_root as text_cache_dir
 from backline.engines.bass.follow import grid_from_listening
 from backline.engines.bass.planner import engine_planner
-from backline.engines.core.audio import Audio, resample
+from backline.engines.core.audio import Audio, playable_mix, resample
 from backline.engines.core.effects import loudness_lufs
-from backline.engines.core.errors import AudioFormatError, BacklineError, ConfigError, WeightsError
+from backline.engines.core.errors import BacklineError, ConfigError, WeightsError
 from backline.engines.core.frontend import istft, stft
 from backline.engines.core.midi import midi_bytes
 from backline.engines.core.protocol import (
@@ -82,7 +82,6 @@ WEIGHTS_DIR = Path(__file__).parent / "weights"
 KIND = "gmsdi-score"
 FORMAT_VERSION = 1
 MODES = ("follow", "free", "accompaniment", "extract", "separate", "ensemble", "total")
-SILENT_MIX_DB = -70.0
 #: Long mixes are sampled in windows of this many STFT frames (16.4 s) overlapping by OVERLAP_FRAMES (2 s).
 WINDOW_FRAMES, OVERLAP_FRAMES = 1024, 128
 #: GM programs for the MIDI of each role (0-based); drums get no transcription.
@@ -438,17 +437,9 @@ class AccompanyEngine:
         return ENSEMBLE_CHOICE | dict(self.meta.get("ensemble_choice") or {})
 
     def check_mix(self, mix: Audio | None) -> Audio:
-        if mix is None:
-            raise ConfigError("this mode needs a mix to listen to", fix="give --mix MIX.wav")
-        if mix.frames < spec.N_FFT * mix.sample_rate // spec.SAMPLE_RATE:
-            raise AudioFormatError(f"the mix is {mix.frames} samples long, too short to analyse",
-                                   fix="give at least a bar of music")
-        if not np.all(np.isfinite(mix.samples)):
-            mix = Audio(np.nan_to_num(mix.samples, nan=0.0, posinf=1.0, neginf=-1.0), mix.sample_rate)
-        if mix.peak() <= 10 ** (SILENT_MIX_DB / 20):
-            raise AudioFormatError("the mix is silent, there is nothing to work with",
-                                   fix="check the region/bars, or that the DAW export is not muted")
-        return mix
+        min_frames = spec.N_FFT * mix.sample_rate // spec.SAMPLE_RATE if mix is not None else 0
+        return playable_mix(mix, min_frames=min_frames, need="this mode needs a mix to listen to",
+                            short="too short to analyse")
 
     def prepare(self, mix: Audio) -> Prepared:
         mono = torch.from_numpy(resample(mix.samples.mean(axis=0), mix.sample_rate, spec.SAMPLE_RATE).copy())

@@ -19,13 +19,10 @@ import math
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from backline.engines.bass.grid import STYLES as PLANNER_STYLES
 from backline.engines.bass.presets import list_presets, load_preset
-from backline.engines.core.audio import Audio
+from backline.engines.core.audio import Audio, playable_mix
 from backline.engines.core.balance import LEVEL
-from backline.engines.core.errors import AudioFormatError, ConfigError
 from backline.engines.core.presets import Preset
 from backline.engines.core.protocol import Control, GenerationRequest, validate_controls
 from backline.engines.listen import LISTEN_CONTROLS, Listening, listen
@@ -35,7 +32,6 @@ NAME = "bass"
 LATENT_NAME = "bass-latent"
 QUANTISE = {"off": None, "1/8": 2, "1/16": 4, "1/16T": 6}
 #: A mix quieter than this peak (dBFS) is treated as silence.
-SILENT_MIX_DB = -70.0
 #: The shortest mix either engine takes: one latent frame of the codecs (hop 4096 at 44.1 kHz, ≈ 93 ms).
 MIN_MIX_HOP, MIN_MIX_RATE = 4096, 44100
 
@@ -123,21 +119,14 @@ def resolve_controls(request: GenerationRequest, controls: tuple[Control, ...]
 
 
 def check_mix(mix: Audio | None, hop: int = MIN_MIX_HOP, hop_rate: int = MIN_MIX_RATE) -> Audio:
-    """The mix, checked: present, at least one latent frame long (`hop` samples at `hop_rate`), finite (NaN and
-    inf become silence/full scale), not silent."""
+    """The mix, checked (`core.audio.playable_mix`): present, at least one latent frame long (`hop` samples at
+    `hop_rate`), finite, not silent."""
+    need = "the bass engine needs a mix to listen to"
     if mix is None:
-        raise ConfigError("the bass engine needs a mix to listen to", fix="give --mix MIX.wav")
+        return playable_mix(mix, min_frames=0, need=need, short="")
     min_frames = math.ceil(hop * mix.sample_rate / hop_rate)
-    if mix.frames < min_frames:
-        raise AudioFormatError(f"the mix is {mix.frames} samples long, shorter than one latent frame "
-                               f"({min_frames} samples = {min_frames / mix.sample_rate * 1000:.0f} ms)",
-                               fix="give at least a bar of music")
-    if not np.all(np.isfinite(mix.samples)):
-        mix = Audio(np.nan_to_num(mix.samples, nan=0.0, posinf=1.0, neginf=-1.0), mix.sample_rate)
-    if mix.peak() <= 10 ** (SILENT_MIX_DB / 20):
-        raise AudioFormatError("the mix is silent, there is nothing to play along to",
-                               fix="check the region/bars, or that the DAW export is not muted")
-    return mix
+    return playable_mix(mix, min_frames=min_frames, need=need, short=f"shorter than one latent frame ({min_frames} "
+                        f"samples = {min_frames / mix.sample_rate * 1000:.0f} ms)")
 
 
 def listen_mix(request: GenerationRequest, merged: dict[str, Any], mix: Audio) -> Listening:

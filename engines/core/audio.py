@@ -22,6 +22,7 @@ from backline.engines.core.errors import (
     AudioFileError,
     AudioFormatError,
     BacklineError,
+    ConfigError,
     FileExistsRefusal,
     warn,
 )
@@ -119,6 +120,26 @@ class Audio:
 
     def rms(self) -> float:
         return float(np.sqrt(np.mean(np.square(self.samples, dtype=np.float64)))) if self.frames else 0.0
+
+
+#: A mix whose peak is under this is silent: nothing to play along to (every engine's one threshold).
+SILENT_MIX_DB = -70.0
+
+
+def playable_mix(mix: Audio | None, *, min_frames: int, need: str, short: str) -> Audio:
+    """The mix an engine works on, checked the one way every engine checks it: present (else "`need`"), at least
+    `min_frames` long (else "`short`"), finite (NaN becomes silence, ±inf full scale: a glitching plug-in's bad
+    samples must not poison a whole take), and not silent."""
+    if mix is None:
+        raise ConfigError(need, fix="give --mix MIX.wav")
+    if mix.frames < min_frames:
+        raise AudioFormatError(f"the mix is {mix.frames} samples long, {short}", fix="give at least a bar of music")
+    if not np.all(np.isfinite(mix.samples)):
+        mix = Audio(np.nan_to_num(mix.samples, nan=0.0, posinf=1.0, neginf=-1.0), mix.sample_rate)
+    if mix.peak() <= 10 ** (SILENT_MIX_DB / 20):
+        raise AudioFormatError("the mix is silent, there is nothing to play along to",
+                               fix="check the region/bars, or that the DAW export is not muted")
+    return mix
 
 
 def resample(samples: np.ndarray | torch.Tensor, orig_rate: int, new_rate: int):
