@@ -30,14 +30,6 @@ import numpy as np
 import torch
 
 from backline.engines.accompany import spec
-from backline.engines.accompany.follow import (
-    band_activity,
-    instrument_for,
-    plan_part,
-    register_lanes,
-    render_part,
-    split_prompt,
-)
 from backline.engines.accompany.gmsdi import (
     ENSEMBLE_CHOICE,
     Extractor,
@@ -53,7 +45,6 @@ from backline.engines.accompany.planner import STYLES as PLANNER_STYLES
 from backline.engines.accompany.roles import ROLES, canonical, label_text, negative_prompt, parse_prompt
 from backline.engines.accompany.text import TextEncoder, load_table
 from backline.engines.accompany.text import cache_root as text_cache_dir
-from backline.engines.bass.follow import grid_from_listening
 from backline.engines.bass.planner import engine_planner
 from backline.engines.core.audio import Audio, playable_mix, resample
 from backline.engines.core.effects import loudness_lufs
@@ -70,7 +61,6 @@ from backline.engines.core.protocol import (
     check_cancel,
 )
 from backline.engines.core.render import latency_cache_dir
-from backline.engines.core.transcribe import notes_to_midi, transcribe_polyphonic
 from backline.engines.core.weights import load_weights
 from backline.engines.core.windows import overlap_add_spans, windows
 from backline.engines.diffusion.sampler import ADPM2, EulerChurn, sample, sigma_of
@@ -317,6 +307,10 @@ class AccompanyEngine:
 
     def instruments(self, prompt: str) -> list[tuple[Any, float]]:
         """Prompt → [(instrument, match score)], one per comma-separated part, in the prompt's order."""
+        # lazy: the follow path pulls mido (core.transcribe); the GPU lease's bench builds this engine on a machine
+        # without MIDI tooling (packaging/gpu_lease.py LeaseImportGuard)
+        from backline.engines.accompany.follow import instrument_for, split_prompt
+
         out = []
         for text in split_prompt(prompt):
             inst, score = instrument_for(text, self.text)
@@ -326,6 +320,12 @@ class AccompanyEngine:
 
     def _generate_follow(self, request: GenerationRequest, controls: dict[str, Any], progress, cancel,
                          t_start: float) -> GenerationResult:
+        # lazy: the follow path pulls mido (core.transcribe); the GPU lease's bench builds this engine on a machine
+        # without MIDI tooling (packaging/gpu_lease.py LeaseImportGuard)
+        from backline.engines.accompany.follow import band_activity, plan_part, register_lanes, render_part
+        from backline.engines.bass.follow import grid_from_listening
+        from backline.engines.core.transcribe import notes_to_midi
+
         if request.variations < 1:
             raise ConfigError(f"variations={request.variations} must be >= 1")
         timings: dict[str, float] = {}
@@ -646,6 +646,9 @@ def _interp(x: torch.Tensor, idx: torch.Tensor, dim: int) -> torch.Tensor:
 
 def role_midi(audio: Audio, role: str, timeline, region_start: int):
     """basic-pitch transcription of one stem, placed at the region's start on the DAW timeline."""
+    # lazy: basic-pitch and mido; the GPU lease imports this module on a machine without them
+    from backline.engines.core.transcribe import notes_to_midi, transcribe_polyphonic
+
     notes = transcribe_polyphonic(audio)
     mid = notes_to_midi(notes, timeline, program=GM_PROGRAM[role], offset_seconds=region_start / timeline.sample_rate,
                         name=f"Backline {role.lower()}")

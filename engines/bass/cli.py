@@ -9,28 +9,28 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from backline.engines.bass import presets
+from backline.engines.bass.grid import steps_per_bar
+from backline.engines.core.errors import ConfigError
+from backline.engines.core.protocol import resolve_device
+
 HELP = "generate a bass line for a mix: listen to its tempo, bars and chords, plan a line, play it (or paper 000)"
 ENGINE = "bass"
 
 
 def list_presets() -> int:
-    from backline.engines.bass.presets import list_presets, load_preset
-
-    for name in list_presets():
-        print(f"{name:<10} {load_preset(name).title}")
+    for name in presets.list_presets():
+        print(f"{name:<10} {presets.load_preset(name).title}")
     return 0
 
 
 def check(args: argparse.Namespace, controls: dict, meter: tuple[int, int]) -> dict:
-    from backline.engines.core.errors import ConfigError
-
     if args.meter and controls.get("mode", "follow") == "follow":
-        from backline.engines.bass.grid import steps_per_bar
-
         steps_per_bar(*meter)  # a meter the planner cannot play fails now, not after listening (64/4)
     if controls.get("midi_in") and not Path(controls["midi_in"]).is_file():
         raise ConfigError("the --midi-in file does not exist", path=controls["midi_in"], fix="give a .mid file")
     if args.reference is not None:  # issue 22: a reference that is not audio, or silent, fails before any work
+        # lazy: the reference sampler pulls torch and mido; keeps `backline generate bass --help` light
         from backline.engines.bass.reference import load_reference_audio
 
         load_reference_audio(args.reference)
@@ -42,8 +42,8 @@ def listens(controls: dict) -> bool:
 
 
 def check_memory(args: argparse.Namespace, seconds: float, rate: int, channels: int, controls: dict) -> None:
+    # lazy: pulls torch; keeps `backline generate bass --help` light
     from backline.engines.bass.engine import check_memory
-    from backline.engines.core.protocol import resolve_device
 
     if resolve_device(args.device) == "cpu":  # before reading a long file or loading any weights
         check_memory(seconds, args.variations)

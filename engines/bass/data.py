@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from backline.engines.core.audio import read_audio
+from backline.engines.core.audio import Audio, atomic_output, read_audio
 from backline.engines.core.errors import DatasetError
 from backline.engines.core.protocol import check_cancel
 
@@ -95,8 +95,6 @@ def encode_pairs(root: str | Path, cache: str | Path, mix_codec, stem_codec, *, 
     """Encode every bass track under `root` into `cache` (see the module docstring); returns the files."""
     from safetensors.torch import save_file
 
-    from backline.engines.core.audio import atomic_output
-
     cache = Path(cache)
     cache.mkdir(parents=True, exist_ok=True)
     tracks = bass_tracks(root)
@@ -113,8 +111,6 @@ def encode_pairs(root: str | Path, cache: str | Path, mix_codec, stem_codec, *, 
         audio = {s: read_audio(track.folder / "stems" / f"{s}.flac") for s in (track.bass, *track.others)}
         rate = audio[track.bass].sample_rate
         length = min(a.frames for a in audio.values())
-        from backline.engines.core.audio import Audio
-
         tensors = {"bass": stem_codec.encode(Audio(audio[track.bass].samples[:, :length], rate)).contiguous()}
         chosen = random_subsets(track.others, subsets, rng)
         for i, sub in enumerate(chosen):

@@ -43,6 +43,7 @@ from backline.engines.bass.presets import (
     file_sha256,
     preset_style_mean,
     style_mean_of_audio,
+    user_cache_dir,
 )
 from backline.engines.codec import load_codec
 from backline.engines.codec.codec import latent_space_id
@@ -60,7 +61,9 @@ from backline.engines.core.protocol import (
     check_device,
     memory_limit_bytes,
 )
+from backline.engines.core.render import latency_cache_dir
 from backline.engines.core.weights import load_weights
+from backline.engines.core.windows import overlap_add_spans, windows
 from backline.engines.diffusion import classifier_free, ddim_sample, style_grounding
 
 NAME = LATENT_NAME
@@ -374,8 +377,6 @@ class BassEngine:
         """Independent overlapping windows, cross-faded in latent space by the one windowing helper
         (`engines.core.windows`; memory bound, seams possible). The callback sees the steps of all windows as one
         count (window k's step i = k·steps + i)."""
-        from backline.engines.core.windows import overlap_add_spans, windows
-
         starts = [a for a, _ in windows(noise.shape[-1], chunk, chunk - overlap)]
 
         def one(a: int, b: int) -> np.ndarray:
@@ -466,10 +467,8 @@ __all__ = ["BassEngine", "Sampling", "build", "codec_fingerprint", "load_bass_mo
 def describe(config: str = "shipped", device: str = "cpu") -> EngineDescription:
     """The latent engine's description without loading any weights: the command line builds its flags from it,
     the built engine adds what its weights are."""
-    # lazy: the reference sampler and the render cache pull MIDI libraries the GPU lease's import guard keeps out
-    from backline.engines.bass.presets import user_cache_dir
+    # lazy: the reference sampler pulls mido (core.transcribe), which the GPU lease's import guard keeps out
     from backline.engines.bass.reference import cache_dir as instrument_cache_dir
-    from backline.engines.core.render import latency_cache_dir
 
     return EngineDescription(NAME, "Bass (latent diffusion)", panel_controls(LATENT_CONTROLS), inputs=("mix",),
                              extra_inputs=("midi",), outputs=("audio", "midi"), weights=f"bass diffusion ({config})",

@@ -18,6 +18,8 @@ import argparse
 import time
 from pathlib import Path
 
+from backline.engines.core.errors import ConfigError
+
 HELP = "train the bass planner (symbolic, chords/kick/style → bass MIDI; runs under torchrun)"
 
 
@@ -34,6 +36,7 @@ def add_planner_flags(parser: argparse.ArgumentParser, *, steps: int, batch: int
                       log_every: int, ckpt_every: int) -> None:
     """The flags every planner trainer takes (`train_planner` reads them); both planners declare them here so the
     two command lines cannot drift. Defaults are each planner's own."""
+    # lazy: pulls torch; keeps `backline <cmd> --help` light
     from backline.engines.core.training import add_training_flags
 
     add_training_flags(parser, steps=steps, sizes=("small", "debug"), size="small", size_flags=("--size", "--config"),
@@ -52,6 +55,7 @@ def add_planner_flags(parser: argparse.ArgumentParser, *, steps: int, batch: int
 
 
 def make_batch(examples, batch: int, bars: int, rng, *, augment: bool = True):
+    # lazy: pulls torch; keeps `backline <cmd> --help` light
     from backline.engines.bass.planner import BOS, features
     from backline.engines.bass.planner_data import sample_crop
 
@@ -87,6 +91,7 @@ def pad_batch(crops, bos: int):
 
 
 def style_attributes(examples) -> dict[str, dict[str, float]]:
+    # lazy: pulls torch; keeps `backline <cmd> --help` light
     import numpy as np
 
     from backline.engines.bass.planner import ATTRS, line_attributes
@@ -100,11 +105,11 @@ def style_attributes(examples) -> dict[str, dict[str, float]]:
 
 
 def run(args: argparse.Namespace) -> int:
+    # lazy: pulls torch; keeps `backline <cmd> --help` light
     import torch
 
     from backline.engines.bass import planner
     from backline.engines.bass.planner_data import composed_examples, folder_examples
-    from backline.engines.core.errors import ConfigError
 
     if args.synth <= 0 and not args.corpus:
         raise ConfigError("nothing to train on", fix="give --synth N (composed songs) and/or --corpus FOLDER")
@@ -142,10 +147,10 @@ def train_planner(args: argparse.Namespace, planner, *, name: str, unit: str, lo
     means (fp16 when `half`)."""
     import copy
 
+    # lazy: pulls torch; keeps `backline <cmd> --help` light
     import numpy as np
     import torch
 
-    from backline.engines.core.errors import ConfigError
     from backline.engines.core.training import Distributed, TrainLoop, seed_everything
     from backline.engines.core.weights import save_weights
 

@@ -29,9 +29,13 @@ from typing import Any
 import numpy as np
 
 from backline.engines.core import presets as shared
-from backline.engines.core.audio import Audio, read_audio, write_bytes_atomic
+from backline.engines.core.audio import Audio, read_audio, write_audio, write_bytes_atomic
+from backline.engines.core.effects import build_chain
+from backline.engines.core.effects import render as render_chain
 from backline.engines.core.errors import AudioFileError, ConfigError
 from backline.engines.core.presets import Preset
+from backline.engines.core.protocol import cache_dir
+from backline.engines.core.render import render_midi
 
 PRESET_DIR = shared.engine_preset_dir("bass")
 
@@ -68,8 +72,6 @@ def load_preset(name: str, folder: Path | None = None) -> Preset:
     if unknown:
         raise ConfigError(f"unknown control(s) {', '.join(sorted(unknown))}", path=path,
                           fix=f"known: {', '.join(CONTROL_KEYS)}")
-    from backline.engines.core.effects import build_chain
-
     build_chain(preset.chain, where=f"{path.name} chain")  # fail now, not after a minute of sampling
     return preset
 
@@ -94,6 +96,7 @@ MIN_BASS_SHARE = 0.35
 
 def bass_band_share(audio: Audio) -> float:
     """Share of the signal's power below BASS_BAND_HZ (mono, 8192-point STFT ≈ 5 Hz bins at 44.1 kHz)."""
+    # lazy: the only torch user here; the preset listing (`--list-presets`, analysis.features) reads this module
     import torch
 
     from backline.engines.core.frontend import stft
@@ -130,8 +133,6 @@ def style_mean_of_audio(audio: Audio, codec) -> np.ndarray:
 
 
 def user_cache_dir() -> Path:
-    from backline.engines.core.protocol import cache_dir
-
     return cache_dir("styles")
 
 
@@ -197,6 +198,7 @@ _RIFF = [(0, 45, 1.0), (1, 45, 0.5), (1.5, 52, 0.5), (2, 57, 0.75), (3, 55, 0.5)
 def riff_notes(preset: Preset, bpm: float = 100.0) -> list:
     """The notes of a preset's reference recording as `render_reference` plays them (seconds): what its instrument
     is sampled from, with no transcription needed."""
+    # lazy: core.transcribe pulls mido, which the bass engine (importing this module) keeps out for the GPU lease
     from backline.engines.core.transcribe import Note
 
     beat, octave = 60.0 / bpm, int((preset.render or {}).get("octave", 0))
@@ -227,9 +229,6 @@ def _riff_midi(path: Path, program_1based: int, octave: int = 0, bpm: float = 10
 
 def render_reference(preset: Preset) -> Audio:
     """Render the preset's reference from its GM program (see the module docstring)."""
-    from backline.engines.core.effects import render as render_chain
-    from backline.engines.core.render import render_midi
-
     font = preset.render.get("soundfont", "FluidR3_GM")
     octave = int(preset.render.get("octave", 0))
     with tempfile.TemporaryDirectory() as tmp:
@@ -243,8 +242,6 @@ def render_reference(preset: Preset) -> Audio:
 
 def render_references(folder: Path | None = None, overwrite: bool = False) -> list[Path]:
     """(Re)render every preset's reference recording as 16-bit mono FLAC."""
-    from backline.engines.core.audio import write_audio
-
     out = []
     for name in list_presets(folder):
         preset = load_preset(name, folder)

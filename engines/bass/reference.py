@@ -46,7 +46,7 @@ import torch
 from safetensors import safe_open
 from safetensors.numpy import load_file, save
 
-from backline.engines.bass.follow import plan_line
+from backline.engines.bass.follow import plan_line, read_line_midi, render_line
 from backline.engines.bass.grid import steps_per_bar
 from backline.engines.bass.presets import (
     BASS_BAND_HZ,
@@ -54,6 +54,8 @@ from backline.engines.bass.presets import (
     SILENCE_PEAK_DB,
     bass_band_share,
     file_sha256,
+    load_preset,
+    riff_notes,
     user_cache_dir,
 )
 from backline.engines.bass.transcription import transcribe_bass
@@ -62,6 +64,7 @@ from backline.engines.core.effects import normalise_loudness, render
 from backline.engines.core.errors import AudioFileError, BacklineError, Cancelled
 from backline.engines.core.frontend import stft
 from backline.engines.core.protocol import ProgressFn, check_cancel
+from backline.engines.core.render import attack_latency, latency_of
 from backline.engines.core.transcribe import Note
 
 #: Bumped whenever the build changes what it stores (older cache files are rebuilt).
@@ -839,8 +842,6 @@ def preset_instrument(preset, *, progress: ProgressFn | None = None,
     (`presets.render_reference`), so its notes are known: no transcription, ~0.2 s to build instead of 3–5 s.
     A preset with a recording of its own (no `[render] soundfont`) is built like a user's reference. Either way
     the instrument is cached per content in the user's cache (a read-only home rebuilds it per process)."""
-    from backline.engines.bass.presets import file_sha256, riff_notes
-
     if not (preset.render or {}).get("soundfont"):
         return prepare_reference(preset.reference, progress=progress, cancel=cancel)
     digest = file_sha256(preset.reference)
@@ -876,8 +877,6 @@ def preset_lag(preset, pitch: int) -> float:
     their note-ons). The sampler puts each attack on its note-on; without this lag the preset takes sat 11.6 ms
     before the real bass on the demo (hop 512 and 128, benchmarks/takes_eval.py --sound reference), with it where
     the soundfont take sits (measured once per program, cached)."""
-    from backline.engines.core.render import attack_latency, latency_of
-
     font = (preset.render or {}).get("soundfont", "FluidR3_GM")
     lat = attack_latency(font, preset.gm_program - 1, role="bass")
     if not lat:
@@ -904,9 +903,6 @@ def preview_midi(midi: str | Path, *, reference: str | Path | None = None, prese
     "soundfont" = its GM program) — the host's MIDI preview. Instruments are cached from the take's generation,
     so this costs the render. The line starts `lead_s` after the preview's first sample (a take's MIDI sits at its
     bars' place on the DAW timeline)."""
-    from backline.engines.bass.follow import read_line_midi, render_line
-    from backline.engines.bass.presets import load_preset
-
     notes, _ = read_line_midi(midi)
     shift = notes[0].start - lead_s
     notes = [Note(n.pitch, n.start - shift, n.end - shift, n.velocity) for n in notes]

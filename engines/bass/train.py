@@ -20,6 +20,8 @@ import copy
 import os
 from pathlib import Path
 
+from backline.engines.core.errors import ConfigError
+
 HELP = "train the bass diffusion model on cached (mix, bass) latents (runs under torchrun)"
 
 
@@ -32,6 +34,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="folder with mix.safetensors/stem.safetensors (+ .json) to use instead of --codec")
     parser.add_argument("--init", type=Path, help="start from these exported bass weights (fine-tune; latent "
                         "statistics are re-measured on this cache, e.g. after the codec was retrained)")
+    # lazy: pulls torch; keeps `backline <cmd> --help` light
     from backline.engines.core.training import add_training_flags
 
     add_training_flags(parser, steps=4000, sizes=("small", "debug", "paper"), size="small",
@@ -52,14 +55,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # lazy: pulls torch; keeps `backline <cmd> --help` light
     import numpy as np
     import torch
 
     from backline.engines.bass.data import PairCache, cache_dir_for, encode_pairs
-    from backline.engines.bass.engine import FORMAT_VERSION, KIND, codec_fingerprint
+    from backline.engines.bass.engine import FORMAT_VERSION, KIND, codec_fingerprint, load_bass_model
     from backline.engines.bass.model import CONFIGS, UNetConfig, build_model, count_parameters
     from backline.engines.codec import load_codec
-    from backline.engines.core.errors import ConfigError
     from backline.engines.core.training import (
         Distributed,
         TrainLoop,
@@ -109,8 +112,6 @@ def run(args: argparse.Namespace) -> int:
         torch.manual_seed(args.seed)
         model = build_model(cfg)
     if args.init:
-        from backline.engines.bass.engine import load_bass_model
-
         start, _ = load_bass_model(weights=args.init)
         model.load_state_dict(start.float().state_dict())
     model.set_latent_stats(*pairs.stats())
@@ -163,6 +164,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _val_loss(model, batch, sched, device) -> float:
+    # lazy: pulls torch; keeps `backline <cmd> --help` light
     import torch
 
     from backline.engines.diffusion import v_loss

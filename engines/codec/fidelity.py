@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from backline.engines.bass.transcription import transcribe_bass
 from backline.engines.core.audio import Audio
 from backline.engines.core.effects import loudness_lufs
 from backline.engines.core.frontend import mr_stft_distance
@@ -105,6 +104,9 @@ def note_f1(reference: list, estimate: list, onset_tolerance: float = 0.05) -> f
 
 def bass_note_f1(audio: Audio, reference_notes: list) -> float:
     """Transcribe a bass stem the way the bass engine does and score it against the notes it should play."""
+    # lazy: basic-pitch and mido; the codec and separate trainers import this module on the bare GPU machine
+    from backline.engines.bass.transcription import transcribe_bass
+
     return note_f1(reference_notes, transcribe_bass(audio))
 
 

@@ -37,9 +37,7 @@ from backline.engines.core.audio import Audio
 from backline.engines.core.errors import ConfigError, DatasetError
 from backline.engines.core.frontend import multiscale_spectral_distance
 from backline.engines.core.training import Distributed, TrainLoop, apply_update, infinite, seed_everything
-from backline.engines.core.transcribe import midi_to_notes
 from backline.engines.core.weights import save_weights
-from backline.engines.data.slakh import list_tracks
 
 HELP = "train the spectral codec (mix or stem) of paper 000 on a Slakh2100-layout corpus"
 
@@ -93,6 +91,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def find_tracks(root: str | Path) -> list:
     """Tracks (backline.engines.data.slakh) that have a mix and stems with audio; a clear error when none."""
+    # lazy: data.slakh pulls yaml, absent on the bare GPU machine that imports this trainer (gpu_lease.py)
+    from backline.engines.data.slakh import list_tracks
+
     tracks = [t for t in list_tracks(root) if t.mix_path.is_file()]
     if not tracks:
         raise DatasetError("holds no TrackNNNNN/ folders with mix.flac and stems/", path=root,
@@ -167,6 +168,9 @@ class CropStream(torch.utils.data.IterableDataset):
                 return np.full((128, steps), -1.0, np.float32)
             key = str(stem.midi)
             if key not in self._notes:
+                # lazy: mido, absent on the bare GPU machine that imports this trainer (gpu_lease.py)
+                from backline.engines.core.transcribe import midi_to_notes
+
                 self._notes[key] = midi_to_notes(mido.MidiFile(key))
             for n in self._notes[key]:
                 if n.end > times[0] and n.start < times[-1] and 0 <= n.pitch < 128:

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from backline.engines.core.audio import write_bytes_atomic
+from backline.engines.data.song import make_song
 from backline.engines.listen.chart import Chord
 
 # Krumhansl–Kessler key profiles (C major / C minor).
@@ -84,8 +86,7 @@ def train_key_finder(songs: int = 3000, seed: int = 11, out: Path | None = None)
     import torch
     from safetensors.numpy import save_file
 
-    from backline.engines.core.audio import write_bytes_atomic
-    from backline.engines.data.song import make_song
+    # lazy: data.synth pulls mido and yaml; listen sits on the bass engine's path, which the GPU lease keeps free of them
     from backline.engines.data.synth import song_rng
 
     rng = np.random.default_rng(seed)

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from backline.engines.core import audio as core_audio
 from backline.engines.core.audio import Audio
-from backline.engines.core.errors import BacklineError, TimelineError
-from backline.engines.core.timeline import Timeline
+from backline.engines.core.errors import BacklineError, ConfigError, TimelineError
+from backline.engines.core.timeline import Timeline, parse_bar_range
+from backline.engines.listen import listen, parse_chart
 
 
 @dataclass
@@ -42,8 +44,6 @@ def hear(audio: Audio, known: Timeline | None = None, *, meter: tuple[int, int] 
     """Listen to the whole recording. `known` (the DAW's, extras.json's or the user's tempo and meter) wins for
     the grid; the chords and key are heard either way. A recording with no steady beat keeps `known` (or 120 BPM
     4/4) and `listening` None."""
-    from backline.engines.listen import listen
-
     try:
         lst = listen(audio, bpm=known.bpm if known else None,
                      meter=(known.numerator, known.denominator) if known else meter)
@@ -76,8 +76,6 @@ def file_chart(heard: Heard, frames: int) -> str:
 
 def chords_for_bars(chart: str, first: int, last: int, numerator: int) -> str:
     """Bars first..last (1-based) of a chart, '' when it has none there (an engine then listens for them)."""
-    from backline.engines.listen import parse_chart
-
     if not chart:
         return ""
     parse_chart(chart, numerator)  # a broken chart is refused with its one-line reason
@@ -118,11 +116,7 @@ def cut_file(path, bars: str | None, known: Timeline | None, *, meter: tuple[int
              controls: dict | None = None, control_names: set[str] | frozenset[str] = frozenset()) -> Region:
     """The CLI's `--bars` on a file: read the whole recording, hear it (or take `known`, from `--bpm`), cut the
     bars — the same `cut` the host's selection goes through. No steady beat and no `--bpm`: one line."""
-    from backline.engines.core.audio import read_audio
-    from backline.engines.core.errors import ConfigError
-    from backline.engines.core.timeline import parse_bar_range
-
-    whole = read_audio(path)
+    whole = core_audio.read_audio(path)  # looked up at call time (the fault tests watch it)
     heard = hear(whole, known, meter=meter)
     if heard.source == "default":
         raise ConfigError("no steady beat was heard in the mix, so where its bars lie is not known",

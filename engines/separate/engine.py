@@ -43,12 +43,6 @@ from backline.engines.core.protocol import (
     memory_limit_bytes,
 )
 from backline.engines.core.timeline import Timeline
-from backline.engines.core.transcribe import (
-    Note,
-    notes_to_midi,
-    transcribe_monophonic,
-    transcribe_polyphonic,
-)
 from backline.engines.core.weights import load_weights
 from backline.engines.core.windows import overlap_add
 from backline.engines.listen import kick_onsets, listen
@@ -302,7 +296,15 @@ class SeparateEngine:
                    cancel: threading.Event | None) -> tuple[Any, dict[str, int], dict[str, Any]]:
         """One type-1 MIDI file, a track per present part, at the heard tempo with bar one on a bar line:
         bass by CREPE (monophonic), drums as kick hits (note 36), the rest by basic-pitch."""
+        # lazy: mido, CREPE and basic-pitch; the GPU lease's separate trainer imports this module without them
         import mido
+
+        from backline.engines.core.transcribe import (
+            Note,
+            notes_to_midi,
+            transcribe_monophonic,
+            transcribe_polyphonic,
+        )
 
         wanted = [w for w in stems if present[w] and not ROLE_WORDS[w][1]]
         if not wanted:
