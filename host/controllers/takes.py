@@ -162,12 +162,18 @@ class TakeListController(Controller):
             self.show_message("error", str(err))
 
     # -- again, differently -------------------------------------------------------------------------------
-    def recall_take(self, take_id: str) -> None:
-        w = self.window
+    def _take(self, take_id: str) -> TakeRecord | None:
+        """The take from the session's history, or None with the reason shown (it may have been deleted)."""
         try:
-            take = w.store.get(take_id)
+            return self.window.store.get(take_id)
         except BacklineError as err:
             self.show_message("error", str(err))
+            return None
+
+    def recall_take(self, take_id: str) -> None:
+        w = self.window
+        take = self._take(take_id)
+        if take is None:
             return
         panel = w.panels.get(take.engine)
         if panel is None or not panel.ready:
@@ -184,10 +190,8 @@ class TakeListController(Controller):
     def regenerate_take(self, take_id: str) -> str | None:
         """Same engine, settings and bars as the take, with a new seed."""
         w = self.window
-        try:
-            take = w.store.get(take_id)
-        except BacklineError as err:
-            self.show_message("error", str(err))
+        take = self._take(take_id)
+        if take is None:
             return None
         if take.engine not in w.panels:
             self.show_message("error", f"engine {take.engine!r} is not available")
@@ -203,10 +207,8 @@ class TakeListController(Controller):
         """Play a take's (edited) MIDI again in the take's sound: same engine, preset, bars and seed, the line
         from `midi` (default: the take's own MIDI file) instead of a newly planned one."""
         w = self.window
-        try:
-            take = w.store.get(take_id)
-        except BacklineError as err:
-            self.show_message("error", str(err))
+        take = self._take(take_id)
+        if take is None:
             return None
         panel = w.panels.get(take.engine)
         if panel is None or not panel.ready or "midi_in" not in {c.name for c in panel.description.controls}:
