@@ -291,3 +291,26 @@ def test_cli_bars_without_bpm_take_the_whole_files_grid_and_chords(band, tmp_pat
     assert (request.region_start, request.region_stop) == (start, stop)
     assert request.controls["tempo_from"] == "timeline"
     assert request.controls["chords"] == " | ".join(file_chart(heard, audio.frames).split(" | ")[2:6])
+
+
+def test_block_keys_hold_the_root_in_the_left_hand_above_the_bass_room():
+    from backline.engines.accompany.follow import events_to_notes
+    from backline.engines.bass.grid import Grid, quality_index
+
+    steps = 48  # three bars of 4/4: C# major for two bars, then C major
+    root = np.array([1] * 32 + [0] * 16)
+    quality = np.full(steps, quality_index("maj"))
+    grid = Grid(4, 4, 1, "major", root, quality, np.zeros(steps), np.zeros(steps, np.int64))
+    events = [CompEvent(0, 16, 3, -1, 90), CompEvent(8, 8, 3, -1, 80), CompEvent(16, 16, 3, -1, 90),
+              CompEvent(24, 8, 3, -1, 80), CompEvent(32, 8, 3, -1, 90), CompEvent(44, 4, 1, 0, 70)]
+    step_s = 0.1
+    plain = events_to_notes(events, grid, 0.0, step_s, 4.8, Voicer(53, 79))
+    held = events_to_notes(events, grid, 0.0, step_s, 4.8, Voicer(53, 79), left_hand=BASS_ROOM)
+    extra = sorted(set(held) - set(plain), key=lambda n: n.start)
+    # one root per bar under a chord, on the bar's first chord attack: C#3, C#3, C3 (not under the single note)
+    assert [(n.pitch, round(n.start / step_s)) for n in extra] == [(49, 0), (49, 16), (48, 32)]
+    for n in extra:
+        rh = [m.pitch for m in held if m.start == n.start and m is not n]
+        assert BASS_ROOM <= n.pitch < BASS_ROOM + 12 and min(rh) - n.pitch >= 3
+    assert extra[0].end <= 16 * step_s and extra[1].end <= 32 * step_s  # held to the bar line / the change
+    assert {n.pitch % 12 for n in held if n.start < 3.2} == {1, 5, 8}  # chord tones only

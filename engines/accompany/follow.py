@@ -208,7 +208,9 @@ def plan_part(planner: Planner, lst: Listening, kicks: np.ndarray, instrument: I
     planned = planner.plan(grid, instrument.family, style, attrs, band_features(attacks, grid.bar_steps, lead),
                            seed=seed)
     notes = events_to_notes(planned, grid, origin, step_s, lst.duration, Voicer(low, high),
-                            sustained=instrument.family in ("strings", "pads"))
+                            sustained=instrument.family in ("strings", "pads"),
+                            left_hand=max(BASS_ROOM, (info.get("bass_top") or 0) + 1)
+                            if instrument.family == "keys" and style in LEFT_HAND_STYLES else None)
     info_attrs = {k: round(v, 3) for k, v in attrs.items()} | {
         "band_busy": round(busy, 3), "complexity_asked": round(asked, 3), "complexity_used": round(complexity, 3)}
     return PlannedPart(instrument, style, notes, planned, info_attrs, (low, high))
@@ -241,14 +243,35 @@ def auto_style(planner: Planner, instrument: Instrument, complexity: float) -> s
     return min((s for s, m in means.items() if m is not None), key=lambda s: (abs(means[s] - target), s != style))
 
 
+#: Keys styles whose part carries a left-hand root under the right-hand chord: the corpus composer's block and
+#: ballad piano hold the chord's root in the left hand each bar (`engines/data/song.py`), which the planner's
+#: texture (attacks, voices) was learned with; comp and arpeggio parts have no left hand.
+LEFT_HAND_STYLES = ("block", "ballad")
+
+
+def left_hand_root(root: int, right_low: int, low: int = BASS_ROOM) -> int | None:
+    """The left hand's root: the lowest placement of the root in the octave just above the bass's room
+    (C3-B3), at least a minor third under the right hand's lowest note (no mud); None where there is no room."""
+    for p in range(low, low + 12):
+        if p % 12 == root % 12:
+            return p if right_low - p >= 3 else None
+    return None
+
+
 def events_to_notes(events: list[CompEvent], grid: Grid, origin: float, step_s: float, duration: float,
-                    voicer: Voicer, *, sustained: bool = False) -> list[Note]:
+                    voicer: Voicer, *, sustained: bool = False, left_hand: int | None = None) -> list[Note]:
     """Planned attacks → notes: each attack voices the chord sounding at its step (voice-led), and is cut at the
-    next chord change, so a held chord never rings into the next harmony."""
+    next chord change, so a held chord never rings into the next harmony.
+
+    `left_hand` (the lowest pitch it may take, None = no left hand): the first chord attack of each bar under a
+    chord also plays the root in the left hand (`left_hand_root`), held to the bar line or the next change. Why: a block or ballad pianist anchors the
+    harmony with the root below the right hand (as the corpus' piano does); placed above the bass's room it
+    doubles the bass's root an octave or two up rather than crowding it."""
     change = np.flatnonzero((grid.root[1:] != grid.root[:-1]) | (grid.quality[1:] != grid.quality[:-1])) + 1
     cache: dict[int, list[int]] = {}
     gap = min(0.04 if not sustained else 0.06, step_s * 0.3)
     notes: list[Note] = []
+    rooted: set[tuple[int, int]] = set()  # (chord segment, bar) that has its left-hand root
     for e in events:
         s = min(e.step, grid.steps - 1)
         if grid.root[s] >= 12:
@@ -269,6 +292,14 @@ def events_to_notes(events: list[CompEvent], grid: Grid, origin: float, step_s: 
         if start < 0 or end - start < 0.03:
             continue
         notes += [Note(int(p), float(start), float(end), int(e.velocity)) for p in pitches]
+        bar = e.step // grid.bar_steps
+        if left_hand is not None and len(pitches) >= 2 and (seg, bar) not in rooted:
+            rooted.add((seg, bar))
+            lh = left_hand_root(int(grid.root[s]), min(pitches), left_hand)
+            stop = min(nxt, (bar + 1) * grid.bar_steps)
+            lh_end = min(duration, origin + stop * step_s - gap)
+            if lh is not None and lh_end - start >= 0.03:
+                notes.append(Note(lh, float(start), float(lh_end), int(e.velocity)))
     return notes
 
 
