@@ -17,7 +17,7 @@
    chord tones on strong beats and, for walking, the next chord's root approached by step or half step — on the
    same listened grids.
 3. realdev (`--realdev DIR`, default ../shared/realdev): tempo per clip (octave counts as wrong) and filosax01's bar
-   lines (mir_eval F, 70 ms).
+   lines (mir_eval F, 70 ms); where the beat sits per band against the annotated beats (`phase_table`).
 Numbers are printed, never asserted. Hardware first.
 """
 
@@ -359,6 +359,45 @@ def realdev_table(folder: Path) -> None:
     print(f"  tempo right {right}/{len(rows)}")
 
 
+def phase_table(folder: Path) -> None:
+    """Where the beat sits in each band against the annotated beats (filosax01: bar lines cut into quarters;
+    ballroom: its three beats): the onset strength (the listener's mel flux, with its envelope lag taken off)
+    averaged over the annotated beats, -200..+100 ms, and its peak per band; then the heard beats nearest the
+    annotated bar lines (ballroom: beats) minus them. A bias on every clip would be the front end's; one clip's is its music."""
+    import librosa
+
+    from backline.engines.core.audio import Audio, read_audio
+    from backline.engines.listen import listen
+    from backline.engines.listen.tempo import ENVELOPE_LAG_S, HOP, SR
+
+    a, b = read_audio(folder / "filosax01_bass_drums.wav"), read_audio(folder / "filosax01_piano_drums.wav")
+    n = min(a.frames, b.frames)
+    bars = np.array([1.0, 2.672448, 4.279448])
+    quarters = np.r_[np.linspace(bars[0], bars[1], 5)[:-1], np.linspace(bars[1], bars[2], 5)]
+    cases = [("filosax01 (sum)", Audio((a.samples[:1, :n] + b.samples[:1, :n]).astype(np.float32), a.sample_rate),
+              quarters, bars)]
+    three = np.array([1.860, 2.627, 3.333])
+    cases.append(("ballroom_waltz", read_audio(folder / "ballroom_waltz.wav"), three, three))
+    lags = np.arange(-0.2, 0.1001, 0.02)
+    print("\nbeat phase by band vs the annotated beats (onset strength peak, ms; + = after the annotation)")
+    for name, audio, ref, lines in cases:
+        y = audio.with_channels(1).resampled(SR).samples[0].astype(np.float32)
+        mel = librosa.power_to_db(librosa.feature.melspectrogram(y=y, sr=SR, hop_length=HOP, n_mels=128))
+        freqs = librosa.mel_frequencies(n_mels=128, fmax=SR / 2)
+        cells = []
+        for band, keep in (("all", freqs >= 0), ("<200 Hz", freqs < 200), ("200-2k", (freqs >= 200) & (freqs < 2000)),
+                           (">4 kHz", freqs >= 4000)):
+            env = librosa.onset.onset_strength(S=mel[keep], sr=SR, hop_length=HOP)
+            peak = np.maximum(env, np.maximum(np.roll(env, 1), np.roll(env, -1)))
+            prof = [peak[np.clip(np.rint((ref + d + ENVELOPE_LAG_S) * SR / HOP).astype(int), 0, len(env) - 1)].mean()
+                    for d in lags]
+            cells.append(f"{band} {1000 * lags[int(np.argmax(prof))]:+.0f}")
+        lst = listen(audio)
+        heard = [1000 * (lst.beats[np.argmin(np.abs(lst.beats - r))] - r) for r in lines]
+        print(f"  {name:16s} {', '.join(cells)};  heard beats minus annotated (bar lines): median {np.median(heard):+.0f} ms "
+              f"(range {min(heard):+.0f}..{max(heard):+.0f})")
+
+
 def short_table(folder: Path, clips: list[dict]) -> None:
     """Two-bar clips (5 s) without --bpm: the demo band without its bass from several starts, the four-part set's
     clips and the realdev recordings cut to 5 s. Under about 8 beats the listener used to refuse."""
@@ -429,6 +468,7 @@ def main() -> int:
                                    here.parent.parent / "shared" / "realdev") if p.is_dir()), Path("../shared/realdev"))
     if "realdev" not in skip:
         realdev_table(folder)
+        phase_table(folder)
     if "short" not in skip:
         short_table(folder, clips)
     return 0
