@@ -207,10 +207,12 @@ def plan_part(planner: Planner, lst: Listening, kicks: np.ndarray, instrument: I
     attrs["register"] = ((low + high) / 2.0 - 64.0) / 12.0
     planned = planner.plan(grid, instrument.family, style, attrs, band_features(attacks, grid.bar_steps, lead),
                            seed=seed)
+    # the left hand's root (block and ballad keys), above the bass's room; not when several instruments share the
+    # registers in lanes: the lane below holds that register
+    left = max(BASS_ROOM, (info.get("bass_top") or 0) + 1)
+    left_hand = left if instrument.family == "keys" and style in LEFT_HAND_STYLES and lane is None else None
     notes = events_to_notes(planned, grid, origin, step_s, lst.duration, Voicer(low, high),
-                            sustained=instrument.family in ("strings", "pads"),
-                            left_hand=max(BASS_ROOM, (info.get("bass_top") or 0) + 1)
-                            if instrument.family == "keys" and style in LEFT_HAND_STYLES else None)
+                            sustained=instrument.family in ("strings", "pads"), left_hand=left_hand)
     info_attrs = {k: round(v, 3) for k, v in attrs.items()} | {
         "band_busy": round(busy, 3), "complexity_asked": round(asked, 3), "complexity_used": round(complexity, 3)}
     return PlannedPart(instrument, style, notes, planned, info_attrs, (low, high))
