@@ -8,7 +8,8 @@
 - `band_activity` is what the band already plays per 16th step (attacks from the band's MIDI, else the mix's onset
   strength; the lead from the band's MIDI): the planner leaves room where it is busy.
 - `Voicer` picks the pitches: chord tones of the heard chord, voice-led (common tones kept, smallest total motion),
-  inside the instrument's register and above the bass's room, no close intervals or parallel fifths low down.
+  inside the instrument's register and above the bass's room, no close intervals or parallel fifths low down;
+  block and ballad keys add the root in the left hand just above the bass's room (`LEFT_HAND_STYLES`).
 - `plan_part` → notes in seconds on the heard grid; `render_part` plays them through the instrument's program and
   chain (`engines/core/render.py`, `engines/core/effects.py`) at a level relative to the band.
 """
