@@ -109,3 +109,14 @@ def viterbi(prob: np.ndarray, transition: np.ndarray, p_init: np.ndarray | None 
     for t in range(n_steps - 2, -1, -1):
         states[t] = ptr[t + 1, states[t + 1]]
     return states, float(value[states[-1]])
+
+
+def median_filter(x: np.ndarray, size: int, axis: int) -> np.ndarray:
+    """Running median of odd length `size` along one axis of a 2-D array, the edges mirrored with the edge sample
+    repeated (scipy.ndimage's `median_filter(mode="reflect")` with a 1-D kernel, exactly: the median of an odd
+    window is one of its samples)."""
+    half = size // 2
+    pad = [(0, 0)] * x.ndim
+    pad[axis] = (half, half)
+    windows = np.lib.stride_tricks.sliding_window_view(np.pad(x, pad, mode="symmetric"), size, axis=axis)
+    return np.partition(windows, half, axis=-1)[..., half]
