@@ -54,9 +54,9 @@ from backline.engines.bass.presets import (
     SILENCE_PEAK_DB,
     bass_band_share,
     file_sha256,
+    instrument_cache_dir,
     load_preset,
     riff_notes,
-    user_cache_dir,
 )
 from backline.engines.bass.transcription import transcribe_bass
 from backline.engines.core.audio import Audio, read_audio, write_bytes_atomic
@@ -763,8 +763,7 @@ def build_instrument(bass: Audio, notes: list[Note], feel: Feel) -> Instrument:
 # --- the whole step, cached -------------------------------------------------------------------------------
 
 def cache_dir() -> Path:
-
-    return user_cache_dir().parent / "instruments"
+    return instrument_cache_dir()
 
 
 def cache_path(sha256: str) -> Path:
