@@ -115,12 +115,12 @@ def test_tuning_cqt_and_chroma_match_librosa(y):
                              tuning=3 * tuning))
     ours = frontend.cqt_magnitude(y, SR, 512, fmin, 216, 36, 3 * tuning)
     assert ours.shape == ref.shape
-    assert np.abs(ours - ref).max() < 2e-3 * ref.max()  # the octave decimation is our resampler, not soxr
+    assert np.abs(ours - ref).max() < 1e-5 * ref.max()  # float32 rounding
     loud = ref > 0.01 * ref.max()
-    assert np.median(np.abs(ours - ref)[loud] / ref[loud]) < 1e-3
+    assert np.median(np.abs(ours - ref)[loud] / ref[loud]) < 1e-5
     chroma_ref = librosa.feature.chroma_cqt(C=ref, sr=SR, hop_length=512, fmin=fmin, bins_per_octave=36, n_octaves=6)
     np.testing.assert_allclose(frontend.chroma_from_cqt(ref, 36, fmin), chroma_ref, rtol=1e-5, atol=1e-6)
-    assert np.abs(frontend.chroma_from_cqt(ours, 36, fmin) - chroma_ref).max() < 0.02
+    assert np.abs(frontend.chroma_from_cqt(ours, 36, fmin) - chroma_ref).max() < 1e-3
     k = 3 * (52 - 36)
     upper_ref = librosa.feature.chroma_cqt(C=ref[k:k + 144], sr=SR, hop_length=512, fmin=librosa.midi_to_hz(52),
                                            bins_per_octave=36, n_octaves=4, norm=None)

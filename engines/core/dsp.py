@@ -4,7 +4,7 @@ autocorrelation, the tempo estimate, frame RMS and Viterbi decoding.
 Why not librosa: these are librosa 0.11's algorithms (ISC licence) step for step — the listener's fitted constants
 (TEMPO_WEIGHTS, the chord and bar-one thresholds) were set on its features — but importing librosa pulls scipy and
 numba and loads numba's JIT caches, which cost more CPU before a take than the take itself (issue 23). The
-spectrograms these work on come from `core.frontend`; tests/test_frontend_cqt.py holds both to librosa's output.
+spectrograms these work on come from `core.frontend`; tests/test_listen_features.py holds both to librosa's output.
 """
 
 from __future__ import annotations

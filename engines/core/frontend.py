@@ -33,8 +33,6 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from backline.engines.core.audio import resample
-
 if TYPE_CHECKING:  # pragma: no cover
     from backline.engines.core.audio import Audio
 
@@ -279,9 +277,10 @@ def griffin_lim(mag: torch.Tensor, phase: torch.Tensor, n_iter: int, n_fft: int 
 # --- constant-Q and pitch features (the listener's) ------------------------------------------------------------
 #
 # Ports of librosa 0.11's `cqt`, `chroma_cqt`, `estimate_tuning` and `mel_frequencies` (ISC licence) onto the STFT
-# above and the project's one resampler: the listener's constants (TEMPO_WEIGHTS, the chord thresholds) were fitted
-# on librosa's features, so these follow its algorithms step for step; importing librosa (scipy, numba and its JIT
-# caches) cost more CPU at start-up than the whole take (tests/test_frontend_cqt.py compares the two).
+# above (the CQT's octave halving is librosa's soxr filter, `_halve_rate`): the listener's constants (TEMPO_WEIGHTS,
+# the chord thresholds) were fitted on librosa's features, so these follow its algorithms step for step; importing
+# librosa (scipy, numba and its JIT caches) cost more CPU at start-up than the whole take
+# (tests/test_listen_features.py compares the two).
 
 def mel_frequencies(n_mels: int = 128, f_min: float = 0.0, f_max: float = 11025.0) -> np.ndarray:
     """Centre frequencies (Hz) of `n_mels` Slaney-scale mel bands (librosa's `mel_frequencies`, htk=False)."""
@@ -373,11 +372,25 @@ def _cqt_octave_basis(sr: float, freqs: tuple[float, ...], alpha: tuple[float, .
     return torch.from_numpy(fft_basis), n_fft
 
 
+def _halve_rate(x: np.ndarray, factor: int) -> np.ndarray:
+    """`x` at 1/`factor` of its rate, scaled by √factor (energy per sample kept), with soxr's HQ filter: librosa's
+    octave decimation exactly. Not `core.audio.resample` (the project's resampler everywhere else): the chords and
+    the meter read the CQT's lowest octaves down to their window tails, and with the Kaiser-sinc filter one clip of
+    27 (the four-part set's haydn op. 1 no. 3/iii) changed its heard meter from 4/4 to 3/4 and two more a few
+    chords; with soxr all 27 listen exactly as before."""
+    import soxr  # lazy: only the listener's CQT needs it (a small C library, librosa's own resampler)
+
+    n = int(np.ceil(len(x) / factor))
+    y = soxr.resample(x, factor, 1, quality="soxr_hq")
+    y = np.pad(y, (0, max(0, n - len(y))))[:n]
+    return (y / np.sqrt(1.0 / factor)).astype(np.float32)
+
+
 def cqt_magnitude(y: np.ndarray, sr: int, hop: int, fmin: float, n_bins: int, bins_per_octave: int,
                   tuning: float = 0.0) -> np.ndarray:
     """|CQT| `[n_bins, frames]` (float32; frames = len(y)//hop + 1) — librosa's `cqt` (Hann filters, filter
     scale 1, L1 norm, `scale=True`): each octave from the top is the frequency-domain filter bank applied to a
-    rectangular-window STFT, then the signal is halved in rate (`core.audio.resample`, ×√2) and the hop with it."""
+    rectangular-window STFT, then the signal is halved in rate (`_halve_rate`) and the hop with it."""
     n_octaves = int(np.ceil(n_bins / bins_per_octave))
     fmin = fmin * 2.0 ** (tuning / bins_per_octave)
     ratios = 2.0 ** (np.arange(bins_per_octave, dtype=float) / bins_per_octave)
@@ -393,7 +406,7 @@ def cqt_magnitude(y: np.ndarray, sr: int, hop: int, fmin: float, n_bins: int, bi
     x = np.ascontiguousarray(y, dtype=np.float32)
     my_sr, my_hop = float(sr), hop
     if early:
-        x = resample(x, 2 ** early, 1) * np.float32(np.sqrt(2.0 ** early))
+        x = _halve_rate(x, 2 ** early)
         my_sr, my_hop = my_sr / 2 ** early, hop // 2 ** early
     base_sr = my_sr
     octaves = []
@@ -407,7 +420,7 @@ def cqt_magnitude(y: np.ndarray, sr: int, hop: int, fmin: float, n_bins: int, bi
             if my_hop % 2 == 0:
                 my_hop //= 2
                 my_sr /= 2.0
-                x = resample(x, 2, 1) * np.float32(np.sqrt(2.0))
+                x = _halve_rate(x, 2)
         frames = min(o.shape[-1] for o in octaves)
         out = torch.cat([o[:, :frames] for o in reversed(octaves)], dim=0).abs().numpy()
     return out / np.sqrt(lengths).astype(np.float32)[:, None]
