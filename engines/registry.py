@@ -29,6 +29,7 @@ DESCRIPTIONS: dict[str, str] = {
     "bass": "backline.engines.bass.description",
     "accompany": "backline.engines.accompany.description",
     "analysis": "backline.engines.analysis.description",
+    "drums": "backline.engines.drums.description",
     "separate": "backline.engines.separate.description",
 }
 

@@ -150,7 +150,8 @@ def test_analyze_json_is_gone_in_one_line(tmp_path, capsys):
     assert not (tmp_path / "r.json").exists()
 
 
-@pytest.mark.parametrize("argv", [["generate", "bass"], ["generate", "accompaniment"], ["separate"], ["analyze"]])
+@pytest.mark.parametrize("argv", [["generate", "bass"], ["generate", "accompaniment"], ["generate", "drums"], ["separate"],
+                                  ["analyze"]])
 def test_engine_command_help_imports_no_torch(argv):
     """`--help` (and the parser it comes from) is read from the engines' description modules: no torch, no scipy,
     a fraction of a CPU-second instead of two (issue 23)."""
