@@ -50,11 +50,27 @@ def peak_pick(x: np.ndarray, pre_max: int, post_max: int, pre_avg: int, post_avg
     return np.array(out, dtype=int)
 
 
+def _fast_length(n: int) -> int:
+    """The smallest 2^a·3^b·5^c ≥ n: an FFT length as fast as a power of two, up to ~40 % shorter."""
+    best = 1 << max(0, int(np.ceil(np.log2(max(n, 1)))))
+    p5 = 1
+    while p5 < best:
+        p35 = p5
+        while p35 < best:
+            m = p35
+            while m < n:
+                m *= 2
+            best = min(best, m)
+            p35 *= 3
+        p5 *= 5
+    return best
+
+
 def autocorrelate(x: np.ndarray, max_size: int | None = None, axis: int = -1) -> np.ndarray:
     """Autocorrelation along `axis` (lags 0 … max_size − 1), by FFT of the zero-padded signal."""
     n = x.shape[axis]
     max_size = n if max_size is None else int(min(max_size, n))
-    n_pad = 1 << int(np.ceil(np.log2(max(2 * n - 1, 1))))
+    n_pad = _fast_length(2 * n - 1)
     spec = np.fft.rfft(x, n=n_pad, axis=axis)
     ac = np.fft.irfft(spec.real ** 2 + spec.imag ** 2, n=n_pad, axis=axis)
     return np.take(ac, np.arange(max_size), axis=axis)
