@@ -91,6 +91,17 @@ def test_tempo_estimate_peak_picking_and_autocorrelation_match_librosa(y):
         assert len(ref) > 10 and np.array_equal(ours, ref)
 
 
+def test_onset_envelope_and_onset_times_match_librosa(y):
+    """What the accompaniment places its part on (the band's attacks at hop 128)."""
+    ref = librosa.onset.onset_strength(y=y, sr=SR, hop_length=128)
+    env = frontend.onset_envelope(y, SR, 128)
+    assert env.shape == ref.shape and np.abs(env - ref).max() < 1e-3 * ref.max()
+    times = librosa.onset.onset_detect(onset_envelope=ref, sr=SR, hop_length=128, units="time")
+    assert len(times) > 20
+    np.testing.assert_array_equal(dsp.onset_detect(ref, SR, 128), times)
+    np.testing.assert_array_equal(dsp.onset_detect(env, SR, 128), times)
+
+
 def test_viterbi_matches_librosa():
     rng = np.random.default_rng(3)
     for states, steps in ((7, 40), (30, 90)):

@@ -33,6 +33,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from backline.engines.core.dsp import onset_strength, power_to_db
+
 if TYPE_CHECKING:  # pragma: no cover
     from backline.engines.core.audio import Audio
 
@@ -292,6 +294,15 @@ def mel_frequencies(n_mels: int = 128, f_min: float = 0.0, f_max: float = 11025.
 
     mels = np.linspace(to_mel(f_min), to_mel(f_max), n_mels)
     return np.where(mels >= min_log_mel, min_log_hz * np.exp(logstep * (mels - min_log_mel)), f_sp * mels)
+
+
+def onset_envelope(y: np.ndarray, sr: int, hop: int, n_fft: int = 2048, n_mels: int = 128) -> np.ndarray:
+    """Spectral-flux onset envelope of a mono signal (librosa's `onset.onset_strength(y=...)`): the mean rise of a
+    Slaney-mel power spectrogram in dB (`core.dsp.onset_strength`), one value per `hop`."""
+    with torch.no_grad():
+        mel = mel_spectrogram(as_tensor(y), sr, n_fft, hop, n_mels, mel_scale="slaney", norm="slaney",
+                              pad_mode="constant").numpy()
+    return onset_strength(power_to_db(mel), n_fft, hop)
 
 
 def midi_to_hz(pitch: float) -> float:
