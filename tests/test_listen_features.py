@@ -80,6 +80,10 @@ def test_tempo_estimate_peak_picking_and_autocorrelation_match_librosa(y):
     for start in (60.0, 120.0, 180.0):  # the prior moves the choice between the metrical levels alike
         assert dsp.tempo_estimate(env, SR, HOP, start_bpm=start) == pytest.approx(
             float(librosa.feature.tempo(onset_envelope=env, sr=SR, hop_length=HOP, start_bpm=start)[0]))
+    for ac_size in (2.5, 16.0):  # the reference learner's window (bass/reference.py), longer than the clip too
+        assert dsp.tempo_estimate(env[:800], SR, HOP, start_bpm=110.0, ac_size=ac_size) == pytest.approx(
+            float(librosa.feature.tempo(onset_envelope=env[:800], sr=SR, hop_length=HOP, start_bpm=110.0,
+                                        ac_size=ac_size)[0]))
     ac_ref = librosa.autocorrelate(env - env.mean(), max_size=400)
     np.testing.assert_allclose(dsp.autocorrelate(env - env.mean(), max_size=400), ac_ref, atol=1e-4 * ac_ref.max())
     for pre_max, post_max, pre_avg, post_avg, share, wait in ((3, 3, 10, 10, 0.2, 4), (3, 3, 10, 10, 0.3, 8),
