@@ -32,11 +32,13 @@ from _common import hardware, x_real_time  # noqa: E402
 
 #: The modules whose import is the start-up cost worth watching, and what they are for.
 IMPORTS = (
-    ("torch", "the planner (a GRU) and the role check's tagger"),
-    ("scipy.signal", "loudness (K-weighting) and librosa"),
-    ("librosa.feature,librosa.onset,librosa.sequence,librosa.util,librosa.core", "the listener's front end"),
-    ("numba", "librosa's compiled helpers (cache loads)"),
+    ("torch", "the planner (a GRU), the role check's tagger, the listener's front end"),
+    ("torchaudio.functional", "resampling, the K-weighting's IIR loop (with torch)"),
     ("backline.engines.bass.follow_engine", "the follow engine, everything it imports"),
+    ("scipy.signal", "off the follow path since issue 23 (was loudness and librosa)"),
+    ("librosa.feature,librosa.onset,librosa.sequence,librosa.util,librosa.core",
+     "off the follow path since issue 23 (was the listener's front end; now benchmarks and tests only)"),
+    ("numba", "off the follow path (librosa's compiled helpers)"),
 )
 
 
@@ -134,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
                                         mix=audio, preset="finger")
             return generate_and_write(engine, request, role_check="shipped")
 
-        take(0)  # warm-up: imports, planner, tagger, librosa caches
+        take(0)  # warm-up: imports, planner, tagger, first-call caches
         works = []
         for k in range(1, 3):
             c0 = all_cpu()
@@ -147,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
           f" = {x_real_time(cold, seconds):.3f}× real time end to end (target ≤ 0.15×)")
     print(f"work (same request, warm process): {work:.2f} CPU-s = {x_real_time(work, seconds):.3f}× real time; "
           f"stages {result.report.get('timings_s')}")
-    print(f"fixed cost before work: {fixed:.2f} CPU-s (target ≤ 2)")
+    print(f"fixed cost before work: {fixed:.2f} CPU-s (target ≤ 2); load average {os.getloadavg()[0]:.1f} at the end")
     return 0
 
 

@@ -23,6 +23,16 @@ ENGINE_REGISTRY: dict[str, str] = {
     "separate": "backline.engines.separate.engine:build",
 }
 
+#: engine -> the module with its `describe()` and `BUILDER_OPTIONS`, which imports no torch: what the command line
+#: needs to build its parser and print --help (the engine module itself loads torch and the models' code)
+DESCRIPTIONS: dict[str, str] = {
+    "bass": "backline.engines.bass.description",
+    "accompany": "backline.engines.accompany.description",
+    "analysis": "backline.engines.analysis.description",
+    "drums": "backline.engines.drums.description",
+    "separate": "backline.engines.separate.description",
+}
+
 #: engine -> the module that registers its hooks (the "already playing" warning, the fit score)
 HOOK_PROVIDERS: dict[str, str] = {"analysis": "backline.engines.analysis.hooks"}
 
@@ -57,14 +67,27 @@ def build_engine(name: str, config: str = "shipped", device: str = "cpu", **opti
     return getattr(module, builder)(config=config, device=device, **options)
 
 
+def description_module(name: str):
+    """The module holding a registered engine's `describe()`: its light description module (`DESCRIPTIONS`) where
+    it has one, else the engine module."""
+    if name in DESCRIPTIONS and name in available_engines():
+        return importlib.import_module(DESCRIPTIONS[name])
+    return engine_module(name)
+
+
 def describe_engine(name: str, config: str = "shipped", device: str = "cpu") -> EngineDescription:
-    """A registered engine's description without building it (no weights load): its module's `describe()`."""
-    return engine_module(name).describe(config=config, device=device)
+    """A registered engine's description without building it (no weights load, and no torch where the engine has
+    a description module): its `describe()`."""
+    return description_module(name).describe(config=config, device=device)
 
 
 def builder_options(name: str) -> tuple[str, ...]:
-    """The keyword options a registered engine's builder takes beside config and device (e.g. `weights`)."""
+    """The keyword options a registered engine's builder takes beside config and device (e.g. `weights`): its
+    description module's `BUILDER_OPTIONS`, else read from the builder's signature."""
     import inspect
 
+    options = getattr(description_module(name), "BUILDER_OPTIONS", None)
+    if options is not None:
+        return tuple(options)
     builder = getattr(engine_module(name), ENGINE_REGISTRY[name].split(":")[1])
     return tuple(p for p in inspect.signature(builder).parameters if p not in ("config", "device"))

@@ -148,3 +148,33 @@ def test_analyze_json_is_gone_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--json is gone" in err and "--out DIR" in err
     assert not (tmp_path / "r.json").exists()
+
+
+@pytest.mark.parametrize("argv", [["generate", "bass"], ["generate", "accompaniment"], ["generate", "drums"], ["separate"],
+                                  ["analyze"]])
+def test_engine_command_help_imports_no_torch(argv):
+    """`--help` (and the parser it comes from) is read from the engines' description modules: no torch, no scipy,
+    a fraction of a CPU-second instead of two (issue 23)."""
+    code = ("import sys\nfrom backline.host import cli\n"
+            f"try:\n    cli.main({argv + ['--help']!r})\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('torch', 'scipy', 'librosa') if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "--seed" in out
+    assert out.strip().splitlines()[-1] == "[]"
+
+
+def test_description_modules_say_what_the_builders_take():
+    """A description module's BUILDER_OPTIONS (the --weights-like flags) agree with the real builder's signature,
+    and the engine module's `describe` is the description module's."""
+    import importlib
+    import inspect
+
+    from backline.engines import registry
+
+    for name, module in registry.DESCRIPTIONS.items():
+        light = importlib.import_module(module)
+        engine_mod = registry.engine_module(name)
+        builder = getattr(engine_mod, registry.ENGINE_REGISTRY[name].split(":")[1])
+        takes = tuple(p for p in inspect.signature(builder).parameters if p not in ("config", "device"))
+        assert light.BUILDER_OPTIONS == takes, name
+        assert engine_mod.describe is light.describe, name

@@ -30,6 +30,15 @@ import numpy as np
 import torch
 
 from backline.engines.accompany import spec
+from backline.engines.accompany.description import (  # noqa: F401 - the controls re-exported
+    CONTROLS,
+    FOLLOW_CONTROLS,
+    FOLLOW_STYLES,
+    GMSDI_CONTROLS,
+    MODES,
+    NAME,
+    describe,
+)
 from backline.engines.accompany.gmsdi import (
     ENSEMBLE_CHOICE,
     Extractor,
@@ -38,13 +47,10 @@ from backline.engines.accompany.gmsdi import (
     Separator,
     TotalGeneration,
 )
-from backline.engines.accompany.instruments import INSTRUMENTS
 from backline.engines.accompany.model import CONFIGS, build_model
 from backline.engines.accompany.planner import FAMILY_STYLES, load_planner
-from backline.engines.accompany.planner import STYLES as PLANNER_STYLES
 from backline.engines.accompany.roles import ROLES, canonical, label_text, negative_prompt, parse_prompt
 from backline.engines.accompany.text import TextEncoder, load_table
-from backline.engines.accompany.text import cache_root as text_cache_dir
 from backline.engines.bass.planner import engine_planner
 from backline.engines.core.audio import Audio, playable_mix, resample
 from backline.engines.core.effects import loudness_lufs
@@ -52,7 +58,6 @@ from backline.engines.core.errors import BacklineError, ConfigError, WeightsErro
 from backline.engines.core.frontend import istft, stft
 from backline.engines.core.midi import midi_bytes
 from backline.engines.core.protocol import (
-    Control,
     EngineDescription,
     GenerationRequest,
     GenerationResult,
@@ -60,58 +65,20 @@ from backline.engines.core.protocol import (
     Take,
     check_cancel,
 )
-from backline.engines.core.render import latency_cache_dir
 from backline.engines.core.weights import load_weights
 from backline.engines.core.windows import overlap_add_spans, windows
 from backline.engines.diffusion.sampler import ADPM2, EulerChurn, sample, sigma_of
 from backline.engines.diffusion.schedule import CosineSchedule
-from backline.engines.listen import LISTEN_CONTROLS, kick_onsets, listen
+from backline.engines.listen import kick_onsets, listen
 
-NAME = "accompany"
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 KIND = "gmsdi-score"
 FORMAT_VERSION = 1
-MODES = ("follow", "free", "accompaniment", "extract", "separate", "ensemble", "total")
 #: Long mixes are sampled in windows of this many STFT frames (16.4 s) overlapping by OVERLAP_FRAMES (2 s).
 WINDOW_FRAMES, OVERLAP_FRAMES = 1024, 128
 #: GM programs for the MIDI of each role (0-based); drums get no transcription.
 GM_PROGRAM = {"Bass": 33, "Guitar": 25, "Piano": 0, "Strings": 48, "Lead": 80}
 
-FOLLOW_STYLES = ("auto",) + tuple(s for s in PLANNER_STYLES if s != "unknown")
-#: What a musician sets first (the Accompaniment panel leads with these); follow mode is the default.
-FOLLOW_CONTROLS = (
-    Control("prompt", "text", "piano", "Instrument", choices=tuple(INSTRUMENTS),
-            help="what to play, e.g. piano, warm rhodes, strings, \"piano, strings\" (one part each); "
-                 "free text is matched to the nearest instrument (--list-instruments)"),
-    Control("style", "choice", "auto", "Style", choices=FOLLOW_STYLES,
-            help="how the part is played (auto: the instrument's usual style)"),
-    Control("complexity", "float", 0.5, "Complexity", 0.0, 1.0, 0.05,
-            help="fewer ↔ more attacks (0.5 = the style's usual)"),
-    Control("intensity", "float", 0.5, "Intensity", 0.0, 1.0, 0.05, help="softer ↔ harder playing"),
-    Control("register", "int", 0, "Register", -1, 1, 1, help="octave: -1 low, 0 usual, +1 high"),
-    Control("level", "float", 0.0, "Level", -12.0, 12.0, 0.5,
-            help="dB against the instrument's usual level in the band (0 = sits like a session player)"),
-    Control("mode", "choice", "follow", "Mode", choices=MODES,
-            help="follow: listen to tempo, bars and chords, plan a part and play it with the instrument; "
-                 "free: GMSDI partial generation (paper 003, experimental: it does not follow the chords yet); "
-                 "extract/separate/ensemble: pull the prompted parts out of the mix; total: parts from nothing"),
-    *LISTEN_CONTROLS,
-)
-#: GMSDI (free mode and separation) settings, under Advanced in musicians' words.
-GMSDI_CONTROLS = (
-    Control("steps", "int", 0, "Free mode: sampler steps", 0, 1000, 1, group="advanced",
-            help="sampler steps (0 = the mode's default: 48 generation, 32 separation)"),
-    Control("cfg", "float", -1.0, "Free mode: prompt strength", -1.0, 20.0, 0.5, group="advanced",
-            help="how strongly the prompt is followed (classifier-free guidance w); −1 = the mode's default"),
-    Control("alpha", "float", 1.0, "Free mode: hold to the band", 0.0, 2.0, 0.05, group="advanced",
-            help="how much the band's mix weighs in the coupling (α)"),
-    Control("beta", "float", 1.0, "Free mode: new part's weight", 0.0, 2.0, 0.05, group="advanced",
-            help="how much the new parts weigh in the coupling (β)"),
-    Control("gamma", "float", 1.0, "Free mode: looseness", 1.0, 100.0, 0.1, group="advanced",
-            help="how loosely parts and mix are tied (γ; 1 = tightest the sampler stays stable at)"),
-    Control("given", "text", "", "Mix holds", group="cli", help="labels of what the mix holds (default: every other role)"),
-)
-CONTROLS = FOLLOW_CONTROLS + GMSDI_CONTROLS
 
 DEFAULTS = {"accompaniment": {"steps": 48, "cfg": 2.0}, "free": {"steps": 48, "cfg": 2.0}, "total": {"steps": 48, "cfg": 2.0},
             "extract": {"steps": 32, "cfg": 2.0}, "separate": {"steps": 32, "cfg": 1.0},
@@ -698,11 +665,3 @@ def build(config: str = "shipped", device: str = "cpu", weights: Path | None = N
     except WeightsError:
         raise
     return AccompanyEngine(model, table, device=device, config="shipped", meta=meta)
-
-
-def describe(config: str = "shipped", device: str = "cpu") -> EngineDescription:
-    """The engine's description without loading any weights: the command line builds its flags from it."""
-    return EngineDescription(NAME, "Accompaniment & separation", CONTROLS, inputs=("mix", "prompt"),
-                             extra_inputs=("midi",), outputs=("audio", "midi"), weights=f"accompaniment ({config})",
-                             device=device, fast={"steps": 2},
-                             caches=(str(text_cache_dir()), str(latency_cache_dir())))

@@ -36,8 +36,10 @@ from backline.engines.accompany.planner import FAMILY_STYLES, CompEvent, Planner
 from backline.engines.bass.follow import grid_from_listening
 from backline.engines.bass.planner import QUALITIES, QUALITY_INTERVALS, Grid
 from backline.engines.core.audio import Audio
+from backline.engines.core.dsp import onset_detect
 from backline.engines.core.effects import render
 from backline.engines.core.errors import ConfigError
+from backline.engines.core.frontend import onset_envelope
 from backline.engines.core.render import SAMPLE_RATE, render_take
 from backline.engines.core.timeline import Timeline
 from backline.engines.core.transcribe import Note, notes_to_midi
@@ -84,15 +86,12 @@ def band_activity(mix: Audio | None, origin: float, step_s: float, steps: int, b
                 info["lead_low"] = int(np.percentile([n.pitch for n in top.notes], 10))
         return np.clip(attacks, 0, 1), lead, info
     if mix is not None:
-        import librosa
-
         sr, hop = 22050, 128
         y = mix.with_channels(1).resampled(sr).samples[0].astype(np.float32)
-        env = librosa.onset.onset_strength(y=y, sr=sr, hop_length=hop)
+        env = onset_envelope(y, sr, hop)
         if env.size and env.max() > 0:
             if align:
-                info["phase_s"] = phase = band_phase(librosa.onset.onset_detect(
-                    onset_envelope=env, sr=sr, hop_length=hop, units="time"), origin, step_s)
+                info["phase_s"] = phase = band_phase(onset_detect(env, sr, hop), origin, step_s)
                 origin += phase
             t = origin + np.arange(steps) * step_s
             idx = np.clip(np.rint(t * sr / hop).astype(int), 0, len(env) - 1)

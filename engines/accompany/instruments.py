@@ -13,6 +13,13 @@ import numpy as np
 
 from backline.engines.core.errors import ConfigError
 
+#: Comping styles (the corpus composer's names): keys block/comp/arpeggio/ballad, guitar strum/arpeggio/power
+#: (muted eighths)/funk, strings pad/half/pulse; pads are the strings' sustained styles played by a pad or organ.
+#: Here rather than in `planner.py` (which imports torch) so that `describe()` needs no torch.
+STYLES = ("block", "comp", "arpeggio", "ballad", "strum", "power", "funk", "pad", "half", "pulse", "unknown")
+FAMILY_STYLES = {"keys": ("block", "comp", "arpeggio", "ballad"), "guitar": ("strum", "arpeggio", "power", "funk"),
+                 "strings": ("pad", "half", "pulse"), "pads": ("pad", "half")}
+
 
 @dataclass(frozen=True)
 class Instrument:

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from backline.engines.accompany.instruments import FAMILY_STYLES, STYLES  # noqa: F401 - FAMILY_STYLES re-exported
 from backline.engines.bass.planner import ATTRS as BASS_ATTRS
 from backline.engines.bass.planner import N_FEATURES as GRID_FEATURES_ALL
 from backline.engines.bass.planner import STYLES as BASS_STYLES
@@ -55,11 +56,6 @@ BOS = N_TOKENS
 N_VOICE_IDX = 4
 VEL_BUCKETS = 8
 FAMILIES = ("keys", "guitar", "strings", "pads")
-#: Comping styles (the corpus composer's names): keys block/comp/arpeggio/ballad, guitar strum/arpeggio/power
-#: (muted eighths)/funk, strings pad/half/pulse; pads are the strings' sustained styles played by a pad or organ.
-STYLES = ("block", "comp", "arpeggio", "ballad", "strum", "power", "funk", "pad", "half", "pulse", "unknown")
-FAMILY_STYLES = {"keys": ("block", "comp", "arpeggio", "ballad"), "guitar": ("strum", "arpeggio", "power", "funk"),
-                 "strings": ("pad", "half", "pulse"), "pads": ("pad", "half")}
 ATTRS = ("complexity", "intensity", "register", "density")
 BAND = ("band_attack", "band_busy", "lead_on")
 GRID_FEATURES = GRID_FEATURES_ALL - len(BASS_STYLES) - len(BASS_ATTRS)

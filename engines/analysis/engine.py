@@ -11,21 +11,15 @@ from __future__ import annotations
 import threading
 
 from backline.engines.analysis.api import Analyzer
+from backline.engines.analysis.description import CONTROLS, NAME, describe  # noqa: F401 - CONTROLS re-exported
 from backline.engines.core.errors import AudioFormatError, ConfigError
 from backline.engines.core.protocol import (
-    Control,
     EngineDescription,
     GenerationRequest,
     GenerationResult,
     ProgressFn,
     Take,
     check_cancel,
-)
-
-NAME = "analysis"
-CONTROLS = (
-    Control("sensitivity", "float", 0.0, "Sensitivity", minimum=-0.3, maximum=0.3, step=0.05,
-            help="lowers (positive) or raises (negative) every tag's threshold: list quieter instruments or fewer"),
 )
 
 
@@ -62,9 +56,3 @@ class AnalysisEngine:
 
 def build(config: str = "shipped", device: str = "cpu") -> AnalysisEngine:
     return AnalysisEngine(config, device)
-
-
-def describe(config: str = "shipped", device: str = "cpu", weights: str = "") -> EngineDescription:
-    """The engine's description without loading any weights: the command line builds its flags from it."""
-    return EngineDescription(NAME, "Listen: instruments present and missing parts", CONTROLS, inputs=("mix",),
-                             outputs=("report",), weights=weights or f"analysis ({config})", device=device)

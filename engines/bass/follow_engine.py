@@ -22,17 +22,15 @@ from backline.engines.bass.common import (
     NAME,
     check_mix,
     listen_mix,
-    panel_controls,
     resolve_controls,
 )
+from backline.engines.bass.description import describe
 from backline.engines.bass.follow import plan_line, read_line_midi, render_line
 from backline.engines.bass.planner import FORMAT_VERSION as PLANNER_FORMAT
 from backline.engines.bass.planner import KIND as PLANNER_KIND
 from backline.engines.bass.planner import STYLES as PLANNER_STYLES
 from backline.engines.bass.planner import WEIGHTS as PLANNER_WEIGHTS
 from backline.engines.bass.planner import engine_planner, load_planner
-from backline.engines.bass.presets import user_cache_dir
-from backline.engines.bass.reference import cache_dir as instrument_cache_dir
 from backline.engines.bass.reference import (
     plan_in_feel,
     prepare_reference,
@@ -51,7 +49,6 @@ from backline.engines.core.protocol import (
     check_cancel,
     check_device,
 )
-from backline.engines.core.render import latency_cache_dir
 from backline.engines.core.transcribe import notes_to_midi
 from backline.engines.core.weights import read_weights_config
 from backline.engines.listen import kick_onsets
@@ -247,12 +244,3 @@ def build(config: str = "shipped", device: str = "cpu", weights: str | Path | No
 
 
 __all__ = ["BassFollowEngine", "build"]
-
-
-def describe(config: str = "shipped", device: str = "cpu") -> EngineDescription:
-    """The engine's description without loading any weights: the command line builds its flags from it, the
-    built engine adds what its weights are. `fast` and `caches` serve the contract test (and any quick run)."""
-    return EngineDescription(NAME, "Bass", panel_controls(ALL_CONTROLS), inputs=("mix",), extra_inputs=("midi",),
-                             outputs=("audio", "midi"), weights=f"bass planner ({config})", device=device,
-                             fast={"steps": 2}, caches=tuple(str(d) for d in (
-                                 user_cache_dir(), instrument_cache_dir(), latency_cache_dir())))

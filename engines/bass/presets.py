@@ -136,6 +136,11 @@ def user_cache_dir() -> Path:
     return cache_dir("styles")
 
 
+def instrument_cache_dir() -> Path:
+    """Where the instruments fitted to a reference recording are cached (`reference.py`)."""
+    return user_cache_dir().parent / "instruments"
+
+
 def _cache_paths(preset: Preset, fingerprint: str) -> tuple[Path, Path]:
     """(shipped cache beside the preset, read-only at run time; per-user cache, one file per codec)."""
     return preset.path.with_suffix(".style.json"), user_cache_dir() / f"bass-{preset.name}-{fingerprint}.style.json"

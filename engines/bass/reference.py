@@ -54,12 +54,13 @@ from backline.engines.bass.presets import (
     SILENCE_PEAK_DB,
     bass_band_share,
     file_sha256,
+    instrument_cache_dir,
     load_preset,
     riff_notes,
-    user_cache_dir,
 )
 from backline.engines.bass.transcription import transcribe_bass
 from backline.engines.core.audio import Audio, read_audio, write_bytes_atomic
+from backline.engines.core.dsp import tempo_estimate
 from backline.engines.core.effects import normalise_loudness, render
 from backline.engines.core.errors import AudioFileError, BacklineError, Cancelled
 from backline.engines.core.frontend import stft
@@ -268,10 +269,8 @@ def _bar_grid(notes: list[Note], bpm: float) -> tuple[np.ndarray, float, float]:
 
 def estimate_tempo(notes: list[Note]) -> float:
     """Tempo of a bass line from its notes: the onset train (accented where the pitch changes, or loud) through
-    librosa's tempo estimator (log-normal prior at 110 BPM), folded into 70–140 BPM. A whole-note line only has a
-    period of a bar; folding by octaves puts it back in a playable range."""
-    import librosa  # lazy: heavy (scipy, numba caches), needed only to learn from a reference
-
+    librosa's tempo estimator (`core.dsp.tempo_estimate`, log-normal prior at 110 BPM), folded into 70–140 BPM. A
+    whole-note line only has a period of a bar; folding by octaves puts it back in a playable range."""
     hop_s = 0.01
     if len(notes) < 3:
         return 100.0
@@ -300,8 +299,7 @@ def estimate_tempo(notes: list[Note]) -> float:
         prev = n.pitch
     env = np.convolve(env, np.hanning(5), mode="same")
     sr = int(round(512 / hop_s))  # so that hop_length 512 samples = 10 ms
-    tempo = float(np.atleast_1d(librosa.feature.tempo(onset_envelope=env, sr=sr, hop_length=512, start_bpm=110.0,
-                                                      std_bpm=1.0, max_tempo=320.0, ac_size=min(16.0, span + 1)))[0])
+    tempo = tempo_estimate(env, sr, 512, start_bpm=110.0, std_bpm=1.0, ac_size=min(16.0, span + 1), max_tempo=320.0)
     if not math.isfinite(tempo) or tempo <= 0:
         return 100.0
     while tempo < 70.0:
@@ -763,8 +761,7 @@ def build_instrument(bass: Audio, notes: list[Note], feel: Feel) -> Instrument:
 # --- the whole step, cached -------------------------------------------------------------------------------
 
 def cache_dir() -> Path:
-
-    return user_cache_dir().parent / "instruments"
+    return instrument_cache_dir()
 
 
 def cache_path(sha256: str) -> Path:

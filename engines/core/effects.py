@@ -86,7 +86,7 @@ def loudness_lufs(audio: Audio) -> float:
 
     The same computation as `torchaudio.functional.loudness` (its K-weighting biquads, clamping, 400 ms blocks
     with 75 % overlap, absolute and relative gates; equal within float rounding, tested), but streamed: the
-    filters run over 2^20-sample chunks with their state carried (scipy's lfilter) and block energies come from
+    filters run over 2^20-sample chunks with their state carried (`_biquad`) and block energies come from
     a running sum of squares, so memory stays flat — torchaudio's whole-signal version needed ~140 bytes per
     sample (1.1 GB for a 3-minute stereo stem)."""
     if audio.frames == 0 or audio.peak() == 0.0:
@@ -114,9 +114,27 @@ def _k_weighting(sample_rate: int) -> list[tuple[np.ndarray, np.ndarray]]:
     return [(b / a_[0], a_ / a_[0]) for b, a_ in (shelf, high)]
 
 
-def _streamed_loudness(samples: np.ndarray, sample_rate: int, chunk: int = 1 << 20) -> float:
-    from scipy.signal import lfilter
+def _biquad(b: np.ndarray, a: np.ndarray, x: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One biquad (a[0] = 1) over a float64 chunk, continuing from `state` = (x[-2], x[-1], y[-2], y[-1]) of the
+    chunk before; returns (output, state for the next chunk). The numerator is a 3-tap convolution over the chunk
+    with its two previous inputs; the previous outputs enter the recursion as the equivalent input on the first two
+    samples; the recursion itself is torchaudio's compiled IIR loop (float64). scipy's `lfilter` did the same,
+    but importing `scipy.signal` cost 0.9 CPU-s of every take's start-up (issue 23)."""
+    import torch  # lazy: the loudness of a take runs in processes that have torch already; listing presets does not
+    import torchaudio.functional as taf
 
+    fir = np.convolve(np.concatenate([state[:2], x]), b, mode="valid")
+    fir[0] -= a[1] * state[3] + a[2] * state[2]
+    if len(fir) > 1:
+        fir[1] -= a[2] * state[3]
+    y = taf.lfilter(torch.from_numpy(fir)[None], torch.from_numpy(np.asarray(a, np.float64)),
+                    torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64), clamp=False)[0].numpy()
+    tail_x = np.concatenate([state[:2], x])[-2:]
+    tail_y = np.concatenate([state[2:], y])[-2:]
+    return y, np.concatenate([tail_x, tail_y])
+
+
+def _streamed_loudness(samples: np.ndarray, sample_rate: int, chunk: int = 1 << 20) -> float:
     n = samples.shape[1]
     gate = int(round(0.4 * sample_rate))
     step = int(round(gate * 0.25))
@@ -128,7 +146,7 @@ def _streamed_loudness(samples: np.ndarray, sample_rate: int, chunk: int = 1 << 
     filters = _k_weighting(sample_rate)
     energy = np.zeros((samples.shape[0], blocks))
     for ch in range(samples.shape[0]):
-        states = [np.zeros(2) for _ in filters]
+        states = [np.zeros(4) for _ in filters]
         at_mark = np.zeros(len(marks))
         total, m = 0.0, 0
         if marks[0] == 0:
@@ -136,7 +154,7 @@ def _streamed_loudness(samples: np.ndarray, sample_rate: int, chunk: int = 1 << 
         for lo in range(0, n, chunk):
             x = samples[ch, lo:lo + chunk].astype(np.float64)
             for k, (b, a) in enumerate(filters):
-                x, states[k] = lfilter(b, a, x, zi=states[k])
+                x, states[k] = _biquad(b, a, x, states[k])
                 np.clip(x, -1.0, 1.0, out=x)
             running = np.cumsum(np.square(x)) + total
             hi = lo + len(x)

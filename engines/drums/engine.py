@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from backline.engines.core.audio import Audio
-from backline.engines.core.balance import LEVEL, balance_take
+from backline.engines.core.balance import balance_take
 from backline.engines.core.errors import (
     AudioFileError,
     ConfigError,
@@ -41,21 +41,20 @@ from backline.engines.core.errors import (
 from backline.engines.core.presets import find_preset
 from backline.engines.core.presets import list_presets as shared_list
 from backline.engines.core.protocol import (
-    Control,
     EngineDescription,
     GenerationRequest,
     GenerationResult,
     Take,
     check_cancel,
 )
-from backline.engines.core.render import fit_to_region, latency_cache_dir, render_take
+from backline.engines.core.render import fit_to_region, render_take
 from backline.engines.core.timeline import TempoMap, Timeline, parse_bar_range
 from backline.engines.core.transcribe import events_to_track
 from backline.engines.core.weights import load_weights
 from backline.engines.drums import novelty as nov
+from backline.engines.drums.description import CONTROLS, SOUNDFONTS, describe  # noqa: F401 - re-exported
 from backline.engines.drums.feel import (
     CONTROL_NAMES,
-    STYLE_CHOICES,
     Feel,
     apply_dynamics,
     apply_pattern,
@@ -87,43 +86,6 @@ FORMAT_VERSION = 1
 MAX_RENDER_SECONDS = 20 * 60
 SIDE_STICK_KEY = 37  # GM side stick: how a cross-stick is written
 NOTE_QUARTERS = 0.125  # drum notes are a 32nd long; GM kits ignore note-off for most drums anyway
-SOUNDFONTS = ("FluidR3_GM", "MuseScore_General", "TimGM6mb")
-
-CONTROLS = (
-    Control("mode", "choice", "full", "Mode", choices=("full", "fills", "regenerate"),
-            help="full: a new drum part; fills: fills into your drum part; regenerate: new bars in your part"),
-    Control("style", "choice", "band", "Style", choices=STYLE_CHOICES,
-            help="band: the groove the model hears in the band; or a style's groove (hats, snare; the kick "
-                 "still follows the band)"),
-    Control("fill_amount", "float", 0.5, "Fills", minimum=0.0, maximum=1.0, step=0.05,
-            help="how many fills: 0 none, 0.5 where the band changes section, 1 wherever a fill fits"),
-    Control("complexity", "float", 0.5, "Complexity", minimum=0.0, maximum=1.0, step=0.05,
-            help="0 a straight eighth-note beat, 0.5 as generated, 1 busy (ghost notes, 16th pickups)"),
-    Control("intensity", "float", 0.5, "Intensity", minimum=0.0, maximum=1.0, step=0.05,
-            help="how hard the drummer plays: velocity, open hats and ride, crashes, kick pickups"),
-    Control("swing", "float", 0.0, "Swing", minimum=0.0, maximum=1.0, step=0.05,
-            help="0 straight, 1 triplet swing (off-beat eighths, or 16ths in a 16th-note groove)"),
-    Control("humanise", "float", 0.3, "Humanise", minimum=0.0, maximum=1.0, step=0.05,
-            help="timing and velocity looseness of a human drummer (0 = on the grid)"),
-    Control("soundfont", "choice", "FluidR3_GM", "Drum kit", choices=SOUNDFONTS),
-    LEVEL,
-    Control("variation", "float", 0.0, "Fill variation", minimum=0.0, maximum=2.0, step=0.1, group="advanced",
-            help="0 = the infiller's fill; >0 = fills decoded from a random latent code (MLP module), this wide"),
-    Control("sample", "bool", False, "Sample onsets", group="advanced",
-            help="draw every onset at random from the models instead of taking the likeliest"),
-    Control("fills", "bool", True, "Fills (on/off)", group="cli", help="add fills (off = the plain seq2seq pattern)"),
-    Control("bars", "text", "", "Bars", group="cli",
-            help="region as FIRST-LAST (1-based, inclusive), empty = the whole song"),
-    Control("fill_bars", "text", "", "Fill bars", group="cli",
-            help="comma-separated bars for fills; empty = predicted from the band"),
-    Control("drums_midi", "text", "", "Your drums (MIDI)", group="cli",
-            help="your drum part, for the fills and regenerate modes", flags=("--drums",)),
-    Control("roles", "text", "", "Track roles", group="cli",
-            help="overrides as NAME=ROLE, comma-separated (roles: piano, guitar, bass, strings, drums, ignore)"),
-    Control("vst3", "text", "", "VST3 instrument", group="cli",
-            help="path to a VST3 drum instrument (rendered with pedalboard)"),
-    Control("render", "bool", True, "Render audio", group="cli", help="write a WAV of the drums"),
-)
 
 
 @dataclass
@@ -454,10 +416,3 @@ def _has_tempo(path: str | Path) -> bool:
     except Exception:  # noqa: BLE001 - read_midi_files has already reported unreadable files
         return True
     return any(msg.type == "set_tempo" for track in mid.tracks for msg in track)
-
-
-def describe(config: str = "shipped", device: str = "cpu") -> EngineDescription:
-    """The engine's description without loading any weights: the command line builds its flags from it."""
-    return EngineDescription("drums", "Drums", CONTROLS, inputs=("midi", "mix"), outputs=("audio", "midi"),
-                             weights=f"drum models ({config})", device=device,
-                             caches=(str(latency_cache_dir()),))

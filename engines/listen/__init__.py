@@ -6,7 +6,10 @@ in this order: the DAW's transport (a `Timeline` the bridge reports) > what the 
 pretty_midi) > the audio. `Listening.sources` says where each field came from.
 
 Choices for audio, and why:
-- librosa, not madmom: madmom does not install here (Python 3.12/NumPy 2) and its model files are CC BY-NC-SA.
+- librosa's algorithms, not madmom: madmom does not install here (Python 3.12/NumPy 2) and its model files are
+  CC BY-NC-SA. They run as ports on the project's front end (`core.frontend`: mel, CQT, chroma, tuning;
+  `core.dsp`: onset envelope, peak picking, tempo estimate, Viterbi) that give librosa's numbers: importing librosa
+  (scipy, numba) cost more CPU than a take's listening (issue 23).
 - Tempo and beats: librosa's onset envelope and tempo estimate give candidates; then a *rigid grid* (one period,
   one phase) is fitted to the onset envelope, because music made in a DAW (and the corpus) keeps a constant tempo
   and a grid fit averages over every beat: the tempo comes out within a fraction of a percent, where a
@@ -24,7 +27,7 @@ Choices for audio, and why:
   first beat of the bar. Chords change on bar lines and the kick plays on one in almost every groove.
 - Key: Krumhansl–Kessler profiles correlated with the duration-weighted chroma (24 keys).
 - Chords: beat-synchronous CQT chroma matched to templates (maj, min, 7, maj7, min7, dim, sus4; N for silence),
-  a key prior on diatonic chords, then Viterbi smoothing (librosa.sequence.viterbi) over (chord, beat-in-bar)
+  a key prior on diatonic chords, then Viterbi smoothing (`core.dsp.viterbi`) over (chord, beat-in-bar)
   states, so a chord changes much more readily on a bar line than mid-bar. A "no chord" heard where the band still
   sounds (a fading cadence, a unison) continues the chord before it (`hold_through`): a player holds the harmony.
 - The band's lowest voice (`Listening.band_low`, from the same CQT): the bass planner stays within an octave of it,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from backline.engines.core.audio import Audio
+from backline.engines.core.dsp import frame_rms
 from backline.engines.core.errors import ConfigError
 from backline.engines.listen.chart import Chord, _chart_on_beats
 from backline.engines.listen.harmony import _beat_chroma, _frame_chroma, chords_from_chroma, hold_through
@@ -54,8 +55,6 @@ def listen_audio(mix: Audio, *, bpm: float | None = None, meter: tuple[int, int]
                  beats_hint: np.ndarray | None = None, downbeat_hint: float | None = None,
                  sources: dict[str, str] | None = None) -> Listening:
     """Listen to audio; anything given (bpm, meter, key, chart, beats from MIDI/DAW) is used instead of guessed."""
-    import librosa
-
     sources = dict(sources or {})
     y = mix.with_channels(1).resampled(SR).samples[0].astype(np.float32)
     y = np.nan_to_num(y)
@@ -72,7 +71,7 @@ def listen_audio(mix: Audio, *, bpm: float | None = None, meter: tuple[int, int]
     if meter is not None:
         sources.setdefault("meter", "user")
 
-    rms = librosa.feature.rms(y=y, hop_length=512)[0][None]  # chroma is normalised per frame: level from here
+    rms = frame_rms(y, hop=512)[None]  # chroma is normalised per frame: level from here
 
     def grid_of(beats: np.ndarray):
         return _grid_cues(frame_chroma, low, beats)

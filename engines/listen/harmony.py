@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from backline.engines.core.dsp import viterbi
 from backline.engines.listen.chart import NO_CHORD, QUALITIES, Chord
 from backline.engines.listen.tempo import HOP, SR
 
@@ -20,16 +21,15 @@ def _frame_chroma(y: np.ndarray) -> tuple[np.ndarray, float | None, np.ndarray, 
     The tuning is estimated in semitones (12 bins per octave) and given to the 36-bin CQT as three times that: an
     estimate at 36 bins is only known modulo a third of a semitone, so a band 40 cents flat (filosax01) read as
     +11 cents and every tone split between two pitch classes (C# heard as C and C#, G# as G and G#)."""
-    import librosa
+    # lazy: torch, which the CLI's --help and describe() must not import
+    from backline.engines.core.frontend import chroma_from_cqt, cqt_magnitude, estimate_tuning, midi_to_hz
 
-    fmin = librosa.note_to_hz("C2")
-    tuning = 3.0 * float(librosa.estimate_tuning(y=y, sr=SR, bins_per_octave=12))
-    cqt = np.abs(librosa.cqt(y=y, sr=SR, hop_length=512, fmin=fmin, n_bins=36 * 6, bins_per_octave=36,
-                             tuning=tuning))
-    chroma = librosa.feature.chroma_cqt(C=cqt, sr=SR, hop_length=512, fmin=fmin, bins_per_octave=36, n_octaves=6)
+    fmin = midi_to_hz(36)  # C2
+    tuning = 3.0 * estimate_tuning(y, SR, bins_per_octave=12)
+    cqt = cqt_magnitude(y, SR, 512, fmin, 36 * 6, 36, tuning)
+    chroma = chroma_from_cqt(cqt, 36, fmin)
     k = 3 * (UPPER_FROM - 36)
-    upper = librosa.feature.chroma_cqt(C=cqt[k:k + 36 * 4], sr=SR, hop_length=512, fmin=librosa.midi_to_hz(UPPER_FROM),
-                                       bins_per_octave=36, n_octaves=4, norm=None)  # level kept: a beat's median
+    upper = chroma_from_cqt(cqt[k:k + 36 * 4], 36, midi_to_hz(UPPER_FROM), normalise=False)  # level kept: a beat's median
     return chroma, _low_voice(cqt), _pitch_flux(cqt), upper
 
 
@@ -137,8 +137,6 @@ def chords_from_chroma(chroma: np.ndarray, bar_pos: np.ndarray, numerator: int, 
 
     `upper` is the beat chroma above the bass (`_frame_chroma`): blended in (`UPPER_SHARE`), each beat's peak 1, for
     the templates and the sevenths."""
-    import librosa
-
     chords, tpl = _templates()
     n_c = len(chords) + 1  # + N
     if upper is not None:
@@ -185,8 +183,7 @@ def chords_from_chroma(chroma: np.ndarray, bar_pos: np.ndarray, numerator: int, 
             prob[np.arange(n_c) * m + pos[t], t] = like[:, t]
         p_init = np.zeros(n_c * m)
         p_init[np.arange(n_c) * m + pos[0]] = 1.0 / n_c
-        states, logp = librosa.sequence.viterbi(prob, trans, p_init=p_init, return_logp=True)
-        logp = float(np.ravel(logp)[0])
+        states, logp = viterbi(prob, trans, p_init)
         if best is None or logp > best[0] + CHANGE_PHASE_MARGIN:
             best = (logp, states)
     states = best[1]

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from backline.engines.core.dsp import autocorrelate, onset_strength, peak_pick, power_to_db, tempo_estimate
+
 SR = 22050
 
 
@@ -24,22 +26,22 @@ MIN_BEATS = 4  # a grid needs this many beats in the clip (two bars of 5 s at 48
 def _onsets(y: np.ndarray):
     """(all-band onset envelope, low-band (< 200 Hz) envelope, kick-band (< 150 Hz) envelope) from one mel
     spectrogram: the kick band finds kick hits, the low band weighs bar one."""
-    import librosa
+    # lazy: torch, which the CLI's --help and describe() must not import
+    from backline.engines.core.frontend import as_tensor, mel_frequencies, mel_spectrogram
 
-    mel = librosa.power_to_db(librosa.feature.melspectrogram(y=y, sr=SR, hop_length=HOP, n_mels=128))
-    freqs = librosa.mel_frequencies(n_mels=128, fmax=SR / 2)
-    full = librosa.onset.onset_strength(S=mel, sr=SR, hop_length=HOP)
-    low = librosa.onset.onset_strength(S=mel[freqs < 200.0], sr=SR, hop_length=HOP)
-    kick = librosa.onset.onset_strength(S=mel[freqs < 150.0], sr=SR, hop_length=HOP)
+    mel = power_to_db(mel_spectrogram(as_tensor(y), SR, 2048, HOP, 128, mel_scale="slaney", norm="slaney",
+                                      pad_mode="constant").numpy())
+    freqs = mel_frequencies(128, 0.0, SR / 2)
+    full = onset_strength(mel, hop=HOP)
+    low = onset_strength(mel[freqs < 200.0], hop=HOP)
+    kick = onset_strength(mel[freqs < 150.0], hop=HOP)
     return full, low, kick
 
 
 def _kicks(kick_env: np.ndarray) -> np.ndarray:
     """Kick-drum hits (seconds): peaks of the kick-band onset envelope well above its median."""
-    import librosa
-
-    peaks = librosa.util.peak_pick(kick_env, pre_max=3, post_max=3, pre_avg=10, post_avg=10,
-                                   delta=max(float(np.median(kick_env)) * 2.0, 0.25 * float(kick_env.max())), wait=8)
+    peaks = peak_pick(kick_env, pre_max=3, post_max=3, pre_avg=10, post_avg=10,
+                      delta=max(float(np.median(kick_env)) * 2.0, 0.25 * float(kick_env.max())), wait=8)
     return peaks * HOP / SR
 
 
@@ -134,12 +136,10 @@ def _tempo_guesses(env: np.ndarray, n_peaks: int = 4) -> list[float]:
     """Tempi worth fitting a grid to: librosa's estimate and the strongest peaks of the onset autocorrelation
     (soft attacks — strings, a choir — leave librosa's single estimate off the beat often), each with its double
     and half and librosa's with 2/3 and 3/2; 50-220 BPM, no two within 3 %."""
-    import librosa
-
     fps = SR / HOP
-    t0 = float(librosa.feature.tempo(onset_envelope=env, sr=SR, hop_length=HOP)[0])
+    t0 = tempo_estimate(env, SR, HOP)
     out = [t0 * f for f in (1.0, 0.5, 2.0, 2.0 / 3.0, 1.5)]
-    ac = librosa.autocorrelate(env - env.mean(), max_size=min(len(env), int(fps * 60.0 / 48.0)))
+    ac = autocorrelate(env - env.mean(), max_size=min(len(env), int(fps * 60.0 / 48.0)))
     lags = np.arange(2, len(ac) - 1)
     lags = lags[(ac[lags] >= ac[lags - 1]) & (ac[lags] >= ac[lags + 1])]
     lags = lags[(60.0 * fps / lags >= 50.0) & (60.0 * fps / lags <= 220.0)]
@@ -211,17 +211,15 @@ def tempo_features(cands: list[tuple[float, float, float]], env: np.ndarray, low
     n8/n16/n12: note onsets (the melody's too) on its eighths / sixteenths / eighth triplets, k16: low-band hits on
     its sixteenths, chance-corrected (`_on_grid`): at 2/3 or 3/2 of the tempo a third of them fall between;
     sal: the onset strength on its beats over that on its off-beat eighths (log); triple: three beats to its bar."""
-    import librosa.util
-
     fps = SR / HOP
     top = max(c[0] for c in cands)
-    hits = librosa.util.peak_pick(low, pre_max=3, post_max=3, pre_avg=10, post_avg=10,
-                                  delta=0.3 * float(low.max()), wait=8) / fps  # the loudest low-band hits
-    notes = librosa.util.peak_pick(env, pre_max=3, post_max=3, pre_avg=10, post_avg=10,
-                                   delta=0.2 * float(np.percentile(env, 99)), wait=4) / fps  # note onsets, melody too
+    hits = peak_pick(low, pre_max=3, post_max=3, pre_avg=10, post_avg=10,
+                     delta=0.3 * float(low.max()), wait=8) / fps  # the loudest low-band hits
+    notes = peak_pick(env, pre_max=3, post_max=3, pre_avg=10, post_avg=10,
+                      delta=0.2 * float(np.percentile(env, 99)), wait=4) / fps  # note onsets, melody too
     pitch_env = np.zeros_like(env) if pitch_env is None else pitch_env
-    pitches = librosa.util.peak_pick(pitch_env, pre_max=3, post_max=3, pre_avg=10, post_avg=10,
-                                     delta=0.2 * float(np.percentile(pitch_env, 99)), wait=4) / fps  # new pitches
+    pitches = peak_pick(pitch_env, pre_max=3, post_max=3, pre_avg=10, post_avg=10,
+                        delta=0.2 * float(np.percentile(pitch_env, 99)), wait=4) / fps  # new pitches
     pcomb = [float(_comb(pitch_env, p, np.arange(0, p, 1.0)).max()) for _, p, _ in cands]
     ptop = max(max(pcomb), 1e-12)
     out = []

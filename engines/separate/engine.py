@@ -34,7 +34,6 @@ from backline.engines.core.audio import RESAMPLE_CHUNK, Audio, resample
 from backline.engines.core.errors import ConfigError, DeviceError
 from backline.engines.core.frontend import istft, stft
 from backline.engines.core.protocol import (
-    Control,
     EngineDescription,
     GenerationRequest,
     GenerationResult,
@@ -46,6 +45,7 @@ from backline.engines.core.timeline import Timeline
 from backline.engines.core.weights import load_weights
 from backline.engines.core.windows import overlap_add
 from backline.engines.listen import kick_onsets, listen
+from backline.engines.separate.description import CONTROLS, describe  # noqa: F401 - CONTROLS re-exported
 from backline.engines.separate.model import (
     BINS,
     DEFAULT_CONFIG,
@@ -77,17 +77,6 @@ SILENT_PEAK = 10 ** (-80 / 20)
 #: Peak RSS ≈ BASE + bytes held per second of mix (see `estimate_memory_bytes`); BASE is Python, torch, the model
 #: and one window's work: 0.77 GB measured with /usr/bin/time on a 10 s mix.
 MEMORY_BASE_BYTES = 0.8e9
-
-CONTROLS = (
-    Control("roles", "text", "bass", "Parts",
-            help="parts to separate, comma-separated: bass, drums, other (piano, guitar, ... = other), "
-                 "no-bass, no-drums (the band without that part); the request's prompt wins"),
-    Control("midi", "bool", False, "MIDI of each part",
-            help="transcribe each separated part to MIDI at the song's heard tempo"),
-    Control("bpm", "float", 0.0, "Tempo for the MIDI", 0.0, 400.0, 0.1, group="advanced",
-            help="0 = the tempo heard in the mix (engines.listen)"),
-)
-
 
 def parse_roles(text: str) -> list[str]:
     """'bass, drums' → ['bass', 'drums']; an unknown label is one ConfigError naming the known ones."""
@@ -372,10 +361,3 @@ def extract(audio: Audio, role: str = "bass", *, progress=None,
         _SHIPPED["cpu"] = Separator(load_model(WEIGHTS))
     stem = _SHIPPED["cpu"].separate(audio, [ROLE_WORDS[labels[0]]], progress=progress, cancel=cancel)[0]
     return stem, presence(stem, audio)
-
-
-def describe(config: str = "shipped", device: str = "cpu", weights: str = "") -> EngineDescription:
-    """The engine's description without loading any weights: the command line builds its flags from it. The
-    parts to separate come as the request's prompt (or the `roles` control, for a panel)."""
-    return EngineDescription("separate", "Separate", CONTROLS, inputs=("mix",), extra_inputs=("prompt",),
-                             outputs=("audio", "midi"), weights=weights or f"separation masks ({config})", device=device)
