@@ -122,7 +122,9 @@ def test_a_2000_bar_midi_is_refused_before_any_work_in_the_users_words(tmp_path,
 
 def test_a_15_minute_mix_is_refused_up_front_with_an_estimate(tmp_path, capsys, monkeypatch):
     """Refused from the file's header: nothing is read, no weights are loaded."""
+    from backline.engines.bass import common as bass_common
     from backline.engines.bass import engine as bass_engine
+    from backline.engines.bass import follow_engine
 
     monkeypatch.delenv("BACKLINE_MEMORY_GB", raising=False)
     path = tmp_path / "long.wav"
@@ -135,8 +137,9 @@ def test_a_15_minute_mix_is_refused_up_front_with_an_estimate(tmp_path, capsys, 
         raise AssertionError("the engine was built before the length was checked")
 
     monkeypatch.setattr(bass_engine, "build", not_reached)
+    monkeypatch.setattr(follow_engine, "build", not_reached)
     err = _one_line_error(capsys, ["generate", "bass", "--mix", str(path), "--out", str(tmp_path / "o")])
     assert "a 15:00 mix needs about 4.9 GB" in err and "--bars" in err and "BACKLINE_MEMORY_GB=5" in err
-    assert bass_engine.estimate_memory_bytes(3.5 * 60) < 2e9  # a 3:30 song still fits the default limit
+    assert bass_common.estimate_memory_bytes(3.5 * 60) < 2e9  # a 3:30 song still fits the default limit
     monkeypatch.setenv("BACKLINE_MEMORY_GB", "5")
-    bass_engine.check_memory(15 * 60)  # raised limit: allowed
+    bass_common.check_memory(15 * 60)  # raised limit: allowed

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from backline.engines.bass import presets
+from backline.engines.bass import common, presets
 from backline.engines.bass.grid import steps_per_bar
 from backline.engines.core.errors import ConfigError
 from backline.engines.core.protocol import resolve_device
@@ -42,11 +42,8 @@ def listens(controls: dict) -> bool:
 
 
 def check_memory(args: argparse.Namespace, seconds: float, rate: int, channels: int, controls: dict) -> None:
-    # lazy: pulls torch; keeps `backline generate bass --help` light
-    from backline.engines.bass.engine import check_memory
-
     if resolve_device(args.device) == "cpu":  # before reading a long file or loading any weights
-        check_memory(seconds, args.variations)
+        common.check_memory(seconds, args.variations)
 
 
 def summary(result, args: argparse.Namespace) -> None:

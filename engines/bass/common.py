@@ -23,8 +23,9 @@ from backline.engines.bass.grid import STYLES as PLANNER_STYLES
 from backline.engines.bass.presets import list_presets, load_preset
 from backline.engines.core.audio import Audio, playable_mix
 from backline.engines.core.balance import LEVEL
+from backline.engines.core.errors import DeviceError
 from backline.engines.core.presets import Preset
-from backline.engines.core.protocol import Control, GenerationRequest, validate_controls
+from backline.engines.core.protocol import Control, GenerationRequest, memory_limit_bytes, validate_controls
 from backline.engines.listen import LISTEN_CONTROLS, Listening, listen
 
 NAME = "bass"
@@ -136,3 +137,36 @@ def listen_mix(request: GenerationRequest, merged: dict[str, Any], mix: Audio) -
     return listen(mix, transport=transport, region_start=request.region_start, bpm=bpm,
                   meter=merged["meter"] or None, key=merged["key"] or None, chords=merged["chords"] or None,
                   band_midi=request.midi)
+
+
+#: Peak resident memory of a CPU run ≈ BASE + seconds of mix × (PER_SECOND + extra variations × PER_VARIATION),
+#: measured with /usr/bin/time on `backline generate bass` (shipped weights, 1 thread, 2-core Xeon), in bytes:
+#: 1:30 of 48 kHz stereo → 1.43e9, 3:00 of 44.1 kHz → 1.64e9, 3:54 of 48 kHz → 2.00e9, and before this check
+#: existed 4:30 → 2.18e9, 6:00 → 2.21e9. The line is at or above every measurement but the 1:30 one (1 % under).
+#: A mix whose estimate passes the limit is refused up front with the estimate.
+MEMORY_BASE_BYTES = 1.02e9
+MEMORY_PER_SECOND = 4.3e6
+MEMORY_PER_VARIATION_SECOND = 1.2e6
+
+
+def estimate_memory_bytes(seconds: float, variations: int = 1) -> float:
+    """Estimated peak RSS of a CPU generation for `seconds` of mix (see MEMORY_BASE_BYTES)."""
+    return MEMORY_BASE_BYTES + seconds * (MEMORY_PER_SECOND + max(0, variations - 1) * MEMORY_PER_VARIATION_SECOND)
+
+
+def check_memory(seconds: float, variations: int = 1) -> None:
+    """Refuse, before any work, a mix too long for the memory limit, with the estimate and what to do."""
+    need, limit = estimate_memory_bytes(seconds, variations), memory_limit_bytes()
+    if need <= limit:
+        return
+    per_second = MEMORY_PER_SECOND + max(0, variations - 1) * MEMORY_PER_VARIATION_SECOND
+    fits = max(0.0, (limit - MEMORY_BASE_BYTES) / per_second)
+    raise DeviceError(f"a {_clock(seconds)} mix{f' with {variations} variations' if variations > 1 else ''} needs "
+                      f"about {need / 1e9:.1f} GB of memory, over the {limit / 1e9:.1f} GB limit",
+                      fix=f"generate up to {_clock(fits)} at a time (--bars), or allow more with "
+                          f"BACKLINE_MEMORY_GB={math.ceil(need / 1e9)}")
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 60}:{seconds % 60:02d}"

@@ -32,6 +32,7 @@ from backline.engines.bass.common import (
     LATENT_CONTROLS,
     LATENT_NAME,
     QUANTISE,
+    check_memory,
     check_mix,
     listen_mix,
     panel_controls,
@@ -59,7 +60,6 @@ from backline.engines.core.protocol import (
     Take,
     check_cancel,
     check_device,
-    memory_limit_bytes,
 )
 from backline.engines.core.render import latency_cache_dir
 from backline.engines.core.weights import load_weights
@@ -75,40 +75,6 @@ OOM_CHUNK, OOM_OVERLAP = 512, 32
 #: Longer than this (≈ 3 min) is sampled in overlapping windows from the start: attention memory grows with the
 #: square of the length (a 15-minute mix in one pass reached 3 GB by step 5), windows keep it flat.
 ONE_PASS_FRAMES, LONG_CHUNK, LONG_OVERLAP = 2048, 1024, 64
-#: Peak resident memory of a CPU run ≈ BASE + seconds of mix × (PER_SECOND + extra variations × PER_VARIATION),
-#: measured with /usr/bin/time on `backline generate bass` (shipped weights, 1 thread, 2-core Xeon), in bytes:
-#: 1:30 of 48 kHz stereo → 1.43e9, 3:00 of 44.1 kHz → 1.64e9, 3:54 of 48 kHz → 2.00e9, and before this check
-#: existed 4:30 → 2.18e9, 6:00 → 2.21e9. The line is at or above every measurement but the 1:30 one (1 % under).
-#: A mix whose estimate passes the limit is refused up front with the estimate.
-MEMORY_BASE_BYTES = 1.02e9
-MEMORY_PER_SECOND = 4.3e6
-MEMORY_PER_VARIATION_SECOND = 1.2e6
-
-
-def estimate_memory_bytes(seconds: float, variations: int = 1) -> float:
-    """Estimated peak RSS of a CPU generation for `seconds` of mix (see MEMORY_BASE_BYTES)."""
-    return MEMORY_BASE_BYTES + seconds * (MEMORY_PER_SECOND + max(0, variations - 1) * MEMORY_PER_VARIATION_SECOND)
-
-
-def check_memory(seconds: float, variations: int = 1) -> None:
-    """Refuse, before any work, a mix too long for the memory limit, with the estimate and what to do."""
-    need, limit = estimate_memory_bytes(seconds, variations), memory_limit_bytes()
-    if need <= limit:
-        return
-    per_second = MEMORY_PER_SECOND + max(0, variations - 1) * MEMORY_PER_VARIATION_SECOND
-    fits = max(0.0, (limit - MEMORY_BASE_BYTES) / per_second)
-    raise DeviceError(f"a {_clock(seconds)} mix{f' with {variations} variations' if variations > 1 else ''} needs "
-                      f"about {need / 1e9:.1f} GB of memory, over the {limit / 1e9:.1f} GB limit",
-                      fix=f"generate up to {_clock(fits)} at a time (--bars), or allow more with "
-                          f"BACKLINE_MEMORY_GB={math.ceil(need / 1e9)}")
-
-
-def _clock(seconds: float) -> str:
-    seconds = int(seconds)
-    return f"{seconds // 60}:{seconds % 60:02d}"
-
-
-
 def codec_fingerprint(codec) -> str:
     """The codec's latent-space id (`codec.latent_space_id`): what the bass model, its training cache and the
     style-mean caches depend on. A decoder-only codec update keeps it."""

@@ -12,9 +12,8 @@ import dataclasses
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from backline.engines.bass import engine as latent
 from backline.engines.bass.common import (
     ALL_CONTROLS,
     LATENT_CONTROLS,
@@ -56,6 +55,9 @@ from backline.engines.listen import kick_onsets
 #: The latent engine's control names: what a free-mode request carries over to it.
 LATENT_NAMES = frozenset(c.name for c in LATENT_CONTROLS)
 
+
+if TYPE_CHECKING:
+    from backline.engines.bass import engine as latent
 
 class BassFollowEngine:
     """Listen → plan → render; `mode=free` delegates to the latent engine (`latent()`), built on first use."""
@@ -104,6 +106,9 @@ class BassFollowEngine:
         """The latent engine (U-Net + both codecs), built the first time free mode is asked for."""
         with self._latent_lock:
             if self._latent is None:
+                from backline.engines.bass import (
+                    engine as latent,  # lazy: U-Net, codecs and torchaudio, free mode only
+                )
                 self._latent = latent.build(self.config, self.device, weights=self.latent_weights,
                                             codec_weights=self.codec_weights)
             return self._latent
