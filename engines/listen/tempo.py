@@ -105,9 +105,8 @@ def track_beats(env: np.ndarray, period: float) -> np.ndarray:
     that maximises its (standardised) strength on the beats minus `TRACK_TIGHTNESS` × log(beat length / period)²
     per beat, each beat within ±`TRACK_REACH` of the period (Ellis 2007's dynamic programme, counted in beats so that
     it is vectorised over frames). The first beat falls within a period of the first clear onset, the last within a
-    period before the last (not into the silence after the final chord). A live player
-    without a click drifts by several percent over a phrase; a rigid grid locks onto one phrase and puts the rest of
-    his notes off its eighths."""
+    period before the last (not into the silence after the final chord). A live player without a click drifts by
+    several percent over a phrase; a rigid grid locks onto one phrase and puts the rest of his notes off its eighths."""
     n = len(env)
     peak = np.maximum(env, np.maximum(np.roll(env, 1), np.roll(env, -1)))
     o = (peak - peak.mean()) / (float(peak.std()) + 1e-9)
@@ -258,8 +257,8 @@ def tempo_candidates(env: np.ndarray) -> list[tuple[float, float, float]]:
 #: played with a drifting tempo — and rendered corpus songs with drums; never on realdev. Five-fold cross-validation
 #: over the training pieces (`tempo_fit.py --cv`; 98 clips, L2 0.003 chosen by it): the rigid-grid features alone
 #: 78/98 right without the drift re-gridding (`DRIFT_TOL`), 81/98 with it, 85/98 with the tracked-beat features too
-#: (drifting takes 11/22 → 15/22 → 19/22). The pitch density (`pdens`) chose the half tempo of a 3/4 song at 160 BPM (tests/test_listen.py):
-#: it learnt the four-part writing's two new pitches a beat, not music's; it is not weighed.
+#: (drifting takes 11/22 → 15/22 → 19/22). The pitch density (`pdens`) chose the half tempo of a 3/4 song at
+#: 160 BPM (tests/test_listen.py): it learnt the four-part writing's two new pitches a beat, not music's; not weighed.
 TEMPO_WEIGHTS = {"fit": 2.12, "contrast": 0.24, "lp": 3.35, "thin": -1.29, "n8": 0.86, "n16": 0.27, "k16": 0.46,
                  "pfit": 2.91, "p8": 0.78, "p16": -0.2, "tfit": 2.43, "tn8": 1.49, "tn16": 1.05, "tk16": 1.13,
                  "tp8": 1.34, "tp16": 1.31}
