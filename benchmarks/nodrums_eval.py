@@ -115,10 +115,35 @@ def _extract(rel: str, bpm: float, start_q: float = 0.0) -> dict | None:
             "key": f"{key.tonic.pitchClass} {key.mode}", "end": min(MAX_SECONDS, max(e for v in voices for _, e, _ in v))}
 
 
+def drift_performance(ex: dict, depth: float, seed: int) -> dict:
+    """The excerpt played as a live player would without a click: the tempo drifts smoothly (a slow sway of
+    `depth` (share of the tempo) over 7-15 s, plus a slow push or drag over the excerpt) and every onset is off by a
+    little (±12 ms). The clip's `bpm` becomes the mean tempo performed (what a tempo annotation of a live take says).
+    For `tempo_fit.py`'s training clips: a rigid grid misses such a take, a tracked one follows it."""
+    rng = np.random.default_rng(seed)
+    end = float(ex["end"])
+    t = np.linspace(0.0, end + 2.0, 4000)
+    sway = 2 * np.pi * t / rng.uniform(7.0, 15.0) + rng.uniform(0, 2 * np.pi)
+    factor = 1.0 + depth * np.sin(sway) + rng.uniform(-depth, depth) * (t / end - 0.5)  # local tempo / nominal
+    perf = np.r_[0.0, np.cumsum(np.diff(t) / factor[1:])]  # performed time of each score time
+
+    def warp(notes):
+        out = []
+        for s, e, p in notes:
+            ps, pe = np.interp([s, e], t, perf) + rng.normal(0.0, 0.012)
+            out.append((float(max(ps, 0.0)), float(max(pe, ps + 0.05)), p))
+        return out
+
+    new_end = float(np.interp(end, t, perf))
+    return ex | {"band": [warp(v) for v in ex["band"]], "bass": warp(ex["bass"]), "end": new_end,
+                 "bpm": float(ex["bpm"]) * end / new_end, "drift": depth}
+
+
 def build_set(cache: Path, pieces: int, bach: bool = False, start_q: float = 0.0,
-              rels: list[str] | None = None) -> list[dict]:
+              rels: list[str] | None = None, tempi: tuple[int, ...] = TEMPI, drift: float = 0.0) -> list[dict]:
     """Render (once, cached) the band of up to `pieces` excerpts; returns clip dicts with the wav path.
-    `rels` (instead of the corpus' candidates) and `start_q` (`_extract`): later excerpts of given pieces."""
+    `rels` (instead of the corpus' candidates) and `start_q` (`_extract`): later excerpts of given pieces;
+    `tempi`: the nominal tempi taken in turn; `drift` > 0: played with a drifting tempo (`drift_performance`)."""
     import pretty_midi
 
     from backline.engines.core.render import render_midi
@@ -135,7 +160,7 @@ def build_set(cache: Path, pieces: int, bach: bool = False, start_q: float = 0.0
         if len(clips) >= pieces:
             break
         i = len(clips)
-        bpm = TEMPI[i % len(TEMPI)]
+        bpm = tempi[i % len(tempi)]
         t0 = time.perf_counter()
         try:
             ex = _extract(rel, bpm, start_q)
@@ -146,6 +171,8 @@ def build_set(cache: Path, pieces: int, bach: bool = False, start_q: float = 0.0
             tried.add(rel)
             (cache / "skipped.json").write_text(json.dumps(sorted(tried)))
             continue
+        if drift > 0:
+            ex = drift_performance(ex, drift, seed=i)
         voice = list(VOICES)[i % len(VOICES)]
         pm = pretty_midi.PrettyMIDI(initial_tempo=bpm)
         for notes, prog in zip(ex["band"], VOICES[voice]):
@@ -255,7 +282,7 @@ def print_table(rows: list[dict]) -> None:
           f"{'silent':>6s} {'med':>4s} {'low':>4s} {'band lo':>7s} {'heard':>5s}")
     for r in rows:
         g = r["gen"]
-        print(f"{r['rel'][:44]:44s} {r['voice']:7s} {r['bpm']:4d} {r['heard']:6.1f} {'ok' if r['key_ok'] else '--':>3s} "
+        print(f"{r['rel'][:44]:44s} {r['voice']:7s} {r['bpm']:4.0f} {r['heard']:6.1f} {'ok' if r['key_ok'] else '--':>3s} "
               f"{g['root']:5.2f} {r['real']['root']:5.2f} {g['silent']:6.1%} {g['median']:4.0f} {g['lowest']:4d} "
               f"{r['band_low']:7.0f} {r['band_low_heard'] or float('nan'):5.0f}")
     n = len(rows)

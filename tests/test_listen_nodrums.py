@@ -182,3 +182,49 @@ def test_a_pianos_body_thump_is_not_the_bands_lowest_voice(monkeypatch):
     assert abs(listen_mod._frame_chroma(y)[1] - 57.0) <= 2.0
     monkeypatch.setattr(listen_mod, "LOW_VOICE_OCTAVE_DB", 1000.0)  # any peak a voice: the thump is read
     assert listen_mod._frame_chroma(y)[1] < 50.0
+
+
+def _played(onsets: np.ndarray, beats: list[tuple[int, ...]]) -> Audio:
+    """The hymn's chords started at the given times (a performance whose tempo moves), each ringing to the next."""
+    ends = np.r_[onsets[1:], onsets[-1] + float(np.diff(onsets)[-1])]
+    y = np.zeros(int((ends[-1] + 0.5) * SR), np.float32)
+    for a, b, chord in zip(onsets, ends, beats):
+        for p in chord:
+            x = _tone(p, b - a) * 0.2
+            y[int(a * SR):int(a * SR) + len(x)] += x
+    return Audio(y, SR)
+
+
+def test_a_drifting_performance_is_tracked_and_heard_at_its_mean_tempo():
+    """Played without a click, the tempo sways by ±7 % over each eight bars: a rigid grid locks onto one phrase (its
+    tempo 3 % or more off the mean), the tracked beats follow every chord and the tempo heard is the mean."""
+    from backline.engines.listen.tempo import ENVELOPE_LAG_S, HOP, _onsets, fit_grid, track_beats
+    from backline.engines.listen.tempo import SR as LISTEN_SR
+
+    n = 64
+    lengths = 0.6 / (1.0 + 0.07 * np.sin(2 * np.pi * np.arange(n) / 32 + 0.5))
+    onsets = np.r_[0.0, np.cumsum(lengths)[:-1]] + 0.2
+    mean_bpm = 60.0 * (n - 1) / (onsets[-1] - onsets[0])
+    mix = _played(onsets, (HYMN * 4)[:n])
+    env = _onsets(mix.resampled(LISTEN_SR).samples[0])[0]
+    fps = LISTEN_SR / HOP
+    period, _, _ = fit_grid(env, fps * 60.0 / mean_bpm)
+    assert abs(60.0 * fps / period / mean_bpm - 1.0) > 0.02  # the rigid grid misses the mean tempo
+    tracked = track_beats(env, period) / fps - ENVELOPE_LAG_S
+    err = [np.abs(onsets - t).min() for t in tracked]
+    assert abs(len(tracked) - n) <= 1 and np.median(err) < 0.02, (len(tracked), np.median(err))
+    lst = listen(mix)
+    assert abs(lst.bpm / mean_bpm - 1.0) < 0.015, (lst.bpm, mean_bpm)
+
+
+def test_music_played_to_a_click_is_tracked_on_its_grid():
+    from backline.engines.listen.tempo import HOP, _onsets, fit_grid, track_beats
+    from backline.engines.listen.tempo import SR as LISTEN_SR
+
+    mix = _hymn(100.0, HYMN * 2)
+    env = _onsets(mix.resampled(LISTEN_SR).samples[0])[0]
+    fps = LISTEN_SR / HOP
+    period, phase, _ = fit_grid(env, fps * 0.6)
+    tracked = track_beats(env, period)
+    grid = phase + period * np.arange(34)  # the chords, and the cut-off of the last (a click) a beat later
+    assert len(tracked) >= 31 and max(np.abs(grid - t).min() for t in tracked) <= 2.0  # two frames: 23 ms

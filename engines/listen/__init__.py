@@ -21,7 +21,10 @@ Choices for audio, and why:
   grid explains the onset envelope and the pitch-change envelope (a choir or bowed strings change notes without
   an attack: `_pitch_flux`), whether note onsets, new pitches and low hits fall on its 8ths and 16ths (chance-
   corrected: a finer grid catches more of anything), whether its bar lines carry the chord changes (harmonic
-  rhythm) and librosa's log-normal prior around 120 BPM. A clip of two bars (four beats) is enough.
+  rhythm) and librosa's log-normal prior around 120 BPM. A clip of two bars (four beats) is enough. A take played
+  without a click drifts off any rigid grid: each candidate's beats are also tracked through the drift (`track_beats`,
+  Ellis's dynamic programme) and the onsets are weighed against those too; where the tracked mean tempo leaves the
+  grid's by over 1.5 % (clips of 8 s and more), the tempo heard is the tracked mean.
 - Bar one and meter: the phase (and 3 vs 4 beats) that puts the most harmonic change (beat-synchronous chroma
   novelty, two beats against the two before: `_novelty`) and low-frequency (kick, bass) onset strength on the
   first beat of the bar. Chords change on bar lines and the kick plays on one in almost every groove.
