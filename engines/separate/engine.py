@@ -44,6 +44,7 @@ from backline.engines.core.protocol import (
 )
 from backline.engines.core.timeline import Timeline
 from backline.engines.core.weights import load_weights
+from backline.engines.core.wiener import wiener
 from backline.engines.core.windows import overlap_add
 from backline.engines.listen import kick_onsets, listen
 from backline.engines.separate.model import (
@@ -77,6 +78,9 @@ SILENT_PEAK = 10 ** (-80 / 20)
 #: Peak RSS ≈ BASE + bytes held per second of mix (see `estimate_memory_bytes`); BASE is Python, torch, the model
 #: and one window's work: 0.77 GB measured with /usr/bin/time on a 10 s mix.
 MEMORY_BASE_BYTES = 0.8e9
+#: EM iterations of the Wiener post-filter on the masks (engines.core.wiener); chosen on held-out songs,
+#: weights/TRAINING.md.
+WIENER_ITERATIONS = 0
 
 CONTROLS = (
     Control("roles", "text", "bass", "Parts",
@@ -157,11 +161,18 @@ def resize_masks(masks: torch.Tensor, rate: int, n_fft: int, frames: int) -> tor
 
 
 class Separator:
-    """The mask network and everything around it that the engine and `extract` share."""
+    """The mask network and everything around it that the engine and `extract` share.
 
-    def __init__(self, model: torch.nn.Module, device: str = "cpu") -> None:
+    `wiener`: EM iterations of the multichannel Wiener post-filter (`engines.core.wiener`) applied to the
+    network's masks on the mix's own STFT (0 = the masks as they are); `spatial`: a stereo mix filtered as a
+    pair (its sources' places in the stereo image modelled) rather than channel by channel."""
+
+    def __init__(self, model: torch.nn.Module, device: str = "cpu", wiener: int | None = None,
+                 spatial: bool = True) -> None:
         self.model = model.to(device).eval()
         self.device = device
+        self.wiener = WIENER_ITERATIONS if wiener is None else int(wiener)
+        self.spatial = spatial
 
     @torch.inference_mode()
     def masks(self, mono22: np.ndarray) -> torch.Tensor:
@@ -175,13 +186,28 @@ class Separator:
         n = x.shape[-1]
         mono = resample(x.mean(axis=0), rate, SAMPLE_RATE)
         masks = self.masks(mono)
-        picked = torch.stack([1 - masks[ROLES.index(r)] if inv else masks[ROLES.index(r)] for r, inv in parts])
         n_fft, hop = _native_grid(rate)
         out = np.empty((len(parts), x.shape[0], n), np.float32)
-        for c in range(x.shape[0]):
-            spec = stft(torch.from_numpy(np.ascontiguousarray(x[c])), n_fft, hop)
-            m = resize_masks(picked, rate, n_fft, spec.shape[-1])
-            out[:, c] = istft(m * spec, n_fft, hop, length=n).numpy()
+        if self.wiener <= 0:
+            picked = torch.stack([1 - masks[ROLES.index(r)] if inv else masks[ROLES.index(r)] for r, inv in parts])
+            for c in range(x.shape[0]):
+                spec = stft(torch.from_numpy(np.ascontiguousarray(x[c])), n_fft, hop)
+                m = resize_masks(picked, rate, n_fft, spec.shape[-1])
+                out[:, c] = istft(m * spec, n_fft, hop, length=n).numpy()
+            return out
+        # each part as a row over the roles' estimates: the part itself, or every other role (the mix without it)
+        combine = torch.zeros(len(parts), len(ROLES))
+        for k, (r, inv) in enumerate(parts):
+            combine[k] = 1.0 - torch.eye(len(ROLES))[ROLES.index(r)] if inv else torch.eye(len(ROLES))[ROLES.index(r)]
+        # a stereo pair is filtered together (its spatial image is part of the model); more channels one by one
+        groups = [[0, 1]] if x.shape[0] == 2 and self.spatial else [[c] for c in range(x.shape[0])]
+        for g in groups:
+            spec = torch.stack([stft(torch.from_numpy(np.ascontiguousarray(x[c])), n_fft, hop) for c in g])
+            m = resize_masks(masks, rate, n_fft, spec.shape[-1])
+            est = wiener(m, spec, self.wiener, combine=combine)
+            del spec, m
+            for i, c in enumerate(g):
+                out[:, c] = istft(est[:, i], n_fft, hop, length=n).numpy()
         return out
 
     def separate(self, audio: Audio, parts: list[tuple[str, bool]], *, progress=None,
