@@ -165,14 +165,15 @@ class Separator:
 
     `wiener`: EM iterations of the multichannel Wiener post-filter (`engines.core.wiener`) applied to the
     network's masks on the mix's own STFT (0 = the masks as they are); `spatial`: a stereo mix filtered as a
-    pair (its sources' places in the stereo image modelled) rather than channel by channel."""
+    pair (its sources' places in the stereo image modelled) rather than channel by channel; `exponent`: 2 the
+    classic power estimate, 1 the network's ratios kept and only the stereo image added."""
 
     def __init__(self, model: torch.nn.Module, device: str = "cpu", wiener: int | None = None,
-                 spatial: bool = True) -> None:
+                 spatial: bool = True, exponent: float = 2.0) -> None:
         self.model = model.to(device).eval()
         self.device = device
         self.wiener = WIENER_ITERATIONS if wiener is None else int(wiener)
-        self.spatial = spatial
+        self.spatial, self.exponent = spatial, exponent
 
     @torch.inference_mode()
     def masks(self, mono22: np.ndarray) -> torch.Tensor:
@@ -204,7 +205,7 @@ class Separator:
         for g in groups:
             spec = torch.stack([stft(torch.from_numpy(np.ascontiguousarray(x[c])), n_fft, hop) for c in g])
             m = resize_masks(masks, rate, n_fft, spec.shape[-1])
-            est = wiener(m, spec, self.wiener, combine=combine)
+            est = wiener(m, spec, self.wiener, combine=combine, exponent=self.exponent)
             del spec, m
             for i, c in enumerate(g):
                 out[:, c] = istft(est[:, i], n_fft, hop, length=n).numpy()
