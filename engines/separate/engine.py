@@ -4,10 +4,11 @@ presence and, on request, its MIDI at the song's heard tempo.
 What runs (chosen by measurement, weights/TRAINING.md): the predictive mask network of model.py — one forward
 pass gives a softmax mask per role (bass, drums, other) over the mixture's magnitude STFT; the stem is the mask
 applied to the mixture's own STFT (mixture phase) in every channel at the mix's own rate. On held-out songs it
-separates the bass at +8.4 dB SI-SDRi (+5.8 on six fresh songs; demo +7.6) where paper 003's GMSDI extractor
-(engines/accompany, a score model painting magnitudes, 32 sampler steps) reached +0.5 (demo +0.7) and a 150 Hz
-low-pass +2.5 (demo +0.6), in one pass instead of 32, at 1/20 of HTDemucs's CPU time for all its outputs; the
-mask-parametrised diffusion refinement was not trained (see TRAINING.md).
+separates the bass at +8.4 dB SI-SDRi (+6.2 and +5.4 on two fresh sets of six songs; demo +7.4) where paper
+003's GMSDI extractor (engines/accompany, a score model painting magnitudes, 32 sampler steps) reached +0.5 (demo
++0.7) and a 150 Hz low-pass +2.5 (demo +0.6), in one pass instead of 32, at 1/20 of HTDemucs's CPU time for all
+its outputs; the mask-parametrised diffusion refinement was not trained (see TRAINING.md). A Wiener / EM
+post-filter of the masks (`Separator(wiener=N)`) is there but off: it measured worse (TRAINING.md, session 4).
 
 Roles: `bass`, `drums`, `other` (everything else: piano, guitar, strings, voice, ...; "piano", "keys",
 "guitar", ... are read as `other` and the report says so), and `no-bass` / `no-drums` (the band without that part:
