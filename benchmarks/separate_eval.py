@@ -232,13 +232,19 @@ def main() -> int:
     p.add_argument("--no-demo", action="store_true")
     p.add_argument("--speed", action="store_true")
     p.add_argument("--memory", action="store_true", help="peak RSS on a 15-minute mix (a few minutes)")
+    p.add_argument("--wiener", type=int, help="EM iterations of the Wiener post-filter (default: the engine's)")
+    p.add_argument("--per-channel", action="store_true", help="the Wiener post-filter channel by channel")
+    p.add_argument("--exponent", type=float, default=2.0, help="the Wiener post-filter's power exponent (2: classic)")
     p.add_argument("--json", type=Path)
     a = p.parse_args()
     torch.set_num_threads(1)
     print(hardware())
     from backline.engines.separate.engine import WEIGHTS, Separator, load_model
 
-    sep = Separator(load_model(a.weights or WEIGHTS))
+    sep = Separator(load_model(a.weights or WEIGHTS), wiener=a.wiener, spatial=not a.per_channel,
+                    exponent=a.exponent)
+    print(f"Wiener post-filter: {sep.wiener} EM iteration(s), exponent {a.exponent:g}"
+          + (", per channel" if a.per_channel else ""))
     gmsdi = None
     if a.gmsdi:
         from backline.engines.accompany.engine import build as build_gmsdi

@@ -212,12 +212,168 @@ def crops(songs: list[np.ndarray], batch: int, seconds: float, rng: np.random.Ge
         yield torch.from_numpy(stems.sum(axis=1)), torch.from_numpy(stems)
 
 
+#: Wider timbre than the corpus generator's (engines/data/song.py PROGRAMS, chosen for tight onsets, which a
+#: separation target does not need): mido programs per corpus role. Bass adds the upright (32), pick (34) and
+#: synth basses (38, 39) the generator leaves out; "other" adds organs, accordion, bowed strings and cello,
+#: choirs, brass and reeds (a real band's keys and horns); drums add the jazz (32) and brush (40) kits.
+TIMBRE_PROGRAMS: dict[str, tuple[int, ...]] = {
+    "bass": (32, 32, 32, 33, 34, 35, 35, 36, 38, 39),
+    "drums": (0, 8, 16, 32, 40, 40),
+    "piano": (0, 0, 0, 1, 2, 3, 4, 5, 16, 17, 18, 19, 20, 21),
+    "guitar": (24, 25, 26, 27, 28, 29, 30),
+    "strings": (19, 42, 48, 49, 50, 52, 61, 89),
+    "lead": (40, 56, 57, 60, 64, 65, 66, 68, 71, 73, 80, 81),
+}
+#: A real pianist's left hand: the chord's lowest notes moved down into this MIDI range (E2–F3, 82–175 Hz), under
+#: the bass's register's top — the filosax piano at 100–140 Hz that the network took for a bass (TRAINING.md).
+LEFT_HAND = (40, 53)
+#: Target RMS (dBFS, over active blocks) per corpus role, as the generator levels its stems.
+_ROLE_DB = {"bass": -19.0, "drums": -17.0, "piano": -22.0, "guitar": -23.0, "strings": -24.0, "lead": -21.0}
+
+
+def _left_hand(track, rng: np.random.Generator) -> None:
+    """Add a left hand to a mido piano track in place: at each chord onset, its lowest one or two notes doubled
+    down into `LEFT_HAND` (octaves only, so the harmony is kept), held as long as the chord."""
+    import mido  # lazy: mido is only needed to re-render corpora (the GPU lease imports this module without it)
+
+    t, events = 0, []
+    for msg in track:
+        t += msg.time
+        events.append((t, msg))
+    ons: dict[int, list[tuple[int, int]]] = {}
+    active: dict[tuple[int, int], int] = {}
+    notes = []
+    for t, msg in events:
+        if msg.type == "note_on" and msg.velocity > 0:
+            active[(msg.channel, msg.note)] = t
+            ons.setdefault(t, []).append((msg.note, msg.velocity))
+        elif msg.type in ("note_off", "note_on") and (msg.channel, msg.note) in active:
+            notes.append((active.pop((msg.channel, msg.note)), t, msg.note, msg.channel))
+    ends = {}
+    for start, end, _, _ in notes:
+        ends[start] = max(ends.get(start, start), end)
+    channel = notes[0][3] if notes else 0
+    two = rng.random() < 0.5
+    added = []
+    for start, chord in sorted(ons.items()):
+        low = sorted(chord)[: 2 if two else 1]
+        shift = 12 * int(np.ceil((low[0][0] - LEFT_HAND[1]) / 12)) if low[0][0] >= LEFT_HAND[1] else 0
+        for note, vel in low:
+            p = note - shift
+            if LEFT_HAND[0] <= p < LEFT_HAND[1] + 12 and p != note:
+                added += [(start, mido.Message("note_on", channel=channel, note=p, velocity=int(vel))),
+                          (ends[start], mido.Message("note_off", channel=channel, note=p, velocity=0))]
+    def off(m) -> bool:
+        return m.type == "note_off" or (m.type == "note_on" and m.velocity == 0)
+
+    end_t = max([t for t, _ in events + added], default=0)
+    merged = sorted([e for e in events + added if e[1].type != "end_of_track"],
+                    key=lambda e: (e[0], 0 if off(e[1]) else 1))  # stable: meta and program first at tick 0
+    track.clear()
+    last = 0
+    for t, msg in merged:
+        track.append(msg.copy(time=t - last))
+        last = t
+    track.append(mido.MetaMessage("end_of_track", time=end_t - last))
+
+
+def timbre_stems(track: Path, rng: np.random.Generator, fonts: dict | None = None) -> np.ndarray:
+    """A training song's MIDI re-rendered with timbres the corpus generator does not use (`TIMBRE_PROGRAMS`,
+    a left hand on half the pianos, the lead an octave down on a fifth of the songs), each part through a random
+    one of the installed GM soundfonts → mono 22.05 kHz role stems [len(ROLES), samples], levelled per role
+    like the corpus (±3 dB). Only training corpora go in: held-out seeds are never re-rendered."""
+    import tempfile
+
+    import mido  # lazy: see _left_hand
+
+    from backline.engines.core.render import render_midi, require_soundfonts
+
+    fonts = fonts or require_soundfonts()
+    names = sorted(fonts)
+    roles = json.loads((track / "extras.json").read_text())["roles"]
+    frames = read_audio(track / "mix.flac", sample_rate=SAMPLE_RATE, channels=1).frames
+    out = np.zeros((len(ROLES), frames), np.float32)
+    with tempfile.TemporaryDirectory(prefix="backline-timbre-") as tmp:
+        for sid, role in sorted(roles.items()):
+            src = track / "MIDI" / f"{sid}.mid"
+            if not src.exists() or role not in TIMBRE_PROGRAMS:
+                continue
+            mid = mido.MidiFile(src)
+            options = TIMBRE_PROGRAMS[role]
+            program = int(options[int(rng.integers(len(options)))])
+            down = role == "lead" and rng.random() < 0.2
+            for tr in mid.tracks:
+                if any(m.type == "note_on" for m in tr):
+                    if role == "piano" and rng.random() < 0.5:
+                        _left_hand(tr, rng)
+                    for i, m in enumerate(tr):
+                        if m.type == "program_change":
+                            tr[i] = m.copy(program=program)
+                        elif down and m.type in ("note_on", "note_off") and m.note >= 36:
+                            tr[i] = m.copy(note=m.note - 12)
+            path = Path(tmp) / f"{sid}.mid"
+            mid.save(path)
+            y = None
+            for font in [fonts[names[int(rng.integers(len(names)))]]] + [fonts[n] for n in names]:
+                y = render_midi(path, font, sample_rate=SAMPLE_RATE, frames=frames).samples.mean(axis=0)
+                if np.abs(y).max() > 1e-4:  # a font without that preset renders silence: try the next
+                    break
+            if y is None or np.abs(y).max() <= 1e-4:
+                continue
+            active = _active_rms(y)
+            gain = 10 ** ((_ROLE_DB[role] + _u(rng, -3, 3)) / 20) / max(active, 1e-9)
+            out[ROLES.index(role_of(role))] += y * np.float32(gain)
+    peak = float(np.abs(out.sum(axis=0)).max())
+    return out * np.float32(min(1.0, 0.9 / max(peak, 1e-9)))
+
+
+def _active_rms(y: np.ndarray, block: int = 2048) -> float:
+    n = len(y) // block
+    if n == 0:
+        return float(np.sqrt(np.mean(y ** 2)))
+    rms = np.sqrt(np.mean(y[: n * block].reshape(n, block).astype(np.float64) ** 2, axis=1))
+    act = rms[rms > rms.max() * 0.01]
+    return float(np.sqrt(np.mean(act ** 2)))
+
+
+def build_timbre_cache(corpora: list[Path], cache: str | Path, *, seed: int, variants: int = 2,
+                       songs: int | None = None) -> list[Path]:
+    """Re-render the training corpora's songs with `timbre_stems` (round robin over the corpora, so the first N
+    songs cover all of them): `CACHE/Track{corpus}{index}_dry.npy` and `variants` augmented renders each, written
+    atomically and kept when present (rerunning resumes)."""
+    cache = Path(cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    lists = [sorted(p for p in Path(c).iterdir() if p.name.startswith("Track")) for c in corpora]
+    order = [(ci, lst[i]) for i in range(max(map(len, lists))) for ci, lst in enumerate(lists) if i < len(lst)]
+    files = []
+    for ci, track in order[:songs]:
+        stem = f"Track{ci}{track.name[5:]}"
+        names = [f"{stem}_dry.npy"] + [f"{stem}_v{k}.npy" for k in range(variants)]
+        if not all((cache / n).exists() for n in names):
+            rng = np.random.default_rng([seed, ci, int(track.name[5:])])
+            dry = timbre_stems(track, rng)
+            for k, name in enumerate(names):
+                data = dry if k == 0 else augment(dry, np.random.default_rng([seed, ci, int(track.name[5:]), k]))
+                tmp = cache / (name + ".partial.npy")
+                np.save(tmp, data.astype(np.float16))
+                tmp.replace(cache / name)
+            print(f"{stem}: {len(files) // (variants + 1) + 1} of {len(order[:songs])}", flush=True)
+        files += [cache / n for n in names]
+    return files
+
+
 def main() -> int:
     """`python -m backline.engines.separate.data CORPUS CACHE VARIANTS SONGS`: render the cache alone (beside a
-    trainer run with --no-build), waiting for a still-running `data synth` to finish all SONGS songs."""
+    trainer run with --no-build), waiting for a still-running `data synth` to finish all SONGS songs.
+    `... timbre CACHE SEED SONGS CORPUS...`: re-render SONGS training songs with wider timbres
+    (`build_timbre_cache`)."""
     import sys
     import time
 
+    if sys.argv[1] == "timbre":
+        cache, seed, songs = Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+        build_timbre_cache([Path(c) for c in sys.argv[5:]], cache, seed=seed, songs=songs)
+        return 0
     corpus, cache, variants, songs = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
     while len(build_cache(corpus, cache, variants=variants)) < songs * (variants + 1):
         time.sleep(5)

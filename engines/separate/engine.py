@@ -4,10 +4,11 @@ presence and, on request, its MIDI at the song's heard tempo.
 What runs (chosen by measurement, weights/TRAINING.md): the predictive mask network of model.py — one forward
 pass gives a softmax mask per role (bass, drums, other) over the mixture's magnitude STFT; the stem is the mask
 applied to the mixture's own STFT (mixture phase) in every channel at the mix's own rate. On held-out songs it
-separates the bass at +8.4 dB SI-SDRi (+5.8 on six fresh songs; demo +7.6) where paper 003's GMSDI extractor
-(engines/accompany, a score model painting magnitudes, 32 sampler steps) reached +0.5 (demo +0.7) and a 150 Hz
-low-pass +2.5 (demo +0.6), in one pass instead of 32, at 1/20 of HTDemucs's CPU time for all its outputs; the
-mask-parametrised diffusion refinement was not trained (see TRAINING.md).
+separates the bass at +8.4 dB SI-SDRi (+6.2 and +5.4 on two fresh sets of six songs; demo +7.4) where paper
+003's GMSDI extractor (engines/accompany, a score model painting magnitudes, 32 sampler steps) reached +0.5 (demo
++0.7) and a 150 Hz low-pass +2.5 (demo +0.6), in one pass instead of 32, at 1/20 of HTDemucs's CPU time for all
+its outputs; the mask-parametrised diffusion refinement was not trained (see TRAINING.md). A Wiener / EM
+post-filter of the masks (`Separator(wiener=N)`) is there but off: it measured worse (TRAINING.md, session 4).
 
 Roles: `bass`, `drums`, `other` (everything else: piano, guitar, strings, voice, ...; "piano", "keys",
 "guitar", ... are read as `other` and the report says so), and `no-bass` / `no-drums` (the band without that part:
@@ -43,6 +44,7 @@ from backline.engines.core.protocol import (
 )
 from backline.engines.core.timeline import Timeline
 from backline.engines.core.weights import load_weights
+from backline.engines.core.wiener import wiener
 from backline.engines.core.windows import overlap_add
 from backline.engines.listen import kick_onsets, listen
 from backline.engines.separate.description import CONTROLS, describe  # noqa: F401 - CONTROLS re-exported
@@ -77,6 +79,9 @@ SILENT_PEAK = 10 ** (-80 / 20)
 #: Peak RSS ≈ BASE + bytes held per second of mix (see `estimate_memory_bytes`); BASE is Python, torch, the model
 #: and one window's work: 0.77 GB measured with /usr/bin/time on a 10 s mix.
 MEMORY_BASE_BYTES = 0.8e9
+#: EM iterations of the Wiener post-filter on the masks (engines.core.wiener); chosen on held-out songs,
+#: weights/TRAINING.md.
+WIENER_ITERATIONS = 0
 
 def parse_roles(text: str) -> list[str]:
     """'bass, drums' → ['bass', 'drums']; an unknown label is one ConfigError naming the known ones."""
@@ -146,11 +151,19 @@ def resize_masks(masks: torch.Tensor, rate: int, n_fft: int, frames: int) -> tor
 
 
 class Separator:
-    """The mask network and everything around it that the engine and `extract` share."""
+    """The mask network and everything around it that the engine and `extract` share.
 
-    def __init__(self, model: torch.nn.Module, device: str = "cpu") -> None:
+    `wiener`: EM iterations of the multichannel Wiener post-filter (`engines.core.wiener`) applied to the
+    network's masks on the mix's own STFT (0 = the masks as they are); `spatial`: a stereo mix filtered as a
+    pair (its sources' places in the stereo image modelled) rather than channel by channel; `exponent`: 2 the
+    classic power estimate, 1 the network's ratios kept and only the stereo image added."""
+
+    def __init__(self, model: torch.nn.Module, device: str = "cpu", wiener: int | None = None,
+                 spatial: bool = True, exponent: float = 2.0) -> None:
         self.model = model.to(device).eval()
         self.device = device
+        self.wiener = WIENER_ITERATIONS if wiener is None else int(wiener)
+        self.spatial, self.exponent = spatial, exponent
 
     @torch.inference_mode()
     def masks(self, mono22: np.ndarray) -> torch.Tensor:
@@ -164,13 +177,28 @@ class Separator:
         n = x.shape[-1]
         mono = resample(x.mean(axis=0), rate, SAMPLE_RATE)
         masks = self.masks(mono)
-        picked = torch.stack([1 - masks[ROLES.index(r)] if inv else masks[ROLES.index(r)] for r, inv in parts])
         n_fft, hop = _native_grid(rate)
         out = np.empty((len(parts), x.shape[0], n), np.float32)
-        for c in range(x.shape[0]):
-            spec = stft(torch.from_numpy(np.ascontiguousarray(x[c])), n_fft, hop)
-            m = resize_masks(picked, rate, n_fft, spec.shape[-1])
-            out[:, c] = istft(m * spec, n_fft, hop, length=n).numpy()
+        if self.wiener <= 0:
+            picked = torch.stack([1 - masks[ROLES.index(r)] if inv else masks[ROLES.index(r)] for r, inv in parts])
+            for c in range(x.shape[0]):
+                spec = stft(torch.from_numpy(np.ascontiguousarray(x[c])), n_fft, hop)
+                m = resize_masks(picked, rate, n_fft, spec.shape[-1])
+                out[:, c] = istft(m * spec, n_fft, hop, length=n).numpy()
+            return out
+        # each part as a row over the roles' estimates: the part itself, or every other role (the mix without it)
+        combine = torch.zeros(len(parts), len(ROLES))
+        for k, (r, inv) in enumerate(parts):
+            combine[k] = 1.0 - torch.eye(len(ROLES))[ROLES.index(r)] if inv else torch.eye(len(ROLES))[ROLES.index(r)]
+        # a stereo pair is filtered together (its spatial image is part of the model); more channels one by one
+        groups = [[0, 1]] if x.shape[0] == 2 and self.spatial else [[c] for c in range(x.shape[0])]
+        for g in groups:
+            spec = torch.stack([stft(torch.from_numpy(np.ascontiguousarray(x[c])), n_fft, hop) for c in g])
+            m = resize_masks(masks, rate, n_fft, spec.shape[-1])
+            est = wiener(m, spec, self.wiener, combine=combine, exponent=self.exponent)
+            del spec, m
+            for i, c in enumerate(g):
+                out[:, c] = istft(est[:, i], n_fft, hop, length=n).numpy()
         return out
 
     def separate(self, audio: Audio, parts: list[tuple[str, bool]], *, progress=None,
