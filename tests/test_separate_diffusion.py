@@ -55,6 +55,7 @@ def test_denoiser_is_a_bounded_mask_and_starts_as_the_predictive_network(nets):
             rest = score.mask(u, y, big, torch.tensor([k + len(ROLES)]))[0]
             torch.testing.assert_close(src, p[k], atol=1e-4, rtol=0)
             torch.testing.assert_close(rest, 1 - p[k], atol=1e-4, rtol=0)
+        torch.testing.assert_close(gm.onepass_masks(score, mag[0]), p, atol=1e-4, rtol=0)
         # near σ = 0 a denoiser returns its input (within [0, y]): the mask-space skip
         clean = y * torch.rand(y.shape, generator=torch.Generator().manual_seed(1))
         d = score.denoise(clean, y, torch.tensor([1e-4]), torch.tensor([0]))
@@ -77,7 +78,7 @@ def test_separator_estimates_sum_to_the_mixture_and_the_sampler_is_seeded(nets):
     assert float(masks.min()) >= 0.0 and float(masks.max()) <= 1.0 + 1e-6
 
 
-@pytest.mark.parametrize("mode", ["separator", "extractor", "ensemble", "storm-separator", "storm-extractor"])
+@pytest.mark.parametrize("mode", ["onepass", "separator", "extractor", "ensemble", "storm-separator", "storm-extractor"])
 def test_every_mode_separates_through_the_engine_windows(nets, mode):
     pred, score = nets
     music = _music(seconds=0.5).numpy()

@@ -269,6 +269,18 @@ def masks_from(est: torch.Tensor, y: torch.Tensor, exclusive: bool) -> torch.Ten
 ENSEMBLE: dict[str, str] = {"bass": "extractor", "drums": "separator", "other": "separator"}
 
 
+@torch.no_grad()
+def onepass_masks(model: MaskScoreNet, mix_mag: torch.Tensor, sigma: float = 40.0) -> torch.Tensor:
+    """The score network used as a predictive one: x̂₀ of each source at σ far above the data with u = 0, as
+    exclusive masks. The control that tells what the *sampling* adds from what more training of the shared
+    weights added (its x̂₀ at high σ is trained on the predictive task too)."""
+    y = mix_mag * mix_scale(mix_mag)
+    n = len(ROLES)
+    est = model.denoise(torch.zeros((n, *y.shape)), y[None].expand(n, -1, -1), torch.full((n,), sigma),
+                        torch.arange(n))
+    return masks_from(est, y, exclusive=True)
+
+
 def gmsdi_masks(model: MaskScoreNet, mix_mag: torch.Tensor, mode: str, s: Sampling,
                 predictive: torch.Tensor | None = None, roles: tuple[str, ...] = ROLES) -> torch.Tensor:
     """Unscaled mixture magnitude [F, T] → masks [len(ROLES), F, T] by `mode` ("separator", "extractor",
@@ -292,7 +304,8 @@ def gmsdi_masks(model: MaskScoreNet, mix_mag: torch.Tensor, mode: str, s: Sampli
 
 class DiffusionSeparator(Separator):
     """The engine's Separator (windows, mixture phase per channel, the mix's own rate) with its masks from one of
-    the systems issue 21 compares: "predictive" (the shipped one pass), "separator", "extractor", "ensemble"
+    the systems issue 21 compares: "predictive" (the shipped one pass), "onepass" (the score network's own x̂₀
+    at σ = 40, no sampling: the control for what training alone added), "separator", "extractor", "ensemble"
     (GMSDI from noise) or "storm-separator" / "storm-extractor" (the predictive estimate refined by that GMSDI
     mode from `sampling.storm_sigma`). `roles` limits the extractor's work to the parts that will be used."""
 
@@ -314,9 +327,11 @@ class DiffusionSeparator(Separator):
         pred = self.model(mag[None])[0].float()
         if self.mode == "predictive":
             return pred.cpu()
+        if self.mode == "onepass":
+            return onepass_masks(self.score, mag.float()).cpu()
         gmsdi_mode = self.mode.removeprefix("storm-")
         start = pred if self.mode.startswith("storm") else None
         return gmsdi_masks(self.score, mag.float(), gmsdi_mode, self.sampling, start, self.roles).cpu()
 
 
-MODES: tuple[str, ...] = ("predictive", "separator", "extractor", "ensemble", "storm-separator", "storm-extractor")
+MODES: tuple[str, ...] = ("predictive", "onepass", "separator", "extractor", "ensemble", "storm-separator", "storm-extractor")
