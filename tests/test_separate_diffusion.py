@@ -55,7 +55,8 @@ def test_denoiser_is_a_bounded_mask_and_starts_as_the_predictive_network(nets):
             rest = score.mask(u, y, big, torch.tensor([k + len(ROLES)]))[0]
             torch.testing.assert_close(src, p[k], atol=1e-4, rtol=0)
             torch.testing.assert_close(rest, 1 - p[k], atol=1e-4, rtol=0)
-        torch.testing.assert_close(gm.onepass_masks(score, mag[0]), p, atol=1e-4, rtol=0)
+        audible = y[0] > 1e-3 * y.max()  # (where the mix is silent a mask means nothing)
+        torch.testing.assert_close(gm.onepass_masks(score, mag[0])[:, audible], p[:, audible], atol=1e-4, rtol=0)
         # near σ = 0 a denoiser returns its input (within [0, y]): the mask-space skip
         clean = y * torch.rand(y.shape, generator=torch.Generator().manual_seed(1))
         d = score.denoise(clean, y, torch.tensor([1e-4]), torch.tensor([0]))
