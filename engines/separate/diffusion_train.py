@@ -33,6 +33,7 @@ from backline.engines.separate.diffusion import (
     build,
     denoising_loss,
     from_predictive,
+    load_score_model,
 )
 from backline.engines.separate.engine import load_model
 from backline.engines.separate.model import HOP, N_FFT, SAMPLE_RATE
@@ -54,6 +55,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shift", type=float, default=2.0)
     parser.add_argument("--eval-every", type=int, default=200)
     parser.add_argument("--init", type=Path, default=SHIPPED, help="predictive weights a fresh run starts from")
+    parser.add_argument("--init-score", type=Path,
+                        help="start a fresh run from a score-network export instead of the predictive weights")
+    parser.add_argument("--spread-lr", type=float, default=0.0,
+                        help="give the skip's one scalar (the data spread s) its own Adam at this fixed LR; at the "
+                             "network's LR it moved at Adam's top pace all through run 1 (0.50 → 0.43)")
     parser.add_argument("--export", type=Path)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
@@ -117,11 +123,19 @@ def run(args: argparse.Namespace) -> int:
     print(f"{len(songs)} training renders, {len(val)} held-out songs", flush=True)
 
     model = build(CONFIG)
-    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
-    loop = TrainLoop(ctx, args.run_dir, modules={"model": model, "opt": opt}, optimizers=[opt], steps=args.steps,
+    spread = [model.log_spread] if args.spread_lr > 0 else []
+    opt = torch.optim.Adam([p for p in model.parameters() if all(p is not q for q in spread)], lr=args.lr)
+    modules: dict = {"model": model, "opt": opt}
+    opt_s = torch.optim.Adam(spread, lr=args.spread_lr) if spread else None
+    if opt_s is not None:
+        modules["opt_spread"] = opt_s  # not in `optimizers`: its LR stays fixed (a calibration, not a feature)
+    loop = TrainLoop(ctx, args.run_dir, modules=modules, optimizers=[opt], steps=args.steps,
                      lr=args.lr, warmup=50, max_minutes=args.max_minutes, log_every=50,
                      ckpt_every=args.eval_every, desc="train separate-gmsdi")
-    if loop.step == 0 and args.init and str(args.init) and weight_paths(args.init)[0].exists():
+    if loop.step == 0 and args.init_score:
+        model.load_state_dict(load_score_model(args.init_score).state_dict())
+        print(f"starting from the score network {args.init_score}", flush=True)
+    elif loop.step == 0 and args.init and str(args.init) and weight_paths(args.init)[0].exists():
         model.load_state_dict(from_predictive(load_model(args.init)).state_dict())
         print(f"starting from the predictive weights {args.init}", flush=True)
     batches = crops(songs, args.batch, args.crop_seconds, np.random.default_rng([args.seed, loop.step]),
@@ -132,10 +146,14 @@ def run(args: argparse.Namespace) -> int:
         mix, stems = next(batches)
         loss = denoising_loss(model, *specs(mix, stems), generator=g)
         opt.zero_grad(set_to_none=True)
+        if opt_s is not None:
+            opt_s.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
         opt.step()
-        return {"loss": float(loss.detach())}
+        if opt_s is not None:
+            opt_s.step()
+        return {"loss": float(loss.detach()), "spread": float(model.log_spread.detach().exp())}
 
     def on_log(step: int) -> dict[str, float]:
         if step % args.eval_every:
