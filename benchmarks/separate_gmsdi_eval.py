@@ -2,8 +2,8 @@
 ensemble) and the StoRM refinement, on held-out songs and the demo, with the 150 Hz filters and the oracle IRM.
 
     .venv/bin/python benchmarks/separate_gmsdi_eval.py --score RUN/export --heldout DIR [--clip 20] [--no-demo]
-        [--systems predictive,separator,extractor,storm-separator] [--steps 8] [--storm-sigma 0.3]
-        [--storm-steps 4] [--speed] [--json OUT]
+        [--systems predictive,onepass,separator,extractor,ensemble,storm-separator,storm-extractor] [--steps 8]
+        [--churn 0] [--storm-sigma 0.1] [--storm-steps 4] [--speed] [--json OUT]
 
 Scoring is benchmarks/separate_eval.py's (`score_song`: SI-SDR improvement over the mix, mono mean at 44.1 kHz,
 one `--clip`-second excerpt per song from 5 s in, the whole demo), each system through the engine's windowed
@@ -109,11 +109,11 @@ def main() -> int:
     p.add_argument("--no-demo", action="store_true")
     p.add_argument("--weights", type=Path, help="predictive weights (default: shipped)")
     p.add_argument("--score", type=Path, help="GMSDI score weights (train separate-gmsdi --export)")
-    p.add_argument("--systems", default="predictive,separator,extractor,storm-separator,storm-extractor")
+    p.add_argument("--systems", default="predictive,onepass,separator,extractor,storm-separator,storm-extractor")
     p.add_argument("--steps", type=int, default=8, help="Euler steps from σ_max (separator, extractor)")
     p.add_argument("--storm-steps", type=int, default=4)
-    p.add_argument("--storm-sigma", type=float, default=0.3)
-    p.add_argument("--churn", type=float, default=20.0)
+    p.add_argument("--storm-sigma", type=float, default=0.1)
+    p.add_argument("--churn", type=float, default=0.0, help="Euler churn (paper 003: 20; measured worse at 8 steps)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--speed", action="store_true")
     p.add_argument("--json", type=Path)

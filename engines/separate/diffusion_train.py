@@ -54,7 +54,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--remix", type=float, default=0.3)
     parser.add_argument("--shift", type=float, default=2.0)
     parser.add_argument("--eval-every", type=int, default=200)
-    parser.add_argument("--init", type=Path, default=SHIPPED, help="predictive weights a fresh run starts from")
+    parser.add_argument("--init", type=Path, default=SHIPPED,
+                        help="predictive weights a fresh run starts from ('' = random)")
     parser.add_argument("--init-score", type=Path,
                         help="start a fresh run from a score-network export instead of the predictive weights")
     parser.add_argument("--spread-lr", type=float, default=0.0,
@@ -135,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
     if loop.step == 0 and args.init_score:
         model.load_state_dict(load_score_model(args.init_score).state_dict())
         print(f"starting from the score network {args.init_score}", flush=True)
-    elif loop.step == 0 and args.init and str(args.init) and weight_paths(args.init)[0].exists():
+    elif loop.step == 0 and str(args.init) not in ("", ".") and weight_paths(args.init)[0].exists():
         model.load_state_dict(from_predictive(load_model(args.init)).state_dict())
         print(f"starting from the predictive weights {args.init}", flush=True)
     batches = crops(songs, args.batch, args.crop_seconds, np.random.default_rng([args.seed, loop.step]),
