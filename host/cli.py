@@ -42,6 +42,7 @@ COMMANDS: dict[tuple[str, str], str] = {
     ("train", "gmsdi"): "backline.engines.accompany.train",
     ("train", "comp-planner"): "backline.engines.accompany.planner_train",
     ("train", "separate"): "backline.engines.separate.train",
+    ("train", "separate-gmsdi"): "backline.engines.separate.diffusion_train",
     ("codec", "roundtrip"): "backline.engines.codec.roundtrip_cli",
     ("generate", "bass"): "backline.engines.bass.cli",
     ("generate", "drums"): "backline.engines.drums.cli",
