@@ -43,6 +43,7 @@ from backline.engines.core.render import SAMPLE_RATE, render_take
 from backline.engines.core.timeline import Timeline
 from backline.engines.core.transcribe import Note, notes_to_midi
 from backline.engines.listen import Listening
+from backline.engines.listen.tempo import ENVELOPE_LAG_S
 
 #: Below this MIDI pitch is the bass's room (C3): comping stays out of it.
 BASS_ROOM = 48
@@ -95,7 +96,9 @@ def band_activity(mix: Audio | None, origin: float, step_s: float, steps: int, b
         env = onset_envelope(y, sr, hop)
         if env.size and env.max() > 0:
             t = origin + np.arange(steps) * step_s
-            idx = np.clip(np.rint(t * sr / hop).astype(int), 0, len(env) - 1)
+            # each step's window is centred where its attack peaks in the envelope: the envelope's own lag after
+            # the grid line (the listener's constant; the busyness scale BUSY_TYPICAL was measured there)
+            idx = np.clip(np.rint((t + ENVELOPE_LAG_S) * sr / hop).astype(int), 0, len(env) - 1)
             lo, hi = np.clip(idx - 4, 0, None), np.clip(idx + 5, None, len(env))
             vals = np.array([env[a:b].max() if b > a else 0.0 for a, b in zip(lo, hi)], np.float32)
             ref = float(np.percentile(vals, 90)) or 1.0
