@@ -15,7 +15,9 @@ Measures (take vs the real part, where there is one):
   whole matrices (the real part against the band on the same measure is printed as the ceiling);
 - chord-tone share of note-time on the true chords (the real part's own share beside it);
 - D-major share of the take's CQT chroma (demo);
-- onsets: median |offset| of the take's MIDI onsets and its audio onsets to the nearest true 16th-note grid line;
+- onsets: median |offset| of the take's MIDI onsets and its audio onsets from the band's beats (the nearest true
+  16th-note line, moved by where the band's own audio onsets sit on it), the signed median beside it (+ = late), and
+  the real part's audio onsets on the same detector as the baseline (a rendered part sounds within a few ms of the band);
 - loudness vs the band minus the real part's (= take LUFS − real part LUFS);
 - keys' note-time below C3 (the bass's room); voice leading: mean semitone motion between successive chords;
 - the MIDI's tempo and meter; speed: wall and CPU (with fluidsynth) per second of music, one thread, end to end;
@@ -188,6 +190,9 @@ def evaluate(engine, mix: Audio, inst_name: str, *, real_audio: Audio | None, re
            "heard": f"{lst.bpm:.2f} BPM {lst.numerator}/{lst.denominator} {lst.key_name}", "rows": {},
            "band_ms": band_ms, "heard_bar_one": lst.bar_one}
     if real_audio is not None:
+        real_on = grid_offsets_ms(audio_onsets(real_audio), step_s, grid_origin) - band_ms
+        out["real_onset_audio_ms"] = float(np.median(np.abs(real_on))) if len(real_on) else float("nan")
+        out["real_onset_audio_signed_ms"] = float(np.median(real_on)) if len(real_on) else float("nan")
         out["real_vs_band_cos"] = centred_cosine(real_chroma, chroma_frames(mix))
         out["real_lufs_vs_band"] = loudness_lufs(real_audio) - band_lufs
     if real_notes:
@@ -203,6 +208,7 @@ def evaluate(engine, mix: Audio, inst_name: str, *, real_audio: Audio | None, re
              "lufs_vs_real": loudness_lufs(wav) - loudness_lufs(real_audio) if real_audio is not None else float("nan"),
              "onset_midi_ms": offset_vs_band_ms(np.array([n.start for n in ns]), step_s, grid_origin, band_ms),
              "onset_audio_ms": offset_vs_band_ms(audio_onsets(wav), step_s, grid_origin, band_ms),
+             "onset_audio_signed_ms": float(np.median(grid_offsets_ms(audio_onsets(wav), step_s, grid_origin)) - band_ms),
              "notes": len(ns), "_notes": ns}
         out["rows"][key] = r
     if png is not None:
@@ -257,13 +263,14 @@ def print_case(r: dict) -> None:
         print(f"   real part: centred-chroma cosine with the band {r['real_vs_band_cos']:.3f}, "
               f"loudness vs band {r['real_lufs_vs_band']:+.1f} dB"
               + (f", chord tones {r['real_chord']:.3f}, voice motion {r['real_motion']:.2f} st, below C3 "
-                 f"{r['real_below_c3']:.3f}" if "real_chord" in r else ""))
+                 f"{r['real_below_c3']:.3f}" if "real_chord" in r else "")
+              + f", audio onsets vs the band's {r['real_onset_audio_ms']:.1f} ms ({r['real_onset_audio_signed_ms']:+.1f})")
     print(f"   {'':<15} {'cos(real)':>9} {'chord':>6} {'Dmaj':>5} {'motion':>6} {'<C3':>5} {'dB-real':>7} "
-          f"{'MIDI-band':>9} {'audio-band':>10} {'notes':>5}")
+          f"{'MIDI-band':>9} {'audio-band':>10} {'(signed)':>8} {'notes':>5}")
     for key, x in r["rows"].items():
         print(f"   {key:<15} {x['cos']:>9.3f} {x['chord']:>6.3f} {x['d_major']:>5.2f} {x['motion']:>6.2f} "
               f"{x['below_c3']:>5.3f} {x['lufs_vs_real']:>+7.1f} {x['onset_midi_ms']:>7.1f}ms {x['onset_audio_ms']:>8.1f}ms "
-              f"{x['notes']:>5}")
+              f"{x['onset_audio_signed_ms']:>+7.1f} {x['notes']:>5}")
 
 
 def corpus_cases(engine, corpus: Path, songs: int, roles: list[str], png_dir: Path | None) -> list[dict]:
@@ -425,13 +432,16 @@ def summarise(cases: list[dict]) -> None:
     if not cases:
         return
     print(f"\n== held-out songs: mean over {len(cases)} parts")
-    keys = ("cos", "chord", "motion", "below_c3", "lufs_vs_real", "onset_midi_ms", "onset_audio_ms")
+    keys = ("cos", "chord", "motion", "below_c3", "lufs_vs_real", "onset_midi_ms", "onset_audio_ms",
+            "onset_audio_signed_ms")
     for row in cases[0]["rows"]:
         m = {k: np.nanmean([c["rows"][row][k] for c in cases]) for k in keys}
         print(f"   {row:<15} " + "  ".join(f"{k} {v:.3f}" for k, v in m.items()))
     print(f"   real part       chord {np.nanmean([c.get('real_chord', np.nan) for c in cases]):.3f}  motion "
           f"{np.nanmean([c.get('real_motion', np.nan) for c in cases]):.3f}  cos(real, band) "
-          f"{np.nanmean([c['real_vs_band_cos'] for c in cases]):.3f}")
+          f"{np.nanmean([c['real_vs_band_cos'] for c in cases]):.3f}  onset_audio_ms "
+          f"{np.nanmean([c['real_onset_audio_ms'] for c in cases]):.3f}  onset_audio_signed_ms "
+          f"{np.nanmean([c['real_onset_audio_signed_ms'] for c in cases]):.3f}")
     for role in sorted({c["role"] for c in cases}):
         sub = [c for c in cases if c["role"] == role]
         ratio = np.nanmean([c["rows"]["take"]["chord"] for c in sub]) / np.nanmean([c["real_chord"] for c in sub])

@@ -311,8 +311,7 @@ class AccompanyEngine:
         lst = self.listen(request, controls, mix)
         kicks = lst.kicks if lst.kicks is not None else kick_onsets(mix)
         grid, origin, step_s = grid_from_listening(lst, kicks)
-        band = band_activity(mix, origin, step_s, grid.steps, request.midi,
-                             align=lst.sources.get("tempo") not in ("daw", "midi"))
+        band = band_activity(mix, origin, step_s, grid.steps, request.midi)
         band_lufs = loudness_lufs(mix)
         timings["listen_s"] = time.perf_counter() - t0
         check_cancel(cancel)
@@ -360,8 +359,7 @@ class AccompanyEngine:
             "engine": NAME, "mode": "follow", "render": "soundfont", "config": self.config, "device": "cpu",
             "weights": self.describe().weights,
             "listening": lst.to_dict(), "warnings": warnings,
-            "band_phase_ms": round(1000 * band[2].get("phase_s", 0.0), 1),  # the part sits on the band's attacks
-            "grid_origin_s": round(origin + band[2].get("phase_s", 0.0), 4),  # step 0 of the part's 16th grid
+            "grid_origin_s": round(origin, 4),  # step 0 of the part's 16th grid: the listener's, as for the bass
             "instruments": [{"name": i.name, "family": i.family, "gm_program": i.program + 1,
                              "prompt_match": round(s, 3)} for i, s in insts],
             "settings": {k: controls[k] for k in ("style", "complexity", "intensity", "register", "level")}

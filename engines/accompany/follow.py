@@ -36,7 +36,6 @@ from backline.engines.accompany.planner import FAMILY_STYLES, CompEvent, Planner
 from backline.engines.bass.follow import grid_from_listening
 from backline.engines.bass.planner import QUALITIES, QUALITY_INTERVALS, Grid
 from backline.engines.core.audio import Audio
-from backline.engines.core.dsp import onset_detect
 from backline.engines.core.effects import render
 from backline.engines.core.errors import ConfigError
 from backline.engines.core.frontend import onset_envelope
@@ -44,6 +43,7 @@ from backline.engines.core.render import SAMPLE_RATE, render_take
 from backline.engines.core.timeline import Timeline
 from backline.engines.core.transcribe import Note, notes_to_midi
 from backline.engines.listen import Listening
+from backline.engines.listen.tempo import ENVELOPE_LAG_S
 
 #: Below this MIDI pitch is the bass's room (C3): comping stays out of it.
 BASS_ROOM = 48
@@ -56,10 +56,15 @@ BUSY_WEIGHT = 0.75
 
 # --- what the band plays --------------------------------------------------------------------------------------
 def band_activity(mix: Audio | None, origin: float, step_s: float, steps: int, band_midi: str | Path | None = None,
-                  skip_programs: tuple[int, ...] = (), align: bool = True) -> tuple[np.ndarray, np.ndarray | None, dict]:
-    """(attacks per step 0-1, lead sounding per step or None, info: the band's registers and `phase_s`, where the
-    band's attacks sit on the grid when `align`). From the band's MIDI when given (exact: attacks counted like the
-    planner's training data), else from the mix's onset strength."""
+                  skip_programs: tuple[int, ...] = ()) -> tuple[np.ndarray, np.ndarray | None, dict]:
+    """(attacks per step 0-1, lead sounding per step or None, info: the band's registers). From the band's MIDI when
+    given (exact: attacks counted like the planner's training data), else from the mix's onset strength.
+
+    It only says how busy the band is: the part's timing is the listener's grid, as for the bass, and its attacks
+    are put on the band's by the one take renderer (`render_take`: the instrument's attack latency, half taken
+    off, like the band's own parts sounding behind their note-ons). A second shift here onto the band's measured
+    onset peaks put the take 14-20 ms behind the band's attacks (the peaks lag the attacks, and the listener's
+    beats already have the onset envelope's lag taken off)."""
     attacks = np.zeros(steps, np.float32)
     lead = None
     info: dict = {"source": "midi" if band_midi else "audio"}
@@ -90,11 +95,10 @@ def band_activity(mix: Audio | None, origin: float, step_s: float, steps: int, b
         y = mix.with_channels(1).resampled(sr).samples[0].astype(np.float32)
         env = onset_envelope(y, sr, hop)
         if env.size and env.max() > 0:
-            if align:
-                info["phase_s"] = phase = band_phase(onset_detect(env, sr, hop), origin, step_s)
-                origin += phase
             t = origin + np.arange(steps) * step_s
-            idx = np.clip(np.rint(t * sr / hop).astype(int), 0, len(env) - 1)
+            # each step's window is centred where its attack peaks in the envelope: the envelope's own lag after
+            # the grid line (the listener's constant; the busyness scale BUSY_TYPICAL was measured there)
+            idx = np.clip(np.rint((t + ENVELOPE_LAG_S) * sr / hop).astype(int), 0, len(env) - 1)
             lo, hi = np.clip(idx - 4, 0, None), np.clip(idx + 5, None, len(env))
             vals = np.array([env[a:b].max() if b > a else 0.0 for a, b in zip(lo, hi)], np.float32)
             ref = float(np.percentile(vals, 90)) or 1.0
@@ -102,16 +106,6 @@ def band_activity(mix: Audio | None, origin: float, step_s: float, steps: int, b
             attacks = np.where(attacks < 0.3, 0.0, attacks).astype(np.float32)
             attacks[t < 0] = 0.0
     return attacks, lead, info
-
-
-def band_phase(onsets: np.ndarray, origin: float, step_s: float) -> float:
-    """Where the band's attacks sit against the heard grid (seconds, + = later): the median offset of the mix's
-    onsets from the nearest 16th line, those within a third of a step. A player places the part on the band's
-    attacks; the listener's bar one is the onset envelope's peak, which comes a frame or two after the attack."""
-    rel = (np.asarray(onsets) - origin) / step_s
-    d = (rel - np.round(rel)) * step_s
-    d = d[np.abs(d) < step_s / 3]
-    return float(np.median(d)) if len(d) >= 8 else 0.0
 
 
 # --- voicing --------------------------------------------------------------------------------------------------
@@ -188,10 +182,7 @@ def plan_part(planner: Planner, lst: Listening, kicks: np.ndarray, instrument: I
         raise ConfigError(f"{instrument.name} does not play {style!r}",
                           fix=f"styles for {instrument.family}: {', '.join(FAMILY_STYLES[instrument.family])}")
     grid, origin, step_s = grid_from_listening(lst, kicks)
-    align = lst.sources.get("tempo") not in ("daw", "midi")  # a DAW's or the MIDI's grid is the grid
-    attacks, lead, info = band if band is not None else band_activity(mix, origin, step_s, grid.steps, band_midi,
-                                                                      align=align)
-    origin += info.get("phase_s", 0.0)
+    attacks, lead, info = band if band is not None else band_activity(mix, origin, step_s, grid.steps, band_midi)
     busy = float(np.mean(attacks)) if len(attacks) else 0.0
     asked = complexity
     if style is None:  # Style auto: leave room where the band is busy, fill in where it is sparse
