@@ -6,7 +6,7 @@ Charleston rhythm with its "and of 2" pushed; bass and piano attack a little ahe
 band sits against a ride it hears). The annotated beat of such a groove is the ride's and the walking bass's
 quarter note — a musical fact of the style, not a notational choice — and the swung eighth (2:1) exists only at
 that tempo: at half of it the skip falls a third into the beat, at double it falls on every other beat.
-Tempi 120-240 BPM. Training data only (realdev's filosax01 is measured, never fitted).
+Tempi 120-212 BPM (the listener tries 50-220). Training data only (realdev's filosax01 is measured, never fitted).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-SWING_TEMPI = (132, 150, 168, 186, 204, 222, 240, 120, 144, 176, 196, 160)
+SWING_TEMPI = (132, 150, 168, 186, 204, 212, 138, 120, 144, 176, 196, 160)
 RIDE, HH_FOOT, KICK = 51, 44, 36
 #: ii-V-I in major (degree of the root, chord tones in semitones over it)
 CHANGES = [(2, (0, 3, 7, 10)), (7, (0, 4, 7, 10)), (0, (0, 4, 7, 11)), (0, (0, 4, 7, 11))]

@@ -11,7 +11,7 @@ Training clips (never the nodrums_eval set, never a Bach chorale, never realdev)
   halve), whole and their first 5 s (reported, never fitted: `MEASURED_ONLY`), and played with a drifting tempo (`DRIFT_DEPTH`: `nodrums_eval.
   drift_performance`, from quarters 0 and 40; the true tempo is the mean performed);
 - rendered corpus songs with drums (the band without its bass; `--drums`, else 10 songs of seed 4242 are rendered);
-- swing grooves (`swing_set.py`: ride, hi-hat on 2 and 4, walking bass, Charleston comping; 120-240 BPM), whole
+- swing grooves (`swing_set.py`: ride, hi-hat on 2 and 4, walking bass, Charleston comping; 120-212 BPM), whole
   and their first 5 s.
 Per clip, `listen.tempo_table` lists every candidate grid and its features; a candidate is right within 4 % of the
 true tempo (an octave is wrong). The weights maximise the log-probability of the right candidates under a softmax
