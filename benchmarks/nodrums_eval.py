@@ -402,7 +402,7 @@ def phase_table(folder: Path) -> None:
     bars = np.array([1.0, 2.672448, 4.279448])
     quarters = np.r_[np.linspace(bars[0], bars[1], 5)[:-1], np.linspace(bars[1], bars[2], 5)]
     cases = [("filosax01 (sum)", Audio((a.samples[:1, :n] + b.samples[:1, :n]).astype(np.float32), a.sample_rate),
-              quarters, bars)]
+              quarters, bars), ("filosax01 bass+drums", a, quarters, bars), ("filosax01 piano+drums", b, quarters, bars)]
     three = np.array([1.860, 2.627, 3.333])
     cases.append(("ballroom_waltz", read_audio(folder / "ballroom_waltz.wav"), three, three))
     lags = np.arange(-0.2, 0.1001, 0.02)
@@ -413,12 +413,18 @@ def phase_table(folder: Path) -> None:
         freqs = librosa.mel_frequencies(n_mels=128, fmax=SR / 2)
         cells = []
         for band, keep in (("all", freqs >= 0), ("<200 Hz", freqs < 200), ("200-2k", (freqs >= 200) & (freqs < 2000)),
-                           (">4 kHz", freqs >= 4000)):
+                           (">4 kHz", freqs >= 4000), (">8 kHz", freqs >= 8000)):
             env = librosa.onset.onset_strength(S=mel[keep], sr=SR, hop_length=HOP)
             peak = np.maximum(env, np.maximum(np.roll(env, 1), np.roll(env, -1)))
-            prof = [peak[np.clip(np.rint((ref + d + ENVELOPE_LAG_S) * SR / HOP).astype(int), 0, len(env) - 1)].mean()
-                    for d in lags]
-            cells.append(f"{band} {1000 * lags[int(np.argmax(prof))]:+.0f}")
+
+            def at(r: np.ndarray, peak: np.ndarray = peak) -> str:
+                prof = [peak[np.clip(np.rint((r + d + ENVELOPE_LAG_S) * SR / HOP).astype(int), 0, len(peak) - 1)].mean()
+                        for d in lags]
+                return f"{1000 * lags[int(np.argmax(prof))]:+.0f}"
+
+            # filosax: the quarters are the bar lines cut in four; beats 1 and 3 apart from 2 and 4 (hi-hat foot)
+            split = f" (1&3 {at(ref[0::2])}, 2&4 {at(ref[1::2])})" if len(ref) > 3 else ""
+            cells.append(f"{band} {at(ref)}{split}")
         lst = listen(audio)
         heard = [1000 * (lst.beats[np.argmin(np.abs(lst.beats - r))] - r) for r in lines]
         print(f"  {name:16s} {', '.join(cells)};  heard beats minus annotated (bar lines): median {np.median(heard):+.0f} ms "

@@ -24,8 +24,9 @@ MIN_BEATS = 4  # a grid needs this many beats in the clip (two bars of 5 s at 48
 
 
 def _onsets(y: np.ndarray):
-    """(all-band onset envelope, low-band (< 200 Hz) envelope, kick-band (< 150 Hz) envelope) from one mel
-    spectrogram: the kick band finds kick hits, the low band weighs bar one."""
+    """(all-band onset envelope, low-band (< 200 Hz) envelope, kick-band (< 150 Hz) envelope, high-band (> 4 kHz)
+    envelope) from one mel spectrogram: the kick band finds kick hits, the low band weighs bar one, the high band
+    is the timekeeper's (ride, hi-hat), whose swing says which tempo a swung groove is in (`_swing`)."""
     # lazy: torch, which the CLI's --help and describe() must not import
     from backline.engines.core.frontend import as_tensor, mel_frequencies, mel_spectrogram
 
@@ -35,7 +36,8 @@ def _onsets(y: np.ndarray):
     full = onset_strength(mel, hop=HOP)
     low = onset_strength(mel[freqs < 200.0], hop=HOP)
     kick = onset_strength(mel[freqs < 150.0], hop=HOP)
-    return full, low, kick
+    high = onset_strength(mel[freqs >= 4000.0], hop=HOP)
+    return full, low, kick, high
 
 
 def _kicks(kick_env: np.ndarray) -> np.ndarray:
@@ -154,6 +156,53 @@ def _on_track(times: np.ndarray, beats: np.ndarray, sub: int) -> float:
     tol = np.minimum(0.035, 0.25 * local)
     off = np.abs(pos - np.rint(pos)) * local
     chance = float(np.mean(2.0 * tol / local))
+    return float((np.mean(off < tol) - chance) / (1.0 - chance))
+
+
+SWING_BINS = 24
+
+
+def _swing(env: np.ndarray, beats_s: np.ndarray) -> float:
+    """How swung the onsets are at this beat: min(a, -b) of the beat-folded onset strength's circular
+    autocorrelation a third of a beat on (a: a beat and its 2:1 swung skip, two-thirds in) and half a beat on (b:
+    straight eighths) — a skip note and no straight eighth. Phase-free, since a band's attacks sit ahead of or behind
+    its ride. On the swing renders (`benchmarks/swing_set.py`) the high band's is near 0 at the groove's tempo and
+    -0.6 to -1.1 at half of it; but the metrical relatives (2/3, 3/4 of the tempo) score high too, and straight
+    music's double scores above its own tempo: fitted, it did not help (README, issue 19)."""
+    fps = SR / HOP
+    step = float(np.median(np.diff(beats_s))) if len(beats_s) > 1 else 0.0
+    if step <= 0:
+        return 0.0
+    peak = np.maximum(env, np.maximum(np.roll(env, 1), np.roll(env, -1)))
+    prof = np.array([peak[np.clip(np.rint((beats_s + k * step / SWING_BINS) * fps).astype(int), 0, len(env) - 1)].mean()
+                     for k in range(SWING_BINS)])
+    prof = prof - prof.mean()
+    norm = float(prof @ prof) + 1e-12
+    third, half = (float(prof @ np.roll(prof, lag)) / norm for lag in (SWING_BINS // 3, SWING_BINS // 2))
+    return min(third, -half)
+
+
+#: where a beat's eighths sit, straight or swung: the beat, its half, and two-thirds (the 2:1 swung skip note)
+SWUNG_EIGHTHS = (0.0, 0.5, 2.0 / 3.0)
+
+
+def _on_swung(times: np.ndarray, beats: np.ndarray, slots: tuple[float, ...] = SWUNG_EIGHTHS) -> float:
+    """`_on_track` for eighths that may be swung: the share of `times` near any of `slots` (beat fractions) of the
+    beats, over chance. The straight eighths count (n8, tn8) punish a swung groove at its own tempo — its skip notes
+    fall between them, while at half of it the real beats sit on the eighths — so they chose the half."""
+    if len(times) < 8 or len(beats) < 2:
+        return 0.0
+    step_b = float(np.mean(np.diff(beats)))
+    lo = int(np.ceil(max(0.0, beats[0] - times.min()) / step_b)) + 1
+    hi = int(np.ceil(max(0.0, times.max() - beats[-1]) / step_b)) + 1
+    ext = np.r_[beats[0] - step_b * np.arange(lo, 0, -1), beats, beats[-1] + step_b * np.arange(1, hi + 1)]
+    pos = np.interp(times, ext, np.arange(len(ext), dtype=float))  # in beats
+    local = np.diff(ext)[np.clip(np.floor(pos).astype(int), 0, len(ext) - 2)]  # beat length there
+    frac = pos - np.floor(pos)
+    marks = np.array(slots + (1.0,))
+    off = np.min(np.abs(frac[:, None] - marks[None, :]), axis=1) * local
+    tol = np.minimum(0.035, 0.5 * local * min(np.diff(np.sort(marks))))  # windows meet, never overlap
+    chance = float(np.mean(np.minimum(1.0, 2.0 * tol * len(slots) / local)))
     return float((np.mean(off < tol) - chance) / (1.0 - chance))
 
 
@@ -283,7 +332,8 @@ def _on_grid(times: np.ndarray, first: float, step: float) -> float:
 
 
 def tempo_features(cands: list[tuple[float, float, float]], env: np.ndarray, low: np.ndarray, duration: float,
-                   meters: list[tuple[int, int]], grid_of, pitch_env: np.ndarray | None = None) -> list[dict]:
+                   meters: list[tuple[int, int]], grid_of, pitch_env: np.ndarray | None = None,
+                   high: np.ndarray | None = None) -> list[dict]:
     """Per fitted grid (score, period, phase in frames): what `tempo_value` weighs, and the grid itself.
 
     fit: the grid's comb score against the best grid's; thin: under 60 % of it (every other beat on nothing: too
@@ -295,7 +345,9 @@ def tempo_features(cands: list[tuple[float, float, float]], env: np.ndarray, low
     Against the beats tracked from it (`track_beats`: a live take drifts off any rigid grid): tfit, the onset
     strength on them against the best candidate's; tn8/tn16/tk16/tp8/tp16, the note onsets, low hits and new pitches
     on their eighths and sixteenths (`_on_track`). pdens (new pitches per beat against two:
-    log2, squared, negated) and lt (log2 of the tempo over 120 BPM) are listed for the fit, not weighed now.
+    log2, squared, negated) and lt (log2 of the tempo over 120 BPM) are listed for the fit, not weighed now; so
+    are the swing cues (issue 19: a swung groove heard at half its tempo): sw3/hsw3 (`_swing`, all and high band)
+    and n8s/tn8s/p8s/tp8s (`_on_swung`: eighths on the straight or the swung offbeat), which did not pass.
     A candidate whose tracked mean tempo differs from its grid's by over `DRIFT_TOL` is re-gridded at that mean."""
     fps = SR / HOP
     top = max(c[0] for c in cands)
@@ -304,6 +356,7 @@ def tempo_features(cands: list[tuple[float, float, float]], env: np.ndarray, low
     notes = peak_pick(env, pre_max=3, post_max=3, pre_avg=10, post_avg=10,
                       delta=0.2 * float(np.percentile(env, 99)), wait=4) / fps  # note onsets, melody too
     pitch_env = np.zeros_like(env) if pitch_env is None else pitch_env
+    high = np.zeros_like(env) if high is None else high
     pitches = peak_pick(pitch_env, pre_max=3, post_max=3, pre_avg=10, post_avg=10,
                         delta=0.2 * float(np.percentile(pitch_env, 99)), wait=4) / fps  # new pitches
     pcomb = [float(_comb(pitch_env, p, np.arange(0, p, 1.0)).max()) for _, p, _ in cands]
@@ -352,7 +405,10 @@ def tempo_features(cands: list[tuple[float, float, float]], env: np.ndarray, low
                     "tn8": _on_track(notes, tb, 2), "tn16": _on_track(notes, tb, 4), "tk16": _on_track(hits, tb, 4),
                     "tp8": _on_track(pitches, tb, 2), "tp16": _on_track(pitches, tb, 4), "tsc": tsc,
                     "pdens": -(float(np.log2((len(pitches) + 1.0) / len(bts))) - 1.0) ** 2,
-                    "lt": float(np.log2(60.0 / bs / 120.0)),
+                    "lt": float(np.log2(60.0 / bs / 120.0)), "sw3": _swing(env, tb[tb < duration - bs]),
+                    "hsw3": _swing(high, tb[tb < duration - bs]),
+                    "n8s": _on_swung(notes, bts), "tn8s": _on_swung(notes, tb), "p8s": _on_swung(pitches, bts),
+                    "tp8s": _on_swung(pitches, tb),
                     "beats": bts, "beat_s": bs, "chroma": chroma_c, "low": low_c, "meter": m, "phase": p})
     ttop = max((f["tsc"] for f in out), default=1.0)
     for f in out:

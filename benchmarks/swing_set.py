@@ -1,0 +1,90 @@
+"""Swing grooves for `tempo_fit.py`: a jazz rhythm section rendered with the project's fluidsynth renderer.
+
+The ride plays the timekeeper's pattern (quarter on every beat, the swung skip note two-thirds into beats 2 and 4),
+the hi-hat foot closes on 2 and 4, the bass walks quarter notes through ii-V-I changes, the piano comps in the
+Charleston rhythm with its "and of 2" pushed; bass and piano attack a little ahead of the ride (20-60 ms, as a
+band sits against a ride it hears). The annotated beat of such a groove is the ride's and the walking bass's
+quarter note — a musical fact of the style, not a notational choice — and the swung eighth (2:1) exists only at
+that tempo: at half of it the skip falls a third into the beat, at double it falls on every other beat.
+Tempi 120-212 BPM (the listener tries 50-220). `tempo_fit.py` measures them and does not fit them (`MEASURED_ONLY`:
+fitted, they cost the held-out four-part set; README, issue 19).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+SWING_TEMPI = (132, 150, 168, 186, 204, 212, 138, 120, 144, 176, 196, 160)
+RIDE, HH_FOOT, KICK = 51, 44, 36
+#: ii-V-I in major (degree of the root, chord tones in semitones over it)
+CHANGES = [(2, (0, 3, 7, 10)), (7, (0, 4, 7, 10)), (0, (0, 4, 7, 11)), (0, (0, 4, 7, 11))]
+
+
+def groove(bpm: float, bars: int, seed: int) -> tuple[list, list, list]:
+    """(drums, bass, piano) notes as (start s, end s, pitch, velocity)."""
+    rng = np.random.default_rng(seed)
+    beat = 60.0 / bpm
+    ratio = rng.uniform(0.6, 0.7)  # the skip's place in the beat: 0.67 is the triplet swing
+    key = int(rng.integers(0, 12))
+    lead = rng.uniform(0.02, 0.06)  # bass and piano ahead of the ride
+    jit = lambda: rng.normal(0.0, 0.008)  # noqa: E731
+    drums, bass, piano = [], [], []
+    for bar in range(bars):
+        deg, tones = CHANGES[bar % len(CHANGES)]
+        root = 36 + (key + deg) % 12
+        for b in range(4):
+            t = (bar * 4 + b) * beat
+            drums.append((t + jit(), t + 0.2, RIDE, int(rng.integers(80, 100))))
+            if b in (1, 3):
+                drums.append((t + ratio * beat + jit(), t + ratio * beat + 0.1, RIDE, int(rng.integers(60, 80))))
+                drums.append((t + jit(), t + 0.1, HH_FOOT, int(rng.integers(55, 75))))
+            if rng.random() < 0.15:
+                drums.append((t + jit(), t + 0.1, KICK, int(rng.integers(40, 60))))  # feathered kick
+            if b == 0:
+                p = root
+            elif b == 3:  # approach the next root by a half step
+                nxt = 36 + (key + CHANGES[(bar + 1) % len(CHANGES)][0]) % 12
+                p = nxt + int(rng.choice([-1, 1]))
+            else:
+                p = root + tones[int(rng.integers(1, len(tones)))]
+            s = max(0.0, t - lead + jit())
+            bass.append((s, s + 0.9 * beat, p + 12 * int(p < 40), int(rng.integers(85, 105))))
+        chord = [60 + (key + deg + tn) % 12 for tn in tones[1:]] + [48 + (key + deg) % 12 + 12]
+        for at, length in ((0.0, 0.8), (1.0 + ratio, 1.2)):  # Charleston: 1 and the swung "and" of 2
+            t = (bar * 4 + at) * beat
+            s = max(0.0, t - lead + jit())
+            for p in chord:
+                piano.append((s, s + length * beat, p, int(rng.integers(65, 85))))
+    return drums, bass, piano
+
+
+def build_swing_set(cache: Path, n: int, seconds: float = 24.0) -> list[dict]:
+    """Render (once, cached) `n` swing grooves of about `seconds`; clip dicts with wav path and bpm."""
+    import pretty_midi
+
+    from backline.engines.core.audio import write_audio
+    from backline.engines.core.render import render_midi
+
+    cache.mkdir(parents=True, exist_ok=True)
+    index = cache / "index.json"
+    clips = json.loads(index.read_text()) if index.is_file() else []
+    for i in range(len(clips), n):
+        bpm = SWING_TEMPI[i % len(SWING_TEMPI)]
+        bars = int(np.ceil(seconds / (4 * 60.0 / bpm)))
+        drums, bass, piano = groove(bpm, bars, seed=1000 + i)
+        pm = pretty_midi.PrettyMIDI(initial_tempo=bpm)
+        for notes, prog, is_drum in ((drums, 0, True), (bass, 32, False), (piano, 0 if i % 2 else 4, False)):
+            inst = pretty_midi.Instrument(prog, is_drum=is_drum)
+            inst.notes = [pretty_midi.Note(v, p, s, e) for s, e, p, v in notes if e > s]
+            pm.instruments.append(inst)
+        mid = cache / f"swing{i:02d}.mid"
+        pm.write(str(mid))
+        end = bars * 4 * 60.0 / bpm
+        wav = cache / f"swing{i:02d}.wav"
+        write_audio(wav, render_midi(mid, "FluidR3_GM", frames=int((end + 1.0) * 44100)), overwrite=True, bit_depth=16)
+        clips.append({"rel": f"swing{i:02d}", "bpm": float(bpm), "wav": str(wav)})
+        index.write_text(json.dumps(clips))
+    return clips[:n]
