@@ -63,19 +63,30 @@ def run_cpu(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str]:
 
 
 def demo_mix(seconds: float, folder: Path) -> Path:
-    """The demo band without its bass, looped on its bar line to `seconds`, written as a WAV."""
+    """The demo band without its bass, looped on its bar line to `seconds`, written as a WAV: each copy starts
+    where the song's last bar ends (from its MIDI), and the ring past it is added into the next copy, so the
+    band keeps a steady 100 BPM grid across the seams (looping at the stems' length put each seam 2 s late)."""
     import numpy as np
+    import pretty_midi
 
     from backline.engines.core.audio import Audio, read_audio, write_audio
     from backline.engines.data.demo import demo_song
     from backline.engines.data.slakh import read_track
 
-    stems = [(st.role, read_audio(st.audio)) for st in read_track(demo_song()).audio_stems()]
+    song = demo_song()
+    stems = [(st.role, read_audio(st.audio)) for st in read_track(song).audio_stems()]
     frames = min(a.frames for _, a in stems)
     rate = stems[0][1].sample_rate
     band = np.sum([a.samples[:, :frames] for role, a in stems if role != "bass"], axis=0).astype(np.float32)
+    pm = pretty_midi.PrettyMIDI(str(Path(song) / "MIDI" / "S00.mid"))
+    downbeats = pm.get_downbeats()
+    bar_s = float(np.median(np.diff(downbeats)))
+    loop = int(round((downbeats[downbeats < pm.get_end_time() - 1e-3][-1] + bar_s) * rate))
     want = int(seconds * rate)
-    looped = np.tile(band, (1, want // frames + 1))[:, :want]
+    looped = np.zeros((band.shape[0], want + frames), np.float32)
+    for start in range(0, want, loop):
+        looped[:, start:start + frames] += band
+    looped = looped[:, :want]
     return write_audio(folder / "band_without_bass.wav", Audio(looped, rate))
 
 
