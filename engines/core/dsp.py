@@ -76,6 +76,11 @@ def autocorrelate(x: np.ndarray, max_size: int | None = None, axis: int = -1) ->
     return np.take(ac, np.arange(max_size), axis=axis)
 
 
+#: Frames per chunk of `tempo_estimate`'s windowed autocorrelation: the kernel's first call on a whole file spent
+#: 0.15 CPU-s of system time zeroing fresh pages (measured on a 30 s mix), chunks reuse theirs.
+TEMPO_CHUNK = 64
+
+
 def tempo_estimate(env: np.ndarray, sr: float, hop: int, start_bpm: float = 120.0, std_bpm: float = 1.0,
                    ac_size: float = 8.0, max_tempo: float = 320.0) -> float:
     """One tempo (BPM) for an onset envelope (librosa's `feature.tempo`): the mean over frames of the windowed
@@ -87,10 +92,13 @@ def tempo_estimate(env: np.ndarray, sr: float, hop: int, start_bpm: float = 120.
     padded = np.pad(env, (half, half), mode="linear_ramp", end_values=(0, 0))
     frames = np.lib.stride_tricks.sliding_window_view(padded, win)[:n]  # [n, win]
     window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(win) / win)  # periodic Hann
-    ac = autocorrelate(frames * window, axis=-1)
-    peak = np.abs(ac).max(axis=-1, keepdims=True)
-    peak[peak < np.finfo(ac.dtype).tiny] = 1.0
-    tg = (ac / peak).mean(axis=0)
+    tg = np.zeros(win)
+    for a in range(0, n, TEMPO_CHUNK):  # in chunks: a whole song's frames at once are ~30 MB of fresh pages per call
+        ac = autocorrelate(frames[a:a + TEMPO_CHUNK] * window, axis=-1)
+        peak = np.abs(ac).max(axis=-1, keepdims=True)
+        peak[peak < np.finfo(ac.dtype).tiny] = 1.0
+        tg += (ac / peak).sum(axis=0)
+    tg /= max(n, 1)
     with np.errstate(divide="ignore"):
         bpms = np.r_[np.inf, 60.0 * sr / (hop * np.arange(1.0, win))]
     logprior = -0.5 * ((np.log2(bpms) - np.log2(start_bpm)) / std_bpm) ** 2
