@@ -24,7 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _common import hardware  # noqa: E402
+from _common import corpus_or_render, hardware  # noqa: E402
 from separate_eval import score_song, track_roles  # noqa: E402
 
 from backline.engines.core.audio import read_audio  # noqa: E402
@@ -104,7 +104,9 @@ def speed(seps: dict) -> dict:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--heldout", type=Path, help="held-out corpus folder (Slakh layout), never trained on")
+    p.add_argument("--heldout", type=Path, help="held-out corpus folder (Slakh layout), never trained on; without it "
+                   "a few synthetic songs are rendered (labelled so)")
+    p.add_argument("--songs", type=int, default=4, help="songs to render when no --heldout is given (0: none)")
     p.add_argument("--clip", type=float, default=20.0)
     p.add_argument("--no-demo", action="store_true")
     p.add_argument("--weights", type=Path, help="predictive weights (default: shipped)")
@@ -124,12 +126,12 @@ def main() -> int:
     seps = systems(names, a)
     results: dict = {"systems": names, "steps": a.steps, "storm_steps": a.storm_steps, "storm_sigma": a.storm_sigma,
                      "churn": a.churn, "score": str(a.score)}
-    if a.heldout:
-        tracks = sorted(t for t in a.heldout.iterdir() if t.name.startswith("Track"))
+    if a.heldout or a.songs > 0:
+        folder, label = corpus_or_render(a.heldout, flag="--heldout", songs=a.songs)
+        tracks = sorted(t for t in folder.iterdir() if t.name.startswith("Track"))
         songs = [track_roles(t, 5 * SR, int(a.clip * SR)) for t in tracks]
         results["heldout"] = score_set(seps, songs, names)
-        print_table(f"Held-out {a.heldout} ({len(songs)} × {a.clip:g} s), SI-SDRi dB", results["heldout"]["mean"],
-                    names)
+        print_table(f"{label} ({len(songs)} × {a.clip:g} s), SI-SDRi dB", results["heldout"]["mean"], names)
     if not a.no_demo:
         from backline.engines.data.demo import demo_song
 

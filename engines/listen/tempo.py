@@ -142,17 +142,24 @@ def track_beats(env: np.ndarray, period: float) -> np.ndarray:
     return np.array(path[::-1], float)
 
 
+def _beat_position(times: np.ndarray, beats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each time's position in tracked beats (fractional beat index) and the beat's length there; before the first
+    and after the last tracked beat the beats go on at their mean length."""
+    step_b = float(np.mean(np.diff(beats)))
+    lo = int(np.ceil(max(0.0, beats[0] - times.min()) / step_b)) + 1
+    hi = int(np.ceil(max(0.0, times.max() - beats[-1]) / step_b)) + 1
+    ext = np.r_[beats[0] - step_b * np.arange(lo, 0, -1), beats, beats[-1] + step_b * np.arange(1, hi + 1)]
+    pos = np.interp(times, ext, np.arange(len(ext), dtype=float))
+    return pos, np.diff(ext)[np.clip(np.floor(pos).astype(int), 0, len(ext) - 2)]
+
+
 def _on_track(times: np.ndarray, beats: np.ndarray, sub: int) -> float:
     """`_on_grid` against tracked beats (seconds): each beat divided into `sub` equal steps; before the first and
     after the last tracked beat the grid goes on at the mean beat length."""
     if len(times) < 8 or len(beats) < 2:
         return 0.0
-    step_b = float(np.mean(np.diff(beats)))
-    lo = int(np.ceil(max(0.0, beats[0] - times.min()) / step_b)) + 1
-    hi = int(np.ceil(max(0.0, times.max() - beats[-1]) / step_b)) + 1
-    ext = np.r_[beats[0] - step_b * np.arange(lo, 0, -1), beats, beats[-1] + step_b * np.arange(1, hi + 1)]
-    pos = np.interp(times, ext, np.arange(len(ext), dtype=float)) * sub  # in steps
-    local = np.diff(ext)[np.clip(np.floor(pos / sub).astype(int), 0, len(ext) - 2)] / sub  # step length there
+    pos, local = _beat_position(times, beats)
+    pos, local = pos * sub, local / sub  # in steps, and the step length there
     tol = np.minimum(0.035, 0.25 * local)
     off = np.abs(pos - np.rint(pos)) * local
     chance = float(np.mean(2.0 * tol / local))
@@ -192,12 +199,7 @@ def _on_swung(times: np.ndarray, beats: np.ndarray, slots: tuple[float, ...] = S
     fall between them, while at half of it the real beats sit on the eighths — so they chose the half."""
     if len(times) < 8 or len(beats) < 2:
         return 0.0
-    step_b = float(np.mean(np.diff(beats)))
-    lo = int(np.ceil(max(0.0, beats[0] - times.min()) / step_b)) + 1
-    hi = int(np.ceil(max(0.0, times.max() - beats[-1]) / step_b)) + 1
-    ext = np.r_[beats[0] - step_b * np.arange(lo, 0, -1), beats, beats[-1] + step_b * np.arange(1, hi + 1)]
-    pos = np.interp(times, ext, np.arange(len(ext), dtype=float))  # in beats
-    local = np.diff(ext)[np.clip(np.floor(pos).astype(int), 0, len(ext) - 2)]  # beat length there
+    pos, local = _beat_position(times, beats)
     frac = pos - np.floor(pos)
     marks = np.array(slots + (1.0,))
     off = np.min(np.abs(frac[:, None] - marks[None, :]), axis=1) * local
