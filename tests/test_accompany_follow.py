@@ -322,3 +322,27 @@ def test_block_keys_hold_the_root_in_the_left_hand_above_the_bass_room():
         assert BASS_ROOM <= n.pitch < BASS_ROOM + 12 and min(rh) - n.pitch >= 3
     assert extra[0].end <= 16 * step_s and extra[1].end <= 32 * step_s  # held to the bar line / the change
     assert {n.pitch % 12 for n in held if n.start < 3.2} == {1, 5, 8}  # chord tones only
+
+
+def test_a_chord_held_through_a_change_moves_to_the_new_chord_on_it():
+    """A bar-long chord with the harmony changing on beat 3 and no attack there: before, the chord was cut at the
+    change and the part fell silent until its next attack; now the new chord sounds from the change."""
+    from backline.engines.accompany.follow import events_to_notes
+    from backline.engines.bass.grid import Grid, quality_index
+
+    steps = 32  # two bars of 4/4: G for beats 1-2, D for beats 3-4, then G for a bar
+    root = np.array([7] * 8 + [2] * 8 + [7] * 16)
+    quality = np.full(steps, quality_index("maj"))
+    grid = Grid(4, 4, 1, "major", root, quality, np.zeros(steps), np.zeros(steps, np.int64))
+    step_s = 0.15
+    events = [CompEvent(0, 16, 3, -1, 90), CompEvent(16, 16, 3, -1, 90), CompEvent(20, 2, 1, 0, 60)]
+    notes = events_to_notes(events, grid, 0.0, step_s, 32 * step_s, Voicer(53, 79))
+    on_change = [n for n in notes if round(n.start / step_s) == 8]
+    assert {n.pitch % 12 for n in on_change} == {2, 6, 9}  # D major, from the change
+    assert all(n.velocity < 90 for n in on_change)  # a re-attack, softer than the planned one
+    assert max(n.end for n in on_change) <= 16 * step_s  # to the next planned attack, not past it
+    sounding = lambda t: any(n.start <= t < n.end for n in notes)  # noqa: E731
+    assert all(sounding((k + 0.5) * step_s) for k in range(15))  # no hole in the first bar
+    # a single-note line is not continued into the next chord (an arpeggio's note is its own)
+    single = events_to_notes([CompEvent(0, 16, 1, 0, 80)], grid, 0.0, step_s, 32 * step_s, Voicer(53, 79))
+    assert all(round(n.start / step_s) == 0 for n in single)
