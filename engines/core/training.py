@@ -14,7 +14,7 @@ import math
 import os
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -198,15 +198,19 @@ def ramp_cosine(step: int, total: int, warmup: int) -> float:
     return min(1.0, (step + 1) / max(1, warmup)) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, step / max(1, total))))
 
 
-def apply_update(opt: torch.optim.Optimizer, loss: torch.Tensor, params: Any = None,
+def apply_update(opt: torch.optim.Optimizer | Sequence[torch.optim.Optimizer], loss: torch.Tensor, params: Any = None,
                  clip: float | None = None) -> float:
     """One optimiser update from `loss`: zero the grads, backward, clip the norm of `params` to `clip` (when
-    given), step. Returns the loss as a float. A GAN calls it once per network, each with its own optimiser."""
-    opt.zero_grad(set_to_none=True)
+    given), step. Returns the loss as a float. A GAN calls it once per network, each with its own optimiser;
+    several optimisers over one model's parameter groups (one with its own fixed learning rate) share one backward."""
+    opts = [opt] if isinstance(opt, torch.optim.Optimizer) else list(opt)
+    for o in opts:
+        o.zero_grad(set_to_none=True)
     loss.backward()
     if clip is not None:
         torch.nn.utils.clip_grad_norm_(params, clip)
-    opt.step()
+    for o in opts:
+        o.step()
     return float(loss.detach())
 
 

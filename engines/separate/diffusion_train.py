@@ -23,7 +23,13 @@ import torch
 
 from backline.engines.accompany.spec import mix_scale
 from backline.engines.core.frontend import stft
-from backline.engines.core.training import Distributed, TrainLoop, add_training_flags, seed_everything
+from backline.engines.core.training import (
+    Distributed,
+    TrainLoop,
+    add_training_flags,
+    apply_update,
+    seed_everything,
+)
 from backline.engines.core.weights import save_weights, weight_paths
 from backline.engines.separate.data import cached_files, crops, load_cache
 from backline.engines.separate.diffusion import (
@@ -146,15 +152,8 @@ def run(args: argparse.Namespace) -> int:
     def step_fn(step: int) -> dict[str, float]:
         mix, stems = next(batches)
         loss = denoising_loss(model, *specs(mix, stems), generator=g)
-        opt.zero_grad(set_to_none=True)
-        if opt_s is not None:
-            opt_s.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-        opt.step()
-        if opt_s is not None:
-            opt_s.step()
-        return {"loss": float(loss.detach()), "spread": float(model.log_spread.detach().exp())}
+        loss_value = apply_update([opt] if opt_s is None else [opt, opt_s], loss, model.parameters(), clip=5.0)
+        return {"loss": loss_value, "spread": float(model.log_spread.detach().exp())}
 
     def on_log(step: int) -> dict[str, float]:
         if step % args.eval_every:

@@ -26,7 +26,13 @@ import torch
 
 from backline.engines.codec.fidelity import si_sdr
 from backline.engines.core.frontend import istft, stft
-from backline.engines.core.training import Distributed, TrainLoop, add_training_flags, seed_everything
+from backline.engines.core.training import (
+    Distributed,
+    TrainLoop,
+    add_training_flags,
+    apply_update,
+    seed_everything,
+)
 from backline.engines.core.weights import save_weights, weight_paths
 from backline.engines.separate.data import build_cache, cached_files, crops, load_cache
 from backline.engines.separate.engine import load_model
@@ -85,11 +91,7 @@ def step_loss(model: torch.nn.Module, mix: torch.Tensor, target: torch.Tensor) -
 def apply_step(model: torch.nn.Module, opt: torch.optim.Optimizer, loss: torch.Tensor) -> float:
     """One optimiser update from `loss` (gradient norm clipped at 5): the trainer, `train_steps` and the GPU lease
     all update the network this one way. Returns the loss as a float."""
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-    opt.step()
-    return float(loss.detach())
+    return apply_update(opt, loss, model.parameters(), clip=5.0)
 
 
 def train_steps(model: torch.nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], steps: int,
