@@ -6,8 +6,8 @@ Charleston rhythm with its "and of 2" pushed; bass and piano attack a little ahe
 band sits against a ride it hears). The annotated beat of such a groove is the ride's and the walking bass's
 quarter note — a musical fact of the style, not a notational choice — and the swung eighth (2:1) exists only at
 that tempo: at half of it the skip falls a third into the beat, at double it falls on every other beat.
-Tempi 120-212 BPM (the listener tries 50-220). `tempo_fit.py` measures them and does not fit them (`MEASURED_ONLY`:
-fitted, they cost the held-out four-part set; README, issue 19).
+Tempi 120-212 BPM (the listener tries 50-220). `tempo_fit.py` fits them together with the folk grooves of
+`folk_set.py`, which pull the other way (fitted alone, they cost the held-out four-part set; README, issue 19).
 """
 
 from __future__ import annotations
