@@ -131,7 +131,7 @@ def _biquad(b: np.ndarray, a: np.ndarray, x: np.ndarray, state: np.ndarray) -> t
     return y, np.concatenate([tail_x, tail_y])
 
 
-_POLE_BLOCK = 4096
+_POLE_BLOCK = 1024  # 22 ms per pass over 30 s at 44.1 kHz (4096: 38 ms; smaller blocks add Python per block)
 
 
 @functools.lru_cache(maxsize=8)
