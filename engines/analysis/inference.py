@@ -23,14 +23,8 @@ from typing import Any
 import numpy as np
 
 from backline.engines.analysis.tags import COARSE_TAGS, FINE_TAGS, HEADS, hierarchy_array
+from backline.engines.core.dsp import gelu
 from backline.engines.core.errors import ConfigError
-
-_ERF = np.frompyfunc(math.erf, 1, 1)
-
-
-def gelu(x: np.ndarray) -> np.ndarray:
-    """nn.GELU() (the exact erf form)."""
-    return 0.5 * x * (1.0 + _ERF(x / math.sqrt(2.0)).astype(np.float64))
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:

@@ -36,6 +36,7 @@ from backline.engines.bass.grid import (
     Grid,
     PlanNote,
 )
+from backline.engines.core.dsp import gelu
 from backline.engines.core.errors import ConfigError
 from backline.engines.core.weights import load_arrays
 
@@ -200,14 +201,6 @@ def step_shapes(cfg: Any, n_tokens: int, n_voices: int = 0) -> dict[str, tuple[i
     return shapes
 
 
-_ERF = np.frompyfunc(math.erf, 1, 1)
-
-
-def _gelu(x: np.ndarray) -> np.ndarray:
-    """nn.GELU() (the exact, erf form), in float64."""
-    return 0.5 * x * (1.0 + _ERF(x / math.sqrt(2.0)).astype(np.float64))
-
-
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * x))
 
@@ -240,7 +233,7 @@ class StepRunner:
     def step(self, cond_in: np.ndarray, prev: int, state: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
         """One step: `cond_in` (a row of `start`'s), the previous token → ([token, (voice,) velocity logits] as
         float32, the new state)."""
-        x = _gelu(cond_in + self.token_in[prev])
+        x = gelu(cond_in + self.token_in[prev])
         new = np.empty_like(state)
         for k, (w_ih, w_hh, b_ih, b_hh) in enumerate(self.gru):
             h = state[k]
