@@ -4,8 +4,8 @@ from the same safetensors the torch modules train and export.
 Why: `generate bass` / `generate accompaniment` ask "does the band already play this part?" before every take; the
 models are small (2 transformer layers of width 128, a logistic regression), but importing torch for them cost
 1.6 CPU-s, more than the take's own work. Training keeps the torch modules (`musicoder`, `tagger`,
-`presence_model`); this is the one inference of their weights. Each forward is the torch module's equations in
-float64 (agreement to ~1e-6, tests/test_analysis_numpy.py):
+`presence_model`); this is the one inference of their weights. Each forward is the torch module's equations (the encoder in
+float32 as torch runs it, the small heads in float64; agreement to ~1e-6, tests/test_analysis_numpy.py):
 
 * MusiCoder (`musicoder.MusiCoder`): CMVN, linear projection + sinusoidal positions, pre-LayerNorm encoder layers
   (x + MHA(LN₁ x), then x + W₂ GELU(W₁ LN₂ x)), a final LayerNorm; the clip embedding is [mean; max] over time.
@@ -52,8 +52,8 @@ def sinusoidal_positions(n: int, dim: int) -> np.ndarray:
     return pe
 
 
-def _f64(w: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
-    return {k[len(prefix):]: np.asarray(v, np.float64) for k, v in w.items() if k.startswith(prefix)}
+def _f64(w: dict[str, np.ndarray], prefix: str, dtype=np.float64) -> dict[str, np.ndarray]:
+    return {k[len(prefix):]: np.asarray(v, dtype) for k, v in w.items() if k.startswith(prefix)}
 
 
 def musicoder_shapes(enc: dict[str, Any], prefix: str = "") -> dict[str, tuple[int, ...]]:
@@ -75,18 +75,18 @@ class MusiCoderRunner:
     """`musicoder.MusiCoder.forward`/`embed` in numpy (eval mode: no dropout)."""
 
     def __init__(self, weights: dict[str, np.ndarray], heads: int) -> None:
-        w = _f64(weights, "")
+        w = _f64(weights, "", np.float32)  # float32 as torch runs it: half the matmul time of float64
         self.w, self.heads = w, int(heads)
         self.layers = sum(1 for k in w if k.endswith("self_attn.in_proj_weight"))
         self.hidden = w["proj.weight"].shape[0]
-        self._pe = sinusoidal_positions(1600, self.hidden).astype(np.float64)
+        self._pe = sinusoidal_positions(1600, self.hidden)
 
     def forward(self, frames: np.ndarray) -> np.ndarray:
         """Raw frames [B, T, 324] -> hidden states [B, T, H]."""
         w = self.w
         if frames.shape[1] > len(self._pe):
-            self._pe = sinusoidal_positions(frames.shape[1], self.hidden).astype(np.float64)
-        x = (np.asarray(frames, np.float64) - w["cmvn.mean"]) / w["cmvn.std"]
+            self._pe = sinusoidal_positions(frames.shape[1], self.hidden)
+        x = (np.asarray(frames, np.float32) - w["cmvn.mean"]) / w["cmvn.std"]
         h = x @ w["proj.weight"].T + w["proj.bias"] + self._pe[: x.shape[1]]
         b, t, d = h.shape
         nh, hd = self.heads, d // self.heads
@@ -95,13 +95,13 @@ class MusiCoderRunner:
             y = layer_norm(h, w[p + "norm1.weight"], w[p + "norm1.bias"])
             qkv = y @ w[p + "self_attn.in_proj_weight"].T + w[p + "self_attn.in_proj_bias"]
             q, k, v = (a.reshape(b, t, nh, hd).transpose(0, 2, 1, 3) for a in np.split(qkv, 3, axis=-1))
-            att = softmax(q @ k.transpose(0, 1, 3, 2) / math.sqrt(hd), axis=-1)
+            att = softmax(q @ k.transpose(0, 1, 3, 2) / np.float32(math.sqrt(hd)), axis=-1)
             ctx = (att @ v).transpose(0, 2, 1, 3).reshape(b, t, d)
             h = h + ctx @ w[p + "self_attn.out_proj.weight"].T + w[p + "self_attn.out_proj.bias"]
             y = layer_norm(h, w[p + "norm2.weight"], w[p + "norm2.bias"])
-            y = gelu(y @ w[p + "linear1.weight"].T + w[p + "linear1.bias"])
+            y = gelu(y @ w[p + "linear1.weight"].T + w[p + "linear1.bias"]).astype(np.float32)
             h = h + y @ w[p + "linear2.weight"].T + w[p + "linear2.bias"]
-        return layer_norm(h, w["norm.weight"], w["norm.bias"])
+        return layer_norm(h, w["norm.weight"], w["norm.bias"]).astype(np.float64)
 
     def embed(self, frames: np.ndarray) -> np.ndarray:
         """Clip embedding [B, 2H]: mean and max of the last hidden states over time."""
