@@ -10,7 +10,7 @@ Conventions (chosen once, here):
   framed signal), so the listener, the role check and the planners' inputs never import torch (its import alone
   cost 1.6 CPU-s, more than a follow take's work); a tensor goes through `torch.stft` (the one torch STFT: the
   codec, separation and their training losses need it on the GPU and differentiable). Both agree to float32
-  rounding (tests/test_frontend.py). The convention: a periodic Hann window, `center=True`, reflect padding where the input is long
+  rounding (tests/test_frontend_numpy.py). The convention: a periodic Hann window, `center=True`, reflect padding where the input is long
   enough (zero padding otherwise, so 1-sample inputs still work) and *no* normalisation, as in paper 000.
   Frames = `T // hop + 1`.
 - `log_magnitude` is paper 000's "log-magnitude spectrogram" s = log(|STFT|² + ε), ε = 1e-5 (log power; it is
