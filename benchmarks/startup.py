@@ -32,8 +32,9 @@ from _common import hardware, x_real_time  # noqa: E402
 
 #: The modules whose import is the start-up cost worth watching, and what they are for.
 IMPORTS = (
-    ("torch", "the planner (a GRU), the role check's tagger, the listener's front end"),
-    ("torchaudio.functional", "resampling, the K-weighting's IIR loop (with torch)"),
+    ("torch", "off the follow paths since issue 23's last step (planners, role check, front end run in numpy); "
+              "training, GPU and the free modes only"),
+    ("torchaudio.functional", "off the follow paths (resampling and K-weighting are numpy ports of its definitions)"),
     ("backline.engines.bass.follow_engine", "the follow engine, everything it imports"),
     ("scipy.signal", "off the follow path since issue 23 (was loudness and librosa)"),
     ("librosa.feature,librosa.onset,librosa.sequence,librosa.util,librosa.core",

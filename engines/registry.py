@@ -17,7 +17,7 @@ from backline.engines.core.protocol import Engine, EngineDescription, check_devi
 ENGINE_REGISTRY: dict[str, str] = {
     "bass": "backline.engines.bass.follow_engine:build",  # follow (listen → plan → render); mode=free → bass-latent
     "bass-latent": "backline.engines.bass.engine:build",  # paper 000: codecs + latent diffusion
-    "accompany": "backline.engines.accompany.engine:build",
+    "accompany": "backline.engines.accompany.follow_engine:build",
     "drums": "backline.engines.drums.engine:build",
     "analysis": "backline.engines.analysis.engine:build",
     "separate": "backline.engines.separate.engine:build",

@@ -30,6 +30,7 @@ Hooks a command module may define (all optional but ENGINE and HELP):
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import threading
 from pathlib import Path
@@ -161,9 +162,7 @@ def run(args: argparse.Namespace, command: ModuleType) -> int:
         return _list_presets(command)
     request, cleanup = prepare(args, command)
     try:
-        import torch
-
-        torch.set_num_threads(args.threads)
+        use_threads(args.threads)
         options = {k[len("build_"):]: v for k, v in vars(args).items() if k.startswith("build_") and v is not None}
         engine = registry.build_engine(request.engine, args.config, args.device, **options)
         if request.out_dir is None:  # a report-only engine without --out: print it, write nothing
@@ -176,6 +175,17 @@ def run(args: argparse.Namespace, command: ModuleType) -> int:
     if hasattr(command, "summary"):
         command.summary(result, args)
     return 0
+
+
+def use_threads(threads: int) -> None:
+    """CPU threads for torch without importing it: a follow take runs in numpy and never loads torch (its import
+    alone was 1.6 CPU-s, most of a take's start-up). Torch reads OMP_NUM_THREADS when it is first imported; if it
+    is already loaded, it is told directly."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(threads)
+    else:
+        os.environ["OMP_NUM_THREADS"] = str(threads)
 
 
 def prepare(args: argparse.Namespace, command: ModuleType) -> tuple[GenerationRequest, Any]:

@@ -169,3 +169,35 @@ def test_free_mode_midi_carries_the_heard_tempo_without_bpm(band, tmp_path):
     res = build("debug").generate(req)
     tempo = mido.tempo2bpm(next(m.tempo for m in res.takes[0].midi.tracks[0] if m.type == "set_tempo"))
     assert abs(tempo - tr.extras["tempo_bpm"]) / tr.extras["tempo_bpm"] < 0.01
+
+
+def test_a_follow_take_never_imports_torch(band, tmp_path):
+    """`backline generate bass --mix X` and `generate accompaniment --mix X --prompt piano` (listen, the role check,
+    plan, render, level) run in numpy: torch's import alone was 1.6 CPU-s, most of a take's start-up. The role check
+    must have run without it (it says the band's drums are playing), not been skipped by the check's own never-fail
+    guard."""
+    import os
+    import subprocess
+    import sys
+
+    _, mix = band
+    clip = tmp_path / "band.wav"
+    write_audio(clip, Audio(mix.samples[:, : 8 * mix.sample_rate], mix.sample_rate))
+    code = f"""
+import sys
+from backline.host.cli import main
+from backline.engines.analysis.api import role_already_playing
+from backline.engines.core.audio import read_audio
+rc = main(["generate", "bass", "--mix", {str(clip)!r}, "--out", {str(tmp_path / "out")!r}, "--device", "cpu"])
+rc += main(["generate", "accompaniment", "--mix", {str(clip)!r}, "--prompt", "piano", "--out",
+            {str(tmp_path / "acc")!r}, "--device", "cpu"])
+drums = role_already_playing("drums", read_audio({str(clip)!r}))
+print("RESULT", rc, "torch" in sys.modules, "torchaudio" in sys.modules, bool(drums))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT")]
+    assert line, proc.stderr[-2000:]
+    assert line[0].split()[1:] == ["0", "False", "False", "True"], proc.stdout + proc.stderr[-2000:]
+    assert (tmp_path / "out" / "bass_seed0.mid").exists() and (tmp_path / "out" / "bass_seed0.wav").exists()
+    assert (tmp_path / "acc" / "accompany_seed0.mid").exists()

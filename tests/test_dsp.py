@@ -33,8 +33,8 @@ def test_k_weighting_carries_its_state_across_chunks_like_lfilter():
             y, state = effects._biquad(b, a, x[lo:lo + 1000], state)
             out.append(y)
         y, _ = effects._biquad(b, a, x[:1], np.zeros(4))
-        np.testing.assert_allclose(np.concatenate(out), ref, rtol=0, atol=1e-12)
-        assert y[0] == pytest.approx(ref[0], abs=1e-15)
+        np.testing.assert_allclose(np.concatenate(out), ref, rtol=0, atol=1e-9)  # the recursion is FFT-blocked
+        assert y[0] == pytest.approx(ref[0], abs=1e-12)
 
 
 def test_streamed_loudness_equals_torchaudio_across_chunk_boundaries():

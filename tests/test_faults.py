@@ -64,6 +64,7 @@ def no_heavy_work(monkeypatch):
     """Fail the test if any engine is built or any mix is read: the refusal must come before."""
     from backline.engines import registry
     from backline.engines.accompany import engine as accompany_engine
+    from backline.engines.accompany import follow_engine as accompany_follow_engine
     from backline.engines.bass import engine as bass_engine
     from backline.engines.bass import follow_engine as bass_follow_engine
     from backline.engines.core import audio
@@ -74,6 +75,7 @@ def no_heavy_work(monkeypatch):
     monkeypatch.setattr(bass_engine, "build", not_reached)
     monkeypatch.setattr(bass_follow_engine, "build", not_reached)
     monkeypatch.setattr(accompany_engine, "build", not_reached)
+    monkeypatch.setattr(accompany_follow_engine, "build", not_reached)
     monkeypatch.setattr(registry, "build_engine", not_reached)
     monkeypatch.setattr(audio, "read_audio", not_reached)
 

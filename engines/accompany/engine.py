@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,14 @@ from backline.engines.accompany.description import (  # noqa: F401 - the control
     NAME,
     describe,
 )
+from backline.engines.accompany.follow_engine import (  # noqa: F401 - re-exported
+    FORMAT_VERSION,
+    KIND,
+    WEIGHTS_DIR,
+    AccompanyFollowEngine,
+    _merge_midi,
+    _midi_bytes,
+)
 from backline.engines.accompany.gmsdi import (
     ENSEMBLE_CHOICE,
     Extractor,
@@ -48,17 +56,12 @@ from backline.engines.accompany.gmsdi import (
     TotalGeneration,
 )
 from backline.engines.accompany.model import CONFIGS, build_model
-from backline.engines.accompany.planner import FAMILY_STYLES, load_planner
 from backline.engines.accompany.roles import ROLES, canonical, label_text, negative_prompt, parse_prompt
 from backline.engines.accompany.text import TextEncoder, load_table
-from backline.engines.bass.planner import engine_planner
-from backline.engines.core.audio import Audio, playable_mix, resample
-from backline.engines.core.effects import loudness_lufs
+from backline.engines.core.audio import Audio, resample
 from backline.engines.core.errors import BacklineError, ConfigError, WeightsError
 from backline.engines.core.frontend import istft, stft
-from backline.engines.core.midi import midi_bytes
 from backline.engines.core.protocol import (
-    EngineDescription,
     GenerationRequest,
     GenerationResult,
     ProgressFn,
@@ -69,11 +72,7 @@ from backline.engines.core.weights import load_weights
 from backline.engines.core.windows import overlap_add_spans, windows
 from backline.engines.diffusion.sampler import ADPM2, EulerChurn, sample, sigma_of
 from backline.engines.diffusion.schedule import CosineSchedule
-from backline.engines.listen import kick_onsets, listen
 
-WEIGHTS_DIR = Path(__file__).parent / "weights"
-KIND = "gmsdi-score"
-FORMAT_VERSION = 1
 #: Long mixes are sampled in windows of this many STFT frames (16.4 s) overlapping by OVERLAP_FRAMES (2 s).
 WINDOW_FRAMES, OVERLAP_FRAMES = 1024, 128
 #: GM programs for the MIDI of each role (0-based); drums get no transcription.
@@ -146,7 +145,10 @@ def windowed(prep: Prepared, run, callback=None, window: int = 0, overlap: int =
     return {name: torch.from_numpy(out[i]).to(device[0]) for i, name in enumerate(names)}
 
 
-class AccompanyEngine:
+class AccompanyEngine(AccompanyFollowEngine):
+    """The whole engine: follow mode (inherited) and the GMSDI score model's modes (free, extract, separate,
+    ensemble, total). The registry builds `follow_engine.AccompanyFollowEngine`, which builds this on first use."""
+
     name = NAME
 
     def __init__(self, model, table: dict[str, torch.Tensor] | None = None, *, device: str = "cpu",
@@ -154,19 +156,17 @@ class AccompanyEngine:
         self.model = model.to(device).eval()
         for p in self.model.parameters():
             p.requires_grad_(False)
-        self.text = TextEncoder(table)
-        self.device = str(device)
-        self.config = config
+        super().__init__(config=config, device=device)
+        self._text = TextEncoder(table)
         self.meta = meta or {}
 
-    # --- protocol ---------------------------------------------------------------------------------------
-    def describe(self) -> EngineDescription:
-        training = self.meta.get("training", {})
-        planner = "untrained (debug)" if self.config == "debug" else "weights/planner"
-        weights = f"follow: comp planner {planner}; free: GMSDI score model ({self.config}); " + (
-            f"{training.get('steps', '?')} steps on {training.get('data', '?')}" if training else "untrained")
-        return replace(describe(self.config, self.device), weights=weights)
+    def full(self) -> AccompanyEngine:
+        return self
 
+    def training_meta(self) -> dict[str, Any]:
+        return self.meta.get("training", {})
+
+    # --- protocol ---------------------------------------------------------------------------------------
     def generate(self, request: GenerationRequest, *, progress: ProgressFn | None = None,
                  cancel: threading.Event | None = None) -> GenerationResult:
         """Pure: returns one take per variation holding a stem per prompted role (Audio) and a MIDI file."""
@@ -260,151 +260,12 @@ class AccompanyEngine:
         progress(1.0, "done")
         return GenerationResult(takes, report)
 
-    # --- follow mode: listen → plan → voice → render ---------------------------------------------------------
-    def planner(self):
-        """The comping planner (shipped weights, loaded on first use; `debug` engines get an untrained one)."""
-        return engine_planner(self, load_planner)
-
-    def listen(self, request: GenerationRequest, controls: dict[str, Any], mix: Audio):
-        """The shared listener (DAW > user chart > band MIDI > audio), as the bass engine calls it."""
-        transport = request.timeline if controls["tempo_from"] == "timeline" else None
-        return listen(mix, transport=transport, region_start=request.region_start, bpm=float(controls["bpm"]) or None,
-                      meter=controls["meter"] or None, key=controls["key"] or None,
-                      chords=controls["chords"] or None, band_midi=request.midi)
-
-    def instruments(self, prompt: str) -> list[tuple[Any, float]]:
-        """Prompt → [(instrument, match score)], one per comma-separated part, in the prompt's order."""
-        # lazy: the follow path pulls mido (core.transcribe); the GPU lease's bench builds this engine on a machine
-        # without MIDI tooling (packaging/gpu_lease.py LeaseImportGuard)
-        from backline.engines.accompany.follow import instrument_for, split_prompt
-
-        out = []
-        for text in split_prompt(prompt):
-            inst, score = instrument_for(text, self.text)
-            if inst.name not in [i.name for i, _ in out]:
-                out.append((inst, score))
-        return out
-
-    def _generate_follow(self, request: GenerationRequest, controls: dict[str, Any], progress, cancel,
-                         t_start: float) -> GenerationResult:
-        # lazy: the follow path pulls mido (core.transcribe); the GPU lease's bench builds this engine on a machine
-        # without MIDI tooling (packaging/gpu_lease.py LeaseImportGuard)
-        from backline.engines.accompany.follow import band_activity, plan_part, register_lanes, render_part
-        from backline.engines.bass.follow import grid_from_listening
-        from backline.engines.core.transcribe import notes_to_midi
-
-        if request.variations < 1:
-            raise ConfigError(f"variations={request.variations} must be >= 1")
-        timings: dict[str, float] = {}
-        insts = self.instruments(request.prompt or controls["prompt"])
-        style = None if controls["style"] == "auto" else controls["style"]
-        if style is not None:
-            for inst, _ in insts:
-                if style not in FAMILY_STYLES[inst.family]:
-                    raise ConfigError(f"{inst.name} does not play {style!r}",
-                                      fix=f"{inst.family} styles: {', '.join(FAMILY_STYLES[inst.family])} (or auto)")
-        mix = self.check_mix(request.mix)
-        warnings = self._band_warnings(request.midi, insts)
-        seeds = [int(request.seed) + k for k in range(request.variations)]
-        progress(0.05, "listening")
-        t0 = time.perf_counter()
-        lst = self.listen(request, controls, mix)
-        kicks = lst.kicks if lst.kicks is not None else kick_onsets(mix)
-        grid, origin, step_s = grid_from_listening(lst, kicks)
-        band = band_activity(mix, origin, step_s, grid.steps, request.midi)
-        band_lufs = loudness_lufs(mix)
-        timings["listen_s"] = time.perf_counter() - t0
-        check_cancel(cancel)
-        sr = mix.sample_rate
-        timeline = request.timeline if lst.sources.get("tempo") == "daw" else lst.timeline(sr)
-        planner = self.planner()
-        lanes = register_lanes([i for i, _ in insts])
-        takes = []
-        timings["plan_s"] = timings["render_s"] = 0.0
-        for v, seed in enumerate(seeds):
-            stems, midis, parts_report = {}, {}, {}
-            for k, (inst, score) in enumerate(insts):
-                check_cancel(cancel)
-                progress(0.1 + 0.85 * (v * len(insts) + k) / (len(seeds) * len(insts)), f"playing the {inst.name}")
-                t0 = time.perf_counter()
-                part = plan_part(planner, lst, kicks, inst, style=style, complexity=controls["complexity"],
-                                 intensity=controls["intensity"], register=controls["register"], mix=mix,
-                                 band_midi=request.midi, seed=seed + 101 * k, lane=lanes.get(inst.name), band=band)
-                timings["plan_s"] += time.perf_counter() - t0
-                if not part.notes:
-                    raise ConfigError("the planned part has no notes (no chord was heard to play along to)",
-                                      fix="give the chords (--chords) or a longer mix")
-                t0 = time.perf_counter()
-                target = (band_lufs if band_lufs > -70 else -20.0) + inst.level_db + controls["level"]
-                _dry, wet, level = render_part(part.notes, inst, mix.frames, sr, lst.bpm, numerator=lst.numerator,
-                                               denominator=lst.denominator, target_lufs=target)
-                timings["render_s"] += time.perf_counter() - t0
-                name = inst.name.replace(" ", "_")
-                stems[name] = wet
-                midis[name] = notes_to_midi(part.notes, timeline, program=inst.program,
-                                            offset_seconds=request.region_start / sr, name=f"Backline {inst.name}")
-                parts_report[name] = {"instrument": inst.name, "family": inst.family, "gm_program": inst.program + 1,
-                                      "prompt_match": round(score, 3), "style": part.style, "notes": len(part.notes),
-                                      "register": list(part.register), "attributes": part.attributes,
-                                      "level": level | {"vs_band_db": round(inst.level_db + controls["level"], 2)},
-                                      "peak": round(wet.peak(), 4)}
-            take = Take(seed=seed, stems=stems, midi=_merge_midi(midis), start_sample=request.region_start,
-                        report={"mode": "follow", "parts": parts_report, "frames": mix.frames,
-                                "notes": {n: p["notes"] for n, p in parts_report.items()}})
-            take.attachments = {f"{n}.mid": _midi_bytes(m) for n, m in midis.items()} if len(midis) > 1 else {}
-            takes.append(take)
-        total_s = time.perf_counter() - t_start
-        timings["total_s"] = total_s
-        report = {
-            "engine": NAME, "mode": "follow", "render": "soundfont", "config": self.config, "device": "cpu",
-            "weights": self.describe().weights,
-            "listening": lst.to_dict(), "warnings": warnings,
-            "grid_origin_s": round(origin, 4),  # step 0 of the part's 16th grid: the listener's, as for the bass
-            "instruments": [{"name": i.name, "family": i.family, "gm_program": i.program + 1,
-                             "prompt_match": round(s, 3)} for i, s in insts],
-            "settings": {k: controls[k] for k in ("style", "complexity", "intensity", "register", "level")}
-            | {"variations": len(seeds)},
-            "seeds": seeds,
-            "region": {"start_sample": request.region_start, "frames": mix.frames, "sample_rate": sr,
-                       "bpm": timeline.bpm, "meter": f"{timeline.numerator}/{timeline.denominator}",
-                       "start_bar": round(timeline.samples_to_bar(request.region_start), 4)},
-            "timings_s": {k: round(v, 3) for k, v in timings.items()},
-            "x_real_time": round(total_s / max(mix.seconds, 1e-9), 4),  # processing s ÷ audio s
-        }
-        progress(1.0, "done")
-        return GenerationResult(takes, report)
-
-    @staticmethod
-    def _band_warnings(band_midi, insts) -> list[str]:
-        """A prompt for a part the band's MIDI already plays (same GM family of programs) gets a warning."""
-        if not band_midi:
-            return []
-        import pretty_midi
-
-        try:
-            pm = pretty_midi.PrettyMIDI(str(band_midi))
-        except Exception:  # noqa: BLE001 - the listener reports an unreadable file in one line
-            return []
-        out = []
-        for inst, _ in insts:
-            same = [i for i in pm.instruments if not i.is_drum and i.notes and i.program // 8 == inst.program // 8]
-            if same:
-                name = pretty_midi.program_to_instrument_name(same[0].program)
-                out.append(f"the band already plays a {inst.name} part ({name}, {len(same[0].notes)} notes); "
-                           f"the new one may double it")
-        return out
-
     # --- pieces (benchmarks use these directly) ---------------------------------------------------------
     @property
     def ensemble_choice(self) -> dict[str, str]:
         """Per role, the system the ensemble takes: measured for the shipped weights (`ensemble_choice` in
         their JSON, from benchmarks/gmsdi_eval.py), else the paper's table (`gmsdi.ENSEMBLE_CHOICE`)."""
         return ENSEMBLE_CHOICE | dict(self.meta.get("ensemble_choice") or {})
-
-    def check_mix(self, mix: Audio | None) -> Audio:
-        min_frames = spec.N_FFT * mix.sample_rate // spec.SAMPLE_RATE if mix is not None else 0
-        return playable_mix(mix, min_frames=min_frames, need="this mode needs a mix to listen to",
-                            short="too short to analyse")
 
     def prepare(self, mix: Audio) -> Prepared:
         mono = torch.from_numpy(resample(mix.samples.mean(axis=0), mix.sample_rate, spec.SAMPLE_RATE).copy())
@@ -618,25 +479,6 @@ def role_midi(audio: Audio, role: str, timeline, region_start: int):
     mid = notes_to_midi(notes, timeline, program=GM_PROGRAM[role], offset_seconds=region_start / timeline.sample_rate,
                         name=f"Backline {role.lower()}")
     return notes, mid
-
-
-def _midi_bytes(mid) -> bytes:
-    return midi_bytes(mid)
-
-
-def _merge_midi(midis: dict[str, Any]):
-    """One type-1 MIDI file: the tempo track once, then one track per role on its own channel."""
-    import mido
-
-    first = next(iter(midis.values()))
-    out = mido.MidiFile(type=1, ticks_per_beat=first.ticks_per_beat)
-    out.tracks.append(first.tracks[0])
-    for ch, (_role, mid) in enumerate(midis.items()):
-        track = mido.MidiTrack()
-        for msg in mid.tracks[1]:
-            track.append(msg.copy(channel=ch if ch < 9 else ch + 1) if hasattr(msg, "channel") else msg)
-        out.tracks.append(track)
-    return out
 
 
 # --- building -----------------------------------------------------------------------------------------------

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from backline.engines.accompany.instruments import FAMILY_STYLES, STYLES  # noqa: F401 - FAMILY_STYLES re-exported
 from backline.engines.bass.planner import ATTRS as BASS_ATTRS
@@ -33,13 +32,14 @@ from backline.engines.bass.planner import STYLES as BASS_STYLES
 from backline.engines.bass.planner import (
     Grid,
     LoadedPlanner,
-    StepPlanner,
     _sample,
     aim_attributes,
     bucket_velocity,
     load_planner_as,
     resolve_config,
+    step_shapes,
     token_runs,
+    torch_generator,
 )
 from backline.engines.bass.planner import PlannerConfig as BassPlannerConfig
 from backline.engines.bass.planner import features as grid_features
@@ -139,15 +139,12 @@ class PlannerConfig(BassPlannerConfig):
 CONFIGS = {"small": PlannerConfig(), "debug": PlannerConfig(hidden=24, layers=1, token_dim=8)}
 
 
-class CompPlanner(StepPlanner):
-    """cond [B, T, F] + previous tokens [B, T] → token, voice-index and velocity logits (the bass planner's GRU)."""
+def build_planner(config: str | dict[str, Any] | PlannerConfig = "small"):
+    """The trainable torch module: the bass planner's `StepPlanner` with a voice-index head (training, and the
+    untrained `debug` weights)."""
+    from backline.engines.bass.planner_model import StepPlanner  # lazy: torch, for training only
 
-    def __init__(self, cfg: PlannerConfig) -> None:
-        super().__init__(cfg, N_TOKENS, N_VOICE_IDX)
-
-
-def build_planner(config: str | dict[str, Any] | PlannerConfig = "small") -> CompPlanner:
-    return CompPlanner(resolve_config(config, CONFIGS, PlannerConfig))
+    return StepPlanner(resolve_config(config, CONFIGS, PlannerConfig), N_TOKENS, N_VOICE_IDX)
 
 
 class Planner(LoadedPlanner):
@@ -161,21 +158,18 @@ class Planner(LoadedPlanner):
             {"complexity": 0.4, "intensity": 0.6, "register": 0.0, "density": 0.6}
         return aim_attributes(base, complexity, intensity, register) | {"density": float(base["density"])}
 
-    @torch.no_grad()
     def plan(self, grid: Grid, family: str, style: str, attrs: dict[str, float], band: np.ndarray, *,
              seed: int = 0, temperature: float = 0.7, top_p: float = 0.9) -> list[CompEvent]:
         """Sample the part step by step; no attack where no chord is heard."""
-        model = self.model.eval()
-        cond = torch.from_numpy(features(grid, family, style, attrs, band))[None]
-        gen = torch.Generator().manual_seed(int(seed))
-        prev = torch.tensor([[BOS]])
-        state = None
+        runner = self.runner
+        cond_in, state = runner.start(features(grid, family, style, attrs, band))
+        gen = torch_generator(seed)
+        prev = BOS
         tokens = np.zeros(grid.steps, np.int64)
         vidx = np.full(grid.steps, -1, np.int64)
         vels = np.full(grid.steps, -1, np.int64)
         for s in range(grid.steps):
-            logits, vlog, velog, state = model(cond[:, s:s + 1], prev, state)
-            logits = logits[0, 0].clone()
+            (logits, vlog, velog), state = runner.step(cond_in[s], prev, state)
             if s == 0 or tokens[s - 1] == REST:
                 logits[HOLD] = -math.inf
             if grid.root[s] >= 12:
@@ -183,13 +177,14 @@ class Planner(LoadedPlanner):
             t = _sample(logits, temperature, top_p, gen)
             tokens[s] = t
             if t >= 2:
-                vidx[s] = int(torch.argmax(vlog[0, 0]))
-                vels[s] = int(torch.argmax(velog[0, 0]))
-            prev = torch.tensor([[t]])
+                vidx[s] = int(np.argmax(vlog))
+                vels[s] = int(np.argmax(velog))
+            prev = t
         return events_of(tokens, vidx, vels)
 
 
 def load_planner(path: str | Path | None = None, config: str = "shipped") -> Planner:
     """'shipped' (or a path) loads trained weights; 'debug'/'small' build an untrained planner (tests)."""
     return load_planner_as(Planner, path, config, weights=WEIGHTS, kind=KIND, build=build_planner, configs=CONFIGS,
+                           shapes=lambda c: step_shapes(resolve_config(c, CONFIGS, PlannerConfig), N_TOKENS, N_VOICE_IDX),
                            format_version=FORMAT_VERSION)

@@ -17,9 +17,12 @@ y = Σ x_k still holds after scaling.
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
 from backline.engines.core.frontend import istft, stft
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
 
 SAMPLE_RATE = 16000
 N_FFT = 1024
@@ -67,6 +70,8 @@ def griffin_lim(mag: torch.Tensor, length: int, iters: int = 48, momentum: float
                 init_phase: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
     """Fast Griffin-Lim (Perraudin et al. 2013) over the project's STFT: a phase for a generated magnitude that
     has no mixture to borrow one from (generation). `init_phase` (e.g. the mixture's) seeds the iteration."""
+    import torch  # lazy: the free modes only; a follow take reads this module's constants without torch
+
     if init_phase is None:
         phase = torch.rand(mag.shape, generator=generator) * 2 * torch.pi
         angles = torch.polar(torch.ones_like(mag), phase)

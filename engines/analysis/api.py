@@ -26,29 +26,28 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from backline.engines.analysis.features import (
     FEATURE_SR,
-    MusiCoderFeatures,
     SimCLRLogMel,
     loudness,
+    musicoder_features,
     to_feature_rate,
 )
-from backline.engines.analysis.matching import CONFIGS, TAU, AlignedMatcher, build_aligned
-from backline.engines.analysis.musicoder import get_config as musicoder_config
+from backline.engines.analysis.inference import PresenceRunner, TaggerRunner, presence_shapes, tagger_shapes
 from backline.engines.analysis.presence import PARTS as P_PARTS
-from backline.engines.analysis.presence import build_presence, presence_features, with_tags
-from backline.engines.analysis.simclr import SimCLRConfig, SimCLRModel
-from backline.engines.analysis.simclr import get_config as simclr_config
-from backline.engines.analysis.tagger import COARSE_TAGS, FINE_TAGS, attention_png, build_tagger
+from backline.engines.analysis.presence import presence_features, with_tags
+from backline.engines.analysis.tags import COARSE_TAGS, FINE_TAGS, attention_png
 from backline.engines.core.audio import Audio, read_audio
 from backline.engines.core.errors import AudioFormatError, ConfigError
 from backline.engines.core.protocol import check_cancel
-from backline.engines.core.weights import load_weights
+from backline.engines.core.weights import load_arrays
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 MIN_SECONDS = 1.0  # shorter clips carry too little to tag (a 5 s window is what the tagger was trained on)
@@ -103,41 +102,55 @@ class AnalysisReport:
 
 
 class Analyzer:
-    """Holds the tagger, the SimCLR encoder and the matching model for one (config, device)."""
+    """Holds the tagger, the SimCLR encoder and the matching model for one (config, device).
+
+    The analysis (`analyze`: tagger and presence model, the role check before every take) runs in numpy
+    (`inference`); the SimCLR embedding and the matcher are torch models, loaded (with torch) when first used."""
 
     def __init__(self, config: str = "shipped", device: str = "cpu", weights_dir: Path | None = None) -> None:
         if config not in ("shipped", "debug"):
             raise ConfigError(f"unknown analysis config {config!r}", fix="use 'shipped' or 'debug'")
-        self.config, self.device = config, torch.device(device)
+        self.config, self.device = config, str(device)
         self.weights_dir = Path(weights_dir or WEIGHTS_DIR)
-        self.features = MusiCoderFeatures().to(self.device)
-        self.logmel = SimCLRLogMel().to(self.device)
+        self.features = musicoder_features
+        self.logmel = SimCLRLogMel()
         self._lock = threading.Lock()
         self._tagger = self._simclr = self._matching = self._presence = None
         self.meta: dict[str, dict] = {}
 
     # --- models (lazy) -------------------------------------------------------------------------------------
     def _load(self, name: str, kind: str, build: Callable[[dict], torch.nn.Module]) -> torch.nn.Module:
-        model, meta = load_weights(self.weights_dir / name, kind=kind, build=build, map_location=str(self.device))
+        # lazy: torch, for the SimCLR and matching models
+        from backline.engines.core.weights import load_weights
+
+        model, meta = load_weights(self.weights_dir / name, kind=kind, build=build, map_location=self.device)
         self.meta[name] = meta
         return model.to(self.device).eval()
 
+    def _arrays(self, name: str, kind: str, shapes: Callable[[dict], dict]) -> tuple[dict[str, np.ndarray], dict]:
+        arrays, meta = load_arrays(self.weights_dir / name, kind=kind, shapes=shapes)
+        self.meta[name] = meta
+        return arrays, meta["config"]
+
     @property
-    def tagger(self):
+    def tagger(self) -> TaggerRunner:
         with self._lock:
             if self._tagger is None:
                 if self.config == "debug":
-                    torch.manual_seed(0)
-                    self._tagger = build_tagger({"head": "resatt", "lam": 0.8, "base": "musicoder",
-                                                 "encoder": musicoder_config("debug").to_dict()}).to(self.device).eval()
+                    self._tagger = _debug_tagger()
                 else:
-                    self._tagger = self._load("tagger", "tagger", build_tagger)
+                    self._tagger = TaggerRunner(*self._arrays("tagger", "tagger", tagger_shapes))
             return self._tagger
 
     @property
     def simclr(self):
         with self._lock:
             if self._simclr is None:
+                import torch  # lazy: the SimCLR encoder is a torch model (embeddings, not the role check)
+
+                from backline.engines.analysis.simclr import SimCLRConfig, SimCLRModel
+                from backline.engines.analysis.simclr import get_config as simclr_config
+
                 if self.config == "debug":
                     torch.manual_seed(1)
                     self._simclr = SimCLRModel(simclr_config("debug")).to(self.device).eval()
@@ -150,6 +163,10 @@ class Analyzer:
         """The shipped (mix, stem) fit model: the frame-aligned matcher (see matching.py for why)."""
         with self._lock:
             if self._matching is None:
+                import torch  # lazy: the matcher is a torch model (fit scores, not the role check)
+
+                from backline.engines.analysis.matching import CONFIGS, AlignedMatcher, build_aligned
+
                 if self.config == "debug":
                     torch.manual_seed(2)
                     self._matching = AlignedMatcher(CONFIGS["debug"]).to(self.device).eval()
@@ -158,7 +175,7 @@ class Analyzer:
             return self._matching
 
     # --- helpers ---------------------------------------------------------------------------------------------
-    def _prepare(self, audio: Audio | str | Path, what: str = "audio") -> tuple[torch.Tensor, Audio, list[str]]:
+    def _prepare(self, audio: Audio | str | Path, what: str = "audio") -> tuple[np.ndarray, Audio, list[str]]:
         if isinstance(audio, (str, Path)):
             audio = read_audio(audio)
         if not isinstance(audio, Audio):
@@ -175,7 +192,12 @@ class Analyzer:
             notes.append(f"{what} holds nothing above {audio.sample_rate / 2000:g} kHz; bright instruments may be missed")
         if not np.all(np.isfinite(audio.samples)):
             raise AudioFormatError(f"{what} contains NaN or infinite samples", fix="re-export it from your DAW")
-        return to_feature_rate(audio).to(self.device), audio, notes
+        return to_feature_rate(audio), audio, notes
+
+    def _tensor(self, x: np.ndarray) -> torch.Tensor:
+        import torch  # lazy: the torch models' input
+
+        return torch.from_numpy(np.ascontiguousarray(x)).to(self.device)
 
     @staticmethod
     def _windows(n: int, size: int) -> list[int]:
@@ -188,7 +210,6 @@ class Analyzer:
         return starts
 
     # --- analysis -----------------------------------------------------------------------------------------
-    @torch.no_grad()
     def analyze(self, audio: Audio | str | Path, *, sensitivity: float = 0.0,
                 progress: Callable[[float, str], None] | None = None, cancel: threading.Event | None = None) -> AnalysisReport:
         t0 = time.perf_counter()
@@ -207,21 +228,21 @@ class Analyzer:
         fine_w, coarse_w, att, hand = self.window_table(wav, starts, progress=progress, cancel=cancel)
         tagger = self.tagger
         report.windows = len(fine_w)
-        report.head = tagger.head.kind
+        report.head = tagger.kind
         fine = _aggregate(fine_w)
         coarse = _aggregate(coarse_w)
         report.fine = {t: round(float(p), 4) for t, p in zip(FINE_TAGS, fine)}
         report.coarse = {t: round(float(p), 4) for t, p in zip(COARSE_TAGS, coarse)}
-        fth = (tagger.fine_thresholds - sensitivity).clamp(0.02, 0.98)
-        cth = (tagger.coarse_thresholds - sensitivity).clamp(0.02, 0.98)
+        fth = np.clip(tagger.fine_thresholds - np.float32(sensitivity), 0.02, 0.98)
+        cth = np.clip(tagger.coarse_thresholds - np.float32(sensitivity), 0.02, 0.98)
         report.present_fine = [t for t, p, th in zip(FINE_TAGS, fine, fth) if p >= th]
         report.present_coarse = [t for t, p, th in zip(COARSE_TAGS, coarse, cth) if p >= th]
         report.present_fine.sort(key=lambda t: -report.fine[t])
         report.present_coarse.sort(key=lambda t: -report.coarse[t])
         if att:
-            report.attention = torch.stack(att).mean(0).tolist()
+            report.attention = np.stack(att).mean(0).tolist()
         playing = self.presence(fine_w, coarse_w, hand)
-        pth = (self.presence_model.threshold - sensitivity).clamp(0.02, 0.98)
+        pth = np.clip(self.presence_model.threshold - np.float32(sensitivity), 0.02, 0.98)
         # shown calibrated to the decision: 50 % is the part's threshold (which sits far from 0.5 for bass)
         report.parts = {p: round(_logistic(_logit(playing[p]) - _logit(float(th))), 4) for p, th in zip(PARTS, pth)}
         report.missing_parts = [p for p, th in zip(PARTS, pth) if playing[p] < th]
@@ -235,12 +256,12 @@ class Analyzer:
         report.analysis_seconds = time.perf_counter() - t0
         return report
 
-    @torch.no_grad()
-    def window_table(self, wav: torch.Tensor, starts: list[int], *, progress: Callable[[float, str], None] | None = None,
-                     cancel: threading.Event | None = None) -> tuple[torch.Tensor, torch.Tensor, list, np.ndarray]:
+    def window_table(self, wav: np.ndarray, starts: list[int], *, progress: Callable[[float, str], None] | None = None,
+                     cancel: threading.Event | None = None) -> tuple[np.ndarray, np.ndarray, list, np.ndarray]:
         """Per 5 s window: tagger fine [W, 17] and coarse [W, 6] probabilities, attention maps, and the presence
         model's hand features [W, F] (presence.py). One pass of the tagger's features over the whole clip."""
         tagger = self.tagger
+        wav = np.asarray(wav.detach().cpu() if hasattr(wav, "detach") else wav, dtype=np.float32)
         hop = 320  # feature frames are 20 ms: window w covers frames [start/hop, start/hop + size/hop]
         size = int(WINDOW_S * FEATURE_SR)
         feats = self.features(wav)
@@ -250,8 +271,8 @@ class Analyzer:
             check_cancel(cancel)
             batch = starts[i : i + WINDOW_BATCH]
             chunk = [feats[s // hop : s // hop + frames] for s in batch]
-            out = tagger(torch.nn.utils.rnn.pad_sequence(chunk, batch_first=True)) if len({len(c) for c in chunk}) > 1 \
-                else tagger(torch.stack(chunk))
+            longest = max(len(c) for c in chunk)  # windows of one clip share a length; a short clip's one is padded
+            out = tagger(np.stack([np.pad(c, ((0, longest - len(c)), (0, 0))) for c in chunk]))
             fine_p += list(out.fine)
             coarse_p += list(out.coarse)
             if out.attention is not None:
@@ -259,28 +280,28 @@ class Analyzer:
             hand += [presence_features(wav[s : s + size]) for s in batch]
             if progress:
                 progress(min(1.0, (i + WINDOW_BATCH) / len(starts)), f"{min(len(starts), i + WINDOW_BATCH)}/{len(starts)} windows")
-        return torch.stack(fine_p).cpu(), torch.stack(coarse_p).cpu(), att, np.stack(hand)
+        return np.stack(fine_p), np.stack(coarse_p), att, np.stack(hand)
 
     @property
-    def presence_model(self):
+    def presence_model(self) -> PresenceRunner:
         """The calibrated per-part presence model (presence.py); the shipped one also under config='debug'
         (it is a few hundred numbers, and the debug tagger's outputs only shift its inputs)."""
         with self._lock:
             if self._presence is None:
-                self._presence = self._load("presence", "presence", build_presence)
+                self._presence = PresenceRunner(*self._arrays("presence", "presence", presence_shapes))
             return self._presence
 
-    @torch.no_grad()
-    def presence(self, fine_w: torch.Tensor, coarse_w: torch.Tensor, hand: np.ndarray) -> dict[str, float]:
+    def presence(self, fine_w: np.ndarray, coarse_w: np.ndarray, hand: np.ndarray) -> dict[str, float]:
         """P(part plays) for the clip: per-window logistic regression, top-quarter mean over windows."""
-        x = np.stack([with_tags(h, f.numpy(), c.numpy()) for h, f, c in zip(hand, fine_w, coarse_w)])
-        model = self.presence_model
-        p = _aggregate(model(torch.from_numpy(x).to(model.mean.device)).cpu())
+        x = np.stack([with_tags(h, np.asarray(f), np.asarray(c)) for h, f, c in zip(hand, fine_w, coarse_w)])
+        p = _aggregate(self.presence_model(x))
         return {part: float(v) for part, v in zip(P_PARTS, p)}
 
     # --- embeddings and matching ---------------------------------------------------------------------------
-    def _snippets(self, wav: torch.Tensor) -> torch.Tensor:
-        mel = self.logmel(wav)  # [96, T]
+    def _snippets(self, wav: np.ndarray) -> torch.Tensor:
+        import torch  # lazy: the SimCLR encoder's input
+
+        mel = self.logmel(self._tensor(wav))  # [96, T]
         size = int(SNIPPET_S * 100)
         t = mel.shape[-1]
         if t < size:
@@ -289,19 +310,27 @@ class Analyzer:
         starts = list(range(0, t - size + 1, int(SNIPPET_HOP_S * 100)))
         return torch.stack([mel[:, s : s + size] for s in starts])  # [K, 96, 300]
 
-    @torch.no_grad()
     def embed(self, audio: Audio | str | Path, *, per_snippet: bool = False) -> torch.Tensor:
+        import torch  # lazy: the SimCLR encoder
+
         wav, _, _ = self._prepare(audio)
-        e = self.simclr.encoder(self._snippets(wav))
+        with torch.no_grad():
+            e = self.simclr.encoder(self._snippets(wav))
         return e if per_snippet else e.mean(0)
 
-    @torch.no_grad()
     def _frames(self, items: Sequence[Audio | str | Path], what: str) -> list[torch.Tensor]:
-        return [self.features(self._prepare(a, what)[0]) for a in items]
+        return [self._tensor(self.features(self._prepare(a, what)[0])) for a in items]
 
-    @torch.no_grad()
     def match_cosines(self, mixes: Sequence[Audio | str | Path], stems: Sequence[Audio | str | Path]) -> torch.Tensor:
         """[M, S] similarity: mean over the common frames of the per-frame cosine (time-aligned from the start)."""
+        import torch  # lazy: the matcher
+
+        with torch.no_grad():
+            return self._match_cosines(mixes, stems)
+
+    def _match_cosines(self, mixes: Sequence[Audio | str | Path], stems: Sequence[Audio | str | Path]) -> torch.Tensor:
+        import torch  # lazy: the matcher
+
         m = self.matching
         u = [m.mix(m.cmvn(f)[None])[0] for f in self._frames(mixes, "mix")]
         v = [m.stem(m.cmvn(f)[None])[0] for f in self._frames(stems, "stem")]
@@ -312,18 +341,23 @@ class Analyzer:
                 out[i, j] = (a[:t] * b[:t]).sum(-1).mean()
         return out
 
-    @torch.no_grad()
     def match_matrix(self, mixes: Sequence[Audio | str | Path], stems: Sequence[Audio | str | Path]) -> torch.Tensor:
+        import torch  # lazy: the matcher
+
+        from backline.engines.analysis.matching import TAU
+
         return torch.softmax(self.match_cosines(mixes, stems) / TAU, dim=-1)
 
-    @torch.no_grad()
     def fit_score(self, mix: Audio | str | Path, stem: Audio | str | Path) -> float:
         """Calibrated fit of `stem` against `mix` (the mix without that stem) over their common length."""
         stem_w, _, _ = self._prepare(stem, "stem")
         if loudness(stem_w).rms_db < SILENCE_DB:
             raise AudioFormatError("the stem is silent: there is nothing to score", fix="check the stem's export")
+        import torch  # lazy: the matcher
+
         sim = self.match_cosines([mix], [stem])[0, 0]
-        return float(self.matching.fit_from_similarity(sim))
+        with torch.no_grad():
+            return float(self.matching.fit_from_similarity(sim))
 
 
 def _logit(p: float) -> float:
@@ -335,13 +369,27 @@ def _logistic(x: float) -> float:
     return 1 / (1 + math.exp(-x))
 
 
-def _aggregate(p: torch.Tensor) -> torch.Tensor:
+def _aggregate(p: np.ndarray) -> np.ndarray:
     """Clip probability from window probabilities [W, N]: mean of the top quarter of windows (at least one).
 
     The max over windows lets one odd window decide; the mean dilutes a part that only plays in the chorus.
     The top-quartile mean sits between the two."""
     k = max(1, math.ceil(p.shape[0] / 4))
-    return p.topk(k, dim=0).values.mean(0)
+    return np.sort(np.asarray(p, np.float32), axis=0)[::-1][:k].mean(0, dtype=np.float32)
+
+
+def _debug_tagger() -> TaggerRunner:
+    """The untrained `debug` tagger (tests): the torch module's initial weights under seed 0, run in numpy."""
+    import torch  # lazy: an untrained tagger takes torch's initial weights
+
+    from backline.engines.analysis.musicoder import get_config as musicoder_config
+    from backline.engines.analysis.tagger import build_tagger
+
+    config = {"head": "resatt", "lam": 0.8, "base": "musicoder", "encoder": musicoder_config("debug").to_dict()}
+    torch.manual_seed(0)
+    state = build_tagger(config).state_dict()
+    return TaggerRunner({k: v.float().numpy() for k, v in state.items() if k not in ("head.hier", "head.parent")},
+                        config)
 
 
 @lru_cache(maxsize=4)

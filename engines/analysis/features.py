@@ -29,14 +29,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-import torchaudio.functional as taf
-import torchaudio.transforms as T
 
 from backline.engines.core.audio import Audio, resample
 from backline.engines.core.errors import AudioFormatError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
 
 FEATURE_SR = 16000
 HOP = 320
@@ -65,8 +67,8 @@ SIMCLR_WIN = 400
 SIMCLR_FRAMES_PER_S = FEATURE_SR // SIMCLR_HOP  # 100
 
 
-def to_feature_rate(audio: Audio | np.ndarray | torch.Tensor, sample_rate: int | None = None) -> torch.Tensor:
-    """Mono float32 tensor [frames] at 16 kHz. Accepts `Audio`, or an array/tensor [frames] or [ch, frames]
+def to_feature_rate(audio: Audio | np.ndarray | torch.Tensor, sample_rate: int | None = None) -> np.ndarray:
+    """Mono float32 array [frames] at 16 kHz. Accepts `Audio`, or an array/tensor [frames] or [ch, frames]
     together with its `sample_rate`."""
     if isinstance(audio, Audio):
         samples, rate = audio.samples, audio.sample_rate
@@ -74,91 +76,106 @@ def to_feature_rate(audio: Audio | np.ndarray | torch.Tensor, sample_rate: int |
         if sample_rate is None:
             raise AudioFormatError("raw samples need their sample_rate", fix="pass sample_rate=... or an Audio")
         samples, rate = audio, int(sample_rate)
-    x = torch.as_tensor(np.asarray(samples) if not isinstance(samples, torch.Tensor) else samples,
-                        dtype=torch.float32)
+    x = np.asarray(samples.detach().cpu() if hasattr(samples, "detach") else samples, dtype=np.float32)
     if x.ndim == 2:
         x = x.mean(0)
     if x.ndim != 1:
         raise AudioFormatError(f"audio must be [frames] or [channels, frames], got shape {tuple(x.shape)}")
     if rate != FEATURE_SR:
         x = resample(x, rate, FEATURE_SR)
-    return x.contiguous()
+    return np.ascontiguousarray(x, dtype=np.float32)
 
 
-def chroma_filterbank(n_fft: int = N_FFT, sr: int = FEATURE_SR, fmin: float = 30.0, fmax: float = 5000.0) -> torch.Tensor:
-    """[12, n_freq] weights: STFT bin -> pitch class (Gaussian, 1 semitone std, circular)."""
-    freqs = torch.linspace(0, sr / 2, n_fft // 2 + 1, dtype=torch.float64)
-    fb = torch.zeros(12, freqs.numel(), dtype=torch.float64)
+@lru_cache(maxsize=8)
+def chroma_filterbank(n_fft: int = N_FFT, sr: int = FEATURE_SR, fmin: float = 30.0, fmax: float = 5000.0) -> np.ndarray:
+    """[12, n_freq] float32 weights: STFT bin -> pitch class (Gaussian, 1 semitone std, circular)."""
+    freqs = np.linspace(0, sr / 2, n_fft // 2 + 1)
+    fb = np.zeros((12, freqs.size))
     valid = (freqs >= fmin) & (freqs <= fmax)
-    midi = 69 + 12 * torch.log2(freqs[valid] / 440.0)
+    midi = 69 + 12 * np.log2(freqs[valid] / 440.0)
     for pc in range(12):
-        d = torch.remainder(midi - pc + 6, 12) - 6  # circular distance in semitones
-        fb[pc, valid] = torch.exp(-0.5 * d**2)
-    return fb.float()
+        d = np.remainder(midi - pc + 6, 12) - 6  # circular distance in semitones
+        fb[pc, valid] = np.exp(-0.5 * d**2)
+    fb = fb.astype(np.float32)
+    fb.flags.writeable = False
+    return fb
 
 
+@lru_cache(maxsize=8)
 def cqt_filterbank(n_fft: int = N_FFT, sr: int = FEATURE_SR, n_bins: int = CQT_BINS,
-                   bins_per_octave: int = CQT_BINS_PER_OCTAVE, fmin: float = CQT_FMIN) -> torch.Tensor:
-    """[n_bins, n_freq] pseudo-CQT weights (Gaussian bands of constant Q, rows sum to 1)."""
-    freqs = torch.linspace(0, sr / 2, n_fft // 2 + 1, dtype=torch.float64)
+                   bins_per_octave: int = CQT_BINS_PER_OCTAVE, fmin: float = CQT_FMIN) -> np.ndarray:
+    """[n_bins, n_freq] float32 pseudo-CQT weights (Gaussian bands of constant Q, rows sum to 1)."""
+    freqs = np.linspace(0, sr / 2, n_fft // 2 + 1)
     df = sr / n_fft
     q = 1.0 / (2 ** (1.0 / bins_per_octave) - 1)
-    centres = fmin * 2.0 ** (torch.arange(n_bins, dtype=torch.float64) / bins_per_octave)
+    centres = fmin * 2.0 ** (np.arange(n_bins, dtype=np.float64) / bins_per_octave)
     if float(centres[-1]) >= sr / 2:
         raise ValueError("CQT range exceeds Nyquist")
-    width = torch.clamp(centres / q, min=1.5 * df)  # bandwidth, at least 1.5 STFT bins
-    fb = torch.exp(-0.5 * ((freqs[None, :] - centres[:, None]) / (0.5 * width[:, None])) ** 2)
-    fb = fb / fb.sum(1, keepdim=True)
-    return fb.float()
+    width = np.maximum(centres / q, 1.5 * df)  # bandwidth, at least 1.5 STFT bins
+    fb = np.exp(-0.5 * ((freqs[None, :] - centres[:, None]) / (0.5 * width[:, None])) ** 2)
+    fb = (fb / fb.sum(1, keepdims=True)).astype(np.float32)
+    fb.flags.writeable = False
+    return fb
 
 
-class MusiCoderFeatures(torch.nn.Module):
-    """Waveform at 16 kHz [B, N] or [N] -> frames [B, T, 324] (un-normalised; apply `CMVN` after)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.spec = T.Spectrogram(n_fft=N_FFT, hop_length=HOP, power=2.0, center=True)
-        self.mel = T.MelScale(n_mels=N_MELS, sample_rate=FEATURE_SR, f_min=30.0, f_max=FEATURE_SR / 2,
-                              n_stft=N_FFT // 2 + 1, norm="slaney", mel_scale="slaney")
-        self.register_buffer("dct", taf.create_dct(N_MFCC, N_MELS, norm="ortho"), persistent=False)
-        self.register_buffer("chroma_fb", chroma_filterbank(), persistent=False)
-        self.register_buffer("cqt_fb", cqt_filterbank(), persistent=False)
-        self.deltas = T.ComputeDeltas(win_length=5)
-
-    @torch.no_grad()
-    def forward(self, wav: torch.Tensor) -> torch.Tensor:
-        squeeze = wav.ndim == 1
-        if squeeze:
-            wav = wav[None]
-        power = self.spec(wav)  # [B, F, T]
-        logmel = 10.0 * torch.log10(self.mel(power).clamp_min(DB_FLOOR))  # [B, 128, T]
-        mfcc = torch.einsum("bmt,mc->bct", logmel, self.dct)  # [B, 20, T]
-        dmfcc = self.deltas(mfcc)
-        chroma = torch.einsum("cf,bft->bct", self.chroma_fb, power)
-        chroma = chroma / chroma.amax(1, keepdim=True).clamp_min(1e-8)
-        cqt = 10.0 * torch.log10(torch.einsum("kf,bft->bkt", self.cqt_fb, power).clamp_min(DB_FLOOR))
-        feats = torch.cat([chroma, mfcc, dmfcc, logmel, cqt], dim=1).transpose(1, 2)  # [B, T, 324]
-        return feats[0] if squeeze else feats
+@lru_cache(maxsize=4)
+def dct_matrix(n_mfcc: int = N_MFCC, n_mels: int = N_MELS) -> np.ndarray:
+    """[n_mels, n_mfcc] DCT-II, orthonormal (torchaudio's `create_dct(norm="ortho")`)."""
+    n = np.arange(n_mels, dtype=np.float64)
+    k = np.arange(n_mfcc, dtype=np.float64)[:, None]
+    dct = np.cos(math.pi / n_mels * (n + 0.5) * k)
+    dct[0] *= 1.0 / math.sqrt(2.0)
+    dct *= math.sqrt(2.0 / n_mels)
+    out = dct.T.astype(np.float32)
+    out.flags.writeable = False
+    return out
 
 
-class CMVN(torch.nn.Module):
-    """Global cepstral mean and variance normalisation with statistics stored as buffers (saved with weights)."""
+def deltas(x: np.ndarray, win_length: int = 5) -> np.ndarray:
+    """Delta coefficients along the last axis (torchaudio's `compute_deltas`: Σ k·x[t+k] / Σ k², edges repeated)."""
+    n = (win_length - 1) // 2
+    denom = n * (n + 1) * (2 * n + 1) / 3
+    padded = np.pad(x, [(0, 0)] * (x.ndim - 1) + [(n, n)], mode="edge")
+    t = x.shape[-1]
+    out = sum(k * padded[..., n + k: n + k + t] for k in range(-n, n + 1))
+    return (out / denom).astype(x.dtype)
 
-    def __init__(self, dim: int = FEATURE_DIM) -> None:
-        super().__init__()
-        self.register_buffer("mean", torch.zeros(dim))
-        self.register_buffer("std", torch.ones(dim))
 
-    @torch.no_grad()
-    def fit(self, frames: torch.Tensor) -> CMVN:
-        """frames: [..., dim] from the training corpus."""
-        flat = frames.reshape(-1, frames.shape[-1]).double()
-        self.mean.copy_(flat.mean(0).float())
-        self.std.copy_(flat.std(0).clamp_min(1e-3).float())
+def musicoder_features(wav: np.ndarray) -> np.ndarray:
+    """Waveform at 16 kHz [N] or [B, N] (float32) -> frames [T, 324] or [B, T, 324] (un-normalised; apply the
+    encoder's CMVN after): chroma, MFCC, ΔMFCC, log-mel, pseudo-CQT of one power STFT (see the module docstring)."""
+    from backline.engines.core.frontend import mel_filterbank, stft  # lazy: keeps `--help` light
+
+    x = np.asarray(wav, dtype=np.float32)
+    squeeze = x.ndim == 1
+    if squeeze:
+        x = x[None]
+    spec = stft(x, N_FFT, HOP)
+    power = (spec.real**2 + spec.imag**2).astype(np.float32)  # [B, F, T]
+    fb = mel_filterbank(FEATURE_SR, N_FFT, N_MELS, 30.0, FEATURE_SR / 2, "slaney", "slaney")
+    logmel = 10.0 * np.log10(np.maximum(np.swapaxes(np.swapaxes(power, 1, 2) @ fb, 1, 2), DB_FLOOR))  # [B, 128, T]
+    mfcc = np.einsum("bmt,mc->bct", logmel, dct_matrix())
+    dmfcc = deltas(mfcc)
+    chroma = np.einsum("cf,bft->bct", chroma_filterbank(), power)
+    chroma = chroma / np.maximum(chroma.max(1, keepdims=True), 1e-8)
+    cqt = 10.0 * np.log10(np.maximum(np.einsum("kf,bft->bkt", cqt_filterbank(), power), DB_FLOOR))
+    feats = np.concatenate([chroma, mfcc, dmfcc, logmel, cqt], axis=1).transpose(0, 2, 1).astype(np.float32)
+    return feats[0] if squeeze else feats
+
+
+class MusiCoderFeatures:
+    """`musicoder_features` for tensors too (training batches): a tensor in, a tensor out on the same device,
+    computed by the one numpy implementation."""
+
+    def __call__(self, wav):
+        if isinstance(wav, np.ndarray):
+            return musicoder_features(wav)
+        import torch  # lazy: a tensor came in
+
+        return torch.from_numpy(musicoder_features(wav.detach().cpu().numpy())).to(wav.device)
+
+    def to(self, _device) -> MusiCoderFeatures:  # kept for callers that moved the old torch module
         return self
-
-    def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        return (frames - self.mean) / self.std
 
 
 def cmvn_utterance(frames: torch.Tensor) -> torch.Tensor:
@@ -166,18 +183,19 @@ def cmvn_utterance(frames: torch.Tensor) -> torch.Tensor:
     return (frames - frames.mean(-2, keepdim=True)) / frames.std(-2, keepdim=True).clamp_min(1e-3)
 
 
-class SimCLRLogMel(torch.nn.Module):
-    """Waveform at 16 kHz [B, N] -> log-mel [B, 96, T] (HTK, 0-8 kHz, 25 ms / 10 ms, FFT 2048; paper 002a)."""
+class SimCLRLogMel:
+    """Waveform at 16 kHz [B, N] -> log-mel [B, 96, T] (HTK, 0-8 kHz, 25 ms / 10 ms, FFT 2048; paper 002a), through
+    the project's front end (`core.frontend.mel_spectrogram`): numpy in, numpy out; a tensor in, a tensor out."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.mel = T.MelSpectrogram(sample_rate=FEATURE_SR, n_fft=2048, win_length=SIMCLR_WIN, hop_length=SIMCLR_HOP,
-                                    f_min=0.0, f_max=FEATURE_SR / 2, n_mels=SIMCLR_N_MELS, power=2.0,
-                                    mel_scale="htk", norm=None, center=True)
+    def __call__(self, wav):
+        from backline.engines.core.frontend import mel_spectrogram  # lazy: keeps `--help` light
 
-    @torch.no_grad()
-    def forward(self, wav: torch.Tensor) -> torch.Tensor:
-        return torch.log(self.mel(wav) + 1e-6)
+        mel = mel_spectrogram(wav, FEATURE_SR, 2048, SIMCLR_HOP, SIMCLR_N_MELS, win_length=SIMCLR_WIN, f_min=0.0,
+                              f_max=FEATURE_SR / 2, mel_scale="htk", norm=None)
+        return np.log(mel + 1e-6) if isinstance(mel, np.ndarray) else (mel + 1e-6).log()
+
+    def to(self, _device) -> SimCLRLogMel:
+        return self
 
 
 @dataclass(frozen=True)
@@ -186,18 +204,16 @@ class Loudness:
     active_fraction: float
 
 
-def loudness(wav16: torch.Tensor, frame: int = 1600, threshold_db: float = -60.0) -> Loudness:
+def loudness(wav16: np.ndarray, frame: int = 1600, threshold_db: float = -60.0) -> Loudness:
     """Overall RMS in dBFS and the fraction of 100 ms frames above `threshold_db` (the silence gate)."""
-    if wav16.numel() == 0:
+    wav16 = np.asarray(wav16.detach().cpu() if hasattr(wav16, "detach") else wav16, dtype=np.float32).reshape(-1)
+    if wav16.size == 0:
         return Loudness(-math.inf, 0.0)
-    rms = float(wav16.pow(2).mean().sqrt())
-    n = max(1, wav16.numel() // frame)
-    frames = wav16[: n * frame].reshape(n, -1) if wav16.numel() >= frame else wav16[None]
-    frame_db = 20 * torch.log10(frames.pow(2).mean(1).sqrt().clamp_min(1e-10))
-    return Loudness(20 * math.log10(max(rms, 1e-10)), float((frame_db > threshold_db).float().mean()))
-
-
-_TIMBRE_FEATURES: MusiCoderFeatures | None = None
+    rms = float(np.sqrt(np.square(wav16).mean()))
+    n = max(1, wav16.size // frame)
+    frames = wav16[: n * frame].reshape(n, -1) if wav16.size >= frame else wav16[None]
+    frame_db = 20 * np.log10(np.maximum(np.sqrt(np.square(frames).mean(1)), 1e-10))
+    return Loudness(20 * math.log10(max(rms, 1e-10)), float((frame_db > threshold_db).mean()))
 
 
 def timbre_vector(audio: Audio, active_db: float = 40.0) -> np.ndarray:
@@ -210,17 +226,14 @@ def timbre_vector(audio: Audio, active_db: float = 40.0) -> np.ndarray:
     basses look alike to it. c0 (overall level) is dropped so a louder take is not a different timbre, and
     frames more than `active_db` below the loudest frame are left out so rests do not count as timbre.
     """
-    global _TIMBRE_FEATURES
-    if _TIMBRE_FEATURES is None:
-        _TIMBRE_FEATURES = MusiCoderFeatures()
     wav = to_feature_rate(audio)
     if loudness(wav).rms_db < -70.0:
         raise AudioFormatError("the audio is silent: it has no timbre to describe")
-    feats = _TIMBRE_FEATURES(wav)  # [T, 324]
+    feats = musicoder_features(wav)  # [T, 324]
     logmel = feats[:, slice(*FEATURE_SLICES["logmel"])]
-    energy = 10.0 * torch.log10(torch.pow(10.0, logmel / 10.0).sum(1).clamp_min(DB_FLOOR))
+    energy = 10.0 * np.log10(np.maximum(np.power(10.0, logmel / 10.0).sum(1), DB_FLOOR))
     active = energy >= energy.max() - active_db
     if int(active.sum()) < 2:
         raise AudioFormatError("the audio is too short to describe its timbre", fix="use at least 0.1 s")
     mfcc = feats[active][:, FEATURE_SLICES["mfcc"][0] + 1: FEATURE_SLICES["mfcc"][1]]
-    return torch.cat([mfcc.mean(0), mfcc.std(0)]).numpy()
+    return np.concatenate([mfcc.mean(0), mfcc.std(0, ddof=1)])

@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from backline.engines.analysis.features import CMVN, FEATURE_DIM
+from backline.engines.analysis.features import FEATURE_DIM
+from backline.engines.analysis.musicoder import CMVN
 
 TAU = 0.1
 

@@ -29,10 +29,31 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from backline.engines.analysis.features import CMVN, FEATURE_DIM, FEATURE_SLICES
+from backline.engines.analysis.features import FEATURE_DIM, FEATURE_SLICES
 from backline.engines.core.errors import ConfigError
 
 MAX_FRAMES = 1600
+
+
+class CMVN(torch.nn.Module):
+    """Global cepstral mean and variance normalisation with statistics stored as buffers (saved with weights;
+    features.py says why global)."""
+
+    def __init__(self, dim: int = FEATURE_DIM) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("std", torch.ones(dim))
+
+    @torch.no_grad()
+    def fit(self, frames: torch.Tensor) -> CMVN:
+        """frames: [..., dim] from the training corpus."""
+        flat = frames.reshape(-1, frames.shape[-1]).double()
+        self.mean.copy_(flat.mean(0).float())
+        self.std.copy_(flat.std(0).clamp_min(1e-3).float())
+        return self
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        return (frames - self.mean) / self.std
 
 
 @dataclass(frozen=True)

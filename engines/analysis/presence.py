@@ -25,7 +25,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import torch
 
 from backline.engines.analysis.features import FEATURE_SR, chroma_filterbank
 from backline.engines.core.dsp import median_filter
@@ -38,9 +37,9 @@ N_TAGS = 23
 HPSS_BINS = int(2000 / (FEATURE_SR / N_FFT)) + 1  # 17 fine + 6 coarse tagger probabilities
 
 
-def _band_matrix() -> torch.Tensor:
-    freqs = torch.linspace(0, FEATURE_SR / 2, N_FFT // 2 + 1)
-    m = torch.zeros(len(BAND_EDGES) - 1, freqs.numel())
+def _band_matrix() -> np.ndarray:
+    freqs = np.linspace(0, FEATURE_SR / 2, N_FFT // 2 + 1, dtype=np.float32)
+    m = np.zeros((len(BAND_EDGES) - 1, freqs.size), np.float32)
     for i, (lo, hi) in enumerate(zip(BAND_EDGES[:-1], BAND_EDGES[1:])):
         m[i, (freqs >= lo) & (freqs < hi)] = 1.0
     return m
@@ -48,36 +47,37 @@ def _band_matrix() -> torch.Tensor:
 
 _BANDS = _band_matrix()
 _CHROMA = chroma_filterbank(N_FFT, FEATURE_SR, fmin=130.0, fmax=2000.0)
+_FREQS = np.linspace(0, FEATURE_SR / 2, N_FFT // 2 + 1, dtype=np.float32)
 N_FEATURES = 4 * (len(BAND_EDGES) - 1) + 7 + N_TAGS
 
 
-def presence_features(wav16: torch.Tensor) -> np.ndarray:
+def presence_features(wav16: np.ndarray) -> np.ndarray:
     """Hand features of one window of 16 kHz mono audio (see the module docstring), without the tagger part."""
-    mag = stft(wav16.float(), N_FFT, HOP).abs().numpy()  # [F, T]
+    wav16 = np.asarray(wav16.detach().cpu() if hasattr(wav16, "detach") else wav16, dtype=np.float32)
+    mag = np.abs(stft(wav16, N_FFT, HOP))  # [F, T]
     # HPSS only below 2 kHz (a quarter of the bins: the median filters are the cost); above it everything counts
     # as percussive, which is what hats and cymbals are and what matters up there.
     h_lo, p_lo = hpss(mag[:HPSS_BINS])
-    harm = torch.zeros(mag.shape)
-    harm[:HPSS_BINS] = torch.from_numpy(h_lo**2)
-    perc = torch.from_numpy(mag**2)
-    perc[:HPSS_BINS] = torch.from_numpy(p_lo**2)
-    total = (harm + perc).sum() + 1e-10
+    harm = np.zeros(mag.shape, np.float32)
+    harm[:HPSS_BINS] = h_lo**2
+    perc = (mag**2).astype(np.float32)
+    perc[:HPSS_BINS] = p_lo**2
+    total = np.float32(harm.sum(dtype=np.float32) + perc.sum(dtype=np.float32) + 1e-10)
     feats = []
     for part in (harm, perc):
         bands = _BANDS @ part  # [B, T]
-        rel = 10 * torch.log10(bands / total * bands.shape[1] + 1e-10).clamp(min=-100.0)  # per-frame dB vs mean total
-        feats += [rel.mean(1), torch.quantile(rel, 0.9, dim=1)]
-    pflux = torch.relu(torch.diff(torch.log1p(1e3 * perc), dim=1))
-    freqs = torch.linspace(0, FEATURE_SR / 2, N_FFT // 2 + 1)
-    low, high = pflux[freqs < 200].mean(0), pflux[freqs > 4000].mean(0)
+        rel = np.maximum(10 * np.log10(bands / total * bands.shape[1] + 1e-10), -100.0)  # per-frame dB vs mean total
+        feats += [rel.mean(1), np.quantile(rel, 0.9, axis=1)]
+    pflux = np.maximum(np.diff(np.log1p(1e3 * perc), axis=1), 0.0)
+    low, high = pflux[_FREQS < 200].mean(0), pflux[_FREQS > 4000].mean(0)
     chroma = _CHROMA @ harm  # [12, T]
-    peak = chroma.max(0).values.clamp_min(1e-10)
-    poly = (chroma > 0.3 * peak).float().sum(0)
-    p = chroma / chroma.sum(0).clamp_min(1e-10)
-    entropy = -(p * torch.log(p.clamp_min(1e-10))).sum(0) / math.log(12)
-    hshare = 10 * torch.log10(harm.sum() / total + 1e-10)
-    extra = torch.stack([low.mean(), low.std(), high.mean(), high.std(), poly.mean(), entropy.mean(), hshare])
-    return torch.cat(feats + [extra]).float().numpy()
+    peak = np.maximum(chroma.max(0), 1e-10)
+    poly = (chroma > 0.3 * peak).astype(np.float32).sum(0)
+    p = chroma / np.maximum(chroma.sum(0), 1e-10)
+    entropy = -(p * np.log(np.maximum(p, 1e-10))).sum(0) / math.log(12)
+    hshare = 10 * np.log10(harm.sum(dtype=np.float32) / total + 1e-10)
+    extra = np.array([low.mean(), low.std(ddof=1), high.mean(), high.std(ddof=1), poly.mean(), entropy.mean(), hshare])
+    return np.concatenate(feats + [extra]).astype(np.float32)
 
 
 def hpss(mag: np.ndarray, kernel: int = 17) -> tuple[np.ndarray, np.ndarray]:
@@ -98,27 +98,3 @@ def with_tags(hand: np.ndarray, fine: np.ndarray, coarse: np.ndarray) -> np.ndar
     """Append the tagger's probabilities (as logits, clipped) to the hand features."""
     p = np.clip(np.concatenate([fine, coarse]), 1e-3, 1 - 1e-3)
     return np.concatenate([hand, np.log(p / (1 - p))]).astype(np.float32)
-
-
-class PresenceModel(torch.nn.Module):
-    """Standardise, then one logistic regression per part; `threshold` per part on the clip probability."""
-
-    def __init__(self, n_features: int = N_FEATURES, parts: tuple[str, ...] = PARTS, hidden: int = 0) -> None:
-        super().__init__()
-        self.parts = tuple(parts)
-        self.register_buffer("mean", torch.zeros(n_features))
-        self.register_buffer("std", torch.ones(n_features))
-        self.hidden = torch.nn.Linear(n_features, hidden) if hidden else None
-        self.linear = torch.nn.Linear(hidden or n_features, len(parts))
-        self.register_buffer("threshold", torch.full((len(parts),), 0.5))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """[W, F] window features -> [W, parts] probabilities."""
-        z = (x - self.mean) / self.std
-        if self.hidden is not None:
-            z = torch.relu(self.hidden(z))
-        return torch.sigmoid(self.linear(z))
-
-
-def build_presence(config: dict) -> PresenceModel:
-    return PresenceModel(int(config["n_features"]), tuple(config["parts"]), int(config.get("hidden", 0)))

@@ -62,7 +62,6 @@ def song_mixes(track, rng: np.random.Generator, random_mixes: int) -> list[tuple
 
 def window_rows(analyzer, parts: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Features [W, F] and labels [W, 3] for one mix given as {role: samples}."""
-    import torch
 
     # lazy: pulls torch; keeps `backline <cmd> --help` light
     from backline.engines.analysis.api import SILENCE_DB, WINDOW_S
@@ -73,17 +72,17 @@ def window_rows(analyzer, parts: dict[str, np.ndarray]) -> tuple[np.ndarray, np.
     # lazy: pulls torch; keeps `backline <cmd> --help` light
     from backline.engines.analysis.presence import with_tags
 
-    mix = torch.from_numpy(np.sum(list(parts.values()), axis=0).astype(np.float32))
+    mix = np.sum(list(parts.values()), axis=0).astype(np.float32)
     size = int(WINDOW_S * FEATURE_SR)
     starts = [s for s in analyzer._windows(len(mix), size) if loudness(mix[s : s + size]).rms_db >= SILENCE_DB]
     if not starts:
         return np.zeros((0, 0), np.float32), np.zeros((0, 3), np.float32)
     fine, coarse, _, hand = analyzer.window_table(mix, starts)
-    x = np.stack([with_tags(h, f.numpy(), c.numpy()) for h, f, c in zip(hand, fine, coarse)])
+    x = np.stack([with_tags(h, f, c) for h, f, c in zip(hand, fine, coarse)])
     y = np.zeros((len(starts), len(GROUPS)), np.float32)
     for j, members in enumerate(GROUPS.values()):
         for i, s in enumerate(starts):
-            y[i, j] = any(r in parts and loudness(torch.from_numpy(parts[r][s : s + size].astype(np.float32))).rms_db
+            y[i, j] = any(r in parts and loudness(parts[r][s : s + size].astype(np.float32)).rms_db
                           >= AUDIBLE_DB for r in members)
     return x, y
 
@@ -167,7 +166,8 @@ def run(args: argparse.Namespace) -> int:
     from backline.engines.analysis.api import Analyzer
 
     # lazy: pulls torch; keeps `backline <cmd> --help` light
-    from backline.engines.analysis.presence import N_FEATURES, PARTS, PresenceModel
+    from backline.engines.analysis.presence import N_FEATURES, PARTS
+    from backline.engines.analysis.presence_model import PresenceModel
 
     # lazy: pulls torch; keeps `backline <cmd> --help` light
     from backline.engines.core.weights import check_export, save_weights

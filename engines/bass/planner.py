@@ -24,8 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from torch import nn
 
 from backline.engines.bass.grid import (
     ATTRS,
@@ -38,8 +36,9 @@ from backline.engines.bass.grid import (
     Grid,
     PlanNote,
 )
+from backline.engines.core.dsp import gelu
 from backline.engines.core.errors import ConfigError
-from backline.engines.core.weights import load_weights
+from backline.engines.core.weights import load_arrays
 
 KIND = "bass-planner"
 FORMAT_VERSION = 1
@@ -169,38 +168,6 @@ class PlannerConfig:
 CONFIGS = {"small": PlannerConfig(), "debug": PlannerConfig(hidden=32, layers=1, token_dim=8)}
 
 
-class StepPlanner(nn.Module):
-    """The step GRU both planners share (bass here, comping in `accompany.planner`): cond [B, T, F] + previous
-    tokens [B, T] → token logits, the optional voice-index logits, velocity logits and the GRU state. One class so
-    the two cannot drift; modules are made in the order the shipped weights were trained with (same tensor names,
-    same untrained `debug` weights under a seed)."""
-
-    def __init__(self, cfg: Any, n_tokens: int, n_voices: int = 0) -> None:
-        super().__init__()
-        self.cfg = cfg
-        self.embed = nn.Embedding(n_tokens + 1, cfg.token_dim)
-        self.inp = nn.Sequential(nn.Linear(cfg.n_features + cfg.token_dim, cfg.hidden), nn.GELU())
-        self.gru = nn.GRU(cfg.hidden, cfg.hidden, cfg.layers, batch_first=True,
-                          dropout=cfg.dropout if cfg.layers > 1 else 0.0)
-        self.head = nn.Linear(cfg.hidden, n_tokens)
-        self.voice = nn.Linear(cfg.hidden, n_voices) if n_voices else None
-        self.vel = nn.Linear(cfg.hidden, VEL_BUCKETS)
-
-    def forward(self, cond: torch.Tensor, prev: torch.Tensor, state: torch.Tensor | None = None):
-        x = self.inp(torch.cat([cond, self.embed(prev)], -1))
-        h, state = self.gru(x, state)
-        if self.voice is None:
-            return self.head(h), self.vel(h), state
-        return self.head(h), self.voice(h), self.vel(h), state
-
-
-class BassPlanner(StepPlanner):
-    """cond [B, T, F] + previous tokens [B, T] → token logits [B, T, N_TOKENS], velocity logits [B, T, 8]."""
-
-    def __init__(self, cfg: PlannerConfig) -> None:
-        super().__init__(cfg, N_TOKENS)
-
-
 def resolve_config(config: Any, configs: dict[str, Any], cls: type) -> Any:
     """A config object, a preset name from `configs` or a dict (an exported JSON config; keys the dataclass
     does not know are ignored) → an instance of the dataclass `cls`. Shared by both planners' `build_planner`."""
@@ -213,18 +180,83 @@ def resolve_config(config: Any, configs: dict[str, Any], cls: type) -> Any:
     return cls(**{k: v for k, v in config.items() if k in cls.__dataclass_fields__})
 
 
-def build_planner(config: str | dict[str, Any] | PlannerConfig = "small") -> BassPlanner:
-    return BassPlanner(resolve_config(config, CONFIGS, PlannerConfig))
+def build_planner(config: str | dict[str, Any] | PlannerConfig = "small"):
+    """The trainable torch module (`planner_model.StepPlanner`): training, and the untrained `debug` weights."""
+    from backline.engines.bass.planner_model import StepPlanner  # lazy: torch, for training only
+
+    return StepPlanner(resolve_config(config, CONFIGS, PlannerConfig), N_TOKENS)
+
+
+def step_shapes(cfg: Any, n_tokens: int, n_voices: int = 0) -> dict[str, tuple[int, ...]]:
+    """Every tensor name and shape of a `StepPlanner` with config `cfg` (what its safetensors must hold)."""
+    h = int(cfg.hidden)
+    shapes = {"embed.weight": (n_tokens + 1, int(cfg.token_dim)), "inp.0.weight": (h, int(cfg.n_features) + int(cfg.token_dim)),
+              "inp.0.bias": (h,), "head.weight": (n_tokens, h), "head.bias": (n_tokens,),
+              "vel.weight": (VEL_BUCKETS, h), "vel.bias": (VEL_BUCKETS,)}
+    for k in range(int(cfg.layers)):
+        shapes |= {f"gru.weight_ih_l{k}": (3 * h, h), f"gru.weight_hh_l{k}": (3 * h, h),
+                   f"gru.bias_ih_l{k}": (3 * h,), f"gru.bias_hh_l{k}": (3 * h,)}
+    if n_voices:
+        shapes |= {"voice.weight": (n_voices, h), "voice.bias": (n_voices,)}
+    return shapes
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
+class StepRunner:
+    """The inference of a trained `StepPlanner` in numpy, one step at a time (both planners use it).
+
+    Why numpy: the planners are a small GRU whose step costs microseconds; torch's import alone was 1.6 CPU-s, more
+    than a whole follow take's work. The equations are `planner_model.StepPlanner`'s (nn.GRU's, gates r, z, n:
+    r = σ(W_ir x + b_ir + W_hr h + b_hr), z = σ(W_iz x + b_iz + W_hz h + b_hz),
+    n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn)), h' = (1 − z) ⊙ n + z ⊙ h; dropout is off at inference),
+    computed in float64 from the float32 weights: outputs agree with the torch module to ~1e-6
+    (tests/test_planner_numpy.py). Training keeps the torch module; this is the one inference path."""
+
+    def __init__(self, weights: dict[str, np.ndarray]) -> None:
+        w = {k: np.asarray(v, np.float64) for k, v in weights.items()}
+        self.layers = sum(1 for k in w if k.startswith("gru.weight_ih_l"))
+        n_cond = w["inp.0.weight"].shape[1] - w["embed.weight"].shape[1]
+        self.w_cond, self.b_inp = w["inp.0.weight"][:, :n_cond], w["inp.0.bias"]
+        self.token_in = w["embed.weight"] @ w["inp.0.weight"][:, n_cond:].T  # a token's share of the input layer
+        self.gru = [(w[f"gru.weight_ih_l{k}"], w[f"gru.weight_hh_l{k}"], w[f"gru.bias_ih_l{k}"], w[f"gru.bias_hh_l{k}"])
+                    for k in range(self.layers)]
+        self.heads = [(w[f"{name}.weight"], w[f"{name}.bias"]) for name in ("head", "voice", "vel") if f"{name}.weight" in w]
+        self.hidden = self.b_inp.shape[0]
+
+    def start(self, cond: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(the conditioning's share of the input layer for every step [T, H], the initial state [layers, H])."""
+        return np.asarray(cond, np.float64) @ self.w_cond.T + self.b_inp, np.zeros((self.layers, self.hidden))
+
+    def step(self, cond_in: np.ndarray, prev: int, state: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+        """One step: `cond_in` (a row of `start`'s), the previous token → ([token, (voice,) velocity logits] as
+        float32, the new state)."""
+        x = gelu(cond_in + self.token_in[prev])
+        new = np.empty_like(state)
+        for k, (w_ih, w_hh, b_ih, b_hh) in enumerate(self.gru):
+            h = state[k]
+            gi, gh = w_ih @ x + b_ih, w_hh @ h + b_hh
+            r_i, z_i, n_i = np.split(gi, 3)
+            r_h, z_h, n_h = np.split(gh, 3)
+            r, z = _sigmoid(r_i + r_h), _sigmoid(z_i + z_h)
+            n = np.tanh(n_i + r * n_h)
+            x = new[k] = (1.0 - z) * n + z * h
+        return [(w @ x + b).astype(np.float32) for w, b in self.heads], new
 
 
 @dataclass
 class LoadedPlanner:
-    """What `load_planner_as` gives both planners: the model, the per-style attribute means it was trained with
-    (what a 0.5 control asks for) and the weights' metadata."""
+    """What `load_planner_as` gives both planners: the weights (float32 arrays, `StepPlanner`'s tensor names), the
+    per-style attribute means it was trained with (what a 0.5 control asks for) and the weights' metadata."""
 
-    model: StepPlanner
+    weights: dict[str, np.ndarray]
     style_attrs: dict[str, dict[str, float]] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.runner = StepRunner(self.weights)
 
 
 class Planner(LoadedPlanner):
@@ -238,7 +270,6 @@ class Planner(LoadedPlanner):
         return aim_attributes(base, complexity, intensity, register) | \
             {"lock": float(max(base["lock"], 0.9)) if lock_to_kick else float(base["lock"])}
 
-    @torch.no_grad()
     def plan(self, grid: Grid, style: str, attrs: dict[str, float], *, seed: int = 0, temperature: float = 0.7,
              top_p: float = 0.9, in_key: bool = True, lock_to_kick: bool = False,
              floor: int | None = None) -> list[PlanNote]:
@@ -262,9 +293,9 @@ class Planner(LoadedPlanner):
 
         A final cadence (the last chord, silence after it) is held once its first note sounds (`_final_cadence`).
         The rules choose which note, not whether: the model's probability of a new note is kept."""
-        model = self.model.eval()
-        cond = torch.from_numpy(features(grid, style, attrs))[None]
-        gen = torch.Generator().manual_seed(int(seed))
+        runner = self.runner
+        cond_in, state = runner.start(features(grid, style, attrs))
+        gen = torch_generator(seed)
         scale = (0, 2, 4, 5, 7, 9, 11) if grid.mode == "major" else (0, 2, 3, 5, 7, 8, 10)
         key_pcs = {(grid.key_pc + i) % 12 for i in scale}
         pitch_of = np.arange(N_TOKENS) - 2 + LOW  # a token's MIDI pitch (meaningless for REST/HOLD)
@@ -274,20 +305,18 @@ class Planner(LoadedPlanner):
         beat_steps = max(1, 16 // grid.denominator)
         root = grid.root.astype(np.int64)
         changes = set((np.flatnonzero(root[1:] != root[:-1]) + 1).tolist()) | {0}
-        prev = torch.tensor([[BOS]])
-        state = None
+        prev = BOS
         tokens = np.zeros(grid.steps, np.int64)
         vels = np.full(grid.steps, -1, np.int64)
         last_pitch: int | None = None
         before_pitch: int | None = None
         cadence = _final_cadence(grid)
         for s in range(grid.steps):
-            logits, vlog, state = model(cond[:, s:s + 1], prev, state)
-            logits = logits[0, 0].clone()
+            (logits, vlog), state = runner.step(cond_in[s], prev, state)
             if cadence is not None and cadence[0] < s < cadence[1] and tokens[s - 1] != REST \
                     and any(tokens[cadence[0]:s] >= 2):
                 tokens[s] = HOLD  # the final chord rings out: the note under it is held, not repeated
-                prev = torch.tensor([[HOLD]])
+                prev = HOLD
                 continue
             if s == 0 or tokens[s - 1] == REST:
                 logits[HOLD] = -math.inf
@@ -314,19 +343,19 @@ class Planner(LoadedPlanner):
                     bad[2:] |= ~np.isin(pcs_of_token[2:], list(want))
             if bad.all():
                 bad[:] = False  # rules that contradict each other (a tiny range): let the model choose
-            note_mass = torch.logsumexp(logits[2:], 0)  # how much the model wants a new note here at all
-            logits[torch.from_numpy(bad)] = -math.inf
+            note_mass = _logsumexp(logits[2:])  # how much the model wants a new note here at all
+            logits[bad] = -np.inf
             if not bad[2:].all():  # the rules choose which note, not whether: the pitch mass they ruled out
-                logits[2:] = note_mass + torch.log_softmax(logits[2:], 0)  # would otherwise turn into rests
+                logits[2:] = note_mass + _log_softmax(logits[2:])  # would otherwise turn into rests
             if lock_to_kick and grid.kick[s] and grid.root[s] < 12:  # every kick hit gets a bass note
                 if not bad[2:].all():
                     logits[:2] = -math.inf
             t = _sample(logits, temperature, top_p, gen)
             tokens[s] = t
             if t >= 2:
-                vels[s] = int(torch.argmax(vlog[0, 0]))
+                vels[s] = int(np.argmax(vlog))
                 before_pitch, last_pitch = last_pitch, int(pitch_of[t])
-            prev = torch.tensor([[t]])
+            prev = t
         return notes_of(tokens, vels)
 
 
@@ -449,20 +478,57 @@ def register_floor(band_low: float | None, octave: int = 0, register: float = 0.
     return int(max(LOW, round(band_low) - 12 - 12 * octave + (12 * math.floor(register) if register < 0 else 0)))
 
 
-def _sample(logits: torch.Tensor, temperature: float, top_p: float, gen: torch.Generator) -> int:
+def _logsumexp(x: np.ndarray) -> np.float32:
+    m = x.max()
+    return np.float32(m + np.log(np.exp(x - m).sum(dtype=np.float32)))
+
+
+def _log_softmax(x: np.ndarray) -> np.ndarray:
+    shifted = x - x.max()
+    return (shifted - np.log(np.exp(shifted).sum(dtype=np.float32))).astype(np.float32)
+
+
+def torch_generator(seed: int) -> np.random.MT19937:
+    """A numpy Mersenne Twister in the state `torch.Generator().manual_seed(seed)` starts from (the same
+    `init_genrand` of the 32-bit seed): the planners sampled with torch's generator, and keeping its stream keeps
+    every seed's take the note-for-note same line after the move to numpy."""
+    key = np.empty(624, np.uint32)
+    x = int(seed) & 0xFFFFFFFF
+    for i in range(624):
+        key[i] = x
+        x = (1812433253 * (x ^ (x >> 30)) + i + 1) & 0xFFFFFFFF
+    gen = np.random.MT19937()
+    gen.state = {"bit_generator": "MT19937", "state": {"key": key, "pos": 624}}
+    return gen
+
+
+def _exponential(gen: np.random.MT19937, n: int) -> np.ndarray:
+    """`torch.empty(n).exponential_(1, generator=gen)` on the CPU: per value a 53-bit uniform from two 32-bit
+    draws (first one high), −log1p(−u) in double, rounded to float32."""
+    raw = gen.random_raw(2 * n).astype(np.uint64)
+    u = ((raw[0::2] << np.uint64(32)) | raw[1::2]) & np.uint64((1 << 53) - 1)
+    return (-np.log1p(-(u.astype(np.float64) * 2.0 ** -53))).astype(np.float32)
+
+
+def _sample(logits: np.ndarray, temperature: float, top_p: float, gen: np.random.MT19937) -> int:
+    """Nucleus sampling of one token from float32 logits, draw for draw what the torch version did (softmax at
+    `temperature`, the most likely tokens up to `top_p`, then `torch.multinomial`: argmax of p / Exp(1))."""
     if temperature <= 0:
-        return int(torch.argmax(logits))
-    probs = torch.softmax(logits / temperature, -1)
-    order = torch.argsort(probs, descending=True)
-    cum = torch.cumsum(probs[order], 0)
-    keep = order[: int((cum < top_p).sum()) + 1]
-    p = probs[keep] / probs[keep].sum()
-    return int(keep[torch.multinomial(p, 1, generator=gen)])
+        return int(np.argmax(logits))
+    z = (logits / np.float32(temperature)).astype(np.float32)
+    e = np.exp(z - z.max())
+    probs = (e / e.sum(dtype=np.float32)).astype(np.float32)
+    order = np.argsort(-probs, kind="stable")
+    cum = np.cumsum(probs[order], dtype=np.float32)
+    keep = order[: int((cum < np.float32(top_p)).sum()) + 1]
+    p = (probs[keep] / probs[keep].sum(dtype=np.float32)).astype(np.float32)
+    return int(keep[np.argmax(p / _exponential(gen, len(keep)))])
 
 
 def load_planner(path: str | Path | None = None, config: str = "shipped") -> Planner:
     """'shipped' (or a path) loads trained weights; 'debug'/'small' build an untrained planner (tests)."""
     return load_planner_as(Planner, path, config, weights=WEIGHTS, kind=KIND, build=build_planner, configs=CONFIGS,
+                           shapes=lambda c: step_shapes(resolve_config(c, CONFIGS, PlannerConfig), N_TOKENS),
                            format_version=FORMAT_VERSION)
 
 
@@ -475,15 +541,20 @@ def engine_planner(engine: Any, load: Any) -> Any:
 
 
 def load_planner_as(cls: type, path: str | Path | None, config: str, *, weights: Path, kind: str, build,
-                    configs: dict[str, Any], format_version: int) -> Any:
-    """The loading both planners share: `cls(model, style_attrs, meta)` from exported weights (shipped or a path),
-    or an untrained `config` model built under seed 0 so tests are repeatable without touching the global RNG."""
+                    shapes, configs: dict[str, Any], format_version: int) -> Any:
+    """The loading both planners share: `cls(weights, style_attrs, meta)` from exported weights (shipped or a path;
+    `shapes(config)` says what they must hold), or an untrained `config` model's weights made under seed 0 so tests
+    are repeatable without touching the global RNG."""
     if path is None and config != "shipped":
+        import torch  # lazy: an untrained planner (tests, `debug`) takes torch's initial weights
+
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
-            return cls(build(config), {}, {"config": configs[config].to_dict()})
-    model, meta = load_weights(Path(path) if path else weights, kind=kind, build=build, format_version=format_version)
-    return cls(model.float().eval(), meta.get("config", {}).get("style_attrs", {}), meta)
+            state = build(config).state_dict()
+        return cls({k: v.float().numpy() for k, v in state.items()}, {}, {"config": configs[config].to_dict()})
+    arrays, meta = load_arrays(Path(path) if path else weights, kind=kind, format_version=format_version,
+                               shapes=shapes)
+    return cls(arrays, meta.get("config", {}).get("style_attrs", {}), meta)
 
 
 def apply_swing(notes: list[PlanNote], swing: float) -> list[tuple[float, float, int, int]]:

@@ -166,7 +166,7 @@ def train_planner(args: argparse.Namespace, planner, *, name: str, unit: str, lo
               f"data ready in {time.monotonic() - t0:.1f} s")
     model = planner.build_planner(args.size)
     if args.init:
-        model.load_state_dict(planner.load_planner(args.init).model.state_dict())
+        model.load_state_dict({k: torch.from_numpy(v) for k, v in planner.load_planner(args.init).weights.items()})
     model = model.to(ctx.device)
     net = ctx.wrap(model)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)

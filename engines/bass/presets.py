@@ -96,14 +96,13 @@ MIN_BASS_SHARE = 0.35
 
 def bass_band_share(audio: Audio) -> float:
     """Share of the signal's power below BASS_BAND_HZ (mono, 8192-point STFT ≈ 5 Hz bins at 44.1 kHz)."""
-    # lazy: the only torch user here; the preset listing (`--list-presets`, analysis.features) reads this module
-    import torch
+    from backline.engines.core.frontend import (
+        stft,  # lazy: the preset listing (`--list-presets`) needs no STFT
+    )
 
-    from backline.engines.core.frontend import stft
-
-    mono = torch.from_numpy(audio.with_channels(1).samples[0])
-    power = stft(mono, n_fft=8192, hop=2048).abs().square().sum(-1)
-    freqs = torch.arange(power.shape[0]) * audio.sample_rate / 8192
+    mono = np.ascontiguousarray(audio.with_channels(1).samples[0], dtype=np.float32)
+    power = (np.abs(stft(mono, n_fft=8192, hop=2048)) ** 2).sum(-1)
+    freqs = np.arange(power.shape[0]) * audio.sample_rate / 8192
     total = float(power[freqs >= 20].sum())
     return float(power[(freqs >= 20) & (freqs < BASS_BAND_HZ)].sum()) / total if total > 0 else 0.0
 

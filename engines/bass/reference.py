@@ -42,7 +42,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from safetensors import safe_open
 from safetensors.numpy import load_file, save
 
@@ -109,7 +108,7 @@ def harmonic_share(audio: Audio, notes: list[Note]) -> float:
 
 
     x = audio.with_channels(1).resampled(SR).samples[0].astype(np.float32)
-    spec = stft(torch.from_numpy(x), n_fft=4096, hop=1024).abs().square().numpy()
+    spec = np.abs(stft(x, n_fft=4096, hop=1024)) ** 2
     freqs = np.arange(spec.shape[0]) * SR / 4096
     band = freqs < 8000
     total = on = 0.0
@@ -690,7 +689,7 @@ def tone_of(bass: np.ndarray, notes: list[Note]) -> dict[str, Any]:
     technique it suggests (a description, not a classifier: 'finger style' is the plain electric default)."""
 
 
-    spec = stft(torch.from_numpy(bass.astype(np.float32)), n_fft=4096, hop=1024).abs().square().numpy()
+    spec = np.abs(stft(bass.astype(np.float32), n_fft=4096, hop=1024)) ** 2
     freqs = np.arange(spec.shape[0]) * SR / 4096
     energy = spec.sum(0)
     active = energy >= energy.max() * 1e-3

@@ -3,12 +3,14 @@
 Every part of Backline passes audio as `Audio`: float32 samples shaped `[channels, frames]` plus a sample
 rate. Files are read with `pedalboard.io.AudioFile` (wav/flac/ogg/mp3/aiff) and written as wav or flac,
 atomically (a temp file in the same folder, then `os.replace`), and never over an existing file unless the
-caller says `overwrite=True`. Resampling is torchaudio's windowed-sinc resampler, imported lazily so that
-the bridge and the host can use this module without loading torch.
+caller says `overwrite=True`. Resampling is torchaudio's windowed-sinc resampler, computed in numpy, so the
+bridge, the host and a follow take use this module without loading torch.
 """
 
 from __future__ import annotations
 
+import functools
+import math
 import os
 import tempfile
 from collections.abc import Iterator
@@ -143,59 +145,64 @@ def playable_mix(mix: Audio | None, *, min_frames: int, need: str, short: str) -
 
 
 def resample(samples: np.ndarray | torch.Tensor, orig_rate: int, new_rate: int):
-    """Resample along the last axis with torchaudio (Kaiser-windowed sinc). Returns the input's type."""
+    """Resample along the last axis: torchaudio's `resample` (Kaiser-windowed sinc, 16 zero crossings, roll-off
+    0.95, β 8.555), computed in numpy so a take never imports torch for it. Returns the input's type (a tensor
+    is resampled on the CPU and returned on its device)."""
     if orig_rate <= 0 or new_rate <= 0:
         raise AudioFormatError(f"cannot resample from {orig_rate} Hz to {new_rate} Hz")
     if orig_rate == new_rate:
         return samples
-    import torch
-    import torchaudio.functional as taf
+    if isinstance(samples, np.ndarray):
+        return _resample_numpy(np.ascontiguousarray(samples, dtype=np.float32), int(orig_rate), int(new_rate))
+    import torch  # lazy: a tensor came in, so torch is loaded already
 
-    is_numpy = isinstance(samples, np.ndarray)
-    tensor = torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32)) if is_numpy else samples
+    out = _resample_numpy(samples.detach().cpu().float().numpy(), int(orig_rate), int(new_rate))
+    return torch.from_numpy(out).to(samples.device, samples.dtype)
 
-    def run(x):
-        return taf.resample(x, int(orig_rate), int(new_rate), lowpass_filter_width=RESAMPLE_WIDTH, rolloff=0.95,
-                            resampling_method="sinc_interp_kaiser", beta=8.555)
 
-    n = tensor.shape[-1]
-    if n <= RESAMPLE_CHUNK:
-        out = run(tensor)
-    else:
-        out = _resample_chunked(tensor, int(orig_rate), int(new_rate), run)
-    return out.numpy() if is_numpy else out
+@functools.lru_cache(maxsize=16)
+def _sinc_kernel(orig: int, new: int) -> tuple[np.ndarray, int]:
+    """torchaudio's `_get_sinc_resample_kernel` (sinc_interp_kaiser) for rates already divided by their gcd, in
+    float32 as torchaudio computes it for float32 audio: [new, 2·width + orig] taps and the width."""
+    base = min(orig, new) * 0.95
+    width = math.ceil(RESAMPLE_WIDTH * orig / base)
+    idx = np.arange(-width, width + orig, dtype=np.float32)[None] / np.float32(orig)
+    t = (np.arange(0, -new, -1, dtype=np.float32)[:, None] / np.float32(new) + idx) * np.float32(base)
+    t = np.clip(t, -RESAMPLE_WIDTH, RESAMPLE_WIDTH).astype(np.float32)
+    beta = np.float32(8.555)
+    window = (np.i0(beta * np.sqrt(1 - (t / np.float32(RESAMPLE_WIDTH)) ** 2)) / np.i0(beta)).astype(np.float32)
+    t = (t * np.float32(math.pi)).astype(np.float32)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        kernels = np.where(t == 0, np.float32(1.0), np.sin(t) / t).astype(np.float32)
+    kernels = (kernels * (window * np.float32(base / orig))).astype(np.float32)
+    kernels.flags.writeable = False
+    return kernels, width
+
+
+def _resample_numpy(x: np.ndarray, orig_rate: int, new_rate: int) -> np.ndarray:
+    """The polyphase FIR of torchaudio's resampler (its strided conv1d as framed dot products), in blocks of
+    output frames so memory stays flat; the length is torchaudio's rule (a float32 ceil)."""
+    g = math.gcd(orig_rate, new_rate)
+    o, nn = orig_rate // g, new_rate // g
+    kernel, width = _sinc_kernel(o, nn)
+    shape = x.shape
+    flat = x.reshape(-1, shape[-1])
+    n = flat.shape[-1]
+    total = int(np.ceil(np.float32(nn * n / o)))
+    padded = np.pad(flat, ((0, 0), (width, width + o)))
+    frames = np.lib.stride_tricks.sliding_window_view(padded, kernel.shape[1], axis=-1)[:, ::o]  # [B, F, K]
+    step = max(1, RESAMPLE_CHUNK // max(o, 1))
+    out = np.empty((flat.shape[0], frames.shape[1] * nn), np.float32)
+    for lo in range(0, frames.shape[1], step):
+        block = frames[:, lo:lo + step]
+        out[:, lo * nn:(lo + block.shape[1]) * nn] = (block @ kernel.T).reshape(flat.shape[0], -1)
+    return out[:, :total].reshape(*shape[:-1], total)
 
 
 #: Kaiser-sinc zero crossings each side (torchaudio's lowpass_filter_width).
 RESAMPLE_WIDTH = 16
-#: Longer signals are resampled in chunks of about this many input samples (torchaudio's one-pass resampler
-#: needs ~30 bytes per sample: +1.2 GB for a 15-minute mono track).
+#: Longer signals are resampled in blocks of about this many input samples (the framed product's working set).
 RESAMPLE_CHUNK = 1 << 20
-
-
-def _resample_chunked(tensor, orig_rate: int, new_rate: int, run):
-    """The same polyphase FIR as one pass, over chunks that start on its period and carry enough real signal
-    either side for the kernel (so the output equals the one-pass output within float rounding)."""
-    import math
-
-    import torch
-
-    g = math.gcd(orig_rate, new_rate)
-    o, nn = orig_rate // g, new_rate // g
-    width = math.ceil(RESAMPLE_WIDTH * o / (min(o, nn) * 0.95))
-    context = o * (math.ceil((width + o) / o) + 1)
-    step = max(o, (RESAMPLE_CHUNK // o) * o)
-    n = tensor.shape[-1]
-    total = int(torch.ceil(torch.as_tensor(nn * n / o)))  # torchaudio's own length rule (float32 ceil)
-    pieces = []
-    for a in range(0, n, step):
-        b = min(n, a + step)
-        lo, hi = max(0, a - context), min(n, b + context)
-        y = run(tensor[..., lo:hi])
-        first = (a - lo) // o * nn
-        count = (b - a) // o * nn if b < n else total - a // o * nn
-        pieces.append(y[..., first:first + count])
-    return torch.cat(pieces, dim=-1)
 
 
 def _check_readable(path: Path) -> None:

@@ -6,7 +6,11 @@ Everything that looks at a spectrogram in Backline goes through these functions,
 per (size, device, dtype).
 
 Conventions (chosen once, here):
-- `stft` is `torch.stft` with a periodic Hann window, `center=True`, reflect padding where the input is long
+- `stft` is one convention with two backends: a numpy array is transformed with numpy (`np.fft.rfft` of the
+  framed signal), so the listener, the role check and the planners' inputs never import torch (its import alone
+  cost 1.6 CPU-s, more than a follow take's work); a tensor goes through `torch.stft` (the one torch STFT: the
+  codec, separation and their training losses need it on the GPU and differentiable). Both agree to float32
+  rounding (tests/test_frontend_numpy.py). The convention: a periodic Hann window, `center=True`, reflect padding where the input is long
   enough (zero padding otherwise, so 1-sample inputs still work) and *no* normalisation, as in paper 000.
   Frames = `T // hop + 1`.
 - `log_magnitude` is paper 000's "log-magnitude spectrogram" s = log(|STFT|² + ε), ε = 1e-5 (log power; it is
@@ -25,17 +29,18 @@ Metrics (lower is better, all averaged over leading axes):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from torch.nn import functional as F
 
 from backline.engines.core.dsp import onset_strength, power_to_db
 
 if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
     from backline.engines.core.audio import Audio
 
 LOG_EPS = 1e-5
@@ -45,18 +50,33 @@ MR_STFT_FFTS: tuple[int, ...] = (512, 1024, 2048)
 
 @lru_cache(maxsize=64)
 def _hann(win_length: int, device: str, dtype: torch.dtype) -> torch.Tensor:
+    import torch  # lazy: tensors only (see the module docstring)
+
     # built outside inference mode: a cached "inference tensor" could not be saved for backward later
     with torch.inference_mode(False):
         return torch.hann_window(win_length, periodic=True, dtype=dtype, device=torch.device(device))
 
 
-def hann_window(win_length: int, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """Cached periodic Hann window (the only analysis window in Backline)."""
-    return _hann(int(win_length), str(device), dtype)
+def hann_window(win_length: int, device: torch.device | str = "cpu", dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Cached periodic Hann window (the only analysis window in Backline); float32 unless `dtype` says."""
+    import torch  # lazy: tensors only
+
+    return _hann(int(win_length), str(device), dtype or torch.float32)
+
+
+@lru_cache(maxsize=64)
+def hann_array(win_length: int, dtype: str = "float32") -> np.ndarray:
+    """`hann_window` as a numpy array (periodic: 0.5 − 0.5·cos(2πn/N)), for the numpy STFT."""
+    n = np.arange(win_length, dtype=np.float64)
+    w = (0.5 - 0.5 * np.cos(2.0 * np.pi * n / win_length)).astype(dtype)
+    w.flags.writeable = False
+    return w
 
 
 def as_tensor(x: torch.Tensor | np.ndarray | Audio) -> torch.Tensor:
     """Accept a tensor, a numpy array or an `Audio` and return a float tensor `[..., time]`."""
+    import torch  # lazy: tensors only
+
     if isinstance(x, torch.Tensor):
         return x if x.is_floating_point() else x.float()
     samples = getattr(x, "samples", x)
@@ -68,8 +88,13 @@ def stft(x: torch.Tensor, n_fft: int = 1024, hop: int = 256, win_length: int | N
     """Complex STFT `[..., n_fft//2+1, T//hop+1]` of `x [..., T]` (centred, Hann, unnormalised).
 
     `pad_mode="constant"` pads the centring with zeros (librosa's default since 0.10: the listener's features were
-    fitted on it); `window="ones"` is the rectangular frame the CQT's frequency-domain filters need."""
+    fitted on it); `window="ones"` is the rectangular frame the CQT's frequency-domain filters need. A numpy `x`
+    gives a numpy array (computed with numpy), a tensor a tensor (`torch.stft`)."""
     win_length = win_length or n_fft
+    if isinstance(x, np.ndarray):
+        return _stft_numpy(x, n_fft, hop, win_length, pad_mode, window)
+    import torch  # lazy: the tensor backend (training, GPU, the codec)
+
     shape = x.shape
     flat = x.reshape(-1, shape[-1])
     if flat.dtype not in (torch.float32, torch.float64):
@@ -83,9 +108,31 @@ def stft(x: torch.Tensor, n_fft: int = 1024, hop: int = 256, win_length: int | N
     return spec.reshape(*shape[:-1], *spec.shape[-2:])
 
 
+def _stft_numpy(x: np.ndarray, n_fft: int, hop: int, win_length: int, pad_mode: str, window: str) -> np.ndarray:
+    """`stft` of a numpy array: the same frames as `torch.stft(center=True)` (the window centred in the FFT frame
+    when it is shorter), complex64 for float32 input (complex128 for float64)."""
+    x = np.asarray(x)
+    if x.dtype not in (np.float32, np.float64):
+        x = x.astype(np.float32)
+    shape = x.shape
+    flat = x.reshape(-1, shape[-1])
+    if pad_mode == "reflect" and shape[-1] <= n_fft // 2:
+        pad_mode = "constant"
+    padded = np.pad(flat, ((0, 0), (n_fft // 2, n_fft // 2)), mode=pad_mode)
+    win = hann_array(win_length, flat.dtype.name) if window == "hann" else np.ones(win_length, flat.dtype)
+    if win_length < n_fft:
+        left = (n_fft - win_length) // 2
+        win = np.pad(win, (left, n_fft - win_length - left))
+    frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft, axis=-1)[:, ::hop]  # [B, T, n_fft], a view
+    spec = np.fft.rfft(frames * win, axis=-1)  # [B, T, F]
+    return np.ascontiguousarray(spec.transpose(0, 2, 1)).reshape(*shape[:-1], n_fft // 2 + 1, -1)
+
+
 def istft(spec: torch.Tensor, n_fft: int = 1024, hop: int = 256, length: int | None = None,
           win_length: int | None = None) -> torch.Tensor:
     """Inverse of `stft` (overlap-add with the same window); `length` trims/pads to an exact sample count."""
+    import torch  # lazy: the tensor backend
+
     win_length = win_length or n_fft
     shape = spec.shape
     flat = spec.reshape(-1, *shape[-2:])
@@ -105,37 +152,80 @@ def log_magnitude(x: torch.Tensor, n_fft: int = 1024, hop: int = 256, eps: float
 
 def log_power(spec: torch.Tensor, eps: float = LOG_EPS) -> torch.Tensor:
     """log(|X|² + ε) of an already computed complex spectrogram."""
+    import torch  # lazy: the tensor backend
+
     return torch.log(spec.real.square() + spec.imag.square() + eps)
+
+
+def _hz_to_mel(f: float, mel_scale: str) -> float:
+    if mel_scale == "htk":
+        return 2595.0 * math.log10(1.0 + f / 700.0)
+    f_sp, min_log_hz, logstep = 200.0 / 3, 1000.0, math.log(6.4) / 27.0
+    return f / f_sp if f < min_log_hz else min_log_hz / f_sp + math.log(f / min_log_hz) / logstep
+
+
+def _mel_to_hz(mels: np.ndarray, mel_scale: str) -> np.ndarray:
+    if mel_scale == "htk":
+        return 700.0 * (10.0 ** (mels / 2595.0) - 1.0)
+    f_sp, min_log_hz, logstep = 200.0 / 3, 1000.0, math.log(6.4) / 27.0
+    min_log_mel = min_log_hz / f_sp
+    return np.where(mels >= min_log_mel, min_log_hz * np.exp(logstep * (mels - min_log_mel)), f_sp * mels)
 
 
 @lru_cache(maxsize=32)
 def _mel_fb(n_freqs: int, f_min: float, f_max: float, n_mels: int, sample_rate: int, mel_scale: str,
-            norm: str | None, device: str) -> torch.Tensor:
-    import warnings
-
-    import torchaudio.functional as taf
-
-    with warnings.catch_warnings():
-        # 128 bins over a 1024-point FFT leave a few lowest bands empty: they read a constant log(ε), harmless
-        warnings.filterwarnings("ignore", message="At least one mel filterbank has all zero values")
-        with torch.inference_mode(False):  # cached: must not be an inference tensor (see _hann)
-            fb = taf.melscale_fbanks(n_freqs, f_min, f_max, n_mels, sample_rate, norm=norm, mel_scale=mel_scale)
-            return fb.to(torch.device(device))  # [n_freqs, n_mels]
+            norm: str | None) -> np.ndarray:
+    """torchaudio's `melscale_fbanks` (triangles between mel-spaced points, the FFT bins on 0 … sr // 2, slaney
+    area normalisation) in numpy. 128 bins over a 1024-point FFT leave a few lowest bands empty: they read a
+    constant log(ε), harmless."""
+    if mel_scale not in ("htk", "slaney") or norm not in (None, "slaney"):
+        raise ValueError(f"mel_scale {mel_scale!r} / norm {norm!r}: use htk or slaney, None or slaney")
+    # float64 (torchaudio's float32 points differ from these by float32 rounding, ~2e-6 of a weight)
+    all_freqs = np.linspace(0, sample_rate // 2, n_freqs, dtype=np.float32).astype(np.float64)
+    m_pts = np.linspace(_hz_to_mel(f_min, mel_scale), _hz_to_mel(f_max, mel_scale), n_mels + 2)
+    f_pts = _mel_to_hz(m_pts, mel_scale)
+    f_diff = f_pts[1:] - f_pts[:-1]
+    slopes = f_pts[None, :] - all_freqs[:, None]
+    fb = np.maximum(0.0, np.minimum(-slopes[:, :-2] / f_diff[:-1], slopes[:, 2:] / f_diff[1:]))
+    if norm == "slaney":
+        fb *= 2.0 / (f_pts[2:n_mels + 2] - f_pts[:n_mels])
+    fb = fb.astype(np.float32)
+    fb.flags.writeable = False
+    return fb  # [n_freqs, n_mels]
 
 
 def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int = 128, f_min: float = 0.0, f_max: float | None = None,
-                   mel_scale: str = "htk", norm: str | None = None, device: torch.device | str = "cpu") -> torch.Tensor:
-    """Cached torchaudio mel filterbank `[n_fft//2+1, n_mels]`."""
+                   mel_scale: str = "htk", norm: str | None = None, device: torch.device | str | None = None):
+    """Cached mel filterbank `[n_fft//2+1, n_mels]` (torchaudio's definition): a numpy array, or a tensor on
+    `device` when one is given."""
     f_max = float(sample_rate) / 2 if f_max is None else float(f_max)
-    return _mel_fb(n_fft // 2 + 1, float(f_min), f_max, int(n_mels), int(sample_rate), mel_scale, norm, str(device))
+    key = (n_fft // 2 + 1, float(f_min), f_max, int(n_mels), int(sample_rate), mel_scale, norm)
+    return _mel_fb(*key) if device is None else _mel_fb_tensor(key, str(device))
 
 
-def mel_spectrogram(x: torch.Tensor, sample_rate: int, n_fft: int = 2048, hop: int = 512, n_mels: int = 128,
+@lru_cache(maxsize=32)
+def _mel_fb_tensor(key: tuple, device: str) -> torch.Tensor:
+    import torch  # lazy: the tensor backend
+
+    with torch.inference_mode(False):  # cached: must not be an inference tensor (see _hann)
+        return torch.from_numpy(np.array(_mel_fb(*key))).to(torch.device(device))
+
+
+def mel_spectrogram(x, sample_rate: int, n_fft: int = 2048, hop: int = 512, n_mels: int = 128,
                     win_length: int | None = None, f_min: float = 0.0, f_max: float | None = None,
                     mel_scale: str = "htk", norm: str | None = None, power: float = 2.0,
-                    pad_mode: str = "reflect") -> torch.Tensor:
-    """Mel power (or magnitude, power=1) spectrogram `[..., n_mels, frames]`. With `mel_scale="slaney"`,
-    `norm="slaney"` and `pad_mode="constant"` it is librosa's `feature.melspectrogram` (the listener's)."""
+                    pad_mode: str = "reflect"):
+    """Mel power (or magnitude, power=1) spectrogram `[..., n_mels, frames]` (numpy in, numpy out; a tensor in, a
+    tensor out). With `mel_scale="slaney"`, `norm="slaney"` and `pad_mode="constant"` it is librosa's
+    `feature.melspectrogram` (the listener's)."""
+    if isinstance(x, np.ndarray):
+        spec = np.abs(stft(x, n_fft, hop, win_length, pad_mode=pad_mode))
+        if power != 1.0:
+            spec = spec**power
+        fb = mel_filterbank(sample_rate, n_fft, n_mels, f_min, f_max, mel_scale, norm).astype(spec.dtype)
+        return np.swapaxes(np.swapaxes(spec, -1, -2) @ fb, -1, -2)
+    import torch  # lazy: the tensor backend
+
     spec = stft(x, n_fft, hop, win_length, pad_mode=pad_mode).abs()
     if power != 1.0:
         spec = spec.pow(power)
@@ -147,6 +237,8 @@ def log_mel(x: torch.Tensor, sample_rate: int, n_fft: int = 2048, hop: int = 512
             win_length: int | None = None, f_min: float = 0.0, f_max: float | None = None, mel_scale: str = "htk",
             norm: str | None = None, eps: float = LOG_EPS) -> torch.Tensor:
     """log(mel power + ε) `[..., n_mels, frames]` — the critic's, the tagger's and the metrics' mel."""
+    import torch  # lazy: the tensor backend
+
     return torch.log(mel_spectrogram(x, sample_rate, n_fft, hop, n_mels, win_length, f_min, f_max, mel_scale, norm) + eps)
 
 
@@ -154,6 +246,7 @@ def log_mel(x: torch.Tensor, sample_rate: int, n_fft: int = 2048, hop: int = 512
 
 def multiscale_spectral_distance(ref: torch.Tensor, est: torch.Tensor, hops: Sequence[int] = MSSD_HOPS) -> torch.Tensor:
     """Paper 000's L_mssd: Σ_h mean |STFT_h(w)² − STFT_h(ŵ)²| with window 4·hop (differentiable)."""
+
     total = ref.new_zeros(())
     for hop in hops:
         n_fft = 4 * hop
@@ -175,6 +268,8 @@ def mr_stft_distance(ref, est, ffts: Sequence[int] = MR_STFT_FFTS, eps: float = 
 
     Magnitudes are sqrt(max(|X|², ε)) with ε = 1e-8 as in auraloss' STFTLoss, so bins below −80 dB (re. an
     unnormalised-STFT magnitude of 1) count as equal instead of letting digital silence dominate the log term."""
+    import torch  # lazy: the tensor backend (metrics, losses, the codec's phase)
+
     ref, est = _pair(ref, est)
     total = 0.0
     with torch.no_grad():
@@ -189,6 +284,8 @@ def mr_stft_distance(ref, est, ffts: Sequence[int] = MR_STFT_FFTS, eps: float = 
 
 def log_spectral_distance(ref, est, n_fft: int = 2048, hop: int = 512, eps: float = 1e-10) -> float:
     """LSD in dB: per frame sqrt(mean over bins of (10·log10 P − 10·log10 P̂)²), averaged over frames/channels."""
+    import torch  # lazy: the tensor backend (metrics, losses, the codec's phase)
+
     ref, est = _pair(ref, est)
     with torch.no_grad():
         p = stft(ref, n_fft, hop).abs().square()
@@ -199,6 +296,8 @@ def log_spectral_distance(ref, est, n_fft: int = 2048, hop: int = 512, eps: floa
 
 def mel_l1(ref, est, sample_rate: int = 44100, n_mels: int = 128, n_fft: int = 2048, hop: int = 512) -> float:
     """Mean absolute difference of natural-log mel power spectrograms (ε = 1e-5)."""
+    import torch  # lazy: the tensor backend (metrics, losses, the codec's phase)
+
     ref, est = _pair(ref, est)
     with torch.no_grad():
         return float((log_mel(ref, sample_rate, n_fft, hop, n_mels) - log_mel(est, sample_rate, n_fft, hop, n_mels))
@@ -233,6 +332,9 @@ def spsi_phase(log_mag: torch.Tensor, n_fft: int = 1024, hop: int = 256, carry: 
     carry. Costs a few element-wise passes (no iteration); float32 keeps the running sum within ~2 mrad over one
     codec chunk (4,096 frames), and the carry is wrapped.
     """
+    import torch  # lazy: the tensor backend (the codec's phase)
+    from torch.nn import functional as F
+
     m = log_mag.float().transpose(-1, -2).clamp_min(-1e4)  # [..., frames, F] (contiguous bins); log 0 = -inf is floored
     n_bins = m.shape[-1]
     left, centre, right = m[..., :-2], m[..., 1:-1], m[..., 2:]
@@ -264,6 +366,8 @@ def griffin_lim(mag: torch.Tensor, phase: torch.Tensor, n_iter: int, n_fft: int 
     Why here and not torchaudio's `griffinlim`: that one starts from a random or zero phase only; starting from
     SPSI's phase is what makes a handful of iterations enough. Uses this module's STFT pair, so frames line up
     with `stft` (the codec keeps `T // hop` frames: the centred STFT's extra last frame is dropped)."""
+    import torch  # lazy: the tensor backend (metrics, losses, the codec's phase)
+
     frames = mag.shape[-1]
     length = length or frames * hop
     spec = torch.polar(mag, phase)
@@ -299,9 +403,8 @@ def mel_frequencies(n_mels: int = 128, f_min: float = 0.0, f_max: float = 11025.
 def onset_envelope(y: np.ndarray, sr: int, hop: int, n_fft: int = 2048, n_mels: int = 128) -> np.ndarray:
     """Spectral-flux onset envelope of a mono signal (librosa's `onset.onset_strength(y=...)`): the mean rise of a
     Slaney-mel power spectrogram in dB (`core.dsp.onset_strength`), one value per `hop`."""
-    with torch.no_grad():
-        mel = mel_spectrogram(as_tensor(y), sr, n_fft, hop, n_mels, mel_scale="slaney", norm="slaney",
-                              pad_mode="constant").numpy()
+    mel = mel_spectrogram(np.asarray(y, np.float32), sr, n_fft, hop, n_mels, mel_scale="slaney", norm="slaney",
+                          pad_mode="constant")
     return onset_strength(power_to_db(mel), n_fft, hop)
 
 
@@ -315,8 +418,7 @@ def estimate_tuning(y: np.ndarray, sr: int, bins_per_octave: int = 12, n_fft: in
     """Deviation of the music's tuning from A440 in fractions of a bin (librosa's `estimate_tuning`): the
     parabolically interpolated STFT peaks between 150 Hz and 4 kHz above a tenth of their frame's maximum, those
     at least as strong as the median peak, folded into one bin; the histogram's mode."""
-    with torch.no_grad():
-        mag = stft(as_tensor(y), n_fft, n_fft // 4, pad_mode="constant").abs().numpy()  # [F, frames]
+    mag = np.abs(stft(np.asarray(y, np.float32), n_fft, n_fft // 4, pad_mode="constant"))  # [F, frames]
     freqs = np.arange(mag.shape[0]) * float(sr) / n_fft
     avg = np.gradient(mag, axis=0)
     a = mag[2:] + mag[:-2] - 2 * mag[1:-1]
@@ -358,7 +460,7 @@ def _relative_bandwidth(freqs: np.ndarray) -> np.ndarray:
 
 @lru_cache(maxsize=16)
 def _cqt_octave_basis(sr: float, freqs: tuple[float, ...], alpha: tuple[float, ...],
-                      sparsity: float = 0.01) -> tuple[torch.Tensor, int]:
+                      sparsity: float = 0.01) -> tuple[np.ndarray, int]:
     """One octave's filters in the frequency domain `[bins, n_fft//2+1]` (complex64) and their FFT size: Hann-
     windowed complex sinusoids, each `Q·sr/f` samples, L1-normalised and scaled by length/n_fft, with each row's
     smallest coefficients (1 % of its mass) zeroed as librosa's sparse basis does."""
@@ -380,7 +482,8 @@ def _cqt_octave_basis(sr: float, freqs: tuple[float, ...], alpha: tuple[float, .
     cumulative = np.cumsum(mag_sort / mags.sum(axis=1, keepdims=True), axis=1)
     cut = mag_sort[np.arange(len(f)), np.argmin(cumulative < sparsity, axis=1)]
     fft_basis[mags < cut[:, None]] = 0
-    return torch.from_numpy(fft_basis), n_fft
+    fft_basis.flags.writeable = False
+    return fft_basis, n_fft
 
 
 def _halve_rate(x: np.ndarray, factor: int) -> np.ndarray:
@@ -421,19 +524,18 @@ def cqt_magnitude(y: np.ndarray, sr: int, hop: int, fmin: float, n_bins: int, bi
         my_sr, my_hop = my_sr / 2 ** early, hop // 2 ** early
     base_sr = my_sr
     octaves = []
-    with torch.no_grad():
-        for i in range(n_octaves):
-            sl = slice(n_bins - bins_per_octave * (i + 1), n_bins - bins_per_octave * i)
-            sl = slice(max(0, sl.start), sl.stop)
-            basis, n_fft = _cqt_octave_basis(my_sr, tuple(freqs[sl]), tuple(alpha[sl]))
-            spec = stft(torch.from_numpy(x), n_fft, my_hop, pad_mode="constant", window="ones")
-            octaves.append((basis * np.float32(np.sqrt(base_sr / my_sr))) @ spec)
-            if my_hop % 2 == 0:
-                my_hop //= 2
-                my_sr /= 2.0
-                x = _halve_rate(x, 2)
-        frames = min(o.shape[-1] for o in octaves)
-        out = torch.cat([o[:, :frames] for o in reversed(octaves)], dim=0).abs().numpy()
+    for i in range(n_octaves):
+        sl = slice(n_bins - bins_per_octave * (i + 1), n_bins - bins_per_octave * i)
+        sl = slice(max(0, sl.start), sl.stop)
+        basis, n_fft = _cqt_octave_basis(my_sr, tuple(freqs[sl]), tuple(alpha[sl]))
+        spec = stft(x, n_fft, my_hop, pad_mode="constant", window="ones")
+        octaves.append((basis * np.float32(np.sqrt(base_sr / my_sr))) @ spec)
+        if my_hop % 2 == 0:
+            my_hop //= 2
+            my_sr /= 2.0
+            x = _halve_rate(x, 2)
+    frames = min(o.shape[-1] for o in octaves)
+    out = np.abs(np.concatenate([o[:, :frames] for o in reversed(octaves)], axis=0))
     return out / np.sqrt(lengths).astype(np.float32)[:, None]
 
 

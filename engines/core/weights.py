@@ -15,15 +15,15 @@ import math
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from safetensors.torch import load_file, save_file
-from torch.overrides import TorchFunctionMode
 
 from backline.engines.core.audio import atomic_output, write_bytes_atomic
 from backline.engines.core.errors import WeightsError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
 
 
 def weight_paths(path: str | Path) -> tuple[Path, Path]:
@@ -34,6 +34,8 @@ def weight_paths(path: str | Path) -> tuple[Path, Path]:
 
 
 def _save_tensors(tensors: dict[str, torch.Tensor], path: Path, overwrite: bool) -> None:
+    from safetensors.torch import save_file  # lazy: torch (training and exports only)
+
     final, tmp = atomic_output(path, overwrite=overwrite)
     try:
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp))
@@ -123,102 +125,6 @@ MAX_CONFIG_INT = 1 << 20
 MAX_CONFIG_LIST = 256
 
 
-#: In-place initialisers (torch.nn.init's and the Tensor methods they call) that the meta-device skeleton skips.
-_INIT_OPS = frozenset({"normal_", "uniform_", "trunc_normal_", "kaiming_uniform_", "kaiming_normal_",
-                       "xavier_uniform_", "xavier_normal_", "orthogonal_", "sparse_", "constant_", "ones_",
-                       "zeros_", "zero_", "fill_", "eye_", "dirac_"})
-
-
-class _SkipInitOnMeta(TorchFunctionMode):
-    """Parameter initialisation is skipped on the meta device, where the values are never used.
-
-    Why: torch's meta kernels for `normal_`/`uniform_` are Python decompositions that import `torch._dynamo` on
-    first use — about 1 CPU-s (2.4 s of wall time under load) added to every command that loads any weights, for
-    a skeleton that only gives shapes. Thread-safe: torch function modes are per thread."""
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        name = getattr(func, "__name__", "")
-        if name in _INIT_OPS:
-            target = args[0] if args else kwargs.get("tensor", kwargs.get("self"))
-            if isinstance(target, torch.Tensor) and target.is_meta:
-                return target
-        elif name == "arange" and str(kwargs.get("device", "meta")) == "meta":  # a position table, say
-            empty = _meta_arange(args, kwargs)
-            if empty is not None:
-                return empty
-        elif name in _POINTWISE and not kwargs:  # ... and the sines of it
-            empty = _meta_pointwise(name, args)
-            if empty is not None:
-                return empty
-        elif name in ("randn", "rand") and str(kwargs.get("device", "meta")) == "meta":  # a learned embedding
-            size = args[0] if len(args) == 1 and isinstance(args[0], (tuple, list)) else args
-            if all(isinstance(n, int) and not isinstance(n, bool) for n in size) and \
-                    not set(kwargs) - {"dtype", "device", "generator", "requires_grad"}:
-                return torch.empty(tuple(size), dtype=kwargs.get("dtype") or torch.get_default_dtype(), device="meta")
-        elif name in ("argmax", "argmin"):  # their meta checks import sympy
-            empty = _meta_argmax(args, kwargs)
-            if empty is not None:
-                return empty
-        return func(*args, **kwargs)
-
-
-def _meta_argmax(args: tuple, kwargs: dict[str, Any]) -> torch.Tensor | None:
-    names = ("input", "dim", "keepdim")
-    given = dict(zip(names, args)) | {k: v for k, v in kwargs.items() if k in names}
-    x, dim, keepdim = given.get("input"), given.get("dim"), bool(given.get("keepdim", False))
-    if not isinstance(x, torch.Tensor) or not x.is_meta or set(kwargs) - set(names) or x.dim() == 0:
-        return None
-    if dim is None:
-        shape: tuple[int, ...] = (1,) * x.dim() if keepdim else ()
-    else:
-        d = int(dim) % x.dim()
-        shape = tuple(1 if i == d else n for i, n in enumerate(x.shape) if keepdim or i != d)
-    return torch.empty(shape, dtype=torch.int64, device="meta")
-
-
-#: Elementwise ops whose meta kernels are Python decompositions too: answered with an empty meta tensor of the
-#: broadcast shape and promoted dtype (the skeleton needs shapes, never values).
-_FLOAT_UNARY = frozenset({"exp", "log", "sin", "cos", "sqrt", "rsqrt", "tanh", "sigmoid"})
-_BINARY = frozenset({"mul", "add", "sub", "div", "pow", "__mul__", "__rmul__", "__add__", "__radd__", "__sub__",
-                     "__rsub__", "__truediv__", "__rtruediv__", "__pow__"})
-_POINTWISE = _FLOAT_UNARY | _BINARY | {"neg", "__neg__"}
-
-
-def _meta_pointwise(name: str, args: tuple) -> torch.Tensor | None:
-    tensors = [a for a in args if isinstance(a, torch.Tensor)]
-    numbers = [a for a in args if isinstance(a, (int, float)) and not isinstance(a, bool)]
-    if not tensors or len(tensors) + len(numbers) != len(args) or not all(t.is_meta for t in tensors):
-        return None
-    if name in _BINARY:
-        if len(args) != 2:
-            return None
-        dtype = torch.result_type(args[0], args[1])
-        if "div" in name and not (dtype.is_floating_point or dtype.is_complex):
-            dtype = torch.get_default_dtype()
-    else:
-        if len(args) != 1:
-            return None
-        dtype = tensors[0].dtype
-        if name in _FLOAT_UNARY and not (dtype.is_floating_point or dtype.is_complex):
-            dtype = torch.get_default_dtype()
-    shape = np.broadcast_shapes(*(tuple(t.shape) for t in tensors))  # torch.broadcast_shapes imports sympy
-    return torch.empty(shape, dtype=dtype, device="meta")
-
-
-def _meta_arange(args: tuple, kwargs: dict[str, Any]) -> torch.Tensor | None:
-    """`torch.arange(...)` as an empty meta tensor of the same length and dtype (its meta kernel imports dynamo);
-    None for the forms this does not read (tensor bounds), which then run as they are."""
-    bounds = dict(zip(("start", "end", "step"), args if len(args) != 1 else (0, args[0])))
-    bounds |= {k: kwargs[k] for k in ("start", "end", "step") if k in kwargs}
-    start, end, step = bounds.get("start", 0), bounds.get("end"), bounds.get("step", 1)
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (start, end, step)) or step == 0:
-        return None
-    dtype = kwargs.get("dtype") or (torch.int64 if all(isinstance(v, int) for v in (start, end, step))
-                                    else torch.get_default_dtype())
-    return torch.empty(max(0, math.ceil((end - start) / step)), dtype=dtype, device="meta")
-
-
 def load_weights(path: str | Path, *, kind: str, build: Callable[[dict[str, Any]], torch.nn.Module],
                  format_version: int = 1, map_location: str | torch.device = "cpu",
                  reference: dict[str, Any] | None = None) -> tuple[torch.nn.Module, dict[str, Any]]:
@@ -228,6 +134,11 @@ def load_weights(path: str | Path, *, kind: str, build: Callable[[dict[str, Any]
     `reference`, a known-good config of the same model, when given), the model is first built on torch's
     'meta' device (shapes only, nothing allocated) and compared with the tensor shapes in the safetensors
     header, and only then built for real — a crafted config cannot make us allocate gigabytes first."""
+    import torch  # lazy: the torch models' loader; numpy inference reads weights with `load_arrays`
+    from safetensors.torch import load_file
+
+    from backline.engines.core.meta_init import _SkipInitOnMeta
+
     meta = read_weights_config(path, kind=kind, format_version=format_version)
     tensors_path, config_path = weight_paths(path)
     config = meta.get("config")
@@ -257,6 +168,39 @@ def load_weights(path: str | Path, *, kind: str, build: Callable[[dict[str, Any]
     check_state_matches(model, state, tensors_path)
     model.load_state_dict(state)
     return model, meta
+
+
+def load_arrays(path: str | Path, *, kind: str, shapes: Callable[[dict[str, Any]], dict[str, tuple[int, ...]]],
+                format_version: int = 1, reference: dict[str, Any] | None = None
+                ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """`load_weights` for inference in numpy: the same checks (kind, version, the untrusted config's values, and
+    every tensor's name and shape against `shapes(config)` from the safetensors header before any tensor is read),
+    then the tensors as float32 arrays (fp16 weights are widened, as `.float()` does). Returns (arrays, meta).
+
+    Why: a follow take's models are small (a GRU, a few linear layers); torch's import alone cost more CPU than
+    the take's work (1.6 CPU-s), so their inference runs in numpy from the same files."""
+    from safetensors.numpy import load_file  # lazy: only weights read into numpy need it
+
+    meta = read_weights_config(path, kind=kind, format_version=format_version)
+    tensors_path, config_path = weight_paths(path)
+    config = meta.get("config")
+    if not isinstance(config, dict):
+        raise WeightsError("config is not a JSON object", path=config_path, fix="retrain or reinstall the weights")
+    check_config(config, reference, config_path)
+    try:
+        expected = shapes(config)
+    except Exception as err:  # noqa: BLE001 - any failure to read shapes from this JSON is a bad config
+        raise WeightsError(f"config does not fit the code ({type(err).__name__}: {err})", path=config_path,
+                           fix="use weights made by this Backline release") from err
+    if sum(math.prod(s) for s in expected.values()) > MAX_PARAMETERS:
+        raise WeightsError("config asks for too many parameters", path=config_path,
+                           fix="this is not a Backline model config; reinstall the weights")
+    check_shapes(expected, _header_shapes(tensors_path), tensors_path)
+    try:
+        arrays = load_file(str(tensors_path))
+    except Exception as err:  # safetensors raises its own error types for corrupt files
+        raise WeightsError(f"cannot be read ({err})", path=tensors_path, fix="re-download or retrain") from err
+    return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in arrays.items()}, meta
 
 
 def check_config(config: Any, reference: dict[str, Any] | None = None, path: Path | None = None,
@@ -318,7 +262,7 @@ def _header_shapes(tensors_path: Path) -> dict[str, tuple[int, ...]]:
     from safetensors import safe_open
 
     try:
-        with safe_open(str(tensors_path), framework="pt", device="cpu") as f:
+        with safe_open(str(tensors_path), framework="np") as f:
             return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
     except Exception as err:  # noqa: BLE001 - safetensors' own error types for corrupt headers
         raise WeightsError(f"cannot be read ({err})", path=tensors_path, fix="re-download or retrain") from err
@@ -354,6 +298,8 @@ def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
 
 def flatten_state(obj: Any, prefix: str = "") -> tuple[dict[str, torch.Tensor], Any]:
     """Split a nested dict/list of tensors and plain values into (tensors by path, JSON skeleton)."""
+    import torch  # lazy: training checkpoints only
+
     if isinstance(obj, torch.Tensor):
         return {prefix: obj}, {"__tensor__": prefix}
     if isinstance(obj, dict):
@@ -395,6 +341,8 @@ def save_state(state: dict[str, Any], path: str | Path, *, overwrite: bool = Tru
 
 
 def load_state(path: str | Path, map_location: str = "cpu") -> dict[str, Any]:
+    from safetensors.torch import load_file  # lazy: torch (resuming training only)
+
     tensors_path, json_path = weight_paths(path)
     try:
         skeleton = read_json(json_path, "checkpoint")["skeleton"]

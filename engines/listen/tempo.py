@@ -27,11 +27,11 @@ def _onsets(y: np.ndarray):
     """(all-band onset envelope, low-band (< 200 Hz) envelope, kick-band (< 150 Hz) envelope, high-band (> 4 kHz)
     envelope) from one mel spectrogram: the kick band finds kick hits, the low band weighs bar one, the high band
     is the timekeeper's (ride, hi-hat), whose swing says which tempo a swung groove is in (`_swing`)."""
-    # lazy: torch, which the CLI's --help and describe() must not import
-    from backline.engines.core.frontend import as_tensor, mel_frequencies, mel_spectrogram
+    # lazy: the CLI's --help and describe() need no spectra
+    from backline.engines.core.frontend import mel_frequencies, mel_spectrogram
 
-    mel = power_to_db(mel_spectrogram(as_tensor(y), SR, 2048, HOP, 128, mel_scale="slaney", norm="slaney",
-                                      pad_mode="constant").numpy())
+    mel = power_to_db(mel_spectrogram(np.asarray(y, np.float32), SR, 2048, HOP, 128, mel_scale="slaney",
+                                      norm="slaney", pad_mode="constant"))
     freqs = mel_frequencies(128, 0.0, SR / 2)
     full = onset_strength(mel, hop=HOP)
     low = onset_strength(mel[freqs < 200.0], hop=HOP)
