@@ -18,11 +18,11 @@ by its own instrument's attack latency times `ATTACK_SHARE`, so its audible atta
 
 The period could be refitted the same way (a line through the attacks' offsets against beat number): the tempo fit
 is a fraction of a per mille off (the demo band without its piano heard at 100.06 BPM for 100, so a grid anchored at
-its start runs ~13 ms early by bar 8), and the refit halved or better the tempo error on the seed-7 and seed-4242
-renders (0.040 % -> 0.010 %) and brought the demo piano take from 10.0 to 3.3 ms off the band. It is not done: the
-bass renderer's `ATTACK_SHARE` was set on the demo with that early-running grid, and on the exact one the demo bass
-take sits 1.5 ms later against the real bass (hop-32 onsets: +0.7 -> +2.2 ms; +0.0 -> +2.9 ms at the takes
-benchmark's hop 128). The two have to be set again together, on songs outside the evaluation sets.
+its start runs ~13 ms early by bar 8), and the refit cut the tempo error on the seed-4242 renders from 0.040 % to
+0.010 % (seed 7: 0.007 % -> 0.003 %) and brought the demo piano take from 10.0 to 3.3 ms off the band. It is not
+done: the bass renderer's `ATTACK_SHARE` was set on the demo with that early-running grid, and on the exact one the
+demo bass take sits 1.5 ms later against the real bass (hop-32 onsets: +0.7 -> +2.2 ms; +0.0 -> +2.9 ms at the
+takes benchmark's hop 128). The two have to be set again together, on songs outside the evaluation sets.
 """
 
 from __future__ import annotations
