@@ -106,6 +106,15 @@ def test_onset_envelope_and_onset_times_match_librosa(y):
     np.testing.assert_array_equal(dsp.onset_detect(env, SR, 128), times)
 
 
+def test_backtracked_onsets_match_librosa(y):
+    """Where the listener reads the band's attacks from (`listen.phase`): onsets moved back to the rise's start."""
+    ref = librosa.onset.onset_strength(y=y, sr=SR, hop_length=64, n_fft=1024)
+    times = librosa.onset.onset_detect(onset_envelope=ref, sr=SR, hop_length=64, units="time", backtrack=True)
+    assert len(times) > 20 and (times < librosa.onset.onset_detect(onset_envelope=ref, sr=SR, hop_length=64,
+                                                                  units="time")).mean() > 0.9
+    np.testing.assert_array_equal(dsp.onset_detect(ref, SR, 64, backtrack=True), times)
+
+
 def test_viterbi_matches_librosa():
     rng = np.random.default_rng(3)
     for states, steps in ((7, 40), (30, 90)):

@@ -33,7 +33,7 @@ from backline.engines.accompany.instruments import (  # noqa: F401 - the instrum
     split_prompt,
 )
 from backline.engines.accompany.planner import FAMILY_STYLES, CompEvent, Planner, band_features
-from backline.engines.bass.follow import grid_from_listening
+from backline.engines.bass.follow import PICKUP_TOLERANCE_S, grid_from_listening
 from backline.engines.bass.planner import QUALITIES, QUALITY_INTERVALS, Grid
 from backline.engines.core.audio import Audio
 from backline.engines.core.effects import render
@@ -310,8 +310,9 @@ def events_to_notes(events: list[CompEvent], grid: Grid, origin: float, step_s: 
             pitches = voicing[-e.voices:] if e.voices < len(voicing) else voicing
         start = origin + e.step * step_s
         end = min(duration, start + length * step_s - gap)
-        if start < 0 or end - start < 0.03:
+        if start < -PICKUP_TOLERANCE_S or end - start < 0.03:
             continue
+        start = max(start, 0.0)  # a few ms before the first sample: the listener's pickup beat, played on it
         notes += [Note(int(p), float(start), float(end), int(e.velocity)) for p in pitches]
         bar = e.step // grid.bar_steps
         if left_hand is not None and len(pitches) >= 2 and (seg, bar) not in rooted:

@@ -31,6 +31,11 @@ from backline.engines.listen import Listening
 #: A bar one heard this close to the mix's first sample is the mix starting on its bar line (a DAW export, a
 #: region cut on the grid): the offset is the listener's onset latency, not music, so the grid starts at sample 0.
 ON_BAR_TOLERANCE_S = 0.06
+#: The listener's beats sit on the band's note-ons within a few ms (`listen.phase`), so the first beat of a pickup
+#: that starts with the mix can be heard a few ms before its first sample (and is clipped to it): a bar one this
+#: little short of a whole beat is still a one-beat pickup, and a note due this little before the first sample
+#: starts on it rather than being dropped.
+PICKUP_TOLERANCE_S = 0.01
 
 
 
@@ -44,7 +49,7 @@ def grid_origin(lst: Listening) -> float:
     exact = lst.sources.get("bar_one") in ("daw", "midi")
     if lst.bar_one < (1e-4 if exact else ON_BAR_TOLERANCE_S):
         return 0.0
-    if lst.bar_one < lst.beat_seconds * 0.999:  # shorter than a beat: latency or a tiny offset, not a pickup
+    if lst.bar_one < lst.beat_seconds - PICKUP_TOLERANCE_S:  # shorter than a beat: an offset, not a pickup
         return lst.bar_one
     return lst.bar_one - math.ceil(lst.bar_one / bar_s - 1e-6) * bar_s
 
@@ -83,8 +88,9 @@ def plan_line(planner: Planner, lst: Listening, kicks: np.ndarray, *, style: str
             continue  # nothing heard there (a rest, the release tail): the planner never trained on silence
         start = origin + on * step_s
         end = min(lst.duration, start + length * step_s - gap)
-        if start < 0 or end - start < 0.03:
+        if start < -PICKUP_TOLERANCE_S or end - start < 0.03:
             continue
+        start = max(start, 0.0)
         notes.append(Note(int(pitch + 12 * octave), float(start), float(end), int(vel)))
     return notes, grid, attrs
 

@@ -149,10 +149,11 @@ def median_filter(x: np.ndarray, size: int, axis: int) -> np.ndarray:
     return np.partition(windows, half, axis=-1)[..., half]
 
 
-def onset_detect(env: np.ndarray, sr: float, hop: int) -> np.ndarray:
+def onset_detect(env: np.ndarray, sr: float, hop: int, *, backtrack: bool = False) -> np.ndarray:
     """Onset times (seconds) from an onset envelope (librosa's `onset.onset_detect` with its defaults): the envelope
     scaled to [0, 1], then peaks that are the maximum of the 30 ms before them, 0.07 over the mean of ±100 ms, and
-    30 ms apart."""
+    30 ms apart. `backtrack`: each onset moved back to the envelope's last local minimum before its peak (librosa's
+    `onset_backtrack`), i.e. where the attack's rise begins rather than where the flux peaks."""
     env = np.asarray(env, dtype=float)
     if not env.size or not np.all(np.isfinite(env)):
         return np.zeros(0)
@@ -162,6 +163,9 @@ def onset_detect(env: np.ndarray, sr: float, hop: int) -> np.ndarray:
         return np.zeros(0)
     frames = int(np.ceil(0.03 * sr // hop)), int(np.ceil(0.10 * sr // hop))
     peaks = peak_pick(env, frames[0], 1, frames[1], frames[1] + 1, 0.07, frames[0])
+    if backtrack and len(peaks):
+        minima = np.r_[0, 1 + np.flatnonzero((env[1:-1] <= env[:-2]) & (env[1:-1] < env[2:]))]
+        peaks = minima[np.searchsorted(minima, peaks, side="right") - 1]
     return peaks * hop / float(sr)
 
 
