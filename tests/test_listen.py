@@ -167,6 +167,37 @@ def test_heard_beats_sit_on_soft_attacks_too():
         assert abs(float(np.median(off))) < 0.005, (rise, off.round(4))
 
 
+def test_the_grid_period_is_refitted_through_the_attacks_within_bounds():
+    """The tempo fit is a fraction of a per mille off (the demo band heard at 100.06 BPM for 100): a grid anchored at
+    its start runs early by bar 8. A line through the attacks' offsets against beat number refits the period, but
+    only a small correction from enough attacks (a larger slope is a drifting band or wrong matches), and never
+    when the tempo was given."""
+    from backline.engines.core.audio import Audio
+    from backline.engines.listen import listen_audio
+    from backline.engines.listen.phase import MAX_REFIT, NOTE_ON_LEAD_S, attack_grid
+    from backline.engines.listen.tempo import SR
+
+    rng = np.random.default_rng(1)
+    true, fitted = 0.6, 0.6 * 0.9994  # heard 0.06 % fast, as the demo
+    onsets = 0.3 + np.arange(48) * true + rng.normal(0, 0.0015, 48) + 0.004  # rises 4 ms after the note-ons
+    shift, period = attack_grid(onsets, 0.3, fitted)
+    assert abs(period - true) < 0.0002 and abs(shift - (0.004 - NOTE_ON_LEAD_S)) < 0.002
+    grid = 0.3 + shift + np.arange(48) * period
+    assert np.max(np.abs(grid - (onsets - NOTE_ON_LEAD_S))) < 0.006  # the last bar too (unrefitted: 17 ms early)
+    assert attack_grid(onsets, 0.3, fitted, refit=False)[1] == fitted
+    far = 0.3 + np.arange(48) * fitted * (1 + 2 * MAX_REFIT)  # beyond the bound: the period is kept
+    assert attack_grid(far, 0.3, fitted)[1] == fitted
+    assert attack_grid(onsets[:6], 0.3, fitted) is None  # too few attacks to say anything
+
+    y = np.zeros(SR * 20, np.float32)  # clicks at 100.05 BPM, the tempo given as 100: its period is the user's
+    n = int(0.08 * SR)
+    for t in np.arange(0.5, 19.5, 60 / 100.05):
+        i = int(t * SR)
+        y[i:i + n] += (rng.standard_normal(n) * 0.3).astype(np.float32) * np.exp(-np.arange(n) / (0.02 * SR))
+    lst = listen_audio(Audio(y[None], SR), bpm=100.0)
+    assert lst.bpm == 100.0 and np.allclose(np.diff(lst.beats), 0.6, atol=1e-9)
+
+
 def test_a_band_tuned_40_cents_flat_keeps_each_tone_in_its_own_pitch_class():
     """filosax01 is ~40 cents flat: a tuning estimated at 36 bins per octave (known only modulo a third of a
     semitone) let every tone leak into the pitch class below (C# read as C and C#: G major heard over C#7)."""

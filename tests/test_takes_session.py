@@ -21,7 +21,7 @@ from backline.engines.core.balance import LEVEL, balance_take, loudness_db, targ
 from backline.engines.core.errors import BacklineError
 from backline.engines.core.protocol import GenerationRequest
 from backline.engines.core.render import (
-    ATTACK_SHARE,
+    attack_share,
     audible_onsets,
     find_soundfonts,
     render_midi,
@@ -71,8 +71,8 @@ def test_audible_onsets_land_on_the_note_ons(tmp_path, monkeypatch):
     late = np.median(onset_errors(raw, times))
     on_time = onset_errors(take, times)
     assert late > 0.01  # the instrument itself is late (5–33 ms on these keys; the demo's take carried that too)
-    # the take keeps (1 - ATTACK_SHARE) of the attack, as the band's own parts sound behind their note-ons
-    assert abs(np.median(on_time) - (1 - ATTACK_SHARE) * late) < 0.004 and np.max(np.abs(on_time)) < 0.03
+    # the take keeps (1 - its share) of the attack, as the band's own parts sound behind their note-ons
+    assert abs(np.median(on_time) - (1 - attack_share("bass")) * late) < 0.004 and np.max(np.abs(on_time)) < 0.03
     assert 0 < report["attack_latency_ms"] <= report["attack_latency_max_ms"] <= 60
     assert (tmp_path / "cache" / "render" / "attack_latency.json").is_file()  # measured once, then cached
 
@@ -169,7 +169,7 @@ def test_follow_take_is_on_the_grid_and_at_the_band_balance(tmp_path):
     audio = take.stems["bass"]
     seconds = [mido.tick2second(t, mid.ticks_per_beat, mido.bpm2tempo(result.report["region"]["bpm"])) for t in ons]
     errors = onset_errors(audio, seconds)
-    # and it sounds there, keeping ATTACK_SHARE of its attack like the band's own parts (never the 31-46 ms of before)
+    # and it sounds there, keeping part of its attack (`attack_share`) like the band's own parts (never the 31-46 ms of before)
     assert 0.0 <= np.median(errors) < 0.010
     balance = take.report["level"]["balance"]
     assert balance["applied"]

@@ -64,7 +64,7 @@ from backline.engines.core.effects import normalise_loudness, render
 from backline.engines.core.errors import AudioFileError, BacklineError, Cancelled
 from backline.engines.core.frontend import stft
 from backline.engines.core.protocol import ProgressFn, check_cancel
-from backline.engines.core.render import attack_latency, latency_of
+from backline.engines.core.render import attack_latency, attack_share, latency_of
 from backline.engines.core.transcribe import Note
 
 #: Bumped whenever the build changes what it stores (older cache files are rebuilt).
@@ -869,7 +869,7 @@ def preset_instrument(preset, *, progress: ProgressFn | None = None,
 
 def preset_lag(preset, pitch: int) -> float:
     """Seconds a preset's sampled note sounds after its note-on: what its soundfont take keeps of the GM program's
-    attack latency (`engines.render`: a take keeps (1 − ATTACK_SHARE) of it, as the band's own parts sound behind
+    attack latency (`engines.render`: a take keeps (1 − `attack_share("bass")`) of it, as the band's own parts sound behind
     their note-ons). The sampler puts each attack on its note-on; without this lag the preset takes sat 11.6 ms
     before the real bass on the demo (hop 512 and 128, benchmarks/takes_eval.py --sound reference), with it where
     the soundfont take sits (measured once per program, cached)."""
@@ -878,7 +878,7 @@ def preset_lag(preset, pitch: int) -> float:
     if not lat:
         return 0.0
     own = lat[pitch] if pitch in lat else lat[min(lat, key=lambda p: (abs(p - pitch), p))]
-    return max(0.0, own - latency_of(lat, pitch))
+    return max(0.0, own - latency_of(lat, pitch, attack_share("bass")))
 
 
 def render_preset(inst: Instrument, preset, notes: list[Note], frames: int, sample_rate: int

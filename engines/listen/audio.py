@@ -11,7 +11,7 @@ from backline.engines.listen.chart import Chord, _chart_on_beats
 from backline.engines.listen.harmony import _beat_chroma, _frame_chroma, chords_from_chroma, hold_through
 from backline.engines.listen.key import key_from_chords, key_from_chroma
 from backline.engines.listen.listening import Listening
-from backline.engines.listen.phase import attack_shift, attacks
+from backline.engines.listen.phase import attack_grid, attacks
 from backline.engines.listen.tempo import (
     ENVELOPE_LAG_S,
     HOP,
@@ -147,9 +147,15 @@ def listen_audio(mix: Audio, *, bpm: float | None = None, meter: tuple[int, int]
     if sources.get("key") == "audio":
         key = key_from_chords(chords, bar_pos == 0, (chroma * energy[None]).sum(1), key)
     if beats_hint is None and len(beats):  # the grid onto the band's note-ons (`phase`): the envelope's lag off,
-        # then the attacks' own offset
-        shift = attack_shift(attacks(y, SR), float(beats[0]) - ENVELOPE_LAG_S, beat_s)
-        beats, downbeats = (np.maximum(b - ENVELOPE_LAG_S + (shift or 0.0), 0.0) for b in (beats, downbeats))
+        # then the attacks' own offset, and their period unless the user gave the tempo (DAW/MIDI beats: untouched)
+        first = float(beats[0]) - ENVELOPE_LAG_S
+        shift, period = attack_grid(attacks(y, SR), first, beat_s, refit=bpm is None) or (0.0, beat_s)
+        beats = np.maximum(first + shift + np.arange(len(beats)) * period, 0.0)
+        keep = max(1, int(np.sum(beats < duration)))  # a longer period may carry the last beat past the end
+        beats, bar_pos, chords = beats[:keep], bar_pos[:keep], chords[:keep]
+        downbeats = beats[bar_pos == 0]
+        if bpm is None:
+            tempo = 60.0 / (period * meter[1] / 4.0)
     return Listening(float(tempo), num, meter[1], beats, downbeats, key[0], key[1], chords, duration, sources,
                      kicks=_kicks(kick_env), band_low=band_low)
 

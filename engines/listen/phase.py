@@ -14,15 +14,19 @@ them: off-beats may be swung or pushed, the beat is where a band agrees. The ris
 note-on (a soundfont voice's first milliseconds are near-silent; a string or a hammer takes a moment to speak),
 by `NOTE_ON_LEAD_S`, so the grid goes that much before the rise: the grid is where the band's note-ons are, which
 is where a take's MIDI notes belong (the one take renderer, `core.render.render_take`, then plays each note early
-by its own instrument's attack latency times `ATTACK_SHARE`, so its audible attack lands with the band's).
+by a share of its own instrument's attack latency, `core.render.attack_share`, so its audible attack lands with the
+band's).
 
-The period could be refitted the same way (a line through the attacks' offsets against beat number): the tempo fit
-is a fraction of a per mille off (the demo band without its piano heard at 100.06 BPM for 100, so a grid anchored at
-its start runs ~13 ms early by bar 8), and the refit cut the tempo error on the seed-4242 renders from 0.040 % to
-0.010 % (seed 7: 0.007 % -> 0.003 %) and brought the demo piano take from 10.0 to 3.3 ms off the band. It is not
-done: the bass renderer's `ATTACK_SHARE` was set on the demo with that early-running grid, and on the exact one the
-demo bass take sits 1.5 ms later against the real bass (hop-32 onsets: +0.7 -> +2.2 ms; +0.0 -> +2.9 ms at the
-takes benchmark's hop 128). The two have to be set again together, on songs outside the evaluation sets.
+The period is refitted the same way (`attack_grid`): a line through the attacks' offsets against beat number. The
+tempo fit is a fraction of a per mille off (the demo band without its piano heard at 100.06 BPM for 100, so a grid
+anchored at its start ran ~13 ms early by bar 8); the line cut the tempo error on the seed-4242 renders from
+0.040 % to 0.010 % (seed 7: 0.007 % -> 0.003 %). It is kept only where it is safe: `MIN_REFIT` agreeing attacks
+over `REFIT_SPAN` beats, a correction of at most `MAX_REFIT` (0.2 %; more is a drifting band, `tempo.track_beats`'
+job, or attacks matched to the wrong beat), and never when the tempo was given (`--bpm`) or the beats came from a
+DAW or MIDI file (those are the user's grid). The take renderer's attack compensation had been set on the demo
+with the early-running grid; on the exact grid the bass take sat 1.5 ms later against the real bass, so both were
+set again together, on renders outside the evaluation sets (`core.render.ATTACK_SHARE`: the bass plays 0.65 of its
+attack latency early, other parts 0.5, each take's attacks then land with the real part's of the same role).
 """
 
 from __future__ import annotations
@@ -47,6 +51,13 @@ WINDOW_S = 0.05
 AGREE_S = 0.02
 #: Fewer attacks on the beat lines than this, and the phase is left as the envelope fit put it.
 MIN_ATTACKS = 8
+#: The period is refitted only from this many agreeing attacks ...
+MIN_REFIT = 16
+#: ... spread over this many beats or more (a line through two bars' worth is a guess) ...
+REFIT_SPAN = 8
+#: ... and by at most this fraction of the tempo fit's period (its error is a fraction of a per mille; more is a
+#: drifting band, which `tempo.track_beats` is for, or attacks matched to the wrong beat).
+MAX_REFIT = 0.002
 
 
 def attacks(y: np.ndarray, sr: int) -> np.ndarray:
@@ -59,15 +70,41 @@ def attacks(y: np.ndarray, sr: int) -> np.ndarray:
 
 def attack_shift(onsets: np.ndarray, first: float, beat_s: float) -> float | None:
     """Seconds to move a rigid beat grid (`first` + k·`beat_s`) so it sits on the band's note-ons, or None when too
-    few attacks fall near its beat lines to say: the median offset of the attacks within `WINDOW_S` of a beat line,
-    then of those within `AGREE_S` of it (a beat's attacks agree within a few ms; a fill or a pickup does not),
-    less `NOTE_ON_LEAD_S`. The period is the tempo fit's (see the module docstring for why it is not refitted)."""
+    few attacks fall near its beat lines to say (`attack_grid` with its period kept)."""
+    grid = attack_grid(onsets, first, beat_s, refit=False)
+    return None if grid is None else grid[0]
+
+
+def attack_grid(onsets: np.ndarray, first: float, beat_s: float, *, refit: bool = True
+                ) -> tuple[float, float] | None:
+    """(shift, period): the rigid grid `first` + shift + k·period that sits on the band's note-ons, or None when too
+    few attacks fall near the beat lines of `first` + k·`beat_s` to say.
+
+    The shift: the median offset of the attacks within `WINDOW_S` of a beat line, then of those within `AGREE_S`
+    of it (a beat's attacks agree within a few ms; a fill or a pickup does not), less `NOTE_ON_LEAD_S`. With
+    `refit`, the period too: a line through those offsets against beat number (then through the ones within
+    `AGREE_S`/2 of that line), kept only with `MIN_REFIT` attacks over `REFIT_SPAN` beats or more and a slope
+    within `MAX_REFIT` of the period (a larger one is not the fit's rounding but a drifting band or a wrong
+    match); the shift is then the line's value at beat 0."""
     if beat_s <= 0 or len(onsets) == 0:
         return None
     rel = (np.asarray(onsets, np.float64) - first) / beat_s
-    d = (rel - np.round(rel)) * beat_s
-    d = d[np.abs(d) < min(WINDOW_S, beat_s / 4)]
+    k = np.round(rel)
+    d = (rel - k) * beat_s
+    near = np.abs(d) < min(WINDOW_S, beat_s / 4)
+    d, k = d[near], k[near]
     if len(d) < MIN_ATTACKS:
         return None
-    agree = d[np.abs(d - np.median(d)) < AGREE_S]
-    return float(np.median(agree if len(agree) >= MIN_ATTACKS else d)) - NOTE_ON_LEAD_S
+    agree = np.abs(d - np.median(d)) < AGREE_S
+    if agree.sum() >= MIN_ATTACKS:
+        d, k = d[agree], k[agree]
+    shift, period = float(np.median(d)), beat_s
+    if refit and len(d) >= MIN_REFIT and k.max() - k.min() >= REFIT_SPAN:
+        slope, icpt = np.polyfit(k, d, 1)
+        res = d - (icpt + slope * k)
+        ok = np.abs(res - np.median(res)) < AGREE_S / 2
+        if ok.sum() >= MIN_REFIT and k[ok].max() - k[ok].min() >= REFIT_SPAN:
+            slope, icpt = np.polyfit(k[ok], d[ok], 1)
+        if abs(slope) <= MAX_REFIT * beat_s:
+            shift, period = float(icpt), beat_s + float(slope)
+    return shift - NOTE_ON_LEAD_S, period
