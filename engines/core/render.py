@@ -191,9 +191,9 @@ KEY_WEIGHT = 0.5
 #: evaluation set (`backline data synth` seeds 7 and 4242; not the demo, the seed-917 held-out songs or realdev):
 #: each take generated for the band without that part, its backtracked onsets (hop 32 and 128, as
 #: `benchmarks/takes_eval.py`) matched to the real part's within 80 ms, the median offset per song, then the mean
-#: over songs. Piano, guitar and strings (seed 7, 6 songs each): at 0.5 the takes sat −0.9 / −1.7 / +0.1 ms (hop
-#: 32; hop 128 −1.2 / −1.7 / −2.0) from the real parts; at 0.3 −0.1 / −0.3 / +1.7 ms (hop 128 +0.3 / 0.0 / −0.9),
-#: but the p90 of |offset| widened (piano 3.5 → 6.7 ms, guitar 6.1 → 8.0, hop 32): kept at 0.5. The drum kit's
+#: over songs. Piano, guitar and strings (seed 7, 6 songs each): at 0.5 the takes sat −1.4 / −1.0 / 0.0 ms (hop
+#: 32; hop 128 −1.9 / −1.5 / −1.9) from the real parts; at 0.3 −0.4 / +0.4 / +1.6 ms (hop 128 −0.2 / +0.5 / −0.5),
+#: but the p90 of |offset| widened (piano 3.8 → 6.3 ms, guitar 11.2 → 13.2, hop 32): kept at 0.5. The drum kit's
 #: was set on the demo before and is not refitted.
 ATTACK_SHARE = 0.5
 #: The bass's share (16 songs, 8 per seed; FluidR3 finger bass, median latency 13 ms): at 0.5 the take sat +3.1 ms
