@@ -17,8 +17,10 @@ Rendering choices, and why:
 Takes (every engine's generated part) go through `render_take`, one rule for all of them:
 - **on time**: a soundfont sample can start tens of milliseconds after its note-on (FluidR3's finger bass: 11 ms
   on most keys, 40 ms on some); `attack_latency` measures that once per (soundfont, program) and key — render a
-  probe note on every key, find where each attack begins (`audible_onsets`) — caches it, and each note is rendered that much earlier (after a pre-roll), so its audible onset
-  lands where the take's MIDI note-on is (the take's MIDI is not moved);
+  probe note on every key, find where each attack begins (`audible_onsets`) — caches it, and each note is
+  rendered earlier by a share of that latency (`attack_share`: the band's own parts sound a little behind their
+  note-ons too, so a take plays early only by the part of its latency that makes its audible attack land with the
+  band's; the take's MIDI is not moved, its note-ons stay on the grid);
 - **no hard stop**: the render keeps the release; a take is exactly its region (the engine contract), so
   whatever still rings at the region's end is faded out over `TAIL_FADE_S` (raised cosine), never cut.
 
