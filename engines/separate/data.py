@@ -392,9 +392,10 @@ LOW_SPAN = (28, 43)
 LOW_SOURCES = ("piano", "strings", "guitar")
 
 
-def low_line_stems(track: Path, rng: np.random.Generator, fonts: dict | None = None) -> np.ndarray | None:
+def low_line_stems(track: Path, rng: np.random.Generator, fonts: dict | None = None,
+                   programs: tuple[int, ...] = LOW_PROGRAMS) -> np.ndarray | None:
     """One low "other" line from a training song's MIDI: a chord part's lowest one or two notes moved into
-    `LOW_SPAN` (`_left_hand(alone=True)`), played by a random `LOW_PROGRAMS` patch in a random soundfont → role
+    `LOW_SPAN` (`_left_hand(alone=True)`), played by a random one of `programs` in a random soundfont → role
     stems [len(ROLES), samples] with only "other" sounding (None when the song has no chord part). Mixed into
     crops at training time (`crops(low_bank=...)`) beside the song's own bass, never replacing it."""
     import tempfile
@@ -413,7 +414,7 @@ def low_line_stems(track: Path, rng: np.random.Generator, fonts: dict | None = N
     frames = read_audio(track / "mix.flac", sample_rate=SAMPLE_RATE, channels=1).frames
     sid = parts[int(rng.integers(len(parts)))]
     mid = mido.MidiFile(track / "MIDI" / f"{sid}.mid")
-    program = int(LOW_PROGRAMS[int(rng.integers(len(LOW_PROGRAMS)))])
+    program = int(programs[int(rng.integers(len(programs)))])
     for tr in mid.tracks:
         if any(m.type == "note_on" for m in tr):
             _left_hand(tr, rng, span=LOW_SPAN, alone=True)
@@ -436,7 +437,7 @@ def low_line_stems(track: Path, rng: np.random.Generator, fonts: dict | None = N
 
 
 def build_low_bank(corpora: list[Path], cache: str | Path, *, seed: int, variants: int = 1,
-                   songs: int | None = None) -> list[Path]:
+                   songs: int | None = None, programs: tuple[int, ...] = LOW_PROGRAMS) -> list[Path]:
     """Render `low_line_stems` for the training corpora's songs (round robin, like `build_timbre_cache`):
     `CACHE/Track{corpus}{index}_dry.npy` plus `variants` renders through `augment`; atomic, resumable."""
     cache = Path(cache)
@@ -448,7 +449,7 @@ def build_low_bank(corpora: list[Path], cache: str | Path, *, seed: int, variant
         stem = f"Track{ci}{track.name[5:]}"
         names = [f"{stem}_dry.npy"] + [f"{stem}_v{k}.npy" for k in range(variants)]
         if not all((cache / n).exists() for n in names):
-            dry = low_line_stems(track, np.random.default_rng([seed, ci, int(track.name[5:])]))
+            dry = low_line_stems(track, np.random.default_rng([seed, ci, int(track.name[5:])]), programs=programs)
             if dry is None:
                 continue
             for k, name in enumerate(names):
@@ -472,14 +473,22 @@ def main() -> int:
     """`python -m backline.engines.separate.data CORPUS CACHE VARIANTS SONGS`: render the cache alone (beside a
     trainer run with --no-build), waiting for a still-running `data synth` to finish all SONGS songs.
     `... timbre CACHE SEED SONGS CORPUS...`: re-render SONGS training songs with wider timbres
-    (`build_timbre_cache`); `... low CACHE SEED SONGS CORPUS...`: the low-register negatives (`build_low_bank`)."""
+    (`build_timbre_cache`); `... low CACHE SEED SONGS [--programs=0,1,...] CORPUS...`: the low-register negatives
+    (`build_low_bank`, one augmented render per line)."""
     import sys
     import time
 
-    if sys.argv[1] in ("timbre", "low"):
+    if sys.argv[1] == "timbre":
         cache, seed, songs = Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-        build = build_timbre_cache if sys.argv[1] == "timbre" else build_low_bank
-        build([Path(c) for c in sys.argv[5:]], cache, seed=seed, songs=songs)
+        build_timbre_cache([Path(c) for c in sys.argv[5:]], cache, seed=seed, songs=songs)
+        return 0
+    if sys.argv[1] == "low":
+        cache, seed, songs = Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+        rest = sys.argv[5:]
+        programs = LOW_PROGRAMS
+        if rest and rest[0].startswith("--programs="):
+            programs = tuple(int(x) for x in rest.pop(0).split("=", 1)[1].split(","))
+        build_low_bank([Path(c) for c in rest], cache, seed=seed, songs=songs, programs=programs)
         return 0
     corpus, cache, variants, songs = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
     while len(build_cache(corpus, cache, variants=variants)) < songs * (variants + 1):
