@@ -306,6 +306,55 @@ def test_left_hand_doubles_the_lowest_chord_notes_into_the_low_register():
     assert not active and track[-1].type == "end_of_track"
 
 
+def test_left_hand_alone_leaves_only_the_low_line_in_the_bass_register():
+    import mido
+
+    from backline.engines.separate.data import LOW_SPAN, _left_hand
+
+    track = mido.MidiTrack([mido.Message("program_change", channel=1, program=0, time=0)])
+    for chord in ([60, 64, 67], [62, 65, 69]):
+        track += [mido.Message("note_on", channel=1, note=p, velocity=80, time=0) for p in chord]
+        track += [mido.Message("note_off", channel=1, note=p, velocity=0, time=480 if i == 0 else 0)
+                  for i, p in enumerate(chord)]
+    _left_hand(track, np.random.default_rng(1), span=LOW_SPAN, alone=True)
+    notes = [m.note for m in track if m.type == "note_on"]
+    assert notes and all(LOW_SPAN[0] <= p < LOW_SPAN[1] + 12 for p in notes)
+    assert {p % 12 for p in notes} <= {0, 4, 7, 2, 5, 9} and track[0].type == "program_change"
+
+
+def test_low_bank_crops_put_a_low_other_line_beside_the_bass_and_still_sum_to_the_mix():
+    """Crops with a low line: "other" gains energy below 150 Hz (the bass's register), the bass is untouched."""
+    from backline.engines.separate.data import crops, low_share
+
+    t = np.arange(4 * 22050) / 22050
+    song = np.stack([np.sin(2 * np.pi * 80 * t), np.sin(2 * np.pi * 3000 * t),
+                     np.sin(2 * np.pi * 400 * t)]).astype(np.float32) * 0.1
+    line = np.zeros_like(song)
+    line[ROLES.index("other")] = 0.2 * np.sin(2 * np.pi * 70 * t)
+    plain = next(crops([song], 16, 1.0, np.random.default_rng(0), absent=0.0))[1]
+    mix, parts = next(crops([song], 16, 1.0, np.random.default_rng(0), absent=0.0, low_bank=[line], low_neg=1.0))
+    torch.testing.assert_close(parts.sum(1), mix)
+    o = ROLES.index("other")
+    assert max(low_share(p[o].numpy()) for p in plain) < 0.01
+    assert all(0.3 < low_share(p[o].numpy()) < 0.9 for p in parts)  # the line at −3…+6 dB against the rest
+    assert all(low_share(p[ROLES.index("bass")].numpy()) > 0.99 for p in parts)
+
+
+def test_low_leak_charges_the_bass_mask_on_low_other_energy_only():
+    from backline.engines.separate.model import LEAK_BINS, low_leak
+
+    mix = torch.ones(1, BINS, 4)
+    target = torch.zeros(1, len(ROLES), BINS, 4)
+    target[:, ROLES.index("other"), :LEAK_BINS] = 1.0
+    masks = torch.zeros(1, len(ROLES), BINS, 4)
+    masks[:, ROLES.index("other")] = 1.0
+    assert float(low_leak(masks, mix, target)) == 0.0  # the low "other" went to "other"
+    masks[:, ROLES.index("bass"), LEAK_BINS:] = 1.0
+    assert float(low_leak(masks, mix, target)) == 0.0  # the bass mask above 300 Hz is not this term's business
+    masks[:, ROLES.index("bass"), :LEAK_BINS] = 1.0
+    assert float(low_leak(masks, mix, target)) == pytest.approx(LEAK_BINS / BINS)
+
+
 def test_wiener_with_exponent_one_keeps_the_ratios_and_adds_only_the_stereo_image():
     """Exponent 1: on one channel (or a mono recording in two) the network's ratio masks come back unchanged; on
     two sources panned apart with the same spectrum, soft masks that only lean the right way are refined by the

@@ -178,7 +178,8 @@ def _window(s: np.ndarray, n: int, factor: float, rng: np.random.Generator) -> n
 
 def crops(songs: list[np.ndarray], batch: int, seconds: float, rng: np.random.Generator,
           absent: float = 0.1, low_other: float = 0.0, remix: float = 0.0,
-          shift: float = 0.0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+          shift: float = 0.0, low_bank: list[np.ndarray] | None = None,
+          low_neg: float = 0.0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Endless batches (mix [B, samples], stems [B, R, samples]) of random crops with a random level per role
     (±9 dB) and, with probability `absent` per role, that role left out. With probability `low_other` the
     "other" part is played an octave down, so low piano voicings and cellos are not taken for a bass (a real
@@ -188,7 +189,14 @@ def crops(songs: list[np.ndarray], batch: int, seconds: float, rng: np.random.Ge
     another song (and place), so a bass meets drums and keys it was never rendered with — new balances of
     timbre, register and density for free; and with probability ½ when `shift` > 0 the crop (or each remixed
     role) is played up to `shift` semitones higher or lower, moving every instrument's register and formants
-    (a GM patch transposed is another instrument's timbre)."""
+    (a GM patch transposed is another instrument's timbre).
+
+    Negatives at the bass's register: with probability `low_neg` a low "other" line from `low_bank`
+    (`build_low_bank`: piano left hands, organ pedals, cellos, pads at 41–196 Hz) is added to the crop's "other",
+    −3 to +6 dB against the rest of it (so 30–40 % of the "other" energy lies below 150 Hz, a real pianist's
+    share; the corpus's "other" has ~5 %), beside the crop's bass: the network has to tell a bass from a low
+    piano by timbre, not by register (the per-role levels and absences below still apply: some crops hold the
+    low line and no bass)."""
     n = int(seconds * SAMPLE_RATE)
 
     def factor() -> float:
@@ -206,6 +214,14 @@ def crops(songs: list[np.ndarray], batch: int, seconds: float, rng: np.random.Ge
                 part = _window(songs[int(rng.integers(len(songs)))], n, factor(), rng)
             if low_other > 0 and rng.random() < low_other and part.shape[1] == n:
                 part[ROLES.index("other")] = octave_down(part[ROLES.index("other")], n)
+            if low_bank and rng.random() < low_neg:
+                line = _window(low_bank[int(rng.integers(len(low_bank)))], n, factor(), rng)[ROLES.index("other")]
+                line_rms = float(np.sqrt(np.mean(line ** 2)))
+                refs = [float(np.sqrt(np.mean(x ** 2))) for x in (part[ROLES.index("other")], part.sum(axis=0))]
+                ref = refs[0] if refs[0] > 1e-4 else refs[1]
+                if line_rms > 1e-5 and ref > 1e-5:
+                    gain = ref / line_rms * 10 ** (rng.uniform(-3, 6) / 20)
+                    part[ROLES.index("other"), : line.shape[0]] += line[: part.shape[1]] * np.float32(gain)
             gains = 10 ** (rng.uniform(-9, 9, len(ROLES)) / 20)
             gains[rng.random(len(ROLES)) < absent] = 0.0
             stems[b, :, : part.shape[1]] = part * gains[:, None]
@@ -231,9 +247,10 @@ LEFT_HAND = (40, 53)
 _ROLE_DB = {"bass": -19.0, "drums": -17.0, "piano": -22.0, "guitar": -23.0, "strings": -24.0, "lead": -21.0}
 
 
-def _left_hand(track, rng: np.random.Generator) -> None:
+def _left_hand(track, rng: np.random.Generator, span: tuple[int, int] = LEFT_HAND, alone: bool = False) -> None:
     """Add a left hand to a mido piano track in place: at each chord onset, its lowest one or two notes doubled
-    down into `LEFT_HAND` (octaves only, so the harmony is kept), held as long as the chord."""
+    down into `span` (octaves only, so the harmony is kept), held as long as the chord. With `alone` the track's
+    own notes are dropped, leaving only that low line (an organ pedal, a cello, a pianist's left hand alone)."""
     import mido  # lazy: mido is only needed to re-render corpora (the GPU lease imports this module without it)
 
     t, events = 0, []
@@ -257,16 +274,18 @@ def _left_hand(track, rng: np.random.Generator) -> None:
     added = []
     for start, chord in sorted(ons.items()):
         low = sorted(chord)[: 2 if two else 1]
-        shift = 12 * int(np.ceil((low[0][0] - LEFT_HAND[1]) / 12)) if low[0][0] >= LEFT_HAND[1] else 0
+        shift = 12 * int(np.ceil((low[0][0] - span[1]) / 12)) if low[0][0] >= span[1] else 0
         for note, vel in low:
             p = note - shift
-            if LEFT_HAND[0] <= p < LEFT_HAND[1] + 12 and p != note:
+            if span[0] <= p < span[1] + 12 and (p != note or alone):
                 added += [(start, mido.Message("note_on", channel=channel, note=p, velocity=int(vel))),
                           (ends[start], mido.Message("note_off", channel=channel, note=p, velocity=0))]
     def off(m) -> bool:
         return m.type == "note_off" or (m.type == "note_on" and m.velocity == 0)
 
     end_t = max([t for t, _ in events + added], default=0)
+    if alone:
+        events = [e for e in events if e[1].type not in ("note_on", "note_off")]
     merged = sorted([e for e in events + added if e[1].type != "end_of_track"],
                     key=lambda e: (e[0], 0 if off(e[1]) else 1))  # stable: meta and program first at tick 0
     track.clear()
@@ -362,17 +381,114 @@ def build_timbre_cache(corpora: list[Path], cache: str | Path, *, seed: int, var
     return files
 
 
+#: Negatives at the bass's register (session 5): programs for a low "other" line under a bass — acoustic and
+#: electric pianos, drawbar / church organs, cello, string and synth-string sections, warm / poly / sweep pads.
+#: Run 10's "other" had 5.6 % of its energy below 150 Hz; a real pianist's (filosax) 48 %.
+LOW_PROGRAMS: tuple[int, ...] = (0, 0, 0, 1, 2, 4, 5, 16, 17, 19, 19, 42, 42, 48, 49, 50, 89, 90, 95)
+#: Where the low line's lowest note lands (MIDI E1–G2, 41–98 Hz; a second note up to an octave above): the
+#: bass's own register, so register alone cannot tell the two apart.
+LOW_SPAN = (28, 43)
+#: Corpus roles whose MIDI a low line is drawn from (their chords give the harmony a left hand would play).
+LOW_SOURCES = ("piano", "strings", "guitar")
+
+
+def low_line_stems(track: Path, rng: np.random.Generator, fonts: dict | None = None,
+                   programs: tuple[int, ...] = LOW_PROGRAMS) -> np.ndarray | None:
+    """One low "other" line from a training song's MIDI: a chord part's lowest one or two notes moved into
+    `LOW_SPAN` (`_left_hand(alone=True)`), played by a random one of `programs` in a random soundfont → role
+    stems [len(ROLES), samples] with only "other" sounding (None when the song has no chord part). Mixed into
+    crops at training time (`crops(low_bank=...)`) beside the song's own bass, never replacing it."""
+    import tempfile
+
+    import mido  # lazy: see _left_hand
+
+    from backline.engines.core.render import render_midi, require_soundfonts
+
+    fonts = fonts or require_soundfonts()
+    names = sorted(fonts)
+    roles = json.loads((track / "extras.json").read_text())["roles"]
+    parts = [sid for sid, role in sorted(roles.items())
+             if role in LOW_SOURCES and (track / "MIDI" / f"{sid}.mid").exists()]
+    if not parts:
+        return None
+    frames = read_audio(track / "mix.flac", sample_rate=SAMPLE_RATE, channels=1).frames
+    sid = parts[int(rng.integers(len(parts)))]
+    mid = mido.MidiFile(track / "MIDI" / f"{sid}.mid")
+    program = int(programs[int(rng.integers(len(programs)))])
+    for tr in mid.tracks:
+        if any(m.type == "note_on" for m in tr):
+            _left_hand(tr, rng, span=LOW_SPAN, alone=True)
+            for i, m in enumerate(tr):
+                if m.type == "program_change":
+                    tr[i] = m.copy(program=program)
+    y = None
+    with tempfile.TemporaryDirectory(prefix="backline-low-") as tmp:
+        path = Path(tmp) / f"{sid}.mid"
+        mid.save(path)
+        for font in [fonts[names[int(rng.integers(len(names)))]]] + [fonts[n] for n in names]:
+            y = render_midi(path, font, sample_rate=SAMPLE_RATE, frames=frames).samples.mean(axis=0)
+            if np.abs(y).max() > 1e-4:  # a font without that preset renders silence: try the next
+                break
+    if y is None or np.abs(y).max() <= 1e-4:
+        return None
+    out = np.zeros((len(ROLES), frames), np.float32)
+    out[ROLES.index("other")] = y * np.float32(0.5 / float(np.abs(y).max()))
+    return out
+
+
+def build_low_bank(corpora: list[Path], cache: str | Path, *, seed: int, variants: int = 1,
+                   songs: int | None = None, programs: tuple[int, ...] = LOW_PROGRAMS) -> list[Path]:
+    """Render `low_line_stems` for the training corpora's songs (round robin, like `build_timbre_cache`):
+    `CACHE/Track{corpus}{index}_dry.npy` plus `variants` renders through `augment`; atomic, resumable."""
+    cache = Path(cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    lists = [sorted(p for p in Path(c).iterdir() if p.name.startswith("Track")) for c in corpora]
+    order = [(ci, lst[i]) for i in range(max(map(len, lists))) for ci, lst in enumerate(lists) if i < len(lst)]
+    files = []
+    for ci, track in order[:songs]:
+        stem = f"Track{ci}{track.name[5:]}"
+        names = [f"{stem}_dry.npy"] + [f"{stem}_v{k}.npy" for k in range(variants)]
+        if not all((cache / n).exists() for n in names):
+            dry = low_line_stems(track, np.random.default_rng([seed, ci, int(track.name[5:])]), programs=programs)
+            if dry is None:
+                continue
+            for k, name in enumerate(names):
+                data = dry if k == 0 else augment(dry, np.random.default_rng([seed, ci, int(track.name[5:]), k]))
+                tmp = cache / (name + ".partial.npy")
+                np.save(tmp, data.astype(np.float16))
+                tmp.replace(cache / name)
+            print(f"{stem}: {len(files) // (variants + 1) + 1} of {len(order[:songs])}", flush=True)
+        files += [cache / n for n in names]
+    return files
+
+
+def low_share(x: np.ndarray, hz: float = 150.0) -> float:
+    """Share of a mono signal's energy below `hz` (the register a bass sits in)."""
+    spec = np.abs(np.fft.rfft(np.asarray(x, dtype=np.float64))) ** 2
+    freqs = np.fft.rfftfreq(len(x), 1 / SAMPLE_RATE)
+    return float(spec[freqs < hz].sum() / max(spec.sum(), 1e-20))
+
+
 def main() -> int:
     """`python -m backline.engines.separate.data CORPUS CACHE VARIANTS SONGS`: render the cache alone (beside a
     trainer run with --no-build), waiting for a still-running `data synth` to finish all SONGS songs.
     `... timbre CACHE SEED SONGS CORPUS...`: re-render SONGS training songs with wider timbres
-    (`build_timbre_cache`)."""
+    (`build_timbre_cache`); `... low CACHE SEED SONGS [--programs=0,1,...] CORPUS...`: the low-register negatives
+    (`build_low_bank`, one augmented render per line)."""
     import sys
     import time
 
     if sys.argv[1] == "timbre":
         cache, seed, songs = Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
         build_timbre_cache([Path(c) for c in sys.argv[5:]], cache, seed=seed, songs=songs)
+        return 0
+    if sys.argv[1] == "low":
+        cache, seed, songs = Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+        rest = sys.argv[5:]
+        programs = LOW_PROGRAMS
+        if rest and rest[0].startswith("--programs="):
+            programs = tuple(int(x) for x in rest.pop(0).split("=", 1)[1].split(","))
+        build_low_bank([Path(c) for c in rest], cache, seed=seed, songs=songs, programs=programs)
         return 0
     corpus, cache, variants, songs = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
     while len(build_cache(corpus, cache, variants=variants)) < songs * (variants + 1):

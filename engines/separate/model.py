@@ -81,3 +81,19 @@ def masked_l1(masks: torch.Tensor, mix_mag: torch.Tensor, target_mags: torch.Ten
     if weights is not None:
         per_role = per_role * weights
     return per_role.sum()
+
+
+#: Bins below 300 Hz (21.5 Hz each): the bass's fundamentals and second harmonics, where a low piano or organ
+#: line sits too.
+LEAK_BINS = 14
+
+
+def low_leak(masks: torch.Tensor, mix_mag: torch.Tensor, target_mags: torch.Tensor,
+             roles: tuple[str, ...] = ROLES) -> torch.Tensor:
+    """What the bass mask lets through of the true "other" below 300 Hz (M_bass ⊙ |other|), scaled like
+    `masked_l1` and averaged over all bins so its weight compares with the bass term's. L1 charges a wrong bass
+    bin the same whether the bass missed a harmonic or took the piano's; this term charges the second more."""
+    b, o = roles.index("bass"), roles.index("other")
+    scale = mix_mag.mean(dim=(-2, -1), keepdim=True).clamp_min(EPS)
+    leak = masks[:, b, :LEAK_BINS] * target_mags[:, o, :LEAK_BINS] / scale
+    return leak.sum(dim=1).mean() / masks.shape[2]

@@ -44,6 +44,7 @@ from backline.engines.separate.model import (
     ROLES,
     SAMPLE_RATE,
     build,
+    low_leak,
     magnitude,
     masked_l1,
 )
@@ -68,6 +69,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="probability that each role of a crop comes from another song (new combinations)")
     parser.add_argument("--shift", type=float, default=0.0,
                         help="play half the crops up to this many semitones higher or lower (0 = off)")
+    parser.add_argument("--low-bank", type=Path, action="append", default=[],
+                        help="cache of low 'other' lines (`python -m backline.engines.separate.data low ...`); "
+                             "repeatable")
+    parser.add_argument("--low-neg", type=float, default=0.0,
+                        help="probability that a crop gets a low 'other' line from --low-bank beside its bass")
+    parser.add_argument("--leak", type=float, default=0.0,
+                        help="weight of the loss on low 'other' energy let through by the bass mask (0 = off)")
     parser.add_argument("--eval-every", type=int, default=200, help="steps between held-out evaluations")
     parser.add_argument("--init", type=Path, default=SHIPPED, help="weights a fresh run starts from ('' = random)")
     parser.add_argument("--export", type=Path, help="write fp16 weights + JSON here at the end")
@@ -79,13 +87,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
 
 
-def step_loss(model: torch.nn.Module, mix: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def step_loss(model: torch.nn.Module, mix: torch.Tensor, target: torch.Tensor, leak: float = 0.0) -> torch.Tensor:
     """The training loss on one batch: waveforms (mix [B, S], stems [B, R, S]) or magnitudes ([B, F, T],
-    [B, R, F, T])."""
+    [B, R, F, T]); `leak` > 0 adds that weight of `low_leak` (low "other" energy let into the bass)."""
     if mix.dim() == 2:
         mix, target = magnitude(mix), magnitude(target)
     w = torch.tensor(ROLE_WEIGHTS[: target.shape[1]], device=mix.device)
-    return masked_l1(model(mix), mix, target, w)
+    masks = model(mix)
+    loss = masked_l1(masks, mix, target, w)
+    return loss + leak * low_leak(masks, mix, target) if leak > 0 else loss
 
 
 def apply_step(model: torch.nn.Module, opt: torch.optim.Optimizer, loss: torch.Tensor) -> float:
@@ -153,7 +163,9 @@ def run(args: argparse.Namespace) -> int:
         files = scan()
     songs = load_cache(files)
     val = load_cache(build_cache(args.val, cache / "val", variants=0)) if args.val else []
-    print(f"{len(songs)} training renders, {len(val)} held-out songs", flush=True)
+    low_files = [f for c in args.low_bank for f in cached_files(c)]
+    low_bank = load_cache(low_files)
+    print(f"{len(songs)} training renders, {len(low_bank)} low 'other' lines, {len(val)} held-out songs", flush=True)
 
     model = build(DEFAULT_CONFIG)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
@@ -168,11 +180,12 @@ def run(args: argparse.Namespace) -> int:
         model.load_state_dict(load_model(args.init).float().state_dict())
         print(f"starting from {args.init}", flush=True)
     batches = crops(songs, args.batch, args.crop_seconds, np.random.default_rng([args.seed, loop.step]),
-                    low_other=args.low_other, remix=args.remix, shift=args.shift)
+                    low_other=args.low_other, remix=args.remix, shift=args.shift, low_bank=low_bank,
+                    low_neg=args.low_neg)
 
     def step_fn(step: int) -> dict[str, float]:
         mix, stems = next(batches)
-        return {"loss": apply_step(model, opt, step_loss(model, mix, stems))}
+        return {"loss": apply_step(model, opt, step_loss(model, mix, stems, args.leak))}
 
     def on_log(step: int) -> dict[str, float]:
         if step % args.eval_every:
@@ -181,6 +194,9 @@ def run(args: argparse.Namespace) -> int:
         known = set(files)
         songs.extend(load_cache([f for f in fresh if f not in known]))
         files[:] = fresh
+        fresh_low = [f for c in args.low_bank for f in cached_files(c)]  # a bank still being rendered beside
+        low_bank.extend(load_cache([f for f in fresh_low if f not in set(low_files)]))
+        low_files[:] = fresh_low
         if not val:
             return {"songs": len(songs)}
         return heldout_sisdri(model, val) | {"songs": len(songs),
@@ -192,7 +208,9 @@ def run(args: argparse.Namespace) -> int:
         export(model, args.export, {"steps": result.step, "minutes": round(result.elapsed_s / 60, 1),
                                     "batch": args.batch, "crop_seconds": args.crop_seconds, "lr": args.lr,
                                     "variants": args.variants, "low_other": args.low_other, "remix": args.remix,
-                                    "shift": args.shift, "corpus": [str(c) for c in args.corpus]})
+                                    "shift": args.shift, "low_neg": args.low_neg, "leak": args.leak,
+                                    "low_bank": [str(c) for c in args.low_bank],
+                                    "corpus": [str(c) for c in args.corpus]})
         print(f"exported {args.export}", flush=True)
     return 0
 
