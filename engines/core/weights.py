@@ -139,12 +139,7 @@ def load_weights(path: str | Path, *, kind: str, build: Callable[[dict[str, Any]
 
     from backline.engines.core.meta_init import _SkipInitOnMeta
 
-    meta = read_weights_config(path, kind=kind, format_version=format_version)
-    tensors_path, config_path = weight_paths(path)
-    config = meta.get("config")
-    if not isinstance(config, dict):
-        raise WeightsError("config is not a JSON object", path=config_path, fix="retrain or reinstall the weights")
-    check_config(config, reference, config_path)
+    meta, config, tensors_path, config_path = _checked_config(path, kind, format_version, reference)
     header = _header_shapes(tensors_path)
     try:
         with torch.device("meta"), _SkipInitOnMeta():
@@ -181,12 +176,7 @@ def load_arrays(path: str | Path, *, kind: str, shapes: Callable[[dict[str, Any]
     the take's work (1.6 CPU-s), so their inference runs in numpy from the same files."""
     from safetensors.numpy import load_file  # lazy: only weights read into numpy need it
 
-    meta = read_weights_config(path, kind=kind, format_version=format_version)
-    tensors_path, config_path = weight_paths(path)
-    config = meta.get("config")
-    if not isinstance(config, dict):
-        raise WeightsError("config is not a JSON object", path=config_path, fix="retrain or reinstall the weights")
-    check_config(config, reference, config_path)
+    meta, config, tensors_path, config_path = _checked_config(path, kind, format_version, reference)
     try:
         expected = shapes(config)
     except Exception as err:  # noqa: BLE001 - any failure to read shapes from this JSON is a bad config
@@ -201,6 +191,19 @@ def load_arrays(path: str | Path, *, kind: str, shapes: Callable[[dict[str, Any]
     except Exception as err:  # safetensors raises its own error types for corrupt files
         raise WeightsError(f"cannot be read ({err})", path=tensors_path, fix="re-download or retrain") from err
     return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in arrays.items()}, meta
+
+
+def _checked_config(path: str | Path, kind: str, format_version: int, reference: dict[str, Any] | None
+                    ) -> tuple[dict[str, Any], dict[str, Any], Path, Path]:
+    """(meta, config, tensors path, config path): the JSON beside the weights with its config checked as untrusted
+    input, before either loader (torch or numpy) builds anything from it."""
+    meta = read_weights_config(path, kind=kind, format_version=format_version)
+    tensors_path, config_path = weight_paths(path)
+    config = meta.get("config")
+    if not isinstance(config, dict):
+        raise WeightsError("config is not a JSON object", path=config_path, fix="retrain or reinstall the weights")
+    check_config(config, reference, config_path)
+    return meta, config, tensors_path, config_path
 
 
 def check_config(config: Any, reference: dict[str, Any] | None = None, path: Path | None = None,

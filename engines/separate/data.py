@@ -17,7 +17,7 @@ Cache: `CACHE/{split}/{track}_v{k}.npy`, float16 [roles, samples] — small, and
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -357,9 +357,16 @@ def _active_rms(y: np.ndarray, block: int = 2048) -> float:
 
 def build_timbre_cache(corpora: list[Path], cache: str | Path, *, seed: int, variants: int = 2,
                        songs: int | None = None) -> list[Path]:
-    """Re-render the training corpora's songs with `timbre_stems` (round robin over the corpora, so the first N
-    songs cover all of them): `CACHE/Track{corpus}{index}_dry.npy` and `variants` augmented renders each, written
-    atomically and kept when present (rerunning resumes)."""
+    """Re-render the training corpora's songs with `timbre_stems` (see `_render_cache`: round robin over the
+    corpora, `variants` augmented renders each, atomic and resumable)."""
+    return _render_cache(corpora, cache, timbre_stems, seed=seed, variants=variants, songs=songs)
+
+
+def _render_cache(corpora: list[Path], cache: str | Path, render: Callable[[Path, np.random.Generator],
+                  np.ndarray | None], *, seed: int, variants: int, songs: int | None) -> list[Path]:
+    """`render(track, rng)` for the corpora's songs, round robin over the corpora (so the first N songs cover all
+    of them): `CACHE/Track{corpus}{index}_dry.npy` and `variants` renders of it through `augment`, fp16, each
+    written atomically and kept when present (rerunning resumes). A song `render` returns None for is skipped."""
     cache = Path(cache)
     cache.mkdir(parents=True, exist_ok=True)
     lists = [sorted(p for p in Path(c).iterdir() if p.name.startswith("Track")) for c in corpora]
@@ -369,8 +376,9 @@ def build_timbre_cache(corpora: list[Path], cache: str | Path, *, seed: int, var
         stem = f"Track{ci}{track.name[5:]}"
         names = [f"{stem}_dry.npy"] + [f"{stem}_v{k}.npy" for k in range(variants)]
         if not all((cache / n).exists() for n in names):
-            rng = np.random.default_rng([seed, ci, int(track.name[5:])])
-            dry = timbre_stems(track, rng)
+            dry = render(track, np.random.default_rng([seed, ci, int(track.name[5:])]))
+            if dry is None:
+                continue
             for k, name in enumerate(names):
                 data = dry if k == 0 else augment(dry, np.random.default_rng([seed, ci, int(track.name[5:]), k]))
                 tmp = cache / (name + ".partial.npy")
@@ -438,28 +446,9 @@ def low_line_stems(track: Path, rng: np.random.Generator, fonts: dict | None = N
 
 def build_low_bank(corpora: list[Path], cache: str | Path, *, seed: int, variants: int = 1,
                    songs: int | None = None, programs: tuple[int, ...] = LOW_PROGRAMS) -> list[Path]:
-    """Render `low_line_stems` for the training corpora's songs (round robin, like `build_timbre_cache`):
-    `CACHE/Track{corpus}{index}_dry.npy` plus `variants` renders through `augment`; atomic, resumable."""
-    cache = Path(cache)
-    cache.mkdir(parents=True, exist_ok=True)
-    lists = [sorted(p for p in Path(c).iterdir() if p.name.startswith("Track")) for c in corpora]
-    order = [(ci, lst[i]) for i in range(max(map(len, lists))) for ci, lst in enumerate(lists) if i < len(lst)]
-    files = []
-    for ci, track in order[:songs]:
-        stem = f"Track{ci}{track.name[5:]}"
-        names = [f"{stem}_dry.npy"] + [f"{stem}_v{k}.npy" for k in range(variants)]
-        if not all((cache / n).exists() for n in names):
-            dry = low_line_stems(track, np.random.default_rng([seed, ci, int(track.name[5:])]), programs=programs)
-            if dry is None:
-                continue
-            for k, name in enumerate(names):
-                data = dry if k == 0 else augment(dry, np.random.default_rng([seed, ci, int(track.name[5:]), k]))
-                tmp = cache / (name + ".partial.npy")
-                np.save(tmp, data.astype(np.float16))
-                tmp.replace(cache / name)
-            print(f"{stem}: {len(files) // (variants + 1) + 1} of {len(order[:songs])}", flush=True)
-        files += [cache / n for n in names]
-    return files
+    """Render `low_line_stems` for the training corpora's songs (`_render_cache`, like `build_timbre_cache`)."""
+    return _render_cache(corpora, cache, lambda track, rng: low_line_stems(track, rng, programs=programs),
+                         seed=seed, variants=variants, songs=songs)
 
 
 def low_share(x: np.ndarray, hz: float = 150.0) -> float:
