@@ -12,10 +12,10 @@ other way; fitted alone they cost the drum songs (README, issue 19).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
+from swing_set import render_grooves
 
 FOLK_TEMPI = (74, 84, 68, 92, 78, 88, 70, 96, 80, 66, 86, 76)
 #: harmonic minor over the tonic (the Balkan / Greek colour), and plain major: scale degrees in semitones
@@ -72,30 +72,11 @@ def groove(bpm: float, bars: int, seed: int) -> tuple[list, list, list, list]:
 
 def build_folk_set(cache: Path, n: int, seconds: float = 24.0) -> list[dict]:
     """Render (once, cached) `n` folk grooves of about `seconds`; clip dicts with wav path and bpm."""
-    import pretty_midi
-
-    from backline.engines.core.audio import write_audio
-    from backline.engines.core.render import render_midi
-
-    cache.mkdir(parents=True, exist_ok=True)
-    index = cache / "index.json"
-    clips = json.loads(index.read_text()) if index.is_file() else []
-    for i in range(len(clips), n):
+    def clip(i: int) -> tuple[float, float, list]:
         bpm = FOLK_TEMPI[i % len(FOLK_TEMPI)]
         bars = int(np.ceil(seconds / (2 * 60.0 / bpm)))
         drums, bass, chords, lead = groove(bpm, bars, seed=2000 + i)
-        pm = pretty_midi.PrettyMIDI(initial_tempo=bpm)
-        parts = ((drums, 0, True), (bass, BASSES[i % len(BASSES)], False), (chords, CHORDS[i % len(CHORDS)], False),
-                 (lead, LEADS[i % len(LEADS)], False))
-        for notes, prog, is_drum in parts:
-            inst = pretty_midi.Instrument(prog, is_drum=is_drum)
-            inst.notes = [pretty_midi.Note(v, p, s, e) for s, e, p, v in notes if e > s]
-            pm.instruments.append(inst)
-        mid = cache / f"folk{i:02d}.mid"
-        pm.write(str(mid))
-        end = bars * 2 * 60.0 / bpm
-        wav = cache / f"folk{i:02d}.wav"
-        write_audio(wav, render_midi(mid, "FluidR3_GM", frames=int((end + 1.0) * 44100)), overwrite=True, bit_depth=16)
-        clips.append({"rel": f"folk{i:02d}", "bpm": float(bpm), "wav": str(wav)})
-        index.write_text(json.dumps(clips))
-    return clips[:n]
+        return bpm, bars * 2 * 60.0 / bpm, [(drums, 0, True), (bass, BASSES[i % len(BASSES)], False),
+                                            (chords, CHORDS[i % len(CHORDS)], False), (lead, LEADS[i % len(LEADS)], False)]
+
+    return render_grooves(cache, n, "folk", clip)

@@ -13,6 +13,7 @@ Tempi 120-212 BPM (the listener tries 50-220). `tempo_fit.py` fits them together
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +64,19 @@ def groove(bpm: float, bars: int, seed: int) -> tuple[list, list, list]:
 
 def build_swing_set(cache: Path, n: int, seconds: float = 24.0) -> list[dict]:
     """Render (once, cached) `n` swing grooves of about `seconds`; clip dicts with wav path and bpm."""
+    def clip(i: int) -> tuple[float, float, list]:
+        bpm = SWING_TEMPI[i % len(SWING_TEMPI)]
+        bars = int(np.ceil(seconds / (4 * 60.0 / bpm)))
+        drums, bass, piano = groove(bpm, bars, seed=1000 + i)
+        return bpm, bars * 4 * 60.0 / bpm, [(drums, 0, True), (bass, 32, False), (piano, 0 if i % 2 else 4, False)]
+
+    return render_grooves(cache, n, "swing", clip)
+
+
+def render_grooves(cache: Path, n: int, prefix: str, clip: Callable[[int], tuple[float, float, list]]) -> list[dict]:
+    """Render (once, cached in `cache/index.json`) the grooves `clip(i)` = (bpm, seconds of music, [(notes
+    (start, end, pitch, velocity), GM program, is_drum), ...]) for i < n with FluidR3 GM, one second of tail; clip
+    dicts with wav path and bpm. Shared by the swing and folk sets."""
     import pretty_midi
 
     from backline.engines.core.audio import write_audio
@@ -72,19 +86,16 @@ def build_swing_set(cache: Path, n: int, seconds: float = 24.0) -> list[dict]:
     index = cache / "index.json"
     clips = json.loads(index.read_text()) if index.is_file() else []
     for i in range(len(clips), n):
-        bpm = SWING_TEMPI[i % len(SWING_TEMPI)]
-        bars = int(np.ceil(seconds / (4 * 60.0 / bpm)))
-        drums, bass, piano = groove(bpm, bars, seed=1000 + i)
+        bpm, end, parts = clip(i)
         pm = pretty_midi.PrettyMIDI(initial_tempo=bpm)
-        for notes, prog, is_drum in ((drums, 0, True), (bass, 32, False), (piano, 0 if i % 2 else 4, False)):
+        for notes, prog, is_drum in parts:
             inst = pretty_midi.Instrument(prog, is_drum=is_drum)
             inst.notes = [pretty_midi.Note(v, p, s, e) for s, e, p, v in notes if e > s]
             pm.instruments.append(inst)
-        mid = cache / f"swing{i:02d}.mid"
+        mid = cache / f"{prefix}{i:02d}.mid"
         pm.write(str(mid))
-        end = bars * 4 * 60.0 / bpm
-        wav = cache / f"swing{i:02d}.wav"
+        wav = cache / f"{prefix}{i:02d}.wav"
         write_audio(wav, render_midi(mid, "FluidR3_GM", frames=int((end + 1.0) * 44100)), overwrite=True, bit_depth=16)
-        clips.append({"rel": f"swing{i:02d}", "bpm": float(bpm), "wav": str(wav)})
+        clips.append({"rel": f"{prefix}{i:02d}", "bpm": float(bpm), "wav": str(wav)})
         index.write_text(json.dumps(clips))
     return clips[:n]
