@@ -19,7 +19,10 @@ KK_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69,
 
 
 def key_from_chroma(chroma_sum: np.ndarray) -> tuple[int, str]:
+    """Krumhansl–Kessler profile match; flat chroma (clicks, silence) carries no key and reads as C major."""
     best = (-2.0, 0, "major")
+    if not np.std(chroma_sum) > 0:
+        return best[1], best[2]
     for mode, prof in (("major", KK_MAJOR), ("minor", KK_MINOR)):
         for pc in range(12):
             r = float(np.corrcoef(chroma_sum, np.roll(prof, pc))[0, 1])
