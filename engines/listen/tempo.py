@@ -77,10 +77,11 @@ def fit_grid(env: np.ndarray, period0: float, span: float = 0.04, steps: int = 1
     period, phase, score = best
     n = len(env)
     times, ks = [], []
+    floor = np.median(env) * 1.5
     for k in range(int((n - 1 - phase) / period) + 1):
         c = phase + k * period
         a, b = int(max(0, c - 3)), int(min(n, c + 4))
-        if b > a and env[a:b].max() > np.median(env) * 1.5:
+        if b > a and env[a:b].max() > floor:
             times.append(a + int(np.argmax(env[a:b])))
             ks.append(k)
     if len(ks) >= 8:
