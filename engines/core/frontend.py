@@ -84,15 +84,18 @@ def as_tensor(x: torch.Tensor | np.ndarray | Audio) -> torch.Tensor:
 
 
 def stft(x: torch.Tensor, n_fft: int = 1024, hop: int = 256, win_length: int | None = None, *,
-         pad_mode: str = "reflect", window: str = "hann") -> torch.Tensor:
+         pad_mode: str = "reflect", window: str = "hann", contiguous: bool = True) -> torch.Tensor:
     """Complex STFT `[..., n_fft//2+1, T//hop+1]` of `x [..., T]` (centred, Hann, unnormalised).
 
     `pad_mode="constant"` pads the centring with zeros (librosa's default since 0.10: the listener's features were
     fitted on it); `window="ones"` is the rectangular frame the CQT's frequency-domain filters need. A numpy `x`
-    gives a numpy array (computed with numpy), a tensor a tensor (`torch.stft`)."""
+    gives a numpy array (computed with numpy), a tensor a tensor (`torch.stft`). `contiguous=False` (numpy only)
+    returns the numpy result as a transposed view of the FFT's `[..., frames, F]` output instead of a copy: the
+    copy was a quarter of the listener's STFT time, and the mel, CQT and tuning products read either layout to the
+    same bits (a reduction along frames may not: summation order follows memory, so the default keeps the copy)."""
     win_length = win_length or n_fft
     if isinstance(x, np.ndarray):
-        return _stft_numpy(x, n_fft, hop, win_length, pad_mode, window)
+        return _stft_numpy(x, n_fft, hop, win_length, pad_mode, window, contiguous)
     import torch  # lazy: the tensor backend (training, GPU, the codec)
 
     shape = x.shape
@@ -108,7 +111,8 @@ def stft(x: torch.Tensor, n_fft: int = 1024, hop: int = 256, win_length: int | N
     return spec.reshape(*shape[:-1], *spec.shape[-2:])
 
 
-def _stft_numpy(x: np.ndarray, n_fft: int, hop: int, win_length: int, pad_mode: str, window: str) -> np.ndarray:
+def _stft_numpy(x: np.ndarray, n_fft: int, hop: int, win_length: int, pad_mode: str, window: str,
+                contiguous: bool = True) -> np.ndarray:
     """`stft` of a numpy array: the same frames as `torch.stft(center=True)` (the window centred in the FFT frame
     when it is shorter), complex64 for float32 input (complex128 for float64)."""
     x = np.asarray(x)
@@ -125,7 +129,8 @@ def _stft_numpy(x: np.ndarray, n_fft: int, hop: int, win_length: int, pad_mode: 
         win = np.pad(win, (left, n_fft - win_length - left))
     frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft, axis=-1)[:, ::hop]  # [B, T, n_fft], a view
     spec = np.fft.rfft(frames * win, axis=-1)  # [B, T, F]
-    return np.ascontiguousarray(spec.transpose(0, 2, 1)).reshape(*shape[:-1], n_fft // 2 + 1, -1)
+    spec = spec.transpose(0, 2, 1)
+    return (np.ascontiguousarray(spec) if contiguous else spec).reshape(*shape[:-1], n_fft // 2 + 1, -1)
 
 
 def istft(spec: torch.Tensor, n_fft: int = 1024, hop: int = 256, length: int | None = None,
@@ -219,7 +224,7 @@ def mel_spectrogram(x, sample_rate: int, n_fft: int = 2048, hop: int = 512, n_me
     tensor out). With `mel_scale="slaney"`, `norm="slaney"` and `pad_mode="constant"` it is librosa's
     `feature.melspectrogram` (the listener's)."""
     if isinstance(x, np.ndarray):
-        spec = np.abs(stft(x, n_fft, hop, win_length, pad_mode=pad_mode))
+        spec = np.abs(stft(x, n_fft, hop, win_length, pad_mode=pad_mode, contiguous=False))
         if power != 1.0:
             spec = spec**power
         fb = mel_filterbank(sample_rate, n_fft, n_mels, f_min, f_max, mel_scale, norm).astype(spec.dtype)
@@ -418,7 +423,7 @@ def estimate_tuning(y: np.ndarray, sr: int, bins_per_octave: int = 12, n_fft: in
     """Deviation of the music's tuning from A440 in fractions of a bin (librosa's `estimate_tuning`): the
     parabolically interpolated STFT peaks between 150 Hz and 4 kHz above a tenth of their frame's maximum, those
     at least as strong as the median peak, folded into one bin; the histogram's mode."""
-    mag = np.abs(stft(np.asarray(y, np.float32), n_fft, n_fft // 4, pad_mode="constant"))  # [F, frames]
+    mag = np.abs(stft(np.asarray(y, np.float32), n_fft, n_fft // 4, pad_mode="constant", contiguous=False))  # [F, frames]
     freqs = np.arange(mag.shape[0]) * float(sr) / n_fft
     avg = np.gradient(mag, axis=0)
     a = mag[2:] + mag[:-2] - 2 * mag[1:-1]
@@ -528,7 +533,7 @@ def cqt_magnitude(y: np.ndarray, sr: int, hop: int, fmin: float, n_bins: int, bi
         sl = slice(n_bins - bins_per_octave * (i + 1), n_bins - bins_per_octave * i)
         sl = slice(max(0, sl.start), sl.stop)
         basis, n_fft = _cqt_octave_basis(my_sr, tuple(freqs[sl]), tuple(alpha[sl]))
-        spec = stft(x, n_fft, my_hop, pad_mode="constant", window="ones")
+        spec = stft(x, n_fft, my_hop, pad_mode="constant", window="ones", contiguous=False)
         octaves.append((basis * np.float32(np.sqrt(base_sr / my_sr))) @ spec)
         if my_hop % 2 == 0:
             my_hop //= 2

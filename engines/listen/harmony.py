@@ -91,15 +91,15 @@ def _low_voice(cqt: np.ndarray) -> float | None:
     active = top > db.max() - 35.0
     if active.sum() < 8:
         return None
-    lows = []
-    for f in np.flatnonzero(active):
-        col = semi[:, f]
-        strong = col > top[f] - 20.0
-        flank = np.maximum(np.r_[col[:1], col[:1], col[:-2]], np.r_[col[2:], col[-1:], col[-1:]])  # ±2 semitones
-        peak = strong & (col >= np.r_[-np.inf, col[:-1]]) & (col >= np.r_[col[1:], -np.inf]) & (col - flank >= 6.0)
-        idx = [i for i in np.flatnonzero(peak) if i + 12 >= len(col) or col[i + 12] >= col[i] - LOW_VOICE_OCTAVE_DB]
-        if idx:
-            lows.append(idx[0])
+    cols = semi[:, active]  # [72, active frames], all frames at once
+    strong = cols > top[active] - 20.0
+    flank = np.maximum(np.concatenate([cols[:1], cols[:1], cols[:-2]]),
+                       np.concatenate([cols[2:], cols[-1:], cols[-1:]]))  # ±2 semitones
+    edge = np.full_like(cols[:1], -np.inf)
+    peak = (strong & (cols >= np.concatenate([edge, cols[:-1]])) & (cols >= np.concatenate([cols[1:], edge]))
+            & (cols - flank >= 6.0))
+    peak[:-12] &= cols[12:] >= cols[:-12] - LOW_VOICE_OCTAVE_DB  # its octave above not far under it
+    lows = np.argmax(peak, axis=0)[peak.any(axis=0)]  # the lowest such peak per frame
     if len(lows) < 8:
         return None
     return float(36 + np.percentile(lows, 10))

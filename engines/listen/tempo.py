@@ -47,22 +47,29 @@ def _kicks(kick_env: np.ndarray) -> np.ndarray:
     return peaks * HOP / SR
 
 
-def _comb(env: np.ndarray, period: float, phases: np.ndarray) -> np.ndarray:
-    """Mean envelope (max within ±1 frame) on grids of `period` frames at each phase."""
+def _comb(env: np.ndarray, period: float, phases: np.ndarray, peak: np.ndarray | None = None) -> np.ndarray:
+    """Mean envelope (max within ±1 frame) on grids of `period` frames at each phase; `peak` is `_peaks(env)` when
+    the caller has it (`fit_grid` combs 161 periods over one envelope)."""
     n = len(env)
-    peak = np.maximum(env, np.maximum(np.roll(env, 1), np.roll(env, -1)))
+    peak = _peaks(env) if peak is None else peak
     k = np.arange(int((n - 1 - phases.max()) / period) + 1)
     idx = np.rint(phases[:, None] + k[None] * period).astype(int)
     idx = np.clip(idx, 0, n - 1)
     return peak[idx].mean(1)
 
 
+def _peaks(env: np.ndarray) -> np.ndarray:
+    """The envelope's maximum within ±1 frame (circular at the ends)."""
+    return np.maximum(env, np.maximum(np.roll(env, 1), np.roll(env, -1)))
+
+
 def fit_grid(env: np.ndarray, period0: float, span: float = 0.04, steps: int = 161) -> tuple[float, float, float]:
     """Best (period, phase, score) in frames of a rigid beat grid near `period0` (±span, `steps` periods)."""
     best = (period0, 0.0, -1.0)
+    peak = _peaks(env)
     for period in period0 * (1 + np.linspace(-span, span, steps)):
         phases = np.arange(0, period, 0.5)
-        score = _comb(env, period, phases)
+        score = _comb(env, period, phases, peak)
         i = int(np.argmax(score))
         if score[i] > best[2]:
             best = (float(period), float(phases[i]), float(score[i]))
@@ -70,10 +77,11 @@ def fit_grid(env: np.ndarray, period0: float, span: float = 0.04, steps: int = 1
     period, phase, score = best
     n = len(env)
     times, ks = [], []
+    floor = np.median(env) * 1.5
     for k in range(int((n - 1 - phase) / period) + 1):
         c = phase + k * period
         a, b = int(max(0, c - 3)), int(min(n, c + 4))
-        if b > a and env[a:b].max() > np.median(env) * 1.5:
+        if b > a and env[a:b].max() > floor:
             times.append(a + int(np.argmax(env[a:b])))
             ks.append(k)
     if len(ks) >= 8:
