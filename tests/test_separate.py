@@ -381,3 +381,57 @@ def test_wiener_with_exponent_one_keeps_the_ratios_and_adds_only_the_stereo_imag
     for j in range(2):
         plain = np.stack([istft(soft[j] * spec[c], 1024, 256, length=n).numpy() for c in range(2)])
         assert _sdr(src[j], est[j]) > _sdr(src[j], plain) + 3.0
+
+
+def _bass_and_band(seconds: float = 2.0, f0: float = 49.0) -> torch.Tensor:
+    """Mono 22.05 kHz: a bright low bass note (harmonics to 1 kHz) under a mid chord and a little noise."""
+    t = torch.arange(int(seconds * 22050)) / 22050
+    bass = sum(0.3 / k * torch.sin(2 * torch.pi * f0 * k * t) for k in range(1, 21))
+    chord = 0.1 * sum(torch.sin(2 * torch.pi * f * t) for f in (261.6, 329.6, 392.0))
+    return bass + chord + 0.01 * torch.randn(t.shape[0], generator=torch.Generator().manual_seed(0))
+
+
+def test_widened_network_starts_with_the_shipped_masks_and_then_reads_the_low_band():
+    from backline.engines.separate.engine import WEIGHTS, load_model
+    from backline.engines.separate.model import LOW_BINS, build, load_narrower
+
+    run8 = load_model(WEIGHTS)
+    assert run8.low_bins == 0 and run8.inp[0].in_features == BINS  # the shipped JSON has no "low_bins": the old net
+    wide = build(run8.config() | {"low_bins": LOW_BINS}).eval()
+    load_narrower(wide, run8.state_dict())
+    wave = _bass_and_band()[None]
+    low = wide.low_band(wave)
+    assert low.shape == (1, LOW_BINS, magnitude(wave).shape[-1])  # the long window's frames are the mask frames
+    with torch.no_grad():
+        before, after = run8(magnitude(wave)), wide(magnitude(wave), low)
+        assert float((after - before).abs().max()) <= 1e-6  # function-preserving: run 8's masks at step 0
+        wide.inp[0].weight[:, BINS:] = 0.05 * torch.randn(wide.inp[0].weight.shape[0], LOW_BINS)
+        moved = wide(magnitude(wave), low)
+        quiet = wide(magnitude(wave * 0.1), wide.low_band(wave * 0.1))
+    assert float((moved - before).abs().max()) > 1e-2  # the new columns do reach the masks
+    torch.testing.assert_close(quiet, moved, atol=1e-4, rtol=1e-4)  # and the low band is level-blind too
+    with pytest.raises(ValueError, match="low band"):
+        wide(magnitude(wave))
+
+
+def test_low_band_network_trains_on_waveforms_and_round_trips_through_export(tmp_path):
+    from backline.engines.separate.engine import Separator, load_model
+    from backline.engines.separate.model import LOW_BINS
+    from backline.engines.separate.train import export, step_loss, train_steps
+
+    torch.manual_seed(0)
+    model = MaskNet(hidden=8, layers=1, low_bins=LOW_BINS)
+    with torch.no_grad():
+        model.inp[0].weight[:, BINS:] = 0.0  # as a widened network starts
+    stems = torch.stack([_bass_and_band(1.0), 0.1 * torch.randn(22050), 0.1 * torch.randn(22050)])[None]
+    losses = train_steps(model, iter([(stems.sum(1), stems)] * 3), 3, "cpu")
+    assert len(losses) == 3 and all(np.isfinite(losses))
+    assert float(model.inp[0].weight[:, BINS:].detach().abs().max()) > 0  # the zero columns learn
+    with pytest.raises(ValueError, match="low band"):
+        step_loss(model, magnitude(stems.sum(1)), magnitude(stems))  # magnitudes alone cannot feed it
+    export(model, tmp_path / "wide", {"steps": 3})
+    loaded = load_model(tmp_path / "wide")
+    assert loaded.low_bins == LOW_BINS and loaded.config() == model.config()
+    masks = Separator(loaded).masks(_bass_and_band(1.5).numpy())
+    assert masks.shape == (len(ROLES), BINS, 1 + int(1.5 * 22050) // 256)
+    torch.testing.assert_close(masks.sum(0), torch.ones_like(masks[0]))

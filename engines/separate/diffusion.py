@@ -331,8 +331,9 @@ class DiffusionSeparator(Separator):
 
     @torch.inference_mode()
     def masks(self, mono22: np.ndarray) -> torch.Tensor:
-        mag = magnitude(torch.from_numpy(np.ascontiguousarray(mono22, dtype=np.float32)).to(self.device))
-        pred = self.model(mag[None])[0].float()
+        wave = torch.from_numpy(np.ascontiguousarray(mono22, dtype=np.float32)).to(self.device)
+        mag = magnitude(wave)
+        pred = self.model(mag[None], self.model.low_band(wave[None]))[0].float()
         if self.mode == "predictive":
             return pred.cpu()
         if self.mode == "onepass":

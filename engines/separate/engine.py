@@ -168,8 +168,8 @@ class Separator:
     @torch.inference_mode()
     def masks(self, mono22: np.ndarray) -> torch.Tensor:
         """Mono 22.05 kHz window → masks [len(ROLES), BINS, frames] (softmax over the roles)."""
-        mag = magnitude(torch.from_numpy(np.ascontiguousarray(mono22, dtype=np.float32)).to(self.device))
-        return self.model(mag[None])[0].float().cpu()
+        wave = torch.from_numpy(np.ascontiguousarray(mono22, dtype=np.float32)).to(self.device)[None]
+        return self.model(magnitude(wave), self.model.low_band(wave))[0].float().cpu()
 
     @torch.inference_mode()
     def window(self, x: np.ndarray, rate: int, parts: list[tuple[str, bool]]) -> np.ndarray:

@@ -12,6 +12,14 @@ constraint), and "the band without the bass" is simply 1 − M_bass.
 Representation: mono 22.05 kHz, Hann FFT 1024, hop 256 (21.5 Hz bins, 11.6 ms frames) through the project's
 one STFT (`engines.frontend.stft`); the input feature is the log magnitude relative to the window's mean
 magnitude, so the network is blind to the mix's overall level.
+
+The low band (config "low_bins" > 0; 0 = the input of run 8 and before): a bin of 21.5 Hz cannot tell a bass's
+pitch (E1–G2 notes are 2.4–5.8 Hz apart), so the network cannot know which upper bins are its harmonics. The
+network can also read the log magnitude of a long-window STFT (`LOW_FFT` 4096 = 5.4 Hz bins, the same hop and
+centring, so its frames are the mask frames) up to `low_bins` bins (112 = 0–600 Hz: the bass's fundamental and
+its harmonics 2–10, which pin its pitch to the semitone). It enters as extra columns of the input Linear; a
+network widened from a narrower one starts with them at zero (`load_narrower`) and so computes the narrower
+network's masks exactly until training moves them. The masks stay on the 1024/256 grid.
 """
 
 from __future__ import annotations
@@ -30,8 +38,12 @@ BINS = N_FFT // 2 + 1
 #: Roles the shipped network separates, in mask order. "other" is everything that is neither bass nor drums.
 ROLES: tuple[str, ...] = ("bass", "drums", "other")
 KIND = "separate-mask"
+#: The long window of the low band (module docstring) and the bins a low-band network reads by default (0–600 Hz).
+LOW_FFT = 4096
+LOW_BINS = 112
 DEFAULT_CONFIG: dict[str, Any] = {"bins": BINS, "hidden": 176, "layers": 2, "roles": list(ROLES),
-                                  "sample_rate": SAMPLE_RATE, "n_fft": N_FFT, "hop": HOP}
+                                  "sample_rate": SAMPLE_RATE, "n_fft": N_FFT, "hop": HOP,
+                                  "low_bins": 0, "low_fft": LOW_FFT}
 EPS = 1e-5
 
 
@@ -41,29 +53,73 @@ def features(mag: torch.Tensor) -> torch.Tensor:
     return torch.log(mag / ref + 1e-3)
 
 
+def low_features(low: torch.Tensor, mag: torch.Tensor, low_fft: int = LOW_FFT) -> torch.Tensor:
+    """The low band's log magnitude, level-blind like `features` and against the same reference (the 1024 STFT's
+    mean magnitude, scaled by low_fft / N_FFT as a sinusoid's peak is), so the band keeps its level relative to the
+    mix: [..., low_bins, frames]."""
+    ref = mag.mean(dim=(-2, -1), keepdim=True).clamp_min(EPS) * (low_fft / N_FFT)
+    return torch.log(low / ref + 1e-3)
+
+
 class MaskNet(nn.Module):
     """Linear bins→hidden, a bidirectional GRU over frames, a linear head to roles × bins, softmax over roles.
 
-    [B, BINS, T] mixture magnitude → masks [B, R, BINS, T] in [0, 1] that sum to 1 over R."""
+    [B, BINS, T] mixture magnitude (and, with `low_bins` > 0, the low band [B, low_bins, T] of `low_band`) →
+    masks [B, R, BINS, T] in [0, 1] that sum to 1 over R."""
 
     def __init__(self, bins: int = BINS, hidden: int = 176, layers: int = 2, roles: list[str] | tuple[str, ...] = ROLES,
-                 **_: Any) -> None:
+                 low_bins: int = 0, low_fft: int = LOW_FFT, **_: Any) -> None:
         super().__init__()
         self.bins, self.roles = int(bins), tuple(roles)
-        self.inp = nn.Sequential(nn.Linear(self.bins, hidden), nn.LayerNorm(hidden), nn.GELU())
+        self.low_bins, self.low_fft = int(low_bins), int(low_fft)
+        if not 0 <= self.low_bins <= self.low_fft // 2 + 1:
+            raise ValueError(f"low_bins {self.low_bins} must be 0 … {self.low_fft // 2 + 1} (low_fft {self.low_fft})")
+        self.inp = nn.Sequential(nn.Linear(self.bins + self.low_bins, hidden), nn.LayerNorm(hidden), nn.GELU())
         self.rnn = nn.GRU(hidden, hidden, num_layers=layers, batch_first=True, bidirectional=True)
         self.out = nn.Linear(2 * hidden, len(self.roles) * self.bins)
 
-    def forward(self, mag: torch.Tensor) -> torch.Tensor:
+    def low_band(self, wave: torch.Tensor) -> torch.Tensor | None:
+        """The low band this network reads, from mono 22.05 kHz audio [..., S] → [..., low_bins, S // HOP + 1]
+        (None for a network without one): |STFT| with the long window through the project's one STFT."""
+        if not self.low_bins:
+            return None
+        return stft(wave, self.low_fft, HOP)[..., : self.low_bins, :].abs()
+
+    def config(self) -> dict[str, Any]:
+        """The settings `build` needs to make this network again (what an export writes beside its weights)."""
+        return {"bins": self.bins, "hidden": self.rnn.hidden_size, "layers": self.rnn.num_layers,
+                "roles": list(self.roles), "low_bins": self.low_bins, "low_fft": self.low_fft}
+
+    def forward(self, mag: torch.Tensor, low: torch.Tensor | None = None) -> torch.Tensor:
         b, f, t = mag.shape
-        h = self.inp(features(mag).transpose(1, 2))  # [B, T, H]
+        x = features(mag)
+        if self.low_bins:
+            if low is None:
+                raise ValueError("this network also reads the mix's low band: call it as "
+                                 "model(magnitude(wave), model.low_band(wave))")
+            x = torch.cat([x, low_features(low.to(x.dtype), mag, self.low_fft)], dim=1)
+        h = self.inp(x.transpose(1, 2))  # [B, T, H]
         h, _ = self.rnn(h)
         logits = self.out(h).view(b, t, len(self.roles), f).permute(0, 2, 3, 1)  # [B, R, F, T]
         return torch.softmax(logits, dim=1)
 
 
 def build(config: dict[str, Any]) -> MaskNet:
-    return MaskNet(**{k: v for k, v in config.items() if k in ("bins", "hidden", "layers", "roles")})
+    keys = ("bins", "hidden", "layers", "roles", "low_bins", "low_fft")
+    return MaskNet(**{k: v for k, v in config.items() if k in keys})
+
+
+def load_narrower(model: MaskNet, state: dict[str, torch.Tensor]) -> None:
+    """Load the weights of a network with fewer low-band columns (run 8: none) into `model`, the missing input
+    columns set to zero: the widened network then computes the narrower one's masks exactly (a fine-tune goes on
+    from it rather than restarting)."""
+    key = "inp.0.weight"
+    have, want = state[key], model.inp[0].weight
+    if have.shape[0] != want.shape[0] or have.shape[1] > want.shape[1]:
+        raise ValueError(f"{key} {tuple(have.shape)} does not fit in {tuple(want.shape)}")
+    wide = torch.zeros_like(want)
+    wide[:, : have.shape[1]] = have.to(wide.dtype)
+    model.load_state_dict(dict(state) | {key: wide})
 
 
 def magnitude(wave: torch.Tensor) -> torch.Tensor:

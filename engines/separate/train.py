@@ -44,6 +44,7 @@ from backline.engines.separate.model import (
     ROLES,
     SAMPLE_RATE,
     build,
+    load_narrower,
     low_leak,
     magnitude,
     masked_l1,
@@ -78,6 +79,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="weight of the loss on low 'other' energy let through by the bass mask (0 = off)")
     parser.add_argument("--eval-every", type=int, default=200, help="steps between held-out evaluations")
     parser.add_argument("--init", type=Path, default=SHIPPED, help="weights a fresh run starts from ('' = random)")
+    parser.add_argument("--low-bins", type=int, default=None,
+                        help="bins of the long-window low band the network reads (model.py; 112 = 0–600 Hz, 0 = none; "
+                             "default: as the --init weights); more than --init has start at zero (its masks exactly)")
     parser.add_argument("--export", type=Path, help="write fp16 weights + JSON here at the end")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--export-only", action="store_true", help="write --export from the run's checkpoint and stop")
@@ -89,11 +93,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def step_loss(model: torch.nn.Module, mix: torch.Tensor, target: torch.Tensor, leak: float = 0.0) -> torch.Tensor:
     """The training loss on one batch: waveforms (mix [B, S], stems [B, R, S]) or magnitudes ([B, F, T],
-    [B, R, F, T]); `leak` > 0 adds that weight of `low_leak` (low "other" energy let into the bass)."""
+    [B, R, F, T]); `leak` > 0 adds that weight of `low_leak` (low "other" energy let into the bass). A network
+    with a low band (model.py) needs the waveforms: it reads the mix's long-window STFT beside its magnitude."""
+    low = None
     if mix.dim() == 2:
+        low = model.low_band(mix)
         mix, target = magnitude(mix), magnitude(target)
     w = torch.tensor(ROLE_WEIGHTS[: target.shape[1]], device=mix.device)
-    masks = model(mix)
+    masks = model(mix, low)
     loss = masked_l1(masks, mix, target, w)
     return loss + leak * low_leak(masks, mix, target) if leak > 0 else loss
 
@@ -128,8 +135,9 @@ def heldout_sisdri(model: torch.nn.Module, songs: list[np.ndarray], seconds: flo
             a = 5 * SAMPLE_RATE
             stems = np.asarray(s[:, a:a + int(seconds * SAMPLE_RATE)], dtype=np.float32)
             mix = stems.sum(axis=0)
-            spec = stft(torch.from_numpy(mix), N_FFT, HOP)
-            masks = model(spec.abs()[None])[0]
+            wave = torch.from_numpy(mix)
+            spec = stft(wave, N_FFT, HOP)
+            masks = model(spec.abs()[None], model.low_band(wave[None]))[0]
             est = istft(masks * spec, N_FFT, HOP, length=len(mix)).numpy()
             for i, r in enumerate(ROLES):
                 if np.abs(stems[i]).max() > 1e-3:
@@ -142,7 +150,7 @@ def export(model: torch.nn.Module, path: Path, training: dict) -> None:
     import copy
 
     half = copy.deepcopy(model).half()
-    save_weights(half, path, kind=KIND, config=DEFAULT_CONFIG | {"dtype": "float16"}, training=training,
+    save_weights(half, path, kind=KIND, config=DEFAULT_CONFIG | model.config() | {"dtype": "float16"}, training=training,
                  overwrite=True)
 
 
@@ -167,7 +175,9 @@ def run(args: argparse.Namespace) -> int:
     low_bank = load_cache(low_files)
     print(f"{len(songs)} training renders, {len(low_bank)} low 'other' lines, {len(val)} held-out songs", flush=True)
 
-    model = build(DEFAULT_CONFIG)
+    start = load_model(args.init) if args.init and str(args.init) and weight_paths(args.init)[0].exists() else None
+    low_bins = args.low_bins if args.low_bins is not None else (start.low_bins if start is not None else 0)
+    model = build(DEFAULT_CONFIG | {"low_bins": low_bins})
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     loop = TrainLoop(ctx, args.run_dir, modules={"model": model, "opt": opt}, optimizers=[opt], steps=args.steps,
                      lr=args.lr, warmup=50, max_minutes=args.max_minutes, log_every=50,
@@ -176,9 +186,9 @@ def run(args: argparse.Namespace) -> int:
         export(model, args.export, dict(loop.extra) | {"steps": loop.step, "minutes": round(loop.elapsed_before / 60, 1)})
         print(f"exported {args.export} from step {loop.step}", flush=True)
         return 0
-    if loop.step == 0 and args.init and str(args.init) and weight_paths(args.init)[0].exists():
-        model.load_state_dict(load_model(args.init).float().state_dict())
-        print(f"starting from {args.init}", flush=True)
+    if loop.step == 0 and start is not None:
+        load_narrower(model, start.float().state_dict())
+        print(f"starting from {args.init} ({start.low_bins} → {model.low_bins} low-band bins)", flush=True)
     batches = crops(songs, args.batch, args.crop_seconds, np.random.default_rng([args.seed, loop.step]),
                     low_other=args.low_other, remix=args.remix, shift=args.shift, low_bank=low_bank,
                     low_neg=args.low_neg)
@@ -209,6 +219,7 @@ def run(args: argparse.Namespace) -> int:
                                     "batch": args.batch, "crop_seconds": args.crop_seconds, "lr": args.lr,
                                     "variants": args.variants, "low_other": args.low_other, "remix": args.remix,
                                     "shift": args.shift, "low_neg": args.low_neg, "leak": args.leak,
+                                    "low_bins": model.low_bins, "init": str(args.init),
                                     "low_bank": [str(c) for c in args.low_bank],
                                     "corpus": [str(c) for c in args.corpus]})
         print(f"exported {args.export}", flush=True)
