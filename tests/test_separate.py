@@ -396,7 +396,7 @@ def test_widened_network_starts_with_the_shipped_masks_and_then_reads_the_low_ba
     from backline.engines.separate.model import LOW_BINS, build, load_narrower
 
     run8 = load_model(WEIGHTS)
-    assert run8.low_bins == 0 and run8.inp[0].in_features == BINS  # the shipped JSON has no "low_bins": the old net
+    assert run8.low_bins == 0 and run8.inp_low is None  # a JSON without "low_bins" builds run 8's network
     wide = build(run8.config() | {"low_bins": LOW_BINS}).eval()
     load_narrower(wide, run8.state_dict())
     wave = _bass_and_band()[None]
@@ -405,7 +405,7 @@ def test_widened_network_starts_with_the_shipped_masks_and_then_reads_the_low_ba
     with torch.no_grad():
         before, after = run8(magnitude(wave)), wide(magnitude(wave), low)
         assert float((after - before).abs().max()) <= 1e-6  # function-preserving: run 8's masks at step 0
-        wide.inp[0].weight[:, BINS:] = 0.05 * torch.randn(wide.inp[0].weight.shape[0], LOW_BINS)
+        wide.inp_low.weight.copy_(0.05 * torch.randn(wide.inp_low.weight.shape))
         moved = wide(magnitude(wave), low)
         quiet = wide(magnitude(wave * 0.1), wide.low_band(wave * 0.1))
     assert float((moved - before).abs().max()) > 1e-2  # the new columns do reach the masks
@@ -422,11 +422,11 @@ def test_low_band_network_trains_on_waveforms_and_round_trips_through_export(tmp
     torch.manual_seed(0)
     model = MaskNet(hidden=8, layers=1, low_bins=LOW_BINS)
     with torch.no_grad():
-        model.inp[0].weight[:, BINS:] = 0.0  # as a widened network starts
+        model.inp_low.weight.zero_()  # as a widened network starts
     stems = torch.stack([_bass_and_band(1.0), 0.1 * torch.randn(22050), 0.1 * torch.randn(22050)])[None]
     losses = train_steps(model, iter([(stems.sum(1), stems)] * 3), 3, "cpu")
     assert len(losses) == 3 and all(np.isfinite(losses))
-    assert float(model.inp[0].weight[:, BINS:].detach().abs().max()) > 0  # the zero columns learn
+    assert float(model.inp_low.weight.detach().abs().max()) > 0  # the zero columns learn
     with pytest.raises(ValueError, match="low band"):
         step_loss(model, magnitude(stems.sum(1)), magnitude(stems))  # magnitudes alone cannot feed it
     export(model, tmp_path / "wide", {"steps": 3})

@@ -143,3 +143,13 @@ def test_two_optimisers_and_values_logged_only_on_some_steps(tmp_path):
     assert row["critic"] == pytest.approx(2.5)  # (2 + 3) / 2, not / 4
     assert TrainLoop(Distributed(), tmp_path, modules={"g": g, "d": d, "opt_g": opt_g, "opt_d": opt_d},
                      optimizers=[opt_g, opt_d], steps=4, lr=0.01).step == 4
+
+
+def test_a_group_with_an_lr_scale_gets_that_multiple_of_the_schedule(tmp_path):
+    model = torch.nn.Linear(4, 1)
+    opt = torch.optim.SGD([{"params": [model.weight]}, {"params": [model.bias], "lr_scale": 10.0}], lr=0.1)
+    loop = TrainLoop(Distributed(), tmp_path, modules={"model": model, "opt": opt}, optimizers=[opt], steps=4,
+                     lr=0.1, warmup=2, log_every=2, ckpt_every=4)
+    seen = []
+    loop.run(lambda step: seen.append([g["lr"] for g in opt.param_groups]) or {})
+    assert seen == [pytest.approx([0.1 * warmup_cosine(s, 4, 2), 1.0 * warmup_cosine(s, 4, 2)]) for s in range(4)]

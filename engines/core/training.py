@@ -271,7 +271,8 @@ class TrainLoop:
         result = loop.run(step_fn, on_log=lambda step: {"val_loss": ...})
 
     `step_fn(step) -> dict of floats` does one optimisation step (the loop sets each optimizer group's LR first:
-    warm-up then cosine to `floor`·lr, or `lr_fn(step)` when given). Every `log_every` steps the means of what
+    warm-up then cosine to `floor`·lr, or `lr_fn(step)` when given; a group with an "lr_scale" gets that multiple
+    of it, e.g. new weights that must catch up). Every `log_every` steps the means of what
     it returned (each value over the steps that returned it; plus `on_log(step)`, the learning-curve hook: held-out
     quality at that step) go to `metrics.jsonl` and the progress bar; every `ckpt_every` steps and at the end
     `checkpoint.*` is written (rank 0), with the elapsed time so a resumed run keeps its clock. The time limit is
@@ -326,7 +327,7 @@ class TrainLoop:
                 lr = self.lr_at(self.step)
                 for opt in self.optimizers:
                     for group in opt.param_groups:
-                        group["lr"] = lr
+                        group["lr"] = lr * group.get("lr_scale", 1.0)
                 values = step_fn(self.step) or {}
                 self.step += 1
                 for k, v in values.items():

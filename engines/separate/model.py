@@ -17,9 +17,11 @@ The low band (config "low_bins" > 0; 0 = the input of run 8 and before): a bin o
 pitch (E1–G2 notes are 2.4–5.8 Hz apart), so the network cannot know which upper bins are its harmonics. The
 network can also read the log magnitude of a long-window STFT (`LOW_FFT` 4096 = 5.4 Hz bins, the same hop and
 centring, so its frames are the mask frames) up to `low_bins` bins (112 = 0–600 Hz: the bass's fundamental and
-its harmonics 2–10, which pin its pitch to the semitone). It enters as extra columns of the input Linear; a
-network widened from a narrower one starts with them at zero (`load_narrower`) and so computes the narrower
-network's masks exactly until training moves them. The masks stay on the 1024/256 grid.
+its harmonics 2–10, which pin its pitch to the semitone). It enters as extra columns of the input Linear, kept
+as their own bias-free Linear `inp_low` (inp(x) + inp_low(x_low) = [W | W_low]·[x; x_low] + b, before the
+LayerNorm) so a trainer can give them their own learning rate; a network widened from a narrower one starts with
+them at zero (`load_narrower`) and so computes the narrower network's masks exactly until training moves them.
+The masks stay on the 1024/256 grid.
 """
 
 from __future__ import annotations
@@ -74,7 +76,8 @@ class MaskNet(nn.Module):
         self.low_bins, self.low_fft = int(low_bins), int(low_fft)
         if not 0 <= self.low_bins <= self.low_fft // 2 + 1:
             raise ValueError(f"low_bins {self.low_bins} must be 0 … {self.low_fft // 2 + 1} (low_fft {self.low_fft})")
-        self.inp = nn.Sequential(nn.Linear(self.bins + self.low_bins, hidden), nn.LayerNorm(hidden), nn.GELU())
+        self.inp = nn.Sequential(nn.Linear(self.bins, hidden), nn.LayerNorm(hidden), nn.GELU())
+        self.inp_low = nn.Linear(self.low_bins, hidden, bias=False) if self.low_bins else None
         self.rnn = nn.GRU(hidden, hidden, num_layers=layers, batch_first=True, bidirectional=True)
         self.out = nn.Linear(2 * hidden, len(self.roles) * self.bins)
 
@@ -92,13 +95,13 @@ class MaskNet(nn.Module):
 
     def forward(self, mag: torch.Tensor, low: torch.Tensor | None = None) -> torch.Tensor:
         b, f, t = mag.shape
-        x = features(mag)
-        if self.low_bins:
+        h = self.inp[0](features(mag).transpose(1, 2))  # [B, T, H]
+        if self.inp_low is not None:
             if low is None:
                 raise ValueError("this network also reads the mix's low band: call it as "
                                  "model(magnitude(wave), model.low_band(wave))")
-            x = torch.cat([x, low_features(low.to(x.dtype), mag, self.low_fft)], dim=1)
-        h = self.inp(x.transpose(1, 2))  # [B, T, H]
+            h = h + self.inp_low(low_features(low.to(h.dtype), mag, self.low_fft).transpose(1, 2))
+        h = self.inp[2](self.inp[1](h))
         h, _ = self.rnn(h)
         logits = self.out(h).view(b, t, len(self.roles), f).permute(0, 2, 3, 1)  # [B, R, F, T]
         return torch.softmax(logits, dim=1)
@@ -113,13 +116,19 @@ def load_narrower(model: MaskNet, state: dict[str, torch.Tensor]) -> None:
     """Load the weights of a network with fewer low-band columns (run 8: none) into `model`, the missing input
     columns set to zero: the widened network then computes the narrower one's masks exactly (a fine-tune goes on
     from it rather than restarting)."""
-    key = "inp.0.weight"
-    have, want = state[key], model.inp[0].weight
-    if have.shape[0] != want.shape[0] or have.shape[1] > want.shape[1]:
-        raise ValueError(f"{key} {tuple(have.shape)} does not fit in {tuple(want.shape)}")
-    wide = torch.zeros_like(want)
-    wide[:, : have.shape[1]] = have.to(wide.dtype)
-    model.load_state_dict(dict(state) | {key: wide})
+    key = "inp_low.weight"
+    state = dict(state)
+    if model.inp_low is not None:
+        want, have = model.inp_low.weight, state.get(key)
+        if have is not None and (have.shape[0] != want.shape[0] or have.shape[1] > want.shape[1]):
+            raise ValueError(f"{key} {tuple(have.shape)} does not fit in {tuple(want.shape)}")
+        wide = torch.zeros_like(want)
+        if have is not None:
+            wide[:, : have.shape[1]] = have.to(wide.dtype)
+        state[key] = wide
+    elif key in state:
+        raise ValueError("these weights read a low band; build the network with low_bins > 0 to load them")
+    model.load_state_dict(state)
 
 
 def magnitude(wave: torch.Tensor) -> torch.Tensor:

@@ -82,6 +82,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--low-bins", type=int, default=None,
                         help="bins of the long-window low band the network reads (model.py; 112 = 0–600 Hz, 0 = none; "
                              "default: as the --init weights); more than --init has start at zero (its masks exactly)")
+    parser.add_argument("--low-lr-scale", type=float, default=1.0,
+                        help="learning rate of the low band's input columns as a multiple of --lr (they start at zero)")
     parser.add_argument("--export", type=Path, help="write fp16 weights + JSON here at the end")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--export-only", action="store_true", help="write --export from the run's checkpoint and stop")
@@ -178,7 +180,10 @@ def run(args: argparse.Namespace) -> int:
     start = load_model(args.init) if args.init and str(args.init) and weight_paths(args.init)[0].exists() else None
     low_bins = args.low_bins if args.low_bins is not None else (start.low_bins if start is not None else 0)
     model = build(DEFAULT_CONFIG | {"low_bins": low_bins})
-    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    low = [] if model.inp_low is None else list(model.inp_low.parameters())
+    rest = [p for p in model.parameters() if all(p is not q for q in low)]
+    opt = torch.optim.Adam([{"params": rest}] + ([{"params": low, "lr_scale": args.low_lr_scale}] if low else []),
+                           lr=args.lr)
     loop = TrainLoop(ctx, args.run_dir, modules={"model": model, "opt": opt}, optimizers=[opt], steps=args.steps,
                      lr=args.lr, warmup=50, max_minutes=args.max_minutes, log_every=50,
                      ckpt_every=args.eval_every, desc="train separate")
@@ -219,7 +224,8 @@ def run(args: argparse.Namespace) -> int:
                                     "batch": args.batch, "crop_seconds": args.crop_seconds, "lr": args.lr,
                                     "variants": args.variants, "low_other": args.low_other, "remix": args.remix,
                                     "shift": args.shift, "low_neg": args.low_neg, "leak": args.leak,
-                                    "low_bins": model.low_bins, "init": str(args.init),
+                                    "low_bins": model.low_bins, "low_lr_scale": args.low_lr_scale,
+                                    "init": str(args.init),
                                     "low_bank": [str(c) for c in args.low_bank],
                                     "corpus": [str(c) for c in args.corpus]})
         print(f"exported {args.export}", flush=True)
