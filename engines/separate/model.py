@@ -21,7 +21,8 @@ its harmonics 2–10, which pin its pitch to the semitone). It enters as extra c
 as their own bias-free Linear `inp_low` (inp(x) + inp_low(x_low) = [W | W_low]·[x; x_low] + b, before the
 LayerNorm) so a trainer can give them their own learning rate; a network widened from a narrower one starts with
 them at zero (`load_narrower`) and so computes the narrower network's masks exactly until training moves them.
-The masks stay on the 1024/256 grid.
+The masks stay on the 1024/256 grid. The shipped weights have no low band: fine-tuned from run 8 it measured no
+gain over the same steps without it (weights/TRAINING.md, session 6).
 """
 
 from __future__ import annotations
