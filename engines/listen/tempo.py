@@ -252,19 +252,6 @@ def _low_level(bass: np.ndarray, beats: np.ndarray) -> dict:
             "krate": -float(np.log2(per_beat)) ** 2}
 
 
-def _on_off(env: np.ndarray, beats_s: np.ndarray) -> float:
-    """(strength on the beats − on their off-beat eighths) / (both): +1 when `env` marks only the beats, −1 only
-    the off-beats (the envelope's maximum within ±1 frame, averaged over the beats)."""
-    if len(beats_s) < 2:
-        return 0.0
-    fps = SR / HOP
-    step = float(np.median(np.diff(beats_s)))
-    peak = _peaks(env)
-    at = lambda t: float(peak[np.clip(np.rint(t * fps).astype(int), 0, len(env) - 1)].mean())  # noqa: E731
-    on, off = at(beats_s), at(beats_s + step / 2)
-    return (on - off) / (on + off + 1e-9)
-
-
 #: a swung pair: the long note over the short one (the 2:1 triplet swing is 2; a player swings 1.5 to 2.5)
 SWING_RATIO = (1.4, 2.6)
 
@@ -298,18 +285,6 @@ def _swung_offbeat(high: np.ndarray, beats_s: np.ndarray) -> float:
     at = lambda t: float(peak[np.clip(np.rint(t * fps).astype(int), 0, len(high) - 1)].mean())  # noqa: E731
     skip, half = at(inner + 2.0 * step / 3.0), at(inner + step / 2.0)
     return (skip - half) / (skip + half + 1e-9)
-
-
-def _oompah(low: np.ndarray, pitch_env: np.ndarray, beats_s: np.ndarray) -> dict:
-    """Whether this beat is a dance band's step (issue 19): the bass (low band) on the beat and a chord (new
-    pitches) on its off-beat eighth — "oom-pah". lon: `_on_off` of the low band; poff: of the pitch-change
-    envelope, negated (+ when the pitches come between the beats); oom: their positive parts' product. At the
-    step's double the bass marks every other beat and the "pah" falls on the others, so both read near 0; a
-    kick-and-snare backbeat at half its tempo reads like an oom-pah in the low band, but its snare brings no new
-    pitch. A clip-level context for the octave (`STYLE_CONTEXTS`)."""
-    inner = beats_s[:-1]
-    lon, poff = _on_off(low, inner), -_on_off(pitch_env, inner)
-    return {"lon": lon, "poff": poff, "oom": max(lon, 0.0) * max(poff, 0.0)}
 
 
 #: log2 events per second that the content-dependent prior terms (`ltn`, `ltp`, `lth`, `ltk`) are centred on.
@@ -458,10 +433,6 @@ def tempo_value(f: dict, w: dict | None = None) -> float:
     return float(sum(wk * feature(f, k) for k, wk in w.items()))
 
 
-#: a candidate must fit this well (`fit`, against the best grid) to speak for the clip's style (`style_context`)
-STYLE_FIT = 0.8
-
-
 #: the style contexts as gates, 0 below the first value and 1 above the second (linear between): the raw cues
 #: leak (a string passage's few high-band onsets pair by chance), and, multiplied into a candidate's cue, a leak
 #: moves straight music's octave too. Set from the renders' ranges in benchmarks/tempo_fit.py's table
@@ -479,14 +450,12 @@ def _gate(x: float, edges: tuple[float, float]) -> float:
 def style_context(feats: list[dict], swing: float, kit: float) -> list[dict]:
     """Clip-level style cues, the same on every candidate of a clip (issue 19: each style has its own convention
     for which metrical level is the beat — the swing quarter, the dance step, the score's): csw, the timekeeper's
-    swing (`_swing_pairs`); ckit, a drum kit (`_kit`), and cnokit = 1 − ckit; coom, the most oom-pah any
-    well-fitting candidate hears (`_oompah`). Alone they cancel in the softmax over a clip's candidates; times a
-    candidate's cue ("ckit*krate") they make that cue's weight depend on the style."""
-    good = [f for f in feats if f["fit"] >= STYLE_FIT] or feats
+    swing (`_swing_pairs`), ckit, a drum kit (`_kit`), and their gates (`SWING_GATE`, `KIT_GATE`): gsw, gkit,
+    gnokit = 1 − gkit. Alone they cancel in the softmax over a clip's candidates; times a candidate's cue
+    ("gsw*sk") they make that cue's weight depend on the style (`STYLE_WEIGHTS_MEASURED`)."""
     gkit = _gate(kit, KIT_GATE)
     gsw = _gate(swing, SWING_GATE) * gkit  # a swung timekeeper is a cymbal: strings' few high onsets pair by chance
-    ctx = {"csw": swing, "ckit": kit, "coom": max((f["oom"] for f in good), default=0.0),
-           "gsw": gsw, "gkit": gkit, "gnokit": 1.0 - gkit}
+    ctx = {"csw": swing, "ckit": kit, "gsw": gsw, "gkit": gkit, "gnokit": 1.0 - gkit}
     for f in feats:
         f.update(ctx)
     return feats
@@ -524,7 +493,10 @@ def tempo_features(cands: list[tuple[float, float, float]], env: np.ndarray, low
     The content-dependent prior: lt times log2 of the clip's event rate per second (centred on `RATE_CENTRE`) for
     low-register onsets (ltk), note onsets (ltn), new pitches (ltp) and high-band onsets (lth) — the prior's centre
     moving with how busy the music is — and which level the bass marks (`_low_level`: kb, kcov, krate) are listed,
-    not weighed: fitted, each cost a held-out set (README, issue 19).
+    not weighed: fitted, each cost a held-out set (README, issue 19). sk, the timekeeper's swung skip against its
+    straight off-beat at this beat (`_swung_offbeat`), and the clip's style contexts (`style_context`: csw, ckit
+    and their gates gsw, gkit, gnokit) are listed for products with the cues above ("gsw*sk"); the weights fitted
+    for them (`STYLE_WEIGHTS_MEASURED`) left realdev as it was and are not weighed.
     A candidate whose tracked mean tempo differs from its grid's by over `DRIFT_TOL` is re-gridded at that mean."""
     fps = SR / HOP
     top = max(c[0] for c in cands)
@@ -591,7 +563,7 @@ def tempo_features(cands: list[tuple[float, float, float]], env: np.ndarray, low
                     "lt": float(np.log2(60.0 / bs / 120.0)), "sw3": _swing(env, tb[tb < duration - bs]),
                     "hsw3": _swing(high, tb[tb < duration - bs]),
                     "n8s": _on_swung(notes, bts), "tn8s": _on_swung(notes, tb), "p8s": _on_swung(pitches, bts),
-                    "tp8s": _on_swung(pitches, tb), **_low_level(bass, tb), **_oompah(low, pitch_env, tb),
+                    "tp8s": _on_swung(pitches, tb), **_low_level(bass, tb),
                     "sk": _swung_offbeat(high, tb),
                     **{f"lt{k}": float(np.log2(60.0 / bs / 120.0)) * (r - RATE_CENTRE[k]) for k, r in rates.items()},
                     "beats": bts, "beat_s": bs, "chroma": chroma_c, "low": low_c, "meter": m, "phase": p})
