@@ -83,6 +83,32 @@ def masked_l1(masks: torch.Tensor, mix_mag: torch.Tensor, target_mags: torch.Ten
     return per_role.sum()
 
 
+def psa_targets(mix_spec: torch.Tensor, stem_specs: torch.Tensor) -> torch.Tensor:
+    """Phase-sensitive targets (Erdogan et al. 2015) Re(S_k · conj X) / |X| = |S_k| cos(∠S_k − ∠X), untruncated.
+
+    Why: the estimate is scored after iSTFT(M ⊙ X) with the MIXTURE phase, and for a real mask the squared error
+    |M|X| e^{i∠X} − S_k|² equals (M|X| − psa_k)² plus a term the mask cannot change, so by Parseval this target's
+    squared error is the time-domain error itself; |S_k| is not the best a real mask can reach. The targets of
+    all roles sum to |X| in every bin (Σ_k S_k = X), the sum a softmax's masks keep. mix [..., F, T] complex,
+    stems [..., R, F, T] complex → [..., R, F, T] real."""
+    return (stem_specs * mix_spec.conj().unsqueeze(-3)).real / mix_spec.abs().clamp_min(EPS).unsqueeze(-3)
+
+
+def masked_psa(masks: torch.Tensor, mix_spec: torch.Tensor, stem_specs: torch.Tensor,
+               weights: torch.Tensor | None = None, power: int = 1) -> torch.Tensor:
+    """`masked_l1`'s error (power 1; power 2: squared, scaled by the squared mean magnitude) against the
+    truncated phase-sensitive targets, psa clipped to [0, |X|]: the part a mask in [0, 1] can reach (a negative
+    target means "out of phase with the mix", best served by 0). masks [B, R, F, T], specs complex."""
+    mix_mag = mix_spec.abs()
+    target = torch.minimum(psa_targets(mix_spec, stem_specs).clamp_min(0.0), mix_mag.unsqueeze(1))
+    scale = mix_mag.mean(dim=(-2, -1), keepdim=True).clamp_min(EPS).unsqueeze(1)
+    err = ((masks * mix_mag.unsqueeze(1) - target) / scale).abs() ** power
+    per_role = err.mean(dim=(0, 2, 3))
+    if weights is not None:
+        per_role = per_role * weights
+    return per_role.sum()
+
+
 #: Bins below 300 Hz (21.5 Hz each): the bass's fundamentals and second harmonics, where a low piano or organ
 #: line sits too.
 LEAK_BINS = 14

@@ -47,11 +47,15 @@ from backline.engines.separate.model import (
     low_leak,
     magnitude,
     masked_l1,
+    masked_psa,
 )
 
 HELP = "train the separation mask network (bass / drums / other)"
 SHIPPED = Path(__file__).with_name("weights") / "separate"
 ROLE_WEIGHTS = (2.0, 1.0, 1.0)
+#: `step_loss`'s targets: "magnitude" L1 on |S_k| (runs 1–8), "psa" L1 on the truncated phase-sensitive target,
+#: "psa-l2" its squared error (see `masked_psa`; weights/TRAINING.md, session 6, for which was measured better).
+LOSSES = ("magnitude", "psa", "psa-l2")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -76,6 +80,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="probability that a crop gets a low 'other' line from --low-bank beside its bass")
     parser.add_argument("--leak", type=float, default=0.0,
                         help="weight of the loss on low 'other' energy let through by the bass mask (0 = off)")
+    parser.add_argument("--loss", choices=LOSSES, default="magnitude",
+                        help="training target: magnitude (L1 on |S|), psa (L1 on the truncated phase-sensitive "
+                             "target the mixture-phase iSTFT is scored on), psa-l2 (its squared error)")
     parser.add_argument("--eval-every", type=int, default=200, help="steps between held-out evaluations")
     parser.add_argument("--init", type=Path, default=SHIPPED, help="weights a fresh run starts from ('' = random)")
     parser.add_argument("--export", type=Path, help="write fp16 weights + JSON here at the end")
@@ -87,15 +94,27 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
 
 
-def step_loss(model: torch.nn.Module, mix: torch.Tensor, target: torch.Tensor, leak: float = 0.0) -> torch.Tensor:
+def step_loss(model: torch.nn.Module, mix: torch.Tensor, target: torch.Tensor, leak: float = 0.0,
+              loss: str = "magnitude") -> torch.Tensor:
     """The training loss on one batch: waveforms (mix [B, S], stems [B, R, S]) or magnitudes ([B, F, T],
-    [B, R, F, T]); `leak` > 0 adds that weight of `low_leak` (low "other" energy let into the bass)."""
-    if mix.dim() == 2:
-        mix, target = magnitude(mix), magnitude(target)
+    [B, R, F, T]); `leak` > 0 adds that weight of `low_leak` (low "other" energy let into the bass). `loss`
+    (`LOSSES`): the phase-sensitive ones need the phases, so waveforms."""
+    if loss not in LOSSES:
+        raise ValueError(f"unknown separation loss {loss!r}; one of {', '.join(LOSSES)}")
     w = torch.tensor(ROLE_WEIGHTS[: target.shape[1]], device=mix.device)
-    masks = model(mix)
-    loss = masked_l1(masks, mix, target, w)
-    return loss + leak * low_leak(masks, mix, target) if leak > 0 else loss
+    if loss != "magnitude":
+        if mix.dim() != 2:
+            raise ValueError(f"the {loss} loss needs waveforms (mix [B, S], stems [B, R, S]), not magnitudes")
+        mix_spec, stem_specs = stft(mix, N_FFT, HOP), stft(target, N_FFT, HOP)
+        mix, target = mix_spec.abs(), stem_specs.abs()
+        masks = model(mix)
+        out = masked_psa(masks, mix_spec, stem_specs, w, power=2 if loss == "psa-l2" else 1)
+    else:
+        if mix.dim() == 2:
+            mix, target = magnitude(mix), magnitude(target)
+        masks = model(mix)
+        out = masked_l1(masks, mix, target, w)
+    return out + leak * low_leak(masks, mix, target) if leak > 0 else out
 
 
 def apply_step(model: torch.nn.Module, opt: torch.optim.Optimizer, loss: torch.Tensor) -> float:
@@ -185,7 +204,7 @@ def run(args: argparse.Namespace) -> int:
 
     def step_fn(step: int) -> dict[str, float]:
         mix, stems = next(batches)
-        return {"loss": apply_step(model, opt, step_loss(model, mix, stems, args.leak))}
+        return {"loss": apply_step(model, opt, step_loss(model, mix, stems, args.leak, args.loss))}
 
     def on_log(step: int) -> dict[str, float]:
         if step % args.eval_every:
@@ -208,7 +227,7 @@ def run(args: argparse.Namespace) -> int:
         export(model, args.export, {"steps": result.step, "minutes": round(result.elapsed_s / 60, 1),
                                     "batch": args.batch, "crop_seconds": args.crop_seconds, "lr": args.lr,
                                     "variants": args.variants, "low_other": args.low_other, "remix": args.remix,
-                                    "shift": args.shift, "low_neg": args.low_neg, "leak": args.leak,
+                                    "shift": args.shift, "low_neg": args.low_neg, "leak": args.leak, "loss": args.loss,
                                     "low_bank": [str(c) for c in args.low_bank],
                                     "corpus": [str(c) for c in args.corpus]})
         print(f"exported {args.export}", flush=True)
