@@ -446,3 +446,23 @@ def test_step_loss_phase_sensitive_needs_waveforms_and_trains():
     args = parser.parse_args(["--corpus", "c", "--run-dir", "r"])
     assert args.loss == "magnitude"
     assert parser.parse_args(["--corpus", "c", "--run-dir", "r", "--loss", "psa"]).loss == "psa"
+
+
+def test_mixture_phase_sisdr_is_the_benchmark_figure_and_skips_absent_roles():
+    from backline.engines.codec.fidelity import si_sdr
+    from backline.engines.core.frontend import stft
+    from backline.engines.separate.model import HOP, N_FFT, mixture_phase_sisdr
+
+    stems = _overlapping_stems()
+    stems = torch.cat([stems, stems * torch.tensor([1.0, 1.0, 0.0])[:, None]])  # the 2nd crop has no "other"
+    x = stft(stems.sum(1), N_FFT, HOP)
+    masks = torch.rand((2, 3, *x.shape[-2:]), generator=torch.Generator().manual_seed(2))
+    masks = (masks / masks.sum(1, keepdim=True)).requires_grad_()
+    sdr = mixture_phase_sisdr(masks, x, stems)
+    assert bool(torch.isnan(sdr[1, 2])) and not bool(torch.isnan(sdr[:, :2]).any())
+    from backline.engines.core.frontend import istft
+
+    est = istft(masks[0, 0].detach() * x[0], N_FFT, HOP, length=stems.shape[-1])
+    assert abs(float(sdr[0, 0]) - si_sdr(stems[0, 0].numpy(), est.numpy())) < 0.05
+    torch.nan_to_num(sdr).sum().backward()
+    assert torch.isfinite(masks.grad).all() and float(masks.grad.abs().sum()) > 0

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from backline.engines.core.frontend import stft
+from backline.engines.core.frontend import istft, stft
 
 SAMPLE_RATE = 22050
 N_FFT = 1024
@@ -107,6 +107,19 @@ def masked_psa(masks: torch.Tensor, mix_spec: torch.Tensor, stem_specs: torch.Te
     if weights is not None:
         per_role = per_role * weights
     return per_role.sum()
+
+
+def mixture_phase_sisdr(masks: torch.Tensor, mix_spec: torch.Tensor, stems: torch.Tensor) -> torch.Tensor:
+    """SI-SDR (dB, [B, R]) of each role's estimate iSTFT(M ⊙ X) against its waveform: the figure the network is
+    scored on, differentiable. A role left out of a crop (below −30 dB re the mix) gets NaN: it has no score.
+    masks [B, R, F, T], mix_spec complex [B, F, T], stems [B, R, S]."""
+    est = istft(masks * mix_spec.unsqueeze(1), N_FFT, HOP, length=stems.shape[-1])
+    ref, est = stems - stems.mean(-1, keepdim=True), est - est.mean(-1, keepdim=True)
+    ref_energy = (ref ** 2).sum(-1)
+    target = ((est * ref).sum(-1) / ref_energy.clamp_min(1e-8)).unsqueeze(-1) * ref
+    sdr = 10 * torch.log10((target ** 2).sum(-1).clamp_min(1e-8) / ((est - target) ** 2).sum(-1).clamp_min(1e-8))
+    present = ref_energy > 1e-3 * (stems.sum(1) ** 2).sum(-1, keepdim=True)
+    return torch.where(present, sdr, torch.full_like(sdr, float("nan")))
 
 
 #: Bins below 300 Hz (21.5 Hz each): the bass's fundamentals and second harmonics, where a low piano or organ

@@ -48,14 +48,19 @@ from backline.engines.separate.model import (
     magnitude,
     masked_l1,
     masked_psa,
+    mixture_phase_sisdr,
 )
 
 HELP = "train the separation mask network (bass / drums / other)"
 SHIPPED = Path(__file__).with_name("weights") / "separate"
 ROLE_WEIGHTS = (2.0, 1.0, 1.0)
 #: `step_loss`'s targets: "magnitude" L1 on |S_k| (runs 1–8), "psa" L1 on the truncated phase-sensitive target,
-#: "psa-l2" its squared error (see `masked_psa`; weights/TRAINING.md, session 6, for which was measured better).
-LOSSES = ("magnitude", "psa", "psa-l2")
+#: "psa-l2" its squared error (see `masked_psa`), "sisdr" the magnitude L1 plus `SISDR_WEIGHT` × the negative
+#: mixture-phase SI-SDR of each role's waveform (`mixture_phase_sisdr`); weights/TRAINING.md, session 6, measures them.
+LOSSES = ("magnitude", "psa", "psa-l2", "sisdr")
+#: 0.01 per dB, role-weighted like the L1: on run 8's crops the bass L1 term is ~0.18, so a 1 dB SI-SDR gain weighs
+#: as much as a ~10 % lower bass L1.
+SISDR_WEIGHT = 0.01
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -82,7 +87,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="weight of the loss on low 'other' energy let through by the bass mask (0 = off)")
     parser.add_argument("--loss", choices=LOSSES, default="magnitude",
                         help="training target: magnitude (L1 on |S|), psa (L1 on the truncated phase-sensitive "
-                             "target the mixture-phase iSTFT is scored on), psa-l2 (its squared error)")
+                             "target the mixture-phase iSTFT is scored on), psa-l2 (its squared error), sisdr (magnitude "
+                             "L1 + a mixture-phase SI-SDR term on the waveforms)")
     parser.add_argument("--eval-every", type=int, default=200, help="steps between held-out evaluations")
     parser.add_argument("--init", type=Path, default=SHIPPED, help="weights a fresh run starts from ('' = random)")
     parser.add_argument("--export", type=Path, help="write fp16 weights + JSON here at the end")
@@ -102,7 +108,17 @@ def step_loss(model: torch.nn.Module, mix: torch.Tensor, target: torch.Tensor, l
     if loss not in LOSSES:
         raise ValueError(f"unknown separation loss {loss!r}; one of {', '.join(LOSSES)}")
     w = torch.tensor(ROLE_WEIGHTS[: target.shape[1]], device=mix.device)
-    if loss != "magnitude":
+    if loss == "sisdr":
+        if mix.dim() != 2:
+            raise ValueError(f"the {loss} loss needs waveforms (mix [B, S], stems [B, R, S]), not magnitudes")
+        mix_spec, waves = stft(mix, N_FFT, HOP), target
+        mix, target = mix_spec.abs(), magnitude(waves)
+        masks = model(mix)
+        sdr = mixture_phase_sisdr(masks, mix_spec, waves)
+        present = ~torch.isnan(sdr)
+        term = -(torch.nan_to_num(sdr) * w).sum() / (present * w).sum().clamp_min(1.0)
+        out = masked_l1(masks, mix, target, w) + SISDR_WEIGHT * term
+    elif loss != "magnitude":
         if mix.dim() != 2:
             raise ValueError(f"the {loss} loss needs waveforms (mix [B, S], stems [B, R, S]), not magnitudes")
         mix_spec, stem_specs = stft(mix, N_FFT, HOP), stft(target, N_FFT, HOP)
