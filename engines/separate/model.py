@@ -98,7 +98,13 @@ def masked_psa(masks: torch.Tensor, mix_spec: torch.Tensor, stem_specs: torch.Te
                weights: torch.Tensor | None = None, power: int = 1) -> torch.Tensor:
     """`masked_l1`'s error (power 1; power 2: squared, scaled by the squared mean magnitude) against the
     truncated phase-sensitive targets, psa clipped to [0, |X|]: the part a mask in [0, 1] can reach (a negative
-    target means "out of phase with the mix", best served by 0). masks [B, R, F, T], specs complex."""
+    target means "out of phase with the mix", best served by 0). masks [B, R, F, T], specs complex.
+
+    Power 2 is what the shipped weights train with, by measurement (weights/TRAINING.md, session 6): the squared
+    error is the metric's own, and with L1 every bin where the target falls below |S| counts alike, so a network
+    that cannot see phase shrinks the bass wherever it is unsure — L1 lost 0.43 dB of bass on the seed-2027 songs
+    (one song's 150–500 Hz bass almost entirely) and put the real piano task below the mix, where L2 gained bass on
+    every held-out set and the demo."""
     mix_mag = mix_spec.abs()
     target = torch.minimum(psa_targets(mix_spec, stem_specs).clamp_min(0.0), mix_mag.unsqueeze(1))
     scale = mix_mag.mean(dim=(-2, -1), keepdim=True).clamp_min(EPS).unsqueeze(1)

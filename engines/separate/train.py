@@ -3,8 +3,10 @@
     backline train separate --corpus runs/separate/corpus_train --val runs/separate/corpus_val \
         --run-dir runs/separate/run1 --max-minutes 35 --export engines/separate/weights/separate
 
-Recipe: batches of 8 random 3 s crops with a random level per role (and roles left out), L1 on masked
-magnitudes summed over roles (bass weighted ×2: the role the other engines need), Adam, warm-up then cosine.
+Recipe: batches of 8 random 3 s crops with a random level per role (and roles left out), a loss on masked
+magnitudes summed over roles (bass weighted ×2: the role the other engines need), Adam, warm-up then cosine. The
+loss (`--loss`, default `DEFAULT_LOSS`): the squared error against the truncated phase-sensitive target, the
+mixture-phase estimate's own error, since session 6; the magnitude L1 before (weights/TRAINING.md).
 A run resumes from its own checkpoint; a fresh run starts from the shipped weights (`--init`, on by default), so
 more training continues rather than restarts. Every `--eval-every` steps the held-out songs' SI-SDR improvement
 per role goes to `metrics.jsonl` beside the training minutes: the learning curve in weights/TRAINING.md.
@@ -61,6 +63,10 @@ LOSSES = ("magnitude", "psa", "psa-l2", "sisdr")
 #: 0.01 per dB, role-weighted like the L1: on run 8's crops the bass L1 term is ~0.18, so a 1 dB SI-SDR gain weighs
 #: as much as a ~10 % lower bass L1.
 SISDR_WEIGHT = 0.01
+#: What `backline train separate` trains with: the loss of the shipped weights (session 6's psa2 passed the gate
+#: with it; runs 1–15 used "magnitude"), so more training from them continues toward the same target.
+#: `step_loss` itself keeps "magnitude" as its default: it is the only loss that also takes magnitude batches.
+DEFAULT_LOSS = "psa-l2"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -85,8 +91,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="probability that a crop gets a low 'other' line from --low-bank beside its bass")
     parser.add_argument("--leak", type=float, default=0.0,
                         help="weight of the loss on low 'other' energy let through by the bass mask (0 = off)")
-    parser.add_argument("--loss", choices=LOSSES, default="magnitude",
-                        help="training target: magnitude (L1 on |S|), psa (L1 on the truncated phase-sensitive "
+    parser.add_argument("--loss", choices=LOSSES, default=DEFAULT_LOSS,
+                        help=f"training target (default {DEFAULT_LOSS}, the shipped weights'): magnitude (L1 on |S|, "
+                             "runs 1–15), psa (L1 on the truncated phase-sensitive "
                              "target the mixture-phase iSTFT is scored on), psa-l2 (its squared error), sisdr (magnitude "
                              "L1 + a mixture-phase SI-SDR term on the waveforms)")
     parser.add_argument("--eval-every", type=int, default=200, help="steps between held-out evaluations")
