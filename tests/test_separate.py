@@ -146,7 +146,8 @@ def test_train_steps_takes_waveforms_or_magnitudes():
     waves = [(stems.sum(1), stems)] * 2
     mags = [(magnitude(stems.sum(1)), magnitude(stems))] * 2
     losses = train_steps(model, iter(waves), 2, "cpu") + train_steps(model, iter(mags), 2, "cpu")
-    assert len(losses) == 4 and all(np.isfinite(losses))
+    losses += train_steps(model, iter(waves), 2, "cpu", loss="psa-l2")
+    assert len(losses) == 6 and all(np.isfinite(losses))
 
 
 def test_augmented_stems_still_sum_to_their_mix():

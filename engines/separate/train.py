@@ -148,15 +148,16 @@ def apply_step(model: torch.nn.Module, opt: torch.optim.Optimizer, loss: torch.T
 
 def train_steps(model: torch.nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], steps: int,
                 device: str | torch.device = "cpu", *, lr: float = 1e-3,
-                opt: torch.optim.Optimizer | None = None) -> list[float]:
-    """Plain optimisation steps (no checkpoint, no schedule) for callers with their own loop; returns losses."""
+                opt: torch.optim.Optimizer | None = None, loss: str = "magnitude") -> list[float]:
+    """Plain optimisation steps (no checkpoint, no schedule) for callers with their own loop; returns losses.
+    `loss` as `step_loss` (`DEFAULT_LOSS`, the shipped weights', needs waveform batches)."""
     model.to(device).train()
     opt = opt or torch.optim.Adam(model.parameters(), lr=lr)
     losses = []
     it = iter(batches)
     for _ in range(steps):
         mix, target = next(it)
-        losses.append(apply_step(model, opt, step_loss(model, mix.to(device), target.to(device))))
+        losses.append(apply_step(model, opt, step_loss(model, mix.to(device), target.to(device), loss=loss)))
     return losses
 
 
