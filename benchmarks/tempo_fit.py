@@ -1,7 +1,13 @@
 """How `listen.TEMPO_WEIGHTS` were made: a conditional logit over each clip's tempo candidates.
 
     .venv/bin/python benchmarks/tempo_fit.py [--cache /tmp/backline-nodrums] [--pieces 27] [--drums DIR] [--table F]
-        [--cv] [--l2 0.003] [--features fit,lp,...]
+        [--cv] [--l2 0.003] [--features fit,lp,...] [--fix-base]
+
+Style contexts (issue 19, README "Style as the octave's context"): a feature "a*b" is the product of a clip-level
+style gate and a candidate's cue (`listen.tempo.feature`, `style_context`); with `--fix-base` the 16 shipped
+weights stay and only the products are fitted (`listen.tempo.STYLE_WEIGHTS_MEASURED`: `--fix-base --features
+fit,contrast,lp,thin,n8,n16,k16,pfit,p8,p16,tfit,tn8,tn16,tk16,tp8,tp16,gsw*sk,gsw*lt,gnokit*kcov`; CV 151 → 162 of
+189; measured, not shipped: realdev unchanged).
 
 Training clips (never the nodrums_eval set, never a Bach chorale, never realdev):
 - music21 four-part pieces after the first 16 of `nodrums_eval.build_set` (those 16 are the evaluation set; the
@@ -155,20 +161,32 @@ def table(group_clips) -> list[tuple[str, str, list[dict], float]]:
 
 
 def _xy(cands: list[dict], bpm: float, keys: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    x = np.array([[c[k] for k in keys] for c in cands], float).reshape(len(cands), len(keys))
+    from backline.engines.listen.tempo import feature
+
+    x = np.array([[feature(c, k) for k in keys] for c in cands], float).reshape(len(cands), len(keys))
     return x, np.array([abs(c["bpm"] / bpm - 1.0) < 0.04 for c in cands], bool)
 
 
-def fit(rows, keys: list[str], l2: float) -> np.ndarray:
-    """Weights maximising sum log P(right | clip) - l2 |w|^2 (softmax over the clip's candidates), L-BFGS."""
+def fit(rows, keys: list[str], l2: float, fixed: dict | None = None) -> np.ndarray:
+    """Weights maximising sum log P(right | clip) - l2 |w|^2 (softmax over the clip's candidates), L-BFGS. Keys in
+    `fixed` keep the weight given there (`--fix-base`: the straight-music weights stay, the style contexts are
+    fitted on top); the rest start at 0."""
     from scipy.optimize import minimize
 
-    data = [xy for xy in (_xy(c, bpm, keys) for g, _, c, bpm in rows if g not in MEASURED_ONLY) if xy[1].any()]
+    fixed = {k: v for k, v in (fixed or {}).items() if k in keys}
+    free = [k for k in keys if k not in fixed]
+    data = []
+    for g, _, c, bpm in rows:
+        x, r = _xy(c, bpm, keys)
+        if g not in MEASURED_ONLY and r.any():
+            cols = [keys.index(k) for k in free]
+            offset = x @ np.array([fixed.get(k, 0.0) for k in keys])
+            data.append((x[:, cols], r, offset))
 
     def loss(w):
         total, grad = 0.0, np.zeros_like(w)
-        for x, r in data:
-            s = x @ w
+        for x, r, offset in data:
+            s = x @ w + offset
             p = np.exp(s - s.max())
             p /= p.sum()
             pr = p[r].sum()
@@ -176,7 +194,9 @@ def fit(rows, keys: list[str], l2: float) -> np.ndarray:
             grad -= p[r] @ x[r] / (pr + 1e-12) - p @ x
         return total / len(data) + l2 * w @ w, grad / len(data) + 2 * l2 * w
 
-    return minimize(loss, np.zeros(len(keys)), jac=True, method="L-BFGS-B").x
+    w = minimize(loss, np.zeros(len(free)), jac=True, method="L-BFGS-B").x
+    out = dict(fixed, **dict(zip(free, w)))
+    return np.array([out[k] for k in keys])
 
 
 def report(rows, keys: list[str], w: np.ndarray, label: str) -> None:
@@ -187,14 +207,14 @@ def report(rows, keys: list[str], w: np.ndarray, label: str) -> None:
     print(f"{label}: " + ", ".join(f"{g} {sum(v)}/{len(v)}" for g, v in groups.items()))
 
 
-def cross_validate(rows, keys: list[str], l2: float, folds: int = 5) -> None:
+def cross_validate(rows, keys: list[str], l2: float, folds: int = 5, fixed: dict | None = None) -> None:
     """Each piece's clips (all its groups together) scored by weights fitted without that piece: five folds."""
     pieces = sorted({name for _, name, _, _ in rows})
     np.random.default_rng(0).shuffle(pieces)
     groups: dict[str, list[bool]] = {}
     for k in range(folds):
         held = set(pieces[k::folds])
-        w = fit([r for r in rows if r[1] not in held], keys, l2)
+        w = fit([r for r in rows if r[1] not in held], keys, l2, fixed)
         for group, name, cands, bpm in rows:
             if name in held:
                 x, r = _xy(cands, bpm, keys)
@@ -215,13 +235,20 @@ def main() -> int:
                     help="a JSON file for the clips' candidate tables: written once, read back on the next run")
     ap.add_argument("--cv", action="store_true", help="also five-fold cross-validation by piece")
     ap.add_argument("--features", default="", help="comma list (default: the keys of listen.TEMPO_WEIGHTS)")
+    ap.add_argument("--fix-base", action="store_true",
+                    help="keep the shipped weights of the straight-music features (keys without '*'), fit only the "
+                         "style-context products (how TEMPO_WEIGHTS' context weights were made)")
     a = ap.parse_args()
     print(hardware())
-    from backline.engines.listen.tempo import TEMPO_WEIGHTS
+    from backline.engines.listen.tempo import TEMPO_WEIGHTS, style_context
 
     keys = a.features.split(",") if a.features else list(TEMPO_WEIGHTS)
+    fixed = {k: v for k, v in TEMPO_WEIGHTS.items() if "*" not in k} if a.fix_base else None
     if a.table is not None and a.table.is_file():
         rows = [tuple(r) for r in json.loads(a.table.read_text())]
+        for _, _, cands, _ in rows:  # the style gates again from the raw cues: a table outlives a gate's change
+            if cands:
+                style_context(cands, cands[0]["csw"], cands[0]["ckit"])
         print(f"(candidate table read from {a.table}: {len(rows)} clips; delete it after changing the features)")
     else:
         rows = table(clips(a.cache, a.pieces, a.drums))
@@ -230,8 +257,8 @@ def main() -> int:
     if set(keys) <= set(TEMPO_WEIGHTS):
         report(rows, list(TEMPO_WEIGHTS), np.array(list(TEMPO_WEIGHTS.values())), "shipped weights")
     if a.cv:
-        cross_validate(rows, keys, a.l2)
-    w = fit(rows, keys, a.l2)
+        cross_validate(rows, keys, a.l2, fixed=fixed)
+    w = fit(rows, keys, a.l2, fixed)
     report(rows, keys, w, "fitted weights ")
     print("TEMPO_WEIGHTS = " + json.dumps({k: round(float(v), 2) for k, v in zip(keys, w)}))
     return 0

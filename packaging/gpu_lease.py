@@ -657,14 +657,14 @@ def bass_job(lease: Lease, weights: Path | None) -> Job:
 
 def separate_job(lease: Lease, weights: Path | None) -> Job:
     """The mask network of engines/separate (bass / drums / other), fine-tuned from its shipped weights (from a
-    seeded start when none are shipped yet) with its trainer's loss (`train.step_loss`) on the bundle's role
+    seeded start when none are shipped yet) with its trainer's loss (`train.step_loss`, the shipped weights' `DEFAULT_LOSS`) on the bundle's role
     stems: 3 s crops, a random level per role (±9 dB) and 10 % of roles left out, as `data.crops` draws them."""
     import torch
 
     from backline.engines.core.errors import DatasetError
     from backline.engines.core.weights import weight_paths
     from backline.engines.separate.model import DEFAULT_CONFIG, SAMPLE_RATE, build
-    from backline.engines.separate.train import SHIPPED, apply_step, step_loss
+    from backline.engines.separate.train import DEFAULT_LOSS, SHIPPED, apply_step, step_loss
     from backline.engines.separate.train import export as export_separate
 
     start = weights if weights is not None else (SHIPPED if weight_paths(SHIPPED)[0].exists() else None)
@@ -699,13 +699,13 @@ def separate_job(lease: Lease, weights: Path | None) -> Job:
         mix = stems.sum(dim=1)
         try:
             with lease.ctx.autocast() if precision["autocast"] else contextlib.nullcontext():
-                loss = step_loss(model, mix, stems)
+                loss = step_loss(model, mix, stems, loss=DEFAULT_LOSS)
         except RuntimeError as err:  # a kernel without bf16 support: fp32 from here (nothing was updated yet)
             if not precision["autocast"]:
                 raise
             say(f"separate: bf16 autocast failed ({str(err)[:200]}); fp32 from here")
             precision["autocast"] = False
-            loss = step_loss(model, mix, stems)
+            loss = step_loss(model, mix, stems, loss=DEFAULT_LOSS)
         return {"loss": apply_step(model, opt, loss)}
 
     @torch.no_grad()
@@ -716,7 +716,7 @@ def separate_job(lease: Lease, weights: Path | None) -> Job:
         total = 0.0
         for k in range(0, crops.shape[0], 4):
             stems = crops[k:k + 4].to(dev)
-            total += float(step_loss(model, stems.sum(dim=1), stems)) * stems.shape[0]
+            total += float(step_loss(model, stems.sum(dim=1), stems, loss=DEFAULT_LOSS)) * stems.shape[0]
         model.train()
         return {"loss": round(total / crops.shape[0], 5)}
 

@@ -228,3 +228,110 @@ def test_music_played_to_a_click_is_tracked_on_its_grid():
     tracked = track_beats(env, period)
     grid = phase + period * np.arange(34)  # the chords, and the cut-off of the last (a click) a beat later
     assert len(tracked) >= 31 and max(np.abs(grid - t).min() for t in tracked) <= 2.0  # two frames: 23 ms
+
+
+def _hits(times: np.ndarray, seconds: float, noise: bool, rng: np.random.Generator) -> Audio:
+    """Hi-hat-like noise bursts (noise) or piano-like harmonic tones at `times`."""
+    y = np.zeros(int(seconds * SR), np.float32)
+    for i, t in enumerate(times):
+        if noise:
+            x = rng.standard_normal(int(0.15 * SR)).astype(np.float32) * np.exp(-np.arange(int(0.15 * SR)) / SR * 30)
+            x = (x * 0.3).astype(np.float32)
+        else:
+            x = _tone((60, 64, 67, 72)[i % 4], 0.3) * 0.3
+        a = int(t * SR)
+        y[a:a + len(x)] += x[:len(y) - a]
+    return Audio(y, SR)
+
+
+def test_style_cues_hear_a_swung_timekeeper_and_a_drum_kit():
+    """The octave's style context (issue 19): the ride's "ding ding-a" (1, 2/3, 1/3 of a beat) makes long–short
+    pairs where straight eighths and quarters make none, and noise above 4 kHz (cymbals, hi-hats) is flat where
+    harmonic tones are not — each on the right side of its gate."""
+    from backline.engines.listen.tempo import KIT_GATE, SWING_GATE, _onsets, _swing_pairs
+    from backline.engines.listen.tempo import SR as LISTEN_SR
+
+    rng = np.random.default_rng(1)
+    beat = 60.0 / 160.0
+    ride = np.sort(np.r_[np.arange(32) * beat, (np.arange(1, 32, 2) + 2.0 / 3.0) * beat])
+    ride = ride + rng.normal(0.0, 0.006, len(ride))
+    assert _swing_pairs(ride) >= SWING_GATE[1]
+    straight = np.arange(64) * beat / 2 + rng.normal(0.0, 0.006, 64)
+    assert _swing_pairs(straight) <= SWING_GATE[0]
+    assert _swing_pairs(np.arange(32) * beat) <= SWING_GATE[0]
+    assert _swing_pairs(ride[:6]) == 0.0  # too few to say
+    quarter_two_eighths = np.sort(np.r_[np.arange(32), np.arange(1, 32, 2) + 0.5]) * beat  # straight, 2:1 pairs
+    assert _swing_pairs(quarter_two_eighths) <= SWING_GATE[0]
+
+    times = np.arange(16) * 0.3 + 0.05
+    kit = _onsets(_hits(times, 5.0, True, rng).resampled(LISTEN_SR).samples[0])[4]
+    keys = _onsets(_hits(times, 5.0, False, rng).resampled(LISTEN_SR).samples[0])[4]
+    assert kit >= KIT_GATE[1] and keys <= KIT_GATE[0], (kit, keys)
+
+
+def test_the_swung_skip_sits_two_thirds_into_the_swing_beat_not_its_half():
+    """At a swing groove's own tempo the ride's skip note falls two-thirds into the beat and nothing falls half-way;
+    at half that tempo the half-way point is the real next beat and two-thirds of the way is empty: the swung-
+    off-beat cue is positive at the beat and negative at its half (the octave a swing clip was missing)."""
+    from backline.engines.listen.tempo import HOP, _swung_offbeat
+    from backline.engines.listen.tempo import SR as LISTEN_SR
+
+    fps = LISTEN_SR / HOP
+    beat = 60.0 / 150.0
+    env = np.zeros(int(20.0 * fps))
+    for k in range(40):
+        env[int(round((0.2 + k * beat) * fps))] = 1.0
+        if k % 2:
+            env[int(round((0.2 + (k + 2.0 / 3.0) * beat) * fps))] = 0.6
+    beats = 0.2 + np.arange(40) * beat
+    assert _swung_offbeat(env, beats) > 0.5
+    assert _swung_offbeat(env, beats[::2]) < -0.5
+
+
+def _swing_groove(bpm: float, bars: int, tmp_path, skip: float = 2.0 / 3.0) -> Audio:
+    """A jazz rhythm section rendered with FluidR3 (the ride on every beat and its skip note `skip` into beats 2
+    and 4, the hi-hat foot on 2 and 4, a walking bass in quarters, the piano on 1 and the swung "and" of 2)."""
+    import pretty_midi
+
+    from backline.engines.core.render import find_soundfonts, render_midi
+
+    if not find_soundfonts():
+        pytest.skip("fluidsynth soundfonts not installed")
+    beat = 60.0 / bpm
+    pm = pretty_midi.PrettyMIDI(initial_tempo=bpm)
+    drums, bass, piano = pretty_midi.Instrument(0, is_drum=True), pretty_midi.Instrument(32), pretty_midi.Instrument(0)
+    for bar in range(bars):
+        root = (50, 43, 48, 45)[bar % 4]  # D G C A, one a bar
+        for b in range(4):
+            s = (bar * 4 + b) * beat
+            drums.notes.append(pretty_midi.Note(90 if b % 2 == 0 else 80, 51, s, s + 0.2))
+            if b % 2:
+                drums.notes.append(pretty_midi.Note(70, 51, s + skip * beat, s + skip * beat + 0.1))
+                drums.notes.append(pretty_midi.Note(65, 44, s, s + 0.1))
+            p = root + (0, 3, 7, 10)[b]
+            bass.notes.append(pretty_midi.Note(95, p - 12 * (p > 55), s, s + 0.9 * beat))
+        for at, length in ((0.0, 0.8), (1.0 + skip, 1.2)):
+            s = (bar * 4 + at) * beat
+            piano.notes += [pretty_midi.Note(70, root + 12 + q, s, s + length * beat) for q in (4, 7, 10, 14)]
+    pm.instruments += [drums, bass, piano]
+    pm.write(str(tmp_path / "swing.mid"))
+    return render_midi(tmp_path / "swing.mid", "FluidR3_GM", sample_rate=44100)
+
+
+def test_a_rendered_swing_groove_opens_the_swing_context_and_its_quarter_wins_with_the_style_weights(tmp_path):
+    """Issue 19's swing octave: the swing quarter is the beat (the ride and the walking bass mark it, the eighths
+    swing inside it); the shipped weights hear a 176 BPM groove at 88, where every straight-music cue finds the
+    half as good and the prior near 120 BPM prefers it. The style context reads a swung timekeeper and a kit, the
+    skip note sits two-thirds into the quarter and not into the half, and with the measured style weights the
+    quarter wins; played straight (the skip half-way), the same groove opens no swing context."""
+    from backline.engines.listen import tempo_table
+    from backline.engines.listen.tempo import STYLE_WEIGHTS_MEASURED, TEMPO_WEIGHTS, tempo_value
+
+    tab = tempo_table(_swing_groove(176.0, 8, tmp_path))
+    assert tab[0]["gsw"] == 1.0 and tab[0]["gkit"] == 1.0
+    near = lambda bpm: [f for f in tab if abs(f["bpm"] / bpm - 1.0) < 0.04]  # noqa: E731
+    assert near(176.0) and near(88.0)
+    assert max(f["sk"] for f in near(176.0)) > 0.3 and max(f["sk"] for f in near(88.0)) < 0.0
+    best = max(tab, key=lambda f: tempo_value(f, {**TEMPO_WEIGHTS, **STYLE_WEIGHTS_MEASURED}))
+    assert abs(best["bpm"] / 176.0 - 1.0) < 0.04, best["bpm"]
+    assert tempo_table(_swing_groove(176.0, 8, tmp_path, skip=0.5))[0]["gsw"] == 0.0

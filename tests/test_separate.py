@@ -146,7 +146,8 @@ def test_train_steps_takes_waveforms_or_magnitudes():
     waves = [(stems.sum(1), stems)] * 2
     mags = [(magnitude(stems.sum(1)), magnitude(stems))] * 2
     losses = train_steps(model, iter(waves), 2, "cpu") + train_steps(model, iter(mags), 2, "cpu")
-    assert len(losses) == 4 and all(np.isfinite(losses))
+    losses += train_steps(model, iter(waves), 2, "cpu", loss="psa-l2")
+    assert len(losses) == 6 and all(np.isfinite(losses))
 
 
 def test_augmented_stems_still_sum_to_their_mix():
@@ -395,16 +396,16 @@ def test_widened_network_starts_with_the_shipped_masks_and_then_reads_the_low_ba
     from backline.engines.separate.engine import WEIGHTS, load_model
     from backline.engines.separate.model import LOW_BINS, build, load_narrower
 
-    run8 = load_model(WEIGHTS)
-    assert run8.low_bins == 0 and run8.inp_low is None  # a JSON without "low_bins" builds run 8's network
-    wide = build(run8.config() | {"low_bins": LOW_BINS}).eval()
-    load_narrower(wide, run8.state_dict())
+    shipped = load_model(WEIGHTS)
+    assert shipped.low_bins == 0 and shipped.inp_low is None  # a JSON without "low_bins": the narrow network
+    wide = build(shipped.config() | {"low_bins": LOW_BINS}).eval()
+    load_narrower(wide, shipped.state_dict())
     wave = _bass_and_band()[None]
     low = wide.low_band(wave)
     assert low.shape == (1, LOW_BINS, magnitude(wave).shape[-1])  # the long window's frames are the mask frames
     with torch.no_grad():
-        before, after = run8(magnitude(wave)), wide(magnitude(wave), low)
-        assert float((after - before).abs().max()) <= 1e-6  # function-preserving: run 8's masks at step 0
+        before, after = shipped(magnitude(wave)), wide(magnitude(wave), low)
+        assert float((after - before).abs().max()) <= 1e-6  # function-preserving: the shipped masks at step 0
         wide.inp_low.weight.copy_(0.05 * torch.randn(wide.inp_low.weight.shape))
         moved = wide(magnitude(wave), low)
         quiet = wide(magnitude(wave * 0.1), wide.low_band(wave * 0.1))
@@ -429,9 +430,100 @@ def test_low_band_network_trains_on_waveforms_and_round_trips_through_export(tmp
     assert float(model.inp_low.weight.detach().abs().max()) > 0  # the zero columns learn
     with pytest.raises(ValueError, match="low band"):
         step_loss(model, magnitude(stems.sum(1)), magnitude(stems))  # magnitudes alone cannot feed it
+    assert torch.isfinite(step_loss(model, stems.sum(1), stems, loss="psa-l2"))  # the shipped weights' loss too
     export(model, tmp_path / "wide", {"steps": 3})
     loaded = load_model(tmp_path / "wide")
     assert loaded.low_bins == LOW_BINS and loaded.config() == model.config()
     masks = Separator(loaded).masks(_bass_and_band(1.5).numpy())
     assert masks.shape == (len(ROLES), BINS, 1 + int(1.5 * 22050) // 256)
     torch.testing.assert_close(masks.sum(0), torch.ones_like(masks[0]))
+
+
+def _overlapping_stems() -> torch.Tensor:
+    """Three parts sharing bins with different phases: a 110 Hz tone with harmonics, the same partials a quarter
+    period later at another level (a second instrument on the same note), and noise."""
+    g = torch.Generator().manual_seed(4)
+    t = torch.arange(22050) / 22050
+    bass = sum(torch.sin(2 * torch.pi * 110 * k * t) / k for k in range(1, 6))
+    other = 0.7 * sum(torch.sin(2 * torch.pi * 110 * k * t + 1.3 * k) / k for k in range(1, 6))
+    return torch.stack([bass, 0.3 * torch.randn(22050, generator=g), other])[None].float()
+
+
+def test_phase_sensitive_targets_are_what_a_mixture_phase_mask_is_scored_on():
+    from backline.engines.codec.fidelity import si_sdr
+    from backline.engines.core.frontend import istft, stft
+    from backline.engines.separate.model import HOP, N_FFT, masked_psa, psa_targets
+
+    stems = _overlapping_stems()
+    x, s = stft(stems.sum(1), N_FFT, HOP), stft(stems, N_FFT, HOP)
+    psa = psa_targets(x, s)
+    # the roles' targets sum to the mixture magnitude in every bin (what softmax masks sum to); magnitudes more
+    torch.testing.assert_close(psa.sum(1), x.abs(), atol=1e-3, rtol=1e-4)
+    assert float((s.abs().sum(1) - x.abs()).mean()) > 0.05 * float(x.abs().mean())
+    # the bin-wise identity behind it: |M|X|e^{i∠X} − S|² = (M|X| − psa)² + (|S|² − psa²), for any real mask
+    m = torch.rand(psa.shape, generator=torch.Generator().manual_seed(1))
+    complex_err = (m * x.unsqueeze(1) - s).abs() ** 2
+    torch.testing.assert_close(complex_err, (m * x.abs().unsqueeze(1) - psa) ** 2 + s.abs() ** 2 - psa ** 2,
+                               atol=1e-2, rtol=1e-3)
+    # the oracle truncated-PSA mask costs nothing; the ideal ratio mask (magnitude targets) does, and scores lower
+    oracle = torch.minimum(psa.clamp_min(0), x.abs().unsqueeze(1)) / x.abs().clamp_min(1e-5).unsqueeze(1)
+    irm = s.abs() / s.abs().sum(1, keepdim=True).clamp_min(1e-5)
+    assert float(masked_psa(oracle, x, s)) < 1e-6
+    assert float(masked_psa(irm, x, s)) > 0.02
+    for p in (1, 2):
+        assert float(masked_psa(oracle, x, s, power=p)) < float(masked_psa(irm, x, s, power=p))
+
+    def bass_sisdr(mask: torch.Tensor) -> float:
+        est = istft(mask[0, 0] * x[0], N_FFT, HOP, length=stems.shape[-1])
+        return si_sdr(stems[0, 0].numpy(), est.numpy())
+
+    assert bass_sisdr(oracle) > bass_sisdr(irm) + 0.3  # measured +3.84 against +3.29
+
+
+def test_step_loss_phase_sensitive_needs_waveforms_and_trains():
+    from backline.engines.separate.train import LOSSES, configure, step_loss
+
+    torch.manual_seed(0)
+    model = MaskNet(hidden=8, layers=1)
+    stems = _overlapping_stems()[..., :11025]
+    for name in LOSSES:
+        loss = step_loss(model, stems.sum(1), stems, loss=name)
+        loss.backward()
+        value = float(loss.detach())
+        assert loss.dim() == 0 and value > 0 and np.isfinite(value)
+    assert model.out.weight.grad is not None and float(model.out.weight.grad.abs().sum()) > 0
+    with pytest.raises(ValueError, match="needs waveforms"):
+        step_loss(model, magnitude(stems.sum(1)), magnitude(stems), loss="psa")
+    with pytest.raises(ValueError, match="unknown separation loss"):
+        step_loss(model, stems.sum(1), stems, loss="sdr")
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    configure(parser)
+    args = parser.parse_args(["--corpus", "c", "--run-dir", "r"])
+    # more training from the shipped weights continues with the loss they were trained with (their JSON says)
+    import json
+
+    from backline.engines.separate.train import DEFAULT_LOSS, SHIPPED
+
+    shipped = json.loads(SHIPPED.with_suffix(".json").read_text())["training"]
+    assert args.loss == DEFAULT_LOSS == shipped["loss"]
+    assert parser.parse_args(["--corpus", "c", "--run-dir", "r", "--loss", "magnitude"]).loss == "magnitude"
+
+
+def test_mixture_phase_sisdr_is_the_benchmark_figure_and_skips_absent_roles():
+    from backline.engines.codec.fidelity import si_sdr
+    from backline.engines.core.frontend import istft, stft
+    from backline.engines.separate.model import HOP, N_FFT, mixture_phase_sisdr
+
+    stems = _overlapping_stems()
+    stems = torch.cat([stems, stems * torch.tensor([1.0, 1.0, 0.0])[:, None]])  # the 2nd crop has no "other"
+    x = stft(stems.sum(1), N_FFT, HOP)
+    masks = torch.rand((2, 3, *x.shape[-2:]), generator=torch.Generator().manual_seed(2))
+    masks = (masks / masks.sum(1, keepdim=True)).requires_grad_()
+    sdr = mixture_phase_sisdr(masks, x, stems)
+    assert bool(torch.isnan(sdr[1, 2])) and not bool(torch.isnan(sdr[:, :2]).any())
+    est = istft(masks[0, 0].detach() * x[0], N_FFT, HOP, length=stems.shape[-1])
+    assert abs(float(sdr[0, 0].detach()) - si_sdr(stems[0, 0].numpy(), est.numpy())) < 0.05
+    torch.nan_to_num(sdr).sum().backward()
+    assert torch.isfinite(masks.grad).all() and float(masks.grad.abs().sum()) > 0

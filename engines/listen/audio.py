@@ -30,10 +30,10 @@ from backline.engines.listen.tempo import (
 def _cues(y: np.ndarray):
     """Everything listening reads from the samples: the onset envelopes (`_onsets`), the CQT chroma, the band's
     low voice, the pitch-change envelope (aligned with the onset envelope) and the upper chroma (`_frame_chroma`)."""
-    env, low, kick_env, high = _onsets(y)
+    env, low, kick_env, high, kit = _onsets(y)
     frame_chroma, band_low, pitch_env, upper_chroma = _frame_chroma(y)
     pitch_env = np.pad(pitch_env, (0, max(0, len(env) - len(pitch_env))))[:len(env)]
-    return env, low, kick_env, frame_chroma, band_low, pitch_env, upper_chroma, high
+    return env, low, kick_env, frame_chroma, band_low, pitch_env, upper_chroma, high, kit
 
 
 def _grid_cues(frame_chroma: np.ndarray, low: np.ndarray, beats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -46,9 +46,9 @@ def tempo_table(mix: Audio, meters: tuple[tuple[int, int], ...] = ((4, 4), (3, 4
     """Every tempo candidate `listen` weighs for this mix, with its features (`tempo_features`): what
     benchmarks/tempo_fit.py fits `TEMPO_WEIGHTS` on."""
     y = np.nan_to_num(mix.with_channels(1).resampled(SR).samples[0].astype(np.float32))
-    env, low, _, frame_chroma, _, pitch_env, _, high = _cues(y)
+    env, low, _, frame_chroma, _, pitch_env, _, high, kit = _cues(y)
     return tempo_features(tempo_candidates(env), env, low, len(y) / SR, list(meters),
-                          lambda beats: _grid_cues(frame_chroma, low, beats), pitch_env, high)
+                          lambda beats: _grid_cues(frame_chroma, low, beats), pitch_env, high, kit)
 
 
 def listen_audio(mix: Audio, *, bpm: float | None = None, meter: tuple[int, int] | None = None,
@@ -63,7 +63,7 @@ def listen_audio(mix: Audio, *, bpm: float | None = None, meter: tuple[int, int]
     if duration < 2.0:
         raise ConfigError(f"the mix is {duration:.1f} s long; listening needs at least two bars",
                           fix="give a longer mix, or the tempo and chords (--bpm, --chords)")
-    env, low, kick_env, frame_chroma, band_low, pitch_env, upper_chroma, high = _cues(y)
+    env, low, kick_env, frame_chroma, band_low, pitch_env, upper_chroma, high, kit = _cues(y)
     fps = SR / HOP
     fr_of = lambda t: np.clip(np.rint(t * fps).astype(int), 0, len(low) - 1)  # noqa: E731
     want_compound = meter == (6, 8) and beats_hint is None
@@ -96,7 +96,7 @@ def listen_audio(mix: Audio, *, bpm: float | None = None, meter: tuple[int, int]
             cands = tempo_candidates(env)
             sources["tempo"] = "audio"
         best = None
-        for f in tempo_features(cands, env, low, duration, meters, grid_of, pitch_env, high):
+        for f in tempo_features(cands, env, low, duration, meters, grid_of, pitch_env, high, kit):
             value = tempo_value(f)
             if best is None or value > best[0]:
                 best = (value, f["beats"], f["beat_s"], f["chroma"], f["low"], f["meter"], f["phase"])

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from backline.engines.core.frontend import stft
+from backline.engines.core.frontend import istft, stft
 
 SAMPLE_RATE = 22050
 N_FFT = 1024
@@ -147,6 +147,51 @@ def masked_l1(masks: torch.Tensor, mix_mag: torch.Tensor, target_mags: torch.Ten
     if weights is not None:
         per_role = per_role * weights
     return per_role.sum()
+
+
+def psa_targets(mix_spec: torch.Tensor, stem_specs: torch.Tensor) -> torch.Tensor:
+    """Phase-sensitive targets (Erdogan et al. 2015) Re(S_k · conj X) / |X| = |S_k| cos(∠S_k − ∠X), untruncated.
+
+    Why: the estimate is scored after iSTFT(M ⊙ X) with the MIXTURE phase, and for a real mask the squared error
+    |M|X| e^{i∠X} − S_k|² equals (M|X| − psa_k)² plus a term the mask cannot change, so by Parseval this target's
+    squared error is the time-domain error itself; |S_k| is not the best a real mask can reach. The targets of
+    all roles sum to |X| in every bin (Σ_k S_k = X), the sum a softmax's masks keep. mix [..., F, T] complex,
+    stems [..., R, F, T] complex → [..., R, F, T] real."""
+    return (stem_specs * mix_spec.conj().unsqueeze(-3)).real / mix_spec.abs().clamp_min(EPS).unsqueeze(-3)
+
+
+def masked_psa(masks: torch.Tensor, mix_spec: torch.Tensor, stem_specs: torch.Tensor,
+               weights: torch.Tensor | None = None, power: int = 1) -> torch.Tensor:
+    """`masked_l1`'s error (power 1; power 2: squared, scaled by the squared mean magnitude) against the
+    truncated phase-sensitive targets, psa clipped to [0, |X|]: the part a mask in [0, 1] can reach (a negative
+    target means "out of phase with the mix", best served by 0). masks [B, R, F, T], specs complex.
+
+    Power 2 is what the shipped weights train with, by measurement (weights/TRAINING.md, session 6): the squared
+    error is the metric's own, and with L1 every bin where the target falls below |S| counts alike, so a network
+    that cannot see phase shrinks the bass wherever it is unsure — L1 lost 0.43 dB of bass on the seed-2027 songs
+    (one song's 150–500 Hz bass almost entirely) and put the real piano task below the mix, where L2 gained bass on
+    every held-out set and the demo."""
+    mix_mag = mix_spec.abs()
+    target = torch.minimum(psa_targets(mix_spec, stem_specs).clamp_min(0.0), mix_mag.unsqueeze(1))
+    scale = mix_mag.mean(dim=(-2, -1), keepdim=True).clamp_min(EPS).unsqueeze(1)
+    err = ((masks * mix_mag.unsqueeze(1) - target) / scale).abs() ** power
+    per_role = err.mean(dim=(0, 2, 3))
+    if weights is not None:
+        per_role = per_role * weights
+    return per_role.sum()
+
+
+def mixture_phase_sisdr(masks: torch.Tensor, mix_spec: torch.Tensor, stems: torch.Tensor) -> torch.Tensor:
+    """SI-SDR (dB, [B, R]) of each role's estimate iSTFT(M ⊙ X) against its waveform: the figure the network is
+    scored on, differentiable. A role left out of a crop (below −30 dB re the mix) gets NaN: it has no score.
+    masks [B, R, F, T], mix_spec complex [B, F, T], stems [B, R, S]."""
+    est = istft(masks * mix_spec.unsqueeze(1), N_FFT, HOP, length=stems.shape[-1])
+    ref, est = stems - stems.mean(-1, keepdim=True), est - est.mean(-1, keepdim=True)
+    ref_energy = (ref ** 2).sum(-1)
+    target = ((est * ref).sum(-1) / ref_energy.clamp_min(1e-8)).unsqueeze(-1) * ref
+    sdr = 10 * torch.log10((target ** 2).sum(-1).clamp_min(1e-8) / ((est - target) ** 2).sum(-1).clamp_min(1e-8))
+    present = ref_energy > 1e-3 * (stems.sum(1) ** 2).sum(-1, keepdim=True)
+    return torch.where(present, sdr, torch.full_like(sdr, float("nan")))
 
 
 #: Bins below 300 Hz (21.5 Hz each): the bass's fundamentals and second harmonics, where a low piano or organ

@@ -3,8 +3,10 @@
     backline train separate --corpus runs/separate/corpus_train --val runs/separate/corpus_val \
         --run-dir runs/separate/run1 --max-minutes 35 --export engines/separate/weights/separate
 
-Recipe: batches of 8 random 3 s crops with a random level per role (and roles left out), L1 on masked
-magnitudes summed over roles (bass weighted ×2: the role the other engines need), Adam, warm-up then cosine.
+Recipe: batches of 8 random 3 s crops with a random level per role (and roles left out), a loss on masked
+magnitudes summed over roles (bass weighted ×2: the role the other engines need), Adam, warm-up then cosine. The
+loss (`--loss`, default `DEFAULT_LOSS`): the squared error against the truncated phase-sensitive target, the
+mixture-phase estimate's own error, since session 6; the magnitude L1 before (weights/TRAINING.md).
 A run resumes from its own checkpoint; a fresh run starts from the shipped weights (`--init`, on by default), so
 more training continues rather than restarts. Every `--eval-every` steps the held-out songs' SI-SDR improvement
 per role goes to `metrics.jsonl` beside the training minutes: the learning curve in weights/TRAINING.md.
@@ -48,11 +50,24 @@ from backline.engines.separate.model import (
     low_leak,
     magnitude,
     masked_l1,
+    masked_psa,
+    mixture_phase_sisdr,
 )
 
 HELP = "train the separation mask network (bass / drums / other)"
 SHIPPED = Path(__file__).with_name("weights") / "separate"
 ROLE_WEIGHTS = (2.0, 1.0, 1.0)
+#: `step_loss`'s targets: "magnitude" L1 on |S_k| (runs 1–8), "psa" L1 on the truncated phase-sensitive target,
+#: "psa-l2" its squared error (see `masked_psa`), "sisdr" the magnitude L1 plus `SISDR_WEIGHT` × the negative
+#: mixture-phase SI-SDR of each role's waveform (`mixture_phase_sisdr`); weights/TRAINING.md, session 6, measures them.
+LOSSES = ("magnitude", "psa", "psa-l2", "sisdr")
+#: 0.01 per dB, role-weighted like the L1: on run 8's crops the bass L1 term is ~0.18, so a 1 dB SI-SDR gain weighs
+#: as much as a ~10 % lower bass L1.
+SISDR_WEIGHT = 0.01
+#: What `backline train separate` trains with: the loss of the shipped weights (session 6's psa2 passed the gate
+#: with it; runs 1–15 used "magnitude"), so more training from them continues toward the same target.
+#: `step_loss` itself keeps "magnitude" as its default: it is the only loss that also takes magnitude batches.
+DEFAULT_LOSS = "psa-l2"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -77,6 +92,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="probability that a crop gets a low 'other' line from --low-bank beside its bass")
     parser.add_argument("--leak", type=float, default=0.0,
                         help="weight of the loss on low 'other' energy let through by the bass mask (0 = off)")
+    parser.add_argument("--loss", choices=LOSSES, default=DEFAULT_LOSS,
+                        help=f"training target (default {DEFAULT_LOSS}, the shipped weights'): magnitude (L1 on |S|, "
+                             "runs 1–15), psa (L1 on the truncated phase-sensitive "
+                             "target the mixture-phase iSTFT is scored on), psa-l2 (its squared error), sisdr (magnitude "
+                             "L1 + a mixture-phase SI-SDR term on the waveforms)")
     parser.add_argument("--eval-every", type=int, default=200, help="steps between held-out evaluations")
     parser.add_argument("--init", type=Path, default=SHIPPED, help="weights a fresh run starts from ('' = random)")
     parser.add_argument("--low-bins", type=int, default=None,
@@ -93,18 +113,39 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
 
 
-def step_loss(model: torch.nn.Module, mix: torch.Tensor, target: torch.Tensor, leak: float = 0.0) -> torch.Tensor:
+def step_loss(model: torch.nn.Module, mix: torch.Tensor, target: torch.Tensor, leak: float = 0.0,
+              loss: str = "magnitude") -> torch.Tensor:
     """The training loss on one batch: waveforms (mix [B, S], stems [B, R, S]) or magnitudes ([B, F, T],
-    [B, R, F, T]); `leak` > 0 adds that weight of `low_leak` (low "other" energy let into the bass). A network
-    with a low band (model.py) needs the waveforms: it reads the mix's long-window STFT beside its magnitude."""
-    low = None
-    if mix.dim() == 2:
-        low = model.low_band(mix)
-        mix, target = magnitude(mix), magnitude(target)
+    [B, R, F, T]); `leak` > 0 adds that weight of `low_leak` (low "other" energy let into the bass). `loss`
+    (`LOSSES`): the phase-sensitive ones need the phases, so waveforms. A network with a low band (model.py) needs
+    the waveforms too: it reads the mix's long-window STFT beside its magnitude."""
+    if loss not in LOSSES:
+        raise ValueError(f"unknown separation loss {loss!r}; one of {', '.join(LOSSES)}")
+    low = model.low_band(mix) if mix.dim() == 2 else None
     w = torch.tensor(ROLE_WEIGHTS[: target.shape[1]], device=mix.device)
-    masks = model(mix, low)
-    loss = masked_l1(masks, mix, target, w)
-    return loss + leak * low_leak(masks, mix, target) if leak > 0 else loss
+    if loss == "sisdr":
+        if mix.dim() != 2:
+            raise ValueError(f"the {loss} loss needs waveforms (mix [B, S], stems [B, R, S]), not magnitudes")
+        mix_spec, waves = stft(mix, N_FFT, HOP), target
+        mix, target = mix_spec.abs(), magnitude(waves)
+        masks = model(mix, low)
+        sdr = mixture_phase_sisdr(masks, mix_spec, waves)
+        present = ~torch.isnan(sdr)
+        term = -(torch.nan_to_num(sdr) * w).sum() / (present * w).sum().clamp_min(1.0)
+        out = masked_l1(masks, mix, target, w) + SISDR_WEIGHT * term
+    elif loss != "magnitude":
+        if mix.dim() != 2:
+            raise ValueError(f"the {loss} loss needs waveforms (mix [B, S], stems [B, R, S]), not magnitudes")
+        mix_spec, stem_specs = stft(mix, N_FFT, HOP), stft(target, N_FFT, HOP)
+        mix, target = mix_spec.abs(), stem_specs.abs()
+        masks = model(mix, low)
+        out = masked_psa(masks, mix_spec, stem_specs, w, power=2 if loss == "psa-l2" else 1)
+    else:
+        if mix.dim() == 2:
+            mix, target = magnitude(mix), magnitude(target)
+        masks = model(mix, low)
+        out = masked_l1(masks, mix, target, w)
+    return out + leak * low_leak(masks, mix, target) if leak > 0 else out
 
 
 def apply_step(model: torch.nn.Module, opt: torch.optim.Optimizer, loss: torch.Tensor) -> float:
@@ -115,15 +156,16 @@ def apply_step(model: torch.nn.Module, opt: torch.optim.Optimizer, loss: torch.T
 
 def train_steps(model: torch.nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], steps: int,
                 device: str | torch.device = "cpu", *, lr: float = 1e-3,
-                opt: torch.optim.Optimizer | None = None) -> list[float]:
-    """Plain optimisation steps (no checkpoint, no schedule) for callers with their own loop; returns losses."""
+                opt: torch.optim.Optimizer | None = None, loss: str = "magnitude") -> list[float]:
+    """Plain optimisation steps (no checkpoint, no schedule) for callers with their own loop; returns losses.
+    `loss` as `step_loss` (`DEFAULT_LOSS`, the shipped weights', needs waveform batches)."""
     model.to(device).train()
     opt = opt or torch.optim.Adam(model.parameters(), lr=lr)
     losses = []
     it = iter(batches)
     for _ in range(steps):
         mix, target = next(it)
-        losses.append(apply_step(model, opt, step_loss(model, mix.to(device), target.to(device))))
+        losses.append(apply_step(model, opt, step_loss(model, mix.to(device), target.to(device), loss=loss)))
     return losses
 
 
@@ -200,7 +242,7 @@ def run(args: argparse.Namespace) -> int:
 
     def step_fn(step: int) -> dict[str, float]:
         mix, stems = next(batches)
-        return {"loss": apply_step(model, opt, step_loss(model, mix, stems, args.leak))}
+        return {"loss": apply_step(model, opt, step_loss(model, mix, stems, args.leak, args.loss))}
 
     def on_log(step: int) -> dict[str, float]:
         if step % args.eval_every:
@@ -223,7 +265,7 @@ def run(args: argparse.Namespace) -> int:
         export(model, args.export, {"steps": result.step, "minutes": round(result.elapsed_s / 60, 1),
                                     "batch": args.batch, "crop_seconds": args.crop_seconds, "lr": args.lr,
                                     "variants": args.variants, "low_other": args.low_other, "remix": args.remix,
-                                    "shift": args.shift, "low_neg": args.low_neg, "leak": args.leak,
+                                    "shift": args.shift, "low_neg": args.low_neg, "leak": args.leak, "loss": args.loss,
                                     "low_bins": model.low_bins, "low_lr_scale": args.low_lr_scale,
                                     "init": str(args.init),
                                     "low_bank": [str(c) for c in args.low_bank],
