@@ -111,18 +111,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="do not render the cache here: train on the .npy files a separate "
                              "`python -m backline.engines.separate.data` process writes, picking up new ones as they land")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--role-weights", type=float, nargs=3, default=list(ROLE_WEIGHTS), metavar=("BASS", "DRUMS", "OTHER"),
+                        help="each role's weight in the loss (default %(default)s: the bass counts twice)")
 
 
 def step_loss(model: torch.nn.Module, mix: torch.Tensor, target: torch.Tensor, leak: float = 0.0,
-              loss: str = "magnitude") -> torch.Tensor:
+              loss: str = "magnitude", role_weights: tuple[float, ...] = ROLE_WEIGHTS) -> torch.Tensor:
     """The training loss on one batch: waveforms (mix [B, S], stems [B, R, S]) or magnitudes ([B, F, T],
     [B, R, F, T]); `leak` > 0 adds that weight of `low_leak` (low "other" energy let into the bass). `loss`
     (`LOSSES`): the phase-sensitive ones need the phases, so waveforms. A network with a low band (model.py) needs
-    the waveforms too: it reads the mix's long-window STFT beside its magnitude."""
+    the waveforms too: it reads the mix's long-window STFT beside its magnitude. `role_weights`: each role's share
+    of the loss (bass first; `ROLE_WEIGHTS` by default)."""
     if loss not in LOSSES:
         raise ValueError(f"unknown separation loss {loss!r}; one of {', '.join(LOSSES)}")
     low = model.low_band(mix) if mix.dim() == 2 else None
-    w = torch.tensor(ROLE_WEIGHTS[: target.shape[1]], device=mix.device)
+    w = torch.tensor(role_weights[: target.shape[1]], device=mix.device)
     if loss == "sisdr":
         if mix.dim() != 2:
             raise ValueError(f"the {loss} loss needs waveforms (mix [B, S], stems [B, R, S]), not magnitudes")
@@ -242,7 +245,8 @@ def run(args: argparse.Namespace) -> int:
 
     def step_fn(step: int) -> dict[str, float]:
         mix, stems = next(batches)
-        return {"loss": apply_step(model, opt, step_loss(model, mix, stems, args.leak, args.loss))}
+        return {"loss": apply_step(model, opt, step_loss(model, mix, stems, args.leak, args.loss,
+                                                        tuple(args.role_weights)))}
 
     def on_log(step: int) -> dict[str, float]:
         if step % args.eval_every:
@@ -267,7 +271,7 @@ def run(args: argparse.Namespace) -> int:
                                     "variants": args.variants, "low_other": args.low_other, "remix": args.remix,
                                     "shift": args.shift, "low_neg": args.low_neg, "leak": args.leak, "loss": args.loss,
                                     "low_bins": model.low_bins, "low_lr_scale": args.low_lr_scale,
-                                    "init": str(args.init),
+                                    "init": str(args.init), "role_weights": list(args.role_weights),
                                     "low_bank": [str(c) for c in args.low_bank],
                                     "corpus": [str(c) for c in args.corpus]})
         print(f"exported {args.export}", flush=True)
