@@ -5,9 +5,10 @@
 
 Style contexts (issue 19, README "Style as the octave's context"): a feature "a*b" is the product of a clip-level
 style gate and a candidate's cue (`listen.tempo.feature`, `style_context`); with `--fix-base` the 16 shipped
-weights stay and only the products are fitted (`listen.tempo.STYLE_WEIGHTS_MEASURED`: `--fix-base --features
-fit,contrast,lp,thin,n8,n16,k16,pfit,p8,p16,tfit,tn8,tn16,tk16,tp8,tp16,gsw*sk,gsw*lt,gnokit*kcov`; CV 151 → 162 of
-189; measured, not shipped: realdev unchanged).
+weights (`listen.tempo.BASE_WEIGHTS`) stay and only the products are fitted (`listen.tempo.STYLE_WEIGHTS`:
+`--fix-base --features fit,contrast,lp,thin,n8,n16,k16,pfit,p8,p16,tfit,tn8,tn16,tk16,tp8,tp16,gsw*sk,gsw*lt,
+gnokit*kcov`; CV 151 → 162 of 189). The kit context is the role check's drums margin (`listen.audio.drum_kit`),
+computed through the analysis engine's hook when the table is built.
 
 Training clips (never the nodrums_eval set, never a Bach chorale, never realdev):
 - music21 four-part pieces after the first 16 of `nodrums_eval.build_set` (those 16 are the evaluation set; the

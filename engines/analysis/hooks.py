@@ -1,12 +1,13 @@
 """What the analysis engine adds to every other engine's run (`core.hooks`): the "this part already plays"
-warning and the fit score of a take against its mix. Registered on import; the engine registry declares
-this module as a hook provider, so the core never imports the analysis engine."""
+warning, the fit score of a take against its mix, and whether a drum kit plays (the listener's style context).
+Registered on import; the engine registry declares this module as a hook provider, so the core never imports the
+analysis engine."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from backline.engines.analysis.api import get_analyzer, role_already_playing
+from backline.engines.analysis.api import drums_playing, get_analyzer, role_already_playing
 from backline.engines.core import hooks
 
 
@@ -20,3 +21,4 @@ def fit_score(mix: Any, stem: Any, *, config: str = "shipped", device: str = "cp
 
 hooks.register("role_warning", role_warning)
 hooks.register("fit_score", fit_score)
+hooks.register("drums_playing", drums_playing)

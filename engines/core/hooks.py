@@ -1,7 +1,8 @@
 """Hooks: what an optional engine adds to every other engine's run, without the core importing it.
 
 The analysis engine, when installed, warns that the part about to be generated already plays in the band
-(`role_warning`) and scores how well a take fits its mix (`fit_score`). The core only names the hooks; the
+(`role_warning`), scores how well a take fits its mix (`fit_score`) and tells the listener whether a drum kit
+plays (`drums_playing`). The core only names the hooks; the
 engine registry (`backline.engines.registry`) declares which modules provide them, and a provider module
 registers its functions when it is imported — the first time a hook is asked for. So the arrows point into
 `core`: nothing here imports an engine package, and an install without the analysis engine simply has no hook.
@@ -60,3 +61,15 @@ def fit_score(mix: Any, stem: Any, *, config: str = "shipped", device: str = "cp
     (the caller records why the score is missing)."""
     fn = hook("fit_score")
     return None if fn is None else float(fn(mix, stem, config=config, device=device))
+
+
+def drums_playing(mix: Any) -> float | None:
+    """The analysis engine's drums value for `mix` (0.5 = its decision that a kit plays), or None when no engine
+    provides it or it cannot run. Never raises: the listener then hears without the drum-kit context."""
+    fn = hook("drums_playing")
+    if fn is None:
+        return None
+    try:
+        return float(fn(mix))
+    except Exception:  # noqa: BLE001 - a context cue must never stop listening
+        return None

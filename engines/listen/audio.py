@@ -15,7 +15,9 @@ from backline.engines.listen.phase import attack_grid, attacks
 from backline.engines.listen.tempo import (
     ENVELOPE_LAG_S,
     HOP,
+    NO_KIT,
     SR,
+    TEMPO_WEIGHTS,
     _kicks,
     _meter_and_phase,
     _novelty,
@@ -24,16 +26,31 @@ from backline.engines.listen.tempo import (
     tempo_candidates,
     tempo_features,
     tempo_value,
+    uses_kit,
 )
 
 
 def _cues(y: np.ndarray):
     """Everything listening reads from the samples: the onset envelopes (`_onsets`), the CQT chroma, the band's
     low voice, the pitch-change envelope (aligned with the onset envelope) and the upper chroma (`_frame_chroma`)."""
-    env, low, kick_env, high, kit = _onsets(y)
+    env, low, kick_env, high = _onsets(y)
     frame_chroma, band_low, pitch_env, upper_chroma = _frame_chroma(y)
     pitch_env = np.pad(pitch_env, (0, max(0, len(env) - len(pitch_env))))[:len(env)]
-    return env, low, kick_env, frame_chroma, band_low, pitch_env, upper_chroma, high, kit
+    return env, low, kick_env, frame_chroma, band_low, pitch_env, upper_chroma, high
+
+
+def drum_kit(mix: Audio) -> float:
+    """Whether a drum kit plays (the style contexts' ckit, `style_context`): the role check's drums value
+    (`analysis.api.drums_playing`: log-odds over its decision), through the analysis engine's hook; `NO_KIT`
+    without that engine.
+    The presence model hears a kit through a recording's EQ where a flatness above 4 kHz did not (README, issue
+    19), and its last report is cached by the mix's fingerprint: on a follow take the role check has already run
+    it on this mix, so the listener pays a hash."""
+    import backline.engines.registry  # noqa: F401  # lazy: declares the hook providers (no engine is imported)
+    from backline.engines.core.hooks import drums_playing
+
+    value = drums_playing(mix)
+    return NO_KIT if value is None else value
 
 
 def _grid_cues(frame_chroma: np.ndarray, low: np.ndarray, beats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -46,9 +63,9 @@ def tempo_table(mix: Audio, meters: tuple[tuple[int, int], ...] = ((4, 4), (3, 4
     """Every tempo candidate `listen` weighs for this mix, with its features (`tempo_features`): what
     benchmarks/tempo_fit.py fits `TEMPO_WEIGHTS` on."""
     y = np.nan_to_num(mix.with_channels(1).resampled(SR).samples[0].astype(np.float32))
-    env, low, _, frame_chroma, _, pitch_env, _, high, kit = _cues(y)
+    env, low, _, frame_chroma, _, pitch_env, _, high = _cues(y)
     return tempo_features(tempo_candidates(env), env, low, len(y) / SR, list(meters),
-                          lambda beats: _grid_cues(frame_chroma, low, beats), pitch_env, high, kit)
+                          lambda beats: _grid_cues(frame_chroma, low, beats), pitch_env, high, drum_kit(mix))
 
 
 def listen_audio(mix: Audio, *, bpm: float | None = None, meter: tuple[int, int] | None = None,
@@ -63,7 +80,7 @@ def listen_audio(mix: Audio, *, bpm: float | None = None, meter: tuple[int, int]
     if duration < 2.0:
         raise ConfigError(f"the mix is {duration:.1f} s long; listening needs at least two bars",
                           fix="give a longer mix, or the tempo and chords (--bpm, --chords)")
-    env, low, kick_env, frame_chroma, band_low, pitch_env, upper_chroma, high, kit = _cues(y)
+    env, low, kick_env, frame_chroma, band_low, pitch_env, upper_chroma, high = _cues(y)
     fps = SR / HOP
     fr_of = lambda t: np.clip(np.rint(t * fps).astype(int), 0, len(low) - 1)  # noqa: E731
     want_compound = meter == (6, 8) and beats_hint is None
@@ -95,6 +112,8 @@ def listen_audio(mix: Audio, *, bpm: float | None = None, meter: tuple[int, int]
         else:
             cands = tempo_candidates(env)
             sources["tempo"] = "audio"
+        # the kit context only where the weights read it and there is an octave to choose
+        kit = drum_kit(mix) if bpm is None and len(cands) > 1 and uses_kit(TEMPO_WEIGHTS) else NO_KIT
         best = None
         for f in tempo_features(cands, env, low, duration, meters, grid_of, pitch_env, high, kit):
             value = tempo_value(f)

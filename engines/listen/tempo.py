@@ -25,9 +25,9 @@ MIN_BEATS = 4  # a grid needs this many beats in the clip (two bars of 5 s at 48
 
 def _onsets(y: np.ndarray):
     """(all-band onset envelope, low-band (< 200 Hz) envelope, kick-band (< 150 Hz) envelope, high-band (> 4 kHz)
-    envelope, kit) from one mel spectrogram: the kick band finds kick hits, the low band weighs bar one, the high
-    band is the timekeeper's (ride, hi-hat), whose swing says which tempo a swung groove is in (`_swing_pairs`);
-    kit is `_kit`, whether a drum kit plays."""
+    envelope) from one mel spectrogram: the kick band finds kick hits, the low band weighs bar one, the high
+    band is the timekeeper's (ride, hi-hat), whose swing says which tempo a swung groove is in (`_swing_pairs`).
+    Whether a drum kit plays is the role check's (`listen.audio.drum_kit`), not read here."""
     # lazy: the CLI's --help and describe() need no spectra
     from backline.engines.core.frontend import mel_frequencies, mel_spectrogram
 
@@ -39,24 +39,7 @@ def _onsets(y: np.ndarray):
     low = onset_strength(mel[freqs < 200.0], hop=HOP)
     kick = onset_strength(mel[freqs < 150.0], hop=HOP)
     high = onset_strength(mel[freqs >= 4000.0], hop=HOP)
-    return full, low, kick, high, _kit(power, freqs >= 4000.0)
-
-
-#: a frame whose bands above 4 kHz hold less than this share of its power has nothing there (`_kit`): -40 dB
-KIT_FLOOR = 1e-4
-
-
-def _kit(power: np.ndarray, high: np.ndarray) -> float:
-    """Whether a drum kit plays: the median over frames of the spectral flatness above 4 kHz (geometric over
-    arithmetic mean of the `high` mel bands' power); 0 in a frame with (next to) nothing there (`KIT_FLOOR`:
-    silence would read flat). Cymbals and hi-hats are noise there; strings, piano, voices and hand drums leave
-    harmonics or little (`KIT_GATE` has the renders' ranges)."""
-    hp = power[high]
-    if hp.size == 0:
-        return 0.0
-    flat = np.exp(np.mean(np.log(hp + 1e-10), 0)) / (hp.mean(0) + 1e-10)
-    flat[hp.sum(0) < KIT_FLOOR * power.sum(0)] = 0.0
-    return float(np.median(flat))
+    return full, low, kick, high
 
 
 def _kicks(kick_env: np.ndarray) -> np.ndarray:
@@ -400,22 +383,22 @@ def tempo_candidates(env: np.ndarray) -> list[tuple[float, float, float]]:
 #: grooves 144/189, with them 149/189 (the held-out sets unchanged; README, issue 19). The pitch density (`pdens`)
 #: chose the half tempo of a 3/4 song at 160 BPM (tests/test_listen.py): it learnt the four-part writing's two new
 #: pitches a beat, not music's; not weighed.
-#: The style contexts (`style_context`) are listed, not weighed: see `STYLE_WEIGHTS_MEASURED`.
-TEMPO_WEIGHTS = {"fit": 2.85, "contrast": 0.34, "lp": 2.42, "thin": -0.5, "n8": 1.08, "n16": -0.0, "k16": 0.47,
-                 "pfit": 0.93, "p8": 0.87, "p16": 0.08, "tfit": 2.87, "tn8": 1.5, "tn16": 1.0, "tk16": -0.0, "tp8": 0.83,
-                 "tp16": 0.75}
+#: The style contexts (`style_context`) are weighed through `STYLE_WEIGHTS`, fitted on top of these.
+BASE_WEIGHTS = {"fit": 2.85, "contrast": 0.34, "lp": 2.42, "thin": -0.5, "n8": 1.08, "n16": -0.0, "k16": 0.47,
+                "pfit": 0.93, "p8": 0.87, "p16": 0.08, "tfit": 2.87, "tn8": 1.5, "tn16": 1.0, "tk16": -0.0, "tp8": 0.83,
+                "tp16": 0.75}
 
-
-#: Style-context weights fitted on top of `TEMPO_WEIGHTS` (issue 19, branch `tempo`; `benchmarks/tempo_fit.py
-#: --fix-base --features <the 16>,gsw*sk,gsw*lt,gnokit*kcov`): with a swung timekeeper, the swung skip's place in
-#: the beat (gsw*sk) and a prior moved toward the faster level (gsw*lt: the swing quarter); without a drum kit,
-#: the share of beats that carry a bass note (gnokit*kcov: the dance step, the "pah" between). On the renders
-#: they win (five-fold cross-validation by piece, 189 clips: 151 → 162; swing 13 → 21 of 24, folk 10 → 12 of 24,
-#: every other group the same) and every held-out row holds, but realdev stays 3/6 with the same three tempi:
-#: on filosax01 the kit gate reads 0.00 (`_kit`'s flatness is a bright top end's, and a first-order 3 kHz
-#: low-pass takes a swing render from 0.64 to 0.19), so its swing context never opens. Measured, not shipped
-#: (README, issue 19): `tempo_value(f, {**TEMPO_WEIGHTS, **STYLE_WEIGHTS_MEASURED})` hears with them.
-STYLE_WEIGHTS_MEASURED = {"gsw*sk": 1.65, "gsw*lt": 2.4, "gnokit*kcov": 2.74}
+#: Style-context weights fitted on top of `BASE_WEIGHTS`, which stay fixed (issue 19; `benchmarks/tempo_fit.py
+#: --fix-base --features <the 16>,gsw*sk,gsw*lt,gnokit*kcov`): with a swung timekeeper and a kit, the swung skip's
+#: place in the beat (gsw*sk) and a prior moved toward the faster level (gsw*lt: the swing quarter); without a drum
+#: kit, the share of beats that carry a bass note (gnokit*kcov: the dance step, the "pah" between). Five-fold
+#: cross-validation by piece on the renders, 189 clips: 151 → 162 (swing 13 → 21 of 24, folk 10 → 12 of 24, every
+#: other group the same). The second design checked against realdev (README): the first gated the kit on a
+#: flatness above 4 kHz that read 0.00 on filosax01 (a bright top end's cue, not a kit's) and left realdev at 3/6;
+#: with the role check's drums margin as the kit (`listen.audio.drum_kit`, `KIT_GATE`) realdev is 4/6 (filosax01
+#: 72.5 → 146.8, its swing quarter) and every held-out row holds.
+STYLE_WEIGHTS = {"gsw*sk": 1.65, "gsw*lt": 2.4, "gnokit*kcov": 2.75}
+TEMPO_WEIGHTS = {**BASE_WEIGHTS, **STYLE_WEIGHTS}
 
 
 def feature(f: dict, key: str) -> float:
@@ -435,12 +418,17 @@ def tempo_value(f: dict, w: dict | None = None) -> float:
 
 #: the style contexts as gates, 0 below the first value and 1 above the second (linear between): the raw cues
 #: leak (a string passage's few high-band onsets pair by chance), and, multiplied into a candidate's cue, a leak
-#: moves straight music's octave too. Set from the renders' ranges in benchmarks/tempo_fit.py's table
-#: (`_swing_pairs`, `_kit`): swing grooves 0.08-0.38 swung pairs, drum songs 0.00 (every one), music21 and folk
-#: clips up to 0.22 but without a kit; a kit at 0.64-0.70 (swing) and 0.15-0.60 (drum songs, most above 0.4),
-#: none at 0.00-0.20 (four-part strings, piano, choir) and 0.00-0.27 (folk grooves, a frame drum on half of them).
+#: moves straight music's octave too. Set from the renders' ranges (benchmarks/tempo_fit.py's table, README issue 19):
+#: `_swing_pairs`: swing grooves 0.08-0.38 swung pairs, drum songs 0.00 (every one), music21 and folk clips up to
+#: 0.22 but without a kit. The kit is the role check's drums margin (`listen.audio.drum_kit`, log-odds over the
+#: presence model's decision): dry, swing grooves -9.0 to -3.5 (a jazz kit is under the decision, but far above
+#: no kit), drum songs -3.2 to +12.7, folk bands -20.3 to -11.0, four-part strings, piano and choir -28 to -11.0;
+#: through a first-order 3 kHz low-pass the kits fall 3-4 (swing -11.5 to -7.0) and the rest stay at -13.7 and under.
+#: The gate is shut for every no-kit render dry or darkened, and open for every kit dry.
 SWING_GATE = (0.05, 0.15)
-KIT_GATE = (0.3, 0.5)
+KIT_GATE = (-10.5, -9.5)
+#: the kit context where none was heard (no analysis engine, silence, or not asked for): below any render's
+NO_KIT = -40.0
 
 
 def _gate(x: float, edges: tuple[float, float]) -> float:
@@ -450,15 +438,22 @@ def _gate(x: float, edges: tuple[float, float]) -> float:
 def style_context(feats: list[dict], swing: float, kit: float) -> list[dict]:
     """Clip-level style cues, the same on every candidate of a clip (issue 19: each style has its own convention
     for which metrical level is the beat — the swing quarter, the dance step, the score's): csw, the timekeeper's
-    swing (`_swing_pairs`), ckit, a drum kit (`_kit`), and their gates (`SWING_GATE`, `KIT_GATE`): gsw, gkit,
-    gnokit = 1 − gkit. Alone they cancel in the softmax over a clip's candidates; times a candidate's cue
-    ("gsw*sk") they make that cue's weight depend on the style (`STYLE_WEIGHTS_MEASURED`)."""
+    swing (`_swing_pairs`), ckit, a drum kit (the role check's drums margin, `listen.audio.drum_kit`), and their
+    gates (`SWING_GATE`, `KIT_GATE`): gsw, gkit, gnokit = 1 − gkit. Alone they cancel in the softmax over a clip's
+    candidates; times a candidate's cue ("gsw*sk") they make that cue's weight depend on the style
+    (`STYLE_WEIGHTS`)."""
     gkit = _gate(kit, KIT_GATE)
     gsw = _gate(swing, SWING_GATE) * gkit  # a swung timekeeper is a cymbal: strings' few high onsets pair by chance
     ctx = {"csw": swing, "ckit": kit, "gsw": gsw, "gkit": gkit, "gnokit": 1.0 - gkit}
     for f in feats:
         f.update(ctx)
     return feats
+
+
+def uses_kit(w: dict) -> bool:
+    """Whether weights `w` read the drum-kit context (a key on ckit or a gate made from it): only then does the
+    listener ask for it (`listen.audio.drum_kit`)."""
+    return any(part in ("ckit", "gkit", "gnokit", "gsw") for k in w for part in k.split("*"))
 
 
 def _on_grid(times: np.ndarray, first: float, step: float) -> float:
@@ -475,7 +470,7 @@ def _on_grid(times: np.ndarray, first: float, step: float) -> float:
 
 def tempo_features(cands: list[tuple[float, float, float]], env: np.ndarray, low: np.ndarray, duration: float,
                    meters: list[tuple[int, int]], grid_of, pitch_env: np.ndarray | None = None,
-                   high: np.ndarray | None = None, kit: float = 0.0) -> list[dict]:
+                   high: np.ndarray | None = None, kit: float = NO_KIT) -> list[dict]:
     """Per fitted grid (score, period, phase in frames): what `tempo_value` weighs, and the grid itself.
 
     fit: the grid's comb score against the best grid's; thin: under 60 % of it (every other beat on nothing: too
@@ -495,8 +490,7 @@ def tempo_features(cands: list[tuple[float, float, float]], env: np.ndarray, low
     moving with how busy the music is — and which level the bass marks (`_low_level`: kb, kcov, krate) are listed,
     not weighed: fitted, each cost a held-out set (README, issue 19). sk, the timekeeper's swung skip against its
     straight off-beat at this beat (`_swung_offbeat`), and the clip's style contexts (`style_context`: csw, ckit
-    and their gates gsw, gkit, gnokit) are listed for products with the cues above ("gsw*sk"); the weights fitted
-    for them (`STYLE_WEIGHTS_MEASURED`) left realdev as it was and are not weighed.
+    and their gates gsw, gkit, gnokit) enter as products with the cues above ("gsw*sk", `STYLE_WEIGHTS`).
     A candidate whose tracked mean tempo differs from its grid's by over `DRIFT_TOL` is re-gridded at that mean."""
     fps = SR / HOP
     top = max(c[0] for c in cands)
