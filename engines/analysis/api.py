@@ -220,10 +220,11 @@ class Analyzer:
                 progress: Callable[[float, str], None] | None = None, cancel: threading.Event | None = None) -> AnalysisReport:
         """The report for `audio`. The last one is kept by the audio's fingerprint: a follow take asks twice for
         the same mix (the role check before the take, the listener's drum-kit context inside it, `parts_playing`),
-        and the second answer costs a hash."""
+        and the second answer costs a hash. Only a call without `progress` or `cancel` is served from it: a caller
+        that watches or may cancel the work (the engine contract, the host) always gets the work done."""
         key = (_fingerprint(audio), float(sensitivity)) if isinstance(audio, Audio) else None
         last = self._last
-        if key is not None and last is not None and last[0] == key:
+        if key is not None and last is not None and last[0] == key and progress is None and cancel is None:
             return copy.deepcopy(last[1])
         report = self._analyze(audio, sensitivity=sensitivity, progress=progress, cancel=cancel)
         if key is not None:
