@@ -46,7 +46,7 @@ LOW_FFT = 4096
 LOW_BINS = 112
 DEFAULT_CONFIG: dict[str, Any] = {"bins": BINS, "hidden": 176, "layers": 2, "roles": list(ROLES),
                                   "sample_rate": SAMPLE_RATE, "n_fft": N_FFT, "hop": HOP,
-                                  "low_bins": 0, "low_fft": LOW_FFT}
+                                  "low_bins": 0, "low_fft": LOW_FFT, "rnn_hidden": 0}
 EPS = 1e-5
 
 
@@ -71,7 +71,7 @@ class MaskNet(nn.Module):
     masks [B, R, BINS, T] in [0, 1] that sum to 1 over R."""
 
     def __init__(self, bins: int = BINS, hidden: int = 176, layers: int = 2, roles: list[str] | tuple[str, ...] = ROLES,
-                 low_bins: int = 0, low_fft: int = LOW_FFT, **_: Any) -> None:
+                 low_bins: int = 0, low_fft: int = LOW_FFT, rnn_hidden: int = 0, **_: Any) -> None:
         super().__init__()
         self.bins, self.roles = int(bins), tuple(roles)
         self.low_bins, self.low_fft = int(low_bins), int(low_fft)
@@ -79,8 +79,11 @@ class MaskNet(nn.Module):
             raise ValueError(f"low_bins {self.low_bins} must be 0 … {self.low_fft // 2 + 1} (low_fft {self.low_fft})")
         self.inp = nn.Sequential(nn.Linear(self.bins, hidden), nn.LayerNorm(hidden), nn.GELU())
         self.inp_low = nn.Linear(self.low_bins, hidden, bias=False) if self.low_bins else None
-        self.rnn = nn.GRU(hidden, hidden, num_layers=layers, batch_first=True, bidirectional=True)
-        self.out = nn.Linear(2 * hidden, len(self.roles) * self.bins)
+        #: the GRU's width (0: `hidden`, as runs 1–psa2): wider than the input projection so the recurrent core can
+        #: grow from shipped weights without changing the LayerNorm's statistics (`load_narrower`)
+        rnn = int(rnn_hidden) or int(hidden)
+        self.rnn = nn.GRU(hidden, rnn, num_layers=layers, batch_first=True, bidirectional=True)
+        self.out = nn.Linear(2 * rnn, len(self.roles) * self.bins)
 
     def low_band(self, wave: torch.Tensor) -> torch.Tensor | None:
         """The low band this network reads, from mono 22.05 kHz audio [..., S] → [..., low_bins, S // HOP + 1]
@@ -91,8 +94,9 @@ class MaskNet(nn.Module):
 
     def config(self) -> dict[str, Any]:
         """The settings `build` needs to make this network again (what an export writes beside its weights)."""
-        return {"bins": self.bins, "hidden": self.rnn.hidden_size, "layers": self.rnn.num_layers,
-                "roles": list(self.roles), "low_bins": self.low_bins, "low_fft": self.low_fft}
+        return {"bins": self.bins, "hidden": self.rnn.input_size, "layers": self.rnn.num_layers,
+                "roles": list(self.roles), "low_bins": self.low_bins, "low_fft": self.low_fft,
+                "rnn_hidden": self.rnn.hidden_size}
 
     def forward(self, mag: torch.Tensor, low: torch.Tensor | None = None) -> torch.Tensor:
         b, f, t = mag.shape
@@ -109,7 +113,7 @@ class MaskNet(nn.Module):
 
 
 def build(config: dict[str, Any]) -> MaskNet:
-    keys = ("bins", "hidden", "layers", "roles", "low_bins", "low_fft")
+    keys = ("bins", "hidden", "layers", "roles", "low_bins", "low_fft", "rnn_hidden")
     return MaskNet(**{k: v for k, v in config.items() if k in keys})
 
 
@@ -129,7 +133,50 @@ def load_narrower(model: MaskNet, state: dict[str, torch.Tensor]) -> None:
         state[key] = wide
     elif key in state:
         raise ValueError("these weights read a low band; build the network with low_bins > 0 to load them")
+    _widen_rnn(model, state)
     model.load_state_dict(state)
+
+
+def _widen_rnn(model: MaskNet, state: dict[str, torch.Tensor]) -> None:
+    """Fit a narrower GRU's weights (hidden H) into `model`'s wider one (H2 ≥ H) in place in `state`, function-
+    preserving (Net2Net-style): each gate's old rows go to the top of that gate's new block, the old units' inputs
+    from the new units (recurrent, the next layer's, the head's) are zero, so the old units and the masks are
+    computed exactly as before; the new units keep `model`'s random incoming weights and start to matter as their
+    zero outgoing weights learn."""
+    h2 = model.rnn.hidden_size
+    have = state.get("rnn.weight_hh_l0")
+    if have is None or have.shape[1] == h2:
+        return
+    h = have.shape[1]
+    if h > h2:
+        raise ValueError(f"these weights' GRU is wider ({h}) than the network's ({h2})")
+    cur = model.state_dict()
+
+    def cols(old: torch.Tensor, new: torch.Tensor, bidir_in: bool) -> torch.Tensor:
+        """Old columns into a zeroed block of the new width; a bidirectional input is [forward H | backward H]."""
+        out = torch.zeros(old.shape[0], new.shape[1], dtype=new.dtype)
+        if bidir_in:
+            out[:, :h], out[:, h2:h2 + h] = old[:, :h], old[:, h:]
+        else:
+            out[:, : old.shape[1]] = old
+        return out
+
+    for name, new in cur.items():
+        if not name.startswith(("rnn.", "out.")) or name not in state:
+            continue
+        old = state[name].to(new.dtype)
+        if name.startswith("out."):
+            state[name] = cols(old, new, True) if name == "out.weight" else old
+            continue
+        wide = new.clone()
+        rows = old
+        if rows.dim() == 2:  # weight_ih_l0 keeps its input; weight_ih_lk (k ≥ 1) reads both directions; weight_hh
+            is_hh, is_deep_ih = "weight_hh" in name, "weight_ih_l0" not in name
+            if is_hh or is_deep_ih:  # the old units ignore the new ones (zero columns); new rows keep their init
+                rows = cols(old, new, bidir_in=not is_hh)
+        for g in range(3):  # the gates r, z, n stacked as [3·H2, …]
+            wide[g * h2: g * h2 + h] = rows[g * h: (g + 1) * h]
+        state[name] = wide
 
 
 def magnitude(wave: torch.Tensor) -> torch.Tensor:

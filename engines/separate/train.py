@@ -99,6 +99,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "L1 + a mixture-phase SI-SDR term on the waveforms)")
     parser.add_argument("--eval-every", type=int, default=200, help="steps between held-out evaluations")
     parser.add_argument("--init", type=Path, default=SHIPPED, help="weights a fresh run starts from ('' = random)")
+    parser.add_argument("--rnn-hidden", type=int, default=None,
+                        help="the GRU's width (model.py `rnn_hidden`; default: as the --init weights); wider than --init "
+                             "grows it function-preserving (its masks exactly at step 0)")
     parser.add_argument("--low-bins", type=int, default=None,
                         help="bins of the long-window low band the network reads (model.py; 112 = 0–600 Hz, 0 = none; "
                              "default: as the --init weights); more than --init has start at zero (its masks exactly)")
@@ -224,7 +227,8 @@ def run(args: argparse.Namespace) -> int:
 
     start = load_model(args.init) if args.init and str(args.init) and weight_paths(args.init)[0].exists() else None
     low_bins = args.low_bins if args.low_bins is not None else (start.low_bins if start is not None else 0)
-    model = build(DEFAULT_CONFIG | {"low_bins": low_bins})
+    rnn_hidden = args.rnn_hidden if args.rnn_hidden is not None else (start.rnn.hidden_size if start is not None else 0)
+    model = build(DEFAULT_CONFIG | {"low_bins": low_bins, "rnn_hidden": rnn_hidden})
     low = [] if model.inp_low is None else list(model.inp_low.parameters())
     rest = [p for p in model.parameters() if all(p is not q for q in low)]
     opt = torch.optim.Adam([{"params": rest}] + ([{"params": low, "lr_scale": args.low_lr_scale}] if low else []),
@@ -238,7 +242,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if loop.step == 0 and start is not None:
         load_narrower(model, start.float().state_dict())
-        print(f"starting from {args.init} ({start.low_bins} → {model.low_bins} low-band bins)", flush=True)
+        print(f"starting from {args.init} ({start.low_bins} → {model.low_bins} low-band bins, GRU "
+              f"{start.rnn.hidden_size} → {model.rnn.hidden_size})", flush=True)
     batches = crops(songs, args.batch, args.crop_seconds, np.random.default_rng([args.seed, loop.step]),
                     low_other=args.low_other, remix=args.remix, shift=args.shift, low_bank=low_bank,
                     low_neg=args.low_neg)
