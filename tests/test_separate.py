@@ -415,6 +415,30 @@ def test_widened_network_starts_with_the_shipped_masks_and_then_reads_the_low_ba
         wide(magnitude(wave))
 
 
+def test_a_wider_gru_grown_from_the_shipped_weights_gives_their_masks_then_learns(tmp_path):
+    from backline.engines.separate.engine import WEIGHTS, load_model
+    from backline.engines.separate.model import build, load_narrower
+    from backline.engines.separate.train import export
+
+    shipped = load_model(WEIGHTS).float().eval()
+    torch.manual_seed(0)
+    wide = build(shipped.config() | {"rnn_hidden": shipped.rnn.hidden_size + 24}).eval()
+    load_narrower(wide, shipped.state_dict())
+    mag = magnitude(_bass_and_band()[None])
+    with torch.no_grad():
+        before = shipped(mag)
+        assert float((wide(mag) - before).abs().max()) <= 1e-5  # the old units and the head see no new unit
+        h = shipped.rnn.hidden_size
+        new = slice((h + 24) + h, None)  # the head's columns [forward h+24 | backward h+24]: the backward new units
+        wide.out.weight[:, new].copy_(0.05 * torch.randn(wide.out.weight[:, new].shape))
+        assert float((wide(mag) - before).abs().max()) > 1e-3  # the new units do reach the masks once they learn
+    export(wide, tmp_path / "w", {"steps": 0})
+    again = load_model(tmp_path / "w")
+    assert again.rnn.hidden_size == shipped.rnn.hidden_size + 24 and again.rnn.input_size == shipped.rnn.input_size
+    with pytest.raises(ValueError, match="wider"):
+        load_narrower(build(shipped.config()), again.float().state_dict())
+
+
 def test_low_band_network_trains_on_waveforms_and_round_trips_through_export(tmp_path):
     from backline.engines.separate.engine import Separator, load_model
     from backline.engines.separate.model import LOW_BINS
