@@ -118,9 +118,9 @@ def build(config: dict[str, Any]) -> MaskNet:
 
 
 def load_narrower(model: MaskNet, state: dict[str, torch.Tensor]) -> None:
-    """Load the weights of a network with fewer low-band columns (run 8: none) into `model`, the missing input
-    columns set to zero: the widened network then computes the narrower one's masks exactly (a fine-tune goes on
-    from it rather than restarting)."""
+    """Load the weights of a narrower network into `model`: fewer low-band columns (run 8: none; the missing input
+    columns set to zero) and/or a narrower GRU (`_widen_rnn`). The widened network then computes the narrower
+    one's masks exactly, so a fine-tune goes on from it rather than restarting."""
     key = "inp_low.weight"
     state = dict(state)
     if model.inp_low is not None:
