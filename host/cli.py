@@ -159,29 +159,51 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _sigterm_cancels():
-    """SIGTERM raises KeyboardInterrupt like Ctrl+C (default: die silently with 143), main thread only."""
+    """Ctrl+C and SIGTERM raise KeyboardInterrupt (SIGTERM's default is to die silently with 143), main thread only.
+
+    Never inside an import: a KeyboardInterrupt raised while torch's C++ start-up is calling back into Python
+    crosses a pybind11 frame that cannot carry it, and the process aborts (SIGABRT, exit −6, no message). A
+    signal that lands during an import is re-sent to this process 50 ms later until it lands outside one, so a
+    cancel in the first seconds waits at most for the import under way, then ends in the usual one line."""
     import signal
     import threading
 
     if threading.current_thread() is not threading.main_thread():
         return None
 
-    def interrupt(_sig, _frame):
+    def interrupt(sig, frame):
+        if _inside_import(frame):
+            retry = threading.Timer(0.05, os.kill, (os.getpid(), sig))
+            retry.daemon = True
+            retry.start()
+            return
         raise KeyboardInterrupt
 
-    try:
-        return signal.signal(signal.SIGTERM, interrupt)
-    except (ValueError, OSError):
-        return None
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            previous[sig] = signal.signal(sig, interrupt)
+        except (ValueError, OSError):
+            pass
+    return previous
+
+
+def _inside_import(frame) -> bool:
+    """Whether the interrupted code runs under an import statement (importlib's frames are on the stack)."""
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
 
 
 def _restore_sigterm(previous) -> None:
     import signal
 
-    if previous is not None:
+    for sig, handler in (previous or {}).items():
         try:
-            signal.signal(signal.SIGTERM, previous)
-        except (ValueError, OSError):
+            signal.signal(sig, handler)
+        except (ValueError, OSError, TypeError):
             pass
 
 

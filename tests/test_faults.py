@@ -308,6 +308,35 @@ def test_ctrl_c_or_sigterm_in_the_first_second_is_one_line_and_130(tmp_path, mix
     assert not (tmp_path / "o").exists()
 
 
+SIGNAL_INSIDE_AN_IMPORT = textwrap.dedent("""
+    import os, signal, sys, time
+    sys.path.insert(0, sys.argv[1])
+    from backline.host import cli
+    cli._sigterm_cancels()
+    try:
+        import slow_native_start  # sends itself SIGTERM half-way, like a Ctrl+C during torch's C++ start-up
+    except KeyboardInterrupt:
+        print("interrupted inside the import")
+        sys.exit(1)
+    try:
+        time.sleep(5)
+    except KeyboardInterrupt:
+        print("finished:", slow_native_start.FINISHED, "then interrupted")
+        sys.exit(0)
+    print("never interrupted")
+""")
+
+
+def test_a_signal_inside_an_import_waits_for_it_then_cancels(tmp_path):
+    """A KeyboardInterrupt raised under torch's pybind11 start-up aborts the process (SIGABRT, no message): the
+    CLI's handler lets the import under way finish, then the cancel lands."""
+    (tmp_path / "slow_native_start.py").write_text(
+        "import os, signal, time\nos.kill(os.getpid(), signal.SIGTERM)\ntime.sleep(0.3)\nFINISHED = True\n")
+    proc = subprocess.run([sys.executable, "-c", SIGNAL_INSIDE_AN_IMPORT, str(tmp_path)], capture_output=True,
+                          text=True, env=ENV, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.strip() == "finished: True then interrupted", proc.stdout + proc.stderr
+
+
 # --- disks: full, read-only, under a file ------------------------------------------------------------------
 
 FILL_AFTER_CHECKS = textwrap.dedent("""

@@ -306,24 +306,26 @@ def preflight(out_dir: str | Path, *, need_bytes: int = 0, engine: str | None = 
         raise OutputError(f"has only {free / 2**20:.0f} MB free, the take needs about "
                           f"{(need_bytes + SPARE_BYTES) / 2**20:.0f} MB", path=existing,
                           fix="free some disk space or choose a folder on another disk")
-    created = []
+    created: list[Path] = []
+    lock = None
     try:
-        for path in reversed(missing):
-            path.mkdir()
-            created.append(path.resolve())
-        lock = _lock(folder)
-    except OutputError:
-        for path in reversed(created):
-            with contextlib.suppress(OSError):
-                path.rmdir()
+        with _signals_held():  # a cancel between a mkdir and the lock would leave a folder no one removes
+            for path in reversed(missing):
+                path.mkdir()
+                created.append(path.resolve())
+            lock = _lock(folder)
+            lock.created = created
+    except BaseException as err:
+        if lock is not None:
+            lock.release()  # removes the folders it made, still empty
+        else:
+            for path in reversed(created):
+                with contextlib.suppress(OSError):
+                    path.rmdir()
+        if isinstance(err, OSError) and not isinstance(err, OutputError):
+            raise OutputError(f"cannot be written ({err.strerror or err})", path=folder,
+                              fix="check its permissions or choose another output folder") from err
         raise
-    except OSError as err:
-        for path in reversed(created):
-            with contextlib.suppress(OSError):
-                path.rmdir()
-        raise OutputError(f"cannot be written ({err.strerror or err})", path=folder,
-                          fix="check its permissions or choose another output folder") from err
-    lock.created = created
     try:
         recover(lock.folder)
     except BaseException:
