@@ -135,7 +135,7 @@ def _top_parser(available: dict[tuple[str, str], str]) -> argparse.ArgumentParse
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; Ctrl+C / SIGTERM at any moment (a heavy import included) end it in one line, status 130."""
-    previous = _sigterm_cancels()
+    previous = _signals_cancel()
     try:
         return _main(argv)
     except KeyboardInterrupt as err:
@@ -155,10 +155,10 @@ def main(argv: list[str] | None = None) -> int:
             os._exit(130)
         return 130
     finally:
-        _restore_sigterm(previous)
+        _restore_signals(previous)
 
 
-def _sigterm_cancels():
+def _signals_cancel():
     """Ctrl+C and SIGTERM raise KeyboardInterrupt (SIGTERM's default is to die silently with 143), main thread only.
 
     Never inside an import: a KeyboardInterrupt raised while torch's C++ start-up is calling back into Python
@@ -197,7 +197,7 @@ def _inside_import(frame) -> bool:
     return False
 
 
-def _restore_sigterm(previous) -> None:
+def _restore_signals(previous) -> None:
     import signal
 
     for sig, handler in (previous or {}).items():

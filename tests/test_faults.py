@@ -312,7 +312,7 @@ SIGNAL_INSIDE_AN_IMPORT = textwrap.dedent("""
     import os, signal, sys, time
     sys.path.insert(0, sys.argv[1])
     from backline.host import cli
-    cli._sigterm_cancels()
+    cli._signals_cancel()
     try:
         import slow_native_start  # sends itself SIGTERM half-way, like a Ctrl+C during torch's C++ start-up
     except KeyboardInterrupt:
