@@ -559,6 +559,7 @@ def test_bass_midi_keeps_a_low_walking_line_where_crepe_loses_the_pitch(tmp_path
     real upright): the separated bass's MIDI still carries the line, E1–E2 in quarters."""
     import mido
 
+    from backline.engines.bass.transcription import bass_notes
     from backline.engines.core.render import render_midi, soundfont
 
     line = [28, 31, 33, 35, 36, 35, 33, 31, 28, 40, 38, 36, 33, 31, 29, 28]
@@ -573,6 +574,6 @@ def test_bass_midi_keeps_a_low_walking_line_where_crepe_loses_the_pitch(tmp_path
         track.append(mido.Message("note_on", note=p, velocity=0, time=24))
     midi.save(tmp_path / "line.mid")
     stem = render_midi(tmp_path / "line.mid", soundfont("TimGM6mb"))
-    notes = sep_engine.bass_notes(stem)
+    notes = bass_notes(stem)
     found = sum(any(abs(n.start - i * 0.5) < 0.07 and n.pitch == p for n in notes) for i, p in enumerate(line))
     assert found >= 13 and len(notes) <= 2 * len(line), [(round(n.start, 2), n.pitch) for n in notes]

@@ -313,9 +313,10 @@ class SeparateEngine:
                    cancel: threading.Event | None) -> tuple[Any, dict[str, int], dict[str, Any]]:
         """One type-1 MIDI file, a track per present part, at the heard tempo with bar one on a bar line:
         bass by `bass_notes`, drums as kick hits (note 36), the rest by basic-pitch."""
-        # lazy: mido and basic-pitch; the GPU lease's separate trainer imports this module without them
+        # lazy: mido, CREPE and basic-pitch; the GPU lease's separate trainer imports this module without them
         import mido
 
+        from backline.engines.bass.transcription import bass_notes
         from backline.engines.core.transcribe import Note, notes_to_midi, transcribe_polyphonic
 
         wanted = [w for w in stems if present[w] and not ROLE_WORDS[w][1]]
@@ -352,23 +353,6 @@ class SeparateEngine:
         for f in files:
             out.tracks.extend(f.tracks[1:])
         return out, counts, tempo
-
-
-def bass_notes(stem: Audio) -> list:
-    """A separated bass → its notes: CREPE, unless it lost the pitch, then the bass engine's basic-pitch line.
-
-    CREPE is exact where it hears the bass (16 of 16 notes and no extras on GM upright and finger basses) but on
-    some timbres its confidence collapses for the whole line: 0 notes on TimGM6mb's acoustic bass and on the real
-    upright of realdev's filosax01, where it holds 84 % of the mix. basic-pitch + `bass_line` finds 14–16 of 16
-    on every GM bass tried, with 3–12 extra notes. So CREPE's line is kept unless it has under half the notes of
-    basic-pitch's (a lost pitch, not a disagreement about ghosts)."""
-    # lazy: CREPE and basic-pitch load only when MIDI is asked for
-    from backline.engines.bass.transcription import transcribe_bass
-    from backline.engines.core.transcribe import transcribe_monophonic
-
-    crepe = transcribe_monophonic(stem, fmax=400.0)
-    line = transcribe_bass(stem)
-    return crepe if 2 * len(crepe) >= len(line) else line
 
 
 def build(config: str = "shipped", device: str = "cpu", weights: str | Path | None = None) -> SeparateEngine:
