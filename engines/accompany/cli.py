@@ -15,6 +15,7 @@ from backline.engines.core.errors import ConfigError
 
 HELP = "play an accompaniment (e.g. --prompt \"piano\" or \"warm rhodes, strings\") that follows a mix's chords"
 ENGINE = "accompany"
+MIX_POSITIONAL = True  # `backline generate accompaniment SONG.wav` as a new user types it (`--mix` works too)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -16,6 +16,7 @@ from backline.engines.core.protocol import resolve_device
 
 HELP = "generate a bass line for a mix: listen to its tempo, bars and chords, plan a line, play it (or paper 000)"
 ENGINE = "bass"
+MIX_POSITIONAL = True  # `backline generate bass SONG.wav` as a new user types it (`--mix` works too)
 
 
 def list_presets() -> int:

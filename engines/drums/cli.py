@@ -27,6 +27,7 @@ from backline.engines.runner import deprecated_alias
 
 HELP = "generate a drum part with fills (and its MIDI, WAV and report) for the band's MIDI, audio or live JACK input"
 ENGINE = "drums"
+MIX_POSITIONAL = True  # `backline generate drums SONG.wav` as a new user types it (`--mix` works too)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -43,7 +43,9 @@ def summary(result, args: argparse.Namespace) -> None:
         for name, path in take.stems.items():
             share = rep["presence"][name]
             flag = "" if rep["present"][name] else "  — hardly there"
-            print(f"{name:<9} {path}  ({share:.1%} of the mix's energy{flag})")
+            top = rep.get("top_presence", {}).get(name)
+            top = f", {top:.0%} of its top end" if top is not None else ""
+            print(f"{name:<9} {path}  ({share:.1%} of the mix's energy{top}{flag})")
         if take.midi is not None:
             notes = ", ".join(f"{k} {v}" for k, v in rep.get("notes", {}).items())
             tempo = rep.get("midi_tempo", {})
