@@ -1,6 +1,6 @@
 """Does the separated part play? The presence lines of `backline separate` measured with the shipped weights.
 
-    .venv/bin/python benchmarks/separate_presence.py [--realdev ../shared/realdev] [--heldout DIR ...]
+    .venv/bin/python benchmarks/separate_presence.py [--realdev ../shared/realdev] [--heldout DIR ...] [--songs 4]
 
 For every held-out corpus song (20 s from 0:05; never trained on), the mix with and without its drums; and the
 real recordings of realdev (filosax01 has a jazz kit; the others are printed for what they are). Per mix, the
@@ -19,7 +19,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _common import hardware  # noqa: E402
+from _common import corpus_or_render, hardware  # noqa: E402
 from separate_eval import SR, track_roles  # noqa: E402
 
 from backline.engines.core.audio import Audio, read_audio  # noqa: E402
@@ -39,10 +39,16 @@ def main() -> int:
     here = Path(__file__).resolve()
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--realdev", type=Path, default=here.parents[2] / "shared" / "realdev")
-    ap.add_argument("--heldout", type=Path, nargs="*", default=[], help="held-out corpus folders (Slakh layout)")
+    ap.add_argument("--heldout", type=Path, nargs="*", default=None,
+                    help="held-out corpus folders (Slakh layout); without it a few synthetic songs are rendered once")
+    ap.add_argument("--songs", type=int, default=4, help="songs to render when no --heldout is given (0: none)")
     a = ap.parse_args()
     print(hardware())
     sep = Separator(load_model(WEIGHTS))
+    if a.heldout is None:
+        a.heldout = [corpus_or_render(None, flag="--heldout", songs=a.songs)[0]] if a.songs > 0 else []
+    for folder in a.heldout:
+        corpus_or_render(folder, flag="--heldout")  # a missing folder: one line, exit 2
     said = {"with drums": [], "without drums": []}
     for folder in a.heldout:
         print(f"\n{folder}")

@@ -159,7 +159,37 @@ def song(name: str, track: Path, bass_engine, drum_engine, tmp: Path) -> dict:
               f"{db(real_drums.slice(0, n)) - db(band):+.1f} dB → {rows['drum_level']:+.1f} dB;"
               f" take {n / sr:.2f} s, last 50 ms peak {20 * math.log10(np.abs(dtake.samples[:, -int(0.05 * sr):]).max() + 1e-12):.0f} dBFS,"
               f" last sample {20 * math.log10(np.abs(dtake.samples[:, -1]).max() + 1e-12):.0f} dBFS")
+        heard = heard_drum_take(no_drums, tmp / f"{name}-heard-drums")
+        if heard is not None:
+            n = heard.frames
+            print("  " + timing("drum take from the audio alone (no --bpm) vs real drums", heard,
+                                real_drums.slice(0, n)))
+            rows["heard_drum_level"] = (db(heard) - db(no_drums.slice(0, n))) - \
+                (db(real_drums.slice(0, n)) - db(no_drums.slice(0, n)))
     return rows
+
+
+def heard_drum_take(band, out: Path):
+    """`backline generate drums BAND.wav --out DIR` as a user runs it (no --bpm: the tempo and the first bar line
+    are heard), the take placed at its `start_sample` in the file; None where it refused."""
+    import json
+    import subprocess
+
+    from backline.engines.core.audio import read_audio, write_audio
+
+    out.mkdir(parents=True, exist_ok=True)
+    wav = out / "band.wav"
+    write_audio(wav, band, overwrite=True)
+    done = subprocess.run([sys.executable, "-m", "backline.host.cli", "generate", "drums", str(wav), "--out",
+                           str(out / "take"), "--threads", "1"], capture_output=True, text=True)
+    if done.returncode != 0:
+        print(f"  drum take from the audio alone: refused ({done.stderr.strip().splitlines()[-1:]})")
+        return None
+    heard = next((line for line in done.stdout.splitlines() if line.startswith("heard")), "")
+    print(f"  drums from the audio alone: {heard}")
+    report = json.loads((out / "take" / "drums_seed0.json").read_text())
+    take = read_audio(out / "take" / "drums_seed0.wav")
+    return take.slice(-int(report["start_sample"]), band.frames)  # placed where it sits in the file
 
 
 def filosax(folder: Path, bass_engine, tmp: Path) -> None:

@@ -79,6 +79,18 @@ def test_every_engine_command_speaks_one_vocabulary():
                 assert "--" + control.name.replace("_", "-") in flags, (engine, control.name)
         defaults = parser.parse_args([])
         assert defaults.device == "auto" and defaults.variations == 1 and defaults.seed == 0
+        # the mix as the first argument, as a new user types it (`backline generate bass SONG.wav`), everywhere
+        assert str(parser.parse_args(["song.wav"]).mix_file) == "song.wav", engine
+
+
+@pytest.mark.parametrize("command", [["generate", "bass"], ["generate", "accompaniment"], ["generate", "drums"],
+                                     ["separate"], ["analyze"]])
+def test_the_mix_given_twice_is_one_line(tmp_path, capsys, command):
+    assert cli.main([*command, "a.wav", "--mix", "b.wav", "--out", str(tmp_path / "t"), "--bpm", "120"]
+                    if command[0] == "generate" else [*command, "a.wav", "--mix", "b.wav"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "the mix is given twice" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "t").exists()
 
 
 def test_old_drum_spellings_work_and_say_the_new_one(capsys):

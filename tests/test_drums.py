@@ -465,3 +465,36 @@ def test_variation_zero_is_deterministic_across_seeds(engine, band_midi):
     a = engine.pipeline.generate(grid, fill_bars=[3], seed=1)
     b = engine.pipeline.generate(grid, fill_bars=[3], seed=2)
     assert np.array_equal(a.drums, b.drums)  # variation 0: the infiller's fill, the same for every seed
+
+
+def test_audio_without_bpm_is_heard_and_the_take_starts_on_its_first_bar_line(tmp_path, capsys):
+    """`backline generate drums BAND.wav` with no --bpm, as a new user types it: the tempo and the first bar line
+    are heard (the bass's listening path), the take starts on that bar line and its report says where it sits
+    in the file. The band comes in after 0.3 s of silence, at 120 BPM."""
+    from backline.engines.core.audio import write_audio
+    from backline.engines.core.render import find_soundfonts, render_midi
+    from backline.host.cli import main
+
+    if not find_soundfonts():
+        pytest.skip("fluidsynth soundfonts not installed")
+    bass = [(b * 4.0 + k, b * 4.0 + k + 0.9, (40, 45, 43, 38)[b % 4] + 12 * (k == 2)) for b in range(6)
+            for k in range(4)]
+    roots = (40, 45, 43, 38)
+    chords = [(b * 4.0 + k, b * 4.0 + k + 0.9, roots[b % 4] + 24 + i) for b in range(6) for k in range(4)
+              for i in (0, 4, 7)]  # a triad on each beat over the bar's root, a new chord each bar
+    path = _midi(tmp_path / "band.mid", [_track("Bass", 33, 0, bass), _track("Piano", 0, 1, chords)])
+    audio = render_midi(path, "FluidR3_GM", sample_rate=44100)
+    lead = int(0.3 * 44100)
+    write_audio(tmp_path / "band.wav", audio.slice(-lead, audio.frames))
+    out = tmp_path / "take"
+    assert main(["generate", "drums", str(tmp_path / "band.wav"), "--out", str(out), "--config", "debug"]) == 0
+    said = capsys.readouterr().out
+    assert said.startswith("heard 1") and "BPM" in said
+    report = json.loads((out / "drums_seed0.json").read_text())
+    bpm = float(said.split()[1])
+    assert abs(bpm - 120.0) < 2.0, said
+    beat = int(round(60.0 / bpm * 44100))
+    assert abs(report["start_sample"] - lead) <= 0.02 * 44100, (report["start_sample"], lead, beat)
+    assert report["daw"]["start_sample"] == report["start_sample"]
+    assert main(["generate", "drums", "--jack", "4", "--out", str(tmp_path / "j")]) == 2
+    assert "--jack needs the tempo" in capsys.readouterr().err

@@ -59,8 +59,8 @@ def check(args: argparse.Namespace, controls: dict, meter: tuple[int, int]) -> d
         raise ConfigError("give the band", fix="--band-midi BAND.mid, --mix MIX.wav or --jack SECONDS")
     if args.jack and (args.band_midi or args.mix):
         raise ConfigError("--jack records the band itself", fix="give --jack alone, or --band-midi / --mix")
-    if args.band_midi is None and args.bpm is None:
-        raise ConfigError("--mix and --jack need the tempo", fix="pass --bpm, e.g. --bpm 120")
+    if args.jack and args.bpm is None:
+        raise ConfigError("--jack needs the tempo you will play to", fix="pass --bpm, e.g. --bpm 120")
     if args.band_midi is None:
         quarters_per_bar(*meter)  # a meter the drum models cannot play fails now, before any audio is read (64/4)
     if args.preset:
@@ -79,6 +79,8 @@ def inputs(args: argparse.Namespace, controls: dict, meter: tuple[int, int]):
     if args.band_midi is not None:
         mix = audio.read_audio(args.mix, sample_rate=args.sample_rate) if args.mix is not None else None
         return Timeline.constant(120.0, args.sample_rate), 0, None, mix, args.band_midi, None
+    if args.mix is not None and args.bpm is None:
+        return _heard(args, meter)
     timeline = Timeline.constant(check_bpm(args.bpm), args.sample_rate, *meter)
     if args.mix is not None:
         return timeline, 0, None, audio.read_audio(args.mix), None, None
@@ -91,6 +93,38 @@ def inputs(args: argparse.Namespace, controls: dict, meter: tuple[int, int]):
         tmp_dir.cleanup()
         raise
     return timeline, 0, None, None, midi, tmp_dir.cleanup
+
+
+def _heard(args: argparse.Namespace, meter: tuple[int, int]):
+    """`--mix` without `--bpm`: hear the whole file (tempo, meter, bar one: `listen.region.hear`, the path the
+    bass and accompaniment take) and play from its first bar line. The take starts there: its WAV and MIDI begin
+    on that bar line and `start_sample` (the report's, and the DAW block's) says where it sits in the file
+    (`before_write`), as a region's take does. The grid is the heard tempo held constant: a band that drifts
+    leaves it (give the DAW's tempo map through the host, or band MIDI, for that)."""
+    from backline.engines.listen.region import hear
+
+    whole = audio.read_audio(args.mix)
+    heard = hear(whole, meter=meter if getattr(args, "meter", None) else None)
+    if heard.listening is None or heard.source != "listen":
+        raise ConfigError("no steady beat was heard in the mix, so its tempo and bars are not known",
+                          path=args.mix, fix="give the tempo with --bpm, e.g. --bpm 120")
+    lst, timeline = heard.listening, heard.timeline
+    quarters_per_bar(timeline.numerator, timeline.denominator)  # a meter the drum models play
+    bar_s = timeline.quarters_to_seconds(timeline.quarters_per_bar)
+    lead_s = float(lst.bar_one) % bar_s
+    lead = int(round(lead_s * whole.sample_rate))
+    args.drums_lead = lead
+    print(f"heard {lst.bpm:.2f} BPM {timeline.numerator}/{timeline.denominator}, the first bar line at {lead_s:.3f} s "
+          f"(the drums start there, sample {lead}); --bpm sets the tempo and counts bars from the first sample")
+    return timeline, 0, None, whole.slice(lead, whole.frames), None, None
+
+
+def before_write(result, args: argparse.Namespace) -> None:
+    """A heard mix's take starts on its first bar line (`_heard`): say where it sits in the file."""
+    lead = int(getattr(args, "drums_lead", 0))
+    for take in result.takes:
+        take.start_sample += lead
+        take.report["start_sample"] = take.start_sample
 
 
 def _record_jack(seconds: float, timeline, path: Path) -> Path:
@@ -121,7 +155,8 @@ def summary(result, args: argparse.Namespace) -> None:
     for take in result.takes:
         r = take.report
         print(f"seed {take.seed}: bars {r['bars'][0]}-{r['bars'][1]}, fills at {r['fill_bars'] or 'none'}, "
-              f"{r['notes']} notes, generated in {r['generation_seconds'] * 1000:.0f} ms")
+              f"{r['notes']} notes, generated in {r['generation_seconds'] * 1000:.0f} ms, starts at sample "
+              f"{take.start_sample}")
         print(f"  MIDI   {take.midi}" + (f"\n  audio  {take.stems['drums']}" if "drums" in take.stems else ""))
         print(f"  report {r['files']['report']}")
     print("band tracks: " + "; ".join(_track_line(t) for t in result.report["tracks"]))
