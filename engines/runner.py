@@ -24,7 +24,6 @@ Hooks a command module may define (all optional but ENGINE and HELP):
     listens(controls) -> bool          --bars without --bpm: hear the whole file, then cut (follow modes)
     check_memory(args, seconds, rate, channels, controls)   refuse a region too long before it is read
     inputs(args, controls, meter)      -> (timeline, start, stop, mix, midi, cleanup) for inputs of its own
-    before_write(result, args)         adjust the takes before they are written (where a take sits in the file)
     summary(result, args)              print the result
 """
 
@@ -169,9 +168,7 @@ def run(args: argparse.Namespace, command: ModuleType) -> int:
         if request.out_dir is None:  # a report-only engine without --out: print it, write nothing
             result = run_in_terminal(engine, request)
         else:
-            hook = getattr(command, "before_write", None)
-            result = generate_in_terminal(engine, request, overwrite=args.overwrite,
-                                          before_write=(lambda r: hook(r, args)) if hook is not None else None)
+            result = generate_in_terminal(engine, request, overwrite=args.overwrite)
     finally:
         if cleanup is not None:
             cleanup()
@@ -314,7 +311,7 @@ def run_in_terminal(engine: Engine, request: GenerationRequest, *, desc: str | N
 
 
 def generate_in_terminal(engine: Engine, request: GenerationRequest, *, desc: str | None = None,
-                         overwrite: bool = False, before_write=None) -> GenerationResult:
+                         overwrite: bool = False) -> GenerationResult:
     """Run one request from a command line, the way every CLI does it.
 
     `preflight` locks and checks `request.out_dir` before any work; a progress bar shows the engine's own
@@ -323,7 +320,6 @@ def generate_in_terminal(engine: Engine, request: GenerationRequest, *, desc: st
     result with file paths."""
     with _sigterm_as_interrupt(), TerminalProgress(desc or request.engine) as bar:
         return generate_and_write(engine, request, progress=bar.update, overwrite=overwrite, role_check="shipped",
-                                  before_write=before_write,
                                   on_warning=lambda text: print(f"warning: {text}", file=sys.stderr, flush=True))
 
 

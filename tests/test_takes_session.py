@@ -277,3 +277,48 @@ def midi_notes_of(mid: mido.MidiFile) -> list[tuple[int, int, int]]:
             if msg.type == "note_on" and msg.velocity:
                 out.append((now, msg.note, msg.velocity))
     return sorted(out)
+
+
+def test_a_region_of_a_recording_with_a_lead_in_sits_on_its_bars(qtbot, make_window, tmp_path):  # noqa: F811
+    """The same song behind 0.3 s of silence (a recording that does not start on bar 1): bars 3–6 are counted
+    from the first bar line heard, so the take starts 0.3 s later than on the export and holds the same notes —
+    from the host and the CLI alike. Before, both cut bars 3–6 from the first sample and the take came 300 ms
+    early."""
+    import json
+
+    from backline.engines import runner
+    from backline.engines.bass import cli
+    from backline.engines.core.audio import read_audio, write_audio
+
+    plain = read_audio(song(tmp_path / "song.wav"))
+    lead = int(0.3 * plain.sample_rate)
+    path = tmp_path / "late.wav"
+    write_audio(path, plain.slice(-lead, plain.frames))
+    bar = 4 * 60.0 / 100.0
+
+    def cli_take(mix: Path, out: str) -> tuple[int, list]:
+        parser = argparse.ArgumentParser()
+        runner.configure(parser, cli)
+        args = parser.parse_args([str(mix), "--out", str(tmp_path / out), "--bars", "3-6", "--config", "debug",
+                                  "--style", "root_fifth", "--seed", "0"])
+        assert runner.run(args, cli) == 0
+        report = json.loads((tmp_path / out / "bass_seed0.json").read_text())
+        return report["start_sample"], midi_notes(tmp_path / out / "bass_seed0.mid")
+
+    start_plain, notes_plain = cli_take(tmp_path / "song.wav", "plain")
+    start_late, notes_late = cli_take(path, "late")
+    rate = plain.sample_rate
+    assert abs(start_plain / rate - 2 * bar) < 0.02
+    assert abs(start_late / rate - (2 * bar + 0.3)) < 0.02  # on bar 3 of the music, not of the file
+    assert [p for _, p, _ in notes_late] == [p for _, p, _ in notes_plain]  # bar 3's chord on bar 3
+
+    window = make_window(engine="bass")
+    qtbot.waitUntil(lambda: window.panels["bass"].ready, timeout=WAIT_MS)
+    assert window.load_capture_file(path)
+    window.panels["bass"].widgets["style"].setCurrentText("root_fifth")
+    with qtbot.waitSignal(window.takeAdded, timeout=WAIT_MS) as added:
+        assert window.generate(engine="bass", bars=(3, 6), seed=0)
+    record = added.args[0]
+    assert record.status == "ok", record.error
+    assert midi_notes(window.store.absolute(record.midi)) == notes_late
+    assert record.start_sample == start_late

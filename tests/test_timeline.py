@@ -56,3 +56,16 @@ def test_grid_lines():
     tl = Timeline.constant(120, 48000)
     grid = tl.grid_samples(0, 48000, division=4)
     assert grid == [i * 6000 for i in range(8)]
+
+
+def test_an_origin_puts_bar_one_where_the_music_starts():
+    """A recording whose first bar line is at 0.3 s: bar 1 beat 1 sits there, the lead-in is a pickup (bar 0)."""
+    tl = Timeline.constant(100, 44100, origin=13230)
+    bar = round(2.4 * 44100)
+    assert tl.bar_to_samples(1) == 13230 and tl.bar_range_to_samples(3, 4) == (13230 + 2 * bar, 13230 + 4 * bar)
+    assert tl.samples_to_bar(0) == pytest.approx(1 - 0.3 / 2.4)
+    assert tl.samples_to_bbt(13230 + bar) == BBT(2, 1, 0.0)
+    assert tl.quarters_to_seconds(0) == pytest.approx(0.3) and tl.seconds_to_quarters(0.9) == pytest.approx(1.0)
+    assert tl.snap_to_grid(13230 + bar) == 13230 + bar and tl.bars_in(13230 + 3 * bar) == pytest.approx(3.0)
+    assert tl.grid_samples(0, 13230 + 1, division=1) == [13230]  # the lead-in holds no beat of bar 1
+    assert Timeline.constant(100, 44100).bar_to_samples(1) == 0  # a DAW's timeline: bar 1 at sample 0

@@ -4,7 +4,9 @@ Conventions (the ones DAWs and MIDI files share):
 - tempo is in quarter notes per minute, whatever the meter (REAPER, Bitwig and MIDI's set_tempo do this);
 - a bar lasts `numerator * 4 / denominator` quarter notes; a *beat* is one `1/denominator` note, so 6/8 has
   six eighth-note beats per bar;
-- bars and beats are 1-based as DAWs show them (bar 1 beat 1 = sample 0 of the timeline's origin);
+- bars and beats are 1-based as DAWs show them; bar 1 beat 1 sits at sample `origin` (0 for a DAW's timeline
+  and a DAW export; for a recording whose first bar line is heard later, the samples before it are a pickup,
+  "bar 0");
   ticks are 0-based, `ppq` per quarter note;
 - everything crossing a module boundary is in DAW samples at the DAW's sample rate.
 
@@ -99,6 +101,7 @@ class Timeline:
     numerator: int = 4
     denominator: int = 4
     ppq: int = DEFAULT_PPQ
+    origin: int = 0  # the sample where bar 1 beat 1 (quarter 0) sits
 
     def __post_init__(self) -> None:
         if self.sample_rate <= 0:
@@ -108,8 +111,9 @@ class Timeline:
                                 fix=f"use a numerator of 1-{MAX_NUMERATOR} over 1, 2, 4, 8, 16 or 32")
 
     @classmethod
-    def constant(cls, bpm: float, sample_rate: int, numerator: int = 4, denominator: int = 4) -> Timeline:
-        return cls(sample_rate, TempoMap.constant(bpm), numerator, denominator)
+    def constant(cls, bpm: float, sample_rate: int, numerator: int = 4, denominator: int = 4, *,
+                 origin: int = 0) -> Timeline:
+        return cls(sample_rate, TempoMap.constant(bpm), numerator, denominator, origin=int(origin))
 
     # --- basic units -------------------------------------------------------------------------------------
     @property
@@ -132,16 +136,16 @@ class Timeline:
         return round(seconds * self.sample_rate)
 
     def samples_to_quarters(self, samples: float) -> float:
-        return self.tempo.quarter(samples / self.sample_rate)
+        return self.tempo.quarter((samples - self.origin) / self.sample_rate)
 
     def quarters_to_samples(self, quarters: float) -> int:
-        return round(self.tempo.seconds(quarters) * self.sample_rate)
+        return round(self.tempo.seconds(quarters) * self.sample_rate) + self.origin
 
     def quarters_to_seconds(self, quarters: float) -> float:
-        return self.tempo.seconds(quarters)
+        return self.tempo.seconds(quarters) + self.origin / self.sample_rate
 
     def seconds_to_quarters(self, seconds: float) -> float:
-        return self.tempo.quarter(seconds)
+        return self.tempo.quarter(seconds - self.origin / self.sample_rate)
 
     # --- bars --------------------------------------------------------------------------------------------
     def bar_to_samples(self, bar: float) -> int:
@@ -177,7 +181,7 @@ class Timeline:
         rounded to whole samples, so reading one back can land a hair *after* the line: a ceil then skips it."""
         quarter = self.samples_to_quarters(samples)
         line = round(quarter * division) / division
-        exact = self.tempo.seconds(line) * self.sample_rate
+        exact = self.tempo.seconds(line) * self.sample_rate + self.origin
         return exact if abs(exact - samples) <= 0.5 + 1e-9 else samples
 
     def bar_range_to_samples(self, first_bar: int, last_bar: int) -> tuple[int, int]:

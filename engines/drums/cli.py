@@ -97,10 +97,10 @@ def inputs(args: argparse.Namespace, controls: dict, meter: tuple[int, int]):
 
 def _heard(args: argparse.Namespace, meter: tuple[int, int]):
     """`--mix` without `--bpm`: hear the whole file (tempo, meter, bar one: `listen.region.hear`, the path the
-    bass and accompaniment take) and play from its first bar line. The take starts there: its WAV and MIDI begin
-    on that bar line and `start_sample` (the report's, and the DAW block's) says where it sits in the file
-    (`before_write`), as a region's take does. The grid is the heard tempo held constant: a band that drifts
-    leaves it (give the DAW's tempo map through the host, or band MIDI, for that)."""
+    bass and accompaniment take) and play from its first bar line: the heard grid's bar 1 (`Timeline.origin`),
+    where the take starts (its report's and DAW block's `start_sample`), as a region's take does. The grid is
+    the heard tempo held constant: a band that drifts leaves it (give the DAW's tempo map through the host, or
+    band MIDI, for that)."""
     from backline.engines.listen.region import hear
 
     whole = audio.read_audio(args.mix)
@@ -108,23 +108,13 @@ def _heard(args: argparse.Namespace, meter: tuple[int, int]):
     if heard.listening is None or heard.source != "listen":
         raise ConfigError("no steady beat was heard in the mix, so its tempo and bars are not known",
                           path=args.mix, fix="give the tempo with --bpm, e.g. --bpm 120")
-    lst, timeline = heard.listening, heard.timeline
+    timeline = heard.timeline
     quarters_per_bar(timeline.numerator, timeline.denominator)  # a meter the drum models play
-    bar_s = timeline.quarters_to_seconds(timeline.quarters_per_bar)
-    lead_s = float(lst.bar_one) % bar_s
-    lead = int(round(lead_s * whole.sample_rate))
-    args.drums_lead = lead
-    print(f"heard {lst.bpm:.2f} BPM {timeline.numerator}/{timeline.denominator}, the first bar line at {lead_s:.3f} s "
-          f"(the drums start there, sample {lead}); --bpm sets the tempo and counts bars from the first sample")
-    return timeline, 0, None, whole.slice(lead, whole.frames), None, None
-
-
-def before_write(result, args: argparse.Namespace) -> None:
-    """A heard mix's take starts on its first bar line (`_heard`): say where it sits in the file."""
-    lead = int(getattr(args, "drums_lead", 0))
-    for take in result.takes:
-        take.start_sample += lead
-        take.report["start_sample"] = take.start_sample
+    start = timeline.bar_to_samples(1)
+    print(f"heard {heard.listening.bpm:.2f} BPM {timeline.numerator}/{timeline.denominator}, the first bar line at "
+          f"{start / whole.sample_rate:.3f} s (the drums start there, sample {start}); --bpm sets the tempo and "
+          "counts bars from the first sample")
+    return timeline, start, None, whole.slice(start, whole.frames), None, None
 
 
 def _record_jack(seconds: float, timeline, path: Path) -> Path:

@@ -240,7 +240,7 @@ class DrumEngine:
                                          band.timeline.numerator, band.timeline.denominator)
             return band
         if request.mix is not None:
-            band = grid_from_audio(request.mix, request.timeline)
+            band = grid_from_audio(request.mix, request.timeline, start=request.region_start)
             start_bar = request.timeline.samples_to_bar(request.region_start)
             if abs(start_bar - round(start_bar)) > 1e-3:
                 raise TimelineError(f"the audio starts inside bar {int(start_bar)}",

@@ -277,17 +277,20 @@ def read_drum_midi(path: str | Path, numerator: int, denominator: int, n_bars: i
 
 # --- audio ----------------------------------------------------------------------------------------------
 
-def grid_from_audio(audio, timeline: Timeline, *, bass_split: int = 48) -> BandInput:
-    """A mix (or any band audio) → notes with basic-pitch → bass (< `bass_split`) and piano roles."""
+def grid_from_audio(audio, timeline: Timeline, *, start: int = 0, bass_split: int = 48) -> BandInput:
+    """A mix (or any band audio) → notes with basic-pitch → bass (< `bass_split`) and piano roles. The audio sits
+    at DAW sample `start` of `timeline` (a bar line); the grid counts quarters from there."""
     notes = transcribe_polyphonic(audio)
     if not notes:
         raise ConfigError("no notes were heard in the audio", fix="give audio with the band playing, or the band's MIDI")
+    t0, q_start = timeline.samples_to_seconds(start), timeline.samples_to_quarters(start)
     ma: dict[str, list[tuple[float, float, int, int]]] = {r: [] for r in MA_ROLES}
     for n in notes:
-        q0, q1 = timeline.seconds_to_quarters(n.start), timeline.seconds_to_quarters(n.end)
+        q0, q1 = (timeline.seconds_to_quarters(t0 + n.start) - q_start,
+                  timeline.seconds_to_quarters(t0 + n.end) - q_start)
         ma["bass" if n.pitch < bass_split else "piano"].append((q0, q1, n.pitch, n.velocity))
-    n_bars = max(1, math.ceil(timeline.samples_to_quarters(audio.frames * timeline.sample_rate / audio.sample_rate)
-                              / timeline.quarters_per_bar - 1e-6))
+    stop = start + audio.frames * timeline.sample_rate / audio.sample_rate
+    n_bars = max(1, math.ceil((timeline.samples_to_quarters(stop) - q_start) / timeline.quarters_per_bar - 1e-6))
     grid = grid_from_notes(ma, [], timeline.numerator, timeline.denominator, n_bars)
     tracks = [TrackInfo(0, "transcribed bass", None, None, "bass", len(ma["bass"]), "audio"),
               TrackInfo(1, "transcribed other", None, None, "piano", len(ma["piano"]), "audio")]

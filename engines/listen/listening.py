@@ -11,6 +11,10 @@ from backline.engines.core.protocol import Control
 from backline.engines.core.timeline import Timeline
 from backline.engines.listen.chart import NO_CHORD, NOTE_NAMES, Chord
 
+#: a first bar line heard this close before the end of a bar from the start is the start's own (a bar line at
+#: -5 ms, read as one a bar later): bar 1 is then the first sample
+ANCHOR_SLACK_S = 0.03
+
 
 @dataclass
 class Listening:
@@ -42,8 +46,16 @@ class Listening:
     def beat_seconds(self) -> float:
         return 60.0 / self.bpm * 4.0 / self.denominator
 
-    def timeline(self, sample_rate: int) -> Timeline:
-        return Timeline.constant(self.bpm, sample_rate, self.numerator, self.denominator)
+    def timeline(self, sample_rate: int, *, anchored: bool = False) -> Timeline:
+        """The heard tempo and meter as a timeline. `anchored`: bar 1 on the first bar line heard (the
+        recording's own bars, for cutting regions and drawing the bar lines; what comes before it is a pickup),
+        else bars counted from the first sample (a follow take places its notes on the heard beats itself)."""
+        origin = 0
+        if anchored:
+            bar_s = 60.0 / self.bpm * self.numerator * 4.0 / self.denominator
+            lead = self.bar_one % bar_s
+            origin = 0 if lead > bar_s - ANCHOR_SLACK_S else int(round(lead * sample_rate))
+        return Timeline.constant(self.bpm, sample_rate, self.numerator, self.denominator, origin=origin)
 
     def chord_at(self, t: float) -> Chord:
         i = int(np.searchsorted(self.beats, t, side="right")) - 1

@@ -6,7 +6,10 @@ that. An engine given a region is told the grid (`tempo_from = timeline`) and th
 the whole file, so bars 3–6 get bar 3's chord on bar 3's downbeat whether a musician dragged across them in the
 host or typed `--bars 3-6` (before, the host listened to the region alone and heard bar one a bar late).
 
-Bars are counted from the recording's first sample (a DAW export starts on bar 1), at the heard or known tempo.
+Bars: a known grid (the DAW's, extras.json's, `--bpm`) counts them from the recording's first sample, as a DAW
+export starts on bar 1; a heard grid counts them from the first bar line heard (`Listening.timeline(anchored=True)`:
+the timeline's `origin`), so a recording with a lead-in or a pickup gets its bars where the music's are (before,
+bars 3-4 of the demo band behind 0.3 s of silence came 300 ms early).
 """
 
 from __future__ import annotations
@@ -53,7 +56,7 @@ def hear(audio: Audio, known: Timeline | None = None, *, meter: tuple[int, int] 
         return Heard(known, lst, "known")
     if lst is None:
         return Heard(Timeline.constant(120.0, audio.sample_rate), None, "default")
-    return Heard(lst.timeline(audio.sample_rate), lst, "listen")
+    return Heard(lst.timeline(audio.sample_rate, anchored=True), lst, "listen")
 
 
 def file_chart(heard: Heard, frames: int) -> str:
