@@ -188,13 +188,8 @@ def midi_notes(path: Path) -> list[tuple[int, int, int]]:
     return sorted(out)
 
 
-def test_a_mid_song_region_is_the_same_from_the_host_and_the_cli(qtbot, make_window, tmp_path):  # noqa: F811
-    """Bars 3–6 of a plain WAV (chords D G A G D Bm G A): the host's selection and `--bars 3-6` hear the whole file,
-    cut the same region and give the same notes at the same ticks — bar 3's chord on bar 3."""
-    from backline.engines import runner
-    from backline.engines.bass import cli
-
-    path = song(tmp_path / "song.wav")
+def host_bass_take(qtbot, make_window, path: Path):  # noqa: F811
+    """Bars 3–6 of the WAV at `path`, loaded into the host, as a root-fifth bass take (seed 0): (window, record)."""
     window = make_window(engine="bass")
     qtbot.waitUntil(lambda: window.panels["bass"].ready, timeout=WAIT_MS)
     assert window.load_capture_file(path)
@@ -203,6 +198,17 @@ def test_a_mid_song_region_is_the_same_from_the_host_and_the_cli(qtbot, make_win
         assert window.generate(engine="bass", bars=(3, 6), seed=0)
     record = added.args[0]
     assert record.status == "ok", record.error
+    return window, record
+
+
+def test_a_mid_song_region_is_the_same_from_the_host_and_the_cli(qtbot, make_window, tmp_path):  # noqa: F811
+    """Bars 3–6 of a plain WAV (chords D G A G D Bm G A): the host's selection and `--bars 3-6` hear the whole file,
+    cut the same region and give the same notes at the same ticks — bar 3's chord on bar 3."""
+    from backline.engines import runner
+    from backline.engines.bass import cli
+
+    path = song(tmp_path / "song.wav")
+    window, record = host_bass_take(qtbot, make_window, path)
     host_heard = record.report["listening"]
     assert host_heard["chords"] == "A | G | D | Bm" and host_heard["bar_one_s"] == 0.0  # not a bar late
     host_notes = midi_notes(window.store.absolute(record.midi))
@@ -312,13 +318,6 @@ def test_a_region_of_a_recording_with_a_lead_in_sits_on_its_bars(qtbot, make_win
     assert abs(start_late / rate - (2 * bar + 0.3)) < 0.02  # on bar 3 of the music, not of the file
     assert [p for _, p, _ in notes_late] == [p for _, p, _ in notes_plain]  # bar 3's chord on bar 3
 
-    window = make_window(engine="bass")
-    qtbot.waitUntil(lambda: window.panels["bass"].ready, timeout=WAIT_MS)
-    assert window.load_capture_file(path)
-    window.panels["bass"].widgets["style"].setCurrentText("root_fifth")
-    with qtbot.waitSignal(window.takeAdded, timeout=WAIT_MS) as added:
-        assert window.generate(engine="bass", bars=(3, 6), seed=0)
-    record = added.args[0]
-    assert record.status == "ok", record.error
+    window, record = host_bass_take(qtbot, make_window, path)
     assert midi_notes(window.store.absolute(record.midi)) == notes_late
     assert record.start_sample == start_late
