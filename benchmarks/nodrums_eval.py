@@ -243,6 +243,8 @@ def line_scores(notes, ex: dict, beats: np.ndarray, roots) -> dict:
 
 def evaluate(clips: list[dict], style: str = "root_fifth") -> tuple[list[dict], list]:
     """Rows per clip, and the listened grids (for the style table)."""
+    import mir_eval
+
     from backline.engines.bass.follow import grid_from_listening, plan_line
     from backline.engines.bass.planner import load_planner
     from backline.engines.core.audio import read_audio
@@ -265,7 +267,10 @@ def evaluate(clips: list[dict], style: str = "root_fifth") -> tuple[list[dict], 
         chord_roots = [(float(a), float(a + lst.beat_seconds), 36 + (c.root - 36) % 12 if c.root >= 0 else 36)
                        for a, c in zip(lst.beats, lst.chords)]
         pc, mode = ex["key"].split()
-        rows.append({"rel": ex["rel"], "bpm": ex["bpm"], "heard": lst.bpm, "voice": ex["voice"],
+        bar_s = 60.0 / ex["bpm"] * ex["numerator"]
+        ref_down = np.arange(float(ex.get("pickup_s", 0.0)), ex["end"] - 1e-6, bar_s)
+        down_f = mir_eval.beat.f_measure(ref_down, lst.downbeats[lst.downbeats < ex["end"]], f_measure_threshold=0.07)
+        rows.append({"rel": ex["rel"], "bpm": ex["bpm"], "heard": lst.bpm, "voice": ex["voice"], "down_f": down_f,
                      "tempo_ok": abs(lst.bpm - ex["bpm"]) / ex["bpm"] < 0.04,
                      "ratio": lst.bpm / ex["bpm"], "key_ok": (lst.key_pc, lst.mode) == (int(pc), mode),
                      "key_heard": lst.key_name, "key_true": f"{NOTE_NAMES[int(pc)]} {mode}",
@@ -289,7 +294,8 @@ def print_table(rows: list[dict]) -> None:
     mean = lambda who, k: float(np.mean([r[who][k] for r in rows]))  # noqa: E731
     print(f"\n{n} clips: tempo right (octave wrong) {sum(r['tempo_ok'] for r in rows)}/{n} "
           f"(half {sum(abs(r['ratio'] - 0.5) < 0.04 for r in rows)}, double {sum(abs(r['ratio'] - 2) < 0.08 for r in rows)}),"
-          f" key {sum(r['key_ok'] for r in rows)}/{n}, listening {np.mean([r['listen_cpu_per_s'] for r in rows]):.3f}"
+          f" key {sum(r['key_ok'] for r in rows)}/{n}, bar lines F {np.mean([r['down_f'] for r in rows]):.2f}"
+          f" (70 ms), listening {np.mean([r['listen_cpu_per_s'] for r in rows]):.3f}"
           " CPU-s per s of audio")
     print(f"{'line':22s} {'root on beat':>12s} {'vs real':>8s} {'silent beats':>12s} {'median pitch':>12s} "
           f"{'lowest':>6s} {'>14 st under band':>17s}")

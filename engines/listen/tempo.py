@@ -301,6 +301,13 @@ def _novelty(chroma: np.ndarray) -> np.ndarray:
 #: the drum songs and the four-part set (bar-line F; 0.5 → 1.5: four-part 0.59 → 0.65, drum songs kept, 2.0 lost
 #: drum songs). The tempo choice's `contrast` keeps 0.5 (`TEMPO_CONTRAST_LOW`): it asks whether the chords change
 #: on the bar lines, which is the harmonic-rhythm cue.
+#: Measured, not changed (session 8): a band *without drums* (what `generate drums MIX.wav` hears) gets bar one on
+#: the wrong beat on 4 of 20 held-out renders (downbeat F 0.75; 0.95 for the same bands with drums and without
+#: bass) — there the low band's strongest hits are a bass's pushes and the comping's 2 and 4. On a tuning set of
+#: its own (56 renders of seeds 3131/3232 as bands without drums and without bass, 10 four-part training pieces
+#: of `tempo_fit.py`) 0.1 placed bar one right on 102 of 107 (1.5: 93) and lifted the held-out bands without drums
+#: to F 0.83, but the held-out four-part set fell 0.60 → 0.43 and filosax01 (a jazz trio over a static chord) moved
+#: bar one a beat late: where the harmony does not move, the bass and kick are the only bar cue. Kept at 1.5.
 BAR_ONE_LOW = 1.5
 
 
