@@ -230,3 +230,19 @@ def test_chord_changes_follow_the_harmony_when_bar_one_is_heard_a_beat_early():
     heard_pos = (np.arange(beats) + 1) % 4  # the heard bar one sits on the true bar's last beat
     chords = chords_from_chroma(chroma, heard_pos, 4, (0, "major"), np.ones(beats))
     assert [c.root for c in chords] == [0] * 4 + [5] * 4 + [7] * 4 + [9] * 4, [c.symbol for c in chords]
+
+
+def test_a_close_double_or_half_tempo_is_said_beside_the_heard_one():
+    """Half or double time that scored within `OCTAVE_DOUBT` of the chosen tempo is named (a hint: the take keeps
+    the chosen tempo), in the report and the CLI's heard line; a clear tempo gets no hint."""
+    from backline.engines.listen.audio import OCTAVE_DOUBT, octave_doubt
+    from backline.engines.listen.listening import heard_line
+
+    scored = [(10.0, 96.6), (10.0 - OCTAVE_DOUBT + 0.1, 189.7), (9.5, 62.0)]
+    assert octave_doubt(scored, 10.0, 96.6) == 2.0
+    assert octave_doubt([(10.0, 146.4), (9.0, 73.2)], 10.0, 146.4) == 0.5
+    assert octave_doubt([(10.0, 96.6), (10.0 - OCTAVE_DOUBT - 0.1, 193.2), (9.9, 64.4)], 10.0, 96.6) is None
+    heard = {"bpm": 96.634, "meter": "4/4", "bar_one_s": 0.128, "key": "G major", "sources": {"tempo": "audio"},
+             "octave_alternative_bpm": 193.268}
+    assert heard_line(heard).endswith("(or 193.3 BPM: double time came close — --bpm 193.3 plays it)")
+    assert "came close" not in heard_line({k: v for k, v in heard.items() if k != "octave_alternative_bpm"})

@@ -68,8 +68,9 @@ def summary(result, args: argparse.Namespace) -> None:
     rep = result.report
     if "listening" in rep:  # follow mode: what was heard and what was played, as the bass engine reports
         heard = rep["listening"]
-        print(f"heard  {heard['bpm']:g} BPM {heard['meter']}, bar one at {heard['bar_one_s']:.3f} s, {heard['key']}"
-              f"  ({', '.join(f'{k} from {v}' for k, v in heard['sources'].items())})")
+        from backline.engines.listen.listening import heard_line  # lazy: --help stays light
+
+        print(heard_line(heard))
         print(f"chords {heard['chords']}")
         for take in result.takes[:1]:
             for part in take.report.get("parts", {}).values():

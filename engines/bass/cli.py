@@ -51,8 +51,9 @@ def summary(result, args: argparse.Namespace) -> None:
     rep = result.report
     if "listening" in rep:
         heard = rep["listening"]
-        print(f"heard  {heard['bpm']:g} BPM {heard['meter']}, bar one at {heard['bar_one_s']:.3f} s, {heard['key']}"
-              f"  ({', '.join(f'{k} from {v}' for k, v in heard['sources'].items())})")
+        from backline.engines.listen.listening import heard_line  # lazy: --help stays light
+
+        print(heard_line(heard))
         print(f"chords {heard['chords']}")
     if "reference" in rep:  # issue 22: what the reference taught, in words
         print(f"style  {rep['reference']['learned']}  (learned from {rep['reference']['reference']}"

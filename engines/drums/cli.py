@@ -113,7 +113,7 @@ def _heard(args: argparse.Namespace, meter: tuple[int, int]):
     start = timeline.bar_to_samples(1)
     print(f"heard {heard.listening.bpm:.2f} BPM {timeline.numerator}/{timeline.denominator}, the first bar line at "
           f"{start / whole.sample_rate:.3f} s (the drums start there, sample {start}); --bpm sets the tempo and "
-          "counts bars from the first sample")
+          "counts bars from the first sample" + heard.listening.octave_hint())
     return timeline, start, None, whole.slice(start, whole.frames), None, None
 
 

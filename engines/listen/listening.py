@@ -32,6 +32,7 @@ class Listening:
     sources: dict[str, str] = field(default_factory=dict)
     kicks: np.ndarray | None = None  # kick-drum hits heard (seconds), for a bass that locks with the kick
     band_low: float | None = None  # MIDI pitch of the band's lowest voice (low in its range), for the register
+    octave_alternative: float | None = None  # double or half the tempo, when that came close (`OCTAVE_DOUBT`)
 
     @property
     def key_name(self) -> str:
@@ -95,7 +96,26 @@ class Listening:
     def to_dict(self) -> dict:
         return {"bpm": round(self.bpm, 3), "meter": f"{self.numerator}/{self.denominator}",
                 "bar_one_s": round(self.bar_one, 4), "key": self.key_name, "chords": self.chart(),
-                "beats": len(self.beats), "sources": dict(self.sources)}
+                "beats": len(self.beats), "sources": dict(self.sources)} | \
+            ({"octave_alternative_bpm": round(self.octave_alternative, 3)} if self.octave_alternative else {})
+
+    def octave_hint(self) -> str:
+        return octave_hint(self.bpm, self.octave_alternative)
+
+
+def octave_hint(bpm: float, alternative: float | None) -> str:
+    """' (or 193.3 BPM: double time came close — --bpm 193.3 plays it)', or '' when the tempo was clear."""
+    if not alternative:
+        return ""
+    which = "double" if alternative > bpm else "half"
+    return f" (or {alternative:.1f} BPM: {which} time came close — --bpm {alternative:.1f} plays it)"
+
+
+def heard_line(heard: dict) -> str:
+    """The CLI's 'heard' line from a report's `listening` block (`Listening.to_dict`)."""
+    return (f"heard  {heard['bpm']:g} BPM {heard['meter']}, bar one at {heard['bar_one_s']:.3f} s, {heard['key']}"
+            f"  ({', '.join(f'{k} from {v}' for k, v in heard['sources'].items())})"
+            + octave_hint(heard["bpm"], heard.get("octave_alternative_bpm")))
 
 
 #: What a user may tell the shared listener instead of letting it hear (key, chord chart, tempo, meter, trust the

@@ -110,7 +110,7 @@ class CaptureController(Controller):
             w.bpm.blockSignals(False)
         lst = cap.listening
         w.heard.setText(f"heard: {lst.bpm:.1f} BPM · {lst.numerator}/{lst.denominator} · bar one at "
-                        f"{lst.bar_one:.2f} s · {lst.key_name}" if lst is not None else "")
+                        f"{lst.bar_one:.2f} s · {lst.key_name}{lst.octave_hint()}" if lst is not None else "")
         w.chord_lane.setText(cap.chord_chart())
         last = cap.last_bar()
         if last:
