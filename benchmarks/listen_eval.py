@@ -1,6 +1,6 @@
 """Listening quality on held-out rendered corpus songs (mir_eval), and on the demo band without its bass.
 
-    python benchmarks/listen_eval.py [--corpus HELD_OUT] [--limit 20] [--full-mix]
+    python benchmarks/listen_eval.py [--corpus HELD_OUT] [--limit 20] [--full-mix | --without drums]
 
 Without --corpus it renders 4 synthetic songs itself (benchmark seed; _common.corpus_or_render) and says so.
 
@@ -44,8 +44,10 @@ def references(ex: dict) -> dict:
             "bpm": ex["tempo_bpm"], "meter": (num, den)}
 
 
-def band_without_bass(track) -> Audio:
-    stems = [s for s in track.audio_stems() if s.role != "bass"]
+def band_without_bass(track, role: str = "bass") -> Audio:
+    """The track's stems summed without `role` (the bass: what the bass engine hears; the drums: what
+    `generate drums MIX.wav` hears)."""
+    stems = [s for s in track.audio_stems() if s.role != role]
     audios = [read_audio(s.audio) for s in stems]
     frames = min(a.frames for a in audios)
     return Audio(np.sum([a.samples[:, :frames] for a in audios], axis=0).astype(np.float32), audios[0].sample_rate)
@@ -80,6 +82,8 @@ def main() -> int:
                     help="rendered held-out songs (Slakh layout); default: render 4 synthetic songs once")
     ap.add_argument("--limit", type=int, default=0)
     ap.add_argument("--full-mix", action="store_true")
+    ap.add_argument("--without", default="bass", choices=("bass", "drums"),
+                    help="the part taken out of the band (default bass; drums: what drums from audio hear)")
     ap.add_argument("--no-demo", action="store_true")
     args = ap.parse_args()
     rows = []
@@ -94,7 +98,7 @@ def main() -> int:
     for tr in tracks:
         ex = tr.extras
         ref = references(ex)
-        mix = read_audio(tr.mix_path) if args.full_mix else band_without_bass(tr)
+        mix = read_audio(tr.mix_path) if args.full_mix else band_without_bass(tr, args.without)
         t0 = time.perf_counter()
         lst = listen(mix)
         listen_s += time.perf_counter() - t0
@@ -105,7 +109,7 @@ def main() -> int:
               f"{lst.bpm:6.1f} {lst.numerator}/{lst.denominator} {lst.key_name:<9} beatF {s['beat_f']:.2f} "
               f"downF {s['down_f']:.2f} majmin {s['majmin']:.2f} root {s['root']:.2f}", flush=True)
     mean = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
-    print(f"\n{len(rows)} songs, {label} ({'full mix' if args.full_mix else 'band without bass'}), "
+    print(f"\n{len(rows)} songs, {label} ({'full mix' if args.full_mix else f'band without {args.without}'}), "
           f"{seconds / 60:.1f} min of audio:")
     print(f"  beat F          {mean['beat_f']:.3f}   (target >= 0.9)")
     print(f"  downbeat F      {mean['down_f']:.3f}   (target >= 0.8)")
