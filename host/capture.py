@@ -91,11 +91,14 @@ class CaptureModel(QObject):
     def live(self) -> bool:
         return self.extractor is not None
 
-    def set_tempo(self, bpm: float, numerator: int, denominator: int) -> None:
-        """The musician (or the DAW) says the file's tempo; bars are re-laid on the same audio."""
+    def set_tempo(self, bpm: float, numerator: int, denominator: int, *, keep_bar_one: bool = False) -> None:
+        """The musician (or the DAW) says the file's tempo; bars are re-laid on the same audio. The DAW's tempo
+        counts them from the file's first sample (its bar 1); the musician's (`keep_bar_one`) from the same first
+        bar line (a heard file's `origin`: typing double time keeps bar 1 where the music's is)."""
         if self.audio is None:
             return
-        self.timeline = Timeline.constant(bpm, self.audio.sample_rate, numerator, denominator)
+        origin = self.timeline.origin if keep_bar_one and self.timeline is not None else 0
+        self.timeline = Timeline.constant(bpm, self.audio.sample_rate, numerator, denominator, origin=origin)
         self.changed.emit()
 
     @staticmethod

@@ -99,16 +99,17 @@ class Listening:
                 "beats": len(self.beats), "sources": dict(self.sources)} | \
             ({"octave_alternative_bpm": round(self.octave_alternative, 3)} if self.octave_alternative else {})
 
-    def octave_hint(self) -> str:
-        return octave_hint(self.bpm, self.octave_alternative)
+    def octave_hint(self, control: str = "--bpm") -> str:
+        return octave_hint(self.bpm, self.octave_alternative, control)
 
 
-def octave_hint(bpm: float, alternative: float | None) -> str:
-    """' (or 193.3 BPM: double time came close — --bpm 193.3 plays it)', or '' when the tempo was clear."""
+def octave_hint(bpm: float, alternative: float | None, control: str = "--bpm") -> str:
+    """' (or 193.3 BPM: double time came close — --bpm 193.3 plays it)', or '' when the tempo was clear;
+    `control` is what sets the tempo where the line is read (the CLI's flag, the host's Tempo box)."""
     if not alternative:
         return ""
     which = "double" if alternative > bpm else "half"
-    return f" (or {alternative:.1f} BPM: {which} time came close — --bpm {alternative:.1f} plays it)"
+    return f" (or {alternative:.1f} BPM: {which} time came close — {control} {alternative:.1f} plays it)"
 
 
 def heard_line(heard: dict) -> str:

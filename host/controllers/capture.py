@@ -110,7 +110,7 @@ class CaptureController(Controller):
             w.bpm.blockSignals(False)
         lst = cap.listening
         w.heard.setText(f"heard: {lst.bpm:.1f} BPM · {lst.numerator}/{lst.denominator} · bar one at "
-                        f"{lst.bar_one:.2f} s · {lst.key_name}{lst.octave_hint()}" if lst is not None else "")
+                        f"{lst.bar_one:.2f} s · {lst.key_name}{lst.octave_hint('Tempo')}" if lst is not None else "")
         w.chord_lane.setText(cap.chord_chart())
         last = cap.last_bar()
         if last:
@@ -128,7 +128,7 @@ class CaptureController(Controller):
         w = self.window
         if w.capture.timeline is not None and abs(w.bpm.value() - w.capture.timeline.bpm) > 1e-6:
             tl = w.capture.timeline
-            w.capture.set_tempo(w.bpm.value(), tl.numerator, tl.denominator)
+            w.capture.set_tempo(w.bpm.value(), tl.numerator, tl.denominator, keep_bar_one=True)
             w.capture.tempo_from_file = False
 
     def chords_edited(self) -> None:
