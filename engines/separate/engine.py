@@ -79,10 +79,10 @@ PRESENT_SHARE = 0.02
 #: shipped weights (`benchmarks/separate_presence.py`; separate/weights/TRAINING.md, "Drums that play quietly"):
 #: the 16 held-out renders with drums 16-90 % (energy 15-49 %), the same songs without drums 0.0-0.4 %; real
 #: recordings: filosax01's jazz kit 77-94 % (energy 0.5-0.8 %, under `PRESENT_SHARE`), Falla's voice and piano
-#: 9.1 %, a Greek folk song 19.8 %, a ballroom waltz 4.1 %.
+#: 9.1 %, a Greek folk song 19.8 %, a ballroom waltz 5.8 %.
 DRUMS_TOP_SHARE = 0.4
 TOP_HZ = 4000.0
-TOP_FRAME, TOP_FRAMES = 8192, 400
+TOP_FRAME, TOP_FRAMES = 8192, 120
 SILENT_PEAK = 10 ** (-80 / 20)
 #: Peak RSS ≈ BASE + bytes held per second of mix (see `estimate_memory_bytes`); BASE is Python, torch, the model
 #: and one window's work: 0.77 GB measured with /usr/bin/time on a 10 s mix.
@@ -248,8 +248,9 @@ def peak(x: np.ndarray) -> float:
 
 def top_energy(x: np.ndarray, rate: int, above_hz: float = TOP_HZ) -> float:
     """Energy above `above_hz` in Hann-windowed frames of `TOP_FRAME` samples: every frame of a short mix, an even
-    sample of at most `TOP_FRAMES` per channel of a long one (a 15-minute mix in 400 frames: a share of two such
-    sums is all `top_share` needs, and the whole spectrum of every chunk cost half as much as separating)."""
+    sample of at most `TOP_FRAMES` per channel of a longer one (over 22 s at 44.1 kHz; a share of two such
+    sums is all `top_share` needs: about 0.03 CPU-s a call at any length, where the whole spectrum of every chunk
+    cost 0.38 CPU-s a minute, half as much as separating)."""
     n = x.shape[-1]
     if n < TOP_FRAME:
         x = np.pad(x, ((0, 0), (0, TOP_FRAME - n)))
