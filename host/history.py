@@ -55,6 +55,7 @@ class TakeRecord:
     sample_rate: int = 48000
     bpm: float = 120.0
     meter: tuple[int, int] = (4, 4)
+    origin: int = 0  # where bar 1 sat on the capture (a heard file's first bar line: `Timeline.origin`)
     stems: dict[str, str] = field(default_factory=dict)  # name -> path relative to the session folder
     midi: str | None = None
     start_sample: int = 0
@@ -70,6 +71,10 @@ class TakeRecord:
                 data[key] = tuple(data[key])
         return cls(**data)
 
+    def timeline(self) -> Timeline:
+        """The grid the take was generated on (its bars, where it sits, the DAW block's start bar)."""
+        return Timeline.constant(self.bpm, self.sample_rate, *self.meter, origin=self.origin)
+
     @property
     def label(self) -> str:
         return f"{self.engine_title or self.engine.title()} #{self.number}"
@@ -77,7 +82,7 @@ class TakeRecord:
 
 def _daw_block(take: TakeRecord, files: dict[str, str]) -> dict[str, Any]:
     """The `daw` block of the take writer's report (`engines.core.takes.daw_manifest`) for an exported copy."""
-    timeline = Timeline.constant(take.bpm, take.sample_rate, *take.meter)
+    timeline = take.timeline()
     stems = {name: None for name in take.stems}
     return _jsonable(daw_manifest(Take(seed=take.seed, stems=stems, midi=take.midi, start_sample=take.start_sample),
                                   files, take.engine, timeline))

@@ -24,7 +24,6 @@ from PyQt6.QtWidgets import (
 
 from backline.engines.core.audio import Audio, read_audio
 from backline.engines.core.errors import BacklineError
-from backline.engines.core.timeline import Timeline
 from backline.host import theme
 from backline.host.history import SessionStore, TakeRecord
 from backline.host.widgets import DragChip, DrumLanes, PianoRoll, WaveStrip, read_midi_notes
@@ -166,7 +165,7 @@ class TakeCard(QFrame):
 
     def _build_take(self, layout: QVBoxLayout, colour) -> None:
         take, store = self.take, self.store
-        timeline = Timeline.constant(take.bpm, take.sample_rate, *take.meter)
+        timeline = take.timeline()
         audio = None
         parts = []
         for rel in take.stems.values():  # several stems (accompaniment) show as their sum

@@ -323,6 +323,7 @@ def test_a_region_of_a_recording_with_a_lead_in_sits_on_its_bars(qtbot, make_win
     assert record.start_sample == start_late
     origin = window.capture.timeline.origin
     assert abs(origin - lead) < 0.02 * rate
+    assert record.origin == origin and record.timeline().samples_to_bar(record.start_sample) == pytest.approx(3.0, abs=1e-4)
     window.bpm.setValue(200.0)  # the musician types double time: bar 1 stays on the music's first beat
     window.bpm.editingFinished.emit()
     assert window.capture.timeline.origin == origin and window.capture.timeline.bpm == 200.0

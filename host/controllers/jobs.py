@@ -224,7 +224,8 @@ class JobController(Controller):
                           reference=job.values.get("reference"), variations=job.variations, bars=job.bars,
                           region_start=job.region[0], region_stop=job.region[1],
                           sample_rate=job.timeline.sample_rate, bpm=job.timeline.bpm,
-                          meter=(job.timeline.numerator, job.timeline.denominator), **extra)
+                          meter=(job.timeline.numerator, job.timeline.denominator), origin=job.timeline.origin,
+                          **extra)
 
     def job_finished(self, job_id: str, result) -> None:
         job = self._finish_job(job_id)
