@@ -498,3 +498,20 @@ def test_audio_without_bpm_is_heard_and_the_take_starts_on_its_first_bar_line(tm
     assert report["daw"]["start_sample"] == report["start_sample"]
     assert main(["generate", "drums", "--jack", "4", "--out", str(tmp_path / "j")]) == 2
     assert "--jack needs the tempo" in capsys.readouterr().err
+
+
+def test_band_midi_bar_one_is_the_captures_first_bar_line(engine, band_midi, tmp_path):
+    """On a capture whose first bar line was heard 0.3 s in (`Timeline.origin`), the band MIDI's bar 1 sits
+    there: bars 5-12 start 0.3 s later than on a DAW's timeline, with the same notes."""
+    from backline.engines.core.takes import write_takes
+
+    band, _, _ = band_midi
+    lead = int(0.3 * 48000)
+    takes = []
+    for origin in (0, lead):
+        req = GenerationRequest("drums", tmp_path / f"o{origin}", Timeline.constant(120, 48000, origin=origin),
+                                midi=Path(band), controls={"render": False, "bars": "5-12"}, seed=0)
+        takes.append(write_takes(engine.generate(req, progress=lambda f, m: None, cancel=threading.Event()),
+                                 tmp_path / f"o{origin}").takes[0])
+    assert takes[1].report["start_sample"] - takes[0].report["start_sample"] == lead
+    assert _notes(takes[1].midi) == _notes(takes[0].midi)

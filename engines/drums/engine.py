@@ -238,6 +238,8 @@ class DrumEngine:
             if not _has_tempo(request.midi):  # a MIDI file without tempo: the DAW's timeline decides
                 band.timeline = Timeline(request.timeline.sample_rate, request.timeline.tempo,
                                          band.timeline.numerator, band.timeline.denominator)
+            # the MIDI's bar 1 is the capture's (a loaded recording's first bar line heard: `Timeline.origin`)
+            band.timeline = replace(band.timeline, origin=request.timeline.origin)
             return band
         if request.mix is not None:
             band = grid_from_audio(request.mix, request.timeline, start=request.region_start)
