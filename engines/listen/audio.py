@@ -115,17 +115,14 @@ def listen_audio(mix: Audio, *, bpm: float | None = None, meter: tuple[int, int]
             sources["tempo"] = "audio"
         # the kit context only where the weights read it and there is an octave to choose
         kit = drum_kit(mix) if bpm is None and len(cands) > 1 and uses_kit(TEMPO_WEIGHTS) else NO_KIT
-        best, scored = None, []
-        for f in tempo_features(cands, env, low, duration, meters, grid_of, pitch_env, high, kit):
-            value = tempo_value(f)
-            scored.append((value, f["bpm"]))
-            if best is None or value > best[0]:
-                best = (value, f["beats"], f["beat_s"], f["chroma"], f["low"], f["meter"], f["phase"], f["bpm"])
-        if best is None:
+        scored = [(tempo_value(f), f) for f in tempo_features(cands, env, low, duration, meters, grid_of, pitch_env,
+                                                              high, kit)]
+        if not scored:
             raise ConfigError("no steady beat was heard in the mix", fix="give the tempo with --bpm")
-        octave = octave_doubt(scored, best[0], best[7]) if bpm is None else None
-        best = best[:7]
-        _, beats, beat_s, chroma, lowb, meter, phase = best
+        value, f = max(scored, key=lambda vf: vf[0])
+        if bpm is None:
+            octave = octave_doubt([(v, g["bpm"]) for v, g in scored], value, f["bpm"])
+        beats, beat_s, chroma, lowb, meter, phase = (f[k] for k in ("beats", "beat_s", "chroma", "low", "meter", "phase"))
         meter, phase, _ = _meter_and_phase(_novelty(chroma), lowb, meters)  # bar one: harmony and the low band
         sources["bar_one"] = "audio"
         sources.setdefault("meter", "audio")
