@@ -24,8 +24,11 @@ RIDE, HH_FOOT, KICK = 51, 44, 36
 CHANGES = [(2, (0, 3, 7, 10)), (7, (0, 4, 7, 10)), (0, (0, 4, 7, 11)), (0, (0, 4, 7, 11))]
 
 
-def groove(bpm: float, bars: int, seed: int) -> tuple[list, list, list]:
-    """(drums, bass, piano) notes as (start s, end s, pitch, velocity)."""
+def groove(bpm: float, bars: int, seed: int, pushed: bool = False) -> tuple[list, list, list]:
+    """(drums, bass, piano) notes as (start s, end s, pitch, velocity). `pushed`: the piano comps on the swung "and"s
+    before the beats (two to four anticipations a bar, accented, the kick "dropping bombs" with a third of them) and the drummer
+    accents the ride's skip notes: the loudest attacks of the groove fall a third of a beat before its beats, where a
+    beat fit that follows strength alone puts its grid (`listen.tempo.swing_beat_shift`)."""
     rng = np.random.default_rng(seed)
     beat = 60.0 / bpm
     ratio = rng.uniform(0.6, 0.7)  # the skip's place in the beat: 0.67 is the triplet swing
@@ -40,7 +43,8 @@ def groove(bpm: float, bars: int, seed: int) -> tuple[list, list, list]:
             t = (bar * 4 + b) * beat
             drums.append((t + jit(), t + 0.2, RIDE, int(rng.integers(80, 100))))
             if b in (1, 3):
-                drums.append((t + ratio * beat + jit(), t + ratio * beat + 0.1, RIDE, int(rng.integers(60, 80))))
+                skip = (100, 120) if pushed else (60, 80)
+                drums.append((t + ratio * beat + jit(), t + ratio * beat + 0.1, RIDE, int(rng.integers(*skip))))
                 drums.append((t + jit(), t + 0.1, HH_FOOT, int(rng.integers(55, 75))))
             if rng.random() < 0.15:
                 drums.append((t + jit(), t + 0.1, KICK, int(rng.integers(40, 60))))  # feathered kick
@@ -54,23 +58,30 @@ def groove(bpm: float, bars: int, seed: int) -> tuple[list, list, list]:
             s = max(0.0, t - lead + jit())
             bass.append((s, s + 0.9 * beat, p + 12 * int(p < 40), int(rng.integers(85, 105))))
         chord = [60 + (key + deg + tn) % 12 for tn in tones[1:]] + [48 + (key + deg) % 12 + 12]
-        for at, length in ((0.0, 0.8), (1.0 + ratio, 1.2)):  # Charleston: 1 and the swung "and" of 2
+        # Charleston: 1 and the swung "and" of 2; pushed: the swung "and"s of the beats (each anticipates the next)
+        comp = [(0.0, 0.8), (1.0 + ratio, 1.2)]
+        if pushed:  # two to four of the bar's four anticipations, a kick with a third of them
+            comp = [(b + ratio, 0.5) for b in sorted(rng.choice(4, int(rng.integers(2, 5)), replace=False))]
+            drums += [((bar * 4 + at) * beat + jit(), (bar * 4 + at) * beat + 0.1, KICK, int(rng.integers(85, 105)))
+                      for at, _ in comp if rng.random() < 0.33]
+        for at, length in comp:
             t = (bar * 4 + at) * beat
             s = max(0.0, t - lead + jit())
             for p in chord:
-                piano.append((s, s + length * beat, p, int(rng.integers(65, 85))))
+                piano.append((s, s + length * beat, p, int(rng.integers(*((85, 105) if pushed else (65, 85))))))
     return drums, bass, piano
 
 
-def build_swing_set(cache: Path, n: int, seconds: float = 24.0) -> list[dict]:
-    """Render (once, cached) `n` swing grooves of about `seconds`; clip dicts with wav path and bpm."""
+def build_swing_set(cache: Path, n: int, seconds: float = 24.0, pushed: bool = False) -> list[dict]:
+    """Render (once, cached) `n` swing grooves of about `seconds` (`pushed`: comping on the anticipations, another
+    seed range); clip dicts with wav path and bpm."""
     def clip(i: int) -> tuple[float, float, list]:
         bpm = SWING_TEMPI[i % len(SWING_TEMPI)]
         bars = int(np.ceil(seconds / (4 * 60.0 / bpm)))
-        drums, bass, piano = groove(bpm, bars, seed=1000 + i)
+        drums, bass, piano = groove(bpm, bars, seed=(2000 if pushed else 1000) + i, pushed=pushed)
         return bpm, bars * 4 * 60.0 / bpm, [(drums, 0, True), (bass, 32, False), (piano, 0 if i % 2 else 4, False)]
 
-    return render_grooves(cache, n, "swing", clip)
+    return render_grooves(cache, n, "pushed" if pushed else "swing", clip)
 
 
 def render_grooves(cache: Path, n: int, prefix: str, clip: Callable[[int], tuple[float, float, list]]) -> list[dict]:

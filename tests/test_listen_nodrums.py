@@ -267,10 +267,12 @@ def test_the_swung_skip_sits_two_thirds_into_the_swing_beat_not_its_half():
     assert _swung_offbeat(env, beats[::2]) < -0.5
 
 
-def _swing_groove(bpm: float, bars: int, tmp_path, skip: float = 2.0 / 3.0, kit: bool = True) -> Audio:
+def _swing_groove(bpm: float, bars: int, tmp_path, skip: float = 2.0 / 3.0, kit: bool = True,
+                  pushed: bool = False) -> Audio:
     """A jazz rhythm section rendered with FluidR3 (the ride on every beat and its skip note `skip` into beats 2
     and 4, the hi-hat foot on 2 and 4, a walking bass in quarters, the piano on 1 and the swung "and" of 2);
-    without `kit`, the bass and piano alone."""
+    without `kit`, the bass and piano alone. `pushed`: the piano comps loud on the swung "and" of every beat
+    (each anticipating the next), a kick "bomb" with the bar's last, and the ride's skip notes accented."""
     import pretty_midi
 
     from backline.engines.core.render import find_soundfonts, render_midi
@@ -286,13 +288,18 @@ def _swing_groove(bpm: float, bars: int, tmp_path, skip: float = 2.0 / 3.0, kit:
             s = (bar * 4 + b) * beat
             drums.notes.append(pretty_midi.Note(90 if b % 2 == 0 else 80, 51, s, s + 0.2))
             if b % 2:
-                drums.notes.append(pretty_midi.Note(70, 51, s + skip * beat, s + skip * beat + 0.1))
+                drums.notes.append(pretty_midi.Note(110 if pushed else 70, 51, s + skip * beat, s + skip * beat + 0.1))
                 drums.notes.append(pretty_midi.Note(65, 44, s, s + 0.1))
             p = root + (0, 3, 7, 10)[b]
             bass.notes.append(pretty_midi.Note(95, p - 12 * (p > 55), s, s + 0.9 * beat))
-        for at, length in ((0.0, 0.8), (1.0 + skip, 1.2)):
+        comp = ((skip, 0.5), (1.0 + skip, 0.5), (2.0 + skip, 0.5), (3.0 + skip, 0.5)) if pushed else ((0.0, 0.8), (1.0 + skip, 1.2))
+        for at, length in comp:
             s = (bar * 4 + at) * beat
-            piano.notes += [pretty_midi.Note(70, root + 12 + q, s, s + length * beat) for q in (4, 7, 10, 14)]
+            piano.notes += [pretty_midi.Note(105 if pushed else 70, root + 12 + q, s, s + length * beat)
+                            for q in (4, 7, 10, 14)]
+        if pushed:
+            s = (bar * 4 + 3.0 + skip) * beat
+            drums.notes.append(pretty_midi.Note(100, 36, s, s + 0.1))
     pm.instruments += [drums, bass, piano] if kit else [bass, piano]
     pm.write(str(tmp_path / "swing.mid"))
     return render_midi(tmp_path / "swing.mid", "FluidR3_GM", sample_rate=44100)
@@ -349,3 +356,36 @@ def test_a_rendered_swing_groove_opens_the_swing_context_and_its_quarter_wins_wi
     base = max(tab, key=lambda f: tempo_value(f, BASE_WEIGHTS))
     assert abs(base["bpm"] / 88.0 - 1.0) < 0.04, base["bpm"]  # without the style weights: the half
     assert tempo_table(_swing_groove(176.0, 8, tmp_path, skip=0.5))[0]["gsw"] == 0.0
+
+
+def test_a_swing_band_that_pushes_is_heard_on_the_rides_quarters_not_its_anticipations(tmp_path):
+    """Issue 19 (filosax01, a real jazz trio: the heard beats sat 90-130 ms before the annotated ones, which are on
+    the ride's quarter notes): where the piano comps loud on the swung "and"s, the kick drops bombs with them and the
+    ride's skips are accented, the strongest attacks fall a third of a beat before the beat and the beat fit put
+    its grid there — every take a swung eighth early. The swing template (`swing_beat_shift`: long-short, the ride's
+    quarter then its skip two-thirds in) moves the grid onto the quarters; a straight groove's grid stays."""
+    from backline.engines.listen import listen_audio
+    from backline.engines.listen.tempo import HOP, SR, swing_beat_shift
+
+    bpm = 132.0  # the listener of 0a9b182 heard 132.0 BPM, its beats 149 ms early (120 BPM: 165 ms)
+    beat = 60.0 / bpm
+    lst = listen_audio(_swing_groove(bpm, 8, tmp_path, pushed=True))
+    assert abs(lst.bpm / bpm - 1.0) < 0.04, lst.bpm
+    off = (lst.beats + beat / 2) % beat - beat / 2  # the ride's quarters sit on k·beat
+    assert -0.06 < float(np.median(off)) < 0.03, off.round(3)
+
+    fps = SR / HOP
+    period = beat * fps
+    straight = np.zeros(int(20.0 * fps))  # a hi-hat in straight eighths, the beat's louder
+    for k in range(40):
+        straight[int(round((0.3 + k * beat) * fps))] = 1.0
+        straight[int(round((0.3 + (k + 0.5) * beat) * fps))] = 0.7
+    assert swing_beat_shift(straight, period, 0.3 * fps) == 0.0
+    swung = np.zeros_like(straight)  # the ride: quarters and skips two-thirds in on 2 and 4, skips the loudest
+    for k in range(40):
+        swung[int(round((0.3 + k * beat) * fps))] = 0.5
+        if k % 2:
+            swung[int(round((0.3 + (k + 2.0 / 3.0) * beat) * fps))] = 1.0
+    for own in (0.3, 0.3 + 2.0 / 3.0 * beat):  # on the quarters it stays; on the skips it moves a third on
+        moved = swing_beat_shift(swung, period, own * fps) / fps
+        assert abs((own + moved - 0.3 + beat / 2) % beat - beat / 2) < 0.02, (own, moved)

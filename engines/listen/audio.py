@@ -23,6 +23,7 @@ from backline.engines.listen.tempo import (
     _novelty,
     _onsets,
     fit_grid,
+    swing_beat_shift,
     tempo_candidates,
     tempo_features,
     tempo_value,
@@ -124,6 +125,17 @@ def listen_audio(mix: Audio, *, bpm: float | None = None, meter: tuple[int, int]
             octave = octave_doubt([(v, g["bpm"]) for v, g in scored], value, f["bpm"])
         beats, beat_s, chroma, lowb, meter, phase = (f[k] for k in ("beats", "beat_s", "chroma", "low", "meter", "phase"))
         meter, phase, _ = _meter_and_phase(_novelty(chroma), lowb, meters)  # bar one: harmony and the low band
+        # with a kit, a swing timekeeper's quarter is the beat, not the band's anticipations (`swing_beat_shift`);
+        # bar one and each beat's harmony stay as read at the band's attacks: a push belongs to the beat it
+        # anticipates (read from the ride's beats instead, filosax01's chords lost 0.975 -> 0.813 chord tones)
+        moved = swing_beat_shift(high, beat_s * fps, float(beats[0]) * fps) / fps if f["gkit"] >= 0.5 else 0.0
+        if moved:
+            beats = beats + moved
+            if beats[0] < 0.0:  # the first beat moved off the clip: bar one is a beat nearer the start
+                per_bar = meter[0] // 3 if meter[1] == 8 and meter[0] % 3 == 0 else meter[0]
+                beats, chroma, phase = beats[1:], chroma[:, 1:], (phase - 1) % per_bar
+            beats = beats[beats < duration - 0.05]
+            chroma = chroma[:, :len(beats)]
         sources["bar_one"] = "audio"
         sources.setdefault("meter", "audio")
     energy = _beat_chroma(rms, beats)[0]
