@@ -72,13 +72,16 @@ def groove(bpm: float, bars: int, seed: int, pushed: bool = False) -> tuple[list
     return drums, bass, piano
 
 
-def build_swing_set(cache: Path, n: int, seconds: float = 24.0, pushed: bool = False) -> list[dict]:
+def build_swing_set(cache: Path, n: int, seconds: float = 24.0, pushed: bool = False,
+                    first_seed: int | None = None) -> list[dict]:
     """Render (once, cached) `n` swing grooves of about `seconds` (`pushed`: comping on the anticipations, another
-    seed range); clip dicts with wav path and bpm."""
+    seed range; `first_seed`: another set again, e.g. one held out from what was set on these); clip dicts with
+    wav path and bpm."""
     def clip(i: int) -> tuple[float, float, list]:
         bpm = SWING_TEMPI[i % len(SWING_TEMPI)]
         bars = int(np.ceil(seconds / (4 * 60.0 / bpm)))
-        drums, bass, piano = groove(bpm, bars, seed=(2000 if pushed else 1000) + i, pushed=pushed)
+        seed0 = first_seed if first_seed is not None else 2000 if pushed else 1000
+        drums, bass, piano = groove(bpm, bars, seed=seed0 + i, pushed=pushed)
         return bpm, bars * 4 * 60.0 / bpm, [(drums, 0, True), (bass, 32, False), (piano, 0 if i % 2 else 4, False)]
 
     return render_grooves(cache, n, "pushed" if pushed else "swing", clip)

@@ -54,10 +54,15 @@ def drum_kit(mix: Audio) -> float:
     return NO_KIT if value is None else value
 
 
+def _at_beats(env: np.ndarray, beats: np.ndarray) -> np.ndarray:
+    """An onset-hop envelope's peak within ±2 frames (±23 ms) of each beat."""
+    fr = np.clip(np.rint(beats * SR / HOP).astype(int), 0, len(env) - 1)
+    return np.array([env[max(0, f - 2):f + 3].max() for f in fr])
+
+
 def _grid_cues(frame_chroma: np.ndarray, low: np.ndarray, beats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per beat of a grid: its chroma, and the low-band onset strength at it (bar one's cues)."""
-    fr = np.clip(np.rint(beats * SR / HOP).astype(int), 0, len(low) - 1)
-    return _beat_chroma(frame_chroma, beats), np.array([low[max(0, f - 2):f + 3].max() for f in fr])
+    return _beat_chroma(frame_chroma, beats), _at_beats(low, beats)
 
 
 def tempo_table(mix: Audio, meters: tuple[tuple[int, int], ...] = ((4, 4), (3, 4))) -> list[dict]:
@@ -114,8 +119,9 @@ def listen_audio(mix: Audio, *, bpm: float | None = None, meter: tuple[int, int]
         else:
             cands = tempo_candidates(env)
             sources["tempo"] = "audio"
-        # the kit context only where the weights read it and there is an octave to choose
-        kit = drum_kit(mix) if bpm is None and len(cands) > 1 and uses_kit(TEMPO_WEIGHTS) else NO_KIT
+        # the kit context where the weights read it: for the octave, and (the tempo given too) for where a swing
+        # groove's beat and bar one sit (`swing_beat_shift`, `_meter_and_phase`'s swing cue)
+        kit = drum_kit(mix) if uses_kit(TEMPO_WEIGHTS) else NO_KIT
         scored = [(tempo_value(f), f) for f in tempo_features(cands, env, low, duration, meters, grid_of, pitch_env,
                                                               high, kit)]
         if not scored:
@@ -124,7 +130,9 @@ def listen_audio(mix: Audio, *, bpm: float | None = None, meter: tuple[int, int]
         if bpm is None:
             octave = octave_doubt([(v, g["bpm"]) for v, g in scored], value, f["bpm"])
         beats, beat_s, chroma, lowb, meter, phase = (f[k] for k in ("beats", "beat_s", "chroma", "low", "meter", "phase"))
-        meter, phase, _ = _meter_and_phase(_novelty(chroma), lowb, meters)  # bar one: harmony and the low band
+        # bar one: harmony and the low band (in swing, new pitches too)
+        meter, phase, _ = _meter_and_phase(_novelty(chroma), lowb, meters, pitch=_at_beats(pitch_env, beats),
+                                           swing=f["gsw"])
         # with a kit, a swing timekeeper's quarter is the beat, not the band's anticipations (`swing_beat_shift`);
         # bar one and each beat's harmony stay as read at the band's attacks: a push belongs to the beat it
         # anticipates (read from the ride's beats instead, filosax01's chords lost 0.975 -> 0.813 chord tones)
