@@ -268,11 +268,12 @@ def test_the_swung_skip_sits_two_thirds_into_the_swing_beat_not_its_half():
 
 
 def _swing_groove(bpm: float, bars: int, tmp_path, skip: float = 2.0 / 3.0, kit: bool = True,
-                  pushed: bool = False) -> Audio:
+                  pushed: bool = False, bass_part: bool = True, lead: float = 0.0) -> Audio:
     """A jazz rhythm section rendered with FluidR3 (the ride on every beat and its skip note `skip` into beats 2
     and 4, the hi-hat foot on 2 and 4, a walking bass in quarters, the piano on 1 and the swung "and" of 2);
-    without `kit`, the bass and piano alone. `pushed`: the piano comps loud on the swung "and" of every beat
-    (each anticipating the next), a kick "bomb" with the bar's last, and the ride's skip notes accented."""
+    without `kit`, the bass and piano alone; without `bass_part`, the kit and piano; `lead`: the bass and piano
+    that many seconds ahead of the ride. `pushed`: the piano comps loud on the swung "and" of every beat (each
+    anticipating the next), a kick "bomb" with the bar's last, and the ride's skip notes accented."""
     import pretty_midi
 
     from backline.engines.core.render import find_soundfonts, render_midi
@@ -291,16 +292,19 @@ def _swing_groove(bpm: float, bars: int, tmp_path, skip: float = 2.0 / 3.0, kit:
                 drums.notes.append(pretty_midi.Note(110 if pushed else 70, 51, s + skip * beat, s + skip * beat + 0.1))
                 drums.notes.append(pretty_midi.Note(65, 44, s, s + 0.1))
             p = root + (0, 3, 7, 10)[b]
-            bass.notes.append(pretty_midi.Note(95, p - 12 * (p > 55), s, s + 0.9 * beat))
-        comp = ((skip, 0.5), (1.0 + skip, 0.5), (2.0 + skip, 0.5), (3.0 + skip, 0.5)) if pushed else ((0.0, 0.8), (1.0 + skip, 1.2))
+            early = max(0.0, s - lead)
+            bass.notes.append(pretty_midi.Note(95, p - 12 * (p > 55), early, s + 0.9 * beat))
+        comp = ((0.0, 0.8), (1.0 + skip, 1.2))
+        if pushed:
+            comp = ((skip, 0.5), (1.0 + skip, 0.5), (2.0 + skip, 0.5), (3.0 + skip, 0.5))
         for at, length in comp:
-            s = (bar * 4 + at) * beat
+            s = max(0.0, (bar * 4 + at) * beat - lead)
             piano.notes += [pretty_midi.Note(105 if pushed else 70, root + 12 + q, s, s + length * beat)
                             for q in (4, 7, 10, 14)]
         if pushed:
             s = (bar * 4 + 3.0 + skip) * beat
             drums.notes.append(pretty_midi.Note(100, 36, s, s + 0.1))
-    pm.instruments += [drums, bass, piano] if kit else [bass, piano]
+    pm.instruments += [p for p, keep in ((drums, kit), (bass, bass_part), (piano, True)) if keep]
     pm.write(str(tmp_path / "swing.mid"))
     return render_midi(tmp_path / "swing.mid", "FluidR3_GM", sample_rate=44100)
 
@@ -412,3 +416,29 @@ def test_a_walking_swing_groove_has_bar_one_on_its_first_beat_not_on_four(bpm, t
     monkeypatch.setattr(tempo, "SWING_BAR_ONE_PITCH", 0.0)
     monkeypatch.setattr(tempo, "SWING_BAR_ONE_LOW", tempo.BAR_ONE_LOW)
     assert (np.round(listen_audio(mix).downbeats / beat) % 4 == 3).all()
+
+
+@pytest.mark.parametrize("bpm", [144.0, 176.0])
+def test_sparse_swing_comping_changes_chord_on_the_bar_line_not_on_the_empty_beat_before(bpm, tmp_path,
+                                                                                          monkeypatch):
+    """Issue 19: a ride and the piano's Charleston (1 and the "and" of 2, the piano 40 ms ahead of the ride),
+    no bass — what the bass engine hears of a jazz trio. Beat 4 holds only the ride; what matched a template
+    there was the next chord's attack smeared back by the CQT, so every change was heard on 4 and a bass take
+    played each new root a beat early. Evidence as sharp as the beat's harmony is loud
+    (`harmony.CHORD_EVIDENCE_LEVEL`) lets the bar-line prior decide; without it the changes fall on 4 again."""
+    import backline.engines.listen.harmony as harmony
+    from backline.engines.listen import listen_audio
+
+    beat = 60.0 / bpm
+    mix = _swing_groove(bpm, 8, tmp_path, bass_part=False, lead=0.04)
+
+    def change_beats(lst) -> np.ndarray:  # each chord change's beat in the true bar (0 = bar one)
+        k = np.round(lst.beats / beat).astype(int)
+        return np.array([k[i + 1] % 4 for i in range(len(k) - 1) if lst.chords[i] != lst.chords[i + 1]])
+
+    lst = listen_audio(mix)
+    assert abs(lst.bpm / bpm - 1.0) < 0.04, lst.bpm
+    changes = change_beats(lst)
+    assert len(changes) >= 6 and np.mean(changes == 0) >= 0.8, changes
+    monkeypatch.setattr(harmony, "CHORD_EVIDENCE_LEVEL", 0.0)  # every beat's evidence full strength, as before
+    assert np.mean(change_beats(listen_audio(mix)) == 3) >= 0.8
