@@ -363,8 +363,8 @@ BAR_ONE_LOW = 1.5
 #: on 1: every swing groove of `benchmarks/swing_set.py` heard at its tempo had bar one on beat 4 (0 of 11; held-out
 #: seeds 5000+: 0 of 12). Set on a tuning set of bar-one cues (the swing grooves, 91 bands without drums or
 #: without bass of seeds 3131/3232, 10 four-part training pieces): 0.5 / 1.0 placed bar one right on 101 of 115
-#: (the shipped weights before: 86). Not everywhere: for every song 1.0 on the new pitches cost a held-out drum song whose chords
-#: are pushed onto 4 (downbeat F 0.892 → 0.811 over 12; README, issue 19), so only with the swing context.
+#: (the weights before: 86). Not everywhere: for every song they cost a held-out drum song whose chords are
+#: pushed onto 4 (downbeat F 0.892 → 0.811 over 12; README, issue 19), so only with the swing context.
 SWING_BAR_ONE_LOW = 0.5
 SWING_BAR_ONE_PITCH = 1.0
 
