@@ -179,6 +179,14 @@ def _on_track(times: np.ndarray, beats: np.ndarray, sub: int) -> float:
 SWING_BINS = 24
 
 
+def _beat_fold(env: np.ndarray, beats: np.ndarray, step: float, bins: int) -> np.ndarray:
+    """The envelope's peak (±1 frame) at `bins` equal fractions of a beat of `step` frames after each of `beats`
+    (frames), averaged over the beats: where in the beat the onsets fall."""
+    peak = _peaks(env)
+    return np.array([peak[np.clip(np.rint(beats + k * step / bins).astype(int), 0, len(env) - 1)].mean()
+                     for k in range(bins)])
+
+
 def _swing(env: np.ndarray, beats_s: np.ndarray) -> float:
     """How swung the onsets are at this beat: min(a, -b) of the beat-folded onset strength's circular
     autocorrelation a third of a beat on (a: a beat and its 2:1 swung skip, two-thirds in) and half a beat on (b:
@@ -190,9 +198,7 @@ def _swing(env: np.ndarray, beats_s: np.ndarray) -> float:
     step = float(np.median(np.diff(beats_s))) if len(beats_s) > 1 else 0.0
     if step <= 0:
         return 0.0
-    peak = np.maximum(env, np.maximum(np.roll(env, 1), np.roll(env, -1)))
-    prof = np.array([peak[np.clip(np.rint((beats_s + k * step / SWING_BINS) * fps).astype(int), 0, len(env) - 1)].mean()
-                     for k in range(SWING_BINS)])
+    prof = _beat_fold(env, np.asarray(beats_s) * fps, step * fps, SWING_BINS)
     prof = prof - prof.mean()
     norm = float(prof @ prof) + 1e-12
     third, half = (float(prof @ np.roll(prof, lag)) / norm for lag in (SWING_BINS // 3, SWING_BINS // 2))
@@ -279,7 +285,6 @@ SWING_SKIP_WEIGHT = 0.5
 #: well (two ties); on the pushed grooves heard at their tempo the grid is on the anticipations and fits -0.07..0.35,
 #: the ride's quarter 1.35-1.44 (README, issue 19). filosax01 (measured after): 0.62 against 1.30.
 SWING_SHIFT_MARGIN = 0.3
-SWING_PROFILE_BINS = 24
 
 
 def swing_beat_shift(high: np.ndarray, period: float, phase: float) -> float:
@@ -298,13 +303,11 @@ def swing_beat_shift(high: np.ndarray, period: float, phase: float) -> float:
     n = len(high)
     if period <= 0 or n < 2:
         return 0.0
-    bins = SWING_PROFILE_BINS
-    peak = _peaks(high)
+    bins = SWING_BINS
     beats = phase + np.arange(int((n - 1 - phase) / period)) * period
     if len(beats) < MIN_BEATS:
         return 0.0
-    prof = np.array([peak[np.clip(np.rint(beats + k * period / bins).astype(int), 0, n - 1)].mean()
-                     for k in range(bins)])
+    prof = _beat_fold(high, beats, period, bins)
     prof = prof / (prof.max() + 1e-12)
     near = np.array([max(prof[(i - 1) % bins], prof[i % bins], prof[(i + 1) % bins]) for i in range(bins)])
     fit = near + SWING_SKIP_WEIGHT * np.roll(near, -2 * bins // 3) - np.roll(near, -bins // 3)
